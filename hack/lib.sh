@@ -1,0 +1,13 @@
+# Shared shell helpers for hack/ scripts. Sourced, not run.
+SLIPWAY_CACHE_DIR=${SLIPWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/slipway}
+export SLIPWAY_CACHE_DIR
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# tool_dir NAME VERSION prints (and creates) the cache folder for one pinned tool.
+tool_dir() {
+  local d="$SLIPWAY_CACHE_DIR/bin/$1-$2"
+  mkdir -p "$d"
+  echo "$d"
+}
