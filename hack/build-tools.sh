@@ -8,10 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-ETCD_VERSION=v3.6.16
-K8S_VERSION=v1.37.2
-KWOK_VERSION=v0.8.0
-BUILDKIT_VERSION=v0.34.2
+. "$(dirname "$0")/versions.sh"
 
 # wrapper_module DIR MODULE@VERSION PKG... creates a throwaway module in DIR that requires
 # MODULE and imports PKG (main packages) from a tools file so `go mod tidy` pins them.
@@ -49,12 +46,15 @@ build_etcd() {
 
 build_kube() {
   local out; out=$(tool_dir kube "$K8S_VERSION")
-  [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kube-scheduler" ] && return 0
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (about 7 minutes cold)"
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl) bin missing=()
+  for bin in "${bins[@]}"; do [ -x "$out/$bin" ] || missing+=("$bin"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "building ${missing[*]} $K8S_VERSION (about 8 minutes cold)"
   local src="$SLIPWAY_CACHE_DIR/src/kube-$K8S_VERSION"
   local staging="v0${K8S_VERSION#v1}"
   wrapper_module "$src" "k8s.io/kubernetes@$K8S_VERSION" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubectl
   # k8s.io/kubernetes points its staging modules at ./staging; point them at the published
   # modules of the same release instead.
   local gomod
@@ -69,8 +69,7 @@ build_kube() {
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  local bin
-  for bin in kube-apiserver kube-controller-manager kube-scheduler; do
+  for bin in "${missing[@]}"; do
     (cd "$src" && CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$out/$bin.tmp" "k8s.io/kubernetes/cmd/$bin")
     mv "$out/$bin.tmp" "$out/$bin"
   done

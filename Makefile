@@ -1,0 +1,54 @@
+# Slipway. The two commands that matter: `make test` and `make env-up` (see README.md).
+SHELL := /usr/bin/env bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/slipwayhq/slipway/internal/version.version=$(VERSION) \
+	-X github.com/slipwayhq/slipway/internal/version.commit=$(COMMIT)
+# The e2e package starts the control plane once (10-15 s warm, minutes cold); allow for it.
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all build test check unit e2e env-up env-down prereqs bench clean
+
+all: build
+
+## build: the slipway binary in bin/, stamped with version and commit
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/slipway ./cmd/slipway
+
+## test: formatting, vet, unit and end-to-end tests against the real local environment
+test: check prereqs
+	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+## check: gofmt and go vet
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## unit: only the tests that need no real environment
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+## e2e: only the end-to-end tests
+e2e: prereqs
+	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./test/e2e/...
+
+## prereqs: Debian packages and pinned binaries the environment needs (cached)
+prereqs:
+	hack/prereqs.sh
+
+## env-up / env-down: start or stop the local real environment (.slipway/testenv.env)
+env-up:
+	hack/env-up.sh
+	@echo "now: . .slipway/testenv.env && kubectl get nodes"
+
+env-down:
+	hack/env-down.sh
+
+## bench: benchmarks, side by side with their peers
+bench: prereqs
+	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Starts the local test environment: every external part Slipway talks to, for real.
+#   - a Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+#     kube-scheduler) with two kwok nodes, an admin and a limited (view-only) kubeconfig;
+#   - two Distribution registries (anonymous, and htpasswd-protected) holding base/busybox;
+#   - a Git smart-HTTP server (git http-backend) with basic auth;
+#   - buildkitd.
+# Writes .slipway/testenv.env (shell-sourceable). Reuses a healthy running environment.
+set -euo pipefail
+HACK=$(cd "$(dirname "$0")" && pwd)
+. "$HACK/lib.sh"
+ROOT=$(cd "$HACK/.." && pwd)
+STATE="$ROOT/.slipway/env"
+ENVFILE="$ROOT/.slipway/testenv.env"
+mkdir -p "$ROOT/.slipway"
+
+# Ports: one base, overridable, so two checkouts on one machine can each run an environment.
+BASE=${SLIPWAY_ENV_PORT_BASE:-17400}
+ETCD_PORT=$((BASE + 1)) ETCD_PEER_PORT=$((BASE + 2)) API_PORT=$((BASE + 3))
+REG_PORT=$((BASE + 5)) REG_AUTH_PORT=$((BASE + 6)) GIT_PORT=$((BASE + 7)) BUILDKIT_PORT=$((BASE + 8))
+
+# healthy reports whether the environment described by $ENVFILE is up and answering.
+healthy() {
+  [ -f "$ENVFILE" ] || return 1
+  (
+    set +u
+    . "$ENVFILE"
+    local pid
+    for pid in $SLIPWAY_ENV_PIDS; do kill -0 "$pid" 2>/dev/null || exit 1; done
+    curl -sf --max-time 3 --cacert "$SLIPWAY_ENV_DIR/pki/ca.crt" -H "Authorization: Bearer $(cat "$SLIPWAY_ENV_DIR/admin.token")" \
+      "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
+    curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
+  )
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND... retries COMMAND until it succeeds.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$what not ready after ${timeout}s; see the logs in $STATE/logs"
+    sleep 0.3
+  done
+}
+
+PIDS=()
+# start NAME BINARY ARGS... runs a process in the background with its own log, recording its PID.
+start() {
+  local name=$1; shift
+  nohup "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  PIDS+=("$!")
+  echo "$!" >"$STATE/pids/$name"
+}
+
+make_pki() {
+  local pki="$STATE/pki"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=slipway-testenv-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+}
+
+# kubeconfig FILE USER TOKEN writes a token kubeconfig for the local API server.
+kubeconfig() {
+  cat >"$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: slipway-testenv
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: $STATE/pki/ca.crt
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2@slipway-testenv
+  context: {cluster: slipway-testenv, user: $2}
+current-context: $2@slipway-testenv
+KC
+  chmod 600 "$1"
+}
+
+registry_config() { # FILE PORT DIR [HTPASSWD]
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn}"
+    echo "storage:"
+    echo "  filesystem: {rootdirectory: $3}"
+    echo "  delete: {enabled: true}"
+    echo "http: {addr: 127.0.0.1:$2}"
+    if [ -n "${4:-}" ]; then
+      echo "auth:"
+      echo "  htpasswd: {realm: slipway-testenv, path: $4}"
+    fi
+  } >"$1"
+}
+
+start_control_plane() {
+  local kube kwokdir
+  kube=$(tool_dir kube "$K8S_VERSION") kwokdir=$(tool_dir kwok "$KWOK_VERSION")
+  start etcd "$(tool_dir etcd "$ETCD_VERSION")/etcd" --name slipway --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "slipway=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  local admin_token limited_token
+  admin_token=$(openssl rand -hex 16) limited_token=$(openssl rand -hex 16)
+  echo "$admin_token" >"$STATE/admin.token"
+  printf '%s,admin,admin,"system:masters"\n%s,slipway-limited,slipway-limited,"slipway:limited"\n' \
+    "$admin_token" "$limited_token" >"$STATE/tokens.csv"
+  chmod 600 "$STATE/tokens.csv" "$STATE/admin.token"
+
+  # The endpoint reconciler would publish 127.0.0.1 as the kubernetes Service endpoint,
+  # which Endpoints validation rejects; nothing in the environment needs that Service.
+  start kube-apiserver "$kube/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
+    --client-ca-file "$STATE/pki/ca.crt" --token-auth-file "$STATE/tokens.csv" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC --allow-privileged=true \
+    --endpoint-reconciler-type none --cert-dir "$STATE/pki/generated"
+  kubeconfig "$STATE/admin.kubeconfig" admin "$admin_token"
+  kubeconfig "$STATE/limited.kubeconfig" slipway-limited "$limited_token"
+  wait_for kube-apiserver 90 curl -sf --cacert "$STATE/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
+    "https://127.0.0.1:$API_PORT/readyz"
+
+  start kube-controller-manager "$kube/kube-controller-manager" --kubeconfig "$STATE/admin.kubeconfig" \
+    --controllers '*,-nodeipam,-nodelifecycle,-serviceaccount-token' --leader-elect=false --secure-port 0 \
+    --root-ca-file "$STATE/pki/ca.crt" --cluster-signing-cert-file "$STATE/pki/ca.crt" \
+    --cluster-signing-key-file "$STATE/pki/ca.key" --use-service-account-credentials=false
+  start kube-scheduler "$kube/kube-scheduler" --kubeconfig "$STATE/admin.kubeconfig" --leader-elect=false --secure-port 0
+
+  local stages=(
+    "$kwokdir/stages/node/fast/node-initialize.yaml"
+    "$kwokdir/stages/pod/fast/pod-ready.yaml" "$kwokdir/stages/pod/fast/pod-complete.yaml"
+    "$kwokdir/stages/pod/fast/pod-delete.yaml"
+    "$kwokdir/stages/pod/chaos/pod-container-running-failed.yaml"
+    "$kwokdir/stages/pod/chaos/pod-init-container-running-failed.yaml"
+  )
+  local cfg=()
+  local s
+  for s in "${stages[@]}"; do cfg+=(-c "$s"); done
+  start kwok "$kwokdir/kwok" --kubeconfig "$STATE/admin.kubeconfig" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 "${cfg[@]}"
+
+  local kc=("$kube/kubectl" --kubeconfig "$STATE/admin.kubeconfig")
+  local n
+  for n in 1 2; do
+    cat <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$n
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "250"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "250"}
+---
+NODE
+  done >"$STATE/nodes.yaml"
+  cat >>"$STATE/nodes.yaml" <<RBAC
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: slipway-limited-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "slipway:limited"}
+RBAC
+  wait_for "default clusterroles" 30 "${kc[@]}" get clusterrole view
+  "${kc[@]}" apply -f "$STATE/nodes.yaml" >/dev/null
+  wait_for "kwok nodes" 60 "${kc[@]}" wait --for=condition=Ready node --all --timeout=1s
+  wait_for "default service account" 60 "${kc[@]}" get serviceaccount default -n default
+}
+
+start_registries() {
+  REG_USER=slipway REG_PASSWORD=$(openssl rand -hex 12)
+  printf '%s' "$REG_PASSWORD" >"$STATE/registry-auth.password"
+  htpasswd -Bbn "$REG_USER" "$REG_PASSWORD" >"$STATE/htpasswd" 2>/dev/null
+  registry_config "$STATE/registry.yaml" "$REG_PORT" "$STATE/registry"
+  registry_config "$STATE/registry-auth.yaml" "$REG_AUTH_PORT" "$STATE/registry-auth" "$STATE/htpasswd"
+  start registry docker-registry serve "$STATE/registry.yaml"
+  start registry-auth docker-registry serve "$STATE/registry-auth.yaml"
+  wait_for registry 30 curl -sf "http://127.0.0.1:$REG_PORT/v2/"
+  wait_for registry-auth 30 sh -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$REG_AUTH_PORT/v2/ | grep -q 401"
+  "$STATE/bin/pushbase" -ref "127.0.0.1:$REG_PORT/base/busybox:1" >/dev/null
+  "$STATE/bin/pushbase" -ref "127.0.0.1:$REG_AUTH_PORT/base/busybox:1" -user "$REG_USER" \
+    -password-file "$STATE/registry-auth.password" >/dev/null
+}
+
+start_git() {
+  GIT_USER=slipway GIT_PASSWORD=$(openssl rand -hex 12)
+  printf '%s' "$GIT_PASSWORD" >"$STATE/git.password"
+  mkdir -p "$STATE/git"
+  start gitserver "$STATE/bin/gitserver" -addr "127.0.0.1:$GIT_PORT" -root "$STATE/git" \
+    -user "$GIT_USER" -password-file "$STATE/git.password"
+  wait_for gitserver 30 curl -sf -u "$GIT_USER:$GIT_PASSWORD" "http://127.0.0.1:$GIT_PORT/healthz"
+}
+
+start_buildkit() {
+  cat >"$STATE/buildkitd.toml" <<TOML
+root = "$STATE/buildkit"
+[worker.oci]
+  enabled = true
+  snapshotter = "native"
+  platforms = ["linux/amd64"]
+[worker.containerd]
+  enabled = false
+[registry."127.0.0.1:$REG_PORT"]
+  http = true
+[registry."127.0.0.1:$REG_AUTH_PORT"]
+  http = true
+TOML
+  local bk; bk=$(tool_dir buildkit "$BUILDKIT_VERSION")
+  start buildkitd "$bk/buildkitd" --config "$STATE/buildkitd.toml" --addr "tcp://127.0.0.1:$BUILDKIT_PORT"
+  wait_for buildkitd 60 "$bk/buildctl" --addr "tcp://127.0.0.1:$BUILDKIT_PORT" debug workers
+}
+
+write_envfile() {
+  local kube; kube=$(tool_dir kube "$K8S_VERSION")
+  cat >"$ENVFILE.tmp" <<ENV
+# Written by hack/env-up.sh; removed by hack/env-down.sh. Source it: . .slipway/testenv.env
+export SLIPWAY_ENV_DIR=$STATE
+export KUBECONFIG=$STATE/admin.kubeconfig
+export SLIPWAY_KUBECONFIG_LIMITED=$STATE/limited.kubeconfig
+export SLIPWAY_API_PORT=$API_PORT
+export SLIPWAY_REGISTRY=127.0.0.1:$REG_PORT
+export SLIPWAY_REGISTRY_AUTH=127.0.0.1:$REG_AUTH_PORT
+export SLIPWAY_REGISTRY_USER=$REG_USER
+export SLIPWAY_REGISTRY_PASSWORD=$REG_PASSWORD
+export SLIPWAY_GIT_URL=http://127.0.0.1:$GIT_PORT
+export SLIPWAY_GIT_ROOT=$STATE/git
+export SLIPWAY_GIT_USER=$GIT_USER
+export SLIPWAY_GIT_PASSWORD=$GIT_PASSWORD
+export BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
+export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
+export SLIPWAY_KWOK_STAGES=$(tool_dir kwok "$KWOK_VERSION")/stages
+export SLIPWAY_ENV_PIDS="${PIDS[*]}"
+export PATH=$kube:\$PATH
+ENV
+  mv "$ENVFILE.tmp" "$ENVFILE"
+}
+
+main() {
+  # One environment per checkout: concurrent callers (several test binaries) wait here.
+  exec 9>"$ROOT/.slipway/env.lock"
+  flock 9
+  if healthy; then
+    log "reusing the running environment in $ENVFILE"
+    return 0
+  fi
+  if [ -f "$ENVFILE" ] || [ -d "$STATE" ]; then
+    log "found a stale environment; stopping it first"
+    "$HACK/env-down.sh" --locked
+  fi
+  "$HACK/prereqs.sh"
+  local p
+  for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT; do
+    port_free "$p" || die "port $p is in use; set SLIPWAY_ENV_PORT_BASE to another base (now $BASE)"
+  done
+  local started=$SECONDS
+  mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/bin"
+  (cd "$ROOT" && go build -o "$STATE/bin/gitserver" ./hack/gitserver && go build -o "$STATE/bin/pushbase" ./hack/pushbase)
+  # A failed start must not leave half an environment running.
+  trap 'log "env-up failed; stopping what it started"; "$HACK/env-down.sh" --locked' ERR
+  make_pki
+  start_control_plane
+  start_registries
+  start_git
+  start_buildkit
+  write_envfile
+  trap - ERR
+  log "environment up in $((SECONDS - started))s: . $ENVFILE"
+}
+
+# shellcheck disable=SC2034 # versions are read by build-tools.sh too
+. "$HACK/versions.sh"
+main "$@"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the local environment and the tests need on a fresh machine: Debian packages
+# (when missing) and the pinned binaries built from the Go module proxy (cached by version).
+set -euo pipefail
+HACK=$(cd "$(dirname "$0")" && pwd)
+. "$HACK/lib.sh"
+
+missing=()
+for pair in docker-registry:docker-registry runc:runc git:git htpasswd:apache2-utils \
+  openssl:openssl curl:curl flock:util-linux; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# The base test image is made from the static busybox binary.
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+"$HACK/build-tools.sh"
