@@ -1,0 +1,101 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// EventKind is what happened.
+type EventKind string
+
+// The events that can start a run. The values are also the TRIGGER built-in variable.
+const (
+	EventPush        EventKind = "push"
+	EventPullRequest EventKind = "pull_request"
+	EventCron        EventKind = "cron"
+	EventManual      EventKind = "manual"
+)
+
+// Event is a change a pipeline may react to.
+type Event struct {
+	Kind EventKind
+	// Branch is the pushed branch, or a pull request's target branch.
+	Branch string
+	// TrackedBranch is the repository's configured branch: the default for branch filters.
+	TrackedBranch string
+	// ChangedPaths are the files changed, relative to the repository root. nil means unknown
+	// (a first run, a force push): path filters then let the event through, because skipping
+	// a deploy on missing information is worse than running one.
+	ChangedPaths []string
+	// Schedule is the cron expression that fired, for EventCron.
+	Schedule string
+}
+
+// Match reports whether p runs for ev, and why (for logs and the UI). It is a pure function.
+func Match(p *Pipeline, ev Event) (bool, string) {
+	switch ev.Kind {
+	case EventManual:
+		return true, "manual runs are always allowed"
+	case EventPush:
+		if p.Triggers == nil {
+			// No triggers at all: the GitOps default, every push to the tracked branch.
+			return matchFilter(ev, nil, nil, "push")
+		}
+		if p.Triggers.Push == nil {
+			return false, "the pipeline has no push trigger"
+		}
+		return matchFilter(ev, p.Triggers.Push.Branches, p.Triggers.Push.Paths, "push")
+	case EventPullRequest:
+		if p.Triggers == nil || p.Triggers.PullRequest == nil {
+			return false, "the pipeline has no pullRequest trigger"
+		}
+		return matchFilter(ev, p.Triggers.PullRequest.Branches, p.Triggers.PullRequest.Paths, "pull request")
+	case EventCron:
+		if p.Triggers != nil {
+			for _, s := range p.Triggers.Schedules {
+				if strings.TrimSpace(s.Cron) == strings.TrimSpace(ev.Schedule) {
+					return true, fmt.Sprintf("schedule %q", s.Cron)
+				}
+			}
+		}
+		return false, fmt.Sprintf("the pipeline has no schedule %q", ev.Schedule)
+	}
+	return false, fmt.Sprintf("unknown event kind %q", ev.Kind)
+}
+
+func matchFilter(ev Event, branches, paths []string, what string) (bool, string) {
+	if len(branches) == 0 {
+		if ev.Branch != ev.TrackedBranch {
+			return false, fmt.Sprintf("%s to branch %q, not the tracked branch %q", what, ev.Branch, ev.TrackedBranch)
+		}
+	} else if g, ok := firstMatch(branches, ev.Branch); !ok {
+		return false, fmt.Sprintf("%s to branch %q matches none of %s", what, ev.Branch, strings.Join(branches, ", "))
+	} else if len(paths) == 0 {
+		return true, fmt.Sprintf("%s to branch %q matches %q", what, ev.Branch, g)
+	}
+	if len(paths) == 0 {
+		return true, fmt.Sprintf("%s to the tracked branch %q", what, ev.Branch)
+	}
+	if ev.ChangedPaths == nil {
+		return true, fmt.Sprintf("%s to branch %q; changed files unknown, so path filters pass", what, ev.Branch)
+	}
+	for _, changed := range ev.ChangedPaths {
+		if g, ok := firstMatch(paths, changed); ok {
+			return true, fmt.Sprintf("%s to branch %q changed %q, matching %q", what, ev.Branch, changed, g)
+		}
+	}
+	return false, fmt.Sprintf("%s to branch %q changed no file matching %s", what, ev.Branch, strings.Join(paths, ", "))
+}
+
+// firstMatch returns the first glob that matches name. Invalid globs never match; validation
+// has already reported them.
+func firstMatch(globs []string, name string) (string, bool) {
+	for _, g := range globs {
+		if ok, err := doublestar.Match(g, name); err == nil && ok {
+			return g, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,59 @@
+package pipeline
+
+import "testing"
+
+func TestMatch(t *testing.T) {
+	parse := func(triggers string) *Pipeline {
+		t.Helper()
+		ps, err := Load("p.yaml", []byte("name: p\n"+triggers+"stages:\n  - name: s\n    tasks: [{name: t, type: script, image: alpine, script: x}]\n"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps[0]
+	}
+	none := parse("")
+	filtered := parse(`triggers:
+  push:
+    branches: [main, "release/**"]
+    paths: ["2048/**", Dockerfile]
+  pullRequest: {}
+  schedules: [{cron: "0 2 * * *"}]
+`)
+	cronOnly := parse("triggers:\n  schedules: [{cron: '@daily'}]\n")
+	pushAnyPath := parse("triggers:\n  push:\n    branches: ['feature/*']\n")
+
+	tests := []struct {
+		name string
+		p    *Pipeline
+		ev   Event
+		want bool
+	}{
+		{"manual always runs", cronOnly, Event{Kind: EventManual}, true},
+		{"no triggers: push to tracked branch", none, Event{Kind: EventPush, Branch: "master", TrackedBranch: "master"}, true},
+		{"no triggers: push elsewhere", none, Event{Kind: EventPush, Branch: "dev", TrackedBranch: "master"}, false},
+		{"no triggers: no pull requests", none, Event{Kind: EventPullRequest, Branch: "master", TrackedBranch: "master"}, false},
+		{"cron-only pipeline ignores pushes", cronOnly, Event{Kind: EventPush, Branch: "main", TrackedBranch: "main"}, false},
+		{"branch and path match", filtered, Event{Kind: EventPush, Branch: "main", ChangedPaths: []string{"README.md", "2048/js/game.js"}}, true},
+		{"** crosses folders in branches", filtered, Event{Kind: EventPush, Branch: "release/6.0/rc1", ChangedPaths: []string{"Dockerfile"}}, true},
+		{"path filter rejects", filtered, Event{Kind: EventPush, Branch: "main", ChangedPaths: []string{"docs/x.md"}}, false},
+		{"no changed files", filtered, Event{Kind: EventPush, Branch: "main", ChangedPaths: []string{}}, false},
+		{"unknown changed files pass", filtered, Event{Kind: EventPush, Branch: "main"}, true},
+		{"branch rejects", filtered, Event{Kind: EventPush, Branch: "dev", ChangedPaths: []string{"Dockerfile"}}, false},
+		{"* stays within a segment", pushAnyPath, Event{Kind: EventPush, Branch: "feature/a/b"}, false},
+		{"* matches one segment", pushAnyPath, Event{Kind: EventPush, Branch: "feature/a"}, true},
+		{"pull request to tracked branch", filtered, Event{Kind: EventPullRequest, Branch: "main", TrackedBranch: "main"}, true},
+		{"pull request to another branch", filtered, Event{Kind: EventPullRequest, Branch: "dev", TrackedBranch: "main"}, false},
+		{"its schedule", filtered, Event{Kind: EventCron, Schedule: "0 2 * * *"}, true},
+		{"another schedule", filtered, Event{Kind: EventCron, Schedule: "@daily"}, false},
+		{"unknown kind", filtered, Event{Kind: "tag"}, false},
+	}
+	for _, tc := range tests {
+		got, why := Match(tc.p, tc.ev)
+		if got != tc.want {
+			t.Errorf("%s: Match = %v (%s), want %v", tc.name, got, why, tc.want)
+		}
+		if why == "" {
+			t.Errorf("%s: no reason given", tc.name)
+		}
+	}
+}

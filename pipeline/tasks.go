@@ -1,0 +1,526 @@
+package pipeline
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+	"github.com/slipwayhq/slipway/render"
+)
+
+// placeholderRegistry completes image references for checking when no registry is known.
+const placeholderRegistry = "registry.invalid"
+
+// task checks one task and returns what later tasks may use from it.
+func (v *validator) task(f string, t *Task, stage int, s *Stage) taskInfo {
+	info := taskInfo{typ: t.Type, stage: stage}
+	part := t.Part()
+	if part == nil {
+		return info // unknown or missing type: already reported
+	}
+	v.references(f, part, s)
+	vars := v.sampleVars()
+	switch {
+	case t.BuildImage != nil:
+		info.samples = v.buildImage(f, t.BuildImage, vars)
+	case t.PublishChart != nil:
+		info.samples = v.publishChart(f, t.PublishChart, vars)
+	case t.DeployYAML != nil:
+		v.deployYAML(f, t.DeployYAML)
+	case t.DeployChart != nil:
+		v.deployChart(f, t.DeployChart, vars)
+	case t.Script != nil:
+		v.script(f, t.Script, vars)
+	}
+	return info
+}
+
+// sampleVars resolves every name that is in scope to a stand-in value, so that substituted
+// fields can be checked for form (a tag, a SemVer) before any run.
+func (v *validator) sampleVars() render.Vars {
+	m := render.Map(sampleBuiltins(v.p.Name))
+	for k, val := range v.p.Variables {
+		if s, err := render.Substitute(val, m); err == nil {
+			m[k] = s
+		} else {
+			m[k] = "x"
+		}
+	}
+	for k := range v.secrets {
+		m[k] = "secret"
+	}
+	for name, info := range v.tasks {
+		for out, sample := range info.samples {
+			m["tasks."+name+"."+out] = sample
+		}
+	}
+	return m
+}
+
+// subst substitutes sample values into a field already checked by references. ok is false
+// when the field has a problem that is already reported.
+func subst(s string, vars render.Vars) (string, bool) {
+	out, err := render.Substitute(s, vars)
+	return out, err == nil
+}
+
+// references walks the fields of a task part: in fields tagged subst every ${...} must
+// resolve; other fields (except raw text such as a script) must not contain ${ at all.
+func (v *validator) references(f string, part any, s *Stage) {
+	rv := reflect.ValueOf(part).Elem()
+	rt := rv.Type()
+	for i := range rt.NumField() {
+		sf := rt.Field(i)
+		key, _ := yamlstrict.YAMLKey(sf)
+		field := yamlstrict.Join(f, key)
+		substituted := sf.Tag.Get("subst") == "true"
+		if key == "script" {
+			continue // shell text: ${X} there is the shell's, fed from the environment
+		}
+		walkStrings(rv.Field(i), field, func(at, s2 string) {
+			if substituted {
+				v.refsIn(at, s2, s)
+			} else if strings.Contains(s2, "${") {
+				v.at(at, "%s does not take ${...} references", lastSegment(field))
+			}
+		})
+	}
+}
+
+// walkStrings calls fn for every string inside v (strings, lists, maps, free-form values)
+// with the field path it was written at.
+func walkStrings(v reflect.Value, field string, fn func(field, s string)) {
+	switch v.Kind() {
+	case reflect.String:
+		fn(field, v.String())
+	case reflect.Slice:
+		for i := range v.Len() {
+			walkStrings(v.Index(i), yamlstrict.Index(field, i), fn)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			walkStrings(v.MapIndex(k), yamlstrict.Join(field, k.String()), fn)
+		}
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			walkStrings(v.Elem(), field, fn)
+		}
+	}
+}
+
+// refsIn checks that every ${...} in s resolves at this point of the pipeline.
+func (v *validator) refsIn(field, s string, stage *Stage) {
+	refs, err := render.References(s)
+	if err != nil {
+		v.at(field, "%v", err)
+		return
+	}
+	for _, ref := range refs {
+		if msg := v.resolve(ref, stage); msg != "" {
+			v.at(field, "%s", msg)
+		}
+	}
+}
+
+// resolve explains why a reference does not resolve, or returns "".
+func (v *validator) resolve(ref render.Ref, stage *Stage) string {
+	n := ref.Name
+	if slices.Contains(builtins, n) || hasKey(v.p.Variables, n) || v.secrets[n] {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(n, "tasks."); ok {
+		task, out, ok := strings.Cut(rest, ".")
+		if !ok || task == "" || out == "" || strings.Contains(out, ".") {
+			return fmt.Sprintf("${%s}: task outputs are written ${tasks.<task>.<output>}", n)
+		}
+		info, earlier := v.tasks[task]
+		if !earlier {
+			if ref.HasDefault {
+				return ""
+			}
+			return v.laterTask(n, task, stage)
+		}
+		outs := Outputs(info.typ)
+		if !slices.Contains(outs, out) {
+			if len(outs) == 0 {
+				return fmt.Sprintf("${%s}: a %s task has no outputs", n, info.typ)
+			}
+			return fmt.Sprintf("${%s}: a %s task has no output %q; it has %s", n, info.typ, out, strings.Join(outs, ", "))
+		}
+		return ""
+	}
+	if ref.HasDefault {
+		return ""
+	}
+	known := append(Builtins(), sortedKeys(v.p.Variables)...)
+	known = append(known, sortedKeys(v.secrets)...)
+	msg := fmt.Sprintf("undefined variable ${%s}: not a built-in variable, a declared variable or a secret", n)
+	if near := yamlstrict.Suggest(n, known); near != "" {
+		msg += fmt.Sprintf(" (did you mean ${%s}?)", near)
+	}
+	return msg
+}
+
+// laterTask explains a reference to a task whose outputs are not available yet.
+func (v *validator) laterTask(ref, task string, stage *Stage) string {
+	for i := range v.p.Stages {
+		s := &v.p.Stages[i]
+		for _, t := range s.Tasks {
+			if t.Name != task {
+				continue
+			}
+			if s == stage && stage.Parallel {
+				return fmt.Sprintf("${%s}: task %q runs in parallel with this one (stage %q is parallel)", ref, task, stage.Name)
+			}
+			return fmt.Sprintf("${%s}: task %q runs later; only outputs of earlier tasks can be used", ref, task)
+		}
+	}
+	return fmt.Sprintf("${%s}: no task %q in this pipeline", ref, task)
+}
+
+func (v *validator) buildImage(f string, b *BuildImageTask, vars render.Vars) map[string]string {
+	if v.repoPath(f+".dockerfile", b.Dockerfile) {
+		v.exists(f+".dockerfile", b.Dockerfile, fileEntry)
+	}
+	if b.Context != "" || v.written(f+".context") {
+		if v.repoPath(f+".context", b.Context) {
+			v.exists(f+".context", b.Context, dirEntry)
+		}
+	}
+	registry, regOK := subst(b.Registry, vars)
+	switch {
+	case !regOK:
+	case registry == "" && v.opts.Env != nil && v.opts.Env.DefaultRegistry() == "":
+		v.at(f, "no registry for image %q: set registry here or registry.default in slipway.yaml", b.Image)
+		regOK = false
+	case registry == "" && v.opts.Env != nil:
+		registry = v.opts.Env.DefaultRegistry()
+	case registry == "":
+		registry = placeholderRegistry
+	default:
+		if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || strings.Contains(registry, "/") {
+			v.at(f+".registry", "registry %q must be a host name with an optional port, such as hub.example.com:5000", registry)
+			regOK = false
+		}
+	}
+	repoOK := true
+	if b.Workspace != "" && !imagePath.MatchString(b.Workspace) {
+		v.at(f+".workspace", "workspace %q must be lowercase letters, digits and . _ - separators, with / between levels", b.Workspace)
+		repoOK = false
+	}
+	if b.Image != "" && !imagePath.MatchString(b.Image) {
+		v.at(f+".image", "image %q must be lowercase letters, digits and . _ - separators, with / between levels; put the registry in registry and the tag in tag", b.Image)
+		repoOK = false
+	}
+	repo := path.Join(b.Workspace, b.Image)
+	sample := ""
+	if regOK && repoOK && b.Image != "" {
+		if _, err := name.NewRepository(registry+"/"+repo, name.StrictValidation); err != nil {
+			v.at(f+".image", "image %q: %v", registry+"/"+repo, err)
+		}
+	}
+	tags := append([]string{b.Tag}, b.ExtraTags...)
+	for i, tag := range tags {
+		tf := f + ".tag"
+		if i > 0 {
+			tf = yamlstrict.Index(f+".extraTags", i-1)
+		}
+		t, ok := subst(tag, vars)
+		if !ok || (tag == "" && !v.written(tf)) {
+			continue
+		}
+		if _, err := name.NewTag("registry.invalid/x:"+t, name.StrictValidation); err != nil || strings.Contains(t, ":") {
+			v.at(tf, "tag %q (with ${BUILD_ID}=%s) is not a valid image tag: up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'", tag, SampleBuildID)
+		} else if i == 0 {
+			sample = registry + "/" + repo + ":" + t
+		}
+	}
+	for _, k := range sortedKeys(b.BuildArgs) {
+		if !identifier.MatchString(k) {
+			v.atKey(yamlstrict.Join(f+".buildArgs", k), "build argument name %q: use letters, digits and _, not starting with a digit", k)
+		}
+	}
+	if b.Platform != "" && !platformRE.MatchString(b.Platform) {
+		v.at(f+".platform", "platform %q must be os/arch or os/arch/variant, such as linux/amd64 or linux/arm64/v8", b.Platform)
+	}
+	if v.written(f+".target") && (b.Target == "" || strings.ContainsAny(b.Target, " \t/:")) {
+		v.at(f+".target", "target %q is not a Dockerfile stage name", b.Target)
+	}
+	if b.Keep < 0 {
+		v.at(f+".keep", "keep must be 0 (keep every tag) or more")
+	}
+	if sample == "" {
+		sample = placeholderRegistry + "/sample:1"
+	}
+	return map[string]string{"image": sample, "digest": "sha256:" + strings.Repeat("0", 64)}
+}
+
+func (v *validator) semver(field, raw, what string, vars render.Vars) string {
+	s, ok := subst(raw, vars)
+	if !ok || raw == "" {
+		return ""
+	}
+	if _, err := semver.StrictNewVersion(s); err != nil {
+		shown := fmt.Sprintf("%q", raw)
+		if s != raw {
+			shown = fmt.Sprintf("%q (%q with ${BUILD_ID}=%s)", raw, s, SampleBuildID)
+		}
+		v.at(field, "%s %s is not a SemVer 2 version such as 6.0.1-alpha.%s: %v", what, shown, SampleBuildID, err)
+		return ""
+	}
+	return s
+}
+
+func (v *validator) chartName(field, c string) {
+	if c != "" && (len(c) > 250 || !dnsLabelLoose(c)) {
+		v.at(field, "chart name %q: use lowercase letters, digits and '-', starting with a letter or digit", c)
+	}
+}
+
+func dnsLabelLoose(s string) bool {
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || (i > 0 && (c == '-' || c == '_'))
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars) map[string]string {
+	dirOK := v.repoPath(f+".chartDir", c.ChartDir)
+	if dirOK {
+		if _, ok := v.exists(f+".chartDir", c.ChartDir, dirEntry); ok {
+			v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry)
+		}
+	}
+	v.chartName(f+".chart", c.Chart)
+	version := v.semver(f+".version", c.Version, "version", vars)
+	if c.AppVersion != "" {
+		subst(c.AppVersion, vars) // references already checked; any text is a valid appVersion
+	}
+	if c.Repository != "" {
+		v.ociRepository(f+".repository", c.Repository)
+	} else if v.opts.Env != nil && v.opts.Env.ChartRepository() == "" {
+		v.at(f, "no chart repository for chart %q: set repository here or charts.repository in slipway.yaml", c.Chart)
+	}
+	files := c.Substitute
+	fields := make([]string, len(files))
+	for i := range files {
+		fields[i] = yamlstrict.Index(f+".substitute", i)
+	}
+	if !v.written(f + ".substitute") {
+		files, fields = []string{"values.yaml"}, []string{f + ".chartDir"}
+	}
+	for i, file := range files {
+		if !v.repoPath(fields[i], file) || !dirOK {
+			continue
+		}
+		full := path.Join(c.ChartDir, file)
+		if escapes(full) || !strings.HasPrefix(full+"/", path.Clean(c.ChartDir)+"/") && path.Clean(c.ChartDir) != "." {
+			v.at(fields[i], "substitute %q points outside chartDir", file)
+			continue
+		}
+		if v.opts.Repo == nil {
+			continue
+		}
+		if !v.written(f + ".substitute") {
+			if _, err := fs.Stat(v.opts.Repo, full); err != nil {
+				continue // no values.yaml is fine when it is only the default
+			}
+		}
+		if _, ok := v.exists(fields[i], full, fileEntry); ok {
+			v.fileRefs(full, nil)
+		}
+	}
+	if version == "" {
+		version = "0.0.0-sample"
+	}
+	return map[string]string{"version": version, "digest": "sha256:" + strings.Repeat("0", 64)}
+}
+
+func (v *validator) deployTarget(f, cluster, namespace string) {
+	if cluster != "" || v.written(f+".cluster") {
+		v.cluster(f+".cluster", cluster)
+	}
+	if namespace != "" || v.written(f+".namespace") {
+		v.dnsLabel(f+".namespace", "namespace", namespace)
+	}
+}
+
+func (v *validator) driftIgnore(f string, rules []DriftIgnore) {
+	for i, r := range rules {
+		rf := yamlstrict.Index(f+".driftIgnore", i)
+		if r.Kind != "" && !kindRE.MatchString(r.Kind) {
+			v.at(rf+".kind", "kind %q must be a Kubernetes kind such as Deployment", r.Kind)
+		}
+		if r.Paths != nil && len(r.Paths) == 0 {
+			v.at(rf+".paths", "paths must list at least one JSON pointer")
+		}
+		for j, p := range r.Paths {
+			if !strings.HasPrefix(p, "/") {
+				v.at(yamlstrict.Index(rf+".paths", j), "%q is not a JSON pointer: it must start with /, such as /spec/replicas", p)
+			}
+		}
+	}
+}
+
+func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
+	if v.repoPath(f+".path", d.Path) {
+		if fi, ok := v.exists(f+".path", d.Path, anyEntry); ok {
+			v.manifestRefs(f+".path", d.Path, fi)
+		}
+	}
+	v.deployTarget(f, d.Cluster, d.Namespace)
+	for i, ns := range d.AllowedNamespaces {
+		if ns != "*" {
+			v.dnsLabel(yamlstrict.Index(f+".allowedNamespaces", i), "namespace", ns)
+		}
+	}
+	v.driftIgnore(f, d.DriftIgnore)
+}
+
+// manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
+func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
+	if !fi.IsDir() {
+		v.fileRefs(path.Clean(p), nil)
+		return
+	}
+	entries, err := fs.ReadDir(v.opts.Repo, path.Clean(p))
+	if err != nil {
+		v.at(field, "reading folder %q: %v", p, err)
+		return
+	}
+	found := false
+	for _, e := range entries {
+		ext := path.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		found = true
+		v.fileRefs(path.Join(path.Clean(p), e.Name()), nil)
+	}
+	if !found {
+		v.at(field, "folder %q has no .yaml, .yml or .json files", p)
+	}
+}
+
+// fileRefs reports unresolved ${...} in a repository file at their own line and column. The
+// stage is nil: files are rendered when their task runs, after every earlier task.
+func (v *validator) fileRefs(name string, stage *Stage) {
+	data, err := fs.ReadFile(v.opts.Repo, name)
+	if err != nil {
+		v.at("", "reading %s: %v", name, err)
+		return
+	}
+	text := string(data)
+	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
+	if stage == nil {
+		stage = &Stage{}
+	}
+	// Scan line by line so that one bad reference does not hide the others.
+	for lineNo, line := range strings.Split(text, "\n") {
+		refs, err := render.References(line)
+		if err != nil {
+			se, _ := err.(*render.SyntaxError)
+			col := 1
+			if se != nil {
+				col = se.Offset + 1
+			}
+			v.r.List.Add(file, posAt(lineNo, col), "", "%v", err)
+			continue
+		}
+		for _, ref := range refs {
+			if msg := v.resolve(ref, stage); msg != "" {
+				v.r.List.Add(file, posAt(lineNo, ref.Offset+1), "", "%s", msg)
+			}
+		}
+	}
+}
+
+func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) {
+	if v.written(f+".release") && (len(d.Release) > 53 || !dnsLabel.MatchString(d.Release)) {
+		v.at(f+".release", "release %q is not a valid Helm release name: use lowercase letters, digits and '-', start and end with a letter or digit, at most 53 characters", d.Release)
+	}
+	switch {
+	case d.Chart != "" && d.ChartDir != "":
+		v.at(f+".chartDir", "use either chart (from the chart repository) or chartDir (from the repository checkout), not both")
+	case d.Chart == "" && d.ChartDir == "":
+		v.at(f, "deploy-chart needs chart and version (from the chart repository) or chartDir (from the repository checkout)")
+	case d.Chart != "":
+		v.chartName(f+".chart", d.Chart)
+		if d.Version == "" {
+			v.at(f+".chart", "chart %q needs a version", d.Chart)
+		}
+		if d.Repository != "" {
+			v.ociRepository(f+".repository", d.Repository)
+		} else if v.opts.Env != nil && v.opts.Env.ChartRepository() == "" {
+			v.at(f, "no chart repository for chart %q: set repository here or charts.repository in slipway.yaml", d.Chart)
+		}
+	default:
+		if v.repoPath(f+".chartDir", d.ChartDir) {
+			if _, ok := v.exists(f+".chartDir", d.ChartDir, dirEntry); ok {
+				v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry)
+			}
+		}
+		if d.Repository != "" {
+			v.at(f+".repository", "repository is for charts from the chart repository; chartDir deploys from the checkout")
+		}
+	}
+	v.semver(f+".version", d.Version, "version", vars)
+	for i, vf := range d.ValuesFiles {
+		field := yamlstrict.Index(f+".valuesFiles", i)
+		if v.repoPath(field, vf) {
+			if _, ok := v.exists(field, vf, fileEntry); ok {
+				v.fileRefs(path.Clean(vf), nil)
+			}
+		}
+	}
+	v.deployTarget(f, d.Cluster, d.Namespace)
+	if d.MaxHistory < 0 {
+		v.at(f+".maxHistory", "maxHistory must be 0 (unlimited) or more")
+	}
+	v.driftIgnore(f, d.DriftIgnore)
+}
+
+func (v *validator) script(f string, s *ScriptTask, vars render.Vars) {
+	if img, ok := subst(s.Image, vars); ok && s.Image != "" {
+		if _, err := name.ParseReference(img, name.WeakValidation); err != nil {
+			v.at(f+".image", "image %q is not a valid image reference: use lowercase REGISTRY/PATH:TAG or PATH@sha256:DIGEST", s.Image)
+		}
+	}
+	if strings.TrimSpace(s.Script) == "" && v.written(f+".script") {
+		v.at(f+".script", "script is empty")
+	}
+	for _, k := range sortedKeys(s.Env) {
+		if !identifier.MatchString(k) {
+			v.atKey(yamlstrict.Join(f+".env", k), "environment variable name %q: use letters, digits and _, not starting with a digit", k)
+		}
+	}
+	for _, k := range sortedKeys(s.SecretEnv) {
+		field := yamlstrict.Join(f+".secretEnv", k)
+		switch {
+		case !identifier.MatchString(k):
+			v.atKey(field, "environment variable name %q: use letters, digits and _, not starting with a digit", k)
+		case hasKey(s.Env, k):
+			v.atKey(field, "environment variable %q is set in both env and secretEnv", k)
+		}
+		if secret := s.SecretEnv[k]; !v.secrets[secret] {
+			msg := fmt.Sprintf("secretEnv %s: %q is not a declared secret", k, secret)
+			if near := yamlstrict.Suggest(secret, sortedKeys(v.secrets)); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			v.at(field, "%s", msg)
+		}
+	}
+}
