@@ -387,8 +387,8 @@ func (d *decoder) structFields(n *yaml.Node, path string, v reflect.Value) {
 		if f.required && !present[f.key] {
 			keys = append(keys, f.key)
 		}
-		if f.def != "" && !present[f.key] {
-			setDefault(f)
+		if !present[f.key] {
+			applyDefaults(f)
 		}
 	}
 	sortStrings(keys)
@@ -589,6 +589,25 @@ func describeType(t reflect.Type) string {
 		return "a mapping"
 	default:
 		return t.String()
+	}
+}
+
+// applyDefaults fills an absent field from its default tag or, for a nested struct written
+// without a pointer (always there), fills that struct's own defaults.
+func applyDefaults(f field) {
+	if f.def != "" {
+		setDefault(f)
+		return
+	}
+	if f.v.Kind() != reflect.Struct || reflect.PointerTo(f.v.Type()).Implements(textUnmarshaler) {
+		return
+	}
+	t := f.v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if key, _ := yamlKey(sf); sf.IsExported() && key != "-" && sf.Tag.Get("variant") == "" {
+			applyDefaults(newField(key, sf, f.v.Field(i)))
+		}
 	}
 }
 

@@ -1,0 +1,242 @@
+// Package config is slipway.yaml, the daemon's own configuration: where it listens and keeps
+// data, which repositories it follows, which clusters and registries it may use. It is parsed
+// and validated as strictly as a pipeline, and secrets in it are only ever paths to files.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/slipwayhq/slipway/pipeline/diag"
+	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+)
+
+// Config is slipway.yaml.
+type Config struct {
+	Listen            string       `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
+	DataDir           string       `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
+	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
+	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
+	Repositories      []Repository `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
+	Clusters          []Cluster    `yaml:"clusters,omitempty" doc:"Kubernetes clusters pipelines may deploy to, by name."`
+	Registry          Registry     `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
+	Charts            Charts       `yaml:"charts,omitempty" doc:"Where charts are published."`
+	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
+	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
+
+	File      string               `yaml:"-"`
+	Positions yamlstrict.Positions `yaml:"-"`
+}
+
+// FieldHint explains that secrets are never written inline.
+func (*Config) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Repository is one Git repository.
+type Repository struct {
+	Name    string   `yaml:"name" required:"true" doc:"DNS-1123 label; webhooks arrive at POST /hooks/NAME."`
+	URL     string   `yaml:"url" required:"true" doc:"Clone URL: https://, http://, ssh:// or user@host:path."`
+	Branch  string   `yaml:"branch" required:"true" doc:"The tracked branch, whose .pipeline.yaml is authoritative."`
+	Poll    Duration `yaml:"poll,omitempty" default:"1m" doc:"How often to look for new commits; 0 means webhooks only."`
+	Auth    *Auth    `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
+	Webhook *Webhook `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
+	Forge   *Forge   `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
+}
+
+// FieldHint explains that secrets are never written inline.
+func (*Repository) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Auth holds Git credentials as files.
+type Auth struct {
+	UsernameFile   string `yaml:"usernameFile,omitempty" doc:"File holding the user name (with passwordFile)."`
+	PasswordFile   string `yaml:"passwordFile,omitempty" doc:"File holding the password."`
+	TokenFile      string `yaml:"tokenFile,omitempty" doc:"File holding an access token (instead of user name and password)."`
+	SSHKeyFile     string `yaml:"sshKeyFile,omitempty" doc:"Private SSH key file (for ssh:// and user@host:path URLs)."`
+	KnownHostsFile string `yaml:"knownHostsFile,omitempty" doc:"known_hosts file the server's key must be in (with sshKeyFile)."`
+}
+
+// FieldHint explains that secrets are never written inline.
+func (*Auth) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Webhook verifies deliveries from a forge.
+type Webhook struct {
+	Type       string `yaml:"type" required:"true" enum:"github,gitlab,gitea,generic" doc:"Signature scheme: github, gitlab, gitea or generic (HMAC-SHA256)."`
+	SecretFile string `yaml:"secretFile" required:"true" doc:"File holding the shared webhook secret."`
+}
+
+// FieldHint explains that secrets are never written inline.
+func (*Webhook) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Forge is the forge's API.
+type Forge struct {
+	Type      string `yaml:"type" required:"true" enum:"github,gitlab,gitea" doc:"github, gitlab or gitea."`
+	URL       string `yaml:"url" required:"true" doc:"Base URL of the forge, e.g. https://git.example.com."`
+	TokenFile string `yaml:"tokenFile" required:"true" doc:"File holding an API token."`
+}
+
+// FieldHint explains that secrets are never written inline.
+func (*Forge) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Cluster is a Kubernetes cluster by name.
+type Cluster struct {
+	Name       string `yaml:"name" required:"true" doc:"DNS-1123 label used by pipelines' cluster fields."`
+	Kubeconfig string `yaml:"kubeconfig,omitempty" doc:"Kubeconfig file."`
+	Context    string `yaml:"context,omitempty" doc:"Context in the kubeconfig. Default: its current context."`
+	InCluster  bool   `yaml:"inCluster,omitempty" doc:"Use the service account Slipway runs as (instead of kubeconfig)."`
+}
+
+// Registry holds registry defaults.
+type Registry struct {
+	Default      string   `yaml:"default,omitempty" doc:"Registry host[:port] for build-image tasks that name none."`
+	DockerConfig string   `yaml:"dockerConfig,omitempty" doc:"Docker config.json with registry credentials."`
+	Insecure     []string `yaml:"insecure,omitempty" doc:"Registry hosts spoken to over plain HTTP."`
+}
+
+// Charts holds chart publishing defaults.
+type Charts struct {
+	Repository string `yaml:"repository,omitempty" doc:"OCI repository for charts, oci://HOST/PATH."`
+}
+
+// Builder chooses the image builder.
+type Builder struct {
+	Type    string `yaml:"type,omitempty" enum:"native,buildkit" default:"native" doc:"native (embedded; no RUN) or buildkit."`
+	Address string `yaml:"address,omitempty" doc:"buildkitd address (unix://, tcp://), for type buildkit."`
+}
+
+// Executor chooses where script tasks run.
+type Executor struct {
+	Type      string `yaml:"type,omitempty" enum:"local,kubernetes" default:"local" doc:"local (processes on the daemon's host) or kubernetes (Jobs)."`
+	Cluster   string `yaml:"cluster,omitempty" doc:"Cluster for Jobs, for type kubernetes."`
+	Namespace string `yaml:"namespace,omitempty" doc:"Namespace for Jobs, for type kubernetes."`
+}
+
+// Duration is a Go duration written as text ("90s", "1m") or 0.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return fmt.Errorf("invalid duration %q: use a number with a unit, such as 30s or 5m", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Describe names the expected form in type errors.
+func (Duration) Describe() string { return "a duration (such as 30s, 1m)" }
+
+// secretFields are keys people write when they mean the *File field next to them.
+var secretFields = map[string]string{
+	"password": "passwordFile", "token": "tokenFile", "secret": "secretFile", "username": "usernameFile",
+	"sshKey": "sshKeyFile", "knownHosts": "knownHostsFile", "storePassword": "storePasswordFile",
+}
+
+func inlineSecretHint(key string) string {
+	if file, ok := secretFields[key]; ok {
+		return fmt.Sprintf("secrets are never written in slipway.yaml; put the value in a file and set %s to its path", file)
+	}
+	return ""
+}
+
+// Parse reads and validates slipway.yaml from data. Relative file paths in it are left as
+// written; Load resolves them against the file's folder.
+func Parse(file string, data []byte) (*Config, error) {
+	var errs diag.List
+	r := diag.Reporter{File: file, List: &errs}
+	docs := yamlstrict.ReadDocuments(r, data)
+	c := &Config{File: file}
+	switch {
+	case len(docs) == 0 && len(errs) == 0:
+		r.At(diag.Pos{Line: 1, Column: 1}, "", "empty configuration: dataDir is required")
+	case len(docs) > 1:
+		r.At(diag.Pos{Line: docs[1].Line, Column: docs[1].Column}, "", "slipway.yaml holds one YAML document, not %d", len(docs))
+	}
+	if len(docs) > 0 {
+		c.Positions = yamlstrict.Decode(r, docs[0], c)
+		validate(c, r)
+	}
+	errs.Sort()
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load reads, validates and resolves the configuration file at path: relative paths of files
+// in it are taken from the folder holding it, so the daemon's working folder does not matter.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("resolving the configuration's folder: %w", err)
+	}
+	c.resolve(dir)
+	return c, nil
+}
+
+func (c *Config) resolve(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.StorePasswordFile)
+	abs(&c.Registry.DockerConfig)
+	for i := range c.Repositories {
+		r := &c.Repositories[i]
+		if r.Auth != nil {
+			abs(&r.Auth.UsernameFile)
+			abs(&r.Auth.PasswordFile)
+			abs(&r.Auth.TokenFile)
+			abs(&r.Auth.SSHKeyFile)
+			abs(&r.Auth.KnownHostsFile)
+		}
+		if r.Webhook != nil {
+			abs(&r.Webhook.SecretFile)
+		}
+		if r.Forge != nil {
+			abs(&r.Forge.TokenFile)
+		}
+	}
+	for i := range c.Clusters {
+		abs(&c.Clusters[i].Kubeconfig)
+	}
+	if c.Store == "" {
+		c.Store = "sqlite://" + filepath.Join(c.DataDir, "slipway.db")
+	}
+}
+
+// HasCluster reports whether a cluster of that name is configured.
+func (c *Config) HasCluster(name string) bool {
+	for _, cl := range c.Clusters {
+		if cl.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ClusterNames lists the configured clusters.
+func (c *Config) ClusterNames() []string {
+	names := make([]string, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		names[i] = cl.Name
+	}
+	return names
+}
+
+// DefaultRegistry is registry.default.
+func (c *Config) DefaultRegistry() string { return c.Registry.Default }
+
+// ChartRepository is charts.repository.
+func (c *Config) ChartRepository() string { return c.Charts.Repository }

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadFullExample(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "slipway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Repositories[0]
+	if r.Poll.Duration != time.Minute || c.Repositories[1].Poll.Duration != 0 {
+		t.Errorf("poll: %v, %v", r.Poll, c.Repositories[1].Poll)
+	}
+	abs, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(abs, "secrets", "git-password"); r.Auth.PasswordFile != want {
+		t.Errorf("passwordFile %q not resolved against the config folder: want %s", r.Auth.PasswordFile, want)
+	}
+	if c.Repositories[1].Auth.SSHKeyFile != "/etc/slipway/id_ed25519" {
+		t.Errorf("absolute path changed: %q", c.Repositories[1].Auth.SSHKeyFile)
+	}
+	if !c.HasCluster("seconddevops") || c.HasCluster("nope") || c.DefaultRegistry() != "hub.ecns.io" || c.ChartRepository() != "oci://hub.ecns.io/charts" {
+		t.Errorf("environment accessors: %+v", c)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("slipway.yaml", []byte("dataDir: /data\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8080" || c.Builder.Type != "native" || c.Executor.Type != "local" {
+		t.Errorf("defaults: %+v", c)
+	}
+	c.resolve("/etc/slipway")
+	if c.Store != "sqlite:///data/slipway.db" {
+		t.Errorf("default store %q", c.Store)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"empty", "", []string{"1:1: empty configuration: dataDir is required"}},
+		{"inline password", "dataDir: /d\nrepositories:\n  - name: r\n    url: https://git.example.com/r.git\n    branch: main\n    auth: {username: me, password: hunter2}\n", []string{
+			"6:11: auth needs usernameFile and passwordFile, tokenFile, or sshKeyFile and knownHostsFile",
+			`6:12: unknown field "username": secrets are never written in slipway.yaml; put the value in a file and set usernameFile to its path`,
+			`6:26: unknown field "password": secrets are never written in slipway.yaml; put the value in a file and set passwordFile to its path`,
+		}},
+		{"inline webhook secret and token", "dataDir: /d\nrepositories:\n  - name: r\n    url: https://g/r.git\n    branch: main\n    webhook: {type: github, secret: s}\n    forge: {type: gitea, url: https://g, token: t}\n", []string{
+			`6:14: missing required field "secretFile"`,
+			`6:29: unknown field "secret": secrets are never written in slipway.yaml; put the value in a file and set secretFile to its path`,
+			`7:12: missing required field "tokenFile"`,
+			`7:42: unknown field "token": secrets are never written in slipway.yaml; put the value in a file and set tokenFile to its path`,
+		}},
+		{"password in URLs", "dataDir: /d\nstore: postgres://slipway:pw@db/slipway\nrepositories:\n  - {name: r, url: 'https://u:p@g/r.git', branch: main}\n", []string{
+			"2:8: store URL contains a password: secrets are never written in slipway.yaml; put it in a file and set storePasswordFile",
+			"4:20: url contains a password: secrets are never written in slipway.yaml; use auth.passwordFile or auth.tokenFile",
+		}},
+		{"unknown field and wrong type", "dataDir: /d\nlisten: 8080\nregistries: {}\n", []string{
+			`2:9: listen "8080" must be host:port or :port, such as :8080`,
+			`3:1: unknown field "registries" (did you mean "registry"?)`,
+		}},
+		{"duplicate names and bad clusters", "dataDir: /d\nclusters:\n  - {name: a, inCluster: true, context: x}\n  - {name: a}\n  - {name: B_C, kubeconfig: k}\n", []string{
+			`3:5: cluster "a": inCluster uses the pod's service account; remove kubeconfig and context`,
+			`4:5: cluster "a" needs kubeconfig (with an optional context) or inCluster: true`,
+			`4:12: cluster name "a" is used twice`,
+			`5:12: cluster name "B_C" is not a DNS-1123 label: use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters`,
+		}},
+		{"ssh auth mismatches", "dataDir: /d\nrepositories:\n  - {name: a, url: 'git@g:a.git', branch: main, auth: {tokenFile: t}}\n  - {name: b, url: 'https://g/b.git', branch: main, auth: {sshKeyFile: k}}\n", []string{
+			"3:55: an SSH url needs sshKeyFile and knownHostsFile",
+			"4:59: auth needs knownHostsFile with sshKeyFile: Slipway never trusts an unknown host key",
+		}},
+		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {type: kubernetes, cluster: nope, namespace: jobs}\nwebhook: {}\n", []string{
+			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
+			`3:39: unknown cluster "nope": define it under clusters`,
+			`4:1: unknown field "webhook"`,
+		}},
+		{"enums and registries", "dataDir: /d\nbuilder: {type: docker}\nregistry: {default: 'https://hub.example.com', insecure: ['a b']}\ncharts: {repository: 'https://charts'}\n", []string{
+			`2:17: type: "docker" is not one of native, buildkit`,
+			`3:21: registry "https://hub.example.com" must be a host name with an optional port, such as hub.example.com:5000`,
+			`3:59: insecure registry "a b" must be a host name with an optional port`,
+			`4:22: charts.repository "https://charts" must be an OCI URL: oci://HOST[:PORT]/PATH`,
+		}},
+		{"missing required and two documents", "listen: ':1'\n---\ndataDir: /x\n", []string{
+			"1:1: missing required field \"dataDir\"",
+			"3:1: slipway.yaml holds one YAML document, not 2",
+		}},
+		{"bad poll", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branch: refs/heads/main, poll: often}\n", []string{
+			`3:47: branch "refs/heads/main" must be a plain branch name, such as main`,
+			`3:70: poll: invalid duration "often": use a number with a unit, such as 30s or 5m`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("slipway.yaml", []byte(tc.yaml))
+			var got []string
+			if err != nil {
+				for _, l := range strings.Split(err.Error(), "\n") {
+					got = append(got, strings.TrimPrefix(l, "slipway.yaml:"))
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

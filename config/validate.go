@@ -1,0 +1,215 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/slipwayhq/slipway/pipeline/diag"
+	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+)
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// user@host:path, the scp-like form Git accepts for SSH.
+	scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+$`)
+)
+
+type checker struct {
+	c *Config
+	r diag.Reporter
+}
+
+func (k checker) at(field, format string, args ...any) {
+	k.r.At(k.c.Positions.Of(field), field, format, args...)
+}
+
+func (k checker) written(field string) bool {
+	_, ok := k.c.Positions[field]
+	return ok
+}
+
+func validate(c *Config, r diag.Reporter) {
+	k := checker{c: c, r: r}
+	if c.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+			k.at("listen", "listen %q must be host:port or :port, such as :8080", c.Listen)
+		}
+	}
+	if c.DataDir == "" && k.written("dataDir") {
+		k.at("dataDir", "dataDir must not be empty")
+	}
+	k.store()
+	repos := map[string]bool{}
+	for i := range c.Repositories {
+		f := yamlstrict.Index("repositories", i)
+		repo := &c.Repositories[i]
+		if k.label(f+".name", "repository name", repo.Name) {
+			if repos[repo.Name] {
+				k.at(f+".name", "repository name %q is used twice", repo.Name)
+			}
+			repos[repo.Name] = true
+		}
+		k.repository(f, repo)
+	}
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		f := yamlstrict.Index("clusters", i)
+		if k.label(f+".name", "cluster name", cl.Name) {
+			if clusters[cl.Name] {
+				k.at(f+".name", "cluster name %q is used twice", cl.Name)
+			}
+			clusters[cl.Name] = true
+		}
+		switch {
+		case cl.InCluster && (cl.Kubeconfig != "" || cl.Context != ""):
+			k.at(f, "cluster %q: inCluster uses the pod's service account; remove kubeconfig and context", cl.Name)
+		case !cl.InCluster && cl.Kubeconfig == "":
+			k.at(f, "cluster %q needs kubeconfig (with an optional context) or inCluster: true", cl.Name)
+		}
+	}
+	k.registry()
+	if repo := c.Charts.Repository; repo != "" {
+		u, err := url.Parse(repo)
+		if err != nil || u.Scheme != "oci" || u.Host == "" {
+			k.at("charts.repository", "charts.repository %q must be an OCI URL: oci://HOST[:PORT]/PATH", repo)
+		}
+	}
+	switch c.Builder.Type {
+	case "buildkit":
+		if c.Builder.Address == "" {
+			k.at("builder", "builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234")
+		} else if u, err := url.Parse(c.Builder.Address); err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "docker-container" && u.Scheme != "kube-pod") {
+			k.at("builder.address", "builder address %q must be a unix://, tcp://, docker-container:// or kube-pod:// URL", c.Builder.Address)
+		}
+	case "native":
+		if c.Builder.Address != "" {
+			k.at("builder.address", "the native builder runs inside Slipway and takes no address; set type: buildkit to use a buildkitd")
+		}
+	}
+	switch c.Executor.Type {
+	case "kubernetes":
+		if c.Executor.Cluster == "" {
+			k.at("executor", "executor type kubernetes needs cluster (a name from clusters)")
+		} else if !clusters[c.Executor.Cluster] {
+			k.at("executor.cluster", "unknown cluster %q: define it under clusters", c.Executor.Cluster)
+		}
+		if c.Executor.Namespace == "" {
+			k.at("executor", "executor type kubernetes needs namespace (where script Jobs run)")
+		} else {
+			k.label("executor.namespace", "namespace", c.Executor.Namespace)
+		}
+	case "local":
+		if c.Executor.Cluster != "" || c.Executor.Namespace != "" {
+			k.at("executor", "the local executor runs scripts on the daemon's host; cluster and namespace are for type kubernetes")
+		}
+	}
+}
+
+func (k checker) label(field, what, s string) bool {
+	if s == "" {
+		return false
+	}
+	if len(s) > 63 || !dnsLabel.MatchString(s) {
+		k.at(field, "%s %q is not a DNS-1123 label: use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters", what, s)
+		return false
+	}
+	return true
+}
+
+func (k checker) store() {
+	s := k.c.Store
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		k.at("store", "store %q is not a URL: use sqlite:///PATH or postgres://USER@HOST/DB", s)
+	case u.Scheme == "sqlite":
+		if u.Path == "" {
+			k.at("store", "store %q names no file: use sqlite:///PATH", s)
+		}
+	case u.Scheme == "postgres" || u.Scheme == "postgresql":
+		if _, hasPassword := u.User.Password(); hasPassword {
+			k.at("store", "store URL contains a password: secrets are never written in slipway.yaml; put it in a file and set storePasswordFile")
+		} else if u.Query().Has("password") {
+			k.at("store", "store URL contains a password parameter: put it in a file and set storePasswordFile")
+		}
+	default:
+		k.at("store", "store %q: scheme must be sqlite or postgres", s)
+	}
+	if k.c.StorePasswordFile != "" && u != nil && u.Scheme == "sqlite" {
+		k.at("storePasswordFile", "storePasswordFile is for postgres stores")
+	}
+}
+
+func (k checker) repository(f string, r *Repository) {
+	ssh := false
+	switch u, err := url.Parse(r.URL); {
+	case r.URL == "":
+	case scpLike.MatchString(r.URL):
+		ssh = true
+	case err != nil || u.Host == "" && u.Scheme != "file":
+		k.at(f+".url", "url %q must be https://, http://, ssh://, file:// or user@host:path", r.URL)
+	case u.Scheme == "ssh":
+		ssh = true
+	case u.Scheme == "https" || u.Scheme == "http" || u.Scheme == "file":
+		if _, has := u.User.Password(); has {
+			k.at(f+".url", "url contains a password: secrets are never written in slipway.yaml; use auth.passwordFile or auth.tokenFile")
+		}
+	default:
+		k.at(f+".url", "url %q: scheme must be https, http, ssh or file", r.URL)
+	}
+	if r.Branch != "" && (strings.HasPrefix(r.Branch, "refs/") || strings.ContainsAny(r.Branch, " ~^:?*[\\")) {
+		k.at(f+".branch", "branch %q must be a plain branch name, such as main", r.Branch)
+	}
+	if a := r.Auth; a != nil {
+		userPass := a.UsernameFile != "" || a.PasswordFile != ""
+		key := a.SSHKeyFile != "" || a.KnownHostsFile != ""
+		kinds := 0
+		for _, b := range []bool{userPass, a.TokenFile != "", key} {
+			if b {
+				kinds++
+			}
+		}
+		switch {
+		case kinds == 0:
+			k.at(f+".auth", "auth needs usernameFile and passwordFile, tokenFile, or sshKeyFile and knownHostsFile")
+		case kinds > 1:
+			k.at(f+".auth", "auth mixes kinds of credentials: use usernameFile and passwordFile, or tokenFile, or sshKeyFile and knownHostsFile")
+		case userPass && (a.UsernameFile == "" || a.PasswordFile == ""):
+			k.at(f+".auth", "auth needs both usernameFile and passwordFile")
+		case key && a.SSHKeyFile == "":
+			k.at(f+".auth", "auth needs sshKeyFile with knownHostsFile")
+		case key && a.KnownHostsFile == "":
+			k.at(f+".auth", "auth needs knownHostsFile with sshKeyFile: Slipway never trusts an unknown host key")
+		case key && !ssh && r.URL != "":
+			k.at(f+".auth", "SSH key auth needs an ssh:// or user@host:path url")
+		case !key && ssh:
+			k.at(f+".auth", "an SSH url needs sshKeyFile and knownHostsFile")
+		}
+	}
+	if fg := r.Forge; fg != nil && fg.URL != "" {
+		if u, err := url.Parse(fg.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			k.at(f+".forge.url", "forge url %q must be an http(s) URL, such as https://git.example.com", fg.URL)
+		}
+	}
+}
+
+func (k checker) registry() {
+	reg := k.c.Registry
+	if reg.Default != "" {
+		if _, err := name.NewRegistry(reg.Default, name.StrictValidation); err != nil || strings.Contains(reg.Default, "/") {
+			k.at("registry.default", "registry %q must be a host name with an optional port, such as hub.example.com:5000", reg.Default)
+		}
+	}
+	for i, h := range reg.Insecure {
+		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil || strings.Contains(h, "/") || h == "" {
+			k.at(yamlstrict.Index("registry.insecure", i), "insecure registry %q must be a host name with an optional port", h)
+		}
+	}
+}
