@@ -147,7 +147,9 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) bool {
 		return d.value(n, path, v.Elem())
 	case reflect.Struct:
 		if isNull(n) {
-			return true // "push:" with nothing under it means "push, with defaults"
+			// "push:" with nothing under it means "push, with defaults".
+			applyDefaults(field{v: v})
+			return true
 		}
 		if n.Kind != yaml.MappingNode {
 			if path == "" {

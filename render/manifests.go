@@ -1,0 +1,269 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+)
+
+// Manifest is one Kubernetes object rendered from a file of the checkout, remembering where
+// it came from so every error can name the file and document.
+type Manifest struct {
+	Object *unstructured.Unstructured
+	File   string // relative to the checkout root
+	Doc    int    // 1-based document index within File
+}
+
+// String names the object and its origin, e.g. `Deployment/web/app (deploy/app.yaml, document 2)`.
+func (m Manifest) String() string {
+	return fmt.Sprintf("%s (%s, document %d)", ObjectName(m.Object), m.File, m.Doc)
+}
+
+// ObjectName formats an object as Kind/namespace/name (Kind/name when cluster-scoped).
+func ObjectName(o *unstructured.Unstructured) string {
+	if ns := o.GetNamespace(); ns != "" {
+		return o.GetKind() + "/" + ns + "/" + o.GetName()
+	}
+	return o.GetKind() + "/" + o.GetName()
+}
+
+// manifestExts are the file types a manifest folder may hold.
+var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
+
+// LoadManifests reads the manifests at rel (a file, or a folder walked recursively in
+// lexical order) inside root, substituting vars into each line first. Empty documents are
+// ignored; any other file type in a folder, or an object without apiVersion, kind or name,
+// is an error naming the file.
+func LoadManifests(root, rel string, vars Vars) ([]Manifest, error) {
+	path, err := InsideRoot(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifests %s: %w", rel, err)
+	}
+	var files []string
+	if info.IsDir() {
+		err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(d.Name(), ".") && p != path {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() {
+				return nil
+			}
+			if !manifestExts[strings.ToLower(filepath.Ext(p))] {
+				r, _ := filepath.Rel(root, p)
+				return fmt.Errorf("%s: not a manifest (want .yaml, .yml or .json)", r)
+			}
+			files = append(files, p)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("manifests %s: %w", rel, err)
+		}
+		sort.Strings(files)
+	} else {
+		files = []string{path}
+	}
+	var out []Manifest
+	for _, f := range files {
+		r, _ := filepath.Rel(root, f)
+		ms, err := loadFile(root, f, r, vars)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
+}
+
+// InsideRoot resolves rel against root and refuses anything that lands outside root,
+// symlinks included, so a pipeline can never read files beyond its checkout.
+func InsideRoot(root, rel string) (string, error) {
+	if filepath.IsAbs(rel) {
+		return "", fmt.Errorf("path %q: must be relative to the repository", rel)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("checkout %s: %w", root, err)
+	}
+	if !filepath.IsLocal(rel) && filepath.Clean(rel) != "." {
+		return "", fmt.Errorf("path %q: leaves the repository", rel)
+	}
+	p := filepath.Join(realRoot, rel)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("path %q: does not exist in the repository", rel)
+		}
+		return "", fmt.Errorf("path %q: %w", rel, err)
+	}
+	if r, err := filepath.Rel(realRoot, real); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("path %q: leaves the repository", rel)
+	}
+	return real, nil
+}
+
+func loadFile(root, path, rel string, vars Vars) ([]Manifest, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", rel, err)
+	}
+	text, err := substituteLines(raw, vars)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", rel, err)
+	}
+	docs := splitDocuments(text)
+	var out []Manifest
+	for i, data := range docs {
+		doc := i + 1
+		var obj map[string]any
+		if err := yaml.Unmarshal(data, &obj); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", rel, doc, err)
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if err := checkObject(u); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", rel, doc, err)
+		}
+		if !u.IsList() {
+			out = append(out, Manifest{Object: u, File: rel, Doc: doc})
+			continue
+		}
+		items, err := listItems(u)
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", rel, doc, err)
+		}
+		for _, it := range items {
+			out = append(out, Manifest{Object: it, File: rel, Doc: doc})
+		}
+	}
+	return out, nil
+}
+
+// splitDocuments splits a YAML stream at its "---" lines, keeping empty documents so
+// document numbers match what a reader counts in the file; a preamble holding only
+// comments before the first "---" is not a document. JSON is one document.
+func splitDocuments(text []byte) [][]byte {
+	if trimmed := bytes.TrimSpace(text); len(trimmed) > 0 && trimmed[0] == '{' {
+		return [][]byte{text}
+	}
+	var docs [][]byte
+	var cur bytes.Buffer
+	first := true
+	flush := func() {
+		if first && !hasContent(cur.Bytes()) {
+			cur.Reset()
+			first = false
+			return
+		}
+		first = false
+		docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		cur.Reset()
+	}
+	for _, line := range bytes.SplitAfter(text, []byte("\n")) {
+		if isSeparator(line) {
+			flush()
+			continue
+		}
+		cur.Write(line)
+	}
+	if hasContent(cur.Bytes()) || !first {
+		flush()
+	}
+	return docs
+}
+
+func isSeparator(line []byte) bool {
+	line = bytes.TrimRight(line, " \t\r\n")
+	return bytes.Equal(line, []byte("---")) || bytes.HasPrefix(line, []byte("--- #"))
+}
+
+// hasContent reports whether YAML text holds more than blank lines and comments.
+func hasContent(b []byte) bool {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		l := bytes.TrimSpace(line)
+		if len(l) > 0 && l[0] != '#' {
+			return true
+		}
+	}
+	return false
+}
+
+// substituteLines substitutes line by line so an error can say which line it is on
+// (a ${...} reference never spans lines).
+func substituteLines(raw []byte, vars Vars) ([]byte, error) {
+	var buf bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	for line := 1; sc.Scan(); line++ {
+		s, err := Substitute(sc.Text(), vars)
+		if err != nil {
+			return nil, fmt.Errorf("%d: %w", line, err)
+		}
+		buf.WriteString(s)
+		buf.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func checkObject(u *unstructured.Unstructured) error {
+	var missing []string
+	if u.GetAPIVersion() == "" {
+		missing = append(missing, "apiVersion")
+	}
+	if u.GetKind() == "" {
+		missing = append(missing, "kind")
+	}
+	if !u.IsList() && u.GetName() == "" {
+		if u.GetGenerateName() != "" {
+			return fmt.Errorf("%s uses metadata.generateName, which cannot be reconciled: give it a metadata.name", u.GetKind())
+		}
+		missing = append(missing, "metadata.name")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("object is missing %s", strings.Join(missing, ", "))
+	}
+	if _, err := schema.ParseGroupVersion(u.GetAPIVersion()); err != nil {
+		return fmt.Errorf("apiVersion %q: %w", u.GetAPIVersion(), err)
+	}
+	return nil
+}
+
+func listItems(list *unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	l, err := list.ToList()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*unstructured.Unstructured, 0, len(l.Items))
+	for i := range l.Items {
+		it := &l.Items[i]
+		if err := checkObject(it); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i+1, err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
