@@ -151,6 +151,9 @@ func (v *validator) resolve(ref render.Ref, stage *Stage) string {
 			return v.laterTask(n, task, stage)
 		}
 		outs := Outputs(info.typ)
+		if info.typ == "" {
+			return "" // that task's type is wrong and already reported
+		}
 		if !slices.Contains(outs, out) {
 			if len(outs) == 0 {
 				return fmt.Sprintf("${%s}: a %s task has no outputs", n, info.typ)

@@ -246,7 +246,7 @@ func (v *validator) secretsDecl() {
 			v.at(f+".name", "invalid secret name %q: use letters, digits and _, not starting with a digit", s.Name)
 		case slices.Contains(builtins, s.Name):
 			v.at(f+".name", "secret %q would hide the built-in variable of that name", s.Name)
-		case v.p.Variables[s.Name] != "" || hasKey(v.p.Variables, s.Name):
+		case hasKey(v.p.Variables, s.Name):
 			v.at(f+".name", "secret %q has the same name as a variable", s.Name)
 		case v.secrets[s.Name]:
 			v.at(f+".name", "secret %q is declared twice", s.Name)
