@@ -26,6 +26,7 @@ func (v *validator) task(f string, t *Task, stage int, s *Stage) taskInfo {
 	if part == nil {
 		return info // unknown or missing type: already reported
 	}
+	v.current = s
 	v.references(f, part, s)
 	vars := v.sampleVars()
 	switch {
@@ -309,9 +310,7 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 	}
 	v.chartName(f+".chart", c.Chart)
 	version := v.semver(f+".version", c.Version, "version", vars)
-	if c.AppVersion != "" {
-		subst(c.AppVersion, vars) // references already checked; any text is a valid appVersion
-	}
+	// appVersion is free text: its references are checked above and any value is valid.
 	if c.Repository != "" {
 		v.ociRepository(f+".repository", c.Repository)
 	} else if v.opts.Env != nil && v.opts.Env.ChartRepository() == "" {
@@ -343,7 +342,7 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 			}
 		}
 		if _, ok := v.exists(fields[i], full, fileEntry); ok {
-			v.fileRefs(full, nil)
+			v.fileRefs(full)
 		}
 	}
 	if version == "" {
@@ -396,7 +395,7 @@ func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
 // manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
 func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
 	if !fi.IsDir() {
-		v.fileRefs(path.Clean(p), nil)
+		v.fileRefs(path.Clean(p))
 		return
 	}
 	entries, err := fs.ReadDir(v.opts.Repo, path.Clean(p))
@@ -411,16 +410,16 @@ func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
 			continue
 		}
 		found = true
-		v.fileRefs(path.Join(path.Clean(p), e.Name()), nil)
+		v.fileRefs(path.Join(path.Clean(p), e.Name()))
 	}
 	if !found {
 		v.at(field, "folder %q has no .yaml, .yml or .json files", p)
 	}
 }
 
-// fileRefs reports unresolved ${...} in a repository file at their own line and column. The
-// stage is nil: files are rendered when their task runs, after every earlier task.
-func (v *validator) fileRefs(name string, stage *Stage) {
+// fileRefs reports unresolved ${...} in a repository file at their own line and column. Files
+// are rendered when their task runs, so outputs of every earlier task are in scope.
+func (v *validator) fileRefs(name string) {
 	data, err := fs.ReadFile(v.opts.Repo, name)
 	if err != nil {
 		v.at("", "reading %s: %v", name, err)
@@ -428,9 +427,7 @@ func (v *validator) fileRefs(name string, stage *Stage) {
 	}
 	text := string(data)
 	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
-	if stage == nil {
-		stage = &Stage{}
-	}
+	stage := v.current
 	// Scan line by line so that one bad reference does not hide the others.
 	for lineNo, line := range strings.Split(text, "\n") {
 		refs, err := render.References(line)
@@ -485,7 +482,7 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 		field := yamlstrict.Index(f+".valuesFiles", i)
 		if v.repoPath(field, vf) {
 			if _, ok := v.exists(field, vf, fileEntry); ok {
-				v.fileRefs(path.Clean(vf), nil)
+				v.fileRefs(path.Clean(vf))
 			}
 		}
 	}

@@ -97,6 +97,7 @@ type validator struct {
 	// Filled while walking stages in order: what ${...} may refer to at this point.
 	secrets map[string]bool
 	tasks   map[string]taskInfo
+	current *Stage // the stage of the task being checked
 }
 
 type taskInfo struct {
