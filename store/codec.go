@@ -1,0 +1,72 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// encodingZstd names how revisions.objects is compressed. Rendered manifests are
+// repetitive text and shrink several times over; zstd decodes faster than gzip, and
+// klauspost/compress is already in the module graph through the registry client.
+const encodingZstd = "zstd"
+
+// maxObjectsSize bounds what a stored revision may decode to, so a corrupt or hostile
+// row cannot make the daemon allocate without limit.
+const maxObjectsSize = 1 << 30
+
+// objectCodec compresses revision objects. One encoder and decoder per store: both are
+// safe for concurrent EncodeAll/DecodeAll and costly to create.
+type objectCodec struct {
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+}
+
+func newObjectCodec() (*objectCodec, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("zstd encoder: %w", err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxObjectsSize))
+	if err != nil {
+		_ = enc.Close()
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	return &objectCodec{enc: enc, dec: dec}, nil
+}
+
+func (c *objectCodec) compress(raw []byte) []byte {
+	return c.enc.EncodeAll(raw, make([]byte, 0, len(raw)/4+64))
+}
+
+func (c *objectCodec) decompress(encoding string, blob []byte, size int64) ([]byte, error) {
+	if encoding != encodingZstd {
+		return nil, fmt.Errorf("objects stored with unknown encoding %q", encoding)
+	}
+	if size < 0 || size > maxObjectsSize {
+		return nil, fmt.Errorf("objects claim %d bytes, more than the %d allowed", size, maxObjectsSize)
+	}
+	raw, err := c.dec.DecodeAll(blob, make([]byte, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("decompress objects: %w", err)
+	}
+	if int64(len(raw)) != size {
+		return nil, fmt.Errorf("objects decompress to %d bytes, %d were stored", len(raw), size)
+	}
+	return raw, nil
+}
+
+func (c *objectCodec) close() {
+	if c == nil {
+		return
+	}
+	_ = c.enc.Close()
+	c.dec.Close()
+}
+
+func digest(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

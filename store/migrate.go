@@ -1,0 +1,123 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed migrations/sqlite/*.sql
+var sqliteMigrationFiles embed.FS
+
+// migration is one numbered schema change. Files are named NNNN_what.sql; a file, once
+// released, never changes: the checksum recorded when it was applied is compared on
+// every open, so an edited migration is caught instead of silently diverging.
+type migration struct {
+	version  int
+	name     string
+	sql      string
+	checksum string
+}
+
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(e.Name(), "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil || version <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", e.Name())
+		}
+		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(body)
+		ms = append(ms, migration{version: version, name: e.Name(), sql: string(body), checksum: hex.EncodeToString(sum[:])})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
+}
+
+// migrate brings the schema up to date. Each migration runs in its own write
+// transaction together with its schema_migrations row, so a crash leaves it either
+// applied and recorded or not at all; two processes opening a new file at once
+// serialise on the write lock and the second finds the work done.
+func (s *SQLite) migrate(ctx context.Context) error {
+	ms, err := loadMigrations(sqliteMigrationFiles, "migrations/sqlite")
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT    NOT NULL,
+			checksum   TEXT    NOT NULL,
+			applied_at INTEGER NOT NULL
+		)`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if err := s.write(ctx, func(tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) }); err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	return s.checkNoNewerSchema(ctx, ms[len(ms)-1].version)
+}
+
+func (s *SQLite) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {
+	var checksum string
+	err := tx.QueryRowContext(ctx, `SELECT checksum FROM schema_migrations WHERE version = $1`, m.version).Scan(&checksum)
+	switch {
+	case err == nil:
+		if checksum != m.checksum {
+			return fmt.Errorf("applied with checksum %s, the embedded file has %s: a released migration was edited", checksum, m.checksum)
+		}
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`,
+		m.version, m.name, m.checksum, s.now())
+	return err
+}
+
+// checkNoNewerSchema refuses a database a newer Slipway has migrated: this binary would
+// not know the meaning of the newer columns and could corrupt them.
+func (s *SQLite) checkNoNewerSchema(ctx context.Context, known int) error {
+	var newest sql.NullInt64
+	if err := s.writer.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if newest.Int64 > int64(known) {
+		return fmt.Errorf("database schema version %d is newer than this slipway knows (%d): upgrade slipway", newest.Int64, known)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseDSN(t *testing.T) {
+	good := []struct{ dsn, path string }{
+		{"sqlite:///var/lib/slipway/slipway.db", "/var/lib/slipway/slipway.db"},
+		{"sqlite:data/slipway.db", "data/slipway.db"},
+		{"SQLITE:///tmp/a%20b.db", "/tmp/a b.db"},
+		{"sqlite3:///tmp/x.db", "/tmp/x.db"},
+	}
+	for _, c := range good {
+		kind, path, err := parseDSN(c.dsn)
+		if err != nil || kind != "sqlite" || path != c.path {
+			t.Errorf("parseDSN(%q) = %q, %q, %v; want sqlite, %q", c.dsn, kind, path, err, c.path)
+		}
+	}
+	bad := []string{
+		"", "slipway.db", "mysql://x/y", "sqlite://host/x.db", "sqlite:", "sqlite:///var/lib/",
+		"sqlite:///tmp/x.db?mode=memory", "sqlite:///tmp/x%3F.db", "sqlite::memory:",
+	}
+	for _, dsn := range bad {
+		if _, _, err := parseDSN(dsn); err == nil {
+			t.Errorf("parseDSN(%q) accepted", dsn)
+		}
+	}
+}
+
+func TestOpenPostgresNotImplemented(t *testing.T) {
+	for _, dsn := range []string{"postgres://slipway:s3cret@db/slipway", "postgresql://db/slipway"} {
+		s, err := Open(context.Background(), dsn)
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if !strings.Contains(err.Error(), "PostgreSQL is not implemented yet") {
+			t.Errorf("Open(%q) error %q does not say PostgreSQL is not implemented", dsn, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error leaks the password: %q", err)
+		}
+	}
+}
+
+func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "state")
+	path := filepath.Join(dir, "slipway.db")
+	st, err := Open(testCtx(t), "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*SQLite)
+
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o600 {
+		t.Errorf("database file mode %v, want 0600", perm)
+	}
+	ctx := testCtx(t)
+	var mode string
+	if err := s.reader.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	for _, pool := range []struct {
+		name string
+		q    querier
+	}{{"writer", s.writer}, {"reader", s.reader}} {
+		var fk, timeout int
+		if err := pool.q.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+			t.Errorf("%s: foreign_keys = %d, %v; want 1", pool.name, fk, err)
+		}
+		if err := pool.q.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&timeout); err != nil || timeout != int(DefaultBusyTimeout.Milliseconds()) {
+			t.Errorf("%s: busy_timeout = %d, %v; want %d", pool.name, timeout, err, DefaultBusyTimeout.Milliseconds())
+		}
+	}
+	// The reader pool must refuse writes: all writes go through the single writer.
+	if _, err := s.reader.ExecContext(ctx, "DELETE FROM pipelines"); err == nil {
+		t.Error("reader pool accepted a write")
+	}
+}

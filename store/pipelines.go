@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// EnsurePipeline implements Store.
+func (s *SQLite) EnsurePipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
+	if err := ref.validate(); err != nil {
+		return Pipeline{}, fmt.Errorf("ensure pipeline: %w", err)
+	}
+	var p Pipeline
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := ensurePipeline(ctx, tx, ref, s.now()); err != nil {
+			return err
+		}
+		var err error
+		p, err = getPipeline(ctx, tx, ref)
+		return err
+	})
+	if err != nil {
+		return Pipeline{}, fmt.Errorf("ensure pipeline %s: %w", ref, err)
+	}
+	return p, nil
+}
+
+// ensurePipeline inserts the pipeline unless it exists and returns its row id.
+func ensurePipeline(ctx context.Context, tx *sql.Tx, ref PipelineRef, now int64) (int64, error) {
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO pipelines (repository, name, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (repository, name) DO NOTHING`,
+		ref.Repository, ref.Name, now)
+	if err != nil {
+		return 0, err
+	}
+	return pipelineID(ctx, tx, ref)
+}
+
+// GetPipeline implements Store.
+func (s *SQLite) GetPipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
+	p, err := getPipeline(ctx, s.reader, ref)
+	if err != nil {
+		return Pipeline{}, fmt.Errorf("get pipeline %s: %w", ref, err)
+	}
+	return p, nil
+}
+
+func getPipeline(ctx context.Context, q querier, ref PipelineRef) (Pipeline, error) {
+	p := Pipeline{Ref: ref}
+	var created int64
+	err := q.QueryRowContext(ctx,
+		`SELECT last_build_id, created_at FROM pipelines WHERE repository = $1 AND name = $2`,
+		ref.Repository, ref.Name).Scan(&p.LastBuildID, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Pipeline{}, ErrNotFound
+	}
+	if err != nil {
+		return Pipeline{}, err
+	}
+	p.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+	return p, nil
+}
+
+// ListPipelines implements Store.
+func (s *SQLite) ListPipelines(ctx context.Context) ([]Pipeline, error) {
+	rows, err := s.reader.QueryContext(ctx,
+		`SELECT repository, name, last_build_id, created_at FROM pipelines ORDER BY repository, name`)
+	if err != nil {
+		return nil, fmt.Errorf("list pipelines: %w", err)
+	}
+	defer rows.Close()
+	var ps []Pipeline
+	for rows.Next() {
+		var p Pipeline
+		var created int64
+		if err := rows.Scan(&p.Ref.Repository, &p.Ref.Name, &p.LastBuildID, &created); err != nil {
+			return nil, fmt.Errorf("list pipelines: %w", err)
+		}
+		p.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list pipelines: %w", err)
+	}
+	return ps, nil
+}

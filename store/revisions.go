@@ -1,0 +1,292 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+func (nr NewRevision) validate() error {
+	if err := nr.Pipeline.validate(); err != nil {
+		return err
+	}
+	switch {
+	case nr.Task == "":
+		return errors.New("task must be set")
+	case nr.Cluster == "":
+		return errors.New("cluster must be set")
+	case !nr.Kind.Valid():
+		return fmt.Errorf("unknown deploy kind %q", nr.Kind)
+	case nr.Kind == DeployChart && (nr.Chart == nil || nr.Chart.Chart == "" || nr.Chart.Version == ""):
+		return errors.New("a chart deploy needs chart name and version")
+	case nr.Kind == DeployYAML && nr.Chart != nil:
+		return errors.New("a YAML deploy has no chart")
+	case nr.Status != RevisionApplied && nr.Status != RevisionFailed:
+		return fmt.Errorf("a new revision is %s or %s, not %q", RevisionApplied, RevisionFailed, nr.Status)
+	}
+	for i, e := range nr.Inventory {
+		if e.Version == "" || e.Kind == "" || e.Name == "" {
+			return fmt.Errorf("inventory entry %d (%s/%s %s/%s) lacks version, kind or name", i, e.Group, e.Version, e.Kind, e.Name)
+		}
+	}
+	return nil
+}
+
+// SaveRevision implements Store. The objects are compressed before the transaction
+// starts, so the write lock is held only for the inserts.
+func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, error) {
+	what := revisionName(nr.Pipeline, nr.BuildID, nr.Task)
+	if nr.Status == "" {
+		nr.Status = RevisionApplied
+	}
+	if err := nr.validate(); err != nil {
+		return Revision{}, fmt.Errorf("save %s: %w", what, err)
+	}
+	blob := s.codec.compress(nr.Objects)
+	sum := digest(nr.Objects)
+	var chart, chartVersion, valuesDigest sql.NullString
+	var release sql.NullInt64
+	if c := nr.Chart; c != nil {
+		chart = sql.NullString{String: c.Chart, Valid: true}
+		chartVersion = sql.NullString{String: c.Version, Valid: true}
+		valuesDigest = sql.NullString{String: c.ValuesDigest, Valid: true}
+		release = sql.NullInt64{Int64: int64(c.ReleaseRevision), Valid: true}
+	}
+
+	var rev Revision
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		pid, err := pipelineID(ctx, tx, nr.Pipeline)
+		if err != nil {
+			return err
+		}
+		if _, err := runID(ctx, tx, nr.Pipeline, nr.BuildID); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		now := s.now()
+		var id int64
+		err = tx.QueryRowContext(ctx, `
+			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
+				objects, objects_encoding, objects_size, objects_digest,
+				chart, chart_version, values_digest, release_revision, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
+			RETURNING id`,
+			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
+			blob, encodingZstd, len(nr.Objects), sum,
+			chart, chartVersion, valuesDigest, release, now).Scan(&id)
+		if isUniqueViolation(err) {
+			return ErrAlreadyExists
+		}
+		if err != nil {
+			return err
+		}
+		if err := insertInventory(ctx, tx, id, nr.Inventory); err != nil {
+			return fmt.Errorf("inventory: %w", err)
+		}
+		rev, err = s.getRevision(ctx, tx, `r.id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("save %s: %w", what, err)
+	}
+	return rev, nil
+}
+
+// inventoryChunk rows per INSERT; 7 parameters each.
+const inventoryChunk = 128
+
+func insertInventory(ctx context.Context, tx *sql.Tx, revisionID int64, inv []InventoryEntry) error {
+	for start := 0; start < len(inv); start += inventoryChunk {
+		end := min(start+inventoryChunk, len(inv))
+		q := `INSERT INTO revision_objects (revision_id, position, api_group, api_version, kind, namespace, name) VALUES `
+		args := []any{revisionID}
+		for i := start; i < end; i++ {
+			if i > start {
+				q += ", "
+			}
+			n := len(args)
+			q += fmt.Sprintf("($1, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+			e := inv[i]
+			args = append(args, i, e.Group, e.Version, e.Kind, e.Namespace, e.Name)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getRevision reads the one revision matching where (over revisions r joined with
+// pipelines p), with its objects and inventory, inside one snapshot.
+func (s *SQLite) getRevision(ctx context.Context, q querier, where string, args ...any) (Revision, error) {
+	revs, err := s.queryRevisions(ctx, q, where+` LIMIT 1`, args...)
+	if err != nil {
+		return Revision{}, err
+	}
+	if len(revs) == 0 {
+		return Revision{}, ErrNotFound
+	}
+	return revs[0], nil
+}
+
+// queryRevisions reads revisions; where may end in ORDER BY and LIMIT.
+func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
+	rows, err := q.QueryContext(ctx, `
+		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
+			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
+			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at
+		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
+		WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var revs []Revision
+	var ids []int64
+	for rows.Next() {
+		var r Revision
+		var id, size, created, updated int64
+		var blob []byte
+		var encoding string
+		var chart, chartVersion, valuesDigest sql.NullString
+		var release sql.NullInt64
+		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
+			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated); err != nil {
+			return nil, err
+		}
+		if r.Objects, err = s.codec.decompress(encoding, blob, size); err != nil {
+			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+		}
+		if got := digest(r.Objects); got != r.ObjectsDigest {
+			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
+				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
+		}
+		if chart.Valid {
+			r.Chart = &ChartRelease{Chart: chart.String, Version: chartVersion.String,
+				ValuesDigest: valuesDigest.String, ReleaseRevision: int(release.Int64)}
+		}
+		r.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+		r.UpdatedAt = fromMicros(sql.NullInt64{Int64: updated, Valid: true})
+		revs = append(revs, r)
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for i := range revs {
+		if revs[i].Inventory, err = readInventory(ctx, q, ids[i]); err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+	}
+	return revs, nil
+}
+
+func readInventory(ctx context.Context, q querier, revisionID int64) ([]InventoryEntry, error) {
+	rows, err := q.QueryContext(ctx, `
+		SELECT api_group, api_version, kind, namespace, name FROM revision_objects
+		WHERE revision_id = $1 ORDER BY position`, revisionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var inv []InventoryEntry
+	for rows.Next() {
+		var e InventoryEntry
+		if err := rows.Scan(&e.Group, &e.Version, &e.Kind, &e.Namespace, &e.Name); err != nil {
+			return nil, err
+		}
+		inv = append(inv, e)
+	}
+	return inv, rows.Err()
+}
+
+const byRunTask = `p.repository = $1 AND p.name = $2 AND r.build_id = $3 AND r.task = $4`
+
+// GetRevision implements Store.
+func (s *SQLite) GetRevision(ctx context.Context, ref PipelineRef, buildID int64, task string) (Revision, error) {
+	var rev Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		rev, err = s.getRevision(ctx, tx, byRunTask, ref.Repository, ref.Name, buildID, task)
+		return err
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("get %s: %w", revisionName(ref, buildID, task), err)
+	}
+	return rev, nil
+}
+
+// LatestRevision implements Store.
+func (s *SQLite) LatestRevision(ctx context.Context, ref PipelineRef, task string, status RevisionStatus) (Revision, error) {
+	var rev Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		rev, err = s.getRevision(ctx, tx,
+			`p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.status = $4 ORDER BY r.build_id DESC`,
+			ref.Repository, ref.Name, task, string(status))
+		return err
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("latest %s revision of task %s of %s: %w", status, task, ref, err)
+	}
+	return rev, nil
+}
+
+// ListRevisions implements Store.
+func (s *SQLite) ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error) {
+	var revs []Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		if _, err := runID(ctx, tx, ref, buildID); err != nil {
+			return err
+		}
+		var err error
+		revs, err = s.queryRevisions(ctx, tx, `p.repository = $1 AND p.name = $2 AND r.build_id = $3 ORDER BY r.id`,
+			ref.Repository, ref.Name, buildID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list revisions of %s: %w", runName(ref, buildID), err)
+	}
+	return revs, nil
+}
+
+// TransitionRevision implements Store, with the same compare-and-set as TransitionRun.
+func (s *SQLite) TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error) {
+	what := revisionName(ref, buildID, task)
+	if !from.CanMove(to) {
+		return Revision{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
+	}
+	var rev Revision
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		pid, err := pipelineID(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `
+			UPDATE revisions SET status = $1, reason = $2, updated_at = $3
+			WHERE pipeline_id = $4 AND build_id = $5 AND task = $6 AND status = $7`,
+			string(to), reason, s.now(), pid, buildID, task, string(from))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		cur, err := s.getRevision(ctx, tx, byRunTask, ref.Repository, ref.Name, buildID, task)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
+		}
+		rev = cur
+		return nil
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("move %s to %s: %w", what, to, err)
+	}
+	return rev, nil
+}

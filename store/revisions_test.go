@@ -1,0 +1,233 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// renderedObjects is a realistic, repetitive multi-document YAML of n Deployments.
+func renderedObjects(n int, image string) []byte {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web-%d
+  namespace: game
+  labels: {app.kubernetes.io/managed-by: slipway, slipway.dev/pipeline: deploy}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web-%d}}
+  template:
+    metadata: {labels: {app: web-%d}}
+    spec:
+      containers:
+      - name: web
+        image: %s
+        ports: [{containerPort: 80}]
+`, i, i, i, image)
+	}
+	return []byte(b.String())
+}
+
+func inventoryOf(n int) []InventoryEntry {
+	inv := []InventoryEntry{{Group: "", Version: "v1", Kind: "Namespace", Name: "game"}}
+	for i := 0; i < n; i++ {
+		inv = append(inv, InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "game", Name: fmt.Sprintf("web-%d", i)})
+	}
+	return inv
+}
+
+func TestRevisionRoundTrip(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	objects := renderedObjects(200, "registry.local/game:alpha-1")
+	inv := inventoryOf(200)
+
+	saved, err := s.SaveRevision(ctx, NewRevision{
+		Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local", Namespace: "game",
+		Kind: DeployYAML, Objects: objects, Inventory: inv,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Status != RevisionApplied || saved.CreatedAt.IsZero() || !strings.HasPrefix(saved.ObjectsDigest, "sha256:") {
+		t.Fatalf("saved %+v", saved.Status)
+	}
+
+	// Stored compressed: the row holds a zstd frame much smaller than the YAML.
+	var blob []byte
+	var encoding string
+	var size int
+	if err := s.reader.QueryRowContext(ctx, `SELECT objects, objects_encoding, objects_size FROM revisions`).Scan(&blob, &encoding, &size); err != nil {
+		t.Fatal(err)
+	}
+	if encoding != "zstd" || !bytes.HasPrefix(blob, []byte{0x28, 0xb5, 0x2f, 0xfd}) || size != len(objects) {
+		t.Fatalf("stored encoding %q, magic % x, size %d", encoding, blob[:4], size)
+	}
+	if len(blob)*10 > len(objects) {
+		t.Fatalf("compressed %d bytes to %d: less than 10×", len(objects), len(blob))
+	}
+	t.Logf("objects %d bytes stored as %d", len(objects), len(blob))
+
+	got, err := s.GetRevision(ctx, testPipeline, 1, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Objects, objects) {
+		t.Fatal("objects differ after the round trip")
+	}
+	if !reflect.DeepEqual(got.Inventory, inv) {
+		t.Fatalf("inventory differs after the round trip: %d entries, first %+v", len(got.Inventory), got.Inventory[0])
+	}
+	if got.Cluster != "local" || got.Namespace != "game" || got.Kind != DeployYAML || got.Chart != nil || got.ObjectsDigest != saved.ObjectsDigest {
+		t.Fatalf("revision fields %+v", got)
+	}
+
+	// A chart deploy keeps its release details; an empty inventory stays empty.
+	mustRun(t, s, testPipeline)
+	chart := &ChartRelease{Chart: "nginx", Version: "6.0.1-alpha.2", ValuesDigest: "sha256:feed", ReleaseRevision: 2}
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: 2, Task: "nginx", Cluster: "local",
+		Namespace: "web", Kind: DeployChart, Objects: []byte("{}"), Chart: chart}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.GetRevision(ctx, testPipeline, 2, "nginx")
+	if err != nil || c.Chart == nil || *c.Chart != *chart || len(c.Inventory) != 0 || string(c.Objects) != "{}" {
+		t.Fatalf("chart revision %+v, %v", c, err)
+	}
+
+	// A corrupted row is reported, not handed out as objects.
+	if _, err := s.writer.ExecContext(ctx, `UPDATE revisions SET objects_digest = 'sha256:00' WHERE task = 'web'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRevision(ctx, testPipeline, 1, "web"); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("corrupt revision read: %v", err)
+	}
+}
+
+func TestRevisionValidation(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	ok := NewRevision{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local", Kind: DeployYAML, Objects: []byte("a: 1")}
+	bad := map[string]func(*NewRevision){
+		"no task":             func(r *NewRevision) { r.Task = "" },
+		"no cluster":          func(r *NewRevision) { r.Cluster = "" },
+		"unknown kind":        func(r *NewRevision) { r.Kind = "kustomize" },
+		"yaml with chart":     func(r *NewRevision) { r.Chart = &ChartRelease{Chart: "x", Version: "1"} },
+		"chart without chart": func(r *NewRevision) { r.Kind = DeployChart },
+		"starts healthy":      func(r *NewRevision) { r.Status = RevisionHealthy },
+		"inventory no name":   func(r *NewRevision) { r.Inventory = []InventoryEntry{{Version: "v1", Kind: "Service"}} },
+	}
+	for name, mutate := range bad {
+		r := ok
+		mutate(&r)
+		if _, err := s.SaveRevision(ctx, r); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	missing := ok
+	missing.BuildID = 7
+	if _, err := s.SaveRevision(ctx, missing); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revision of missing run: %v, want ErrNotFound", err)
+	}
+	if _, err := s.SaveRevision(ctx, ok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveRevision(ctx, ok); !errors.Is(err, ErrAlreadyExists) {
+		t.Errorf("second revision of one task: %v, want ErrAlreadyExists", err)
+	}
+	if revs, err := s.ListRevisions(ctx, testPipeline, 1); err != nil || len(revs) != 1 {
+		t.Errorf("ListRevisions after refusals: %d, %v", len(revs), err)
+	}
+	if _, err := s.GetRevision(ctx, testPipeline, 1, "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing revision: %v, want ErrNotFound", err)
+	}
+}
+
+// The rollback target is the newest healthy revision of the task, whatever came after.
+func TestLatestRevisionAndTransitions(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	save := func(buildID int64, task string, status RevisionStatus) {
+		t.Helper()
+		_, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: buildID, Task: task, Cluster: "local",
+			Kind: DeployYAML, Objects: renderedObjects(1, fmt.Sprintf("img:%d", buildID)), Inventory: inventoryOf(int(buildID)), Status: status})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		mustRun(t, s, testPipeline)
+	}
+	save(1, "web", RevisionApplied)
+	save(2, "web", RevisionApplied)
+	save(2, "db", RevisionApplied)
+	save(3, "web", RevisionApplied)
+	save(4, "web", RevisionFailed) // dry-run failed: nothing applied
+
+	for _, step := range []struct {
+		build    int64
+		task     string
+		from, to RevisionStatus
+	}{
+		{1, "web", RevisionApplied, RevisionHealthy},
+		{2, "web", RevisionApplied, RevisionHealthy},
+		{2, "db", RevisionApplied, RevisionHealthy},
+		{3, "web", RevisionApplied, RevisionFailed},
+		{3, "web", RevisionFailed, RevisionRolledBack},
+	} {
+		if _, err := s.TransitionRevision(ctx, testPipeline, step.build, step.task, step.from, step.to, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	latest, err := s.LatestRevision(ctx, testPipeline, "web", RevisionHealthy)
+	if err != nil || latest.BuildID != 2 || latest.Task != "web" || len(latest.Inventory) != 3 {
+		t.Fatalf("latest healthy web = #%d %s (%d objects), %v; want #2", latest.BuildID, latest.Task, len(latest.Inventory), err)
+	}
+	if !bytes.Contains(latest.Objects, []byte("img:2")) {
+		t.Fatal("latest healthy revision carries another run's objects")
+	}
+	if r, err := s.LatestRevision(ctx, testPipeline, "web", RevisionFailed); err != nil || r.BuildID != 4 {
+		t.Fatalf("latest failed web = #%d, %v; want #4", r.BuildID, err)
+	}
+	if _, err := s.LatestRevision(ctx, testPipeline, "db", RevisionFailed); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("latest failed db: %v, want ErrNotFound", err)
+	}
+
+	// Refused moves.
+	_, err = s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionHealthy, RevisionApplied, "")
+	if !errors.Is(err, ErrIllegalTransition) {
+		t.Fatalf("healthy → applied: %v, want ErrIllegalTransition", err)
+	}
+	_, err = s.TransitionRevision(ctx, testPipeline, 3, "web", RevisionApplied, RevisionHealthy, "")
+	var te *TransitionError
+	if !errors.As(err, &te) || te.Current != string(RevisionRolledBack) {
+		t.Fatalf("applied → healthy of a rolled-back revision: %v, want a conflict naming rolled_back", err)
+	}
+	rb, err := s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionHealthy, RevisionRolledBack, "rolled back to BUILD_ID 1")
+	if err != nil || rb.Status != RevisionRolledBack || rb.Reason != "rolled back to BUILD_ID 1" || rb.UpdatedAt.Before(rb.CreatedAt) {
+		t.Fatalf("healthy → rolled_back: %+v, %v", rb.Status, err)
+	}
+	if latest, err := s.LatestRevision(ctx, testPipeline, "web", RevisionHealthy); err != nil || latest.BuildID != 1 {
+		t.Fatalf("after rolling #2 back, latest healthy = #%d, %v; want #1", latest.BuildID, err)
+	}
+
+	revs, err := s.ListRevisions(ctx, testPipeline, 2)
+	if err != nil || len(revs) != 2 || revs[0].Task != "web" || revs[1].Task != "db" {
+		t.Fatalf("ListRevisions(2) = %d, %v", len(revs), err)
+	}
+	if revs, err := s.ListRevisions(ctx, testPipeline, 5); err != nil || len(revs) != 0 {
+		t.Fatalf("ListRevisions of a run without deploys = %d, %v", len(revs), err)
+	}
+	if _, err := s.ListRevisions(ctx, testPipeline, 6); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ListRevisions of a missing run: %v, want ErrNotFound", err)
+	}
+}

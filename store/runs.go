@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// runColumns is what scanRun reads, in order; p is the pipelines alias.
+const runColumns = `p.repository, p.name, r.build_id, r.commit_sha, r.branch, r.tag, r.trigger_kind,
+	r.parent_build_id, r.status, r.reason, r.created_at, r.started_at, r.finished_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRun(sc scanner) (Run, error) {
+	var r Run
+	var parent, started, finished sql.NullInt64
+	var created int64
+	err := sc.Scan(&r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Commit, &r.Branch, &r.Tag,
+		&r.Trigger, &parent, &r.Status, &r.Reason, &created, &started, &finished)
+	if err != nil {
+		return Run{}, err
+	}
+	r.ParentBuildID = parent.Int64
+	r.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+	r.StartedAt = fromMicros(started)
+	r.FinishedAt = fromMicros(finished)
+	return r, nil
+}
+
+// CreateRun implements Store. The counter increment and the run insert share one
+// write transaction: either both happen or neither, so a committed BUILD_ID is never
+// handed out twice (the counter only grows) and a rolled-back one was never seen.
+func (s *SQLite) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
+	ref := nr.Pipeline
+	if err := ref.validate(); err != nil {
+		return Run{}, fmt.Errorf("allocate BUILD_ID: %w", err)
+	}
+	if !nr.Trigger.Valid() {
+		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: unknown trigger %q", ref, nr.Trigger)
+	}
+	if nr.ParentBuildID < 0 {
+		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: parent BUILD_ID %d is negative", ref, nr.ParentBuildID)
+	}
+	var run Run
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		pid, err := ensurePipeline(ctx, tx, ref, now)
+		if err != nil {
+			return err
+		}
+		var parent sql.NullInt64
+		if nr.ParentBuildID > 0 {
+			if _, err := runID(ctx, tx, ref, nr.ParentBuildID); err != nil {
+				return fmt.Errorf("parent BUILD_ID %d: %w", nr.ParentBuildID, err)
+			}
+			parent = sql.NullInt64{Int64: nr.ParentBuildID, Valid: true}
+		}
+		var buildID int64
+		err = tx.QueryRowContext(ctx,
+			`UPDATE pipelines SET last_build_id = last_build_id + 1 WHERE id = $1 RETURNING last_build_id`,
+			pid).Scan(&buildID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO runs (pipeline_id, build_id, commit_sha, branch, tag, trigger_kind,
+				parent_build_id, status, reason, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9)`,
+			pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now)
+		if err != nil {
+			return err
+		}
+		run, err = getRun(ctx, tx, ref, buildID)
+		return err
+	})
+	if err != nil {
+		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: %w", ref, err)
+	}
+	return run, nil
+}
+
+// GetRun implements Store.
+func (s *SQLite) GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error) {
+	r, err := getRun(ctx, s.reader, ref, buildID)
+	if err != nil {
+		return Run{}, fmt.Errorf("get %s: %w", runName(ref, buildID), err)
+	}
+	return r, nil
+}
+
+func getRun(ctx context.Context, q querier, ref PipelineRef, buildID int64) (Run, error) {
+	r, err := scanRun(q.QueryRowContext(ctx, `
+		SELECT `+runColumns+`
+		FROM runs r JOIN pipelines p ON p.id = r.pipeline_id
+		WHERE p.repository = $1 AND p.name = $2 AND r.build_id = $3`,
+		ref.Repository, ref.Name, buildID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, ErrNotFound
+	}
+	return r, err
+}
+
+// ListRuns implements Store.
+func (s *SQLite) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error) {
+	query := `
+		SELECT ` + runColumns + `
+		FROM runs r JOIN pipelines p ON p.id = r.pipeline_id
+		WHERE p.repository = $1 AND p.name = $2
+		ORDER BY r.build_id DESC`
+	args := []any{ref.Repository, ref.Name}
+	if limit > 0 {
+		query += ` LIMIT $3`
+		args = append(args, limit)
+	}
+	rows, err := s.reader.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s: %w", ref, err)
+	}
+	defer rows.Close()
+	var runs []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs of %s: %w", ref, err)
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs of %s: %w", ref, err)
+	}
+	return runs, nil
+}
+
+// TransitionRun implements Store. The UPDATE carries the expected status in its WHERE
+// clause, so the check and the change are one step even across processes.
+func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error) {
+	what := runName(ref, buildID)
+	if !from.CanMove(to) {
+		return Run{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
+	}
+	var run Run
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		id, err := runID(ctx, tx, ref, buildID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		res, err := tx.ExecContext(ctx, `
+			UPDATE runs SET status = $1, reason = $2,
+				started_at  = CASE WHEN $3 THEN $4 ELSE started_at END,
+				finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
+			WHERE id = $6 AND status = $7`,
+			string(to), reason, to == RunRunning, now, to.Final(), id, string(from))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			cur, err := getRun(ctx, tx, ref, buildID)
+			if err != nil {
+				return err
+			}
+			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
+		}
+		run, err = getRun(ctx, tx, ref, buildID)
+		return err
+	})
+	if err != nil {
+		return Run{}, fmt.Errorf("move %s to %s: %w", what, to, err)
+	}
+	return run, nil
+}

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// SQLite is the embedded Store: one database file in WAL mode.
+//
+// It keeps two pools. All writes go through `writer`, which has exactly one connection
+// and starts every transaction with BEGIN IMMEDIATE: goroutines of this process queue
+// for that connection instead of racing for SQLite's write lock, and a transaction takes
+// the lock before it reads, so it can never fail half-way with SQLITE_BUSY when it later
+// upgrades a read to a write. Other processes on the same file are waited for with
+// busy_timeout, and a write that still finds the lock taken is retried (see write).
+// Reads go through `reader`, several read-only connections that WAL lets run beside the
+// writer.
+type SQLite struct {
+	path   string
+	writer *sql.DB
+	reader *sql.DB
+	codec  *objectCodec
+	opts   options
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the SQLite store at path and migrates it.
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return openSQLite(ctx, path, o)
+}
+
+func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err error) {
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	codec, err := newObjectCodec()
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &SQLite{path: path, codec: codec, opts: o}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+
+	busy := max(o.busyTimeout.Milliseconds(), 1)
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busy)
+	// synchronous=FULL: a committed BUILD_ID must survive power loss too, or it could be
+	// handed out again after a reboot. Writes are few and batched, so the fsync is cheap.
+	s.writer, err = sql.Open("sqlite", path+"?"+common+
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetMaxIdleConns(1)
+	s.writer.SetConnMaxLifetime(0)
+	s.writer.SetConnMaxIdleTime(0)
+
+	var mode string
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		// Some network file systems cannot do WAL; the locking promises above need it.
+		return nil, fmt.Errorf("open store %s: journal mode is %q, not WAL: put the database on a local file system", path, mode)
+	}
+
+	if err := s.migrate(ctx); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	s.reader.SetMaxOpenConns(readers)
+	s.reader.SetMaxIdleConns(readers)
+	if err := s.reader.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// createPrivate makes the database file, readable by its owner only, before SQLite does:
+// revisions hold rendered manifests, and SQLite would create the file world-readable.
+// The -wal and -shm files inherit its permissions.
+func createPrivate(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Path is the database file.
+func (s *SQLite) Path() string { return s.path }
+
+// Close closes both pools; in-flight calls finish first.
+func (s *SQLite) Close() error {
+	var errs []error
+	if s.reader != nil {
+		errs = append(errs, s.reader.Close())
+	}
+	if s.writer != nil {
+		errs = append(errs, s.writer.Close())
+	}
+	s.codec.close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *SQLite) now() int64 { return s.opts.now().UnixMicro() }
+
+// fromMicros turns a stored time back into a time.Time; NULL becomes the zero time.
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func toMicros(t time.Time) int64 { return t.UnixMicro() }

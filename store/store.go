@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the persistence Slipway's other packages use. Every method takes a context
+// (cancelling it abandons the operation and rolls back its transaction) and returns
+// errors that wrap ErrNotFound, ErrAlreadyExists or a *TransitionError where those
+// apply.
+type Store interface {
+	// EnsurePipeline records the pipeline if it is new and returns it.
+	EnsurePipeline(ctx context.Context, ref PipelineRef) (Pipeline, error)
+	GetPipeline(ctx context.Context, ref PipelineRef) (Pipeline, error)
+	// ListPipelines returns every pipeline, by repository and name.
+	ListPipelines(ctx context.Context) ([]Pipeline, error)
+
+	// CreateRun allocates the pipeline's next BUILD_ID and records the run as queued,
+	// in one transaction; the pipeline is recorded first if it is new.
+	CreateRun(ctx context.Context, run NewRun) (Run, error)
+	GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error)
+	// ListRuns returns the newest runs first; limit <= 0 means all.
+	ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error)
+	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
+	// move is legal, recording reason and the start or finish time.
+	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
+	// MarkStaleRuns fails every queued or running run, with reason InterruptedReason:
+	// called once when the daemon starts, before it runs anything, these can only be
+	// runs a crash or kill left behind. Their unfinished tasks are failed (running) or
+	// cancelled (pending) alike. Returns the runs it changed.
+	MarkStaleRuns(ctx context.Context) ([]Run, error)
+
+	// AddTask records a pending task of the run.
+	AddTask(ctx context.Context, ref PipelineRef, buildID int64, task NewTask) (Task, error)
+	GetTask(ctx context.Context, ref PipelineRef, buildID int64, name string) (Task, error)
+	// ListTasks returns the run's tasks in the order they were added.
+	ListTasks(ctx context.Context, ref PipelineRef, buildID int64) ([]Task, error)
+	TransitionTask(ctx context.Context, ref PipelineRef, buildID int64, name string, from, to TaskStatus, reason string) (Task, error)
+	// SetTaskOutputs replaces the task's outputs.
+	SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64, name string, outputs map[string]string) error
+
+	// AppendLogs adds lines to the log of one task of a run (task "" for the run's own
+	// lines). Past the per-task cap, lines are dropped and counted in one final
+	// "... N lines dropped" line.
+	AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, task string, lines []LogLine) error
+	// ReadLogs returns lines of the run in the order they were appended.
+	ReadLogs(ctx context.Context, ref PipelineRef, buildID int64, q LogQuery) ([]LogLine, error)
+
+	// SaveRevision records a deploy of one task of a run.
+	SaveRevision(ctx context.Context, rev NewRevision) (Revision, error)
+	GetRevision(ctx context.Context, ref PipelineRef, buildID int64, task string) (Revision, error)
+	// LatestRevision returns the revision of the pipeline's task with the highest
+	// BUILD_ID among those in the given status.
+	LatestRevision(ctx context.Context, ref PipelineRef, task string, status RevisionStatus) (Revision, error)
+	// ListRevisions returns the revisions of one run, in task order of recording.
+	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
+	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)
+
+	// Close releases the store. Using it afterwards is an error.
+	Close() error
+}
+
+// InterruptedReason is the reason MarkStaleRuns records.
+const InterruptedReason = "interrupted: slipway restarted"
+
+// DefaultLogLineCap is how many lines one task's log keeps unless WithLogLineCap says
+// otherwise: enough for a verbose build, small enough that a runaway script cannot fill
+// the disk.
+const DefaultLogLineCap = 10000
+
+// MaxLogLineBytes is the longest log line kept whole; longer lines are cut there and
+// marked, so one binary dump cannot blow up a run's log.
+const MaxLogLineBytes = 64 << 10
+
+// DefaultBusyTimeout is how long a write waits for another process holding the
+// database's write lock before giving up.
+const DefaultBusyTimeout = 10 * time.Second
+
+type options struct {
+	logLineCap  int
+	busyTimeout time.Duration
+	now         func() time.Time
+}
+
+func defaultOptions() options {
+	return options{
+		logLineCap:  DefaultLogLineCap,
+		busyTimeout: DefaultBusyTimeout,
+		now:         time.Now,
+	}
+}
+
+// Option changes how Open sets up a store.
+type Option func(*options)
+
+// WithLogLineCap sets how many lines each task's log keeps; n <= 0 keeps all.
+func WithLogLineCap(n int) Option { return func(o *options) { o.logLineCap = n } }
+
+// WithBusyTimeout sets how long a write waits for another process's write lock.
+func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
+
+// WithClock replaces time.Now for the times the store records.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"fmt"
+	"time"
+)
+
+// PipelineRef names a pipeline: the repository it lives in and its name in that
+// repository's .pipeline.yaml. The pair is unique.
+type PipelineRef struct {
+	Repository string
+	Name       string
+}
+
+func (p PipelineRef) String() string { return p.Repository + ":" + p.Name }
+
+func (p PipelineRef) validate() error {
+	if p.Repository == "" || p.Name == "" {
+		return fmt.Errorf("pipeline %q: repository and name must both be set", p.String())
+	}
+	return nil
+}
+
+// Pipeline is a pipeline the store knows, with its BUILD_ID counter.
+type Pipeline struct {
+	Ref PipelineRef
+	// LastBuildID is the highest BUILD_ID handed out so far (0 before the first run).
+	LastBuildID int64
+	CreatedAt   time.Time
+}
+
+// NewRun is what the caller knows when it starts a run; the store adds the BUILD_ID.
+type NewRun struct {
+	Pipeline PipelineRef
+	Commit   string
+	Branch   string
+	Tag      string
+	Trigger  Trigger
+	// ParentBuildID is the run this one re-runs or rolls back to (0: none). It must
+	// exist in the same pipeline.
+	ParentBuildID int64
+}
+
+// Run is one execution of a pipeline.
+type Run struct {
+	Pipeline      PipelineRef
+	BuildID       int64
+	Commit        string
+	Branch        string
+	Tag           string
+	Trigger       Trigger
+	ParentBuildID int64 // 0: none
+	Status        RunStatus
+	Reason        string // why it ended the way it did, or why it is waiting
+	CreatedAt     time.Time
+	StartedAt     time.Time // zero until running
+	FinishedAt    time.Time // zero until final
+}
+
+func runName(p PipelineRef, buildID int64) string {
+	return fmt.Sprintf("run %s #%d", p, buildID)
+}
+
+// NewTask declares a task of a run, before it starts.
+type NewTask struct {
+	Stage string
+	Name  string // unique within the run
+	Type  string // the pipeline's task type, e.g. deploy-yaml
+}
+
+// Task is one task of a run.
+type Task struct {
+	Pipeline   PipelineRef
+	BuildID    int64
+	Stage      string
+	Name       string
+	Type       string
+	Status     TaskStatus
+	Reason     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Outputs are the values later tasks read as ${tasks.<name>.<key>}.
+	Outputs map[string]string
+}
+
+// LogLine is one line of a run's or task's log.
+type LogLine struct {
+	// ID orders lines: increasing in append order across the whole store. Set by the
+	// store; pass the last ID seen as LogQuery.AfterID to follow a log.
+	ID     int64
+	Task   string // "" for lines of the run itself
+	Time   time.Time
+	Stream LogStream
+	Text   string
+}
+
+// LogQuery selects log lines of one run.
+type LogQuery struct {
+	// Tasks limits the lines to these tasks ("" is the run's own lines). Empty: all.
+	Tasks []string
+	// AfterID returns only lines with a greater ID (0: from the start).
+	AfterID int64
+	// Limit caps the number of lines returned (0: no limit).
+	Limit int
+}
+
+// InventoryEntry identifies one object a revision applied. Group is "" for the core
+// API group; Namespace is "" for cluster-scoped objects.
+type InventoryEntry struct {
+	Group     string
+	Version   string
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+// ChartRelease is what a chart deploy adds to its revision.
+type ChartRelease struct {
+	Chart        string
+	Version      string
+	ValuesDigest string // digest of the final values, to tell whether values changed
+	// ReleaseRevision is Helm's release revision (what `helm history` shows).
+	ReleaseRevision int
+}
+
+// NewRevision is a deploy about to be, or just, attempted.
+type NewRevision struct {
+	Pipeline  PipelineRef
+	BuildID   int64
+	Task      string
+	Cluster   string
+	Namespace string
+	Kind      DeployKind
+	// Objects are the rendered objects as the caller serialised them (YAML or JSON);
+	// opaque to the store, stored compressed and given back byte for byte.
+	Objects   []byte
+	Inventory []InventoryEntry
+	Chart     *ChartRelease // required for DeployChart, must be nil for DeployYAML
+	// Status is RevisionApplied (the default) or RevisionFailed for a deploy that failed
+	// before anything was applied.
+	Status RevisionStatus
+	Reason string
+}
+
+// Revision is one deploy of one task: what was rendered, what was applied, and what
+// became of it. Rollback re-applies a healthy revision's Objects and prunes by Inventory.
+type Revision struct {
+	Pipeline  PipelineRef
+	BuildID   int64
+	Task      string
+	Cluster   string
+	Namespace string
+	Kind      DeployKind
+	Objects   []byte
+	// ObjectsDigest is "sha256:<hex>" of Objects, so a deploy can tell cheaply that it
+	// renders exactly what an earlier revision did.
+	ObjectsDigest string
+	Inventory     []InventoryEntry
+	Chart         *ChartRelease
+	Status        RevisionStatus
+	Reason        string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+func revisionName(p PipelineRef, buildID int64, task string) string {
+	return fmt.Sprintf("revision of task %s of run %s #%d", task, p, buildID)
+}
