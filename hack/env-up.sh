@@ -49,7 +49,8 @@ PIDS=()
 # start NAME BINARY ARGS... runs a process in the background with its own log, recording its PID.
 start() {
   local name=$1; shift
-  nohup "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemon must not inherit the env lock, or the lock lives as long as it does.
+  nohup "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   PIDS+=("$!")
   echo "$!" >"$STATE/pids/$name"
 }
@@ -183,6 +184,9 @@ RBAC
   wait_for "default clusterroles" 30 "${kc[@]}" get clusterrole view
   "${kc[@]}" apply -f "$STATE/nodes.yaml" >/dev/null
   wait_for "kwok nodes" 60 "${kc[@]}" wait --for=condition=Ready node --all --timeout=1s
+  # Admission taints new nodes not-ready, and with the node lifecycle controller off nothing
+  # lifts the taint: lift it here, or every pod stays Pending.
+  "${kc[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null
   wait_for "default service account" 60 "${kc[@]}" get serviceaccount default -n default
 }
 
