@@ -1,4 +1,4 @@
-# Slipway. The two commands that matter: `make test` and `make env-up` (see README.md).
+# Slipway. The two commands that matter: `make demo` and `make test` (see README.md).
 SHELL := /usr/bin/env bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -8,13 +8,17 @@ LDFLAGS := -s -w -X github.com/slipwayhq/slipway/internal/version.version=$(VERS
 # The e2e package starts the control plane once (10-15 s warm, minutes cold); allow for it.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build test check unit e2e env-up env-down prereqs bench clean
+.PHONY: all build demo test check unit e2e env-up env-down prereqs bench clean
 
 all: build
 
 ## build: the slipway binary in bin/, stamped with version and commit
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/slipway ./cmd/slipway
+
+## demo: seed 1.1 (the 2048 game) deployed by YAML on the local real environment
+demo:
+	hack/demo.sh
 
 ## test: formatting, vet, unit and end-to-end tests against the real local environment
 test: check prereqs

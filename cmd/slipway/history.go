@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipwayhq/slipway/store"
+)
+
+// historyRow is the JSON shape of one run; field names are part of the CLI's contract.
+type historyRow struct {
+	BuildID         int64   `json:"build_id"`
+	Status          string  `json:"status"`
+	Commit          string  `json:"commit"`
+	Trigger         string  `json:"trigger"`
+	StartedAt       string  `json:"started_at,omitempty"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Revision        string  `json:"revision,omitempty"`
+	Reason          string  `json:"reason,omitempty"`
+}
+
+func newHistoryCommand() *cobra.Command {
+	var cfgPath, output string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history --config slipway.yaml PIPELINE",
+		Short: "List a pipeline's runs, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, st, err := openConfigAndStore(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ref, err := pipelineRef(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
+			runs, err := st.ListRuns(ctx, ref, limit)
+			if err != nil {
+				return err
+			}
+			rows := make([]historyRow, 0, len(runs))
+			for _, r := range runs {
+				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Trigger: string(r.Trigger), Reason: r.Reason}
+				if !r.StartedAt.IsZero() {
+					row.StartedAt = r.StartedAt.UTC().Format(time.RFC3339)
+					end := r.FinishedAt
+					if end.IsZero() {
+						end = time.Now()
+					}
+					row.DurationSeconds = end.Sub(r.StartedAt).Round(time.Millisecond).Seconds()
+				}
+				revs, err := st.ListRevisions(ctx, ref, r.BuildID)
+				if err != nil {
+					return err
+				}
+				for i, rev := range revs {
+					if i > 0 {
+						row.Revision += ","
+					}
+					row.Revision += fmt.Sprintf("%s:%s", rev.Task, rev.Status)
+				}
+				rows = append(rows, row)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tSTARTED\tDURATION\tREVISION\tREASON")
+			for _, r := range rows {
+				commit := r.Commit
+				if len(commit) > 12 {
+					commit = commit[:12]
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\n", r.BuildID, r.Status, commit, r.Trigger, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().IntVar(&limit, "limit", 50, "most runs to list")
+	return cmd
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i] + " ..."
+		}
+	}
+	return s
+}
+
+func newLogsCommand() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "logs --config slipway.yaml PIPELINE BUILD_ID",
+		Short: "Print the log of one run",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, st, err := openConfigAndStore(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ref, err := pipelineRef(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
+			var id int64
+			if _, err := fmt.Sscan(args[1], &id); err != nil || id <= 0 {
+				return fmt.Errorf("BUILD_ID %q: want a positive number", args[1])
+			}
+			run, err := st.GetRun(ctx, ref, id)
+			if err != nil {
+				return fmt.Errorf("%s #%d: %w", args[0], id, err)
+			}
+			out := cmd.OutOrStdout()
+			tasks, err := st.ListTasks(ctx, ref, id)
+			if err != nil {
+				return err
+			}
+			lines, err := st.ReadLogs(ctx, ref, id, store.LogQuery{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s #%d %s at %s (%s)\n", ref.Name, id, run.Status, run.Commit, run.Trigger)
+			for _, t := range tasks {
+				fmt.Fprintf(out, "== %s/%s [%s] %s\n", t.Stage, t.Name, t.Type, t.Status)
+				for _, l := range lines {
+					if l.Task == t.Name {
+						fmt.Fprintf(out, "%s %s\n", l.Time.Format(time.TimeOnly), l.Text)
+					}
+				}
+				if t.Reason != "" {
+					fmt.Fprintf(out, "   %s\n", t.Reason)
+				}
+			}
+			if run.Reason != "" {
+				fmt.Fprintf(out, "run %s: %s\n", run.Status, run.Reason)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	return cmd
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/store"
+)
+
+func newRunCommand() *cobra.Command {
+	var cfgPath, repo, branch, commit string
+	var pipelines []string
+	cmd := &cobra.Command{
+		Use:   "run --config slipway.yaml --repo NAME|URL [--branch B] [--pipeline NAME]",
+		Short: "Run a repository's pipelines once at the branch head (or a commit) and show progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			d, err := newDaemon(ctx, cfgPath, loggerFrom(ctx))
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			rcfg, src, err := d.repository(repo)
+			if err != nil {
+				return err
+			}
+			if branch == "" {
+				branch = rcfg.Branch
+			}
+			out := cmd.OutOrStdout()
+			d.runner.Observer = progressPrinter{w: out}
+			co, err := d.runner.Prepare(ctx, reconciler.Request{Repo: src, Branch: branch, Commit: commit, Pipelines: pipelines})
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, p := range co.Pipelines {
+				run, err := d.runner.Queue(ctx, co, p, store.TriggerManual, 0)
+				if err != nil {
+					return err
+				}
+				final, err := d.runner.Execute(ctx, co, p, run)
+				if err != nil {
+					return err
+				}
+				if final.Status != store.RunSucceeded {
+					failed++
+					fmt.Fprintf(out, "%s #%d %s: %s\n", p.Name, final.BuildID, final.Status, final.Reason)
+				}
+			}
+			if failed > 0 {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository name or URL from the configuration")
+	cmd.Flags().StringVar(&branch, "branch", "", "branch (default: the repository's tracked branch)")
+	cmd.Flags().StringVar(&commit, "commit", "", "commit to run instead of the branch head")
+	cmd.Flags().StringSliceVar(&pipelines, "pipeline", nil, "pipeline(s) to run (default: all in the file)")
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}
+
+// progressPrinter prints one line per state change: readable on a terminal and in CI logs.
+type progressPrinter struct{ w io.Writer }
+
+func (p progressPrinter) RunEvent(e reconciler.Event) {
+	ts := e.Time.Format(time.TimeOnly)
+	subject := fmt.Sprintf("%s #%d", e.Pipeline, e.BuildID)
+	if e.Task != "" {
+		subject += fmt.Sprintf(" %s/%s", e.Stage, e.Task)
+	}
+	if e.Reason != "" {
+		fmt.Fprintf(p.w, "%s %-40s %s: %s\n", ts, subject, e.Status, e.Reason)
+		return
+	}
+	fmt.Fprintf(p.w, "%s %-40s %s\n", ts, subject, e.Status)
+}

@@ -1,0 +1,143 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler/apply"
+	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// deployYAML renders the task's manifests, dry-runs the whole set, applies it, stores the
+// revision, prunes what the previous revision had and this one does not, and waits for health.
+func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) error {
+	ref, id := rc.run.Pipeline, rc.run.BuildID
+	ms, err := render.LoadManifests(rc.workspace, t.Path, rc.varsSnapshot())
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	tl.Printf("rendered %d objects from %s", len(ms), t.Path)
+	cl, err := r.Clusters.Get(ctx, t.Cluster)
+	if err != nil {
+		return err
+	}
+	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: t.Namespace, AllowNamespaces: t.AllowedNamespaces}); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task)}
+	if err := ap.DryRun(ctx, ms); err != nil {
+		return err
+	}
+	tl.Printf("server-side dry-run of %d objects passed", len(ms))
+
+	previous, err := r.lastInventory(ctx, ref, task)
+	if err != nil {
+		return err
+	}
+	owner := apply.Owner{Name: ref.Name, Namespace: task}
+	res, err := ap.Apply(ctx, ms, owner)
+	if err != nil {
+		return err
+	}
+	for _, c := range res.Changes {
+		tl.Printf("%s %s", c.Object, c.Action)
+	}
+	inventory := res.Inventory
+	var pruneErr error
+	if t.Prune == nil || *t.Prune {
+		deleted, kept, err := ap.Prune(ctx, previous, inventory, owner)
+		for _, e := range deleted {
+			tl.Printf("%s pruned", e)
+		}
+		// Objects whose deletion failed stay in the inventory, so the next run retries.
+		inventory = append(inventory, kept...)
+		pruneErr = err
+	}
+	objects, err := encodeObjects(ms)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
+		Pipeline: ref, BuildID: id, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
+		Kind: store.DeployYAML, Objects: objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+	}); err != nil {
+		return err
+	}
+	if pruneErr != nil {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, pruneErr.Error())
+		return pruneErr
+	}
+	if t.Wait.Duration > 0 {
+		tl.Printf("waiting up to %s for %d objects to become healthy", t.Wait.Duration, len(res.Inventory))
+	}
+	if err := ap.Wait(ctx, res.Inventory, t.Wait.Duration); err != nil {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
+		return err
+	}
+	r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
+	tl.Printf("all %d objects healthy", len(res.Inventory))
+	return nil
+}
+
+func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, to store.RevisionStatus, reason string) {
+	_, err := r.Store.TransitionRevision(context.WithoutCancel(ctx), rc.run.Pipeline, rc.run.BuildID, task,
+		store.RevisionApplied, to, rc.mask(reason))
+	if err != nil {
+		rc.log.WithError(err).WithField("task", task).Error("record revision status")
+	}
+}
+
+// lastInventory is what the newest earlier revision of the task put on the cluster,
+// whatever became of its health: that is what is there now, and what prune compares with.
+func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]apply.InventoryEntry, error) {
+	var newest *store.Revision
+	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed, store.RevisionRolledBack} {
+		rev, err := r.Store.LatestRevision(ctx, ref, task, st)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if newest == nil || rev.BuildID > newest.BuildID {
+			newest = &rev
+		}
+	}
+	if newest == nil {
+		return nil, nil
+	}
+	out := make([]apply.InventoryEntry, len(newest.Inventory))
+	for i, e := range newest.Inventory {
+		out[i] = apply.InventoryEntry(e)
+	}
+	return out, nil
+}
+
+func toStoreInventory(inv []apply.InventoryEntry) []store.InventoryEntry {
+	out := make([]store.InventoryEntry, len(inv))
+	for i, e := range inv {
+		out[i] = store.InventoryEntry(e)
+	}
+	return out
+}
+
+// encodeObjects serialises the rendered set as a multi-document YAML stream, the revision's
+// record of exactly what was applied.
+func encodeObjects(ms []render.Manifest) ([]byte, error) {
+	var b strings.Builder
+	for _, m := range ms {
+		y, err := yaml.Marshal(m.Object.Object)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", m, err)
+		}
+		b.WriteString("---\n")
+		b.Write(y)
+	}
+	return []byte(b.String()), nil
+}

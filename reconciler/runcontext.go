@@ -1,0 +1,188 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// runContext is everything the tasks of one run share.
+type runContext struct {
+	run       store.Run
+	pipeline  *pipeline.Pipeline
+	checkout  *Checkout
+	workspace string
+	log       *logrus.Entry
+	store     store.Store
+
+	mu      sync.Mutex
+	vars    render.Map
+	secrets []string // values to mask, longest first
+}
+
+func (r *Runner) newRunContext(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run, log *logrus.Entry) (*runContext, error) {
+	ws := filepath.Join(r.workRoot(), fmt.Sprintf("%s-%s-%d", co.Repo.Name, p.Name, run.BuildID))
+	if err := os.RemoveAll(ws); err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	rc := &runContext{run: run, pipeline: p, checkout: co, workspace: ws, log: log, store: r.Store}
+	if err := r.Sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
+		rc.close()
+		return nil, err
+	}
+	vars := builtinVars(co, p, run)
+	// Declared variables may use built-ins (validation guarantees nothing else).
+	for name, v := range p.Variables {
+		s, err := render.Substitute(v, vars)
+		if err != nil {
+			rc.close()
+			return nil, fmt.Errorf("variable %s: %w", name, err)
+		}
+		vars[name] = s
+	}
+	for _, s := range p.Secrets {
+		val, err := r.secretValue(ctx, s)
+		if err != nil {
+			rc.close()
+			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
+		}
+		vars[s.Name] = val
+		if val != "" {
+			rc.secrets = append(rc.secrets, val)
+		}
+	}
+	sort.Slice(rc.secrets, func(i, j int) bool { return len(rc.secrets[i]) > len(rc.secrets[j]) })
+	rc.vars = vars
+	return rc, nil
+}
+
+// builtinVars are the variables every run has, as docs/pipeline.md lists them.
+func builtinVars(co *Checkout, p *pipeline.Pipeline, run store.Run) render.Map {
+	tag := run.Tag
+	version := tag
+	if version == "" {
+		version = "0.0.0-" + co.Commit.ShortHash
+	}
+	return render.Map{
+		"BUILD_ID":         buildIDString(run.BuildID),
+		"PIPELINE":         p.Name,
+		"GIT_COMMIT":       co.Commit.Hash,
+		"GIT_SHORT_COMMIT": co.Commit.ShortHash,
+		"GIT_BRANCH":       co.Branch,
+		"GIT_TAG":          tag,
+		"VERSION":          version,
+		"TRIGGER":          string(run.Trigger),
+	}
+}
+
+// secretValue reads a secret from its file or its Kubernetes Secret.
+func (r *Runner) secretValue(ctx context.Context, s pipeline.Secret) (string, error) {
+	if s.File != "" {
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("read file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if s.Cluster == "" {
+		return "", fmt.Errorf("Kubernetes Secret %s has no cluster: set cluster to a name from slipway.yaml", s.Secret)
+	}
+	cl, err := r.Clusters.Get(ctx, s.Cluster)
+	if err != nil {
+		return "", err
+	}
+	ns := s.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	sec, err := cl.Clientset.CoreV1().Secrets(ns).Get(ctx, s.Secret, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read Kubernetes Secret %s/%s on %s: %w", ns, s.Secret, s.Cluster, err)
+	}
+	v, ok := sec.Data[s.Key]
+	if !ok {
+		return "", fmt.Errorf("Kubernetes Secret %s/%s has no key %q", ns, s.Secret, s.Key)
+	}
+	return string(v), nil
+}
+
+// varsSnapshot is the variables as they are now, outputs of finished tasks included.
+func (rc *runContext) varsSnapshot() render.Map {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make(render.Map, len(rc.vars))
+	for k, v := range rc.vars {
+		out[k] = v
+	}
+	return out
+}
+
+func (rc *runContext) setOutputs(task string, outputs map[string]string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for k, v := range outputs {
+		rc.vars["tasks."+task+"."+k] = v
+	}
+}
+
+// mask hides secret values in text bound for logs, records and errors.
+func (rc *runContext) mask(s string) string {
+	for _, v := range rc.secrets {
+		s = strings.ReplaceAll(s, v, "***")
+	}
+	return s
+}
+
+func (rc *runContext) close() { _ = os.RemoveAll(rc.workspace) }
+
+// taskLog collects a task's log lines: masked, echoed to the daemon's log, and stored in
+// batches, since every store write is a transaction.
+type taskLog struct {
+	rc      *runContext
+	task    string
+	mu      sync.Mutex
+	pending []store.LogLine
+}
+
+func (rc *runContext) taskLog(task string) *taskLog { return &taskLog{rc: rc, task: task} }
+
+// Printf records one line of Slipway's own about the task.
+func (tl *taskLog) Printf(format string, args ...any) {
+	line := tl.rc.mask(fmt.Sprintf(format, args...))
+	tl.rc.log.WithField("task", tl.task).Info(line)
+	tl.mu.Lock()
+	tl.pending = append(tl.pending, store.LogLine{Time: time.Now(), Stream: store.StreamSystem, Text: line})
+	full := len(tl.pending) >= 100
+	tl.mu.Unlock()
+	if full {
+		tl.flush(context.Background())
+	}
+}
+
+func (tl *taskLog) flush(ctx context.Context) {
+	tl.mu.Lock()
+	lines := tl.pending
+	tl.pending = nil
+	tl.mu.Unlock()
+	if len(lines) == 0 {
+		return
+	}
+	if err := tl.rc.store.AppendLogs(ctx, tl.rc.run.Pipeline, tl.rc.run.BuildID, tl.task, lines); err != nil {
+		tl.rc.log.WithError(err).WithField("task", tl.task).Error("store task log")
+	}
+}

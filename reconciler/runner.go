@@ -1,0 +1,324 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Sources is what a run needs from the Git side.
+type Sources interface {
+	Sync(ctx context.Context, repo sources.Repo, branch string) (sources.SyncResult, error)
+	Checkout(ctx context.Context, repo sources.Repo, commit, dir string) error
+	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
+}
+
+// Observer hears about a run's progress, e.g. to print it on a terminal.
+type Observer interface {
+	RunEvent(e Event)
+}
+
+// Event is one state change of a run or task.
+type Event struct {
+	Pipeline string
+	BuildID  int64
+	Stage    string // "" for run events
+	Task     string // "" for run events
+	Status   string
+	Reason   string
+	Time     time.Time
+}
+
+// Runner executes pipelines.
+type Runner struct {
+	Store    store.Store
+	Sources  Sources
+	Clusters *kube.Clusters
+	Config   *config.Config
+	Log      *logrus.Entry
+	Observer Observer // optional
+}
+
+// Request asks for runs of a repository's pipelines at a commit.
+type Request struct {
+	Repo          sources.Repo
+	Branch        string
+	Commit        string // "" = the branch head
+	Trigger       store.Trigger
+	Pipelines     []string // names; empty = every pipeline in the file
+	ParentBuildID int64
+}
+
+// Checkout is a commit whose pipeline file has been read and validated.
+type Checkout struct {
+	Repo      sources.Repo
+	Branch    string
+	Commit    sources.Commit
+	Pipelines []*pipeline.Pipeline
+}
+
+// pipelineFile is the file every repository carries.
+const pipelineFile = ".pipeline.yaml"
+
+// Prepare syncs the mirror, resolves the commit and reads the pipeline file at that commit.
+func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
+	commit := req.Commit
+	if req.Branch != "" {
+		res, err := r.Sources.Sync(ctx, req.Repo, req.Branch)
+		if err != nil {
+			return nil, err
+		}
+		if commit == "" {
+			commit = res.Commit
+		}
+	}
+	if commit == "" {
+		return nil, errors.New("neither a branch nor a commit to run")
+	}
+	info, err := r.Sources.Commit(ctx, req.Repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(r.workRoot(), "prepare-")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := r.Sources.Checkout(ctx, req.Repo, info.Hash, dir); err != nil {
+		return nil, err
+	}
+	ps, err := pipeline.LoadFile(os.DirFS(dir), pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
+		pipeline.Options{Env: r.Config, Repo: os.DirFS(dir)})
+	if err != nil {
+		return nil, &PrepareError{Commit: info.Hash, Err: err}
+	}
+	co := &Checkout{Repo: req.Repo, Branch: req.Branch, Commit: info}
+	if len(req.Pipelines) == 0 {
+		co.Pipelines = ps
+		return co, nil
+	}
+	for _, name := range req.Pipelines {
+		var found *pipeline.Pipeline
+		for _, p := range ps {
+			if p.Name == name {
+				found = p
+			}
+		}
+		if found == nil {
+			return nil, fmt.Errorf("pipeline %q is not in %s at %s", name, pipelineFile, info.ShortHash)
+		}
+		co.Pipelines = append(co.Pipelines, found)
+	}
+	return co, nil
+}
+
+// PrepareError says a commit's pipeline file is invalid; nothing of that commit runs.
+type PrepareError struct {
+	Commit string
+	Err    error
+}
+
+func (e *PrepareError) Error() string { return e.Err.Error() }
+func (e *PrepareError) Unwrap() error { return e.Err }
+
+func (r *Runner) workRoot() string {
+	d := filepath.Join(r.Config.DataDir, "workspaces")
+	_ = os.MkdirAll(d, 0o700)
+	return d
+}
+
+// Queue records a new run of p (allocating its BUILD_ID) without starting it.
+func (r *Runner) Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error) {
+	ref := store.PipelineRef{Repository: co.Repo.Name, Name: p.Name}
+	if _, err := r.Store.EnsurePipeline(ctx, ref); err != nil {
+		return store.Run{}, err
+	}
+	tag := ""
+	if len(co.Commit.Tags) > 0 {
+		tag = co.Commit.Tags[0]
+	}
+	run, err := r.Store.CreateRun(ctx, store.NewRun{
+		Pipeline: ref, Commit: co.Commit.Hash, Branch: co.Branch, Tag: tag, Trigger: trigger, ParentBuildID: parent,
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	for _, st := range p.Stages {
+		for _, t := range st.Tasks {
+			if _, err := r.Store.AddTask(ctx, ref, run.BuildID, store.NewTask{Stage: st.Name, Name: t.Name, Type: string(t.Type)}); err != nil {
+				return run, err
+			}
+		}
+	}
+	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
+	return run, nil
+}
+
+// Execute runs a queued run to its end and returns its final record. Cancelling ctx
+// cancels the run: builds, applies and health waits stop, and nothing more is applied.
+func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run) (store.Run, error) {
+	ref := run.Pipeline
+	log := r.Log.WithFields(logrus.Fields{"pipeline": p.Name, "build_id": run.BuildID, "commit": co.Commit.ShortHash})
+	if _, err := r.Store.TransitionRun(ctx, ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+		return run, err
+	}
+	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
+	log.Info("run started")
+
+	timeout := p.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 60 * time.Minute
+	}
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	rc, err := r.newRunContext(runCtx, co, p, run, log)
+	var status store.RunStatus
+	var reason string
+	if err == nil {
+		defer rc.close()
+		status, reason = r.runStages(runCtx, rc)
+	} else {
+		status, reason = store.RunFailed, err.Error()
+	}
+	if status == store.RunFailed && ctx.Err() != nil {
+		status, reason = store.RunCancelled, "cancelled"
+		if errors.Is(context.Cause(ctx), errSuperseded) {
+			status, reason = store.RunSuperseded, "superseded by a newer commit"
+		}
+	} else if status == store.RunFailed && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		status, reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, reason)
+	}
+	final, terr := r.Store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunRunning, status, reason)
+	if terr != nil {
+		return run, terr
+	}
+	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
+	log.WithFields(logrus.Fields{"status": status, "reason": reason}).Info("run finished")
+	return final, nil
+}
+
+// errSuperseded is the cancellation cause when a newer commit replaces a running deploy.
+var errSuperseded = errors.New("superseded by a newer commit")
+
+// runStages runs stage after stage; a failed stage stops the run and later tasks are skipped.
+func (r *Runner) runStages(ctx context.Context, rc *runContext) (store.RunStatus, string) {
+	for i, st := range rc.pipeline.Stages {
+		if err := r.runStage(ctx, rc, st); err != nil {
+			for _, later := range rc.pipeline.Stages[i+1:] {
+				for _, t := range later.Tasks {
+					r.finishTask(context.WithoutCancel(ctx), rc, later.Name, t.Name, store.TaskPending, store.TaskSkipped, "an earlier stage failed")
+				}
+			}
+			return store.RunFailed, err.Error()
+		}
+	}
+	return store.RunSucceeded, ""
+}
+
+func (r *Runner) runStage(ctx context.Context, rc *runContext, st pipeline.Stage) error {
+	if !st.Parallel {
+		for i, t := range st.Tasks {
+			if err := r.runTask(ctx, rc, st.Name, t); err != nil {
+				for _, rest := range st.Tasks[i+1:] {
+					r.finishTask(context.WithoutCancel(ctx), rc, st.Name, rest.Name, store.TaskPending, store.TaskSkipped, "an earlier task failed")
+				}
+				return err
+			}
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(st.Tasks))
+	for i, t := range st.Tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.runTask(ctx, rc, st.Name, t)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// runTask runs one task with its own timeout and records how it ended.
+func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t pipeline.Task) error {
+	ref, id := rc.run.Pipeline, rc.run.BuildID
+	if _, err := r.Store.TransitionTask(ctx, ref, id, t.Name, store.TaskPending, store.TaskRunning, ""); err != nil {
+		return fmt.Errorf("task %s: %w", t.Name, err)
+	}
+	r.emit(Event{Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.Name, Status: string(store.TaskRunning)})
+	tctx := ctx
+	if t.Timeout.Duration > 0 {
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(ctx, t.Timeout.Duration)
+		defer cancel()
+	}
+	tl := rc.taskLog(t.Name)
+	outputs, err := r.dispatch(tctx, rc, t, tl)
+	tl.flush(context.WithoutCancel(ctx))
+	if len(outputs) > 0 {
+		if serr := r.Store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.Name, outputs); serr != nil && err == nil {
+			err = serr
+		}
+		rc.setOutputs(t.Name, outputs)
+	}
+	status, reason := store.TaskSucceeded, ""
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		status, reason = store.TaskCancelled, rc.mask(err.Error())
+	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+		status, reason = store.TaskTimedOut, rc.mask(fmt.Sprintf("task timeout of %s exceeded: %v", t.Timeout.Duration, err))
+	default:
+		status, reason = store.TaskFailed, rc.mask(err.Error())
+	}
+	r.finishTask(context.WithoutCancel(ctx), rc, stage, t.Name, store.TaskRunning, status, reason)
+	if err != nil {
+		return fmt.Errorf("task %s: %s", t.Name, reason)
+	}
+	return nil
+}
+
+func (r *Runner) finishTask(ctx context.Context, rc *runContext, stage, task string, from, to store.TaskStatus, reason string) {
+	ref, id := rc.run.Pipeline, rc.run.BuildID
+	if _, err := r.Store.TransitionTask(ctx, ref, id, task, from, to, reason); err != nil {
+		rc.log.WithError(err).WithField("task", task).Error("record task status")
+	}
+	r.emit(Event{Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(to), Reason: reason})
+}
+
+// dispatch runs the task's type.
+func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, tl *taskLog) (map[string]string, error) {
+	switch t.Type {
+	case pipeline.TypeDeployYAML:
+		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
+	default:
+		return nil, fmt.Errorf("task type %s is not available in this version of Slipway yet", t.Type)
+	}
+}
+
+func (r *Runner) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if r.Observer != nil {
+		r.Observer.RunEvent(e)
+	}
+}
+
+// buildIDString is how BUILD_ID appears in variables.
+func buildIDString(id int64) string { return strconv.FormatInt(id, 10) }

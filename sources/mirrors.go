@@ -1,0 +1,211 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultTimeout bounds each network call when Options.Timeout is zero.
+const DefaultTimeout = 60 * time.Second
+
+// DefaultDepth is the history fetched below a branch head when Options.Depth is zero: a
+// deploy needs the head's tree, diffs need the previously synced head, which the mirror
+// keeps; anything older is fetched on demand.
+const DefaultDepth = 1
+
+// Options configure Mirrors.
+type Options struct {
+	DataDir string        // mirrors live in <DataDir>/mirrors/<name>
+	Timeout time.Duration // per network call; 0 means DefaultTimeout
+	// Depth is how many commits of history a fetch brings per branch head: 0 means
+	// DefaultDepth, a negative value means all history.
+	Depth int
+	Log   *logrus.Entry // nil means a logger that discards
+}
+
+// Mirrors manages the on-disk Git mirrors of many repositories. It is safe for concurrent
+// use; operations on one repository are serialised.
+type Mirrors struct {
+	root    string
+	timeout time.Duration
+	depth   int
+	log     *logrus.Entry
+	locks   *repoLocks
+}
+
+// New prepares <DataDir>/mirrors.
+func New(opts Options) (*Mirrors, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("sources: a data dir is required")
+	}
+	root := filepath.Join(opts.DataDir, "mirrors")
+	// Mirrors can hold private code: owner only.
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("sources: %w", err)
+	}
+	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks()}
+	if m.timeout <= 0 {
+		m.timeout = DefaultTimeout
+	}
+	if m.depth == 0 {
+		m.depth = DefaultDepth
+	}
+	if m.log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		m.log = logrus.NewEntry(l)
+	}
+	return m, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (m *Mirrors) dir(repo Repo) string { return filepath.Join(m.root, mirrorDirName(repo.Name)) }
+
+func (m *Mirrors) logFor(repo Repo) *logrus.Entry {
+	return m.log.WithField("repo", repo.Name)
+}
+
+// withRepo runs fn holding the repository's lock.
+func (m *Mirrors) withRepo(ctx context.Context, repo Repo, fn func() error) error {
+	if repo.Name == "" || repo.URL == "" {
+		return errors.New("sources: a repository needs a name and a URL")
+	}
+	unlock, err := m.locks.lock(ctx, m.dir(repo)+".lock")
+	if err != nil {
+		return fmt.Errorf("%s: %w", repo.Name, err)
+	}
+	defer unlock()
+	return fn()
+}
+
+// originFile records which URL (redacted) a mirror was made from, so a repository whose
+// URL changes in the configuration gets a fresh mirror rather than a mix of two.
+const originFile = "slipway-origin"
+
+// open opens the mirror, creating it when absent and replacing it when it is unreadable
+// or belongs to another URL. Callers hold the lock.
+func (m *Mirrors) open(repo Repo) (*git.Repository, error) {
+	dir := m.dir(repo)
+	r, err := git.PlainOpen(dir)
+	switch {
+	case errors.Is(err, git.ErrRepositoryNotExists):
+		return m.create(repo)
+	case err != nil:
+		m.logFor(repo).WithError(err).Warn("mirror unreadable, re-creating it")
+		return m.recreate(repo)
+	}
+	origin, _ := os.ReadFile(filepath.Join(dir, originFile))
+	if strings.TrimSpace(string(origin)) != RedactURL(repo.URL) {
+		m.logFor(repo).Warn("mirror was made from another URL, re-creating it")
+		return m.recreate(repo)
+	}
+	return r, nil
+}
+
+// openExisting opens the mirror for reading; it never creates one.
+func (m *Mirrors) openExisting(repo Repo) (*git.Repository, error) {
+	r, err := git.PlainOpen(m.dir(repo))
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		return nil, fmt.Errorf("%w: %s has no mirror yet (Sync it first)", ErrCommitNotFound, repo.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	return r, nil
+}
+
+func (m *Mirrors) create(repo Repo) (*git.Repository, error) {
+	dir := m.dir(repo)
+	r, err := git.PlainInit(dir, true)
+	if err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, originFile), []byte(RedactURL(repo.URL)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	return r, nil
+}
+
+func (m *Mirrors) recreate(repo Repo) (*git.Repository, error) {
+	if err := os.RemoveAll(m.dir(repo)); err != nil {
+		return nil, fmt.Errorf("remove broken mirror: %w", err)
+	}
+	return m.create(repo)
+}
+
+// remote is an in-memory remote: the URL (which may carry credentials) is never written
+// into the mirror's config.
+func remote(r *git.Repository, repo Repo) *git.Remote {
+	return git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
+}
+
+// netCtx bounds one network call.
+func (m *Mirrors) netCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, m.timeout)
+}
+
+// auth builds the transport auth for repo; its scratch files go next to the mirrors.
+func (m *Mirrors) auth(repo Repo) (transport.AuthMethod, error) {
+	a, err := transportAuth(repo, m.root)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", repo.Name, err)
+	}
+	return a, nil
+}
+
+// hasObject reports whether the mirror holds an object.
+func hasObject(r *git.Repository, h plumbing.Hash) bool {
+	_, err := r.Storer.EncodedObject(plumbing.AnyObject, h)
+	return err == nil
+}
+
+// verify reads every ref's object and each branch head's commit and root tree: a cheap
+// check that tells a broken mirror from a network failure.
+func verify(r *git.Repository) error {
+	refs, err := r.References()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	defer refs.Close()
+	return refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() != plumbing.HashReference {
+			return nil
+		}
+		if ref.Name().IsBranch() {
+			if err := readable(r, ref.Hash()); err != nil {
+				return err
+			}
+			return nil
+		}
+		if !hasObject(r, ref.Hash()) {
+			return fmt.Errorf("%w: %s points to a missing object", errCorrupt, ref.Name())
+		}
+		return nil
+	})
+}
+
+// readable checks that a commit and its root tree can be decoded.
+func readable(r *git.Repository, h plumbing.Hash) error {
+	c, err := r.CommitObject(h)
+	if err != nil {
+		return fmt.Errorf("%w: commit %s: %v", errCorrupt, h, err)
+	}
+	if _, err := c.Tree(); err != nil {
+		return fmt.Errorf("%w: tree of %s: %v", errCorrupt, h, err)
+	}
+	return nil
+}

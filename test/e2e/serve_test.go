@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// daemonProc is a running `slipway serve`.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan error
+}
+
+func startServe(t *testing.T, cfg string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), "serve", "--config", cfg), done: make(chan error, 1)}
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(t) })
+	return d
+}
+
+func (d *daemonProc) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.Write(p)
+}
+
+func (d *daemonProc) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.String()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	if d.cmd.ProcessState != nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("slipway serve exited with %v:\n%s", err, d.output())
+		}
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		t.Errorf("slipway serve did not stop within 30s of SIGTERM:\n%s", d.output())
+	}
+}
+
+// waitHistory polls the history until cond holds.
+func waitHistory(t *testing.T, cfg string, timeout time.Duration, what string, cond func([]historyEntry) bool) []historyEntry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		out, code := slipway(t, "history", "--config", cfg, "jack-2048", "-o", "json")
+		if code == 0 {
+			h := parseHistory(t, out)
+			if cond(h) {
+				return h
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: history is\n%s", what, out)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func TestServePollsRestartsAndSupersedes(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := writeConfig(t, env, repoName, url)
+	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
+	first := repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, ns), "2048_env.yaml": manifests})
+
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 60*time.Second, "run 1 of the first commit", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded" && h[0].Commit == first
+	})
+
+	// A restart keeps the history and does not run the same head again.
+	d.stop(t)
+	d = startServe(t, cfg)
+	time.Sleep(3 * time.Second)
+	if h := waitHistory(t, cfg, 5*time.Second, "history", func([]historyEntry) bool { return true }); len(h) != 1 {
+		t.Fatalf("a restart re-ran the head: %+v", h)
+	}
+
+	second := repo.commit("second", map[string][]byte{"2048_env.yaml": []byte(strings.Replace(string(manifests), "spec:\n  selector:", "spec:\n  replicas: 2\n  selector:", 1))})
+	waitHistory(t, cfg, 60*time.Second, "run 2 of the second commit", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].BuildID == 2 && h[0].Commit == second && h[0].Status == "succeeded"
+	})
+
+	// A slow deploy holds the pipeline; a commit arriving meanwhile waits, and a newer one
+	// supersedes the waiting one.
+	slow := strings.Replace(string(manifests), "      labels:\n        application: jack-2048",
+		"      labels:\n        application: jack-2048\n        pod-container-running-failed.stage.kwok.x-k8s.io: \"true\"", 1)
+	slow = strings.Replace(slow, "spec:\n  selector:", "spec:\n  minReadySeconds: 10\n  selector:", 1)
+	repo.commit("slow", map[string][]byte{"2048_env.yaml": []byte(slow)})
+	waitHistory(t, cfg, 30*time.Second, "run 3 running", func(h []historyEntry) bool { return len(h) == 3 && h[0].Status == "running" })
+	waiting := repo.commit("waiting", map[string][]byte{"2048_env.yaml": manifests})
+	waitHistory(t, cfg, 30*time.Second, "run 4 queued", func(h []historyEntry) bool { return len(h) == 4 && h[0].Status == "queued" })
+	newest := repo.commit("newest", map[string][]byte{"2048_env.yaml": []byte(strings.Replace(string(manifests), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1))})
+	h := waitHistory(t, cfg, 90*time.Second, "run 5 succeeded", func(h []historyEntry) bool {
+		return len(h) == 5 && h[0].BuildID == 5 && h[0].Status == "succeeded"
+	})
+	byID := map[int64]historyEntry{}
+	for _, e := range h {
+		byID[e.BuildID] = e
+	}
+	if e := byID[4]; e.Status != "superseded" || e.Commit != waiting || !strings.Contains(e.Reason, "BUILD_ID 5") {
+		t.Errorf("run 4 = %+v, want superseded by BUILD_ID 5", e)
+	}
+	if e := byID[3]; e.Status != "failed" {
+		t.Errorf("run 3 = %+v, want failed (never ready)", e)
+	}
+	if byID[5].Commit != newest {
+		t.Errorf("run 5 ran %s, want the newest commit %s", byID[5].Commit, newest)
+	}
+	d.stop(t)
+}

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// slipwayBinary builds cmd/slipway once per test binary, so e2e tests drive the real CLI.
+func slipwayBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		env := testenv.Get(t)
+		dir, err := os.MkdirTemp("", "slipway-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "slipway")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/slipway")
+		cmd.Dir = env.Root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/slipway: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// slipway runs the CLI and returns its combined output and exit code.
+func slipway(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(slipwayBinary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run slipway %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), code
+}
+
+// workRepo is a working copy whose pushes go to a bare repository on the real Git server.
+type workRepo struct {
+	t    *testing.T
+	dir  string
+	push string // URL with credentials
+}
+
+func newWorkRepo(t *testing.T, env *testenv.Env) (*workRepo, string) {
+	t.Helper()
+	name, url := env.Repo(t)
+	g := &workRepo{t: t, dir: t.TempDir(),
+		push: strings.Replace(url, "http://", "http://"+env.GitUser+":"+env.GitPassword+"@", 1)}
+	g.git("init", "--initial-branch=master", ".")
+	_ = name
+	return g, url
+}
+
+func (g *workRepo) git(args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = g.dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com",
+		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files (nil content deletes), commits and pushes; it returns the commit hash.
+func (g *workRepo) commit(msg string, files map[string][]byte) string {
+	g.t.Helper()
+	for name, body := range files {
+		p := filepath.Join(g.dir, name)
+		if body == nil {
+			if err := os.Remove(p); err != nil {
+				g.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, body, 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	g.git("add", "-A")
+	g.git("commit", "-q", "-m", msg)
+	g.git("push", "-q", g.push, "master")
+	return g.git("rev-parse", "HEAD")
+}
+
+// writeConfig writes a slipway.yaml for one repository and the environment's cluster.
+func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(env.GitUser), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(env.GitPassword), 0o600))
+	cfg := fmt.Sprintf(`dataDir: %s/data
+repositories:
+  - name: %s
+    url: %s
+    branch: master
+    poll: 1s
+    auth: {usernameFile: git-user, passwordFile: git-password}
+clusters:
+  - name: e2e
+    kubeconfig: %s
+registry:
+  default: %s
+  insecure: [%s]
+`, dir, repoName, url, env.Kubeconfig, env.Registry, env.Registry)
+	path := filepath.Join(dir, "slipway.yaml")
+	must(os.WriteFile(path, []byte(cfg), 0o600))
+	return path
+}
+
+func readExample(t *testing.T, env *testenv.Env, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(env.Root, "examples", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
