@@ -251,6 +251,7 @@ export SLIPWAY_GIT_USER=$GIT_USER
 export SLIPWAY_GIT_PASSWORD=$GIT_PASSWORD
 export BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
 export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
+export SLIPWAY_KUBECTL=$kube/kubectl
 export SLIPWAY_KWOK_STAGES=$(tool_dir kwok "$KWOK_VERSION")/stages
 export SLIPWAY_ENV_PIDS="${PIDS[*]}"
 export PATH=$kube:\$PATH

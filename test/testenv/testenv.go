@@ -50,6 +50,7 @@ type Env struct {
 	GitPassword string
 
 	BuildkitHost string
+	Kubectl      string // kubectl of the control plane's version
 	KwokStages   string // folder of kwok's Stage files (chaos stages for failure tests)
 	pids         string
 }
@@ -221,6 +222,7 @@ func Load(root string) (*Env, error) {
 		GitUser:           vars["SLIPWAY_GIT_USER"],
 		GitPassword:       vars["SLIPWAY_GIT_PASSWORD"],
 		BuildkitHost:      vars["BUILDKIT_HOST"],
+		Kubectl:           vars["SLIPWAY_KUBECTL"],
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
 	}
