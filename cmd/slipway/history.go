@@ -32,15 +32,11 @@ func newHistoryCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, st, err := openConfigAndStore(ctx, cfgPath)
+			st, ref, err := openPipeline(ctx, cfgPath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			ref, err := pipelineRef(ctx, st, args[0])
-			if err != nil {
-				return err
-			}
 			runs, err := st.ListRuns(ctx, ref, limit)
 			if err != nil {
 				return err
@@ -109,15 +105,11 @@ func newLogsCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, st, err := openConfigAndStore(ctx, cfgPath)
+			st, ref, err := openPipeline(ctx, cfgPath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			ref, err := pipelineRef(ctx, st, args[0])
-			if err != nil {
-				return err
-			}
 			var id int64
 			if _, err := fmt.Sscan(args[1], &id); err != nil || id <= 0 {
 				return fmt.Errorf("BUILD_ID %q: want a positive number", args[1])

@@ -81,6 +81,20 @@ func sourceRepo(r config.Repository) (sources.Repo, error) {
 	return src, nil
 }
 
+// openPipeline opens the store named by the configuration and resolves a pipeline in it.
+func openPipeline(ctx context.Context, cfgPath, arg string) (store.Store, store.PipelineRef, error) {
+	_, st, err := openConfigAndStore(ctx, cfgPath)
+	if err != nil {
+		return nil, store.PipelineRef{}, err
+	}
+	ref, err := pipelineRef(ctx, st, arg)
+	if err != nil {
+		st.Close()
+		return nil, store.PipelineRef{}, err
+	}
+	return st, ref, nil
+}
+
 // pipelineRef resolves PIPELINE or REPOSITORY/PIPELINE to the stored pipeline.
 func pipelineRef(ctx context.Context, st store.Store, arg string) (store.PipelineRef, error) {
 	if repo, name, ok := strings.Cut(arg, "/"); ok {
