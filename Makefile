@@ -50,9 +50,11 @@ env-up:
 env-down:
 	hack/env-down.sh
 
-## bench: benchmarks, side by side with their peers
+## bench: Slipway's deploy path side by side with kubectl, the SSA floor and Flux's no-op
+## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -run '^TestBench$$' -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:
 	rm -rf bin

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -36,6 +37,8 @@ type Spec struct {
 	// applies at about 5 objects per second, so they are raised deliberately.
 	QPS   float32
 	Burst int
+	// WrapTransport, when set, wraps the HTTP transport: the benchmark counts requests with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Cluster is a connected cluster.
@@ -88,6 +91,9 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	cfg, err := restConfig(spec)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", spec.Name, err)
+	}
+	if spec.WrapTransport != nil {
+		cfg.Wrap(spec.WrapTransport)
 	}
 	cfg.QPS, cfg.Burst = spec.QPS, spec.Burst
 	if cfg.QPS == 0 {

@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/slipwayhq/slipway/reconciler/apply"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
+)
+
+var benchPipeline = store.PipelineRef{Repository: "bench", Name: "bench"}
+
+const benchTask = "deploy"
+
+// runSlipway drives the deploy-yaml task's cluster path as deployYAML does (render, set
+// namespaces, dry-run, apply, prune, save the revision), without the health wait. The
+// cluster connection and the store are opened first, as the daemon keeps them open.
+func runSlipway(ctx context.Context, in childInput) (childResult, error) {
+	counter := newRequestCounter()
+	cl, err := kube.Connect(ctx, kube.Spec{Name: "bench", Kubeconfig: in.kubeconfig, WrapTransport: counter.wrap})
+	if err != nil {
+		return childResult{}, err
+	}
+	// A daemon's cached cluster has discovered these kinds long before a deploy.
+	for _, gk := range []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Service"}, {Group: "apps", Kind: "Deployment"}, {Kind: "Namespace"}} {
+		if _, err := cl.Mapper.RESTMapping(gk); err != nil {
+			return childResult{}, fmt.Errorf("discover %s: %w", gk, err)
+		}
+	}
+	st, err := store.Open(ctx, "sqlite://"+in.store)
+	if err != nil {
+		return childResult{}, err
+	}
+	defer st.Close()
+	run, err := st.CreateRun(ctx, store.NewRun{Pipeline: benchPipeline, Commit: "bench", Branch: "main", Trigger: store.TriggerManual})
+	if err != nil {
+		return childResult{}, err
+	}
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log)}
+	owner := apply.Owner{Name: benchPipeline.Name, Namespace: benchTask}
+	counter.reset()
+
+	start := time.Now()
+	ms, err := render.LoadManifests(in.dir, ".", render.Map{})
+	if err != nil {
+		return childResult{}, fmt.Errorf("render: %w", err)
+	}
+	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: in.namespaces[0], AllowNamespaces: in.namespaces}); err != nil {
+		return childResult{}, fmt.Errorf("render: %w", err)
+	}
+	previous, err := lastInventory(ctx, st)
+	if err != nil {
+		return childResult{}, err
+	}
+	if err := ap.DryRun(ctx, ms); err != nil {
+		return childResult{}, err
+	}
+	res, err := ap.Apply(ctx, ms, owner)
+	if err != nil {
+		return childResult{}, err
+	}
+	deleted, kept, err := ap.Prune(ctx, previous, res.Inventory, owner)
+	if err != nil || len(deleted)+len(kept) > 0 {
+		return childResult{}, fmt.Errorf("prune: %d deleted, %d kept, %v; want nothing to prune", len(deleted), len(kept), err)
+	}
+	inv := make([]store.InventoryEntry, len(res.Inventory))
+	for i, e := range res.Inventory {
+		inv[i] = store.InventoryEntry(e)
+	}
+	if _, err := st.SaveRevision(ctx, store.NewRevision{
+		Pipeline: benchPipeline, BuildID: run.BuildID, Task: benchTask, Cluster: "bench", Namespace: in.namespaces[0],
+		Kind: store.DeployYAML, Objects: []byte("bench"), Inventory: inv, Status: store.RevisionApplied,
+	}); err != nil {
+		return childResult{}, err
+	}
+	wall := time.Since(start)
+
+	actions := map[string]int{}
+	for _, c := range res.Changes {
+		actions[c.Action]++
+	}
+	return childResult{WallSeconds: wall.Seconds(), Requests: counter.snapshot(), Actions: actions}, nil
+}
+
+func lastInventory(ctx context.Context, st store.Store) ([]apply.InventoryEntry, error) {
+	rev, err := st.LatestRevision(ctx, benchPipeline, benchTask, store.RevisionApplied)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apply.InventoryEntry, len(rev.Inventory))
+	for i, e := range rev.Inventory {
+		out[i] = apply.InventoryEntry(e)
+	}
+	return out, nil
+}
