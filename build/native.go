@@ -35,35 +35,44 @@ func (n *Native) Build(ctx context.Context, req Request) (Result, error) {
 }
 
 func (n *Native) build(ctx context.Context, req Request, log *logger) (Result, error) {
-	src, err := resolveSources(req)
-	if err != nil {
-		return Result{}, err
-	}
 	tags, err := req.tags(n.reg)
 	if err != nil {
 		return Result{}, err
 	}
-	df, err := parseDockerfile(src.dockerfile, src.dfRel, req.Target)
+	img, cleanup, err := n.image(ctx, req, log)
 	if err != nil {
 		return Result{}, err
 	}
+	defer cleanup()
+	return n.reg.push(ctx, img, tags, log)
+}
+
+// image builds the target stage. Its new layers live in a temporary folder until cleanup.
+func (n *Native) image(ctx context.Context, req Request, log *logger) (img v1.Image, cleanup func(), err error) {
+	src, err := resolveSources(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	df, err := parseDockerfile(src.dockerfile, src.dfRel, req.Target)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := df.checkNative(); err != nil {
-		return Result{}, err
+		return nil, nil, err
 	}
 	platform, err := v1.ParsePlatform(req.platform())
 	if err != nil {
-		return Result{}, fmt.Errorf("platform %q: %w", req.platform(), err)
+		return nil, nil, fmt.Errorf("platform %q: %w", req.platform(), err)
 	}
 	ignore, err := loadIgnore(src.dockerfile, src.context)
 	if err != nil {
-		return Result{}, err
+		return nil, nil, err
 	}
 	tmp, err := os.MkdirTemp("", "slipway-build-")
 	if err != nil {
-		return Result{}, fmt.Errorf("temporary folder for layers: %w", err)
+		return nil, nil, fmt.Errorf("temporary folder for layers: %w", err)
 	}
-	defer os.RemoveAll(tmp)
-
+	cleanup = func() { _ = os.RemoveAll(tmp) }
 	r := &run{
 		n: n, ctx: ctx, df: df, log: log, platform: platform, tmp: tmp,
 		context:   contextSource{dir: src.context, ignore: ignore},
@@ -71,14 +80,14 @@ func (n *Native) build(ctx context.Context, req Request, log *logger) (Result, e
 		lex: shell.NewLex(df.escape),
 	}
 	r.meta = r.metaArgs()
-	var img v1.Image
 	for i := range df.stages {
 		if img, err = r.stage(i); err != nil {
-			return Result{}, err
+			cleanup()
+			return nil, nil, err
 		}
 	}
 	r.warnUnused()
-	return n.reg.push(ctx, img, tags, log)
+	return img, cleanup, nil
 }
 
 // run is the state of one native build.
