@@ -19,10 +19,12 @@ import (
 // DefaultTimeout bounds each network call when Options.Timeout is zero.
 const DefaultTimeout = 60 * time.Second
 
-// DefaultDepth is the history fetched below a branch head when Options.Depth is zero: a
-// deploy needs the head's tree, diffs need the previously synced head, which the mirror
-// keeps; anything older is fetched on demand.
-const DefaultDepth = 1
+// DefaultDepth is the history fetched below a branch head when Options.Depth is zero.
+// Diffs need only the two commits' trees, and older commits are fetched on demand, so the
+// mirror can stay shallow. It must not be 1: a later fetch is incremental only while the
+// previous head lies within the depth of the new one; with depth 1 every fetch resends the
+// whole tree (measured: 826 ms instead of 62 ms for one changed file in 2,000).
+const DefaultDepth = 50
 
 // Options configure Mirrors.
 type Options struct {
