@@ -29,7 +29,24 @@ type runContext struct {
 
 	mu      sync.Mutex
 	vars    render.Map
-	secrets []string // values to mask, longest first
+	secrets []string                    // values to mask, longest first
+	after   []func(ctx context.Context) // work for the end of a successful run
+}
+
+// afterSuccess registers work to do once every stage has succeeded.
+func (rc *runContext) afterSuccess(f func(ctx context.Context)) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.after = append(rc.after, f)
+}
+
+func (rc *runContext) runAfterSuccess(ctx context.Context) {
+	rc.mu.Lock()
+	fs := rc.after
+	rc.mu.Unlock()
+	for _, f := range fs {
+		f(ctx)
+	}
 }
 
 func (r *Runner) newRunContext(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run, log *logrus.Entry) (*runContext, error) {
@@ -138,6 +155,23 @@ func (rc *runContext) setOutputs(task string, outputs map[string]string) {
 	for k, v := range outputs {
 		rc.vars["tasks."+task+"."+k] = v
 	}
+}
+
+// pinnedImages maps each image built in this run (repo:tag) to repo:tag@digest.
+func (rc *runContext) pinnedImages() map[string]string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	pins := map[string]string{}
+	for k, image := range rc.vars {
+		task, ok := strings.CutPrefix(k, "tasks.")
+		if !ok || !strings.HasSuffix(task, ".image") {
+			continue
+		}
+		if digest := rc.vars[strings.TrimSuffix(k, ".image")+".digest"]; digest != "" {
+			pins[image] = image + "@" + digest
+		}
+	}
+	return pins
 }
 
 // mask hides secret values in text bound for logs, records and errors.

@@ -48,6 +48,8 @@ type Runner struct {
 	Sources  Sources
 	Clusters *kube.Clusters
 	Config   *config.Config
+	Builder  ImageBuilder // for build-image tasks
+	Tags     TagPruner    // for build-image retention (keep)
 	Log      *logrus.Entry
 	Observer Observer // optional
 }
@@ -191,6 +193,9 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 	if err == nil {
 		defer rc.close()
 		status, reason = r.runStages(runCtx, rc)
+		if status == store.RunSucceeded {
+			rc.runAfterSuccess(runCtx)
+		}
 	} else {
 		status, reason = store.RunFailed, err.Error()
 	}
@@ -304,6 +309,8 @@ func (r *Runner) finishTask(ctx context.Context, rc *runContext, stage, task str
 // dispatch runs the task's type.
 func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, tl *taskLog) (map[string]string, error) {
 	switch t.Type {
+	case pipeline.TypeBuildImage:
+		return r.buildImage(ctx, rc, t.Name, t.BuildImage, tl)
 	case pipeline.TypeDeployYAML:
 		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
 	default:

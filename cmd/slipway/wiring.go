@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/build"
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -44,12 +45,25 @@ func newDaemon(ctx context.Context, path string, log *logrus.Entry) (*daemon, er
 		st.Close()
 		return nil, err
 	}
+	buildOpts := build.Options{Type: cfg.Builder.Type, Address: cfg.Builder.Address,
+		DockerConfig: cfg.Registry.DockerConfig, Insecure: cfg.Registry.Insecure}
+	builder, err := build.New(buildOpts)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("image builder: %w", err)
+	}
+	registry, err := build.NewRegistry(buildOpts)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	specs := make([]kube.Spec, 0, len(cfg.Clusters))
 	for _, c := range cfg.Clusters {
 		specs = append(specs, kube.Spec{Name: c.Name, Kubeconfig: c.Kubeconfig, Context: c.Context, InCluster: c.InCluster})
 	}
 	return &daemon{cfg: cfg, store: st, mirrors: mirrors, runner: &reconciler.Runner{
 		Store: st, Sources: mirrors, Clusters: kube.NewClusters(specs), Config: cfg, Log: log,
+		Builder: builder, Tags: registry,
 	}}, nil
 }
 

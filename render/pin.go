@@ -1,0 +1,37 @@
+package render
+
+// PinImages rewrites every `image:` field whose value is a key of pins (repo:tag) to the
+// pinned reference (repo:tag@digest), wherever it sits in an object (Pods, workload
+// templates, CronJobs, custom resources). It returns how many fields it rewrote.
+func PinImages(ms []Manifest, pins map[string]string) int {
+	if len(pins) == 0 {
+		return 0
+	}
+	n := 0
+	for _, m := range ms {
+		n += pinIn(m.Object.Object, pins)
+	}
+	return n
+}
+
+func pinIn(v any, pins map[string]string) int {
+	n := 0
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			if s, ok := child.(string); ok && k == "image" {
+				if pinned, ok := pins[s]; ok {
+					t[k] = pinned
+					n++
+				}
+				continue
+			}
+			n += pinIn(child, pins)
+		}
+	case []any:
+		for _, child := range t {
+			n += pinIn(child, pins)
+		}
+	}
+	return n
+}
