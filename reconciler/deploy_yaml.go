@@ -30,18 +30,31 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: t.Namespace, AllowNamespaces: t.AllowedNamespaces}); err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task)}
-	if err := ap.DryRun(ctx, ms); err != nil {
-		return err
+	if t.PinImages {
+		if n := render.PinImages(ms, rc.pinnedImages()); n > 0 {
+			tl.Printf("pinned %d image references to the digests built in this run", n)
+		}
 	}
-	tl.Printf("server-side dry-run of %d objects passed", len(ms))
-
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task)}
 	previous, err := r.lastInventory(ctx, ref, task)
 	if err != nil {
 		return err
 	}
 	owner := apply.Owner{Name: ref.Name, Namespace: task}
-	res, err := ap.Apply(ctx, ms, owner)
+	// The plan skips objects the previous revision applied exactly so and nobody changed.
+	plan, err := ap.Plan(ctx, ms, owner, previous)
+	if err != nil {
+		return err
+	}
+	if err := ap.DryRun(ctx, plan); err != nil {
+		return err
+	}
+	if unchanged := plan.Len() - plan.Changed(); unchanged > 0 {
+		tl.Printf("server-side dry-run of %d objects passed (%d unchanged since the last deploy)", plan.Changed(), unchanged)
+	} else {
+		tl.Printf("server-side dry-run of %d objects passed", plan.Len())
+	}
+	res, err := ap.Apply(ctx, plan)
 	if err != nil {
 		return err
 	}

@@ -103,3 +103,46 @@ func TestLoadMigrationsRejectsBadFiles(t *testing.T) {
 		t.Fatalf("loaded %+v, want versions 2 and 10 in order", ms)
 	}
 }
+
+// A database written before schema version 2 gains the inventory's digest columns on
+// open, its old rows reading as "" (unknown: those objects are applied again once).
+func TestMigrationAddsInventoryDigests(t *testing.T) {
+	s, path := openTest(t)
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	inv := []InventoryEntry{{Version: "v1", Kind: "ConfigMap", Namespace: "game", Name: "settings", Digest: "sha256:aa", Fingerprint: "uid/sha256:bb"}}
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local",
+		Kind: DeployYAML, Objects: []byte("a: 1"), Inventory: inv}); err != nil {
+		t.Fatal(err)
+	}
+	// Turn the file back into a version 1 database holding that revision.
+	for _, q := range []string{
+		`ALTER TABLE revision_objects DROP COLUMN desired_digest`,
+		`ALTER TABLE revision_objects DROP COLUMN applied_fingerprint`,
+		`DELETE FROM schema_migrations WHERE version = 2`,
+	} {
+		if _, err := s.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	_ = s.Close()
+
+	s2 := openAt(t, path)
+	rev, err := s2.GetRevision(ctx, testPipeline, 1, "web")
+	if err != nil {
+		t.Fatalf("read a version 1 revision after the upgrade: %v", err)
+	}
+	want := inv[0]
+	want.Digest, want.Fingerprint = "", ""
+	if len(rev.Inventory) != 1 || rev.Inventory[0] != want {
+		t.Fatalf("upgraded inventory %+v, want %+v", rev.Inventory, want)
+	}
+	mustRun(t, s2, testPipeline)
+	if _, err := s2.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: 2, Task: "web", Cluster: "local",
+		Kind: DeployYAML, Objects: []byte("a: 1"), Inventory: inv}); err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := s2.GetRevision(ctx, testPipeline, 2, "web"); err != nil || len(rev.Inventory) != 1 || rev.Inventory[0] != inv[0] {
+		t.Fatalf("inventory saved after the upgrade: %+v, %v", rev.Inventory, err)
+	}
+}

@@ -92,22 +92,23 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 	return rev, nil
 }
 
-// inventoryChunk rows per INSERT; 7 parameters each.
+// inventoryChunk rows per INSERT; 8 parameters each, under SQLite's limit of 32766.
 const inventoryChunk = 128
 
 func insertInventory(ctx context.Context, tx *sql.Tx, revisionID int64, inv []InventoryEntry) error {
 	for start := 0; start < len(inv); start += inventoryChunk {
 		end := min(start+inventoryChunk, len(inv))
-		q := `INSERT INTO revision_objects (revision_id, position, api_group, api_version, kind, namespace, name) VALUES `
+		q := `INSERT INTO revision_objects (revision_id, position, api_group, api_version, kind, namespace, name,
+			desired_digest, applied_fingerprint) VALUES `
 		args := []any{revisionID}
 		for i := start; i < end; i++ {
 			if i > start {
 				q += ", "
 			}
 			n := len(args)
-			q += fmt.Sprintf("($1, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+			q += fmt.Sprintf("($1, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
 			e := inv[i]
-			args = append(args, i, e.Group, e.Version, e.Kind, e.Namespace, e.Name)
+			args = append(args, i, e.Group, e.Version, e.Kind, e.Namespace, e.Name, e.Digest, e.Fingerprint)
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
@@ -185,7 +186,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 
 func readInventory(ctx context.Context, q querier, revisionID int64) ([]InventoryEntry, error) {
 	rows, err := q.QueryContext(ctx, `
-		SELECT api_group, api_version, kind, namespace, name FROM revision_objects
+		SELECT api_group, api_version, kind, namespace, name, desired_digest, applied_fingerprint FROM revision_objects
 		WHERE revision_id = $1 ORDER BY position`, revisionID)
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func readInventory(ctx context.Context, q querier, revisionID int64) ([]Inventor
 	var inv []InventoryEntry
 	for rows.Next() {
 		var e InventoryEntry
-		if err := rows.Scan(&e.Group, &e.Version, &e.Kind, &e.Namespace, &e.Name); err != nil {
+		if err := rows.Scan(&e.Group, &e.Version, &e.Kind, &e.Namespace, &e.Name, &e.Digest, &e.Fingerprint); err != nil {
 			return nil, err
 		}
 		inv = append(inv, e)

@@ -38,7 +38,8 @@ spec:
 func inventoryOf(n int) []InventoryEntry {
 	inv := []InventoryEntry{{Group: "", Version: "v1", Kind: "Namespace", Name: "game"}}
 	for i := 0; i < n; i++ {
-		inv = append(inv, InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "game", Name: fmt.Sprintf("web-%d", i)})
+		inv = append(inv, InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "game", Name: fmt.Sprintf("web-%d", i),
+			Digest: fmt.Sprintf("sha256:%064x", i), Fingerprint: fmt.Sprintf("uid-%d/sha256:%064x", i, i+1)})
 	}
 	return inv
 }

@@ -112,6 +112,11 @@ type InventoryEntry struct {
 	Kind      string
 	Namespace string
 	Name      string
+	// Digest is "sha256:<hex>" of the object as applied, and Fingerprint identifies the
+	// live object right after that apply; both "" when unknown. A deploy skips an object
+	// whose rendering and live fingerprint both still match.
+	Digest      string
+	Fingerprint string
 }
 
 // ChartRelease is what a chart deploy adds to its revision.

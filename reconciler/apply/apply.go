@@ -1,6 +1,7 @@
-// Package apply makes a cluster match a rendered set of manifests: server-side dry-run of
-// the whole set, staged server-side apply, pruning of what an earlier revision applied and
-// this one does not, and a kstatus health wait that explains failures.
+// Package apply makes a cluster match a rendered set of manifests: a plan that skips what
+// nobody changed since the last deploy, server-side dry-run of the rest as a whole, staged
+// concurrent server-side apply, pruning of what an earlier revision applied and this one
+// does not, and a kstatus health wait that explains failures.
 package apply
 
 import (
@@ -9,17 +10,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/sirupsen/logrus"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/render"
@@ -32,6 +30,10 @@ type InventoryEntry struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
+	// Digest of the object as applied and Fingerprint of the live object right after:
+	// the next deploy skips the object while both still match ("" never matches).
+	Digest      string `json:"digest,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 func (e InventoryEntry) String() string {
@@ -77,119 +79,6 @@ var kubectlManagers = []ssa.FieldManager{
 	{Name: "kubectl", OperationType: "Update"},
 	{Name: "kubectl-client-side-apply", OperationType: "Update"},
 	{Name: "before-first-apply", OperationType: "Update"},
-}
-
-// DryRun runs a server-side dry-run apply of every object and reports every failure, each
-// naming its file and object. Objects in a namespace the same set creates, and custom
-// resources whose CRD the same set installs, cannot be dry-run before that apply; they are
-// checked by the API server when the earlier stage has been applied.
-func (a *Applier) DryRun(ctx context.Context, ms []render.Manifest) error {
-	newNamespaces, newKinds, err := a.createdBySet(ctx, ms)
-	if err != nil {
-		return err
-	}
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 16)
-	)
-	for _, m := range ms {
-		o := m.Object
-		if newNamespaces[o.GetNamespace()] || newKinds[o.GroupVersionKind().GroupKind()] {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			obj := o.DeepCopy()
-			err := a.Cluster.Client.Patch(ctx, obj, client.Apply, client.DryRunAll,
-				client.ForceOwnership, client.FieldOwner(kube.FieldManager))
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %s", m, apiMessage(err)))
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	if len(errs) > 0 {
-		return &DryRunError{Errs: errs}
-	}
-	return nil
-}
-
-// DryRunError lists every object the API server refused; nothing was applied.
-type DryRunError struct{ Errs []error }
-
-func (e *DryRunError) Error() string {
-	msgs := make([]string, len(e.Errs))
-	for i, err := range e.Errs {
-		msgs[i] = err.Error()
-	}
-	return "server-side dry-run failed, nothing was applied:\n  " + strings.Join(msgs, "\n  ")
-}
-
-// createdBySet finds namespaces and custom kinds the set itself brings, which do not exist yet.
-func (a *Applier) createdBySet(ctx context.Context, ms []render.Manifest) (map[string]bool, map[schema.GroupKind]bool, error) {
-	namespaces := map[string]bool{}
-	kinds := map[schema.GroupKind]bool{}
-	for _, m := range ms {
-		o := m.Object
-		switch o.GetKind() {
-		case "Namespace":
-			var ns corev1.Namespace
-			err := a.Cluster.Client.Get(ctx, client.ObjectKey{Name: o.GetName()}, &ns)
-			if apierrors.IsNotFound(err) {
-				namespaces[o.GetName()] = true
-			} else if err != nil {
-				return nil, nil, fmt.Errorf("look up namespace %s: %w", o.GetName(), err)
-			}
-		case "CustomResourceDefinition":
-			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-			gk := schema.GroupKind{Group: group, Kind: kind}
-			if _, err := a.Cluster.Mapper.RESTMapping(gk); err != nil {
-				kinds[gk] = true
-			}
-		}
-	}
-	return namespaces, kinds, nil
-}
-
-// Apply stamps owner labels on the objects and applies them in stages (CRDs and Namespaces
-// first), taking over fields and annotations kubectl left behind.
-func (a *Applier) Apply(ctx context.Context, ms []render.Manifest, owner Owner) (*Result, error) {
-	objs := make([]*unstructured.Unstructured, len(ms))
-	for i, m := range ms {
-		objs[i] = m.Object.DeepCopy()
-	}
-	rm := a.Cluster.Manager
-	rm.SetOwnerLabels(objs, owner.Name, owner.Namespace)
-	opts := ssa.DefaultApplyOptions()
-	opts.Force = false
-	opts.WaitInterval = 500 * time.Millisecond
-	opts.Cleanup = ssa.ApplyCleanupOptions{
-		Annotations:   []string{corev1.LastAppliedConfigAnnotation},
-		FieldManagers: kubectlManagers,
-	}
-	cs, err := rm.ApplyAllStaged(ctx, objs, opts)
-	if err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	res := &Result{}
-	for _, e := range cs.Entries {
-		res.Changes = append(res.Changes, Change{Object: e.Subject, Action: string(e.Action)})
-		// ssa's ChangeSetEntry.GroupVersion holds only the version; the group is in ObjMetadata.
-		res.Inventory = append(res.Inventory, InventoryEntry{
-			Group: e.ObjMetadata.GroupKind.Group, Version: e.GroupVersion, Kind: e.ObjMetadata.GroupKind.Kind,
-			Namespace: e.ObjMetadata.Namespace, Name: e.ObjMetadata.Name,
-		})
-	}
-	sortInventory(res.Inventory)
-	return res, nil
 }
 
 // Prune deletes what previous holds and current does not, but only objects carrying our

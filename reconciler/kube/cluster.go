@@ -34,7 +34,9 @@ type Spec struct {
 	Context    string // kubeconfig context; empty = current
 	InCluster  bool
 	// QPS and Burst bound the client-side rate limit. client-go's defaults (5/10) would cap
-	// applies at about 5 objects per second, so they are raised deliberately.
+	// applies at about 5 objects per second, so they are raised deliberately: by default
+	// to 1000/2000, a backstop only, since a deploy keeps at most 16 requests in flight
+	// and the API server's priority and fairness queues the rest.
 	QPS   float32
 	Burst int
 	// WrapTransport, when set, wraps the HTTP transport: the benchmark counts requests with it.
@@ -97,7 +99,7 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	}
 	cfg.QPS, cfg.Burst = spec.QPS, spec.Burst
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 100, 200
+		cfg.QPS, cfg.Burst = 1000, 2000
 	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {

@@ -28,6 +28,7 @@ type measurement struct {
 	wall     time.Duration
 	requests map[string]int
 	actions  map[string]int
+	phases   map[string]float64
 	maxRSS   int64 // KiB
 }
 
@@ -70,8 +71,8 @@ func TestBench(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", m.name, err)
 		}
-		t.Logf("%s: %s, %d requests (%s), %d MiB, actions %v", m.name, m.wall.Round(time.Millisecond),
-			total(m.requests), describe(m.requests), m.maxRSS/1024, m.actions)
+		t.Logf("%s: %s, %d requests (%s), %d MiB, actions %v, phases %s", m.name, m.wall.Round(time.Millisecond),
+			total(m.requests), describe(m.requests), m.maxRSS/1024, m.actions, describePhases(m.phases))
 		ms = append(ms, m)
 		time.Sleep(settle)
 		return m
@@ -188,7 +189,7 @@ func runChildProcess(ctx context.Context, contender, name string, in childInput)
 		return m, fmt.Errorf("child result %q: %w", stdout.String(), err)
 	}
 	m.wall = time.Duration(res.WallSeconds * float64(time.Second))
-	m.requests, m.actions = res.Requests, res.Actions
+	m.requests, m.actions, m.phases = res.Requests, res.Actions, res.Phases
 	m.maxRSS = maxRSS(cmd)
 	return m, nil
 }
@@ -255,4 +256,15 @@ func maxRSS(cmd *exec.Cmd) int64 {
 		return ru.Maxrss
 	}
 	return 0
+}
+
+// describePhases writes "render 0.05s, plan 0.21s, ..." in the order of the deploy path.
+func describePhases(phases map[string]float64) string {
+	var parts []string
+	for _, p := range []string{"render", "store", "plan", "dry-run", "apply"} {
+		if v, ok := phases[p]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2fs", p, v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

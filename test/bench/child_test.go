@@ -31,6 +31,8 @@ type childResult struct {
 	WallSeconds float64        `json:"wall_seconds"`
 	Requests    map[string]int `json:"requests"`
 	Actions     map[string]int `json:"actions,omitempty"`
+	// Phases: seconds spent in each step of Slipway's deploy path.
+	Phases map[string]float64 `json:"phases,omitempty"`
 }
 
 // contenders run in a child process; each measures only its own work, after connecting.

@@ -21,7 +21,7 @@ var benchPipeline = store.PipelineRef{Repository: "bench", Name: "bench"}
 const benchTask = "deploy"
 
 // runSlipway drives the deploy-yaml task's cluster path as deployYAML does (render, set
-// namespaces, dry-run, apply, prune, save the revision), without the health wait. The
+// namespaces, plan, dry-run, apply, prune, save the revision), without the health wait. The
 // cluster connection and the store are opened first, as the daemon keeps them open.
 func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	counter := newRequestCounter()
@@ -51,6 +51,13 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	counter.reset()
 
 	start := time.Now()
+	phases := map[string]float64{}
+	lap := start
+	phase := func(name string) {
+		now := time.Now()
+		phases[name] += now.Sub(lap).Seconds()
+		lap = now
+	}
 	ms, err := render.LoadManifests(in.dir, ".", render.Map{})
 	if err != nil {
 		return childResult{}, fmt.Errorf("render: %w", err)
@@ -58,17 +65,26 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: in.namespaces[0], AllowNamespaces: in.namespaces}); err != nil {
 		return childResult{}, fmt.Errorf("render: %w", err)
 	}
+	phase("render")
 	previous, err := lastInventory(ctx, st)
 	if err != nil {
 		return childResult{}, err
 	}
-	if err := ap.DryRun(ctx, ms); err != nil {
-		return childResult{}, err
-	}
-	res, err := ap.Apply(ctx, ms, owner)
+	phase("store")
+	plan, err := ap.Plan(ctx, ms, owner, previous)
 	if err != nil {
 		return childResult{}, err
 	}
+	phase("plan")
+	if err := ap.DryRun(ctx, plan); err != nil {
+		return childResult{}, err
+	}
+	phase("dry-run")
+	res, err := ap.Apply(ctx, plan)
+	if err != nil {
+		return childResult{}, err
+	}
+	phase("apply")
 	deleted, kept, err := ap.Prune(ctx, previous, res.Inventory, owner)
 	if err != nil || len(deleted)+len(kept) > 0 {
 		return childResult{}, fmt.Errorf("prune: %d deleted, %d kept, %v; want nothing to prune", len(deleted), len(kept), err)
@@ -83,13 +99,14 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	}); err != nil {
 		return childResult{}, err
 	}
+	phase("store")
 	wall := time.Since(start)
 
 	actions := map[string]int{}
 	for _, c := range res.Changes {
 		actions[c.Action]++
 	}
-	return childResult{WallSeconds: wall.Seconds(), Requests: counter.snapshot(), Actions: actions}, nil
+	return childResult{WallSeconds: wall.Seconds(), Requests: counter.snapshot(), Actions: actions, Phases: phases}, nil
 }
 
 func lastInventory(ctx context.Context, st store.Store) ([]apply.InventoryEntry, error) {

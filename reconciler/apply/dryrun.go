@@ -1,0 +1,109 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/slipwayhq/slipway/reconciler/kube"
+)
+
+// DryRun runs a server-side dry-run apply of every object the plan will apply and reports
+// every failure, each naming its file and object; nothing is applied unless all pass.
+// Objects the plan found unchanged are not sent: the same rendering was applied before and
+// nobody touched it since. Objects in a namespace the same set creates, and custom
+// resources whose CRD the same set installs, cannot be dry-run before that apply; they are
+// checked by the API server when the earlier stage has been applied.
+func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
+	var changed []*planItem
+	for _, it := range p.items {
+		if !it.unchanged {
+			changed = append(changed, it)
+		}
+	}
+	newNamespaces, newKinds, err := a.createdBySet(ctx, changed)
+	if err != nil {
+		return err
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	err = forEach(ctx, len(changed), concurrency, func(ctx context.Context, i int) error {
+		it := changed[i]
+		o := it.obj
+		if newNamespaces[o.GetNamespace()] || newKinds[o.GroupVersionKind().GroupKind()] {
+			return nil
+		}
+		obj := o.DeepCopy()
+		err := a.Cluster.Client.Patch(ctx, obj, client.Apply, client.DryRunAll,
+			client.ForceOwnership, client.FieldOwner(kube.FieldManager))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %s", it.m, apiMessage(err)))
+			mu.Unlock()
+			return nil
+		}
+		// A dry-run create assigns no resourceVersion: Apply reports the object created.
+		it.dryRunVersion = obj.GetResourceVersion()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("server-side dry-run: %w", err)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	if len(errs) > 0 {
+		return &DryRunError{Errs: errs}
+	}
+	p.dryRun = true
+	return nil
+}
+
+// DryRunError lists every object the API server refused; nothing was applied.
+type DryRunError struct{ Errs []error }
+
+func (e *DryRunError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return "server-side dry-run failed, nothing was applied:\n  " + strings.Join(msgs, "\n  ")
+}
+
+// createdBySet finds namespaces and custom kinds the set itself brings, which do not exist yet.
+func (a *Applier) createdBySet(ctx context.Context, items []*planItem) (map[string]bool, map[schema.GroupKind]bool, error) {
+	namespaces := map[string]bool{}
+	kinds := map[schema.GroupKind]bool{}
+	for _, it := range items {
+		o := it.obj
+		switch o.GetKind() {
+		case "Namespace":
+			var ns corev1.Namespace
+			err := a.Cluster.Client.Get(ctx, client.ObjectKey{Name: o.GetName()}, &ns)
+			if apierrors.IsNotFound(err) {
+				namespaces[o.GetName()] = true
+			} else if err != nil {
+				return nil, nil, fmt.Errorf("look up namespace %s: %w", o.GetName(), err)
+			}
+		case "CustomResourceDefinition":
+			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+			gk := schema.GroupKind{Group: group, Kind: kind}
+			if _, err := a.Cluster.Mapper.RESTMapping(gk); err != nil {
+				kinds[gk] = true
+			}
+		}
+	}
+	return namespaces, kinds, nil
+}

@@ -1,0 +1,226 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/fluxcd/pkg/ssa"
+	"github.com/fluxcd/pkg/ssa/utils"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/slipwayhq/slipway/render"
+)
+
+// Plan is a deploy worked out before anything is applied: every object with owner labels
+// stamped and its digest, in apply order, and which of them nobody changed since the
+// previous revision applied them. DryRun checks the rest; Apply applies the rest.
+type Plan struct {
+	owner Owner
+	items []*planItem
+	// dryRun is set once DryRun passed: Apply refuses a plan that was not checked.
+	dryRun bool
+}
+
+type planItem struct {
+	m      render.Manifest            // as rendered, for naming file and document in errors
+	obj    *unstructured.Unstructured // what is applied: owner labels stamped
+	digest string
+	// unchanged: skipped, with the live fingerprint it still has.
+	unchanged   bool
+	fingerprint string
+	// dryRunVersion is the resourceVersion the dry-run saw; "" means the object is new.
+	dryRunVersion string
+}
+
+func (it *planItem) entry() InventoryEntry {
+	gvk := it.obj.GroupVersionKind()
+	return InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
+		Namespace: it.obj.GetNamespace(), Name: it.obj.GetName(), Digest: it.digest, Fingerprint: it.fingerprint}
+}
+
+// Len is how many objects the plan holds; Changed how many it will dry-run and apply.
+func (p *Plan) Len() int { return len(p.items) }
+
+// Changed counts the objects that are not known to be unchanged.
+func (p *Plan) Changed() int {
+	n := 0
+	for _, it := range p.items {
+		if !it.unchanged {
+			n++
+		}
+	}
+	return n
+}
+
+// Plan stamps owner labels, computes digests and finds the objects that are exactly as
+// the previous revision left them. Finding them costs one metadata-only LIST per kind and
+// namespace (selected by owner labels) instead of a GET and a dry-run per object.
+func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []InventoryEntry) (*Plan, error) {
+	labels := a.Cluster.Manager.GetOwnerLabels(owner.Name, owner.Namespace)
+	p := &Plan{owner: owner, items: make([]*planItem, len(ms))}
+	for i, m := range ms {
+		obj := m.Object.DeepCopy()
+		// As ssa does: API servers since 1.31 refuse a CRD with an invalid CA bundle.
+		utils.RemoveCABundleFromCRD(obj)
+		l := obj.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		for k, v := range labels {
+			l[k] = v
+		}
+		obj.SetLabels(l)
+		d, err := digestOf(obj)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m, err)
+		}
+		p.items[i] = &planItem{m: m, obj: obj, digest: d}
+	}
+	// ssa's order: CRDs, Namespaces, ClusterRoles, ... then the rest by kind, namespace, name.
+	sort.SliceStable(p.items, func(i, j int) bool {
+		return ssa.SortableUnstructureds{p.items[i].obj, p.items[j].obj}.Less(0, 1)
+	})
+
+	prev := make(map[string]InventoryEntry, len(previous))
+	for _, e := range previous {
+		prev[e.key()] = e
+	}
+	groups := map[listKey]bool{}
+	for _, it := range p.items {
+		e, ok := prev[it.entry().key()]
+		if ok && e.Digest == it.digest && e.Fingerprint != "" {
+			groups[listKey{gvk: it.obj.GroupVersionKind(), namespace: it.obj.GetNamespace()}] = true
+		}
+	}
+	if len(groups) == 0 {
+		return p, nil
+	}
+	live, err := a.liveFingerprints(ctx, groups, labels)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range p.items {
+		k := it.entry().key()
+		if fp, ok := live[k]; ok && unchangedSince(prev[k], it.digest, fp) {
+			it.unchanged, it.fingerprint = true, fp
+		}
+	}
+	return p, nil
+}
+
+type listKey struct {
+	gvk       schema.GroupVersionKind
+	namespace string
+}
+
+// listPage bounds each LIST response; listPages bounds the loop over continue tokens.
+const (
+	listPage  = 500
+	listPages = 1000
+)
+
+// liveFingerprints lists the objects carrying our owner labels, metadata only, and returns
+// their fingerprints by inventory key. A kind found in several namespaces is listed once
+// across all of them (the API server filters its watch cache by label: one request instead
+// of one per namespace); where that is refused, as RBAC limited to namespaces does, once
+// per namespace. A LIST that still fails, for any reason but cancellation, leaves its
+// objects out: they are then dry-run and applied as if changed.
+func (a *Applier) liveFingerprints(ctx context.Context, groups map[listKey]bool, labels map[string]string) (map[string]string, error) {
+	byKind := map[schema.GroupVersionKind][]string{}
+	for k := range groups {
+		byKind[k.gvk] = append(byKind[k.gvk], k.namespace)
+	}
+	var keys []listKey
+	for gvk, namespaces := range byKind {
+		if len(namespaces) > 1 {
+			keys = append(keys, listKey{gvk: gvk, namespace: allNamespaces})
+			continue
+		}
+		keys = append(keys, listKey{gvk: gvk, namespace: namespaces[0]})
+	}
+	var (
+		mu  sync.Mutex
+		out = map[string]string{}
+	)
+	collect := func(got map[string]string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for key, fp := range got {
+			out[key] = fp
+		}
+	}
+	list := func(ctx context.Context, k listKey) error {
+		got, err := a.listFingerprints(ctx, k, labels)
+		if err == nil {
+			collect(got)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.Log.WithError(err).WithField("kind", k.gvk.Kind).WithField("namespace", k.namespace).
+			Warn("cannot list objects to skip unchanged ones; applying them all")
+		return nil
+	}
+	err := forEach(ctx, len(keys), concurrency, func(ctx context.Context, i int) error {
+		k := keys[i]
+		if k.namespace != allNamespaces {
+			return list(ctx, k)
+		}
+		got, err := a.listFingerprints(ctx, listKey{gvk: k.gvk}, labels)
+		if err == nil {
+			collect(got)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, ns := range byKind[k.gvk] {
+			if err := list(ctx, listKey{gvk: k.gvk, namespace: ns}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list live objects: %w", err)
+	}
+	return out, nil
+}
+
+// allNamespaces marks a LIST across namespaces in a listKey (no namespace is named "*").
+const allNamespaces = "*"
+
+func (a *Applier) listFingerprints(ctx context.Context, k listKey, labels map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(k.gvk.GroupVersion().WithKind(k.gvk.Kind + "List"))
+	opts := []client.ListOption{client.MatchingLabels(labels), client.Limit(listPage)}
+	if k.namespace != "" {
+		opts = append(opts, client.InNamespace(k.namespace))
+	}
+	cont := ""
+	for page := 0; page < listPages; page++ {
+		if err := a.Cluster.Client.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return nil, fmt.Errorf("list %s in %q: %w", k.gvk.Kind, k.namespace, err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			fp, err := fingerprintOf(metaOf(o))
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", k.gvk.Kind, o.Namespace, o.Name, err)
+			}
+			e := InventoryEntry{Group: k.gvk.Group, Kind: k.gvk.Kind, Namespace: o.Namespace, Name: o.Name}
+			out[e.key()] = fp
+		}
+		if cont = list.Continue; cont == "" {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("list %s in %q: more than %d pages", k.gvk.Kind, k.namespace, listPages)
+}
