@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -109,21 +108,9 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 // lastInventory is what the newest earlier revision of the task put on the cluster,
 // whatever became of its health: that is what is there now, and what prune compares with.
 func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]apply.InventoryEntry, error) {
-	var newest *store.Revision
-	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed, store.RevisionRolledBack} {
-		rev, err := r.Store.LatestRevision(ctx, ref, task, st)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if newest == nil || rev.BuildID > newest.BuildID {
-			newest = &rev
-		}
-	}
-	if newest == nil {
-		return nil, nil
+	newest, err := r.newestRevision(ctx, ref, task)
+	if err != nil || newest == nil {
+		return nil, err
 	}
 	out := make([]apply.InventoryEntry, len(newest.Inventory))
 	for i, e := range newest.Inventory {
