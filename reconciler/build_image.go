@@ -144,10 +144,11 @@ func (r *Runner) deployedTags(ctx context.Context, rc *runContext, repo string) 
 	return tags, nil
 }
 
-// newestRevision is the task's newest stored revision, whatever its state, or nil.
+// newestRevision is the task's newest stored revision that is still on the cluster, or nil.
+// A rolled-back revision is not: the rollback put the objects of an older one back.
 func (r *Runner) newestRevision(ctx context.Context, ref store.PipelineRef, task string) (*store.Revision, error) {
 	var newest *store.Revision
-	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed, store.RevisionRolledBack} {
+	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed} {
 		rev, err := r.Store.LatestRevision(ctx, ref, task, st)
 		if errors.Is(err, store.ErrNotFound) {
 			continue

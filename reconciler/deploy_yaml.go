@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -40,36 +41,10 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		return err
 	}
 	owner := apply.Owner{Name: ref.Name, Namespace: task}
-	// The plan skips objects the previous revision applied exactly so and nobody changed.
-	plan, err := ap.Plan(ctx, ms, owner, previous)
+	prune := t.Prune == nil || *t.Prune
+	res, inventory, pruneErr, err := applySet(ctx, ap, ms, owner, previous, prune, tl)
 	if err != nil {
 		return err
-	}
-	if err := ap.DryRun(ctx, plan); err != nil {
-		return err
-	}
-	if unchanged := plan.Len() - plan.Changed(); unchanged > 0 {
-		tl.Printf("server-side dry-run of %d objects passed (%d unchanged since the last deploy)", plan.Changed(), unchanged)
-	} else {
-		tl.Printf("server-side dry-run of %d objects passed", plan.Len())
-	}
-	res, err := ap.Apply(ctx, plan)
-	if err != nil {
-		return err
-	}
-	for _, c := range res.Changes {
-		tl.Printf("%s %s", c.Object, c.Action)
-	}
-	inventory := res.Inventory
-	var pruneErr error
-	if t.Prune == nil || *t.Prune {
-		deleted, kept, err := ap.Prune(ctx, previous, inventory, owner)
-		for _, e := range deleted {
-			tl.Printf("%s pruned", e)
-		}
-		// Objects whose deletion failed stay in the inventory, so the next run retries.
-		inventory = append(inventory, kept...)
-		pruneErr = err
 	}
 	objects, err := encodeObjects(ms)
 	if err != nil {
@@ -89,12 +64,87 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		tl.Printf("waiting up to %s for %d objects to become healthy", t.Wait.Duration, len(res.Inventory))
 	}
 	if err := ap.Wait(ctx, res.Inventory, t.Wait.Duration); err != nil {
-		r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
-		return err
+		if t.Rollback == pipeline.RollbackManual || ctx.Err() != nil {
+			r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
+			return err
+		}
+		return r.rollbackYAML(ctx, rc, task, t, ap, owner, inventory, tl, err)
 	}
 	r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
 	tl.Printf("all %d objects healthy", len(res.Inventory))
 	return nil
+}
+
+// applySet plans, dry-runs as a whole, applies and prunes one set of manifests. It returns
+// the apply result, the inventory to record (applied objects plus any that failed to be
+// pruned, so a later run retries) and the prune error apart, since what was applied stands.
+func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []apply.InventoryEntry, prune bool, tl *taskLog) (*apply.Result, []apply.InventoryEntry, error, error) {
+	// The plan skips objects the previous revision applied exactly so and nobody changed.
+	plan, err := ap.Plan(ctx, ms, owner, previous)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := ap.DryRun(ctx, plan); err != nil {
+		return nil, nil, nil, err
+	}
+	if unchanged := plan.Len() - plan.Changed(); unchanged > 0 {
+		tl.Printf("server-side dry-run of %d objects passed (%d unchanged since the last deploy)", plan.Changed(), unchanged)
+	} else {
+		tl.Printf("server-side dry-run of %d objects passed", plan.Len())
+	}
+	res, err := ap.Apply(ctx, plan)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, c := range res.Changes {
+		tl.Printf("%s %s", c.Object, c.Action)
+	}
+	inventory := res.Inventory
+	if !prune {
+		return res, inventory, nil, nil
+	}
+	deleted, kept, pruneErr := ap.Prune(ctx, previous, inventory, owner)
+	for _, e := range deleted {
+		tl.Printf("%s pruned", e)
+	}
+	return res, append(inventory, kept...), pruneErr, nil
+}
+
+// rollbackYAML answers a failed health wait: it re-applies the task's last healthy
+// revision, prunes what the failed one added, waits for health again, and marks the failed
+// revision rolled back. The task still fails, saying where it went back to.
+func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, ap *apply.Applier, owner apply.Owner, failed []apply.InventoryEntry, tl *taskLog, cause error) error {
+	ref := rc.run.Pipeline
+	target, err := r.Store.LatestRevision(ctx, ref, task, store.RevisionHealthy)
+	if errors.Is(err, store.ErrNotFound) {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
+		return fmt.Errorf("%w\nno earlier healthy revision to roll back to: the objects are left as they are for inspection", cause)
+	}
+	if err != nil {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
+		return fmt.Errorf("%w\nrollback: %v", cause, err)
+	}
+	tl.Printf("health wait failed; rolling back to the revision of BUILD_ID %d", target.BuildID)
+	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
+	if err == nil {
+		var res *apply.Result
+		var pruneErr error
+		res, _, pruneErr, err = applySet(ctx, ap, ms, owner, failed, true, tl)
+		if err == nil {
+			err = pruneErr
+		}
+		if err == nil {
+			err = ap.Wait(ctx, res.Inventory, t.Wait.Duration)
+		}
+	}
+	if err != nil {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
+		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %v", cause, target.BuildID, err)
+	}
+	msg := fmt.Sprintf("rolled back to BUILD_ID %d", target.BuildID)
+	r.markRevision(ctx, rc, task, store.RevisionRolledBack, msg+" after: "+cause.Error())
+	tl.Printf("%s: its objects are healthy again", msg)
+	return fmt.Errorf("%s: %w", msg, cause)
 }
 
 func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, to store.RevisionStatus, reason string) {
@@ -105,8 +155,8 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 	}
 }
 
-// lastInventory is what the newest earlier revision of the task put on the cluster,
-// whatever became of its health: that is what is there now, and what prune compares with.
+// lastInventory is what the newest earlier revision still on the cluster put there, healthy
+// or not: that is what prune compares with.
 func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]apply.InventoryEntry, error) {
 	newest, err := r.newestRevision(ctx, ref, task)
 	if err != nil || newest == nil {

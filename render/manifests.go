@@ -130,6 +130,12 @@ func loadFile(root, path, rel string, vars Vars) ([]Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", rel, err)
 	}
+	return ParseManifests(rel, text)
+}
+
+// ParseManifests decodes an already rendered YAML or JSON stream, such as a stored
+// revision; name is what errors and Manifest.File call it.
+func ParseManifests(rel string, text []byte) ([]Manifest, error) {
 	docs := splitDocuments(text)
 	var out []Manifest
 	for i, data := range docs {

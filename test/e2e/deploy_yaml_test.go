@@ -170,27 +170,40 @@ func TestDeployYAMLSeed11(t *testing.T) {
 		t.Errorf("undefined variable run changed the image to %s", dep.Spec.Template.Spec.Containers[0].Image)
 	}
 
-	// 6. A Deployment that never becomes ready: the run fails within wait with the pod's reason.
+	// 6. A Deployment that never becomes ready: the run fails within wait with the pod's
+	// reason, and rollback (auto, the default) restores BUILD_ID 3's objects: its image,
+	// and without the ConfigMap only the failed revision added.
 	chaos := strings.Replace(noIngress, "      labels:\n        application: jack-2048",
 		"      labels:\n        application: jack-2048\n        pod-container-running-failed.stage.kwok.x-k8s.io: \"true\"", 1)
 	// kwok reports the pod Ready before its chaos stage fails the container; minReadySeconds
 	// makes the Deployment wait past that, as a real crash-after-start needs too.
 	chaos = strings.Replace(chaos, "spec:\n  replicas: 3", "spec:\n  minReadySeconds: 10\n  replicas: 3", 1)
+	chaos += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only-in-the-bad-revision\ndata:\n  a: b\n"
 	repo.commit("never ready", map[string][]byte{"2048_env.yaml": []byte(chaos)})
 	start := time.Now()
 	out, code = run()
 	took := time.Since(start)
-	if code != 1 || !strings.Contains(out, "container failed") {
-		t.Fatalf("never-ready deploy: exit %d, want 1 with the container's reason:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "container failed") || !strings.Contains(out, "rolled back to BUILD_ID 3") {
+		t.Fatalf("never-ready deploy: exit %d, want 1 with the container's reason and the rollback:\n%s", code, out)
 	}
-	if took > 75*time.Second {
-		t.Errorf("never-ready deploy took %s, want it to end soon after its 30s wait", took)
+	if took > 100*time.Second {
+		t.Errorf("never-ready deploy took %s, want it to end soon after its 30s wait and the rollback", took)
+	}
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "jack-2048", metav1.GetOptions{})
+	if img := dep.Spec.Template.Spec.Containers[0].Image; !strings.HasSuffix(img, ":alpha-3") {
+		t.Errorf("after the rollback the image is %s, want BUILD_ID 3's alpha-3", img)
+	}
+	if _, ok := dep.Spec.Template.Labels["pod-container-running-failed.stage.kwok.x-k8s.io"]; ok || !available(dep) {
+		t.Errorf("after the rollback the Deployment is not BUILD_ID 3's, or not Available: labels %v", dep.Spec.Template.Labels)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "only-in-the-bad-revision", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the object only the failed revision added survived the rollback: %v", err)
 	}
 	h := history(t, cfg, "jack-2048")
-	if len(h) != 5 || h[0].Status != "failed" || h[0].Revision != "deploy-2048:failed" {
-		t.Fatalf("history after the failed health wait = %+v", h)
+	if len(h) != 5 || h[0].Status != "failed" || h[0].Revision != "deploy-2048:rolled_back" {
+		t.Fatalf("history after the rolled-back deploy = %+v", h)
 	}
-	t.Logf("never-ready deploy failed after %s", took.Round(time.Millisecond))
+	t.Logf("never-ready deploy failed and was rolled back after %s", took.Round(time.Millisecond))
 }
 
 func available(d *appsv1.Deployment) bool {
