@@ -95,8 +95,8 @@ func (p *Poller) poll(ctx context.Context, last string) (string, error) {
 	return co.Commit.Hash, nil
 }
 
-// lastRunCommit is the newest commit any pipeline of the repository ran, so a restarted
-// daemon does not run the same head again.
+// lastRunCommit is the newest commit any pipeline of the repository ran for a push or by
+// hand, so a restarted daemon does not run the same head again.
 func (p *Poller) lastRunCommit(ctx context.Context) (string, error) {
 	st := p.Dispatcher.Runner.Store
 	all, err := st.ListPipelines(ctx)
@@ -108,12 +108,20 @@ func (p *Poller) lastRunCommit(ctx context.Context) (string, error) {
 		if pl.Ref.Repository != p.Repo.Name {
 			continue
 		}
-		runs, err := st.ListRuns(ctx, pl.Ref, 1)
+		runs, err := st.ListRuns(ctx, pl.Ref, 20)
 		if err != nil {
 			return "", err
 		}
-		if len(runs) > 0 && runs[0].CreatedAt.After(newest.CreatedAt) {
-			newest = runs[0]
+		for _, run := range runs {
+			// A rollback runs an old commit on purpose; the head it rolled back from stays
+			// handled until a new commit arrives.
+			if run.Trigger == store.TriggerRollback {
+				continue
+			}
+			if run.CreatedAt.After(newest.CreatedAt) {
+				newest = run
+			}
+			break
 		}
 	}
 	return newest.Commit, nil

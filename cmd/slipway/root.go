@@ -32,7 +32,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: json or text")
 	root.AddCommand(newVersionCommand())
-	root.AddCommand(newRunCommand(), newServeCommand(), newHistoryCommand(), newLogsCommand())
+	root.AddCommand(newRunCommand(), newServeCommand(), newRollbackCommand(), newHistoryCommand(), newLogsCommand())
 	root.AddCommand(newValidateCommand())
 	return root
 }
