@@ -313,6 +313,8 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 		return r.buildImage(ctx, rc, t.Name, t.BuildImage, tl)
 	case pipeline.TypeDeployYAML:
 		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
+	case pipeline.TypePublishChart:
+		return r.publishChart(ctx, rc, t.PublishChart, tl)
 	default:
 		return nil, fmt.Errorf("task type %s is not available in this version of Slipway yet", t.Type)
 	}

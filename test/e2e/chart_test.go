@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	helmregistry "helm.sh/helm/v3/pkg/registry"
+	"sigs.k8s.io/yaml"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// nginxChartRepo is examples/nginx-chart with the Dockerfile made buildable from the local
+// base image: busybox has no apk, so the RUN that installed nginx only makes its folders.
+func nginxChartRepo(t *testing.T, env *testenv.Env) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	root := filepath.Join(env.Root, "examples", "nginx-chart")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		b, err := os.ReadFile(p)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["Dockerfile"] = []byte("FROM " + env.BaseImage + `
+RUN mkdir -p /run/nginx /etc/nginx/http.d /var/lib/nginx/html
+ADD default.conf /etc/nginx/http.d/
+ADD source/html /var/lib/nginx/html/
+EXPOSE 80
+ENTRYPOINT [ "nginx", "-g", "daemon off;" ]
+`)
+	return files
+}
+
+// chartConfig is writeConfig plus a chart repository of the test's own and BuildKit.
+func chartConfig(t *testing.T, env *testenv.Env, repoName, url, chartRepo string) string {
+	t.Helper()
+	cfg := writeConfig(t, env, repoName, url)
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "charts:\n  repository: " + chartRepo + "\nbuilder: {type: buildkit, address: \"" + env.BuildkitHost + "\"}\n"
+	if err := os.WriteFile(cfg, append(raw, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// pullChart pulls a chart back with Helm's own registry client, as `helm pull` would.
+func pullChart(t *testing.T, chartRepo, name, version string) *chart.Chart {
+	t.Helper()
+	c, err := helmregistry.NewClient(helmregistry.ClientOptPlainHTTP(), helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "creds.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(chartRepo, "oci://") + "/" + name + ":" + version
+	res, err := c.Pull(ref)
+	if err != nil {
+		t.Fatalf("helm pull %s: %v", ref, err)
+	}
+	ch, err := loader.LoadArchive(strings.NewReader(string(res.Chart.Data)))
+	if err != nil {
+		t.Fatalf("load pulled chart: %v", err)
+	}
+	return ch
+}
+
+func chartValues(t *testing.T, ch *chart.Chart) map[string]any {
+	t.Helper()
+	for _, f := range ch.Raw {
+		if f.Name == "values.yaml" {
+			var v map[string]any
+			if err := yaml.Unmarshal(f.Data, &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("the chart has no values.yaml")
+	return nil
+}
+
+func publishOnlyPipeline(version string, overwrite bool) []byte {
+	ow := ""
+	if overwrite {
+		ow = "\n        overwrite: true"
+	}
+	return []byte(`name: nginx
+stages:
+  - name: publish
+    tasks:
+      - name: publish-nginx-chart
+        type: publish-chart
+        chartDir: nginx
+        chart: nginx
+        version: ` + version + ow + `
+`)
+}
+
+func TestChartPublishPullsBackAndRefusesOverwrite(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	chartRepo := "oci://" + env.Registry + "/e2e/" + ns
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := chartConfig(t, env, repoName, url, chartRepo)
+	files := nginxChartRepo(t, env)
+	files[".pipeline.yaml"] = publishOnlyPipeline("6.0.1-alpha.${BUILD_ID}", false)
+	repo.commit("publish the chart", files)
+
+	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code != 0 {
+		t.Fatalf("run 1 failed:\n%s", out)
+	}
+	ch := pullChart(t, chartRepo, "nginx", "6.0.1-alpha.1")
+	if ch.Metadata.Name != "nginx" || ch.Metadata.Version != "6.0.1-alpha.1" {
+		t.Errorf("pulled chart is %s %s", ch.Metadata.Name, ch.Metadata.Version)
+	}
+	img := chartValues(t, ch)["image"].(map[string]any)
+	if img["tag"] != "6.0.1-alpha.1" {
+		t.Errorf("values.yaml image.tag = %v, want 6.0.1-alpha.1 (BUILD_ID substituted)", img["tag"])
+	}
+	if len(ch.Templates) != 5 {
+		t.Errorf("pulled chart has %d templates, want the example's 5", len(ch.Templates))
+	}
+	// The checkout the chart came from is untouched: the example still says ${BUILD_ID}.
+	if !strings.Contains(string(readExample(t, env, "nginx-chart/nginx/values.yaml")), "6.0.1-alpha.${BUILD_ID}") {
+		t.Error("the example's values.yaml was modified")
+	}
+
+	// A fixed version: the second publish of it fails clearly, overwrite: true replaces it.
+	repo.commit("fixed version", map[string][]byte{".pipeline.yaml": publishOnlyPipeline("6.0.1", false)})
+	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+		t.Fatalf("publishing 6.0.1 failed:\n%s", out)
+	}
+	out, code = slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code == 0 || !strings.Contains(out, "chart version already exists") || !strings.Contains(out, "overwrite: true") {
+		t.Fatalf("publishing 6.0.1 again: exit %d, want a failure saying it exists:\n%s", code, out)
+	}
+	repo.commit("overwrite", map[string][]byte{".pipeline.yaml": publishOnlyPipeline("6.0.1", true)})
+	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+		t.Fatalf("publishing 6.0.1 with overwrite failed:\n%s", out)
+	}
+
+	// A version that is not SemVer 2 is refused before anything is pushed.
+	repo.commit("bad version", map[string][]byte{".pipeline.yaml": publishOnlyPipeline("${BUILD_ID}.1", false)})
+	out, code = slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code == 0 || !strings.Contains(out, "not a SemVer 2 version") {
+		t.Fatalf("version ${BUILD_ID}.1: exit %d, want a SemVer error:\n%s", code, out)
+	}
+}
