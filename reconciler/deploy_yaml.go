@@ -63,7 +63,10 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if t.Wait.Duration > 0 {
 		tl.Printf("waiting up to %s for %d objects to become healthy", t.Wait.Duration, len(res.Inventory))
 	}
-	if err := ap.Wait(ctx, res.Inventory, t.Wait.Duration); err != nil {
+	waited := inHealthWait(ctx)
+	err = ap.Wait(ctx, res.Inventory, t.Wait.Duration)
+	waited()
+	if err != nil {
 		if t.Rollback == pipeline.RollbackManual || ctx.Err() != nil {
 			r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
 			return err

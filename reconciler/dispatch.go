@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -10,11 +11,20 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
+// executor is what the dispatcher needs of a Runner.
+type executor interface {
+	Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error)
+	Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run) (store.Run, error)
+	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
+}
+
 // Dispatcher runs at most one run per pipeline at a time. A run that arrives while another
 // runs waits; a newer one arriving meanwhile supersedes the waiting one, which is recorded
-// as superseded rather than silently dropped.
+// as superseded rather than silently dropped. A run that is only waiting for health when a
+// newer run arrives is cancelled and ends superseded: its wait would only delay the newer
+// commit, which replaces what it deployed anyway.
 type Dispatcher struct {
-	Runner *Runner
+	Runner executor
 	Log    *logrus.Entry
 
 	mu    sync.Mutex
@@ -23,8 +33,14 @@ type Dispatcher struct {
 }
 
 type slot struct {
-	running bool
+	running *active
 	waiting *queued
+}
+
+// active is the run a slot is executing.
+type active struct {
+	cancel     context.CancelCauseFunc
+	healthWait atomic.Bool // set by the deploy tasks while they wait for health
 }
 
 type queued struct {
@@ -50,58 +66,71 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 		s = &slot{}
 		d.slots[run.Pipeline] = s
 	}
-	if s.running {
+	if s.running != nil {
 		older := s.waiting
 		s.waiting = q
+		if s.running.healthWait.Load() {
+			s.running.cancel(errSuperseded)
+		}
 		d.mu.Unlock()
 		if older != nil {
-			d.supersede(ctx, older, run.BuildID)
+			d.end(ctx, older, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
 		}
 		return run, nil
 	}
-	s.running = true
 	d.mu.Unlock()
 	d.wg.Add(1)
-	go d.loop(ctx, run.Pipeline, q)
+	go d.loop(ctx, s, q)
 	return run, nil
 }
 
 // loop runs q, then whatever waited for the pipeline meanwhile, until nothing waits.
-func (d *Dispatcher) loop(ctx context.Context, ref store.PipelineRef, q *queued) {
+func (d *Dispatcher) loop(ctx context.Context, s *slot, q *queued) {
 	defer d.wg.Done()
 	for q != nil {
-		if _, err := d.Runner.Execute(ctx, q.co, q.p, q.run); err != nil {
-			d.Log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
-		}
+		runCtx, cancel := context.WithCancelCause(ctx)
+		a := &active{cancel: cancel}
 		d.mu.Lock()
-		s := d.slots[ref]
-		q, s.waiting = s.waiting, nil
-		if q == nil {
-			s.running = false
+		s.running = a
+		d.mu.Unlock()
+		if _, err := d.Runner.Execute(withHealthWaitFlag(runCtx, &a.healthWait), q.co, q.p, q.run); err != nil {
+			d.Log.WithError(err).WithFields(logrus.Fields{"pipeline": q.p.Name, "build_id": q.run.BuildID}).Error("run")
 		}
+		cancel(nil)
+		d.mu.Lock()
+		q, s.waiting = s.waiting, nil
+		s.running = nil
 		d.mu.Unlock()
 		if q != nil && ctx.Err() != nil {
 			// Shutting down: the waiting run never starts.
 			d.end(context.WithoutCancel(ctx), q, store.RunCancelled, "slipway shut down before the run started")
-			q = nil
-			d.mu.Lock()
-			s.running = false
-			d.mu.Unlock()
+			return
 		}
 	}
 }
 
-func (d *Dispatcher) supersede(ctx context.Context, q *queued, by int64) {
-	d.end(ctx, q, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(by))
-}
-
 func (d *Dispatcher) end(ctx context.Context, q *queued, to store.RunStatus, reason string) {
-	if _, err := d.Runner.Store.TransitionRun(ctx, q.run.Pipeline, q.run.BuildID, store.RunQueued, to, reason); err != nil {
+	if err := d.Runner.EndQueued(ctx, q.run, to, reason); err != nil {
 		d.Log.WithError(err).WithField("build_id", q.run.BuildID).Error("record run status")
-		return
 	}
-	d.Runner.emit(Event{Pipeline: q.p.Name, BuildID: q.run.BuildID, Status: string(to), Reason: reason})
 }
 
 // Wait blocks until every started run has ended.
 func (d *Dispatcher) Wait() { d.wg.Wait() }
+
+type healthWaitKey struct{}
+
+// withHealthWaitFlag lets the deploy tasks of a run say when they are waiting for health.
+func withHealthWaitFlag(ctx context.Context, f *atomic.Bool) context.Context {
+	return context.WithValue(ctx, healthWaitKey{}, f)
+}
+
+// inHealthWait marks the run as waiting for health until the returned func is called.
+func inHealthWait(ctx context.Context) (done func()) {
+	f, ok := ctx.Value(healthWaitKey{}).(*atomic.Bool)
+	if !ok {
+		return func() {}
+	}
+	f.Store(true)
+	return func() { f.Store(false) }
+}

@@ -21,6 +21,7 @@ type ChangeLister interface {
 // Poller watches one repository's tracked branch and submits the pipelines a new commit
 // triggers. A remote ref listing is the only network call while nothing changes.
 type Poller struct {
+	Runner     *Runner
 	Dispatcher *Dispatcher
 	Changes    ChangeLister
 	Repo       sources.Repo
@@ -56,8 +57,7 @@ func (p *Poller) Run(ctx context.Context) {
 
 // poll submits runs for a new head and returns the commit now handled.
 func (p *Poller) poll(ctx context.Context, last string) (string, error) {
-	r := p.Dispatcher.Runner
-	co, err := r.Prepare(ctx, Request{Repo: p.Repo, Branch: p.Branch})
+	co, err := p.Runner.Prepare(ctx, Request{Repo: p.Repo, Branch: p.Branch})
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return last, err
@@ -98,7 +98,7 @@ func (p *Poller) poll(ctx context.Context, last string) (string, error) {
 // lastRunCommit is the newest commit any pipeline of the repository ran for a push or by
 // hand, so a restarted daemon does not run the same head again.
 func (p *Poller) lastRunCommit(ctx context.Context) (string, error) {
-	st := p.Dispatcher.Runner.Store
+	st := p.Runner.Store
 	all, err := st.ListPipelines(ctx)
 	if err != nil {
 		return "", err

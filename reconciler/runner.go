@@ -216,6 +216,15 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 	return final, nil
 }
 
+// EndQueued ends a run that never started (superseded, or the daemon shut down).
+func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error {
+	if _, err := r.Store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
+		return err
+	}
+	r.emit(Event{Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
+	return nil
+}
+
 // errSuperseded is the cancellation cause when a newer commit replaces a running deploy.
 var errSuperseded = errors.New("superseded by a newer commit")
 

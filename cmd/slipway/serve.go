@@ -41,7 +41,7 @@ func newServeCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				p := &reconciler.Poller{Dispatcher: disp, Changes: d.mirrors, Repo: src, Branch: r.Branch,
+				p := &reconciler.Poller{Runner: d.runner, Dispatcher: disp, Changes: d.mirrors, Repo: src, Branch: r.Branch,
 					Interval: r.Poll.Duration, Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})}
 				wg.Add(1)
 				go func() {
