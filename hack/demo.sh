@@ -2,10 +2,9 @@
 # The demo: seed 1.1's 2048 game deployed by YAML on the local real environment.
 #   1. start (or reuse) the environment;
 #   2. push examples/2048-yaml to the local Git server as repository jack-2048;
-#   3. `slipway run` it: BUILD_ID, server-side dry-run, apply, prune, health wait;
+#   3. `slipway run` it: BUILD_ID, build and push jack-2048:alpha-<BUILD_ID>, server-side
+#      dry-run, apply, prune, health wait;
 #   4. print how to look at the result.
-# Image builds arrive with the build-image task; until then the demo pipeline is the
-# example's deploy stage, with an image tag the demo names itself.
 set -euo pipefail
 HACK=$(cd "$(dirname "$0")" && pwd)
 . "$HACK/lib.sh"
@@ -37,25 +36,13 @@ registry:
   insecure: [$SLIPWAY_REGISTRY]
 CFG
 
-# The repository: the example's files, with its deploy stage as the pipeline.
+# The repository: the example as it is, but for two lines that point at this machine's
+# registry instead of the seed's hub.ecns.io: the pipeline's REGISTRY variable, and the
+# Dockerfile's base image (no internet here; the environment's busybox base stands in).
 cp -r "$ROOT/examples/2048-yaml/." "$DEMO/work/"
-cat >"$DEMO/work/.pipeline.yaml" <<PIPE
-# examples/2048-yaml's deploy stage (the build stage needs the build-image task).
-name: jack-2048
-description: Deploy the 2048 game by YAML (seed 1.1)
-variables:
-  REGISTRY: $SLIPWAY_REGISTRY
-  DOMAIN: 2048.example.cn
-stages:
-  - name: deploy
-    tasks:
-      - name: deploy-2048
-        type: deploy-yaml
-        path: 2048_env.yaml
-        cluster: seconddevops
-        namespace: seconddevops
-        wait: 2m
-PIPE
+sed -i "s#^  REGISTRY: hub.ecns.io#  REGISTRY: $SLIPWAY_REGISTRY#" "$DEMO/work/.pipeline.yaml"
+sed -i "1s#^FROM .*#FROM $SLIPWAY_BASE_IMAGE#" "$DEMO/work/Dockerfile"
+grep -q "REGISTRY: $SLIPWAY_REGISTRY" "$DEMO/work/.pipeline.yaml" || die "could not point the example at $SLIPWAY_REGISTRY"
 rm -rf "$SLIPWAY_GIT_ROOT/jack-2048.git"
 git init -q --bare --initial-branch=master "$SLIPWAY_GIT_ROOT/jack-2048.git"
 (
@@ -73,10 +60,11 @@ kubectl create namespace seconddevops --dry-run=client -o yaml | kubectl apply -
 
 cat <<DONE
 
-The 2048 game is deployed. Look at it:
+The 2048 game is built and deployed. Look at it:
   . .slipway/testenv.env && kubectl -n seconddevops get deployment,service,ingress,pods
   bin/slipway history --config .slipway/demo/slipway.yaml jack-2048
   bin/slipway logs --config .slipway/demo/slipway.yaml jack-2048 1
+  curl -s http://$SLIPWAY_REGISTRY/v2/devops/jack-2048/tags/list
 Change .slipway/demo/work, commit and push, then run again (or keep it running with
   bin/slipway serve --config .slipway/demo/slipway.yaml), and stop everything with make env-down.
 DONE

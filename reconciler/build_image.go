@@ -72,7 +72,6 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
-	tl.Printf("pushed %s (%s)", res.Image, res.Digest)
 	outputs := map[string]string{"image": res.Image, "digest": res.Digest}
 	if t.Keep > 0 {
 		// The tag this run replaces is deployed until the run's deploys are done, so
