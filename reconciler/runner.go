@@ -324,6 +324,8 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
 	case pipeline.TypePublishChart:
 		return r.publishChart(ctx, rc, t.PublishChart, tl)
+	case pipeline.TypeDeployChart:
+		return nil, r.deployChart(ctx, rc, t.Name, t.DeployChart, tl)
 	default:
 		return nil, fmt.Errorf("task type %s is not available in this version of Slipway yet", t.Type)
 	}

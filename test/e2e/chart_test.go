@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,11 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/test/testenv"
@@ -158,5 +165,151 @@ func TestChartPublishPullsBackAndRefusesOverwrite(t *testing.T) {
 	out, code = slipway(t, "run", "--config", cfg, "--repo", repoName)
 	if code == 0 || !strings.Contains(out, "not a SemVer 2 version") {
 		t.Fatalf("version ${BUILD_ID}.1: exit %d, want a SemVer error:\n%s", code, out)
+	}
+}
+
+// seed12Pipeline is examples/nginx-chart's pipeline against the test environment: the image
+// and chart go to repositories of the test's own, the release to the test's namespace.
+// extraValues are added under the deploy task's values.
+func seed12Pipeline(env *testenv.Env, ns, wait, extraValues string) []byte {
+	return []byte(`name: nginx
+variables:
+  REGISTRY: ` + env.Registry + `
+stages:
+  - name: build
+    tasks:
+      - name: build-nginx-image
+        type: build-image
+        dockerfile: Dockerfile
+        registry: ${REGISTRY}
+        workspace: ` + ns + `
+        image: nginx
+        tag: 6.0.1-alpha.${BUILD_ID}
+  - name: publish
+    tasks:
+      - name: publish-nginx-chart
+        type: publish-chart
+        chartDir: nginx
+        chart: nginx
+        version: 6.0.1-alpha.${BUILD_ID}
+  - name: deploy
+    tasks:
+      - name: deploy-nginx
+        type: deploy-chart
+        release: nginx
+        chart: nginx
+        version: ${tasks.publish-nginx-chart.version}
+        cluster: e2e
+        namespace: ` + ns + `
+        wait: ` + wait + `
+        rollback: auto
+        values:
+          image:
+            repository: ${REGISTRY}/` + ns + `/nginx
+` + extraValues)
+}
+
+// helmHistory reads the release's history from Helm's Secret storage, as `helm history` does.
+func helmHistory(t *testing.T, cs kubernetes.Interface, ns, name string) []*release.Release {
+	t.Helper()
+	h, err := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets(ns))).History(name)
+	if err != nil {
+		t.Fatalf("helm history %s: %v", name, err)
+	}
+	for i := 1; i < len(h); i++ {
+		for j := i; j > 0 && h[j].Version < h[j-1].Version; j-- {
+			h[j], h[j-1] = h[j-1], h[j]
+		}
+	}
+	return h
+}
+
+func historyString(h []*release.Release) string {
+	parts := make([]string, len(h))
+	for i, r := range h {
+		parts[i] = fmt.Sprintf("%d:%s:%s", r.Version, r.Info.Status, r.Chart.Metadata.Version)
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestChartSeed12BuildPublishDeployUpgradeRollBack(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	chartRepo := "oci://" + env.Registry + "/e2e/" + ns
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := chartConfig(t, env, repoName, url, chartRepo)
+	files := nginxChartRepo(t, env)
+	files[".pipeline.yaml"] = seed12Pipeline(env, ns, "60s", "")
+	repo.commit("seed 1.2", files)
+
+	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code != 0 {
+		t.Fatalf("run 1 failed:\n%s", out)
+	}
+	ch := pullChart(t, chartRepo, "nginx", "6.0.1-alpha.1")
+	if ch.Metadata.Version != "6.0.1-alpha.1" {
+		t.Errorf("published chart version %s", ch.Metadata.Version)
+	}
+	image := env.Registry + "/" + ns + "/nginx:6.0.1-alpha.1"
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "nginx", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !available(dep) {
+		t.Errorf("Deployment nginx is not Available: %+v", dep.Status.Conditions)
+	}
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != image {
+		t.Errorf("deployed image %s, want %s", got, image)
+	}
+	ing, err := cs.NetworkingV1().Ingresses(ns).Get(ctx, "nginx", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ing.Spec.Rules[0].Host != "nginx.example.cn" {
+		t.Errorf("Ingress host %s", ing.Spec.Rules[0].Host)
+	}
+	if h := helmHistory(t, cs, ns, "nginx"); historyString(h) != "1:deployed:6.0.1-alpha.1" {
+		t.Errorf("helm history after run 1: %s", historyString(h))
+	}
+
+	// Run 2: chart 6.0.1-alpha.2, release revision 2.
+	files["source/html/index.html"] = []byte("<html>nginx, second build</html>\n")
+	repo.commit("second build", map[string][]byte{"source/html/index.html": files["source/html/index.html"]})
+	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+		t.Fatalf("run 2 failed:\n%s", out)
+	}
+	if h := helmHistory(t, cs, ns, "nginx"); historyString(h) != "1:superseded:6.0.1-alpha.1 2:deployed:6.0.1-alpha.2" {
+		t.Errorf("helm history after run 2: %s", historyString(h))
+	}
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "nginx", metav1.GetOptions{})
+	if got := dep.Spec.Template.Spec.Containers[0].Image; !strings.HasSuffix(got, ":6.0.1-alpha.2") {
+		t.Errorf("run 2 deployed %s", got)
+	}
+
+	// Run 3 never becomes healthy: kwok fails the container. minReadySeconds keeps the
+	// Deployment from counting the pod available in the moment kwok reports it Ready
+	// before the chaos stage fails it.
+	chaos := `          podLabels:
+            pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+          minReadySeconds: 10
+`
+	repo.commit("unhealthy upgrade", map[string][]byte{".pipeline.yaml": seed12Pipeline(env, ns, "25s", chaos)})
+	out, code = slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code == 0 || !strings.Contains(out, "rolled back to release revision 2") {
+		t.Fatalf("run 3: exit %d, want a failure saying it rolled back:\n%s", code, out)
+	}
+	h := helmHistory(t, cs, ns, "nginx")
+	if got := historyString(h); got != "1:superseded:6.0.1-alpha.1 2:superseded:6.0.1-alpha.2 3:failed:6.0.1-alpha.3 4:deployed:6.0.1-alpha.2" {
+		t.Errorf("helm history after the rollback: %s", got)
+	}
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "nginx", metav1.GetOptions{})
+	if got := dep.Spec.Template.Spec.Containers[0].Image; !strings.HasSuffix(got, ":6.0.1-alpha.2") {
+		t.Errorf("after the rollback the Deployment runs %s, want revision 2's 6.0.1-alpha.2", got)
+	}
+	if _, ok := dep.Spec.Template.Labels["pod-container-running-failed.stage.kwok.x-k8s.io"]; ok || dep.Spec.MinReadySeconds != 0 {
+		t.Errorf("after the rollback the Deployment keeps run 3's changes: labels %v, minReadySeconds %d", dep.Spec.Template.Labels, dep.Spec.MinReadySeconds)
 	}
 }

@@ -1,0 +1,327 @@
+package reconciler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/release"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler/apply"
+	"github.com/slipwayhq/slipway/reconciler/helm"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// deployChart installs or upgrades the task's Helm release, waits for the release's objects
+// to become healthy, and undoes a deploy that does not: an upgrade is rolled back to the
+// previous revision (rollback: auto), a first install is uninstalled.
+func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, tl *taskLog) error {
+	vars := rc.varsSnapshot()
+	ch, err := r.loadDeployChart(ctx, rc, t, vars)
+	if err != nil {
+		return err
+	}
+	values, err := chartValues(rc.workspace, t, vars)
+	if err != nil {
+		return err
+	}
+	digest, err := valuesDigest(values)
+	if err != nil {
+		return err
+	}
+	cl, err := r.Clusters.Get(ctx, t.Cluster)
+	if err != nil {
+		return err
+	}
+	if t.CreateNamespace {
+		if err := ensureNamespace(ctx, cl, t.Namespace, tl); err != nil {
+			return err
+		}
+	}
+	log := rc.log.WithField("task", task)
+	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) { log.Debugf(f, a...) })
+	if err != nil {
+		return err
+	}
+	st, err := rel.Prepare(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Unlocked > 0 {
+		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
+	}
+	// Helm's own timeout bounds the apply of hooks and resources; health is waited for below.
+	helmTimeout := max(t.Wait.Duration, time.Minute)
+	var deployed *release.Release
+	if st.Last == nil {
+		tl.Printf("installing release %s: chart %s %s", t.Release, ch.Metadata.Name, ch.Metadata.Version)
+		deployed, err = rel.Install(ctx, ch, values, helmTimeout)
+		if err != nil {
+			if deployed != nil {
+				err = errors.Join(err, r.uninstallFailedInstall(rel, helmTimeout, tl))
+			}
+			return err
+		}
+	} else {
+		tl.Printf("upgrading release %s from revision %d: chart %s %s", t.Release, st.Last.Version, ch.Metadata.Name, ch.Metadata.Version)
+		deployed, err = rel.Upgrade(ctx, ch, values, helmTimeout)
+		if err != nil {
+			if deployed != nil && st.Deployed != nil && t.Rollback == pipeline.RollbackAuto {
+				return r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, err, tl)
+			}
+			return err
+		}
+	}
+	tl.Printf("release %s revision %d applied", t.Release, deployed.Version)
+	inv, err := releaseInventory(cl, deployed)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
+		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
+		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: toStoreInventory(inv), Status: store.RevisionApplied,
+		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
+	}); err != nil {
+		return err
+	}
+	if t.Wait.Duration > 0 {
+		tl.Printf("waiting up to %s for the release's %d objects to become healthy", t.Wait.Duration, len(inv))
+	}
+	ap := &apply.Applier{Cluster: cl, Log: log}
+	waitErr := ap.Wait(ctx, inv, t.Wait.Duration)
+	if waitErr == nil {
+		r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
+		tl.Printf("release %s revision %d healthy", t.Release, deployed.Version)
+		return nil
+	}
+	r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
+	if err := rel.MarkFailed(deployed, "Slipway: "+firstLine(waitErr.Error())); err != nil {
+		tl.Printf("%v", err)
+	}
+	switch {
+	case st.Last == nil:
+		return errors.Join(waitErr, r.uninstallFailedInstall(rel, helmTimeout, tl))
+	case t.Rollback == pipeline.RollbackAuto && st.Deployed != nil:
+		return r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, waitErr, tl)
+	}
+	return waitErr
+}
+
+// rollbackRelease rolls back to revision to after cause, and says so in the run's error.
+func (r *Runner) rollbackRelease(ctx context.Context, rel *helm.Release, to int, timeout time.Duration, cause error, tl *taskLog) error {
+	tl.Printf("rolling release %s back to revision %d", rel.Name, to)
+	back, err := rel.Rollback(context.WithoutCancel(ctx), to, timeout)
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	tl.Printf("release %s rolled back to revision %d (now revision %d)", rel.Name, to, back.Version)
+	return fmt.Errorf("%w\nrolled back to release revision %d", cause, to)
+}
+
+// uninstallFailedInstall removes a first install that failed, so the next run installs
+// afresh instead of upgrading a release that never worked.
+func (r *Runner) uninstallFailedInstall(rel *helm.Release, timeout time.Duration, tl *taskLog) error {
+	if err := rel.Uninstall(timeout); err != nil {
+		return err
+	}
+	tl.Printf("first install of release %s failed: uninstalled it", rel.Name)
+	return nil
+}
+
+// loadDeployChart is the chart from the chart repository (chart + version) or the checkout.
+func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipeline.DeployChartTask, vars render.Map) (*chart.Chart, error) {
+	if t.ChartDir != "" {
+		dir, cleanup, err := copyChart(rc.workspace, t.ChartDir)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		// Like publish-chart, the chart's values.yaml is substituted, so one chart folder
+		// reads the same whether it is deployed from the checkout or published first.
+		if err := substituteFile(dir, "values.yaml", vars); err != nil && !errors.Is(err, errNoSuchFile) {
+			return nil, fmt.Errorf("substitute %s/values.yaml: %w", t.ChartDir, err)
+		}
+		ch, err := loader.LoadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("load chart %s: %w", t.ChartDir, err)
+		}
+		return ch, nil
+	}
+	version, err := render.Substitute(t.Version, vars)
+	if err != nil {
+		return nil, fmt.Errorf("version: %w", err)
+	}
+	repo, err := r.chartRepository(t.Repository)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := r.chartRegistry()
+	if err != nil {
+		return nil, err
+	}
+	ref := build.ChartRef{Repository: repo, Name: t.Chart, Version: version}
+	data, _, err := reg.PullChart(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := build.LoadChartPackage(data)
+	if err != nil {
+		return nil, fmt.Errorf("chart %s: %w", ref, err)
+	}
+	if ch.Metadata.Name != t.Chart || ch.Metadata.Version != version {
+		return nil, fmt.Errorf("chart %s holds %s %s", ref, ch.Metadata.Name, ch.Metadata.Version)
+	}
+	return ch, nil
+}
+
+// chartValues merges the values files in order, then the inline values, all substituted.
+func chartValues(root string, t *pipeline.DeployChartTask, vars render.Map) (map[string]any, error) {
+	out := map[string]any{}
+	for _, f := range t.ValuesFiles {
+		p, err := render.InsideRoot(root, f)
+		if err != nil {
+			return nil, fmt.Errorf("valuesFiles: %w", err)
+		}
+		raw, err := os.ReadFile(filepath.Clean(p))
+		if err != nil {
+			return nil, fmt.Errorf("valuesFiles: %w", err)
+		}
+		text, err := substituteText(raw, vars)
+		if err != nil {
+			return nil, fmt.Errorf("valuesFiles %s: %w", f, err)
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal(text, &v); err != nil {
+			return nil, fmt.Errorf("valuesFiles %s: %w", f, err)
+		}
+		mergeValues(out, v)
+	}
+	inline, err := substituteValue(t.Values, vars, "values")
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := inline.(map[string]any); ok {
+		mergeValues(out, m)
+	}
+	return out, nil
+}
+
+// substituteValue substitutes every string in v; path names the field in errors.
+func substituteValue(v any, vars render.Map, path string) (any, error) {
+	switch x := v.(type) {
+	case string:
+		s, err := render.Substitute(x, vars)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return s, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			s, err := substituteValue(e, vars, path+"."+k)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = s
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			s, err := substituteValue(e, vars, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return nil, err
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// mergeValues merges src into dst as Helm merges values files: maps deeply, anything else
+// replaced.
+func mergeValues(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				mergeValues(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// valuesDigest identifies the final values: JSON sorts map keys, so equal values give
+// equal digests.
+func valuesDigest(values map[string]any) (string, error) {
+	b, err := json.Marshal(values)
+	if err != nil {
+		return "", fmt.Errorf("values digest: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+func ensureNamespace(ctx context.Context, cl *kube.Cluster, ns string, tl *taskLog) error {
+	_, err := cl.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{FieldManager: kube.FieldManager})
+	switch {
+	case err == nil:
+		tl.Printf("created namespace %s", ns)
+	case !apierrors.IsAlreadyExists(err):
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// releaseInventory lists the objects in the release's manifest, namespaced ones in the
+// release's namespace when the chart left it out.
+func releaseInventory(cl *kube.Cluster, rel *release.Release) ([]apply.InventoryEntry, error) {
+	ms, err := render.ParseManifests("release "+rel.Name, []byte(rel.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("read release %s manifest: %w", rel.Name, err)
+	}
+	inv := make([]apply.InventoryEntry, 0, len(ms))
+	for _, m := range ms {
+		o := m.Object
+		gvk := o.GroupVersionKind()
+		ns := o.GetNamespace()
+		if ns == "" {
+			namespaced, err := cl.Namespaced(gvk)
+			if err != nil {
+				return nil, err
+			}
+			if namespaced {
+				ns = rel.Namespace
+			}
+		}
+		inv = append(inv, apply.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
+	}
+	return inv, nil
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
