@@ -49,9 +49,7 @@ spec:
   selector: {app: web}
   ports: [{port: 80}]
 `
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 	repo.commit("app", map[string][]byte{
 		".pipeline.yaml": []byte("name: noop\nstages:\n- name: deploy\n  tasks:\n  - name: app\n    type: deploy-yaml\n    path: app.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n"),
 		"app.yaml":       []byte(manifests),

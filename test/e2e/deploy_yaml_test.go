@@ -68,9 +68,7 @@ func TestDeployYAMLSeed11(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
 	repo.commit("2048 by YAML", map[string][]byte{
 		".pipeline.yaml": deployOnlyPipeline(env.Registry, ns),

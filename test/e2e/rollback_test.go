@@ -20,9 +20,7 @@ func TestManualRollbackIsNotUndoneByPolling(t *testing.T) {
 	cs := env.Clientset(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, _, cfg := newProject(t, env)
 	manifests := string(readExample(t, env, "2048-yaml/2048_env.yaml"))
 	replicas := func(n string) []byte {
 		return []byte(strings.Replace(manifests, "spec:\n  selector:", "spec:\n  replicas: "+n+"\n  selector:", 1))

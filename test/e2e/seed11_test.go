@@ -75,9 +75,7 @@ func TestSeed11BuildAndDeployByDigest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 	files := seed11Repo(t, env)
 	files[".pipeline.yaml"] = seed11Pipeline(env.Registry, ns)
 	repo.commit("seed 1.1", files)
@@ -153,9 +151,7 @@ func TestBuildWithWrongRegistryCredentialsDeploysNothing(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 
 	// The auth registry, with a Docker config holding a wrong password.
 	dockerCfg := filepath.Join(filepath.Dir(cfg), "docker-config.json")
@@ -208,9 +204,7 @@ func TestBuildWithWrongRegistryCredentialsDeploysNothing(t *testing.T) {
 func TestSeed11WithBuildKitRunsRUN(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 	raw, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)

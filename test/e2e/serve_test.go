@@ -87,9 +87,7 @@ func waitHistory(t *testing.T, cfg string, timeout time.Duration, what string, c
 func TestServePollsRestartsAndSupersedes(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, _, cfg := newProject(t, env)
 	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
 	first := repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, ns), "2048_env.yaml": manifests})
 

@@ -112,6 +112,15 @@ func (g *workRepo) commit(msg string, files map[string][]byte) string {
 	return g.git("rev-parse", "HEAD")
 }
 
+// newProject is a repository on the Git server with a slipway.yaml that follows it and
+// deploys to the environment's cluster (named e2e).
+func newProject(t *testing.T, env *testenv.Env) (repo *workRepo, repoName, cfg string) {
+	t.Helper()
+	repo, url := newWorkRepo(t, env)
+	repoName = strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	return repo, repoName, writeConfig(t, env, repoName, url)
+}
+
 // writeConfig writes a slipway.yaml for one repository and the environment's cluster.
 func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
 	t.Helper()

@@ -30,9 +30,7 @@ func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := writeConfig(t, env, repoName, url)
+	repo, repoName, cfg := newProject(t, env)
 	repo.commit("settings", map[string][]byte{
 		".pipeline.yaml": []byte("name: settings\nvariables: {MODE: gitops}\nstages:\n- name: deploy\n  tasks:\n  - name: settings\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 10s\n"),
 		"cm.yaml":        []byte(manifest),
