@@ -313,3 +313,114 @@ func TestChartSeed12BuildPublishDeployUpgradeRollBack(t *testing.T) {
 		t.Errorf("after the rollback the Deployment keeps run 3's changes: labels %v, minReadySeconds %d", dep.Spec.Template.Labels, dep.Spec.MinReadySeconds)
 	}
 }
+
+// chartDirPipeline deploys the example chart straight from the checkout, with a values file
+// and inline values on top.
+func chartDirPipeline(ns, wait, extraValues string) []byte {
+	return []byte(`name: nginx-dir
+stages:
+  - name: deploy
+    tasks:
+      - name: deploy-web
+        type: deploy-chart
+        release: web
+        chartDir: nginx
+        cluster: e2e
+        namespace: ` + ns + `
+        wait: ` + wait + `
+        valuesFiles: [values-e2e.yaml]
+        values:
+          image:
+            repository: example.com/web
+` + extraValues)
+}
+
+func chartDirRepo(t *testing.T, env *testenv.Env) map[string][]byte {
+	files := nginxChartRepo(t, env)
+	files["values-e2e.yaml"] = []byte("image:\n  tag: dir-${BUILD_ID}\n  repository: overridden-by-inline-values\n")
+	return files
+}
+
+func TestChartPendingUpgradeIsUnlocked(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+	files := chartDirRepo(t, env)
+	files[".pipeline.yaml"] = chartDirPipeline(ns, "60s", "")
+	repo.commit("deploy from the checkout", files)
+	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+		t.Fatalf("run 1 failed:\n%s", out)
+	}
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "web-nginx", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example.com/web:dir-1" {
+		t.Errorf("image %s, want values file then inline values applied: example.com/web:dir-1", got)
+	}
+
+	// An upgrade whose process died: revision 2 stays pending-upgrade in Helm storage, and
+	// helm itself would refuse every later operation on the release.
+	st := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets(ns)))
+	last, err := st.Last("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := *last
+	info := *last.Info
+	info.Status, info.Description = release.StatusPendingUpgrade, "Preparing upgrade"
+	stuck.Info, stuck.Version = &info, 2
+	if err := st.Create(&stuck); err != nil {
+		t.Fatal(err)
+	}
+
+	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code != 0 {
+		t.Fatalf("run 2 did not get past the pending release:\n%s", out)
+	}
+	if !strings.Contains(out, "revision 2 was left pending") {
+		t.Errorf("run 2 did not say it unlocked revision 2:\n%s", out)
+	}
+	h := helmHistory(t, cs, ns, "web")
+	var states []string
+	for _, r := range h {
+		states = append(states, fmt.Sprintf("%d:%s", r.Version, r.Info.Status))
+	}
+	if got := strings.Join(states, " "); got != "1:superseded 2:failed 3:deployed" {
+		t.Errorf("helm history after the unlock: %s", got)
+	}
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "web-nginx", metav1.GetOptions{})
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example.com/web:dir-2" {
+		t.Errorf("run 2 deployed %s", got)
+	}
+}
+
+func TestChartFailedFirstInstallIsUninstalled(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+	files := chartDirRepo(t, env)
+	files[".pipeline.yaml"] = chartDirPipeline(ns, "20s", `          podLabels:
+            pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+          minReadySeconds: 10
+`)
+	repo.commit("an install that never becomes healthy", files)
+	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code == 0 || !strings.Contains(out, "first install of release web failed: uninstalled it") {
+		t.Fatalf("exit %d, want a failed run that uninstalled the release:\n%s", code, out)
+	}
+	if h, err := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets(ns))).History("web"); err == nil && len(h) > 0 {
+		t.Errorf("the release is still in Helm storage: %s", historyString(h))
+	}
+	deps, err := cs.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(deps.Items) != 0 {
+		t.Errorf("objects of the failed install remain: %v, %d Deployments", err, len(deps.Items))
+	}
+}
