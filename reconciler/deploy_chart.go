@@ -76,16 +76,16 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 			if deployed != nil {
 				err = errors.Join(err, r.uninstallFailedInstall(rel, helmTimeout, tl))
 			}
-			return err
+			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, err)
 		}
 	} else {
 		tl.Printf("upgrading release %s from revision %d: chart %s %s", t.Release, st.Last.Version, ch.Metadata.Name, ch.Metadata.Version)
 		deployed, err = rel.Upgrade(ctx, ch, values, helmTimeout)
 		if err != nil {
 			if deployed != nil && st.Deployed != nil && t.Rollback == pipeline.RollbackAuto {
-				return r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, err, tl)
+				err = r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, err, tl)
 			}
-			return err
+			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, err)
 		}
 	}
 	tl.Printf("release %s revision %d applied", t.Release, deployed.Version)
@@ -110,18 +110,46 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		tl.Printf("release %s revision %d healthy", t.Release, deployed.Version)
 		return nil
 	}
-	r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 	if err := rel.MarkFailed(deployed, "Slipway: "+firstLine(waitErr.Error())); err != nil {
 		tl.Printf("%v", err)
 	}
 	switch {
 	case st.Last == nil:
+		r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 		return errors.Join(waitErr, r.uninstallFailedInstall(rel, helmTimeout, tl))
 	case t.Rollback == pipeline.RollbackAuto && st.Deployed != nil:
-		return r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, waitErr, tl)
+		err := r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, waitErr, tl)
+		status := store.RevisionRolledBack
+		if !errors.Is(err, errRolledBack) {
+			status = store.RevisionFailed
+		}
+		r.markRevision(ctx, rc, task, status, err.Error())
+		return err
 	}
+	r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 	return waitErr
 }
+
+// recordFailedRelease stores a revision for a deploy that Helm itself failed, so the run's
+// history shows what was attempted, and returns cause.
+func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask,
+	ch *chart.Chart, digest string, rel *release.Release, cause error) error {
+	nr := store.NewRevision{
+		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
+		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
+		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
+	}
+	if rel != nil {
+		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version
+	}
+	if _, err := r.Store.SaveRevision(context.WithoutCancel(ctx), nr); err != nil {
+		rc.log.WithError(err).WithField("task", task).Error("record failed chart revision")
+	}
+	return cause
+}
+
+// errRolledBack marks a deploy error after which the release was rolled back successfully.
+var errRolledBack = errors.New("rolled back")
 
 // rollbackRelease rolls back to revision to after cause, and says so in the run's error.
 func (r *Runner) rollbackRelease(ctx context.Context, rel *helm.Release, to int, timeout time.Duration, cause error, tl *taskLog) error {
@@ -131,7 +159,7 @@ func (r *Runner) rollbackRelease(ctx context.Context, rel *helm.Release, to int,
 		return errors.Join(cause, err)
 	}
 	tl.Printf("release %s rolled back to revision %d (now revision %d)", rel.Name, to, back.Version)
-	return fmt.Errorf("%w\nrolled back to release revision %d", cause, to)
+	return fmt.Errorf("%w\n%w to release revision %d", cause, errRolledBack, to)
 }
 
 // uninstallFailedInstall removes a first install that failed, so the next run installs

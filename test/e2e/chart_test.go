@@ -312,6 +312,15 @@ func TestChartSeed12BuildPublishDeployUpgradeRollBack(t *testing.T) {
 	if _, ok := dep.Spec.Template.Labels["pod-container-running-failed.stage.kwok.x-k8s.io"]; ok || dep.Spec.MinReadySeconds != 0 {
 		t.Errorf("after the rollback the Deployment keeps run 3's changes: labels %v, minReadySeconds %d", dep.Spec.Template.Labels, dep.Spec.MinReadySeconds)
 	}
+	// Slipway's own history reads like a YAML deploy's: one revision per run of the task.
+	runs := history(t, cfg, "nginx")
+	var revs []string
+	for _, r := range runs {
+		revs = append(revs, fmt.Sprintf("%d:%s:%s", r.BuildID, r.Status, r.Revision))
+	}
+	if got := strings.Join(revs, " "); !strings.Contains(got, "3:failed:deploy-nginx:rolled_back") || !strings.Contains(got, "2:succeeded:deploy-nginx:healthy") {
+		t.Errorf("slipway history: %s", got)
+	}
 }
 
 // chartDirPipeline deploys the example chart straight from the checkout, with a values file
