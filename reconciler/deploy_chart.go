@@ -2,9 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -41,7 +38,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
-	digest, err := valuesDigest(values)
+	digest, err := helm.ValuesDigest(values)
 	if err != nil {
 		return err
 	}
@@ -55,7 +52,9 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		}
 	}
 	log := rc.log.WithField("task", task)
-	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) { log.Debugf(f, a...) })
+	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) {
+		log.Debug(rc.mask(fmt.Sprintf(f, a...)))
+	})
 	if err != nil {
 		return err
 	}
@@ -114,6 +113,9 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		tl.Printf("%v", err)
 	}
 	switch {
+	case ctx.Err() != nil:
+		// Cancelled (superseded by a newer commit, or the daemon stopping): the next run
+		// upgrades from here, so undoing this revision first would only add churn.
 	case st.Last == nil:
 		r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 		return errors.Join(waitErr, r.uninstallFailedInstall(rel, helmTimeout, tl))
@@ -238,74 +240,14 @@ func chartValues(root string, t *pipeline.DeployChartTask, vars render.Map) (map
 		if err := yaml.Unmarshal(text, &v); err != nil {
 			return nil, fmt.Errorf("valuesFiles %s: %w", f, err)
 		}
-		mergeValues(out, v)
+		helm.MergeValues(out, v)
 	}
-	inline, err := substituteValue(t.Values, vars, "values")
+	inline, err := helm.SubstituteValues(t.Values, vars, "values")
 	if err != nil {
 		return nil, err
 	}
-	if m, ok := inline.(map[string]any); ok {
-		mergeValues(out, m)
-	}
+	helm.MergeValues(out, inline)
 	return out, nil
-}
-
-// substituteValue substitutes every string in v; path names the field in errors.
-func substituteValue(v any, vars render.Map, path string) (any, error) {
-	switch x := v.(type) {
-	case string:
-		s, err := render.Substitute(x, vars)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return s, nil
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			s, err := substituteValue(e, vars, path+"."+k)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = s
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			s, err := substituteValue(e, vars, fmt.Sprintf("%s[%d]", path, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = s
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-// mergeValues merges src into dst as Helm merges values files: maps deeply, anything else
-// replaced.
-func mergeValues(dst, src map[string]any) {
-	for k, v := range src {
-		if sm, ok := v.(map[string]any); ok {
-			if dm, ok := dst[k].(map[string]any); ok {
-				mergeValues(dm, sm)
-				continue
-			}
-		}
-		dst[k] = v
-	}
-}
-
-// valuesDigest identifies the final values: JSON sorts map keys, so equal values give
-// equal digests.
-func valuesDigest(values map[string]any) (string, error) {
-	b, err := json.Marshal(values)
-	if err != nil {
-		return "", fmt.Errorf("values digest: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 func ensureNamespace(ctx context.Context, cl *kube.Cluster, ns string, tl *taskLog) error {
