@@ -32,13 +32,49 @@ func (a *Applier) workloadReasons(ctx context.Context, inv []InventoryEntry) []s
 		if err := a.Cluster.Client.List(ctx, &pods, client.InNamespace(e.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
 			continue
 		}
-		for _, p := range pods.Items {
-			for _, r := range podReasons(&p) {
-				out = append(out, fmt.Sprintf("%s: pod %s: %s", e, p.Name, r))
-			}
-		}
+		out = append(out, groupReasons(e.String(), pods.Items)...)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// maxReasonsPerWorkload bounds the explanation: a crash-looping Deployment can leave dozens
+// of failed pods behind, all failing for the same reason.
+const maxReasonsPerWorkload = 5
+
+// groupReasons says each distinct reason once per workload, with one pod as the example
+// and how many others share it.
+func groupReasons(workload string, pods []corev1.Pod) []string {
+	type group struct {
+		pod   string
+		count int
+	}
+	groups := map[string]*group{}
+	var order []string
+	for i := range pods {
+		for _, r := range podReasons(&pods[i]) {
+			g, ok := groups[r]
+			if !ok {
+				g = &group{pod: pods[i].Name}
+				groups[r] = g
+				order = append(order, r)
+			}
+			g.count++
+		}
+	}
+	var out []string
+	for i, r := range order {
+		if i == maxReasonsPerWorkload {
+			out = append(out, fmt.Sprintf("%s: %d more reasons", workload, len(order)-i))
+			break
+		}
+		g := groups[r]
+		if g.count > 1 {
+			out = append(out, fmt.Sprintf("%s: pod %s (and %d more): %s", workload, g.pod, g.count-1, r))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: pod %s: %s", workload, g.pod, r))
+	}
 	return out
 }
 
