@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -372,27 +375,25 @@ func TestChartPendingUpgradeIsUnlocked(t *testing.T) {
 		t.Errorf("image %s, want values file then inline values applied: example.com/web:dir-1", got)
 	}
 
-	// An upgrade whose process died: revision 2 stays pending-upgrade in Helm storage, and
-	// helm itself would refuse every later operation on the release.
+	// An upgrade whose process dies: a pre-upgrade hook Job that never completes holds the
+	// release in pending-upgrade, and the test kills slipway meanwhile. helm itself would
+	// refuse every later operation on the release.
+	files["nginx/templates/slow-hook.yaml"] = []byte(slowHook)
+	files[".pipeline.yaml"] = chartDirPipeline(ns, "60s", "          slowHook: true\n")
+	repo.commit("an upgrade with a hook that never finishes", files)
 	st := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets(ns)))
-	last, err := st.Last("web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stuck := *last
-	info := *last.Info
-	info.Status, info.Description = release.StatusPendingUpgrade, "Preparing upgrade"
-	stuck.Info, stuck.Version = &info, 2
-	if err := st.Create(&stuck); err != nil {
-		t.Fatal(err)
-	}
+	killed := killWhenPending(t, st, "web", "run", "--config", cfg, "--repo", repoName)
+	t.Logf("slipway killed while revision %d was %s", killed.Version, killed.Info.Status)
 
+	delete(files, "nginx/templates/slow-hook.yaml")
+	files[".pipeline.yaml"] = chartDirPipeline(ns, "60s", "")
+	repo.commit("no hook", map[string][]byte{".pipeline.yaml": files[".pipeline.yaml"], "nginx/templates/slow-hook.yaml": nil})
 	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
 	if code != 0 {
-		t.Fatalf("run 2 did not get past the pending release:\n%s", out)
+		t.Fatalf("the run after the crash did not get past the pending release:\n%s", out)
 	}
 	if !strings.Contains(out, "revision 2 was left pending") {
-		t.Errorf("run 2 did not say it unlocked revision 2:\n%s", out)
+		t.Errorf("the run after the crash did not say it unlocked revision 2:\n%s", out)
 	}
 	h := helmHistory(t, cs, ns, "web")
 	var states []string
@@ -403,9 +404,57 @@ func TestChartPendingUpgradeIsUnlocked(t *testing.T) {
 		t.Errorf("helm history after the unlock: %s", got)
 	}
 	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "web-nginx", metav1.GetOptions{})
-	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example.com/web:dir-2" {
-		t.Errorf("run 2 deployed %s", got)
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example.com/web:dir-3" {
+		t.Errorf("the run after the crash deployed %s", got)
 	}
+}
+
+// slowHook is a pre-upgrade hook whose Job never completes (kwok's chaos stage fails every
+// pod it starts), so Helm keeps the release pending-upgrade while it waits for the hook.
+const slowHook = `{{- if .Values.slowHook }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-slow-hook
+  annotations:
+    "helm.sh/hook": pre-upgrade
+spec:
+  backoffLimit: 100
+  template:
+    metadata:
+      labels:
+        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: wait
+          image: example.com/busybox:1
+{{- end }}
+`
+
+// killWhenPending runs slipway with args and SIGKILLs it as soon as the release's newest
+// revision is pending, returning that revision.
+func killWhenPending(t *testing.T, st *storage.Storage, name string, args ...string) *release.Release {
+	t.Helper()
+	cmd := exec.Command(slipwayBinary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if last, err := st.Last(name); err == nil && last.Info.Status.IsPending() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return last
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	t.Fatalf("release %s never became pending:\n%s", name, out.String())
+	return nil
 }
 
 func TestChartFailedFirstInstallIsUninstalled(t *testing.T) {
