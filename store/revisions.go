@@ -43,6 +43,10 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 	if err := nr.validate(); err != nil {
 		return Revision{}, fmt.Errorf("save %s: %w", what, err)
 	}
+	policy, err := encodeDriftPolicy(nr.Drift)
+	if err != nil {
+		return Revision{}, fmt.Errorf("save %s: %w", what, err)
+	}
 	blob := s.codec.compress(nr.Objects)
 	sum := digest(nr.Objects)
 	var chart, chartVersion, valuesDigest sql.NullString
@@ -55,7 +59,7 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 	}
 
 	var rev Revision
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		pid, err := pipelineID(ctx, tx, nr.Pipeline)
 		if err != nil {
 			return err
@@ -68,12 +72,12 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
 				objects, objects_encoding, objects_size, objects_digest,
-				chart, chart_version, values_digest, release_revision, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
+				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)
 			RETURNING id`,
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
 			blob, encodingZstd, len(nr.Objects), sum,
-			chart, chartVersion, valuesDigest, release, now).Scan(&id)
+			chart, chartVersion, valuesDigest, release, now, policy).Scan(&id)
 		if isUniqueViolation(err) {
 			return ErrAlreadyExists
 		}
@@ -135,7 +139,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 	rows, err := q.QueryContext(ctx, `
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
-			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at
+			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -151,10 +155,14 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		var encoding string
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
+		var policy string
 		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
 			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated); err != nil {
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy); err != nil {
 			return nil, err
+		}
+		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
+			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if r.Objects, err = s.codec.decompress(encoding, blob, size); err != nil {
 			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)

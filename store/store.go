@@ -57,6 +57,14 @@ type Store interface {
 	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
 	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)
 
+	// SaveRevision's Drift policy is kept with the revision. CurrentRevisions returns each
+	// task's newest healthy, applied or failed revision: what is on the cluster now.
+	CurrentRevisions(ctx context.Context) ([]Revision, error)
+	// RecordDriftEvent records what the drift watcher saw and did about one object.
+	RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error)
+	// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0: all.
+	ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error)
+
 	// Close releases the store. Using it afterwards is an error.
 	Close() error
 }

@@ -145,6 +145,8 @@ type NewRevision struct {
 	// before anything was applied.
 	Status RevisionStatus
 	Reason string
+	// Drift is the task's drift policy, kept with the revision for the drift watcher.
+	Drift DriftPolicy
 }
 
 // Revision is one deploy of one task: what was rendered, what was applied, and what
@@ -164,6 +166,7 @@ type Revision struct {
 	Chart         *ChartRelease
 	Status        RevisionStatus
 	Reason        string
+	Drift         DriftPolicy
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// DriftPolicy is how the daemon treats out-of-band changes to a revision's objects. It is
+// recorded with the revision, so the daemon needs no pipeline file to act on it.
+type DriftPolicy struct {
+	// Mode is correct, report or off; "" (revisions recorded before drift policies were
+	// stored) means correct, the pipeline default.
+	Mode   string            `json:"mode,omitempty"`
+	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+}
+
+// DriftIgnoreRule excludes fields (JSON pointers) of matching objects from drift.
+type DriftIgnoreRule struct {
+	Kind  string   `json:"kind,omitempty"` // "" matches any kind
+	Name  string   `json:"name,omitempty"` // "" matches any name
+	Paths []string `json:"paths"`
+}
+
+// The drift modes.
+const (
+	DriftCorrect = "correct"
+	DriftReport  = "report"
+	DriftOff     = "off"
+)
+
+// EffectiveMode is Mode with the default filled in.
+func (p DriftPolicy) EffectiveMode() string {
+	if p.Mode == "" {
+		return DriftCorrect
+	}
+	return p.Mode
+}
+
+func encodeDriftPolicy(p DriftPolicy) (string, error) {
+	if p.Mode == "" && len(p.Ignore) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
+
+func decodeDriftPolicy(s string) (DriftPolicy, error) {
+	var p DriftPolicy
+	if s == "" {
+		return p, nil
+	}
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return p, fmt.Errorf("drift policy: %w", err)
+	}
+	return p, nil
+}
+
+// DriftAction is what the daemon did about a drifted object.
+type DriftAction string
+
+// The drift actions.
+const (
+	DriftReported         DriftAction = "reported"
+	DriftCorrected        DriftAction = "corrected"
+	DriftCorrectionFailed DriftAction = "correction-failed"
+)
+
+// NewDriftEvent is one out-of-band change seen on an object of a current revision.
+type NewDriftEvent struct {
+	Pipeline PipelineRef
+	BuildID  int64 // the revision's run
+	Task     string
+	Cluster  string
+	Object   InventoryEntry // Digest and Fingerprint are not recorded
+	Action   DriftAction
+	Gone     bool   // the object was deleted
+	Patch    string // RFC 6902 JSON patch from the live object to the desired one, Secrets masked
+	Manager  string // field manager of the change, "" when unknown (a deletion)
+	// ChangedAt is when Manager last changed the object (from managedFields); zero when unknown.
+	ChangedAt  time.Time
+	DetectedAt time.Time
+	Error      string // why a correction failed
+}
+
+// DriftEvent is a recorded NewDriftEvent.
+type DriftEvent struct {
+	ID int64
+	NewDriftEvent
+}
+
+// RecordDriftEvent stores a drift event of a revision's object.
+func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error) {
+	what := fmt.Sprintf("drift event of %s in %s", e.Object, revisionName(e.Pipeline, e.BuildID, e.Task))
+	if err := e.Pipeline.validate(); err != nil {
+		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)
+	}
+	switch {
+	case e.Task == "" || e.Cluster == "" || e.Object.Kind == "" || e.Object.Version == "" || e.Object.Name == "":
+		return DriftEvent{}, fmt.Errorf("record %s: task, cluster and the object's version, kind and name must be set", what)
+	case e.Action != DriftReported && e.Action != DriftCorrected && e.Action != DriftCorrectionFailed:
+		return DriftEvent{}, fmt.Errorf("record %s: unknown action %q", what, e.Action)
+	}
+	if e.DetectedAt.IsZero() {
+		e.DetectedAt = s.opts.now()
+	}
+	var changed sql.NullInt64
+	if !e.ChangedAt.IsZero() {
+		changed = sql.NullInt64{Int64: toMicros(e.ChangedAt), Valid: true}
+	}
+	var id int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		pid, err := pipelineID(ctx, tx, e.Pipeline)
+		if err != nil {
+			return err
+		}
+		o := e.Object
+		return tx.QueryRowContext(ctx, `
+			INSERT INTO drift_events (pipeline_id, build_id, task, cluster, api_group, api_version, kind, namespace, name,
+				action, gone, patch, manager, changed_at, detected_at, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
+			pid, e.BuildID, e.Task, e.Cluster, o.Group, o.Version, o.Kind, o.Namespace, o.Name,
+			string(e.Action), e.Gone, e.Patch, e.Manager, changed, toMicros(e.DetectedAt), e.Error).Scan(&id)
+	})
+	if err != nil {
+		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)
+	}
+	e.Object.Digest, e.Object.Fingerprint = "", ""
+	e.DetectedAt = fromMicros(sql.NullInt64{Int64: toMicros(e.DetectedAt), Valid: true})
+	if changed.Valid {
+		e.ChangedAt = fromMicros(changed)
+	}
+	return DriftEvent{ID: id, NewDriftEvent: e}, nil
+}
+
+// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0 means all.
+func (s *SQLite) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	var out []DriftEvent
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		pid, err := pipelineID(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `
+			SELECT id, build_id, task, cluster, api_group, api_version, kind, namespace, name,
+				action, gone, patch, manager, changed_at, detected_at, error
+			FROM drift_events WHERE pipeline_id = $1 ORDER BY id DESC LIMIT $2`, pid, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e := DriftEvent{NewDriftEvent: NewDriftEvent{Pipeline: ref}}
+			o := &e.Object
+			var action string
+			var changed sql.NullInt64
+			var detected int64
+			if err := rows.Scan(&e.ID, &e.BuildID, &e.Task, &e.Cluster, &o.Group, &o.Version, &o.Kind, &o.Namespace, &o.Name,
+				&action, &e.Gone, &e.Patch, &e.Manager, &changed, &detected, &e.Error); err != nil {
+				return err
+			}
+			e.Action = DriftAction(action)
+			e.ChangedAt = fromMicros(changed)
+			e.DetectedAt = fromMicros(sql.NullInt64{Int64: detected, Valid: true})
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list drift events of %s: %w", ref, err)
+	}
+	return out, nil
+}
+
+// CurrentRevisions returns, for every task of every pipeline, the revision now on the
+// cluster: the newest one that is healthy, applied or failed. A rolled-back revision is
+// never current: the one it was rolled back to is.
+func (s *SQLite) CurrentRevisions(ctx context.Context) ([]Revision, error) {
+	var revs []Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		revs, err = s.queryRevisions(ctx, tx, `r.id IN (
+			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3) AND NOT EXISTS (
+				SELECT 1 FROM revisions n WHERE n.pipeline_id = c.pipeline_id AND n.task = c.task
+					AND n.status IN ($1, $2, $3) AND n.build_id > c.build_id))
+			ORDER BY p.repository, p.name, r.task`,
+			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("current revisions: %w", err)
+	}
+	return revs, nil
+}

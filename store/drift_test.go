@@ -1,0 +1,102 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDriftPolicyIsKeptWithTheRevision(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	policy := DriftPolicy{Mode: DriftReport, Ignore: []DriftIgnoreRule{{Kind: "Deployment", Paths: []string{"/spec/replicas"}}}}
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local",
+		Kind: DeployYAML, Objects: []byte("a: 1"), Drift: policy}); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.GetRevision(ctx, testPipeline, 1, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Drift.Mode != DriftReport || len(rev.Drift.Ignore) != 1 || rev.Drift.Ignore[0].Paths[0] != "/spec/replicas" || rev.Drift.Ignore[0].Kind != "Deployment" {
+		t.Fatalf("drift policy read back as %+v", rev.Drift)
+	}
+	if got := (DriftPolicy{}).EffectiveMode(); got != DriftCorrect {
+		t.Fatalf("default mode %q, want correct", got)
+	}
+}
+
+// The current revision of a task is its newest healthy, applied or failed one: a rolled-back
+// revision hands over to the one it went back to.
+func TestCurrentRevisionsSkipRolledBack(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	other := PipelineRef{Repository: testPipeline.Repository, Name: "other"}
+	for id := int64(1); id <= 3; id++ {
+		mustRun(t, s, testPipeline)
+		if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: id, Task: "web", Cluster: "local",
+			Kind: DeployYAML, Objects: []byte("a: 1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, s, other)
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: other, BuildID: 1, Task: "db", Cluster: "local",
+		Kind: DeployYAML, Objects: []byte("a: 1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionApplied, RevisionHealthy, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransitionRevision(ctx, testPipeline, 3, "web", RevisionApplied, RevisionRolledBack, "rolled back to BUILD_ID 2"); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := s.CurrentRevisions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 2 || revs[0].Pipeline != testPipeline || revs[0].BuildID != 2 || revs[1].Pipeline != other || revs[1].Task != "db" {
+		t.Fatalf("current revisions: %+v", revs)
+	}
+}
+
+func TestDriftEventsRoundTripNewestFirst(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	s, _ := openTest(t, WithClock(clock.now))
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	obj := InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "game", Name: "web", Digest: "sha256:x"}
+	changed := clock.t.Add(-time.Second)
+	first, err := s.RecordDriftEvent(ctx, NewDriftEvent{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local",
+		Object: obj, Action: DriftReported, Patch: `[{"op":"replace","path":"/spec/replicas","value":1}]`,
+		Manager: "kubectl", ChangedAt: changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.DetectedAt.Equal(clock.t) || first.Object.Digest != "" {
+		t.Fatalf("recorded %+v", first)
+	}
+	clock.advance(time.Minute)
+	if _, err := s.RecordDriftEvent(ctx, NewDriftEvent{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local",
+		Object: obj, Action: DriftCorrected, Gone: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordDriftEvent(ctx, NewDriftEvent{Pipeline: testPipeline, BuildID: 1, Task: "web", Cluster: "local",
+		Object: obj, Action: "ignored"}); err == nil {
+		t.Fatal("an unknown action was recorded")
+	}
+	evs, err := s.ListDriftEvents(ctx, testPipeline, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Action != DriftCorrected || !evs[0].Gone || !evs[0].ChangedAt.IsZero() {
+		t.Fatalf("events %+v", evs)
+	}
+	e := evs[1]
+	if e.ID != first.ID || e.Manager != "kubectl" || !e.ChangedAt.Equal(changed) || e.Object.Name != "web" || e.Object.Group != "apps" ||
+		e.Patch != first.Patch || e.Gone || !e.DetectedAt.Equal(clock.t.Add(-time.Minute)) {
+		t.Fatalf("event read back as %+v, recorded %+v", e, first)
+	}
+	if evs, err := s.ListDriftEvents(ctx, testPipeline, 1); err != nil || len(evs) != 1 || evs[0].Action != DriftCorrected {
+		t.Fatalf("limit 1: %+v %v", evs, err)
+	}
+}
