@@ -53,6 +53,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: id, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployYAML, Objects: objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+		Drift: driftPolicy(t),
 	}); err != nil {
 		return err
 	}
@@ -193,4 +194,13 @@ func encodeObjects(ms []render.Manifest) ([]byte, error) {
 		b.Write(y)
 	}
 	return []byte(b.String()), nil
+}
+
+// driftPolicy is the task's drift settings as the revision keeps them for the drift watcher.
+func driftPolicy(t *pipeline.DeployYAMLTask) store.DriftPolicy {
+	p := store.DriftPolicy{Mode: string(t.Drift)}
+	for _, r := range t.DriftIgnore {
+		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
+	}
+	return p
 }

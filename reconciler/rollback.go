@@ -113,6 +113,7 @@ func (r *Runner) reapply(ctx context.Context, rc *runContext, rev store.Revision
 	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: rev.Task, Cluster: rev.Cluster, Namespace: rev.Namespace,
 		Kind: store.DeployYAML, Objects: rev.Objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+		Drift: rev.Drift, // the restored revision's policy comes back with its objects
 	}); err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newRunCommand(), newServeCommand(), newRollbackCommand(), newHistoryCommand(), newLogsCommand())
 	root.AddCommand(newValidateCommand())
+	root.AddCommand(newDriftCommand())
 	return root
 }
 

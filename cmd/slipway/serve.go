@@ -1,16 +1,26 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/drift"
 )
 
 func newServeCommand() *cobra.Command {
-	var cfgPath string
+	var cfgPath, metricsAddr string
+	var sweep time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve --config slipway.yaml",
 		Short: "Run the daemon: poll the configured repositories and run the pipelines new commits trigger",
@@ -31,8 +41,39 @@ func newServeCommand() *cobra.Command {
 			for _, r := range stale {
 				log.WithFields(logrus.Fields{"pipeline": r.Pipeline.Name, "build_id": r.BuildID}).Warn("run interrupted by a restart")
 			}
-			disp := &reconciler.Dispatcher{Runner: d.runner, Log: log}
+			reg := prometheus.NewRegistry()
+			metrics, err := drift.NewMetrics(reg)
+			if err != nil {
+				return err
+			}
+			// The watcher hears of every task start and end: deploys pause it for their task
+			// and make it learn the revision they store.
+			dw := &drift.Watcher{Store: d.store, Clusters: d.runner.Clusters, Metrics: metrics, Sweep: sweep,
+				Log: log.WithField("component", "drift")}
+			d.runner.Observer = dw
+			if metricsAddr != "" {
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("--metrics-address: %w", err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				log.WithField("address", ln.Addr().String()).Info("serving metrics")
+				go func() {
+					if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						log.WithError(err).Error("metrics server")
+					}
+				}()
+				defer srv.Close()
+			}
 			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dw.Run(ctx)
+			}()
+			disp := &reconciler.Dispatcher{Runner: d.runner, Log: log}
 			for _, r := range d.cfg.Repositories {
 				if r.Poll.Duration <= 0 {
 					continue
@@ -59,5 +100,7 @@ func newServeCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-address", "", "serve Prometheus metrics on this host:port (empty: off)")
+	cmd.Flags().DurationVar(&sweep, "drift-sweep", drift.DefaultSweep, "how often every deployed object is checked for drift besides the watches")
 	return cmd
 }

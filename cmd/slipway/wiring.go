@@ -57,14 +57,19 @@ func newDaemon(ctx context.Context, path string, log *logrus.Entry) (*daemon, er
 		st.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	return &daemon{cfg: cfg, store: st, mirrors: mirrors, runner: &reconciler.Runner{
+		Store: st, Sources: mirrors, Clusters: kube.NewClusters(clusterSpecs(cfg)), Config: cfg, Log: log,
+		Builder: builder, Tags: registry,
+	}}, nil
+}
+
+// clusterSpecs says how to reach the configured clusters.
+func clusterSpecs(cfg *config.Config) []kube.Spec {
 	specs := make([]kube.Spec, 0, len(cfg.Clusters))
 	for _, c := range cfg.Clusters {
 		specs = append(specs, kube.Spec{Name: c.Name, Kubeconfig: c.Kubeconfig, Context: c.Context, InCluster: c.InCluster})
 	}
-	return &daemon{cfg: cfg, store: st, mirrors: mirrors, runner: &reconciler.Runner{
-		Store: st, Sources: mirrors, Clusters: kube.NewClusters(specs), Config: cfg, Log: log,
-		Builder: builder, Tags: registry,
-	}}, nil
+	return specs
 }
 
 func (d *daemon) Close() error { return d.store.Close() }

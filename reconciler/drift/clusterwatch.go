@@ -1,0 +1,106 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/slipwayhq/slipway/reconciler/kube"
+)
+
+// ownerSelector selects every object Slipway applied, whatever the pipeline: the watches
+// see nothing else, so their caches hold only managed objects.
+const ownerSelector = kube.OwnerGroup + "/name"
+
+// clusterWatch is one cluster's watches, one per kind that current revisions applied.
+type clusterWatch struct {
+	ctx   context.Context
+	cl    *kube.Cluster
+	dyn   dynamic.Interface
+	w     *Watcher
+	kinds map[schema.GroupVersionKind]context.CancelFunc
+}
+
+func newClusterWatch(ctx context.Context, cl *kube.Cluster, w *Watcher) (*clusterWatch, error) {
+	dyn, err := dynamic.NewForConfig(cl.Config)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: dynamic client: %w", cl.Name, err)
+	}
+	return &clusterWatch{ctx: ctx, cl: cl, dyn: dyn, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
+}
+
+// sync starts watches of kinds not yet watched and stops those no longer needed.
+func (c *clusterWatch) sync(kinds map[schema.GroupVersionKind]bool) error {
+	for gvk, stop := range c.kinds {
+		if !kinds[gvk] {
+			stop()
+			delete(c.kinds, gvk)
+		}
+	}
+	for gvk := range kinds {
+		if c.kinds[gvk] != nil {
+			continue
+		}
+		m, err := c.cl.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("watch %s on %s: %w", gvk, c.cl.Name, err)
+		}
+		c.kinds[gvk] = c.start(gvk, m.Resource)
+	}
+	return nil
+}
+
+func (c *clusterWatch) start(gvk schema.GroupVersionKind, gvr schema.GroupVersionResource) context.CancelFunc {
+	ctx, cancel := context.WithCancel(c.ctx)
+	inf := dynamicinformer.NewFilteredDynamicInformer(c.dyn, gvr, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = ownerSelector })
+	enqueue := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return
+		}
+		c.w.changed(c.cl.Name + "|" + key(gvk.Group, gvk.Kind, u.GetNamespace(), u.GetName()))
+	}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			if statusOnly(old, cur) {
+				return
+			}
+			enqueue(cur)
+		},
+		DeleteFunc: enqueue,
+	})
+	go inf.Informer().Run(ctx.Done())
+	return cancel
+}
+
+// statusOnly tells an update that cannot be drift: the generation (bumped by every spec
+// change) and the labels and annotations are unchanged. Status churn of workloads would
+// otherwise cost a dry-run each. Kinds without a generation are always checked.
+func statusOnly(old, cur any) bool {
+	o, ok1 := old.(*unstructured.Unstructured)
+	n, ok2 := cur.(*unstructured.Unstructured)
+	if !ok1 || !ok2 || n.GetGeneration() == 0 {
+		return false
+	}
+	return o.GetGeneration() == n.GetGeneration() && maps.Equal(o.GetLabels(), n.GetLabels()) &&
+		maps.Equal(o.GetAnnotations(), n.GetAnnotations())
+}
+
+func (c *clusterWatch) stopAll() {
+	for gvk, stop := range c.kinds {
+		stop()
+		delete(c.kinds, gvk)
+	}
+}

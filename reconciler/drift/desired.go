@@ -1,0 +1,91 @@
+package drift
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/fluxcd/pkg/ssa/jsondiff"
+	"github.com/fluxcd/pkg/ssa/utils"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Object is one object of a current revision, as Slipway applies it.
+type Object struct {
+	Revision *store.Revision
+	Entry    store.InventoryEntry // no digest or fingerprint
+	// Desired is the stored object with the owner labels the deploy added; never mutated.
+	Desired *unstructured.Unstructured
+	// Ignore are the JSON pointers the task's driftIgnore excludes for this object.
+	Ignore []string
+}
+
+func (o *Object) String() string {
+	if o.Entry.Namespace != "" {
+		return o.Entry.Kind + "/" + o.Entry.Namespace + "/" + o.Entry.Name
+	}
+	return o.Entry.Kind + "/" + o.Entry.Name
+}
+
+// Key identifies an object within its cluster.
+func (o *Object) Key() string {
+	return key(o.Entry.Group, o.Entry.Kind, o.Entry.Namespace, o.Entry.Name)
+}
+
+func key(group, kind, namespace, name string) string {
+	return group + "|" + kind + "|" + namespace + "|" + name
+}
+
+// Objects are the objects of a revision, as its deploy applied them: the stored rendering
+// plus the owner labels (the store keeps the rendering without them, and a dry-run without
+// them would show the labels as drift).
+func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
+	ms, err := render.ParseManifests(fmt.Sprintf("revision of task %s of %s #%d", rev.Task, rev.Pipeline, rev.BuildID), rev.Objects)
+	if err != nil {
+		return nil, err
+	}
+	labels := cl.Manager.GetOwnerLabels(rev.Pipeline.Name, rev.Task)
+	out := make([]*Object, 0, len(ms))
+	for _, m := range ms {
+		obj := m.Object.DeepCopy()
+		utils.RemoveCABundleFromCRD(obj) // as the deploy does
+		l := obj.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		for k, v := range labels {
+			l[k] = v
+		}
+		obj.SetLabels(l)
+		gvk := obj.GroupVersionKind()
+		e := store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+		out = append(out, &Object{Revision: rev, Entry: e, Desired: obj, Ignore: ignoredPaths(rev.Drift, e)})
+	}
+	return out, nil
+}
+
+// ignoredPaths are the JSON pointers of the policy's rules that match the object; a rule
+// without kind or name matches any.
+func ignoredPaths(p store.DriftPolicy, e store.InventoryEntry) []string {
+	var paths []string
+	for _, r := range p.Ignore {
+		if (r.Kind == "" || r.Kind == e.Kind) && (r.Name == "" || r.Name == e.Name) {
+			paths = append(paths, r.Paths...)
+		}
+	}
+	return paths
+}
+
+// ignoreRules are the object's ignored paths in ssa's form, scoped to exactly this object.
+func (o *Object) ignoreRules() []jsondiff.IgnoreRule {
+	if len(o.Ignore) == 0 {
+		return nil
+	}
+	return []jsondiff.IgnoreRule{{Paths: o.Ignore, Selector: &jsondiff.Selector{
+		Group: "^" + regexp.QuoteMeta(o.Entry.Group) + "$", Kind: "^" + regexp.QuoteMeta(o.Entry.Kind) + "$",
+		Namespace: "^" + regexp.QuoteMeta(o.Entry.Namespace) + "$", Name: "^" + regexp.QuoteMeta(o.Entry.Name) + "$",
+	}}}
+}

@@ -1,0 +1,124 @@
+package drift
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/slipwayhq/slipway/store"
+)
+
+func TestIgnoredPathsMatchKindAndName(t *testing.T) {
+	p := store.DriftPolicy{Ignore: []store.DriftIgnoreRule{
+		{Kind: "Deployment", Paths: []string{"/spec/replicas"}},
+		{Name: "web", Paths: []string{"/metadata/annotations/x"}},
+		{Kind: "Service", Name: "web", Paths: []string{"/spec/ports"}},
+	}}
+	got := ignoredPaths(p, store.InventoryEntry{Kind: "Deployment", Name: "web"})
+	if strings.Join(got, ",") != "/spec/replicas,/metadata/annotations/x" {
+		t.Fatalf("Deployment web: %v", got)
+	}
+	if got := ignoredPaths(p, store.InventoryEntry{Kind: "Service", Name: "db"}); len(got) != 0 {
+		t.Fatalf("Service db: %v", got)
+	}
+}
+
+func TestLastChangeSkipsSlipwayAndStatusWrites(t *testing.T) {
+	at := func(s int) *metav1.Time { v := metav1.NewTime(time.Unix(int64(s), 0)); return &v }
+	fields := func(s string) *metav1.FieldsV1 { return &metav1.FieldsV1{Raw: []byte(s)} }
+	entries := []metav1.ManagedFieldsEntry{
+		{Manager: "slipway", Operation: metav1.ManagedFieldsOperationApply, Time: at(30), FieldsV1: fields(`{"f:spec":{"f:replicas":{}}}`)},
+		{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "scale", FieldsV1: fields(`{"f:spec":{"f:replicas":{}}}`)},
+		{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "status", Time: at(40), FieldsV1: fields(`{"f:status":{}}`)},
+		{Manager: "kubectl-annotate", Operation: metav1.ManagedFieldsOperationUpdate, Time: at(25), FieldsV1: fields(`{"f:metadata":{"f:annotations":{"f:x":{}}}}`)},
+		{Manager: "kubectl-edit", Operation: metav1.ManagedFieldsOperationUpdate, Time: at(22), FieldsV1: fields(`{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{"f:image":{}}}}}}}`)},
+	}
+	// The owner of the drifted field, not the newest writer of anything.
+	// The scale subresource records no time.
+	if who, when := lastChange(entries, []string{"/spec/replicas"}); who != "kubectl" || !when.IsZero() {
+		t.Fatalf("replicas changed by %q at %v, want kubectl at an unknown time", who, when)
+	}
+	if who, _ := lastChange(entries, []string{"/spec/template/spec/containers/0/image"}); who != "kubectl-edit" {
+		t.Fatalf("image changed by %q, want kubectl-edit", who)
+	}
+	// Nobody else owns the path: the newest other writer.
+	if who, _ := lastChange(entries, []string{"/spec/paused"}); who != "kubectl-annotate" {
+		t.Fatalf("unowned path: %q, want the newest other manager", who)
+	}
+	if who, when := lastChange(nil, nil); who != "" || !when.IsZero() {
+		t.Fatalf("no managed fields: %q %v", who, when)
+	}
+}
+
+func TestStatusOnlyUpdatesAreNotChecked(t *testing.T) {
+	obj := func(gen int64, ann string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetGeneration(gen)
+		u.SetAnnotations(map[string]string{"a": ann})
+		return u
+	}
+	cases := []struct {
+		old, cur *unstructured.Unstructured
+		want     bool
+	}{
+		{obj(2, "x"), obj(2, "x"), true},  // status write
+		{obj(2, "x"), obj(3, "x"), false}, // spec change
+		{obj(2, "x"), obj(2, "y"), false}, // annotation change
+		{obj(0, "x"), obj(0, "x"), false}, // kinds without a generation
+	}
+	for i, c := range cases {
+		if got := statusOnly(c.old, c.cur); got != c.want {
+			t.Errorf("case %d: statusOnly = %v, want %v", i, got, c.want)
+		}
+	}
+}
+
+func TestGaugeCountsDriftedObjectsPerPipeline(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := &store.Revision{Pipeline: store.PipelineRef{Repository: "r", Name: "app"}, Task: "deploy"}
+	w := &Watcher{Metrics: m, objects: map[string]*Object{"c|a": {Revision: rev}, "c|b": {Revision: rev}}, drifted: map[string]string{}}
+	if !w.setDrifted("c|a", "[patch]") || w.setDrifted("c|a", "[patch]") {
+		t.Fatal("setDrifted must report a change once")
+	}
+	if got := gauge(t, reg, "app"); got != 1 {
+		t.Fatalf("slipway_drift_objects{pipeline=app} = %v, want 1", got)
+	}
+	w.setDrifted("c|a", "")
+	if got := gauge(t, reg, "app"); got != 0 {
+		t.Fatalf("after the drift went away: %v, want 0", got)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("registering the metrics twice on one registry succeeded")
+	}
+}
+
+// gauge reads slipway_drift_objects{pipeline} as a scrape would.
+func gauge(t *testing.T, reg *prometheus.Registry, pipeline string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "slipway_drift_objects" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "pipeline" && l.GetValue() == pipeline {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no slipway_drift_objects{pipeline=%q} in the scrape", pipeline)
+	return 0
+}

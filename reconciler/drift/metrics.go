@@ -1,0 +1,29 @@
+package drift
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the drift watcher's Prometheus metrics, registered on the caller's registry.
+type Metrics struct {
+	objects *prometheus.GaugeVec
+	events  *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "slipway_drift_objects",
+			Help: "Objects of current revisions that differ from what Slipway applied, by pipeline.",
+		}, []string{"pipeline"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_drift_events_total",
+			Help: "Drift events recorded, by pipeline and action (reported, corrected, correction-failed).",
+		}, []string{"pipeline", "action"}),
+	}
+	for _, c := range []prometheus.Collector{m.objects, m.events} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,449 @@
+package drift
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Store is what the watcher needs from the store.
+type Store interface {
+	CurrentRevisions(ctx context.Context) ([]store.Revision, error)
+	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
+	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
+}
+
+// Clusters hands out connected clusters by name (*kube.Clusters).
+type Clusters interface {
+	Get(ctx context.Context, name string) (*kube.Cluster, error)
+}
+
+// DefaultSweep is how often every watched object is checked even without a watch event.
+const DefaultSweep = 10 * time.Minute
+
+// Watcher detects and reports or corrects drift of the objects of current YAML revisions.
+type Watcher struct {
+	Store    Store
+	Clusters Clusters
+	Metrics  *Metrics // optional
+	Log      *logrus.Entry
+	Sweep    time.Duration // 0: DefaultSweep
+	Workers  int           // concurrent checks; 0: 4
+
+	mu   sync.Mutex
+	idle *sync.Cond
+	ctx  context.Context
+	// objects are the current revisions' objects by cluster and object key.
+	objects  map[string]*Object
+	watches  map[string]*clusterWatch
+	queue    workqueue.TypedInterface[string]
+	paused   map[string]int             // deploys in progress, by pipeline|task
+	inflight map[string]int             // checks or corrections in progress, by pipeline|task
+	dropped  map[string]map[string]bool // events seen while paused, by pipeline|task
+	drifted  map[string]string          // what was last recorded for a drifted object
+}
+
+func (w *Watcher) init(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.idle = sync.NewCond(&w.mu)
+	w.ctx = ctx
+	w.objects = map[string]*Object{}
+	w.watches = map[string]*clusterWatch{}
+	w.queue = workqueue.NewTyped[string]()
+	if w.paused == nil {
+		w.paused = map[string]int{}
+	}
+	w.inflight = map[string]int{}
+	w.dropped = map[string]map[string]bool{}
+	w.drifted = map[string]string{}
+}
+
+// Run watches until ctx ends. It loads the current revisions first; Refresh (or a task
+// event) makes it learn new ones. Errors are logged: a cluster that is down must not stop
+// the daemon, and the sweep retries.
+func (w *Watcher) Run(ctx context.Context) {
+	w.init(ctx)
+	if err := w.Refresh(ctx); err != nil {
+		w.Log.WithError(err).Error("drift: load current revisions")
+	}
+	workers := w.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w.next(ctx) {
+			}
+		}()
+	}
+	sweep := w.Sweep
+	if sweep <= 0 {
+		sweep = DefaultSweep
+	}
+	t := time.NewTicker(sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.queue.ShutDown()
+			wg.Wait()
+			w.mu.Lock()
+			for _, cw := range w.watches {
+				cw.stopAll()
+			}
+			w.mu.Unlock()
+			return
+		case <-t.C:
+			// Reload too: a revision stored by another process, or a cluster that was down.
+			if err := w.Refresh(ctx); err != nil {
+				w.Log.WithError(err).Error("drift: reload current revisions")
+			}
+			w.enqueueAll()
+		}
+	}
+}
+
+func (w *Watcher) enqueueAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.objects {
+		w.queue.Add(k)
+	}
+}
+
+// Refresh reloads the current revisions and starts or stops watches to match.
+func (w *Watcher) Refresh(ctx context.Context) error {
+	revs, err := w.Store.CurrentRevisions(ctx)
+	if err != nil {
+		return err
+	}
+	objects := map[string]*Object{}
+	kinds := map[string]map[schema.GroupVersionKind]bool{}
+	var errs []error
+	for i := range revs {
+		rev := &revs[i]
+		if rev.Kind != store.DeployYAML || rev.Drift.EffectiveMode() == store.DriftOff {
+			continue
+		}
+		cl, err := w.Clusters.Get(ctx, rev.Cluster)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		objs, err := Objects(cl, rev)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if kinds[rev.Cluster] == nil {
+			kinds[rev.Cluster] = map[schema.GroupVersionKind]bool{}
+		}
+		for _, o := range objs {
+			objects[rev.Cluster+"|"+o.Key()] = o
+			kinds[rev.Cluster][o.Desired.GroupVersionKind()] = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx == nil || w.ctx.Err() != nil {
+		return errors.Join(errs...)
+	}
+	w.objects = objects
+	for k := range w.drifted {
+		if objects[k] == nil {
+			delete(w.drifted, k)
+		}
+	}
+	w.updateGauges()
+	for name, cw := range w.watches {
+		if kinds[name] == nil {
+			cw.stopAll()
+			delete(w.watches, name)
+		}
+	}
+	for name, gvks := range kinds {
+		cw := w.watches[name]
+		if cw == nil {
+			cl, err := w.Clusters.Get(ctx, name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if cw, err = newClusterWatch(w.ctx, cl, w); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			w.watches[name] = cw
+		}
+		if err := cw.sync(gvks); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	w.Log.WithFields(logrus.Fields{"objects": len(objects), "clusters": len(kinds)}).Debug("drift: watching current revisions")
+	return errors.Join(errs...)
+}
+
+// taskKey names a deploy task the way run events do.
+func taskKey(pipeline, task string) string { return pipeline + "|" + task }
+
+// changed is called by the watches for a change or deletion of an owned object.
+func (w *Watcher) changed(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	o := w.objects[key]
+	if o == nil {
+		return // an object of an older revision, or of a task with drift off
+	}
+	tk := taskKey(o.Revision.Pipeline.Name, o.Revision.Task)
+	if w.paused[tk] > 0 {
+		if w.dropped[tk] == nil {
+			w.dropped[tk] = map[string]bool{}
+		}
+		w.dropped[tk][key] = true
+		return
+	}
+	w.queue.Add(key)
+}
+
+// next handles one queued object; false once the queue is shut down.
+func (w *Watcher) next(ctx context.Context) bool {
+	key, shutdown := w.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer w.queue.Done(key)
+	w.mu.Lock()
+	o := w.objects[key]
+	if o == nil {
+		w.mu.Unlock()
+		return true
+	}
+	tk := taskKey(o.Revision.Pipeline.Name, o.Revision.Task)
+	if w.paused[tk] > 0 {
+		w.mu.Unlock()
+		return true
+	}
+	w.inflight[tk]++
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.inflight[tk]--
+		w.idle.Broadcast()
+		w.mu.Unlock()
+	}()
+	w.handle(ctx, key, o)
+	return true
+}
+
+func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
+	rev := o.Revision
+	log := w.Log.WithFields(logrus.Fields{"pipeline": rev.Pipeline.Name, "task": rev.Task, "build_id": rev.BuildID,
+		"cluster": rev.Cluster, "object": o.String()})
+	cl, err := w.Clusters.Get(ctx, rev.Cluster)
+	if err != nil {
+		log.WithError(err).Warn("drift: connect")
+		return
+	}
+	detected := time.Now()
+	f, err := Check(ctx, cl, o)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.WithError(err).Warn("drift: check")
+		}
+		return
+	}
+	if f == nil {
+		w.setDrifted(key, "")
+		return
+	}
+	// Another process (slipway run, slipway rollback) may be deploying this pipeline or
+	// have stored a newer revision: its applies are not drift, and the object must never be
+	// set back to a revision that is no longer current.
+	switch state, err := w.currency(ctx, o); {
+	case err != nil:
+		log.WithError(err).Warn("drift: check that the revision is still current")
+		return
+	case state == revisionBusy:
+		time.AfterFunc(retryBusy, func() { w.changed(key) })
+		return
+	case state == revisionStale:
+		if err := w.Refresh(ctx); err != nil {
+			log.WithError(err).Error("drift: reload current revisions")
+		}
+		w.changed(key)
+		return
+	}
+	ev := store.NewDriftEvent{Pipeline: rev.Pipeline, BuildID: rev.BuildID, Task: rev.Task, Cluster: rev.Cluster,
+		Object: o.Entry, Gone: f.Gone, Patch: f.Patch, Manager: f.Manager, ChangedAt: f.ChangedAt, DetectedAt: detected}
+	if ev.ChangedAt.IsZero() {
+		// No time in managedFields (a deletion, a scale): the watch event is the best witness.
+		ev.ChangedAt = detected
+	}
+	log = log.WithFields(logrus.Fields{"gone": f.Gone, "manager": f.Manager, "patch": f.Patch})
+	if rev.Drift.EffectiveMode() == store.DriftReport {
+		sig := "gone"
+		if !f.Gone {
+			sig = f.Patch
+		}
+		if !w.setDrifted(key, sig) {
+			return // already recorded just so
+		}
+		ev.Action = store.DriftReported
+		log.Warn("drift detected")
+	} else {
+		ev.Action = store.DriftCorrected
+		if err := Correct(ctx, cl, o); err != nil {
+			ev.Action, ev.Error = store.DriftCorrectionFailed, err.Error()
+			w.setDrifted(key, "failed")
+			log.WithError(err).Error("drift correction failed")
+		} else {
+			w.setDrifted(key, "")
+			log.WithField("latency", time.Since(detected).Round(time.Millisecond)).Info("drift corrected")
+		}
+	}
+	if _, err := w.Store.RecordDriftEvent(context.WithoutCancel(ctx), ev); err != nil {
+		log.WithError(err).Error("drift: record event")
+	}
+	if w.Metrics != nil {
+		w.Metrics.events.WithLabelValues(rev.Pipeline.Name, string(ev.Action)).Inc()
+	}
+}
+
+// retryBusy is how soon an object of a pipeline with a run under way is looked at again.
+const retryBusy = 2 * time.Second
+
+type revisionState int
+
+const (
+	revisionCurrent revisionState = iota
+	revisionBusy                  // a run of the pipeline is queued or running
+	revisionStale                 // the task has a newer current revision than the watcher holds
+)
+
+// currency asks the store whether o's revision is still the task's current one and no run
+// of its pipeline is under way; it is asked only once drift is found, so it costs nothing
+// while the cluster matches.
+func (w *Watcher) currency(ctx context.Context, o *Object) (revisionState, error) {
+	rev := o.Revision
+	runs, err := w.Store.ListRuns(ctx, rev.Pipeline, 5)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range runs {
+		if r.Status == store.RunQueued || r.Status == store.RunRunning {
+			return revisionBusy, nil
+		}
+	}
+	revs, err := w.Store.CurrentRevisions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range revs {
+		if r.Pipeline == rev.Pipeline && r.Task == rev.Task {
+			if r.BuildID == rev.BuildID {
+				return revisionCurrent, nil
+			}
+			break
+		}
+	}
+	return revisionStale, nil
+}
+
+// setDrifted records what was last seen drifted for the object ("" = matches) and tells
+// whether that changed.
+func (w *Watcher) setDrifted(key, sig string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.drifted[key] == sig {
+		return false
+	}
+	if sig == "" {
+		delete(w.drifted, key)
+	} else {
+		w.drifted[key] = sig
+	}
+	w.updateGauges()
+	return true
+}
+
+// updateGauges sets slipway_drift_objects from the drifted set; w.mu is held.
+func (w *Watcher) updateGauges() {
+	if w.Metrics == nil {
+		return
+	}
+	counts := map[string]float64{}
+	for _, o := range w.objects {
+		counts[o.Revision.Pipeline.Name] += 0
+	}
+	for k := range w.drifted {
+		if o := w.objects[k]; o != nil {
+			counts[o.Revision.Pipeline.Name]++
+		}
+	}
+	w.Metrics.objects.Reset()
+	for p, n := range counts {
+		w.Metrics.objects.WithLabelValues(p).Set(n)
+	}
+}
+
+// TaskStarted pauses drift handling of a deploy task while it runs (its own applies are not
+// drift) and waits for checks or corrections of that task already under way.
+func (w *Watcher) TaskStarted(pipeline, task string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.paused == nil {
+		w.paused = map[string]int{}
+	}
+	tk := taskKey(pipeline, task)
+	w.paused[tk]++
+	for w.idle != nil && w.inflight[tk] > 0 {
+		w.idle.Wait()
+	}
+}
+
+// TaskEnded resumes the task: the watcher reloads the current revisions (the task may have
+// stored a new one) and checks the objects that changed meanwhile.
+func (w *Watcher) TaskEnded(pipeline, task string) {
+	w.mu.Lock()
+	tk := taskKey(pipeline, task)
+	if w.paused[tk] == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.paused[tk]--
+	ctx := w.ctx
+	var dropped map[string]bool
+	if w.paused[tk] == 0 {
+		delete(w.paused, tk)
+		dropped = w.dropped[tk]
+		delete(w.dropped, tk)
+	}
+	w.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		return
+	}
+	go func() {
+		if err := w.Refresh(ctx); err != nil {
+			w.Log.WithError(err).WithFields(logrus.Fields{"pipeline": pipeline, "task": task}).Error("drift: reload current revisions")
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for k := range dropped {
+			if w.queue != nil {
+				w.queue.Add(k)
+			}
+		}
+	}()
+}
