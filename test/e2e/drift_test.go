@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,15 +26,22 @@ func driftPipeline(registry, ns, settings string) []byte {
 }
 
 // driftSetup deploys the 2048 manifests with replicas: 1 (a field Slipway sets) under a
-// running `slipway serve`, and returns the config and an open store of that daemon.
-func driftSetup(t *testing.T, env *testenv.Env, ns, settings string) (string, store.Store) {
+// running `slipway serve` (with extra flags), and returns the config and an open store of
+// that daemon.
+func driftSetup(t *testing.T, env *testenv.Env, ns, settings string, serveFlags ...string) (string, store.Store) {
 	t.Helper()
 	repo, url := newWorkRepo(t, env)
 	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
 	cfgPath := writeConfig(t, env, repoName, url)
 	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1)
 	repo.commit("one", map[string][]byte{".pipeline.yaml": driftPipeline(env.Registry, ns, settings), "2048_env.yaml": []byte(manifests)})
-	startServe(t, cfgPath)
+	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), append([]string{"serve", "--config", cfgPath}, serveFlags...)...), done: make(chan error, 1)}
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(t) })
 	waitHistory(t, cfgPath, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -100,7 +110,8 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
 	ctx := context.Background()
-	cfg, st := driftSetup(t, env, ns, "        drift: report\n")
+	addr := freeAddress(t)
+	cfg, st := driftSetup(t, env, ns, "        drift: report\n", "--metrics-address", addr)
 
 	kubectl(t, env, "-n", ns, "annotate", "deployment/jack-2048", "example.com/owner=ops")
 	start := time.Now()
@@ -125,6 +136,13 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	for _, e := range driftEvents(t, st) {
 		if strings.Contains(e.Patch, "example.com") {
 			t.Fatalf("the annotation kubectl added was reported as drift: %+v", e)
+		}
+	}
+
+	metrics := scrape(t, addr)
+	for _, want := range []string{`slipway_drift_objects{pipeline="jack-2048"} 1`, `slipway_drift_events_total{action="reported",pipeline="jack-2048"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
 		}
 	}
 
@@ -244,4 +262,28 @@ func TestDriftIgnoreReplicas(t *testing.T) {
 	if img := dep.Spec.Template.Spec.Containers[0].Image; *dep.Spec.Replicas != 3 || !strings.HasSuffix(img, ":alpha-1") {
 		t.Fatalf("after correcting the image: replicas %d image %s, want 3 and revision 1's image", *dep.Spec.Replicas, img)
 	}
+}
+
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
