@@ -268,6 +268,14 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		w.setDrifted(key, "")
 		return
 	}
+	report := rev.Drift.EffectiveMode() == store.DriftReport
+	sig := "gone"
+	if !f.Gone {
+		sig = f.Patch
+	}
+	if report && w.isDrifted(key, sig) {
+		return // already recorded just so; spare the store the questions below
+	}
 	// Another process (slipway run, slipway rollback) may be deploying this pipeline or
 	// have stored a newer revision: its applies are not drift, and the object must never be
 	// set back to a revision that is no longer current.
@@ -292,11 +300,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		ev.ChangedAt = detected
 	}
 	log = log.WithFields(logrus.Fields{"gone": f.Gone, "manager": f.Manager, "patch": f.Patch})
-	if rev.Drift.EffectiveMode() == store.DriftReport {
-		sig := "gone"
-		if !f.Gone {
-			sig = f.Patch
-		}
+	if report {
 		if !w.setDrifted(key, sig) {
 			return // already recorded just so
 		}
@@ -359,6 +363,13 @@ func (w *Watcher) currency(ctx context.Context, o *Object) (revisionState, error
 		}
 	}
 	return revisionStale, nil
+}
+
+// isDrifted tells whether sig is what was last recorded for the object.
+func (w *Watcher) isDrifted(key, sig string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.drifted[key] == sig
 }
 
 // setDrifted records what was last seen drifted for the object ("" = matches) and tells
