@@ -28,20 +28,7 @@ import (
 // base image: busybox has no apk, so the RUN that installed nginx only makes its folders.
 func nginxChartRepo(t *testing.T, env *testenv.Env) map[string][]byte {
 	t.Helper()
-	files := map[string][]byte{}
-	root := filepath.Join(env.Root, "examples", "nginx-chart")
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		b, err := os.ReadFile(p)
-		files[rel] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := exampleFiles(t, env, "nginx-chart")
 	files["Dockerfile"] = []byte("FROM " + env.BaseImage + `
 RUN mkdir -p /run/nginx /etc/nginx/http.d /var/lib/nginx/html
 ADD default.conf /etc/nginx/http.d/

@@ -49,20 +49,7 @@ stages:
 // seed11Repo is the example's files with the Dockerfile's FROM pointed at the local base.
 func seed11Repo(t *testing.T, env *testenv.Env) map[string][]byte {
 	t.Helper()
-	files := map[string][]byte{}
-	root := filepath.Join(env.Root, "examples", "2048-yaml")
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		b, err := os.ReadFile(p)
-		files[rel] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := exampleFiles(t, env, "2048-yaml")
 	df := string(files["Dockerfile"])
 	files["Dockerfile"] = []byte("FROM " + env.BaseImage + df[strings.Index(df, "\n"):])
 	return files

@@ -151,6 +151,26 @@ registry:
 	return path
 }
 
+// exampleFiles reads every file of an example folder, keyed by its path inside it.
+func exampleFiles(t *testing.T, env *testenv.Env, example string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	root := filepath.Join(env.Root, "examples", example)
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		b, err := os.ReadFile(p)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
 func readExample(t *testing.T, env *testenv.Env, rel string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(env.Root, "examples", rel))
