@@ -52,10 +52,10 @@ env-up:
 env-down:
 	hack/env-down.sh
 
-## bench: Slipway's deploy path side by side with kubectl, the SSA floor and Flux's no-op
+## bench: Slipway's deploy path side by side with kubectl, the SSA floor and Flux's no-op, what drift watching costs
 ## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -count=1 -run '^TestBench$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -count=1 -run '^TestBench(Drift)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/drift"
+	"github.com/slipwayhq/slipway/reconciler/kube"
 )
 
 func newServeCommand() *cobra.Command {
@@ -46,6 +47,11 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			requests, err := kube.NewRequestMetrics(reg)
+			if err != nil {
+				return err
+			}
+			d.runner.Clusters.WrapTransports(requests.Wrap)
 			// The watcher hears of every task start and end: deploys pause it for their task
 			// and make it learn the revision they store.
 			dw := &drift.Watcher{Store: d.store, Clusters: d.runner.Clusters, Metrics: metrics, Sweep: sweep,

@@ -1,0 +1,418 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/slipwayhq/slipway/reconciler/drift"
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// Shape of the drift benchmark: 10 namespaces × 100 ConfigMaps, all watched by one
+// `slipway serve` in report mode.
+const (
+	driftPerNS     = 100
+	driftObjects   = namespaceCount * driftPerNS
+	driftIdle      = 60 * time.Second
+	driftEdits     = 100
+	driftPipeline  = "bench-drift"
+	driftTargetP95 = 2 * time.Second
+)
+
+// TestBenchDrift measures what drift detection costs a real `slipway serve` watching 1000
+// ConfigMaps with `drift: report`: CPU, RSS and API requests over an idle minute, then the
+// latency from an out-of-band PATCH returning to slipway_drift_events_total counting it.
+func TestBenchDrift(t *testing.T) {
+	env := testenv.Get(t)
+	cs := env.Clientset(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	suffix := strings.TrimPrefix(testenv.UniqueName(t), "testbenchdrift-")
+	namespaces := makeNamespaces(t, cs, "bench-drift-"+suffix)
+
+	bin := filepath.Join(tmp, "slipway")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/slipway")
+	build.Dir = env.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/slipway: %v\n%s", err, out)
+	}
+
+	// The pipeline and its manifests, pushed to a repository on the Git server.
+	work := filepath.Join(tmp, "work")
+	if err := writeDriftObjects(filepath.Join(work, "manifests"), namespaces); err != nil {
+		t.Fatal(err)
+	}
+	pipelineYAML := fmt.Sprintf(`name: %s
+stages:
+  - name: deploy
+    tasks:
+      - name: configmaps
+        type: deploy-yaml
+        path: manifests
+        cluster: bench
+        namespace: %s
+        allowedNamespaces: [%s]
+        wait: 120s
+        drift: report
+`, driftPipeline, namespaces[0], strings.Join(namespaces[1:], ", "))
+	if err := os.WriteFile(filepath.Join(work, ".pipeline.yaml"), []byte(pipelineYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repoName, url := env.Repo(t)
+	push := strings.Replace(url, "http://", "http://"+env.GitUser+":"+env.GitPassword+"@", 1)
+	for _, args := range [][]string{{"init", "-q", "--initial-branch=master", "."}, {"add", "-A"},
+		{"commit", "-q", "-m", "1000 ConfigMaps"}, {"push", "-q", push, "master"}} {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@example.com",
+			"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@example.com", "GIT_TERMINAL_PROMPT=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", args[0], err, out)
+		}
+	}
+	cfgPath := writeDriftConfig(t, tmp, env, repoName, url)
+
+	// slipway serve, with its metrics on a free port.
+	addr := freeAddr(t)
+	logPath := filepath.Join(tmp, "serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	serve := exec.Command(bin, "serve", "--config", cfgPath, "--metrics-address", addr)
+	serve.Stdout, serve.Stderr = logFile, logFile
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve.Wait() }()
+	defer func() {
+		_ = serve.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("slipway serve exited with %v (log %s)", err, logPath)
+			}
+		case <-time.After(30 * time.Second):
+			_ = serve.Process.Kill()
+			t.Errorf("slipway serve did not stop within 30s of SIGTERM (log %s)", logPath)
+		}
+	}()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		log, _ := os.ReadFile(logPath)
+		if len(log) > 8000 {
+			log = log[len(log)-8000:]
+		}
+		t.Fatalf(format+"\nslipway serve's log (tail):\n%s", append(args, log)...)
+	}
+
+	deployStart := time.Now()
+	for {
+		out, err := exec.CommandContext(ctx, bin, "history", "--config", cfgPath, driftPipeline, "-o", "json").Output()
+		var h []struct {
+			Status string `json:"status"`
+		}
+		if err == nil && json.Unmarshal(out, &h) == nil && len(h) == 1 && h[0].Status == "succeeded" {
+			break
+		}
+		if err == nil && len(h) == 1 && h[0].Status == "failed" {
+			fail("the deploy failed: %s", out)
+		}
+		if time.Since(deployStart) > 5*time.Minute {
+			fail("no successful deploy within 5 minutes: %s %v", out, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	deployWall := time.Since(deployStart)
+	// The watcher learns the revision when the task ends, then lists and watches the kind.
+	time.Sleep(10 * time.Second)
+	before := scrapeMetrics(t, addr)
+	if v := before["slipway_drift_events_total"]; v != 0 {
+		fail("%v drift events before any edit", v)
+	}
+
+	// 1. Idle.
+	cpu0, err := procCPU(serve.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idleStart := time.Now()
+	time.Sleep(driftIdle)
+	cpu1, err := procCPU(serve.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idleWall := time.Since(idleStart)
+	after := scrapeMetrics(t, addr)
+	rss, hwm, err := procMemory(serve.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := after["slipway_kube_requests_total"]; !ok {
+		fail("serve's /metrics has no slipway_kube_requests_total")
+	}
+	idleRequests := after["slipway_kube_requests_total"] - before["slipway_kube_requests_total"]
+	idleByVerb := diffByVerb(before, after)
+	perHour := idleRequests * float64(time.Hour) / float64(idleWall)
+	t.Logf("idle %s: %.2f CPU s, RSS %d MiB (peak %d MiB), %.0f API requests (%s)", idleWall.Round(time.Millisecond),
+		cpu1-cpu0, rss/1024, hwm/1024, idleRequests, describeFloat(idleByVerb))
+
+	// 2. Out-of-band edits, one at a time.
+	var lat []time.Duration
+	events := after["slipway_drift_events_total"]
+	editStart := scrapeMetrics(t, addr)
+	cpuEdit0, _ := procCPU(serve.Process.Pid)
+	for i := 0; i < driftEdits; i++ {
+		ns, name := namespaces[i%namespaceCount], fmt.Sprintf("cm-%02d", i/namespaceCount)
+		patch := fmt.Sprintf(`{"data":{"GREETING":"edited out of band %d"}}`, i)
+		if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, name, types.MergePatchType, []byte(patch),
+			metav1.PatchOptions{FieldManager: "bench-kubectl"}); err != nil {
+			t.Fatalf("patch %s/%s: %v", ns, name, err)
+		}
+		start := time.Now()
+		for {
+			m := scrapeMetrics(t, addr)
+			if m["slipway_drift_events_total"] > events {
+				lat = append(lat, time.Since(start))
+				events = m["slipway_drift_events_total"]
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				fail("edit %d (%s/%s): no drift event within 30s", i, ns, name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cpuEdit1, _ := procCPU(serve.Process.Pid)
+	editEnd := scrapeMetrics(t, addr)
+	editRequests := editEnd["slipway_kube_requests_total"] - editStart["slipway_kube_requests_total"]
+	_, hwm2, _ := procMemory(serve.Process.Pid)
+	if want := float64(driftEdits); events-before["slipway_drift_events_total"] != want {
+		fail("%v drift events after %d edits, want %v", events, driftEdits, want)
+	}
+	sorted := append([]time.Duration(nil), lat...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	p50, p95, pmax := percentile(sorted, 50), percentile(sorted, 95), sorted[len(sorted)-1]
+
+	verdict := "met"
+	if p95 > driftTargetP95 {
+		verdict = "MISSED"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nslipway serve watching %d ConfigMaps in %d namespaces (drift: report), local control plane; deploy took %.1f s\n\n",
+		driftObjects, namespaceCount, deployWall.Seconds())
+	b.WriteString("| measure | value |\n|---|---:|\n")
+	fmt.Fprintf(&b, "| idle CPU over %.0f s | %.2f s (%.1f%% of a core) |\n", idleWall.Seconds(), cpu1-cpu0, 100*(cpu1-cpu0)/idleWall.Seconds())
+	fmt.Fprintf(&b, "| RSS after the idle minute (VmRSS) | %d MiB |\n", rss/1024)
+	fmt.Fprintf(&b, "| peak RSS so far (VmHWM, deploy included) | %d MiB |\n", hwm/1024)
+	fmt.Fprintf(&b, "| API requests in the idle minute | %.0f (%s) |\n", idleRequests, describeFloat(idleByVerb))
+	fmt.Fprintf(&b, "| API requests per hour, idle minute extrapolated (no sweep, no watch renewal in it) | %.0f |\n", perHour)
+	fmt.Fprintf(&b, "| drift latency, PATCH returned → event counted, p50 | %d ms |\n", p50.Milliseconds())
+	fmt.Fprintf(&b, "| drift latency p95 | %d ms |\n", p95.Milliseconds())
+	fmt.Fprintf(&b, "| drift latency max | %d ms |\n", pmax.Milliseconds())
+	fmt.Fprintf(&b, "| serve's API requests per edit | %.1f (%s) |\n", editRequests/driftEdits, describeFloat(diffByVerb(editStart, editEnd)))
+	fmt.Fprintf(&b, "| serve's CPU over the %d edits | %.2f s |\n", driftEdits, cpuEdit1-cpuEdit0)
+	perCheck := editRequests / driftEdits
+	fmt.Fprintf(&b, "| sweep (every %s by default; not in the idle minute), derived: requests per edit × objects | %.0f per sweep, %.0f per hour |\n",
+		drift.DefaultSweep, perCheck*driftObjects, perCheck*driftObjects*float64(time.Hour/drift.DefaultSweep))
+	fmt.Fprintf(&b, "| peak RSS after the edits (VmHWM) | %d MiB |\n", hwm2/1024)
+	fmt.Fprintf(&b, "\n| target | measured | verdict |\n|---|---:|---|\n| drift latency p95 ≤ %s | %d ms | %s |\n",
+		driftTargetP95, p95.Milliseconds(), verdict)
+	t.Log(b.String())
+	fmt.Println(b.String())
+}
+
+// writeDriftObjects writes one file of driftPerNS ConfigMaps per namespace.
+func writeDriftObjects(dir string, namespaces []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, ns := range namespaces {
+		var b strings.Builder
+		for i := 0; i < driftPerNS; i++ {
+			fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%02d\n  namespace: %s\ndata:\n  LISTEN: \":8080\"\n  GREETING: \"hello from cm-%02d\"\n", i, ns, i)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ns+".yaml"), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeDriftConfig writes a slipway.yaml that polls the repository and deploys to the
+// environment's cluster, named bench.
+func writeDriftConfig(t *testing.T, dir string, env *testenv.Env, repoName, url string) string {
+	t.Helper()
+	for name, v := range map[string]string{"git-user": env.GitUser, "git-password": env.GitPassword} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(`dataDir: %s/data
+repositories:
+  - name: %s
+    url: %s
+    branch: master
+    poll: 1s
+    auth: {usernameFile: git-user, passwordFile: git-password}
+clusters:
+  - name: bench
+    kubeconfig: %s
+registry:
+  default: %s
+  insecure: [%s]
+`, dir, repoName, url, env.Kubeconfig, env.Registry, env.Registry)
+	path := filepath.Join(dir, "slipway.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrapeMetrics reads serve's /metrics: each metric's sum over its label sets under its
+// name, and each sample under its full name with labels.
+func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape serve's metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		sample := line[:i]
+		out[sample] = v
+		if j := strings.IndexByte(sample, '{'); j >= 0 {
+			out[sample[:j]] += v
+		}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read serve's metrics: %v", err)
+	}
+	return out
+}
+
+// diffByVerb is the change of slipway_kube_requests_total by verb between two scrapes.
+func diffByVerb(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if !strings.HasPrefix(k, "slipway_kube_requests_total{") {
+			continue
+		}
+		verb := k[strings.Index(k, `verb="`)+6:]
+		verb = verb[:strings.IndexByte(verb, '"')]
+		if d := v - before[k]; d > 0 {
+			out[verb] += d
+		}
+	}
+	return out
+}
+
+func describeFloat(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	in := map[string]int{}
+	for k, v := range m {
+		in[k] = int(v)
+	}
+	return describe(in)
+}
+
+// procCPU is the process's user plus system CPU time in seconds, from /proc/PID/stat.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at state, field 3;
+	// utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	return (ut + st) / 100, nil
+}
+
+// procMemory is the process's VmRSS and VmHWM in KiB, from /proc/PID/status.
+func procMemory(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			rss, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmHWM:":
+			hwm, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	if rss == 0 || hwm == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", pid)
+	}
+	return rss, hwm, nil
+}
+
+// percentile by nearest rank of sorted durations.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	i := (p*len(sorted)+99)/100 - 1
+	if i < 0 {
+		i = 0
+	}
+	return sorted[i]
+}
