@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -19,16 +17,6 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
-	}
-}
-
-func TestDumpBadInputs(t *testing.T) {
-	if os.Getenv("DUMP") == "" {
-		t.Skip()
-	}
-	for _, tc := range badInputs {
-		_, err := Load("p.yaml", []byte(tc.yaml), Options{})
-		fmt.Printf("== %s\n%s\n", tc.name, strings.Join(errorLines(err), "\n"))
 	}
 }
 

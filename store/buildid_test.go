@@ -93,21 +93,26 @@ const (
 	helperCountEnv = "SLIPWAY_STORE_TEST_COUNT"
 )
 
-// TestHelperAllocate is not a test of its own: the tests below start the test binary
-// again as another process running only this function, which allocates BUILD_IDs on the
-// database they name and prints each one once it is committed.
-func TestHelperAllocate(t *testing.T) {
-	path := os.Getenv(helperDBEnv)
-	if path == "" {
-		t.Skip("runs only as a child process of the cross-process BUILD_ID tests")
+// TestMain lets the cross-process BUILD_ID tests start this test binary again as a plain
+// allocating process (no tests run in it): it allocates BUILD_IDs on the database they
+// name and prints each one once it is committed.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(helperDBEnv); path != "" {
+		os.Exit(allocateAsChild(path))
 	}
+	os.Exit(m.Run())
+}
+
+func allocateAsChild(path string) int {
 	count, err := strconv.Atoi(os.Getenv(helperCountEnv))
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "count:", err)
+		return 2
 	}
 	s, err := OpenSQLite(context.Background(), path)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "open:", err)
+		return 2
 	}
 	defer s.Close()
 	out := bufio.NewWriter(os.Stdout)
@@ -131,10 +136,11 @@ func TestHelperAllocate(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	return 0
 }
 
 func helperCmd(t *testing.T, path string, count int) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAllocate$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), helperDBEnv+"="+path, helperCountEnv+"="+strconv.Itoa(count))
 	cmd.Stderr = os.Stderr
 	return cmd
@@ -157,9 +163,6 @@ func parseIDs(t *testing.T, out string) []int64 {
 
 // Two other processes and this one allocate on the same file at the same time.
 func TestBuildIDAcrossProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
 	s, path := openTest(t)
 	const perChild, children = 25, 2 // each child runs 4 goroutines
 
@@ -199,9 +202,6 @@ func TestBuildIDAcrossProcesses(t *testing.T) {
 // A process killed while it allocates loses nothing it was told was committed, and the
 // next BUILD_ID is higher than every one it handed out.
 func TestBuildIDSurvivesKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a child process")
-	}
 	_, path := openTest(t)
 	cmd := helperCmd(t, path, 0) // allocates until killed
 	stdout, err := cmd.StdoutPipe()
