@@ -58,58 +58,25 @@ func slipway(t *testing.T, args ...string) (string, int) {
 	return out.String(), code
 }
 
-// workRepo is a working copy whose pushes go to a bare repository on the real Git server.
-type workRepo struct {
-	t    *testing.T
-	dir  string
-	push string // URL with credentials
-}
+// workRepo is a gitWork (git_test.go) whose every commit is pushed to master.
+type workRepo struct{ *gitWork }
 
 func newWorkRepo(t *testing.T, env *testenv.Env) (*workRepo, string) {
 	t.Helper()
-	name, url := env.Repo(t)
-	g := &workRepo{t: t, dir: t.TempDir(),
-		push: strings.Replace(url, "http://", "http://"+env.GitUser+":"+env.GitPassword+"@", 1)}
-	g.git("init", "--initial-branch=master", ".")
-	_ = name
-	return g, url
-}
-
-func (g *workRepo) git(args ...string) string {
-	g.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = g.dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com",
-		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_TERMINAL_PROMPT=0")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	_, url := env.Repo(t)
+	return &workRepo{newGitWork(t, env, url)}, url
 }
 
 // commit writes files (nil content deletes), commits and pushes; it returns the commit hash.
 func (g *workRepo) commit(msg string, files map[string][]byte) string {
 	g.t.Helper()
+	text := make(map[string]string, len(files))
 	for name, body := range files {
-		p := filepath.Join(g.dir, name)
-		if body == nil {
-			if err := os.Remove(p); err != nil {
-				g.t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			g.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, body, 0o644); err != nil {
-			g.t.Fatal(err)
-		}
+		text[name] = string(body) // gitWork.commit deletes a file given ""
 	}
-	g.git("add", "-A")
-	g.git("commit", "-q", "-m", msg)
-	g.git("push", "-q", g.push, "master")
-	return g.git("rev-parse", "HEAD")
+	hash := g.gitWork.commit(msg, text)
+	g.push("master")
+	return hash
 }
 
 // newProject is a repository on the Git server with a slipway.yaml that follows it and
