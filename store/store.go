@@ -65,6 +65,15 @@ type Store interface {
 	// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0: all.
 	ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error)
 
+	// RecordDelivery remembers a repository's webhook delivery id and reports whether it
+	// is new; false means a redelivery.
+	RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error)
+	// RecordPullRequestEvent stores a pull request action a forge reported.
+	RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error)
+	// ListPullRequestEvents returns a repository's pull request events, newest first
+	// (number 0: every pull request; limit <= 0: all).
+	ListPullRequestEvents(ctx context.Context, repository string, number, limit int) ([]PullRequestEvent, error)
+
 	// Close releases the store. Using it afterwards is an error.
 	Close() error
 }

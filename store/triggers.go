@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// PullRequestEvent is one pull request action a forge reported.
+type PullRequestEvent struct {
+	ID           int64
+	Repository   string
+	Number       int
+	Action       string // opened, updated, merged or closed
+	Title        string
+	Author       string
+	SourceBranch string
+	TargetBranch string
+	HeadCommit   string
+	MergeCommit  string // "" unless merged
+	DeliveryID   string
+	ReceivedAt   time.Time
+}
+
+// deliveryRetention is how long a delivery id is remembered. Forges redeliver within
+// hours (GitHub keeps deliveries for three days); a week is ample and keeps the table small.
+const deliveryRetention = 7 * 24 * time.Hour
+
+// RecordDelivery remembers a webhook delivery id of a repository and reports whether it is
+// new. A false answer means the delivery was seen before: a redelivery that must start
+// nothing. Ids older than a week are forgotten on the way.
+func (s *SQLite) RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error) {
+	if repository == "" || deliveryID == "" {
+		return false, fmt.Errorf("record delivery: repository and delivery id must be set")
+	}
+	now := s.opts.now()
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE received_at < $1`,
+			toMicros(now.Add(-deliveryRetention))); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO webhook_deliveries (repository, delivery_id, received_at) VALUES ($1, $2, $3)
+			ON CONFLICT (repository, delivery_id) DO NOTHING`, repository, deliveryID, toMicros(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("record delivery %s of %s: %w", deliveryID, repository, err)
+	}
+	return n == 1, nil
+}
+
+// RecordPullRequestEvent stores a pull request action.
+func (s *SQLite) RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error) {
+	if e.Repository == "" || e.Number <= 0 || e.Action == "" {
+		return e, fmt.Errorf("record pull request event: repository, number and action must be set")
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = s.opts.now()
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `
+			INSERT INTO pull_request_events (repository, number, action, title, author, source_branch, target_branch,
+				head_commit, merge_commit, delivery_id, received_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+			e.Repository, e.Number, e.Action, e.Title, e.Author, e.SourceBranch, e.TargetBranch,
+			e.HeadCommit, e.MergeCommit, e.DeliveryID, toMicros(e.ReceivedAt)).Scan(&e.ID)
+	})
+	if err != nil {
+		return e, fmt.Errorf("record pull request #%d event of %s: %w", e.Number, e.Repository, err)
+	}
+	e.ReceivedAt = fromMicros(sql.NullInt64{Int64: toMicros(e.ReceivedAt), Valid: true})
+	return e, nil
+}
+
+// ListPullRequestEvents returns a repository's pull request events, newest first; number
+// 0 means every pull request, limit <= 0 all events.
+func (s *SQLite) ListPullRequestEvents(ctx context.Context, repository string, number, limit int) ([]PullRequestEvent, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	var out []PullRequestEvent
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `
+			SELECT id, number, action, title, author, source_branch, target_branch, head_commit, merge_commit,
+				delivery_id, received_at
+			FROM pull_request_events WHERE repository = $1 AND ($2 = 0 OR number = $2)
+			ORDER BY id DESC LIMIT $3`, repository, number, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e := PullRequestEvent{Repository: repository}
+			var received int64
+			if err := rows.Scan(&e.ID, &e.Number, &e.Action, &e.Title, &e.Author, &e.SourceBranch, &e.TargetBranch,
+				&e.HeadCommit, &e.MergeCommit, &e.DeliveryID, &received); err != nil {
+				return err
+			}
+			e.ReceivedAt = fromMicros(sql.NullInt64{Int64: received, Valid: true})
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pull request events of %s: %w", repository, err)
+	}
+	return out, nil
+}

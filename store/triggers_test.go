@@ -1,0 +1,60 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRecordDeliveryDeduplicatesAndForgets(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	s, _ := openTest(t, WithClock(clk.now))
+	ctx := testCtx(t)
+	for i, tc := range []struct {
+		repo, id string
+		want     bool
+	}{
+		{"app", "d-1", true},
+		{"app", "d-1", false},  // a redelivery
+		{"other", "d-1", true}, // ids are per repository
+		{"app", "d-2", true},
+	} {
+		got, err := s.RecordDelivery(ctx, tc.repo, tc.id)
+		if err != nil || got != tc.want {
+			t.Fatalf("case %d: RecordDelivery(%s, %s) = %v, %v; want %v", i, tc.repo, tc.id, got, err, tc.want)
+		}
+	}
+	clk.advance(deliveryRetention + time.Minute)
+	if got, err := s.RecordDelivery(ctx, "app", "d-1"); err != nil || !got {
+		t.Fatalf("after the retention a delivery id is new again: got %v, %v", got, err)
+	}
+	if _, err := s.RecordDelivery(ctx, "app", ""); err == nil {
+		t.Fatal("an empty delivery id must be refused")
+	}
+}
+
+func TestPullRequestEventsRoundTrip(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	for _, e := range []PullRequestEvent{
+		{Repository: "app", Number: 7, Action: "opened", Title: "t", Author: "ann", SourceBranch: "feature", TargetBranch: "main", HeadCommit: "aaa", DeliveryID: "x1"},
+		{Repository: "app", Number: 8, Action: "opened", HeadCommit: "ccc", DeliveryID: "x2"},
+		{Repository: "app", Number: 7, Action: "merged", HeadCommit: "aaa", MergeCommit: "bbb", DeliveryID: "x3"},
+	} {
+		if _, err := s.RecordPullRequestEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ListPullRequestEvents(ctx, "app", 7, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Action != "merged" || got[0].MergeCommit != "bbb" || got[1].Author != "ann" || got[1].ReceivedAt.IsZero() {
+		t.Fatalf("events of #7 = %+v", got)
+	}
+	if all, _ := s.ListPullRequestEvents(ctx, "app", 0, 0); len(all) != 3 {
+		t.Fatalf("all events: %d, want 3", len(all))
+	}
+	if _, err := s.RecordPullRequestEvent(ctx, PullRequestEvent{Repository: "app"}); err == nil {
+		t.Fatal("an event without number and action must be refused")
+	}
+}
