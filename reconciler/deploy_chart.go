@@ -58,6 +58,9 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
+	// The release's objects carry the owner labels YAML deploys' objects carry, so the drift
+	// watcher's label selector covers them too.
+	rel.OwnerLabels = cl.Manager.GetOwnerLabels(rc.run.Pipeline.Name, task)
 	st, err := rel.Prepare(ctx)
 	if err != nil {
 		return err
@@ -72,10 +75,13 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		tl.Printf("installing release %s: chart %s %s", t.Release, ch.Metadata.Name, ch.Metadata.Version)
 		deployed, err = rel.Install(ctx, ch, values, helmTimeout)
 		if err != nil {
+			undone := false
 			if deployed != nil {
-				err = errors.Join(err, r.uninstallFailedInstall(rel, helmTimeout, tl))
+				uerr := r.uninstallFailedInstall(rel, helmTimeout, tl)
+				undone = uerr == nil
+				err = errors.Join(err, uerr)
 			}
-			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, err)
+			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, undone, err)
 		}
 	} else {
 		tl.Printf("upgrading release %s from revision %d: chart %s %s", t.Release, st.Last.Version, ch.Metadata.Name, ch.Metadata.Version)
@@ -84,7 +90,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 			if deployed != nil && st.Deployed != nil && t.Rollback == pipeline.RollbackAuto {
 				err = r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, err, tl)
 			}
-			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, err)
+			return r.recordFailedRelease(ctx, rc, task, t, ch, digest, deployed, errors.Is(err, errRolledBack), err)
 		}
 	}
 	tl.Printf("release %s revision %d applied", t.Release, deployed.Version)
@@ -96,6 +102,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: toStoreInventory(inv), Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
+		Drift: chartDriftPolicy(t),
 	}); err != nil {
 		return err
 	}
@@ -117,8 +124,14 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		// Cancelled (superseded by a newer commit, or the daemon stopping): the next run
 		// upgrades from here, so undoing this revision first would only add churn.
 	case st.Last == nil:
-		r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
-		return errors.Join(waitErr, r.uninstallFailedInstall(rel, helmTimeout, tl))
+		if err := r.uninstallFailedInstall(rel, helmTimeout, tl); err != nil {
+			r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
+			return errors.Join(waitErr, err)
+		}
+		// Nothing of it is left on the cluster: it must not count as the task's current
+		// revision, or drift correction would bring its objects back.
+		r.markRevision(ctx, rc, task, store.RevisionRolledBack, "first install uninstalled after: "+waitErr.Error())
+		return waitErr
 	case t.Rollback == pipeline.RollbackAuto && st.Deployed != nil:
 		err := r.rollbackRelease(ctx, rel, st.Deployed.Version, helmTimeout, waitErr, tl)
 		status := store.RevisionRolledBack
@@ -133,21 +146,42 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 }
 
 // recordFailedRelease stores a revision for a deploy that Helm itself failed, so the run's
-// history shows what was attempted, and returns cause.
+// history shows what was attempted, and returns cause. undone says the release was rolled
+// back or uninstalled afterwards: the revision is then recorded rolled_back, so it never
+// counts as what is on the cluster (the drift watcher would otherwise restore it).
 func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask,
-	ch *chart.Chart, digest string, rel *release.Release, cause error) error {
+	ch *chart.Chart, digest string, rel *release.Release, undone bool, cause error) error {
 	nr := store.NewRevision{
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
+		Drift: chartDriftPolicy(t),
 	}
 	if rel != nil {
 		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version
 	}
-	if _, err := r.Store.SaveRevision(context.WithoutCancel(ctx), nr); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := r.Store.SaveRevision(ctx, nr); err != nil {
 		rc.log.WithError(err).WithField("task", task).Error("record failed chart revision")
+		return cause
+	}
+	if undone {
+		if _, err := r.Store.TransitionRevision(ctx, rc.run.Pipeline, rc.run.BuildID, task, store.RevisionFailed,
+			store.RevisionRolledBack, nr.Reason); err != nil {
+			rc.log.WithError(err).WithField("task", task).Error("record revision status")
+		}
 	}
 	return cause
+}
+
+// chartDriftPolicy is the task's drift settings as the revision keeps them for the drift
+// watcher.
+func chartDriftPolicy(t *pipeline.DeployChartTask) store.DriftPolicy {
+	p := store.DriftPolicy{Mode: string(t.Drift)}
+	for _, r := range t.DriftIgnore {
+		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
+	}
+	return p
 }
 
 // errRolledBack marks a deploy error after which the release was rolled back successfully.

@@ -179,15 +179,19 @@ func (s *SQLite) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int
 
 // CurrentRevisions returns, for every task of every pipeline, the revision now on the
 // cluster: the newest one that is healthy, applied or failed. A rolled-back revision is
-// never current: the one it was rolled back to is.
+// never current: the one it was rolled back to is. Nor is a failed revision with no
+// objects (a chart deploy Helm failed before rendering anything): nothing of it reached
+// the cluster, so the revision before it is still what is there.
 func (s *SQLite) CurrentRevisions(ctx context.Context) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
 		revs, err = s.queryRevisions(ctx, tx, `r.id IN (
-			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3) AND NOT EXISTS (
+			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3)
+				AND (c.status <> $3 OR c.objects_size > 0) AND NOT EXISTS (
 				SELECT 1 FROM revisions n WHERE n.pipeline_id = c.pipeline_id AND n.task = c.task
-					AND n.status IN ($1, $2, $3) AND n.build_id > c.build_id))
+					AND n.status IN ($1, $2, $3) AND (n.status <> $3 OR n.objects_size > 0)
+					AND n.build_id > c.build_id))
 			ORDER BY p.repository, p.name, r.task`,
 			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
 		return err

@@ -59,6 +59,39 @@ func TestCurrentRevisionsSkipRolledBack(t *testing.T) {
 	}
 }
 
+// A chart deploy that Helm failed before it rendered anything put nothing on the cluster:
+// the revision before it stays current. A failed one that did apply objects is current.
+func TestCurrentRevisionsSkipFailedWithoutObjects(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	chart := &ChartRelease{Chart: "web", Version: "1.0.0"}
+	save := func(id int64, status RevisionStatus, objects string) {
+		t.Helper()
+		mustRun(t, s, testPipeline)
+		if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: id, Task: "web", Cluster: "local",
+			Kind: DeployChart, Chart: chart, Status: status, Objects: []byte(objects)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(1, RevisionApplied, "a: 1")
+	save(2, RevisionFailed, "")
+	current := func() int64 {
+		t.Helper()
+		revs, err := s.CurrentRevisions(ctx)
+		if err != nil || len(revs) != 1 {
+			t.Fatalf("current revisions %+v: %v", revs, err)
+		}
+		return revs[0].BuildID
+	}
+	if id := current(); id != 1 {
+		t.Fatalf("current is BUILD_ID %d, want 1: 2 failed before applying anything", id)
+	}
+	save(3, RevisionFailed, "a: 2")
+	if id := current(); id != 3 {
+		t.Fatalf("current is BUILD_ID %d, want 3: its objects are on the cluster", id)
+	}
+}
+
 func TestDriftEventsRoundTripNewestFirst(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	s, _ := openTest(t, WithClock(clock.now))

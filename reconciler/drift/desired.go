@@ -39,9 +39,16 @@ func key(group, kind, namespace, name string) string {
 	return group + "|" + kind + "|" + namespace + "|" + name
 }
 
-// Objects are the objects of a revision, as its deploy applied them: the stored rendering
-// plus the owner labels (the store keeps the rendering without them, and a dry-run without
-// them would show the labels as drift).
+// Objects are the objects of a revision, as its deploy applied them.
+//
+// YAML revisions: the stored rendering plus the owner labels (the store keeps the rendering
+// without them, and a dry-run without them would show the labels as drift).
+//
+// Chart revisions: the release manifest Helm stored for the release revision, which is
+// what Helm applied. Its post-renderer already put the owner labels and Helm's ownership
+// metadata in it; nothing is added, so a release deployed before that (without them) shows
+// no phantom drift. Namespaced objects without a namespace are in the release's, as Helm
+// puts them.
 func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of task %s of %s #%d", rev.Task, rev.Pipeline, rev.BuildID), rev.Objects)
 	if err != nil {
@@ -51,20 +58,41 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 	out := make([]*Object, 0, len(ms))
 	for _, m := range ms {
 		obj := m.Object.DeepCopy()
-		utils.RemoveCABundleFromCRD(obj) // as the deploy does
-		l := obj.GetLabels()
-		if l == nil {
-			l = map[string]string{}
+		if rev.Kind == store.DeployChart {
+			if err := releaseNamespace(cl, obj, rev.Namespace); err != nil {
+				return nil, err
+			}
+		} else {
+			utils.RemoveCABundleFromCRD(obj) // as the deploy does
+			l := obj.GetLabels()
+			if l == nil {
+				l = map[string]string{}
+			}
+			for k, v := range labels {
+				l[k] = v
+			}
+			obj.SetLabels(l)
 		}
-		for k, v := range labels {
-			l[k] = v
-		}
-		obj.SetLabels(l)
 		gvk := obj.GroupVersionKind()
 		e := store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 		out = append(out, &Object{Revision: rev, Entry: e, Desired: obj, Ignore: ignoredPaths(rev.Drift, e)})
 	}
 	return out, nil
+}
+
+// releaseNamespace puts a namespaced object that names no namespace into the release's.
+func releaseNamespace(cl *kube.Cluster, obj *unstructured.Unstructured, ns string) error {
+	if obj.GetNamespace() != "" {
+		return nil
+	}
+	namespaced, err := cl.Namespaced(obj.GroupVersionKind())
+	if err != nil {
+		return fmt.Errorf("release object %s/%s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	if namespaced {
+		obj.SetNamespace(ns)
+	}
+	return nil
 }
 
 // ignoredPaths are the JSON pointers of the policy's rules that match the object; a rule

@@ -29,7 +29,8 @@ type Clusters interface {
 // DefaultSweep is how often every watched object is checked even without a watch event.
 const DefaultSweep = 10 * time.Minute
 
-// Watcher detects and reports or corrects drift of the objects of current YAML revisions.
+// Watcher detects and reports or corrects drift of the objects of current revisions: YAML
+// deploys' objects and chart releases' objects alike.
 type Watcher struct {
 	Store    Store
 	Clusters Clusters
@@ -134,7 +135,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	var errs []error
 	for i := range revs {
 		rev := &revs[i]
-		if rev.Kind != store.DeployYAML || rev.Drift.EffectiveMode() == store.DriftOff {
+		if rev.Drift.EffectiveMode() == store.DriftOff {
 			continue
 		}
 		cl, err := w.Clusters.Get(ctx, rev.Cluster)

@@ -22,7 +22,11 @@ type Release struct {
 	Name       string
 	Namespace  string
 	MaxHistory int
-	cfg        *action.Configuration
+	// OwnerLabels are put on every object the release's installs and upgrades render (by a
+	// post-renderer, so they are in the stored manifest too): Slipway's owner labels, which
+	// the drift watcher selects on.
+	OwnerLabels map[string]string
+	cfg         *action.Configuration
 }
 
 // Open prepares the Helm actions for release name in namespace; logf receives Helm's own
@@ -80,6 +84,7 @@ func (r *Release) Prepare(ctx context.Context) (State, error) {
 func (r *Release) Install(ctx context.Context, ch *chart.Chart, values map[string]any, timeout time.Duration) (*release.Release, error) {
 	in := action.NewInstall(r.cfg)
 	in.ReleaseName, in.Namespace, in.Timeout = r.Name, r.Namespace, timeout
+	in.PostRenderer = newOwnerRenderer(r.OwnerLabels, r.Name, r.Namespace)
 	rel, err := in.RunWithContext(ctx, ch, values)
 	if err != nil {
 		return rel, fmt.Errorf("helm install %s/%s: %w", r.Namespace, r.Name, err)
@@ -91,6 +96,7 @@ func (r *Release) Install(ctx context.Context, ch *chart.Chart, values map[strin
 func (r *Release) Upgrade(ctx context.Context, ch *chart.Chart, values map[string]any, timeout time.Duration) (*release.Release, error) {
 	up := action.NewUpgrade(r.cfg)
 	up.Namespace, up.MaxHistory, up.Timeout = r.Namespace, r.MaxHistory, timeout
+	up.PostRenderer = newOwnerRenderer(r.OwnerLabels, r.Name, r.Namespace)
 	rel, err := up.RunWithContext(ctx, r.Name, ch, values)
 	if err != nil {
 		return rel, fmt.Errorf("helm upgrade %s/%s: %w", r.Namespace, r.Name, err)
