@@ -1,0 +1,400 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/sirupsen/logrus"
+	"k8s.io/utils/clock"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// DefaultStartingDeadline is how late a missed tick may still run when the schedule does
+// not say (the pipeline file's default too).
+const DefaultStartingDeadline = 10 * time.Minute
+
+// recordTimeout bounds recording a tick whose run already started while the scheduler is
+// stopping: the record must not be lost to the cancellation, nor hang the shutdown.
+const recordTimeout = 10 * time.Second
+
+// Store is what the scheduler needs from the store (*store.SQLite).
+type Store interface {
+	LastScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string) (time.Time, bool, error)
+	SetScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string, tick time.Time) error
+	DeleteScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string) error
+}
+
+// Runs is how the scheduler sees and starts runs; the daemon implements it over its run
+// dispatcher.
+type Runs interface {
+	// Active reports whether a run of the pipeline is queued or running.
+	Active(ref store.PipelineRef) bool
+	// CancelActive cancels the pipeline's queued and running runs, recording reason.
+	CancelActive(ctx context.Context, ref store.PipelineRef, reason string) error
+	// Start submits a run of the pipeline with trigger cron at the tracked branch's head.
+	Start(ctx context.Context, f Fire) error
+}
+
+// Fire is one tick that starts a run.
+type Fire struct {
+	Pipeline store.PipelineRef
+	Schedule string    // the schedule's Key
+	Tick     time.Time // when the tick was due, in the schedule's time zone
+	// Missed says the tick came due while the daemon was down (or before this scheduler
+	// saw the schedule) and runs late, within its startingDeadline.
+	Missed bool
+}
+
+// Options configure a Scheduler.
+type Options struct {
+	Store   Store
+	Runs    Runs
+	Clock   clock.Clock   // nil: the real clock
+	Metrics *Metrics      // optional
+	Log     *logrus.Entry // nil: the standard logger
+}
+
+// Scheduler fires the schedules of every repository. Set it up with New, give it the
+// schedules with Set (before or while Run runs) and run it with Run.
+type Scheduler struct {
+	store   Store
+	runs    Runs
+	clock   clock.Clock
+	metrics *Metrics
+	log     *logrus.Entry
+
+	setMu sync.Mutex // one Set at a time, so a removal's delete cannot overtake a re-add
+
+	mu      sync.Mutex
+	entries map[entryKey]*entry
+	ctx     context.Context // Run's context while it runs; nil otherwise
+	wg      sync.WaitGroup
+
+	// event, when set (by tests), is told what each schedule goroutine did.
+	event func(event)
+}
+
+type entryKey struct {
+	ref store.PipelineRef
+	key string
+}
+
+// entry is one schedule of one pipeline.
+type entry struct {
+	ref   store.PipelineRef
+	key   string
+	sched cron.Schedule
+	loc   *time.Location
+
+	// Guarded by Scheduler.mu: Set changes the policy in place, without touching timing.
+	concurrency pipeline.Concurrency
+	deadline    time.Duration
+	cancel      context.CancelFunc // nil while no goroutine runs the entry
+	done        chan struct{}      // closed when that goroutine has ended
+}
+
+// event is what a schedule goroutine reports to tests.
+type event struct {
+	kind   string // "armed" (waiting for next), "handled" (a tick), "stopped"
+	ref    store.PipelineRef
+	key    string
+	next   time.Time // armed: the tick waited for
+	tick   time.Time // handled
+	result string    // handled
+	reason string    // handled
+}
+
+// New returns a scheduler with no schedules.
+func New(o Options) *Scheduler {
+	s := &Scheduler{store: o.Store, runs: o.Runs, clock: o.Clock, metrics: o.Metrics, log: o.Log,
+		entries: map[entryKey]*entry{}}
+	if s.clock == nil {
+		s.clock = clock.RealClock{}
+	}
+	if s.log == nil {
+		s.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return s
+}
+
+// SchedulesOf collects the schedules of the pipelines read from one file, by pipeline name,
+// in the form Set takes.
+func SchedulesOf(pipelines []*pipeline.Pipeline) map[string][]pipeline.Schedule {
+	out := map[string][]pipeline.Schedule{}
+	for _, p := range pipelines {
+		if p != nil && p.Triggers != nil && len(p.Triggers.Schedules) > 0 {
+			out[p.Name] = append(out[p.Name], p.Triggers.Schedules...)
+		}
+	}
+	return out
+}
+
+// Set replaces the schedules of repository repo with pipelines (pipeline name → its
+// schedules); nil or empty removes them all. Call it with what the tracked branch's
+// .pipeline.yaml says, whenever that changes, and not when the file cannot be read: a
+// schedule Set removes is forgotten in the store, so adding it back later starts from a new
+// baseline instead of catching up ticks from before.
+//
+// Schedules that stay keep their timing (a changed concurrency or startingDeadline applies
+// from the next tick); new ones start from now. A schedule that does not parse is left out
+// and reported in the returned error; the others are set regardless. Set returns when
+// removed schedules have stopped.
+func (s *Scheduler) Set(ctx context.Context, repo string, pipelines map[string][]pipeline.Schedule) error {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	want := map[entryKey]*entry{}
+	var errs []error
+	for name, scheds := range pipelines {
+		ref := store.PipelineRef{Repository: repo, Name: name}
+		for _, sc := range scheds {
+			e, err := newEntry(ref, sc)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pipeline %s: %w", ref, err))
+				continue
+			}
+			k := entryKey{ref, e.key}
+			if _, dup := want[k]; dup {
+				// Two identical schedules would fire the same tick twice.
+				s.log.WithFields(logrus.Fields{"repository": repo, "pipeline": name, "schedule": e.key}).
+					Warn("schedule: listed twice; the first one is used")
+				continue
+			}
+			want[k] = e
+		}
+	}
+
+	s.mu.Lock()
+	var removed []*entry
+	for k, old := range s.entries {
+		if k.ref.Repository != repo {
+			continue
+		}
+		if e, keep := want[k]; keep {
+			old.concurrency, old.deadline = e.concurrency, e.deadline
+			delete(want, k)
+			continue
+		}
+		delete(s.entries, k)
+		if old.cancel != nil {
+			old.cancel()
+		}
+		removed = append(removed, old)
+	}
+	for k, e := range want {
+		s.entries[k] = e
+		if s.ctx != nil {
+			s.startLocked(e)
+		}
+	}
+	s.mu.Unlock()
+
+	for k, e := range want {
+		s.log.WithFields(logrus.Fields{"repository": repo, "pipeline": k.ref.Name, "schedule": e.key,
+			"concurrency": e.concurrency, "starting_deadline": e.deadline}).Info("schedule: added")
+	}
+	for _, old := range removed {
+		// Wait for the goroutine first: it must not record a tick after the delete.
+		if old.done != nil {
+			select {
+			case <-old.done:
+			case <-ctx.Done():
+				return errors.Join(append(errs, fmt.Errorf("set schedules of %s: %w", repo, ctx.Err()))...)
+			}
+		}
+		if err := s.store.DeleteScheduleTick(ctx, old.ref, old.key); err != nil {
+			errs = append(errs, err)
+		}
+		s.log.WithFields(logrus.Fields{"repository": repo, "pipeline": old.ref.Name, "schedule": old.key}).
+			Info("schedule: removed")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set schedules of %s: %w", repo, err)
+	}
+	return nil
+}
+
+func newEntry(ref store.PipelineRef, sc pipeline.Schedule) (*entry, error) {
+	sched, loc, err := Parse(sc)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{ref: ref, key: Key(sc), sched: sched, loc: loc,
+		concurrency: sc.Concurrency, deadline: sc.StartingDeadline.Duration}
+	switch e.concurrency {
+	case "":
+		e.concurrency = pipeline.ConcurrencyForbid
+	case pipeline.ConcurrencyAllow, pipeline.ConcurrencyForbid, pipeline.ConcurrencyReplace:
+	default:
+		return nil, fmt.Errorf("schedule %q: unknown concurrency %q", sc.Cron, sc.Concurrency)
+	}
+	if e.deadline <= 0 {
+		e.deadline = DefaultStartingDeadline
+	}
+	return e, nil
+}
+
+// Run fires the schedules until ctx ends, then waits for the schedule goroutines to stop.
+// Only one Run at a time.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ctx != nil {
+		s.mu.Unlock()
+		return errors.New("schedule: the scheduler is already running")
+	}
+	s.ctx = ctx
+	for _, e := range s.entries {
+		s.startLocked(e)
+	}
+	s.mu.Unlock()
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.ctx = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	for _, e := range s.entries {
+		e.cancel, e.done = nil, nil
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// startLocked starts e's goroutine; s.mu is held and s.ctx set.
+func (s *Scheduler) startLocked(e *entry) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	e.cancel, e.done = cancel, done
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		defer cancel()
+		s.loop(ctx, e)
+		s.notify(event{kind: "stopped", ref: e.ref, key: e.key})
+	}()
+}
+
+// loop handles e's ticks until ctx ends.
+func (s *Scheduler) loop(ctx context.Context, e *entry) {
+	log := s.log.WithFields(logrus.Fields{"repository": e.ref.Repository, "pipeline": e.ref.Name, "schedule": e.key})
+	now := s.clock.Now()
+	last, ok, err := s.store.LastScheduleTick(ctx, e.ref, e.key)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return
+	case err != nil:
+		// Keep ticking from now: a store hiccup should cost the catch-up, not the schedule.
+		log.WithError(err).Error("schedule: read the last tick; ticks missed while down are not run")
+		last = now.Truncate(time.Microsecond)
+	case !ok:
+		// Baseline: the schedule starts now. Ticks before it was in the file were never
+		// missed, and a restart from here on knows which were.
+		last = now.Truncate(time.Microsecond)
+		if err := s.store.SetScheduleTick(ctx, e.ref, e.key, last); err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("schedule: record the baseline")
+		}
+	}
+
+	catchUp := true // the first due tick, if any, came due before we were watching
+	for {
+		now := s.clock.Now()
+		if due := newestDue(e.sched, last, now); !due.IsZero() {
+			if !s.handle(ctx, e, log, due, now, catchUp) {
+				return
+			}
+			last = due
+		}
+		catchUp = false
+		next := e.sched.Next(last)
+		if next.IsZero() {
+			log.Warn("schedule: the expression has no tick in the next five years")
+			s.notify(event{kind: "armed", ref: e.ref, key: e.key})
+			<-ctx.Done()
+			return
+		}
+		timer := s.clock.NewTimer(next.Sub(now))
+		s.notify(event{kind: "armed", ref: e.ref, key: e.key, next: next})
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C():
+			// A timer may fire early (the wall clock was set back): newestDue then finds
+			// nothing and the loop waits again.
+		}
+	}
+}
+
+// handle applies the tick's policy and records it. It returns false if ctx ended before
+// the tick was dealt with, leaving it unrecorded so that a restart can still run it.
+func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, tick, now time.Time, catchUp bool) bool {
+	s.mu.Lock()
+	concurrency, deadline := e.concurrency, e.deadline
+	s.mu.Unlock()
+	tick = tick.In(e.loc)
+	late := now.Sub(tick)
+	log = log.WithFields(logrus.Fields{"tick": tick.Format(time.RFC3339), "concurrency": concurrency})
+
+	var result, reason string
+	switch {
+	case late > deadline:
+		// Also after a clock jump (a suspended host): never a tick from long ago.
+		result, reason = resultSkipped, reasonDeadline
+		log.WithFields(logrus.Fields{"late": late.Round(time.Second).String(), "starting_deadline": deadline.String()}).
+			Warn("schedule: tick missed by more than startingDeadline, skipped")
+	case concurrency == pipeline.ConcurrencyForbid && s.runs.Active(e.ref):
+		result, reason = resultSkipped, reasonForbid
+		log.Info("schedule: a run of the pipeline is still active, tick skipped")
+	default:
+		result, reason = resultFired, reasonScheduled
+		if catchUp {
+			reason = reasonMissed
+		}
+		if concurrency == pipeline.ConcurrencyReplace && s.runs.Active(e.ref) {
+			reason = reasonReplace
+			why := "replaced by the schedule's tick of " + tick.Format(time.RFC3339)
+			if err := s.runs.CancelActive(ctx, e.ref, why); err != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				// Starting anyway is what allow would do; the dispatcher still queues it.
+				log.WithError(err).Warn("schedule: cancel the active run")
+			}
+		}
+		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return false
+		case err != nil:
+			result, reason = resultFailed, reasonError
+			log.WithError(err).Error("schedule: start a run")
+		default:
+			log.WithFields(logrus.Fields{"reason": reason}).Info("schedule: tick fired")
+		}
+	}
+
+	// Recorded after the run started: a crash in between repeats the tick on restart
+	// (within startingDeadline) rather than losing it. Once started, stopping must not
+	// lose the record either.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.store.SetScheduleTick(rctx, e.ref, e.key, tick); err != nil {
+		log.WithError(err).Error("schedule: record the tick")
+	}
+	s.metrics.tick(e.ref, result, reason)
+	s.notify(event{kind: "handled", ref: e.ref, key: e.key, tick: tick, result: result, reason: reason})
+	return true
+}
+
+func (s *Scheduler) notify(ev event) {
+	if s.event != nil {
+		s.event(ev)
+	}
+}
