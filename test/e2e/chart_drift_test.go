@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// The chart deploy of these tests: release web of the nginx example chart from the
+// checkout, whose Deployment and Service are web-nginx and whose replicaCount (1) is a
+// field the release sets.
+const (
+	chartDriftPipeline = "nginx-dir"
+	chartWorkload      = "web-nginx"
+)
+
+// chartDriftSetup deploys the chart with the given drift settings (task fields) under a
+// running `slipway serve`, and returns the config, an open store of that daemon and the
+// repository.
+func chartDriftSetup(t *testing.T, env *testenv.Env, ns, settings string) (string, store.Store, *workRepo) {
+	t.Helper()
+	repo, _, cfgPath := newProject(t, env)
+	files := chartDirRepo(t, env)
+	files[".pipeline.yaml"] = append(chartDirPipeline(ns, "60s", ""), settings...)
+	repo.commit("deploy the chart", files)
+	startServe(t, cfgPath)
+	waitPipelineHistory(t, cfgPath, chartDriftPipeline, 90*time.Second, "run 1", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	time.Sleep(time.Second) // the watcher learns the new revision when the task ends
+	return cfgPath, st, repo
+}
+
+// waitPipelineHistory polls a pipeline's history until cond holds.
+func waitPipelineHistory(t *testing.T, cfg, pipeline string, timeout time.Duration, what string, cond func([]historyEntry) bool) []historyEntry {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, code := slipway(t, "history", "--config", cfg, pipeline, "-o", "json")
+		if code == 0 {
+			if h := parseHistory(t, out); cond(h) {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: history is\n%s", what, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// eventRow is one entry of `slipway drift --events -o json`.
+type eventRow struct {
+	ID         int64             `json:"id"`
+	Pipeline   string            `json:"pipeline"`
+	Task       string            `json:"task"`
+	BuildID    int64             `json:"build_id"`
+	Cluster    string            `json:"cluster"`
+	Object     string            `json:"object"`
+	Action     string            `json:"action"`
+	Gone       bool              `json:"gone"`
+	Patch      []json.RawMessage `json:"patch"`
+	Manager    string            `json:"manager"`
+	ChangedAt  string            `json:"changed_at"`
+	DetectedAt string            `json:"detected_at"`
+}
+
+func driftEventsCLI(t *testing.T, args ...string) []eventRow {
+	t.Helper()
+	out, code := slipway(t, append([]string{"drift", "--events", "-o", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("slipway drift --events: exit %d\n%s", code, out)
+	}
+	var rows []eventRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("slipway drift --events JSON: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// report mode: `kubectl scale` of the release's Deployment is recorded within 2 s naming
+// kubectl and left alone; `slipway drift` and `slipway drift --events` show it.
+func TestChartDriftReportNamesKubectl(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	cfg, st, _ := chartDriftSetup(t, env, ns, "        drift: report\n")
+
+	// The post-renderer put Slipway's owner labels and Helm's ownership metadata on the
+	// release's objects: the watch selects them like a YAML deploy's.
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Labels["slipway.dev/name"] != chartDriftPipeline || dep.Labels["slipway.dev/namespace"] != "deploy-web" ||
+		dep.Labels["app.kubernetes.io/managed-by"] != "Helm" || dep.Annotations["meta.helm.sh/release-name"] != "web" {
+		t.Fatalf("release object metadata: labels %v annotations %v", dep.Labels, dep.Annotations)
+	}
+
+	kubectl(t, env, "-n", ns, "annotate", "deployment/"+chartWorkload, "example.com/owner=ops")
+	start := time.Now()
+	kubectl(t, env, "-n", ns, "scale", "deployment/"+chartWorkload, "--replicas=3")
+	e := waitEvent(t, st, 2*time.Second, "for the scale", func(e store.DriftEvent) bool {
+		return e.Object.Kind == "Deployment" && strings.Contains(e.Patch, "/spec/replicas")
+	})
+	t.Logf("chart report latency: drift detected %s after kubectl scale started (seen by the test after %s)",
+		e.DetectedAt.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("reported change by %s at %s: %s", e.Manager, e.ChangedAt.Format(time.RFC3339), e.Patch)
+	if e.Action != store.DriftReported || e.Manager != "kubectl" || e.Gone || e.Task != "deploy-web" || e.BuildID != 1 {
+		t.Fatalf("event %+v: want reported by kubectl for deploy-web of BUILD_ID 1", e)
+	}
+	time.Sleep(time.Second)
+	dep, err = cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 3 || dep.Annotations["example.com/owner"] != "ops" {
+		t.Fatalf("report mode changed the object: replicas %d annotations %v", *dep.Spec.Replicas, dep.Annotations)
+	}
+	for _, e := range driftEvents(t, st) {
+		if strings.Contains(e.Patch, "example.com") {
+			t.Fatalf("the annotation kubectl added was reported as drift: %+v", e)
+		}
+	}
+
+	// `slipway drift` computes the same from the release manifest, without the daemon.
+	out, code := slipway(t, "drift", "--config", cfg, chartDriftPipeline, "-o", "json")
+	if code != 0 {
+		t.Fatalf("slipway drift: exit %d\n%s", code, out)
+	}
+	var rows []struct {
+		Object  string            `json:"object"`
+		Mode    string            `json:"mode"`
+		Manager string            `json:"manager"`
+		Patch   []json.RawMessage `json:"patch"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("slipway drift JSON: %v\n%s", err, out)
+	}
+	if len(rows) != 1 || rows[0].Object != "Deployment/"+ns+"/"+chartWorkload || rows[0].Mode != "report" ||
+		rows[0].Manager != "kubectl" || len(rows[0].Patch) != 1 || !strings.Contains(string(rows[0].Patch[0]), "/spec/replicas") {
+		t.Fatalf("slipway drift:\n%s", out)
+	}
+
+	evs := driftEventsCLI(t, "--config", cfg, chartDriftPipeline)
+	if len(evs) != 1 || evs[0].Action != "reported" || evs[0].Manager != "kubectl" || evs[0].Object != "Deployment/"+ns+"/"+chartWorkload ||
+		evs[0].Task != "deploy-web" || evs[0].BuildID != 1 || len(evs[0].Patch) != 1 || evs[0].DetectedAt == "" {
+		t.Fatalf("slipway drift --events: %+v", evs)
+	}
+	table, code := slipway(t, "drift", "--config", cfg, "--events")
+	if code != 0 || !strings.Contains(table, "reported") || !strings.Contains(table, "kubectl") {
+		t.Fatalf("slipway drift --events (table): exit %d\n%s", code, table)
+	}
+	t.Logf("slipway drift --events:\n%s", table)
+}
+
+// correct mode: a scale of the release's Deployment is reverted within 2 s, a deleted
+// Service is recreated (adoptable by Helm), the events listing shows both, and the next
+// deploy (helm upgrade) works on the corrected objects and is not undone.
+func TestChartDriftCorrectRevertsAndRecreates(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	cfg, st, repo := chartDriftSetup(t, env, ns, "")
+
+	start := time.Now()
+	kubectl(t, env, "-n", ns, "scale", "deployment/"+chartWorkload, "--replicas=3")
+	for {
+		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *dep.Spec.Replicas == 1 && dep.Generation > 2 {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("replicas %d (generation %d) 2s after kubectl scale: not reverted", *dep.Spec.Replicas, dep.Generation)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("chart correct latency (scale issued -> replicas back to 1): %s", time.Since(start).Round(time.Millisecond))
+	e := waitEvent(t, st, 2*time.Second, "of the correction", func(e store.DriftEvent) bool { return e.Action == store.DriftCorrected })
+	if e.Manager != "kubectl" || !strings.Contains(e.Patch, "/spec/replicas") || e.Object.Kind != "Deployment" {
+		t.Fatalf("correction event %+v", e)
+	}
+
+	start = time.Now()
+	kubectl(t, env, "-n", ns, "delete", "service", chartWorkload, "--wait=false")
+	for {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+		if err == nil && svc.CreationTimestamp.After(start.Add(-time.Second)) && svc.DeletionTimestamp == nil {
+			// Recreated as the release rendered it, Helm's ownership metadata included, so
+			// the next helm upgrade adopts it.
+			if svc.Annotations["meta.helm.sh/release-name"] != "web" || svc.Annotations["meta.helm.sh/release-namespace"] != ns ||
+				svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Labels["slipway.dev/name"] != chartDriftPipeline {
+				t.Fatalf("recreated Service metadata: labels %v annotations %v", svc.Labels, svc.Annotations)
+			}
+			break
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s not recreated 5s after kubectl delete: %v", chartWorkload, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("chart: deleted Service recreated after %s", time.Since(start).Round(time.Millisecond))
+	waitEvent(t, st, 2*time.Second, "of the recreated Service", func(e store.DriftEvent) bool {
+		return e.Action == store.DriftCorrected && e.Gone && e.Object.Kind == "Service"
+	})
+
+	evs := driftEventsCLI(t, "--config", cfg)
+	if len(evs) != 2 || evs[0].Object != "Service/"+ns+"/"+chartWorkload || !evs[0].Gone || evs[0].Action != "corrected" ||
+		evs[1].Object != "Deployment/"+ns+"/"+chartWorkload || evs[1].Action != "corrected" || evs[1].Manager != "kubectl" {
+		t.Fatalf("slipway drift --events, newest first: %+v", evs)
+	}
+	if limited := driftEventsCLI(t, "--config", cfg, "--limit", "1"); len(limited) != 1 || limited[0].ID != evs[0].ID {
+		t.Fatalf("slipway drift --events --limit 1: %+v", limited)
+	}
+
+	// The next deploy is an ordinary helm upgrade over the corrected objects; its new
+	// replica count is the new desired state, not drift.
+	pipelineText := strings.Replace(string(chartDirPipeline(ns, "60s", "")), "valuesFiles: [values-e2e.yaml]", "valuesFiles: [values-e2e.yaml, replicas.yaml]", 1)
+	repo.commit("two replicas", map[string][]byte{".pipeline.yaml": []byte(pipelineText), "replicas.yaml": []byte("replicaCount: 2\n")})
+	waitPipelineHistory(t, cfg, chartDriftPipeline, 90*time.Second, "run 2", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].BuildID == 2 && h[0].Status == "succeeded"
+	})
+	h, err := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets(ns))).History("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := historyString(h); !strings.HasPrefix(got, "1:superseded:") || !strings.Contains(got, " 2:deployed:") {
+		t.Fatalf("helm history after the upgrade: %s", got)
+	}
+	time.Sleep(2 * time.Second)
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 2 {
+		t.Fatalf("replicas %d after the upgrade to 2: the watcher set back the old revision", *dep.Spec.Replicas)
+	}
+	if n := len(driftEvents(t, st)); n != 2 {
+		t.Fatalf("%d drift events after the upgrade, want the 2 from before: the upgrade was taken for drift", n)
+	}
+	if out, code := slipway(t, "drift", "--config", cfg, chartDriftPipeline); code != 0 || !strings.Contains(out, "no drift") {
+		t.Fatalf("slipway drift after the upgrade: exit %d\n%s", code, out)
+	}
+}
