@@ -17,6 +17,7 @@ import (
 type Config struct {
 	Listen            string       `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
 	DataDir           string       `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
+	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding the bearer token the HTTP API (slipway trigger, rerun, cancel) requires. Unset: the API refuses every call; webhooks still work."`
 	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
 	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
 	Repositories      []Repository `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
@@ -131,6 +132,7 @@ func (Duration) Describe() string { return "a duration (such as 30s, 1m)" }
 var secretFields = map[string]string{
 	"password": "passwordFile", "token": "tokenFile", "secret": "secretFile", "username": "usernameFile",
 	"sshKey": "sshKeyFile", "knownHosts": "knownHostsFile", "storePassword": "storePasswordFile",
+	"apiToken": "apiTokenFile",
 }
 
 func inlineSecretHint(key string) string {

@@ -99,3 +99,16 @@ func firstMatch(globs []string, name string) (string, bool) {
 	}
 	return "", false
 }
+
+// SkipRequested reports whether a commit message asks push triggers to leave the commit
+// alone, and which marker it used. The markers are those GitHub Actions, GitLab CI and
+// Woodpecker understand, plus Slipway's own.
+func SkipRequested(message string) (string, bool) {
+	lower := strings.ToLower(message)
+	for _, m := range []string{"[skip ci]", "[ci skip]", "[no ci]", "[skip slipway]"} {
+		if strings.Contains(lower, m) {
+			return m, true
+		}
+	}
+	return "", false
+}

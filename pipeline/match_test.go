@@ -57,3 +57,18 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipRequested(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"fix: typo [skip ci]":                 true,
+		"docs only\n\n[CI SKIP]":              true,
+		"[no ci] bump":                        true,
+		"deploy it":                           false,
+		"skip ci without brackets":            false,
+		"Merge branch 'x' [skip slipway] now": true,
+	} {
+		if _, got := SkipRequested(msg); got != want {
+			t.Errorf("SkipRequested(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

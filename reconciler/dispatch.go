@@ -2,6 +2,8 @@ package reconciler
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +28,10 @@ type executor interface {
 type Dispatcher struct {
 	Runner executor
 	Log    *logrus.Entry
+	// Base is the daemon's lifetime: runs derive their context from it, not from the
+	// caller of Submit, which may be an HTTP request that ends long before the run. Nil:
+	// the caller's context.
+	Base context.Context
 
 	mu    sync.Mutex
 	slots map[store.PipelineRef]*slot
@@ -39,6 +45,8 @@ type slot struct {
 
 // active is the run a slot is executing.
 type active struct {
+	run        store.Run
+	ctx        context.Context
 	cancel     context.CancelCauseFunc
 	healthWait atomic.Bool // set by the deploy tasks while they wait for health
 }
@@ -50,9 +58,9 @@ type queued struct {
 }
 
 // Submit queues a run of p at co (allocating its BUILD_ID now) and starts it when the
-// pipeline is free. It returns the queued run.
-func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger) (store.Run, error) {
-	run, err := d.Runner.Queue(ctx, co, p, trigger, 0)
+// pipeline is free. parent is the run this one re-runs (0: none). It returns the queued run.
+func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error) {
+	run, err := d.Runner.Queue(ctx, co, p, trigger, parent)
 	if err != nil {
 		return run, err
 	}
@@ -78,28 +86,95 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 		}
 		return run, nil
 	}
+	base := ctx
+	if d.Base != nil {
+		base = d.Base
+	}
+	s.running = newActive(base, run)
+	a := s.running
 	d.mu.Unlock()
 	d.wg.Add(1)
-	go d.loop(ctx, s, q)
+	go d.loop(base, s, a, q)
 	return run, nil
 }
 
+// newActive claims the pipeline's slot for run; the claim holds the run's context from the
+// start, so a cancel that arrives before Execute begins is not lost.
+func newActive(ctx context.Context, run store.Run) *active {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	return &active{run: run, ctx: runCtx, cancel: cancel}
+}
+
+// Active reports whether a run of the pipeline is running or waiting to run.
+func (d *Dispatcher) Active(ref store.PipelineRef) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.slots[ref]
+	return s != nil && (s.running != nil || s.waiting != nil)
+}
+
+// ErrNotActive says a run asked to be cancelled is neither queued nor running here.
+var ErrNotActive = errors.New("the run is neither queued nor running")
+
+// Cancel ends one run of the pipeline: a waiting run never starts, a running one has its
+// context cancelled (builds, applies and health waits stop; nothing more is applied) and
+// ends cancelled with reason. It returns once the cancellation is recorded or requested.
+func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error {
+	d.mu.Lock()
+	s := d.slots[ref]
+	switch {
+	case s != nil && s.waiting != nil && s.waiting.run.BuildID == buildID:
+		q := s.waiting
+		s.waiting = nil
+		d.mu.Unlock()
+		return d.Runner.EndQueued(ctx, q.run, store.RunCancelled, reason)
+	case s != nil && s.running != nil && s.running.run.BuildID == buildID:
+		s.running.cancel(&cancelled{reason: reason})
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	return fmt.Errorf("cancel %s BUILD_ID %d: %w", ref.Name, buildID, ErrNotActive)
+}
+
+// CancelActive cancels whatever run of the pipeline is waiting or running, with reason.
+func (d *Dispatcher) CancelActive(ctx context.Context, ref store.PipelineRef, reason string) {
+	d.mu.Lock()
+	s := d.slots[ref]
+	var q *queued
+	if s != nil {
+		q, s.waiting = s.waiting, nil
+		if s.running != nil {
+			s.running.cancel(&cancelled{reason: reason})
+		}
+	}
+	d.mu.Unlock()
+	if q != nil {
+		d.end(ctx, q, store.RunCancelled, reason)
+	}
+}
+
+// cancelled is the cancellation cause of a run someone (or a schedule) cancelled.
+type cancelled struct{ reason string }
+
+func (c *cancelled) Error() string { return c.reason }
+
 // loop runs q, then whatever waited for the pipeline meanwhile, until nothing waits.
-func (d *Dispatcher) loop(ctx context.Context, s *slot, q *queued) {
+func (d *Dispatcher) loop(ctx context.Context, s *slot, a *active, q *queued) {
 	defer d.wg.Done()
 	for q != nil {
-		runCtx, cancel := context.WithCancelCause(ctx)
-		a := &active{cancel: cancel}
-		d.mu.Lock()
-		s.running = a
-		d.mu.Unlock()
-		if _, err := d.Runner.Execute(withHealthWaitFlag(runCtx, &a.healthWait), q.co, q.p, q.run); err != nil {
+		if _, err := d.Runner.Execute(withHealthWaitFlag(a.ctx, &a.healthWait), q.co, q.p, q.run); err != nil {
 			d.Log.WithError(err).WithFields(logrus.Fields{"pipeline": q.p.Name, "build_id": q.run.BuildID}).Error("run")
 		}
-		cancel(nil)
+		a.cancel(nil)
 		d.mu.Lock()
 		q, s.waiting = s.waiting, nil
 		s.running = nil
+		if q != nil && ctx.Err() == nil {
+			// Claimed before the lock is released, so Submit never starts a second loop.
+			s.running = newActive(ctx, q.run)
+			a = s.running
+		}
 		d.mu.Unlock()
 		if q != nil && ctx.Err() != nil {
 			// Shutting down: the waiting run never starts.

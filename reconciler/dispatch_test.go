@@ -85,7 +85,7 @@ func TestDispatcherSupersedesTheWaitingRun(t *testing.T) {
 	p := &pipeline.Pipeline{Name: "app"}
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush); err != nil {
+		if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -109,11 +109,11 @@ func TestDispatcherCancelsAHealthWaitForANewerRun(t *testing.T) {
 	d := &Dispatcher{Runner: f, Log: logrus.NewEntry(logrus.New())}
 	p := &pipeline.Pipeline{Name: "app"}
 	ctx := context.Background()
-	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush); err != nil {
+	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, 1) // and in its health wait
-	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush); err != nil {
+	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, 2)

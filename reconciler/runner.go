@@ -31,6 +31,16 @@ type Observer interface {
 	RunEvent(e Event)
 }
 
+// Observers hands every event to each observer in turn.
+type Observers []Observer
+
+// RunEvent implements Observer.
+func (os Observers) RunEvent(e Event) {
+	for _, o := range os {
+		o.RunEvent(e)
+	}
+}
+
 // Event is one state change of a run or task.
 type Event struct {
 	Pipeline string
@@ -120,12 +130,15 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 			}
 		}
 		if found == nil {
-			return nil, fmt.Errorf("pipeline %q is not in %s at %s", name, pipelineFile, info.ShortHash)
+			return nil, fmt.Errorf("pipeline %q is not in %s at %s: %w", name, pipelineFile, info.ShortHash, ErrNoSuchPipeline)
 		}
 		co.Pipelines = append(co.Pipelines, found)
 	}
 	return co, nil
 }
+
+// ErrNoSuchPipeline says a commit's pipeline file lacks the pipeline asked for.
+var ErrNoSuchPipeline = errors.New("no such pipeline")
 
 // PrepareError says a commit's pipeline file is invalid; nothing of that commit runs.
 type PrepareError struct {
@@ -190,9 +203,10 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 	rc, err := r.newRunContext(runCtx, co, p, run, log)
 	var status store.RunStatus
 	var reason string
+	var stageErr error
 	if err == nil {
 		defer rc.close()
-		status, reason = r.runStages(runCtx, rc)
+		status, reason, stageErr = r.runStages(runCtx, rc)
 		if status == store.RunSucceeded {
 			rc.runAfterSuccess(runCtx)
 		}
@@ -201,11 +215,17 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 	}
 	if status == store.RunFailed && ctx.Err() != nil {
 		status, reason = store.RunCancelled, "cancelled"
-		if errors.Is(context.Cause(ctx), errSuperseded) {
+		var byRequest *cancelled
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errSuperseded):
 			status, reason = store.RunSuperseded, "superseded by a newer commit"
+		case errors.As(cause, &byRequest):
+			reason = byRequest.reason
 		}
 	} else if status == store.RunFailed && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
 		status, reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, reason)
+	} else if status == store.RunFailed && errors.As(stageErr, new(*taskTimeout)) {
+		status = store.RunTimedOut
 	}
 	final, terr := r.Store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunRunning, status, reason)
 	if terr != nil {
@@ -228,8 +248,9 @@ func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatu
 // errSuperseded is the cancellation cause when a newer commit replaces a running deploy.
 var errSuperseded = errors.New("superseded by a newer commit")
 
-// runStages runs stage after stage; a failed stage stops the run and later tasks are skipped.
-func (r *Runner) runStages(ctx context.Context, rc *runContext) (store.RunStatus, string) {
+// runStages runs stage after stage; a failed stage stops the run and later tasks are
+// skipped. It returns the stage's error too, so a task timeout can end the run timed_out.
+func (r *Runner) runStages(ctx context.Context, rc *runContext) (store.RunStatus, string, error) {
 	for i, st := range rc.pipeline.Stages {
 		if err := r.runStage(ctx, rc, st); err != nil {
 			for _, later := range rc.pipeline.Stages[i+1:] {
@@ -237,11 +258,16 @@ func (r *Runner) runStages(ctx context.Context, rc *runContext) (store.RunStatus
 					r.finishTask(context.WithoutCancel(ctx), rc, later.Name, t.Name, store.TaskPending, store.TaskSkipped, "an earlier stage failed")
 				}
 			}
-			return store.RunFailed, err.Error()
+			return store.RunFailed, err.Error(), err
 		}
 	}
-	return store.RunSucceeded, ""
+	return store.RunSucceeded, "", nil
 }
+
+// taskTimeout is a task that ran out of its own timeout.
+type taskTimeout struct{ task, reason string }
+
+func (e *taskTimeout) Error() string { return "task " + e.task + ": " + e.reason }
 
 func (r *Runner) runStage(ctx context.Context, rc *runContext, st pipeline.Stage) error {
 	if !st.Parallel {
@@ -301,6 +327,9 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t pi
 		status, reason = store.TaskFailed, rc.mask(err.Error())
 	}
 	r.finishTask(context.WithoutCancel(ctx), rc, stage, t.Name, store.TaskRunning, status, reason)
+	if status == store.TaskTimedOut {
+		return &taskTimeout{task: t.Name, reason: reason}
+	}
 	if err != nil {
 		return fmt.Errorf("task %s: %s", t.Name, reason)
 	}

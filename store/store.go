@@ -74,6 +74,14 @@ type Store interface {
 	// (number 0: every pull request; limit <= 0: all).
 	ListPullRequestEvents(ctx context.Context, repository string, number, limit int) ([]PullRequestEvent, error)
 
+	// LastScheduleTick returns the last tick of a pipeline's schedule that was handled
+	// (fired or skipped on purpose); false when none is recorded.
+	LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (time.Time, bool, error)
+	// SetScheduleTick records the last tick handled of a pipeline's schedule.
+	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
+	// DeleteScheduleTick forgets a schedule that left the pipeline file.
+	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
+
 	// Close releases the store. Using it afterwards is an error.
 	Close() error
 }

@@ -269,6 +269,7 @@ func writeDriftConfig(t *testing.T, dir string, env *testenv.Env, repoName, url 
 		}
 	}
 	cfg := fmt.Sprintf(`dataDir: %s/data
+listen: 127.0.0.1:0
 repositories:
   - name: %s
     url: %s

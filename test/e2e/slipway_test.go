@@ -100,6 +100,7 @@ func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
 	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(env.GitUser), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(env.GitPassword), 0o600))
 	cfg := fmt.Sprintf(`dataDir: %s/data
+listen: 127.0.0.1:0
 repositories:
   - name: %s
     url: %s

@@ -1,0 +1,169 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/schedule"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// ErrRequest marks an error the caller can fix: an unknown repository or pipeline, an
+// ambiguous name, a run that cannot be re-run.
+var ErrRequest = errors.New("invalid request")
+
+// Hub is the one place runs are asked for from outside: webhooks, people (through the
+// API) and the scheduler. It knows every repository's Watcher.
+type Hub struct {
+	Runner     *reconciler.Runner
+	Dispatcher *reconciler.Dispatcher
+	Limiter    *HostLimiter
+	Metrics    *Metrics
+	watchers   map[string]*Watcher
+}
+
+// Add registers a repository's watcher. Call before serving.
+func (h *Hub) Add(w *Watcher) {
+	if h.watchers == nil {
+		h.watchers = map[string]*Watcher{}
+	}
+	h.watchers[w.Repo.Name] = w
+}
+
+// Hint passes a webhook's push to the repository's watcher.
+func (h *Hub) Hint(repository string, hint Hint) error {
+	w, ok := h.watchers[repository]
+	if !ok {
+		return fmt.Errorf("repository %q: %w", repository, ErrRequest)
+	}
+	w.Hint(hint)
+	return nil
+}
+
+// Trigger starts a manual run of the pipeline at commit ("" = the tracked branch's head).
+func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, commit string) (store.Run, error) {
+	return h.start(ctx, ref, commit, store.TriggerManual, 0)
+}
+
+// Rerun starts a new run of the commit run buildID ran, with that run as its parent.
+func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error) {
+	parent, err := h.Runner.Store.GetRun(ctx, ref, buildID)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("re-run %s #%d: %w", ref.Name, buildID, err)
+	}
+	if parent.Trigger == store.TriggerRollback {
+		return store.Run{}, fmt.Errorf("re-run %s #%d: it is a rollback; roll back again instead: %w", ref.Name, buildID, ErrRequest)
+	}
+	return h.start(ctx, ref, parent.Commit, store.TriggerManual, buildID)
+}
+
+// Cancel cancels a queued or running run.
+func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64) error {
+	return h.Dispatcher.Cancel(ctx, ref, buildID, "cancelled by request")
+}
+
+// Active reports whether a run of the pipeline is queued or running.
+func (h *Hub) Active(ref store.PipelineRef) bool { return h.Dispatcher.Active(ref) }
+
+// CancelActive cancels the pipeline's queued and running runs.
+func (h *Hub) CancelActive(ctx context.Context, ref store.PipelineRef, reason string) error {
+	h.Dispatcher.CancelActive(ctx, ref, reason)
+	return nil
+}
+
+// Start starts a run for a cron tick at the tracked branch's head (schedule.Runs).
+func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
+	run, err := h.start(ctx, f.Pipeline, "", store.TriggerCron, 0)
+	if err != nil {
+		return err
+	}
+	h.Metrics.Received(f.Pipeline.Repository, "cron")
+	w := h.watchers[f.Pipeline.Repository]
+	w.Log.WithFields(logrus.Fields{"pipeline": f.Pipeline.Name, "build_id": run.BuildID, "schedule": f.Schedule,
+		"tick": f.Tick, "missed": f.Missed}).Info("triggered by schedule")
+	return nil
+}
+
+// Schedules feeds the scheduler the tracked branch's schedules (ScheduleSetter).
+type Schedules struct{ Scheduler *schedule.Scheduler }
+
+// SetSchedules implements ScheduleSetter.
+func (s Schedules) SetSchedules(ctx context.Context, repository string, pipelines []*pipeline.Pipeline) error {
+	return s.Scheduler.Set(ctx, repository, schedule.SchedulesOf(pipelines))
+}
+
+func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, trig store.Trigger, parent int64) (store.Run, error) {
+	w, ok := h.watchers[ref.Repository]
+	if !ok {
+		return store.Run{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
+	}
+	co, err := h.prepare(ctx, w, ref.Name, commit)
+	if err != nil {
+		return store.Run{}, err
+	}
+	return h.Dispatcher.Submit(ctx, co, co.Pipelines[0], trig, parent)
+}
+
+// prepare fetches the tracked branch and reads the pipeline at commit (or the head).
+func (h *Hub) prepare(ctx context.Context, w *Watcher, name, commit string) (*reconciler.Checkout, error) {
+	release, err := h.Limiter.Acquire(ctx, w.Repo.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	co, err := h.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch, Commit: commit, Pipelines: []string{name}})
+	if err != nil {
+		var notPrepared *reconciler.PrepareError
+		if errors.As(err, &notPrepared) || errors.Is(err, reconciler.ErrNoSuchPipeline) || errors.Is(err, sources.ErrCommitNotFound) {
+			return nil, fmt.Errorf("%w: %w", ErrRequest, err)
+		}
+		return nil, err
+	}
+	return co, nil
+}
+
+// Resolve names a pipeline: repository and name when the repository is given, else the
+// only repository whose recorded runs or (with one repository configured) file has it.
+func (h *Hub) Resolve(ctx context.Context, repository, name string) (store.PipelineRef, error) {
+	if name == "" {
+		return store.PipelineRef{}, fmt.Errorf("a pipeline name is needed: %w", ErrRequest)
+	}
+	if repository != "" {
+		if _, ok := h.watchers[repository]; !ok {
+			return store.PipelineRef{}, fmt.Errorf("repository %q is not configured: %w", repository, ErrRequest)
+		}
+		return store.PipelineRef{Repository: repository, Name: name}, nil
+	}
+	if len(h.watchers) == 1 {
+		for r := range h.watchers {
+			return store.PipelineRef{Repository: r, Name: name}, nil
+		}
+	}
+	all, err := h.Runner.Store.ListPipelines(ctx)
+	if err != nil {
+		return store.PipelineRef{}, err
+	}
+	var found []string
+	for _, p := range all {
+		if _, configured := h.watchers[p.Ref.Repository]; configured && p.Ref.Name == name {
+			found = append(found, p.Ref.Repository)
+		}
+	}
+	sort.Strings(found)
+	switch len(found) {
+	case 1:
+		return store.PipelineRef{Repository: found[0], Name: name}, nil
+	case 0:
+		return store.PipelineRef{}, fmt.Errorf("no runs of pipeline %q recorded; name its repository: %w", name, ErrRequest)
+	default:
+		return store.PipelineRef{}, fmt.Errorf("pipeline %q is in repositories %s; name one: %w", name, strings.Join(found, ", "), ErrRequest)
+	}
+}

@@ -1,0 +1,53 @@
+package trigger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// DefaultPerHost is how many fetches or ref listings run against one Git host at once.
+// Forges rate-limit per client; a daemon following hundreds of repositories on one host
+// must not open hundreds of connections when their poll timers line up.
+const DefaultPerHost = 4
+
+// HostLimiter bounds concurrent Git operations per host.
+type HostLimiter struct {
+	PerHost int // <= 0: DefaultPerHost
+
+	mu    sync.Mutex
+	slots map[string]chan struct{}
+}
+
+// Acquire waits for a slot on the host of url and returns its release.
+func (l *HostLimiter) Acquire(ctx context.Context, url string) (release func(), err error) {
+	if l == nil {
+		return func() {}, nil
+	}
+	host := url
+	if ep, err := transport.NewEndpoint(url); err == nil {
+		host = ep.Host
+	}
+	l.mu.Lock()
+	if l.slots == nil {
+		l.slots = map[string]chan struct{}{}
+	}
+	sem := l.slots[host]
+	if sem == nil {
+		n := l.PerHost
+		if n <= 0 {
+			n = DefaultPerHost
+		}
+		sem = make(chan struct{}, n)
+		l.slots[host] = sem
+	}
+	l.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a connection slot to %s: %w", host, ctx.Err())
+	}
+}

@@ -1,0 +1,333 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// ChangeLister tells which files differ between two commits.
+type ChangeLister interface {
+	ChangedPaths(ctx context.Context, repo sources.Repo, from, to string) ([]string, error)
+}
+
+// ScheduleSetter hears the tracked branch's pipelines whenever its head is read, so cron
+// triggers follow the file.
+type ScheduleSetter interface {
+	SetSchedules(ctx context.Context, repository string, pipelines []*pipeline.Pipeline) error
+}
+
+// Hint says a branch may have moved: a webhook's push. It is only a hint: the watcher
+// fetches and reads the commit itself.
+type Hint struct {
+	DeliveryID string
+	Branch     string
+	Commit     string // the pushed head, or "" when the forge did not say
+}
+
+// Watcher follows one repository's tracked branch. Hints and poll ticks coalesce: while a
+// fetch runs, further hints wait and are answered together by the next one.
+type Watcher struct {
+	Runner     *reconciler.Runner
+	Dispatcher *reconciler.Dispatcher
+	Changes    ChangeLister
+	Repo       sources.Repo
+	Branch     string
+	Interval   time.Duration // 0: no polling, webhooks (and one look at start) only
+	Limiter    *HostLimiter
+	Schedules  ScheduleSetter // optional
+	Metrics    *Metrics
+	Log        *logrus.Entry
+
+	mu      sync.Mutex
+	pending []Hint
+	wake    chan struct{}
+	// handled are pushed commits already run or recorded, so a late hint is not recorded
+	// twice.
+	handled *recentSet
+}
+
+// Hint queues a push hint and wakes the watcher. It never blocks.
+func (w *Watcher) Hint(h Hint) {
+	w.mu.Lock()
+	w.init()
+	w.pending = append(w.pending, h)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// init must be called with mu held.
+func (w *Watcher) init() {
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+		w.handled = newRecentSet(512)
+	}
+}
+
+func (w *Watcher) takeHints() []Hint {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hs := w.pending
+	w.pending = nil
+	return hs
+}
+
+// putBack returns hints whose look failed, to be answered by the next one.
+func (w *Watcher) putBack(hs []Hint) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending = append(hs, w.pending...)
+}
+
+// Run looks at the branch at start, then on every hint and every interval (with jitter,
+// so many repositories' polls spread out), until ctx ends. Errors back off exponentially
+// up to ten intervals; a hint still gets an immediate look.
+func (w *Watcher) Run(ctx context.Context) {
+	w.mu.Lock()
+	w.init()
+	w.mu.Unlock()
+	last, err := w.lastRunCommit(ctx)
+	if err != nil {
+		w.Log.WithError(err).Warn("read the last run commit; the branch head will run")
+	}
+	backoff := w.Interval
+	for {
+		hints := w.takeHints()
+		next, err := w.look(ctx, last, hints)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			w.Log.WithError(err).Warn("look at the branch")
+			w.Metrics.poll(w.Repo.Name, "error")
+			w.putBack(hints)
+			backoff = min(max(backoff*2, time.Second), 10*max(w.Interval, time.Minute))
+		default:
+			last, backoff = next, w.Interval
+		}
+		if !w.wait(ctx, backoff) {
+			return
+		}
+	}
+}
+
+// wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false
+// means ctx ended.
+func (w *Watcher) wait(ctx context.Context, d time.Duration) bool {
+	var tick <-chan time.Time
+	if d > 0 {
+		timer := time.NewTimer(d + time.Duration(rand.Int64N(int64(d)/10+1)))
+		defer timer.Stop()
+		tick = timer.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tick:
+	case <-w.wake:
+	}
+	return true
+}
+
+// look fetches the branch if it moved, records overtaken pushes, and submits the runs the
+// head triggers. It returns the head now handled.
+func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
+	release, err := w.Limiter.Acquire(ctx, w.Repo.URL)
+	if err != nil {
+		return last, err
+	}
+	co, err := w.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch})
+	release()
+	if err != nil {
+		if ctx.Err() != nil {
+			return last, err
+		}
+		// A broken pipeline file at a new commit is recorded once, not retried forever.
+		var notPrepared *reconciler.PrepareError
+		if errors.As(err, &notPrepared) {
+			w.Log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
+			return notPrepared.Commit, nil
+		}
+		return last, err
+	}
+	head := co.Commit.Hash
+	if w.Schedules != nil {
+		if err := w.Schedules.SetSchedules(ctx, w.Repo.Name, co.Pipelines); err != nil {
+			w.Log.WithError(err).Error("schedules of the tracked branch")
+		}
+	}
+	for _, h := range hints {
+		w.overtaken(ctx, co, h, last)
+	}
+	if head == last {
+		w.Metrics.poll(w.Repo.Name, "unchanged")
+		return last, nil
+	}
+	w.Metrics.poll(w.Repo.Name, "changed")
+	w.markHandled(head)
+	log := w.Log.WithField("commit", co.Commit.ShortHash)
+	if marker, skip := pipeline.SkipRequested(co.Commit.Message); skip {
+		log.WithField("marker", marker).Info("the head commit asks to skip push triggers; nothing runs")
+		w.Metrics.skip(w.Repo.Name, "skip_ci")
+		return head, nil
+	}
+	submitted := 0
+	for _, pl := range co.Pipelines {
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.Branch, TrackedBranch: w.Branch,
+			ChangedPaths: w.changedSince(ctx, pl, last, head)}
+		ok, why := pipeline.Match(pl, ev)
+		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
+		if !ok {
+			plog.Info("not triggered")
+			continue
+		}
+		run, err := w.Dispatcher.Submit(ctx, co, pl, store.TriggerPush, 0)
+		if err != nil {
+			return last, err
+		}
+		submitted++
+		plog.WithField("build_id", run.BuildID).Info("triggered")
+	}
+	if submitted == 0 {
+		w.Metrics.skip(w.Repo.Name, "no_match")
+	}
+	return head, nil
+}
+
+// overtaken records a hinted push the head has already replaced, as a superseded run of
+// every pipeline the push would have started, so no pushed commit vanishes unrecorded.
+func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string) {
+	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != w.Branch) {
+		return
+	}
+	if !w.markHandled(h.Commit) {
+		return
+	}
+	log := w.Log.WithFields(logrus.Fields{"commit": h.Commit, "delivery": h.DeliveryID})
+	info, err := w.Runner.Sources.Commit(ctx, w.Repo, h.Commit)
+	if err != nil {
+		log.WithError(err).Warn("a webhook named a commit the branch does not have; ignored")
+		w.Metrics.Rejected(w.Repo.Name, "unknown_commit")
+		return
+	}
+	if _, skip := pipeline.SkipRequested(info.Message); skip {
+		return
+	}
+	co := &reconciler.Checkout{Repo: head.Repo, Branch: head.Branch, Commit: info}
+	reason := "superseded by commit " + head.Commit.ShortHash + ", pushed before this one could start"
+	for _, pl := range head.Pipelines {
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.Branch, TrackedBranch: w.Branch,
+			ChangedPaths: w.changedSince(ctx, pl, last, info.Hash)}
+		if ok, _ := pipeline.Match(pl, ev); !ok {
+			continue
+		}
+		run, err := w.Runner.Queue(ctx, co, pl, store.TriggerPush, 0)
+		if err == nil {
+			err = w.Runner.EndQueued(ctx, run, store.RunSuperseded, reason)
+		}
+		if err != nil {
+			log.WithError(err).WithField("pipeline", pl.Name).Error("record the overtaken push")
+			continue
+		}
+		log.WithFields(logrus.Fields{"pipeline": pl.Name, "build_id": run.BuildID}).Info("recorded superseded")
+	}
+}
+
+func (w *Watcher) markHandled(commit string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.init()
+	return w.handled.add(commit)
+}
+
+// changedSince lists the files changed since the pipeline last deployed successfully (or,
+// for a pipeline that never did, since the last commit handled). nil means unknown, which
+// path filters let through.
+func (w *Watcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last, to string) []string {
+	base := last
+	runs, err := w.Runner.Store.ListRuns(ctx, store.PipelineRef{Repository: w.Repo.Name, Name: pl.Name}, 50)
+	if err == nil {
+		for _, r := range runs {
+			if r.Status == store.RunSucceeded && r.Trigger != store.TriggerRollback {
+				base = r.Commit
+				break
+			}
+		}
+	}
+	if base == "" || base == to {
+		return nil
+	}
+	paths, err := w.Changes.ChangedPaths(ctx, w.Repo, base, to)
+	if err != nil {
+		w.Log.WithError(err).Warn("changed paths unknown; path filters let the commit through")
+		return nil
+	}
+	return paths
+}
+
+// lastRunCommit is the newest commit any pipeline of the repository ran for a push or by
+// hand, so a restarted daemon does not run the same head again.
+func (w *Watcher) lastRunCommit(ctx context.Context) (string, error) {
+	st := w.Runner.Store
+	all, err := st.ListPipelines(ctx)
+	if err != nil {
+		return "", err
+	}
+	var newest store.Run
+	for _, pl := range all {
+		if pl.Ref.Repository != w.Repo.Name {
+			continue
+		}
+		runs, err := st.ListRuns(ctx, pl.Ref, 20)
+		if err != nil {
+			return "", err
+		}
+		for _, run := range runs {
+			// A rollback runs an old commit on purpose; the head it rolled back from stays
+			// handled until a new commit arrives.
+			if run.Trigger == store.TriggerRollback {
+				continue
+			}
+			if run.CreatedAt.After(newest.CreatedAt) {
+				newest = run
+			}
+			break
+		}
+	}
+	return newest.Commit, nil
+}
+
+// recentSet remembers the last n strings added.
+type recentSet struct {
+	n     int
+	order []string
+	seen  map[string]bool
+}
+
+func newRecentSet(n int) *recentSet { return &recentSet{n: n, seen: map[string]bool{}} }
+
+// add reports whether s is new, remembering it.
+func (r *recentSet) add(s string) bool {
+	if r.seen[s] {
+		return false
+	}
+	r.seen[s] = true
+	r.order = append(r.order, s)
+	if len(r.order) > r.n {
+		delete(r.seen, r.order[0])
+		r.order = r.order[1:]
+	}
+	return true
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// RunRequest is the body of POST /api/v1/pipelines/{pipeline}/runs.
+type RunRequest struct {
+	Repository string `json:"repository,omitempty"` // needed when the name is in several repositories
+	Commit     string `json:"commit,omitempty"`     // "" = the tracked branch's head
+	Rerun      int64  `json:"rerun,omitempty"`      // re-run this BUILD_ID's commit, recording it as parent
+}
+
+// Run is a run as the API shows it.
+type Run struct {
+	Repository    string    `json:"repository"`
+	Pipeline      string    `json:"pipeline"`
+	BuildID       int64     `json:"buildId"`
+	Commit        string    `json:"commit"`
+	Branch        string    `json:"branch,omitempty"`
+	Trigger       string    `json:"trigger"`
+	ParentBuildID int64     `json:"parentBuildId,omitempty"`
+	Status        string    `json:"status"`
+	Reason        string    `json:"reason,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	StartedAt     time.Time `json:"startedAt,omitzero"`
+	FinishedAt    time.Time `json:"finishedAt,omitzero"`
+}
+
+// RunOf converts a stored run.
+func RunOf(r store.Run) Run {
+	return Run{Repository: r.Pipeline.Repository, Pipeline: r.Pipeline.Name, BuildID: r.BuildID, Commit: r.Commit,
+		Branch: r.Branch, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
+		Reason: r.Reason, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+}
+
+const maxAPIBody = 64 << 10
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
+	var req RunRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err == nil && len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return
+	}
+	if req.Rerun != 0 && req.Commit != "" {
+		writeError(w, http.StatusBadRequest, "give commit or rerun, not both: a re-run uses its parent's commit")
+		return
+	}
+	ref, ok := s.resolve(w, r, req.Repository)
+	if !ok {
+		return
+	}
+	var run store.Run
+	source := "manual"
+	if req.Rerun != 0 {
+		run, err = s.Triggers.Rerun(r.Context(), ref, req.Rerun)
+		source = "rerun"
+	} else {
+		run, err = s.Triggers.Trigger(r.Context(), ref, req.Commit)
+	}
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("start %s", ref.Name))
+		return
+	}
+	s.Metrics.Received(ref.Repository, source)
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID, "commit": run.Commit, "source": source}).Info("run requested through the API")
+	writeJSON(w, http.StatusCreated, RunOf(run))
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
+	if !ok {
+		return
+	}
+	id, ok := buildID(w, r)
+	if !ok {
+		return
+	}
+	run, err := s.Records.GetRun(r.Context(), ref, id)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
+		return
+	}
+	writeJSON(w, http.StatusOK, RunOf(run))
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
+	if !ok {
+		return
+	}
+	id, ok := buildID(w, r)
+	if !ok {
+		return
+	}
+	if err := s.Triggers.Cancel(r.Context(), ref, id); err != nil {
+		s.fail(w, err, fmt.Sprintf("cancel %s #%d", ref.Name, id))
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id}).Info("run cancelled through the API")
+	run, err := s.Records.GetRun(r.Context(), ref, id)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, RunOf(run))
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, repository string) (store.PipelineRef, bool) {
+	ref, err := s.Triggers.Resolve(r.Context(), repository, r.PathValue("pipeline"))
+	if err != nil {
+		s.fail(w, err, "pipeline "+r.PathValue("pipeline"))
+		return ref, false
+	}
+	return ref, true
+}
+
+func buildID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusBadRequest, "BUILD_ID must be a positive number")
+		return 0, false
+	}
+	return id, true
+}
+
+// fail answers with the status the error calls for. Errors here name pipelines, commits
+// and runs, never credentials: the sources package scrubs them from Git errors.
+func (s *Server) fail(w http.ResponseWriter, err error, what string) {
+	status := http.StatusInternalServerError
+	var notPrepared *reconciler.PrepareError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, reconciler.ErrNotActive):
+		status = http.StatusConflict
+	case errors.As(err, &notPrepared), errors.Is(err, trigger.ErrRequest):
+		status = http.StatusUnprocessableEntity
+	}
+	if status == http.StatusInternalServerError {
+		s.Log.WithError(err).Error(what)
+	}
+	writeError(w, status, what+": "+err.Error())
+}

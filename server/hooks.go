@@ -1,0 +1,118 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/sources/webhook"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// hookReply is the body of every webhook answer; forges show it in their delivery logs.
+type hookReply struct {
+	Result     string `json:"result"` // accepted, ignored, duplicate or rejected
+	DeliveryID string `json:"deliveryId,omitempty"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+// hook answers one webhook delivery. Nothing starts unless the signature is good, and a
+// delivery id seen before starts nothing again.
+func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("repository")
+	log := s.Log.WithFields(logrus.Fields{"repository": name, "remote": r.RemoteAddr})
+	cfg, ok := s.Hooks[name]
+	if !ok {
+		// The name comes from the caller: count it under one label, not its own.
+		s.Metrics.Rejected("", "unknown_repository")
+		writeJSON(w, http.StatusNotFound, hookReply{Result: "rejected", Detail: "no repository with webhooks of that name"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.Metrics.Rejected(name, "too_large")
+			log.Warn("webhook body over the size limit")
+			writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Result: "rejected", Detail: "body larger than 3 MiB"})
+			return
+		}
+		s.Metrics.Rejected(name, "read_error")
+		writeJSON(w, http.StatusBadRequest, hookReply{Result: "rejected", Detail: "could not read the body"})
+		return
+	}
+	ev, err := webhook.Parse(cfg.Provider, cfg.Secret, r.Header, body)
+	if err != nil {
+		var werr *webhook.Error
+		if !errors.As(err, &werr) {
+			writeJSON(w, http.StatusInternalServerError, hookReply{Result: "rejected", Detail: "internal error"})
+			return
+		}
+		status := werr.HTTPStatus()
+		if werr.Reason == webhook.ReasonUnsupportedEvent {
+			log.WithField("event", werr.Event).Debug("webhook event not used")
+			writeJSON(w, status, hookReply{Result: "ignored", DeliveryID: werr.DeliveryID, Detail: "event " + werr.Event + " starts nothing"})
+			return
+		}
+		s.Metrics.Rejected(name, string(werr.Reason))
+		log.WithFields(logrus.Fields{"reason": werr.Reason, "delivery": werr.DeliveryID}).Warn("webhook rejected")
+		// The verifier's messages never contain the secret.
+		writeJSON(w, status, hookReply{Result: "rejected", DeliveryID: werr.DeliveryID, Detail: werr.Error()})
+		return
+	}
+	log = log.WithFields(logrus.Fields{"delivery": ev.DeliveryID, "event": ev.Kind})
+	fresh, err := s.Records.RecordDelivery(r.Context(), name, ev.DeliveryID)
+	if err != nil {
+		log.WithError(err).Error("record the webhook delivery")
+		writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: ev.DeliveryID, Detail: "could not record the delivery; retry"})
+		return
+	}
+	if !fresh {
+		s.Metrics.Duplicate(name)
+		log.Info("webhook redelivery ignored")
+		writeJSON(w, http.StatusOK, hookReply{Result: "duplicate", DeliveryID: ev.DeliveryID, Detail: "this delivery was received before"})
+		return
+	}
+	s.Metrics.Received(name, "webhook")
+	reply := hookReply{Result: "accepted", DeliveryID: ev.DeliveryID}
+	switch ev.Kind {
+	case webhook.KindPush:
+		p := ev.Push
+		log = log.WithFields(logrus.Fields{"branch": p.Branch, "commit": p.After})
+		switch {
+		case p.Deleted:
+			reply.Result, reply.Detail = "ignored", "a deleted branch starts nothing"
+		case p.Branch != cfg.Branch:
+			reply.Result, reply.Detail = "ignored", "branch "+p.Branch+" is not the tracked branch "+cfg.Branch
+		default:
+			if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Branch: p.Branch, Commit: p.After}); err != nil {
+				log.WithError(err).Error("hand the push to the watcher")
+				writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: ev.DeliveryID, Detail: "the repository is not being watched"})
+				return
+			}
+			reply.Detail = "the branch will be fetched and the new head run"
+		}
+	case webhook.KindTag:
+		reply.Result, reply.Detail = "ignored", "tag pushes are recorded in the log; pipelines run on the tracked branch"
+		log = log.WithFields(logrus.Fields{"tag": ev.Tag.Name, "commit": ev.Tag.Commit})
+	case webhook.KindPullRequest:
+		pr := ev.PullRequest
+		_, err := s.Records.RecordPullRequestEvent(r.Context(), store.PullRequestEvent{
+			Repository: name, Number: int(pr.Number), Action: string(pr.Action), Title: pr.Title, Author: pr.Author,
+			SourceBranch: pr.SourceBranch, TargetBranch: pr.TargetBranch, HeadCommit: pr.HeadCommit,
+			MergeCommit: pr.MergeCommit, DeliveryID: ev.DeliveryID,
+		})
+		if err != nil {
+			log.WithError(err).Error("record the pull request event")
+			writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: ev.DeliveryID, Detail: "could not record the event; retry"})
+			return
+		}
+		log = log.WithFields(logrus.Fields{"pull_request": pr.Number, "action": pr.Action})
+		reply.Detail = "pull request event recorded"
+	}
+	log.WithField("result", reply.Result).Info("webhook")
+	writeJSON(w, http.StatusAccepted, reply)
+}
