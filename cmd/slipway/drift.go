@@ -67,6 +67,9 @@ func newDriftCommand() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit: %d is negative", limit)
 			}
+			if cmd.Flags().Changed("limit") && !events {
+				return fmt.Errorf("--limit applies to --events only")
+			}
 			cfg, st, err := openConfigAndStore(ctx, cfgPath)
 			if err != nil {
 				return err
