@@ -25,13 +25,13 @@ func newRollbackCommand() *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			ref, err := pipelineRef(ctx, d.store, args[0])
+			ref, err := pipelineRef(ctx, d.Store, args[0])
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			d.runner.Observer = progressPrinter{w: out}
-			run, err := d.runner.Rollback(ctx, ref, to)
+			d.Runner.Observer = progressPrinter{w: out}
+			run, err := d.Runner.Rollback(ctx, ref, to)
 			if err != nil {
 				return err
 			}

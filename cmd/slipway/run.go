@@ -25,7 +25,7 @@ func newRunCommand() *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			rcfg, src, err := d.repository(repo)
+			rcfg, src, err := d.Repository(repo)
 			if err != nil {
 				return err
 			}
@@ -33,18 +33,18 @@ func newRunCommand() *cobra.Command {
 				branch = rcfg.Branch
 			}
 			out := cmd.OutOrStdout()
-			d.runner.Observer = progressPrinter{w: out}
-			co, err := d.runner.Prepare(ctx, reconciler.Request{Repo: src, Branch: branch, Commit: commit, Pipelines: pipelines})
+			d.Runner.Observer = progressPrinter{w: out}
+			co, err := d.Runner.Prepare(ctx, reconciler.Request{Repo: src, Branch: branch, Commit: commit, Pipelines: pipelines})
 			if err != nil {
 				return err
 			}
 			failed := 0
 			for _, p := range co.Pipelines {
-				run, err := d.runner.Queue(ctx, co, p, store.TriggerManual, 0)
+				run, err := d.Runner.Queue(ctx, co, p, store.TriggerManual, 0)
 				if err != nil {
 					return err
 				}
-				final, err := d.runner.Execute(ctx, co, p, run)
+				final, err := d.Runner.Execute(ctx, co, p, run)
 				if err != nil {
 					return err
 				}

@@ -1,0 +1,105 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Parts is the wired set of parts the daemon and the CLI verbs share.
+type Parts struct {
+	Config  *config.Config
+	Store   store.Store
+	Mirrors *sources.Mirrors
+	Runner  *reconciler.Runner
+}
+
+// OpenConfigAndStore loads slipway.yaml and opens the store it names.
+func OpenConfigAndStore(ctx context.Context, path string) (*config.Config, store.Store, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	return cfg, st, nil
+}
+
+// Open loads slipway.yaml and wires the store, the Git mirrors, the builder and the runner.
+func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
+	cfg, st, err := OpenConfigAndStore(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	mirrors, err := sources.New(sources.Options{DataDir: cfg.DataDir, Log: log})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	buildOpts := build.Options{Type: cfg.Builder.Type, Address: cfg.Builder.Address,
+		DockerConfig: cfg.Registry.DockerConfig, Insecure: cfg.Registry.Insecure}
+	builder, err := build.New(buildOpts)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("image builder: %w", err)
+	}
+	registry, err := build.NewRegistry(buildOpts)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Runner: &reconciler.Runner{
+		Store: st, Sources: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Config: cfg, Log: log,
+		Builder: builder, Tags: registry,
+	}}, nil
+}
+
+// ClusterSpecs says how to reach the configured clusters.
+func ClusterSpecs(cfg *config.Config) []kube.Spec {
+	specs := make([]kube.Spec, 0, len(cfg.Clusters))
+	for _, c := range cfg.Clusters {
+		specs = append(specs, kube.Spec{Name: c.Name, Kubeconfig: c.Kubeconfig, Context: c.Context, InCluster: c.InCluster})
+	}
+	return specs
+}
+
+// Close releases the store.
+func (d *Parts) Close() error { return d.Store.Close() }
+
+// Repository finds a configured repository by name or URL and loads its credentials.
+func (d *Parts) Repository(nameOrURL string) (config.Repository, sources.Repo, error) {
+	for _, r := range d.Config.Repositories {
+		if r.Name == nameOrURL || strings.TrimSuffix(r.URL, "/") == strings.TrimSuffix(nameOrURL, "/") {
+			src, err := SourceRepo(r)
+			return r, src, err
+		}
+	}
+	return config.Repository{}, sources.Repo{}, fmt.Errorf("repository %q is not in %s (repositories need a name, url, branch and credentials there)", nameOrURL, d.Config.File)
+}
+
+// SourceRepo is a configured repository with its credentials loaded.
+func SourceRepo(r config.Repository) (sources.Repo, error) {
+	src := sources.Repo{Name: r.Name, URL: r.URL}
+	if r.Auth != nil {
+		auth, err := sources.LoadAuth(sources.AuthFiles{
+			UsernameFile: r.Auth.UsernameFile, PasswordFile: r.Auth.PasswordFile, TokenFile: r.Auth.TokenFile,
+			SSHKeyFile: r.Auth.SSHKeyFile, KnownHostsFile: r.Auth.KnownHostsFile,
+		})
+		if err != nil {
+			return src, fmt.Errorf("repository %s credentials: %w", r.Name, err)
+		}
+		src.Auth = auth
+	}
+	return src, nil
+}

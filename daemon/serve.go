@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"k8s.io/utils/clock"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/drift"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/reconciler/schedule"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/server"
+)
+
+// defaultListen is where the HTTP API and webhooks listen when slipway.yaml says nothing.
+const defaultListen = ":8080"
+
+// Options tune Serve.
+type Options struct {
+	Listen         string        // overrides slipway.yaml's listen
+	MetricsAddress string        // "" = no metrics endpoint
+	DriftSweep     time.Duration // <= 0: drift.DefaultSweep
+	GitPerHost     int           // <= 0: trigger.DefaultPerHost
+	// Clock drives the schedules; nil is the real clock. Tests step a fake one.
+	Clock clock.Clock
+	// Ready, if set, hears the HTTP API's bound address once it listens (useful with :0).
+	Ready func(addr string)
+	Log   *logrus.Entry
+}
+
+// Serve runs the daemon until ctx ends: watchers (webhooks and polling), schedules, the
+// HTTP API and the drift watcher, all feeding one dispatcher. On the way out running
+// tasks are cancelled and recorded.
+func Serve(ctx context.Context, d *Parts, o Options) error {
+	log := o.Log
+	// Runs a crash left queued or running can never finish: record them as failed.
+	stale, err := d.Store.MarkStaleRuns(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range stale {
+		log.WithFields(logrus.Fields{"pipeline": r.Pipeline.Name, "build_id": r.BuildID}).Warn("run interrupted by a restart")
+	}
+	reg := prometheus.NewRegistry()
+	driftMetrics, err := drift.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	requests, err := kube.NewRequestMetrics(reg)
+	if err != nil {
+		return err
+	}
+	triggerMetrics, err := trigger.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	scheduleMetrics, err := schedule.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	d.Runner.Clusters.WrapTransports(requests.Wrap)
+	// The drift watcher hears of every task start and end: deploys pause it for their task
+	// and make it learn the revision they store.
+	dw := &drift.Watcher{Store: d.Store, Clusters: d.Runner.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
+		Log: log.WithField("component", "drift")}
+	d.Runner.Observer = reconciler.Observers{dw, triggerMetrics}
+
+	disp := &reconciler.Dispatcher{Runner: d.Runner, Log: log, Base: ctx}
+	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
+	hub := &trigger.Hub{Runner: d.Runner, Dispatcher: disp, Limiter: limiter, Metrics: triggerMetrics}
+	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
+		Log: log.WithField("component", "schedule")})
+	hooks := map[string]server.Hook{}
+	var watchers []*trigger.Watcher
+	for _, r := range d.Config.Repositories {
+		src, err := SourceRepo(r)
+		if err != nil {
+			return err
+		}
+		w := &trigger.Watcher{Runner: d.Runner, Dispatcher: disp, Changes: d.Mirrors, Repo: src, Branch: r.Branch,
+			Interval: r.Poll.Duration, Limiter: limiter, Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics,
+			Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})}
+		hub.Add(w)
+		watchers = append(watchers, w)
+		if r.Webhook != nil {
+			secret, err := ReadSecretFile(r.Webhook.SecretFile)
+			if err != nil {
+				return fmt.Errorf("repository %s webhook: %w", r.Name, err)
+			}
+			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branch: r.Branch}
+		}
+	}
+	var token []byte
+	if d.Config.APITokenFile != "" {
+		if token, err = ReadSecretFile(d.Config.APITokenFile); err != nil {
+			return fmt.Errorf("apiTokenFile: %w", err)
+		}
+	}
+	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Token: token,
+		Log: log.WithField("component", "http")}
+
+	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	if o.MetricsAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		stopMetrics, err := serveHTTP(ctx, log, o.MetricsAddress, "metrics", mux, nil)
+		if err != nil {
+			return fmt.Errorf("--metrics-address: %w", err)
+		}
+		defer stopMetrics()
+	}
+
+	var wg sync.WaitGroup
+	goRun := func(fn func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(ctx)
+		}()
+	}
+	goRun(dw.Run)
+	goRun(func(ctx context.Context) {
+		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("scheduler")
+		}
+	})
+	for _, w := range watchers {
+		goRun(w.Run)
+	}
+	log.WithFields(logrus.Fields{"repositories": len(d.Config.Repositories), "webhooks": len(hooks)}).Info("slipway serving")
+	<-ctx.Done()
+	log.Info("shutting down: cancelling running tasks")
+	wg.Wait()
+	disp.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func listenAddress(flag string, cfg *config.Config) string {
+	switch {
+	case flag != "":
+		return flag
+	case cfg.Listen != "":
+		return cfg.Listen
+	}
+	return defaultListen
+}
+
+// serveHTTP listens on addr and serves h until the returned stop is called.
+func serveHTTP(ctx context.Context, log *logrus.Entry, addr, what string, h http.Handler, ready func(string)) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the %s on %s: %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	log.WithFields(logrus.Fields{"address": ln.Addr().String(), "serves": what}).Info("listening")
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).WithField("serves", what).Error("HTTP server")
+		}
+	}()
+	return func() {
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}, nil
+}
+
+// ReadSecretFile reads a secret kept in a file; a trailing newline, which editors add, is
+// not part of it. Errors name the file, never the content.
+func ReadSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return nil, fmt.Errorf("%s is empty", path)
+	}
+	return []byte(s), nil
+}
