@@ -107,11 +107,39 @@ build_buildkit() {
   done
 }
 
+build_gitea() {
+  local out; out=$(tool_dir gitea "$GITEA_VERSION")
+  [ -x "$out/gitea" ] && [ -d "$out/static/templates" ] && return 0
+  log "building gitea $GITEA_VERSION (about 4 minutes cold)"
+  local src="$SLIPWAY_CACHE_DIR/src/gitea-$GITEA_VERSION"
+  wrapper_module "$src" "code.gitea.io/gitea@$GITEA_VERSION" code.gitea.io/gitea
+  # Gitea's own go.mod carries replace directives (and a godebug setting) that a requiring
+  # module must repeat.
+  local gomod moddir
+  gomod=$(cd "$src" && go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -n "$gomod" ] || die "cannot download code.gitea.io/gitea@$GITEA_VERSION"
+  awk '/^replace \($/{b=1;next} b&&/^\)/{b=0;next} b{print "replace " $0;next} /^replace /{print} /^godebug /{print}' \
+    "$gomod" >>"$src/go.mod"
+  tidy "$src"
+  # The version stamp is what GET /api/v1/version answers.
+  (cd "$src" && CGO_ENABLED=1 go build -tags "sqlite sqlite_unlock_notify" \
+    -ldflags "-X main.Version=${GITEA_VERSION#v}" -o "$out/gitea.tmp" code.gitea.io/gitea)
+  # Without the bindata tag Gitea reads its templates and assets from STATIC_ROOT_PATH; the
+  # copies must be readable by the unprivileged user Gitea insists on running as.
+  moddir=$(cd "$src" && go list -m -f '{{.Dir}}' code.gitea.io/gitea)
+  rm -rf "$out/static"; mkdir -p "$out/static"
+  local d
+  for d in templates options public; do cp -r "$moddir/$d" "$out/static/"; done
+  chmod -R u+w,a+rX "$out/static"
+  chmod 0755 "$out/gitea.tmp"
+  mv "$out/gitea.tmp" "$out/gitea"
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(etcd kube kwok buildkit)
+[ ${#tools[@]} -gt 0 ] || tools=(etcd kube kwok buildkit gitea)
 for t in "${tools[@]}"; do
   case $t in
-    etcd) build_etcd ;; kube) build_kube ;; kwok) build_kwok ;; buildkit) build_buildkit ;;
-    *) die "unknown tool $t (etcd, kube, kwok, buildkit)" ;;
+    etcd) build_etcd ;; kube) build_kube ;; kwok) build_kwok ;; buildkit) build_buildkit ;; gitea) build_gitea ;;
+    *) die "unknown tool $t (etcd, kube, kwok, buildkit, gitea)" ;;
   esac
 done

@@ -11,3 +11,7 @@ tool_dir() {
   mkdir -p "$d"
   echo "$d"
 }
+
+# Gitea refuses to run as root: when the environment is started by root it runs as this
+# plain user (hack/prereqs.sh creates it), otherwise as the user starting it.
+GITEA_RUN_AS=slipway-gitea

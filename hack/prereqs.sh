@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local environment and the tests need on a fresh machine: Debian packages
-# (when missing) and the pinned binaries built from the Go module proxy (cached by version).
+# (when missing), the plain user Gitea runs as (when root), and the pinned binaries built
+# from the Go module proxy (cached by version).
 set -euo pipefail
 HACK=$(cd "$(dirname "$0")" && pwd)
 . "$HACK/lib.sh"
@@ -18,5 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "$(id -u)" = 0 ] && ! id "$GITEA_RUN_AS" >/dev/null 2>&1; then
+  log "creating the system user $GITEA_RUN_AS (Gitea refuses to run as root)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$GITEA_RUN_AS"
 fi
 "$HACK/build-tools.sh"

@@ -1,12 +1,22 @@
 // Command gitserver serves a folder of bare repositories over Git's smart HTTP protocol
 // (git http-backend) behind basic auth: the real Git server of the local test environment.
+//
+// It counts the requests each repository receives by kind, so tests can assert what a
+// client cost the server (an unchanged polled repository makes no fetch): GET /_stats
+// (basic auth like every other path) answers {"repos": {"<name>": {...}}} with monotonic
+// counters; <name> is the repository's path under -root without ".git".
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -15,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -29,6 +40,114 @@ func main() {
 		log.Fatalf("gitserver: %v", err)
 	}
 }
+
+// RepoStats are one repository's request counters. A ref listing is a ref advertisement
+// served to a fetching client: the GET info/refs?service=git-upload-pack of protocol v0/v1,
+// or the ls-refs command of protocol v2 (whose GET info/refs only advertises capabilities).
+// A fetch is an upload-pack negotiation (want/have, or the v2 fetch command); a push is a
+// receive-pack POST. Requests counts every authenticated request to the repository.
+type RepoStats struct {
+	Listings int64 `json:"listings"`
+	Fetches  int64 `json:"fetches"`
+	Pushes   int64 `json:"pushes"`
+	Requests int64 `json:"requests"`
+}
+
+// Stats is the body of GET /_stats.
+type Stats struct {
+	Repos map[string]RepoStats `json:"repos"`
+}
+
+type counters struct {
+	mu    sync.Mutex
+	repos map[string]*RepoStats
+}
+
+func (c *counters) add(repo string, f func(*RepoStats)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.repos[repo]
+	if s == nil {
+		s = &RepoStats{}
+		c.repos[repo] = s
+	}
+	f(s)
+}
+
+func (c *counters) snapshot() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := Stats{Repos: make(map[string]RepoStats, len(c.repos))}
+	for k, v := range c.repos {
+		out.Repos[k] = *v
+	}
+	return out
+}
+
+// kind is what a Git smart-HTTP request does.
+type kind int
+
+const (
+	kindOther kind = iota
+	kindListing
+	kindFetch
+	kindPush
+)
+
+// classify names the repository a request addresses and what it does. body is the request
+// body for POSTs (already read, so the v2 command can be seen), nil otherwise.
+func classify(r *http.Request, body []byte) (repo string, k kind) {
+	p := strings.TrimPrefix(r.URL.Path, "/")
+	for _, suffix := range []string{"/info/refs", "/git-upload-pack", "/git-receive-pack"} {
+		if name, ok := strings.CutSuffix(p, suffix); ok {
+			repo = strings.TrimSuffix(name, ".git")
+			switch {
+			case suffix == "/info/refs" && r.URL.Query().Get("service") == "git-upload-pack":
+				// In protocol v2 this is only the capability advertisement; ls-refs lists.
+				if !strings.Contains(r.Header.Get("Git-Protocol"), "version=2") {
+					k = kindListing
+				}
+			case suffix == "/git-upload-pack":
+				k = kindFetch
+				if v2Command(r, body) == "ls-refs" {
+					k = kindListing
+				}
+			case suffix == "/git-receive-pack":
+				k = kindPush
+			}
+			return repo, k
+		}
+	}
+	return "", kindOther
+}
+
+// v2Command returns the command of a protocol v2 upload-pack request ("ls-refs", "fetch"),
+// or "" for a v0/v1 request or a body it cannot read.
+func v2Command(r *http.Request, body []byte) string {
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return ""
+		}
+		head := make([]byte, 64)
+		n, _ := io.ReadFull(zr, head)
+		body = head[:n]
+	}
+	// The first pkt-line: 4 hex digits of length, then "command=<name>\n".
+	if len(body) < 4 {
+		return ""
+	}
+	line := body[4:]
+	if cmd, ok := bytes.CutPrefix(line, []byte("command=")); ok {
+		if i := bytes.IndexByte(cmd, '\n'); i >= 0 {
+			return string(cmd[:i])
+		}
+	}
+	return ""
+}
+
+// maxBody bounds the request bodies read into memory to classify them; pushes stream.
+const maxBody = 64 << 20
 
 func run(addr, root, user, passwordFile string) error {
 	if root == "" || user == "" || passwordFile == "" {
@@ -53,6 +172,7 @@ func run(addr, root, user, passwordFile string) error {
 			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.receivepack", "GIT_CONFIG_VALUE_0=true",
 		},
 	}
+	stats := &counters{repos: map[string]*RepoStats{}}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 ||
@@ -61,9 +181,48 @@ func run(addr, root, user, passwordFile string) error {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		if r.URL.Path == "/healthz" {
+		switch r.URL.Path {
+		case "/healthz":
 			w.WriteHeader(http.StatusOK)
 			return
+		case "/_stats":
+			if r.Method != http.MethodGet {
+				http.Error(w, "GET only", http.StatusMethodNotAllowed)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if err := json.NewEncoder(w).Encode(stats.snapshot()); err != nil {
+				log.Printf("gitserver: write stats: %v", err)
+			}
+			return
+		}
+		var body []byte
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+			if err != nil {
+				http.Error(w, fmt.Sprintf("read request: %v", err), http.StatusBadRequest)
+				return
+			}
+			if len(b) > maxBody {
+				http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			body = b
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			r.ContentLength = int64(len(b))
+		}
+		if repo, k := classify(r, body); repo != "" {
+			stats.add(repo, func(s *RepoStats) {
+				s.Requests++
+				switch k {
+				case kindListing:
+					s.Listings++
+				case kindFetch:
+					s.Fetches++
+				case kindPush:
+					s.Pushes++
+				}
+			})
 		}
 		r.Header.Set("REMOTE_USER", u)
 		backend.ServeHTTP(w, r)

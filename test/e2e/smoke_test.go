@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -227,5 +228,50 @@ func TestSmokeBuildkitListsAWorker(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(platforms, ","), "linux/amd64") {
 		t.Fatalf("worker platforms %v lack linux/amd64", platforms)
+	}
+}
+
+func TestSmokeGitServerCountsListingsFetchesAndPushes(t *testing.T) {
+	env := testenv.Get(t)
+	name, url := env.Repo(t)
+	if got := env.GitStats(t, name); got != (testenv.GitRepoStats{}) {
+		t.Fatalf("a new repository has stats %+v", got)
+	}
+	w := newGitWork(t, env, url)
+	w.commit("first", map[string]string{"a.txt": "a\n"})
+	w.push("master")
+	after := env.GitStats(t, name)
+	if after.Pushes != 1 || after.Fetches != 0 {
+		t.Fatalf("after one push: %+v, want 1 push and no fetch", after)
+	}
+
+	// git ls-remote (protocol v2: capabilities, then ls-refs) is one listing, no fetch.
+	w.git("ls-remote", w.pushURL)
+	got := env.GitStats(t, name)
+	if got.Listings != after.Listings+1 || got.Fetches != after.Fetches || got.Pushes != after.Pushes {
+		t.Fatalf("git ls-remote: stats went from %+v to %+v, want one more listing only", after, got)
+	}
+
+	// go-git's remote listing (protocol v0) is one listing too.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	remote := git.NewRemote(nil, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{url}})
+	if _, err := remote.ListContext(ctx, &git.ListOptions{Auth: &githttp.BasicAuth{Username: env.GitUser, Password: env.GitPassword}}); err != nil {
+		t.Fatalf("go-git list %s: %v", url, err)
+	}
+	listed := env.GitStats(t, name)
+	if listed.Listings != got.Listings+1 || listed.Fetches != got.Fetches {
+		t.Fatalf("go-git list: stats went from %+v to %+v, want one more listing only", got, listed)
+	}
+
+	// A clone wants objects: one fetch.
+	if _, err := git.PlainCloneContext(ctx, t.TempDir(), true, &git.CloneOptions{
+		URL: url, Auth: &githttp.BasicAuth{Username: env.GitUser, Password: env.GitPassword},
+	}); err != nil {
+		t.Fatalf("clone %s: %v", url, err)
+	}
+	cloned := env.GitStats(t, name)
+	if cloned.Fetches != listed.Fetches+1 {
+		t.Fatalf("clone: stats went from %+v to %+v, want one more fetch", listed, cloned)
 	}
 }

@@ -1,5 +1,6 @@
 // Package testenv connects end-to-end tests to the local real environment started by
-// hack/env-up.sh: a control plane with kwok nodes, registries, a Git server and BuildKit.
+// hack/env-up.sh: a control plane with kwok nodes, registries, a Git server, BuildKit and a
+// Gitea forge.
 //
 // A test binary's TestMain calls Main once; it reuses a healthy environment described by
 // .slipway/testenv.env or starts one, and stops one that tests started when the last test
@@ -48,6 +49,11 @@ type Env struct {
 	GitRoot     string
 	GitUser     string
 	GitPassword string
+
+	GiteaURL      string // base URL of the Gitea forge (API under /api/v1)
+	GiteaUser     string // its admin user
+	GiteaPassword string
+	GiteaToken    string // an API token of the admin, scope "all"
 
 	BuildkitHost string
 	Kubectl      string // kubectl of the control plane's version
@@ -221,6 +227,10 @@ func Load(root string) (*Env, error) {
 		GitRoot:           vars["SLIPWAY_GIT_ROOT"],
 		GitUser:           vars["SLIPWAY_GIT_USER"],
 		GitPassword:       vars["SLIPWAY_GIT_PASSWORD"],
+		GiteaURL:          vars["SLIPWAY_GITEA_URL"],
+		GiteaUser:         vars["SLIPWAY_GITEA_USER"],
+		GiteaPassword:     vars["SLIPWAY_GITEA_PASSWORD"],
+		GiteaToken:        vars["SLIPWAY_GITEA_TOKEN"],
 		BuildkitHost:      vars["BUILDKIT_HOST"],
 		Kubectl:           vars["SLIPWAY_KUBECTL"],
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
