@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -30,14 +31,35 @@ const (
 // repository.
 func chartDriftSetup(t *testing.T, env *testenv.Env, ns, settings string) (string, store.Store, *workRepo) {
 	t.Helper()
-	repo, _, cfgPath := newProject(t, env)
-	files := chartDirRepo(t, env)
-	files[".pipeline.yaml"] = append(chartDirPipeline(ns, "60s", ""), settings...)
-	repo.commit("deploy the chart", files)
-	startServe(t, cfgPath)
+	repo, cfgPath := chartDriftServe(t, env, append(chartDirPipeline(ns, "60s", ""), settings...))
 	waitPipelineHistory(t, cfgPath, chartDriftPipeline, 90*time.Second, "run 1", func(h []historyEntry) bool {
 		return len(h) == 1 && h[0].Status == "succeeded"
 	})
+	st := openDaemonStore(t, cfgPath)
+	time.Sleep(time.Second) // the watcher learns the new revision when the task ends
+	return cfgPath, st, repo
+}
+
+// chartDriftServe pushes the chart repository with the pipeline and starts `slipway serve`
+// (with extra flags) following it.
+func chartDriftServe(t *testing.T, env *testenv.Env, pipeline []byte, serveFlags ...string) (*workRepo, string) {
+	t.Helper()
+	repo, _, cfgPath := newProject(t, env)
+	files := chartDirRepo(t, env)
+	files[".pipeline.yaml"] = pipeline
+	repo.commit("deploy the chart", files)
+	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), append([]string{"serve", "--config", cfgPath}, serveFlags...)...), done: make(chan error, 1)}
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(t) })
+	return repo, cfgPath
+}
+
+func openDaemonStore(t *testing.T, cfgPath string) store.Store {
+	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +69,7 @@ func chartDriftSetup(t *testing.T, env *testenv.Env, ns, settings string) (strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	time.Sleep(time.Second) // the watcher learns the new revision when the task ends
-	return cfgPath, st, repo
+	return st
 }
 
 // waitPipelineHistory polls a pipeline's history until cond holds.
@@ -268,5 +289,62 @@ func TestChartDriftCorrectRevertsAndRecreates(t *testing.T) {
 	}
 	if out, code := slipway(t, "drift", "--config", cfg, chartDriftPipeline); code != 0 || !strings.Contains(out, "no drift") {
 		t.Fatalf("slipway drift after the upgrade: exit %d\n%s", code, out)
+	}
+}
+
+// driftIgnore on a chart task: scaling the release's Deployment is neither reported nor
+// reverted, while another field of it still is.
+func TestChartDriftIgnoreReplicas(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	_, st, _ := chartDriftSetup(t, env, ns, "        driftIgnore:\n          - kind: Deployment\n            paths: [/spec/replicas]\n")
+
+	kubectl(t, env, "-n", ns, "scale", "deployment/"+chartWorkload, "--replicas=3")
+	time.Sleep(3 * time.Second)
+	if evs := driftEvents(t, st); len(evs) != 0 {
+		t.Fatalf("an ignored field was drift: %+v", evs)
+	}
+	kubectl(t, env, "-n", ns, "set", "image", "deployment/"+chartWorkload, "nginx=example.invalid/other:1")
+	waitEvent(t, st, 2*time.Second, "for the image", func(e store.DriftEvent) bool { return e.Action == store.DriftCorrected })
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; *dep.Spec.Replicas != 3 || img != "example.com/web:dir-1" {
+		t.Fatalf("after correcting the image: replicas %d image %s, want 3 and the release's example.com/web:dir-1", *dep.Spec.Replicas, img)
+	}
+}
+
+// A first install that never becomes healthy is uninstalled; its revision is recorded
+// rolled_back, so the drift watcher (sweeping every second here) never brings its objects
+// back.
+func TestChartDriftLeavesUninstalledReleaseAlone(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	ctx := context.Background()
+	_, cfg := chartDriftServe(t, env, chartDirPipeline(ns, "10s", `          podLabels:
+            pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+          minReadySeconds: 10
+`), "--drift-sweep", "1s")
+	h := waitPipelineHistory(t, cfg, chartDriftPipeline, 90*time.Second, "the failed run 1", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "failed"
+	})
+	if !strings.Contains(h[0].Revision, "deploy-web:rolled_back") || !strings.Contains(h[0].Reason, "uninstalled") {
+		t.Fatalf("run 1: %+v, want the revision rolled_back and the reason saying the release was uninstalled", h[0])
+	}
+	st := openDaemonStore(t, cfg)
+	time.Sleep(3 * time.Second) // three sweeps
+	deps, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(deps.Items) != 0 {
+		t.Fatalf("objects of the uninstalled release are back: %v, %d Deployments", err, len(deps.Items))
+	}
+	if evs := driftEvents(t, st); len(evs) != 0 {
+		t.Fatalf("drift events for an uninstalled release: %+v", evs)
+	}
+	if out, code := slipway(t, "drift", "--config", cfg, chartDriftPipeline); code != 0 || !strings.Contains(out, "no drift") {
+		t.Fatalf("slipway drift: exit %d\n%s", code, out)
 	}
 }
