@@ -193,6 +193,7 @@ func (c *Config) resolve(dir string) {
 	}
 	abs(&c.DataDir)
 	abs(&c.StorePasswordFile)
+	abs(&c.APITokenFile)
 	abs(&c.Registry.DockerConfig)
 	for i := range c.Repositories {
 		r := &c.Repositories[i]

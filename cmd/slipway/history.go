@@ -17,6 +17,8 @@ type historyRow struct {
 	Status          string  `json:"status"`
 	Commit          string  `json:"commit"`
 	Trigger         string  `json:"trigger"`
+	Parent          int64   `json:"parent,omitempty"`
+	CreatedAt       string  `json:"created_at"`
 	StartedAt       string  `json:"started_at,omitempty"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Revision        string  `json:"revision,omitempty"`
@@ -43,7 +45,8 @@ func newHistoryCommand() *cobra.Command {
 			}
 			rows := make([]historyRow, 0, len(runs))
 			for _, r := range runs {
-				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Trigger: string(r.Trigger), Reason: r.Reason}
+				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Trigger: string(r.Trigger), Reason: r.Reason,
+					Parent: r.ParentBuildID, CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339Nano)}
 				if !r.StartedAt.IsZero() {
 					row.StartedAt = r.StartedAt.UTC().Format(time.RFC3339)
 					end := r.FinishedAt
@@ -71,13 +74,17 @@ func newHistoryCommand() *cobra.Command {
 				return enc.Encode(rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tSTARTED\tDURATION\tREVISION\tREASON")
+			fmt.Fprintln(tw, "BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tREASON")
 			for _, r := range rows {
 				commit := r.Commit
 				if len(commit) > 12 {
 					commit = commit[:12]
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\n", r.BuildID, r.Status, commit, r.Trigger, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
+				parent := ""
+				if r.Parent != 0 {
+					parent = fmt.Sprintf("#%d", r.Parent)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\n", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
 			}
 			return tw.Flush()
 		},

@@ -39,6 +39,9 @@ type historyEntry struct {
 	Status   string `json:"status"`
 	Commit   string `json:"commit"`
 	Trigger  string `json:"trigger"`
+	Parent   int64  `json:"parent"`
+	Created  string `json:"created_at"`
+	Started  string `json:"started_at"`
 	Revision string `json:"revision"`
 	Reason   string `json:"reason"`
 }
