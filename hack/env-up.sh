@@ -4,7 +4,8 @@
 #     kube-scheduler) with two kwok nodes, an admin and a limited (view-only) kubeconfig;
 #   - two Distribution registries (anonymous, and htpasswd-protected) holding base/busybox;
 #   - a Git smart-HTTP server (git http-backend) with basic auth;
-#   - buildkitd.
+#   - buildkitd;
+#   - a Gitea forge (pull requests, reviews, webhooks) with an admin user and API token.
 # Writes .slipway/testenv.env (shell-sourceable). Reuses a healthy running environment.
 set -euo pipefail
 HACK=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +19,7 @@ mkdir -p "$ROOT/.slipway"
 BASE=${SLIPWAY_ENV_PORT_BASE:-17400}
 ETCD_PORT=$((BASE + 1)) ETCD_PEER_PORT=$((BASE + 2)) API_PORT=$((BASE + 3))
 REG_PORT=$((BASE + 5)) REG_AUTH_PORT=$((BASE + 6)) GIT_PORT=$((BASE + 7)) BUILDKIT_PORT=$((BASE + 8))
+GITEA_PORT=$((BASE + 9))
 
 # healthy reports whether the environment described by $ENVFILE is up and answering.
 healthy() {
@@ -30,6 +32,7 @@ healthy() {
     curl -sf --max-time 3 --cacert "$SLIPWAY_ENV_DIR/pki/ca.crt" -H "Authorization: Bearer $(cat "$SLIPWAY_ENV_DIR/admin.token")" \
       "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
     curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
+    curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
   )
 }
 
@@ -233,8 +236,136 @@ TOML
   wait_for buildkitd 60 "$bk/buildctl" --addr "tcp://127.0.0.1:$BUILDKIT_PORT" debug workers
 }
 
+gitea_config() {
+  local run_user=$GITEA_RUN_AS
+  [ "$(id -u)" = 0 ] || run_user=$(id -un)
+  cat <<INI
+APP_NAME = Slipway test forge
+RUN_USER = $run_user
+RUN_MODE = prod
+WORK_PATH = $GITEA_DIR
+
+[server]
+PROTOCOL = http
+HTTP_ADDR = 127.0.0.1
+HTTP_PORT = $GITEA_PORT
+DOMAIN = 127.0.0.1
+ROOT_URL = http://127.0.0.1:$GITEA_PORT/
+STATIC_ROOT_PATH = $GITEA_DIR/static
+APP_DATA_PATH = $GITEA_DIR/data
+OFFLINE_MODE = true
+DISABLE_SSH = true
+START_SSH_SERVER = false
+LFS_START_SERVER = false
+
+[database]
+DB_TYPE = sqlite3
+PATH = $GITEA_DIR/data/gitea.db
+SQLITE_JOURNAL_MODE = WAL
+
+[repository]
+ROOT = $GITEA_DIR/repos
+
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = $(openssl rand -hex 32)
+INTERNAL_TOKEN = $(openssl rand -hex 32)
+; letters and digits only in generated passwords, which go into a shell-sourced file
+PASSWORD_COMPLEXITY = off
+
+[oauth2]
+ENABLED = false
+
+[service]
+DISABLE_REGISTRATION = true
+
+[mailer]
+ENABLED = false
+
+[log]
+MODE = console
+LEVEL = Warn
+ROOT_PATH = $GITEA_DIR/log
+
+; Webhooks may reach daemons on loopback. A push is delivered through two queues
+; (push_update, then webhook_sender). They are in memory ("channel"): the default "level"
+; queue polls an idle queue with a backoff of up to 2 s, a channel hands an item over at
+; once. BATCH_LENGTH = 1 dispatches each item at once instead of waiting 100 ms for a batch.
+[webhook]
+ALLOWED_HOST_LIST = loopback
+DELIVER_TIMEOUT = 5
+
+[queue]
+TYPE = channel
+BATCH_LENGTH = 1
+
+[indexer]
+ISSUE_INDEXER_TYPE = db
+REPO_INDEXER_ENABLED = false
+
+[session]
+PROVIDER = memory
+
+[cron]
+ENABLED = false
+
+[cron.update_checker]
+ENABLED = false
+
+[actions]
+ENABLED = false
+
+[packages]
+ENABLED = false
+INI
+}
+
+# setup_gitea configures Gitea in its own folder owned by the user it runs as, migrates its
+# database, creates the admin user with a random password and an API token, and starts it.
+# It runs in the background while the control plane starts; the credentials land in
+# $STATE/gitea.credentials (0600) for write_envfile.
+setup_gitea() {
+  local dist; dist=$(tool_dir gitea "$GITEA_VERSION")
+  [ -x "$dist/gitea" ] || die "gitea $GITEA_VERSION is not built; run hack/build-tools.sh gitea"
+  if [ "$(id -u)" = 0 ]; then
+    id "$GITEA_RUN_AS" >/dev/null 2>&1 || die "user $GITEA_RUN_AS is missing; run hack/prereqs.sh as root"
+    install -d -m 0700 -o "$GITEA_RUN_AS" -g "$GITEA_RUN_AS" "$GITEA_DIR"
+  else
+    install -d -m 0700 "$GITEA_DIR"
+  fi
+  # The binary and its static files under the Gitea folder (hard links when the cache is on
+  # the same file system): the cache under root's home is not readable by Gitea's user.
+  mkdir -p "$GITEA_DIR/bin"
+  ln -f "$dist/gitea" "$GITEA_DIR/bin/gitea" 2>/dev/null || cp "$dist/gitea" "$GITEA_DIR/bin/gitea"
+  cp -al "$dist/static" "$GITEA_DIR/static" 2>/dev/null || { rm -rf "$GITEA_DIR/static"; cp -a "$dist/static" "$GITEA_DIR/static"; }
+  (umask 077; gitea_config >"$GITEA_DIR/app.ini")
+  mkdir -p "$GITEA_DIR/data" "$GITEA_DIR/repos" "$GITEA_DIR/log"
+  if [ "$(id -u)" = 0 ]; then
+    chown "$GITEA_RUN_AS:" "$GITEA_DIR/app.ini" "$GITEA_DIR/data" "$GITEA_DIR/repos" "$GITEA_DIR/log"
+  fi
+  # As the user Gitea runs as, with its own HOME. setpriv and env exec (no fork), so the PID
+  # recorded for `gitea web` is Gitea's own, whose command line names $STATE.
+  local gitea=(env HOME="$GITEA_DIR" "$GITEA_DIR/bin/gitea" --config "$GITEA_DIR/app.ini" --work-path "$GITEA_DIR")
+  [ "$(id -u)" != 0 ] || gitea=(setpriv --reuid="$GITEA_RUN_AS" --regid="$GITEA_RUN_AS" --init-groups "${gitea[@]}")
+  "${gitea[@]}" migrate >"$STATE/logs/gitea-setup.log" 2>&1
+  # The random password and the token are printed once on stdout: keep them out of logs.
+  local out password token
+  out=$(cd "$GITEA_DIR" && "${gitea[@]}" admin user create --username "$GITEA_ADMIN" \
+    --email "$GITEA_ADMIN@example.com" --admin --random-password --random-password-length 24 \
+    --must-change-password=false --access-token --access-token-name testenv --access-token-scopes all \
+    2>>"$STATE/logs/gitea-setup.log")
+  password=$(printf '%s\n' "$out" | sed -n "s/^generated random password is '\(.*\)'\$/\1/p")
+  token=$(printf '%s\n' "$out" | sed -n 's/^Access token was successfully created\.\.\. \(.*\)$/\1/p')
+  [ -n "$password" ] && [ -n "$token" ] || die "gitea admin user create printed no password or token; see $STATE/logs/gitea-setup.log"
+  (umask 077; printf 'GITEA_PASSWORD=%s\nGITEA_TOKEN=%s\n' "$password" "$token" >"$STATE/gitea.credentials")
+  (cd "$GITEA_DIR" && start gitea "${gitea[@]}" web)
+  wait_for gitea 60 curl -sf "http://127.0.0.1:$GITEA_PORT/api/v1/version"
+}
+
 write_envfile() {
   local kube; kube=$(tool_dir kube "$K8S_VERSION")
+  # It holds passwords and tokens: readable by its owner only.
+  (umask 077; : >"$ENVFILE.tmp")
   cat >"$ENVFILE.tmp" <<ENV
 # Written by hack/env-up.sh; removed by hack/env-down.sh. Source it: . .slipway/testenv.env
 export SLIPWAY_ENV_DIR=$STATE
@@ -249,6 +380,10 @@ export SLIPWAY_GIT_URL=http://127.0.0.1:$GIT_PORT
 export SLIPWAY_GIT_ROOT=$STATE/git
 export SLIPWAY_GIT_USER=$GIT_USER
 export SLIPWAY_GIT_PASSWORD=$GIT_PASSWORD
+export SLIPWAY_GITEA_URL=http://127.0.0.1:$GITEA_PORT
+export SLIPWAY_GITEA_USER=$GITEA_ADMIN
+export SLIPWAY_GITEA_PASSWORD=$GITEA_PASSWORD
+export SLIPWAY_GITEA_TOKEN=$GITEA_TOKEN
 export BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
 export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
 export SLIPWAY_KUBECTL=$kube/kubectl
@@ -257,6 +392,14 @@ export SLIPWAY_ENV_PIDS="${PIDS[*]}"
 export PATH=$kube:\$PATH
 ENV
   mv "$ENVFILE.tmp" "$ENVFILE"
+}
+
+GITEA_SETUP_PID=
+on_exit() {
+  [ "$1" != 0 ] || return 0
+  log "env-up failed; stopping what it started"
+  [ -z "$GITEA_SETUP_PID" ] || wait "$GITEA_SETUP_PID" 2>/dev/null || true
+  "$HACK/env-down.sh" --locked
 }
 
 main() {
@@ -273,24 +416,36 @@ main() {
   fi
   "$HACK/prereqs.sh"
   local p
-  for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT; do
+  for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT $GITEA_PORT; do
     port_free "$p" || die "port $p is in use; set SLIPWAY_ENV_PORT_BASE to another base (now $BASE)"
   done
   local started=$SECONDS
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/bin"
   (cd "$ROOT" && go build -o "$STATE/bin/gitserver" ./hack/gitserver && go build -o "$STATE/bin/pushbase" ./hack/pushbase)
-  # A failed start must not leave half an environment running.
-  trap 'log "env-up failed; stopping what it started"; "$HACK/env-down.sh" --locked' ERR
+  # A failed start must not leave half an environment running. An EXIT trap, since an ERR
+  # trap misses failures inside functions and `die`. Gitea's setup may still be starting
+  # Gitea in the background: wait for it first.
+  trap 'on_exit $?' EXIT
+  # Gitea's setup (a few seconds, mostly its database migration) overlaps the control plane's.
+  setup_gitea &
+  GITEA_SETUP_PID=$!
   make_pki
   start_control_plane
   start_registries
   start_git
   start_buildkit
+  wait "$GITEA_SETUP_PID"
+  GITEA_SETUP_PID=
+  PIDS+=("$(cat "$STATE/pids/gitea")")
+  local GITEA_PASSWORD GITEA_TOKEN
+  . "$STATE/gitea.credentials"
+  rm -f "$STATE/gitea.credentials" # from here on, only in $ENVFILE
   write_envfile
-  trap - ERR
+  trap - EXIT
   log "environment up in $((SECONDS - started))s: . $ENVFILE"
 }
 
 # shellcheck disable=SC2034 # versions are read by build-tools.sh too
 . "$HACK/versions.sh"
+GITEA_DIR=$STATE/gitea GITEA_ADMIN=slipway
 main "$@"
