@@ -1,0 +1,177 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// recorder stands in for the hub, the store and the metrics: the handler's job is only to
+// decide what reaches them.
+type recorder struct {
+	hints      []trigger.Hint
+	deliveries map[string]bool
+	prs        []store.PullRequestEvent
+	counts     map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{deliveries: map[string]bool{}, counts: map[string]int{}}
+}
+
+func (r *recorder) Hint(_ string, h trigger.Hint) error { r.hints = append(r.hints, h); return nil }
+func (r *recorder) Trigger(context.Context, store.PipelineRef, string) (store.Run, error) {
+	return store.Run{BuildID: 7, Status: store.RunQueued, Trigger: store.TriggerManual}, nil
+}
+func (r *recorder) Rerun(context.Context, store.PipelineRef, int64) (store.Run, error) {
+	return store.Run{}, nil
+}
+func (r *recorder) Cancel(context.Context, store.PipelineRef, int64) error { return nil }
+func (r *recorder) Resolve(_ context.Context, repo, name string) (store.PipelineRef, error) {
+	return store.PipelineRef{Repository: "app", Name: name}, nil
+}
+func (r *recorder) RecordDelivery(_ context.Context, repo, id string) (bool, error) {
+	if r.deliveries[repo+"/"+id] {
+		return false, nil
+	}
+	r.deliveries[repo+"/"+id] = true
+	return true, nil
+}
+func (r *recorder) RecordPullRequestEvent(_ context.Context, e store.PullRequestEvent) (store.PullRequestEvent, error) {
+	r.prs = append(r.prs, e)
+	return e, nil
+}
+func (r *recorder) GetRun(context.Context, store.PipelineRef, int64) (store.Run, error) {
+	return store.Run{}, nil
+}
+func (r *recorder) Received(repo, source string) { r.counts["received/"+source]++ }
+func (r *recorder) Rejected(repo, reason string) { r.counts["rejected/"+reason]++ }
+func (r *recorder) Duplicate(repo string)        { r.counts["duplicate"]++ }
+
+var secret = []byte("hook-secret")
+
+func newTestServer(rec *recorder) *httptest.Server {
+	s := &Server{
+		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branch: "main"}},
+		Triggers: rec, Records: rec, Metrics: rec, Token: []byte("api-token"),
+		Log: logrus.NewEntry(logrus.New()),
+	}
+	return httptest.NewServer(s.Handler())
+}
+
+func post(t *testing.T, url string, body []byte, headers map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func signedHeaders(body []byte, delivery string) map[string]string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return map[string]string{"X-Slipway-Event": "push", "X-Slipway-Delivery": delivery,
+		"X-Slipway-Signature-256": "sha256=" + hex.EncodeToString(m.Sum(nil)), "Content-Type": "application/json"}
+}
+
+func TestHookVerifiesDeduplicatesAndHints(t *testing.T) {
+	rec := newRecorder()
+	srv := newTestServer(rec)
+	defer srv.Close()
+	after := strings.Repeat("b", 40)
+	body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main", "before": strings.Repeat("a", 40), "after": after, "message": "m"})
+
+	// A bad signature is 401 and reaches nothing; so is a missing one.
+	bad := signedHeaders(body, "d-1")
+	bad["X-Slipway-Signature-256"] = "sha256=" + strings.Repeat("0", 64)
+	if code, out := post(t, srv.URL+"/hooks/app", body, bad); code != http.StatusUnauthorized {
+		t.Fatalf("bad signature: %d %s", code, out)
+	}
+	missing := signedHeaders(body, "d-1")
+	delete(missing, "X-Slipway-Signature-256")
+	if code, _ := post(t, srv.URL+"/hooks/app", body, missing); code != http.StatusUnauthorized {
+		t.Fatalf("missing signature: %d", code)
+	}
+	if len(rec.hints) != 0 || len(rec.deliveries) != 0 {
+		t.Fatalf("a rejected delivery reached the hub or the store: %+v %+v", rec.hints, rec.deliveries)
+	}
+	// A good one is accepted and hinted; its redelivery is 200 duplicate and hints nothing.
+	if code, out := post(t, srv.URL+"/hooks/app", body, signedHeaders(body, "d-1")); code != http.StatusAccepted || !strings.Contains(out, `"accepted"`) {
+		t.Fatalf("good delivery: %d %s", code, out)
+	}
+	if code, out := post(t, srv.URL+"/hooks/app", body, signedHeaders(body, "d-1")); code != http.StatusOK || !strings.Contains(out, "duplicate") {
+		t.Fatalf("redelivery: %d %s", code, out)
+	}
+	if len(rec.hints) != 1 || rec.hints[0].Commit != after || rec.hints[0].DeliveryID != "d-1" {
+		t.Fatalf("hints = %+v", rec.hints)
+	}
+	// Unknown repositories are 404; bodies over the limit 413.
+	if code, _ := post(t, srv.URL+"/hooks/nope", body, signedHeaders(body, "d-2")); code != http.StatusNotFound {
+		t.Fatalf("unknown repository: %d", code)
+	}
+	huge := bytes.Repeat([]byte("x"), 3<<20+1)
+	if code, _ := post(t, srv.URL+"/hooks/app", huge, signedHeaders(huge, "d-3")); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("huge body: %d", code)
+	}
+	// A push to another branch is accepted but hints nothing.
+	other, _ := json.Marshal(map[string]any{"ref": "refs/heads/feature", "before": strings.Repeat("a", 40), "after": after})
+	if code, out := post(t, srv.URL+"/hooks/app", other, signedHeaders(other, "d-4")); code != http.StatusAccepted || !strings.Contains(out, "not the tracked branch") {
+		t.Fatalf("other branch: %d %s", code, out)
+	}
+	want := map[string]int{"rejected/bad_signature": 1, "rejected/missing_signature": 1, "duplicate": 1,
+		"rejected/unknown_repository": 1, "rejected/too_large": 1, "received/webhook": 2}
+	for k, n := range want {
+		if rec.counts[k] != n {
+			t.Errorf("metric %s = %d, want %d (all: %v)", k, rec.counts[k], n, rec.counts)
+		}
+	}
+	if len(rec.hints) != 1 {
+		t.Fatalf("hints = %+v", rec.hints)
+	}
+}
+
+func TestAPIRequiresTheToken(t *testing.T) {
+	rec := newRecorder()
+	srv := newTestServer(rec)
+	defer srv.Close()
+	for token, want := range map[string]int{"": http.StatusUnauthorized, "Bearer nope": http.StatusUnauthorized,
+		"Bearer api-token": http.StatusCreated, "api-token": http.StatusUnauthorized} {
+		h := map[string]string{"Authorization": token}
+		if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs", nil, h); code != want {
+			t.Errorf("Authorization %q: %d %s, want %d", token, code, out, want)
+		}
+	}
+	off := &Server{Triggers: rec, Records: rec, Metrics: rec, Log: logrus.NewEntry(logrus.New())}
+	srv2 := httptest.NewServer(off.Handler())
+	defer srv2.Close()
+	if code, _ := post(t, srv2.URL+"/api/v1/pipelines/deploy/runs", nil, map[string]string{"Authorization": "Bearer "}); code != http.StatusForbidden {
+		t.Errorf("an API without a token configured answered %d, want 403", code)
+	}
+	h := map[string]string{"Authorization": "Bearer api-token"}
+	if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs", []byte(`{"commit":"a","rerun":1}`), h); code != http.StatusBadRequest {
+		t.Errorf("commit and rerun together: %d %s", code, out)
+	}
+	if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs", []byte(`{"comit":"a"}`), h); code != http.StatusBadRequest || !strings.Contains(out, "comit") {
+		t.Errorf("a misspelt field: %d %s", code, out)
+	}
+}
