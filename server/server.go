@@ -59,7 +59,9 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hooks/{repository}", s.hook)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	mux.Handle("POST /api/v1/pipelines/{pipeline}/runs", s.api(s.startRun))
 	mux.Handle("GET /api/v1/pipelines/{pipeline}/runs/{id}", s.api(s.getRun))
 	mux.Handle("POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel", s.api(s.cancelRun))
