@@ -87,11 +87,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
-	if !ok {
-		return
-	}
-	id, ok := buildID(w, r)
+	ref, id, ok := s.runTarget(w, r)
 	if !ok {
 		return
 	}
@@ -104,11 +100,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
-	if !ok {
-		return
-	}
-	id, ok := buildID(w, r)
+	ref, id, ok := s.runTarget(w, r)
 	if !ok {
 		return
 	}
@@ -134,13 +126,15 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, repository stri
 	return ref, true
 }
 
-func buildID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+// runTarget reads the pipeline and BUILD_ID a run's URL names.
+func (s *Server) runTarget(w http.ResponseWriter, r *http.Request) (store.PipelineRef, int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		writeError(w, http.StatusBadRequest, "BUILD_ID must be a positive number")
-		return 0, false
+		return store.PipelineRef{}, 0, false
 	}
-	return id, true
+	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
+	return ref, id, ok
 }
 
 // fail answers with the status the error calls for. Errors here name pipelines, commits

@@ -18,8 +18,14 @@ import (
 // deployOnlyPipeline is seed 1.1's deploy half: the image tag already exists (images are
 // built by the build-image task, tested with the builders).
 func deployOnlyPipeline(registry, ns string) []byte {
+	return deployPipeline(registry, ns, "", "30s", "")
+}
+
+// deployPipeline is the 2048 deploy pipeline with top-level lines (timeout, triggers) after
+// its name, the task's health wait, and extra task lines (a task timeout).
+func deployPipeline(registry, ns, top, wait, taskExtra string) []byte {
 	return []byte(`name: jack-2048
-variables:
+` + top + `variables:
   REGISTRY: ` + registry + `
   DOMAIN: 2048.example.cn
 stages:
@@ -30,20 +36,21 @@ stages:
         path: 2048_env.yaml
         cluster: e2e
         namespace: ` + ns + `
-        wait: 30s
-`)
+        wait: ` + wait + `
+` + taskExtra)
 }
 
 type historyEntry struct {
-	BuildID  int64  `json:"build_id"`
-	Status   string `json:"status"`
-	Commit   string `json:"commit"`
-	Trigger  string `json:"trigger"`
-	Parent   int64  `json:"parent"`
-	Created  string `json:"created_at"`
-	Started  string `json:"started_at"`
-	Revision string `json:"revision"`
-	Reason   string `json:"reason"`
+	BuildID  int64   `json:"build_id"`
+	Status   string  `json:"status"`
+	Commit   string  `json:"commit"`
+	Trigger  string  `json:"trigger"`
+	Parent   int64   `json:"parent"`
+	Created  string  `json:"created_at"`
+	Started  string  `json:"started_at"`
+	Duration float64 `json:"duration_seconds"`
+	Revision string  `json:"revision"`
+	Reason   string  `json:"reason"`
 }
 
 func history(t *testing.T, cfg, pipeline string) []historyEntry {

@@ -87,26 +87,13 @@ func TestScheduleFiresForbidsAndCatchesUpOnce(t *testing.T) {
 	repo, repoName, cfg := newProject(t, env)
 	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
 	repo.commit("scheduled", map[string][]byte{
-		".pipeline.yaml": []byte(`name: jack-2048
-timeout: 6s
+		".pipeline.yaml": deployPipeline(env.Registry, ns, `timeout: 6s
 triggers:
   schedules:
     - cron: "*/5 * * * *"
       timezone: Asia/Shanghai
       concurrency: forbid
-variables:
-  REGISTRY: ` + env.Registry + `
-  DOMAIN: 2048.example.cn
-stages:
-  - name: deploy
-    tasks:
-      - name: deploy-2048
-        type: deploy-yaml
-        path: 2048_env.yaml
-        cluster: e2e
-        namespace: ` + ns + `
-        wait: 60s
-`),
+`, "60s", ""),
 		"2048_env.yaml": []byte(neverReady(manifests)),
 	})
 	ref := store.PipelineRef{Repository: repoName, Name: "jack-2048"}

@@ -91,29 +91,36 @@ func newProject(t *testing.T, env *testenv.Env) (repo *workRepo, repoName, cfg s
 // writeConfig writes a slipway.yaml for one repository and the environment's cluster.
 func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
 	t.Helper()
-	dir := t.TempDir()
+	return writeConfigFor(t, env, t.TempDir(), repoName, url, env.GitUser, env.GitPassword, "poll: 1s")
+}
+
+// writeConfigFor writes dir/slipway.yaml following one repository with user and password
+// (kept in files next to it), repoExtra lines under the repository (poll, webhook), and
+// the environment's cluster and registry.
+func writeConfigFor(t *testing.T, env *testenv.Env, dir, repoName, url, user, password, repoExtra string) string {
+	t.Helper()
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(env.GitUser), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(env.GitPassword), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(user), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(password), 0o600))
 	cfg := fmt.Sprintf(`dataDir: %s/data
 listen: 127.0.0.1:0
 repositories:
   - name: %s
     url: %s
     branch: master
-    poll: 1s
     auth: {usernameFile: git-user, passwordFile: git-password}
+    %s
 clusters:
   - name: e2e
     kubeconfig: %s
 registry:
   default: %s
   insecure: [%s]
-`, dir, repoName, url, env.Kubeconfig, env.Registry, env.Registry)
+`, dir, repoName, url, strings.ReplaceAll(repoExtra, "\n", "\n    "), env.Kubeconfig, env.Registry, env.Registry)
 	path := filepath.Join(dir, "slipway.yaml")
 	must(os.WriteFile(path, []byte(cfg), 0o600))
 	return path

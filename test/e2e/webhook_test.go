@@ -101,33 +101,13 @@ func newGiteaProject(t *testing.T, env *testenv.Env) *giteaProject {
 		name = name[:40]
 	}
 	name = strings.Trim(name, "-")
-	_, _, cfg := newProject(t, env) // a slipway.yaml to rewrite for Gitea
-	dir := filepath.Dir(cfg)
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := t.TempDir()
 	secret := "gitea-hook-secret-" + owner.Name
-	must(os.WriteFile(filepath.Join(dir, "gitea-user"), []byte(owner.Name), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "gitea-password"), []byte(owner.Password), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "hook-secret"), []byte(secret+"\n"), 0o600))
-	must(os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s/data
-listen: 127.0.0.1:0
-repositories:
-  - name: %s
-    url: %s
-    branch: master
-    poll: 0s
-    auth: {usernameFile: gitea-user, passwordFile: gitea-password}
-    webhook: {type: gitea, secretFile: hook-secret}
-clusters:
-  - name: e2e
-    kubeconfig: %s
-registry:
-  default: %s
-  insecure: [%s]
-`, dir, name, as.CloneURL(repo.Owner.Login, repo.Name), env.Kubeconfig, env.Registry, env.Registry)), 0o600))
+	if err := os.WriteFile(filepath.Join(dir, "hook-secret"), []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfigFor(t, env, dir, name, as.CloneURL(repo.Owner.Login, repo.Name), owner.Name, owner.Password,
+		"poll: 0s\nwebhook: {type: gitea, secretFile: hook-secret}")
 	server, tokenFile := withAPI(t, cfg)
 	w := &gitWork{t: t, dir: t.TempDir(), pushURL: as.PushURL(repo.Owner.Login, repo.Name)}
 	w.git("init", "--initial-branch=master", ".")
