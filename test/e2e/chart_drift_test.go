@@ -55,6 +55,9 @@ func chartDriftServe(t *testing.T, env *testenv.Env, pipeline []byte, serveFlags
 	}
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() { d.stop(t) })
+	// serve creates the fresh store first: a CLI opening it at the same moment can make
+	// serve's own open fail with SQLITE_BUSY while it switches the database to WAL.
+	time.Sleep(time.Second)
 	return repo, cfgPath
 }
 
