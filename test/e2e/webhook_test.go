@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -214,7 +216,33 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 		}
 	}
 	t.Logf("20 rapid pushes: %d ran, %d recorded superseded, %d deliveries relayed", ran, superseded, len(relay.deliveries()))
-	d.stop(t)
+
+	// 4. Pull requests are recorded (opened, merged with the merge commit) for the gates.
+	p.work.git("checkout", "-q", "-b", "feature")
+	p.work.commit("feature work", map[string]string{"feature.txt": "f\n"})
+	p.work.push("feature")
+	g := env.Gitea(t)
+	pr := g.CreatePull(t, owner, repo, "feature", "master", "Add the feature")
+	merged := g.MergePull(t, owner, repo, pr.Number, "merge")
+	d.stop(t) // the store is read here, after the daemon let go of it
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(filepath.Dir(p.cfg), "data", "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	events, err := st.ListPullRequestEvents(context.Background(), p.repoName, int(pr.Number), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action)
+	}
+	if len(events) < 2 || events[0].Action != "merged" || events[0].MergeCommit != merged.MergeCommitSHA ||
+		events[len(events)-1].Action != "opened" || events[0].SourceBranch != "feature" || events[0].TargetBranch != "master" {
+		t.Fatalf("pull request #%d events (newest first) %v: %+v", pr.Number, actions, events)
+	}
+	t.Logf("pull request #%d recorded: %v", pr.Number, actions)
 }
 
 func hmacHex(secret, body []byte) string {
@@ -236,7 +264,7 @@ func giteaOwnerRepo(t *testing.T, pushURL string) (string, string) {
 
 func createHook(t *testing.T, env *testenv.Env, p *giteaProject, owner, repo, target string) {
 	t.Helper()
-	env.Gitea(t).CreateHook(t, owner, repo, testenv.GiteaHookOptions{URL: target, Secret: p.secret, Events: []string{"push"}})
+	env.Gitea(t).CreateHook(t, owner, repo, testenv.GiteaHookOptions{URL: target, Secret: p.secret, Events: []string{"push", "pull_request"}})
 }
 
 // TestPollingPicksUpCommitsAndListsWithoutFetching: a polled repository (1s interval, no
