@@ -52,9 +52,9 @@ func withAPI(t *testing.T, cfg string) (server, tokenFile string) {
 }
 
 // startAPIServe starts `slipway serve` and waits until its HTTP API answers.
-func startAPIServe(t *testing.T, cfg, server, tokenFile string) *apiDaemon {
+func startAPIServe(t *testing.T, cfg, server, tokenFile string, flags ...string) *apiDaemon {
 	t.Helper()
-	d := &apiDaemon{daemonProc: startServe(t, cfg), server: server, tokenFile: tokenFile}
+	d := &apiDaemon{daemonProc: startServe(t, cfg, flags...), server: server, tokenFile: tokenFile}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(server + "/healthz")

@@ -21,9 +21,9 @@ type daemonProc struct {
 	done chan error
 }
 
-func startServe(t *testing.T, cfg string) *daemonProc {
+func startServe(t *testing.T, cfg string, flags ...string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), "serve", "--config", cfg), done: make(chan error, 1)}
+	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), append([]string{"serve", "--config", cfg}, flags...)...), done: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

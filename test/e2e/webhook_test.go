@@ -137,7 +137,8 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 
 	// The first commit is run at start (the daemon looks once); later ones only by webhook.
 	p.push("first", map[string]string{".pipeline.yaml": string(deployOnlyPipeline(env.Registry, ns)), "2048_env.yaml": string(manifests)})
-	d := startAPIServe(t, p.cfg, p.server, p.tokenFile)
+	metricsAddr := freeAddress(t)
+	d := startAPIServe(t, p.cfg, p.server, p.tokenFile, "--metrics-address", metricsAddr)
 	waitHistory(t, p.cfg, 60*time.Second, "run 1 at start", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
 	owner, repo := giteaOwnerRepo(t, p.work.pushURL)
 	createHook(t, env, p, owner, repo, relay.srv.URL)
@@ -216,6 +217,19 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 		}
 	}
 	t.Logf("20 rapid pushes: %d ran, %d recorded superseded, %d deliveries relayed", ran, superseded, len(relay.deliveries()))
+
+	// The metrics count what arrived, was refused, repeated and overtaken.
+	metrics := scrape(t, metricsAddr)
+	for _, want := range []string{
+		fmt.Sprintf(`slipway_triggers_rejected_total{reason="bad_signature",repository=%q} 1`, p.repoName),
+		fmt.Sprintf(`slipway_triggers_deduplicated_total{repository=%q} 1`, p.repoName),
+		fmt.Sprintf(`slipway_triggers_received_total{repository=%q,source="webhook"} 23`, p.repoName),
+		fmt.Sprintf(`slipway_runs_superseded_total{pipeline="jack-2048"} %d`, superseded),
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "slipway_triggers_", "slipway_runs_"))
+		}
+	}
 
 	// 4. Pull requests are recorded (opened, merged with the merge commit) for the gates.
 	p.work.git("checkout", "-q", "-b", "feature")
@@ -303,4 +317,17 @@ func TestPollingPicksUpCommitsAndListsWithoutFetching(t *testing.T) {
 		waitHistory(t, cfg, 60*time.Second, "the run to end", func(h []historyEntry) bool { return h[0].Status == "succeeded" })
 	}
 	d.stop(t)
+}
+
+// grepLines keeps the lines that start with one of the prefixes.
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
