@@ -47,6 +47,8 @@ prereqs:
 ## env-up / env-down: start or stop the local real environment (.slipway/testenv.env)
 env-up:
 	hack/env-up.sh
+	@# Started or reused by hand, it is not the tests' to stop when they finish.
+	@rm -f .slipway/env/started-by-tests
 	@echo "now: . .slipway/testenv.env && kubectl get nodes"
 
 env-down:

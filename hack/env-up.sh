@@ -36,6 +36,17 @@ healthy() {
   )
 }
 
+# alive reports whether every recorded process of the environment still runs.
+alive() {
+  [ -f "$ENVFILE" ] || return 1
+  (
+    set +u
+    . "$ENVFILE"
+    local pid
+    for pid in $SLIPWAY_ENV_PIDS; do kill -0 "$pid" 2>/dev/null || exit 1; done
+  )
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND... retries COMMAND until it succeeds.
@@ -406,10 +417,17 @@ main() {
   # One environment per checkout: concurrent callers (several test binaries) wait here.
   exec 9>"$ROOT/.slipway/env.lock"
   flock 9
-  if healthy; then
-    log "reusing the running environment in $ENVFILE"
-    return 0
-  fi
+  # With every process running, a slow answer means a loaded machine, not a dead
+  # environment: give it time before tearing down what other test binaries use.
+  local tries=1 i
+  alive && tries=15
+  for ((i = 1; i <= tries; i++)); do
+    if healthy; then
+      log "reusing the running environment in $ENVFILE"
+      return 0
+    fi
+    [ "$i" = "$tries" ] || sleep 2
+  done
   if [ -f "$ENVFILE" ] || [ -d "$STATE" ]; then
     log "found a stale environment; stopping it first"
     "$HACK/env-down.sh" --locked
