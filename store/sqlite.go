@@ -41,7 +41,23 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return openSQLite(ctx, path, o)
+	// Another process may hold the file while it switches it to WAL or migrates it (the
+	// daemon and a CLI verb starting together); the pragmas on a new connection can then
+	// fail busy before busy_timeout applies. Retry the whole open within the timeout.
+	deadline := time.Now().Add(o.busyTimeout)
+	delay := 10 * time.Millisecond
+	for {
+		s, err := openSQLite(ctx, path, o)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
 }
 
 func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err error) {

@@ -68,6 +68,12 @@ type Store interface {
 	// RecordDelivery remembers a repository's webhook delivery id and reports whether it
 	// is new; false means a redelivery.
 	RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error)
+	// ForgetDelivery drops a recorded delivery id whose delivery could not be acted on.
+	ForgetDelivery(ctx context.Context, repository, deliveryID string) error
+	// HandledHead returns the branch head a watcher last dealt with ("" when none).
+	HandledHead(ctx context.Context, repository, branch string) (string, error)
+	// SetHandledHead records the branch head a watcher has dealt with.
+	SetHandledHead(ctx context.Context, repository, branch, head string) error
 	// RecordPullRequestEvent stores a pull request action a forge reported.
 	RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error)
 	// ListPullRequestEvents returns a repository's pull request events, newest first

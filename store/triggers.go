@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -112,4 +113,54 @@ func (s *SQLite) ListPullRequestEvents(ctx context.Context, repository string, n
 		return nil, fmt.Errorf("list pull request events of %s: %w", repository, err)
 	}
 	return out, nil
+}
+
+// ForgetDelivery drops a recorded delivery id, so the forge's retry of a delivery that
+// could not be acted on is not mistaken for a duplicate.
+func (s *SQLite) ForgetDelivery(ctx context.Context, repository, deliveryID string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE repository = $1 AND delivery_id = $2`,
+			repository, deliveryID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget delivery %s of %s: %w", deliveryID, repository, err)
+	}
+	return nil
+}
+
+// HandledHead returns the head of a repository's branch a watcher last dealt with; "" when
+// none is recorded.
+func (s *SQLite) HandledHead(ctx context.Context, repository, branch string) (string, error) {
+	var head string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT head FROM branch_heads WHERE repository = $1 AND branch = $2`,
+			repository, branch).Scan(&head)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("handled head of %s %s: %w", repository, branch, err)
+	}
+	return head, nil
+}
+
+// SetHandledHead records the head of a repository's branch a watcher has dealt with.
+func (s *SQLite) SetHandledHead(ctx context.Context, repository, branch, head string) error {
+	if repository == "" || branch == "" || head == "" {
+		return fmt.Errorf("set handled head: repository, branch and head must be set")
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO branch_heads (repository, branch, head, handled_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (repository, branch) DO UPDATE SET head = excluded.head, handled_at = excluded.handled_at`,
+			repository, branch, head, s.now())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set handled head of %s %s: %w", repository, branch, err)
+	}
+	return nil
 }

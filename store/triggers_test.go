@@ -58,3 +58,31 @@ func TestPullRequestEventsRoundTrip(t *testing.T) {
 		t.Fatal("an event without number and action must be refused")
 	}
 }
+
+func TestHandledHeadsAndForgottenDeliveries(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	if h, err := s.HandledHead(ctx, "app", "main"); err != nil || h != "" {
+		t.Fatalf("no head yet: %q, %v", h, err)
+	}
+	for _, head := range []string{"aaa", "bbb"} {
+		if err := s.SetHandledHead(ctx, "app", "main", head); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, _ := s.HandledHead(ctx, "app", "main"); h != "bbb" {
+		t.Fatalf("head = %q, want the last one set", h)
+	}
+	if h, _ := s.HandledHead(ctx, "app", "other"); h != "" {
+		t.Fatalf("another branch's head = %q", h)
+	}
+	if fresh, _ := s.RecordDelivery(ctx, "app", "d"); !fresh {
+		t.Fatal("first delivery not fresh")
+	}
+	if err := s.ForgetDelivery(ctx, "app", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := s.RecordDelivery(ctx, "app", "d"); !fresh {
+		t.Fatal("a forgotten delivery id must count as new when it comes again")
+	}
+}
