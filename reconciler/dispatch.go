@@ -77,8 +77,10 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 	if s.running != nil {
 		older := s.waiting
 		s.waiting = q
-		if s.running.healthWait.Load() {
-			s.running.cancel(errSuperseded)
+		// Only a newer commit makes a health wait pointless; a schedule or a person asking
+		// for another run waits its turn.
+		if trigger == store.TriggerPush && s.running.healthWait.Load() {
+			s.running.cancel(&superseded{by: run.BuildID})
 		}
 		d.mu.Unlock()
 		if older != nil {
@@ -127,7 +129,8 @@ func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID 
 		q := s.waiting
 		s.waiting = nil
 		d.mu.Unlock()
-		return d.Runner.EndQueued(ctx, q.run, store.RunCancelled, reason)
+		// The run has left the queue: its record must follow even if the caller goes away.
+		return d.Runner.EndQueued(context.WithoutCancel(ctx), q.run, store.RunCancelled, reason)
 	case s != nil && s.running != nil && s.running.run.BuildID == buildID:
 		s.running.cancel(&cancelled{reason: reason})
 		d.mu.Unlock()
@@ -184,8 +187,10 @@ func (d *Dispatcher) loop(ctx context.Context, s *slot, a *active, q *queued) {
 	}
 }
 
+// end records how a run that never started ended. The caller may be an HTTP request that
+// is gone by now; the run has left the queue either way, so its record must follow.
 func (d *Dispatcher) end(ctx context.Context, q *queued, to store.RunStatus, reason string) {
-	if err := d.Runner.EndQueued(ctx, q.run, to, reason); err != nil {
+	if err := d.Runner.EndQueued(context.WithoutCancel(ctx), q.run, to, reason); err != nil {
 		d.Log.WithError(err).WithField("build_id", q.run.BuildID).Error("record run status")
 	}
 }

@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +49,7 @@ func (f *fakeExecutor) Execute(ctx context.Context, _ *Checkout, _ *pipeline.Pip
 	case <-f.release:
 	case <-ctx.Done():
 		status = "cancelled"
-		if errors.Is(context.Cause(ctx), errSuperseded) {
+		if st, _ := cancelOutcome(ctx); st == store.RunSuperseded {
 			status = "superseded"
 		}
 	}

@@ -51,7 +51,7 @@ func (r *Runner) Rollback(ctx context.Context, ref store.PipelineRef, to int64) 
 	if _, err := r.Store.TransitionRun(ctx, ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
 		return run, err
 	}
-	r.emit(Event{Pipeline: ref.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
 	rc := &runContext{run: run, log: r.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID}), store: r.Store}
 	status, reason := store.RunSucceeded, fmt.Sprintf("rolled back to BUILD_ID %d", to)
 	for _, rev := range revs {
@@ -67,7 +67,7 @@ func (r *Runner) Rollback(ctx context.Context, ref store.PipelineRef, to int64) 
 	if err != nil {
 		return run, err
 	}
-	r.emit(Event{Pipeline: ref.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
 	return final, nil
 }
 
@@ -77,7 +77,7 @@ func (r *Runner) rollbackTask(ctx context.Context, rc *runContext, rev store.Rev
 	if _, err := r.Store.TransitionTask(ctx, ref, id, rev.Task, store.TaskPending, store.TaskRunning, ""); err != nil {
 		return err
 	}
-	r.emit(Event{Pipeline: ref.Name, BuildID: id, Stage: "rollback", Task: rev.Task, Status: string(store.TaskRunning)})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: "rollback", Task: rev.Task, Status: string(store.TaskRunning)})
 	tl := rc.taskLog(rev.Task)
 	err := r.reapply(ctx, rc, rev, tl)
 	tl.flush(context.WithoutCancel(ctx))

@@ -43,13 +43,14 @@ func (os Observers) RunEvent(e Event) {
 
 // Event is one state change of a run or task.
 type Event struct {
-	Pipeline string
-	BuildID  int64
-	Stage    string // "" for run events
-	Task     string // "" for run events
-	Status   string
-	Reason   string
-	Time     time.Time
+	Repository string
+	Pipeline   string
+	BuildID    int64
+	Stage      string // "" for run events
+	Task       string // "" for run events
+	Status     string
+	Reason     string
+	Time       time.Time
 }
 
 // Runner executes pipelines.
@@ -178,7 +179,7 @@ func (r *Runner) Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, 
 			}
 		}
 	}
-	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
 	return run, nil
 }
 
@@ -187,10 +188,15 @@ func (r *Runner) Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, 
 func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run) (store.Run, error) {
 	ref := run.Pipeline
 	log := r.Log.WithFields(logrus.Fields{"pipeline": p.Name, "build_id": run.BuildID, "commit": co.Commit.ShortHash})
-	if _, err := r.Store.TransitionRun(ctx, ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+	if ctx.Err() != nil {
+		// Cancelled or superseded before it started: it ends without running.
+		status, reason := cancelOutcome(ctx)
+		return run, r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
+	}
+	if _, err := r.Store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
 		return run, err
 	}
-	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
 	log.Info("run started")
 
 	timeout := p.Timeout.Duration
@@ -214,14 +220,7 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 		status, reason = store.RunFailed, err.Error()
 	}
 	if status == store.RunFailed && ctx.Err() != nil {
-		status, reason = store.RunCancelled, "cancelled"
-		var byRequest *cancelled
-		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errSuperseded):
-			status, reason = store.RunSuperseded, "superseded by a newer commit"
-		case errors.As(cause, &byRequest):
-			reason = byRequest.reason
-		}
+		status, reason = cancelOutcome(ctx)
 	} else if status == store.RunFailed && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
 		status, reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, reason)
 	} else if status == store.RunFailed && errors.As(stageErr, new(*taskTimeout)) {
@@ -231,7 +230,7 @@ func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline
 	if terr != nil {
 		return run, terr
 	}
-	r.emit(Event{Pipeline: p.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
 	log.WithFields(logrus.Fields{"status": status, "reason": reason}).Info("run finished")
 	return final, nil
 }
@@ -241,12 +240,30 @@ func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatu
 	if _, err := r.Store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
 		return err
 	}
-	r.emit(Event{Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
 	return nil
 }
 
-// errSuperseded is the cancellation cause when a newer commit replaces a running deploy.
-var errSuperseded = errors.New("superseded by a newer commit")
+// superseded is the cancellation cause when a newer commit's run replaces a run that is
+// only waiting for health.
+type superseded struct{ by int64 }
+
+func (s *superseded) Error() string { return "superseded by BUILD_ID " + buildIDString(s.by) }
+
+// cancelOutcome says how a run whose context ended is recorded, from the cancellation's
+// cause: superseded by a newer run, cancelled on request (with its reason), or cancelled
+// because the daemon is shutting down.
+func cancelOutcome(ctx context.Context) (store.RunStatus, string) {
+	var sup *superseded
+	var byRequest *cancelled
+	switch cause := context.Cause(ctx); {
+	case errors.As(cause, &sup):
+		return store.RunSuperseded, sup.Error()
+	case errors.As(cause, &byRequest):
+		return store.RunCancelled, byRequest.reason
+	}
+	return store.RunCancelled, "cancelled"
+}
 
 // runStages runs stage after stage; a failed stage stops the run and later tasks are
 // skipped. It returns the stage's error too, so a task timeout can end the run timed_out.
@@ -300,7 +317,7 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t pi
 	if _, err := r.Store.TransitionTask(ctx, ref, id, t.Name, store.TaskPending, store.TaskRunning, ""); err != nil {
 		return fmt.Errorf("task %s: %w", t.Name, err)
 	}
-	r.emit(Event{Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.Name, Status: string(store.TaskRunning)})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.Name, Status: string(store.TaskRunning)})
 	tctx := ctx
 	if t.Timeout.Duration > 0 {
 		var cancel context.CancelFunc
@@ -341,7 +358,7 @@ func (r *Runner) finishTask(ctx context.Context, rc *runContext, stage, task str
 	if _, err := r.Store.TransitionTask(ctx, ref, id, task, from, to, reason); err != nil {
 		rc.log.WithError(err).WithField("task", task).Error("record task status")
 	}
-	r.emit(Event{Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(to), Reason: reason})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(to), Reason: reason})
 }
 
 // dispatch runs the task's type.

@@ -151,7 +151,10 @@ func (s *Server) fail(w http.ResponseWriter, err error, what string) {
 		status = http.StatusUnprocessableEntity
 	}
 	if status == http.StatusInternalServerError {
+		// The details stay in the daemon's log; the caller learns only that it failed.
 		s.Log.WithError(err).Error(what)
+		writeError(w, status, what+": internal error; the daemon's log has the details")
+		return
 	}
 	writeError(w, status, what+": "+err.Error())
 }

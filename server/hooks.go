@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -53,6 +54,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		}
 		status := werr.HTTPStatus()
 		if werr.Reason == webhook.ReasonUnsupportedEvent {
+			s.Metrics.Rejected(name, string(werr.Reason))
 			log.WithField("event", werr.Event).Debug("webhook event not used")
 			writeJSON(w, status, hookReply{Result: "ignored", DeliveryID: werr.DeliveryID, Detail: "event " + werr.Event + " starts nothing"})
 			return
@@ -90,7 +92,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		default:
 			if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Branch: p.Branch, Commit: p.After}); err != nil {
 				log.WithError(err).Error("hand the push to the watcher")
-				writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: ev.DeliveryID, Detail: "the repository is not being watched"})
+				s.unavailable(w, r, log, name, ev.DeliveryID, "the repository is not being watched")
 				return
 			}
 			reply.Detail = "the branch will be fetched and the new head run"
@@ -107,7 +109,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		})
 		if err != nil {
 			log.WithError(err).Error("record the pull request event")
-			writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: ev.DeliveryID, Detail: "could not record the event; retry"})
+			s.unavailable(w, r, log, name, ev.DeliveryID, "could not record the event; retry")
 			return
 		}
 		log = log.WithFields(logrus.Fields{"pull_request": pr.Number, "action": pr.Action})
@@ -115,4 +117,13 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	log.WithField("result", reply.Result).Info("webhook")
 	writeJSON(w, http.StatusAccepted, reply)
+}
+
+// unavailable answers 503 for a delivery that was recorded but could not be acted on, and
+// forgets its id so the forge's retry is acted on rather than taken for a duplicate.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, log *logrus.Entry, repo, delivery, detail string) {
+	if err := s.Records.ForgetDelivery(context.WithoutCancel(r.Context()), repo, delivery); err != nil {
+		log.WithError(err).Error("forget the delivery; its retry will be taken for a duplicate")
+	}
+	writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: delivery, Detail: detail})
 }

@@ -26,6 +26,7 @@ type Triggers interface {
 // Records is what the server reads and writes in the store.
 type Records interface {
 	RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error)
+	ForgetDelivery(ctx context.Context, repository, deliveryID string) error
 	RecordPullRequestEvent(ctx context.Context, e store.PullRequestEvent) (store.PullRequestEvent, error)
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
 }
@@ -76,7 +77,8 @@ func (s *Server) api(h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusForbidden, "the API is off: set apiTokenFile in slipway.yaml")
 			return
 		}
-		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		want := sha256.Sum256(s.Token)
 		got := sha256.Sum256([]byte(strings.TrimSpace(given)))
 		if !ok || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {

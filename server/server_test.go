@@ -50,6 +50,10 @@ func (r *recorder) RecordDelivery(_ context.Context, repo, id string) (bool, err
 	r.deliveries[repo+"/"+id] = true
 	return true, nil
 }
+func (r *recorder) ForgetDelivery(_ context.Context, repo, id string) error {
+	delete(r.deliveries, repo+"/"+id)
+	return nil
+}
 func (r *recorder) RecordPullRequestEvent(_ context.Context, e store.PullRequestEvent) (store.PullRequestEvent, error) {
 	r.prs = append(r.prs, e)
 	return e, nil
@@ -155,7 +159,7 @@ func TestAPIRequiresTheToken(t *testing.T) {
 	srv := newTestServer(rec)
 	defer srv.Close()
 	for token, want := range map[string]int{"": http.StatusUnauthorized, "Bearer nope": http.StatusUnauthorized,
-		"Bearer api-token": http.StatusCreated, "api-token": http.StatusUnauthorized} {
+		"Bearer api-token": http.StatusCreated, "bearer api-token": http.StatusCreated, "api-token": http.StatusUnauthorized} {
 		h := map[string]string{"Authorization": token}
 		if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs", nil, h); code != want {
 			t.Errorf("Authorization %q: %d %s, want %d", token, code, out, want)

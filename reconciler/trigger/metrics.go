@@ -34,8 +34,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"repository"}),
 		superseded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_runs_superseded_total",
-			Help: "Runs recorded superseded because a newer commit replaced them, by pipeline.",
-		}, []string{"pipeline"}),
+			Help: "Runs recorded superseded because a newer commit replaced them, by repository and pipeline.",
+		}, []string{"repository", "pipeline"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_triggers_skipped_total",
 			Help: "New commits that started nothing on purpose, by repository and reason (skip_ci, no_match).",
@@ -90,6 +90,6 @@ func (m *Metrics) poll(repository, result string) {
 // queue or a watcher's coalescing), so it sits on the runner's observers.
 func (m *Metrics) RunEvent(e reconciler.Event) {
 	if m != nil && e.Task == "" && e.Status == string(store.RunSuperseded) {
-		m.superseded.WithLabelValues(e.Pipeline).Inc()
+		m.superseded.WithLabelValues(e.Repository, e.Pipeline).Inc()
 	}
 }

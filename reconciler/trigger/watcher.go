@@ -54,6 +54,8 @@ type Watcher struct {
 	// handled are pushed commits already run or recorded, so a late hint is not recorded
 	// twice.
 	handled *recentSet
+	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
+	cached *reconciler.Checkout
 }
 
 // Hint queues a push hint and wakes the watcher. It never blocks.
@@ -98,9 +100,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.mu.Lock()
 	w.init()
 	w.mu.Unlock()
-	last, err := w.lastRunCommit(ctx)
+	last, err := w.handledHead(ctx)
 	if err != nil {
-		w.Log.WithError(err).Warn("read the last run commit; the branch head will run")
+		w.Log.WithError(err).Warn("read the head handled last; the branch head will run")
 	}
 	backoff := w.Interval
 	for {
@@ -142,45 +144,60 @@ func (w *Watcher) wait(ctx context.Context, d time.Duration) bool {
 }
 
 // look fetches the branch if it moved, records overtaken pushes, and submits the runs the
-// head triggers. It returns the head now handled.
+// head triggers. It returns the head now handled. An unchanged branch costs one ref listing
+// and nothing else: its checkout and pipeline file are kept from the last look.
 func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
 	release, err := w.Limiter.Acquire(ctx, w.Repo.URL)
 	if err != nil {
 		return last, err
 	}
-	co, err := w.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch})
+	res, err := w.Runner.Sources.Sync(ctx, w.Repo, w.Branch)
 	release()
 	if err != nil {
-		if ctx.Err() != nil {
-			return last, err
-		}
-		// A broken pipeline file at a new commit is recorded once, not retried forever.
-		var notPrepared *reconciler.PrepareError
-		if errors.As(err, &notPrepared) {
-			w.Log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
-			return notPrepared.Commit, nil
-		}
 		return last, err
 	}
-	head := co.Commit.Hash
-	if w.Schedules != nil {
-		if err := w.Schedules.SetSchedules(ctx, w.Repo.Name, co.Pipelines); err != nil {
-			w.Log.WithError(err).Error("schedules of the tracked branch")
+	head := res.Commit
+	co := w.cached
+	if co == nil || co.Commit.Hash != head {
+		if co, err = w.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Commit: head}); err != nil {
+			if ctx.Err() != nil {
+				return last, err
+			}
+			// A broken pipeline file at a new commit is recorded once, not retried forever.
+			var notPrepared *reconciler.PrepareError
+			if errors.As(err, &notPrepared) {
+				w.Log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
+				w.setHandled(ctx, notPrepared.Commit)
+				return notPrepared.Commit, nil
+			}
+			return last, err
+		}
+		co.Branch = w.Branch
+		w.cached = co
+		if w.Schedules != nil {
+			if err := w.Schedules.SetSchedules(ctx, w.Repo.Name, co.Pipelines); err != nil {
+				w.Log.WithError(err).Error("schedules of the tracked branch")
+			}
 		}
 	}
+	_, skip := pipeline.SkipRequested(co.Commit.Message)
 	for _, h := range hints {
-		w.overtaken(ctx, co, h, last)
+		w.overtaken(ctx, co, h, last, skip)
 	}
 	if head == last {
 		w.Metrics.poll(w.Repo.Name, "unchanged")
 		return last, nil
 	}
 	w.Metrics.poll(w.Repo.Name, "changed")
+	if len(hints) == 0 {
+		w.Metrics.Received(w.Repo.Name, "poll")
+	}
 	w.markHandled(head)
 	log := w.Log.WithField("commit", co.Commit.ShortHash)
 	if marker, skip := pipeline.SkipRequested(co.Commit.Message); skip {
 		log.WithField("marker", marker).Info("the head commit asks to skip push triggers; nothing runs")
 		w.Metrics.skip(w.Repo.Name, "skip_ci")
+		w.setHandled(ctx, head)
 		return head, nil
 	}
 	submitted := 0
@@ -195,7 +212,10 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 		}
 		run, err := w.Dispatcher.Submit(ctx, co, pl, store.TriggerPush, 0)
 		if err != nil {
-			return last, err
+			// The head still counts as handled: looking again would start the pipelines
+			// that did get their run a second time.
+			plog.WithError(err).Error("could not start the run")
+			continue
 		}
 		submitted++
 		plog.WithField("build_id", run.BuildID).Info("triggered")
@@ -203,31 +223,63 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 	if submitted == 0 {
 		w.Metrics.skip(w.Repo.Name, "no_match")
 	}
+	w.setHandled(ctx, head)
 	return head, nil
 }
 
+// setHandled records the head dealt with, so a restart does not deal with it again.
+func (w *Watcher) setHandled(ctx context.Context, head string) {
+	if err := w.Runner.Store.SetHandledHead(ctx, w.Repo.Name, w.Branch, head); err != nil {
+		w.Log.WithError(err).Warn("record the head handled; a restart may run it again")
+	}
+}
+
+// handledHead is the head the last watcher of this branch dealt with; for a store written
+// before that was recorded, the newest commit a pipeline of the repository ran.
+func (w *Watcher) handledHead(ctx context.Context) (string, error) {
+	head, err := w.Runner.Store.HandledHead(ctx, w.Repo.Name, w.Branch)
+	if err != nil || head != "" {
+		return head, err
+	}
+	return w.lastRunCommit(ctx)
+}
+
 // overtaken records a hinted push the head has already replaced, as a superseded run of
-// every pipeline the push would have started, so no pushed commit vanishes unrecorded.
-func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string) {
+// every pipeline the push would have started, so no pushed commit vanishes unrecorded. A
+// commit some run already has (it ran, or a restart's late hint) is left alone.
+func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
 	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != w.Branch) {
 		return
 	}
-	if !w.markHandled(h.Commit) {
+	if w.seen(h.Commit) {
 		return
 	}
 	log := w.Log.WithFields(logrus.Fields{"commit": h.Commit, "delivery": h.DeliveryID})
 	info, err := w.Runner.Sources.Commit(ctx, w.Repo, h.Commit)
 	if err != nil {
-		log.WithError(err).Warn("a webhook named a commit the branch does not have; ignored")
-		w.Metrics.Rejected(w.Repo.Name, "unknown_commit")
+		if errors.Is(err, sources.ErrCommitNotFound) {
+			log.WithError(err).Warn("a webhook named a commit the branch does not have; ignored")
+			w.Metrics.Rejected(w.Repo.Name, "unknown_commit")
+			w.markHandled(h.Commit)
+		} else {
+			log.WithError(err).Warn("read the overtaken commit; it is not recorded")
+		}
 		return
 	}
+	w.markHandled(h.Commit)
 	if _, skip := pipeline.SkipRequested(info.Message); skip {
 		return
 	}
 	co := &reconciler.Checkout{Repo: head.Repo, Branch: head.Branch, Commit: info}
 	reason := "superseded by commit " + head.Commit.ShortHash + ", pushed before this one could start"
+	if headSkipped {
+		reason = "superseded by commit " + head.Commit.ShortHash + ", pushed before this one could start; that commit asked to skip CI, so neither ran"
+	}
 	for _, pl := range head.Pipelines {
+		ref := store.PipelineRef{Repository: w.Repo.Name, Name: pl.Name}
+		if w.hasRunAt(ctx, ref, info.Hash) {
+			continue
+		}
 		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.Branch, TrackedBranch: w.Branch,
 			ChangedPaths: w.changedSince(ctx, pl, last, info.Hash)}
 		if ok, _ := pipeline.Match(pl, ev); !ok {
@@ -243,6 +295,27 @@ func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hi
 		}
 		log.WithFields(logrus.Fields{"pipeline": pl.Name, "build_id": run.BuildID}).Info("recorded superseded")
 	}
+}
+
+// hasRunAt reports whether one of the pipeline's recent runs is at commit.
+func (w *Watcher) hasRunAt(ctx context.Context, ref store.PipelineRef, commit string) bool {
+	runs, err := w.Runner.Store.ListRuns(ctx, ref, 100)
+	if err != nil {
+		return false
+	}
+	for _, r := range runs {
+		if r.Commit == commit {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) seen(commit string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.init()
+	return w.handled.has(commit)
 }
 
 func (w *Watcher) markHandled(commit string) bool {
@@ -317,6 +390,8 @@ type recentSet struct {
 }
 
 func newRecentSet(n int) *recentSet { return &recentSet{n: n, seen: map[string]bool{}} }
+
+func (r *recentSet) has(s string) bool { return r.seen[s] }
 
 // add reports whether s is new, remembering it.
 func (r *recentSet) add(s string) bool {

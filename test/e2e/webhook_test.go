@@ -224,11 +224,29 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 		fmt.Sprintf(`slipway_triggers_rejected_total{reason="bad_signature",repository=%q} 1`, p.repoName),
 		fmt.Sprintf(`slipway_triggers_deduplicated_total{repository=%q} 1`, p.repoName),
 		fmt.Sprintf(`slipway_triggers_received_total{repository=%q,source="webhook"} 23`, p.repoName),
-		fmt.Sprintf(`slipway_runs_superseded_total{pipeline="jack-2048"} %d`, superseded),
+		fmt.Sprintf(`slipway_runs_superseded_total{pipeline="jack-2048",repository=%q} %d`, p.repoName, superseded),
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "slipway_triggers_", "slipway_runs_"))
 		}
+	}
+
+	// A late delivery naming an older, already-run commit records nothing, and a restart
+	// after it does not run the head again.
+	runsBefore := len(history(t, p.cfg, "jack-2048"))
+	old := relay.deliveries()[0]
+	late := old.header.Clone()
+	late.Set("X-Gitea-Delivery", "late-"+late.Get("X-Gitea-Delivery"))
+	late.Set("X-Gitea-Signature", hmacHex([]byte(p.secret), old.body))
+	if status, answer := relay.send(late, old.body); status != http.StatusAccepted {
+		t.Fatalf("a late delivery: %d %s", status, answer)
+	}
+	time.Sleep(2 * time.Second)
+	d.stop(t)
+	d = startAPIServe(t, p.cfg, p.server, p.tokenFile)
+	time.Sleep(3 * time.Second)
+	if h := history(t, p.cfg, "jack-2048"); len(h) != runsBefore {
+		t.Fatalf("a late delivery or the restart after it started or recorded runs: %d before, now %+v", runsBefore, h[:len(h)-runsBefore])
 	}
 
 	// 4. Pull requests are recorded (opened, merged with the merge commit) for the gates.
