@@ -21,21 +21,6 @@ ETCD_PORT=$((BASE + 1)) ETCD_PEER_PORT=$((BASE + 2)) API_PORT=$((BASE + 3))
 REG_PORT=$((BASE + 5)) REG_AUTH_PORT=$((BASE + 6)) GIT_PORT=$((BASE + 7)) BUILDKIT_PORT=$((BASE + 8))
 GITEA_PORT=$((BASE + 9))
 
-# healthy reports whether the environment described by $ENVFILE is up and answering.
-healthy() {
-  [ -f "$ENVFILE" ] || return 1
-  (
-    set +u
-    . "$ENVFILE"
-    local pid
-    for pid in $SLIPWAY_ENV_PIDS; do kill -0 "$pid" 2>/dev/null || exit 1; done
-    curl -sf --max-time 3 --cacert "$SLIPWAY_ENV_DIR/pki/ca.crt" -H "Authorization: Bearer $(cat "$SLIPWAY_ENV_DIR/admin.token")" \
-      "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
-    curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
-    curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
-  )
-}
-
 # alive reports whether every recorded process of the environment still runs.
 alive() {
   [ -f "$ENVFILE" ] || return 1
@@ -44,6 +29,19 @@ alive() {
     . "$ENVFILE"
     local pid
     for pid in $SLIPWAY_ENV_PIDS; do kill -0 "$pid" 2>/dev/null || exit 1; done
+  )
+}
+
+# healthy reports whether the environment described by $ENVFILE is up and answering.
+healthy() {
+  alive || return 1
+  (
+    set +u
+    . "$ENVFILE"
+    curl -sf --max-time 3 --cacert "$SLIPWAY_ENV_DIR/pki/ca.crt" -H "Authorization: Bearer $(cat "$SLIPWAY_ENV_DIR/admin.token")" \
+      "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
+    curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
+    curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
   )
 }
 
