@@ -3,23 +3,16 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/slipwayhq/slipway/reconciler/drift"
 	"github.com/slipwayhq/slipway/test/testenv"
@@ -48,12 +41,7 @@ func TestBenchDrift(t *testing.T) {
 	suffix := strings.TrimPrefix(testenv.UniqueName(t), "testbenchdrift-")
 	namespaces := makeNamespaces(t, cs, "bench-drift-"+suffix)
 
-	bin := filepath.Join(tmp, "slipway")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/slipway")
-	build.Dir = env.Root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/slipway: %v\n%s", err, out)
-	}
+	bin := buildSlipwayTo(ctx, t, env, tmp)
 
 	// The pipeline and its manifests, pushed to a repository on the Git server.
 	work := filepath.Join(tmp, "work")
@@ -76,74 +64,15 @@ stages:
 	if err := os.WriteFile(filepath.Join(work, ".pipeline.yaml"), []byte(pipelineYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	repoName, url := env.Repo(t)
-	push := strings.Replace(url, "http://", "http://"+env.GitUser+":"+env.GitPassword+"@", 1)
-	for _, args := range [][]string{{"init", "-q", "--initial-branch=master", "."}, {"add", "-A"},
-		{"commit", "-q", "-m", "1000 ConfigMaps"}, {"push", "-q", push, "master"}} {
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = work
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@example.com",
-			"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@example.com", "GIT_TERMINAL_PROMPT=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %s: %v\n%s", args[0], err, out)
-		}
-	}
+	repoName, url := pushWork(ctx, t, env, work, "1000 ConfigMaps")
 	cfgPath := writeDriftConfig(t, tmp, env, repoName, url)
 
 	// slipway serve, with its metrics on a free port.
-	addr := freeAddr(t)
-	logPath := filepath.Join(tmp, "serve.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	serve := exec.Command(bin, "serve", "--config", cfgPath, "--metrics-address", addr)
-	serve.Stdout, serve.Stderr = logFile, logFile
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serve.Wait() }()
-	defer func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("slipway serve exited with %v (log %s)", err, logPath)
-			}
-		case <-time.After(30 * time.Second):
-			_ = serve.Process.Kill()
-			t.Errorf("slipway serve did not stop within 30s of SIGTERM (log %s)", logPath)
-		}
-	}()
-	fail := func(format string, args ...any) {
-		t.Helper()
-		log, _ := os.ReadFile(logPath)
-		if len(log) > 8000 {
-			log = log[len(log)-8000:]
-		}
-		t.Fatalf(format+"\nslipway serve's log (tail):\n%s", append(args, log)...)
-	}
+	serve := startDriftServe(t, bin, cfgPath, tmp)
+	defer serve.stop()
+	addr, fail := serve.addr, serve.fail
 
-	deployStart := time.Now()
-	for {
-		out, err := exec.CommandContext(ctx, bin, "history", "--config", cfgPath, driftPipeline, "-o", "json").Output()
-		var h []struct {
-			Status string `json:"status"`
-		}
-		if err == nil && json.Unmarshal(out, &h) == nil && len(h) == 1 && h[0].Status == "succeeded" {
-			break
-		}
-		if err == nil && len(h) == 1 && h[0].Status == "failed" {
-			fail("the deploy failed: %s", out)
-		}
-		if time.Since(deployStart) > 5*time.Minute {
-			fail("no successful deploy within 5 minutes: %s %v", out, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	deployWall := time.Since(deployStart)
+	deployWall := serve.waitDeployed(ctx, driftPipeline, 0)
 	// The watcher learns the revision when the task ends, then lists and watches the kind.
 	time.Sleep(10 * time.Second)
 	before := scrapeMetrics(t, addr)
@@ -152,19 +81,19 @@ stages:
 	}
 
 	// 1. Idle.
-	cpu0, err := procCPU(serve.Process.Pid)
+	cpu0, err := procCPU(serve.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	idleStart := time.Now()
 	time.Sleep(driftIdle)
-	cpu1, err := procCPU(serve.Process.Pid)
+	cpu1, err := procCPU(serve.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	idleWall := time.Since(idleStart)
 	after := scrapeMetrics(t, addr)
-	rss, hwm, err := procMemory(serve.Process.Pid)
+	rss, hwm, err := procMemory(serve.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,43 +110,22 @@ stages:
 	var lat []time.Duration
 	events := after["slipway_drift_events_total"]
 	editStart := scrapeMetrics(t, addr)
-	cpuEdit0, _ := procCPU(serve.Process.Pid)
+	cpuEdit0, _ := procCPU(serve.pid())
 	for i := 0; i < driftEdits; i++ {
 		ns, name := namespaces[i%namespaceCount], fmt.Sprintf("cm-%02d", i/namespaceCount)
-		patch := fmt.Sprintf(`{"data":{"GREETING":"edited out of band %d"}}`, i)
-		if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, name, types.MergePatchType, []byte(patch),
-			metav1.PatchOptions{FieldManager: "bench-kubectl"}); err != nil {
-			t.Fatalf("patch %s/%s: %v", ns, name, err)
-		}
-		start := time.Now()
-		for {
-			m := scrapeMetrics(t, addr)
-			if m["slipway_drift_events_total"] > events {
-				lat = append(lat, time.Since(start))
-				events = m["slipway_drift_events_total"]
-				break
-			}
-			if time.Since(start) > 30*time.Second {
-				fail("edit %d (%s/%s): no drift event within 30s", i, ns, name)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		var d time.Duration
+		d, events = serve.driftEdit(ctx, cs, ns, name, i, events)
+		lat = append(lat, d)
 	}
-	cpuEdit1, _ := procCPU(serve.Process.Pid)
+	cpuEdit1, _ := procCPU(serve.pid())
 	editEnd := scrapeMetrics(t, addr)
 	editRequests := editEnd["slipway_kube_requests_total"] - editStart["slipway_kube_requests_total"]
-	_, hwm2, _ := procMemory(serve.Process.Pid)
+	_, hwm2, _ := procMemory(serve.pid())
 	if want := float64(driftEdits); events-before["slipway_drift_events_total"] != want {
 		fail("%v drift events after %d edits, want %v", events, driftEdits, want)
 	}
-	sorted := append([]time.Duration(nil), lat...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	p50, p95, pmax := percentile(sorted, 50), percentile(sorted, 95), sorted[len(sorted)-1]
+	p50, p95, pmax, verdict := latencyStats(lat)
 
-	verdict := "met"
-	if p95 > driftTargetP95 {
-		verdict = "MISSED"
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nslipway serve watching %d ConfigMaps in %d namespaces (drift: report), local control plane; deploy took %.1f s\n\n",
 		driftObjects, namespaceCount, deployWall.Seconds())
@@ -227,17 +135,14 @@ stages:
 	fmt.Fprintf(&b, "| peak RSS so far (VmHWM, deploy included) | %d MiB |\n", hwm/1024)
 	fmt.Fprintf(&b, "| API requests in the idle minute | %.0f (%s) |\n", idleRequests, describeFloat(idleByVerb))
 	fmt.Fprintf(&b, "| API requests per hour, idle minute extrapolated (no sweep, no watch renewal in it) | %.0f |\n", perHour)
-	fmt.Fprintf(&b, "| drift latency, PATCH returned → event counted, p50 | %d ms |\n", p50.Milliseconds())
-	fmt.Fprintf(&b, "| drift latency p95 | %d ms |\n", p95.Milliseconds())
-	fmt.Fprintf(&b, "| drift latency max | %d ms |\n", pmax.Milliseconds())
+	writeLatencyRows(&b, p50, p95, pmax)
 	fmt.Fprintf(&b, "| serve's API requests per edit | %.1f (%s) |\n", editRequests/driftEdits, describeFloat(diffByVerb(editStart, editEnd)))
 	fmt.Fprintf(&b, "| serve's CPU over the %d edits | %.2f s |\n", driftEdits, cpuEdit1-cpuEdit0)
 	perCheck := editRequests / driftEdits
 	fmt.Fprintf(&b, "| sweep (every %s by default; not in the idle minute), derived: requests per edit × objects | %.0f per sweep, %.0f per hour |\n",
 		drift.DefaultSweep, perCheck*driftObjects, perCheck*driftObjects*float64(time.Hour/drift.DefaultSweep))
 	fmt.Fprintf(&b, "| peak RSS after the edits (VmHWM) | %d MiB |\n", hwm2/1024)
-	fmt.Fprintf(&b, "\n| target | measured | verdict |\n|---|---:|---|\n| drift latency p95 ≤ %s | %d ms | %s |\n",
-		driftTargetP95, p95.Milliseconds(), verdict)
+	writeLatencyTarget(&b, p95, verdict)
 	t.Log(b.String())
 	fmt.Println(b.String())
 }
