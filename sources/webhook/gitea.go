@@ -83,31 +83,14 @@ var giteaActions = map[string]Action{
 }
 
 func giteaPullRequestEvent(p giteaPullRequest) (*Event, error) {
-	const event = "pull_request"
-	action, ok := giteaActions[p.Action]
-	if !ok {
-		return nil, unsupported(Gitea, event+"."+p.Action)
+	h := hubPullRequest{provider: Gitea, actions: giteaActions, action: p.Action, number: p.Number, actor: p.Sender.Login}
+	if pr := p.PullRequest; pr != nil {
+		h.present, h.title, h.author, h.merged = true, pr.Title, pr.User.Login, pr.Merged
+		h.source, h.target, h.head = pr.Head.Ref, pr.Base.Ref, pr.Head.SHA
+		h.fromFork = pr.Head.RepoID != pr.Base.RepoID
+		if pr.MergeCommitSHA != nil {
+			h.mergeCommit = *pr.MergeCommitSHA
+		}
 	}
-	pr := p.PullRequest
-	if pr == nil {
-		return nil, badPayload(Gitea, event, nil, "no pull_request object")
-	}
-	if action == ActionClosed && pr.Merged {
-		action = ActionMerged
-	}
-	out := &PullRequest{
-		Number:       p.Number,
-		Action:       action,
-		Title:        pr.Title,
-		Author:       pr.User.Login,
-		Actor:        p.Sender.Login,
-		SourceBranch: pr.Head.Ref,
-		TargetBranch: pr.Base.Ref,
-		FromFork:     pr.Head.RepoID != pr.Base.RepoID,
-		HeadCommit:   pr.Head.SHA,
-	}
-	if action == ActionMerged && pr.MergeCommitSHA != nil {
-		out.MergeCommit = *pr.MergeCommitSHA
-	}
-	return pullRequestEvent(Gitea, out)
+	return h.event()
 }

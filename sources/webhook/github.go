@@ -100,33 +100,14 @@ var githubActions = map[string]Action{
 }
 
 func githubPullRequestEvent(p githubPullRequest) (*Event, error) {
-	const event = "pull_request"
-	action, ok := githubActions[p.Action]
-	if !ok {
-		return nil, unsupported(GitHub, event+"."+p.Action)
-	}
-	pr := p.PullRequest
-	if pr == nil {
-		return nil, badPayload(GitHub, event, nil, "no pull_request object")
-	}
-	if action == ActionClosed && pr.Merged {
-		action = ActionMerged
-	}
-	out := &PullRequest{
-		Number:       p.Number,
-		Action:       action,
-		Title:        pr.Title,
-		Author:       pr.User.Login,
-		Actor:        p.Sender.Login,
-		SourceBranch: pr.Head.Ref,
-		TargetBranch: pr.Base.Ref,
-		FromFork:     pr.Head.Repo == nil || pr.Base.Repo == nil || pr.Head.Repo.ID != pr.Base.Repo.ID,
-		HeadCommit:   pr.Head.SHA,
-	}
-	if action == ActionMerged {
+	h := hubPullRequest{provider: GitHub, actions: githubActions, action: p.Action, number: p.Number, actor: p.Sender.Login}
+	if pr := p.PullRequest; pr != nil {
+		h.present, h.title, h.author, h.merged = true, pr.Title, pr.User.Login, pr.Merged
+		h.source, h.target, h.head = pr.Head.Ref, pr.Base.Ref, pr.Head.SHA
+		h.fromFork = pr.Head.Repo == nil || pr.Base.Repo == nil || pr.Head.Repo.ID != pr.Base.Repo.ID
 		// GitHub also fills merge_commit_sha for open pull requests (its test merge);
-		// only a merged one's is on the target branch.
-		out.MergeCommit = pr.MergeCommitSHA
+		// only a merged one's is on the target branch, and only that one is kept.
+		h.mergeCommit = pr.MergeCommitSHA
 	}
-	return pullRequestEvent(GitHub, out)
+	return h.event()
 }
