@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -128,35 +127,16 @@ func printCurrentDrift(cmd *cobra.Command, cfg *config.Config, st store.Store, o
 			}
 			row := driftRow{Pipeline: rev.Pipeline.String(), Task: rev.Task, BuildID: rev.BuildID, Mode: rev.Drift.EffectiveMode(),
 				Cluster: rev.Cluster, Object: o.String(), Gone: f.Gone, Manager: f.Manager}
-			if f.Patch != "" {
-				row.Patch = json.RawMessage(f.Patch)
-			}
-			if !f.ChangedAt.IsZero() {
-				row.ChangedAt = f.ChangedAt.UTC().Format(time.RFC3339)
-			}
+			row.Patch, row.ChangedAt = driftDetail(f.Patch, f.ChangedAt, time.RFC3339)
 			rows = append(rows, row)
 		}
 	}
-	out := cmd.OutOrStdout()
-	if output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(out, "no drift")
-		return nil
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PIPELINE\tTASK\tBUILD\tMODE\tOBJECT\tCHANGED BY\tAT\tPATCH")
-	for _, r := range rows {
-		who, patch := r.Manager, string(r.Patch)
-		if r.Gone {
-			who, patch = "(deleted)", "object is gone"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Pipeline, r.Task, r.BuildID, r.Mode, r.Object, who, r.ChangedAt, patch)
-	}
-	return tw.Flush()
+	return printRows(cmd.OutOrStdout(), output, rows, "no drift",
+		"PIPELINE\tTASK\tBUILD\tMODE\tOBJECT\tCHANGED BY\tAT\tPATCH",
+		func(r driftRow) string {
+			who, patch := changedBy(r.Manager, r.Patch, r.Gone, "object is gone")
+			return fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s", r.Pipeline, r.Task, r.BuildID, r.Mode, r.Object, who, r.ChangedAt, patch)
+		})
 }
 
 // printDriftEvents lists recorded drift events, newest first, of one pipeline or all.
@@ -193,38 +173,42 @@ func printDriftEvents(cmd *cobra.Command, st store.Store, only *store.PipelineRe
 		row := driftEventRow{ID: e.ID, Pipeline: e.Pipeline.String(), Task: e.Task, BuildID: e.BuildID, Cluster: e.Cluster,
 			Object: objectName(e.Object), Action: string(e.Action), Gone: e.Gone, Manager: e.Manager,
 			DetectedAt: e.DetectedAt.UTC().Format(time.RFC3339Nano), Error: e.Error}
-		if e.Patch != "" {
-			row.Patch = json.RawMessage(e.Patch)
-		}
-		if !e.ChangedAt.IsZero() {
-			row.ChangedAt = e.ChangedAt.UTC().Format(time.RFC3339Nano)
-		}
+		row.Patch, row.ChangedAt = driftDetail(e.Patch, e.ChangedAt, time.RFC3339Nano)
 		rows = append(rows, row)
 	}
-	out := cmd.OutOrStdout()
-	if output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+	return printRows(cmd.OutOrStdout(), output, rows, "no drift events",
+		"DETECTED\tPIPELINE\tTASK\tBUILD\tACTION\tOBJECT\tCHANGED BY\tAT\tPATCH",
+		func(r driftEventRow) string {
+			who, patch := changedBy(r.Manager, r.Patch, r.Gone, "object was gone")
+			if r.Error != "" {
+				patch += " (error: " + firstLine(r.Error) + ")"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s", shortTime(r.DetectedAt), r.Pipeline, r.Task, r.BuildID,
+				r.Action, r.Object, who, shortTime(r.ChangedAt), patch)
+		})
+}
+
+// driftDetail is a drift finding's or event's patch and change time as its JSON row
+// holds them: omitted when there is no patch or the time is unknown (zero).
+func driftDetail(patch string, changedAt time.Time, layout string) (json.RawMessage, string) {
+	var raw json.RawMessage
+	if patch != "" {
+		raw = json.RawMessage(patch)
 	}
-	if len(rows) == 0 {
-		fmt.Fprintln(out, "no drift events")
-		return nil
+	var at string
+	if !changedAt.IsZero() {
+		at = changedAt.UTC().Format(layout)
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DETECTED\tPIPELINE\tTASK\tBUILD\tACTION\tOBJECT\tCHANGED BY\tAT\tPATCH")
-	for _, r := range rows {
-		who, patch := r.Manager, string(r.Patch)
-		if r.Gone {
-			who, patch = "(deleted)", "object was gone"
-		}
-		if r.Error != "" {
-			patch += " (error: " + firstLine(r.Error) + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", shortTime(r.DetectedAt), r.Pipeline, r.Task, r.BuildID,
-			r.Action, r.Object, who, shortTime(r.ChangedAt), patch)
+	return raw, at
+}
+
+// changedBy is the CHANGED BY and PATCH columns of a drifted object: who changed it and
+// the patch, or "(deleted)" and gonePatch when the object is gone.
+func changedBy(manager string, patch json.RawMessage, gone bool, gonePatch string) (who, patchText string) {
+	if gone {
+		return "(deleted)", gonePatch
 	}
-	return tw.Flush()
+	return manager, string(patch)
 }
 
 // objectName is KIND/NAMESPACE/NAME, or KIND/NAME for cluster-scoped objects, as drift.Object prints.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -67,32 +68,45 @@ func newHistoryCommand() *cobra.Command {
 				}
 				rows = append(rows, row)
 			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tREASON")
-			for _, r := range rows {
-				commit := r.Commit
-				if len(commit) > 12 {
-					commit = commit[:12]
-				}
-				parent := ""
-				if r.Parent != 0 {
-					parent = fmt.Sprintf("#%d", r.Parent)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\n", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
-			}
-			return tw.Flush()
+			return printRows(cmd.OutOrStdout(), output, rows, "",
+				"BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tREASON",
+				func(r historyRow) string {
+					commit := r.Commit
+					if len(commit) > 12 {
+						commit = commit[:12]
+					}
+					parent := ""
+					if r.Parent != 0 {
+						parent = fmt.Sprintf("#%d", r.Parent)
+					}
+					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
+				})
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().IntVar(&limit, "limit", 50, "most runs to list")
 	return cmd
+}
+
+// printRows prints rows as -o asks: indented JSON for json; otherwise a table, its
+// header line then line(r) for each row, or just none (when not "") if there are no rows.
+func printRows[R any](out io.Writer, output string, rows []R, none, header string, line func(R) string) error {
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	if len(rows) == 0 && none != "" {
+		fmt.Fprintln(out, none)
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, line(r))
+	}
+	return tw.Flush()
 }
 
 func firstLine(s string) string {
