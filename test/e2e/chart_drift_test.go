@@ -3,14 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayhq/slipway/config"
@@ -48,13 +47,7 @@ func chartDriftServe(t *testing.T, env *testenv.Env, pipeline []byte, serveFlags
 	files := chartDirRepo(t, env)
 	files[".pipeline.yaml"] = pipeline
 	repo.commit("deploy the chart", files)
-	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), append([]string{"serve", "--config", cfgPath}, serveFlags...)...), done: make(chan error, 1)}
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(t) })
+	startServe(t, cfgPath, serveFlags...)
 	// serve creates the fresh store first: a CLI opening it at the same moment can make
 	// serve's own open fail with SQLITE_BUSY while it switches the database to WAL.
 	time.Sleep(time.Second)
@@ -142,46 +135,14 @@ func TestChartDriftReportNamesKubectl(t *testing.T) {
 		t.Fatalf("release object metadata: labels %v annotations %v", dep.Labels, dep.Annotations)
 	}
 
-	kubectl(t, env, "-n", ns, "annotate", "deployment/"+chartWorkload, "example.com/owner=ops")
-	start := time.Now()
-	kubectl(t, env, "-n", ns, "scale", "deployment/"+chartWorkload, "--replicas=3")
-	e := waitEvent(t, st, 2*time.Second, "for the scale", func(e store.DriftEvent) bool {
-		return e.Object.Kind == "Deployment" && strings.Contains(e.Patch, "/spec/replicas")
-	})
-	t.Logf("chart report latency: drift detected %s after kubectl scale started (seen by the test after %s)",
-		e.DetectedAt.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	t.Logf("reported change by %s at %s: %s", e.Manager, e.ChangedAt.Format(time.RFC3339), e.Patch)
+	e := scaleReported(t, env, st, ns, chartWorkload, "chart report latency")
 	if e.Action != store.DriftReported || e.Manager != "kubectl" || e.Gone || e.Task != "deploy-web" || e.BuildID != 1 {
 		t.Fatalf("event %+v: want reported by kubectl for deploy-web of BUILD_ID 1", e)
 	}
-	time.Sleep(time.Second)
-	dep, err = cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *dep.Spec.Replicas != 3 || dep.Annotations["example.com/owner"] != "ops" {
-		t.Fatalf("report mode changed the object: replicas %d annotations %v", *dep.Spec.Replicas, dep.Annotations)
-	}
-	for _, e := range driftEvents(t, st) {
-		if strings.Contains(e.Patch, "example.com") {
-			t.Fatalf("the annotation kubectl added was reported as drift: %+v", e)
-		}
-	}
+	assertReportLeftAlone(t, cs, st, ns, chartWorkload)
 
 	// `slipway drift` computes the same from the release manifest, without the daemon.
-	out, code := slipway(t, "drift", "--config", cfg, chartDriftPipeline, "-o", "json")
-	if code != 0 {
-		t.Fatalf("slipway drift: exit %d\n%s", code, out)
-	}
-	var rows []struct {
-		Object  string            `json:"object"`
-		Mode    string            `json:"mode"`
-		Manager string            `json:"manager"`
-		Patch   []json.RawMessage `json:"patch"`
-	}
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("slipway drift JSON: %v\n%s", err, out)
-	}
+	rows, out := driftCLI(t, "--config", cfg, chartDriftPipeline)
 	if len(rows) != 1 || rows[0].Object != "Deployment/"+ns+"/"+chartWorkload || rows[0].Mode != "report" ||
 		rows[0].Manager != "kubectl" || len(rows[0].Patch) != 1 || !strings.Contains(string(rows[0].Patch[0]), "/spec/replicas") {
 		t.Fatalf("slipway drift:\n%s", out)
@@ -209,51 +170,19 @@ func TestChartDriftCorrectRevertsAndRecreates(t *testing.T) {
 	ctx := context.Background()
 	cfg, st, repo := chartDriftSetup(t, env, ns, "")
 
-	start := time.Now()
-	kubectl(t, env, "-n", ns, "scale", "deployment/"+chartWorkload, "--replicas=3")
-	for {
-		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *dep.Spec.Replicas == 1 && dep.Generation > 2 {
-			break
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("replicas %d (generation %d) 2s after kubectl scale: not reverted", *dep.Spec.Replicas, dep.Generation)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("chart correct latency (scale issued -> replicas back to 1): %s", time.Since(start).Round(time.Millisecond))
+	scaleReverted(t, env, cs, ns, chartWorkload, "chart correct latency")
 	e := waitEvent(t, st, 2*time.Second, "of the correction", func(e store.DriftEvent) bool { return e.Action == store.DriftCorrected })
 	if e.Manager != "kubectl" || !strings.Contains(e.Patch, "/spec/replicas") || e.Object.Kind != "Deployment" {
 		t.Fatalf("correction event %+v", e)
 	}
 
-	start = time.Now()
-	kubectl(t, env, "-n", ns, "delete", "service", chartWorkload, "--wait=false")
-	for {
-		svc, err := cs.CoreV1().Services(ns).Get(ctx, chartWorkload, metav1.GetOptions{})
-		if err == nil && svc.CreationTimestamp.After(start.Add(-time.Second)) && svc.DeletionTimestamp == nil {
-			// Recreated as the release rendered it, Helm's ownership metadata included, so
-			// the next helm upgrade adopts it.
-			if svc.Annotations["meta.helm.sh/release-name"] != "web" || svc.Annotations["meta.helm.sh/release-namespace"] != ns ||
-				svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Labels["slipway.dev/name"] != chartDriftPipeline {
-				t.Fatalf("recreated Service metadata: labels %v annotations %v", svc.Labels, svc.Annotations)
-			}
-			break
+	serviceRecreated(t, env, cs, st, ns, chartWorkload, "chart: deleted Service recreated", func(svc *corev1.Service) {
+		// Recreated as the release rendered it, Helm's ownership metadata included, so
+		// the next helm upgrade adopts it.
+		if svc.Annotations["meta.helm.sh/release-name"] != "web" || svc.Annotations["meta.helm.sh/release-namespace"] != ns ||
+			svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Labels["slipway.dev/name"] != chartDriftPipeline {
+			t.Fatalf("recreated Service metadata: labels %v annotations %v", svc.Labels, svc.Annotations)
 		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%s not recreated 5s after kubectl delete: %v", chartWorkload, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("chart: deleted Service recreated after %s", time.Since(start).Round(time.Millisecond))
-	waitEvent(t, st, 2*time.Second, "of the recreated Service", func(e store.DriftEvent) bool {
-		return e.Action == store.DriftCorrected && e.Gone && e.Object.Kind == "Service"
 	})
 
 	evs := driftEventsCLI(t, "--config", cfg)

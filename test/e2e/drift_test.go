@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
-	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
@@ -35,23 +36,9 @@ func driftSetup(t *testing.T, env *testenv.Env, ns, settings string, serveFlags 
 	cfgPath := writeConfig(t, env, repoName, url)
 	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1)
 	repo.commit("one", map[string][]byte{".pipeline.yaml": driftPipeline(env.Registry, ns, settings), "2048_env.yaml": []byte(manifests)})
-	d := &daemonProc{cmd: exec.Command(slipwayBinary(t), append([]string{"serve", "--config", cfgPath}, serveFlags...)...), done: make(chan error, 1)}
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(t) })
+	startServe(t, cfgPath, serveFlags...)
 	waitHistory(t, cfgPath, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openDaemonStore(t, cfgPath)
 	time.Sleep(time.Second) // the watcher learns the new revision when the task ends
 	return cfgPath, st
 }
@@ -90,6 +77,116 @@ func waitEvent(t *testing.T, st store.Store, timeout time.Duration, what string,
 	}
 }
 
+// scaleReported annotates deployment/name (a field Slipway never set), scales it to 3
+// replicas and waits up to 2 s for the drift event of the scale, logging the latency as
+// what's ("report latency: ...").
+func scaleReported(t *testing.T, env *testenv.Env, st store.Store, ns, name, what string) store.DriftEvent {
+	t.Helper()
+	kubectl(t, env, "-n", ns, "annotate", "deployment/"+name, "example.com/owner=ops")
+	start := time.Now()
+	kubectl(t, env, "-n", ns, "scale", "deployment/"+name, "--replicas=3")
+	e := waitEvent(t, st, 2*time.Second, "for the scale", func(e store.DriftEvent) bool {
+		return e.Object.Kind == "Deployment" && strings.Contains(e.Patch, "/spec/replicas")
+	})
+	t.Logf("%s: drift detected %s after kubectl scale started (seen by the test after %s)",
+		what, e.DetectedAt.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("reported change by %s at %s: %s", e.Manager, e.ChangedAt.Format(time.RFC3339), e.Patch)
+	return e
+}
+
+// assertReportLeftAlone checks, a second after scaleReported, that report mode left
+// deployment/name as kubectl made it and that the annotation was not taken for drift.
+func assertReportLeftAlone(t *testing.T, cs kubernetes.Interface, st store.Store, ns, name string) {
+	t.Helper()
+	time.Sleep(time.Second)
+	dep, err := cs.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 3 || dep.Annotations["example.com/owner"] != "ops" {
+		t.Fatalf("report mode changed the object: replicas %d annotations %v", *dep.Spec.Replicas, dep.Annotations)
+	}
+	for _, e := range driftEvents(t, st) {
+		if strings.Contains(e.Patch, "example.com") {
+			t.Fatalf("the annotation kubectl added was reported as drift: %+v", e)
+		}
+	}
+}
+
+// scaleReverted scales deployment/name to 3 replicas and waits up to 2 s for correct mode
+// to set it back to 1, logging the latency as what's.
+func scaleReverted(t *testing.T, env *testenv.Env, cs kubernetes.Interface, ns, name, what string) {
+	t.Helper()
+	start := time.Now()
+	kubectl(t, env, "-n", ns, "scale", "deployment/"+name, "--replicas=3")
+	for {
+		dep, err := cs.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *dep.Spec.Replicas == 1 && dep.Generation > 2 {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("replicas %d (generation %d) 2s after kubectl scale: not reverted", *dep.Spec.Replicas, dep.Generation)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s (scale issued -> replicas back to 1): %s", what, time.Since(start).Round(time.Millisecond))
+}
+
+// serviceRecreated deletes Service name and waits up to 5 s for correct mode to recreate
+// it (check, when not nil, vets the new one) and up to 2 s more for the drift event of
+// that, logging the time as what's.
+func serviceRecreated(t *testing.T, env *testenv.Env, cs kubernetes.Interface, st store.Store, ns, name, what string, check func(*corev1.Service)) {
+	t.Helper()
+	start := time.Now()
+	kubectl(t, env, "-n", ns, "delete", "service", name, "--wait=false")
+	for {
+		svc, err := cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil && svc.CreationTimestamp.After(start.Add(-time.Second)) && svc.DeletionTimestamp == nil {
+			if check != nil {
+				check(svc)
+			}
+			break
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s not recreated 5s after kubectl delete: %v", name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
+	waitEvent(t, st, 2*time.Second, "of the recreated Service", func(e store.DriftEvent) bool {
+		return e.Action == store.DriftCorrected && e.Gone && e.Object.Kind == "Service"
+	})
+}
+
+// driftRow is one entry of `slipway drift -o json`.
+type driftRow struct {
+	Object  string            `json:"object"`
+	Mode    string            `json:"mode"`
+	Gone    bool              `json:"gone"`
+	Manager string            `json:"manager"`
+	Patch   []json.RawMessage `json:"patch"`
+}
+
+// driftCLI runs `slipway drift -o json` with args and returns its rows and its output.
+func driftCLI(t *testing.T, args ...string) ([]driftRow, string) {
+	t.Helper()
+	out, code := slipway(t, append([]string{"drift"}, append(args, "-o", "json")...)...)
+	if code != 0 {
+		t.Fatalf("slipway drift: exit %d\n%s", code, out)
+	}
+	var rows []driftRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("slipway drift JSON: %v\n%s", err, out)
+	}
+	return rows, out
+}
+
 func driftEvents(t *testing.T, st store.Store) []store.DriftEvent {
 	t.Helper()
 	ps, err := st.ListPipelines(context.Background())
@@ -109,35 +206,14 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
-	ctx := context.Background()
 	addr := freeAddress(t)
 	cfg, st := driftSetup(t, env, ns, "        drift: report\n", "--metrics-address", addr)
 
-	kubectl(t, env, "-n", ns, "annotate", "deployment/jack-2048", "example.com/owner=ops")
-	start := time.Now()
-	kubectl(t, env, "-n", ns, "scale", "deployment/jack-2048", "--replicas=3")
-	e := waitEvent(t, st, 2*time.Second, "for the scale", func(e store.DriftEvent) bool {
-		return e.Object.Kind == "Deployment" && strings.Contains(e.Patch, "/spec/replicas")
-	})
-	t.Logf("report latency: drift detected %s after kubectl scale started (seen by the test after %s)",
-		e.DetectedAt.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	t.Logf("reported change by %s at %s: %s", e.Manager, e.ChangedAt.Format(time.RFC3339), e.Patch)
+	e := scaleReported(t, env, st, ns, "jack-2048", "report latency")
 	if e.Action != store.DriftReported || e.Manager != "kubectl" || e.ChangedAt.IsZero() || e.Gone {
 		t.Fatalf("event %+v: want reported, manager kubectl, with a change time", e)
 	}
-	time.Sleep(time.Second)
-	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "jack-2048", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *dep.Spec.Replicas != 3 || dep.Annotations["example.com/owner"] != "ops" {
-		t.Fatalf("report mode changed the object: replicas %d annotations %v", *dep.Spec.Replicas, dep.Annotations)
-	}
-	for _, e := range driftEvents(t, st) {
-		if strings.Contains(e.Patch, "example.com") {
-			t.Fatalf("the annotation kubectl added was reported as drift: %+v", e)
-		}
-	}
+	assertReportLeftAlone(t, cs, st, ns, "jack-2048")
 
 	metrics := scrape(t, addr)
 	for _, want := range []string{`slipway_drift_objects{pipeline="jack-2048"} 1`, `slipway_drift_events_total{action="reported",pipeline="jack-2048"} 1`} {
@@ -147,20 +223,7 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	}
 
 	// `slipway drift` computes the same from scratch, without the daemon's help.
-	out, code := slipway(t, "drift", "--config", cfg, "jack-2048", "-o", "json")
-	if code != 0 {
-		t.Fatalf("slipway drift: exit %d\n%s", code, out)
-	}
-	var rows []struct {
-		Object  string            `json:"object"`
-		Mode    string            `json:"mode"`
-		Gone    bool              `json:"gone"`
-		Manager string            `json:"manager"`
-		Patch   []json.RawMessage `json:"patch"`
-	}
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("slipway drift JSON: %v\n%s", err, out)
-	}
+	rows, out := driftCLI(t, "--config", cfg, "jack-2048")
 	if len(rows) != 1 || rows[0].Object != "Deployment/"+ns+"/jack-2048" || rows[0].Mode != "report" || rows[0].Gone ||
 		rows[0].Manager != "kubectl" || len(rows[0].Patch) != 1 || !strings.Contains(string(rows[0].Patch[0]), "/spec/replicas") {
 		t.Fatalf("slipway drift:\n%s", out)
@@ -177,46 +240,13 @@ func TestDriftCorrectRevertsScaleAndRecreatesService(t *testing.T) {
 	_, st := driftSetup(t, env, ns, "")
 
 	kubectl(t, env, "-n", ns, "annotate", "deployment/jack-2048", "example.com/owner=ops")
-	start := time.Now()
-	kubectl(t, env, "-n", ns, "scale", "deployment/jack-2048", "--replicas=3")
-	for {
-		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "jack-2048", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *dep.Spec.Replicas == 1 && dep.Generation > 2 {
-			break
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("replicas %d (generation %d) 2s after kubectl scale: not reverted", *dep.Spec.Replicas, dep.Generation)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("correct latency (scale issued -> replicas back to 1): %s", time.Since(start).Round(time.Millisecond))
+	scaleReverted(t, env, cs, ns, "jack-2048", "correct latency")
 	e := waitEvent(t, st, 2*time.Second, "of the correction", func(e store.DriftEvent) bool { return e.Action == store.DriftCorrected })
 	if e.Manager != "kubectl" || !strings.Contains(e.Patch, "/spec/replicas") {
 		t.Fatalf("correction event %+v", e)
 	}
 
-	start = time.Now()
-	kubectl(t, env, "-n", ns, "delete", "service", "svc-2048", "--wait=false")
-	for {
-		svc, err := cs.CoreV1().Services(ns).Get(ctx, "svc-2048", metav1.GetOptions{})
-		if err == nil && svc.CreationTimestamp.After(start.Add(-time.Second)) && svc.DeletionTimestamp == nil {
-			break
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("svc-2048 not recreated 5s after kubectl delete: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("deleted Service recreated after %s", time.Since(start).Round(time.Millisecond))
-	waitEvent(t, st, 2*time.Second, "of the recreated Service", func(e store.DriftEvent) bool {
-		return e.Action == store.DriftCorrected && e.Gone && e.Object.Kind == "Service"
-	})
+	serviceRecreated(t, env, cs, st, ns, "svc-2048", "deleted Service recreated", nil)
 
 	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "jack-2048", metav1.GetOptions{})
 	if err != nil {
