@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -44,6 +45,9 @@ type Mirrors struct {
 	depth   int
 	log     *logrus.Entry
 	locks   *repoLocks
+	// readHeads remembers, per mirror, the branch head last read whole, so a look at an
+	// unchanged branch does not re-read its commit from the pack (the polling hot path).
+	readHeads sync.Map // mirror dir → commit hash
 }
 
 // New prepares <DataDir>/mirrors.
@@ -143,6 +147,7 @@ func (m *Mirrors) create(repo Repo) (*git.Repository, error) {
 }
 
 func (m *Mirrors) recreate(repo Repo) (*git.Repository, error) {
+	m.readHeads.Delete(m.dir(repo))
 	if err := os.RemoveAll(m.dir(repo)); err != nil {
 		return nil, fmt.Errorf("remove broken mirror: %w", err)
 	}

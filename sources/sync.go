@@ -81,10 +81,11 @@ func (m *Mirrors) update(ctx context.Context, r *git.Repository, repo Repo, auth
 		res.Previous = cur.Hash().String()
 	}
 	needBranch := res.Previous != res.Commit
-	if !needBranch {
+	if last, ok := m.readHeads.Load(m.dir(repo)); !needBranch && (!ok || last != res.Commit) {
 		if err := readable(r, head); err != nil {
 			return res, fmt.Errorf("%s: %w", repo.Name, err)
 		}
+		m.readHeads.Store(m.dir(repo), res.Commit)
 	}
 	for pass := 0; pass < 2; pass++ {
 		specs, err := reconcileTags(r, refs, head)
