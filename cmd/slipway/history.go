@@ -131,9 +131,9 @@ func newLogsCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			var id int64
-			if _, err := fmt.Sscan(args[1], &id); err != nil || id <= 0 {
-				return fmt.Errorf("BUILD_ID %q: want a positive number", args[1])
+			id, err := parseBuildID(args[1])
+			if err != nil {
+				return err
 			}
 			run, err := st.GetRun(ctx, ref, id)
 			if err != nil {
