@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/go-logr/logr"
 	"net/http"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sync"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -150,3 +152,8 @@ func (c *Cluster) Namespaced(gvk schema.GroupVersionKind) (bool, error) {
 	}
 	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
+
+// SilenceControllerRuntimeLog gives controller-runtime's process-wide logger a sink. Slipway
+// logs through logrus; without a sink controller-runtime prints a stack trace 30 seconds
+// after its client is first used. Call it once, from main (or a test binary's TestMain).
+func SilenceControllerRuntimeLog() { ctrllog.SetLogger(logr.Discard()) }

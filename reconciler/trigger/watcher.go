@@ -95,7 +95,7 @@ func (w *Watcher) putBack(hs []Hint) {
 
 // Run looks at the branch at start, then on every hint and every interval (with jitter,
 // so many repositories' polls spread out), until ctx ends. Errors back off exponentially
-// up to ten intervals; a hint still gets an immediate look.
+// up to ten intervals (maxBackoff); a hint still gets an immediate look.
 func (w *Watcher) Run(ctx context.Context) {
 	w.mu.Lock()
 	w.init()
@@ -115,7 +115,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.Log.WithError(err).Warn("look at the branch")
 			w.Metrics.poll(w.Repo.Name, "error")
 			w.putBack(hints)
-			backoff = min(max(backoff*2, time.Second), 10*max(w.Interval, time.Minute))
+			backoff = min(max(backoff*2, time.Second), maxBackoff(w.Interval))
 		default:
 			last, backoff = next, w.Interval
 		}
@@ -123,6 +123,15 @@ func (w *Watcher) Run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// maxBackoff caps the wait after errors at ten poll intervals; a webhook-only repository
+// (interval 0) retries at most every ten minutes, and any webhook wakes it sooner.
+func maxBackoff(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return 10 * time.Minute
+	}
+	return 10 * interval
 }
 
 // wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false

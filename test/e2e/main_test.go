@@ -6,7 +6,11 @@ import (
 	"os"
 	"testing"
 
+	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func TestMain(m *testing.M) {
+	kube.SilenceControllerRuntimeLog() // the schedule tests run the daemon in-process
+	os.Exit(testenv.Main(m))
+}

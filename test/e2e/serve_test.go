@@ -29,7 +29,14 @@ func startServe(t *testing.T, cfg string, flags ...string) *daemonProc {
 		t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(t) })
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			// What the daemon said is most of what there is to know about a failed test.
+			out := strings.Split(d.output(), "\n")
+			t.Logf("slipway serve output (last %d of %d lines):\n%s", min(len(out), 80), len(out), strings.Join(out[max(0, len(out)-80):], "\n"))
+		}
+	})
 	return d
 }
 
