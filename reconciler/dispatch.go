@@ -66,14 +66,7 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 	}
 	q := &queued{co: co, p: p, run: run}
 	d.mu.Lock()
-	if d.slots == nil {
-		d.slots = map[store.PipelineRef]*slot{}
-	}
-	s := d.slots[run.Pipeline]
-	if s == nil {
-		s = &slot{}
-		d.slots[run.Pipeline] = s
-	}
+	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
 		older := s.waiting
 		s.waiting = q
@@ -88,16 +81,76 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 		}
 		return run, nil
 	}
-	base := ctx
-	if d.Base != nil {
-		base = d.Base
-	}
-	s.running = newActive(base, run)
-	a := s.running
-	d.mu.Unlock()
-	d.wg.Add(1)
-	go d.loop(base, s, a, q)
+	s.running = newActive(d.base(ctx), run)
+	d.startLocked(ctx, s, q)
 	return run, nil
+}
+
+// ErrBusy says SubmitIfIdle found a run of the pipeline queued or running.
+var ErrBusy = errors.New("a run of the pipeline is queued or running")
+
+// SubmitIfIdle is Submit for a pipeline with no run queued or running, and ErrBusy
+// otherwise. The slot is claimed before the run is recorded, so nothing can slip in
+// between the check and the start (what a schedule's forbid needs).
+func (d *Dispatcher) SubmitIfIdle(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger) (store.Run, error) {
+	ref := store.PipelineRef{Repository: co.Repo.Name, Name: p.Name}
+	d.mu.Lock()
+	s := d.slotLocked(ref)
+	if s.running != nil || s.waiting != nil {
+		d.mu.Unlock()
+		return store.Run{}, fmt.Errorf("start %s: %w", p.Name, ErrBusy)
+	}
+	claim := newActive(d.base(ctx), store.Run{})
+	s.running = claim
+	d.mu.Unlock()
+
+	run, err := d.Runner.Queue(ctx, co, p, trigger, 0)
+	d.mu.Lock()
+	if err != nil {
+		// Give the slot back; a run submitted meanwhile waited behind the claim.
+		s.running = nil
+		if q := s.waiting; q != nil {
+			s.waiting = nil
+			s.running = newActive(d.base(ctx), q.run)
+			d.startLocked(ctx, s, q)
+			return run, err
+		}
+		d.mu.Unlock()
+		return run, err
+	}
+	claim.run = run
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go d.loop(d.base(ctx), s, claim, &queued{co: co, p: p, run: run})
+	return run, nil
+}
+
+func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
+	if d.slots == nil {
+		d.slots = map[store.PipelineRef]*slot{}
+	}
+	s := d.slots[ref]
+	if s == nil {
+		s = &slot{}
+		d.slots[ref] = s
+	}
+	return s
+}
+
+// startLocked runs q in the slot s.running claims; it releases d.mu.
+func (d *Dispatcher) startLocked(ctx context.Context, s *slot, q *queued) {
+	a := s.running
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go d.loop(d.base(ctx), s, a, q)
+}
+
+// base is the context runs derive from.
+func (d *Dispatcher) base(ctx context.Context) context.Context {
+	if d.Base != nil {
+		return d.Base
+	}
+	return ctx
 }
 
 // newActive claims the pipeline's slot for run; the claim holds the run's context from the

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -120,5 +121,37 @@ func TestDispatcherCancelsAHealthWaitForANewerRun(t *testing.T) {
 	d.Wait()
 	if f.ended[1] != "superseded" || f.ended[2] != "succeeded" {
 		t.Fatalf("ended = %v, want 1 superseded during its health wait and 2 succeeded", f.ended)
+	}
+}
+
+func TestDispatcherSubmitIfIdle(t *testing.T) {
+	f := newFakeExecutor(false)
+	d := &Dispatcher{Runner: f, Log: logrus.NewEntry(logrus.New())}
+	p := &pipeline.Pipeline{Name: "app"}
+	ctx := context.Background()
+	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, 1)
+	// Busy while run 1 runs: nothing is recorded, no BUILD_ID spent.
+	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); !errors.Is(err, ErrBusy) {
+		t.Fatalf("SubmitIfIdle during a run: %v, want ErrBusy", err)
+	}
+	// An ordinary Submit still queues behind it, and makes the pipeline busy too.
+	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.release <- struct{}{}
+	waitStarted(t, f, 2)
+	f.release <- struct{}{}
+	d.Wait()
+	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); err != nil {
+		t.Fatalf("SubmitIfIdle when idle: %v", err)
+	}
+	waitStarted(t, f, 3)
+	f.release <- struct{}{}
+	d.Wait()
+	if f.ended[1] != "succeeded" || f.ended[2] != "succeeded" || f.ended[3] != "succeeded" || f.next != 3 {
+		t.Fatalf("ended = %v, BUILD_IDs handed out %d", f.ended, f.next)
 	}
 }

@@ -49,7 +49,14 @@ type Fire struct {
 	// Missed says the tick came due while the daemon was down (or before this scheduler
 	// saw the schedule) and runs late, within its startingDeadline.
 	Missed bool
+	// Concurrency is the schedule's policy. With forbid, Start must not start a run while
+	// one is active and answers ErrActive instead: checking Active first leaves a gap a
+	// push could slip through.
+	Concurrency pipeline.Concurrency
 }
+
+// ErrActive is Start's answer under forbid when a run of the pipeline is active.
+var ErrActive = errors.New("a run of the pipeline is active")
 
 // Options configure a Scheduler.
 type Options struct {
@@ -368,10 +375,13 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, tic
 				log.WithError(err).Warn("schedule: cancel the active run")
 			}
 		}
-		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp})
+		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp, Concurrency: concurrency})
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return false
+		case errors.Is(err, ErrActive):
+			result, reason = resultSkipped, reasonForbid
+			log.Info("schedule: a run of the pipeline is still active, tick skipped")
 		case err != nil:
 			result, reason = resultFailed, reasonError
 			log.WithError(err).Error("schedule: start a run")

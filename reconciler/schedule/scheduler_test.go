@@ -3,6 +3,7 @@ package schedule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -548,5 +549,21 @@ func TestSetReportsBadSchedulesAndKeepsTheRest(t *testing.T) {
 	s.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d schedules set, want 1", n)
+	}
+}
+
+// A run that became active between the Active check and Start (Start answers ErrActive)
+// is a forbid skip, not a failure; the policy reaches Start with the tick.
+func TestForbidSkipsWhenStartFindsARunActive(t *testing.T) {
+	st := openStore(t)
+	fc := clocktesting.NewFakeClock(utc(10, 1, 30))
+	runs := newFakeRuns()
+	runs.err = fmt.Errorf("start p: %w", ErrActive)
+	s := start(t, st, fc, runs, nil)
+	set(t, s, map[string][]pipeline.Schedule{"p": {{Cron: "*/5 * * * *", Concurrency: pipeline.ConcurrencyForbid}}})
+	s.next(t, "armed", "p")
+	fc.SetTime(utc(10, 5, 0))
+	if ev := s.next(t, "handled", "p"); ev.result != resultSkipped || ev.reason != reasonForbid {
+		t.Fatalf("handled %+v, want skipped by forbid", ev)
 	}
 }

@@ -81,7 +81,13 @@ func (h *Hub) CancelActive(ctx context.Context, ref store.PipelineRef, reason st
 
 // Start starts a run for a cron tick at the tracked branch's head (schedule.Runs).
 func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
-	run, err := h.start(ctx, f.Pipeline, "", store.TriggerCron, 0)
+	var run store.Run
+	var err error
+	if f.Concurrency == pipeline.ConcurrencyForbid {
+		run, err = h.startIfIdle(ctx, f.Pipeline)
+	} else {
+		run, err = h.start(ctx, f.Pipeline, "", store.TriggerCron, 0)
+	}
 	if err != nil {
 		return err
 	}
@@ -110,6 +116,23 @@ func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, t
 		return store.Run{}, err
 	}
 	return h.Dispatcher.Submit(ctx, co, co.Pipelines[0], trig, parent)
+}
+
+// startIfIdle starts a cron run only if no run of the pipeline is queued or running.
+func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run, error) {
+	w, ok := h.watchers[ref.Repository]
+	if !ok {
+		return store.Run{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
+	}
+	co, err := h.prepare(ctx, w, ref.Name, "")
+	if err != nil {
+		return store.Run{}, err
+	}
+	run, err := h.Dispatcher.SubmitIfIdle(ctx, co, co.Pipelines[0], store.TriggerCron)
+	if errors.Is(err, reconciler.ErrBusy) {
+		return run, fmt.Errorf("%w: %w", schedule.ErrActive, err)
+	}
+	return run, err
 }
 
 // prepare fetches the tracked branch and reads the pipeline at commit (or the head).
