@@ -65,16 +65,7 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 	p := &Plan{owner: owner, items: make([]*planItem, len(ms))}
 	for i, m := range ms {
 		obj := m.Object.DeepCopy()
-		// As ssa does: API servers since 1.31 refuse a CRD with an invalid CA bundle.
-		utils.RemoveCABundleFromCRD(obj)
-		l := obj.GetLabels()
-		if l == nil {
-			l = map[string]string{}
-		}
-		for k, v := range labels {
-			l[k] = v
-		}
-		obj.SetLabels(l)
+		PrepareObject(obj, labels)
 		d, err := digestOf(obj)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m, err)
@@ -223,4 +214,19 @@ func (a *Applier) listFingerprints(ctx context.Context, k listKey, labels map[st
 		}
 	}
 	return nil, fmt.Errorf("list %s in %q: more than %d pages", k.gvk.Kind, k.namespace, listPages)
+}
+
+// PrepareObject is what a deploy does to a rendered object before applying it: drop a CRD's
+// CA bundle as ssa does (API servers since 1.31 refuse an invalid one) and add the owner
+// labels. Drift detection prepares the desired object the same way.
+func PrepareObject(obj *unstructured.Unstructured, labels map[string]string) {
+	utils.RemoveCABundleFromCRD(obj)
+	l := obj.GetLabels()
+	if l == nil {
+		l = map[string]string{}
+	}
+	for k, v := range labels {
+		l[k] = v
+	}
+	obj.SetLabels(l)
 }

@@ -5,9 +5,9 @@ import (
 	"regexp"
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
-	"github.com/fluxcd/pkg/ssa/utils"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
@@ -63,15 +63,7 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 				return nil, err
 			}
 		} else {
-			utils.RemoveCABundleFromCRD(obj) // as the deploy does
-			l := obj.GetLabels()
-			if l == nil {
-				l = map[string]string{}
-			}
-			for k, v := range labels {
-				l[k] = v
-			}
-			obj.SetLabels(l)
+			apply.PrepareObject(obj, labels)
 		}
 		gvk := obj.GroupVersionKind()
 		e := store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
