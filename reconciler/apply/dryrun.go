@@ -37,7 +37,7 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 		mu   sync.Mutex
 		errs []error
 	)
-	err = forEach(ctx, len(changed), concurrency, func(ctx context.Context, i int) error {
+	err = ForEach(ctx, len(changed), concurrency, func(ctx context.Context, i int) error {
 		it := changed[i]
 		o := it.obj
 		if newNamespaces[o.GetNamespace()] || newKinds[o.GroupVersionKind().GroupKind()] {

@@ -158,7 +158,7 @@ func (a *Applier) liveFingerprints(ctx context.Context, groups map[listKey]bool,
 			Warn("cannot list objects to skip unchanged ones; applying them all")
 		return nil
 	}
-	err := forEach(ctx, len(keys), concurrency, func(ctx context.Context, i int) error {
+	err := ForEach(ctx, len(keys), concurrency, func(ctx context.Context, i int) error {
 		k := keys[i]
 		if k.namespace != allNamespaces {
 			return list(ctx, k)

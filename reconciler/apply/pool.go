@@ -2,7 +2,8 @@ package apply
 
 import (
 	"context"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // concurrency is how many requests one deploy keeps in flight: enough to hide the API
@@ -10,40 +11,17 @@ import (
 // fairness queues the rest).
 const concurrency = 16
 
-// forEach calls fn for 0..n-1 on up to limit goroutines. The first error cancels the
-// context the others see, stops handing out work, and is returned.
-func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		firstErr error
-		next     = make(chan int)
-	)
-	for w := 0; w < min(limit, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-				}
-			}
-		}()
+// ForEach calls fn for 0..n-1 on up to limit goroutines. The first error cancels the
+// context the others see, stops handing out work, and is returned. The benchmarks' raw SSA
+// floor uses it too, so it is measured with the deploy's own pool.
+func ForEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for i := 0; i < n && gctx.Err() == nil; i++ {
+		g.Go(func() error { return fn(gctx, i) })
 	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }

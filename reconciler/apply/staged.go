@@ -68,7 +68,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 			continue
 		}
 		got := make([]ssa.Action, len(items))
-		err := forEach(ctx, len(items), concurrency, func(ctx context.Context, i int) error {
+		err := ForEach(ctx, len(items), concurrency, func(ctx context.Context, i int) error {
 			var err error
 			got[i], err = a.applyOne(ctx, items[i])
 			return err

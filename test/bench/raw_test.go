@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/render"
 )
 
@@ -79,43 +79,6 @@ func (c *rawClient) do(ctx context.Context, method, path, query string, body []b
 	return nil
 }
 
-// forEach runs fn on 0..n-1 with the given number of workers and returns the first error.
-func forEach(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		firstErr error
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-				}
-			}
-		}()
-	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
 // rawObjects loads the set and encodes each object as JSON (valid YAML for apply patches).
 func rawObjects(dir string) (paths []string, bodies [][]byte, err error) {
 	ms, err := render.LoadManifests(dir, ".", render.Map{})
@@ -150,7 +113,7 @@ func runFloor(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	err = forEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
+	err = apply.ForEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
 		return c.do(ctx, http.MethodPatch, paths[i], "?fieldManager=bench-floor&force=true", bodies[i])
 	})
 	if err != nil {
@@ -171,7 +134,7 @@ func runGetDryRun(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	err = forEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
+	err = apply.ForEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
 		if err := c.do(ctx, http.MethodGet, paths[i], "", nil); err != nil {
 			return err
 		}
