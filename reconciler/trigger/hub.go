@@ -107,11 +107,7 @@ func (s Schedules) SetSchedules(ctx context.Context, repository string, pipeline
 }
 
 func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, trig store.Trigger, parent int64) (store.Run, error) {
-	w, ok := h.watchers[ref.Repository]
-	if !ok {
-		return store.Run{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
-	}
-	co, err := h.prepare(ctx, w, ref.Name, commit)
+	co, err := h.prepare(ctx, ref, commit)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -120,11 +116,7 @@ func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, t
 
 // startIfIdle starts a cron run only if no run of the pipeline is queued or running.
 func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run, error) {
-	w, ok := h.watchers[ref.Repository]
-	if !ok {
-		return store.Run{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
-	}
-	co, err := h.prepare(ctx, w, ref.Name, "")
+	co, err := h.prepare(ctx, ref, "")
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -135,14 +127,19 @@ func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run
 	return run, err
 }
 
-// prepare fetches the tracked branch and reads the pipeline at commit (or the head).
-func (h *Hub) prepare(ctx context.Context, w *Watcher, name, commit string) (*reconciler.Checkout, error) {
+// prepare fetches the pipeline's tracked branch and reads the pipeline at commit (or the
+// head).
+func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, commit string) (*reconciler.Checkout, error) {
+	w, ok := h.watchers[ref.Repository]
+	if !ok {
+		return nil, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
+	}
 	release, err := h.Limiter.Acquire(ctx, w.Repo.URL)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	co, err := h.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch, Commit: commit, Pipelines: []string{name}})
+	co, err := h.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch, Commit: commit, Pipelines: []string{ref.Name}})
 	if err != nil {
 		var notPrepared *reconciler.PrepareError
 		if errors.As(err, &notPrepared) || errors.Is(err, reconciler.ErrNoSuchPipeline) || errors.Is(err, sources.ErrCommitNotFound) {

@@ -189,7 +189,7 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 			}
 		}
 	}
-	_, skip := pipeline.SkipRequested(co.Commit.Message)
+	marker, skip := pipeline.SkipRequested(co.Commit.Message)
 	for _, h := range hints {
 		w.overtaken(ctx, co, h, last, skip)
 	}
@@ -203,7 +203,7 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 	}
 	w.markHandled(head)
 	log := w.Log.WithField("commit", co.Commit.ShortHash)
-	if marker, skip := pipeline.SkipRequested(co.Commit.Message); skip {
+	if skip {
 		log.WithField("marker", marker).Info("the head commit asks to skip push triggers; nothing runs")
 		w.Metrics.skip(w.Repo.Name, "skip_ci")
 		w.setHandled(ctx, head)
