@@ -7,7 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -47,21 +47,21 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, err
 	}
-	buildOpts := build.Options{Type: cfg.Builder.Type, Address: cfg.Builder.Address,
+	buildOpts := builder.Options{Type: cfg.Builder.Type, Address: cfg.Builder.Address,
 		DockerConfig: cfg.Registry.DockerConfig, Insecure: cfg.Registry.Insecure}
-	builder, err := build.New(buildOpts)
+	imageBuilder, err := builder.New(buildOpts)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("image builder: %w", err)
 	}
-	registry, err := build.NewRegistry(buildOpts)
+	registry, err := builder.NewRegistry(buildOpts)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Runner: &reconciler.Runner{
 		Store: st, Sources: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Config: cfg, Log: log,
-		Builder: builder, Tags: registry,
+		Builder: imageBuilder, Tags: registry,
 	}}, nil
 }
 

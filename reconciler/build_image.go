@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
@@ -16,12 +16,12 @@ import (
 
 // ImageBuilder builds and pushes an image (native or BuildKit, chosen in slipway.yaml).
 type ImageBuilder interface {
-	Build(ctx context.Context, req build.Request) (build.Result, error)
+	Build(ctx context.Context, req builder.Request) (builder.Result, error)
 }
 
 // TagPruner deletes old tags of an image repository.
 type TagPruner interface {
-	Prune(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (build.PruneResult, error)
+	RetainTags(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (builder.RetentionResult, error)
 }
 
 // buildImage builds the task's Dockerfile, pushes it, records the image and digest as the
@@ -38,7 +38,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 		}
 		return v, nil
 	}
-	req := build.Request{
+	req := builder.Request{
 		Root: rc.workspace, Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
 		Target: t.Target, Platform: t.Platform, Secrets: rc.secrets, BuildArgs: map[string]string{},
 		Log: func(line string) { tl.Printf("%s", line) },
@@ -88,7 +88,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 
 // retainTags keeps the newest `keep` tags matching the task's tag template, never deleting
 // a tag that a stored revision of this pipeline still deploys.
-func (r *Runner) retainTags(ctx context.Context, rc *runContext, res build.Result, t *pipeline.BuildImageTask, tl *taskLog) error {
+func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Result, t *pipeline.BuildImageTask, tl *taskLog) error {
 	if r.Tags == nil {
 		return errors.New("keep is set but no registry access is configured")
 	}
@@ -100,7 +100,7 @@ func (r *Runner) retainTags(ctx context.Context, rc *runContext, res build.Resul
 	for _, tag := range res.Tags {
 		protected[tag] = true
 	}
-	pr, err := r.Tags.Prune(ctx, repo, t.Tag, t.Keep, protected)
+	pr, err := r.Tags.RetainTags(ctx, repo, t.Tag, t.Keep, protected)
 	if err != nil {
 		return fmt.Errorf("tag retention for %s: %w", repo, err)
 	}

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/helm"
@@ -239,12 +239,12 @@ func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipelin
 	if err != nil {
 		return nil, err
 	}
-	ref := build.ChartRef{Repository: repo, Name: t.Chart, Version: version}
+	ref := builder.ChartRef{Repository: repo, Name: t.Chart, Version: version}
 	data, _, err := reg.PullChart(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := build.LoadChartPackage(data)
+	ch, err := builder.LoadChartPackage(data)
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: %w", ref, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -50,7 +50,7 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, t *pipeline.P
 			return nil, fmt.Errorf("substitute %s/%s: %w", t.ChartDir, f, err)
 		}
 	}
-	pkg, err := build.PackageChart(dir, build.ChartOptions{Name: t.Chart, Rename: t.Rename, Version: version, AppVersion: appVersion})
+	pkg, err := builder.PackageChart(dir, builder.ChartOptions{Name: t.Chart, Rename: t.Rename, Version: version, AppVersion: appVersion})
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, t *pipeline.P
 	if err != nil {
 		return nil, err
 	}
-	ref := build.ChartRef{Repository: repo, Name: t.Chart, Version: version}
+	ref := builder.ChartRef{Repository: repo, Name: t.Chart, Version: version}
 	digest, err := reg.PushChart(ctx, ref, pkg, t.Overwrite)
 	if err != nil {
 		return nil, err
@@ -81,8 +81,8 @@ func (r *Runner) chartRepository(task string) (string, error) {
 
 // chartRegistry talks to chart repositories with the same credentials and insecure hosts
 // as image pushes.
-func (r *Runner) chartRegistry() (*build.Registry, error) {
-	reg, err := build.NewRegistry(build.Options{DockerConfig: r.Config.Registry.DockerConfig, Insecure: r.Config.Registry.Insecure})
+func (r *Runner) chartRegistry() (*builder.Registry, error) {
+	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.Config.Registry.DockerConfig, Insecure: r.Config.Registry.Insecure})
 	if err != nil {
 		return nil, fmt.Errorf("chart registry: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -70,17 +70,17 @@ func BenchmarkBuild2048(b *testing.B) {
 			key := bl.name + "/" + mode
 			b.Run(key, func(b *testing.B) {
 				counter := &blobUploads{}
-				opts := build.Options{Type: bl.typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}, Transport: counter}
-				builder, err := build.New(opts)
+				opts := builder.Options{Type: bl.typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}, Transport: counter}
+				imageBuilder, err := builder.New(opts)
 				if err != nil {
 					b.Fatal(err)
 				}
 				repo := testenv.UniqueName(b)
-				req := build.Request{Root: root, Registry: env.Registry, Workspace: "bench", Image: repo}
+				req := builder.Request{Root: root, Registry: env.Registry, Workspace: "bench", Image: repo}
 				ctx := context.Background()
 				if mode == "warm" {
 					req.Tag = "alpha-0"
-					if _, err := builder.Build(ctx, req); err != nil {
+					if _, err := imageBuilder.Build(ctx, req); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -96,7 +96,7 @@ func BenchmarkBuild2048(b *testing.B) {
 						req.Image = fmt.Sprintf("%s-%d", repo, i)
 						b.StartTimer()
 					}
-					if _, err := builder.Build(ctx, req); err != nil {
+					if _, err := imageBuilder.Build(ctx, req); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/slipwayhq/slipway/build"
+	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -112,13 +112,13 @@ func TestBuildNative2048PushesReproducibleImage(t *testing.T) {
 	env := testenv.Get(t)
 	root := checkout2048(t, env)
 	counter := &uploadCounter{}
-	b, err := build.New(build.Options{Insecure: []string{env.Registry}, Transport: counter})
+	b, err := builder.New(builder.Options{Insecure: []string{env.Registry}, Transport: counter})
 	if err != nil {
 		t.Fatal(err)
 	}
 	image := testenv.UniqueName(t)
 	var logs []string
-	req := build.Request{Root: root, Registry: env.Registry, Workspace: "devops", Image: image, Tag: "alpha-1",
+	req := builder.Request{Root: root, Registry: env.Registry, Workspace: "devops", Image: image, Tag: "alpha-1",
 		ExtraTags: []string{"latest"}, Log: func(l string) { logs = append(logs, l) }}
 	start := time.Now()
 	res, err := b.Build(buildCtx(t), req)
@@ -212,13 +212,13 @@ func TestBuildBuildKitRunsRUN(t *testing.T) {
 		"app/Dockerfile":      "FROM " + env.BaseImage + "\nARG GREETING=hello\nCOPY site /site\nRUN echo hi > /hello && echo \"$GREETING\" > /greeting\nCMD [\"cat\", \"/hello\"]\n",
 		"app/site/index.html": "site\n",
 	})
-	b, err := build.New(build.Options{Type: "buildkit", Address: env.BuildkitHost, Insecure: []string{env.Registry}})
+	b, err := builder.New(builder.Options{Type: "buildkit", Address: env.BuildkitHost, Insecure: []string{env.Registry}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	image := testenv.UniqueName(t)
 	var logs []string
-	res, err := b.Build(buildCtx(t), build.Request{Root: root, Dockerfile: "app/Dockerfile", Registry: env.Registry,
+	res, err := b.Build(buildCtx(t), builder.Request{Root: root, Dockerfile: "app/Dockerfile", Registry: env.Registry,
 		Workspace: "devops", Image: image, Tag: "alpha-1", BuildArgs: map[string]string{"GREETING": "s3cret-value"},
 		Secrets: []string{"s3cret-value"}, Log: func(l string) { logs = append(logs, l) }})
 	if err != nil {
@@ -261,11 +261,11 @@ func TestBuildAuthRegistryCredentials(t *testing.T) {
 	base := env.RegistryAuth + "/base/busybox:1"
 	writeFiles(t, root, map[string]string{"Dockerfile": "FROM " + base + "\nCOPY a.txt /a.txt\n", "a.txt": "a\n"})
 	image := testenv.UniqueName(t)
-	req := build.Request{Root: root, Registry: env.RegistryAuth, Workspace: "devops", Image: image, Tag: "alpha-1"}
+	req := builder.Request{Root: root, Registry: env.RegistryAuth, Workspace: "devops", Image: image, Tag: "alpha-1"}
 
 	wrong := dockerConfig(t, env.RegistryAuth, env.RegistryUser, "not-the-password")
 	for _, typ := range []string{"native", "buildkit"} {
-		b, err := build.New(build.Options{Type: typ, Address: env.BuildkitHost, DockerConfig: wrong, Insecure: []string{env.RegistryAuth}})
+		b, err := builder.New(builder.Options{Type: typ, Address: env.BuildkitHost, DockerConfig: wrong, Insecure: []string{env.RegistryAuth}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestBuildAuthRegistryCredentials(t *testing.T) {
 
 	right := dockerConfig(t, env.RegistryAuth, env.RegistryUser, env.RegistryPassword)
 	for _, typ := range []string{"native", "buildkit"} {
-		b, err := build.New(build.Options{Type: typ, Address: env.BuildkitHost, DockerConfig: right, Insecure: []string{env.RegistryAuth}})
+		b, err := builder.New(builder.Options{Type: typ, Address: env.BuildkitHost, DockerConfig: right, Insecure: []string{env.RegistryAuth}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,12 +329,12 @@ func TestBuildRefusesPathsOutsideTheCheckout(t *testing.T) {
 		{"Dockerfile.link2", "", `"linkdir/secret.txt": leaves the repository`},
 	}
 	for _, typ := range []string{"native", "buildkit"} {
-		b, err := build.New(build.Options{Type: typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}})
+		b, err := builder.New(builder.Options{Type: typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range cases {
-			_, err := b.Build(buildCtx(t), build.Request{Root: root, Dockerfile: c.dockerfile, Context: c.context,
+			_, err := b.Build(buildCtx(t), builder.Request{Root: root, Dockerfile: c.dockerfile, Context: c.context,
 				Registry: env.Registry, Workspace: "devops", Image: testenv.UniqueName(t), Tag: "alpha-1"})
 			if typ == "buildkit" && strings.HasPrefix(c.dockerfile, "Dockerfile") && c.context == "" && c.dockerfile != "Dockerfile.passwd" {
 				// buildkitd receives links as links and never follows them out of the context:
@@ -383,11 +383,11 @@ func TestBuildRetentionDeletesOldTagsInTheRegistry(t *testing.T) {
 	push(img(), "latest")
 	push(img(), "beta-1")
 
-	reg, err := build.NewRegistry(build.Options{Insecure: []string{env.Registry}})
+	reg, err := builder.NewRegistry(builder.Options{Insecure: []string{env.Registry}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := reg.Prune(ctx, repo, "alpha-${BUILD_ID}", 2, map[string]bool{"alpha-1": true})
+	res, err := reg.RetainTags(ctx, repo, "alpha-${BUILD_ID}", 2, map[string]bool{"alpha-1": true})
 	if err != nil {
 		t.Fatalf("prune: %v", err)
 	}

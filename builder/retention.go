@@ -1,4 +1,4 @@
-package build
+package builder
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// PruneResult says what retention did to a repository.
-type PruneResult struct {
+// RetentionResult says what retention did to a repository.
+type RetentionResult struct {
 	Deleted []string          // tags removed, oldest first
 	Skipped map[string]string // tags due for removal that stay, with the reason
 }
@@ -56,13 +56,13 @@ func TagGlob(template string) (string, error) {
 	return g, err
 }
 
-// Prune keeps the newest keep tags of repo (host/workspace/image) that match tagTemplate,
+// RetainTags keeps the newest keep tags of repo (host/workspace/image) that match tagTemplate,
 // and deletes older matching ones unless protected (tags that deployed revisions use).
 // Tags not matching the template are never touched. Registries delete manifests, not tags:
 // a tag whose manifest another surviving tag also names is skipped rather than taking the
 // survivor with it.
-func (r *Registry) Prune(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (PruneResult, error) {
-	res := PruneResult{Skipped: map[string]string{}}
+func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (RetentionResult, error) {
+	res := RetentionResult{Skipped: map[string]string{}}
 	if keep < 1 {
 		return res, fmt.Errorf("keep must be at least 1, got %d", keep)
 	}

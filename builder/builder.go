@@ -2,7 +2,7 @@
 // Dockerfiles without RUN (native, go-containerregistry) and a client for a buildkitd
 // (buildkit). It also owns registry access (credentials, plain-HTTP hosts, retries, auth
 // errors) and tag retention. It never deploys anything.
-package build
+package builder
 
 import (
 	"context"
