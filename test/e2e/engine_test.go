@@ -143,4 +143,3 @@ func TestChartHealthWaitIsSupersededByANewerCommit(t *testing.T) {
 		t.Errorf("history = %+v", h)
 	}
 }
-
