@@ -60,6 +60,11 @@ func (s *SQLite) sealOnOpen(ctx context.Context) error {
 	if len(missing) > 0 {
 		return &MissingKeyError{KeyID: missing[0]}
 	}
+	// A read first: most opens find nothing to seal and need not take the write lock.
+	var plain bool
+	if err := s.writer.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM revisions WHERE objects_key = '')`).Scan(&plain); err != nil || !plain {
+		return err
+	}
 	if _, err := s.rewriteObjects(ctx, `objects_key = ''`); err != nil {
 		return fmt.Errorf("encrypt plaintext revisions: %w", err)
 	}
