@@ -36,7 +36,7 @@ func (s *SQLite) Reencrypt(ctx context.Context) (ReencryptResult, error) {
 // sealOnOpen runs when a store is opened with a keyring, after the migrations: it refuses
 // a store holding payloads of a key the keyring lacks (better at start than at the next
 // rollback), and encrypts payloads still in plaintext (stores written before schema
-// version 6, or by a process without keys).
+// version 7, or by a process without keys).
 func (s *SQLite) sealOnOpen(ctx context.Context) error {
 	kr := s.opts.keyring
 	rows, err := s.writer.QueryContext(ctx, `SELECT DISTINCT objects_key FROM revisions WHERE objects_key <> ''`)

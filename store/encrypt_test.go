@@ -183,17 +183,17 @@ func TestRevisionsEncryptedAtRest(t *testing.T) {
 	})
 }
 
-// A store written before schema version 6 (or without keys) holds plaintext payloads: a
+// A store written before schema version 7 (or without keys) holds plaintext payloads: a
 // keyring reads them, and opening with one encrypts them and leaves no plaintext behind.
 func TestPlaintextRevisionsAreSealedOnOpen(t *testing.T) {
 	s, path := openTest(t)
 	ctx := testCtx(t)
 	saveSecret(t, s, 1)
 	saveSecret(t, s, 2)
-	for _, q := range []string{ // back to a version 5 database
+	for _, q := range []string{ // back to a version 6 database
 		`DROP INDEX revisions_by_key`,
 		`ALTER TABLE revisions DROP COLUMN objects_key`,
-		`DELETE FROM schema_migrations WHERE version = 6`,
+		`DELETE FROM schema_migrations WHERE version = 7`,
 	} {
 		if _, err := s.writer.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
