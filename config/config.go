@@ -20,6 +20,7 @@ type Config struct {
 	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding the bearer token the HTTP API (slipway trigger, rerun, cancel) requires. Unset: the API refuses every call; webhooks still work."`
 	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
 	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
+	StoreKeyFiles     []string     `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
 	Repositories      []Repository `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
 	Clusters          []Cluster    `yaml:"clusters,omitempty" doc:"Kubernetes clusters pipelines may deploy to, by name."`
 	Registry          Registry     `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
@@ -132,7 +133,7 @@ func (Duration) Describe() string { return "a duration (such as 30s, 1m)" }
 var secretFields = map[string]string{
 	"password": "passwordFile", "token": "tokenFile", "secret": "secretFile", "username": "usernameFile",
 	"sshKey": "sshKeyFile", "knownHosts": "knownHostsFile", "storePassword": "storePasswordFile",
-	"apiToken": "apiTokenFile",
+	"apiToken": "apiTokenFile", "storeKey": "storeKeyFiles", "storeKeys": "storeKeyFiles",
 }
 
 func inlineSecretHint(key string) string {
@@ -194,6 +195,9 @@ func (c *Config) resolve(dir string) {
 	abs(&c.DataDir)
 	abs(&c.StorePasswordFile)
 	abs(&c.APITokenFile)
+	for i := range c.StoreKeyFiles {
+		abs(&c.StoreKeyFiles[i])
+	}
 	abs(&c.Registry.DockerConfig)
 	for i := range c.Repositories {
 		r := &c.Repositories[i]
@@ -218,6 +222,9 @@ func (c *Config) resolve(dir string) {
 		c.Store = "sqlite://" + filepath.Join(c.DataDir, "slipway.db")
 	}
 }
+
+// DefaultStoreKeyFile is the key Slipway creates and uses when storeKeyFiles is not set.
+func (c *Config) DefaultStoreKeyFile() string { return filepath.Join(c.DataDir, "store.key") }
 
 // HasCluster reports whether a cluster of that name is configured.
 func (c *Config) HasCluster(name string) bool {

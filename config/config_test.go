@@ -43,6 +43,17 @@ func TestDefaults(t *testing.T) {
 	if c.Store != "sqlite:///data/slipway.db" {
 		t.Errorf("default store %q", c.Store)
 	}
+	if c.StoreKeyFiles != nil || c.DefaultStoreKeyFile() != "/data/store.key" {
+		t.Errorf("store keys %q, default %q", c.StoreKeyFiles, c.DefaultStoreKeyFile())
+	}
+	c, err = Parse("slipway.yaml", []byte("dataDir: data\nstoreKeyFiles: [keys/new.key, /etc/slipway/old.key]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.resolve("/etc/slipway")
+	if want := []string{"/etc/slipway/keys/new.key", "/etc/slipway/old.key"}; strings.Join(c.StoreKeyFiles, " ") != strings.Join(want, " ") {
+		t.Errorf("storeKeyFiles resolved to %q, want %q", c.StoreKeyFiles, want)
+	}
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -94,6 +105,14 @@ func TestBadConfigs(t *testing.T) {
 		{"missing required and two documents", "listen: ':1'\n---\ndataDir: /x\n", []string{
 			"1:1: missing required field \"dataDir\"",
 			"3:1: slipway.yaml holds one YAML document, not 2",
+		}},
+		{"store keys", "dataDir: /d\nstoreKeyFiles: [a.key, '', a.key]\nstoreKey: s3cr3t\n", []string{
+			`2:24: storeKeyFiles entry 2 is empty: give the path of a key file`,
+			`2:28: key file "a.key" is listed twice (also entry 1)`,
+			`3:1: unknown field "storeKey": secrets are never written in slipway.yaml; put the value in a file and set storeKeyFiles to its path`,
+		}},
+		{"empty store keys", "dataDir: /d\nstoreKeyFiles: []\n", []string{
+			`2:16: storeKeyFiles is empty: list at least one key file, or remove it to use DATADIR/store.key`,
 		}},
 		{"bad poll", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branch: refs/heads/main, poll: often}\n", []string{
 			`3:47: branch "refs/heads/main" must be a plain branch name, such as main`,

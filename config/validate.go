@@ -43,6 +43,7 @@ func validate(c *Config, r diag.Reporter) {
 		k.at("dataDir", "dataDir must not be empty")
 	}
 	k.store()
+	k.storeKeys()
 	repos := map[string]bool{}
 	for i := range c.Repositories {
 		f := yamlstrict.Index("repositories", i)
@@ -144,6 +145,26 @@ func (k checker) store() {
 	}
 	if k.c.StorePasswordFile != "" && u != nil && u.Scheme == "sqlite" {
 		k.at("storePasswordFile", "storePasswordFile is for postgres stores")
+	}
+}
+
+// storeKeys checks storeKeyFiles' form; the files themselves are read when the store
+// opens, like every other *File field.
+func (k checker) storeKeys() {
+	if len(k.c.StoreKeyFiles) == 0 && k.written("storeKeyFiles") {
+		k.at("storeKeyFiles", "storeKeyFiles is empty: list at least one key file, or remove it to use DATADIR/store.key")
+	}
+	seen := map[string]int{}
+	for i, f := range k.c.StoreKeyFiles {
+		field := yamlstrict.Index("storeKeyFiles", i)
+		if f == "" {
+			k.at(field, "storeKeyFiles entry %d is empty: give the path of a key file", i+1)
+			continue
+		}
+		if j, dup := seen[f]; dup {
+			k.at(field, "key file %q is listed twice (also entry %d)", f, j+1)
+		}
+		seen[f] = i
 	}
 }
 

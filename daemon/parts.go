@@ -42,13 +42,18 @@ func (d *Parts) StartDispatcher(ctx context.Context, description string, observe
 	return runner, disp, err
 }
 
-// OpenConfigAndStore loads slipway.yaml and opens the store it names.
-func OpenConfigAndStore(ctx context.Context, path string) (*config.Config, store.Store, error) {
+// OpenConfigAndStore loads slipway.yaml and opens the store it names, with the keys that
+// encrypt its revisions (StoreKeyring).
+func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry) (*config.Config, store.Store, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.Store)
+	keys, err := StoreKeyring(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.Store, store.WithKeyring(keys))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
@@ -57,7 +62,7 @@ func OpenConfigAndStore(ctx context.Context, path string) (*config.Config, store
 
 // Open loads slipway.yaml and wires the store, the Git mirrors, the builder and the runner.
 func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
-	cfg, st, err := OpenConfigAndStore(ctx, path)
+	cfg, st, err := OpenConfigAndStore(ctx, path, log)
 	if err != nil {
 		return nil, err
 	}

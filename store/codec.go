@@ -13,6 +13,10 @@ import (
 // klauspost/compress is already in the module graph through the registry client.
 const encodingZstd = "zstd"
 
+// encodingSealed is a zstd frame encrypted with AES-256-GCM (Keyring.seal); objects_key
+// names the key. Compression comes first: ciphertext does not compress.
+const encodingSealed = "zstd+aes-256-gcm"
+
 // maxObjectsSize bounds what a stored revision may decode to, so a corrupt or hostile
 // row cannot make the daemon allocate without limit.
 const maxObjectsSize = 1 << 30
@@ -41,10 +45,36 @@ func (c *objectCodec) compress(raw []byte) []byte {
 	return c.enc.EncodeAll(raw, make([]byte, 0, len(raw)/4+64))
 }
 
-func (c *objectCodec) decompress(encoding string, blob []byte, size int64) ([]byte, error) {
-	if encoding != encodingZstd {
+// pack compresses raw and, with a keyring, encrypts it bound to the row's identity aad.
+// It returns the blob, its encoding and the key id ("" when not encrypted).
+func (c *objectCodec) pack(kr *Keyring, raw, aad []byte) (blob []byte, encoding, keyID string, err error) {
+	blob = c.compress(raw)
+	if kr == nil {
+		return blob, encodingZstd, "", nil
+	}
+	keyID, blob, err = kr.seal(blob, aad)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return blob, encodingSealed, keyID, nil
+}
+
+// unpack reverses pack.
+func (c *objectCodec) unpack(kr *Keyring, encoding, keyID string, blob, aad []byte, size int64) ([]byte, error) {
+	switch encoding {
+	case encodingZstd:
+	case encodingSealed:
+		var err error
+		if blob, err = kr.open(keyID, blob, aad); err != nil {
+			return nil, err
+		}
+	default:
 		return nil, fmt.Errorf("objects stored with unknown encoding %q", encoding)
 	}
+	return c.decompress(blob, size)
+}
+
+func (c *objectCodec) decompress(blob []byte, size int64) ([]byte, error) {
 	if size < 0 || size > maxObjectsSize {
 		return nil, fmt.Errorf("objects claim %d bytes, more than the %d allowed", size, maxObjectsSize)
 	}

@@ -33,8 +33,8 @@ func (nr NewRevision) validate() error {
 	return nil
 }
 
-// SaveRevision implements Store. The objects are compressed before the transaction
-// starts, so the write lock is held only for the inserts.
+// SaveRevision implements Store. The objects are compressed and, with a keyring,
+// encrypted (bound to the pipeline, run and task, which the transaction knows).
 func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, error) {
 	what := revisionName(nr.Pipeline, nr.BuildID, nr.Task)
 	if nr.Status == "" {
@@ -47,7 +47,6 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 	if err != nil {
 		return Revision{}, fmt.Errorf("save %s: %w", what, err)
 	}
-	blob := s.codec.compress(nr.Objects)
 	sum := digest(nr.Objects)
 	var chart, chartVersion, valuesDigest sql.NullString
 	var release sql.NullInt64
@@ -67,17 +66,21 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 		if _, err := runID(ctx, tx, nr.Pipeline, nr.BuildID); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
+		blob, encoding, keyID, err := s.codec.pack(s.opts.keyring, nr.Objects, objectsAAD(pid, nr.BuildID, nr.Task))
+		if err != nil {
+			return fmt.Errorf("objects: %w", err)
+		}
 		now := s.now()
 		var id int64
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
 				objects, objects_encoding, objects_size, objects_digest,
-				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)
+				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19)
 			RETURNING id`,
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
-			blob, encodingZstd, len(nr.Objects), sum,
-			chart, chartVersion, valuesDigest, release, now, policy).Scan(&id)
+			blob, encoding, len(nr.Objects), sum,
+			chart, chartVersion, valuesDigest, release, now, policy, keyID).Scan(&id)
 		if isUniqueViolation(err) {
 			return ErrAlreadyExists
 		}
@@ -94,6 +97,13 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 		return Revision{}, fmt.Errorf("save %s: %w", what, err)
 	}
 	return rev, nil
+}
+
+// objectsAAD binds an encrypted payload to its row: a payload copied into another
+// revision (say, to make a rollback deploy something else) fails to decrypt. The numeric
+// pipeline id, not its names, so renaming never breaks decryption.
+func objectsAAD(pipelineID, buildID int64, task string) []byte {
+	return fmt.Appendf(nil, "slipway revision objects\x00%d\x00%d\x00%s", pipelineID, buildID, task)
 }
 
 // inventoryChunk rows per INSERT; 8 parameters each, under SQLite's limit of 32766.
@@ -139,7 +149,8 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 	rows, err := q.QueryContext(ctx, `
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
-			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy
+			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy,
+			r.pipeline_id, r.objects_key
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -150,21 +161,22 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 	var ids []int64
 	for rows.Next() {
 		var r Revision
-		var id, size, created, updated int64
+		var id, pid, size, created, updated int64
 		var blob []byte
-		var encoding string
+		var encoding, keyID string
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
 		var policy string
 		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
 			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy); err != nil {
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID); err != nil {
 			return nil, err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
 			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
-		if r.Objects, err = s.codec.decompress(encoding, blob, size); err != nil {
+		aad := objectsAAD(pid, r.BuildID, r.Task)
+		if r.Objects, err = s.codec.unpack(s.opts.keyring, encoding, keyID, blob, aad, size); err != nil {
 			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if got := digest(r.Objects); got != r.ObjectsDigest {

@@ -79,8 +79,10 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busy)
 	// synchronous=FULL: a committed BUILD_ID must survive power loss too, or it could be
 	// handed out again after a reboot. Writes are few and batched, so the fsync is cheap.
+	// secure_delete: pages freed by a rewrite (a payload re-encrypted, plaintext sealed)
+	// are zeroed, so the old bytes do not linger in the file.
 	s.writer, err = sql.Open("sqlite", path+"?"+common+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -101,6 +103,11 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	if o.keyring != nil {
+		if err := s.sealOnOpen(ctx); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+	}
 
 	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
@@ -116,7 +123,8 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 }
 
 // createPrivate makes the database file, readable by its owner only, before SQLite does:
-// revisions hold rendered manifests, and SQLite would create the file world-readable.
+// revisions hold rendered manifests (encrypted only when the store has keys), and SQLite
+// would create the file world-readable.
 // The -wal and -shm files inherit its permissions.
 func createPrivate(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {

@@ -122,6 +122,7 @@ type options struct {
 	logLineCap  int
 	busyTimeout time.Duration
 	now         func() time.Time
+	keyring     *Keyring // nil: revision payloads are kept in plaintext
 }
 
 func defaultOptions() options {

@@ -35,6 +35,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newRunCommand(), newServeCommand(), newRollbackCommand(), newHistoryCommand(), newLogsCommand())
 	root.AddCommand(newValidateCommand())
 	root.AddCommand(newDriftCommand())
+	root.AddCommand(newStoreCommand())
 	root.AddCommand(newTriggerCommand(), newRerunCommand(), newCancelCommand())
 	return root
 }

@@ -19,7 +19,7 @@ func newDaemon(ctx context.Context, path string, log *logrus.Entry) (*daemon.Par
 }
 
 func openConfigAndStore(ctx context.Context, path string) (*config.Config, store.Store, error) {
-	return daemon.OpenConfigAndStore(ctx, path)
+	return daemon.OpenConfigAndStore(ctx, path, loggerFrom(ctx))
 }
 
 func clusterSpecs(cfg *config.Config) []kube.Spec { return daemon.ClusterSpecs(cfg) }

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/daemon"
 	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
@@ -56,11 +57,8 @@ func chartDriftServe(t *testing.T, env *testenv.Env, pipeline []byte, serveFlags
 
 func openDaemonStore(t *testing.T, cfgPath string) store.Store {
 	t.Helper()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), cfg.Store)
+	// As the daemon opens it: with the keys that decrypt its revisions.
+	_, st, err := daemon.OpenConfigAndStore(context.Background(), cfgPath, logrus.NewEntry(logrus.StandardLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}

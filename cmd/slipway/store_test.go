@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/daemon"
+	"github.com/slipwayhq/slipway/store"
+)
+
+func writeKey(t *testing.T, path string) string {
+	t.Helper()
+	k := make([]byte, store.KeySize)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return store.KeyID(k)
+}
+
+// openWith opens the store of a slipway.yaml listing keys, as the daemon does.
+func openWith(t *testing.T, dir string, keys ...string) (store.Store, error) {
+	t.Helper()
+	cfg := "dataDir: data\n"
+	if len(keys) > 0 {
+		cfg += "storeKeyFiles: [" + strings.Join(keys, ", ") + "]\n"
+	}
+	path := writeFile(t, dir, "slipway.yaml", cfg)
+	_, st, err := daemon.OpenConfigAndStore(context.Background(), path, logrus.NewEntry(logrus.New()))
+	return st, err
+}
+
+var rotated = store.PipelineRef{Repository: "r", Name: "p"}
+
+func readRevision(t *testing.T, st store.Store, id int64) {
+	t.Helper()
+	rev, err := st.GetRevision(context.Background(), rotated, id, "deploy")
+	if err != nil || string(rev.Objects) != "kind: Secret" {
+		t.Fatalf("revision %d: %q, %v", id, rev.Objects, err)
+	}
+}
+
+// The rotation procedure of docs/store.md, through the CLI verb.
+func TestStoreReencryptRotatesTheKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	oldID := writeKey(t, filepath.Join(dir, "old.key"))
+	newID := writeKey(t, filepath.Join(dir, "new.key"))
+
+	st, err := openWith(t, dir, "old.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= 2; id++ {
+		if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: rotated, Commit: "c", Branch: "main", Trigger: store.TriggerPush}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: rotated, BuildID: id, Task: "deploy", Cluster: "c",
+			Kind: store.DeployYAML, Objects: []byte("kind: Secret")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	// The new key first, the old one still listed: both read.
+	writeFile(t, dir, "slipway.yaml", "dataDir: data\nstoreKeyFiles: [new.key, old.key]\n")
+	stdout, _, err := run(t, "store", "reencrypt", "--config", filepath.Join(dir, "slipway.yaml"))
+	if err != nil || !strings.Contains(stdout, "re-encrypted 2 revisions") || !strings.Contains(stdout, newID) {
+		t.Fatalf("store reencrypt: %v\n%s", err, stdout)
+	}
+
+	// The old key removed: everything still reads.
+	st, err = openWith(t, dir, "new.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readRevision(t, st, 1)
+	readRevision(t, st, 2)
+	st.Close()
+
+	// The new key lost: the store refuses to open and says which key it needs.
+	var missing *store.MissingKeyError
+	if _, err := openWith(t, dir, "old.key"); !errors.As(err, &missing) || missing.KeyID != newID || strings.Contains(err.Error(), oldID) {
+		t.Fatalf("open with the retired key only: %v; want it to ask for %s", err, newID)
+	}
+}
+
+// Without storeKeyFiles the key is made in the data folder, once, with mode 0600, and a
+// bad key file is reported with the field, its line and the file.
+func TestStoreKeyDefaultAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	l := logrus.New()
+	l.SetOutput(&logs)
+	path := writeFile(t, dir, "slipway.yaml", "dataDir: data\n")
+	_, st, err := daemon.OpenConfigAndStore(context.Background(), path, logrus.NewEntry(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	key := filepath.Join(dir, "data", "store.key")
+	info, err := os.Stat(key)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("default key %s: %v, mode %v", key, err, info)
+	}
+	if !strings.Contains(logs.String(), "created the key that encrypts stored revisions") || !strings.Contains(logs.String(), key) {
+		t.Errorf("creating the key was not logged:\n%s", logs.String())
+	}
+	logs.Reset()
+	if _, st, err = daemon.OpenConfigAndStore(context.Background(), path, logrus.NewEntry(l)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if logs.Len() != 0 {
+		t.Errorf("the second start logged:\n%s", logs.String())
+	}
+
+	writeFile(t, dir, "short.key", "c2hvcnQ=\n")
+	_, err = openWith(t, dir, "new.key", "short.key")
+	if err == nil || !strings.Contains(err.Error(), "slipway.yaml:2:17: storeKeyFiles[0]") || !strings.Contains(err.Error(), "new.key") {
+		t.Errorf("missing key file: %v", err)
+	}
+	writeKey(t, filepath.Join(dir, "new.key"))
+	_, err = openWith(t, dir, "new.key", "short.key")
+	if err == nil || !strings.Contains(err.Error(), "slipway.yaml:2:26: storeKeyFiles[1]") || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+		t.Errorf("short key file: %v", err)
+	}
+}
