@@ -138,8 +138,11 @@ func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.D
 			Namespace: e.Namespace, Name: e.Name,
 		})
 	}
+	// The deadline falls half an interval after the asked timeout, between two polls: a poll
+	// started at the deadline fails in client-go's rate limiter, and ssa then returns that
+	// error ("would exceed context deadline") instead of its verdict naming the objects.
 	err := a.Cluster.Manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{
-		Interval: time.Second, Timeout: timeout, FailFast: true,
+		Interval: waitInterval, Timeout: timeout + waitInterval/2, FailFast: true,
 	})
 	if err == nil {
 		return nil
@@ -149,6 +152,9 @@ func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.D
 	}
 	return &WaitError{Err: err, Reasons: a.workloadReasons(context.WithoutCancel(ctx), inv)}
 }
+
+// waitInterval is how often the health wait polls the objects' status.
+const waitInterval = time.Second
 
 func sortInventory(inv []InventoryEntry) {
 	sort.Slice(inv, func(i, j int) bool { return inv[i].key() < inv[j].key() })
