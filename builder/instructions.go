@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"path"
@@ -50,7 +51,7 @@ func commandText(c instructions.Command) string {
 }
 
 // apply performs one instruction on the stage.
-func (r *run) apply(st *stage, c instructions.Command) error {
+func (r *run) apply(ctx context.Context, st *stage, c instructions.Command) error {
 	cfg := &st.cfg.Config
 	switch c := c.(type) {
 	case *instructions.EnvCommand:
@@ -114,9 +115,9 @@ func (r *run) apply(st *stage, c instructions.Command) error {
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
 	case *instructions.CopyCommand:
-		return r.copy(st, c, c.SourcesAndDest, c.From, c.Chown, c.Chmod, false, nil)
+		return r.copy(ctx, st, c, c.SourcesAndDest, c.From, c.Chown, c.Chmod, false, nil)
 	case *instructions.AddCommand:
-		return r.copy(st, c, c.SourcesAndDest, "", c.Chown, c.Chmod, true, c.Unpack)
+		return r.copy(ctx, st, c, c.SourcesAndDest, "", c.Chown, c.Chmod, true, c.Unpack)
 	default:
 		return fmt.Errorf("not supported by the native builder; %s", useBuildKit)
 	}
@@ -218,7 +219,7 @@ func (r *run) addLayer(st *stage, c instructions.Command, files layerFiles) erro
 }
 
 // copy performs COPY and ADD: match the sources, place them, write one layer.
-func (r *run) copy(st *stage, c instructions.Command, sd instructions.SourcesAndDest, from, chown, chmod string, add bool, unpack *bool) error {
+func (r *run) copy(ctx context.Context, st *stage, c instructions.Command, sd instructions.SourcesAndDest, from, chown, chmod string, add bool, unpack *bool) error {
 	ix, err := r.index(st)
 	if err != nil {
 		return err
@@ -241,7 +242,7 @@ func (r *run) copy(st *stage, c instructions.Command, sd instructions.SourcesAnd
 	}
 	var trees []tree
 	if from != "" {
-		srcImg, err := r.fromSource(from)
+		srcImg, err := r.fromSource(ctx, from)
 		if err != nil {
 			return err
 		}
@@ -286,7 +287,7 @@ func (r *run) copy(st *stage, c instructions.Command, sd instructions.SourcesAnd
 
 // fromSource is the image a COPY --from reads: an earlier stage (by name or index) or an
 // image reference.
-func (r *run) fromSource(from string) (v1.Image, error) {
+func (r *run) fromSource(ctx context.Context, from string) (v1.Image, error) {
 	if i, ok := instructions.HasStage(r.df.stages[:len(r.built)], from); ok {
 		return r.built[i].final, nil
 	}
@@ -296,5 +297,5 @@ func (r *run) fromSource(from string) (v1.Image, error) {
 		}
 		return r.built[i].final, nil
 	}
-	return r.pull(from, instructions.Stage{})
+	return r.pull(ctx, from, instructions.Stage{})
 }

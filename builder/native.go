@@ -74,14 +74,14 @@ func (n *Native) image(ctx context.Context, req Request, log *logger) (img v1.Im
 	}
 	cleanup = func() { _ = os.RemoveAll(tmp) }
 	r := &run{
-		n: n, ctx: ctx, df: df, log: log, platform: platform, tmp: tmp,
+		n: n, df: df, log: log, platform: platform, tmp: tmp,
 		context:   contextSource{dir: src.context, ignore: ignore},
 		buildArgs: req.BuildArgs, used: map[string]bool{},
 		lex: shell.NewLex(df.escape),
 	}
 	r.meta = r.metaArgs()
 	for i := range df.stages {
-		if img, err = r.stage(i); err != nil {
+		if img, err = r.stage(ctx, i); err != nil {
 			cleanup()
 			return nil, nil, err
 		}
@@ -93,7 +93,6 @@ func (n *Native) image(ctx context.Context, req Request, log *logger) (img v1.Im
 // run is the state of one native build.
 type run struct {
 	n         *Native
-	ctx       context.Context
 	df        *dockerfile
 	log       *logger
 	platform  *v1.Platform
@@ -162,22 +161,22 @@ type stage struct {
 	cmdSet bool // CMD was given in this stage
 }
 
-func (r *run) stage(i int) (v1.Image, error) {
+func (r *run) stage(ctx context.Context, i int) (v1.Image, error) {
 	s := r.df.stages[i]
-	st, err := r.from(s, i)
+	st, err := r.from(ctx, s, i)
 	if err != nil {
 		return nil, err
 	}
 	total := len(s.Commands)
 	for j, c := range s.Commands {
-		if err := r.ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		r.log.printf("[stage %d/%d] step %d/%d: %s", i+1, len(r.df.stages), j+1, total, commandText(c))
 		if err := r.expand(st, c); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", r.df.name, line(c), err)
 		}
-		if err := r.apply(st, c); err != nil {
+		if err := r.apply(ctx, st, c); err != nil {
 			return nil, fmt.Errorf("%s:%d: %s: %w", r.df.name, line(c), strings.ToUpper(c.Name()), err)
 		}
 	}
@@ -190,7 +189,7 @@ func (r *run) stage(i int) (v1.Image, error) {
 }
 
 // from starts a stage on scratch, on an earlier stage, or on an image from a registry.
-func (r *run) from(s instructions.Stage, i int) (*stage, error) {
+func (r *run) from(ctx context.Context, s instructions.Stage, i int) (*stage, error) {
 	baseName, _, err := r.lex.ProcessWord(s.BaseName, envGetter(r.meta, nil))
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: FROM: %w", r.df.name, fromLine(s), err)
@@ -211,7 +210,7 @@ func (r *run) from(s instructions.Stage, i int) (*stage, error) {
 			RootFS: v1.RootFS{Type: "layers"}, Config: v1.Config{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}}
 		return st, nil
 	}
-	img, err := r.pull(baseName, s)
+	img, err := r.pull(ctx, baseName, s)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +242,7 @@ func fromLine(s instructions.Stage) int {
 }
 
 // pull resolves a base image for the build's platform with the configured credentials.
-func (r *run) pull(ref string, s instructions.Stage) (v1.Image, error) {
+func (r *run) pull(ctx context.Context, ref string, s instructions.Stage) (v1.Image, error) {
 	host := ref
 	if i := strings.IndexByte(ref, '/'); i > 0 {
 		host = ref[:i]
@@ -265,7 +264,7 @@ func (r *run) pull(ref string, s instructions.Stage) (v1.Image, error) {
 		plat = *p
 	}
 	r.log.printf("resolving %s for %s", parsed, plat.String())
-	img, err := remote.Image(parsed, append(r.n.reg.remoteOptions(r.ctx), remote.WithPlatform(plat))...)
+	img, err := remote.Image(parsed, append(r.n.reg.remoteOptions(ctx), remote.WithPlatform(plat))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", r.df.name, fromLine(s), r.n.reg.explain(err, "FROM: pull", parsed))
 	}

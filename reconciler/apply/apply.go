@@ -9,13 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/sirupsen/logrus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -83,7 +81,7 @@ var kubectlManagers = []ssa.FieldManager{
 
 // Prune deletes what previous holds and current does not, but only objects carrying our
 // owner labels. It returns what was deleted, and what could not be (which stays in the
-// inventory so a later run retries).
+// inventory so a later run retries); err joins an *ObjectError per object not deleted.
 func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry, owner Owner) (deleted, kept []InventoryEntry, err error) {
 	keep := map[string]bool{}
 	for _, e := range current {
@@ -115,7 +113,7 @@ func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry,
 		switch {
 		case err != nil:
 			kept = append(kept, e)
-			errs = append(errs, fmt.Errorf("prune %s: %w", e, err))
+			errs = append(errs, &ObjectError{Op: OpPrune, Object: e.String(), Err: err})
 		case entry.Action == ssa.DeletedAction:
 			deleted = append(deleted, e)
 			a.Log.WithField("object", e.String()).Info("pruned")
@@ -128,7 +126,7 @@ func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry,
 }
 
 // Wait waits until every object is healthy (kstatus Current), failing fast when one fails
-// and explaining workloads that are not ready with their pods' own reasons.
+// and explaining workloads that are not ready with their pods' own reasons (a *WaitError).
 func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.Duration) error {
 	if timeout <= 0 || len(inv) == 0 {
 		return nil
@@ -140,8 +138,11 @@ func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.D
 			Namespace: e.Namespace, Name: e.Name,
 		})
 	}
+	// The deadline falls half an interval after the asked timeout, between two polls: a poll
+	// started at the deadline fails in client-go's rate limiter, and ssa then returns that
+	// error ("would exceed context deadline") instead of its verdict naming the objects.
 	err := a.Cluster.Manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{
-		Interval: time.Second, Timeout: timeout, FailFast: true,
+		Interval: waitInterval, Timeout: timeout + waitInterval/2, FailFast: true,
 	})
 	if err == nil {
 		return nil
@@ -149,22 +150,12 @@ func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.D
 	if ctx.Err() != nil {
 		return fmt.Errorf("health wait: %w", ctx.Err())
 	}
-	reasons := a.workloadReasons(context.WithoutCancel(ctx), inv)
-	if len(reasons) > 0 {
-		return fmt.Errorf("health wait: %w\n  %s", err, strings.Join(reasons, "\n  "))
-	}
-	return fmt.Errorf("health wait: %w", err)
+	return &WaitError{Err: err, Reasons: a.workloadReasons(context.WithoutCancel(ctx), inv)}
 }
+
+// waitInterval is how often the health wait polls the objects' status.
+const waitInterval = time.Second
 
 func sortInventory(inv []InventoryEntry) {
 	sort.Slice(inv, func(i, j int) bool { return inv[i].key() < inv[j].key() })
-}
-
-// apiMessage prefers the API server's own message over client-side wrapping.
-func apiMessage(err error) string {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return status.Status().Message
-	}
-	return err.Error()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +16,8 @@ import (
 )
 
 // DryRun runs a server-side dry-run apply of every object the plan will apply and reports
-// every failure, each naming its file and object; nothing is applied unless all pass.
+// every failure, each naming its file and object, as a *DryRunError; nothing is applied
+// unless all pass.
 // Objects the plan found unchanged are not sent: the same rendering was applied before and
 // nobody touched it since. Objects in a namespace the same set creates, and custom
 // resources whose CRD the same set installs, cannot be dry-run before that apply; they are
@@ -51,7 +51,7 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 				return ctx.Err()
 			}
 			mu.Lock()
-			errs = append(errs, fmt.Errorf("%s: %s", it.m, apiMessage(err)))
+			errs = append(errs, it.fail(OpDryRun, err))
 			mu.Unlock()
 			return nil
 		}
@@ -70,17 +70,6 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 	return nil
 }
 
-// DryRunError lists every object the API server refused; nothing was applied.
-type DryRunError struct{ Errs []error }
-
-func (e *DryRunError) Error() string {
-	msgs := make([]string, len(e.Errs))
-	for i, err := range e.Errs {
-		msgs[i] = err.Error()
-	}
-	return "server-side dry-run failed, nothing was applied:\n  " + strings.Join(msgs, "\n  ")
-}
-
 // createdBySet finds namespaces and custom kinds the set itself brings, which do not exist yet.
 func (a *Applier) createdBySet(ctx context.Context, items []*planItem) (map[string]bool, map[schema.GroupKind]bool, error) {
 	namespaces := map[string]bool{}
@@ -94,7 +83,7 @@ func (a *Applier) createdBySet(ctx context.Context, items []*planItem) (map[stri
 			if apierrors.IsNotFound(err) {
 				namespaces[o.GetName()] = true
 			} else if err != nil {
-				return nil, nil, fmt.Errorf("look up namespace %s: %w", o.GetName(), err)
+				return nil, nil, it.fail(OpLookup, err)
 			}
 		case "CustomResourceDefinition":
 			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")

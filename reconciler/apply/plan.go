@@ -37,6 +37,11 @@ type planItem struct {
 	dryRunVersion string
 }
 
+// fail names the item, as rendered, in an error.
+func (it *planItem) fail(op Op, err error) *ObjectError {
+	return &ObjectError{Op: op, Object: render.ObjectName(it.m.Object), File: it.m.File, Doc: it.m.Doc, Err: err}
+}
+
 func (it *planItem) entry() InventoryEntry {
 	gvk := it.obj.GroupVersionKind()
 	return InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
@@ -68,7 +73,7 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 		PrepareObject(obj, labels)
 		d, err := digestOf(obj)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", m, err)
+			return nil, &ObjectError{Op: OpPlan, Object: render.ObjectName(m.Object), File: m.File, Doc: m.Doc, Err: err}
 		}
 		p.items[i] = &planItem{m: m, obj: obj, digest: d}
 	}

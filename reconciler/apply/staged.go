@@ -50,7 +50,8 @@ const (
 // waits for new CRDs to be established before the objects that may use them. Objects
 // kubectl applied before are taken over: its last-applied annotation and field managers
 // are removed. Unchanged objects cost nothing. The result has every object's action and
-// the inventory, with digests and live fingerprints for the next deploy.
+// the inventory, with digests and live fingerprints for the next deploy. An object the API
+// server refuses stops the apply with its *ObjectError.
 func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 	if !p.dryRun {
 		return nil, errors.New("apply: the plan has not passed a server-side dry-run")
@@ -74,14 +75,14 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("apply: %w", err)
+			return nil, applyFailed(err)
 		}
 		for i, it := range items {
 			actions[it] = got[i]
 		}
 		if s == stageDefinitions {
 			if err := a.waitEstablished(ctx, items); err != nil {
-				return nil, fmt.Errorf("apply: %w", err)
+				return nil, applyFailed(err)
 			}
 		}
 	}
@@ -98,6 +99,16 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 	return res, nil
 }
 
+// applyFailed returns an object's error as it is (it names the operation) and says
+// "apply" before any other, such as the context's.
+func applyFailed(err error) error {
+	var oe *ObjectError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return fmt.Errorf("apply: %w", err)
+}
+
 // applyOne applies one object and records its live fingerprint. Its action comes from
 // comparing resourceVersions with the dry-run's: none then means created, the same one
 // after the apply means the apply changed nothing.
@@ -107,7 +118,7 @@ func (a *Applier) applyOne(ctx context.Context, it *planItem) (ssa.Action, error
 		return "", err
 	}
 	if tookOver, err := a.takeOver(ctx, obj); err != nil {
-		return "", fmt.Errorf("%s: take over from kubectl: %s", it.m, apiMessage(err))
+		return "", it.fail(OpTakeOver, err)
 	} else if tookOver {
 		// Apply again, as ssa does after its clean-up: fields kubectl set and the set no
 		// longer has are now ours alone, and this apply removes them.
@@ -116,7 +127,7 @@ func (a *Applier) applyOne(ctx context.Context, it *planItem) (ssa.Action, error
 		}
 	}
 	if it.fingerprint, err = fingerprintOf(metaOf(obj)); err != nil {
-		return "", fmt.Errorf("%s: %w", it.m, err)
+		return "", it.fail(OpApply, err)
 	}
 	switch rv := obj.GetResourceVersion(); {
 	case it.dryRunVersion == "":
@@ -130,7 +141,7 @@ func (a *Applier) applyOne(ctx context.Context, it *planItem) (ssa.Action, error
 func (a *Applier) serverSideApply(ctx context.Context, it *planItem) (*unstructured.Unstructured, error) {
 	obj := it.obj.DeepCopy()
 	if err := a.Cluster.Client.Patch(ctx, obj, client.Apply, client.ForceOwnership, client.FieldOwner(kube.FieldManager)); err != nil {
-		return nil, fmt.Errorf("%s: %s", it.m, apiMessage(err))
+		return nil, it.fail(OpApply, err)
 	}
 	return obj, nil
 }
@@ -178,7 +189,7 @@ func (a *Applier) waitEstablished(ctx context.Context, items []*planItem) error 
 			return false, nil
 		})
 		if err != nil {
-			return fmt.Errorf("wait for CRD %s to be established: %w", it.obj.GetName(), err)
+			return it.fail(OpEstablished, err)
 		}
 	}
 	return nil

@@ -80,7 +80,8 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	entries map[entryKey]*entry
-	ctx     context.Context // Run's context while it runs; nil otherwise
+	running bool          // Run is running: it starts the entries Set adds
+	wake    chan struct{} // tells Run that Set added entries; buffered 1
 	wg      sync.WaitGroup
 
 	// event, when set (by tests), is told what each schedule goroutine did.
@@ -120,7 +121,7 @@ type event struct {
 // New returns a scheduler with no schedules.
 func New(o Options) *Scheduler {
 	s := &Scheduler{store: o.Store, runs: o.Runs, clock: o.Clock, metrics: o.Metrics, log: o.Log,
-		entries: map[entryKey]*entry{}}
+		entries: map[entryKey]*entry{}, wake: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = clock.RealClock{}
 	}
@@ -195,8 +196,12 @@ func (s *Scheduler) Set(ctx context.Context, repo string, pipelines map[string][
 	}
 	for k, e := range want {
 		s.entries[k] = e
-		if s.ctx != nil {
-			s.startLocked(e)
+	}
+	if s.running && len(want) > 0 {
+		// Run starts them under its context.
+		select {
+		case s.wake <- struct{}{}:
+		default: // a wake-up is pending already
 		}
 	}
 	s.mu.Unlock()
@@ -250,19 +255,25 @@ func newEntry(ref store.PipelineRef, sc pipeline.Schedule) (*entry, error) {
 // Only one Run at a time.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.mu.Lock()
-	if s.ctx != nil {
+	if s.running {
 		s.mu.Unlock()
 		return errors.New("schedule: the scheduler is already running")
 	}
-	s.ctx = ctx
-	for _, e := range s.entries {
-		s.startLocked(e)
-	}
+	s.running = true
+	s.startIdleLocked(ctx)
 	s.mu.Unlock()
 
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-s.wake:
+			s.mu.Lock()
+			s.startIdleLocked(ctx)
+			s.mu.Unlock()
+		case <-ctx.Done():
+		}
+	}
 	s.mu.Lock()
-	s.ctx = nil
+	s.running = false
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.mu.Lock()
@@ -273,9 +284,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	return nil
 }
 
-// startLocked starts e's goroutine; s.mu is held and s.ctx set.
-func (s *Scheduler) startLocked(e *entry) {
-	ctx, cancel := context.WithCancel(s.ctx)
+// startIdleLocked starts the goroutines of the entries that have none; s.mu is held and
+// ctx is Run's.
+func (s *Scheduler) startIdleLocked(ctx context.Context) {
+	for _, e := range s.entries {
+		if e.cancel == nil {
+			s.startLocked(ctx, e)
+		}
+	}
+}
+
+// startLocked starts e's goroutine under Run's ctx; s.mu is held.
+func (s *Scheduler) startLocked(ctx context.Context, e *entry) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	e.cancel, e.done = cancel, done
 	s.wg.Add(1)

@@ -1,0 +1,135 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// Classes of failure a caller may act on, tested with errors.Is on any error this package
+// returns, joined lists included. They classify the API server's answer, which stays in
+// the chain: apierrors.IsConflict, IsInvalid, IsForbidden and errors.As to
+// apierrors.APIStatus work too.
+var (
+	// ErrConflict: the API server refused a write as conflicting (409), e.g. a manifest
+	// carrying a stale metadata.resourceVersion. Field-ownership conflicts cannot happen:
+	// apply and dry-run force ownership as field manager slipway.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the API server refused the object itself (422 Invalid, 400 BadRequest).
+	ErrInvalid = errors.New("invalid object")
+	// ErrForbidden: the cluster credentials may not do this (403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnhealthy: the health wait ended with an object failed or not ready in time.
+	ErrUnhealthy = errors.New("not healthy")
+)
+
+// Op names what was being done to an object when it failed.
+type Op string
+
+// Operations an ObjectError can name.
+const (
+	OpPlan        Op = "plan"
+	OpLookup      Op = "look up"
+	OpDryRun      Op = "server-side dry-run"
+	OpApply       Op = "apply"
+	OpTakeOver    Op = "take over from kubectl"
+	OpEstablished Op = "wait until established"
+	OpPrune       Op = "prune"
+)
+
+// ObjectError is the failure of one object: which, where it was rendered from when known,
+// what was being done, and the cause as returned (an API status error, a transport or
+// context error). Its message is the API server's own message, not client-side wrapping.
+type ObjectError struct {
+	Op     Op
+	Object string // Kind/namespace/name, Kind/name when cluster-scoped
+	File   string // the manifest's file (or stored revision); "" when not known, as in prune
+	Doc    int    // 1-based document within File
+	Err    error
+}
+
+func (e *ObjectError) Error() string {
+	return fmt.Sprintf("%s %s failed: %s", e.subject(), e.Op, apiMessage(e.Err))
+}
+
+func (e *ObjectError) subject() string {
+	if e.File == "" {
+		return e.Object
+	}
+	// As render.Manifest names it: Kind/ns/name (file, document n).
+	return fmt.Sprintf("%s (%s, document %d)", e.Object, e.File, e.Doc)
+}
+
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+// Is answers the classes above from the cause.
+func (e *ObjectError) Is(target error) bool { return isClass(e.Err, target) }
+
+// isClass tells whether err, an answer of the API server, is of the class target.
+func isClass(err, target error) bool {
+	switch target {
+	case ErrConflict:
+		return apierrors.IsConflict(err)
+	case ErrInvalid:
+		return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+	case ErrForbidden:
+		return apierrors.IsForbidden(err)
+	}
+	return false
+}
+
+// DryRunError lists every object the API server refused in the dry-run (each an
+// *ObjectError); nothing was applied. errors.Is and errors.As see every one of them.
+type DryRunError struct{ Errs []error }
+
+func (e *DryRunError) Error() string {
+	msg := "server-side dry-run failed, nothing was applied:"
+	for _, err := range e.Errs {
+		var oe *ObjectError
+		if errors.As(err, &oe) && oe.Op == OpDryRun {
+			// The heading says what failed; each line names the object and the reason.
+			msg += "\n  " + oe.subject() + ": " + apiMessage(oe.Err)
+			continue
+		}
+		msg += "\n  " + err.Error()
+	}
+	return msg
+}
+
+func (e *DryRunError) Unwrap() []error { return e.Errs }
+
+// WaitError is a failed health wait: kstatus's verdict and the pods' own reasons for the
+// workloads that are not ready. It is ErrUnhealthy, unless the API server refused to show
+// the objects (then it is of that class); a cancelled wait is not a WaitError.
+type WaitError struct {
+	Err     error
+	Reasons []string
+}
+
+func (e *WaitError) Error() string {
+	msg := "health wait: " + e.Err.Error()
+	for _, r := range e.Reasons {
+		msg += "\n  " + r
+	}
+	return msg
+}
+
+func (e *WaitError) Unwrap() error { return e.Err }
+
+func (e *WaitError) Is(target error) bool {
+	if target == ErrUnhealthy {
+		var status apierrors.APIStatus
+		return !errors.As(e.Err, &status)
+	}
+	return isClass(e.Err, target)
+}
+
+// apiMessage prefers the API server's own message over client-side wrapping.
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return err.Error()
+}
