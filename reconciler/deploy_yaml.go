@@ -45,7 +45,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if !errors.As(err, &unhealthy) {
 		return err
 	}
-	if t.Rollback == pipeline.RollbackManual || ctx.Err() != nil {
+	if t.Rollback == pipeline.RollbackManual {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
 		return err
 	}
@@ -115,8 +115,13 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	done := rc.state.waitingForHealth()
 	err = ap.Wait(ctx, res.Inventory, spec.wait)
 	done()
-	if err != nil {
+	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
 		return inventory, &healthError{err: err}
+	}
+	if err != nil {
+		// Cancelled, or the objects could not even be looked at: nothing to roll back for.
+		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, err.Error())
+		return inventory, err
 	}
 	r.markRevision(ctx, rc, spec.task, store.RevisionHealthy, "")
 	tl.Printf("all %d objects healthy", len(res.Inventory))
@@ -175,13 +180,13 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 	}
 	if err != nil {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
-		return fmt.Errorf("%w\nrollback: %v", cause, err)
+		return fmt.Errorf("%w\nrollback: %w", cause, err)
 	}
 	tl.Printf("health wait failed; rolling back to the revision of BUILD_ID %d", target.BuildID)
 	err = r.restoreRevision(ctx, rc, target, failed, t.Prune == nil || *t.Prune, t.Wait.Duration, tl)
 	if err != nil {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
-		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %v", cause, target.BuildID, err)
+		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %w", cause, target.BuildID, err)
 	}
 	msg := fmt.Sprintf("rolled back to BUILD_ID %d", target.BuildID)
 	r.markRevision(ctx, rc, task, store.RevisionRolledBack, msg+" after: "+cause.Error())
