@@ -40,7 +40,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return err
 	}
-	owner := apply.Owner{Name: ref.Name, Namespace: task}
+	owner := apply.OwnerOf(store.TaskRef{Pipeline: ref, Task: task})
 	prune := t.Prune == nil || *t.Prune
 	res, inventory, pruneErr, err := applySet(ctx, ap, ms, owner, previous, prune, tl)
 	if err != nil {
@@ -52,7 +52,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	}
 	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: id, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
-		Kind: store.DeployYAML, Objects: objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: objects, Inventory: inventory, Status: store.RevisionApplied,
 		Drift: driftPolicy(t),
 	}); err != nil {
 		return err
@@ -82,7 +82,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 // applySet plans, dry-runs as a whole, applies and prunes one set of manifests. It returns
 // the apply result, the inventory to record (applied objects plus any that failed to be
 // pruned, so a later run retries) and the prune error apart, since what was applied stands.
-func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []apply.InventoryEntry, prune bool, tl *taskLog) (*apply.Result, []apply.InventoryEntry, error, error) {
+func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, prune bool, tl *taskLog) (*apply.Result, []store.InventoryEntry, error, error) {
 	// The plan skips objects the previous revision applied exactly so and nobody changed.
 	plan, err := ap.Plan(ctx, ms, owner, previous)
 	if err != nil {
@@ -117,7 +117,7 @@ func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owne
 // rollbackYAML answers a failed health wait: it re-applies the task's last healthy
 // revision, prunes what the failed one added, waits for health again, and marks the failed
 // revision rolled back. The task still fails, saying where it went back to.
-func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, ap *apply.Applier, owner apply.Owner, failed []apply.InventoryEntry, tl *taskLog, cause error) error {
+func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, ap *apply.Applier, owner apply.Owner, failed []store.InventoryEntry, tl *taskLog, cause error) error {
 	ref := rc.run.Pipeline
 	target, err := r.Store.LatestRevision(ctx, ref, task, store.RevisionHealthy)
 	if errors.Is(err, store.ErrNotFound) {
@@ -161,24 +161,12 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 
 // lastInventory is what the newest earlier revision still on the cluster put there, healthy
 // or not: that is what prune compares with.
-func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]apply.InventoryEntry, error) {
+func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]store.InventoryEntry, error) {
 	newest, err := r.newestRevision(ctx, ref, task)
 	if err != nil || newest == nil {
 		return nil, err
 	}
-	out := make([]apply.InventoryEntry, len(newest.Inventory))
-	for i, e := range newest.Inventory {
-		out[i] = apply.InventoryEntry(e)
-	}
-	return out, nil
-}
-
-func toStoreInventory(inv []apply.InventoryEntry) []store.InventoryEntry {
-	out := make([]store.InventoryEntry, len(inv))
-	for i, e := range inv {
-		out[i] = store.InventoryEntry(e)
-	}
-	return out
+	return newest.Inventory, nil
 }
 
 // encodeObjects serialises the rendered set as a multi-document YAML stream, the revision's

@@ -105,14 +105,14 @@ func (r *Runner) reapply(ctx context.Context, rc *runContext, rev store.Revision
 		return err
 	}
 	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", rev.Task)}
-	owner := apply.Owner{Name: ref.Name, Namespace: rev.Task}
+	owner := apply.OwnerOf(rev.TaskRef())
 	res, inventory, pruneErr, err := applySet(ctx, ap, ms, owner, previous, true, tl)
 	if err != nil {
 		return err
 	}
 	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: rev.Task, Cluster: rev.Cluster, Namespace: rev.Namespace,
-		Kind: store.DeployYAML, Objects: rev.Objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: rev.Objects, Inventory: inventory, Status: store.RevisionApplied,
 		Drift: rev.Drift, // the restored revision's policy comes back with its objects
 	}); err != nil {
 		return err
