@@ -21,7 +21,6 @@ import (
 // stamped and its digest, in apply order, and which of them nobody changed since the
 // previous revision applied them. DryRun checks the rest; Apply applies the rest.
 type Plan struct {
-	owner Owner
 	items []*planItem
 	// dryRun is set once DryRun passed: Apply refuses a plan that was not checked.
 	dryRun bool
@@ -63,7 +62,7 @@ func (p *Plan) Changed() int {
 // namespace (selected by owner labels) instead of a GET and a dry-run per object.
 func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []store.InventoryEntry) (*Plan, error) {
 	labels := owner.Labels()
-	p := &Plan{owner: owner, items: make([]*planItem, len(ms))}
+	p := &Plan{items: make([]*planItem, len(ms))}
 	for i, m := range ms {
 		obj := m.Object.DeepCopy()
 		PrepareObject(obj, owner)
