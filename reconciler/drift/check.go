@@ -53,6 +53,15 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	case jsondiff.DiffTypeCreate:
 		return &Finding{Object: o, Gone: true}, nil
 	case jsondiff.DiffTypeUpdate:
+		kept := d.Patch[:0]
+		for _, op := range d.Patch {
+			if !emptyMetadataAdd(op.Type, op.Path, op.Value) {
+				kept = append(kept, op)
+			}
+		}
+		if d.Patch = kept; len(d.Patch) == 0 {
+			return nil, nil
+		}
 		patch, err := json.Marshal(d.Patch)
 		if err != nil {
 			return nil, fmt.Errorf("encode the patch of %s: %w", o, err)
@@ -69,6 +78,18 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	default:
 		return nil, nil
 	}
+}
+
+// emptyMetadataAdd tells a patch operation that adds an empty labels or annotations map.
+// Such an operation is what ignoring the owner metadata leaves of it on an object that has
+// no such map (an object an older Slipway labelled has no annotations): the ignored keys
+// are removed from both sides, their emptied map is not. An empty map is no drift.
+func emptyMetadataAdd(op, path string, value any) bool {
+	if op != "add" || (path != "/metadata/labels" && path != "/metadata/annotations") {
+		return false
+	}
+	m, ok := value.(map[string]any)
+	return ok && len(m) == 0
 }
 
 // lastChange names who made the drift: the most recent managedFields entry, other than

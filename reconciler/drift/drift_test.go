@@ -157,3 +157,23 @@ func TestPauseIsKeyedByTheFullTaskIdentity(t *testing.T) {
 		t.Fatalf("after the task ended: pending %v, reload asked %d, paused %v", w.pending, len(w.reload), w.paused)
 	}
 }
+
+func TestEmptyMetadataAddIsNoDrift(t *testing.T) {
+	cases := []struct {
+		op, path string
+		value    any
+		want     bool
+	}{
+		{"add", "/metadata/annotations", map[string]any{}, true},
+		{"add", "/metadata/labels", map[string]any{}, true},
+		{"add", "/metadata/annotations", map[string]any{"a": "b"}, false},
+		{"remove", "/metadata/annotations", nil, false},
+		{"add", "/data", map[string]any{}, false},
+		{"add", "/metadata/annotations/x", "", false},
+	}
+	for _, c := range cases {
+		if got := emptyMetadataAdd(c.op, c.path, c.value); got != c.want {
+			t.Errorf("%s %s %v: %v, want %v", c.op, c.path, c.value, got, c.want)
+		}
+	}
+}

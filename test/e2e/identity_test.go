@@ -194,17 +194,19 @@ func TestTwoRepositoriesWithEqualNamesKeepApart(t *testing.T) {
 }
 
 // An installation upgraded from a Slipway whose owner labels were the pipeline and task
-// names (slipway.dev/name, slipway.dev/namespace): the next deploy adopts its objects with
-// the new owner metadata and prunes nothing, not even an object dropped from the manifests
-// in that very deploy (it carries the old labels only, which prune no longer selects).
-// Later deploys prune as usual.
+// names (slipway.dev/name, slipway.dev/namespace): until the next deploy the daemon still
+// watches the old-labelled objects (an edit is reported within seconds, not at the sweep)
+// and does not take the missing new labels for drift; the next deploy adopts the objects
+// with the new owner metadata and prunes nothing, not even an object dropped from the
+// manifests in that very deploy (it carries the old labels only, which prune no longer
+// selects). Later deploys prune as usual.
 func TestOldOwnerLabelsAreAdoptedAndNothingPruned(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
 	ctx := context.Background()
 	repo, repoName, cfg := newProject(t, env)
-	pipeline := []byte("name: legacy\nstages:\n- name: deploy\n  tasks:\n  - name: deploy\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 10s\n")
+	pipeline := []byte("name: legacy\nstages:\n- name: deploy\n  tasks:\n  - name: deploy\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 10s\n    drift: report\n")
 	cms := func(names ...string) []byte {
 		var b strings.Builder
 		for _, n := range names {
@@ -212,14 +214,10 @@ func TestOldOwnerLabelsAreAdoptedAndNothingPruned(t *testing.T) {
 		}
 		return []byte(b.String())
 	}
-	run := func(what string) {
-		t.Helper()
-		if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
-			t.Fatalf("%s failed:\n%s", what, out)
-		}
-	}
 	repo.commit("three", map[string][]byte{".pipeline.yaml": pipeline, "cm.yaml": cms("keep", "dropped", "later")})
-	run("the first deploy")
+	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+		t.Fatalf("the first deploy failed:\n%s", out)
+	}
 
 	// What an older Slipway left: the same objects and field manager, the old labels only
 	// (applying them without the new metadata removes it, as Slipway owned it).
@@ -235,8 +233,26 @@ func TestOldOwnerLabelsAreAdoptedAndNothingPruned(t *testing.T) {
 		}
 	}
 
+	// The upgraded daemon: it does not run the head again, watches the old-labelled objects
+	// and reports an edit of one, not the labels.
+	startServe(t, cfg)
+	st := openDaemonStore(t, cfg)
+	time.Sleep(time.Second) // the daemon loads the current revisions and starts its watches
+	kubectl(t, env, "-n", ns, "patch", "configmap/keep", "--type=merge", "-p", `{"data":{"k":"edited"}}`)
+	e := waitEvent(t, st, 3*time.Second, "for the edit of an old-labelled object", func(e store.DriftEvent) bool {
+		return e.Object.Name == "keep"
+	})
+	if !strings.Contains(e.Patch, "/data/k") || strings.Contains(e.Patch, "slipway.dev") {
+		t.Fatalf("drift of keep: %s; want the data only", e.Patch)
+	}
+	if evs := driftEvents(t, st); len(evs) != 1 {
+		t.Fatalf("drift events %+v; want only the edit", evs)
+	}
+
 	repo.commit("drop one", map[string][]byte{"cm.yaml": cms("keep", "later")})
-	run("the migrating deploy")
+	waitPipelineHistory(t, cfg, "legacy", 60*time.Second, "the migrating deploy", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].Status == "succeeded"
+	})
 	for _, name := range []string{"keep", "later"} {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -254,7 +270,9 @@ func TestOldOwnerLabelsAreAdoptedAndNothingPruned(t *testing.T) {
 
 	// Adopted objects are pruned as usual from then on.
 	repo.commit("drop another", map[string][]byte{"cm.yaml": cms("keep")})
-	run("the deploy after the migration")
+	waitPipelineHistory(t, cfg, "legacy", 60*time.Second, "the deploy after the migration", func(h []historyEntry) bool {
+		return len(h) == 3 && h[0].Status == "succeeded"
+	})
 	if configMapExists(t, cs, ns, "later") {
 		t.Errorf("later, dropped after the migration, was not pruned")
 	}
