@@ -17,10 +17,29 @@ import (
 
 // Parts is the wired set of parts the daemon and the CLI verbs share.
 type Parts struct {
-	Config  *config.Config
-	Store   store.Store
-	Mirrors *sources.Mirrors
-	Runner  *reconciler.Runner
+	Config   *config.Config
+	Store    store.Store
+	Mirrors  *sources.Mirrors
+	Clusters *kube.Clusters
+	builder  reconciler.ImageBuilder
+	tags     reconciler.TagPruner
+	log      *logrus.Entry
+}
+
+// NewRunner makes the run engine's Runner over these parts; observer (optional) hears
+// every run and task state change.
+func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
+	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
+		Config: d.Config, Builder: d.builder, Tags: d.tags, Observer: observer, Log: d.log})
+}
+
+// StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner
+// that reports to observer. It stops when ctx ends (Wait for it).
+func (d *Parts) StartDispatcher(ctx context.Context, description string, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, error) {
+	runner := d.NewRunner(observer)
+	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store,
+		Description: description, Log: d.log.WithField("component", "dispatcher")})
+	return runner, disp, err
 }
 
 // OpenConfigAndStore loads slipway.yaml and opens the store it names.
@@ -59,10 +78,8 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Runner: &reconciler.Runner{
-		Store: st, Sources: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Config: cfg, Log: log,
-		Builder: imageBuilder, Tags: registry,
-	}}, nil
+	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)),
+		builder: imageBuilder, tags: registry, log: log}, nil
 }
 
 // ClusterSpecs says how to reach the configured clusters.

@@ -71,28 +71,38 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err != nil {
 		return err
 	}
-	d.Runner.Clusters.WrapTransports(requests.Wrap)
+	d.Clusters.WrapTransports(requests.Wrap)
 	// The drift watcher hears of every task start and end: deploys pause it for their task
 	// and make it learn the revision they store.
-	dw := &drift.Watcher{Store: d.Store, Clusters: d.Runner.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
+	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
-	d.Runner.Observer = reconciler.Observers{dw, triggerMetrics}
-
-	disp := &reconciler.Dispatcher{Runner: d.Runner, Log: log, Base: ctx}
+	dispCtx, stopDispatcher := context.WithCancel(ctx)
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, triggerMetrics})
+	if err != nil {
+		stopDispatcher()
+		return err
+	}
+	// However Serve returns, the runs it started end first.
+	defer func() {
+		stopDispatcher()
+		disp.Wait()
+	}()
 	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
-	hub := &trigger.Hub{Runner: d.Runner, Dispatcher: disp, Limiter: limiter, Metrics: triggerMetrics}
+	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
+		Metrics: triggerMetrics})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}
-	var watchers []*trigger.Watcher
+	var watchers []*trigger.BranchWatcher
 	for _, r := range d.Config.Repositories {
 		src, err := SourceRepo(r)
 		if err != nil {
 			return err
 		}
-		w := &trigger.Watcher{Runner: d.Runner, Dispatcher: disp, Changes: d.Mirrors, Repo: src, Branch: r.Branch,
-			Interval: r.Poll.Duration, Limiter: limiter, Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics,
-			Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})}
+		w := trigger.NewBranchWatcher(trigger.BranchWatcherOptions{Git: d.Mirrors, Pipelines: runner, Runs: disp,
+			Records: d.Store, Repo: src, Branch: r.Branch, Interval: r.Poll.Duration, Limiter: limiter,
+			Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics,
+			Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})})
 		hub.Add(w)
 		watchers = append(watchers, w)
 		if r.Webhook != nil {

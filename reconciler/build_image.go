@@ -27,7 +27,7 @@ type TagPruner interface {
 // buildImage builds the task's Dockerfile, pushes it, records the image and digest as the
 // task's outputs, and applies the tag retention.
 func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t *pipeline.BuildImageTask, tl *taskLog) (map[string]string, error) {
-	if r.Builder == nil {
+	if r.builder == nil {
 		return nil, errors.New("no image builder is configured")
 	}
 	vars := rc.varsSnapshot()
@@ -47,7 +47,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if req.Tag, err = subst("tag", t.Tag); err != nil {
 		return nil, err
 	}
-	req.Registry = r.Config.Registry.Default
+	req.Registry = r.config.Registry.Default
 	if t.Registry != "" {
 		if req.Registry, err = subst("registry", t.Registry); err != nil {
 			return nil, err
@@ -68,7 +68,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 			return nil, err
 		}
 	}
-	res, err := r.Builder.Build(ctx, req)
+	res, err := r.builder.Build(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 // retainTags keeps the newest `keep` tags matching the task's tag template, never deleting
 // a tag that a stored revision of this pipeline still deploys.
 func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Result, t *pipeline.BuildImageTask, tl *taskLog) error {
-	if r.Tags == nil {
+	if r.tags == nil {
 		return errors.New("keep is set but no registry access is configured")
 	}
 	repo := res.Image[:strings.LastIndex(res.Image, ":")]
@@ -100,7 +100,7 @@ func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Res
 	for _, tag := range res.Tags {
 		protected[tag] = true
 	}
-	pr, err := r.Tags.RetainTags(ctx, repo, t.Tag, t.Keep, protected)
+	pr, err := r.tags.RetainTags(ctx, repo, t.Tag, t.Keep, protected)
 	if err != nil {
 		return fmt.Errorf("tag retention for %s: %w", repo, err)
 	}
@@ -148,7 +148,7 @@ func (r *Runner) deployedTags(ctx context.Context, rc *runContext, repo string) 
 func (r *Runner) newestRevision(ctx context.Context, ref store.PipelineRef, task string) (*store.Revision, error) {
 	var newest *store.Revision
 	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed} {
-		rev, err := r.Store.LatestRevision(ctx, ref, task, st)
+		rev, err := r.store.LatestRevision(ctx, ref, task, st)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

@@ -42,7 +42,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
-	cl, err := r.Clusters.Get(ctx, t.Cluster)
+	cl, err := r.clusters.Get(ctx, t.Cluster)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
-	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
+	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
@@ -110,7 +110,10 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		tl.Printf("waiting up to %s for the release's %d objects to become healthy", t.Wait.Duration, len(inv))
 	}
 	ap := &apply.Applier{Cluster: cl, Log: log}
+	// Like a YAML deploy's, a release's health wait is one a newer commit may supersede.
+	done := rc.state.waitingForHealth()
 	waitErr := ap.Wait(ctx, inv, t.Wait.Duration)
+	done()
 	if waitErr == nil {
 		r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
 		tl.Printf("release %s revision %d healthy", t.Release, deployed.Version)
@@ -161,12 +164,12 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version
 	}
 	ctx = context.WithoutCancel(ctx)
-	if _, err := r.Store.SaveRevision(ctx, nr); err != nil {
+	if _, err := r.store.SaveRevision(ctx, nr); err != nil {
 		rc.log.WithError(err).WithField("task", task).Error("record failed chart revision")
 		return cause
 	}
 	if undone {
-		if _, err := r.Store.TransitionRevision(ctx, rc.run.Pipeline, rc.run.BuildID, task, store.RevisionFailed,
+		if _, err := r.store.TransitionRevision(ctx, rc.run.Pipeline, rc.run.BuildID, task, store.RevisionFailed,
 			store.RevisionRolledBack, nr.Reason); err != nil {
 			rc.log.WithError(err).WithField("task", task).Error("record revision status")
 		}

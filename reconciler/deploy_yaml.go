@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -14,16 +15,15 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
-// deployYAML renders the task's manifests, dry-runs the whole set, applies it, stores the
-// revision, prunes what the previous revision had and this one does not, and waits for health.
+// deployYAML renders the task's manifests and deploys them as a new revision; when the
+// health wait fails it rolls back to the task's last healthy revision (rollback: auto).
 func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) error {
-	ref, id := rc.run.Pipeline, rc.run.BuildID
 	ms, err := render.LoadManifests(rc.workspace, t.Path, rc.varsSnapshot())
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
 	tl.Printf("rendered %d objects from %s", len(ms), t.Path)
-	cl, err := r.Clusters.Get(ctx, t.Cluster)
+	cl, err := r.clusters.Get(ctx, t.Cluster)
 	if err != nil {
 		return err
 	}
@@ -35,61 +35,108 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 			tl.Printf("pinned %d image references to the digests built in this run", n)
 		}
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task)}
-	previous, err := r.lastInventory(ctx, ref, task)
-	if err != nil {
-		return err
-	}
-	owner := apply.OwnerOf(store.TaskRef{Pipeline: ref, Task: task})
-	prune := t.Prune == nil || *t.Prune
-	res, inventory, pruneErr, err := applySet(ctx, ap, ms, owner, previous, prune, tl)
-	if err != nil {
-		return err
-	}
 	objects, err := encodeObjects(ms)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Store.SaveRevision(ctx, store.NewRevision{
-		Pipeline: ref, BuildID: id, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
-		Kind: store.DeployYAML, Objects: objects, Inventory: inventory, Status: store.RevisionApplied,
-		Drift: driftPolicy(t),
-	}); err != nil {
+	inventory, err := r.deployRevision(ctx, rc, revisionSpec{task: task, cluster: t.Cluster, namespace: t.Namespace,
+		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, wait: t.Wait.Duration, drift: driftPolicy(t)}, tl)
+	var unhealthy *healthError
+	if !errors.As(err, &unhealthy) {
 		return err
 	}
-	if pruneErr != nil {
-		r.markRevision(ctx, rc, task, store.RevisionFailed, pruneErr.Error())
-		return pruneErr
+	if t.Rollback == pipeline.RollbackManual || ctx.Err() != nil {
+		r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
+		return err
 	}
-	if t.Wait.Duration > 0 {
-		tl.Printf("waiting up to %s for %d objects to become healthy", t.Wait.Duration, len(res.Inventory))
-	}
-	waited := inHealthWait(ctx)
-	err = ap.Wait(ctx, res.Inventory, t.Wait.Duration)
-	waited()
-	if err != nil {
-		if t.Rollback == pipeline.RollbackManual || ctx.Err() != nil {
-			r.markRevision(ctx, rc, task, store.RevisionFailed, err.Error())
-			return err
-		}
-		return r.rollbackYAML(ctx, rc, task, t, ap, owner, inventory, tl, err)
-	}
-	r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
-	tl.Printf("all %d objects healthy", len(res.Inventory))
-	return nil
+	return r.rollbackYAML(ctx, rc, task, t, inventory, tl, unhealthy.err)
 }
 
-// applySet plans, dry-runs as a whole, applies and prunes one set of manifests. It returns
-// the apply result, the inventory to record (applied objects plus any that failed to be
-// pruned, so a later run retries) and the prune error apart, since what was applied stands.
-func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, prune bool, tl *taskLog) (*apply.Result, []store.InventoryEntry, error, error) {
+// revisionSpec is one task's set of objects for one cluster, deployed as a revision.
+type revisionSpec struct {
+	task, cluster, namespace string
+	manifests                []render.Manifest
+	objects                  []byte // the manifests as the revision stores them
+	prune                    bool
+	wait                     time.Duration
+	drift                    store.DriftPolicy
+}
+
+// healthError is a deploy whose objects were applied and stored but did not become
+// healthy; the revision stays applied for the caller to mark or roll back.
+type healthError struct{ err error }
+
+func (e *healthError) Error() string { return e.err.Error() }
+func (e *healthError) Unwrap() error { return e.err }
+
+// deployRevision applies one set of objects as a new revision of the run's task: plan,
+// dry-run the whole set, apply, prune what the task's previous revision had and this one
+// does not, store the revision, then wait for health (the run says so, so a newer commit
+// may supersede it). It returns the revision's inventory; a failed health wait is a
+// *healthError and leaves the revision applied. Deploys and rollbacks both come here.
+func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) ([]store.InventoryEntry, error) {
+	ref := rc.run.Pipeline
+	cl, err := r.clusters.Get(ctx, spec.cluster)
+	if err != nil {
+		return nil, err
+	}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task)}
+	owner := ownerOf(ref, spec.task)
+	previous, err := r.lastInventory(ctx, ref, spec.task)
+	if err != nil {
+		return nil, err
+	}
+	res, err := applySet(ctx, ap, spec.manifests, owner, previous, tl)
+	if err != nil {
+		return nil, err
+	}
+	inventory := res.Inventory
+	var pruneErr error
+	if spec.prune {
+		var kept []store.InventoryEntry
+		kept, pruneErr = pruneSet(ctx, ap, previous, inventory, owner, tl)
+		// What could not be pruned stays in the inventory, so a later run retries.
+		inventory = append(inventory, kept...)
+	}
+	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
+		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace,
+		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
+		Drift: spec.drift,
+	}); err != nil {
+		return inventory, err
+	}
+	if pruneErr != nil {
+		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, pruneErr.Error())
+		return inventory, pruneErr
+	}
+	if spec.wait > 0 {
+		tl.Printf("waiting up to %s for %d objects to become healthy", spec.wait, len(res.Inventory))
+	}
+	done := rc.state.waitingForHealth()
+	err = ap.Wait(ctx, res.Inventory, spec.wait)
+	done()
+	if err != nil {
+		return inventory, &healthError{err: err}
+	}
+	r.markRevision(ctx, rc, spec.task, store.RevisionHealthy, "")
+	tl.Printf("all %d objects healthy", len(res.Inventory))
+	return inventory, nil
+}
+
+// ownerOf is the identity stamped on the objects a pipeline's task applies.
+func ownerOf(ref store.PipelineRef, task string) apply.Owner {
+	return apply.OwnerOf(store.TaskRef{Pipeline: ref, Task: task})
+}
+
+// applySet plans, dry-runs as a whole and applies one set of manifests.
+func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, tl *taskLog) (*apply.Result, error) {
 	// The plan skips objects the previous revision applied exactly so and nobody changed.
 	plan, err := ap.Plan(ctx, ms, owner, previous)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if err := ap.DryRun(ctx, plan); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if unchanged := plan.Len() - plan.Changed(); unchanged > 0 {
 		tl.Printf("server-side dry-run of %d objects passed (%d unchanged since the last deploy)", plan.Changed(), unchanged)
@@ -98,28 +145,30 @@ func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owne
 	}
 	res, err := ap.Apply(ctx, plan)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	for _, c := range res.Changes {
 		tl.Printf("%s %s", c.Object, c.Action)
 	}
-	inventory := res.Inventory
-	if !prune {
-		return res, inventory, nil, nil
-	}
-	deleted, kept, pruneErr := ap.Prune(ctx, previous, inventory, owner)
+	return res, nil
+}
+
+// pruneSet deletes what previous holds and current does not (only objects carrying the
+// owner's labels). It returns what could not be deleted.
+func pruneSet(ctx context.Context, ap *apply.Applier, previous, current []store.InventoryEntry, owner apply.Owner, tl *taskLog) ([]store.InventoryEntry, error) {
+	deleted, kept, err := ap.Prune(ctx, previous, current, owner)
 	for _, e := range deleted {
 		tl.Printf("%s pruned", e)
 	}
-	return res, append(inventory, kept...), pruneErr, nil
+	return kept, err
 }
 
 // rollbackYAML answers a failed health wait: it re-applies the task's last healthy
 // revision, prunes what the failed one added, waits for health again, and marks the failed
 // revision rolled back. The task still fails, saying where it went back to.
-func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, ap *apply.Applier, owner apply.Owner, failed []store.InventoryEntry, tl *taskLog, cause error) error {
+func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, failed []store.InventoryEntry, tl *taskLog, cause error) error {
 	ref := rc.run.Pipeline
-	target, err := r.Store.LatestRevision(ctx, ref, task, store.RevisionHealthy)
+	target, err := r.store.LatestRevision(ctx, ref, task, store.RevisionHealthy)
 	if errors.Is(err, store.ErrNotFound) {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
 		return fmt.Errorf("%w\nno earlier healthy revision to roll back to: the objects are left as they are for inspection", cause)
@@ -129,18 +178,7 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 		return fmt.Errorf("%w\nrollback: %v", cause, err)
 	}
 	tl.Printf("health wait failed; rolling back to the revision of BUILD_ID %d", target.BuildID)
-	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
-	if err == nil {
-		var res *apply.Result
-		var pruneErr error
-		res, _, pruneErr, err = applySet(ctx, ap, ms, owner, failed, true, tl)
-		if err == nil {
-			err = pruneErr
-		}
-		if err == nil {
-			err = ap.Wait(ctx, res.Inventory, t.Wait.Duration)
-		}
-	}
+	err = r.restoreRevision(ctx, rc, target, failed, t.Prune == nil || *t.Prune, t.Wait.Duration, tl)
 	if err != nil {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
 		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %v", cause, target.BuildID, err)
@@ -151,8 +189,33 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 	return fmt.Errorf("%s: %w", msg, cause)
 }
 
+// restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
+// without recording a new revision: the failed one is marked rolled back instead.
+func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait time.Duration, tl *taskLog) error {
+	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
+	if err != nil {
+		return err
+	}
+	cl, err := r.clusters.Get(ctx, target.Cluster)
+	if err != nil {
+		return err
+	}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task)}
+	owner := ownerOf(rc.run.Pipeline, target.Task)
+	res, err := applySet(ctx, ap, ms, owner, failed, tl)
+	if err != nil {
+		return err
+	}
+	if prune {
+		if _, err := pruneSet(ctx, ap, failed, res.Inventory, owner, tl); err != nil {
+			return err
+		}
+	}
+	return ap.Wait(ctx, res.Inventory, wait)
+}
+
 func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, to store.RevisionStatus, reason string) {
-	_, err := r.Store.TransitionRevision(context.WithoutCancel(ctx), rc.run.Pipeline, rc.run.BuildID, task,
+	_, err := r.store.TransitionRevision(context.WithoutCancel(ctx), rc.run.Pipeline, rc.run.BuildID, task,
 		store.RevisionApplied, to, rc.mask(reason))
 	if err != nil {
 		rc.log.WithError(err).WithField("task", task).Error("record revision status")

@@ -2,40 +2,77 @@ package reconciler
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/store"
 )
 
-// executor is what the dispatcher needs of a Runner.
-type executor interface {
-	Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error)
-	Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run) (store.Run, error)
+// Executor records and runs jobs: what the dispatcher needs of a Runner.
+type Executor interface {
+	Queue(ctx context.Context, job Job, holder string) (store.Run, error)
+	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
 }
 
-// Dispatcher runs at most one run per pipeline at a time. A run that arrives while another
-// runs waits; a newer one arriving meanwhile supersedes the waiting one, which is recorded
-// as superseded rather than silently dropped. A run that is only waiting for health when a
-// newer run arrives is cancelled and ends superseded: its wait would only delay the newer
-// commit, which replaces what it deployed anyway.
-type Dispatcher struct {
-	Runner executor
-	Log    *logrus.Entry
-	// Base is the daemon's lifetime: runs derive their context from it, not from the
-	// caller of Submit, which may be an HTTP request that ends long before the run. Nil:
-	// the caller's context.
-	Base context.Context
+// Claims is the store's hold on pipelines across processes: a process beats as a holder,
+// and claims a pipeline for as long as it runs it.
+type Claims interface {
+	BeatHolder(ctx context.Context, holder, description string, ttl time.Duration) error
+	RemoveHolder(ctx context.Context, holder string) error
+	ClaimPipeline(ctx context.Context, ref store.PipelineRef, holder string, buildID int64) error
+	ReleasePipeline(ctx context.Context, ref store.PipelineRef, holder string) error
+}
 
-	mu    sync.Mutex
-	slots map[store.PipelineRef]*slot
-	wg    sync.WaitGroup
+// DispatcherOptions configure a Dispatcher.
+type DispatcherOptions struct {
+	Executor Executor
+	Claims   Claims
+	// Description says what this process is, for whoever waits on its claims; e.g.
+	// "slipway serve". Host and pid are added.
+	Description string
+	// HolderTTL is how long the holder's claims outlive its last heartbeat (0: 30s); it
+	// beats every third of that. ClaimRetry is how often a run whose pipeline another
+	// process holds tries again (0: 1s).
+	HolderTTL  time.Duration
+	ClaimRetry time.Duration
+	Log        *logrus.Entry
+}
+
+// Dispatcher is the one way runs start. It runs at most one run per pipeline at a time,
+// in this process and across processes (a claim in the store): a run whose pipeline runs
+// elsewhere waits, queued, until it is free. A run that arrives while another runs waits;
+// a newer one arriving meanwhile supersedes the waiting one, which is recorded as
+// superseded rather than silently dropped. A run that is only waiting for health when a
+// newer commit's run arrives is cancelled and ends superseded: its wait would only delay
+// the newer commit, which replaces what it deployed anyway.
+type Dispatcher struct {
+	exec        Executor
+	claims      Claims
+	holder      string
+	description string
+	ttl         time.Duration
+	claimRetry  time.Duration
+	log         *logrus.Entry
+
+	mu      sync.Mutex
+	closed  bool
+	slots   map[store.PipelineRef]*slot
+	done    map[runKey]chan struct{}
+	wg      sync.WaitGroup // runs started
+	stopped chan struct{}  // closed once shut down and the holder is removed
+}
+
+type runKey struct {
+	ref     store.PipelineRef
+	buildID int64
 }
 
 type slot struct {
@@ -43,36 +80,120 @@ type slot struct {
 	waiting *queued
 }
 
-// active is the run a slot is executing.
+// active is the run a slot is executing. Its context is made when the slot is claimed,
+// so a cancel that arrives before Execute begins is not lost.
 type active struct {
-	run        store.Run
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
-	healthWait atomic.Bool // set by the deploy tasks while they wait for health
+	run    store.Run
+	cancel context.CancelCauseFunc
+	state  *RunState
 }
 
 type queued struct {
-	co  *Checkout
-	p   *pipeline.Pipeline
+	job Job
 	run store.Run
 }
 
-// Submit queues a run of p at co (allocating its BUILD_ID now) and starts it when the
-// pipeline is free. parent is the run this one re-runs (0: none). It returns the queued run.
-func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error) {
-	run, err := d.Runner.Queue(ctx, co, p, trigger, parent)
+// ErrShuttingDown says the dispatcher no longer takes runs.
+var ErrShuttingDown = errors.New("slipway is shutting down")
+
+// StartDispatcher registers this process as a holder in the store and returns a
+// Dispatcher that keeps it alive until ctx ends. Then it shuts down: running runs are
+// cancelled, waiting ones end cancelled, and the holder is removed once all have ended
+// (Wait).
+func StartDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, error) {
+	d := &Dispatcher{exec: o.Executor, claims: o.Claims, ttl: o.HolderTTL, claimRetry: o.ClaimRetry, log: o.Log,
+		slots: map[store.PipelineRef]*slot{}, done: map[runKey]chan struct{}{}, stopped: make(chan struct{})}
+	if d.ttl <= 0 {
+		d.ttl = 30 * time.Second
+	}
+	if d.claimRetry <= 0 {
+		d.claimRetry = time.Second
+	}
+	host, _ := os.Hostname()
+	d.description = fmt.Sprintf("%s on %s (pid %d)", o.Description, host, os.Getpid())
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	d.holder = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(id[:]))
+	if err := d.claims.BeatHolder(ctx, d.holder, d.description, d.ttl); err != nil {
+		return nil, err
+	}
+	go d.beat(ctx)
+	return d, nil
+}
+
+// Holder is this process's name in the store's claims.
+func (d *Dispatcher) Holder() string { return d.holder }
+
+// beat renews the holder until ctx ends, then shuts the dispatcher down.
+func (d *Dispatcher) beat(ctx context.Context) {
+	t := time.NewTicker(d.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.shutdown(context.WithoutCancel(ctx))
+			return
+		case <-t.C:
+			if err := d.claims.BeatHolder(ctx, d.holder, d.description, d.ttl); err != nil && ctx.Err() == nil {
+				d.log.WithError(err).Warn("holder heartbeat; another process may take this one's pipelines if it keeps failing")
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) shutdown(ctx context.Context) {
+	d.mu.Lock()
+	d.closed = true
+	var waiting []*queued
+	for _, s := range d.slots {
+		if s.waiting != nil {
+			waiting = append(waiting, s.waiting)
+			s.waiting = nil
+		}
+		if s.running != nil {
+			s.running.cancel(nil)
+		}
+	}
+	d.mu.Unlock()
+	for _, q := range waiting {
+		d.end(ctx, q, store.RunCancelled, "slipway shut down before the run started")
+	}
+	d.wg.Wait()
+	if err := d.claims.RemoveHolder(ctx, d.holder); err != nil {
+		d.log.WithError(err).Warn("remove holder; its claims lapse after the heartbeat ttl")
+	}
+	close(d.stopped)
+}
+
+// Wait blocks until the dispatcher's context has ended, every run has ended and the
+// holder is removed.
+func (d *Dispatcher) Wait() { <-d.stopped }
+
+// Submit queues a run of the job (allocating its BUILD_ID now) and starts it when the
+// pipeline is free. It returns the queued run.
+func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
+	if d.isClosed() {
+		return store.Run{}, ErrShuttingDown
+	}
+	run, err := d.exec.Queue(ctx, job, d.holder)
 	if err != nil {
 		return run, err
 	}
-	q := &queued{co: co, p: p, run: run}
+	q := &queued{job: job, run: run}
 	d.mu.Lock()
+	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
+	if d.closed {
+		d.mu.Unlock()
+		d.end(ctx, q, store.RunCancelled, "slipway shut down before the run started")
+		return run, nil
+	}
 	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
 		older := s.waiting
 		s.waiting = q
 		// Only a newer commit makes a health wait pointless; a schedule or a person asking
 		// for another run waits its turn.
-		if trigger == store.TriggerPush && s.running.healthWait.Load() {
+		if job.Trigger == store.TriggerPush && s.running.state.InHealthWait() {
 			s.running.cancel(&superseded{by: run.BuildID})
 		}
 		d.mu.Unlock()
@@ -81,8 +202,8 @@ func (d *Dispatcher) Submit(ctx context.Context, co *Checkout, p *pipeline.Pipel
 		}
 		return run, nil
 	}
-	s.running = newActive(d.base(ctx), run)
-	d.startLocked(ctx, s, q)
+	runCtx := d.claimSlotLocked(ctx, s, run)
+	d.startLocked(runCtx, s, q)
 	return run, nil
 }
 
@@ -92,43 +213,58 @@ var ErrBusy = errors.New("a run of the pipeline is queued or running")
 // SubmitIfIdle is Submit for a pipeline with no run queued or running, and ErrBusy
 // otherwise. The slot is claimed before the run is recorded, so nothing can slip in
 // between the check and the start (what a schedule's forbid needs).
-func (d *Dispatcher) SubmitIfIdle(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger) (store.Run, error) {
-	ref := store.PipelineRef{Repository: co.Repo.Name, Name: p.Name}
+func (d *Dispatcher) SubmitIfIdle(ctx context.Context, job Job) (store.Run, error) {
 	d.mu.Lock()
-	s := d.slotLocked(ref)
+	if d.closed {
+		d.mu.Unlock()
+		return store.Run{}, ErrShuttingDown
+	}
+	s := d.slotLocked(job.Ref)
 	if s.running != nil || s.waiting != nil {
 		d.mu.Unlock()
-		return store.Run{}, fmt.Errorf("start %s: %w", p.Name, ErrBusy)
+		return store.Run{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
 	}
-	claim := newActive(d.base(ctx), store.Run{})
-	s.running = claim
+	runCtx := d.claimSlotLocked(ctx, s, store.Run{})
+	claim := s.running
 	d.mu.Unlock()
 
-	run, err := d.Runner.Queue(ctx, co, p, trigger, 0)
+	run, err := d.exec.Queue(ctx, job, d.holder)
 	d.mu.Lock()
 	if err != nil {
 		// Give the slot back; a run submitted meanwhile waited behind the claim.
+		claim.cancel(nil)
 		s.running = nil
 		if q := s.waiting; q != nil {
 			s.waiting = nil
-			s.running = newActive(d.base(ctx), q.run)
-			d.startLocked(ctx, s, q)
+			d.startLocked(d.claimSlotLocked(ctx, s, q.run), s, q)
 			return run, err
 		}
 		d.mu.Unlock()
 		return run, err
 	}
 	claim.run = run
-	d.wg.Add(1)
-	d.mu.Unlock()
-	go d.loop(d.base(ctx), s, claim, &queued{co: co, p: p, run: run})
+	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
+	d.startLocked(runCtx, s, &queued{job: job, run: run})
 	return run, nil
 }
 
-func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
-	if d.slots == nil {
-		d.slots = map[store.PipelineRef]*slot{}
+// RecordSuperseded records a run of the job that never starts: a pushed commit that a
+// newer one overtook before its run could start.
+func (d *Dispatcher) RecordSuperseded(ctx context.Context, job Job, reason string) (store.Run, error) {
+	run, err := d.exec.Queue(ctx, job, d.holder)
+	if err != nil {
+		return run, err
 	}
+	return run, d.exec.EndQueued(context.WithoutCancel(ctx), run, store.RunSuperseded, reason)
+}
+
+func (d *Dispatcher) isClosed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closed
+}
+
+func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
 	s := d.slots[ref]
 	if s == nil {
 		s = &slot{}
@@ -137,35 +273,42 @@ func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
 	return s
 }
 
+// claimSlotLocked makes run the slot's running run and returns the context it runs
+// under: the caller's values, not its cancellation (the caller may be an HTTP request that
+// ends long before the run); the dispatcher cancels it on request or at shutdown.
+func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run) context.Context {
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	s.running = &active{run: run, cancel: cancel, state: &RunState{}}
+	return runCtx
+}
+
 // startLocked runs q in the slot s.running claims; it releases d.mu.
-func (d *Dispatcher) startLocked(ctx context.Context, s *slot, q *queued) {
+func (d *Dispatcher) startLocked(runCtx context.Context, s *slot, q *queued) {
 	a := s.running
 	d.wg.Add(1)
 	d.mu.Unlock()
-	go d.loop(d.base(ctx), s, a, q)
+	go d.loop(runCtx, s, a, q)
 }
 
-// base is the context runs derive from.
-func (d *Dispatcher) base(ctx context.Context) context.Context {
-	if d.Base != nil {
-		return d.Base
-	}
-	return ctx
-}
-
-// newActive claims the pipeline's slot for run; the claim holds the run's context from the
-// start, so a cancel that arrives before Execute begins is not lost.
-func newActive(ctx context.Context, run store.Run) *active {
-	runCtx, cancel := context.WithCancelCause(ctx)
-	return &active{run: run, ctx: runCtx, cancel: cancel}
-}
-
-// Active reports whether a run of the pipeline is running or waiting to run.
+// Active reports whether a run of the pipeline is running or waiting to run here.
 func (d *Dispatcher) Active(ref store.PipelineRef) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.slots[ref]
 	return s != nil && (s.running != nil || s.waiting != nil)
+}
+
+// Done returns a channel closed once the run has ended (at once for a run this
+// dispatcher does not know).
+func (d *Dispatcher) Done(ref store.PipelineRef, buildID int64) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.done[runKey{ref, buildID}]; ok {
+		return c
+	}
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // ErrNotActive says a run asked to be cancelled is neither queued nor running here.
@@ -182,8 +325,8 @@ func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID 
 		q := s.waiting
 		s.waiting = nil
 		d.mu.Unlock()
-		// The run has left the queue: its record must follow even if the caller goes away.
-		return d.Runner.EndQueued(context.WithoutCancel(ctx), q.run, store.RunCancelled, reason)
+		d.end(ctx, q, store.RunCancelled, reason)
+		return nil
 	case s != nil && s.running != nil && s.running.run.BuildID == buildID:
 		s.running.cancel(&cancelled{reason: reason})
 		d.mu.Unlock()
@@ -216,26 +359,60 @@ type cancelled struct{ reason string }
 func (c *cancelled) Error() string { return c.reason }
 
 // loop runs q, then whatever waited for the pipeline meanwhile, until nothing waits.
-func (d *Dispatcher) loop(ctx context.Context, s *slot, a *active, q *queued) {
+func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued) {
 	defer d.wg.Done()
 	for q != nil {
-		if _, err := d.Runner.Execute(withHealthWaitFlag(a.ctx, &a.healthWait), q.co, q.p, q.run); err != nil {
-			d.Log.WithError(err).WithFields(logrus.Fields{"pipeline": q.p.Name, "build_id": q.run.BuildID}).Error("run")
+		ref := q.run.Pipeline
+		claimed := d.claim(runCtx, q.run)
+		if _, err := d.exec.Execute(runCtx, q.job, q.run, a.state); err != nil {
+			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
+		}
+		if claimed {
+			if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
+				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
+			}
 		}
 		a.cancel(nil)
 		d.mu.Lock()
+		d.closeDoneLocked(q.run)
 		q, s.waiting = s.waiting, nil
 		s.running = nil
-		if q != nil && ctx.Err() == nil {
+		if q != nil {
 			// Claimed before the lock is released, so Submit never starts a second loop.
-			s.running = newActive(ctx, q.run)
+			runCtx = d.claimSlotLocked(runCtx, s, q.run)
 			a = s.running
 		}
 		d.mu.Unlock()
-		if q != nil && ctx.Err() != nil {
-			// Shutting down: the waiting run never starts.
-			d.end(context.WithoutCancel(ctx), q, store.RunCancelled, "slipway shut down before the run started")
-			return
+	}
+}
+
+// claim holds the pipeline in the store for run before it executes, waiting (queued)
+// while another process runs it. It reports whether the claim is held: false when the
+// run was cancelled meanwhile, which Execute then records.
+func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
+	logged := false
+	for {
+		err := d.claims.ClaimPipeline(ctx, run.Pipeline, d.holder, run.BuildID)
+		if err == nil {
+			return true
+		}
+		log := d.log.WithFields(logrus.Fields{"pipeline": run.Pipeline.Name, "build_id": run.BuildID})
+		var other *store.ClaimedError
+		switch {
+		case ctx.Err() != nil:
+			return false
+		case errors.As(err, &other) && !logged:
+			log.WithField("holder", other.Description).Infof("waiting: %v", other)
+			logged = true
+		case !errors.As(err, &other):
+			log.WithError(err).Warn("claim the pipeline; trying again")
+		}
+		t := time.NewTimer(d.claimRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
 		}
 	}
 }
@@ -243,27 +420,18 @@ func (d *Dispatcher) loop(ctx context.Context, s *slot, a *active, q *queued) {
 // end records how a run that never started ended. The caller may be an HTTP request that
 // is gone by now; the run has left the queue either way, so its record must follow.
 func (d *Dispatcher) end(ctx context.Context, q *queued, to store.RunStatus, reason string) {
-	if err := d.Runner.EndQueued(context.WithoutCancel(ctx), q.run, to, reason); err != nil {
-		d.Log.WithError(err).WithField("build_id", q.run.BuildID).Error("record run status")
+	if err := d.exec.EndQueued(context.WithoutCancel(ctx), q.run, to, reason); err != nil {
+		d.log.WithError(err).WithField("build_id", q.run.BuildID).Error("record run status")
 	}
+	d.mu.Lock()
+	d.closeDoneLocked(q.run)
+	d.mu.Unlock()
 }
 
-// Wait blocks until every started run has ended.
-func (d *Dispatcher) Wait() { d.wg.Wait() }
-
-type healthWaitKey struct{}
-
-// withHealthWaitFlag lets the deploy tasks of a run say when they are waiting for health.
-func withHealthWaitFlag(ctx context.Context, f *atomic.Bool) context.Context {
-	return context.WithValue(ctx, healthWaitKey{}, f)
-}
-
-// inHealthWait marks the run as waiting for health until the returned func is called.
-func inHealthWait(ctx context.Context) (done func()) {
-	f, ok := ctx.Value(healthWaitKey{}).(*atomic.Bool)
-	if !ok {
-		return func() {}
+func (d *Dispatcher) closeDoneLocked(run store.Run) {
+	k := runKey{run.Pipeline, run.BuildID}
+	if c, ok := d.done[k]; ok {
+		close(c)
+		delete(d.done, k)
 	}
-	f.Store(true)
-	return func() { f.Store(false) }
 }

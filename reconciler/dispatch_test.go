@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -29,20 +31,20 @@ func newFakeExecutor(inWait bool) *fakeExecutor {
 	return &fakeExecutor{ended: map[int64]string{}, release: make(chan struct{}), inWait: inWait, startedC: make(chan int64, 10)}
 }
 
-func (f *fakeExecutor) Queue(_ context.Context, _ *Checkout, p *pipeline.Pipeline, _ store.Trigger, _ int64) (store.Run, error) {
+func (f *fakeExecutor) Queue(_ context.Context, job Job, _ string) (store.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
-	return store.Run{Pipeline: store.PipelineRef{Repository: "r", Name: p.Name}, BuildID: f.next, Status: store.RunQueued}, nil
+	return store.Run{Pipeline: job.Ref, BuildID: f.next, Status: store.RunQueued}, nil
 }
 
-func (f *fakeExecutor) Execute(ctx context.Context, _ *Checkout, _ *pipeline.Pipeline, run store.Run) (store.Run, error) {
+func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state *RunState) (store.Run, error) {
 	f.mu.Lock()
 	f.started = append(f.started, run.BuildID)
 	f.mu.Unlock()
 	if f.inWait {
-		done := inHealthWait(ctx)
-		defer done()
+		defer state.taskStarted()()
+		defer state.waitingForHealth()()
 	}
 	f.startedC <- run.BuildID
 	status := "succeeded"
@@ -67,6 +69,12 @@ func (f *fakeExecutor) EndQueued(_ context.Context, run store.Run, to store.RunS
 	return nil
 }
 
+func (f *fakeExecutor) endedAs(id int64) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ended[id]
+}
+
 func waitStarted(t *testing.T, f *fakeExecutor, want int64) {
 	t.Helper()
 	select {
@@ -79,13 +87,50 @@ func waitStarted(t *testing.T, f *fakeExecutor, want int64) {
 	}
 }
 
+var testRef = store.PipelineRef{Repository: "repo", Name: "app"}
+
+func testJob(trigger store.Trigger) Job {
+	return RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, &pipeline.Pipeline{Name: testRef.Name}, trigger, 0)
+}
+
+// testStore is a real store in the test's folder: claims are the store's business.
+func testStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func startTestDispatcher(t *testing.T, f Executor, st store.Store) (*Dispatcher, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: st, Description: "test",
+		ClaimRetry: 10 * time.Millisecond, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	return d, cancel
+}
+
+func waitDone(t *testing.T, d *Dispatcher, id int64) {
+	t.Helper()
+	select {
+	case <-d.Done(testRef, id):
+	case <-time.After(5 * time.Second):
+		t.Fatalf("BUILD_ID %d never ended", id)
+	}
+}
+
 func TestDispatcherSupersedesTheWaitingRun(t *testing.T) {
 	f := newFakeExecutor(false)
-	d := &Dispatcher{Runner: f, Log: logrus.NewEntry(logrus.New())}
-	p := &pipeline.Pipeline{Name: "app"}
+	d, _ := startTestDispatcher(t, f, testStore(t))
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
+		if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -95,63 +140,153 @@ func TestDispatcherSupersedesTheWaitingRun(t *testing.T) {
 	f.release <- struct{}{} // run 1 ends; run 3 (not 2) starts
 	waitStarted(t, f, 3)
 	f.release <- struct{}{}
-	d.Wait()
+	waitDone(t, d, 3)
 	want := map[int64]string{1: "succeeded", 2: "superseded: superseded by BUILD_ID 3", 3: "succeeded"}
 	for id, w := range want {
-		if f.ended[id] != w {
-			t.Errorf("BUILD_ID %d ended %q, want %q", id, f.ended[id], w)
+		if got := f.endedAs(id); got != w {
+			t.Errorf("BUILD_ID %d ended %q, want %q", id, got, w)
 		}
 	}
 }
 
 func TestDispatcherCancelsAHealthWaitForANewerRun(t *testing.T) {
 	f := newFakeExecutor(true)
-	d := &Dispatcher{Runner: f, Log: logrus.NewEntry(logrus.New())}
-	p := &pipeline.Pipeline{Name: "app"}
+	d, _ := startTestDispatcher(t, f, testStore(t))
 	ctx := context.Background()
-	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, 1) // and in its health wait
-	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, 2)
 	f.release <- struct{}{}
-	d.Wait()
-	if f.ended[1] != "superseded" || f.ended[2] != "succeeded" {
+	waitDone(t, d, 2)
+	if f.endedAs(1) != "superseded" || f.endedAs(2) != "succeeded" {
 		t.Fatalf("ended = %v, want 1 superseded during its health wait and 2 succeeded", f.ended)
+	}
+}
+
+func TestDispatcherLetsAManualRunWaitBehindAHealthWait(t *testing.T) {
+	f := newFakeExecutor(true)
+	d, _ := startTestDispatcher(t, f, testStore(t))
+	ctx := context.Background()
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, 1)
+	if _, err := d.Submit(ctx, testJob(store.TriggerManual)); err != nil {
+		t.Fatal(err)
+	}
+	f.release <- struct{}{}
+	waitStarted(t, f, 2)
+	f.release <- struct{}{}
+	waitDone(t, d, 2)
+	if f.endedAs(1) != "succeeded" || f.endedAs(2) != "succeeded" {
+		t.Fatalf("ended = %v, want both succeeded: only a newer commit supersedes a health wait", f.ended)
 	}
 }
 
 func TestDispatcherSubmitIfIdle(t *testing.T) {
 	f := newFakeExecutor(false)
-	d := &Dispatcher{Runner: f, Log: logrus.NewEntry(logrus.New())}
-	p := &pipeline.Pipeline{Name: "app"}
+	d, _ := startTestDispatcher(t, f, testStore(t))
 	ctx := context.Background()
-	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); err != nil {
+	if _, err := d.SubmitIfIdle(ctx, testJob(store.TriggerCron)); err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, 1)
 	// Busy while run 1 runs: nothing is recorded, no BUILD_ID spent.
-	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); !errors.Is(err, ErrBusy) {
+	if _, err := d.SubmitIfIdle(ctx, testJob(store.TriggerCron)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("SubmitIfIdle during a run: %v, want ErrBusy", err)
 	}
 	// An ordinary Submit still queues behind it, and makes the pipeline busy too.
-	if _, err := d.Submit(ctx, &Checkout{}, p, store.TriggerPush, 0); err != nil {
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
 		t.Fatal(err)
 	}
 	f.release <- struct{}{}
 	waitStarted(t, f, 2)
 	f.release <- struct{}{}
-	d.Wait()
-	if _, err := d.SubmitIfIdle(ctx, &Checkout{}, p, store.TriggerCron); err != nil {
+	waitDone(t, d, 2)
+	if _, err := d.SubmitIfIdle(ctx, testJob(store.TriggerCron)); err != nil {
 		t.Fatalf("SubmitIfIdle when idle: %v", err)
 	}
 	waitStarted(t, f, 3)
 	f.release <- struct{}{}
-	d.Wait()
-	if f.ended[1] != "succeeded" || f.ended[2] != "succeeded" || f.ended[3] != "succeeded" || f.next != 3 {
+	waitDone(t, d, 3)
+	if f.endedAs(1) != "succeeded" || f.endedAs(2) != "succeeded" || f.endedAs(3) != "succeeded" || f.next != 3 {
 		t.Fatalf("ended = %v, BUILD_IDs handed out %d", f.ended, f.next)
+	}
+}
+
+// Two dispatchers over one store are two processes: the second waits, queued, until the
+// first has finished its run of the same pipeline.
+func TestDispatchersInTwoProcessesNeverRunOnePipelineTwice(t *testing.T) {
+	st := testStore(t)
+	daemon, cli := newFakeExecutor(false), newFakeExecutor(false)
+	cli.next = 100 // BUILD_IDs apart, to tell them apart
+	d1, _ := startTestDispatcher(t, daemon, st)
+	d2, _ := startTestDispatcher(t, cli, st)
+	ctx := context.Background()
+	if _, err := d1.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, daemon, 1)
+	if _, err := d2.Submit(ctx, testJob(store.TriggerManual)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-cli.startedC:
+		t.Fatalf("BUILD_ID %d started while the other process runs the pipeline", id)
+	case <-time.After(200 * time.Millisecond): // several claim retries
+	}
+	daemon.release <- struct{}{}
+	waitStarted(t, cli, 101)
+	cli.release <- struct{}{}
+	waitDone(t, d2, 101)
+
+	// A cancel while waiting for the other process's claim ends the run cancelled.
+	if _, err := d1.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, daemon, 2)
+	if _, err := d2.Submit(ctx, testJob(store.TriggerManual)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Cancel(ctx, testRef, 102, "cancelled by request"); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, d2, 102)
+	daemon.release <- struct{}{}
+	waitDone(t, d1, 2)
+	if cli.endedAs(101) != "succeeded" || daemon.endedAs(2) != "succeeded" {
+		t.Fatalf("daemon %v, cli %v", daemon.ended, cli.ended)
+	}
+}
+
+func TestDispatcherShutdownCancelsRunsAndRemovesTheHolder(t *testing.T) {
+	st := testStore(t)
+	f := newFakeExecutor(false)
+	d, stop := startTestDispatcher(t, f, st)
+	ctx := context.Background()
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, 1)
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	d.Wait()
+	if f.endedAs(1) != "cancelled" || f.endedAs(2) != "cancelled: slipway shut down before the run started" {
+		t.Fatalf("ended = %v", f.ended)
+	}
+	if _, err := d.Submit(ctx, testJob(store.TriggerPush)); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("submit after shutdown: %v", err)
+	}
+	// The holder is gone, so its claim is free for anyone.
+	other, _ := startTestDispatcher(t, newFakeExecutor(false), st)
+	if err := st.ClaimPipeline(ctx, testRef, other.Holder(), 9); err != nil {
+		t.Fatalf("claim after the holder left: %v", err)
 	}
 }

@@ -73,16 +73,16 @@ func (r *Runner) chartRepository(task string) (string, error) {
 	if task != "" {
 		return task, nil
 	}
-	if r.Config.Charts.Repository == "" {
+	if r.config.Charts.Repository == "" {
 		return "", errors.New("no chart repository: set the task's repository or charts.repository in slipway.yaml")
 	}
-	return r.Config.Charts.Repository, nil
+	return r.config.Charts.Repository, nil
 }
 
 // chartRegistry talks to chart repositories with the same credentials and insecure hosts
 // as image pushes.
 func (r *Runner) chartRegistry() (*builder.Registry, error) {
-	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.Config.Registry.DockerConfig, Insecure: r.Config.Registry.Insecure})
+	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.config.Registry.DockerConfig, Insecure: r.config.Registry.Insecure})
 	if err != nil {
 		return nil, fmt.Errorf("chart registry: %w", err)
 	}

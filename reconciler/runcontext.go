@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ type runContext struct {
 	workspace string
 	log       *logrus.Entry
 	store     store.Store
+	state     *RunState // what the dispatcher sees: whether the run only waits for health
 
 	mu      sync.Mutex
 	vars    render.Map
@@ -49,16 +49,24 @@ func (rc *runContext) runAfterSuccess(ctx context.Context) {
 	}
 }
 
-func (r *Runner) newRunContext(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run, log *logrus.Entry) (*runContext, error) {
-	ws := filepath.Join(r.workRoot(), fmt.Sprintf("%s-%s-%d", co.Repo.Name, p.Name, run.BuildID))
-	if err := os.RemoveAll(ws); err != nil {
+// newRunContext sets up what the run's tasks share: for a pipeline run the checkout of
+// its commit, the variables and the secrets; a rollback re-applies stored objects and needs
+// none of these.
+func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, state *RunState, log *logrus.Entry) (*runContext, error) {
+	if state == nil {
+		state = &RunState{}
+	}
+	rc := &runContext{run: run, pipeline: job.pipeline, checkout: job.checkout, log: log, store: r.store, state: state}
+	if job.IsRollback() {
+		return rc, nil
+	}
+	co, p := job.checkout, job.pipeline
+	ws, err := os.MkdirTemp(r.workRoot(), "run-")
+	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
-	if err := os.MkdirAll(ws, 0o700); err != nil {
-		return nil, fmt.Errorf("workspace: %w", err)
-	}
-	rc := &runContext{run: run, pipeline: p, checkout: co, workspace: ws, log: log, store: r.Store}
-	if err := r.Sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
+	rc.workspace = ws
+	if err := r.sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
 		rc.close()
 		return nil, err
 	}
@@ -119,7 +127,7 @@ func (r *Runner) secretValue(ctx context.Context, s pipeline.Secret) (string, er
 	if s.Cluster == "" {
 		return "", fmt.Errorf("Kubernetes Secret %s has no cluster: set cluster to a name from slipway.yaml", s.Secret)
 	}
-	cl, err := r.Clusters.Get(ctx, s.Cluster)
+	cl, err := r.clusters.Get(ctx, s.Cluster)
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +190,11 @@ func (rc *runContext) mask(s string) string {
 	return s
 }
 
-func (rc *runContext) close() { _ = os.RemoveAll(rc.workspace) }
+func (rc *runContext) close() {
+	if rc.workspace != "" {
+		_ = os.RemoveAll(rc.workspace)
+	}
+}
 
 // taskLog collects a task's log lines: masked, echoed to the daemon's log, and stored in
 // batches, since every store write is a transaction.

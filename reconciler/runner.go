@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
@@ -24,6 +25,12 @@ type Sources interface {
 	Sync(ctx context.Context, repo sources.Repo, branch string) (sources.SyncResult, error)
 	Checkout(ctx context.Context, repo sources.Repo, commit, dir string) error
 	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
+}
+
+// StageGate decides whether a stage may start: the one seam in front of every stage of
+// every run, where approvals and policy plug in.
+type StageGate interface {
+	MayStart(ctx context.Context, req policy.StageRequest) (policy.Decision, error)
 }
 
 // Observer hears about a run's progress, e.g. to print it on a terminal.
@@ -53,26 +60,53 @@ type Event struct {
 	Time       time.Time
 }
 
-// Runner executes pipelines.
-type Runner struct {
+// RunnerOptions are a Runner's collaborators.
+type RunnerOptions struct {
 	Store    store.Store
 	Sources  Sources
 	Clusters *kube.Clusters
 	Config   *config.Config
 	Builder  ImageBuilder // for build-image tasks
 	Tags     TagPruner    // for build-image retention (keep)
+	Gate     StageGate    // nil: policy.Gate
+	Observer Observer     // optional
 	Log      *logrus.Entry
-	Observer Observer // optional
+}
+
+// Runner executes runs: it reads pipeline files (Prepare), records runs (Queue) and runs
+// them to their end (Execute). Only a Dispatcher calls Queue and Execute, so that one
+// run per pipeline holds.
+type Runner struct {
+	store    store.Store
+	sources  Sources
+	clusters *kube.Clusters
+	config   *config.Config
+	builder  ImageBuilder
+	tags     TagPruner
+	gate     StageGate
+	observer Observer
+	log      *logrus.Entry
+}
+
+// NewRunner wires a Runner.
+func NewRunner(o RunnerOptions) *Runner {
+	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
+		tags: o.Tags, gate: o.Gate, observer: o.Observer, log: o.Log}
+	if r.gate == nil {
+		r.gate = policy.Gate{}
+	}
+	if r.log == nil {
+		r.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return r
 }
 
 // Request asks for runs of a repository's pipelines at a commit.
 type Request struct {
-	Repo          sources.Repo
-	Branch        string
-	Commit        string // "" = the branch head
-	Trigger       store.Trigger
-	Pipelines     []string // names; empty = every pipeline in the file
-	ParentBuildID int64
+	Repo      sources.Repo
+	Branch    string
+	Commit    string   // "" = the branch head
+	Pipelines []string // names; empty = every pipeline in the file
 }
 
 // Checkout is a commit whose pipeline file has been read and validated.
@@ -90,7 +124,7 @@ const pipelineFile = ".pipeline.yaml"
 func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	commit := req.Commit
 	if req.Branch != "" {
-		res, err := r.Sources.Sync(ctx, req.Repo, req.Branch)
+		res, err := r.sources.Sync(ctx, req.Repo, req.Branch)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +135,7 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	if commit == "" {
 		return nil, errors.New("neither a branch nor a commit to run")
 	}
-	info, err := r.Sources.Commit(ctx, req.Repo, commit)
+	info, err := r.sources.Commit(ctx, req.Repo, commit)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +144,11 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	if err := r.Sources.Checkout(ctx, req.Repo, info.Hash, dir); err != nil {
+	if err := r.sources.Checkout(ctx, req.Repo, info.Hash, dir); err != nil {
 		return nil, err
 	}
 	ps, err := pipeline.LoadFile(os.DirFS(dir), pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
-		pipeline.Options{Env: r.Config, Repo: os.DirFS(dir)})
+		pipeline.Options{Env: r.config, Repo: os.DirFS(dir)})
 	if err != nil {
 		return nil, &PrepareError{Commit: info.Hash, Err: err}
 	}
@@ -151,94 +185,206 @@ func (e *PrepareError) Error() string { return e.Err.Error() }
 func (e *PrepareError) Unwrap() error { return e.Err }
 
 func (r *Runner) workRoot() string {
-	d := filepath.Join(r.Config.DataDir, "workspaces")
+	d := filepath.Join(r.config.DataDir, "workspaces")
 	_ = os.MkdirAll(d, 0o700)
 	return d
 }
 
-// Queue records a new run of p (allocating its BUILD_ID) without starting it.
-func (r *Runner) Queue(ctx context.Context, co *Checkout, p *pipeline.Pipeline, trigger store.Trigger, parent int64) (store.Run, error) {
-	ref := store.PipelineRef{Repository: co.Repo.Name, Name: p.Name}
-	if _, err := r.Store.EnsurePipeline(ctx, ref); err != nil {
-		return store.Run{}, err
-	}
-	tag := ""
-	if len(co.Commit.Tags) > 0 {
-		tag = co.Commit.Tags[0]
-	}
-	run, err := r.Store.CreateRun(ctx, store.NewRun{
-		Pipeline: ref, Commit: co.Commit.Hash, Branch: co.Branch, Tag: tag, Trigger: trigger, ParentBuildID: parent,
-	})
+// Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,
+// without starting it. holder is the process that will run it.
+func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
+	stages, err := r.plan(ctx, job)
 	if err != nil {
 		return store.Run{}, err
 	}
-	for _, st := range p.Stages {
-		for _, t := range st.Tasks {
-			if _, err := r.Store.AddTask(ctx, ref, run.BuildID, store.NewTask{Stage: st.Name, Name: t.Name, Type: string(t.Type)}); err != nil {
+	nr := store.NewRun{Pipeline: job.Ref, Trigger: job.Trigger, ParentBuildID: job.Parent, Holder: holder}
+	if co := job.checkout; co != nil {
+		nr.Commit, nr.Branch = co.Commit.Hash, co.Branch
+		if len(co.Commit.Tags) > 0 {
+			nr.Tag = co.Commit.Tags[0]
+		}
+	} else {
+		target, err := r.store.GetRun(ctx, job.Ref, job.Parent)
+		if err != nil {
+			return store.Run{}, fmt.Errorf("rollback %s to BUILD_ID %d: %w", job.Ref.Name, job.Parent, err)
+		}
+		nr.Commit, nr.Branch, nr.Tag = target.Commit, target.Branch, target.Tag
+	}
+	run, err := r.store.CreateRun(ctx, nr)
+	if err != nil {
+		return store.Run{}, err
+	}
+	for _, st := range stages {
+		for _, t := range st.tasks {
+			if _, err := r.store.AddTask(ctx, job.Ref, run.BuildID, store.NewTask{Stage: st.name, Name: t.name, Type: t.typ}); err != nil {
 				return run, err
 			}
 		}
 	}
-	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
+	r.emit(Event{Repository: job.Ref.Repository, Pipeline: job.Ref.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
 	return run, nil
 }
 
-// Execute runs a queued run to its end and returns its final record. Cancelling ctx
-// cancels the run: builds, applies and health waits stop, and nothing more is applied.
-func (r *Runner) Execute(ctx context.Context, co *Checkout, p *pipeline.Pipeline, run store.Run) (store.Run, error) {
+// RunState is what the dispatcher sees of a running run: whether all it does now is wait
+// for health, in which case a newer commit's run may supersede it. The tasks say so
+// explicitly; nothing rides in the context.
+type RunState struct {
+	mu      sync.Mutex
+	running int // tasks running
+	waiting int // of those, tasks waiting for health
+}
+
+// InHealthWait reports whether every running task of the run is waiting for health.
+func (s *RunState) InHealthWait() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running > 0 && s.waiting == s.running
+}
+
+func (s *RunState) taskStarted() (done func()) {
+	s.mu.Lock()
+	s.running++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+	}
+}
+
+// waitingForHealth marks one task as waiting for health until done is called.
+func (s *RunState) waitingForHealth() (done func()) {
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+	}
+}
+
+// outcome is how a run ends.
+type outcome struct {
+	status store.RunStatus
+	reason string
+	err    error // the stage error behind a failure, to tell a task timeout apart
+}
+
+// Execute runs a queued run to its end and returns its final record; the outcome is
+// recorded here and nowhere else. Cancelling ctx cancels the run: builds, applies and
+// health waits stop, and nothing more is applied.
+func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error) {
 	ref := run.Pipeline
-	log := r.Log.WithFields(logrus.Fields{"pipeline": p.Name, "build_id": run.BuildID, "commit": co.Commit.ShortHash})
+	log := r.log.WithFields(logrus.Fields{"repository": ref.Repository, "pipeline": ref.Name, "build_id": run.BuildID,
+		"commit": shortCommit(run.Commit), "trigger": run.Trigger})
 	if ctx.Err() != nil {
 		// Cancelled or superseded before it started: it ends without running.
 		status, reason := cancelOutcome(ctx)
 		return run, r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
 	}
-	if _, err := r.Store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+	if _, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
 		return run, err
 	}
-	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
 	log.Info("run started")
 
-	timeout := p.Timeout.Duration
-	if timeout <= 0 {
-		timeout = 60 * time.Minute
+	timeout := defaultRunTimeout
+	if p := job.pipeline; p != nil && p.Timeout.Duration > 0 {
+		timeout = p.Timeout.Duration
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	rc, err := r.newRunContext(runCtx, co, p, run, log)
-	var status store.RunStatus
-	var reason string
-	var stageErr error
-	if err == nil {
-		defer rc.close()
-		status, reason, stageErr = r.runStages(runCtx, rc)
-		if status == store.RunSucceeded {
-			rc.runAfterSuccess(runCtx)
-		}
-	} else {
-		status, reason = store.RunFailed, err.Error()
+	out := r.runPlan(runCtx, job, run, state, log)
+	switch {
+	case out.status != store.RunFailed:
+	case ctx.Err() != nil:
+		out.status, out.reason = cancelOutcome(ctx)
+	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
+		out.status, out.reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, out.reason)
+	case errors.As(out.err, new(*taskTimeout)):
+		out.status = store.RunTimedOut
 	}
-	if status == store.RunFailed && ctx.Err() != nil {
-		status, reason = cancelOutcome(ctx)
-	} else if status == store.RunFailed && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
-		status, reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, reason)
-	} else if status == store.RunFailed && errors.As(stageErr, new(*taskTimeout)) {
-		status = store.RunTimedOut
+	final, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunRunning, out.status, out.reason)
+	if err != nil {
+		return run, err
 	}
-	final, terr := r.Store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunRunning, status, reason)
-	if terr != nil {
-		return run, terr
-	}
-	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: p.Name, BuildID: run.BuildID, Status: string(status), Reason: reason})
-	log.WithFields(logrus.Fields{"status": status, "reason": reason}).Info("run finished")
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(out.status), Reason: out.reason})
+	log.WithFields(logrus.Fields{"status": out.status, "reason": out.reason}).Info("run finished")
 	return final, nil
 }
 
-// EndQueued ends a run that never started (superseded, or the daemon shut down).
+// defaultRunTimeout bounds a run whose pipeline sets no timeout (and every rollback).
+const defaultRunTimeout = 60 * time.Minute
+
+// runPlan is the story of a run: plan its stages, set up what its tasks share, then for
+// each stage ask the gate, run its tasks, and stop at the first failure. Whatever does not
+// run is recorded skipped, with the reason.
+func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *RunState, log *logrus.Entry) outcome {
+	stages, err := r.plan(ctx, job)
+	if err != nil {
+		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
+	}
+	rc, err := r.newRunContext(ctx, job, run, state, log)
+	if err != nil {
+		reason := "the run could not start: " + err.Error()
+		r.skipStages(ctx, run, stages, reason)
+		return outcome{status: store.RunFailed, reason: reason, err: err}
+	}
+	defer rc.close()
+	for i, st := range stages {
+		if st.stage != nil {
+			d, err := r.gate.MayStart(ctx, policy.StageRequest{Run: run, Pipeline: job.pipeline, Stage: st.stage})
+			if err == nil && !d.Allow {
+				err = &GateError{Stage: st.name, Decision: d}
+			}
+			if err != nil {
+				reason := rc.mask(err.Error())
+				r.skipStages(ctx, run, stages[i:], reason)
+				return outcome{status: store.RunFailed, reason: reason, err: err}
+			}
+		}
+		if err := r.runStage(ctx, rc, st); err != nil {
+			r.skipStages(ctx, run, stages[i+1:], "an earlier stage failed")
+			return outcome{status: store.RunFailed, reason: err.Error(), err: err}
+		}
+	}
+	rc.runAfterSuccess(ctx)
+	if job.IsRollback() {
+		return outcome{status: store.RunSucceeded, reason: fmt.Sprintf("rolled back to BUILD_ID %d", job.Parent)}
+	}
+	return outcome{status: store.RunSucceeded}
+}
+
+// GateError says a stage's gate did not let it start.
+type GateError struct {
+	Stage    string
+	Decision policy.Decision
+}
+
+func (e *GateError) Error() string { return e.Decision.Reason }
+
+// skipStages records every task of the stages skipped, with reason.
+func (r *Runner) skipStages(ctx context.Context, run store.Run, stages []stagePlan, reason string) {
+	for _, st := range stages {
+		for _, t := range st.tasks {
+			r.finishTask(context.WithoutCancel(ctx), run, st.name, t.name, store.TaskPending, store.TaskSkipped, reason)
+		}
+	}
+}
+
+// EndQueued ends a run that never started (superseded, cancelled, or the daemon shut
+// down); its tasks are recorded skipped.
 func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error {
-	if _, err := r.Store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
+	if _, err := r.store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
 		return err
+	}
+	if tasks, err := r.store.ListTasks(ctx, run.Pipeline, run.BuildID); err == nil {
+		for _, t := range tasks {
+			if t.Status == store.TaskPending {
+				r.finishTask(ctx, run, t.Stage, t.Name, store.TaskPending, store.TaskSkipped, "the run did not start: "+reason)
+			}
+		}
 	}
 	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
 	return nil
@@ -252,7 +398,7 @@ func (s *superseded) Error() string { return "superseded by BUILD_ID " + buildID
 
 // cancelOutcome says how a run whose context ended is recorded, from the cancellation's
 // cause: superseded by a newer run, cancelled on request (with its reason), or cancelled
-// because the daemon is shutting down.
+// because the process is shutting down.
 func cancelOutcome(ctx context.Context) (store.RunStatus, string) {
 	var sup *superseded
 	var byRequest *cancelled
@@ -265,20 +411,42 @@ func cancelOutcome(ctx context.Context) (store.RunStatus, string) {
 	return store.RunCancelled, "cancelled"
 }
 
-// runStages runs stage after stage; a failed stage stops the run and later tasks are
-// skipped. It returns the stage's error too, so a task timeout can end the run timed_out.
-func (r *Runner) runStages(ctx context.Context, rc *runContext) (store.RunStatus, string, error) {
-	for i, st := range rc.pipeline.Stages {
-		if err := r.runStage(ctx, rc, st); err != nil {
-			for _, later := range rc.pipeline.Stages[i+1:] {
-				for _, t := range later.Tasks {
-					r.finishTask(context.WithoutCancel(ctx), rc, later.Name, t.Name, store.TaskPending, store.TaskSkipped, "an earlier stage failed")
-				}
-			}
-			return store.RunFailed, err.Error(), err
-		}
+// stagePlan is one stage of a run as the engine runs it: the pipeline's stage, or the one
+// stage of a rollback.
+type stagePlan struct {
+	name     string
+	stage    *pipeline.Stage // nil for a rollback's stage: no gate, nothing to declare
+	parallel bool
+	tasks    []taskPlan
+}
+
+// taskPlan is one task: its record and what running it does.
+type taskPlan struct {
+	name    string
+	typ     string
+	timeout time.Duration
+	do      func(ctx context.Context, rc *runContext, tl *taskLog) (outputs map[string]string, err error)
+}
+
+// plan lays out the job's stages: the pipeline's, or for a rollback one stage re-applying
+// each revision the target run stored.
+func (r *Runner) plan(ctx context.Context, job Job) ([]stagePlan, error) {
+	if job.IsRollback() {
+		return r.rollbackPlan(ctx, job.Ref, job.Parent)
 	}
-	return store.RunSucceeded, "", nil
+	out := make([]stagePlan, 0, len(job.pipeline.Stages))
+	for i := range job.pipeline.Stages {
+		st := &job.pipeline.Stages[i]
+		sp := stagePlan{name: st.Name, stage: st, parallel: st.Parallel}
+		for _, t := range st.Tasks {
+			sp.tasks = append(sp.tasks, taskPlan{name: t.Name, typ: string(t.Type), timeout: t.Timeout.Duration,
+				do: func(ctx context.Context, rc *runContext, tl *taskLog) (map[string]string, error) {
+					return r.dispatch(ctx, rc, t, tl)
+				}})
+		}
+		out = append(out, sp)
+	}
+	return out, nil
 }
 
 // taskTimeout is a task that ran out of its own timeout.
@@ -286,25 +454,23 @@ type taskTimeout struct{ task, reason string }
 
 func (e *taskTimeout) Error() string { return "task " + e.task + ": " + e.reason }
 
-func (r *Runner) runStage(ctx context.Context, rc *runContext, st pipeline.Stage) error {
-	if !st.Parallel {
-		for i, t := range st.Tasks {
-			if err := r.runTask(ctx, rc, st.Name, t); err != nil {
-				for _, rest := range st.Tasks[i+1:] {
-					r.finishTask(context.WithoutCancel(ctx), rc, st.Name, rest.Name, store.TaskPending, store.TaskSkipped, "an earlier task failed")
-				}
+func (r *Runner) runStage(ctx context.Context, rc *runContext, st stagePlan) error {
+	if !st.parallel {
+		for i, t := range st.tasks {
+			if err := r.runTask(ctx, rc, st.name, t); err != nil {
+				r.skipStages(ctx, rc.run, []stagePlan{{name: st.name, tasks: st.tasks[i+1:]}}, "an earlier task failed")
 				return err
 			}
 		}
 		return nil
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(st.Tasks))
-	for i, t := range st.Tasks {
+	errs := make([]error, len(st.tasks))
+	for i, t := range st.tasks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.runTask(ctx, rc, st.Name, t)
+			errs[i] = r.runTask(ctx, rc, st.name, t)
 		}()
 	}
 	wg.Wait()
@@ -312,26 +478,27 @@ func (r *Runner) runStage(ctx context.Context, rc *runContext, st pipeline.Stage
 }
 
 // runTask runs one task with its own timeout and records how it ended.
-func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t pipeline.Task) error {
+func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t taskPlan) error {
 	ref, id := rc.run.Pipeline, rc.run.BuildID
-	if _, err := r.Store.TransitionTask(ctx, ref, id, t.Name, store.TaskPending, store.TaskRunning, ""); err != nil {
-		return fmt.Errorf("task %s: %w", t.Name, err)
+	if _, err := r.store.TransitionTask(ctx, ref, id, t.name, store.TaskPending, store.TaskRunning, ""); err != nil {
+		return fmt.Errorf("task %s: %w", t.name, err)
 	}
-	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.Name, Status: string(store.TaskRunning)})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.name, Status: string(store.TaskRunning)})
+	defer rc.state.taskStarted()()
 	tctx := ctx
-	if t.Timeout.Duration > 0 {
+	if t.timeout > 0 {
 		var cancel context.CancelFunc
-		tctx, cancel = context.WithTimeout(ctx, t.Timeout.Duration)
+		tctx, cancel = context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 	}
-	tl := rc.taskLog(t.Name)
-	outputs, err := r.dispatch(tctx, rc, t, tl)
+	tl := rc.taskLog(t.name)
+	outputs, err := t.do(tctx, rc, tl)
 	tl.flush(context.WithoutCancel(ctx))
 	if len(outputs) > 0 {
-		if serr := r.Store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.Name, outputs); serr != nil && err == nil {
+		if serr := r.store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.name, outputs); serr != nil && err == nil {
 			err = serr
 		}
-		rc.setOutputs(t.Name, outputs)
+		rc.setOutputs(t.name, outputs)
 	}
 	status, reason := store.TaskSucceeded, ""
 	switch {
@@ -339,24 +506,24 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t pi
 	case ctx.Err() != nil:
 		status, reason = store.TaskCancelled, rc.mask(err.Error())
 	case errors.Is(tctx.Err(), context.DeadlineExceeded):
-		status, reason = store.TaskTimedOut, rc.mask(fmt.Sprintf("task timeout of %s exceeded: %v", t.Timeout.Duration, err))
+		status, reason = store.TaskTimedOut, rc.mask(fmt.Sprintf("task timeout of %s exceeded: %v", t.timeout, err))
 	default:
 		status, reason = store.TaskFailed, rc.mask(err.Error())
 	}
-	r.finishTask(context.WithoutCancel(ctx), rc, stage, t.Name, store.TaskRunning, status, reason)
+	r.finishTask(context.WithoutCancel(ctx), rc.run, stage, t.name, store.TaskRunning, status, reason)
 	if status == store.TaskTimedOut {
-		return &taskTimeout{task: t.Name, reason: reason}
+		return &taskTimeout{task: t.name, reason: reason}
 	}
 	if err != nil {
-		return fmt.Errorf("task %s: %s", t.Name, reason)
+		return fmt.Errorf("task %s: %s", t.name, reason)
 	}
 	return nil
 }
 
-func (r *Runner) finishTask(ctx context.Context, rc *runContext, stage, task string, from, to store.TaskStatus, reason string) {
-	ref, id := rc.run.Pipeline, rc.run.BuildID
-	if _, err := r.Store.TransitionTask(ctx, ref, id, task, from, to, reason); err != nil {
-		rc.log.WithError(err).WithField("task", task).Error("record task status")
+func (r *Runner) finishTask(ctx context.Context, run store.Run, stage, task string, from, to store.TaskStatus, reason string) {
+	ref, id := run.Pipeline, run.BuildID
+	if _, err := r.store.TransitionTask(ctx, ref, id, task, from, to, reason); err != nil {
+		r.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "task": task}).Error("record task status")
 	}
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(to), Reason: reason})
 }
@@ -381,10 +548,17 @@ func (r *Runner) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	if r.Observer != nil {
-		r.Observer.RunEvent(e)
+	if r.observer != nil {
+		r.observer.RunEvent(e)
 	}
 }
 
 // buildIDString is how BUILD_ID appears in variables.
 func buildIDString(id int64) string { return strconv.FormatInt(id, 10) }
+
+func shortCommit(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

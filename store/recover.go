@@ -7,7 +7,9 @@ import (
 )
 
 // MarkStaleRuns implements Store. Everything happens in one transaction, so a second
-// daemon starting at the same moment sees either all of it or none.
+// daemon starting at the same moment sees either all of it or none. Runs of a holder
+// that still beats (a CLI `slipway run` beside the daemon, another replica) are left to
+// it.
 //
 // Revisions of these runs are left as they are: what they applied is still on the
 // cluster, and whether it is healthy is for the reconciler to find out, not for the
@@ -16,7 +18,9 @@ func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 	var runs []Run
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := s.now()
-		unfinished := `(SELECT id FROM runs WHERE status IN ('queued', 'running'))`
+		stale := `status IN ('queued', 'running') AND holder NOT IN
+			(SELECT holder FROM holders WHERE expires_at > ` + fmt.Sprint(now) + `)`
+		unfinished := `(SELECT id FROM runs WHERE ` + stale + `)`
 		for _, step := range []struct{ from, to TaskStatus }{
 			{TaskRunning, TaskFailed},
 			{TaskPending, TaskCancelled},
@@ -30,7 +34,7 @@ func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 		}
 		rows, err := tx.QueryContext(ctx, `
 			UPDATE runs SET status = $1, reason = $2, finished_at = $3
-			WHERE status IN ('queued', 'running')
+			WHERE `+stale+`
 			RETURNING id`,
 			string(RunFailed), InterruptedReason, now)
 		if err != nil {

@@ -66,9 +66,9 @@ func (s *SQLite) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 		}
 		_, err = tx.ExecContext(ctx, `
 			INSERT INTO runs (pipeline_id, build_id, commit_sha, branch, tag, trigger_kind,
-				parent_build_id, status, reason, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9)`,
-			pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now)
+				parent_build_id, status, reason, created_at, holder)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10)`,
+			pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now, nr.Holder)
 		if err != nil {
 			return err
 		}

@@ -25,11 +25,21 @@ type Store interface {
 	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
 	// move is legal, recording reason and the start or finish time.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
-	// MarkStaleRuns fails every queued or running run, with reason InterruptedReason:
-	// called once when the daemon starts, before it runs anything, these can only be
-	// runs a crash or kill left behind. Their unfinished tasks are failed (running) or
-	// cancelled (pending) alike. Returns the runs it changed.
+	// MarkStaleRuns fails every queued or running run whose holder no longer beats, with
+	// reason InterruptedReason: called once when the daemon starts, before it runs
+	// anything, these can only be runs a crash or kill left behind. Their unfinished
+	// tasks are failed (running) or cancelled (pending) alike. Returns the runs it changed.
 	MarkStaleRuns(ctx context.Context) ([]Run, error)
+
+	// BeatHolder registers a process that runs pipelines, or renews it, until ttl from
+	// now; RemoveHolder forgets it and its claims when it stops cleanly.
+	BeatHolder(ctx context.Context, holder, description string, ttl time.Duration) error
+	RemoveHolder(ctx context.Context, holder string) error
+	// ClaimPipeline makes holder the one process running the pipeline (run buildID), or
+	// returns a *ClaimedError (errors.Is ErrClaimed) naming the live holder that runs it.
+	ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, buildID int64) error
+	// ReleasePipeline gives up holder's claim.
+	ReleasePipeline(ctx context.Context, ref PipelineRef, holder string) error
 
 	// AddTask records a pending task of the run.
 	AddTask(ctx context.Context, ref PipelineRef, buildID int64, task NewTask) (Task, error)

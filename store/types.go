@@ -54,6 +54,9 @@ type NewRun struct {
 	// ParentBuildID is the run this one re-runs or rolls back to (0: none). It must
 	// exist in the same pipeline.
 	ParentBuildID int64
+	// Holder is the process that queues and will run it (see BeatHolder); a daemon
+	// starting later fails the run as interrupted only once that holder is gone.
+	Holder string
 }
 
 // Run is one execution of a pipeline.

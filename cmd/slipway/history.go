@@ -49,7 +49,7 @@ func newHistoryCommand() *cobra.Command {
 				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Trigger: string(r.Trigger), Reason: r.Reason,
 					Parent: r.ParentBuildID, CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339Nano)}
 				if !r.StartedAt.IsZero() {
-					row.StartedAt = r.StartedAt.UTC().Format(time.RFC3339)
+					row.StartedAt = r.StartedAt.UTC().Format(time.RFC3339Nano)
 					end := r.FinishedAt
 					if end.IsZero() {
 						end = time.Now()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -30,8 +31,16 @@ func newRollbackCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			d.Runner.Observer = progressPrinter{w: out}
-			run, err := d.Runner.Rollback(ctx, ref, to)
+			_, disp, stop, err := startEngine(ctx, d, "slipway rollback", out)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			queued, err := disp.Submit(ctx, reconciler.RollbackJob(ref, to))
+			if err != nil {
+				return err
+			}
+			run, err := waitRun(ctx, d.Store, disp, queued)
 			if err != nil {
 				return err
 			}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipwayhq/slipway/daemon"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -33,24 +35,34 @@ func newRunCommand() *cobra.Command {
 				branch = rcfg.Branch
 			}
 			out := cmd.OutOrStdout()
-			d.Runner.Observer = progressPrinter{w: out}
-			co, err := d.Runner.Prepare(ctx, reconciler.Request{Repo: src, Branch: branch, Commit: commit, Pipelines: pipelines})
+			runner, disp, stop, err := startEngine(ctx, d, "slipway run", out)
 			if err != nil {
 				return err
 			}
-			failed := 0
+			defer stop()
+			co, err := runner.Prepare(ctx, reconciler.Request{Repo: src, Branch: branch, Commit: commit, Pipelines: pipelines})
+			if err != nil {
+				return err
+			}
+			// Every pipeline goes through the run engine, as the daemon's runs do: one run per
+			// pipeline holds against a daemon running beside this command (the run waits).
+			var runs []store.Run
 			for _, p := range co.Pipelines {
-				run, err := d.Runner.Queue(ctx, co, p, store.TriggerManual, 0)
+				run, err := disp.Submit(ctx, reconciler.RunJob(co, p, store.TriggerManual, 0))
 				if err != nil {
 					return err
 				}
-				final, err := d.Runner.Execute(ctx, co, p, run)
+				runs = append(runs, run)
+			}
+			failed := 0
+			for _, run := range runs {
+				final, err := waitRun(ctx, d.Store, disp, run)
 				if err != nil {
 					return err
 				}
 				if final.Status != store.RunSucceeded {
 					failed++
-					fmt.Fprintf(out, "%s #%d %s: %s\n", p.Name, final.BuildID, final.Status, final.Reason)
+					fmt.Fprintf(out, "%s #%d %s: %s\n", final.Pipeline.Name, final.BuildID, final.Status, final.Reason)
 				}
 			}
 			if failed > 0 {
@@ -66,6 +78,28 @@ func newRunCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&pipelines, "pipeline", nil, "pipeline(s) to run (default: all in the file)")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
+}
+
+// startEngine starts this command's run engine, reporting progress to out; stop cancels
+// what still runs and waits for it.
+func startEngine(ctx context.Context, d *daemon.Parts, description string, out io.Writer) (*reconciler.Runner, *reconciler.Dispatcher, func(), error) {
+	engineCtx, cancel := context.WithCancel(ctx)
+	runner, disp, err := d.StartDispatcher(engineCtx, description, progressPrinter{w: out})
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return runner, disp, func() { cancel(); disp.Wait() }, nil
+}
+
+// waitRun waits for a submitted run to end and returns its final record.
+func waitRun(ctx context.Context, st store.Store, disp *reconciler.Dispatcher, run store.Run) (store.Run, error) {
+	select {
+	case <-disp.Done(run.Pipeline, run.BuildID):
+	case <-ctx.Done():
+		return run, ctx.Err()
+	}
+	return st.GetRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID)
 }
 
 // progressPrinter prints one line per state change: readable on a terminal and in CI logs.

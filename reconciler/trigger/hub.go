@@ -20,22 +20,53 @@ import (
 // ambiguous name, a run that cannot be re-run.
 var ErrRequest = errors.New("invalid request")
 
-// Hub is the one place runs are asked for from outside: webhooks, people (through the
-// API) and the scheduler. It knows every repository's Watcher.
-type Hub struct {
-	Runner     *reconciler.Runner
-	Dispatcher *reconciler.Dispatcher
+// Dispatcher starts and cancels runs: what the hub needs of the run engine.
+type Dispatcher interface {
+	Submit(ctx context.Context, job reconciler.Job) (store.Run, error)
+	SubmitIfIdle(ctx context.Context, job reconciler.Job) (store.Run, error)
+	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error
+	CancelActive(ctx context.Context, ref store.PipelineRef, reason string)
+	Active(ref store.PipelineRef) bool
+}
+
+// RunRecords is what the hub reads of recorded runs.
+type RunRecords interface {
+	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
+	ListPipelines(ctx context.Context) ([]store.Pipeline, error)
+}
+
+// HubOptions are a Hub's collaborators.
+type HubOptions struct {
+	Pipelines  PipelineReader
+	Dispatcher Dispatcher
+	Records    RunRecords
 	Limiter    *HostLimiter
 	Metrics    *Metrics
-	watchers   map[string]*Watcher
+}
+
+// Hub is the one place runs are asked for from outside: webhooks, people (through the
+// API) and the scheduler. It knows every repository's BranchWatcher.
+type Hub struct {
+	pipelines  PipelineReader
+	dispatcher Dispatcher
+	records    RunRecords
+	limiter    *HostLimiter
+	metrics    *Metrics
+	watchers   map[string]*BranchWatcher
+}
+
+// NewHub makes a hub; Add its watchers before serving.
+func NewHub(o HubOptions) *Hub {
+	if o.Limiter == nil {
+		o.Limiter = &HostLimiter{}
+	}
+	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
+		metrics: o.Metrics, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.
-func (h *Hub) Add(w *Watcher) {
-	if h.watchers == nil {
-		h.watchers = map[string]*Watcher{}
-	}
-	h.watchers[w.Repo.Name] = w
+func (h *Hub) Add(w *BranchWatcher) {
+	h.watchers[w.repo.Name] = w
 }
 
 // Hint passes a webhook's push to the repository's watcher.
@@ -55,7 +86,7 @@ func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, commit string)
 
 // Rerun starts a new run of the commit run buildID ran, with that run as its parent.
 func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error) {
-	parent, err := h.Runner.Store.GetRun(ctx, ref, buildID)
+	parent, err := h.records.GetRun(ctx, ref, buildID)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: %w", ref.Name, buildID, err)
 	}
@@ -67,15 +98,15 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (
 
 // Cancel cancels a queued or running run.
 func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64) error {
-	return h.Dispatcher.Cancel(ctx, ref, buildID, "cancelled by request")
+	return h.dispatcher.Cancel(ctx, ref, buildID, "cancelled by request")
 }
 
 // Active reports whether a run of the pipeline is queued or running.
-func (h *Hub) Active(ref store.PipelineRef) bool { return h.Dispatcher.Active(ref) }
+func (h *Hub) Active(ref store.PipelineRef) bool { return h.dispatcher.Active(ref) }
 
 // CancelActive cancels the pipeline's queued and running runs.
 func (h *Hub) CancelActive(ctx context.Context, ref store.PipelineRef, reason string) error {
-	h.Dispatcher.CancelActive(ctx, ref, reason)
+	h.dispatcher.CancelActive(ctx, ref, reason)
 	return nil
 }
 
@@ -91,9 +122,9 @@ func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
 	if err != nil {
 		return err
 	}
-	h.Metrics.Received(f.Pipeline.Repository, "cron")
+	h.metrics.Received(f.Pipeline.Repository, "cron")
 	w := h.watchers[f.Pipeline.Repository]
-	w.Log.WithFields(logrus.Fields{"pipeline": f.Pipeline.Name, "build_id": run.BuildID, "schedule": f.Schedule,
+	w.log.WithFields(logrus.Fields{"pipeline": f.Pipeline.Name, "build_id": run.BuildID, "schedule": f.Schedule,
 		"tick": f.Tick, "missed": f.Missed}).Info("triggered by schedule")
 	return nil
 }
@@ -111,7 +142,7 @@ func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, t
 	if err != nil {
 		return store.Run{}, err
 	}
-	return h.Dispatcher.Submit(ctx, co, co.Pipelines[0], trig, parent)
+	return h.dispatcher.Submit(ctx, reconciler.RunJob(co, co.Pipelines[0], trig, parent))
 }
 
 // startIfIdle starts a cron run only if no run of the pipeline is queued or running.
@@ -120,7 +151,7 @@ func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run
 	if err != nil {
 		return store.Run{}, err
 	}
-	run, err := h.Dispatcher.SubmitIfIdle(ctx, co, co.Pipelines[0], store.TriggerCron)
+	run, err := h.dispatcher.SubmitIfIdle(ctx, reconciler.RunJob(co, co.Pipelines[0], store.TriggerCron, 0))
 	if errors.Is(err, reconciler.ErrBusy) {
 		return run, fmt.Errorf("%w: %w", schedule.ErrActive, err)
 	}
@@ -134,12 +165,12 @@ func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, commit string)
 	if !ok {
 		return nil, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
 	}
-	release, err := h.Limiter.Acquire(ctx, w.Repo.URL)
+	release, err := h.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	co, err := h.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Branch: w.Branch, Commit: commit, Pipelines: []string{ref.Name}})
+	co, err := h.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Branch: w.branch, Commit: commit, Pipelines: []string{ref.Name}})
 	if err != nil {
 		var notPrepared *reconciler.PrepareError
 		if errors.As(err, &notPrepared) || errors.Is(err, reconciler.ErrNoSuchPipeline) || errors.Is(err, sources.ErrCommitNotFound) {
@@ -167,7 +198,7 @@ func (h *Hub) Resolve(ctx context.Context, repository, name string) (store.Pipel
 			return store.PipelineRef{Repository: r, Name: name}, nil
 		}
 	}
-	all, err := h.Runner.Store.ListPipelines(ctx)
+	all, err := h.records.ListPipelines(ctx)
 	if err != nil {
 		return store.PipelineRef{}, err
 	}

@@ -15,9 +15,31 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
-// ChangeLister tells which files differ between two commits.
-type ChangeLister interface {
+// Git is what a watcher reads of a repository.
+type Git interface {
+	Sync(ctx context.Context, repo sources.Repo, branch string) (sources.SyncResult, error)
+	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
+	// ChangedPaths tells which files differ between two commits.
 	ChangedPaths(ctx context.Context, repo sources.Repo, from, to string) ([]string, error)
+}
+
+// PipelineReader reads and validates the pipeline file at a commit.
+type PipelineReader interface {
+	Prepare(ctx context.Context, req reconciler.Request) (*reconciler.Checkout, error)
+}
+
+// Runs starts runs, and records those a newer push overtook before they could start.
+type Runs interface {
+	Submit(ctx context.Context, job reconciler.Job) (store.Run, error)
+	RecordSuperseded(ctx context.Context, job reconciler.Job, reason string) (store.Run, error)
+}
+
+// Records is what a watcher reads and writes in the store.
+type Records interface {
+	HandledHead(ctx context.Context, repository, branch string) (string, error)
+	SetHandledHead(ctx context.Context, repository, branch, head string) error
+	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
+	ListPipelines(ctx context.Context) ([]store.Pipeline, error)
 }
 
 // ScheduleSetter hears the tracked branch's pipelines whenever its head is read, so cron
@@ -34,19 +56,35 @@ type Hint struct {
 	Commit     string // the pushed head, or "" when the forge did not say
 }
 
-// Watcher follows one repository's tracked branch. Hints and poll ticks coalesce: while a
-// fetch runs, further hints wait and are answered together by the next one.
-type Watcher struct {
-	Runner     *reconciler.Runner
-	Dispatcher *reconciler.Dispatcher
-	Changes    ChangeLister
-	Repo       sources.Repo
-	Branch     string
-	Interval   time.Duration // 0: no polling, webhooks (and one look at start) only
-	Limiter    *HostLimiter
-	Schedules  ScheduleSetter // optional
-	Metrics    *Metrics
-	Log        *logrus.Entry
+// BranchWatcherOptions are a BranchWatcher's collaborators and settings.
+type BranchWatcherOptions struct {
+	Git       Git
+	Pipelines PipelineReader
+	Runs      Runs
+	Records   Records
+	Repo      sources.Repo
+	Branch    string
+	Interval  time.Duration // 0: no polling, webhooks (and one look at start) only
+	Limiter   *HostLimiter
+	Schedules ScheduleSetter // optional
+	Metrics   *Metrics
+	Log       *logrus.Entry
+}
+
+// BranchWatcher follows one repository's tracked branch. Hints and poll ticks coalesce:
+// while a fetch runs, further hints wait and are answered together by the next one.
+type BranchWatcher struct {
+	git       Git
+	pipelines PipelineReader
+	runs      Runs
+	records   Records
+	repo      sources.Repo
+	branch    string
+	interval  time.Duration
+	limiter   *HostLimiter
+	schedules ScheduleSetter
+	metrics   *Metrics
+	log       *logrus.Entry
 
 	mu      sync.Mutex
 	pending []Hint
@@ -58,10 +96,25 @@ type Watcher struct {
 	cached *reconciler.Checkout
 }
 
+// NewBranchWatcher makes a watcher; Run starts it.
+func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
+	if o.Limiter == nil {
+		o.Limiter = &HostLimiter{}
+	}
+	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
+		branch: o.Branch, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules, metrics: o.Metrics,
+		log: o.Log, wake: make(chan struct{}, 1), handled: newRecentSet(512)}
+}
+
+// Repo is the repository watched.
+func (w *BranchWatcher) Repo() sources.Repo { return w.repo }
+
+// Branch is the tracked branch.
+func (w *BranchWatcher) Branch() string { return w.branch }
+
 // Hint queues a push hint and wakes the watcher. It never blocks.
-func (w *Watcher) Hint(h Hint) {
+func (w *BranchWatcher) Hint(h Hint) {
 	w.mu.Lock()
-	w.init()
 	w.pending = append(w.pending, h)
 	w.mu.Unlock()
 	select {
@@ -70,15 +123,7 @@ func (w *Watcher) Hint(h Hint) {
 	}
 }
 
-// init must be called with mu held.
-func (w *Watcher) init() {
-	if w.wake == nil {
-		w.wake = make(chan struct{}, 1)
-		w.handled = newRecentSet(512)
-	}
-}
-
-func (w *Watcher) takeHints() []Hint {
+func (w *BranchWatcher) takeHints() []Hint {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	hs := w.pending
@@ -87,7 +132,7 @@ func (w *Watcher) takeHints() []Hint {
 }
 
 // putBack returns hints whose look failed, to be answered by the next one.
-func (w *Watcher) putBack(hs []Hint) {
+func (w *BranchWatcher) putBack(hs []Hint) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.pending = append(hs, w.pending...)
@@ -96,15 +141,12 @@ func (w *Watcher) putBack(hs []Hint) {
 // Run looks at the branch at start, then on every hint and every interval (with jitter,
 // so many repositories' polls spread out), until ctx ends. Errors back off exponentially
 // up to ten intervals (maxBackoff); a hint still gets an immediate look.
-func (w *Watcher) Run(ctx context.Context) {
-	w.mu.Lock()
-	w.init()
-	w.mu.Unlock()
+func (w *BranchWatcher) Run(ctx context.Context) {
 	last, err := w.handledHead(ctx)
 	if err != nil {
-		w.Log.WithError(err).Warn("read the head handled last; the branch head will run")
+		w.log.WithError(err).Warn("read the head handled last; the branch head will run")
 	}
-	backoff := w.Interval
+	backoff := w.interval
 	for {
 		hints := w.takeHints()
 		next, err := w.look(ctx, last, hints)
@@ -112,12 +154,12 @@ func (w *Watcher) Run(ctx context.Context) {
 		case err != nil && ctx.Err() != nil:
 			return
 		case err != nil:
-			w.Log.WithError(err).Warn("look at the branch")
-			w.Metrics.poll(w.Repo.Name, "error")
+			w.log.WithError(err).Warn("look at the branch")
+			w.metrics.poll(w.repo.Name, "error")
 			w.putBack(hints)
-			backoff = min(max(backoff*2, time.Second), maxBackoff(w.Interval))
+			backoff = min(max(backoff*2, time.Second), maxBackoff(w.interval))
 		default:
-			last, backoff = next, w.Interval
+			last, backoff = next, w.interval
 		}
 		if !w.wait(ctx, backoff) {
 			return
@@ -136,7 +178,7 @@ func maxBackoff(interval time.Duration) time.Duration {
 
 // wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false
 // means ctx ended.
-func (w *Watcher) wait(ctx context.Context, d time.Duration) bool {
+func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 	var tick <-chan time.Time
 	if d > 0 {
 		timer := time.NewTimer(d + time.Duration(rand.Int64N(int64(d)/10+1)))
@@ -155,12 +197,12 @@ func (w *Watcher) wait(ctx context.Context, d time.Duration) bool {
 // look fetches the branch if it moved, records overtaken pushes, and submits the runs the
 // head triggers. It returns the head now handled. An unchanged branch costs one ref listing
 // and nothing else: its checkout and pipeline file are kept from the last look.
-func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
-	release, err := w.Limiter.Acquire(ctx, w.Repo.URL)
+func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
+	release, err := w.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		return last, err
 	}
-	res, err := w.Runner.Sources.Sync(ctx, w.Repo, w.Branch)
+	res, err := w.git.Sync(ctx, w.repo, w.branch)
 	release()
 	if err != nil {
 		return last, err
@@ -168,24 +210,24 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 	head := res.Commit
 	co := w.cached
 	if co == nil || co.Commit.Hash != head {
-		if co, err = w.Runner.Prepare(ctx, reconciler.Request{Repo: w.Repo, Commit: head}); err != nil {
+		if co, err = w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head}); err != nil {
 			if ctx.Err() != nil {
 				return last, err
 			}
 			// A broken pipeline file at a new commit is recorded once, not retried forever.
 			var notPrepared *reconciler.PrepareError
 			if errors.As(err, &notPrepared) {
-				w.Log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
+				w.log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
 				w.setHandled(ctx, notPrepared.Commit)
 				return notPrepared.Commit, nil
 			}
 			return last, err
 		}
-		co.Branch = w.Branch
+		co.Branch = w.branch
 		w.cached = co
-		if w.Schedules != nil {
-			if err := w.Schedules.SetSchedules(ctx, w.Repo.Name, co.Pipelines); err != nil {
-				w.Log.WithError(err).Error("schedules of the tracked branch")
+		if w.schedules != nil {
+			if err := w.schedules.SetSchedules(ctx, w.repo.Name, co.Pipelines); err != nil {
+				w.log.WithError(err).Error("schedules of the tracked branch")
 			}
 		}
 	}
@@ -194,24 +236,24 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 		w.overtaken(ctx, co, h, last, skip)
 	}
 	if head == last {
-		w.Metrics.poll(w.Repo.Name, "unchanged")
+		w.metrics.poll(w.repo.Name, "unchanged")
 		return last, nil
 	}
-	w.Metrics.poll(w.Repo.Name, "changed")
+	w.metrics.poll(w.repo.Name, "changed")
 	if len(hints) == 0 {
-		w.Metrics.Received(w.Repo.Name, "poll")
+		w.metrics.Received(w.repo.Name, "poll")
 	}
 	w.markHandled(head)
-	log := w.Log.WithField("commit", co.Commit.ShortHash)
+	log := w.log.WithField("commit", co.Commit.ShortHash)
 	if skip {
 		log.WithField("marker", marker).Info("the head commit asks to skip push triggers; nothing runs")
-		w.Metrics.skip(w.Repo.Name, "skip_ci")
+		w.metrics.skip(w.repo.Name, "skip_ci")
 		w.setHandled(ctx, head)
 		return head, nil
 	}
 	submitted := 0
 	for _, pl := range co.Pipelines {
-		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.Branch, TrackedBranch: w.Branch,
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.branch, TrackedBranch: w.branch,
 			ChangedPaths: w.changedSince(ctx, pl, last, head)}
 		ok, why := pipeline.Match(pl, ev)
 		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
@@ -219,7 +261,7 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 			plog.Info("not triggered")
 			continue
 		}
-		run, err := w.Dispatcher.Submit(ctx, co, pl, store.TriggerPush, 0)
+		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
 		if err != nil {
 			// The head still counts as handled: looking again would start the pipelines
 			// that did get their run a second time.
@@ -230,23 +272,23 @@ func (w *Watcher) look(ctx context.Context, last string, hints []Hint) (string, 
 		plog.WithField("build_id", run.BuildID).Info("triggered")
 	}
 	if submitted == 0 {
-		w.Metrics.skip(w.Repo.Name, "no_match")
+		w.metrics.skip(w.repo.Name, "no_match")
 	}
 	w.setHandled(ctx, head)
 	return head, nil
 }
 
 // setHandled records the head dealt with, so a restart does not deal with it again.
-func (w *Watcher) setHandled(ctx context.Context, head string) {
-	if err := w.Runner.Store.SetHandledHead(ctx, w.Repo.Name, w.Branch, head); err != nil {
-		w.Log.WithError(err).Warn("record the head handled; a restart may run it again")
+func (w *BranchWatcher) setHandled(ctx context.Context, head string) {
+	if err := w.records.SetHandledHead(ctx, w.repo.Name, w.branch, head); err != nil {
+		w.log.WithError(err).Warn("record the head handled; a restart may run it again")
 	}
 }
 
 // handledHead is the head the last watcher of this branch dealt with; for a store written
 // before that was recorded, the newest commit a pipeline of the repository ran.
-func (w *Watcher) handledHead(ctx context.Context) (string, error) {
-	head, err := w.Runner.Store.HandledHead(ctx, w.Repo.Name, w.Branch)
+func (w *BranchWatcher) handledHead(ctx context.Context) (string, error) {
+	head, err := w.records.HandledHead(ctx, w.repo.Name, w.branch)
 	if err != nil || head != "" {
 		return head, err
 	}
@@ -256,19 +298,19 @@ func (w *Watcher) handledHead(ctx context.Context) (string, error) {
 // overtaken records a hinted push the head has already replaced, as a superseded run of
 // every pipeline the push would have started, so no pushed commit vanishes unrecorded. A
 // commit some run already has (it ran, or a restart's late hint) is left alone.
-func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
-	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != w.Branch) {
+func (w *BranchWatcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
+	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != w.branch) {
 		return
 	}
 	if w.seen(h.Commit) {
 		return
 	}
-	log := w.Log.WithFields(logrus.Fields{"commit": h.Commit, "delivery": h.DeliveryID})
-	info, err := w.Runner.Sources.Commit(ctx, w.Repo, h.Commit)
+	log := w.log.WithFields(logrus.Fields{"commit": h.Commit, "delivery": h.DeliveryID})
+	info, err := w.git.Commit(ctx, w.repo, h.Commit)
 	if err != nil {
 		if errors.Is(err, sources.ErrCommitNotFound) {
 			log.WithError(err).Warn("a webhook named a commit the branch does not have; ignored")
-			w.Metrics.Rejected(w.Repo.Name, "unknown_commit")
+			w.metrics.Rejected(w.repo.Name, "unknown_commit")
 			w.markHandled(h.Commit)
 		} else {
 			log.WithError(err).Warn("read the overtaken commit; it is not recorded")
@@ -285,19 +327,16 @@ func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hi
 		reason = "superseded by commit " + head.Commit.ShortHash + ", pushed before this one could start; that commit asked to skip CI, so neither ran"
 	}
 	for _, pl := range head.Pipelines {
-		ref := store.PipelineRef{Repository: w.Repo.Name, Name: pl.Name}
+		ref := store.PipelineRef{Repository: w.repo.Name, Name: pl.Name}
 		if w.hasRunAt(ctx, ref, info.Hash) {
 			continue
 		}
-		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.Branch, TrackedBranch: w.Branch,
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.branch, TrackedBranch: w.branch,
 			ChangedPaths: w.changedSince(ctx, pl, last, info.Hash)}
 		if ok, _ := pipeline.Match(pl, ev); !ok {
 			continue
 		}
-		run, err := w.Runner.Queue(ctx, co, pl, store.TriggerPush, 0)
-		if err == nil {
-			err = w.Runner.EndQueued(ctx, run, store.RunSuperseded, reason)
-		}
+		run, err := w.runs.RecordSuperseded(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0), reason)
 		if err != nil {
 			log.WithError(err).WithField("pipeline", pl.Name).Error("record the overtaken push")
 			continue
@@ -307,8 +346,8 @@ func (w *Watcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hi
 }
 
 // hasRunAt reports whether one of the pipeline's recent runs is at commit.
-func (w *Watcher) hasRunAt(ctx context.Context, ref store.PipelineRef, commit string) bool {
-	runs, err := w.Runner.Store.ListRuns(ctx, ref, 100)
+func (w *BranchWatcher) hasRunAt(ctx context.Context, ref store.PipelineRef, commit string) bool {
+	runs, err := w.records.ListRuns(ctx, ref, 100)
 	if err != nil {
 		return false
 	}
@@ -320,26 +359,24 @@ func (w *Watcher) hasRunAt(ctx context.Context, ref store.PipelineRef, commit st
 	return false
 }
 
-func (w *Watcher) seen(commit string) bool {
+func (w *BranchWatcher) seen(commit string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.init()
 	return w.handled.has(commit)
 }
 
-func (w *Watcher) markHandled(commit string) bool {
+func (w *BranchWatcher) markHandled(commit string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.init()
 	return w.handled.add(commit)
 }
 
 // changedSince lists the files changed since the pipeline last deployed successfully (or,
 // for a pipeline that never did, since the last commit handled). nil means unknown, which
 // path filters let through.
-func (w *Watcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last, to string) []string {
+func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last, to string) []string {
 	base := last
-	runs, err := w.Runner.Store.ListRuns(ctx, store.PipelineRef{Repository: w.Repo.Name, Name: pl.Name}, 50)
+	runs, err := w.records.ListRuns(ctx, store.PipelineRef{Repository: w.repo.Name, Name: pl.Name}, 50)
 	if err == nil {
 		for _, r := range runs {
 			if r.Status == store.RunSucceeded && r.Trigger != store.TriggerRollback {
@@ -351,9 +388,9 @@ func (w *Watcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last,
 	if base == "" || base == to {
 		return nil
 	}
-	paths, err := w.Changes.ChangedPaths(ctx, w.Repo, base, to)
+	paths, err := w.git.ChangedPaths(ctx, w.repo, base, to)
 	if err != nil {
-		w.Log.WithError(err).Warn("changed paths unknown; path filters let the commit through")
+		w.log.WithError(err).Warn("changed paths unknown; path filters let the commit through")
 		return nil
 	}
 	return paths
@@ -361,15 +398,15 @@ func (w *Watcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last,
 
 // lastRunCommit is the newest commit any pipeline of the repository ran for a push or by
 // hand, so a restarted daemon does not run the same head again.
-func (w *Watcher) lastRunCommit(ctx context.Context) (string, error) {
-	st := w.Runner.Store
+func (w *BranchWatcher) lastRunCommit(ctx context.Context) (string, error) {
+	st := w.records
 	all, err := st.ListPipelines(ctx)
 	if err != nil {
 		return "", err
 	}
 	var newest store.Run
 	for _, pl := range all {
-		if pl.Ref.Repository != w.Repo.Name {
+		if pl.Ref.Repository != w.repo.Name {
 			continue
 		}
 		runs, err := st.ListRuns(ctx, pl.Ref, 20)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,27 +39,17 @@ type measurement struct {
 const settle = 5 * time.Second
 
 // TestBench runs the contenders one after another (never in parallel: the machine is
-// small and shared), each in its own child process and its own fresh namespaces, and
-// prints a markdown table.
+// small and shared), each in its own child process and its own fresh namespaces, for
+// several rounds (SLIPWAY_BENCH_ROUNDS, default 5), and prints a markdown table of medians
+// with their spread; the raw figures go to .slipway/bench/deploy.json.
 func TestBench(t *testing.T) {
 	env := testenv.Get(t)
 	cs := env.Clientset(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	rounds := benchRounds(t)
 	tmp := t.TempDir()
 	suffix := strings.TrimPrefix(testenv.UniqueName(t), "testbench-")
-
-	sets := map[string][]string{}
-	for _, set := range []string{"floor", "kubectl", "slipway"} {
-		sets[set] = makeNamespaces(t, cs, "bench-"+set+"-"+suffix)
-		if err := writeObjects(filepath.Join(tmp, set), sets[set]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	input := func(set string) childInput {
-		return childInput{kubeconfig: env.Kubeconfig, dir: filepath.Join(tmp, set), namespaces: sets[set],
-			store: filepath.Join(tmp, "slipway.db")}
-	}
 	kubectlCache := filepath.Join(tmp, "kubectl-cache")
 	// kubectl caches discovery on disk; a user's cache is warm, so warm this one.
 	if out, err := exec.CommandContext(ctx, env.Kubectl, "--kubeconfig", env.Kubeconfig, "--cache-dir", kubectlCache,
@@ -65,54 +57,159 @@ func TestBench(t *testing.T) {
 		t.Fatalf("warm kubectl's discovery cache: %v\n%s", err, out)
 	}
 
-	var ms []measurement
-	step := func(m measurement, err error) measurement {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", m.name, err)
+	byName := map[string][]measurement{}
+	var order []string
+	for round := 1; round <= rounds; round++ {
+		sets := map[string][]string{}
+		for _, set := range []string{"floor", "kubectl", "slipway"} {
+			sets[set] = makeNamespaces(t, cs, fmt.Sprintf("bench-%s-%s-%d", set, suffix, round))
+			if err := writeObjects(filepath.Join(tmp, fmt.Sprint(round), set), sets[set]); err != nil {
+				t.Fatal(err)
+			}
 		}
-		t.Logf("%s: %s, %d requests (%s), %d MiB, actions %v, phases %s", m.name, m.wall.Round(time.Millisecond),
-			total(m.requests), describe(m.requests), m.maxRSS/1024, m.actions, describePhases(m.phases))
-		ms = append(ms, m)
-		time.Sleep(settle)
-		return m
+		input := func(set string) childInput {
+			return childInput{kubeconfig: env.Kubeconfig, dir: filepath.Join(tmp, fmt.Sprint(round), set), namespaces: sets[set],
+				store: filepath.Join(tmp, fmt.Sprint(round), "slipway.db")}
+		}
+		step := func(m measurement, err error) measurement {
+			t.Helper()
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", round, m.name, err)
+			}
+			t.Logf("round %d, %s: %s, %d requests (%s), %d MiB, actions %v, phases %s", round, m.name, m.wall.Round(time.Millisecond),
+				total(m.requests), describe(m.requests), m.maxRSS/1024, m.actions, describePhases(m.phases))
+			if _, seen := byName[m.name]; !seen {
+				order = append(order, m.name)
+			}
+			byName[m.name] = append(byName[m.name], m)
+			time.Sleep(settle)
+			return m
+		}
+		step(runChildProcess(ctx, "floor", "floor: first apply", input("floor")))
+		checkObjects(ctx, t, cs, sets["floor"])
+		step(runKubectl(ctx, env.Kubectl, kubectlCache, input("kubectl")))
+		checkObjects(ctx, t, cs, sets["kubectl"])
+		slipway := step(runChildProcess(ctx, "slipway", "slipway: first deploy", input("slipway")))
+		checkObjects(ctx, t, cs, sets["slipway"])
+		if slipway.actions["created"] != objectCount {
+			t.Errorf("slipway's first deploy reported %v, want %d created", slipway.actions, objectCount)
+		}
+		step(runChildProcess(ctx, "floor", "floor: no-op re-apply", input("floor")))
+		noop := step(runChildProcess(ctx, "slipway", "slipway: no-op re-deploy", input("slipway")))
+		if noop.actions["unchanged"] != objectCount {
+			t.Errorf("slipway's no-op re-deploy reported %v, want %d unchanged", noop.actions, objectCount)
+		}
+		step(runChildProcess(ctx, "get-dry-run", "GET + dry-run per object (Flux)", input("slipway")))
 	}
-	floor := step(runChildProcess(ctx, "floor", "floor: first apply", input("floor")))
-	checkObjects(ctx, t, cs, sets["floor"])
-	kubectl := step(runKubectl(ctx, env.Kubectl, kubectlCache, input("kubectl")))
-	checkObjects(ctx, t, cs, sets["kubectl"])
-	slipway := step(runChildProcess(ctx, "slipway", "slipway: first deploy", input("slipway")))
-	checkObjects(ctx, t, cs, sets["slipway"])
-	if slipway.actions["created"] != objectCount {
-		t.Errorf("slipway's first deploy reported %v, want %d created", slipway.actions, objectCount)
-	}
-	step(runChildProcess(ctx, "floor", "floor: no-op re-apply", input("floor")))
-	noop := step(runChildProcess(ctx, "slipway", "slipway: no-op re-deploy", input("slipway")))
-	if noop.actions["unchanged"] != objectCount {
-		t.Errorf("slipway's no-op re-deploy reported %v, want %d unchanged", noop.actions, objectCount)
-	}
-	getDryRun := step(runChildProcess(ctx, "get-dry-run", "GET + dry-run per object (Flux)", input("slipway")))
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%d objects (ConfigMaps, Deployments with 0 replicas, Services) in %d namespaces, local control plane\n\n",
-		objectCount, namespaceCount)
-	b.WriteString("| contender | wall time | API requests | peak RSS |\n|---|---:|---|---:|\n")
-	for _, m := range ms {
-		fmt.Fprintf(&b, "| %s | %.2f s | %d (%s) | %d MiB |\n", m.name, m.wall.Seconds(), total(m.requests), describe(m.requests), m.maxRSS/1024)
+	fmt.Fprintf(&b, "\n%d objects (ConfigMaps, Deployments with 0 replicas, Services) in %d namespaces, local control plane, median of %d rounds\n\n",
+		objectCount, namespaceCount, rounds)
+	b.WriteString("| contender | median wall time | spread (min–max) | API requests | peak RSS |\n|---|---:|---:|---|---:|\n")
+	report := benchReport{Objects: objectCount, Namespaces: namespaceCount, Rounds: rounds}
+	for _, name := range order {
+		ms := byName[name]
+		walls := wallSeconds(ms)
+		last := ms[len(ms)-1]
+		fmt.Fprintf(&b, "| %s | %.2f s | %.2f–%.2f s | %d (%s) | %d MiB |\n", name, median(walls), slices.Min(walls), slices.Max(walls),
+			total(last.requests), describe(last.requests), maxOf(ms)/1024)
+		report.Contenders = append(report.Contenders, benchContender{Name: name, WallSeconds: walls, MedianSeconds: median(walls),
+			Requests: last.requests, PeakRSSKiB: maxOf(ms)})
 	}
-	b.WriteString("\n| target | ratio | verdict |\n|---|---:|---|\n")
-	target := func(what string, num, den measurement, limit float64) {
-		r := num.wall.Seconds() / den.wall.Seconds()
+	b.WriteString("\n| target | figure | verdict |\n|---|---:|---|\n")
+	target := func(what string, figure, limit float64, unit string) {
 		verdict := "met"
-		if r > limit {
+		if figure > limit {
 			verdict = "MISSED"
 		}
-		fmt.Fprintf(&b, "| %s ≤ %.1f× | %.2f× | %s |\n", what, limit, r, verdict)
+		fmt.Fprintf(&b, "| %s ≤ %.1f%s | %.2f%s | %s |\n", what, limit, unit, figure, unit, verdict)
+		report.Targets = append(report.Targets, benchTarget{What: what, Limit: limit, Figure: figure, Met: verdict == "met"})
 	}
-	target("slipway first deploy / kubectl apply --server-side", slipway, kubectl, 0.5)
-	target("slipway first deploy / floor", slipway, floor, 1.5)
-	target("slipway no-op / GET + dry-run", noop, getDryRun, 0.1)
+	med := func(name string) float64 { return median(wallSeconds(byName[name])) }
+	target("slipway first deploy / floor (medians)", med("slipway: first deploy")/med("floor: first apply"), 1.5, "×")
+	target("slipway no-op / GET + dry-run (medians)", med("slipway: no-op re-deploy")/med("GET + dry-run per object (Flux)"), 0.1, "×")
+	target("slipway no-op, median", med("slipway: no-op re-deploy"), 0.3, " s")
 	fmt.Println(b.String())
+	writeReport(t, env, "deploy.json", report)
+}
+
+// benchReport is what TestBench writes as JSON: every round's figures, not only medians.
+type benchReport struct {
+	Objects    int              `json:"objects"`
+	Namespaces int              `json:"namespaces"`
+	Rounds     int              `json:"rounds"`
+	Contenders []benchContender `json:"contenders"`
+	Targets    []benchTarget    `json:"targets"`
+}
+
+type benchContender struct {
+	Name          string         `json:"name"`
+	WallSeconds   []float64      `json:"wall_seconds"`
+	MedianSeconds float64        `json:"median_seconds"`
+	Requests      map[string]int `json:"requests_last_round"`
+	PeakRSSKiB    int64          `json:"peak_rss_kib"`
+}
+
+type benchTarget struct {
+	What   string  `json:"what"`
+	Limit  float64 `json:"limit"`
+	Figure float64 `json:"figure"`
+	Met    bool    `json:"met"`
+}
+
+// benchRounds is SLIPWAY_BENCH_ROUNDS, or 5.
+func benchRounds(t *testing.T) int {
+	v := os.Getenv("SLIPWAY_BENCH_ROUNDS")
+	if v == "" {
+		return 5
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("SLIPWAY_BENCH_ROUNDS=%q: want a positive number", v)
+	}
+	return n
+}
+
+func wallSeconds(ms []measurement) []float64 {
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		out[i] = m.wall.Seconds()
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func maxOf(ms []measurement) int64 {
+	var m int64
+	for _, x := range ms {
+		m = max(m, x.maxRSS)
+	}
+	return m
+}
+
+// writeReport writes a benchmark's raw figures to .slipway/bench/NAME in the repository.
+func writeReport(t *testing.T, env *testenv.Env, name string, v any) {
+	t.Helper()
+	dir := filepath.Join(env.Root, ".slipway", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), append(raw, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("raw figures: %s", filepath.Join(dir, name))
 }
 
 // makeNamespaces creates a contender's namespaces and deletes them when the test ends.

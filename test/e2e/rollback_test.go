@@ -49,8 +49,13 @@ func TestManualRollbackIsNotUndoneByPolling(t *testing.T) {
 		t.Errorf("the object revision 3 added survived the rollback: %v", err)
 	}
 	h := history(t, cfg, "jack-2048")
-	if len(h) != 4 || h[0].Trigger != "rollback" || h[0].Status != "succeeded" || h[0].Reason != "rolled back to BUILD_ID 1" {
+	if len(h) != 4 || h[0].Trigger != "rollback" || h[0].Status != "succeeded" || h[0].Reason != "rolled back to BUILD_ID 1" || h[0].Parent != 1 {
 		t.Fatalf("history after rollback = %+v", h)
+	}
+	// A rollback is a run like any other: its stage and task are recorded with their log.
+	if logs, code := slipway(t, "logs", "--config", cfg, "jack-2048", "4"); code != 0 ||
+		!strings.Contains(logs, "== rollback/deploy-2048 [deploy-yaml] succeeded") || !strings.Contains(logs, "re-applying the") {
+		t.Errorf("the rollback run's stages and tasks:\n%s", logs)
 	}
 
 	// Several poll intervals, and a restart: the head is not deployed again.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"os/exec"
 	"strings"
 	"sync"
@@ -52,6 +51,19 @@ func (d *daemonProc) output() string {
 	return d.out.String()
 }
 
+// waitOutput waits until the daemon's output contains want (a task log line reaches the
+// store only when the task ends; the daemon prints it at once).
+func (d *daemonProc) waitOutput(t *testing.T, timeout time.Duration, want string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(d.output(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slipway serve never said %q", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // stop sends SIGTERM and waits for a clean exit.
 func (d *daemonProc) stop(t *testing.T) {
 	t.Helper()
@@ -70,25 +82,10 @@ func (d *daemonProc) stop(t *testing.T) {
 	}
 }
 
-// waitHistory polls the history until cond holds.
+// waitHistory polls jack-2048's history until cond holds.
 func waitHistory(t *testing.T, cfg string, timeout time.Duration, what string, cond func([]historyEntry) bool) []historyEntry {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		out, code := slipway(t, "history", "--config", cfg, "jack-2048", "-o", "json")
-		if code == 0 {
-			h := parseHistory(t, out)
-			if cond(h) {
-				return h
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: history is\n%s", what, out)
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+	return waitPipelineHistory(t, cfg, "jack-2048", timeout, what, cond)
 }
 
 func TestServePollsRestartsAndSupersedes(t *testing.T) {

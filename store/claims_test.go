@@ -1,0 +1,118 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestClaimPipelineOneHolderAtATime(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	s, _ := openTest(t, WithClock(clk.now))
+	ctx := testCtx(t)
+	for _, h := range []string{"daemon", "cli"} {
+		if err := s.BeatHolder(ctx, h, "slipway "+h, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", 7); err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", 8); err != nil {
+		t.Fatalf("the holder claims again for its next run: %v", err)
+	}
+	err := s.ClaimPipeline(ctx, testPipeline, "cli", 9)
+	var claimed *ClaimedError
+	if !errors.As(err, &claimed) || !errors.Is(err, ErrClaimed) {
+		t.Fatalf("second holder: want a ClaimedError, got %v", err)
+	}
+	if claimed.Holder != "daemon" || claimed.BuildID != 8 || claimed.Description != "slipway daemon" {
+		t.Errorf("claimed by %+v, want daemon's BUILD_ID 8", claimed)
+	}
+	other := PipelineRef{Repository: "git.example/team/other", Name: "deploy"}
+	if err := s.ClaimPipeline(ctx, other, "cli", 1); err != nil {
+		t.Errorf("the same name in another repository is another pipeline: %v", err)
+	}
+
+	if err := s.ReleasePipeline(ctx, testPipeline, "cli"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "cli", 9); !errors.Is(err, ErrClaimed) {
+		t.Errorf("releasing another holder's claim must not free it: %v", err)
+	}
+	if err := s.ReleasePipeline(ctx, testPipeline, "daemon"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "cli", 9); err != nil {
+		t.Errorf("after release: %v", err)
+	}
+}
+
+func TestClaimOfAHolderThatStoppedBeatingIsFree(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	s, _ := openTest(t, WithClock(clk.now))
+	ctx := testCtx(t)
+	if err := s.BeatHolder(ctx, "crashed", "", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "crashed", 3); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(29 * time.Second)
+	if err := s.BeatHolder(ctx, "new", "", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "new", 4); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("within the ttl the claim holds: %v", err)
+	}
+	clk.advance(2 * time.Second)
+	if err := s.BeatHolder(ctx, "new", "", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "new", 4); err != nil {
+		t.Fatalf("past the ttl the claim is free: %v", err)
+	}
+	if err := s.RemoveHolder(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeatHolder(ctx, "third", "", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "third", 5); err != nil {
+		t.Fatalf("a removed holder's claims are gone: %v", err)
+	}
+}
+
+func TestMarkStaleRunsLeavesLiveHoldersRuns(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	s, _ := openTest(t, WithClock(clk.now))
+	ctx := testCtx(t)
+	if err := s.BeatHolder(ctx, "cli", "", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.CreateRun(ctx, NewRun{Pipeline: testPipeline, Commit: "c1", Trigger: TriggerManual, Holder: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.CreateRun(ctx, NewRun{Pipeline: testPipeline, Commit: "c2", Trigger: TriggerPush, Holder: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := mustRun(t, s, testPipeline) // written before holders existed
+	stale, err := s.MarkStaleRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	for _, r := range stale {
+		got[r.BuildID] = true
+	}
+	if got[live.BuildID] || !got[gone.BuildID] || !got[old.BuildID] || len(stale) != 2 {
+		t.Fatalf("stale runs %v: want #%d and #%d, not the live holder's #%d", got, gone.BuildID, old.BuildID, live.BuildID)
+	}
+	clk.advance(time.Minute)
+	stale, err = s.MarkStaleRuns(ctx)
+	if err != nil || len(stale) != 1 || stale[0].BuildID != live.BuildID {
+		t.Fatalf("once its holder stops beating, its run is stale: %v %v", stale, err)
+	}
+}
