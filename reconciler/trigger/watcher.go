@@ -157,7 +157,7 @@ func (w *BranchWatcher) Run(ctx context.Context) {
 			w.log.WithError(err).Warn("look at the branch")
 			w.metrics.poll(w.repo.Name, "error")
 			w.putBack(hints)
-			backoff = min(max(backoff*2, time.Second), maxBackoff(w.interval))
+			backoff = nextBackoff(backoff, w.interval)
 		default:
 			last, backoff = next, w.interval
 		}
@@ -176,12 +176,23 @@ func maxBackoff(interval time.Duration) time.Duration {
 	return 10 * interval
 }
 
+// nextBackoff is the wait after a failed look that followed a wait of cur: twice as long,
+// at least a second, at most maxBackoff.
+func nextBackoff(cur, interval time.Duration) time.Duration {
+	return min(max(cur*2, time.Second), maxBackoff(interval))
+}
+
+// jittered is d plus up to a tenth of it at random.
+func jittered(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
 // wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false
 // means ctx ended.
 func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 	var tick <-chan time.Time
 	if d > 0 {
-		timer := time.NewTimer(d + time.Duration(rand.Int64N(int64(d)/10+1)))
+		timer := time.NewTimer(jittered(d))
 		defer timer.Stop()
 		tick = timer.C
 	}
