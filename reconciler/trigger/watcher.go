@@ -94,6 +94,9 @@ type BranchWatcher struct {
 	handled *recentSet
 	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
 	cached *reconciler.Checkout
+	// invalid is a head whose pipeline file was found invalid and reported, so a look at
+	// the unchanged branch does not read and report it again.
+	invalid string
 }
 
 // NewBranchWatcher makes a watcher; Run starts it.
@@ -219,6 +222,10 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 		return last, err
 	}
 	head := res.Commit
+	if head == last && head == w.invalid {
+		w.metrics.poll(w.repo.Name, "unchanged")
+		return last, nil
+	}
 	co := w.cached
 	if co == nil || co.Commit.Hash != head {
 		if co, err = w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head}); err != nil {
@@ -230,6 +237,7 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 			if errors.As(err, &notPrepared) {
 				w.log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
 				w.setHandled(ctx, notPrepared.Commit)
+				w.invalid = notPrepared.Commit
 				return notPrepared.Commit, nil
 			}
 			return last, err

@@ -268,6 +268,22 @@ func TestLookInvalidPipelineFileHandlesTheHead(t *testing.T) {
 		t.Fatalf("schedules %v: an invalid file must leave the last valid ones", r.schedules.got())
 	}
 
+	// Later looks at the same head neither read the file again nor log it again.
+	for range 2 {
+		if got, err := r.w.look(context.Background(), sha("c2"), nil); err != nil || got != sha("c2") {
+			t.Fatalf("look again at the invalid head = %s, %v", got, err)
+		}
+	}
+	if n := len(r.files.prepared()); n != 2 {
+		t.Fatalf("prepared %d times, want 2 (c1, then c2 once)", n)
+	}
+	if heads := r.records.handledHeads(); len(heads) != 1 {
+		t.Fatalf("handled heads %v, want c2 recorded once", heads)
+	}
+	if r.polls("unchanged") != 3 {
+		t.Fatalf("unchanged polls %v, want 3 (c1's first look, then c2 twice)", r.polls("unchanged"))
+	}
+
 	// The next valid commit runs.
 	r.git.setHead(sha("c3"))
 	r.look(t, sha("c2"))
