@@ -104,6 +104,9 @@ func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 	if o.Limiter == nil {
 		o.Limiter = &HostLimiter{}
 	}
+	if o.Log == nil {
+		o.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
 		branch: o.Branch, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules, metrics: o.Metrics,
 		log: o.Log, wake: make(chan struct{}, 1), handled: newRecentSet(512)}
