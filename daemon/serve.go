@@ -76,8 +76,15 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// and make it learn the revision they store.
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
+	statuses, err := forgeStatuses(d.Config, d.Store, log.WithField("component", "forge-status"))
+	if err != nil {
+		return err
+	}
+	// Deferred before the dispatcher's wait, so it runs after: the statuses of runs that
+	// end on the way out are still sent.
+	defer statuses.Start(ctx)()
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, triggerMetrics})
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
 		return err
