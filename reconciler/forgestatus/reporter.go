@@ -8,6 +8,7 @@ package forgestatus
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -271,7 +272,8 @@ func statusOf(e reconciler.Event) forge.Status {
 	}
 	desc := fmt.Sprintf("BUILD_ID %d %s", e.BuildID, what)
 	if e.Reason != "" {
-		desc += ": " + e.Reason
+		// Forges show a description on one line: a multi-line reason is joined.
+		desc += ": " + strings.Join(strings.Fields(e.Reason), " ")
 	}
 	return forge.Status{Context: Context(e.Pipeline), State: state, Description: desc}
 }

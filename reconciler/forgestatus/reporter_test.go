@@ -199,7 +199,7 @@ func TestStatusOf(t *testing.T) {
 			t.Errorf("%s: %+v, want %s", status, got, want)
 		}
 	}
-	if d := statusOf(ev(3, store.RunTimedOut, "pipeline timeout of 1m0s exceeded")).Description; d != "BUILD_ID 3 timed out: pipeline timeout of 1m0s exceeded" {
+	if d := statusOf(ev(3, store.RunTimedOut, "pipeline timeout of 1m0s exceeded:\n  task web")).Description; d != "BUILD_ID 3 timed out: pipeline timeout of 1m0s exceeded: task web" {
 		t.Errorf("description %q", d)
 	}
 }
