@@ -77,7 +77,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, triggerMetrics})
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, triggerMetrics})
 	if err != nil {
 		stopDispatcher()
 		return err
