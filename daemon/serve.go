@@ -84,7 +84,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// end on the way out are still sent.
 	defer statuses.Start(ctx)()
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, triggerMetrics, statuses})
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
 		return err

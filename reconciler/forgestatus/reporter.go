@@ -263,12 +263,16 @@ func statusOf(e reconciler.Event) forge.Status {
 		state, what = forge.StatusFailure, "failed"
 	case store.RunTimedOut:
 		state, what = forge.StatusFailure, "timed out"
+	case store.RunApprovalTimedOut:
+		state, what = forge.StatusFailure, "timed out waiting for approval"
+	case store.RunAwaitingApproval:
+		what = "awaiting approval"
 	case store.RunCancelled:
 		state, what = forge.StatusError, "cancelled"
 	case store.RunSuperseded:
 		state, what = forge.StatusError, "superseded"
 	default:
-		what = e.Status // queued, running, or a waiting state such as an approval
+		what = e.Status // queued, running
 	}
 	desc := fmt.Sprintf("BUILD_ID %d %s", e.BuildID, what)
 	if e.Reason != "" {

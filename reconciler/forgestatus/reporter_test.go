@@ -192,12 +192,16 @@ func TestStatusOf(t *testing.T) {
 	cases := map[store.RunStatus]forge.StatusState{
 		store.RunQueued: forge.StatusPending, store.RunRunning: forge.StatusPending, store.RunSucceeded: forge.StatusSuccess,
 		store.RunFailed: forge.StatusFailure, store.RunTimedOut: forge.StatusFailure, store.RunCancelled: forge.StatusError,
-		store.RunSuperseded: forge.StatusError, "awaiting_approval": forge.StatusPending,
+		store.RunSuperseded: forge.StatusError, store.RunAwaitingApproval: forge.StatusPending,
+		store.RunApprovalTimedOut: forge.StatusFailure,
 	}
 	for status, want := range cases {
 		if got := statusOf(ev(3, status, "")); got.State != want || got.Context != "slipway/web" {
 			t.Errorf("%s: %+v, want %s", status, got, want)
 		}
+	}
+	if d := statusOf(ev(3, store.RunAwaitingApproval, "stage prod waits for an approval by ada")).Description; d != "BUILD_ID 3 awaiting approval: stage prod waits for an approval by ada" {
+		t.Errorf("description %q", d)
 	}
 	if d := statusOf(ev(3, store.RunTimedOut, "pipeline timeout of 1m0s exceeded:\n  task web")).Description; d != "BUILD_ID 3 timed out: pipeline timeout of 1m0s exceeded: task web" {
 		t.Errorf("description %q", d)

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
@@ -230,6 +231,7 @@ func (r *fakeRuns) RecordSuperseded(_ context.Context, job reconciler.Job, reaso
 func (r *fakeRuns) Cancel(context.Context, store.PipelineRef, int64, string) error { return nil }
 func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string)        {}
 func (r *fakeRuns) Active(store.PipelineRef) bool                                  { return false }
+func (r *fakeRuns) Answer(store.PipelineRef, int64, policy.Answer) error           { return nil }
 
 func (r *fakeRuns) jobs() (submitted, supersededJobs []reconciler.Job, reasons []string) {
 	r.mu.Lock()
