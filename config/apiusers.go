@@ -67,8 +67,12 @@ func tokenHint(key string) string {
 	return ""
 }
 
-// HasRole reports whether the user holds role r: itself, or admin.
+// HasRole reports whether the user holds role r: itself or admin, and for viewer any role
+// (everyone who may act may read).
 func (u APIUser) HasRole(r Role) bool {
+	if r == RoleViewer && len(u.Roles) > 0 {
+		return true
+	}
 	return slices.Contains(u.Roles, r) || slices.Contains(u.Roles, RoleAdmin)
 }
 

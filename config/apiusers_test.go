@@ -29,8 +29,8 @@ func TestParseAPIUsers(t *testing.T) {
 		role Role
 		want bool
 	}{
-		{alice, RoleOperator, true}, {alice, RoleApprover, false}, {alice, RoleAdmin, false},
-		{bob, RoleApprover, true}, {bob, RoleOperator, false},
+		{alice, RoleViewer, true}, {alice, RoleOperator, true}, {alice, RoleApprover, false}, {alice, RoleAdmin, false},
+		{bob, RoleApprover, true}, {bob, RoleOperator, false}, {APIUser{Name: "none"}, RoleViewer, false},
 		{LegacyAPIUser([]byte("t")), RoleApprover, true}, {LegacyAPIUser([]byte("t")), RoleAdmin, true},
 	} {
 		if got := tc.user.HasRole(tc.role); got != tc.want {
