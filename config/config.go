@@ -17,7 +17,8 @@ import (
 type Config struct {
 	Listen            string       `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
 	DataDir           string       `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
-	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding the bearer token the HTTP API (slipway trigger, rerun, cancel) requires. Unset: the API refuses every call; webhooks still work."`
+	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding one bearer token for the HTTP API: the identity api-token with role admin. Unset (and no apiTokensFile): the API refuses every call; webhooks still work."`
+	APITokensFile     string       `yaml:"apiTokensFile,omitempty" doc:"YAML file of the API's identities: name, tokenSHA256, roles, repositories (see docs/operations.md)."`
 	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
 	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
 	StoreKeyFiles     []string     `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
@@ -133,7 +134,7 @@ func (Duration) Describe() string { return "a duration (such as 30s, 1m)" }
 var secretFields = map[string]string{
 	"password": "passwordFile", "token": "tokenFile", "secret": "secretFile", "username": "usernameFile",
 	"sshKey": "sshKeyFile", "knownHosts": "knownHostsFile", "storePassword": "storePasswordFile",
-	"apiToken": "apiTokenFile", "storeKey": "storeKeyFiles", "storeKeys": "storeKeyFiles",
+	"apiToken": "apiTokenFile", "apiTokens": "apiTokensFile", "storeKey": "storeKeyFiles", "storeKeys": "storeKeyFiles",
 }
 
 func inlineSecretHint(key string) string {
@@ -195,6 +196,7 @@ func (c *Config) resolve(dir string) {
 	abs(&c.DataDir)
 	abs(&c.StorePasswordFile)
 	abs(&c.APITokenFile)
+	abs(&c.APITokensFile)
 	for i := range c.StoreKeyFiles {
 		abs(&c.StoreKeyFiles[i])
 	}

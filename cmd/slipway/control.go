@@ -63,7 +63,7 @@ func (f *apiFlags) client() (*apiClient, error) {
 		token = string(b)
 	}
 	if token == "" {
-		return nil, fmt.Errorf("no API token: give --token-file, --token or $SLIPWAY_TOKEN (the daemon's apiTokenFile holds it)")
+		return nil, fmt.Errorf("no API token: give --token-file, --token or $SLIPWAY_TOKEN (a token of the daemon's apiTokensFile, or its apiTokenFile)")
 	}
 	u, err := url.Parse(f.server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

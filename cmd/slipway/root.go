@@ -37,6 +37,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newDriftCommand())
 	root.AddCommand(newStoreCommand())
 	root.AddCommand(newTriggerCommand(), newRerunCommand(), newCancelCommand())
+	root.AddCommand(newAuditCommand(), newTokenCommand())
 	return root
 }
 
