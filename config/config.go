@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/pipeline/diag"
-	"github.com/slipwayhq/slipway/policy/celrule"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+	"github.com/slipwayhq/slipway/policy/celrule"
 )
 
 // Config is slipway.yaml.

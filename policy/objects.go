@@ -232,8 +232,8 @@ func (p Policy) object(m render.Manifest) []Denial {
 // trustedKinds can take over a cluster or every namespace in it: only repositories marked
 // trusted may deploy them.
 var trustedKinds = map[schema.GroupKind]string{
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:                        "cluster-scoped RBAC",
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}:                 "cluster-scoped RBAC",
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:                         "cluster-scoped RBAC",
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}:                  "cluster-scoped RBAC",
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}:   "an admission webhook",
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}:     "an admission webhook",
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicy"}:        "an admission policy",
