@@ -33,14 +33,20 @@ type Denial struct {
 	Rule   string
 	Object string // Kind/namespace/name (file, document n); "" when the task itself is denied
 	Field  string // for a pipeline's static check: the field denied, e.g. stages[1].tasks[0].namespace
+	At     string // and where it is written, FILE:LINE:COL
 	Reason string
 }
 
 func (d Denial) String() string {
-	if d.Object == "" {
-		return "rule " + d.Rule + ": " + d.Reason
+	s := "rule " + d.Rule + ": "
+	if d.Object != "" {
+		s += d.Object + ": "
 	}
-	return "rule " + d.Rule + ": " + d.Object + ": " + d.Reason
+	s += d.Reason
+	if d.At != "" {
+		s += " (" + d.At + ")"
+	}
+	return s
 }
 
 // DeniedError is a task, or a run, that policy refused before anything was applied. It
@@ -121,11 +127,25 @@ func (p Policy) CheckPipeline(pl *pipeline.Pipeline) []Denial {
 			}
 			for _, d := range p.CheckTarget(tg) {
 				d.Field = f + "." + d.Field
+				pos := pl.Positions.Of(d.Field)
+				d.At = fmt.Sprintf("%s:%d:%d", pl.File, pos.Line, pos.Column)
 				out = append(out, d)
 			}
 		}
 	}
 	return out
+}
+
+// CheckRun is the check a run makes before its first stage starts: CheckPipeline for the
+// run's repository. A rollback (no pipeline) re-applies what was allowed and passes.
+func CheckRun(cfg *config.Config, repository string, pl *pipeline.Pipeline) error {
+	if pl == nil {
+		return nil
+	}
+	if ds := For(cfg, repository).CheckPipeline(pl); len(ds) > 0 {
+		return &DeniedError{Denials: ds}
+	}
+	return nil
 }
 
 // CheckTarget checks a task's cluster and namespaces against the grants. Field in each

@@ -318,7 +318,21 @@ stages:
 			t.Errorf("denial %d: %+v, want %+v", i, got[i], w)
 		}
 	}
+	if got[1].At != "p.yaml:11:83" {
+		t.Errorf("denial placed at %q", got[1].At)
+	}
 	if got := testPolicy(t, "platform").CheckPipeline(ps[0]); len(got) != 0 {
 		t.Errorf("platform is granted everything: %v", got)
+	}
+	cfg, cerr := config.Parse("slipway.yaml", []byte(testConfig))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err := CheckRun(cfg, "shop", ps[0]); !errors.Is(err, ErrDenied) || !strings.HasPrefix(err.Error(), "policy denied the run (3 denials), nothing of it was applied:\n  - rule allowed-namespaces: task deploy allows namespace \"kube-public\"") ||
+		!strings.Contains(err.Error(), "(p.yaml:11:83)") {
+		t.Errorf("CheckRun: %v", err)
+	}
+	if CheckRun(cfg, "shop", nil) != nil || CheckRun(cfg, "platform", ps[0]) != nil {
+		t.Error("a rollback, and a granted pipeline, pass")
 	}
 }
