@@ -87,6 +87,21 @@ type Policy struct {
 	known      bool // the repository is in slipway.yaml
 	grants     config.Grants
 	rules      []config.Rule
+	// anyRepository: the union of every repository's grants, for checking a pipeline
+	// whose repository is not known (slipway validate without --repository).
+	anyRepository bool
+}
+
+// ForAnyRepository grants what at least one repository of the configuration is granted:
+// a pipeline it denies could not deploy from any of them. Only CheckPipeline and
+// CheckTarget are meaningful on it.
+func ForAnyRepository(cfg *config.Config) Policy {
+	p := Policy{anyRepository: true, known: true}
+	for _, r := range cfg.Repositories {
+		p.grants.Clusters = append(p.grants.Clusters, r.Policy.Clusters...)
+		p.grants.Namespaces = append(p.grants.Namespaces, r.Policy.Namespaces...)
+	}
+	return p
 }
 
 // For is the policy of the named repository. A repository missing from the configuration
@@ -174,6 +189,9 @@ func (p Policy) CheckTarget(t Target) []Denial {
 
 // notGranted explains a missing grant and where to add it.
 func (p Policy) notGranted(field string, granted []string) string {
+	if p.anyRepository {
+		return fmt.Sprintf("is granted to no repository in slipway.yaml (repositories[].policy.%s); give --repository to check against one repository's grants", field)
+	}
 	if !p.known {
 		return fmt.Sprintf("is not granted: repository %s is not in slipway.yaml", p.repository)
 	}
