@@ -65,3 +65,23 @@ func TestCompileRefusesBadRules(t *testing.T) {
 		}
 	}
 }
+
+// The examples docs/policy.md gives compile.
+func TestDocumentedRulesCompile(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, expr := range []string{
+		`object.kind != 'Service' || !has(object.spec.type) || object.spec.type != 'LoadBalancer'`,
+		`object.kind != 'Deployment' || object.spec.template.spec.containers.all(c, has(c.resources.limits))`,
+		`object.kind != 'Pod' || !has(object.spec.hostNetwork) || !object.spec.hostNetwork`,
+		`has(object.metadata.labels) && 'team' in object.metadata.labels`,
+		`object.kind != 'Deployment' || object.spec.template.spec.containers.all(c, !c.image.endsWith(':latest'))`,
+		`object.kind != 'Deployment' || !has(object.spec.replicas) || object.spec.replicas <= 20`,
+	} {
+		if _, err := c.Compile(expr); err != nil {
+			t.Errorf("%s: %v", expr, err)
+		}
+	}
+}
