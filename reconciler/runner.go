@@ -345,6 +345,12 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 	if err != nil {
 		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
 	}
+	// Every deploy task's cluster and namespace are checked before the first stage, so a
+	// denied later stage does not let an earlier one apply.
+	if err := policy.CheckRun(r.config, job.Ref.Repository, job.pipeline); err != nil {
+		r.skipStages(ctx, run, stages, err.Error())
+		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
+	}
 	rc, err := r.newRunContext(ctx, job, run, state, log)
 	if err != nil {
 		reason := "the run could not start: " + err.Error()
