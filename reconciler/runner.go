@@ -33,6 +33,11 @@ type StageGate interface {
 	MayStart(ctx context.Context, req policy.StageRequest) (policy.Decision, error)
 }
 
+// AuditLog records the gates' decisions.
+type AuditLog interface {
+	RecordAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
 // Observer hears about a run's progress, e.g. to print it on a terminal.
 type Observer interface {
 	RunEvent(e Event)
@@ -69,6 +74,7 @@ type RunnerOptions struct {
 	Builder  ImageBuilder // for build-image tasks
 	Tags     TagPruner    // for build-image retention (keep)
 	Gate     StageGate    // nil: policy.Gate
+	Audit    AuditLog     // where gate decisions are recorded; optional
 	Observer Observer     // optional
 	Log      *logrus.Entry
 }
@@ -84,6 +90,7 @@ type Runner struct {
 	builder  ImageBuilder
 	tags     TagPruner
 	gate     StageGate
+	audit    AuditLog
 	observer Observer
 	log      *logrus.Entry
 }
@@ -91,7 +98,7 @@ type Runner struct {
 // NewRunner wires a Runner.
 func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
-		tags: o.Tags, gate: o.Gate, observer: o.Observer, log: o.Log}
+		tags: o.Tags, gate: o.Gate, audit: o.Audit, observer: o.Observer, log: o.Log}
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}

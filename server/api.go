@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
@@ -118,6 +119,54 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, caller config
 	writeJSON(w, http.StatusAccepted, RunOf(run))
 }
 
+// AnswerRequest is the body of approve and reject; both fields are optional.
+type AnswerRequest struct {
+	Comment string `json:"comment,omitempty"`
+}
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.answerRun(w, r, caller, true)
+}
+
+func (s *Server) rejectRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.answerRun(w, r, caller, false)
+}
+
+// answerRun hands the caller's approval or rejection to a run waiting at a gate: 403 for
+// someone the stage does not list as an approver, 409 for a run that is not waiting.
+func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, caller config.APIUser, approve bool) {
+	var req AnswerRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err == nil && len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return
+	}
+	ref, id, ok := s.runTarget(w, r, caller)
+	if !ok {
+		return
+	}
+	what := "approve"
+	if !approve {
+		what = "reject"
+	}
+	if err := s.Triggers.Approve(r.Context(), ref, id, caller.Name, approve, req.Comment); err != nil {
+		s.fail(w, err, fmt.Sprintf("%s %s #%d", what, ref.Name, id))
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "user": caller.Name, "answer": what}).Info("run answered through the API")
+	run, err := s.Records.GetRun(r.Context(), ref, id)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, RunOf(run))
+}
+
 // resolve names the pipeline the URL means, and answers 403 if the caller may not act on
 // its repository. Every route naming a pipeline goes through here.
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request, caller config.APIUser, repository string) (store.PipelineRef, bool) {
@@ -153,8 +202,10 @@ func (s *Server) fail(w http.ResponseWriter, err error, what string) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, reconciler.ErrNotActive):
+	case errors.Is(err, reconciler.ErrNotActive), errors.Is(err, reconciler.ErrNotAwaiting):
 		status = http.StatusConflict
+	case errors.Is(err, policy.ErrNotApprover):
+		status = http.StatusForbidden
 	case errors.As(err, &notPrepared), errors.Is(err, trigger.ErrRequest):
 		status = http.StatusUnprocessableEntity
 	}

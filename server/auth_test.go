@@ -23,9 +23,11 @@ var apiRoutes = map[string]struct {
 	role   config.Role
 	scoped bool
 }{
-	"POST /api/v1/pipelines/{pipeline}/runs":             {config.RoleOperator, true},
-	"GET /api/v1/pipelines/{pipeline}/runs/{id}":         {config.RoleViewer, true},
-	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel": {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs":              {config.RoleOperator, true},
+	"GET /api/v1/pipelines/{pipeline}/runs/{id}":          {config.RoleViewer, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel":  {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve": {config.RoleApprover, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject":  {config.RoleApprover, true},
 }
 
 // allowedRoles is, independently of the code under test, which single roles satisfy a

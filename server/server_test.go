@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -46,6 +47,10 @@ func (r *recorder) Rerun(_ context.Context, _ store.PipelineRef, _ int64, actor 
 }
 func (r *recorder) Cancel(_ context.Context, _ store.PipelineRef, _ int64, actor string) error {
 	r.calls = append(r.calls, "Cancel by "+actor)
+	return nil
+}
+func (r *recorder) Approve(_ context.Context, _ store.PipelineRef, _ int64, actor string, approve bool, _ string) error {
+	r.calls = append(r.calls, fmt.Sprintf("Approve %v by %s", approve, actor))
 	return nil
 }
 func (r *recorder) Resolve(_ context.Context, repo, name string) (store.PipelineRef, error) {

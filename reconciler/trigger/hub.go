@@ -168,8 +168,22 @@ func short(commit string) string {
 // Approve answers a run waiting at a manual approval gate: approve lets the stage start,
 // otherwise the run fails as rejected. Only the stage's approvers may answer
 // (errors.Is policy.ErrNotApprover).
-func (h *Hub) Approve(_ context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error {
-	return h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()})
+func (h *Hub) Approve(ctx context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error {
+	if actor == "" {
+		return fmt.Errorf("answer %s #%d: no actor to record", ref.Name, buildID)
+	}
+	if err := h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()}); err != nil {
+		return err
+	}
+	action := store.AuditApprove
+	if !approve {
+		action = store.AuditReject
+	}
+	e := store.AuditEntry{Actor: actor, Action: action, Pipeline: ref, BuildID: buildID, Reason: comment}
+	if _, err := h.audit.RecordAudit(context.WithoutCancel(ctx), e); err != nil {
+		return fmt.Errorf("%s #%d was answered, but the audit log did not record it: %w", ref.Name, buildID, err)
+	}
+	return nil
 }
 
 // Active reports whether a run of the pipeline is queued or running.

@@ -23,7 +23,13 @@ type auditEntry struct {
 
 func auditLog(t *testing.T, cfg string) []auditEntry {
 	t.Helper()
-	out, code := slipway(t, "audit", "--config", cfg, "jack-2048", "-o", "json")
+	return auditLogOf(t, cfg, "jack-2048")
+}
+
+// auditLogOf is a pipeline's audit log, newest first.
+func auditLogOf(t *testing.T, cfg, pipeline string) []auditEntry {
+	t.Helper()
+	out, code := slipway(t, "audit", "--config", cfg, pipeline, "-o", "json")
 	if code != 0 {
 		t.Fatalf("slipway audit: exit %d\n%s", code, out)
 	}
