@@ -186,6 +186,7 @@ type DeployYAMLTask struct {
 	Namespace         string        `yaml:"namespace" required:"true" doc:"Namespace set on namespaced objects that name none (\"命名空间\")."`
 	AllowedNamespaces []string      `yaml:"allowedNamespaces,omitempty" doc:"Other namespaces objects may name explicitly (\"*\" for any). Default: none."`
 	Wait              Duration      `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the objects to become healthy; 0 does not wait."`
+	StableFor         Duration      `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the deploy to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
 	Rollback          Rollback      `yaml:"rollback,omitempty" enum:"auto,manual" default:"auto" doc:"auto: re-apply the last good revision when the health wait fails."`
 	Prune             *bool         `yaml:"prune,omitempty" default:"true" doc:"Delete objects this pipeline applied before that are no longer in the manifests."`
 	Drift             Drift         `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
@@ -206,6 +207,7 @@ type DeployChartTask struct {
 	Namespace       string         `yaml:"namespace" required:"true" doc:"Release namespace (\"命名空间\")."`
 	CreateNamespace bool           `yaml:"createNamespace,omitempty" doc:"Create the namespace if it does not exist."`
 	Wait            Duration       `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the release's objects to become healthy; 0 does not wait."`
+	StableFor       Duration       `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the release to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
 	Rollback        Rollback       `yaml:"rollback,omitempty" enum:"auto,manual" default:"auto" doc:"auto: roll an upgrade back to the previous release revision (a failed first install is uninstalled)."`
 	MaxHistory      int            `yaml:"maxHistory,omitempty" default:"10" doc:"Release revisions kept by Helm."`
 	Drift           Drift          `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
