@@ -73,7 +73,7 @@ func (a *Applier) holdStable(ctx context.Context, inv []InventoryEntry, window t
 	for {
 		select {
 		case r := <-troubles:
-			return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble after %s)", ErrUnstable, window, since(start)), Reasons: []string{r}}
+			return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble %s into it)", ErrUnstable, window, since(start)), Reasons: []string{r}}
 		case ev, ok := <-statuses:
 			if !ok {
 				statuses = nil // closed when wctx ends; the timer case below decides
@@ -87,7 +87,7 @@ func (a *Applier) holdStable(ctx context.Context, inv []InventoryEntry, window t
 				return &WaitError{Err: fmt.Errorf("stability window: %w", err)}
 			}
 			if r != "" {
-				return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble after %s)", ErrUnstable, window, since(start)), Reasons: append([]string{r}, a.workloadReasons(context.WithoutCancel(ctx), inv)...)}
+				return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble %s into it)", ErrUnstable, window, since(start)), Reasons: append([]string{r}, a.workloadReasons(context.WithoutCancel(ctx), inv)...)}
 			}
 		case <-wctx.Done():
 			if ctx.Err() != nil {
