@@ -811,6 +811,32 @@ stages:
 		},
 	},
 	{
+		"health watch rollback without automatic rollback, and on a chart",
+		`name: demo
+stages:
+  - name: deploy
+    tasks:
+      - name: app
+        type: deploy-yaml
+        path: app.yaml
+        cluster: prod
+        namespace: web
+        rollback: manual
+        healthWatch: rollback
+      - name: chart
+        type: deploy-chart
+        release: web
+        chartDir: chart
+        cluster: prod
+        namespace: web
+        healthWatch: rollback
+`,
+		[]string{
+			"11:22: healthWatch: rollback needs rollback: auto (this task has rollback: manual)",
+			"18:22: healthWatch: \"rollback\" is not one of report, off",
+		},
+	},
+	{
 		"merge key",
 		`name: demo
 base: &b {timeout: 1h}

@@ -390,6 +390,9 @@ func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
 		}
 	}
 	v.healthWait(f, d.Wait, d.StableFor)
+	if d.HealthWatch == HealthWatchRollback && d.Rollback == RollbackManual {
+		v.at(f+".healthWatch", "healthWatch: rollback needs rollback: auto (this task has rollback: manual)")
+	}
 	v.driftIgnore(f, d.DriftIgnore)
 }
 

@@ -172,6 +172,16 @@ const (
 	DriftOff     Drift = "off"
 )
 
+// HealthWatch says what happens when a deployed revision's workloads fail after its deploy.
+type HealthWatch string
+
+// The health watch modes.
+const (
+	HealthWatchReport   HealthWatch = "report"
+	HealthWatchRollback HealthWatch = "rollback"
+	HealthWatchOff      HealthWatch = "off"
+)
+
 // DriftIgnore excludes fields of matching objects from drift detection.
 type DriftIgnore struct {
 	Kind  string   `yaml:"kind,omitempty" doc:"Object kind, e.g. Deployment. Default: any."`
@@ -191,6 +201,7 @@ type DeployYAMLTask struct {
 	Prune             *bool         `yaml:"prune,omitempty" default:"true" doc:"Delete objects this pipeline applied before that are no longer in the manifests."`
 	Drift             Drift         `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
 	DriftIgnore       []DriftIgnore `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift, e.g. replicas managed by an autoscaler."`
+	HealthWatch       HealthWatch   `yaml:"healthWatch,omitempty" enum:"report,rollback,off" default:"report" doc:"After the deploy, pods of the workloads that fail, restart or turn unready: report records a health event and marks the revision failed (no rollback target); rollback also starts one rollback run to the previous healthy revision (needs rollback: auto); off ignores them."`
 	PinImages         bool          `yaml:"pinImages,omitempty" doc:"Rewrite images built in this run to repo:tag@digest."`
 }
 
@@ -212,6 +223,7 @@ type DeployChartTask struct {
 	MaxHistory      int            `yaml:"maxHistory,omitempty" default:"10" doc:"Release revisions kept by Helm."`
 	Drift           Drift          `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
 	DriftIgnore     []DriftIgnore  `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift."`
+	HealthWatch     HealthWatch    `yaml:"healthWatch,omitempty" enum:"report,off" default:"report" doc:"After the deploy, pods of the release's workloads that fail, restart or turn unready: report records a health event and marks the revision failed; off ignores them. (rollback is not supported for charts yet.)"`
 }
 
 // ScriptTask runs a script in a tool image ("运行脚本").

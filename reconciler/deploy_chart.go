@@ -181,7 +181,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 // chartDriftPolicy is the task's drift settings as the revision keeps them for the drift
 // watcher.
 func chartDriftPolicy(t *pipeline.DeployChartTask) store.DriftPolicy {
-	p := store.DriftPolicy{Mode: string(t.Drift)}
+	p := store.DriftPolicy{Mode: string(t.Drift), Health: string(t.HealthWatch)}
 	for _, r := range t.DriftIgnore {
 		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
 	}

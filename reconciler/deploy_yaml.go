@@ -279,7 +279,7 @@ func encodeObjects(ms []render.Manifest) ([]byte, error) {
 
 // driftPolicy is the task's drift settings as the revision keeps them for the drift watcher.
 func driftPolicy(t *pipeline.DeployYAMLTask) store.DriftPolicy {
-	p := store.DriftPolicy{Mode: string(t.Drift)}
+	p := store.DriftPolicy{Mode: string(t.Drift), Health: string(t.HealthWatch)}
 	for _, r := range t.DriftIgnore {
 		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
 	}

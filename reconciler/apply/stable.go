@@ -190,7 +190,7 @@ func (a *Applier) watchWorkloadPods(ctx context.Context, e InventoryEntry, troub
 				if !isPod || (ev.Type != watch.Added && ev.Type != watch.Modified) {
 					continue
 				}
-				if r := podTrouble(seen[p.Name], p); r != "" {
+				if r := PodTrouble(seen[p.Name], p); r != "" {
 					select {
 					case troubles <- fmt.Sprintf("%s: pod %s: %s", e, p.Name, r):
 					default: // one trouble is enough to fail; the first is already waiting
@@ -210,11 +210,11 @@ var badWaiting = map[string]bool{
 	"CreateContainerConfigError": true, "CreateContainerError": true, "RunContainerError": true,
 }
 
-// podTrouble compares a pod with how it was when last seen (nil: not seen before the
+// PodTrouble compares a pod with how it was when last seen (nil: not seen before the
 // window, so any trouble in it is new) and says what went wrong, "" when nothing did. A pod
 // being deleted is being replaced on purpose; only changes count, so failed pods an earlier
 // revision left behind do not fail this one.
-func podTrouble(before, now *corev1.Pod) string {
+func PodTrouble(before, now *corev1.Pod) string {
 	if now.DeletionTimestamp != nil {
 		return ""
 	}

@@ -77,7 +77,7 @@ func TestPodTrouble(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := podTrouble(c.before, c.now)
+			got := PodTrouble(c.before, c.now)
 			if (c.want == "") != (got == "") || !strings.HasPrefix(got, c.want) {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
