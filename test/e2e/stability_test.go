@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -152,4 +153,84 @@ func TestChartStabilityWindowRollsBack(t *testing.T) {
 	if len(h) != 2 || h[0].Revision != "deploy-web:rolled_back" || h[1].Revision != "deploy-web:healthy" {
 		t.Errorf("slipway history = %+v", h)
 	}
+}
+
+// A workload that starts failing 30 s after a successful run (kwok's chaos stage with a
+// delay, well after the 10 s window; kwok needs the jitter-delay too, or it takes its
+// 1 s default jitter as the delay): the health watch of `slipway serve` records a health
+// event on the current revision, marks it failed, and with healthWatch: rollback starts
+// one rollback run to the previous healthy revision, then no more.
+func TestHealthWatchRollsBackALateCrashOnce(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	addr := freeAddress(t)
+	repo, _, cfg := newProject(t, env)
+	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1)
+	manifests = manifests[:strings.Index(manifests, "---\napiVersion: networking.k8s.io/v1")]
+	repo.commit("healthy", map[string][]byte{
+		".pipeline.yaml": deployPipeline(env.Registry, ns, "", "60s", "        healthWatch: rollback\n"),
+		"2048_env.yaml":  []byte(manifests),
+	})
+	d := startServe(t, cfg, "--metrics-address", addr)
+	waitHistory(t, cfg, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+
+	late := strings.Replace(crashAfterStart(manifests), "      labels:\n        application: jack-2048",
+		"      annotations:\n        pod-container-running-failed.stage.kwok.x-k8s.io/delay: 30s\n        pod-container-running-failed.stage.kwok.x-k8s.io/jitter-delay: 31s\n"+
+			"      labels:\n        application: jack-2048", 1)
+	repo.commit("crashes 30s after start", map[string][]byte{"2048_env.yaml": []byte(late)})
+	waitHistory(t, cfg, 60*time.Second, "run 2 passing its window", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].Status == "succeeded" && h[0].Revision == "deploy-2048:healthy"
+	})
+	deployed := time.Now()
+	st := openDaemonStore(t, cfg)
+	e := waitEvent(t, st, 60*time.Second, "unhealthy on BUILD_ID 2", func(e store.DriftEvent) bool {
+		return e.Action == store.HealthUnhealthy && e.BuildID == 2
+	})
+	t.Logf("health event %s after run 2 ended: %s %s", e.DetectedAt.Sub(deployed).Round(time.Millisecond), e.Object.Name, e.Error)
+	if e.Object.Kind != "Deployment" || e.Object.Name != "jack-2048" || !strings.Contains(e.Error, "containerFailed: container failed (exit code 1)") ||
+		!strings.Contains(e.Error, "rollback run BUILD_ID 3 to BUILD_ID 1 started") {
+		t.Errorf("health event %+v: want the Deployment, the pod's reason and the rollback run", e)
+	}
+	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048"} 1`) {
+		t.Errorf("metrics lack slipway_unhealthy_objects 1 while BUILD_ID 2 is current:\n%s", m)
+	}
+	h := waitHistory(t, cfg, 60*time.Second, "the rollback run", func(h []historyEntry) bool {
+		return len(h) == 3 && h[0].Trigger == "rollback" && h[0].Parent == 1 && h[0].Status == "succeeded"
+	})
+	if h[1].Revision != "deploy-2048:failed" {
+		t.Errorf("BUILD_ID 2's revision is %s, want failed (never a rollback target)", h[1].Revision)
+	}
+	dep, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "jack-2048", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dep.Spec.Template.Labels["pod-container-running-failed.stage.kwok.x-k8s.io"]; ok {
+		t.Errorf("after the rollback the Deployment keeps the crashing pods' label")
+	}
+	out, code := slipway(t, "drift", "--config", cfg, "--events", "jack-2048")
+	if code != 0 || !strings.Contains(out, "unhealthy") || !strings.Contains(out, "containerFailed") {
+		t.Errorf("slipway drift --events: exit %d, want the unhealthy event:\n%s", code, out)
+	}
+
+	// Then no more: BUILD_ID 2's pods of the crashing ReplicaSet are gone, the rolled-back
+	// objects stay healthy, and no second rollback starts (a 40 s look: longer than the
+	// chaos delay, so a second crash would have shown).
+	time.Sleep(40 * time.Second)
+	if h := history(t, cfg, "jack-2048"); len(h) != 3 {
+		t.Fatalf("after the rollback more runs started: %+v", h)
+	}
+	var unhealthy int
+	for _, e := range driftEvents(t, st) {
+		if e.Action == store.HealthUnhealthy {
+			unhealthy++
+		}
+	}
+	if unhealthy != 1 {
+		t.Errorf("%d unhealthy events, want 1", unhealthy)
+	}
+	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048"} 0`) {
+		t.Errorf("metrics after the rollback: want slipway_unhealthy_objects 0:\n%s", m)
+	}
+	d.stop(t)
 }
