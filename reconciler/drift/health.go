@@ -173,6 +173,15 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			delete(h.seen, k)
 		}
 	}
+	current := map[string]bool{}
+	for i := range revs {
+		current[revKey(&revs[i])] = true
+	}
+	for k := range h.handled {
+		if !current[k] {
+			delete(h.handled, k)
+		}
+	}
 	for nk, stop := range h.informers {
 		if workloads[nk] == nil {
 			stop()
