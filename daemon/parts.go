@@ -35,10 +35,12 @@ func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner
 // that reports to observer. It stops when ctx ends (Wait for it).
-func (d *Parts) StartDispatcher(ctx context.Context, description string, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, error) {
+// takesApprovals says whether people can answer its runs' approval gates (the daemon's
+// API); a CLI's runs that reach a gate fail at once instead.
+func (d *Parts) StartDispatcher(ctx context.Context, description string, takesApprovals bool, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, error) {
 	runner := d.NewRunner(observer)
 	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store,
-		Description: description, Log: d.log.WithField("component", "dispatcher")})
+		Description: description, NoApprovals: !takesApprovals, Log: d.log.WithField("component", "dispatcher")})
 	return runner, disp, err
 }
 

@@ -76,6 +76,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// and make it learn the revision they store.
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
+	statuses, err := forgeStatuses(d.Config, d.Store, log.WithField("component", "forge-status"))
+	if err != nil {
+		return err
+	}
+	// Deferred before the dispatcher's wait, so it runs after: the statuses of runs that
+	// end on the way out are still sent.
+	defer statuses.Start(ctx)()
 	// The health watch keeps an eye on the deployed workloads after their stability window,
 	// paused like the drift watcher while a task deploys; its rollbacks go to the dispatcher.
 	hw := &drift.HealthWatch{Store: d.Store, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
@@ -83,7 +90,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", reconciler.Observers{dw, hw, triggerMetrics})
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, hw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
 		return err

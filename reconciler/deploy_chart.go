@@ -60,7 +60,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	// The release's objects carry the owner labels YAML deploys' objects carry, so the drift
 	// watcher's label selector covers them too.
-	rel.OwnerLabels = cl.Manager.GetOwnerLabels(rc.run.Pipeline.Name, task)
+	rel.Owner = apply.OwnerOf(store.TaskRef{Pipeline: rc.run.Pipeline, Task: task})
 	st, err := rel.Prepare(ctx)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
-		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: toStoreInventory(inv), Status: store.RevisionApplied,
+		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
 		Drift: chartDriftPolicy(t),
 	}); err != nil {
@@ -301,12 +301,12 @@ func ensureNamespace(ctx context.Context, cl *kube.Cluster, ns string, tl *taskL
 
 // releaseInventory lists the objects in the release's manifest, namespaced ones in the
 // release's namespace when the chart left it out.
-func releaseInventory(cl *kube.Cluster, rel *release.Release) ([]apply.InventoryEntry, error) {
+func releaseInventory(cl *kube.Cluster, rel *release.Release) ([]store.InventoryEntry, error) {
 	ms, err := render.ParseManifests("release "+rel.Name, []byte(rel.Manifest))
 	if err != nil {
 		return nil, fmt.Errorf("read release %s manifest: %w", rel.Name, err)
 	}
-	inv := make([]apply.InventoryEntry, 0, len(ms))
+	inv := make([]store.InventoryEntry, 0, len(ms))
 	for _, m := range ms {
 		o := m.Object
 		gvk := o.GroupVersionKind()
@@ -320,7 +320,7 @@ func releaseInventory(cl *kube.Cluster, rel *release.Release) ([]apply.Inventory
 				ns = rel.Namespace
 			}
 		}
-		inv = append(inv, apply.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
+		inv = append(inv, store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
 	}
 	return inv, nil
 }

@@ -76,7 +76,7 @@ func (e *healthError) Unwrap() error { return e.err }
 // does not, store the revision, then wait for health (the run says so, so a newer commit
 // may supersede it). It returns the revision's inventory; a failed health wait is a
 // *healthError and leaves the revision applied. Deploys and rollbacks both come here.
-func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) ([]apply.InventoryEntry, error) {
+func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) ([]store.InventoryEntry, error) {
 	ref := rc.run.Pipeline
 	cl, err := r.clusters.Get(ctx, spec.cluster)
 	if err != nil {
@@ -95,14 +95,14 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	inventory := res.Inventory
 	var pruneErr error
 	if spec.prune {
-		var kept []apply.InventoryEntry
+		var kept []store.InventoryEntry
 		kept, pruneErr = pruneSet(ctx, ap, previous, inventory, owner, tl)
 		// What could not be pruned stays in the inventory, so a later run retries.
 		inventory = append(inventory, kept...)
 	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace,
-		Kind: store.DeployYAML, Objects: spec.objects, Inventory: toStoreInventory(inventory), Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
 		Drift: spec.drift,
 	}); err != nil {
 		return inventory, err
@@ -130,7 +130,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 }
 
 // waitMessage says what the health wait is about to wait for, window included.
-func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []apply.InventoryEntry) {
+func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []store.InventoryEntry) {
 	switch {
 	case wait <= 0:
 	case stableFor > 0 && apply.HasWorkloads(inv):
@@ -142,11 +142,11 @@ func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []apply.Invento
 
 // ownerOf is the identity stamped on the objects a pipeline's task applies.
 func ownerOf(ref store.PipelineRef, task string) apply.Owner {
-	return apply.Owner{Name: ref.Name, Namespace: task}
+	return apply.OwnerOf(store.TaskRef{Pipeline: ref, Task: task})
 }
 
 // applySet plans, dry-runs as a whole and applies one set of manifests.
-func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []apply.InventoryEntry, tl *taskLog) (*apply.Result, error) {
+func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, tl *taskLog) (*apply.Result, error) {
 	// The plan skips objects the previous revision applied exactly so and nobody changed.
 	plan, err := ap.Plan(ctx, ms, owner, previous)
 	if err != nil {
@@ -172,7 +172,7 @@ func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owne
 
 // pruneSet deletes what previous holds and current does not (only objects carrying the
 // owner's labels). It returns what could not be deleted.
-func pruneSet(ctx context.Context, ap *apply.Applier, previous, current []apply.InventoryEntry, owner apply.Owner, tl *taskLog) ([]apply.InventoryEntry, error) {
+func pruneSet(ctx context.Context, ap *apply.Applier, previous, current []store.InventoryEntry, owner apply.Owner, tl *taskLog) ([]store.InventoryEntry, error) {
 	deleted, kept, err := ap.Prune(ctx, previous, current, owner)
 	for _, e := range deleted {
 		tl.Printf("%s pruned", e)
@@ -183,7 +183,7 @@ func pruneSet(ctx context.Context, ap *apply.Applier, previous, current []apply.
 // rollbackYAML answers a failed health wait: it re-applies the task's last healthy
 // revision, prunes what the failed one added, waits for health again, and marks the failed
 // revision rolled back. The task still fails, saying where it went back to.
-func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, failed []apply.InventoryEntry, tl *taskLog, cause error) error {
+func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, failed []store.InventoryEntry, tl *taskLog, cause error) error {
 	ref := rc.run.Pipeline
 	target, err := r.store.LatestRevision(ctx, ref, task, store.RevisionHealthy)
 	if errors.Is(err, store.ErrNotFound) {
@@ -208,7 +208,7 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 
 // restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
 // without recording a new revision: the failed one is marked rolled back instead.
-func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []apply.InventoryEntry, prune bool, wait, stableFor time.Duration, tl *taskLog) error {
+func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait, stableFor time.Duration, tl *taskLog) error {
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
 	if err != nil {
 		return err
@@ -242,24 +242,12 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 
 // lastInventory is what the newest earlier revision still on the cluster put there, healthy
 // or not: that is what prune compares with.
-func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]apply.InventoryEntry, error) {
+func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]store.InventoryEntry, error) {
 	newest, err := r.newestRevision(ctx, ref, task)
 	if err != nil || newest == nil {
 		return nil, err
 	}
-	out := make([]apply.InventoryEntry, len(newest.Inventory))
-	for i, e := range newest.Inventory {
-		out[i] = apply.InventoryEntry(e)
-	}
-	return out, nil
-}
-
-func toStoreInventory(inv []apply.InventoryEntry) []store.InventoryEntry {
-	out := make([]store.InventoryEntry, len(inv))
-	for i, e := range inv {
-		out[i] = store.InventoryEntry(e)
-	}
-	return out
+	return newest.Inventory, nil
 }
 
 // encodeObjects serialises the rendered set as a multi-document YAML stream, the revision's

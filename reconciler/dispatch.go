@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -43,7 +44,10 @@ type DispatcherOptions struct {
 	// process holds tries again (0: 1s).
 	HolderTTL  time.Duration
 	ClaimRetry time.Duration
-	Log        *logrus.Entry
+	// NoApprovals: nobody can answer this process's runs (a CLI), so a run that reaches
+	// an approval gate fails at once instead of waiting.
+	NoApprovals bool
+	Log         *logrus.Entry
 }
 
 // Dispatcher is the one way runs start. It runs at most one run per pipeline at a time,
@@ -60,6 +64,7 @@ type Dispatcher struct {
 	description string
 	ttl         time.Duration
 	claimRetry  time.Duration
+	noApprovals bool
 	log         *logrus.Entry
 
 	mu      sync.Mutex
@@ -101,7 +106,7 @@ var ErrShuttingDown = errors.New("slipway is shutting down")
 // cancelled, waiting ones end cancelled, and the holder is removed once all have ended
 // (Wait).
 func StartDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, error) {
-	d := &Dispatcher{exec: o.Executor, claims: o.Claims, ttl: o.HolderTTL, claimRetry: o.ClaimRetry, log: o.Log,
+	d := &Dispatcher{exec: o.Executor, claims: o.Claims, ttl: o.HolderTTL, claimRetry: o.ClaimRetry, noApprovals: o.NoApprovals, log: o.Log,
 		slots: map[store.PipelineRef]*slot{}, done: map[runKey]chan struct{}{}, stopped: make(chan struct{})}
 	if d.ttl <= 0 {
 		d.ttl = 30 * time.Second
@@ -191,9 +196,9 @@ func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
 	if s.running != nil {
 		older := s.waiting
 		s.waiting = q
-		// Only a newer commit makes a health wait pointless; a schedule or a person asking
-		// for another run waits its turn.
-		if job.Trigger == store.TriggerPush && s.running.state.InHealthWait() {
+		// Only a newer commit makes a health wait, or a wait for an approval of an older
+		// commit, pointless; a schedule or a person asking for another run waits its turn.
+		if job.Trigger == store.TriggerPush && (s.running.state.InHealthWait() || s.running.state.AwaitingApproval()) {
 			s.running.cancel(&superseded{by: run.BuildID})
 		}
 		d.mu.Unlock()
@@ -278,7 +283,9 @@ func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
 // ends long before the run); the dispatcher cancels it on request or at shutdown.
 func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run) context.Context {
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	s.running = &active{run: run, cancel: cancel, state: &RunState{}}
+	state := &RunState{}
+	state.approval.closed = d.noApprovals
+	s.running = &active{run: run, cancel: cancel, state: state}
 	return runCtx
 }
 
@@ -334,6 +341,26 @@ func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID 
 	}
 	d.mu.Unlock()
 	return fmt.Errorf("cancel %s BUILD_ID %d: %w", ref.Name, buildID, ErrNotActive)
+}
+
+// Answer hands a person's approval or rejection to a run of the pipeline that waits at
+// an approval gate here. It fails with ErrNotActive, ErrNotAwaiting or (errors.Is)
+// policy.ErrNotApprover.
+func (d *Dispatcher) Answer(ref store.PipelineRef, buildID int64, a policy.Answer) error {
+	d.mu.Lock()
+	s := d.slots[ref]
+	var state *RunState
+	if s != nil && s.running != nil && s.running.run.BuildID == buildID {
+		state = s.running.state
+	}
+	d.mu.Unlock()
+	if state == nil {
+		return fmt.Errorf("answer %s BUILD_ID %d: %w", ref.Name, buildID, ErrNotActive)
+	}
+	if err := state.answer(a); err != nil {
+		return fmt.Errorf("answer %s BUILD_ID %d: %w", ref.Name, buildID, err)
+	}
+	return nil
 }
 
 // CancelActive cancels whatever run of the pipeline is waiting or running, with reason.

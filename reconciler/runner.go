@@ -225,13 +225,23 @@ func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, 
 	return run, nil
 }
 
-// RunState is what the dispatcher sees of a running run: whether all it does now is wait
-// for health, in which case a newer commit's run may supersede it. The tasks say so
-// explicitly; nothing rides in the context.
+// RunState is what the dispatcher sees of a running run: the status it is in, whether all
+// it does now is wait for health or for an approval (in which case a newer commit's run may
+// supersede it), and where people's approvals reach it. The engine says so explicitly;
+// nothing rides in the context.
 type RunState struct {
-	mu      sync.Mutex
-	running int // tasks running
-	waiting int // of those, tasks waiting for health
+	mu       sync.Mutex
+	status   store.RunStatus // running or awaiting_approval once Execute has started the run
+	running  int             // tasks running
+	waiting  int             // of those, tasks waiting for health
+	approval approvalState
+}
+
+// Status is the run's status as the engine last recorded it ("" before it started).
+func (s *RunState) Status() store.RunStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
 }
 
 // InHealthWait reports whether every running task of the run is waiting for health.
@@ -283,29 +293,39 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 		status, reason := cancelOutcome(ctx)
 		return run, r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
 	}
-	if _, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+	if state == nil {
+		state = &RunState{}
+	}
+	state.mu.Lock()
+	state.status = store.RunQueued
+	state.mu.Unlock()
+	if err := r.setRunStatus(ctx, run, state, store.RunRunning, ""); err != nil {
 		return run, err
 	}
-	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
 	log.Info("run started")
 
 	timeout := defaultRunTimeout
 	if p := job.pipeline; p != nil && p.Timeout.Duration > 0 {
 		timeout = p.Timeout.Duration
 	}
-	runCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	out := r.runPlan(runCtx, job, run, state, log)
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	deadline := newRunDeadline(timeout, cancel)
+	defer deadline.stop()
+	out := r.runPlan(runCtx, job, run, state, deadline, log)
+	var timedOut *runTimedOut
 	switch {
 	case out.status != store.RunFailed:
+	case errors.As(out.err, new(*errApprovalTimedOut)):
+		out.status = store.RunApprovalTimedOut
 	case ctx.Err() != nil:
 		out.status, out.reason = cancelOutcome(ctx)
-	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
-		out.status, out.reason = store.RunTimedOut, fmt.Sprintf("pipeline timeout of %s exceeded: %s", timeout, out.reason)
+	case errors.As(context.Cause(runCtx), &timedOut):
+		out.status, out.reason = store.RunTimedOut, fmt.Sprintf("%s: %s", timedOut, out.reason)
 	case errors.As(out.err, new(*taskTimeout)):
 		out.status = store.RunTimedOut
 	}
-	final, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, store.RunRunning, out.status, out.reason)
+	final, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, state.Status(), out.status, out.reason)
 	if err != nil {
 		return run, err
 	}
@@ -320,7 +340,7 @@ const defaultRunTimeout = 60 * time.Minute
 // runPlan is the story of a run: plan its stages, set up what its tasks share, then for
 // each stage ask the gate, run its tasks, and stop at the first failure. Whatever does not
 // run is recorded skipped, with the reason.
-func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *RunState, log *logrus.Entry) outcome {
+func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *RunState, deadline *runDeadline, log *logrus.Entry) outcome {
 	stages, err := r.plan(ctx, job)
 	if err != nil {
 		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
@@ -334,11 +354,7 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 	defer rc.close()
 	for i, st := range stages {
 		if st.stage != nil {
-			d, err := r.gate.MayStart(ctx, policy.StageRequest{Run: run, Pipeline: job.pipeline, Stage: st.stage})
-			if err == nil && !d.Allow {
-				err = &GateError{Stage: st.name, Decision: d}
-			}
-			if err != nil {
+			if err := r.passGate(ctx, rc, job, st.stage, deadline); err != nil {
 				reason := rc.mask(err.Error())
 				r.skipStages(ctx, run, stages[i:], reason)
 				return outcome{status: store.RunFailed, reason: reason, err: err}
@@ -363,6 +379,24 @@ type GateError struct {
 }
 
 func (e *GateError) Error() string { return e.Decision.Reason }
+
+// setRunStatus moves the run from the status it is in to `to`, and says so.
+func (r *Runner) setRunStatus(ctx context.Context, run store.Run, state *RunState, to store.RunStatus, reason string) error {
+	state.mu.Lock()
+	from := state.status
+	state.mu.Unlock()
+	if from == to {
+		return nil
+	}
+	if _, err := r.store.TransitionRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID, from, to, reason); err != nil {
+		return err
+	}
+	state.mu.Lock()
+	state.status = to
+	state.mu.Unlock()
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
+	return nil
+}
 
 // skipStages records every task of the stages skipped, with reason.
 func (r *Runner) skipStages(ctx context.Context, run store.Run, stages []stagePlan, reason string) {

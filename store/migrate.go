@@ -81,11 +81,41 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
-		if err := s.write(ctx, func(tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) }); err != nil {
+		if err := s.applyMigrationFile(ctx, m); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
 	}
 	return s.checkNoNewerSchema(ctx, ms[len(ms)-1].version)
+}
+
+// foreignKeysOff is the first line of a migration that rebuilds a table other tables
+// refer to: SQLite's foreign keys must be off while the old table is dropped (or its rows
+// would cascade away), and can only be switched outside a transaction.
+const foreignKeysOff = "-- slipway: foreign_keys off"
+
+func (s *SQLite) applyMigrationFile(ctx context.Context, m migration) error {
+	if !strings.HasPrefix(m.sql, foreignKeysOff+"\n") {
+		return s.write(ctx, func(tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) })
+	}
+	// The writer is one connection, so the pragma holds for the transaction below.
+	if _, err := s.writer.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return err
+	}
+	defer func() { _, _ = s.writer.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`) }()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.applyMigration(ctx, tx, m); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if rows.Next() {
+			return errors.New("the rebuilt tables break a foreign key; nothing was changed")
+		}
+		return rows.Err()
+	})
 }
 
 func (s *SQLite) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {

@@ -146,3 +146,82 @@ func TestMigrationAddsInventoryDigests(t *testing.T) {
 		t.Fatalf("inventory saved after the upgrade: %+v, %v", rev.Inventory, err)
 	}
 }
+
+// Version 9 rebuilds the runs table; every run and what hangs off it (tasks, logs,
+// revisions) survives, and the new statuses are accepted.
+func TestMigrationRebuildsRunsKeepingEverything(t *testing.T) {
+	s, path := openTest(t)
+	ctx := testCtx(t)
+	run := mustRun(t, s, testPipeline)
+	if _, err := s.AddTask(ctx, testPipeline, run.BuildID, NewTask{Stage: "deploy", Name: "web", Type: "deploy-yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLogs(ctx, testPipeline, run.BuildID, "web", []LogLine{{Text: "hello"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: run.BuildID, Task: "web", Cluster: "local",
+		Kind: DeployYAML, Objects: []byte("a: 1")}); err != nil {
+		t.Fatal(err)
+	}
+	rerun, err := s.CreateRun(ctx, NewRun{Pipeline: testPipeline, Trigger: TriggerManual, ParentBuildID: run.BuildID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 8's runs table, whose CHECK knows no approval statuses.
+	for _, q := range []string{
+		`PRAGMA foreign_keys = OFF`,
+		`CREATE TABLE runs_old AS SELECT * FROM runs`,
+		`DROP TABLE runs`,
+		`CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline_id INTEGER NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+			build_id INTEGER NOT NULL, commit_sha TEXT NOT NULL DEFAULT '', branch TEXT NOT NULL DEFAULT '',
+			tag TEXT NOT NULL DEFAULT '', trigger_kind TEXT NOT NULL, parent_build_id INTEGER,
+			status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded', 'timed_out')),
+			reason TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+			holder TEXT NOT NULL DEFAULT '', UNIQUE (pipeline_id, build_id),
+			FOREIGN KEY (pipeline_id, parent_build_id) REFERENCES runs (pipeline_id, build_id))`,
+		`INSERT INTO runs SELECT * FROM runs_old`,
+		`DROP TABLE runs_old`,
+		`PRAGMA foreign_keys = ON`,
+		`DELETE FROM schema_migrations WHERE version = 9`,
+	} {
+		if _, err := s.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	_ = s.Close()
+
+	s2 := openAt(t, path)
+	if tasks, err := s2.ListTasks(ctx, testPipeline, run.BuildID); err != nil || len(tasks) != 1 {
+		t.Fatalf("tasks after the rebuild: %v %v", tasks, err)
+	}
+	if lines, err := s2.ReadLogs(ctx, testPipeline, run.BuildID, LogQuery{}); err != nil || len(lines) != 1 {
+		t.Fatalf("logs after the rebuild: %v %v", lines, err)
+	}
+	if _, err := s2.GetRevision(ctx, testPipeline, run.BuildID, "web"); err != nil {
+		t.Fatalf("revision after the rebuild: %v", err)
+	}
+	if r, err := s2.GetRun(ctx, testPipeline, rerun.BuildID); err != nil || r.ParentBuildID != run.BuildID {
+		t.Fatalf("re-run after the rebuild: %+v %v", r, err)
+	}
+	var fk int
+	if err := s2.writer.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Fatalf("foreign keys after the migration: %d %v", fk, err)
+	}
+	if _, err := s2.TransitionRun(ctx, testPipeline, run.BuildID, RunQueued, RunRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	started, err := s2.TransitionRun(ctx, testPipeline, run.BuildID, RunRunning, RunAwaitingApproval, "stage production needs an approval")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := s2.TransitionRun(ctx, testPipeline, run.BuildID, RunAwaitingApproval, RunRunning, "")
+	if err != nil || !back.StartedAt.Equal(started.StartedAt) {
+		t.Fatalf("back to running after the approval: %+v %v (started_at must stay)", back, err)
+	}
+	if _, err := s2.TransitionRun(ctx, testPipeline, run.BuildID, RunRunning, RunAwaitingApproval, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s2.TransitionRun(ctx, testPipeline, run.BuildID, RunAwaitingApproval, RunApprovalTimedOut, "no approval within 20s"); err != nil || r.FinishedAt.IsZero() {
+		t.Fatalf("approval timed out: %+v %v", r, err)
+	}
+}

@@ -152,7 +152,7 @@ func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int
 				started_at  = CASE WHEN $3 THEN $4 ELSE started_at END,
 				finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
 			WHERE id = $6 AND status = $7`,
-			string(to), reason, to == RunRunning, now, to.Final(), id, string(from))
+			string(to), reason, from == RunQueued && to == RunRunning, now, to.Final(), id, string(from))
 		if err != nil {
 			return err
 		}

@@ -14,17 +14,24 @@ const (
 	RunCancelled  RunStatus = "cancelled"
 	RunSuperseded RunStatus = "superseded" // a newer commit took its place
 	RunTimedOut   RunStatus = "timed_out"
+	// RunAwaitingApproval is a run whose next stage waits for its approval gate.
+	RunAwaitingApproval RunStatus = "awaiting_approval"
+	// RunApprovalTimedOut is a run whose gate's timeout ran out before an approval.
+	RunApprovalTimedOut RunStatus = "approval_timed_out"
 )
 
 // runMoves lists the legal moves out of s. A run may fail or be cancelled or superseded
 // before it starts (bad pipeline file, user, newer commit) but only time out or succeed
-// once running. A function, not a map, so no package state can be changed.
+// once running. A run waiting for an approval goes on running (approved), fails
+// (rejected), times out waiting, or is cancelled or superseded. A function, not a map, so no package state can be changed.
 func runMoves(s RunStatus) []RunStatus {
 	switch s {
 	case RunQueued:
 		return []RunStatus{RunRunning, RunFailed, RunCancelled, RunSuperseded}
 	case RunRunning:
-		return []RunStatus{RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut}
+		return []RunStatus{RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut, RunAwaitingApproval}
+	case RunAwaitingApproval:
+		return []RunStatus{RunRunning, RunFailed, RunCancelled, RunSuperseded, RunTimedOut, RunApprovalTimedOut}
 	}
 	return nil
 }
@@ -32,7 +39,8 @@ func runMoves(s RunStatus) []RunStatus {
 // Valid reports whether s is one of the known statuses.
 func (s RunStatus) Valid() bool {
 	switch s {
-	case RunQueued, RunRunning, RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut:
+	case RunQueued, RunRunning, RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut,
+		RunAwaitingApproval, RunApprovalTimedOut:
 		return true
 	}
 	return false

@@ -14,6 +14,21 @@ type PipelineRef struct {
 
 func (p PipelineRef) String() string { return p.Repository + ":" + p.Name }
 
+// TaskRef names one task of one pipeline: the identity of what a deploy task applies. The
+// store keys revisions by it, the apply layer stamps it on every object as owner metadata,
+// and prune and drift select objects by it. It lives here, beside PipelineRef, because the
+// store is where the pair is defined and every layer that needs it already imports the store.
+type TaskRef struct {
+	Pipeline PipelineRef
+	Task     string
+}
+
+// String is REPOSITORY/PIPELINE/TASK, the form `slipway` commands and the owner annotation
+// use (repository, pipeline and task names are DNS labels, so "/" cannot be ambiguous).
+func (t TaskRef) String() string {
+	return t.Pipeline.Repository + "/" + t.Pipeline.Name + "/" + t.Task
+}
+
 func (p PipelineRef) validate() error {
 	if p.Repository == "" || p.Name == "" {
 		return fmt.Errorf("pipeline %q: repository and name must both be set", p.String())
@@ -122,6 +137,19 @@ type InventoryEntry struct {
 	Fingerprint string
 }
 
+// String is KIND/NAMESPACE/NAME, or KIND/NAME for a cluster-scoped object.
+func (e InventoryEntry) String() string {
+	if e.Namespace != "" {
+		return e.Kind + "/" + e.Namespace + "/" + e.Name
+	}
+	return e.Kind + "/" + e.Name
+}
+
+// Key identifies the object within its cluster whatever version it was applied at.
+func (e InventoryEntry) Key() string {
+	return e.Group + "|" + e.Kind + "|" + e.Namespace + "|" + e.Name
+}
+
 // ChartRelease is what a chart deploy adds to its revision.
 type ChartRelease struct {
 	Chart        string
@@ -173,6 +201,9 @@ type Revision struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
+
+// TaskRef is the task the revision deployed.
+func (r Revision) TaskRef() TaskRef { return TaskRef{Pipeline: r.Pipeline, Task: r.Task} }
 
 func revisionName(p PipelineRef, buildID int64, task string) string {
 	return fmt.Sprintf("revision of task %s of run %s #%d", task, p, buildID)

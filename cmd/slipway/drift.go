@@ -172,7 +172,7 @@ func printDriftEvents(cmd *cobra.Command, st store.Store, only *store.PipelineRe
 	rows := make([]driftEventRow, 0, len(evs))
 	for _, e := range evs {
 		row := driftEventRow{ID: e.ID, Pipeline: e.Pipeline.String(), Task: e.Task, BuildID: e.BuildID, Cluster: e.Cluster,
-			Object: objectName(e.Object), Action: string(e.Action), Gone: e.Gone, Manager: e.Manager,
+			Object: e.Object.String(), Action: string(e.Action), Gone: e.Gone, Manager: e.Manager,
 			DetectedAt: e.DetectedAt.UTC().Format(time.RFC3339Nano), Error: e.Error}
 		row.Patch, row.ChangedAt = driftDetail(e.Patch, e.ChangedAt, time.RFC3339Nano)
 		rows = append(rows, row)
@@ -214,14 +214,6 @@ func changedBy(manager string, patch json.RawMessage, gone bool, gonePatch strin
 		return "(deleted)", gonePatch
 	}
 	return manager, string(patch)
-}
-
-// objectName is KIND/NAMESPACE/NAME, or KIND/NAME for cluster-scoped objects, as drift.Object prints.
-func objectName(e store.InventoryEntry) string {
-	if e.Namespace != "" {
-		return e.Kind + "/" + e.Namespace + "/" + e.Name
-	}
-	return e.Kind + "/" + e.Name
 }
 
 // shortTime is an RFC 3339 time to the second, for the table.

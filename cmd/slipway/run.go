@@ -84,7 +84,7 @@ func newRunCommand() *cobra.Command {
 // what still runs and waits for it.
 func startEngine(ctx context.Context, d *daemon.Parts, description string, out io.Writer) (*reconciler.Runner, *reconciler.Dispatcher, func(), error) {
 	engineCtx, cancel := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(engineCtx, description, progressPrinter{w: out})
+	runner, disp, err := d.StartDispatcher(engineCtx, description, false, progressPrinter{w: out})
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

@@ -19,38 +19,8 @@ import (
 
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
 )
-
-// InventoryEntry identifies one applied object, with the group-version needed to delete it later.
-type InventoryEntry struct {
-	Group     string `json:"group"`
-	Version   string `json:"version"`
-	Kind      string `json:"kind"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	// Digest of the object as applied and Fingerprint of the live object right after:
-	// the next deploy skips the object while both still match ("" never matches).
-	Digest      string `json:"digest,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"`
-}
-
-func (e InventoryEntry) String() string {
-	if e.Namespace != "" {
-		return e.Kind + "/" + e.Namespace + "/" + e.Name
-	}
-	return e.Kind + "/" + e.Name
-}
-
-func (e InventoryEntry) key() string {
-	return e.Group + "|" + e.Kind + "|" + e.Namespace + "|" + e.Name
-}
-
-// Owner is the identity stamped on every applied object as owner labels; prune deletes
-// only objects that carry it.
-type Owner struct {
-	Name      string // the pipeline
-	Namespace string // the task, so two deploy tasks of one pipeline never prune each other
-}
 
 // Change is what applying did to one object.
 type Change struct {
@@ -61,7 +31,7 @@ type Change struct {
 // Result of an apply.
 type Result struct {
 	Changes   []Change
-	Inventory []InventoryEntry
+	Inventory []store.InventoryEntry
 }
 
 // Applier applies manifests to one cluster.
@@ -79,18 +49,20 @@ var kubectlManagers = []ssa.FieldManager{
 	{Name: "before-first-apply", OperationType: "Update"},
 }
 
-// Prune deletes what previous holds and current does not, but only objects carrying our
-// owner labels. It returns what was deleted, and what could not be (which stays in the
-// inventory so a later run retries); err joins an *ObjectError per object not deleted.
-func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry, owner Owner) (deleted, kept []InventoryEntry, err error) {
+// Prune deletes what previous holds and current does not, but only objects carrying the
+// owner's label: never another task's, and never one an older Slipway labelled that no
+// deploy has re-stamped (see docs/operations.md, migration of owner labels). It returns
+// what was deleted, and what could not be (which stays in the inventory so a later run
+// retries); err joins an *ObjectError per object not deleted.
+func (a *Applier) Prune(ctx context.Context, previous, current []store.InventoryEntry, owner Owner) (deleted, kept []store.InventoryEntry, err error) {
 	keep := map[string]bool{}
 	for _, e := range current {
-		keep[e.key()] = true
+		keep[e.Key()] = true
 	}
 	var stale []*unstructured.Unstructured
-	byObj := map[string]InventoryEntry{}
+	byObj := map[string]store.InventoryEntry{}
 	for _, e := range previous {
-		if keep[e.key()] {
+		if keep[e.Key()] {
 			continue
 		}
 		u := &unstructured.Unstructured{}
@@ -105,7 +77,7 @@ func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry,
 	}
 	rm := a.Cluster.Manager
 	opts := ssa.DefaultDeleteOptions()
-	opts.Inclusions = rm.GetOwnerLabels(owner.Name, owner.Namespace)
+	opts.Inclusions = owner.Labels()
 	var errs []error
 	for _, u := range stale {
 		e := byObj[render.ObjectName(u)]
@@ -127,7 +99,7 @@ func (a *Applier) Prune(ctx context.Context, previous, current []InventoryEntry,
 
 // Wait waits until every object is healthy (kstatus Current), failing fast when one fails
 // and explaining workloads that are not ready with their pods' own reasons (a *WaitError).
-func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.Duration) error {
+func (a *Applier) Wait(ctx context.Context, inv []store.InventoryEntry, timeout time.Duration) error {
 	if timeout <= 0 || len(inv) == 0 {
 		return nil
 	}
@@ -156,6 +128,6 @@ func (a *Applier) Wait(ctx context.Context, inv []InventoryEntry, timeout time.D
 // waitInterval is how often the health wait polls the objects' status.
 const waitInterval = time.Second
 
-func sortInventory(inv []InventoryEntry) {
-	sort.Slice(inv, func(i, j int) bool { return inv[i].key() < inv[j].key() })
+func sortInventory(inv []store.InventoryEntry) {
+	sort.Slice(inv, func(i, j int) bool { return inv[i].Key() < inv[j].Key() })
 }

@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"github.com/slipwayhq/slipway/store"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -99,6 +101,6 @@ func canonicalFields(f *metav1.FieldsV1) ([]byte, error) {
 // unchangedSince decides whether an object can be skipped: the previous revision applied
 // exactly this rendering (same digest), and the live object still has the fingerprint
 // that apply left. Unknown digests or fingerprints ("") never match.
-func unchangedSince(prev InventoryEntry, digest, live string) bool {
+func unchangedSince(prev store.InventoryEntry, digest, live string) bool {
 	return prev.Digest != "" && prev.Digest == digest && prev.Fingerprint != "" && prev.Fingerprint == live
 }

@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"github.com/slipwayhq/slipway/store"
+
 	"encoding/json"
 	"strings"
 	"testing"
@@ -157,10 +159,10 @@ func TestDigestIsStableAndSeesEveryField(t *testing.T) {
 }
 
 func TestUnchangedSince(t *testing.T) {
-	prev := InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x", Digest: "sha256:d", Fingerprint: "uid/sha256:f"}
+	prev := store.InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x", Digest: "sha256:d", Fingerprint: "uid/sha256:f"}
 	cases := []struct {
 		name         string
-		prev         InventoryEntry
+		prev         store.InventoryEntry
 		digest, live string
 		want         bool
 	}{
@@ -168,8 +170,8 @@ func TestUnchangedSince(t *testing.T) {
 		{"rendering changed", prev, "sha256:e", "uid/sha256:f", false},
 		{"touched on the cluster", prev, "sha256:d", "uid/sha256:g", false},
 		{"gone from the cluster (or not listed)", prev, "sha256:d", "", false},
-		{"recorded before digests existed", InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x"}, "", "", false},
-		{"no fingerprint recorded", InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x", Digest: "sha256:d"}, "sha256:d", "", false},
+		{"recorded before digests existed", store.InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x"}, "", "", false},
+		{"no fingerprint recorded", store.InventoryEntry{Version: "v1", Kind: "ConfigMap", Name: "x", Digest: "sha256:d"}, "sha256:d", "", false},
 	}
 	for _, c := range cases {
 		if got := unchangedSince(c.prev, c.digest, c.live); got != c.want {

@@ -14,13 +14,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
 )
 
 // Plan is a deploy worked out before anything is applied: every object with owner labels
 // stamped and its digest, in apply order, and which of them nobody changed since the
 // previous revision applied them. DryRun checks the rest; Apply applies the rest.
 type Plan struct {
-	owner Owner
 	items []*planItem
 	// dryRun is set once DryRun passed: Apply refuses a plan that was not checked.
 	dryRun bool
@@ -42,9 +42,9 @@ func (it *planItem) fail(op Op, err error) *ObjectError {
 	return &ObjectError{Op: op, Object: render.ObjectName(it.m.Object), File: it.m.File, Doc: it.m.Doc, Err: err}
 }
 
-func (it *planItem) entry() InventoryEntry {
+func (it *planItem) entry() store.InventoryEntry {
 	gvk := it.obj.GroupVersionKind()
-	return InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
+	return store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
 		Namespace: it.obj.GetNamespace(), Name: it.obj.GetName(), Digest: it.digest, Fingerprint: it.fingerprint}
 }
 
@@ -62,15 +62,15 @@ func (p *Plan) Changed() int {
 	return n
 }
 
-// Plan stamps owner labels, computes digests and finds the objects that are exactly as
+// Plan stamps owner metadata, computes digests and finds the objects that are exactly as
 // the previous revision left them. Finding them costs one metadata-only LIST per kind and
 // namespace (selected by owner labels) instead of a GET and a dry-run per object.
-func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []InventoryEntry) (*Plan, error) {
-	labels := a.Cluster.Manager.GetOwnerLabels(owner.Name, owner.Namespace)
-	p := &Plan{owner: owner, items: make([]*planItem, len(ms))}
+func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []store.InventoryEntry) (*Plan, error) {
+	labels := owner.Labels()
+	p := &Plan{items: make([]*planItem, len(ms))}
 	for i, m := range ms {
 		obj := m.Object.DeepCopy()
-		PrepareObject(obj, labels)
+		PrepareObject(obj, owner)
 		d, err := digestOf(obj)
 		if err != nil {
 			return nil, &ObjectError{Op: OpPlan, Object: render.ObjectName(m.Object), File: m.File, Doc: m.Doc, Err: err}
@@ -82,13 +82,13 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 		return ssa.SortableUnstructureds{p.items[i].obj, p.items[j].obj}.Less(0, 1)
 	})
 
-	prev := make(map[string]InventoryEntry, len(previous))
+	prev := make(map[string]store.InventoryEntry, len(previous))
 	for _, e := range previous {
-		prev[e.key()] = e
+		prev[e.Key()] = e
 	}
 	groups := map[listKey]bool{}
 	for _, it := range p.items {
-		e, ok := prev[it.entry().key()]
+		e, ok := prev[it.entry().Key()]
 		if ok && e.Digest == it.digest && e.Fingerprint != "" {
 			groups[listKey{gvk: it.obj.GroupVersionKind(), namespace: it.obj.GetNamespace()}] = true
 		}
@@ -101,7 +101,7 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 		return nil, err
 	}
 	for _, it := range p.items {
-		k := it.entry().key()
+		k := it.entry().Key()
 		if fp, ok := live[k]; ok && unchangedSince(prev[k], it.digest, fp) {
 			it.unchanged, it.fingerprint = true, fp
 		}
@@ -211,8 +211,8 @@ func (a *Applier) listFingerprints(ctx context.Context, k listKey, labels map[st
 			if err != nil {
 				return nil, fmt.Errorf("%s %s/%s: %w", k.gvk.Kind, o.Namespace, o.Name, err)
 			}
-			e := InventoryEntry{Group: k.gvk.Group, Kind: k.gvk.Kind, Namespace: o.Namespace, Name: o.Name}
-			out[e.key()] = fp
+			e := store.InventoryEntry{Group: k.gvk.Group, Kind: k.gvk.Kind, Namespace: o.Namespace, Name: o.Name}
+			out[e.Key()] = fp
 		}
 		if cont = list.Continue; cont == "" {
 			return out, nil
@@ -223,15 +223,20 @@ func (a *Applier) listFingerprints(ctx context.Context, k listKey, labels map[st
 
 // PrepareObject is what a deploy does to a rendered object before applying it: drop a CRD's
 // CA bundle as ssa does (API servers since 1.31 refuse an invalid one) and add the owner
-// labels. Drift detection prepares the desired object the same way.
-func PrepareObject(obj *unstructured.Unstructured, labels map[string]string) {
+// label and annotation. Drift detection prepares the desired object the same way.
+func PrepareObject(obj *unstructured.Unstructured, owner Owner) {
 	utils.RemoveCABundleFromCRD(obj)
-	l := obj.GetLabels()
-	if l == nil {
-		l = map[string]string{}
+	obj.SetLabels(merged(obj.GetLabels(), owner.Labels()))
+	obj.SetAnnotations(merged(obj.GetAnnotations(), owner.Annotations()))
+}
+
+// merged is m with add's entries set (m may be nil).
+func merged(m, add map[string]string) map[string]string {
+	if m == nil {
+		m = make(map[string]string, len(add))
 	}
-	for k, v := range labels {
-		l[k] = v
+	for k, v := range add {
+		m[k] = v
 	}
-	obj.SetLabels(l)
+	return m
 }

@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"github.com/slipwayhq/slipway/store"
+
 	"context"
 	"fmt"
 	"sort"
@@ -16,7 +18,7 @@ import (
 // workloadReasons explains unready workloads by their pods: kstatus only says a Deployment
 // is not Available, while the user needs the container's reason (CrashLoopBackOff, a failed
 // image pull, an exit code).
-func (a *Applier) workloadReasons(ctx context.Context, inv []InventoryEntry) []string {
+func (a *Applier) workloadReasons(ctx context.Context, inv []store.InventoryEntry) []string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var out []string
@@ -78,7 +80,7 @@ func groupReasons(workload string, pods []corev1.Pod) []string {
 	return out
 }
 
-func (a *Applier) workloadSelector(ctx context.Context, e InventoryEntry) (labels.Selector, bool, error) {
+func (a *Applier) workloadSelector(ctx context.Context, e store.InventoryEntry) (labels.Selector, bool, error) {
 	key := client.ObjectKey{Namespace: e.Namespace, Name: e.Name}
 	var ls *metav1.LabelSelector
 	var ready bool

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/slipwayhq/slipway/store"
 )
 
 // ErrUnstable: the objects became healthy, then did not stay so for the stability window.
@@ -27,7 +29,7 @@ var ErrUnstable = errors.New("did not stay healthy")
 // WaitStable waits like Wait, then holds the objects to their health for window: the first
 // moment every object is Current is not enough, since a container may start, turn Ready
 // and crash a second later. timeout bounds the whole, window included; window 0 is Wait.
-func (a *Applier) WaitStable(ctx context.Context, inv []InventoryEntry, timeout, window time.Duration) error {
+func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, timeout, window time.Duration) error {
 	if timeout <= 0 || len(inv) == 0 {
 		return nil
 	}
@@ -40,7 +42,7 @@ func (a *Applier) WaitStable(ctx context.Context, inv []InventoryEntry, timeout,
 
 // HasWorkloads tells whether a set holds objects that run pods, the only ones that can stop
 // being healthy by themselves: a set of configuration, services and RBAC needs no window.
-func HasWorkloads(inv []InventoryEntry) bool {
+func HasWorkloads(inv []store.InventoryEntry) bool {
 	for _, e := range inv {
 		if e.Group == "apps" || e.Group == "batch" || (e.Group == "" && e.Kind == "Pod") {
 			return true
@@ -52,7 +54,7 @@ func HasWorkloads(inv []InventoryEntry) bool {
 // holdStable watches the objects' kstatus and the pods of their workloads for window (or
 // until deadline, when that comes first) and fails at the first sign of trouble with the
 // pod's own reason. Watches, not polls: a pod that is Ready for one second is seen.
-func (a *Applier) holdStable(ctx context.Context, inv []InventoryEntry, window time.Duration, deadline time.Time) error {
+func (a *Applier) holdStable(ctx context.Context, inv []store.InventoryEntry, window time.Duration, deadline time.Time) error {
 	start := time.Now()
 	end := start.Add(window)
 	if deadline.Before(end) {
@@ -106,7 +108,7 @@ func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Mi
 // watchStatus reports kstatus changes of the namespaced objects, from an informer per kind
 // and namespace. Cluster-scoped objects are left out: watching them would need list rights
 // on the whole cluster, and the ones deploys carry (namespaces, CRDs, RBAC) do not flap.
-func (a *Applier) watchStatus(ctx context.Context, inv []InventoryEntry) (<-chan event.Event, error) {
+func (a *Applier) watchStatus(ctx context.Context, inv []store.InventoryEntry) (<-chan event.Event, error) {
 	var ids object.ObjMetadataSet
 	for _, e := range inv {
 		if e.Namespace != "" {
@@ -147,7 +149,7 @@ func statusTrouble(ev event.Event) (string, error) {
 
 // watchWorkloadPods watches the pods a workload selects, from the state they are in now,
 // and sends the first trouble it sees. Objects that are not workloads are left alone.
-func (a *Applier) watchWorkloadPods(ctx context.Context, e InventoryEntry, troubles chan<- string) error {
+func (a *Applier) watchWorkloadPods(ctx context.Context, e store.InventoryEntry, troubles chan<- string) error {
 	if e.Group != "apps" {
 		return nil
 	}

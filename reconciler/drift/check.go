@@ -13,6 +13,7 @@ import (
 	"github.com/fluxcd/pkg/ssa/normalize"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 )
 
@@ -33,15 +34,18 @@ type Finding struct {
 
 // Check compares one object with the cluster by a server-side dry-run apply as Slipway's
 // field manager: fields Slipway never set are kept by the dry-run, so only what Slipway
-// applied can show as drift. It returns nil when the object matches.
+// applied can show as drift. Owner metadata is not compared: it says who applied the
+// object, and an object an older Slipway labelled is not drifted for lacking the new
+// labels (its next deploy re-stamps them). It returns nil when the object matches.
 func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	desired := o.Desired.DeepCopy()
 	// Scheme defaults (a Service port's protocol, ...) so native kinds show no phantom drift.
 	if err := normalize.Unstructured(desired); err != nil {
 		return nil, fmt.Errorf("normalize %s: %w", o, err)
 	}
+	ignore := append(apply.OwnerPaths(), o.Ignore...)
 	d, err := jsondiff.Unstructured(ctx, cl.Client, desired, jsondiff.FieldOwner(kube.FieldManager),
-		jsondiff.IgnorePaths(o.Ignore), jsondiff.MaskSecrets(true))
+		jsondiff.IgnorePaths(ignore), jsondiff.MaskSecrets(true))
 	if err != nil {
 		return nil, fmt.Errorf("dry-run diff of %s on %s: %w", o, cl.Name, err)
 	}
@@ -49,6 +53,15 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	case jsondiff.DiffTypeCreate:
 		return &Finding{Object: o, Gone: true}, nil
 	case jsondiff.DiffTypeUpdate:
+		kept := d.Patch[:0]
+		for _, op := range d.Patch {
+			if !emptyMetadataAdd(op.Type, op.Path, op.Value) {
+				kept = append(kept, op)
+			}
+		}
+		if d.Patch = kept; len(d.Patch) == 0 {
+			return nil, nil
+		}
 		patch, err := json.Marshal(d.Patch)
 		if err != nil {
 			return nil, fmt.Errorf("encode the patch of %s: %w", o, err)
@@ -65,6 +78,18 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	default:
 		return nil, nil
 	}
+}
+
+// emptyMetadataAdd tells a patch operation that adds an empty labels or annotations map.
+// Such an operation is what ignoring the owner metadata leaves of it on an object that has
+// no such map (an object an older Slipway labelled has no annotations): the ignored keys
+// are removed from both sides, their emptied map is not. An empty map is no drift.
+func emptyMetadataAdd(op, path string, value any) bool {
+	if op != "add" || (path != "/metadata/labels" && path != "/metadata/annotations") {
+		return false
+	}
+	m, ok := value.(map[string]any)
+	return ok && len(m) == 0
 }
 
 // lastChange names who made the drift: the most recent managedFields entry, other than

@@ -12,32 +12,36 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/store"
 )
 
-// ownerSelector selects every object Slipway applied, whatever the pipeline: the watches
-// see nothing else, so their caches hold only managed objects.
-const ownerSelector = kube.OwnerGroup + "/name"
+// selectors select every object Slipway applied, whatever the pipeline: the watches see
+// nothing else, so their caches hold only managed objects. The second finds objects an
+// older Slipway labelled that no deploy has re-stamped yet; its cache empties as
+// pipelines deploy, and it can go once installations have migrated.
+var selectors = [...]string{apply.OwnedSelector, apply.LegacySelector}
 
 // clusterWatch is one cluster's watches, one per kind that current revisions applied.
 type clusterWatch struct {
-	ctx   context.Context
 	cl    *kube.Cluster
 	dyn   dynamic.Interface
 	w     *Watcher
 	kinds map[schema.GroupVersionKind]context.CancelFunc
 }
 
-func newClusterWatch(ctx context.Context, cl *kube.Cluster, w *Watcher) (*clusterWatch, error) {
+func newClusterWatch(cl *kube.Cluster, w *Watcher) (*clusterWatch, error) {
 	dyn, err := dynamic.NewForConfig(cl.Config)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: dynamic client: %w", cl.Name, err)
 	}
-	return &clusterWatch{ctx: ctx, cl: cl, dyn: dyn, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
+	return &clusterWatch{cl: cl, dyn: dyn, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
 }
 
-// sync starts watches of kinds not yet watched and stops those no longer needed.
-func (c *clusterWatch) sync(kinds map[schema.GroupVersionKind]bool) error {
+// sync starts watches of kinds not yet watched, for as long as ctx lives, and stops those
+// no longer needed.
+func (c *clusterWatch) sync(ctx context.Context, kinds map[schema.GroupVersionKind]bool) error {
 	for gvk, stop := range c.kinds {
 		if !kinds[gvk] {
 			stop()
@@ -52,15 +56,22 @@ func (c *clusterWatch) sync(kinds map[schema.GroupVersionKind]bool) error {
 		if err != nil {
 			return fmt.Errorf("watch %s on %s: %w", gvk, c.cl.Name, err)
 		}
-		c.kinds[gvk] = c.start(gvk, m.Resource)
+		c.kinds[gvk] = c.start(ctx, gvk, m.Resource)
 	}
 	return nil
 }
 
-func (c *clusterWatch) start(gvk schema.GroupVersionKind, gvr schema.GroupVersionResource) context.CancelFunc {
-	ctx, cancel := context.WithCancel(c.ctx)
+func (c *clusterWatch) start(ctx context.Context, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource) context.CancelFunc {
+	ctx, cancel := context.WithCancel(ctx)
+	for _, sel := range selectors {
+		c.watch(ctx, gvk, gvr, sel)
+	}
+	return cancel
+}
+
+func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource, selector string) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(c.dyn, gvr, metav1.NamespaceAll, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = ownerSelector })
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
 	enqueue := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -69,7 +80,8 @@ func (c *clusterWatch) start(gvk schema.GroupVersionKind, gvr schema.GroupVersio
 		if !ok {
 			return
 		}
-		c.w.changed(c.cl.Name + "|" + key(gvk.Group, gvk.Kind, u.GetNamespace(), u.GetName()))
+		e := store.InventoryEntry{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+		c.w.changed(c.cl.Name + "|" + e.Key())
 	}
 	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue,
@@ -82,7 +94,6 @@ func (c *clusterWatch) start(gvk schema.GroupVersionKind, gvr schema.GroupVersio
 		DeleteFunc: enqueue,
 	})
 	go inf.Informer().Run(ctx.Done())
-	return cancel
 }
 
 // statusOnly tells an update that cannot be drift: the generation (bumped by every spec

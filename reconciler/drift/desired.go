@@ -23,29 +23,18 @@ type Object struct {
 	Ignore []string
 }
 
-func (o *Object) String() string {
-	if o.Entry.Namespace != "" {
-		return o.Entry.Kind + "/" + o.Entry.Namespace + "/" + o.Entry.Name
-	}
-	return o.Entry.Kind + "/" + o.Entry.Name
-}
+func (o *Object) String() string { return o.Entry.String() }
 
 // Key identifies an object within its cluster.
-func (o *Object) Key() string {
-	return key(o.Entry.Group, o.Entry.Kind, o.Entry.Namespace, o.Entry.Name)
-}
-
-func key(group, kind, namespace, name string) string {
-	return group + "|" + kind + "|" + namespace + "|" + name
-}
+func (o *Object) Key() string { return o.Entry.Key() }
 
 // Objects are the objects of a revision, as its deploy applied them.
 //
-// YAML revisions: the stored rendering plus the owner labels (the store keeps the rendering
-// without them, and a dry-run without them would show the labels as drift).
+// YAML revisions: the stored rendering plus the owner label and annotation (the store keeps
+// the rendering without them; a correction re-stamps them).
 //
 // Chart revisions: the release manifest Helm stored for the release revision, which is
-// what Helm applied. Its post-renderer already put the owner labels and Helm's ownership
+// what Helm applied. Its post-renderer already put the owner metadata and Helm's ownership
 // metadata in it; nothing is added, so a release deployed before that (without them) shows
 // no phantom drift. Namespaced objects without a namespace are in the release's, as Helm
 // puts them.
@@ -54,7 +43,7 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	labels := cl.Manager.GetOwnerLabels(rev.Pipeline.Name, rev.Task)
+	owner := apply.OwnerOf(rev.TaskRef())
 	out := make([]*Object, 0, len(ms))
 	for _, m := range ms {
 		obj := m.Object.DeepCopy()
@@ -63,7 +52,7 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 				return nil, err
 			}
 		} else {
-			apply.PrepareObject(obj, labels)
+			apply.PrepareObject(obj, owner)
 		}
 		gvk := obj.GroupVersionKind()
 		e := store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}

@@ -122,3 +122,58 @@ func gauge(t *testing.T, reg *prometheus.Registry, pipeline string) float64 {
 	t.Fatalf("no slipway_drift_objects{pipeline=%q} in the scrape", pipeline)
 	return 0
 }
+
+// A deploy pauses its own task only: the same pipeline and task names in another
+// repository are another task, whose objects are still checked.
+func TestPauseIsKeyedByTheFullTaskIdentity(t *testing.T) {
+	ref := func(repo string) store.TaskRef {
+		return store.TaskRef{Pipeline: store.PipelineRef{Repository: repo, Name: "app"}, Task: "deploy"}
+	}
+	revA := &store.Revision{Pipeline: ref("a").Pipeline, Task: "deploy"}
+	revB := &store.Revision{Pipeline: ref("b").Pipeline, Task: "deploy"}
+	w := &Watcher{}
+	w.init()
+	w.objects = map[string]*Object{"c|x": {Revision: revA}, "c|y": {Revision: revB}}
+
+	w.TaskStarted(ref("a"))
+	w.changed("c|x")
+	w.changed("c|y")
+	if n := w.queue.Len(); n != 1 {
+		t.Fatalf("%d objects queued while repository a's task deploys, want 1 (repository b's)", n)
+	}
+	if k, _ := w.queue.Get(); k != "c|y" {
+		t.Fatalf("queued %q, want c|y", k)
+	}
+	if !w.dropped[ref("a")]["c|x"] {
+		t.Fatalf("the paused task's event was not kept for later: %v", w.dropped)
+	}
+
+	w.TaskEnded(ref("b")) // not paused: nothing to resume
+	if len(w.pending) != 0 || len(w.reload) != 0 {
+		t.Fatalf("ending an unpaused task resumed something: pending %v, reload %d", w.pending, len(w.reload))
+	}
+	w.TaskEnded(ref("a"))
+	if !w.pending["c|x"] || len(w.reload) != 1 || len(w.paused) != 0 {
+		t.Fatalf("after the task ended: pending %v, reload asked %d, paused %v", w.pending, len(w.reload), w.paused)
+	}
+}
+
+func TestEmptyMetadataAddIsNoDrift(t *testing.T) {
+	cases := []struct {
+		op, path string
+		value    any
+		want     bool
+	}{
+		{"add", "/metadata/annotations", map[string]any{}, true},
+		{"add", "/metadata/labels", map[string]any{}, true},
+		{"add", "/metadata/annotations", map[string]any{"a": "b"}, false},
+		{"remove", "/metadata/annotations", nil, false},
+		{"add", "/data", map[string]any{}, false},
+		{"add", "/metadata/annotations/x", "", false},
+	}
+	for _, c := range cases {
+		if got := emptyMetadataAdd(c.op, c.path, c.value); got != c.want {
+			t.Errorf("%s %s %v: %v, want %v", c.op, c.path, c.value, got, c.want)
+		}
+	}
+}

@@ -55,12 +55,12 @@ type HealthWatch struct {
 
 	mu        sync.Mutex
 	ctx       context.Context
-	workloads map[string][]*healthTarget          // by cluster|namespace
-	informers map[string]context.CancelFunc       // pod informers, by cluster|namespace
-	paused    map[string]int                      // deploys in progress, by pipeline|task
-	seen      map[string]time.Time                // last trouble, by workload of a revision (healthTarget.key)
-	handled   map[string]bool                     // revisions whose first trouble was acted on, by revKey
-	pipelines map[string]map[string]*healthTarget // current workloads, by pipeline name and healthKey
+	workloads map[string][]*healthTarget                     // by cluster|namespace
+	informers map[string]context.CancelFunc                  // pod informers, by cluster|namespace
+	paused    map[store.TaskRef]int                          // deploys in progress
+	seen      map[string]time.Time                           // last trouble, by workload of a revision (healthTarget.key)
+	handled   map[string]bool                                // revisions whose first trouble is being or was acted on, by revKey
+	pipelines map[store.PipelineRef]map[string]*healthTarget // current workloads, by pipeline and healthTarget.key
 }
 
 // healthTarget is one workload of a current revision and the pods it selects.
@@ -71,7 +71,7 @@ type healthTarget struct {
 }
 
 func (t *healthTarget) key() string {
-	return revKey(t.rev) + "|" + key(t.entry.Group, t.entry.Kind, t.entry.Namespace, t.entry.Name)
+	return revKey(t.rev) + "|" + t.entry.Key()
 }
 
 func revKey(r *store.Revision) string {
@@ -88,7 +88,7 @@ func (h *HealthWatch) Run(ctx context.Context) {
 	h.ctx = ctx
 	h.informers = map[string]context.CancelFunc{}
 	if h.paused == nil {
-		h.paused = map[string]int{}
+		h.paused = map[store.TaskRef]int{}
 	}
 	h.seen, h.handled = map[string]time.Time{}, map[string]bool{}
 	h.mu.Unlock()
@@ -127,12 +127,12 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 		return err
 	}
 	workloads := map[string][]*healthTarget{}
-	pipelines := map[string]map[string]*healthTarget{}
+	pipelines := map[store.PipelineRef]map[string]*healthTarget{}
 	var errs []error
 	for i := range revs {
 		rev := &revs[i]
-		if pipelines[rev.Pipeline.Name] == nil {
-			pipelines[rev.Pipeline.Name] = map[string]*healthTarget{}
+		if pipelines[rev.Pipeline] == nil {
+			pipelines[rev.Pipeline] = map[string]*healthTarget{}
 		}
 		if rev.Drift.EffectiveHealth() == store.HealthOff {
 			continue
@@ -159,7 +159,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			t := &healthTarget{rev: rev, entry: o.Entry, sel: sel}
 			nk := rev.Cluster + "|" + o.Entry.Namespace
 			workloads[nk] = append(workloads[nk], t)
-			pipelines[rev.Pipeline.Name][t.key()] = t
+			pipelines[rev.Pipeline][t.key()] = t
 		}
 	}
 	h.mu.Lock()
@@ -249,7 +249,7 @@ func (h *HealthWatch) podChanged(cluster, namespace string, before, now *corev1.
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, t := range h.workloads[cluster+"|"+namespace] {
-		if !t.sel.Matches(labels.Set(now.Labels)) || h.paused[taskKey(t.rev.Pipeline.Name, t.rev.Task)] > 0 {
+		if !t.sel.Matches(labels.Set(now.Labels)) || h.paused[t.rev.TaskRef()] > 0 {
 			continue
 		}
 		h.seen[t.key()] = time.Now()
@@ -384,10 +384,10 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 	if e.Task == "" {
 		return
 	}
-	tk := taskKey(e.Pipeline, e.Task)
+	tk := store.TaskRef{Pipeline: store.PipelineRef{Repository: e.Repository, Name: e.Pipeline}, Task: e.Task}
 	h.mu.Lock()
 	if h.paused == nil {
-		h.paused = map[string]int{}
+		h.paused = map[store.TaskRef]int{}
 	}
 	if e.Status == string(store.TaskRunning) {
 		h.paused[tk]++
@@ -414,8 +414,8 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 
 // unhealthyDesc is slipway_unhealthy_objects.
 var unhealthyDesc = prometheus.NewDesc("slipway_unhealthy_objects",
-	"Workloads of current revisions with a pod that failed, restarted or turned unready after the deploy in the last 5 minutes, by pipeline.",
-	[]string{"pipeline"}, nil)
+	"Workloads of current revisions with a pod that failed, restarted or turned unready after the deploy in the last 5 minutes, by repository and pipeline.",
+	[]string{"repository", "pipeline"}, nil)
 
 // Describe implements prometheus.Collector.
 func (h *HealthWatch) Describe(ch chan<- *prometheus.Desc) { ch <- unhealthyDesc }
@@ -433,12 +433,12 @@ func (h *HealthWatch) Collect(ch chan<- prometheus.Metric) {
 				n++
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(unhealthyDesc, prometheus.GaugeValue, float64(n), p)
+		ch <- prometheus.MustNewConstMetric(unhealthyDesc, prometheus.GaugeValue, float64(n), p.Repository, p.Name)
 	}
 }
 
 // currentKey tells whether a workload key (healthTarget.key) is one of the current workloads.
-func currentKey(pipelines map[string]map[string]*healthTarget, k string) bool {
+func currentKey(pipelines map[store.PipelineRef]map[string]*healthTarget, k string) bool {
 	for _, ts := range pipelines {
 		if ts[k] != nil {
 			return true

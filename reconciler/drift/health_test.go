@@ -170,7 +170,7 @@ func TestPodSelectorOfWorkloads(t *testing.T) {
 func TestUnhealthyObjectsMetric(t *testing.T) {
 	_, target := lateCrash(store.HealthReport, store.TriggerPush)
 	h := &HealthWatch{
-		pipelines: map[string]map[string]*healthTarget{"p": {target.key(): target}, "q": {}},
+		pipelines: map[store.PipelineRef]map[string]*healthTarget{ref: {target.key(): target}, {Repository: "r", Name: "q"}: {}},
 		seen:      map[string]time.Time{target.key(): time.Now()},
 	}
 	reg := prometheus.NewPedanticRegistry()
@@ -183,16 +183,20 @@ func TestUnhealthyObjectsMetric(t *testing.T) {
 		var out []string
 		for _, mf := range mfs {
 			for _, m := range mf.GetMetric() {
-				out = append(out, fmt.Sprintf("%s{%s} %g", mf.GetName(), m.GetLabel()[0].GetValue(), m.GetGauge().GetValue()))
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, l.GetName()+"="+l.GetValue())
+				}
+				out = append(out, fmt.Sprintf("%s{%s} %g", mf.GetName(), strings.Join(ls, ","), m.GetGauge().GetValue()))
 			}
 		}
 		return strings.Join(out, " ")
 	}
-	if got := gauge(); got != "slipway_unhealthy_objects{p} 1 slipway_unhealthy_objects{q} 0" {
+	if got := gauge(); got != "slipway_unhealthy_objects{pipeline=p,repository=r} 1 slipway_unhealthy_objects{pipeline=q,repository=r} 0" {
 		t.Fatalf("with a recent trouble: %s", got)
 	}
 	h.seen[target.key()] = time.Now().Add(-recentTrouble)
-	if got := gauge(); got != "slipway_unhealthy_objects{p} 0 slipway_unhealthy_objects{q} 0" {
+	if got := gauge(); got != "slipway_unhealthy_objects{pipeline=p,repository=r} 0 slipway_unhealthy_objects{pipeline=q,repository=r} 0" {
 		t.Fatalf("recovered: %s", got)
 	}
 }

@@ -13,12 +13,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "slipway_drift_objects",
-			Help: "Objects of current revisions that differ from what Slipway applied, by pipeline.",
-		}, []string{"pipeline"}),
+			Help: "Objects of current revisions that differ from what Slipway applied, by repository and pipeline.",
+		}, []string{"repository", "pipeline"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_drift_events_total",
-			Help: "Drift events recorded, by pipeline and action (reported, corrected, correction-failed).",
-		}, []string{"pipeline", "action"}),
+			Help: "Drift events recorded, by repository, pipeline and action (reported, corrected, correction-failed).",
+		}, []string{"repository", "pipeline", "action"}),
 	}
 	for _, c := range []prometheus.Collector{m.objects, m.events} {
 		if err := reg.Register(c); err != nil {

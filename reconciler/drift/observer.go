@@ -11,9 +11,10 @@ func (w *Watcher) RunEvent(e reconciler.Event) {
 	if e.Task == "" {
 		return
 	}
+	ref := store.TaskRef{Pipeline: store.PipelineRef{Repository: e.Repository, Name: e.Pipeline}, Task: e.Task}
 	if e.Status == string(store.TaskRunning) {
-		w.TaskStarted(e.Pipeline, e.Task)
+		w.TaskStarted(ref)
 		return
 	}
-	w.TaskEnded(e.Pipeline, e.Task)
+	w.TaskEnded(ref)
 }

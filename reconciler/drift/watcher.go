@@ -41,39 +41,45 @@ type Watcher struct {
 
 	mu   sync.Mutex
 	idle *sync.Cond
-	ctx  context.Context
+	// running is set while Run runs; reload asks it to reload the current revisions and
+	// then queue the objects in pending (events a paused task missed).
+	running bool
+	reload  chan struct{}
+	pending map[string]bool
 	// objects are the current revisions' objects by cluster and object key.
 	objects  map[string]*Object
 	watches  map[string]*clusterWatch
 	queue    workqueue.TypedInterface[string]
-	paused   map[string]int             // deploys in progress, by pipeline|task
-	inflight map[string]int             // checks or corrections in progress, by pipeline|task
-	dropped  map[string]map[string]bool // events seen while paused, by pipeline|task
-	drifted  map[string]string          // what was last recorded for a drifted object
+	paused   map[store.TaskRef]int             // deploys in progress
+	inflight map[store.TaskRef]int             // checks or corrections in progress
+	dropped  map[store.TaskRef]map[string]bool // events seen while paused
+	drifted  map[string]string                 // what was last recorded for a drifted object
 }
 
-func (w *Watcher) init(ctx context.Context) {
+func (w *Watcher) init() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.idle = sync.NewCond(&w.mu)
-	w.ctx = ctx
+	w.running = true
+	w.reload = make(chan struct{}, 1)
+	w.pending = map[string]bool{}
 	w.objects = map[string]*Object{}
 	w.watches = map[string]*clusterWatch{}
 	w.queue = workqueue.NewTyped[string]()
 	if w.paused == nil {
-		w.paused = map[string]int{}
+		w.paused = map[store.TaskRef]int{}
 	}
-	w.inflight = map[string]int{}
-	w.dropped = map[string]map[string]bool{}
+	w.inflight = map[store.TaskRef]int{}
+	w.dropped = map[store.TaskRef]map[string]bool{}
 	w.drifted = map[string]string{}
 }
 
-// Run watches until ctx ends. It loads the current revisions first; Refresh (or a task
-// event) makes it learn new ones. Errors are logged: a cluster that is down must not stop
+// Run watches until ctx ends. It loads the current revisions first; a task's end (and the
+// sweep) makes it learn new ones. Errors are logged: a cluster that is down must not stop
 // the daemon, and the sweep retries.
 func (w *Watcher) Run(ctx context.Context) {
-	w.init(ctx)
-	if err := w.Refresh(ctx); err != nil {
+	w.init()
+	if err := w.refresh(ctx); err != nil {
 		w.Log.WithError(err).Error("drift: load current revisions")
 	}
 	workers := w.Workers
@@ -98,6 +104,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
 			w.queue.ShutDown()
 			wg.Wait()
 			w.mu.Lock()
@@ -106,9 +115,20 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 			w.mu.Unlock()
 			return
+		case <-w.reload:
+			// A task ended: it may have stored a new revision.
+			if err := w.refresh(ctx); err != nil {
+				w.Log.WithError(err).Error("drift: reload current revisions")
+			}
+			w.mu.Lock()
+			for k := range w.pending {
+				w.queue.Add(k)
+			}
+			clear(w.pending)
+			w.mu.Unlock()
 		case <-t.C:
 			// Reload too: a revision stored by another process, or a cluster that was down.
-			if err := w.Refresh(ctx); err != nil {
+			if err := w.refresh(ctx); err != nil {
 				w.Log.WithError(err).Error("drift: reload current revisions")
 			}
 			w.enqueueAll()
@@ -124,8 +144,9 @@ func (w *Watcher) enqueueAll() {
 	}
 }
 
-// Refresh reloads the current revisions and starts or stops watches to match.
-func (w *Watcher) Refresh(ctx context.Context) error {
+// refresh reloads the current revisions and starts or stops watches to match. The watches
+// it starts live as long as ctx: Run's.
+func (w *Watcher) refresh(ctx context.Context) error {
 	revs, err := w.Store.CurrentRevisions(ctx)
 	if err != nil {
 		return err
@@ -158,7 +179,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ctx == nil || w.ctx.Err() != nil {
+	if !w.running || ctx.Err() != nil {
 		return errors.Join(errs...)
 	}
 	w.objects = objects
@@ -182,22 +203,19 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			if cw, err = newClusterWatch(w.ctx, cl, w); err != nil {
+			if cw, err = newClusterWatch(cl, w); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			w.watches[name] = cw
 		}
-		if err := cw.sync(gvks); err != nil {
+		if err := cw.sync(ctx, gvks); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	w.Log.WithFields(logrus.Fields{"objects": len(objects), "clusters": len(kinds)}).Debug("drift: watching current revisions")
 	return errors.Join(errs...)
 }
-
-// taskKey names a deploy task the way run events do.
-func taskKey(pipeline, task string) string { return pipeline + "|" + task }
 
 // changed is called by the watches for a change or deletion of an owned object.
 func (w *Watcher) changed(key string) {
@@ -207,7 +225,7 @@ func (w *Watcher) changed(key string) {
 	if o == nil {
 		return // an object of an older revision, or of a task with drift off
 	}
-	tk := taskKey(o.Revision.Pipeline.Name, o.Revision.Task)
+	tk := o.Revision.TaskRef()
 	if w.paused[tk] > 0 {
 		if w.dropped[tk] == nil {
 			w.dropped[tk] = map[string]bool{}
@@ -231,7 +249,7 @@ func (w *Watcher) next(ctx context.Context) bool {
 		w.mu.Unlock()
 		return true
 	}
-	tk := taskKey(o.Revision.Pipeline.Name, o.Revision.Task)
+	tk := o.Revision.TaskRef()
 	if w.paused[tk] > 0 {
 		w.mu.Unlock()
 		return true
@@ -250,7 +268,7 @@ func (w *Watcher) next(ctx context.Context) bool {
 
 func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 	rev := o.Revision
-	log := w.Log.WithFields(logrus.Fields{"pipeline": rev.Pipeline.Name, "task": rev.Task, "build_id": rev.BuildID,
+	log := w.Log.WithFields(logrus.Fields{"repository": rev.Pipeline.Repository, "pipeline": rev.Pipeline.Name, "task": rev.Task, "build_id": rev.BuildID,
 		"cluster": rev.Cluster, "object": o.String()})
 	cl, err := w.Clusters.Get(ctx, rev.Cluster)
 	if err != nil {
@@ -288,7 +306,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		time.AfterFunc(retryBusy, func() { w.changed(key) })
 		return
 	case state == revisionStale:
-		if err := w.Refresh(ctx); err != nil {
+		if err := w.refresh(ctx); err != nil {
 			log.WithError(err).Error("drift: reload current revisions")
 		}
 		w.changed(key)
@@ -322,7 +340,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		log.WithError(err).Error("drift: record event")
 	}
 	if w.Metrics != nil {
-		w.Metrics.events.WithLabelValues(rev.Pipeline.Name, string(ev.Action)).Inc()
+		w.Metrics.events.WithLabelValues(rev.Pipeline.Repository, rev.Pipeline.Name, string(ev.Action)).Inc()
 	}
 }
 
@@ -395,67 +413,59 @@ func (w *Watcher) updateGauges() {
 	if w.Metrics == nil {
 		return
 	}
-	counts := map[string]float64{}
+	counts := map[store.PipelineRef]float64{}
 	for _, o := range w.objects {
-		counts[o.Revision.Pipeline.Name] += 0
+		counts[o.Revision.Pipeline] += 0
 	}
 	for k := range w.drifted {
 		if o := w.objects[k]; o != nil {
-			counts[o.Revision.Pipeline.Name]++
+			counts[o.Revision.Pipeline]++
 		}
 	}
 	w.Metrics.objects.Reset()
 	for p, n := range counts {
-		w.Metrics.objects.WithLabelValues(p).Set(n)
+		w.Metrics.objects.WithLabelValues(p.Repository, p.Name).Set(n)
 	}
 }
 
 // TaskStarted pauses drift handling of a deploy task while it runs (its own applies are not
-// drift) and waits for checks or corrections of that task already under way.
-func (w *Watcher) TaskStarted(pipeline, task string) {
+// drift) and waits for checks or corrections of that task already under way. The task is
+// named in full: equal pipeline and task names in another repository are another task.
+func (w *Watcher) TaskStarted(ref store.TaskRef) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.paused == nil {
-		w.paused = map[string]int{}
+		w.paused = map[store.TaskRef]int{}
 	}
-	tk := taskKey(pipeline, task)
-	w.paused[tk]++
-	for w.idle != nil && w.inflight[tk] > 0 {
+	w.paused[ref]++
+	for w.idle != nil && w.inflight[ref] > 0 {
 		w.idle.Wait()
 	}
 }
 
-// TaskEnded resumes the task: the watcher reloads the current revisions (the task may have
-// stored a new one) and checks the objects that changed meanwhile.
-func (w *Watcher) TaskEnded(pipeline, task string) {
+// TaskEnded resumes the task: Run reloads the current revisions (the task may have stored a
+// new one) and checks the objects that changed meanwhile.
+func (w *Watcher) TaskEnded(ref store.TaskRef) {
 	w.mu.Lock()
-	tk := taskKey(pipeline, task)
-	if w.paused[tk] == 0 {
-		w.mu.Unlock()
+	defer w.mu.Unlock()
+	if w.paused[ref] == 0 {
 		return
 	}
-	w.paused[tk]--
-	ctx := w.ctx
-	var dropped map[string]bool
-	if w.paused[tk] == 0 {
-		delete(w.paused, tk)
-		dropped = w.dropped[tk]
-		delete(w.dropped, tk)
-	}
-	w.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil {
-		return
-	}
-	go func() {
-		if err := w.Refresh(ctx); err != nil {
-			w.Log.WithError(err).WithFields(logrus.Fields{"pipeline": pipeline, "task": task}).Error("drift: reload current revisions")
-		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for k := range dropped {
-			if w.queue != nil {
-				w.queue.Add(k)
+	w.paused[ref]--
+	if w.paused[ref] == 0 {
+		delete(w.paused, ref)
+		for k := range w.dropped[ref] {
+			if w.pending != nil {
+				w.pending[k] = true
 			}
 		}
-	}()
+		delete(w.dropped, ref)
+	}
+	if !w.running {
+		return
+	}
+	select {
+	case w.reload <- struct{}{}:
+	default: // a reload is already asked for; it will see this task's revision too
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/slipwayhq/slipway/reconciler/apply"
 )
 
 // Helm's ownership metadata: Helm puts it on every object it creates or updates, but not
@@ -20,8 +22,8 @@ const (
 )
 
 // ownerRenderer is a Helm post-renderer that stamps every object of the release (hooks are
-// not post-rendered) with Slipway's owner labels and Helm's own ownership metadata. The
-// owner labels let the drift watcher select the release's objects with the same label
+// not post-rendered) with Slipway's owner label and annotation and Helm's own ownership
+// metadata. The owner label lets the drift watcher select the release's objects with the same label
 // selector as YAML deploys'; Helm's metadata in the manifest makes the stored manifest
 // exactly what is on the cluster, so a drift correction that recreates an object leaves it
 // adoptable by the next `helm upgrade`.
@@ -30,14 +32,13 @@ type ownerRenderer struct {
 	annotations map[string]string
 }
 
-func newOwnerRenderer(owner map[string]string, release, namespace string) *ownerRenderer {
-	labels := map[string]string{managedByLabel: managedByHelm}
-	for k, v := range owner {
-		labels[k] = v
-	}
-	return &ownerRenderer{labels: labels, annotations: map[string]string{
-		releaseNameAnnotation: release, releaseNamespaceAnnoKey: namespace,
-	}}
+func newOwnerRenderer(owner apply.Owner, release, namespace string) *ownerRenderer {
+	labels := owner.Labels()
+	labels[managedByLabel] = managedByHelm
+	annotations := owner.Annotations()
+	annotations[releaseNameAnnotation] = release
+	annotations[releaseNamespaceAnnoKey] = namespace
+	return &ownerRenderer{labels: labels, annotations: annotations}
 }
 
 // Run implements postrender.PostRenderer. Helm hands over "---\n# Source: FILE\n<one

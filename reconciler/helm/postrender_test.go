@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
 )
 
 // What Helm hands a post-renderer: one "# Source" document per object.
@@ -55,7 +57,8 @@ items:
 `
 
 func TestOwnerRendererStampsEveryObject(t *testing.T) {
-	p := newOwnerRenderer(map[string]string{"slipway.dev/name": "app", "slipway.dev/namespace": "deploy-web"}, "web", "prod")
+	owner := apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "shop", Name: "app"}, Task: "deploy-web"})
+	p := newOwnerRenderer(owner, "web", "prod")
 	out, err := p.Run(bytes.NewBufferString(rendered))
 	if err != nil {
 		t.Fatal(err)
@@ -77,10 +80,11 @@ func TestOwnerRendererStampsEveryObject(t *testing.T) {
 	for _, m := range ms {
 		o := m.Object
 		l, a := o.GetLabels(), o.GetAnnotations()
-		if l["slipway.dev/name"] != "app" || l["slipway.dev/namespace"] != "deploy-web" || l["app.kubernetes.io/managed-by"] != "Helm" {
+		if l["slipway.dev/owner"] != apply.LabelValue(owner.Ref()) || l["app.kubernetes.io/managed-by"] != "Helm" {
 			t.Errorf("%s labels %v", o.GetKind(), l)
 		}
-		if a["meta.helm.sh/release-name"] != "web" || a["meta.helm.sh/release-namespace"] != "prod" {
+		if a["slipway.dev/owner"] != "shop/app/deploy-web" ||
+			a["meta.helm.sh/release-name"] != "web" || a["meta.helm.sh/release-namespace"] != "prod" {
 			t.Errorf("%s annotations %v", o.GetKind(), a)
 		}
 		switch o.GetKind() {
@@ -97,7 +101,7 @@ func TestOwnerRendererStampsEveryObject(t *testing.T) {
 }
 
 func TestOwnerRendererNamesTheBadDocument(t *testing.T) {
-	p := newOwnerRenderer(nil, "web", "prod")
+	p := newOwnerRenderer(apply.Owner{}, "web", "prod")
 	_, err := p.Run(bytes.NewBufferString("---\n# Source: web/templates/bad.yaml\n- just\n- a list\n"))
 	if err == nil || !strings.Contains(err.Error(), "web/templates/bad.yaml") {
 		t.Fatalf("error %v, want one naming the template", err)

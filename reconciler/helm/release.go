@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 )
 
@@ -22,11 +23,11 @@ type Release struct {
 	Name       string
 	Namespace  string
 	MaxHistory int
-	// OwnerLabels are put on every object the release's installs and upgrades render (by a
-	// post-renderer, so they are in the stored manifest too): Slipway's owner labels, which
-	// the drift watcher selects on.
-	OwnerLabels map[string]string
-	cfg         *action.Configuration
+	// Owner's label and annotation are put on every object the release's installs and
+	// upgrades render (by a post-renderer, so they are in the stored manifest too): the
+	// drift watcher selects on the label like it does for YAML deploys.
+	Owner apply.Owner
+	cfg   *action.Configuration
 }
 
 // Open prepares the Helm actions for release name in namespace; logf receives Helm's own
@@ -84,7 +85,7 @@ func (r *Release) Prepare(ctx context.Context) (State, error) {
 func (r *Release) Install(ctx context.Context, ch *chart.Chart, values map[string]any, timeout time.Duration) (*release.Release, error) {
 	in := action.NewInstall(r.cfg)
 	in.ReleaseName, in.Namespace, in.Timeout = r.Name, r.Namespace, timeout
-	in.PostRenderer = newOwnerRenderer(r.OwnerLabels, r.Name, r.Namespace)
+	in.PostRenderer = newOwnerRenderer(r.Owner, r.Name, r.Namespace)
 	rel, err := in.RunWithContext(ctx, ch, values)
 	if err != nil {
 		return rel, fmt.Errorf("helm install %s/%s: %w", r.Namespace, r.Name, err)
@@ -96,7 +97,7 @@ func (r *Release) Install(ctx context.Context, ch *chart.Chart, values map[strin
 func (r *Release) Upgrade(ctx context.Context, ch *chart.Chart, values map[string]any, timeout time.Duration) (*release.Release, error) {
 	up := action.NewUpgrade(r.cfg)
 	up.Namespace, up.MaxHistory, up.Timeout = r.Namespace, r.MaxHistory, timeout
-	up.PostRenderer = newOwnerRenderer(r.OwnerLabels, r.Name, r.Namespace)
+	up.PostRenderer = newOwnerRenderer(r.Owner, r.Name, r.Namespace)
 	rel, err := up.RunWithContext(ctx, r.Name, ch, values)
 	if err != nil {
 		return rel, fmt.Errorf("helm upgrade %s/%s: %w", r.Namespace, r.Name, err)

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/schedule"
 	"github.com/slipwayhq/slipway/sources"
@@ -27,6 +29,7 @@ type Dispatcher interface {
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error
 	CancelActive(ctx context.Context, ref store.PipelineRef, reason string)
 	Active(ref store.PipelineRef) bool
+	Answer(ref store.PipelineRef, buildID int64, a policy.Answer) error
 }
 
 // RunRecords is what the hub reads of recorded runs.
@@ -99,6 +102,13 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (
 // Cancel cancels a queued or running run.
 func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64) error {
 	return h.dispatcher.Cancel(ctx, ref, buildID, "cancelled by request")
+}
+
+// Approve answers a run waiting at a manual approval gate: approve lets the stage start,
+// otherwise the run fails as rejected. Only the stage's approvers may answer
+// (errors.Is policy.ErrNotApprover).
+func (h *Hub) Approve(_ context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error {
+	return h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()})
 }
 
 // Active reports whether a run of the pipeline is queued or running.

@@ -94,12 +94,18 @@ type BranchWatcher struct {
 	handled *recentSet
 	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
 	cached *reconciler.Checkout
+	// invalid is a head whose pipeline file was found invalid and reported, so a look at
+	// the unchanged branch does not read and report it again.
+	invalid string
 }
 
 // NewBranchWatcher makes a watcher; Run starts it.
 func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 	if o.Limiter == nil {
 		o.Limiter = &HostLimiter{}
+	}
+	if o.Log == nil {
+		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
 		branch: o.Branch, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules, metrics: o.Metrics,
@@ -157,7 +163,7 @@ func (w *BranchWatcher) Run(ctx context.Context) {
 			w.log.WithError(err).Warn("look at the branch")
 			w.metrics.poll(w.repo.Name, "error")
 			w.putBack(hints)
-			backoff = min(max(backoff*2, time.Second), maxBackoff(w.interval))
+			backoff = nextBackoff(backoff, w.interval)
 		default:
 			last, backoff = next, w.interval
 		}
@@ -176,12 +182,23 @@ func maxBackoff(interval time.Duration) time.Duration {
 	return 10 * interval
 }
 
+// nextBackoff is the wait after a failed look that followed a wait of cur: twice as long,
+// at least a second, at most maxBackoff.
+func nextBackoff(cur, interval time.Duration) time.Duration {
+	return min(max(cur*2, time.Second), maxBackoff(interval))
+}
+
+// jittered is d plus up to a tenth of it at random.
+func jittered(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
 // wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false
 // means ctx ended.
 func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 	var tick <-chan time.Time
 	if d > 0 {
-		timer := time.NewTimer(d + time.Duration(rand.Int64N(int64(d)/10+1)))
+		timer := time.NewTimer(jittered(d))
 		defer timer.Stop()
 		tick = timer.C
 	}
@@ -208,6 +225,10 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 		return last, err
 	}
 	head := res.Commit
+	if head == last && head == w.invalid {
+		w.metrics.poll(w.repo.Name, "unchanged")
+		return last, nil
+	}
 	co := w.cached
 	if co == nil || co.Commit.Hash != head {
 		if co, err = w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head}); err != nil {
@@ -219,6 +240,7 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 			if errors.As(err, &notPrepared) {
 				w.log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
 				w.setHandled(ctx, notPrepared.Commit)
+				w.invalid = notPrepared.Commit
 				return notPrepared.Commit, nil
 			}
 			return last, err

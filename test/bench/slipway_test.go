@@ -47,7 +47,7 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
 	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log)}
-	owner := apply.Owner{Name: benchPipeline.Name, Namespace: benchTask}
+	owner := apply.OwnerOf(store.TaskRef{Pipeline: benchPipeline, Task: benchTask})
 	counter.reset()
 
 	start := time.Now()
@@ -89,13 +89,9 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil || len(deleted)+len(kept) > 0 {
 		return childResult{}, fmt.Errorf("prune: %d deleted, %d kept, %v; want nothing to prune", len(deleted), len(kept), err)
 	}
-	inv := make([]store.InventoryEntry, len(res.Inventory))
-	for i, e := range res.Inventory {
-		inv[i] = store.InventoryEntry(e)
-	}
 	if _, err := st.SaveRevision(ctx, store.NewRevision{
 		Pipeline: benchPipeline, BuildID: run.BuildID, Task: benchTask, Cluster: "bench", Namespace: in.namespaces[0],
-		Kind: store.DeployYAML, Objects: []byte("bench"), Inventory: inv, Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: []byte("bench"), Inventory: res.Inventory, Status: store.RevisionApplied,
 	}); err != nil {
 		return childResult{}, err
 	}
@@ -109,7 +105,7 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	return childResult{WallSeconds: wall.Seconds(), Requests: counter.snapshot(), Actions: actions, Phases: phases}, nil
 }
 
-func lastInventory(ctx context.Context, st store.Store) ([]apply.InventoryEntry, error) {
+func lastInventory(ctx context.Context, st store.Store) ([]store.InventoryEntry, error) {
 	rev, err := st.LatestRevision(ctx, benchPipeline, benchTask, store.RevisionApplied)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -117,9 +113,5 @@ func lastInventory(ctx context.Context, st store.Store) ([]apply.InventoryEntry,
 	if err != nil {
 		return nil, err
 	}
-	out := make([]apply.InventoryEntry, len(rev.Inventory))
-	for i, e := range rev.Inventory {
-		out[i] = apply.InventoryEntry(e)
-	}
-	return out, nil
+	return rev.Inventory, nil
 }

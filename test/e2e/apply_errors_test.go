@@ -15,6 +15,7 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -115,7 +116,7 @@ kind: ConfigMap
 metadata: {name: broken, namespace: `+ns+`}
 data: {"not a key!": "1"}
 `)
-	p, err := ap.Plan(ctx, ms, apply.Owner{Name: "errors", Namespace: "invalid"}, nil)
+	p, err := ap.Plan(ctx, ms, errorsOwner("invalid"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestApplyErrorsForbidden(t *testing.T) {
 	defer cancel()
 	admin := applier(t, env.Kubeconfig)
 	viewer := applier(t, env.KubeconfigLimited)
-	owner := apply.Owner{Name: "errors", Namespace: "forbidden"}
+	owner := errorsOwner("forbidden")
 	cm := func(name string) string {
 		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + ", namespace: " + ns + "}\ndata: {a: \"1\"}\n"
 	}
@@ -206,7 +207,7 @@ func TestApplyErrorsConflict(t *testing.T) {
 	defer cancel()
 	ap := applier(t, env.Kubeconfig)
 	cs := env.Clientset(t)
-	owner := apply.Owner{Name: "errors", Namespace: "conflict"}
+	owner := errorsOwner("conflict")
 	cm := func(rv string) []render.Manifest {
 		return manifests(t, "settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: "+ns+
 			", resourceVersion: \""+rv+"\"}\ndata: {mode: gitops}\n")
@@ -268,7 +269,7 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: web, image: busybox}]}
-`), apply.Owner{Name: "errors", Namespace: "unhealthy"})
+`), errorsOwner("unhealthy"))
 	err := ap.Wait(ctx, res.Inventory, 3*time.Second)
 	t.Logf("wait: %v", err)
 	var we *apply.WaitError
@@ -278,4 +279,9 @@ spec:
 	if !strings.Contains(err.Error(), "Deployment/"+ns+"/web") {
 		t.Errorf("the message does not name the Deployment: %v", err)
 	}
+}
+
+// errorsOwner is the owner of the objects one of these tests applies.
+func errorsOwner(task string) apply.Owner {
+	return apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "e2e", Name: "errors"}, Task: task})
 }

@@ -128,8 +128,12 @@ func TestChartDriftReportNamesKubectl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dep.Labels["slipway.dev/name"] != chartDriftPipeline || dep.Labels["slipway.dev/namespace"] != "deploy-web" ||
-		dep.Labels["app.kubernetes.io/managed-by"] != "Helm" || dep.Annotations["meta.helm.sh/release-name"] != "web" {
+	ps, err := st.ListPipelines(ctx)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("pipelines %+v: %v", ps, err)
+	}
+	assertOwnedBy(t, "the release's Deployment", dep.ObjectMeta, ps[0].Ref.Repository+"/"+chartDriftPipeline+"/deploy-web")
+	if dep.Labels["app.kubernetes.io/managed-by"] != "Helm" || dep.Annotations["meta.helm.sh/release-name"] != "web" {
 		t.Fatalf("release object metadata: labels %v annotations %v", dep.Labels, dep.Annotations)
 	}
 
@@ -178,7 +182,8 @@ func TestChartDriftCorrectRevertsAndRecreates(t *testing.T) {
 		// Recreated as the release rendered it, Helm's ownership metadata included, so
 		// the next helm upgrade adopts it.
 		if svc.Annotations["meta.helm.sh/release-name"] != "web" || svc.Annotations["meta.helm.sh/release-namespace"] != ns ||
-			svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Labels["slipway.dev/name"] != chartDriftPipeline {
+			svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Labels["slipway.dev/owner"] == "" ||
+			!strings.HasSuffix(svc.Annotations["slipway.dev/owner"], "/"+chartDriftPipeline+"/deploy-web") {
 			t.Fatalf("recreated Service metadata: labels %v annotations %v", svc.Labels, svc.Annotations)
 		}
 	})

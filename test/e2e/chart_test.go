@@ -39,6 +39,14 @@ ENTRYPOINT [ "nginx", "-g", "daemon off;" ]
 	return files
 }
 
+// newChartProject is newProject with a chart repository of the test's own (under ns).
+func newChartProject(t *testing.T, env *testenv.Env, ns string) (repo *workRepo, repoName, cfg string) {
+	t.Helper()
+	repo, url := newWorkRepo(t, env)
+	repoName = strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	return repo, repoName, chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+}
+
 // chartConfig is writeConfig plus a chart repository of the test's own and BuildKit.
 func chartConfig(t *testing.T, env *testenv.Env, repoName, url, chartRepo string) string {
 	t.Helper()
@@ -345,9 +353,7 @@ func TestChartPendingUpgradeIsUnlocked(t *testing.T) {
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
 	ctx := context.Background()
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+	repo, repoName, cfg := newChartProject(t, env, ns)
 	files := chartDirRepo(t, env)
 	files[".pipeline.yaml"] = chartDirPipeline(ns, "60s", "")
 	repo.commit("deploy from the checkout", files)
@@ -448,9 +454,7 @@ func TestChartFailedFirstInstallIsUninstalled(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+	repo, repoName, cfg := newChartProject(t, env, ns)
 	files := chartDirRepo(t, env)
 	files[".pipeline.yaml"] = chartDirPipeline(ns, "20s", `          podLabels:
             pod-container-running-failed.stage.kwok.x-k8s.io: "true"

@@ -166,11 +166,12 @@ func serviceRecreated(t *testing.T, env *testenv.Env, cs kubernetes.Interface, s
 
 // driftRow is one entry of `slipway drift -o json`.
 type driftRow struct {
-	Object  string            `json:"object"`
-	Mode    string            `json:"mode"`
-	Gone    bool              `json:"gone"`
-	Manager string            `json:"manager"`
-	Patch   []json.RawMessage `json:"patch"`
+	Pipeline string            `json:"pipeline"`
+	Object   string            `json:"object"`
+	Mode     string            `json:"mode"`
+	Gone     bool              `json:"gone"`
+	Manager  string            `json:"manager"`
+	Patch    []json.RawMessage `json:"patch"`
 }
 
 // driftCLI runs `slipway drift -o json` with args and returns its rows and its output.
@@ -185,6 +186,16 @@ func driftCLI(t *testing.T, args ...string) ([]driftRow, string) {
 		t.Fatalf("slipway drift JSON: %v\n%s", err, out)
 	}
 	return rows, out
+}
+
+// driftPipelineRef is the one pipeline of a daemon's store.
+func driftPipelineRef(t *testing.T, st store.Store) store.PipelineRef {
+	t.Helper()
+	ps, err := st.ListPipelines(context.Background())
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("pipelines %+v: %v", ps, err)
+	}
+	return ps[0].Ref
 }
 
 func driftEvents(t *testing.T, st store.Store) []store.DriftEvent {
@@ -216,7 +227,9 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	assertReportLeftAlone(t, cs, st, ns, "jack-2048")
 
 	metrics := scrape(t, addr)
-	for _, want := range []string{`slipway_drift_objects{pipeline="jack-2048"} 1`, `slipway_drift_events_total{action="reported",pipeline="jack-2048"} 1`} {
+	repo := driftPipelineRef(t, st).Repository
+	for _, want := range []string{`slipway_drift_objects{pipeline="jack-2048",repository="` + repo + `"} 1`,
+		`slipway_drift_events_total{action="reported",pipeline="jack-2048",repository="` + repo + `"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s:\n%s", want, metrics)
 		}

@@ -109,9 +109,7 @@ stages:
 func TestChartHealthWaitIsSupersededByANewerCommit(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
-	repo, url := newWorkRepo(t, env)
-	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
-	cfg := chartConfig(t, env, repoName, url, "oci://"+env.Registry+"/e2e/"+ns)
+	repo, _, cfg := newChartProject(t, env, ns)
 	files := chartDirRepo(t, env)
 	files[".pipeline.yaml"] = chartDirPipeline(ns, "90s", "")
 	repo.commit("healthy", files)

@@ -165,7 +165,7 @@ func TestHealthWatchRollsBackALateCrashOnce(t *testing.T) {
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
 	addr := freeAddress(t)
-	repo, _, cfg := newProject(t, env)
+	repo, repoName, cfg := newProject(t, env)
 	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1)
 	manifests = manifests[:strings.Index(manifests, "---\napiVersion: networking.k8s.io/v1")]
 	repo.commit("healthy", map[string][]byte{
@@ -192,7 +192,7 @@ func TestHealthWatchRollsBackALateCrashOnce(t *testing.T) {
 		!strings.Contains(e.Error, "rollback run BUILD_ID 3 to BUILD_ID 1 started") {
 		t.Errorf("health event %+v: want the Deployment, the pod's reason and the rollback run", e)
 	}
-	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048"} 1`) {
+	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048",repository="`+repoName+`"} 1`) {
 		t.Errorf("metrics lack slipway_unhealthy_objects 1 while BUILD_ID 2 is current:\n%s", m)
 	}
 	h := waitHistory(t, cfg, 60*time.Second, "the rollback run", func(h []historyEntry) bool {
@@ -229,7 +229,7 @@ func TestHealthWatchRollsBackALateCrashOnce(t *testing.T) {
 	if unhealthy != 1 {
 		t.Errorf("%d unhealthy events, want 1", unhealthy)
 	}
-	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048"} 0`) {
+	if m := scrape(t, addr); !strings.Contains(m, `slipway_unhealthy_objects{pipeline="jack-2048",repository="`+repoName+`"} 0`) {
 		t.Errorf("metrics after the rollback: want slipway_unhealthy_objects 0:\n%s", m)
 	}
 	d.stop(t)

@@ -58,7 +58,5 @@ func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 	if strings.Join(managers, ",") != "slipway/Apply" {
 		t.Errorf("managers = %v, want only slipway/Apply", managers)
 	}
-	if cm.Labels["slipway.dev/name"] != "settings" || cm.Labels["slipway.dev/namespace"] != "settings" {
-		t.Errorf("owner labels = %v", cm.Labels)
-	}
+	assertOwnedBy(t, "ConfigMap settings", cm.ObjectMeta, repoName+"/settings/settings")
 }

@@ -334,3 +334,56 @@ func (g *Gitea) CreateReview(t testing.TB, owner, repo string, number int64, eve
 func repoPath(owner, repo string) string {
 	return "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(repo)
 }
+
+// CreateOrg creates an organization owned by the acting user, named prefix plus a random
+// suffix; it is deleted when the test ends (after its repositories, which are made later).
+func (g *Gitea) CreateOrg(t testing.TB, prefix string) string {
+	t.Helper()
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	name := prefix + "-" + hex.EncodeToString(suffix)
+	g.call(t, http.MethodPost, "/orgs", map[string]any{"username": name, "visibility": "public"}, nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := g.Do(ctx, http.MethodDelete, "/orgs/"+url.PathEscape(name), nil, nil); err != nil {
+			t.Errorf("delete Gitea organization %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// CreateOrgRepo creates an empty repository of an organization the acting user owns; it is
+// deleted when the test ends.
+func (g *Gitea) CreateOrgRepo(t testing.TB, org, name string) GiteaRepo {
+	t.Helper()
+	var repo GiteaRepo
+	g.call(t, http.MethodPost, "/orgs/"+url.PathEscape(org)+"/repos", map[string]any{"name": name, "private": false, "auto_init": false}, &repo)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := g.Do(ctx, http.MethodDelete, repoPath(org, name), nil, nil)
+		if err != nil && !strings.Contains(err.Error(), "404 Not Found") {
+			t.Errorf("delete Gitea repository %s: %v", repo.FullName, err)
+		}
+	})
+	return repo
+}
+
+// CreateTeam creates a team of an organization with write access to all its repositories
+// and adds members to it.
+func (g *Gitea) CreateTeam(t testing.TB, org, name string, members ...string) {
+	t.Helper()
+	var team struct {
+		ID int64 `json:"id"`
+	}
+	g.call(t, http.MethodPost, "/orgs/"+url.PathEscape(org)+"/teams", map[string]any{
+		"name": name, "permission": "write", "includes_all_repositories": true,
+		"units": []string{"repo.code", "repo.pulls", "repo.issues"},
+	}, &team)
+	for _, m := range members {
+		g.call(t, http.MethodPut, fmt.Sprintf("/teams/%d/members/%s", team.ID, url.PathEscape(m)), nil, nil)
+	}
+}

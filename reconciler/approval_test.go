@@ -1,0 +1,167 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// emptyCheckout stands in for Git: the gated runs below need no files.
+type emptyCheckout struct{}
+
+func (emptyCheckout) Sync(context.Context, sources.Repo, string) (sources.SyncResult, error) {
+	return sources.SyncResult{}, nil
+}
+func (emptyCheckout) Checkout(context.Context, sources.Repo, string, string) error { return nil }
+func (emptyCheckout) Commit(context.Context, sources.Repo, string) (sources.Commit, error) {
+	return sources.Commit{}, nil
+}
+
+// gatedPipeline has one stage behind a manual approval; its task is of a type this
+// version cannot run, so a run that gets past the gate fails in that task, which proves
+// the task started.
+func gatedPipeline(t *testing.T, top, approval string) *pipeline.Pipeline {
+	t.Helper()
+	ps, diags := pipeline.Parse("gated.yaml", []byte(`name: app
+`+top+`stages:
+  - name: production
+    approval:
+      manual: {approvers: [ops-lead]}
+`+approval+`    tasks:
+      - name: smoke
+        type: script
+        image: busybox
+        script: "true"
+`))
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ps[0]
+}
+
+func startGatedRun(t *testing.T, p *pipeline.Pipeline) (store.Store, *Dispatcher, store.Run) {
+	t.Helper()
+	st := testStore(t)
+	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	d, _ := startTestDispatcher(t, runner, st)
+	run, err := d.Submit(context.Background(), RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, p, store.TriggerPush, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, run, store.RunAwaitingApproval)
+	return st, d, run
+}
+
+func waitStatus(t *testing.T, st store.Store, run store.Run, want store.RunStatus) store.Run {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := st.GetRun(context.Background(), run.Pipeline, run.BuildID)
+		if err == nil && got.Status == want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %d is %s (%v), want %s", run.BuildID, got.Status, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAGatedStageWaitsForAnApprover(t *testing.T) {
+	st, d, run := startGatedRun(t, gatedPipeline(t, "timeout: 1s\n", ""))
+	waiting, _ := st.GetRun(context.Background(), testRef, run.BuildID)
+	if !strings.Contains(waiting.Reason, "waits for a manual approval from ops-lead") {
+		t.Errorf("reason %q", waiting.Reason)
+	}
+	if tasks, _ := st.ListTasks(context.Background(), testRef, run.BuildID); tasks[0].Status != store.TaskPending {
+		t.Fatalf("the gated task started: %+v", tasks)
+	}
+	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "mallory", Approve: true}); !errors.Is(err, policy.ErrNotApprover) {
+		t.Fatalf("an answer from someone not listed: %v", err)
+	}
+	// Waiting longer than the pipeline's timeout of 1s does not time the run out: the
+	// run's own clock stops while it waits for people.
+	time.Sleep(1500 * time.Millisecond)
+	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, d, run.BuildID)
+	final, _ := st.GetRun(context.Background(), testRef, run.BuildID)
+	tasks, _ := st.ListTasks(context.Background(), testRef, run.BuildID)
+	if final.Status != store.RunFailed || tasks[0].Status != store.TaskFailed ||
+		!strings.Contains(tasks[0].Reason, "task type script is not available") {
+		t.Fatalf("after the approval the stage must run: run %+v, task %+v", final, tasks[0])
+	}
+	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); !errors.Is(err, ErrNotActive) {
+		t.Errorf("answering a finished run: %v", err)
+	}
+}
+
+func TestARejectedStageFailsTheRun(t *testing.T) {
+	st, d, run := startGatedRun(t, gatedPipeline(t, "", ""))
+	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Comment: "not today"}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, d, run.BuildID)
+	final, _ := st.GetRun(context.Background(), testRef, run.BuildID)
+	tasks, _ := st.ListTasks(context.Background(), testRef, run.BuildID)
+	if final.Status != store.RunFailed || final.Reason != "stage production rejected by ops-lead: not today" || tasks[0].Status != store.TaskSkipped {
+		t.Fatalf("run %+v, task %+v", final, tasks[0])
+	}
+}
+
+func TestAnApprovalTimesOut(t *testing.T) {
+	st, d, run := startGatedRun(t, gatedPipeline(t, "", "      timeout: 300ms\n"))
+	waitDone(t, d, run.BuildID)
+	final, _ := st.GetRun(context.Background(), testRef, run.BuildID)
+	if final.Status != store.RunApprovalTimedOut || !strings.HasPrefix(final.Reason, "no approval of stage production within 300ms") {
+		t.Fatalf("run %+v", final)
+	}
+}
+
+func TestANewerPushSupersedesARunWaitingForApproval(t *testing.T) {
+	st, d, run := startGatedRun(t, gatedPipeline(t, "", ""))
+	p := gatedPipeline(t, "", "")
+	newer, err := d.Submit(context.Background(), RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, p, store.TriggerPush, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitStatus(t, st, run, store.RunSuperseded)
+	if final.Reason != "superseded by BUILD_ID 2" {
+		t.Errorf("reason %q", final.Reason)
+	}
+	waitStatus(t, st, newer, store.RunAwaitingApproval)
+}
+
+// A process nobody can send approvals to (the CLI's engine) fails a run at the gate at
+// once, saying where it could be approved, instead of waiting for nothing.
+func TestARunThatNobodyCanApproveFailsAtOnce(t *testing.T) {
+	st := testStore(t)
+	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, NoApprovals: true, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	run, err := d.Submit(ctx, RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, gatedPipeline(t, "", ""), store.TriggerManual, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitStatus(t, st, run, store.RunFailed)
+	if !strings.Contains(final.Reason, "this process takes no approvals: run it through slipway serve") {
+		t.Fatalf("reason %q", final.Reason)
+	}
+}

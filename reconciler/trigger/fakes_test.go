@@ -1,0 +1,425 @@
+package trigger
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Fakes of the interfaces the package defines, for unit tests of the watcher's and the
+// hub's decisions. Each records what it was asked; the tests own their answers.
+
+const testBranch = "main"
+
+var testRepo = sources.Repo{Name: "app", URL: "https://git.example/team/app.git"}
+
+// sha makes a recognisable full hash: sha("c2") is "c2" padded with zeros to 40 characters.
+func sha(name string) string { return name + strings.Repeat("0", 40-len(name)) }
+
+func commitOf(name, message string) sources.Commit {
+	h := sha(name)
+	return sources.Commit{Hash: h, ShortHash: h[:7], Message: message}
+}
+
+// fakeGit is a branch whose head the test moves.
+type fakeGit struct {
+	t       *testing.T
+	mu      sync.Mutex
+	head    string
+	syncErr error
+	commits map[string]sources.Commit
+	// commitErr answers Commit for a hash with an error other than not found.
+	commitErr map[string]error
+	// changed answers ChangedPaths by "from..to"; a pair the test did not give fails it.
+	changed    map[string][]string
+	changedErr error
+
+	syncs        int
+	commitAsked  []string
+	changedAsked []string
+}
+
+func newFakeGit(t *testing.T, commits ...sources.Commit) *fakeGit {
+	g := &fakeGit{t: t, commits: map[string]sources.Commit{}, commitErr: map[string]error{}, changed: map[string][]string{}}
+	for _, c := range commits {
+		g.commits[c.Hash] = c
+	}
+	return g
+}
+
+func (g *fakeGit) setHead(h string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.head = h
+}
+
+func (g *fakeGit) Sync(_ context.Context, repo sources.Repo, branch string) (sources.SyncResult, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.syncs++
+	if repo.Name != testRepo.Name || branch != testBranch {
+		g.t.Errorf("Sync(%s, %s), want the watched repository's tracked branch", repo.Name, branch)
+	}
+	if g.syncErr != nil {
+		return sources.SyncResult{}, g.syncErr
+	}
+	return sources.SyncResult{Commit: g.head, Fetched: true}, nil
+}
+
+func (g *fakeGit) Commit(_ context.Context, _ sources.Repo, hash string) (sources.Commit, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.commitAsked = append(g.commitAsked, hash)
+	if err := g.commitErr[hash]; err != nil {
+		return sources.Commit{}, err
+	}
+	c, ok := g.commits[hash]
+	if !ok {
+		return sources.Commit{}, fmt.Errorf("commit %s: %w", hash, sources.ErrCommitNotFound)
+	}
+	return c, nil
+}
+
+func (g *fakeGit) ChangedPaths(_ context.Context, _ sources.Repo, from, to string) ([]string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	key := from[:2] + ".." + to[:2]
+	g.changedAsked = append(g.changedAsked, key)
+	if g.changedErr != nil {
+		return nil, g.changedErr
+	}
+	paths, ok := g.changed[key]
+	if !ok {
+		g.t.Errorf("ChangedPaths(%s) not expected", key)
+	}
+	return paths, nil
+}
+
+func (g *fakeGit) counts() (syncs int, commits, changed []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.syncs, slices.Clone(g.commitAsked), slices.Clone(g.changedAsked)
+}
+
+// fakeFiles is the pipeline file at each commit.
+type fakeFiles struct {
+	git   *fakeGit
+	mu    sync.Mutex
+	files map[string][]*pipeline.Pipeline
+	errs  map[string]error
+	asked []reconciler.Request
+}
+
+func newFakeFiles(g *fakeGit) *fakeFiles {
+	return &fakeFiles{git: g, files: map[string][]*pipeline.Pipeline{}, errs: map[string]error{}}
+}
+
+func (f *fakeFiles) Prepare(_ context.Context, req reconciler.Request) (*reconciler.Checkout, error) {
+	f.mu.Lock()
+	f.asked = append(f.asked, req)
+	f.mu.Unlock()
+	commit := req.Commit
+	if commit == "" {
+		f.git.mu.Lock()
+		commit = f.git.head
+		f.git.mu.Unlock()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.errs[commit]; err != nil {
+		return nil, err
+	}
+	f.git.mu.Lock()
+	info, ok := f.git.commits[commit]
+	f.git.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("commit %s: %w", commit, sources.ErrCommitNotFound)
+	}
+	// A fresh checkout each time, as the runner's is: the watcher sets its Branch.
+	co := &reconciler.Checkout{Repo: req.Repo, Branch: req.Branch, Commit: info}
+	for _, p := range f.files[commit] {
+		if len(req.Pipelines) == 0 || slices.Contains(req.Pipelines, p.Name) {
+			co.Pipelines = append(co.Pipelines, p)
+		}
+	}
+	if len(req.Pipelines) > 0 && len(co.Pipelines) == 0 {
+		return nil, fmt.Errorf("pipeline %q: %w", req.Pipelines[0], reconciler.ErrNoSuchPipeline)
+	}
+	return co, nil
+}
+
+func (f *fakeFiles) prepared() []reconciler.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
+}
+
+// prepareFunc adapts a function to PipelineReader, for tests that pace Run.
+type prepareFunc func(ctx context.Context, req reconciler.Request) (*reconciler.Checkout, error)
+
+func (f prepareFunc) Prepare(ctx context.Context, req reconciler.Request) (*reconciler.Checkout, error) {
+	return f(ctx, req)
+}
+
+// fakeRuns is the run engine as the watcher and the hub see it (Runs and Dispatcher).
+type fakeRuns struct {
+	mu         sync.Mutex
+	submitErr  map[string]error // by pipeline name
+	idleErr    error
+	submitted  []reconciler.Job
+	idle       []reconciler.Job
+	superseded []superseded
+	buildID    int64
+	// onSubmit, when set, hears every Submit after it is recorded.
+	onSubmit chan reconciler.Job
+}
+
+type superseded struct {
+	job    reconciler.Job
+	reason string
+}
+
+func (r *fakeRuns) Submit(_ context.Context, job reconciler.Job) (store.Run, error) {
+	r.mu.Lock()
+	if err := r.submitErr[job.Ref.Name]; err != nil {
+		r.mu.Unlock()
+		return store.Run{}, err
+	}
+	r.submitted = append(r.submitted, job)
+	r.buildID++
+	run := runOf(job, r.buildID)
+	r.mu.Unlock()
+	if r.onSubmit != nil {
+		r.onSubmit <- job
+	}
+	return run, nil
+}
+
+func (r *fakeRuns) SubmitIfIdle(_ context.Context, job reconciler.Job) (store.Run, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle = append(r.idle, job)
+	if r.idleErr != nil {
+		return store.Run{}, r.idleErr
+	}
+	r.buildID++
+	return runOf(job, r.buildID), nil
+}
+
+func (r *fakeRuns) RecordSuperseded(_ context.Context, job reconciler.Job, reason string) (store.Run, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.superseded = append(r.superseded, superseded{job, reason})
+	r.buildID++
+	return runOf(job, r.buildID), nil
+}
+
+func (r *fakeRuns) Cancel(context.Context, store.PipelineRef, int64, string) error { return nil }
+func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string)        {}
+func (r *fakeRuns) Active(store.PipelineRef) bool                                  { return false }
+func (r *fakeRuns) Answer(store.PipelineRef, int64, policy.Answer) error           { return nil }
+
+func (r *fakeRuns) jobs() (submitted, supersededJobs []reconciler.Job, reasons []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.superseded {
+		supersededJobs = append(supersededJobs, s.job)
+		reasons = append(reasons, s.reason)
+	}
+	return slices.Clone(r.submitted), supersededJobs, reasons
+}
+
+func runOf(job reconciler.Job, id int64) store.Run {
+	run := store.Run{Pipeline: job.Ref, BuildID: id, Trigger: job.Trigger, ParentBuildID: job.Parent, Status: store.RunQueued}
+	if co := job.Checkout(); co != nil {
+		run.Commit = co.Commit.Hash
+	}
+	return run
+}
+
+// describe names jobs "pipeline@commit-prefix/trigger", in order, for comparisons.
+func describe(jobs []reconciler.Job) []string {
+	var out []string
+	for _, j := range jobs {
+		commit := "-"
+		if co := j.Checkout(); co != nil {
+			commit = co.Commit.Hash[:2]
+		}
+		out = append(out, fmt.Sprintf("%s@%s/%s", j.Ref.Name, commit, j.Trigger))
+	}
+	return out
+}
+
+// fakeRecords is the store as the watcher and the hub read it.
+type fakeRecords struct {
+	mu        sync.Mutex
+	head      string // the handled head of testRepo's tracked branch
+	headErr   error
+	setHeads  []string
+	runs      map[store.PipelineRef][]store.Run // newest first, as the store lists them
+	pipelines []store.Pipeline
+	listErr   error
+}
+
+func newFakeRecords() *fakeRecords { return &fakeRecords{runs: map[store.PipelineRef][]store.Run{}} }
+
+func (r *fakeRecords) HandledHead(_ context.Context, repository, branch string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if repository != testRepo.Name || branch != testBranch {
+		return "", nil
+	}
+	return r.head, r.headErr
+}
+
+func (r *fakeRecords) SetHandledHead(_ context.Context, repository, branch, head string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if repository == testRepo.Name && branch == testBranch {
+		r.setHeads = append(r.setHeads, head)
+		r.head = head
+	}
+	return nil
+}
+
+func (r *fakeRecords) ListRuns(_ context.Context, ref store.PipelineRef, limit int) ([]store.Run, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.listErr != nil {
+		return nil, r.listErr
+	}
+	runs := r.runs[ref]
+	if limit > 0 && len(runs) > limit {
+		runs = runs[:limit]
+	}
+	return slices.Clone(runs), nil
+}
+
+func (r *fakeRecords) ListPipelines(context.Context) ([]store.Pipeline, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.pipelines), r.listErr
+}
+
+func (r *fakeRecords) GetRun(_ context.Context, ref store.PipelineRef, buildID int64) (store.Run, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, run := range r.runs[ref] {
+		if run.BuildID == buildID {
+			return run, nil
+		}
+	}
+	return store.Run{}, fmt.Errorf("run %s #%d: %w", ref.Name, buildID, store.ErrNotFound)
+}
+
+func (r *fakeRecords) handledHeads() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.setHeads)
+}
+
+// fakeSchedules records what the watcher tells the scheduler; signal, when set, hears each call.
+type fakeSchedules struct {
+	mu     sync.Mutex
+	calls  []string // "repository: pipeline, pipeline"
+	signal chan struct{}
+}
+
+func (s *fakeSchedules) SetSchedules(_ context.Context, repository string, pls []*pipeline.Pipeline) error {
+	var names []string
+	for _, p := range pls {
+		names = append(names, p.Name)
+	}
+	s.mu.Lock()
+	s.calls = append(s.calls, repository+": "+strings.Join(names, ", "))
+	s.mu.Unlock()
+	if s.signal != nil {
+		s.signal <- struct{}{}
+	}
+	return nil
+}
+
+func (s *fakeSchedules) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+// rig is a watcher of testRepo's main branch with fakes around it.
+type rig struct {
+	git       *fakeGit
+	files     *fakeFiles
+	runs      *fakeRuns
+	records   *fakeRecords
+	schedules *fakeSchedules
+	metrics   *Metrics
+	w         *BranchWatcher
+}
+
+func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {
+	t.Helper()
+	g := newFakeGit(t, commits...)
+	r := &rig{git: g, files: newFakeFiles(g), runs: &fakeRuns{submitErr: map[string]error{}}, records: newFakeRecords(),
+		schedules: &fakeSchedules{}, metrics: newTestMetrics(t)}
+	r.w = r.watcher(interval, r.files)
+	return r
+}
+
+// watcher builds the rig's watcher around another PipelineReader.
+func (r *rig) watcher(interval time.Duration, files PipelineReader) *BranchWatcher {
+	return NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: files, Runs: r.runs, Records: r.records,
+		Repo: testRepo, Branch: testBranch, Interval: interval, Schedules: r.schedules, Metrics: r.metrics,
+		Log: quietLog()})
+}
+
+func newTestMetrics(t *testing.T) *Metrics {
+	t.Helper()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+// pl is a pipeline with the given push trigger; nil means no triggers at all (every push
+// to the tracked branch).
+func pl(name string, push *pipeline.PushTrigger) *pipeline.Pipeline {
+	p := &pipeline.Pipeline{Name: name}
+	if push != nil {
+		p.Triggers = &pipeline.Triggers{Push: push}
+	}
+	return p
+}
+
+// recv waits for one value; the deadline only turns a hang into a clear failure.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}

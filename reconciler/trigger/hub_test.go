@@ -1,0 +1,217 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/schedule"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+var (
+	webRef    = store.PipelineRef{Repository: "app", Name: "web"}
+	otherRepo = sources.Repo{Name: "other", URL: "https://git.example/team/other.git"}
+)
+
+// newHubRig is a hub with testRepo's watcher; c1 is the tracked branch's head and holds
+// pipelines web and api.
+func newHubRig(t *testing.T) (*rig, *Hub) {
+	t.Helper()
+	r := newRig(t, time.Minute, commitOf("c0", ""), commitOf("c1", ""))
+	r.files.files[sha("c0")] = []*pipeline.Pipeline{pl("web", nil), pl("api", nil)}
+	r.files.files[sha("c1")] = []*pipeline.Pipeline{pl("web", nil), pl("api", nil)}
+	r.git.setHead(sha("c1"))
+	h := NewHub(HubOptions{Pipelines: r.files, Dispatcher: r.runs, Records: r.records, Metrics: r.metrics})
+	h.Add(r.w)
+	return r, h
+}
+
+func addOtherRepo(h *Hub, r *rig) {
+	h.Add(NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: r.files, Runs: r.runs, Records: r.records,
+		Repo: otherRepo, Branch: testBranch, Log: quietLog()}))
+}
+
+func TestHubTrigger(t *testing.T) {
+	r, h := newHubRig(t)
+	ctx := context.Background()
+	if _, err := h.Trigger(ctx, webRef, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Trigger(ctx, webRef, sha("c0")); err != nil {
+		t.Fatal(err)
+	}
+	submitted, _, _ := r.runs.jobs()
+	if want := []string{"web@c1/manual", "web@c0/manual"}; !slices.Equal(describe(submitted), want) {
+		t.Fatalf("started %v, want %v", describe(submitted), want)
+	}
+	req := r.files.prepared()[0]
+	if req.Repo.Name != "app" || req.Branch != testBranch || req.Commit != "" || !slices.Equal(req.Pipelines, []string{"web"}) {
+		t.Fatalf("prepared %+v: want the tracked branch's head, pipeline web only", req)
+	}
+	if submitted[0].Parent != 0 {
+		t.Fatalf("a manual run has parent %d", submitted[0].Parent)
+	}
+}
+
+func TestHubTriggerErrors(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, ""); !errors.Is(err, ErrRequest) {
+		t.Fatalf("unknown repository: %v, want ErrRequest", err)
+	}
+	if n := len(r.files.prepared()); n != 0 {
+		t.Fatalf("an unknown repository was prepared %d times", n)
+	}
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "app", Name: "nope"}, ""); !errors.Is(err, ErrRequest) || !errors.Is(err, reconciler.ErrNoSuchPipeline) {
+		t.Fatalf("pipeline not in the file: %v, want ErrRequest wrapping ErrNoSuchPipeline", err)
+	}
+	if _, err := h.Trigger(ctx, webRef, sha("c9")); !errors.Is(err, ErrRequest) || !errors.Is(err, sources.ErrCommitNotFound) {
+		t.Fatalf("unknown commit: %v, want ErrRequest wrapping ErrCommitNotFound", err)
+	}
+	r.files.errs[sha("c0")] = &reconciler.PrepareError{Commit: sha("c0"), Err: errors.New(".pipeline.yaml:1: bad")}
+	var notPrepared *reconciler.PrepareError
+	if _, err := h.Trigger(ctx, webRef, sha("c0")); !errors.Is(err, ErrRequest) || !errors.As(err, &notPrepared) {
+		t.Fatalf("invalid file: %v, want ErrRequest wrapping the PrepareError", err)
+	}
+	transient := errors.New("connection reset")
+	r.files.errs[sha("c1")] = transient
+	if _, err := h.Trigger(ctx, webRef, ""); !errors.Is(err, transient) || errors.Is(err, ErrRequest) {
+		t.Fatalf("transient failure: %v, want it unwrapped and not ErrRequest", err)
+	}
+	if submitted, _, _ := r.runs.jobs(); len(submitted) != 0 {
+		t.Fatalf("failed triggers started %v", describe(submitted))
+	}
+}
+
+func TestHubRerun(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	r.records.runs[webRef] = []store.Run{
+		{Pipeline: webRef, BuildID: 4, Trigger: store.TriggerRollback, Commit: sha("c0"), Status: store.RunSucceeded},
+		{Pipeline: webRef, BuildID: 3, Trigger: store.TriggerPush, Commit: sha("c0"), Status: store.RunFailed},
+	}
+	if _, err := h.Rerun(ctx, webRef, 3); err != nil {
+		t.Fatal(err)
+	}
+	submitted, _, _ := r.runs.jobs()
+	if !slices.Equal(describe(submitted), []string{"web@c0/manual"}) || submitted[0].Parent != 3 {
+		t.Fatalf("re-run started %v (parent %d), want web@c0 with parent 3", describe(submitted), submitted[0].Parent)
+	}
+
+	_, err := h.Rerun(ctx, webRef, 4)
+	if !errors.Is(err, ErrRequest) || !strings.Contains(err.Error(), "rollback") {
+		t.Fatalf("re-run of a rollback: %v, want ErrRequest saying why", err)
+	}
+	if _, err := h.Rerun(ctx, webRef, 9); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("re-run of an unknown run: %v, want ErrNotFound", err)
+	}
+	if submitted, _, _ := r.runs.jobs(); len(submitted) != 1 || len(r.files.prepared()) != 1 {
+		t.Fatalf("refused re-runs prepared or started something: %v", describe(submitted))
+	}
+}
+
+func TestHubResolve(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	r.records.listErr = errors.New("must not be asked with one repository")
+	if ref, err := h.Resolve(ctx, "", "web"); err != nil || ref != webRef {
+		t.Fatalf("one repository: %v, %v; want app/web", ref, err)
+	}
+	if ref, err := h.Resolve(ctx, "app", "web"); err != nil || ref != webRef {
+		t.Fatalf("named repository: %v, %v", ref, err)
+	}
+	if _, err := h.Resolve(ctx, "nope", "web"); !errors.Is(err, ErrRequest) {
+		t.Fatalf("unknown repository: %v, want ErrRequest", err)
+	}
+	if _, err := h.Resolve(ctx, "app", ""); !errors.Is(err, ErrRequest) {
+		t.Fatalf("no name: %v, want ErrRequest", err)
+	}
+
+	addOtherRepo(h, r)
+	r.records.listErr = nil
+	r.records.pipelines = []store.Pipeline{
+		{Ref: webRef}, {Ref: store.PipelineRef{Repository: "other", Name: "web"}},
+		{Ref: store.PipelineRef{Repository: "other", Name: "worker"}},
+		{Ref: store.PipelineRef{Repository: "gone", Name: "cron"}}, // recorded, no longer configured
+	}
+	_, err := h.Resolve(ctx, "", "web")
+	if !errors.Is(err, ErrRequest) || !strings.Contains(err.Error(), "app, other") {
+		t.Fatalf("a name in two repositories: %v, want ErrRequest naming both", err)
+	}
+	if ref, err := h.Resolve(ctx, "", "worker"); err != nil || ref != (store.PipelineRef{Repository: "other", Name: "worker"}) {
+		t.Fatalf("a name in one repository: %v, %v; want other/worker", ref, err)
+	}
+	if _, err := h.Resolve(ctx, "", "cron"); !errors.Is(err, ErrRequest) {
+		t.Fatalf("a name only in an unconfigured repository: %v, want ErrRequest", err)
+	}
+	if ref, err := h.Resolve(ctx, "other", "web"); err != nil || ref.Repository != "other" {
+		t.Fatalf("named repository among several: %v, %v", ref, err)
+	}
+	r.records.listErr = errors.New("database is locked")
+	if _, err := h.Resolve(ctx, "", "web"); !errors.Is(err, r.records.listErr) {
+		t.Fatalf("store error: %v, want it passed on", err)
+	}
+}
+
+func TestHubStartForbidSubmitsOnlyIfIdle(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	cron := func() float64 { return testutil.ToFloat64(r.metrics.received.WithLabelValues("app", "cron")) }
+	fire := schedule.Fire{Pipeline: webRef, Schedule: "@daily", Concurrency: pipeline.ConcurrencyForbid}
+
+	r.runs.idleErr = fmt.Errorf("start web: %w", reconciler.ErrBusy)
+	err := h.Start(ctx, fire)
+	if !errors.Is(err, schedule.ErrActive) || !errors.Is(err, reconciler.ErrBusy) {
+		t.Fatalf("forbid while busy: %v, want schedule.ErrActive (wrapping ErrBusy)", err)
+	}
+	if cron() != 0 {
+		t.Fatal("a refused tick counted as a cron trigger")
+	}
+
+	r.runs.idleErr = nil
+	if err := h.Start(ctx, fire); err != nil {
+		t.Fatal(err)
+	}
+	submitted, _, _ := r.runs.jobs()
+	if len(submitted) != 0 || !slices.Equal(describe(r.runs.idle), []string{"web@c1/cron", "web@c1/cron"}) {
+		t.Fatalf("forbid: Submit got %v, SubmitIfIdle got %v; want only SubmitIfIdle", describe(submitted), describe(r.runs.idle))
+	}
+	if cron() != 1 {
+		t.Fatalf("cron triggers %v, want 1", cron())
+	}
+
+	fire.Concurrency = pipeline.ConcurrencyAllow
+	if err := h.Start(ctx, fire); err != nil {
+		t.Fatal(err)
+	}
+	if submitted, _, _ := r.runs.jobs(); !slices.Equal(describe(submitted), []string{"web@c1/cron"}) || len(r.runs.idle) != 2 {
+		t.Fatalf("allow: Submit got %v, want web@c1/cron", describe(submitted))
+	}
+
+	if err := h.Start(ctx, schedule.Fire{Pipeline: store.PipelineRef{Repository: "nope", Name: "web"}}); !errors.Is(err, ErrRequest) {
+		t.Fatalf("a fire for an unconfigured repository: %v, want ErrRequest", err)
+	}
+}
+
+func TestHubHint(t *testing.T) {
+	_, h := newHubRig(t)
+	if err := h.Hint("nope", Hint{Commit: sha("c1")}); !errors.Is(err, ErrRequest) {
+		t.Fatalf("hint for an unknown repository: %v, want ErrRequest", err)
+	}
+	if err := h.Hint("app", Hint{DeliveryID: "d1", Commit: sha("c1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.watchers["app"].takeHints(); len(got) != 1 || got[0].DeliveryID != "d1" {
+		t.Fatalf("the watcher holds %v, want the hint", got)
+	}
+}
