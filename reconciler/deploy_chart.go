@@ -106,7 +106,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}); err != nil {
 		return err
 	}
-	waitMessage(tl, t.Wait.Duration, t.StableFor.Duration, inv)
+	waitMessage(tl, t.Wait.Duration, t.StableFor.Duration, inv, "the release's %d objects")
 	ap := &apply.Applier{Cluster: cl, Log: log}
 	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
 	// newer commit may supersede.

@@ -111,7 +111,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, pruneErr.Error())
 		return inventory, pruneErr
 	}
-	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory)
+	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
 	done := rc.state.waitingForHealth()
 	err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
@@ -129,14 +129,16 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	return inventory, nil
 }
 
-// waitMessage says what the health wait is about to wait for, window included.
-func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []store.InventoryEntry) {
+// waitMessage says what the health wait is about to wait for, window included; what names
+// the objects ("%d objects", "the release's %d objects").
+func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []store.InventoryEntry, what string) {
+	objects := fmt.Sprintf(what, len(inv))
 	switch {
 	case wait <= 0:
 	case stableFor > 0 && apply.HasWorkloads(inv):
-		tl.Printf("waiting up to %s for %d objects to become healthy and stay so for %s", wait, len(inv), stableFor)
+		tl.Printf("waiting up to %s for %s to become healthy and stay so for %s", wait, objects, stableFor)
 	default:
-		tl.Printf("waiting up to %s for %d objects to become healthy", wait, len(inv))
+		tl.Printf("waiting up to %s for %s to become healthy", wait, objects)
 	}
 }
 
