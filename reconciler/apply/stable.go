@@ -40,11 +40,12 @@ func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, ti
 	return a.holdStable(ctx, inv, window, deadline)
 }
 
-// HasWorkloads tells whether a set holds objects that run pods, the only ones that can stop
-// being healthy by themselves: a set of configuration, services and RBAC needs no window.
+// HasWorkloads tells whether a set holds objects that keep pods running, the only ones that
+// can stop being healthy by themselves: a set of configuration, services and RBAC needs no
+// window, nor does a Job, which is Current once it completed.
 func HasWorkloads(inv []store.InventoryEntry) bool {
 	for _, e := range inv {
-		if e.Group == "apps" || e.Group == "batch" || (e.Group == "" && e.Kind == "Pod") {
+		if e.Group == "apps" || (e.Group == "" && e.Kind == "Pod") {
 			return true
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/event"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/cli-utils/pkg/object"
+
+	"github.com/slipwayhq/slipway/store"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -105,5 +107,15 @@ func TestUnstableIsUnhealthy(t *testing.T) {
 	err := error(&WaitError{Err: ErrUnstable})
 	if !errors.Is(err, ErrUnhealthy) || !errors.Is(err, ErrUnstable) {
 		t.Fatalf("%v is not ErrUnhealthy and ErrUnstable", err)
+	}
+}
+
+func TestHasWorkloads(t *testing.T) {
+	cases := map[string]bool{"apps/Deployment": true, "/Pod": true, "batch/Job": false, "/ConfigMap": false, "/Service": false}
+	for gk, want := range cases {
+		g, k, _ := strings.Cut(gk, "/")
+		if got := HasWorkloads([]store.InventoryEntry{{Group: g, Kind: k}}); got != want {
+			t.Errorf("%s: %v, want %v", gk, got, want)
+		}
 	}
 }
