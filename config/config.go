@@ -11,13 +11,15 @@ import (
 
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+	"github.com/slipwayhq/slipway/policy/celrule"
 )
 
 // Config is slipway.yaml.
 type Config struct {
 	Listen            string       `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
 	DataDir           string       `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
-	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding the bearer token the HTTP API (slipway trigger, rerun, cancel) requires. Unset: the API refuses every call; webhooks still work."`
+	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding one bearer token for the HTTP API: the identity api-token with role admin. Unset (and no apiTokensFile): the API refuses every call; webhooks still work."`
+	APITokensFile     string       `yaml:"apiTokensFile,omitempty" doc:"YAML file of the API's identities: name, tokenSHA256, roles, repositories (see docs/operations.md)."`
 	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
 	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
 	StoreKeyFiles     []string     `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
@@ -27,6 +29,7 @@ type Config struct {
 	Charts            Charts       `yaml:"charts,omitempty" doc:"Where charts are published."`
 	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
 	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
+	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
 
 	File      string               `yaml:"-"`
 	Positions yamlstrict.Positions `yaml:"-"`
@@ -44,6 +47,7 @@ type Repository struct {
 	Auth    *Auth    `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
 	Webhook *Webhook `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
 	Forge   *Forge   `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
+	Policy  Grants   `yaml:"policy,omitempty" doc:"What the repository's deploy tasks may deploy, and where. Unset: nothing anywhere (docs/policy.md)."`
 }
 
 // FieldHint explains that secrets are never written inline.
@@ -79,6 +83,33 @@ type Forge struct {
 
 // FieldHint explains that secrets are never written inline.
 func (*Forge) FieldHint(key string) string { return inlineSecretHint(key) }
+
+// Policy holds the rules every repository's deploys must pass.
+type Policy struct {
+	Rules []Rule `yaml:"rules,omitempty" doc:"CEL rules every rendered object of every repository must pass."`
+}
+
+// Grants is what one repository's deploy tasks may deploy: the safe default is nothing, so
+// each grant is written down and reviewable in slipway.yaml.
+type Grants struct {
+	Clusters   []string `yaml:"clusters,omitempty" doc:"Clusters its deploy tasks may target: names, or patterns where * matches any run of characters (prod-*, *). Default: none."`
+	Namespaces []string `yaml:"namespaces,omitempty" doc:"Namespaces its objects may be in and Namespace objects it may create: names or patterns with *. Default: none."`
+	Registries []string `yaml:"registries,omitempty" doc:"Registries its workloads' images may come from: HOST[:PORT][/PATH] prefixes, or * for any. Default: none."`
+	Trusted    bool     `yaml:"trusted,omitempty" doc:"Allow cluster-scoped RBAC, admission webhooks and CustomResourceDefinitions, denied otherwise."`
+	Rules      []Rule   `yaml:"rules,omitempty" doc:"CEL rules its rendered objects must pass, besides policy.rules."`
+}
+
+// Rule is a CEL expression every rendered object must satisfy.
+type Rule struct {
+	Name       string `yaml:"name" required:"true" doc:"DNS-1123 label; denials name the rule by it."`
+	Expression string `yaml:"expression" required:"true" doc:"CEL over the variable object (the rendered object); true allows the object."`
+	Message    string `yaml:"message,omitempty" doc:"What a denial says. Default: the expression."`
+
+	// Program is Expression compiled, set when the configuration is parsed.
+	Program *celrule.Program `yaml:"-"`
+	// At is where the rule is written, FILE:LINE:COL, for denials to point at.
+	At string `yaml:"-"`
+}
 
 // Cluster is a Kubernetes cluster by name.
 type Cluster struct {
@@ -133,7 +164,7 @@ func (Duration) Describe() string { return "a duration (such as 30s, 1m)" }
 var secretFields = map[string]string{
 	"password": "passwordFile", "token": "tokenFile", "secret": "secretFile", "username": "usernameFile",
 	"sshKey": "sshKeyFile", "knownHosts": "knownHostsFile", "storePassword": "storePasswordFile",
-	"apiToken": "apiTokenFile", "storeKey": "storeKeyFiles", "storeKeys": "storeKeyFiles",
+	"apiToken": "apiTokenFile", "apiTokens": "apiTokensFile", "storeKey": "storeKeyFiles", "storeKeys": "storeKeyFiles",
 }
 
 func inlineSecretHint(key string) string {
@@ -195,6 +226,7 @@ func (c *Config) resolve(dir string) {
 	abs(&c.DataDir)
 	abs(&c.StorePasswordFile)
 	abs(&c.APITokenFile)
+	abs(&c.APITokensFile)
 	for i := range c.StoreKeyFiles {
 		abs(&c.StoreKeyFiles[i])
 	}
@@ -225,6 +257,16 @@ func (c *Config) resolve(dir string) {
 
 // DefaultStoreKeyFile is the key Slipway creates and uses when storeKeyFiles is not set.
 func (c *Config) DefaultStoreKeyFile() string { return filepath.Join(c.DataDir, "store.key") }
+
+// Repository returns the repository of that name, or nil.
+func (c *Config) Repository(name string) *Repository {
+	for i := range c.Repositories {
+		if c.Repositories[i].Name == name {
+			return &c.Repositories[i]
+		}
+	}
+	return nil
+}
 
 // HasCluster reports whether a cluster of that name is configured.
 func (c *Config) HasCluster(name string) bool {

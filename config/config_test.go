@@ -31,6 +31,31 @@ func TestLoadFullExample(t *testing.T) {
 	}
 }
 
+func TestPolicyRulesCompileOnceAtLoad(t *testing.T) {
+	c, err := Parse("slipway.yaml", []byte(`dataDir: /d
+policy:
+  rules: [{name: no-lb, expression: "object.kind != 'Service'"}]
+repositories:
+  - name: r
+    url: https://g/r.git
+    branch: main
+    policy: {rules: [{name: small, expression: "size(object) < 10", message: too big}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	global, own := c.Policy.Rules[0], c.Repository("r").Policy.Rules[0]
+	if global.Program == nil || own.Program == nil || global.At != "slipway.yaml:3:11" || own.At != "slipway.yaml:8:22" {
+		t.Fatalf("rules not compiled or placed: %+v %+v", global, own)
+	}
+	if ok, err := global.Program.Eval(map[string]any{"kind": "Service"}); ok || err != nil {
+		t.Errorf("compiled rule: %v %v", ok, err)
+	}
+	if c.Repository("nope") != nil || c.Repository("r").Policy.Clusters != nil {
+		t.Error("Repository lookup")
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Parse("slipway.yaml", []byte("dataDir: /data\n"))
 	if err != nil {
@@ -117,6 +142,45 @@ func TestBadConfigs(t *testing.T) {
 		{"bad poll", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branch: refs/heads/main, poll: often}\n", []string{
 			`3:47: branch "refs/heads/main" must be a plain branch name, such as main`,
 			`3:70: poll: invalid duration "often": use a number with a unit, such as 30s or 5m`,
+		}},
+		{"policy grants", `dataDir: /d
+clusters: [{name: prod, inCluster: true}]
+repositories:
+  - name: r
+    url: https://g/r.git
+    branch: main
+    policy:
+      clusters: [prod, staging, 'prod-*', Prod_1]
+      namespaces: ['*', 'a/b']
+      registries: ['*', hub.example.com:5000/team, 'https://hub.example.com', nginx, 'hub.example.com/Team']
+`, []string{
+			`8:24: cluster "staging" is not defined under clusters`,
+			`8:43: cluster "Prod_1" must be a name (lowercase letters, digits and '-') where * matches any run of characters, such as prod-* or *`,
+			`9:25: namespace "a/b" must be a name (lowercase letters, digits and '-') where * matches any run of characters, such as prod-* or *`,
+			`10:52: registry "https://hub.example.com" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+			`10:79: registry "nginx" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+			`10:86: registry "hub.example.com/Team" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+		}},
+		{"policy rules", `dataDir: /d
+policy:
+  rules:
+    - {name: no-lb, expression: "object.kind != 'Service' ||"}
+    - {name: allowed-clusters, expression: "true"}
+    - {name: typo, expression: "objekt.kind == 'Pod'", message: m}
+repositories:
+  - name: r
+    url: https://g/r.git
+    branch: main
+    policy:
+      rules:
+        - {name: no-lb, expression: "object.metadata.name"}
+        - {name: x}
+`, []string{
+			`4:33: rule "no-lb": CEL expression does not compile: column 28: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}`,
+			`5:14: rule name "allowed-clusters" is a built-in rule's; choose another`,
+			`6:32: rule "typo": CEL expression does not compile: column 1: undeclared reference to 'objekt' (in container '')`,
+			`13:18: rule name "no-lb" is used twice (repositories' rules add to policy.rules, so their names must differ too)`,
+			`14:11: missing required field "expression"`,
 		}},
 	}
 	for _, tc := range tests {

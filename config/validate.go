@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+	"github.com/slipwayhq/slipway/policy/celrule"
 )
 
 var (
@@ -73,6 +76,7 @@ func validate(c *Config, r diag.Reporter) {
 		}
 	}
 	k.registry()
+	k.policy(clusters)
 	if repo := c.Charts.Repository; repo != "" {
 		u, err := url.Parse(repo)
 		if err != nil || u.Scheme != "oci" || u.Host == "" {
@@ -232,5 +236,101 @@ func (k checker) registry() {
 		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil || strings.Contains(h, "/") || h == "" {
 			k.at(yamlstrict.Index("registry.insecure", i), "insecure registry %q must be a host name with an optional port", h)
 		}
+	}
+}
+
+// Names of the built-in policy rules; CEL rules may not take them, so a denial's rule name
+// is never ambiguous.
+const (
+	RuleClusters   = "allowed-clusters"
+	RuleNamespaces = "allowed-namespaces"
+	RuleRegistries = "allowed-registries"
+	RuleKinds      = "trusted-kinds"
+)
+
+// namePattern is a name or a pattern of one: DNS-1123 label characters and *.
+// repoPath is an image repository path, as registries accept it.
+var repoPath = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
+var namePattern = regexp.MustCompile(`^[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?$`)
+
+// policy checks the grants' form and compiles every CEL rule once, so a rule that does not
+// compile is a configuration error and evaluation never compiles.
+func (k checker) policy(clusters map[string]bool) {
+	compiler, err := celrule.NewCompiler()
+	if err != nil {
+		k.at("policy", "%v", err)
+		return
+	}
+	global := map[string]bool{}
+	k.rules(compiler, "policy.rules", k.c.Policy.Rules, global)
+	for i := range k.c.Repositories {
+		f := yamlstrict.Index("repositories", i) + ".policy"
+		g := &k.c.Repositories[i].Policy
+		for j, c := range g.Clusters {
+			field := yamlstrict.Index(f+".clusters", j)
+			switch {
+			case !k.pattern(field, "cluster", c):
+			case !strings.Contains(c, "*") && !clusters[c]:
+				k.at(field, "cluster %q is not defined under clusters", c)
+			}
+		}
+		for j, ns := range g.Namespaces {
+			k.pattern(yamlstrict.Index(f+".namespaces", j), "namespace", ns)
+		}
+		for j, reg := range g.Registries {
+			k.registryPrefix(yamlstrict.Index(f+".registries", j), reg)
+		}
+		names := maps.Clone(global)
+		k.rules(compiler, f+".rules", g.Rules, names)
+	}
+}
+
+func (k checker) pattern(field, what, s string) bool {
+	if len(s) > 63 || !namePattern.MatchString(s) {
+		k.at(field, "%s %q must be a name (lowercase letters, digits and '-') where * matches any run of characters, such as prod-* or *", what, s)
+		return false
+	}
+	return true
+}
+
+// registryPrefix checks HOST[:PORT][/PATH] or *.
+func (k checker) registryPrefix(field, s string) {
+	if s == "*" {
+		return
+	}
+	host, repo, _ := strings.Cut(s, "/")
+	_, err := name.NewRegistry(host, name.StrictValidation)
+	if err != nil || (repo != "" && !repoPath.MatchString(repo)) || (!strings.Contains(host, ".") && !strings.Contains(host, ":") && host != "localhost") {
+		k.at(field, "registry %q must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io", s)
+	}
+}
+
+func (k checker) rules(compiler *celrule.Compiler, f string, rules []Rule, names map[string]bool) {
+	for i := range rules {
+		field := yamlstrict.Index(f, i)
+		r := &rules[i]
+		pos := k.c.Positions.Of(field)
+		r.At = fmt.Sprintf("%s:%d:%d", k.c.File, pos.Line, pos.Column)
+		if k.label(field+".name", "rule name", r.Name) {
+			switch r.Name {
+			case RuleClusters, RuleNamespaces, RuleRegistries, RuleKinds:
+				k.at(field+".name", "rule name %q is a built-in rule's; choose another", r.Name)
+			default:
+				if names[r.Name] {
+					k.at(field+".name", "rule name %q is used twice (repositories' rules add to policy.rules, so their names must differ too)", r.Name)
+				}
+			}
+			names[r.Name] = true
+		}
+		if r.Expression == "" {
+			continue
+		}
+		prg, err := compiler.Compile(r.Expression)
+		if err != nil {
+			k.at(field+".expression", "rule %q: %v", r.Name, err)
+			continue
+		}
+		r.Program = prg
 	}
 }

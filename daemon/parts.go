@@ -30,7 +30,7 @@ type Parts struct {
 // every run and task state change.
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
-		Config: d.Config, Builder: d.builder, Tags: d.tags, Observer: observer, Log: d.log})
+		Config: d.Config, Builder: d.builder, Tags: d.tags, Audit: d.Store, Observer: observer, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner

@@ -103,7 +103,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}()
 	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
-		Metrics: triggerMetrics})
+		Metrics: triggerMetrics, Audit: d.Store})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}
@@ -127,13 +127,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branch: r.Branch}
 		}
 	}
-	var token []byte
-	if d.Config.APITokenFile != "" {
-		if token, err = ReadSecretFile(d.Config.APITokenFile); err != nil {
-			return fmt.Errorf("apiTokenFile: %w", err)
-		}
+	users, err := APIUsers(d.Config)
+	if err != nil {
+		return err
 	}
-	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Token: token,
+	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
 		Log: log.WithField("component", "http")}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)

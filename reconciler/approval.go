@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -84,10 +85,15 @@ func (e *errApprovalTimedOut) Error() string { return e.reason }
 func (r *Runner) passGate(ctx context.Context, rc *runContext, job Job, st *pipeline.Stage, deadline *runDeadline) error {
 	req := policy.StageRequest{Run: rc.run, Pipeline: job.pipeline, Stage: st}
 	d, err := r.gate.MayStart(ctx, req)
-	if err != nil || d.Allow {
+	if err != nil {
 		return err
 	}
+	if d.Allow {
+		r.auditGate(ctx, rc, st, req, d)
+		return nil
+	}
 	if !d.Wait {
+		r.auditGate(ctx, rc, st, req, d)
 		return &GateError{Stage: st.Name, Decision: d}
 	}
 	if rc.state.approvalsClosed() {
@@ -122,10 +128,41 @@ func (r *Runner) passGate(ctx context.Context, rc *runContext, job Job, st *pipe
 			return err
 		}
 	}
+	r.auditGate(ctx, rc, st, req, d)
 	if !d.Allow {
 		return &GateError{Stage: st.Name, Decision: d}
 	}
 	return r.setRunStatus(ctx, rc.run, rc.state, store.RunRunning, "")
+}
+
+// auditGate records a gate's final decision on a stage that has one, with its evidence;
+// a stage without a gate is not worth an entry.
+func (r *Runner) auditGate(ctx context.Context, rc *runContext, st *pipeline.Stage, req policy.StageRequest, d policy.Decision) {
+	if st.Approval == nil || r.audit == nil {
+		return
+	}
+	type answer struct {
+		Actor   string `json:"actor"`
+		Approve bool   `json:"approve"`
+		Comment string `json:"comment,omitempty"`
+	}
+	evidence := struct {
+		Stage   string   `json:"stage"`
+		Rule    string   `json:"rule"`
+		Allow   bool     `json:"allow"`
+		Answers []answer `json:"answers,omitempty"`
+	}{Stage: st.Name, Rule: d.Rule, Allow: d.Allow}
+	for _, a := range req.Answers {
+		evidence.Answers = append(evidence.Answers, answer{Actor: a.Actor, Approve: a.Approve, Comment: a.Comment})
+	}
+	raw, err := json.Marshal(evidence)
+	if err == nil {
+		_, err = r.audit.RecordAudit(context.WithoutCancel(ctx), store.AuditEntry{Actor: "gate", Action: store.AuditGateDecision,
+			Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Reason: d.Reason, Evidence: raw})
+	}
+	if err != nil {
+		rc.log.WithError(err).WithField("stage", st.Name).Error("record the gate's decision in the audit log")
+	}
 }
 
 // runDeadline is the run's own timeout, which stops while the run waits for people.

@@ -46,11 +46,6 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
-	if t.CreateNamespace {
-		if err := ensureNamespace(ctx, cl, t.Namespace, tl); err != nil {
-			return err
-		}
-	}
 	log := rc.log.WithField("task", task)
 	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) {
 		log.Debug(rc.mask(fmt.Sprintf(f, a...)))
@@ -67,6 +62,15 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	if st.Unlocked > 0 {
 		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
+	}
+	// Policy sees what Helm would apply before anything is, the namespace included.
+	if err := r.checkChartPolicy(ctx, rc, task, t, cl, rel, ch, values, st.Last != nil, tl); err != nil {
+		return err
+	}
+	if t.CreateNamespace {
+		if err := ensureNamespace(ctx, cl, t.Namespace, tl); err != nil {
+			return err
+		}
 	}
 	// Helm's own timeout bounds the apply of hooks and resources; health is waited for below.
 	helmTimeout := max(t.Wait.Duration, time.Minute)

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
@@ -34,6 +35,10 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		if n := render.PinImages(ms, rc.pinnedImages()); n > 0 {
 			tl.Printf("pinned %d image references to the digests built in this run", n)
 		}
+	}
+	target := policy.Target{Task: task, Cluster: t.Cluster, Namespace: t.Namespace, Namespaces: t.AllowedNamespaces}
+	if err := r.checkPolicy(rc, target, ms, tl); err != nil {
+		return err
 	}
 	objects, err := encodeObjects(ms)
 	if err != nil {

@@ -33,6 +33,11 @@ type StageGate interface {
 	MayStart(ctx context.Context, req policy.StageRequest) (policy.Decision, error)
 }
 
+// AuditLog records the gates' decisions.
+type AuditLog interface {
+	RecordAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
 // Observer hears about a run's progress, e.g. to print it on a terminal.
 type Observer interface {
 	RunEvent(e Event)
@@ -69,6 +74,7 @@ type RunnerOptions struct {
 	Builder  ImageBuilder // for build-image tasks
 	Tags     TagPruner    // for build-image retention (keep)
 	Gate     StageGate    // nil: policy.Gate
+	Audit    AuditLog     // where gate decisions are recorded; optional
 	Observer Observer     // optional
 	Log      *logrus.Entry
 }
@@ -84,6 +90,7 @@ type Runner struct {
 	builder  ImageBuilder
 	tags     TagPruner
 	gate     StageGate
+	audit    AuditLog
 	observer Observer
 	log      *logrus.Entry
 }
@@ -91,7 +98,7 @@ type Runner struct {
 // NewRunner wires a Runner.
 func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
-		tags: o.Tags, gate: o.Gate, observer: o.Observer, log: o.Log}
+		tags: o.Tags, gate: o.Gate, audit: o.Audit, observer: o.Observer, log: o.Log}
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}
@@ -343,6 +350,12 @@ const defaultRunTimeout = 60 * time.Minute
 func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *RunState, deadline *runDeadline, log *logrus.Entry) outcome {
 	stages, err := r.plan(ctx, job)
 	if err != nil {
+		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
+	}
+	// Every deploy task's cluster and namespace are checked before the first stage, so a
+	// denied later stage does not let an earlier one apply.
+	if err := policy.CheckRun(r.config, job.Ref.Repository, job.pipeline); err != nil {
+		r.skipStages(ctx, run, stages, err.Error())
 		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
 	}
 	rc, err := r.newRunContext(ctx, job, run, state, log)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
@@ -49,7 +51,7 @@ func RunOf(r store.Run) Run {
 
 const maxAPIBody = 64 << 10
 
-func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
 	var req RunRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err == nil && len(body) > 0 {
@@ -65,29 +67,29 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "give commit or rerun, not both: a re-run uses its parent's commit")
 		return
 	}
-	ref, ok := s.resolve(w, r, req.Repository)
+	ref, ok := s.resolve(w, r, caller, req.Repository)
 	if !ok {
 		return
 	}
 	var run store.Run
 	source := "manual"
 	if req.Rerun != 0 {
-		run, err = s.Triggers.Rerun(r.Context(), ref, req.Rerun)
+		run, err = s.Triggers.Rerun(r.Context(), ref, req.Rerun, caller.Name)
 		source = "rerun"
 	} else {
-		run, err = s.Triggers.Trigger(r.Context(), ref, req.Commit)
+		run, err = s.Triggers.Trigger(r.Context(), ref, req.Commit, caller.Name)
 	}
 	if err != nil {
 		s.fail(w, err, fmt.Sprintf("start %s", ref.Name))
 		return
 	}
 	s.Metrics.Received(ref.Repository, source)
-	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID, "commit": run.Commit, "source": source}).Info("run requested through the API")
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID, "commit": run.Commit, "source": source, "user": caller.Name}).Info("run requested through the API")
 	writeJSON(w, http.StatusCreated, RunOf(run))
 }
 
-func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	ref, id, ok := s.runTarget(w, r)
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	ref, id, ok := s.runTarget(w, r, caller)
 	if !ok {
 		return
 	}
@@ -99,16 +101,16 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, RunOf(run))
 }
 
-func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	ref, id, ok := s.runTarget(w, r)
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	ref, id, ok := s.runTarget(w, r, caller)
 	if !ok {
 		return
 	}
-	if err := s.Triggers.Cancel(r.Context(), ref, id); err != nil {
+	if err := s.Triggers.Cancel(r.Context(), ref, id, caller.Name); err != nil {
 		s.fail(w, err, fmt.Sprintf("cancel %s #%d", ref.Name, id))
 		return
 	}
-	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id}).Info("run cancelled through the API")
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "user": caller.Name}).Info("run cancelled through the API")
 	run, err := s.Records.GetRun(r.Context(), ref, id)
 	if err != nil {
 		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
@@ -117,23 +119,78 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, RunOf(run))
 }
 
-func (s *Server) resolve(w http.ResponseWriter, r *http.Request, repository string) (store.PipelineRef, bool) {
+// AnswerRequest is the body of approve and reject; both fields are optional.
+type AnswerRequest struct {
+	Comment string `json:"comment,omitempty"`
+}
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.answerRun(w, r, caller, true)
+}
+
+func (s *Server) rejectRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.answerRun(w, r, caller, false)
+}
+
+// answerRun hands the caller's approval or rejection to a run waiting at a gate: 403 for
+// someone the stage does not list as an approver, 409 for a run that is not waiting.
+func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, caller config.APIUser, approve bool) {
+	var req AnswerRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err == nil && len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return
+	}
+	ref, id, ok := s.runTarget(w, r, caller)
+	if !ok {
+		return
+	}
+	what := "approve"
+	if !approve {
+		what = "reject"
+	}
+	if err := s.Triggers.Approve(r.Context(), ref, id, caller.Name, approve, req.Comment); err != nil {
+		s.fail(w, err, fmt.Sprintf("%s %s #%d", what, ref.Name, id))
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "user": caller.Name, "answer": what}).Info("run answered through the API")
+	run, err := s.Records.GetRun(r.Context(), ref, id)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, RunOf(run))
+}
+
+// resolve names the pipeline the URL means, and answers 403 if the caller may not act on
+// its repository. Every route naming a pipeline goes through here.
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, caller config.APIUser, repository string) (store.PipelineRef, bool) {
 	ref, err := s.Triggers.Resolve(r.Context(), repository, r.PathValue("pipeline"))
 	if err != nil {
 		s.fail(w, err, "pipeline "+r.PathValue("pipeline"))
+		return ref, false
+	}
+	if !caller.MayAccess(ref.Repository) {
+		s.Log.WithFields(logrus.Fields{"user": caller.Name, "repository": ref.Repository, "route": r.Pattern}).Warn("API call refused: repository not allowed")
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not act on repository %s", caller.Name, ref.Repository))
 		return ref, false
 	}
 	return ref, true
 }
 
 // runTarget reads the pipeline and BUILD_ID a run's URL names.
-func (s *Server) runTarget(w http.ResponseWriter, r *http.Request) (store.PipelineRef, int64, bool) {
+func (s *Server) runTarget(w http.ResponseWriter, r *http.Request, caller config.APIUser) (store.PipelineRef, int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		writeError(w, http.StatusBadRequest, "BUILD_ID must be a positive number")
 		return store.PipelineRef{}, 0, false
 	}
-	ref, ok := s.resolve(w, r, r.URL.Query().Get("repository"))
+	ref, ok := s.resolve(w, r, caller, r.URL.Query().Get("repository"))
 	return ref, id, ok
 }
 
@@ -145,8 +202,10 @@ func (s *Server) fail(w http.ResponseWriter, err error, what string) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, reconciler.ErrNotActive):
+	case errors.Is(err, reconciler.ErrNotActive), errors.Is(err, reconciler.ErrNotAwaiting):
 		status = http.StatusConflict
+	case errors.Is(err, policy.ErrNotApprover):
+		status = http.StatusForbidden
 	case errors.As(err, &notPrepared), errors.Is(err, trigger.ErrRequest):
 		status = http.StatusUnprocessableEntity
 	}

@@ -5,21 +5,26 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
 
-// Triggers is what the server asks of the trigger hub.
+// Triggers is what the server asks of the trigger hub. actor is the caller's identity
+// name: the hub records it in the audit log.
 type Triggers interface {
 	Hint(repository string, h trigger.Hint) error
-	Trigger(ctx context.Context, ref store.PipelineRef, commit string) (store.Run, error)
-	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
-	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64) error
+	Trigger(ctx context.Context, ref store.PipelineRef, commit, actor string) (store.Run, error)
+	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error)
+	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error
+	// Approve answers a run waiting at an approval gate (approve false: reject).
+	Approve(ctx context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error
 	Resolve(ctx context.Context, repository, pipeline string) (store.PipelineRef, error)
 }
 
@@ -51,43 +56,89 @@ type Server struct {
 	Triggers Triggers
 	Records  Records
 	Metrics  Counter
-	// Token is the API's bearer token. Empty: the API answers every call 403.
-	Token []byte
+	// Users are the API's identities (apiTokensFile, and apiTokenFile's admin). None: the
+	// API answers every call 403.
+	Users []config.APIUser
 	Log   *logrus.Entry
 }
 
-// Handler routes requests.
+// Handler routes requests. Every API route goes through requireRole.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hooks/{repository}", s.hook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("POST /api/v1/pipelines/{pipeline}/runs", s.api(s.startRun))
-	mux.Handle("GET /api/v1/pipelines/{pipeline}/runs/{id}", s.api(s.getRun))
-	mux.Handle("POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel", s.api(s.cancelRun))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.Pattern, s.requireRole(rt.Role, rt.handle))
+	}
 	return mux
 }
 
-// api wraps an API handler with the bearer token check. Digests of equal length are
-// compared in constant time, so neither the token nor its length leaks through timing.
-func (s *Server) api(h http.HandlerFunc) http.Handler {
+// apiHandler serves one API call for the identity that made it. The caller is passed, not
+// kept in the request's context, so a handler cannot act without one.
+type apiHandler func(w http.ResponseWriter, r *http.Request, caller config.APIUser)
+
+// route is one API endpoint and the least role that may call it.
+type route struct {
+	Pattern string // method and path, as http.ServeMux reads them
+	Role    config.Role
+	handle  apiHandler
+}
+
+// routes lists every API endpoint. A new one goes here, with its role; the server's tests
+// check each against a table of expected roles, so none can be added without a decision.
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /api/v1/pipelines/{pipeline}/runs", config.RoleOperator, s.startRun},
+		{"GET /api/v1/pipelines/{pipeline}/runs/{id}", config.RoleViewer, s.getRun},
+		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel", config.RoleOperator, s.cancelRun},
+		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve", config.RoleApprover, s.approveRun},
+		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject", config.RoleApprover, s.rejectRun},
+	}
+}
+
+// requireRole authenticates the caller by bearer token and lets the call through if the
+// identity holds role: 401 without a token or with one no identity has, 403 with a role
+// too small. Tokens are compared by their sha256 in constant time, against every identity,
+// so neither a token, its length nor which identity matched leaks through timing.
+func (s *Server) requireRole(role config.Role, h apiHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(s.Token) == 0 {
-			writeError(w, http.StatusForbidden, "the API is off: set apiTokenFile in slipway.yaml")
+		if len(s.Users) == 0 {
+			writeError(w, http.StatusForbidden, "the API is off: set apiTokensFile (or apiTokenFile) in slipway.yaml")
 			return
 		}
-		scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		ok = ok && strings.EqualFold(scheme, "Bearer")
-		want := sha256.Sum256(s.Token)
-		got := sha256.Sum256([]byte(strings.TrimSpace(given)))
-		if !ok || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		caller, ok := s.authenticate(r)
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API token")
 			return
 		}
-		h(w, r)
+		if !caller.HasRole(role) {
+			s.Log.WithFields(logrus.Fields{"user": caller.Name, "roles": caller.Roles, "needs": role, "route": r.Pattern}).Warn("API call refused: role too small")
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not do this: it needs role %s", caller.Name, role))
+			return
+		}
+		h(w, r, caller)
 	})
+}
+
+func (s *Server) authenticate(r *http.Request) (config.APIUser, bool) {
+	scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return config.APIUser{}, false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(given)))
+	found := -1
+	for i := range s.Users {
+		if subtle.ConstantTimeCompare(s.Users[i].TokenHash[:], got[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return config.APIUser{}, false
+	}
+	return s.Users[found], true
 }
 
 type errorBody struct {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -22,6 +24,8 @@ import (
 // recorder stands in for the hub, the store and the metrics: the handler's job is only to
 // decide what reaches them.
 type recorder struct {
+	calls      []string // "Trigger by alice", ... in order: what reached the hub and the store
+	repository string   // the repository Resolve answers; "" = app
 	hints      []trigger.Hint
 	deliveries map[string]bool
 	prs        []store.PullRequestEvent
@@ -33,14 +37,27 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Hint(_ string, h trigger.Hint) error { r.hints = append(r.hints, h); return nil }
-func (r *recorder) Trigger(context.Context, store.PipelineRef, string) (store.Run, error) {
+func (r *recorder) Trigger(_ context.Context, _ store.PipelineRef, _, actor string) (store.Run, error) {
+	r.calls = append(r.calls, "Trigger by "+actor)
 	return store.Run{BuildID: 7, Status: store.RunQueued, Trigger: store.TriggerManual}, nil
 }
-func (r *recorder) Rerun(context.Context, store.PipelineRef, int64) (store.Run, error) {
+func (r *recorder) Rerun(_ context.Context, _ store.PipelineRef, _ int64, actor string) (store.Run, error) {
+	r.calls = append(r.calls, "Rerun by "+actor)
 	return store.Run{}, nil
 }
-func (r *recorder) Cancel(context.Context, store.PipelineRef, int64) error { return nil }
+func (r *recorder) Cancel(_ context.Context, _ store.PipelineRef, _ int64, actor string) error {
+	r.calls = append(r.calls, "Cancel by "+actor)
+	return nil
+}
+func (r *recorder) Approve(_ context.Context, _ store.PipelineRef, _ int64, actor string, approve bool, _ string) error {
+	r.calls = append(r.calls, fmt.Sprintf("Approve %v by %s", approve, actor))
+	return nil
+}
 func (r *recorder) Resolve(_ context.Context, repo, name string) (store.PipelineRef, error) {
+	r.calls = append(r.calls, "Resolve")
+	if r.repository != "" {
+		return store.PipelineRef{Repository: r.repository, Name: name}, nil
+	}
 	return store.PipelineRef{Repository: "app", Name: name}, nil
 }
 func (r *recorder) RecordDelivery(_ context.Context, repo, id string) (bool, error) {
@@ -59,6 +76,7 @@ func (r *recorder) RecordPullRequestEvent(_ context.Context, e store.PullRequest
 	return e, nil
 }
 func (r *recorder) GetRun(context.Context, store.PipelineRef, int64) (store.Run, error) {
+	r.calls = append(r.calls, "GetRun")
 	return store.Run{}, nil
 }
 func (r *recorder) Received(repo, source string) { r.counts["received/"+source]++ }
@@ -70,7 +88,7 @@ var secret = []byte("hook-secret")
 func newTestServer(rec *recorder) *httptest.Server {
 	s := &Server{
 		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branch: "main"}},
-		Triggers: rec, Records: rec, Metrics: rec, Token: []byte("api-token"),
+		Triggers: rec, Records: rec, Metrics: rec, Users: []config.APIUser{config.LegacyAPIUser([]byte("api-token"))},
 		Log: logrus.NewEntry(logrus.New()),
 	}
 	return httptest.NewServer(s.Handler())

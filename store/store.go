@@ -98,6 +98,11 @@ type Store interface {
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
 
+	// RecordAudit appends an entry to the audit log, which nothing ever changes or deletes.
+	RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
+	// ListAudit returns the audit entries the filter selects, newest first.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+
 	// Close releases the store. Using it afterwards is an error.
 	Close() error
 }

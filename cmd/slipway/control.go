@@ -63,7 +63,7 @@ func (f *apiFlags) client() (*apiClient, error) {
 		token = string(b)
 	}
 	if token == "" {
-		return nil, fmt.Errorf("no API token: give --token-file, --token or $SLIPWAY_TOKEN (the daemon's apiTokenFile holds it)")
+		return nil, fmt.Errorf("no API token: give --token-file, --token or $SLIPWAY_TOKEN (a token of the daemon's apiTokensFile, or its apiTokenFile)")
 	}
 	u, err := url.Parse(f.server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -244,6 +244,43 @@ func newCancelCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd, false)
+	return cmd
+}
+
+// newAnswerCommand is `slipway approve` (approve true) or `slipway reject`.
+func newAnswerCommand(approve bool) *cobra.Command {
+	var f apiFlags
+	var comment string
+	verb, short := "approve", "Approve a run waiting at an approval gate: its stage starts"
+	if !approve {
+		verb, short = "reject", "Reject a run waiting at an approval gate: the run fails"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " [REPOSITORY/]PIPELINE BUILD_ID [--comment TEXT]",
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseBuildID(args[1]); err != nil {
+				return err
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			path, q := pipelinePath(args[0], args[1], verb)
+			run, err := c.do(cmd.Context(), http.MethodPost, path, q, server.AnswerRequest{Comment: comment})
+			if err != nil {
+				return err
+			}
+			want := store.RunSucceeded
+			if !approve {
+				want = store.RunFailed
+			}
+			return f.finish(cmd, c, run, want)
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().StringVar(&comment, "comment", "", "why; recorded in the audit log (and the run's reason when rejecting)")
 	return cmd
 }
 

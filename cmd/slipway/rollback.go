@@ -40,6 +40,9 @@ func newRollbackCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := auditCLI(ctx, d.Store, store.AuditRollback, queued, fmt.Sprintf("slipway rollback --to %d", to)); err != nil {
+				return err
+			}
 			run, err := waitRun(ctx, d.Store, disp, queued)
 			if err != nil {
 				return err

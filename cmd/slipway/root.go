@@ -36,7 +36,8 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newValidateCommand())
 	root.AddCommand(newDriftCommand())
 	root.AddCommand(newStoreCommand())
-	root.AddCommand(newTriggerCommand(), newRerunCommand(), newCancelCommand())
+	root.AddCommand(newTriggerCommand(), newRerunCommand(), newCancelCommand(), newAnswerCommand(true), newAnswerCommand(false))
+	root.AddCommand(newAuditCommand(), newTokenCommand())
 	return root
 }
 

@@ -52,6 +52,9 @@ func newRunCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if err := auditCLI(ctx, d.Store, store.AuditTrigger, run, "slipway run at "+co.Commit.Hash); err != nil {
+					return err
+				}
 				runs = append(runs, run)
 			}
 			failed := 0

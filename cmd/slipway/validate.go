@@ -13,10 +13,11 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/diag"
+	"github.com/slipwayhq/slipway/policy"
 )
 
 func newValidateCommand() *cobra.Command {
-	var configFile, output string
+	var configFile, output, repository string
 	cmd := &cobra.Command{
 		Use:   "validate [FILE|DIR ...]",
 		Short: "Check .pipeline.yaml files (and slipway.yaml) and print every problem with its line and column",
@@ -27,7 +28,9 @@ folder holding a pipeline file is taken as the repository root: files it names m
 there and ${...} references inside manifests and values files must resolve.
 
 With --config, slipway.yaml is checked too and cluster names, the default registry and the
-chart repository are checked against it.
+chart repository are checked against it, and so is policy: every deploy task's cluster and
+namespace must be granted to the pipeline's repository (--repository NAME) or, without
+--repository, to at least one repository in slipway.yaml.
 
 Exit status: 0 when everything is valid, 1 when not. Errors go to stderr as
 FILE:LINE:COL: message, or to stdout as a JSON array with -o json.`,
@@ -38,7 +41,10 @@ FILE:LINE:COL: message, or to stdout as a JSON array with -o json.`,
 			if len(args) == 0 {
 				args = []string{pipeline.DefaultFile}
 			}
-			errs, err := validateFiles(args, configFile)
+			if repository != "" && configFile == "" {
+				return fmt.Errorf("--repository needs --config: grants are in slipway.yaml")
+			}
+			errs, err := validateFiles(args, configFile, repository)
 			if err != nil {
 				return err
 			}
@@ -67,14 +73,16 @@ FILE:LINE:COL: message, or to stdout as a JSON array with -o json.`,
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "slipway.yaml to check and to check pipelines against")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&repository, "repository", "", "the repository (a name in slipway.yaml) the pipelines belong to, whose policy grants are checked")
 	return cmd
 }
 
 // validateFiles checks the configuration (if any) and every pipeline file. Problems in the
 // files are returned as a list; err is for failures to read them at all.
-func validateFiles(args []string, configFile string) (diag.List, error) {
+func validateFiles(args []string, configFile, repository string) (diag.List, error) {
 	var all diag.List
 	var opts pipeline.Options
+	var grants *policy.Policy
 	if configFile != "" {
 		cfg, err := config.Load(configFile)
 		var list diag.List
@@ -83,8 +91,15 @@ func validateFiles(args []string, configFile string) (diag.List, error) {
 			all = append(all, list...)
 		case err != nil:
 			return nil, err
+		case repository != "" && cfg.Repository(repository) == nil:
+			return nil, fmt.Errorf("--repository: %q is not a repository in %s", repository, configFile)
 		default:
 			opts.Env = cfg
+			p := policy.ForAnyRepository(cfg)
+			if repository != "" {
+				p = policy.For(cfg, repository)
+			}
+			grants = &p
 		}
 	}
 	for _, arg := range args {
@@ -94,13 +109,15 @@ func validateFiles(args []string, configFile string) (diag.List, error) {
 		}
 		fileOpts := opts
 		fileOpts.Repo = os.DirFS(filepath.Dir(file))
-		_, err = pipeline.LoadFile(fileOpts.Repo, filepath.Base(file), file, fileOpts)
+		ps, err := pipeline.LoadFile(fileOpts.Repo, filepath.Base(file), file, fileOpts)
 		var list diag.List
 		switch {
 		case errors.As(err, &list):
 			all = append(all, list...)
 		case err != nil:
 			return nil, err
+		case grants != nil:
+			all = append(all, policyErrors(*grants, ps)...)
 		}
 	}
 	return all, nil
@@ -126,4 +143,18 @@ func writeJSON(w io.Writer, errs diag.List) error {
 		return fmt.Errorf("writing JSON: %w", err)
 	}
 	return nil
+}
+
+// policyErrors is the static policy check of valid pipelines, each denial placed at the
+// field denied.
+func policyErrors(p policy.Policy, ps []*pipeline.Pipeline) diag.List {
+	var out diag.List
+	for _, pl := range ps {
+		for _, d := range p.CheckPipeline(pl) {
+			pos := pl.Positions.Of(d.Field)
+			out = append(out, diag.Error{File: pl.File, Line: pos.Line, Column: pos.Column, Field: d.Field,
+				Message: fmt.Sprintf("policy (rule %s): %s", d.Rule, d.Reason)})
+		}
+	}
+	return out
 }

@@ -116,6 +116,57 @@ stages:
 	}
 }
 
+func TestValidateRefusesTargetsNotGranted(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "app.yaml", "kind: ConfigMap\napiVersion: v1\nmetadata: {name: app}\n")
+	file := writeFile(t, dir, ".pipeline.yaml", `name: app
+stages:
+  - name: staging
+    tasks:
+      - {name: stage, type: deploy-yaml, path: app.yaml, cluster: staging, namespace: shop}
+  - name: production
+    tasks:
+      - {name: prod, type: deploy-yaml, path: app.yaml, cluster: prod, namespace: kube-system}
+`)
+	cfg := writeFile(t, dir, "slipway.yaml", `dataDir: /d
+clusters: [{name: staging, inCluster: true}, {name: prod, inCluster: true}]
+repositories:
+  - {name: shop, url: 'https://g/shop.git', branch: main, policy: {clusters: [staging], namespaces: [shop]}}
+  - {name: ops, url: 'https://g/ops.git', branch: main, policy: {clusters: ['*'], namespaces: [monitoring]}}
+`)
+	_, stderr, err := run(t, "validate", "--config", cfg, "--repository", "shop", file)
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != 1 {
+		t.Fatalf("want exit 1, got %v", err)
+	}
+	want := []string{
+		file + `:8:66: policy (rule allowed-clusters): task prod deploys to cluster "prod", which is not granted to repository shop (its policy.clusters in slipway.yaml grants staging)`,
+		file + `:8:83: policy (rule allowed-namespaces): task prod deploys to namespace "kube-system", which is not granted to repository shop (its policy.namespaces in slipway.yaml grants shop)`,
+	}
+	if got := strings.TrimRight(stderr, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+
+	// Without --repository, a target is refused when no repository is granted it: ops
+	// grants every cluster, nobody grants kube-system.
+	_, stderr, _ = run(t, "validate", "--config", cfg, file)
+	want = []string{file + `:8:83: policy (rule allowed-namespaces): task prod deploys to namespace "kube-system", which is granted to no repository in slipway.yaml (repositories[].policy.namespaces); give --repository to check against one repository's grants`}
+	if got := strings.TrimRight(stderr, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+
+	if _, _, err := run(t, "validate", "--config", cfg, "--repository", "nope", file); err == nil || !strings.Contains(err.Error(), `"nope" is not a repository in`) {
+		t.Errorf("unknown repository: %v", err)
+	}
+	if _, _, err := run(t, "validate", "--repository", "shop", file); err == nil || !strings.Contains(err.Error(), "--repository needs --config") {
+		t.Errorf("--repository without --config: %v", err)
+	}
+	writeFile(t, dir, ".pipeline.yaml", "name: app\nstages:\n  - name: s\n    tasks:\n      - {name: stage, type: deploy-yaml, path: app.yaml, cluster: staging, namespace: shop}\n")
+	if stdout, stderr, err := run(t, "validate", "--config", cfg, "--repository", "shop", file); err != nil || stdout != "1 file(s) valid\n" {
+		t.Errorf("granted pipeline: %q %q %v", stdout, stderr, err)
+	}
+}
+
 func TestValidateValid(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, ".pipeline.yaml", "name: ok\nstages:\n  - name: s\n    tasks: [{name: t, type: script, image: alpine:3, script: make}]\n")

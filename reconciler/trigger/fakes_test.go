@@ -183,6 +183,7 @@ type fakeRuns struct {
 	submitted  []reconciler.Job
 	idle       []reconciler.Job
 	superseded []superseded
+	cancelled  []string // "pipeline#id: reason"
 	buildID    int64
 	// onSubmit, when set, hears every Submit after it is recorded.
 	onSubmit chan reconciler.Job
@@ -228,10 +229,15 @@ func (r *fakeRuns) RecordSuperseded(_ context.Context, job reconciler.Job, reaso
 	return runOf(job, r.buildID), nil
 }
 
-func (r *fakeRuns) Cancel(context.Context, store.PipelineRef, int64, string) error { return nil }
-func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string)        {}
-func (r *fakeRuns) Active(store.PipelineRef) bool                                  { return false }
-func (r *fakeRuns) Answer(store.PipelineRef, int64, policy.Answer) error           { return nil }
+func (r *fakeRuns) Cancel(_ context.Context, ref store.PipelineRef, id int64, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancelled = append(r.cancelled, fmt.Sprintf("%s#%d: %s", ref.Name, id, reason))
+	return nil
+}
+func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string) {}
+func (r *fakeRuns) Active(store.PipelineRef) bool                           { return false }
+func (r *fakeRuns) Answer(store.PipelineRef, int64, policy.Answer) error    { return nil }
 
 func (r *fakeRuns) jobs() (submitted, supersededJobs []reconciler.Job, reasons []string) {
 	r.mu.Lock()
@@ -368,6 +374,7 @@ type rig struct {
 	schedules *fakeSchedules
 	metrics   *Metrics
 	w         *BranchWatcher
+	audit     *store.SQLite // the hub's audit log (a real store); nil for watcher tests
 }
 
 func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {

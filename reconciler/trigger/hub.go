@@ -45,6 +45,13 @@ type HubOptions struct {
 	Records    RunRecords
 	Limiter    *HostLimiter
 	Metrics    *Metrics
+	// Audit records who triggered, re-ran or cancelled what.
+	Audit AuditLog
+}
+
+// AuditLog is where the hub records the actions people ask for.
+type AuditLog interface {
+	RecordAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
 }
 
 // Hub is the one place runs are asked for from outside: webhooks, people (through the
@@ -55,6 +62,7 @@ type Hub struct {
 	records    RunRecords
 	limiter    *HostLimiter
 	metrics    *Metrics
+	audit      AuditLog
 	watchers   map[string]*BranchWatcher
 }
 
@@ -64,7 +72,7 @@ func NewHub(o HubOptions) *Hub {
 		o.Limiter = &HostLimiter{}
 	}
 	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
-		metrics: o.Metrics, watchers: map[string]*BranchWatcher{}}
+		metrics: o.Metrics, audit: o.Audit, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.
@@ -82,13 +90,26 @@ func (h *Hub) Hint(repository string, hint Hint) error {
 	return nil
 }
 
-// Trigger starts a manual run of the pipeline at commit ("" = the tracked branch's head).
-func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, commit string) (store.Run, error) {
-	return h.start(ctx, ref, commit, store.TriggerManual, 0)
+// Trigger starts a manual run of the pipeline at commit ("" = the tracked branch's head)
+// for actor, and records that in the audit log.
+func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, commit, actor string) (store.Run, error) {
+	if actor == "" {
+		return store.Run{}, fmt.Errorf("trigger %s: no actor to record", ref)
+	}
+	run, err := h.start(ctx, ref, commit, store.TriggerManual, 0)
+	if err != nil {
+		return store.Run{}, err
+	}
+	return h.auditStart(ctx, run, store.AuditEntry{Actor: actor, Action: store.AuditTrigger,
+		Reason: "manual run at " + short(run.Commit)})
 }
 
-// Rerun starts a new run of the commit run buildID ran, with that run as its parent.
-func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error) {
+// Rerun starts a new run of the commit run buildID ran, with that run as its parent, for
+// actor, and records that in the audit log.
+func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error) {
+	if actor == "" {
+		return store.Run{}, fmt.Errorf("re-run %s #%d: no actor to record", ref.Name, buildID)
+	}
 	parent, err := h.records.GetRun(ctx, ref, buildID)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: %w", ref.Name, buildID, err)
@@ -96,19 +117,73 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64) (
 	if parent.Trigger == store.TriggerRollback {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: it is a rollback; roll back again instead: %w", ref.Name, buildID, ErrRequest)
 	}
-	return h.start(ctx, ref, parent.Commit, store.TriggerManual, buildID)
+	run, err := h.start(ctx, ref, parent.Commit, store.TriggerManual, buildID)
+	if err != nil {
+		return store.Run{}, err
+	}
+	return h.auditStart(ctx, run, store.AuditEntry{Actor: actor, Action: store.AuditRerun,
+		Reason: fmt.Sprintf("re-run of #%d at %s", buildID, short(run.Commit))})
 }
 
-// Cancel cancels a queued or running run.
-func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64) error {
-	return h.dispatcher.Cancel(ctx, ref, buildID, "cancelled by request")
+// Cancel cancels a queued or running run for actor, and records that in the audit log.
+func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error {
+	if actor == "" {
+		return fmt.Errorf("cancel %s #%d: no actor to record", ref.Name, buildID)
+	}
+	reason := "cancelled by request of " + actor
+	if err := h.dispatcher.Cancel(ctx, ref, buildID, reason); err != nil {
+		return err
+	}
+	// The run is cancelled whatever happens here; the error says it went unrecorded.
+	e := store.AuditEntry{Actor: actor, Action: store.AuditCancel, Pipeline: ref, BuildID: buildID, Reason: reason}
+	if _, err := h.audit.RecordAudit(context.WithoutCancel(ctx), e); err != nil {
+		return fmt.Errorf("%s #%d was cancelled, but the audit log did not record it: %w", ref.Name, buildID, err)
+	}
+	return nil
+}
+
+// auditStart records who started run. A run the audit log cannot attribute does not go
+// ahead: it is cancelled and the error returned.
+func (h *Hub) auditStart(ctx context.Context, run store.Run, e store.AuditEntry) (store.Run, error) {
+	e.Pipeline, e.BuildID = run.Pipeline, run.BuildID
+	ctx = context.WithoutCancel(ctx) // the run is queued: its record must not depend on the caller staying
+	if _, err := h.audit.RecordAudit(ctx, e); err != nil {
+		err = fmt.Errorf("%s of %s #%d by %s not recorded in the audit log, so the run is cancelled: %w",
+			e.Action, run.Pipeline.Name, run.BuildID, e.Actor, err)
+		if cerr := h.dispatcher.Cancel(ctx, run.Pipeline, run.BuildID, "cancelled: the audit log could not record who started it"); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return store.Run{}, err
+	}
+	return run, nil
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
 }
 
 // Approve answers a run waiting at a manual approval gate: approve lets the stage start,
 // otherwise the run fails as rejected. Only the stage's approvers may answer
 // (errors.Is policy.ErrNotApprover).
-func (h *Hub) Approve(_ context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error {
-	return h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()})
+func (h *Hub) Approve(ctx context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error {
+	if actor == "" {
+		return fmt.Errorf("answer %s #%d: no actor to record", ref.Name, buildID)
+	}
+	if err := h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()}); err != nil {
+		return err
+	}
+	action := store.AuditApprove
+	if !approve {
+		action = store.AuditReject
+	}
+	e := store.AuditEntry{Actor: actor, Action: action, Pipeline: ref, BuildID: buildID, Reason: comment}
+	if _, err := h.audit.RecordAudit(context.WithoutCancel(ctx), e); err != nil {
+		return fmt.Errorf("%s #%d was answered, but the audit log did not record it: %w", ref.Name, buildID, err)
+	}
+	return nil
 }
 
 // Active reports whether a run of the pipeline is queued or running.

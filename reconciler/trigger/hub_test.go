@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -31,7 +32,13 @@ func newHubRig(t *testing.T) (*rig, *Hub) {
 	r.files.files[sha("c0")] = []*pipeline.Pipeline{pl("web", nil), pl("api", nil)}
 	r.files.files[sha("c1")] = []*pipeline.Pipeline{pl("web", nil), pl("api", nil)}
 	r.git.setHead(sha("c1"))
-	h := NewHub(HubOptions{Pipelines: r.files, Dispatcher: r.runs, Records: r.records, Metrics: r.metrics})
+	audit, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = audit.Close() })
+	r.audit = audit
+	h := NewHub(HubOptions{Pipelines: r.files, Dispatcher: r.runs, Records: r.records, Metrics: r.metrics, Audit: audit})
 	h.Add(r.w)
 	return r, h
 }
@@ -44,10 +51,10 @@ func addOtherRepo(h *Hub, r *rig) {
 func TestHubTrigger(t *testing.T) {
 	r, h := newHubRig(t)
 	ctx := context.Background()
-	if _, err := h.Trigger(ctx, webRef, ""); err != nil {
+	if _, err := h.Trigger(ctx, webRef, "", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Trigger(ctx, webRef, sha("c0")); err != nil {
+	if _, err := h.Trigger(ctx, webRef, sha("c0"), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	submitted, _, _ := r.runs.jobs()
@@ -66,26 +73,26 @@ func TestHubTrigger(t *testing.T) {
 func TestHubTriggerErrors(t *testing.T) {
 	ctx := context.Background()
 	r, h := newHubRig(t)
-	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, ""); !errors.Is(err, ErrRequest) {
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, "", "alice"); !errors.Is(err, ErrRequest) {
 		t.Fatalf("unknown repository: %v, want ErrRequest", err)
 	}
 	if n := len(r.files.prepared()); n != 0 {
 		t.Fatalf("an unknown repository was prepared %d times", n)
 	}
-	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "app", Name: "nope"}, ""); !errors.Is(err, ErrRequest) || !errors.Is(err, reconciler.ErrNoSuchPipeline) {
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "app", Name: "nope"}, "", "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, reconciler.ErrNoSuchPipeline) {
 		t.Fatalf("pipeline not in the file: %v, want ErrRequest wrapping ErrNoSuchPipeline", err)
 	}
-	if _, err := h.Trigger(ctx, webRef, sha("c9")); !errors.Is(err, ErrRequest) || !errors.Is(err, sources.ErrCommitNotFound) {
+	if _, err := h.Trigger(ctx, webRef, sha("c9"), "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, sources.ErrCommitNotFound) {
 		t.Fatalf("unknown commit: %v, want ErrRequest wrapping ErrCommitNotFound", err)
 	}
 	r.files.errs[sha("c0")] = &reconciler.PrepareError{Commit: sha("c0"), Err: errors.New(".pipeline.yaml:1: bad")}
 	var notPrepared *reconciler.PrepareError
-	if _, err := h.Trigger(ctx, webRef, sha("c0")); !errors.Is(err, ErrRequest) || !errors.As(err, &notPrepared) {
+	if _, err := h.Trigger(ctx, webRef, sha("c0"), "alice"); !errors.Is(err, ErrRequest) || !errors.As(err, &notPrepared) {
 		t.Fatalf("invalid file: %v, want ErrRequest wrapping the PrepareError", err)
 	}
 	transient := errors.New("connection reset")
 	r.files.errs[sha("c1")] = transient
-	if _, err := h.Trigger(ctx, webRef, ""); !errors.Is(err, transient) || errors.Is(err, ErrRequest) {
+	if _, err := h.Trigger(ctx, webRef, "", "alice"); !errors.Is(err, transient) || errors.Is(err, ErrRequest) {
 		t.Fatalf("transient failure: %v, want it unwrapped and not ErrRequest", err)
 	}
 	if submitted, _, _ := r.runs.jobs(); len(submitted) != 0 {
@@ -100,7 +107,7 @@ func TestHubRerun(t *testing.T) {
 		{Pipeline: webRef, BuildID: 4, Trigger: store.TriggerRollback, Commit: sha("c0"), Status: store.RunSucceeded},
 		{Pipeline: webRef, BuildID: 3, Trigger: store.TriggerPush, Commit: sha("c0"), Status: store.RunFailed},
 	}
-	if _, err := h.Rerun(ctx, webRef, 3); err != nil {
+	if _, err := h.Rerun(ctx, webRef, 3, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	submitted, _, _ := r.runs.jobs()
@@ -108,11 +115,11 @@ func TestHubRerun(t *testing.T) {
 		t.Fatalf("re-run started %v (parent %d), want web@c0 with parent 3", describe(submitted), submitted[0].Parent)
 	}
 
-	_, err := h.Rerun(ctx, webRef, 4)
+	_, err := h.Rerun(ctx, webRef, 4, "alice")
 	if !errors.Is(err, ErrRequest) || !strings.Contains(err.Error(), "rollback") {
 		t.Fatalf("re-run of a rollback: %v, want ErrRequest saying why", err)
 	}
-	if _, err := h.Rerun(ctx, webRef, 9); !errors.Is(err, store.ErrNotFound) {
+	if _, err := h.Rerun(ctx, webRef, 9, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("re-run of an unknown run: %v, want ErrNotFound", err)
 	}
 	if submitted, _, _ := r.runs.jobs(); len(submitted) != 1 || len(r.files.prepared()) != 1 {
@@ -213,5 +220,78 @@ func TestHubHint(t *testing.T) {
 	}
 	if got := h.watchers["app"].takeHints(); len(got) != 1 || got[0].DeliveryID != "d1" {
 		t.Fatalf("the watcher holds %v, want the hint", got)
+	}
+}
+
+// auditOf lists the audit log as "actor action pipeline#id", oldest first.
+func auditOf(t *testing.T, r *rig) []string {
+	t.Helper()
+	entries, err := r.audit.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		out = append(out, fmt.Sprintf("%s %s %s#%d", e.Actor, e.Action, e.Pipeline.Name, e.BuildID))
+	}
+	return out
+}
+
+func TestHubAuditsWhoAskedForWhat(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	r.records.runs[webRef] = []store.Run{{Pipeline: webRef, BuildID: 1, Trigger: store.TriggerPush, Commit: sha("c0"), Status: store.RunFailed}}
+	run, err := h.Trigger(ctx, webRef, "", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rerun, err := h.Rerun(ctx, webRef, 1, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Cancel(ctx, webRef, rerun.BuildID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("alice trigger web#%d", run.BuildID), fmt.Sprintf("bob rerun web#%d", rerun.BuildID),
+		fmt.Sprintf("carol cancel web#%d", rerun.BuildID)}
+	if got := auditOf(t, r); !slices.Equal(got, want) {
+		t.Fatalf("audit log %v, want %v", got, want)
+	}
+	if r.runs.cancelled[0] != fmt.Sprintf("web#%d: cancelled by request of carol", rerun.BuildID) {
+		t.Fatalf("cancel reason %q does not name who cancelled", r.runs.cancelled)
+	}
+	// Refused requests and requests without an actor start nothing and record nothing.
+	if _, err := h.Trigger(ctx, webRef, sha("c9"), "alice"); err == nil {
+		t.Fatal("unknown commit triggered")
+	}
+	if _, err := h.Trigger(ctx, webRef, "", ""); err == nil {
+		t.Fatal("a trigger without an actor went ahead")
+	}
+	if err := h.Cancel(ctx, webRef, 1, ""); err == nil {
+		t.Fatal("a cancel without an actor went ahead")
+	}
+	if got := auditOf(t, r); len(got) != 3 {
+		t.Fatalf("refused requests were audited: %v", got)
+	}
+	if submitted, _, _ := r.runs.jobs(); len(submitted) != 2 {
+		t.Fatalf("refused requests started runs: %v", describe(submitted))
+	}
+}
+
+// A run whose start the audit log cannot record is cancelled, and the caller told.
+func TestHubCancelsARunItCannotAudit(t *testing.T) {
+	ctx := context.Background()
+	r, h := newHubRig(t)
+	if err := r.audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.Trigger(ctx, webRef, "", "alice")
+	if err == nil || !strings.Contains(err.Error(), "not recorded in the audit log") {
+		t.Fatalf("trigger with a broken audit log: %v", err)
+	}
+	submitted, _, _ := r.runs.jobs()
+	if len(submitted) != 1 || len(r.runs.cancelled) != 1 || !strings.Contains(r.runs.cancelled[0], "web#1: cancelled: the audit log") {
+		t.Fatalf("submitted %v, cancelled %v: want the unaudited run cancelled", describe(submitted), r.runs.cancelled)
 	}
 }

@@ -181,6 +181,7 @@ repositories:
     branch: master
     poll: 1s
     auth: {usernameFile: git-user, passwordFile: git-password}
+    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}
 clusters:
   - name: bench
     kubeconfig: %s

@@ -257,6 +257,7 @@ repositories:
     branch: master
     poll: %s
     auth: {usernameFile: %s/gitea-user, passwordFile: %s/gitea-password}%s
+    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}
 clusters:
   - name: bench
     kubeconfig: %s

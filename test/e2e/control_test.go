@@ -146,7 +146,7 @@ func TestControlTriggerRerunAndCancelHealthWait(t *testing.T) {
 		t.Fatalf("the Deployment changed after the cancel (generation %d → %d): something was applied", gen, got)
 	}
 	h = history(t, cfg, "jack-2048")
-	if h[0].Status != "cancelled" || h[0].Reason != "cancelled by request" {
+	if h[0].Status != "cancelled" || h[0].Reason != "cancelled by request of api-token" {
 		t.Fatalf("run 6: %+v", h[0])
 	}
 	out, code = d.ctl(t, "cancel", "jack-2048", "6")

@@ -111,8 +111,8 @@ func TestTwoRepositoriesWithEqualNamesKeepApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := "  - name: " + b + "\n    url: " + urlB + "\n    branch: master\n    auth: {usernameFile: git-user, passwordFile: git-password}\n    poll: 1s\nclusters:"
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(text), "clusters:", second, 1)), 0o600); err != nil {
+	second := "\n  - name: " + b + "\n    url: " + urlB + "\n    branch: master\n    auth: {usernameFile: git-user, passwordFile: git-password}\n    poll: 1s\n    " + grantEverything + "\nclusters:"
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(text), "\nclusters:", second, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -94,9 +96,14 @@ func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
 	return writeConfigFor(t, env, t.TempDir(), repoName, url, env.GitUser, env.GitPassword, "poll: 1s")
 }
 
+// grantEverything is the repository policy of tests that are not about policy: every
+// cluster, namespace and registry (trusted kinds stay denied; docs/policy.md).
+const grantEverything = "policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}"
+
 // writeConfigFor writes dir/slipway.yaml following one repository with user and password
 // (kept in files next to it), repoExtra lines under the repository (poll, webhook), and
-// the environment's cluster and registry.
+// the environment's cluster and registry. The repository gets grantEverything unless
+// repoExtra has a policy of its own.
 func writeConfigFor(t *testing.T, env *testenv.Env, dir, repoName, url, user, password, repoExtra string) string {
 	t.Helper()
 	must := func(err error) {
@@ -106,8 +113,18 @@ func writeConfigFor(t *testing.T, env *testenv.Env, dir, repoName, url, user, pa
 	}
 	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(user), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(password), 0o600))
+	if !strings.Contains(repoExtra, "policy:") {
+		repoExtra += "\n" + grantEverything
+	}
+	// A key of the test's own: the daemon and the CLI verbs the test runs beside it open
+	// the store at once, and whichever came first would create DATADIR/store.key and say so
+	// in output the test parses.
+	key := make([]byte, store.KeySize)
+	_, _ = rand.Read(key)
+	must(os.WriteFile(filepath.Join(dir, "store.key"), key, 0o600))
 	cfg := fmt.Sprintf(`dataDir: %s/data
 listen: 127.0.0.1:0
+storeKeyFiles: [store.key]
 repositories:
   - name: %s
     url: %s

@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// AuditAction is what an audit entry records.
+type AuditAction string
+
+// The audited actions.
+const (
+	AuditTrigger      AuditAction = "trigger"
+	AuditRerun        AuditAction = "rerun"
+	AuditCancel       AuditAction = "cancel"
+	AuditRollback     AuditAction = "rollback"
+	AuditApprove      AuditAction = "approve"
+	AuditReject       AuditAction = "reject"
+	AuditGateDecision AuditAction = "gate-decision"
+)
+
+// AuditActions lists every action, in the order the docs name them.
+var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditApprove, AuditReject, AuditGateDecision}
+
+func (a AuditAction) valid() bool {
+	for _, k := range AuditActions {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+// AuditEntry is one action a person or a gate took on a pipeline. Entries are never
+// changed or deleted.
+type AuditEntry struct {
+	ID       int64
+	Time     time.Time // zero: now
+	Actor    string    // the API identity's name, cli:USER, or the gate
+	Action   AuditAction
+	Pipeline PipelineRef
+	BuildID  int64 // the run acted on or started; 0 when none
+	Reason   string
+	// Evidence is a JSON object backing the action (a gate's rule, pull request number,
+	// approvers and heads); nil when there is none.
+	Evidence json.RawMessage
+}
+
+// AuditFilter selects audit entries. Empty fields match everything.
+type AuditFilter struct {
+	Pipeline PipelineRef // Repository "" matches every repository, Name "" every pipeline
+	Limit    int         // newest first; <= 0: all
+}
+
+// RecordAudit appends an entry to the audit log and returns it as stored.
+func (s *SQLite) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+	what := fmt.Sprintf("audit %s of %s by %q", e.Action, e.Pipeline, e.Actor)
+	switch {
+	case e.Actor == "":
+		return AuditEntry{}, fmt.Errorf("record %s: the actor must be set", what)
+	case !e.Action.valid():
+		return AuditEntry{}, fmt.Errorf("record %s: unknown action %q", what, e.Action)
+	case e.BuildID < 0:
+		return AuditEntry{}, fmt.Errorf("record %s: BUILD_ID %d is negative", what, e.BuildID)
+	}
+	if err := e.Pipeline.validate(); err != nil {
+		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
+	}
+	evidence := ""
+	if len(e.Evidence) > 0 {
+		var obj map[string]any
+		if err := json.Unmarshal(e.Evidence, &obj); err != nil {
+			return AuditEntry{}, fmt.Errorf("record %s: evidence must be a JSON object: %w", what, err)
+		}
+		evidence = string(e.Evidence)
+	}
+	if e.Time.IsZero() {
+		e.Time = s.opts.now()
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `
+			INSERT INTO audit_log (at, actor, action, repository, pipeline, build_id, reason, evidence)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			toMicros(e.Time), e.Actor, string(e.Action), e.Pipeline.Repository, e.Pipeline.Name, e.BuildID,
+			e.Reason, evidence).Scan(&e.ID)
+	})
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
+	}
+	e.Time = fromMicros(sql.NullInt64{Int64: toMicros(e.Time), Valid: true})
+	return e, nil
+}
+
+// ListAudit returns the audit entries f selects, newest first.
+func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	var out []AuditEntry
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `
+			SELECT id, at, actor, action, repository, pipeline, build_id, reason, evidence FROM audit_log
+			WHERE ($1 = '' OR repository = $1) AND ($2 = '' OR pipeline = $2)
+			ORDER BY id DESC LIMIT $3`, f.Pipeline.Repository, f.Pipeline.Name, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e AuditEntry
+			var at int64
+			var action, evidence string
+			if err := rows.Scan(&e.ID, &at, &e.Actor, &action, &e.Pipeline.Repository, &e.Pipeline.Name, &e.BuildID,
+				&e.Reason, &evidence); err != nil {
+				return err
+			}
+			e.Time = fromMicros(sql.NullInt64{Int64: at, Valid: true})
+			e.Action = AuditAction(action)
+			if evidence != "" {
+				e.Evidence = json.RawMessage(evidence)
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list audit entries: %w", err)
+	}
+	return out, nil
+}
