@@ -83,12 +83,19 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// Deferred before the dispatcher's wait, so it runs after: the statuses of runs that
 	// end on the way out are still sent.
 	defer statuses.Start(ctx)()
+	// The health watch keeps an eye on the deployed workloads after their stability window,
+	// paused like the drift watcher while a task deploys; its rollbacks go to the dispatcher.
+	hw := &drift.HealthWatch{Store: d.Store, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
+	if err := reg.Register(hw); err != nil {
+		return err
+	}
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, triggerMetrics, statuses})
+	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, hw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
 		return err
 	}
+	hw.Rollbacks = disp
 	// However Serve returns, the runs it started end first.
 	defer func() {
 		stopDispatcher()
@@ -151,6 +158,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		}()
 	}
 	goRun(dw.Run)
+	goRun(hw.Run)
 	goRun(func(ctx context.Context) {
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
 			log.WithError(err).Error("scheduler")

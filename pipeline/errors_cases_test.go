@@ -777,6 +777,66 @@ stages:
 		},
 	},
 	{
+		"stability window longer than the wait",
+		`name: demo
+stages:
+  - name: deploy
+    tasks:
+      - name: app
+        type: deploy-yaml
+        path: app.yaml
+        cluster: prod
+        namespace: web
+        wait: 30s
+        stableFor: 1m
+      - name: quick
+        type: deploy-yaml
+        path: app.yaml
+        cluster: prod
+        namespace: web
+        wait: 10s
+      - name: nowait
+        type: deploy-chart
+        release: web
+        chartDir: chart
+        cluster: prod
+        namespace: web
+        wait: 0s
+        stableFor: 20s
+`,
+		[]string{
+			"11:20: stableFor 1m0s must be shorter than wait 30s: the window is part of the health wait, which must also leave time for the objects to become healthy",
+			"17:15: wait 10s leaves no time for the stability window (stableFor, default 10s): make wait longer, or set stableFor shorter (0 turns the window off)",
+			"25:20: stableFor 20s needs a health wait, but wait is 0: set wait longer than stableFor, or leave stableFor out",
+		},
+	},
+	{
+		"health watch rollback without automatic rollback, and on a chart",
+		`name: demo
+stages:
+  - name: deploy
+    tasks:
+      - name: app
+        type: deploy-yaml
+        path: app.yaml
+        cluster: prod
+        namespace: web
+        rollback: manual
+        healthWatch: rollback
+      - name: chart
+        type: deploy-chart
+        release: web
+        chartDir: chart
+        cluster: prod
+        namespace: web
+        healthWatch: rollback
+`,
+		[]string{
+			"11:22: healthWatch: rollback needs rollback: auto (this task has rollback: manual)",
+			"18:22: healthWatch: \"rollback\" is not one of report, off",
+		},
+	},
+	{
 		"merge key",
 		`name: demo
 base: &b {timeout: 1h}

@@ -389,7 +389,27 @@ func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
 			v.dnsLabel(yamlstrict.Index(f+".allowedNamespaces", i), "namespace", ns)
 		}
 	}
+	v.healthWait(f, d.Wait, d.StableFor)
+	if d.HealthWatch == HealthWatchRollback && d.Rollback == RollbackManual {
+		v.at(f+".healthWatch", "healthWatch: rollback needs rollback: auto (this task has rollback: manual)")
+	}
 	v.driftIgnore(f, d.DriftIgnore)
+}
+
+// healthWait checks that the stability window fits in the health wait it is part of, with
+// time left for the objects to become healthy first.
+func (v *validator) healthWait(f string, wait, stableFor Duration) {
+	if stableFor.Duration == 0 || wait.Duration == 0 && !v.written(f+".stableFor") {
+		return // no window, or no wait at all (wait: 0 turns the default window off with it)
+	}
+	switch {
+	case wait.Duration == 0:
+		v.at(f+".stableFor", "stableFor %s needs a health wait, but wait is 0: set wait longer than stableFor, or leave stableFor out", stableFor.Duration)
+	case stableFor.Duration >= wait.Duration && v.written(f+".stableFor"):
+		v.at(f+".stableFor", "stableFor %s must be shorter than wait %s: the window is part of the health wait, which must also leave time for the objects to become healthy", stableFor.Duration, wait.Duration)
+	case stableFor.Duration >= wait.Duration:
+		v.at(f+".wait", "wait %s leaves no time for the stability window (stableFor, default %s): make wait longer, or set stableFor shorter (0 turns the window off)", wait.Duration, stableFor.Duration)
+	}
 }
 
 // manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
@@ -490,6 +510,7 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 	if d.MaxHistory < 0 {
 		v.at(f+".maxHistory", "maxHistory must be 0 (unlimited) or more")
 	}
+	v.healthWait(f, d.Wait, d.StableFor)
 	v.driftIgnore(f, d.DriftIgnore)
 }
 

@@ -172,6 +172,16 @@ const (
 	DriftOff     Drift = "off"
 )
 
+// HealthWatch says what happens when a deployed revision's workloads fail after its deploy.
+type HealthWatch string
+
+// The health watch modes.
+const (
+	HealthWatchReport   HealthWatch = "report"
+	HealthWatchRollback HealthWatch = "rollback"
+	HealthWatchOff      HealthWatch = "off"
+)
+
 // DriftIgnore excludes fields of matching objects from drift detection.
 type DriftIgnore struct {
 	Kind  string   `yaml:"kind,omitempty" doc:"Object kind, e.g. Deployment. Default: any."`
@@ -186,10 +196,12 @@ type DeployYAMLTask struct {
 	Namespace         string        `yaml:"namespace" required:"true" doc:"Namespace set on namespaced objects that name none (\"命名空间\")."`
 	AllowedNamespaces []string      `yaml:"allowedNamespaces,omitempty" doc:"Other namespaces objects may name explicitly (\"*\" for any). Default: none."`
 	Wait              Duration      `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the objects to become healthy; 0 does not wait."`
+	StableFor         Duration      `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the deploy to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
 	Rollback          Rollback      `yaml:"rollback,omitempty" enum:"auto,manual" default:"auto" doc:"auto: re-apply the last good revision when the health wait fails."`
 	Prune             *bool         `yaml:"prune,omitempty" default:"true" doc:"Delete objects this pipeline applied before that are no longer in the manifests."`
 	Drift             Drift         `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
 	DriftIgnore       []DriftIgnore `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift, e.g. replicas managed by an autoscaler."`
+	HealthWatch       HealthWatch   `yaml:"healthWatch,omitempty" enum:"report,rollback,off" default:"report" doc:"After the deploy, pods of the workloads that fail, restart or turn unready: report records a health event and marks the revision failed (no rollback target); rollback also starts one rollback run to the previous healthy revision (needs rollback: auto); off ignores them."`
 	PinImages         bool          `yaml:"pinImages,omitempty" doc:"Rewrite images built in this run to repo:tag@digest."`
 }
 
@@ -206,10 +218,12 @@ type DeployChartTask struct {
 	Namespace       string         `yaml:"namespace" required:"true" doc:"Release namespace (\"命名空间\")."`
 	CreateNamespace bool           `yaml:"createNamespace,omitempty" doc:"Create the namespace if it does not exist."`
 	Wait            Duration       `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the release's objects to become healthy; 0 does not wait."`
+	StableFor       Duration       `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the release to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
 	Rollback        Rollback       `yaml:"rollback,omitempty" enum:"auto,manual" default:"auto" doc:"auto: roll an upgrade back to the previous release revision (a failed first install is uninstalled)."`
 	MaxHistory      int            `yaml:"maxHistory,omitempty" default:"10" doc:"Release revisions kept by Helm."`
 	Drift           Drift          `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
 	DriftIgnore     []DriftIgnore  `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift."`
+	HealthWatch     HealthWatch    `yaml:"healthWatch,omitempty" enum:"report,off" default:"report" doc:"After the deploy, pods of the release's workloads that fail, restart or turn unready: report records a health event and marks the revision failed; off ignores them. (rollback is not supported for charts yet.)"`
 }
 
 // ScriptTask runs a script in a tool image ("运行脚本").

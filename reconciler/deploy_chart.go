@@ -110,19 +110,20 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}); err != nil {
 		return err
 	}
-	if t.Wait.Duration > 0 {
-		tl.Printf("waiting up to %s for the release's %d objects to become healthy", t.Wait.Duration, len(inv))
-	}
+	waitMessage(tl, t.Wait.Duration, t.StableFor.Duration, inv, "the release's %d objects")
 	ap := &apply.Applier{Cluster: cl, Log: log}
-	// Like a YAML deploy's, a release's health wait is one a newer commit may supersede.
+	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
+	// newer commit may supersede.
 	done := rc.state.waitingForHealth()
-	waitErr := ap.Wait(ctx, inv, t.Wait.Duration)
+	waitErr := ap.WaitStable(ctx, inv, t.Wait.Duration, t.StableFor.Duration)
 	done()
 	if waitErr == nil {
 		r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
 		tl.Printf("release %s revision %d healthy", t.Release, deployed.Version)
 		return nil
 	}
+	// A release revision that failed its health wait (or its stability window) is marked
+	// failed in Helm too, so it is never the deployed revision a later rollback goes back to.
 	if err := rel.MarkFailed(deployed, "Slipway: "+firstLine(waitErr.Error())); err != nil {
 		tl.Printf("%v", err)
 	}
@@ -184,7 +185,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 // chartDriftPolicy is the task's drift settings as the revision keeps them for the drift
 // watcher.
 func chartDriftPolicy(t *pipeline.DeployChartTask) store.DriftPolicy {
-	p := store.DriftPolicy{Mode: string(t.Drift)}
+	p := store.DriftPolicy{Mode: string(t.Drift), Health: string(t.HealthWatch)}
 	for _, r := range t.DriftIgnore {
 		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
 	}

@@ -45,7 +45,8 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		return err
 	}
 	inventory, err := r.deployRevision(ctx, rc, revisionSpec{task: task, cluster: t.Cluster, namespace: t.Namespace,
-		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, wait: t.Wait.Duration, drift: driftPolicy(t)}, tl)
+		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, wait: t.Wait.Duration, stableFor: t.StableFor.Duration,
+		drift: driftPolicy(t)}, tl)
 	var unhealthy *healthError
 	if !errors.As(err, &unhealthy) {
 		return err
@@ -64,6 +65,7 @@ type revisionSpec struct {
 	objects                  []byte // the manifests as the revision stores them
 	prune                    bool
 	wait                     time.Duration
+	stableFor                time.Duration // the stability window, part of wait
 	drift                    store.DriftPolicy
 }
 
@@ -114,11 +116,10 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, pruneErr.Error())
 		return inventory, pruneErr
 	}
-	if spec.wait > 0 {
-		tl.Printf("waiting up to %s for %d objects to become healthy", spec.wait, len(res.Inventory))
-	}
+	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
+	// The stability window is part of the health wait: a newer commit may supersede it too.
 	done := rc.state.waitingForHealth()
-	err = ap.Wait(ctx, res.Inventory, spec.wait)
+	err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
 	done()
 	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
 		return inventory, &healthError{err: err}
@@ -131,6 +132,19 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	r.markRevision(ctx, rc, spec.task, store.RevisionHealthy, "")
 	tl.Printf("all %d objects healthy", len(res.Inventory))
 	return inventory, nil
+}
+
+// waitMessage says what the health wait is about to wait for, window included; what names
+// the objects ("%d objects", "the release's %d objects").
+func waitMessage(tl *taskLog, wait, stableFor time.Duration, inv []store.InventoryEntry, what string) {
+	objects := fmt.Sprintf(what, len(inv))
+	switch {
+	case wait <= 0:
+	case stableFor > 0 && apply.HasWorkloads(inv):
+		tl.Printf("waiting up to %s for %s to become healthy and stay so for %s", wait, objects, stableFor)
+	default:
+		tl.Printf("waiting up to %s for %s to become healthy", wait, objects)
+	}
 }
 
 // ownerOf is the identity stamped on the objects a pipeline's task applies.
@@ -188,7 +202,7 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 		return fmt.Errorf("%w\nrollback: %w", cause, err)
 	}
 	tl.Printf("health wait failed; rolling back to the revision of BUILD_ID %d", target.BuildID)
-	err = r.restoreRevision(ctx, rc, target, failed, t.Prune == nil || *t.Prune, t.Wait.Duration, tl)
+	err = r.restoreRevision(ctx, rc, target, failed, t.Prune == nil || *t.Prune, t.Wait.Duration, t.StableFor.Duration, tl)
 	if err != nil {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
 		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %w", cause, target.BuildID, err)
@@ -201,7 +215,7 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 
 // restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
 // without recording a new revision: the failed one is marked rolled back instead.
-func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait time.Duration, tl *taskLog) error {
+func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait, stableFor time.Duration, tl *taskLog) error {
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
 	if err != nil {
 		return err
@@ -221,7 +235,8 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 			return err
 		}
 	}
-	return ap.Wait(ctx, res.Inventory, wait)
+	// Held to the same window as the deploy: "healthy again" means the same as "healthy".
+	return ap.WaitStable(ctx, res.Inventory, wait, stableFor)
 }
 
 func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, to store.RevisionStatus, reason string) {
@@ -259,7 +274,7 @@ func encodeObjects(ms []render.Manifest) ([]byte, error) {
 
 // driftPolicy is the task's drift settings as the revision keeps them for the drift watcher.
 func driftPolicy(t *pipeline.DeployYAMLTask) store.DriftPolicy {
-	p := store.DriftPolicy{Mode: string(t.Drift)}
+	p := store.DriftPolicy{Mode: string(t.Drift), Health: string(t.HealthWatch)}
 	for _, r := range t.DriftIgnore {
 		p.Ignore = append(p.Ignore, store.DriftIgnoreRule{Kind: r.Kind, Name: r.Name, Paths: r.Paths})
 	}

@@ -15,6 +15,10 @@ import (
 // carry its task's wait.
 const rollbackWait = 5 * time.Minute
 
+// rollbackStableFor is the stability window of a manual rollback: the default of the
+// deploy tasks' stableFor, which the stored revision does not carry either.
+const rollbackStableFor = 10 * time.Second
+
 // rollbackPlan is the one stage of a rollback run: re-apply each YAML revision run `to`
 // stored, prune what later revisions added, and wait for health.
 func (r *Runner) rollbackPlan(ctx context.Context, ref store.PipelineRef, to int64) ([]stagePlan, error) {
@@ -47,7 +51,7 @@ func (r *Runner) reapply(ctx context.Context, rc *runContext, rev store.Revision
 	}
 	tl.Printf("re-applying the %d objects of BUILD_ID %d", len(ms), rev.BuildID)
 	_, err = r.deployRevision(ctx, rc, revisionSpec{task: rev.Task, cluster: rev.Cluster, namespace: rev.Namespace,
-		manifests: ms, objects: rev.Objects, prune: true, wait: rollbackWait, drift: rev.Drift}, tl)
+		manifests: ms, objects: rev.Objects, prune: true, wait: rollbackWait, stableFor: rollbackStableFor, drift: rev.Drift}, tl)
 	if err != nil {
 		var unhealthy *healthError
 		if errors.As(err, &unhealthy) {

@@ -15,6 +15,24 @@ type DriftPolicy struct {
 	// stored) means correct, the pipeline default.
 	Mode   string            `json:"mode,omitempty"`
 	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+	// Health is what the health watch does when the revision's workloads fail after its
+	// deploy: report, rollback or off; "" means report, the pipeline default.
+	Health string `json:"health,omitempty"`
+}
+
+// The health watch modes.
+const (
+	HealthReport   = "report"
+	HealthRollback = "rollback"
+	HealthOff      = "off"
+)
+
+// EffectiveHealth is Health with the default filled in.
+func (p DriftPolicy) EffectiveHealth() string {
+	if p.Health == "" {
+		return HealthReport
+	}
+	return p.Health
 }
 
 // DriftIgnoreRule excludes fields (JSON pointers) of matching objects from drift.
@@ -40,7 +58,7 @@ func (p DriftPolicy) EffectiveMode() string {
 }
 
 func encodeDriftPolicy(p DriftPolicy) (string, error) {
-	if p.Mode == "" && len(p.Ignore) == 0 {
+	if p.Mode == "" && len(p.Ignore) == 0 && p.Health == "" {
 		return "", nil
 	}
 	b, err := json.Marshal(p)
@@ -66,6 +84,9 @@ const (
 	DriftReported         DriftAction = "reported"
 	DriftCorrected        DriftAction = "corrected"
 	DriftCorrectionFailed DriftAction = "correction-failed"
+	// HealthUnhealthy is not drift but the health watch's finding: a workload of the
+	// revision failed after its deploy; Error holds the pod's reason and what was done.
+	HealthUnhealthy DriftAction = "unhealthy"
 )
 
 // NewDriftEvent is one out-of-band change seen on an object of a current revision.
@@ -82,7 +103,7 @@ type NewDriftEvent struct {
 	// ChangedAt is when Manager last changed the object (from managedFields); zero when unknown.
 	ChangedAt  time.Time
 	DetectedAt time.Time
-	Error      string // why a correction failed
+	Error      string // why a correction failed; for HealthUnhealthy, the pod's reason
 }
 
 // DriftEvent is a recorded NewDriftEvent.
@@ -100,7 +121,7 @@ func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEv
 	switch {
 	case e.Task == "" || e.Cluster == "" || e.Object.Kind == "" || e.Object.Version == "" || e.Object.Name == "":
 		return DriftEvent{}, fmt.Errorf("record %s: task, cluster and the object's version, kind and name must be set", what)
-	case e.Action != DriftReported && e.Action != DriftCorrected && e.Action != DriftCorrectionFailed:
+	case e.Action != DriftReported && e.Action != DriftCorrected && e.Action != DriftCorrectionFailed && e.Action != HealthUnhealthy:
 		return DriftEvent{}, fmt.Errorf("record %s: unknown action %q", what, e.Action)
 	}
 	if e.DetectedAt.IsZero() {

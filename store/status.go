@@ -100,13 +100,16 @@ const (
 	RevisionRolledBack RevisionStatus = "rolled_back" // undone by a rollback to an older revision
 )
 
-// A healthy revision can still be rolled back later (manual rollback); a failed one is
-// marked rolled_back once an automatic rollback has undone it.
+// A healthy revision can still be rolled back later (manual rollback), or turn failed when
+// its workloads start failing after its deploy (the health watch), so it is no rollback
+// target any more; a failed one is marked rolled_back once an automatic rollback has undone it.
 func revisionMoves(s RevisionStatus) []RevisionStatus {
 	switch s {
 	case RevisionApplied:
 		return []RevisionStatus{RevisionHealthy, RevisionFailed, RevisionRolledBack}
-	case RevisionHealthy, RevisionFailed:
+	case RevisionHealthy:
+		return []RevisionStatus{RevisionFailed, RevisionRolledBack}
+	case RevisionFailed:
 		return []RevisionStatus{RevisionRolledBack}
 	}
 	return nil

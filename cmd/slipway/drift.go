@@ -56,7 +56,8 @@ func newDriftCommand() *cobra.Command {
 		Long: "Computes a fresh server-side dry-run diff of every object of each task's current revision " +
 			"(YAML deploys and chart releases; drift: off tasks too) against the cluster. Works without the daemon.\n\n" +
 			"With --events, lists the drift events the daemon recorded instead, newest first: what it saw " +
-			"(patch, who, when) and what it did (reported, corrected, correction-failed).",
+			"(patch, who, when) and what it did (reported, corrected, correction-failed), and the health watch's " +
+			"findings (unhealthy: a workload's pod failed after the deploy, with the pod's reason and any rollback started).",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -180,7 +181,11 @@ func printDriftEvents(cmd *cobra.Command, st store.Store, only *store.PipelineRe
 		"DETECTED\tPIPELINE\tTASK\tBUILD\tACTION\tOBJECT\tCHANGED BY\tAT\tPATCH",
 		func(r driftEventRow) string {
 			who, patch := changedBy(r.Manager, r.Patch, r.Gone, "object was gone")
-			if r.Error != "" {
+			switch {
+			case r.Action == string(store.HealthUnhealthy):
+				// Not drift: the health watch's finding; its reason takes the patch's place.
+				patch = firstLine(r.Error)
+			case r.Error != "":
 				patch += " (error: " + firstLine(r.Error) + ")"
 			}
 			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s", shortTime(r.DetectedAt), r.Pipeline, r.Task, r.BuildID,

@@ -260,7 +260,7 @@ func TestChartDriftLeavesUninstalledReleaseAlone(t *testing.T) {
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
 	ctx := context.Background()
-	_, cfg := chartDriftServe(t, env, chartDirPipeline(ns, "10s", `          podLabels:
+	_, cfg := chartDriftServe(t, env, chartDirPipeline(ns, "20s", `          podLabels:
             pod-container-running-failed.stage.kwok.x-k8s.io: "true"
           minReadySeconds: 10
 `), "--drift-sweep", "1s")

@@ -125,7 +125,7 @@ func TestChartHealthWaitIsSupersededByANewerCommit(t *testing.T) {
 	waitPipelineHistory(t, cfg, "nginx-dir", 60*time.Second, "run 2 running", func(h []historyEntry) bool {
 		return len(h) == 2 && h[0].Status == "running"
 	})
-	d.waitOutput(t, 60*time.Second, "waiting up to 1m30s for the release's 4 objects to become healthy\" build_id=2")
+	d.waitOutput(t, 60*time.Second, "waiting up to 1m30s for the release's 4 objects to become healthy and stay so for 10s\" build_id=2")
 	newest := repo.commit("healthy again", map[string][]byte{".pipeline.yaml": chartDirPipeline(ns, "90s", `          replicaCount: 2
 `)})
 	pushed := time.Now()

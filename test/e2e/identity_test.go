@@ -206,7 +206,7 @@ func TestOldOwnerLabelsAreAdoptedAndNothingPruned(t *testing.T) {
 	cs := env.Clientset(t)
 	ctx := context.Background()
 	repo, repoName, cfg := newProject(t, env)
-	pipeline := []byte("name: legacy\nstages:\n- name: deploy\n  tasks:\n  - name: deploy\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 10s\n    drift: report\n")
+	pipeline := []byte("name: legacy\nstages:\n- name: deploy\n  tasks:\n  - name: deploy\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n    drift: report\n")
 	cms := func(names ...string) []byte {
 		var b strings.Builder
 		for _, n := range names {

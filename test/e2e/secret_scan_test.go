@@ -81,7 +81,7 @@ stages:
         path: app.yaml
         cluster: e2e
         namespace: ` + ns + `
-        wait: 10s
+        wait: 30s
 `),
 			"app.yaml": []byte(manifest),
 		}

@@ -32,7 +32,7 @@ func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 
 	repo, repoName, cfg := newProject(t, env)
 	repo.commit("settings", map[string][]byte{
-		".pipeline.yaml": []byte("name: settings\nvariables: {MODE: gitops}\nstages:\n- name: deploy\n  tasks:\n  - name: settings\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 10s\n"),
+		".pipeline.yaml": []byte("name: settings\nvariables: {MODE: gitops}\nstages:\n- name: deploy\n  tasks:\n  - name: settings\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n"),
 		"cm.yaml":        []byte(manifest),
 	})
 	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {

@@ -1,0 +1,202 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// healthStore is a fake of the few store calls the health watch makes: revisions by run,
+// with the store's compare-and-set on status.
+type healthStore struct {
+	mu     sync.Mutex
+	revs   map[int64]*store.Revision
+	runs   []store.Run // newest first
+	events []store.NewDriftEvent
+}
+
+func (s *healthStore) CurrentRevisions(context.Context) ([]store.Revision, error) { return nil, nil }
+
+func (s *healthStore) GetRevision(_ context.Context, _ store.PipelineRef, b int64, _ string) (store.Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.revs[b]; r != nil {
+		return *r, nil
+	}
+	return store.Revision{}, store.ErrNotFound
+}
+
+func (s *healthStore) TransitionRevision(_ context.Context, _ store.PipelineRef, b int64, _ string, from, to store.RevisionStatus, _ string) (store.Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.revs[b]
+	if r.Status != from {
+		return *r, fmt.Errorf("move: %w", store.ErrStatusConflict)
+	}
+	r.Status = to
+	return *r, nil
+}
+
+func (s *healthStore) GetRun(_ context.Context, _ store.PipelineRef, b int64) (store.Run, error) {
+	for _, r := range s.runs {
+		if r.BuildID == b {
+			return r, nil
+		}
+	}
+	return store.Run{}, store.ErrNotFound
+}
+
+func (s *healthStore) ListRuns(context.Context, store.PipelineRef, int) ([]store.Run, error) {
+	return s.runs, nil
+}
+
+func (s *healthStore) RecordDriftEvent(_ context.Context, e store.NewDriftEvent) (store.DriftEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	return store.DriftEvent{NewDriftEvent: e}, nil
+}
+
+type rollbacks struct{ jobs []reconciler.Job }
+
+func (r *rollbacks) SubmitIfIdle(_ context.Context, j reconciler.Job) (store.Run, error) {
+	r.jobs = append(r.jobs, j)
+	return store.Run{BuildID: 9}, nil
+}
+
+var ref = store.PipelineRef{Repository: "r", Name: "p"}
+
+// Runs 1 (healthy), 2 (failed its window), 3 (healthy; its workloads crash later).
+func lateCrash(health string, trigger3 store.Trigger) (*healthStore, *healthTarget) {
+	rev := func(b int64, s store.RevisionStatus) *store.Revision {
+		return &store.Revision{Pipeline: ref, BuildID: b, Task: "app", Cluster: "c", Status: s, Drift: store.DriftPolicy{Health: health}}
+	}
+	st := &healthStore{
+		revs: map[int64]*store.Revision{1: rev(1, store.RevisionHealthy), 2: rev(2, store.RevisionRolledBack), 3: rev(3, store.RevisionHealthy)},
+		runs: []store.Run{{BuildID: 3, Status: store.RunSucceeded, Trigger: trigger3}, {BuildID: 2, Status: store.RunFailed}, {BuildID: 1, Status: store.RunSucceeded}},
+	}
+	cur := *st.revs[3]
+	return st, &healthTarget{rev: &cur, entry: store.InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "ns", Name: "web"}}
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+func TestHealthWatchRollsBackOncePerRevision(t *testing.T) {
+	st, target := lateCrash(store.HealthRollback, store.TriggerPush)
+	rb := &rollbacks{}
+	h := &HealthWatch{Store: st, Rollbacks: rb, Log: quietLog()}
+	ctx := context.Background()
+	h.unhealthy(ctx, target, "pod web-1: failed: container app terminated: Error")
+	h.unhealthy(ctx, target, "pod web-2: failed: container app terminated: Error")
+	if len(rb.jobs) != 1 || !rb.jobs[0].IsRollback() || rb.jobs[0].Parent != 1 {
+		t.Fatalf("rollback jobs %+v, want one to BUILD_ID 1 (2 failed its window)", rb.jobs)
+	}
+	if st.revs[3].Status != store.RevisionFailed {
+		t.Fatalf("revision 3 is %s, want failed", st.revs[3].Status)
+	}
+	if len(st.events) != 1 || st.events[0].Action != store.HealthUnhealthy || st.events[0].BuildID != 3 ||
+		st.events[0].Error != "pod web-1: failed: container app terminated: Error; rollback run BUILD_ID 9 to BUILD_ID 1 started" {
+		t.Fatalf("events %+v", st.events)
+	}
+}
+
+func TestHealthWatchReportsWithoutRollback(t *testing.T) {
+	st, target := lateCrash(store.HealthReport, store.TriggerPush)
+	rb := &rollbacks{}
+	h := &HealthWatch{Store: st, Rollbacks: rb, Log: quietLog()}
+	h.unhealthy(context.Background(), target, "pod web-1: turned unready")
+	if len(rb.jobs) != 0 || st.revs[3].Status != store.RevisionFailed || len(st.events) != 1 || st.events[0].Error != "pod web-1: turned unready" {
+		t.Fatalf("report: jobs %+v, status %s, events %+v", rb.jobs, st.revs[3].Status, st.events)
+	}
+}
+
+func TestHealthWatchNeverRollsBackARollback(t *testing.T) {
+	st, target := lateCrash(store.HealthRollback, store.TriggerRollback)
+	rb := &rollbacks{}
+	h := &HealthWatch{Store: st, Rollbacks: rb, Log: quietLog()}
+	h.unhealthy(context.Background(), target, "pod web-1: turned unready")
+	if len(rb.jobs) != 0 || !strings.HasSuffix(st.events[0].Error, "not rolled back: the revision was itself deployed by a rollback") {
+		t.Fatalf("jobs %+v, events %+v", rb.jobs, st.events)
+	}
+}
+
+func TestHealthWatchWaitsForRunsUnderWay(t *testing.T) {
+	st, target := lateCrash(store.HealthRollback, store.TriggerPush)
+	st.runs = append([]store.Run{{BuildID: 4, Status: store.RunRunning}}, st.runs...)
+	rb := &rollbacks{}
+	h := &HealthWatch{Store: st, Rollbacks: rb, Log: quietLog()}
+	h.unhealthy(context.Background(), target, "pod web-1: turned unready")
+	if len(rb.jobs) != 0 || len(st.events) != 0 || st.revs[3].Status != store.RevisionHealthy {
+		t.Fatalf("a deploy under way: jobs %+v, events %+v, status %s", rb.jobs, st.events, st.revs[3].Status)
+	}
+}
+
+func TestPodSelectorOfWorkloads(t *testing.T) {
+	obj := func(kind string, selector map[string]any) *Object {
+		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{}}}
+		if selector != nil {
+			u.Object["spec"].(map[string]any)["selector"] = selector
+		}
+		return &Object{Entry: store.InventoryEntry{Group: "apps", Kind: kind}, Desired: u}
+	}
+	sel, err := podSelector(obj("Deployment", map[string]any{"matchLabels": map[string]any{"app": "web"}}))
+	if err != nil || sel == nil || !sel.Matches(labels.Set{"app": "web", "x": "y"}) || sel.Matches(labels.Set{"app": "db"}) {
+		t.Fatalf("Deployment: %v %v", sel, err)
+	}
+	if sel, err := podSelector(obj("Deployment", map[string]any{})); sel != nil || err != nil {
+		t.Fatalf("an empty selector must select nothing: %v %v", sel, err)
+	}
+	if sel, _ := podSelector(&Object{Entry: store.InventoryEntry{Kind: "Service"}, Desired: &unstructured.Unstructured{}}); sel != nil {
+		t.Fatalf("Service: %v", sel)
+	}
+}
+
+func TestUnhealthyObjectsMetric(t *testing.T) {
+	_, target := lateCrash(store.HealthReport, store.TriggerPush)
+	h := &HealthWatch{
+		pipelines: map[store.PipelineRef]map[string]*healthTarget{ref: {target.key(): target}, {Repository: "r", Name: "q"}: {}},
+		seen:      map[string]time.Time{target.key(): time.Now()},
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h)
+	gauge := func() string {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, l.GetName()+"="+l.GetValue())
+				}
+				out = append(out, fmt.Sprintf("%s{%s} %g", mf.GetName(), strings.Join(ls, ","), m.GetGauge().GetValue()))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	if got := gauge(); got != "slipway_unhealthy_objects{pipeline=p,repository=r} 1 slipway_unhealthy_objects{pipeline=q,repository=r} 0" {
+		t.Fatalf("with a recent trouble: %s", got)
+	}
+	h.seen[target.key()] = time.Now().Add(-recentTrouble)
+	if got := gauge(); got != "slipway_unhealthy_objects{pipeline=p,repository=r} 0 slipway_unhealthy_objects{pipeline=q,repository=r} 0" {
+		t.Fatalf("recovered: %s", got)
+	}
+}
