@@ -51,16 +51,25 @@ func RunOf(r store.Run) Run {
 
 const maxAPIBody = 64 << 10
 
-func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	var req RunRequest
+// decodeBody reads an optional JSON body into v, refusing unknown fields; false means it
+// has answered 400.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err == nil && len(body) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		err = dec.Decode(&req)
+		err = dec.Decode(v)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	var req RunRequest
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Rerun != 0 && req.Commit != "" {
@@ -72,6 +81,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.
 		return
 	}
 	var run store.Run
+	var err error
 	source := "manual"
 	if req.Rerun != 0 {
 		run, err = s.Triggers.Rerun(r.Context(), ref, req.Rerun, caller.Name)
@@ -136,14 +146,7 @@ func (s *Server) rejectRun(w http.ResponseWriter, r *http.Request, caller config
 // someone the stage does not list as an approver, 409 for a run that is not waiting.
 func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, caller config.APIUser, approve bool) {
 	var req AnswerRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
-	if err == nil && len(body) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&req)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	ref, id, ok := s.runTarget(w, r, caller)

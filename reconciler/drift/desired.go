@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
@@ -97,4 +98,13 @@ func (o *Object) ignoreRules() []jsondiff.IgnoreRule {
 		Group: "^" + regexp.QuoteMeta(o.Entry.Group) + "$", Kind: "^" + regexp.QuoteMeta(o.Entry.Kind) + "$",
 		Namespace: "^" + regexp.QuoteMeta(o.Entry.Namespace) + "$", Name: "^" + regexp.QuoteMeta(o.Entry.Name) + "$",
 	}}}
+}
+
+// revisionObjects connects to the revision's cluster and lists its objects there.
+func revisionObjects(ctx context.Context, clusters Clusters, rev *store.Revision) ([]*Object, error) {
+	cl, err := clusters.Get(ctx, rev.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	return Objects(cl, rev)
 }

@@ -137,12 +137,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 		if rev.Drift.EffectiveHealth() == store.HealthOff {
 			continue
 		}
-		cl, err := h.Clusters.Get(ctx, rev.Cluster)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		objs, err := Objects(cl, rev)
+		objs, err := revisionObjects(ctx, h.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
 			continue

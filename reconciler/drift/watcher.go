@@ -159,12 +159,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		if rev.Drift.EffectiveMode() == store.DriftOff {
 			continue
 		}
-		cl, err := w.Clusters.Get(ctx, rev.Cluster)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		objs, err := Objects(cl, rev)
+		objs, err := revisionObjects(ctx, w.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
 			continue
