@@ -1,8 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -73,10 +73,33 @@ stages:
 
 	// The audit log has both decisions, the allowing one with the pull request's evidence.
 	out, code := slipway(t, "audit", "--config", cfg, "pr-gated", "-o", "json")
-	for _, s := range []string{want, fmt.Sprintf(`"pullRequest":%d`, pr.Number), `"approvers":["` + reviewer.Name + `"]`, `"head":"` + head + `"`} {
-		if code != 0 || !strings.Contains(out, s) {
-			t.Errorf("slipway audit (exit %d) lacks %s:\n%s", code, s, out)
+	var entries []struct {
+		BuildID  int64  `json:"build_id"`
+		Reason   string `json:"reason"`
+		Evidence struct {
+			Rule     string         `json:"rule"`
+			Allow    bool           `json:"allow"`
+			Evidence map[string]any `json:"evidence"`
+		} `json:"evidence"`
+	}
+	if err := json.Unmarshal([]byte(out), &entries); code != 0 || err != nil {
+		t.Fatalf("slipway audit -o json: exit %d, %v\n%s", code, err, out)
+	}
+	byBuild := map[int64]int{}
+	for i, e := range entries {
+		if e.Evidence.Rule == "pullRequest" {
+			byBuild[e.BuildID] = i
 		}
+	}
+	i1, ok1 := byBuild[1]
+	i2, ok2 := byBuild[2]
+	if !ok1 || !ok2 || entries[i1].Reason != want || entries[i1].Evidence.Allow {
+		t.Fatalf("audit lacks the gate's decisions:\n%s", out)
+	}
+	ev := entries[i2].Evidence
+	if !ev.Allow || ev.Evidence["pullRequest"] != float64(pr.Number) || ev.Evidence["head"] != head ||
+		fmt.Sprint(ev.Evidence["approvers"]) != "["+reviewer.Name+"]" || ev.Evidence["author"] != owner.Name {
+		t.Errorf("the allowing decision's evidence: %+v", ev)
 	}
 	d.stop(t)
 }
