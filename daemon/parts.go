@@ -12,6 +12,7 @@ import (
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/sources/forge"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -23,6 +24,7 @@ type Parts struct {
 	Clusters *kube.Clusters
 	builder  reconciler.ImageBuilder
 	tags     reconciler.TagPruner
+	forges   map[string]forge.Client // by repository name; see UseForges
 	log      *logrus.Entry
 }
 
@@ -30,7 +32,7 @@ type Parts struct {
 // every run and task state change.
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
-		Config: d.Config, Builder: d.builder, Tags: d.tags, Audit: d.Store, Observer: observer, Log: d.log})
+		Config: d.Config, Builder: d.builder, Tags: d.tags, Gate: d.gate(), Audit: d.Store, Observer: observer, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner

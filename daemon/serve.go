@@ -76,10 +76,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// and make it learn the revision they store.
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
-	statuses, err := forgeStatuses(d.Config, d.Store, log.WithField("component", "forge-status"))
+	// One client per repository's forge, for the commit statuses and the pull-request gate.
+	forges, err := ForgeClients(d.Config)
 	if err != nil {
 		return err
 	}
+	d.UseForges(forges)
+	statuses := forgeStatuses(forges, d.Store, log.WithField("component", "forge-status"))
 	// Deferred before the dispatcher's wait, so it runs after: the statuses of runs that
 	// end on the way out are still sent.
 	defer statuses.Start(ctx)()

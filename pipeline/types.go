@@ -93,7 +93,7 @@ type Approval struct {
 // PullRequestApproval asks for reviews on the pull request the commit came from.
 type PullRequestApproval struct {
 	Approvals int      `yaml:"approvals,omitempty" default:"1" doc:"Approving reviews needed (at least 1)."`
-	Reviewers []string `yaml:"reviewers,omitempty" doc:"Whose approvals count: user names, or team:NAME. Default: anyone with write access."`
+	Reviewers []string `yaml:"reviewers,omitempty" doc:"Whose approvals count: user names, or team:NAME (the forge's team membership). Default: anyone but the pull request's author."`
 }
 
 // ManualApproval asks named people.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/sources/forge"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -36,31 +37,54 @@ type Answer struct {
 // can act on.
 type Decision struct {
 	Allow bool
-	// Wait says the gate may still open: the run waits (awaiting_approval) for an answer
-	// or, for a pull-request rule, for the reviews to change.
+	// Wait says the gate may still open: the run waits (awaiting_approval) for an answer.
 	Wait   bool
 	Rule   string // e.g. "approval", "manual", "pullRequest"
 	Reason string
+	// Evidence backs the decision for the audit log: the pull request's number, author,
+	// head and merge commit, who approved, what the rule needed. Nil when there is none.
+	Evidence map[string]any
+}
+
+// Reviews is what the pull-request rule reads from a repository's forge.
+type Reviews interface {
+	// PullRequestsForCommit returns the pull requests that brought sha into a branch.
+	PullRequestsForCommit(ctx context.Context, sha string) ([]forge.PullRequest, error)
+	// Reviews returns a pull request's submitted reviews, oldest first.
+	Reviews(ctx context.Context, number int64) ([]forge.Review, error)
+	// TeamMembers returns the user names in a team.
+	TeamMembers(ctx context.Context, team string) ([]string, error)
 }
 
 // Gate decides whether stages may start. A stage without an approval always may.
 //
+// A `pullRequest` approval passes when the commit being deployed is the merge commit of a
+// merged pull request into the run's branch with enough approving reviews, given on the
+// pull request's final head by allowed reviewers other than its author (each reviewer's
+// newest verdict counts). When it does not pass, a `manual` approval on the same stage
+// lets the run wait for a person; without one the stage does not start and the run fails
+// with the reason, because a merged pull request's reviews do not change.
+//
 // A `manual` approval opens when an allowed approver approves the run and fails it when
-// one rejects it. A `pullRequest` approval needs the forge's reviews, which Slipway does
-// not read yet: with only `pullRequest` the stage never starts and the run fails saying
-// so; with `manual` too, the run waits for a manual approval instead.
-type Gate struct{}
+// one rejects it.
+type Gate struct {
+	// Forges returns the forge of a repository (by its name in slipway.yaml); false when
+	// the repository has none. Nil: no repository has one.
+	Forges func(repository string) (Reviews, bool)
+}
 
 // MayStart implements the run engine's stage gate.
-func (Gate) MayStart(_ context.Context, req StageRequest) (Decision, error) {
+func (g Gate) MayStart(ctx context.Context, req StageRequest) (Decision, error) {
 	a := req.Stage.Approval
 	if a == nil {
 		return Decision{Allow: true}, nil
 	}
-	if a.Manual == nil {
-		return Decision{Rule: "pullRequest", Reason: fmt.Sprintf(
-			"stage %s needs an approval (pull-request review), and pull-request approval is not supported yet: the stage did not start",
-			req.Stage.Name)}, nil
+	var pr Decision
+	if a.PullRequest != nil {
+		pr = g.pullRequest(ctx, req)
+		if pr.Allow || a.Manual == nil {
+			return pr, nil
+		}
 	}
 	for _, ans := range req.Answers {
 		if CanApprove(req.Stage, ans.Actor) != nil {
@@ -71,16 +95,143 @@ func (Gate) MayStart(_ context.Context, req StageRequest) (Decision, error) {
 			if ans.Comment != "" {
 				reason += ": " + ans.Comment
 			}
-			return Decision{Rule: "manual", Reason: reason}, nil
+			return Decision{Rule: "manual", Reason: reason, Evidence: pr.Evidence}, nil
 		}
-		return Decision{Allow: true, Rule: "manual", Reason: fmt.Sprintf("stage %s approved by %s", req.Stage.Name, ans.Actor)}, nil
+		return Decision{Allow: true, Rule: "manual", Reason: fmt.Sprintf("stage %s approved by %s", req.Stage.Name, ans.Actor),
+			Evidence: pr.Evidence}, nil
 	}
 	reason := fmt.Sprintf("stage %s waits for a manual approval from %s (slipway approve %s/%s %d)",
 		req.Stage.Name, strings.Join(a.Manual.Approvers, " or "), req.Run.Pipeline.Repository, req.Run.Pipeline.Name, req.Run.BuildID)
 	if a.PullRequest != nil {
-		reason += "; pull-request approval is not supported yet"
+		reason = pr.Reason + "; " + reason
 	}
-	return Decision{Wait: true, Rule: "manual", Reason: reason}, nil
+	return Decision{Wait: true, Rule: "manual", Reason: reason, Evidence: pr.Evidence}, nil
+}
+
+// pullRequest decides the stage's pullRequest rule: Allow, or a refusal with the reason.
+// A forge that cannot be read is a refusal too, so that a manual approval can still
+// release the run.
+func (g Gate) pullRequest(ctx context.Context, req StageRequest) Decision {
+	rule := req.Stage.Approval.PullRequest
+	repo, commit, branch := req.Run.Pipeline.Repository, req.Run.Commit, req.Run.Branch
+	d := Decision{Rule: "pullRequest", Evidence: map[string]any{"commit": commit, "branch": branch}}
+	no := func(format string, args ...any) Decision {
+		d.Reason = fmt.Sprintf("stage %s: ", req.Stage.Name) + fmt.Sprintf(format, args...)
+		return d
+	}
+	var fg Reviews
+	ok := false
+	if g.Forges != nil {
+		fg, ok = g.Forges(repo)
+	}
+	if !ok {
+		return no("repository %s has no forge configured in slipway.yaml: pull-request approval cannot be checked", repo)
+	}
+	prs, err := fg.PullRequestsForCommit(ctx, commit)
+	if err != nil {
+		return no("cannot read the pull request of commit %s: %v", short(commit), err)
+	}
+	var pull *forge.PullRequest
+	for i := range prs {
+		if prs[i].Merged && prs[i].MergeCommitSHA == commit && prs[i].BaseBranch == branch {
+			pull = &prs[i]
+			break
+		}
+	}
+	if pull == nil {
+		for _, p := range prs {
+			if p.Merged && p.MergeCommitSHA == commit {
+				return no("commit %s is the merge of PR #%d into %s, not into %s", short(commit), p.Number, p.BaseBranch, branch)
+			}
+		}
+		return no("commit %s was pushed directly to %s, not through a pull request", short(commit), branch)
+	}
+	d.Evidence["pullRequest"] = pull.Number
+	d.Evidence["author"] = pull.Author
+	d.Evidence["head"] = pull.HeadSHA
+	d.Evidence["mergeCommit"] = pull.MergeCommitSHA
+	reviews, err := fg.Reviews(ctx, pull.Number)
+	if err != nil {
+		return no("cannot read the reviews of PR #%d: %v", pull.Number, err)
+	}
+	allowed, err := allowedReviewers(ctx, fg, rule.Reviewers)
+	if err != nil {
+		return no("cannot read the reviewers of PR #%d: %v", pull.Number, err)
+	}
+	approvers := countedApprovals(reviews, pull, allowed)
+	d.Evidence["approvers"] = approvers
+	d.Evidence["needed"] = max(rule.Approvals, 1)
+	from := ""
+	if len(rule.Reviewers) > 0 {
+		from = " from " + strings.Join(rule.Reviewers, " or ")
+	}
+	if len(approvers) < max(rule.Approvals, 1) {
+		return no("PR #%d has %d of %d approvals%s on its final head %s (the author's own and approvals of earlier heads do not count)",
+			pull.Number, len(approvers), max(rule.Approvals, 1), from, short(pull.HeadSHA))
+	}
+	d.Allow = true
+	d.Reason = fmt.Sprintf("stage %s: PR #%d approved by %s", req.Stage.Name, pull.Number, strings.Join(approvers, ", "))
+	return d
+}
+
+// allowedReviewers resolves the rule's reviewers (users and team:NAME) to user names; nil
+// means anyone.
+func allowedReviewers(ctx context.Context, fg Reviews, reviewers []string) (map[string]bool, error) {
+	if len(reviewers) == 0 {
+		return nil, nil
+	}
+	allowed := map[string]bool{}
+	for _, r := range reviewers {
+		team, isTeam := strings.CutPrefix(r, "team:")
+		if !isTeam {
+			allowed[strings.ToLower(r)] = true
+			continue
+		}
+		members, err := fg.TeamMembers(ctx, team)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			allowed[strings.ToLower(m)] = true
+		}
+	}
+	return allowed, nil
+}
+
+// countedApprovals returns, sorted, the reviewers whose newest verdict approves the pull
+// request's final head, leaving out its author and reviewers not allowed (allowed nil:
+// anyone). A comment is no verdict: it neither gives nor withdraws an approval. An approval
+// of an earlier head does not count, whether or not the later pushes changed files.
+func countedApprovals(reviews []forge.Review, pr *forge.PullRequest, allowed map[string]bool) []string {
+	newest := map[string]forge.Review{}
+	for _, r := range reviews {
+		if r.State == forge.ReviewCommented {
+			continue
+		}
+		who := strings.ToLower(r.Reviewer)
+		if old, ok := newest[who]; !ok || !r.Submitted.Before(old.Submitted) {
+			newest[who] = r
+		}
+	}
+	var out []string
+	for who, r := range newest {
+		if r.State != forge.ReviewApproved || r.CommitSHA != pr.HeadSHA || strings.EqualFold(who, pr.Author) {
+			continue
+		}
+		if allowed != nil && !allowed[who] {
+			continue
+		}
+		out = append(out, r.Reviewer)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
 }
 
 // ErrNotApprover says someone not listed as an approver answered a gate.

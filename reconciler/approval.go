@@ -147,11 +147,12 @@ func (r *Runner) auditGate(ctx context.Context, rc *runContext, st *pipeline.Sta
 		Comment string `json:"comment,omitempty"`
 	}
 	evidence := struct {
-		Stage   string   `json:"stage"`
-		Rule    string   `json:"rule"`
-		Allow   bool     `json:"allow"`
-		Answers []answer `json:"answers,omitempty"`
-	}{Stage: st.Name, Rule: d.Rule, Allow: d.Allow}
+		Stage    string         `json:"stage"`
+		Rule     string         `json:"rule"`
+		Allow    bool           `json:"allow"`
+		Answers  []answer       `json:"answers,omitempty"`
+		Evidence map[string]any `json:"evidence,omitempty"`
+	}{Stage: st.Name, Rule: d.Rule, Allow: d.Allow, Evidence: d.Evidence}
 	for _, a := range req.Answers {
 		evidence.Answers = append(evidence.Answers, answer{Actor: a.Actor, Approve: a.Approve, Comment: a.Comment})
 	}

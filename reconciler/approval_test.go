@@ -165,3 +165,34 @@ func TestARunThatNobodyCanApproveFailsAtOnce(t *testing.T) {
 		t.Fatalf("reason %q", final.Reason)
 	}
 }
+
+// evidenceGate refuses every gated stage with evidence, as the pull-request rule does.
+type evidenceGate struct{}
+
+func (evidenceGate) MayStart(_ context.Context, req policy.StageRequest) (policy.Decision, error) {
+	if req.Stage.Approval == nil {
+		return policy.Decision{Allow: true}, nil
+	}
+	return policy.Decision{Rule: "pullRequest", Reason: "PR #7 has 0 of 1 approvals",
+		Evidence: map[string]any{"pullRequest": 7, "head": "ffff000"}}, nil
+}
+
+func TestTheGatesEvidenceIsAudited(t *testing.T) {
+	st := testStore(t)
+	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Gate: evidenceGate{}, Audit: st, Log: logrus.NewEntry(logrus.New())})
+	d, _ := startTestDispatcher(t, runner, st)
+	run, err := d.Submit(context.Background(), RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, gatedPipeline(t, "", ""), store.TriggerPush, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, d, run.BuildID)
+	entries, err := st.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("audit %+v %v", entries, err)
+	}
+	if e := entries[0]; e.Reason != "PR #7 has 0 of 1 approvals" ||
+		!strings.Contains(string(e.Evidence), `"evidence":{"head":"ffff000","pullRequest":7}`) {
+		t.Errorf("audit entry %+v (evidence %s)", e, e.Evidence)
+	}
+}

@@ -86,6 +86,13 @@ func newRunCommand() *cobra.Command {
 // startEngine starts this command's run engine, reporting progress to out; stop cancels
 // what still runs and waits for it.
 func startEngine(ctx context.Context, d *daemon.Parts, description string, out io.Writer) (*reconciler.Runner, *reconciler.Dispatcher, func(), error) {
+	// The pull-request gate reads the forges here too: a reviewed pull request lets a run
+	// through that this process could not approve otherwise.
+	forges, err := daemon.ForgeClients(d.Config)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d.UseForges(forges)
 	engineCtx, cancel := context.WithCancel(ctx)
 	runner, disp, err := d.StartDispatcher(engineCtx, description, false, progressPrinter{w: out})
 	if err != nil {

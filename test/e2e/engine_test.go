@@ -61,9 +61,9 @@ func TestRunBesideServeWaitsForThePipeline(t *testing.T) {
 	}
 }
 
-// A stage behind a pull-request approval never starts, whatever else the run does:
-// pull-request approval is not supported yet, so the run fails before the stage, saying
-// so, and nothing of the stage is applied.
+// A stage behind a pull-request approval never starts, whatever else the run does, when
+// the repository has no forge to read the reviews from: the run fails before the stage,
+// saying so, and nothing of the stage is applied.
 func TestStageBehindPullRequestApprovalNeverStarts(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -87,7 +87,7 @@ stages:
       - {name: deploy-production, type: deploy-yaml, path: production, cluster: e2e, namespace: ` + ns + `}
 `)})
 	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
-	if code == 0 || !strings.Contains(out, "stage production needs an approval (pull-request review), and pull-request approval is not supported yet") {
+	if code == 0 || !strings.Contains(out, "stage production: repository "+repoName+" has no forge configured in slipway.yaml: pull-request approval cannot be checked") {
 		t.Fatalf("exit %d, want a run that fails at the gate:\n%s", code, out)
 	}
 	ctx := context.Background()
