@@ -107,22 +107,13 @@ func LoadAPIUsers(file string) (*APIUsers, error) {
 // ParseAPIUsers parses and validates an API tokens file. Errors name the file, line and
 // field, never a token (the file holds none).
 func ParseAPIUsers(file string, data []byte) (*APIUsers, error) {
-	var errs diag.List
-	r := diag.Reporter{File: file, List: &errs}
-	docs := yamlstrict.ReadDocuments(r, data)
 	u := &APIUsers{File: file}
-	switch {
-	case len(docs) == 0 && len(errs) == 0:
-		r.At(diag.Pos{Line: 1, Column: 1}, "", "empty API tokens file: list the identities under users")
-	case len(docs) > 1:
-		r.At(diag.Pos{Line: docs[1].Line, Column: docs[1].Column}, "", "the API tokens file holds one YAML document, not %d", len(docs))
-	}
-	if len(docs) > 0 {
-		u.Positions = yamlstrict.Decode(r, docs[0], u)
-		u.validate(r)
-	}
-	errs.Sort()
-	if err := errs.Err(); err != nil {
+	err := parseDocument(file, data, u, "empty API tokens file: list the identities under users", "the API tokens file",
+		func(r diag.Reporter, pos yamlstrict.Positions) {
+			u.Positions = pos
+			u.validate(r)
+		})
+	if err != nil {
 		return nil, err
 	}
 	return u, nil

@@ -177,25 +177,36 @@ func inlineSecretHint(key string) string {
 // Parse reads and validates slipway.yaml from data. Relative file paths in it are left as
 // written; Load resolves them against the file's folder.
 func Parse(file string, data []byte) (*Config, error) {
-	var errs diag.List
-	r := diag.Reporter{File: file, List: &errs}
-	docs := yamlstrict.ReadDocuments(r, data)
 	c := &Config{File: file}
-	switch {
-	case len(docs) == 0 && len(errs) == 0:
-		r.At(diag.Pos{Line: 1, Column: 1}, "", "empty configuration: dataDir is required")
-	case len(docs) > 1:
-		r.At(diag.Pos{Line: docs[1].Line, Column: docs[1].Column}, "", "slipway.yaml holds one YAML document, not %d", len(docs))
-	}
-	if len(docs) > 0 {
-		c.Positions = yamlstrict.Decode(r, docs[0], c)
-		validate(c, r)
-	}
-	errs.Sort()
-	if err := errs.Err(); err != nil {
+	err := parseDocument(file, data, c, "empty configuration: dataDir is required", "slipway.yaml",
+		func(r diag.Reporter, pos yamlstrict.Positions) {
+			c.Positions = pos
+			validate(c, r)
+		})
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// parseDocument decodes the one YAML document of file into v strictly and hands its
+// positions to check; errors come back sorted, each with file, line and field. what names
+// the file in the error about a second document.
+func parseDocument(file string, data []byte, v any, ifEmpty, what string, check func(diag.Reporter, yamlstrict.Positions)) error {
+	var errs diag.List
+	r := diag.Reporter{File: file, List: &errs}
+	docs := yamlstrict.ReadDocuments(r, data)
+	switch {
+	case len(docs) == 0 && len(errs) == 0:
+		r.At(diag.Pos{Line: 1, Column: 1}, "", "%s", ifEmpty)
+	case len(docs) > 1:
+		r.At(diag.Pos{Line: docs[1].Line, Column: docs[1].Column}, "", "%s holds one YAML document, not %d", what, len(docs))
+	}
+	if len(docs) > 0 {
+		check(r, yamlstrict.Decode(r, docs[0], v))
+	}
+	errs.Sort()
+	return errs.Err()
 }
 
 // Load reads, validates and resolves the configuration file at path: relative paths of files
