@@ -95,11 +95,7 @@ func (h *HealthWatch) Run(ctx context.Context) {
 	if err := h.Refresh(ctx); err != nil {
 		h.Log.WithError(err).Error("health watch: load current revisions")
 	}
-	sweep := h.Sweep
-	if sweep <= 0 {
-		sweep = DefaultSweep
-	}
-	t := time.NewTicker(sweep)
+	t := time.NewTicker(sweepInterval(h.Sweep))
 	defer t.Stop()
 	for {
 		select {

@@ -95,11 +95,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 		}()
 	}
-	sweep := w.Sweep
-	if sweep <= 0 {
-		sweep = DefaultSweep
-	}
-	t := time.NewTicker(sweep)
+	t := time.NewTicker(sweepInterval(w.Sweep))
 	defer t.Stop()
 	for {
 		select {
@@ -463,4 +459,12 @@ func (w *Watcher) TaskEnded(ref store.TaskRef) {
 	case w.reload <- struct{}{}:
 	default: // a reload is already asked for; it will see this task's revision too
 	}
+}
+
+// sweepInterval is d, or DefaultSweep when d is not set.
+func sweepInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultSweep
+	}
+	return d
 }
