@@ -28,6 +28,8 @@ repositories:
     branch: master
     poll: 10s
     auth: {usernameFile: git-user, passwordFile: git-password}
+    # What this repository may deploy (docs/policy.md): without grants it may deploy nothing.
+    policy: {clusters: [seconddevops], namespaces: [seconddevops], registries: [$SLIPWAY_REGISTRY]}
 clusters:
   - name: seconddevops
     kubeconfig: $KUBECONFIG
