@@ -25,7 +25,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
 	}
 	switch kind {
 	case "sqlite":
-		s, err := openSQLite(ctx, path, o)
+		s, err := openSQLiteRetrying(ctx, path, o)
 		if err != nil {
 			return nil, err
 		}

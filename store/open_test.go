@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +87,30 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 	// The reader pool must refuse writes: all writes go through the single writer.
 	if _, err := s.reader.ExecContext(ctx, "DELETE FROM pipelines"); err == nil {
 		t.Error("reader pool accepted a write")
+	}
+}
+
+// Processes that open a fresh store at once (the daemon and a CLI verb started beside it)
+// race to switch it to WAL and to migrate it; SQLite then answers busy at once, before
+// busy_timeout applies. Open must wait its turn rather than fail.
+func TestOpenConcurrentlyOnFreshFile(t *testing.T) {
+	for round := range 20 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("round%d.db", round))
+		errs := make(chan error, 6)
+		for range cap(errs) {
+			go func() {
+				st, err := Open(testCtx(t), "sqlite://"+path)
+				if err == nil {
+					_, err = st.ListPipelines(testCtx(t))
+					err = errors.Join(err, st.Close())
+				}
+				errs <- err
+			}()
+		}
+		for range cap(errs) {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 	}
 }

@@ -41,6 +41,10 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
+	return openSQLiteRetrying(ctx, path, o)
+}
+
+func openSQLiteRetrying(ctx context.Context, path string, o options) (*SQLite, error) {
 	// Another process may hold the file while it switches it to WAL or migrates it (the
 	// daemon and a CLI verb starting together); the pragmas on a new connection can then
 	// fail busy before busy_timeout applies. Retry the whole open within the timeout.
