@@ -30,6 +30,9 @@ type Config struct {
 	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
 	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
 	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
+	Runs              Runs         `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
+	Webhooks          Webhooks     `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
+	Retention         Retention    `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
 
 	File      string               `yaml:"-"`
 	Positions yamlstrict.Positions `yaml:"-"`

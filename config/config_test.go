@@ -119,7 +119,7 @@ func TestBadConfigs(t *testing.T) {
 		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {type: kubernetes, cluster: nope, namespace: jobs}\nwebhook: {}\n", []string{
 			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
 			`3:39: unknown cluster "nope": define it under clusters`,
-			`4:1: unknown field "webhook"`,
+			`4:1: unknown field "webhook" (did you mean "webhooks"?)`,
 		}},
 		{"enums and registries", "dataDir: /d\nbuilder: {type: docker}\nregistry: {default: 'https://hub.example.com', insecure: ['a b']}\ncharts: {repository: 'https://charts'}\n", []string{
 			`2:17: type: "docker" is not one of native, buildkit`,

@@ -77,6 +77,7 @@ func validate(c *Config, r diag.Reporter) {
 	}
 	k.registry()
 	k.policy(clusters)
+	k.limits()
 	if repo := c.Charts.Repository; repo != "" {
 		u, err := url.Parse(repo)
 		if err != nil || u.Scheme != "oci" || u.Host == "" {

@@ -135,7 +135,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
-		Log: log.WithField("component", "http")}
+		Limits: server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
+		Log:    log.WithField("component", "http")}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
 	if err != nil {
