@@ -99,6 +99,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	hw.Rollbacks = disp
+	if err := reg.Register(newRunMetrics(disp, d.Config.MaxInFlight())); err != nil {
+		stopDispatcher()
+		disp.Wait()
+		return err
+	}
 	// However Serve returns, the runs it started end first.
 	defer func() {
 		stopDispatcher()

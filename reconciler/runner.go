@@ -242,6 +242,7 @@ type RunState struct {
 	running  int             // tasks running
 	waiting  int             // of those, tasks waiting for health
 	approval approvalState
+	place    *place // its share of the bound on runs in flight; nil: unbounded
 }
 
 // Status is the run's status as the engine last recorded it ("" before it started).
@@ -339,6 +340,15 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(out.status), Reason: out.reason})
 	log.WithFields(logrus.Fields{"status": out.status, "reason": out.reason}).Info("run finished")
 	return final, nil
+}
+
+// NoteQueued records why a queued run waits.
+func (r *Runner) NoteQueued(ctx context.Context, run store.Run, reason string) error {
+	if err := r.store.NoteQueuedRun(ctx, run.Pipeline, run.BuildID, reason); err != nil {
+		return err
+	}
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunQueued), Reason: reason})
+	return nil
 }
 
 // defaultRunTimeout bounds a run whose pipeline sets no timeout (and every rollback).

@@ -25,6 +25,9 @@ type Store interface {
 	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
 	// move is legal, recording reason and the start or finish time.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
+	// NoteQueuedRun sets the reason of a run that is still queued: why it waits. A run that
+	// left the queue meanwhile is left as it is.
+	NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error
 	// MarkStaleRuns fails every queued or running run whose holder no longer beats, with
 	// reason InterruptedReason: called once when the daemon starts, before it runs
 	// anything, these can only be runs a crash or kill left behind. Their unfinished
