@@ -72,6 +72,10 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	d.Clusters.WrapTransports(requests.Wrap)
+	ret, err := newRetention(d.Store, d.Config.Retention, reg, log.WithField("component", "retention"))
+	if err != nil {
+		return err
+	}
 	// The drift watcher hears of every task start and end: deploys pause it for their task
 	// and make it learn the revision they store.
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
@@ -168,6 +172,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}
 	goRun(dw.Run)
 	goRun(hw.Run)
+	goRun(ret.Run)
 	goRun(func(ctx context.Context) {
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
 			log.WithError(err).Error("scheduler")

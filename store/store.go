@@ -79,7 +79,7 @@ type Store interface {
 	ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error)
 
 	// RecordDelivery remembers a repository's webhook delivery id and reports whether it
-	// is new; false means a redelivery.
+	// is new; false means a redelivery. Prune forgets old ids.
 	RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error)
 	// ForgetDelivery drops a recorded delivery id whose delivery could not be acted on.
 	ForgetDelivery(ctx context.Context, repository, deliveryID string) error
@@ -100,6 +100,10 @@ type Store interface {
 	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
+
+	// Prune deletes old webhook deliveries, pull request events and drift events as r says,
+	// in short transactions. The audit log is never pruned.
+	Prune(ctx context.Context, r Retention) (Pruned, error)
 
 	// RecordAudit appends an entry to the audit log, which nothing ever changes or deletes.
 	RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
