@@ -58,7 +58,7 @@ env-down:
 ## (YAML and charts) costs, webhook vs polling latency and the idle cost of 1000 polled repositories
 ## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:
