@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -55,6 +56,12 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	}
 	if req.Registry == "" {
 		return nil, errors.New("no registry: set the task's registry or registry.default in slipway.yaml")
+	}
+	// The registry may have been substituted: check the grant on what will be pushed.
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
+	if err := policy.DeniedFor(task, policy.RulePush, grants.PushDenied(task, builder.ImageRepository(req.Registry, t.Workspace, t.Image))); err != nil {
+		tl.Printf("%s", rc.mask(err.Error()))
+		return nil, err
 	}
 	for _, et := range t.ExtraTags {
 		v, err := subst("extraTags", et)
