@@ -10,6 +10,7 @@ import (
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
+	"github.com/slipwayhq/slipway/render"
 )
 
 // SecretNamespace is the namespace a pipeline secret's Kubernetes Secret is read from.
@@ -44,6 +45,14 @@ func (p Policy) checkSources(pl *pipeline.Pipeline) []Denial {
 			}
 		}
 	}
+	// Declared variables that use no other variable are known before the run: a registry
+	// written as ${REGISTRY} is checked with them.
+	known := render.Map{}
+	for k, v := range pl.Variables {
+		if !strings.Contains(v, "${") {
+			known[k] = v
+		}
+	}
 	for i, st := range pl.Stages {
 		for j, t := range st.Tasks {
 			f := yamlstrict.Index(yamlstrict.Index("stages", i)+".tasks", j)
@@ -54,8 +63,11 @@ func (p Policy) checkSources(pl *pipeline.Pipeline) []Denial {
 				if reg == "" {
 					reg, field = p.defaultRegistry, f+".image"
 				}
+				if s, err := render.Substitute(reg, known); err == nil {
+					reg = s
+				}
 				if reg == "" || strings.Contains(reg, "${") {
-					continue // no registry is the task's own error; a substituted one is checked when known
+					continue // no registry is the task's own error; one known only in the run is checked then
 				}
 				if reason := p.PushDenied(t.Name, builder.ImageRepository(reg, b.Workspace, b.Image)); reason != "" {
 					add(field, Denial{Rule: RulePush, Reason: reason})
@@ -91,7 +103,7 @@ func (p Policy) KubernetesSecretDenied(s pipeline.Secret) string {
 		granted[i] = g.Cluster + "/" + g.Namespace + "/" + g.Name
 	}
 	return fmt.Sprintf("secret %s reads Kubernetes Secret %s/%s on cluster %q, which %s", s.Name, ns, s.Secret, s.Cluster,
-		p.notGranted("secrets.kubernetes (cluster/namespace/name)", granted))
+		p.notGranted("secrets.kubernetes", granted))
 }
 
 // fileSecretDenied is the check of a file: secret by its path as written.

@@ -31,6 +31,7 @@ repositories:
 
 func TestCheckPipelineSecretsAndPushes(t *testing.T) {
 	ps, err := pipeline.Parse("p.yaml", []byte(`name: app
+variables: {REG: hub.example.com/elsewhere}
 secrets:
   - {name: TOKEN, file: /etc/slipway/api-token}
   - {name: DB, file: /srv/secrets/shop/../shop/db}
@@ -42,6 +43,7 @@ stages:
       - {name: web, type: build-image, image: web, tag: "1", workspace: shop}
       - {name: miner, type: build-image, image: miner, tag: "1", registry: quay.io}
       - {name: later, type: build-image, image: x, tag: "1", registry: "${REG}"}
+      - {name: known, type: build-image, image: x, tag: "1", registry: "${GIT_BRANCH}.example.com"}
       - {name: chart, type: publish-chart, chartDir: chart, chart: shop, version: "1.0.0"}
       - {name: chart2, type: publish-chart, chartDir: chart, chart: shop, version: "1.0.0", repository: 'oci://hub.example.com/other'}
 `))
@@ -56,9 +58,10 @@ stages:
 	got := p.CheckPipeline(ps[0])
 	want := []struct{ field, rule, reason string }{
 		{"secrets[0].file", RuleSecrets, "secret TOKEN reads file /etc/slipway/api-token, which is not granted to repository shop (its policy.secrets.files in slipway.yaml grants /srv/secrets/shop)"},
-		{"secrets[2].secret", RuleSecrets, `secret OTHER reads Kubernetes Secret payments/payments-db on cluster "prod", which is not granted to repository shop (its policy.secrets.kubernetes (cluster/namespace/name) in slipway.yaml grants prod/shop/shop-*)`},
+		{"secrets[2].secret", RuleSecrets, `secret OTHER reads Kubernetes Secret payments/payments-db on cluster "prod", which is not granted to repository shop (its policy.secrets.kubernetes in slipway.yaml grants prod/shop/shop-*)`},
 		{"stages[0].tasks[1].registry", RulePush, "task miner pushes to quay.io/miner, which is not granted to repository shop (its policy.push in slipway.yaml grants hub.example.com/shop, hub.example.com/charts/shop)"},
-		{"stages[0].tasks[4].repository", RulePush, "task chart2 pushes to hub.example.com/other/shop, which is not granted"},
+		{"stages[0].tasks[2].registry", RulePush, "task later pushes to hub.example.com/elsewhere/x, which is not granted"},
+		{"stages[0].tasks[5].repository", RulePush, "task chart2 pushes to hub.example.com/other/shop, which is not granted"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d denials, want %d: %v", len(got), len(want), got)
@@ -68,12 +71,12 @@ stages:
 			t.Errorf("denial %d: %+v, want %+v", i, got[i], w)
 		}
 	}
-	if got[0].At != "p.yaml:3:25" {
+	if got[0].At != "p.yaml:4:25" {
 		t.Errorf("denial placed at %q", got[0].At)
 	}
 	// No grants at all: every secret and push is denied.
-	if got := grantsPolicy(t, "      clusters: [prod]\n").CheckPipeline(ps[0]); len(got) != 8 {
-		t.Errorf("default deny: %d denials, want 8 (4 secrets, 4 pushes written without ${...}): %v", len(got), got)
+	if got := grantsPolicy(t, "      clusters: [prod]\n").CheckPipeline(ps[0]); len(got) != 9 {
+		t.Errorf("default deny: %d denials, want 9 (4 secrets, the 5 pushes known before the run): %v", len(got), got)
 	}
 }
 
