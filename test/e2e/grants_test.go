@@ -186,7 +186,8 @@ stages:
       - {name: cron, type: deploy-yaml, path: cron.yaml, cluster: e2e, namespace: ` + ns + `, wait: 30s}
 `
 	repo.commit("pipelines", map[string][]byte{
-		"Dockerfile":     []byte("FROM " + env.BaseImage + "\n"),
+		"Dockerfile":     []byte("FROM " + env.BaseImage + "\nCOPY stamp /stamp\n"),
+		"stamp":          []byte("other"),
 		".pipeline.yaml": []byte(pipelines),
 		// The deployer runs mine's alpha-1 (suspended: nothing is scheduled).
 		"cron.yaml": []byte(`apiVersion: batch/v1
@@ -211,10 +212,16 @@ spec:
 		}
 		return out
 	}
+	// Each build gets content of its own: registries delete manifests, and a tag sharing
+	// its manifest with a survivor is kept for that reason instead.
+	stamp := func(s string) { repo.commit("stamp "+s, map[string][]byte{"stamp": []byte(s)}) }
 	run("other") // alpha-01: another pipeline's tag, older than all of mine
-	run("mine")  // alpha-1
+	stamp("1")
+	run("mine") // alpha-1
 	run("deployer")
-	run("mine")        // alpha-2: keep 1 would delete alpha-1, which the deployer's revision deploys
+	stamp("2")
+	run("mine") // alpha-2: keep 1 would delete alpha-1, which the deployer's revision deploys
+	stamp("3")
 	out := run("mine") // alpha-3: deletes alpha-2, keeps alpha-1
 	tags, err := crane.ListTags(image, crane.Insecure)
 	if err != nil {
