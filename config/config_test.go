@@ -161,6 +161,30 @@ repositories:
 			`10:79: registry "nginx" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
 			`10:86: registry "hub.example.com/Team" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
 		}},
+		{"secret and push grants", `dataDir: /d
+clusters: [{name: prod, inCluster: true}]
+repositories:
+  - name: r
+    url: https://g/r.git
+    branch: main
+    policy:
+      push: [hub.example.com/shop, 'oci://hub.example.com/charts']
+      secrets:
+        kubernetes:
+          - {cluster: prod, namespace: 'shop-*', name: 'shop.db-*'}
+          - {cluster: staging, namespace: A, name: 'x/y'}
+          - {cluster: '*', namespace: '*'}
+        files: [/etc/slipway/shop, etc/shop, /etc/shop/../x, /]
+`, []string{
+			`8:36: registry "oci://hub.example.com/charts" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+			`12:23: cluster "staging" is not defined under clusters`,
+			`12:43: namespace "A" must be a name (lowercase letters, digits and '-') where * matches any run of characters, such as prod-* or *`,
+			`12:52: Secret name "x/y" must be a name (lowercase letters, digits, '-' and '.') where * matches any run of characters, such as shop-db or shop-*`,
+			`13:13: missing required field "name"`,
+			`14:36: folder "etc/shop" must be an absolute path, such as /etc/slipway/secrets/shop`,
+			`14:46: folder "/etc/shop/../x" is not clean: write /etc/x`,
+			`14:62: folder / would grant every file on the daemon's host (its API token, kubeconfigs, Git credentials); grant a folder that holds only this repository's secrets`,
+		}},
 		{"policy rules", `dataDir: /d
 policy:
   rules:

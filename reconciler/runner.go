@@ -593,7 +593,7 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 	case pipeline.TypeDeployYAML:
 		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
 	case pipeline.TypePublishChart:
-		return r.publishChart(ctx, rc, t.PublishChart, tl)
+		return r.publishChart(ctx, rc, t.Name, t.PublishChart, tl)
 	case pipeline.TypeDeployChart:
 		return nil, r.deployChart(ctx, rc, t.Name, t.DeployChart, tl)
 	default:

@@ -70,6 +70,18 @@ type Store interface {
 	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
 	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)
 
+	// AllRevisions returns every stored revision of every pipeline: each is what a
+	// rollback may put back, so retention keeps what any of them deploys.
+	AllRevisions(ctx context.Context) ([]Revision, error)
+
+	// RecordPushedTags remembers that run buildID of the pipeline pushed tags of the image
+	// repository (HOST[:PORT]/PATH), so retention deletes only its own pipeline's tags.
+	RecordPushedTags(ctx context.Context, ref PipelineRef, buildID int64, repository string, tags []string) error
+	// PushedTags returns, for each recorded tag of the repository, the pipelines that pushed it.
+	PushedTags(ctx context.Context, repository string) (map[string][]PipelineRef, error)
+	// ForgetPushedTag drops the pipeline's record of a tag retention deleted.
+	ForgetPushedTag(ctx context.Context, ref PipelineRef, repository, tag string) error
+
 	// SaveRevision's Drift policy is kept with the revision. CurrentRevisions returns each
 	// task's newest healthy, applied or failed revision: what is on the cluster now.
 	CurrentRevisions(ctx context.Context) ([]Revision, error)
