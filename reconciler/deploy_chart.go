@@ -106,7 +106,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}); err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}
 	if rel != nil {
 		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version

@@ -177,6 +177,9 @@ func substituteFile(dir, rel string, vars render.Vars) error {
 	if !filepath.IsLocal(rel) {
 		return fmt.Errorf("path %q: leaves the chart", rel)
 	}
+	if ext := filepath.Ext(rel); ext != ".yaml" && ext != ".yml" {
+		return fmt.Errorf("%s: only YAML files are substituted; other files are not supported yet", rel)
+	}
 	p := filepath.Join(dir, rel)
 	raw, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {

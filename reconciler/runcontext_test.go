@@ -28,9 +28,18 @@ func TestBuiltinVars(t *testing.T) {
 }
 
 func TestMaskHidesEverySecretLongestFirst(t *testing.T) {
-	rc := &runContext{secrets: []string{"hunter2-long", "hunter2"}}
+	rc := &runContext{}
+	rc.addMasks([]string{"hunter2", "hunter2-long"})
 	got := rc.mask("password hunter2-long and hunter2 again")
 	if got != "password *** and *** again" {
 		t.Fatalf("mask = %q", got)
+	}
+	// A restored revision's values are masked from then on, in their encoded forms too.
+	rc.addMasks([]string{"old-secret-value", "hunter2"})
+	if got := rc.mask("b64 b2xkLXNlY3JldC12YWx1ZQ== url old-secret-value"); got != "b64 *** url ***" {
+		t.Fatalf("mask after addMasks = %q", got)
+	}
+	if got := rc.maskValues(); len(got) != 3 {
+		t.Fatalf("maskValues = %q, want the three values once each", got)
 	}
 }
