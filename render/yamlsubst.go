@@ -2,6 +2,8 @@ package render
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -63,7 +65,7 @@ type site struct {
 // template is a YAML stream with its references swapped for placeholders.
 type template struct {
 	text   []byte
-	prefix string // no placeholder-free text of the file contains it
+	prefix string // random; the file does not contain it
 	sites  []site
 	match  *regexp.Regexp
 }
@@ -71,9 +73,15 @@ type template struct {
 // protect swaps each reference and escape of raw for a placeholder; a syntax error is
 // reported at its line and column.
 func protect(raw []byte) (*template, error) {
-	prefix := "slipwayref"
-	for bytes.Contains(raw, []byte(prefix)) {
-		prefix += "x"
+	// A random prefix: a file cannot hold it by chance, nor be made to (growing a fixed
+	// prefix until the file lacks it costs a crafted file quadratic time).
+	var prefix string
+	for prefix == "" || bytes.Contains(raw, []byte(prefix)) {
+		var nonce [8]byte
+		if _, err := rand.Read(nonce[:]); err != nil {
+			return nil, fmt.Errorf("placeholder: %w", err)
+		}
+		prefix = "slipwayref" + hex.EncodeToString(nonce[:]) + "r"
 	}
 	t := &template{prefix: prefix, match: regexp.MustCompile(prefix + `([0-9]+)z`)}
 	var out bytes.Buffer

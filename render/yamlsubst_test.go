@@ -258,3 +258,28 @@ func TestYAMLRefs(t *testing.T) {
 		t.Fatal("a reference in a key passed")
 	}
 }
+
+// TestSubstituteYAMLKeepsTheRest: in a document with a reference, everything else reads as
+// it did (anchors and merge keys, numbers, booleans, dates, YAML 1.1 words, long integers).
+func TestSubstituteYAMLKeepsTheRest(t *testing.T) {
+	rest := "base: &b {x: 1, y: [a, b]}\nmerged:\n  <<: *b\n  y: 2\nn: 12345678901234567890\nf: 1e3\nbool: yes\nplain: on\n" +
+		"date: 2001-12-14\nnothing: ~\nfolded: >\n  a\n  b\nmulti: one\n  two\n"
+	var want, got map[string]any
+	if err := yaml.Unmarshal([]byte(rest), &want); err != nil {
+		t.Fatal(err)
+	}
+	out, err := SubstituteYAML([]byte(rest+"ref: ${V}\n"), Map{"V": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["ref"] != "v" {
+		t.Fatalf("ref = %#v", got["ref"])
+	}
+	delete(got, "ref")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %#v\nwant %#v\n%s", got, want, out)
+	}
+}
