@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -341,8 +342,17 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 				continue // no values.yaml is fine when it is only the default
 			}
 		}
+		if ext := path.Ext(file); ext != ".yaml" && ext != ".yml" {
+			v.at(fields[i], "substitute %q: only YAML files (.yaml, .yml) are substituted, value by value; other files are not supported yet", file)
+			continue
+		}
 		if _, ok := v.exists(fields[i], full, fileEntry); ok {
-			v.fileRefs(full)
+			for _, ref := range v.fileRefs(full) {
+				if v.secrets[ref.Name] && !c.PackageSecrets {
+					v.at(fields[i], "%s:%d:%d uses secret ${%s}: a published chart is readable by anyone who can pull it; set packageSecrets: true to publish the value anyway",
+						full, ref.Line, ref.Column, ref.Name)
+				}
+			}
 		}
 	}
 	if version == "" {
@@ -437,35 +447,56 @@ func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
 	}
 }
 
-// fileRefs reports unresolved ${...} in a repository file at their own line and column. Files
-// are rendered when their task runs, so outputs of every earlier task are in scope.
-func (v *validator) fileRefs(name string) {
+// fileRefs reports unresolved ${...} in a repository file at their own line and column, and
+// returns the references substitution will use (those in values; comments are not
+// substituted). Files are rendered when their task runs, so outputs of every earlier task
+// are in scope.
+func (v *validator) fileRefs(name string) []render.SiteRef {
 	data, err := fs.ReadFile(v.opts.Repo, name)
 	if err != nil {
 		v.at("", "reading %s: %v", name, err)
-		return
+		return nil
 	}
 	text := string(data)
 	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
 	stage := v.current
-	// Scan line by line so that one bad reference does not hide the others.
+	// Syntax first, line by line, so that one bad reference does not hide the others.
+	bad := false
 	for lineNo, line := range strings.Split(text, "\n") {
-		refs, err := render.References(line)
-		if err != nil {
+		if _, err := render.References(line); err != nil {
 			se, _ := err.(*render.SyntaxError)
 			col := 1
 			if se != nil {
 				col = se.Offset + 1
 			}
 			v.r.List.Add(file, posAt(lineNo, col), "", "%v", err)
-			continue
-		}
-		for _, ref := range refs {
-			if msg := v.resolve(ref, stage); msg != "" {
-				v.r.List.Add(file, posAt(lineNo, ref.Offset+1), "", "%s", msg)
-			}
+			bad = true
 		}
 	}
+	if bad {
+		return nil
+	}
+	// Then as substitution reads the file: references in values only.
+	refs, err := render.YAMLRefs(data)
+	if err != nil {
+		var pe *render.PositionError
+		if errors.As(err, &pe) {
+			msg := pe.Err.Error()
+			if pe.Field != "" {
+				msg = pe.Field + ": " + msg
+			}
+			v.r.List.Add(file, posAt(pe.Line-1, pe.Column), "", "%s", msg)
+		} else {
+			v.r.List.Add(file, posAt(0, 1), "", "%v", err)
+		}
+		return nil
+	}
+	for _, ref := range refs {
+		if msg := v.resolve(ref.Ref, stage); msg != "" {
+			v.r.List.Add(file, posAt(ref.Line-1, ref.Column), "", "%s", msg)
+		}
+	}
+	return refs
 }
 
 func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) {

@@ -150,7 +150,10 @@ type PublishChartTask struct {
 	Repository string   `yaml:"repository,omitempty" doc:"OCI repository, oci://HOST/PATH. Default: charts.repository in slipway.yaml."`
 	Rename     bool     `yaml:"rename,omitempty" doc:"Publish under chart even if Chart.yaml names it otherwise."`
 	Overwrite  bool     `yaml:"overwrite,omitempty" doc:"Allow pushing a version that already exists."`
-	Substitute []string `yaml:"substitute,omitempty" doc:"Files inside chartDir whose ${...} are substituted. Default: values.yaml."`
+	Substitute []string `yaml:"substitute,omitempty" doc:"YAML files inside chartDir whose ${...} are substituted. Default: values.yaml."`
+	// PackageSecrets opts in to publishing secret values: the chart is readable by anyone who
+	// can pull it.
+	PackageSecrets bool `yaml:"packageSecrets,omitempty" doc:"Allow the substituted files to use secrets; the pushed chart then holds their values. Default: refused."`
 }
 
 // Rollback says what happens when a deploy does not become healthy.

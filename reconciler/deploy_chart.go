@@ -106,7 +106,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}); err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}
 	if rel != nil {
 		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version
@@ -227,7 +227,7 @@ func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipelin
 		// Like publish-chart, the chart's values.yaml is substituted, so one chart folder
 		// reads the same whether it is deployed from the checkout or published first.
 		if err := substituteFile(dir, "values.yaml", vars); err != nil && !errors.Is(err, errNoSuchFile) {
-			return nil, fmt.Errorf("substitute %s/values.yaml: %w", t.ChartDir, err)
+			return nil, fmt.Errorf("substitute: %w", render.InFile(t.ChartDir+"/values.yaml", err))
 		}
 		ch, err := loader.LoadDir(dir)
 		if err != nil {
@@ -274,9 +274,9 @@ func chartValues(root string, t *pipeline.DeployChartTask, vars render.Map) (map
 		if err != nil {
 			return nil, fmt.Errorf("valuesFiles: %w", err)
 		}
-		text, err := substituteText(raw, vars)
+		text, err := render.SubstituteYAML(raw, vars)
 		if err != nil {
-			return nil, fmt.Errorf("valuesFiles %s: %w", f, err)
+			return nil, fmt.Errorf("valuesFiles: %w", render.InFile(f, err))
 		}
 		var v map[string]any
 		if err := yaml.Unmarshal(text, &v); err != nil {

@@ -108,7 +108,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace,
 		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
-		Drift: spec.drift,
+		Drift: spec.drift, Masks: rc.maskValues(),
 	}); err != nil {
 		return inventory, err
 	}
@@ -216,6 +216,7 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 // restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
 // without recording a new revision: the failed one is marked rolled back instead.
 func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait, stableFor time.Duration, tl *taskLog) error {
+	rc.addMasks(target.Masks)
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
 	if err != nil {
 		return err

@@ -1,8 +1,6 @@
 package reconciler
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,13 +45,18 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, 
 		return nil, err
 	}
 	defer cleanup()
+	if !t.PackageSecrets {
+		if err := refuseSecretValues(dir, t.ChartDir, substitute, rc.pipeline.Secrets); err != nil {
+			return nil, err
+		}
+	}
 	for _, f := range substitute {
 		err := substituteFile(dir, f, vars)
 		if errors.Is(err, errNoSuchFile) && !explicit {
 			continue // a chart without values.yaml has nothing to substitute
 		}
 		if err != nil {
-			return nil, fmt.Errorf("substitute %s/%s: %w", t.ChartDir, f, err)
+			return nil, fmt.Errorf("substitute: %w", render.InFile(t.ChartDir+"/"+f, err))
 		}
 	}
 	pkg, err := builder.PackageChart(dir, builder.ChartOptions{Name: t.Chart, Rename: t.Rename, Version: version, AppVersion: appVersion})
@@ -142,11 +145,46 @@ func copyChart(root, rel string) (string, func(), error) {
 	return dst, cleanup, nil
 }
 
-// substituteFile substitutes ${...} in the file rel of dir in place, line by line so an
-// error names its line.
+// ErrSecretInChart is a publish-chart that would package a secret value without
+// packageSecrets: true.
+var ErrSecretInChart = errors.New("a published chart would hold a secret value")
+
+// refuseSecretValues refuses to package files that reference a secret: anyone who can pull
+// the chart could read it. packageSecrets: true opts in.
+func refuseSecretValues(dir, chartDir string, files []string, secrets []pipeline.Secret) error {
+	names := map[string]bool{}
+	for _, s := range secrets {
+		names[s.Name] = true
+	}
+	for _, f := range files {
+		if !filepath.IsLocal(f) {
+			continue // substituteFile refuses it
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue // substituteFile reports it
+		}
+		refs, err := render.YAMLRefs(raw)
+		if err != nil {
+			return render.InFile(chartDir+"/"+f, err)
+		}
+		for _, r := range refs {
+			if names[r.Name] {
+				return fmt.Errorf("%s/%s:%d:%d: ${%s} is a secret: %w; set packageSecrets: true on the task to publish it anyway",
+					chartDir, f, r.Line, r.Column, r.Name, ErrSecretInChart)
+			}
+		}
+	}
+	return nil
+}
+
+// substituteFile substitutes ${...} into the scalars of the YAML file rel of dir, in place.
 func substituteFile(dir, rel string, vars render.Vars) error {
 	if !filepath.IsLocal(rel) {
 		return fmt.Errorf("path %q: leaves the chart", rel)
+	}
+	if ext := filepath.Ext(rel); ext != ".yaml" && ext != ".yml" {
+		return fmt.Errorf("%s: only YAML files are substituted; other files are not supported yet", rel)
 	}
 	p := filepath.Join(dir, rel)
 	raw, err := os.ReadFile(p)
@@ -156,27 +194,9 @@ func substituteFile(dir, rel string, vars render.Vars) error {
 	if err != nil {
 		return err
 	}
-	out, err := substituteText(raw, vars)
+	out, err := render.SubstituteYAML(raw, vars)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(p, out, 0o644)
-}
-
-func substituteText(raw []byte, vars render.Vars) ([]byte, error) {
-	var buf bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for line := 1; sc.Scan(); line++ {
-		s, err := render.Substitute(sc.Text(), vars)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		buf.WriteString(s)
-		buf.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

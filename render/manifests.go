@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -41,7 +40,7 @@ func ObjectName(o *unstructured.Unstructured) string {
 var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
 
 // LoadManifests reads the manifests at rel (a file, or a folder walked recursively in
-// lexical order) inside root, substituting vars into each line first. Empty documents are
+// lexical order) inside root, substituting vars into their scalars (SubstituteYAML). Empty documents are
 // ignored; any other file type in a folder, or an object without apiVersion, kind or name,
 // is an error naming the file.
 func LoadManifests(root, rel string, vars Vars) ([]Manifest, error) {
@@ -126,17 +125,22 @@ func loadFile(root, path, rel string, vars Vars) ([]Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel, err)
 	}
-	text, err := substituteLines(raw, vars)
+	docs, err := substituteDocuments(raw, vars)
 	if err != nil {
-		return nil, fmt.Errorf("%s:%w", rel, err)
+		return nil, InFile(rel, err)
 	}
-	return ParseManifests(rel, text)
+	return parseDocuments(rel, docs)
 }
 
 // ParseManifests decodes an already rendered YAML or JSON stream, such as a stored
 // revision; name is what errors and Manifest.File call it.
 func ParseManifests(rel string, text []byte) ([]Manifest, error) {
-	docs := splitDocuments(text)
+	return parseDocuments(rel, splitDocuments(text))
+}
+
+// parseDocuments decodes the documents of a stream, numbered from 1 as splitDocuments
+// counts them.
+func parseDocuments(rel string, docs [][]byte) ([]Manifest, error) {
 	var out []Manifest
 	for i, data := range docs {
 		doc := i + 1
@@ -213,26 +217,6 @@ func hasContent(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// substituteLines substitutes line by line so an error can say which line it is on
-// (a ${...} reference never spans lines).
-func substituteLines(raw []byte, vars Vars) ([]byte, error) {
-	var buf bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for line := 1; sc.Scan(); line++ {
-		s, err := Substitute(sc.Text(), vars)
-		if err != nil {
-			return nil, fmt.Errorf("%d: %w", line, err)
-		}
-		buf.WriteString(s)
-		buf.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func checkObject(u *unstructured.Unstructured) error {

@@ -80,7 +80,7 @@ func TestLoadManifestsErrors(t *testing.T) {
 		{"bad", "bad/readme.md: not a manifest (want .yaml, .yml or .json)"},
 		{"noname.yaml", "noname.yaml: document 1: object is missing metadata.name"},
 		{"nokind.yaml", "nokind.yaml: document 1: object is missing kind"},
-		{"undefined.yaml", `undefined.yaml:6: undefined variable "NOPE"`},
+		{"undefined.yaml", `undefined.yaml:6:6: data.a: undefined variable "NOPE"`},
 		{"generate.yaml", "generateName"},
 		{"broken.yaml", "broken.yaml: document 1:"},
 		{"missing.yaml", `path "missing.yaml": does not exist in the repository`},

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -70,17 +71,22 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 		if err != nil {
 			return fmt.Errorf("objects: %w", err)
 		}
+		masks, masksSize, err := s.packMasks(nr.Masks, pid, nr.BuildID, nr.Task, keyID)
+		if err != nil {
+			return fmt.Errorf("masks: %w", err)
+		}
 		now := s.now()
 		var id int64
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
 				objects, objects_encoding, objects_size, objects_digest,
-				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19)
+				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key,
+				masks, masks_size)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21)
 			RETURNING id`,
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
 			blob, encoding, len(nr.Objects), sum,
-			chart, chartVersion, valuesDigest, release, now, policy, keyID).Scan(&id)
+			chart, chartVersion, valuesDigest, release, now, policy, keyID, masks, masksSize).Scan(&id)
 		if isUniqueViolation(err) {
 			return ErrAlreadyExists
 		}
@@ -104,6 +110,47 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 // pipeline id, not its names, so renaming never breaks decryption.
 func objectsAAD(pipelineID, buildID int64, task string) []byte {
 	return fmt.Appendf(nil, "slipway revision objects\x00%d\x00%d\x00%s", pipelineID, buildID, task)
+}
+
+// masksAAD binds a revision's masks to its row, as objectsAAD does its objects.
+func masksAAD(pipelineID, buildID int64, task string) []byte {
+	return fmt.Appendf(nil, "slipway revision masks\x00%d\x00%d\x00%s", pipelineID, buildID, task)
+}
+
+// packMasks packs a revision's masks like its objects, with the key that sealed them
+// (keyID; "" for plaintext); nil when there are none.
+func (s *SQLite) packMasks(masks []string, pid, buildID int64, task, keyID string) ([]byte, int, error) {
+	if len(masks) == 0 {
+		return nil, 0, nil
+	}
+	raw, err := json.Marshal(masks)
+	if err != nil {
+		return nil, 0, err
+	}
+	blob, _, gotKey, err := s.codec.pack(s.opts.keyring, raw, masksAAD(pid, buildID, task))
+	if err != nil {
+		return nil, 0, err
+	}
+	if gotKey != keyID {
+		return nil, 0, fmt.Errorf("sealed with key %q, the objects with %q", gotKey, keyID)
+	}
+	return blob, len(raw), nil
+}
+
+// unpackMasks reverses packMasks; encoding and keyID are the row's objects'.
+func (s *SQLite) unpackMasks(blob []byte, size int64, encoding, keyID string, pid, buildID int64, task string) ([]string, error) {
+	if len(blob) == 0 {
+		return nil, nil
+	}
+	raw, err := s.codec.unpack(s.opts.keyring, encoding, keyID, blob, masksAAD(pid, buildID, task), size)
+	if err != nil {
+		return nil, err
+	}
+	var masks []string
+	if err := json.Unmarshal(raw, &masks); err != nil {
+		return nil, err
+	}
+	return masks, nil
 }
 
 // inventoryChunk rows per INSERT; 8 parameters each, under SQLite's limit of 32766.
@@ -150,7 +197,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
 			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy,
-			r.pipeline_id, r.objects_key
+			r.pipeline_id, r.objects_key, r.masks, r.masks_size
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -167,9 +214,11 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
 		var policy string
+		var masks []byte
+		var masksSize int64
 		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
 			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID); err != nil {
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID, &masks, &masksSize); err != nil {
 			return nil, err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
@@ -182,6 +231,9 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		if got := digest(r.Objects); got != r.ObjectsDigest {
 			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
 				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
+		}
+		if r.Masks, err = s.unpackMasks(masks, masksSize, encoding, keyID, pid, r.BuildID, r.Task); err != nil {
+			return nil, fmt.Errorf("%s: masks: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if chart.Valid {
 			r.Chart = &ChartRelease{Chart: chart.String, Version: chartVersion.String,

@@ -178,6 +178,9 @@ type NewRevision struct {
 	Reason string
 	// Drift is the task's drift policy, kept with the revision for the drift watcher.
 	Drift DriftPolicy
+	// Masks are the secret values of the run, stored as securely as Objects (which may
+	// hold them), so whoever shows the objects' content later can mask them.
+	Masks []string
 }
 
 // Revision is one deploy of one task: what was rendered, what was applied, and what
@@ -198,6 +201,7 @@ type Revision struct {
 	Status        RevisionStatus
 	Reason        string
 	Drift         DriftPolicy
+	Masks         []string `json:"-"` // see NewRevision.Masks; never in an answer
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
