@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -12,6 +13,8 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
+	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -337,7 +340,7 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 			continue
 		}
 		if !v.written(f + ".substitute") {
-			if _, err := fs.Stat(v.opts.Repo, full); err != nil {
+			if _, err := v.opts.Repo.Stat(full); errors.Is(err, fs.ErrNotExist) {
 				continue // no values.yaml is fine when it is only the default
 			}
 		}
@@ -412,41 +415,35 @@ func (v *validator) healthWait(f string, wait, stableFor Duration) {
 	}
 }
 
-// manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
+// manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
+// under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
 func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
-	if !fi.IsDir() {
-		v.fileRefs(path.Clean(p))
-		return
-	}
-	entries, err := fs.ReadDir(v.opts.Repo, path.Clean(p))
+	files, err := v.opts.Repo.Manifests(path.Clean(p))
 	if err != nil {
-		v.at(field, "reading folder %q: %v", p, err)
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
 		return
 	}
-	found := false
-	for _, e := range entries {
-		ext := path.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
-		}
-		found = true
-		v.fileRefs(path.Join(path.Clean(p), e.Name()))
-	}
-	if !found {
-		v.at(field, "folder %q has no .yaml, .yml or .json files", p)
+	for _, f := range files {
+		v.fileRefs(f)
 	}
 }
 
-// fileRefs reports unresolved ${...} in a repository file at their own line and column. Files
-// are rendered when their task runs, so outputs of every earlier task are in scope.
+// fileRefs reads a repository file a run renders, within the limits a run reads it with,
+// and reports unresolved ${...} at their own line and column. Files are rendered when their
+// task runs, so outputs of every earlier task are in scope.
 func (v *validator) fileRefs(name string) {
-	data, err := fs.ReadFile(v.opts.Repo, name)
-	if err != nil {
-		v.at("", "reading %s: %v", name, err)
+	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
+	data, err := v.opts.Repo.ReadText(name, v.opts.Limits.Text())
+	var tl *repofs.TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		v.r.List.Add(file, diag.Pos{Line: max(tl.Line, 1), Column: 1}, "", "%s", tl.Reason())
+		return
+	case err != nil:
+		v.r.List.Add(file, diag.Pos{Line: 1, Column: 1}, "", "reading %s: %v", name, err)
 		return
 	}
 	text := string(data)
-	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
 	stage := v.current
 	// Scan line by line so that one bad reference does not hide the others.
 	for lineNo, line := range strings.Split(text, "\n") {
