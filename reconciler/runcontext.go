@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
@@ -23,6 +24,8 @@ type runContext struct {
 	pipeline  *pipeline.Pipeline
 	checkout  *Checkout
 	workspace string
+	repo      *repofs.Repo    // the checkout in workspace, read only through it
+	limits    pipeline.Limits // what the repository's files may cost
 	log       *logrus.Entry
 	store     store.Store
 	state     *RunState // what the dispatcher sees: whether the run only waits for health
@@ -70,6 +73,11 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		rc.close()
 		return nil, err
 	}
+	if rc.repo, err = repofs.Open(ws); err != nil {
+		rc.close()
+		return nil, err
+	}
+	rc.limits = r.limitsOf(co.Repo.Name)
 	vars := builtinVars(co, p, run)
 	// Declared variables may use built-ins (validation guarantees nothing else).
 	for name, v := range p.Variables {
@@ -191,6 +199,9 @@ func (rc *runContext) mask(s string) string {
 }
 
 func (rc *runContext) close() {
+	if rc.repo != nil {
+		_ = rc.repo.Close()
+	}
 	if rc.workspace != "" {
 		_ = os.RemoveAll(rc.workspace)
 	}

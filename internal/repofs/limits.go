@@ -24,14 +24,22 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason())
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Reason())
+}
+
+// Reason is the error without the file and line, for reports that place it themselves.
+func (e *TooLargeError) Reason() string {
 	raise := ""
 	if e.Limit.Setting != "" {
 		raise = fmt.Sprintf(" (the repository's limits.%s in slipway.yaml raises it)", e.Limit.Setting)
 	}
 	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: line is longer than the limit of %s%s", e.File, e.Line, FormatSize(e.Limit.Max), raise)
+		return fmt.Sprintf("line is longer than the limit of %s%s", FormatSize(e.Limit.Max), raise)
 	}
-	return fmt.Sprintf("%s: file is larger than the limit of %s%s", e.File, FormatSize(e.Limit.Max), raise)
+	return fmt.Sprintf("file is larger than the limit of %s%s", FormatSize(e.Limit.Max), raise)
 }
 
 func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
