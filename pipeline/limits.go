@@ -63,8 +63,8 @@ func (l Limits) pipelineFile() repofs.Limit {
 }
 
 // minGap is the shortest time between two ticks of s (daylight saving shifts aside): exact
-// for @every, and for five-field expressions up to a day, which is as far as
-// limits.minCronInterval goes.
+// for @every; for five-field expressions exact below a day, and 24h when every two ticks are
+// a day or more apart, which is as far as limits.minCronInterval goes.
 func minGap(s cron.Schedule) time.Duration {
 	switch s := s.(type) {
 	case cron.ConstantDelaySchedule:

@@ -308,7 +308,9 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 	dirOK := v.repoPath(f+".chartDir", c.ChartDir)
 	if dirOK {
 		if _, ok := v.exists(f+".chartDir", c.ChartDir, dirEntry); ok {
-			v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry)
+			if _, ok := v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry); ok {
+				v.chartFiles(f+".chartDir", c.ChartDir)
+			}
 		}
 	}
 	v.chartName(f+".chart", c.Chart)
@@ -415,6 +417,23 @@ func (v *validator) healthWait(f string, wait, stableFor Duration) {
 	}
 }
 
+// chartFiles checks a chart folder as the run copies it (repofs.Repo.Files): every symlink
+// in it stays inside the repository, and no file is over limits.manifestFileSize.
+func (v *validator) chartFiles(field, dir string) {
+	files, err := v.opts.Repo.Files(path.Clean(dir), true)
+	if err != nil {
+		v.at(field, "%s %q: %v", lastSegment(field), dir, err)
+		return
+	}
+	limit := v.opts.Limits.Text().File
+	for _, f := range files {
+		if fi, err := v.opts.Repo.Stat(f); err == nil && fi.Size() > limit.Max {
+			tl := &repofs.TooLargeError{File: f, Size: fi.Size(), Limit: limit}
+			v.r.List.Add(filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(f)), diag.Pos{Line: 1, Column: 1}, "", "%s", tl.Reason())
+		}
+	}
+}
+
 // manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
 // under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
 func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
@@ -487,7 +506,14 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 	default:
 		if v.repoPath(f+".chartDir", d.ChartDir) {
 			if _, ok := v.exists(f+".chartDir", d.ChartDir, dirEntry); ok {
-				v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry)
+				if _, ok := v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry); ok {
+					v.chartFiles(f+".chartDir", d.ChartDir)
+					// The run substitutes the chart's values.yaml, as publish-chart does.
+					values := path.Join(d.ChartDir, "values.yaml")
+					if _, err := v.opts.Repo.Stat(values); err == nil {
+						v.fileRefs(values)
+					}
+				}
 			}
 		}
 		if d.Repository != "" {
