@@ -196,13 +196,14 @@ func (r *Repo) Stat(rel string) (fs.FileInfo, error) {
 	return r.root.Stat(real)
 }
 
-// Open opens the file rel names for reading.
+// Open opens the file rel names for reading. O_NONBLOCK keeps a named pipe in a working
+// copy from blocking the open; ReadFile then refuses it as not a regular file.
 func (r *Repo) Open(rel string) (*os.File, error) {
 	real, err := r.Resolve(rel)
 	if err != nil {
 		return nil, err
 	}
-	return r.root.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	return r.root.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 }
 
 // RealPath is the absolute path on disk of what rel names, for tools that take paths (the

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -172,5 +173,17 @@ func TestReadTextChecksLines(t *testing.T) {
 	_, err := r.ReadText("m.yaml", lim)
 	if !errors.Is(err, ErrTooLarge) || !strings.HasPrefix(err.Error(), "m.yaml:2: line is longer than the limit of 22 bytes (the repository's limits.manifestLineSize") {
 		t.Errorf("ReadText = %v", err)
+	}
+}
+
+func TestReadFileRefusesWhatIsNotAFile(t *testing.T) {
+	r := tree(t, map[string]string{"dir/": ""})
+	if err := syscall.Mkfifo(filepath.Join(r.Dir(), "pipe.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"pipe.yaml", "dir"} {
+		if _, err := r.ReadFile(rel, Limit{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ReadFile(%s) = %v; want not a regular file", rel, err)
+		}
 	}
 }
