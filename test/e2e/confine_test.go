@@ -7,8 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,10 +44,16 @@ func hostileRepoURL(t *testing.T, env *testenv.Env, repoExtra string, files map[
 	return repo, name, url, cfg
 }
 
-// measured runs the CLI like slipway() and also returns its wall time and peak RSS.
+// measured runs the CLI like slipway() and also returns its wall time and, when
+// /usr/bin/time is there, its peak RSS (0 otherwise). The rusage of a child of this test
+// binary would not do: a child started with vfork carries the parent's peak over exec.
 func measured(t *testing.T, args ...string) (out string, code int, took time.Duration, rssKiB int64) {
 	t.Helper()
+	const mark = "slipway-maxrss-kib="
 	cmd := exec.Command(slipwayBinary(t), args...)
+	if _, err := os.Stat("/usr/bin/time"); err == nil {
+		cmd = exec.Command("/usr/bin/time", append([]string{"-f", mark + "%M", slipwayBinary(t)}, args...)...)
+	}
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	start := time.Now()
@@ -58,10 +64,17 @@ func measured(t *testing.T, args ...string) (out string, code int, took time.Dur
 	} else if err != nil {
 		t.Fatalf("run slipway %s: %v", strings.Join(args, " "), err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rssKiB = ru.Maxrss
+	var lines []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		switch {
+		case strings.HasPrefix(l, mark):
+			rssKiB, _ = strconv.ParseInt(strings.TrimPrefix(l, mark), 10, 64)
+		case strings.HasPrefix(l, "Command exited with non-zero status"):
+		default:
+			lines = append(lines, l)
+		}
 	}
-	return buf.String(), code, took, rssKiB
+	return strings.Join(lines, "\n"), code, took, rssKiB
 }
 
 // refusedBoth checks that `slipway validate` on the working copy and `slipway run` of the
