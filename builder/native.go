@@ -64,7 +64,7 @@ func (n *Native) image(ctx context.Context, req Request, log *logger) (img v1.Im
 	if err != nil {
 		return nil, nil, fmt.Errorf("platform %q: %w", req.platform(), err)
 	}
-	ignore, err := loadIgnore(src.dockerfile, src.context)
+	ignore, err := loadIgnore(req.Root, src.dockerfile, src.context)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
+	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -306,7 +308,9 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 	dirOK := v.repoPath(f+".chartDir", c.ChartDir)
 	if dirOK {
 		if _, ok := v.exists(f+".chartDir", c.ChartDir, dirEntry); ok {
-			v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry)
+			if _, ok := v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry); ok {
+				v.chartFiles(f+".chartDir", c.ChartDir)
+			}
 		}
 	}
 	v.chartName(f+".chart", c.Chart)
@@ -338,7 +342,7 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 			continue
 		}
 		if !v.written(f + ".substitute") {
-			if _, err := fs.Stat(v.opts.Repo, full); err != nil {
+			if _, err := v.opts.Repo.Stat(full); errors.Is(err, fs.ErrNotExist) {
 				continue // no values.yaml is fine when it is only the default
 			}
 		}
@@ -422,43 +426,53 @@ func (v *validator) healthWait(f string, wait, stableFor Duration) {
 	}
 }
 
-// manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
-func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
-	if !fi.IsDir() {
-		v.fileRefs(path.Clean(p))
-		return
-	}
-	entries, err := fs.ReadDir(v.opts.Repo, path.Clean(p))
+// chartFiles checks a chart folder as the run copies it (repofs.Repo.Files): every symlink
+// in it stays inside the repository, and no file is over limits.manifestFileSize.
+func (v *validator) chartFiles(field, dir string) {
+	files, err := v.opts.Repo.Files(path.Clean(dir), true)
 	if err != nil {
-		v.at(field, "reading folder %q: %v", p, err)
+		v.at(field, "%s %q: %v", lastSegment(field), dir, err)
 		return
 	}
-	found := false
-	for _, e := range entries {
-		ext := path.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
+	limit := v.opts.Limits.Text().File
+	for _, f := range files {
+		if fi, err := v.opts.Repo.Stat(f); err == nil && fi.Size() > limit.Max {
+			tl := &repofs.TooLargeError{File: f, Size: fi.Size(), Limit: limit}
+			v.r.List.Add(filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(f)), diag.Pos{Line: 1, Column: 1}, "", "%s", tl.Reason())
 		}
-		found = true
-		v.fileRefs(path.Join(path.Clean(p), e.Name()))
-	}
-	if !found {
-		v.at(field, "folder %q has no .yaml, .yml or .json files", p)
 	}
 }
 
-// fileRefs reports unresolved ${...} in a repository file at their own line and column, and
-// returns the references substitution will use (those in values; comments are not
-// substituted). Files are rendered when their task runs, so outputs of every earlier task
-// are in scope.
-func (v *validator) fileRefs(name string) []render.SiteRef {
-	data, err := fs.ReadFile(v.opts.Repo, name)
+// manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
+// under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
+func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
+	files, err := v.opts.Repo.Manifests(path.Clean(p))
 	if err != nil {
-		v.at("", "reading %s: %v", name, err)
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
+		return
+	}
+	for _, f := range files {
+		v.fileRefs(f)
+	}
+}
+
+// fileRefs reads a repository file a run renders, within the limits a run reads it with,
+// reports unresolved ${...} at their own line and column, and returns the references
+// substitution will use (those in values; comments are not substituted). Files are
+// rendered when their task runs, so outputs of every earlier task are in scope.
+func (v *validator) fileRefs(name string) []render.SiteRef {
+	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
+	data, err := v.opts.Repo.ReadText(name, v.opts.Limits.Text())
+	var tl *repofs.TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		v.r.List.Add(file, diag.Pos{Line: max(tl.Line, 1), Column: 1}, "", "%s", tl.Reason())
+		return nil
+	case err != nil:
+		v.r.List.Add(file, diag.Pos{Line: 1, Column: 1}, "", "reading %s: %v", name, err)
 		return nil
 	}
 	text := string(data)
-	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
 	stage := v.current
 	// Syntax first, line by line, so that one bad reference does not hide the others.
 	bad := false
@@ -521,7 +535,14 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 	default:
 		if v.repoPath(f+".chartDir", d.ChartDir) {
 			if _, ok := v.exists(f+".chartDir", d.ChartDir, dirEntry); ok {
-				v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry)
+				if _, ok := v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry); ok {
+					v.chartFiles(f+".chartDir", d.ChartDir)
+					// The run substitutes the chart's values.yaml, as publish-chart does.
+					values := path.Join(d.ChartDir, "values.yaml")
+					if _, err := v.opts.Repo.Stat(values); err == nil {
+						v.fileRefs(values)
+					}
+				}
 			}
 		}
 		if d.Repository != "" {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
@@ -17,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/builder"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/helm"
@@ -34,7 +33,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
-	values, err := chartValues(rc.workspace, t, vars)
+	values, err := chartValues(rc.repo, rc.limits.Text(), t, vars)
 	if err != nil {
 		return err
 	}
@@ -219,7 +218,7 @@ func (r *Runner) uninstallFailedInstall(rel *helm.Release, timeout time.Duration
 // loadDeployChart is the chart from the chart repository (chart + version) or the checkout.
 func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipeline.DeployChartTask, vars render.Map) (*chart.Chart, error) {
 	if t.ChartDir != "" {
-		dir, cleanup, err := copyChart(rc.workspace, t.ChartDir)
+		dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), []string{"values.yaml"})
 		if err != nil {
 			return nil, err
 		}
@@ -263,14 +262,10 @@ func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipelin
 }
 
 // chartValues merges the values files in order, then the inline values, all substituted.
-func chartValues(root string, t *pipeline.DeployChartTask, vars render.Map) (map[string]any, error) {
+func chartValues(repo *repofs.Repo, limits repofs.TextLimits, t *pipeline.DeployChartTask, vars render.Map) (map[string]any, error) {
 	out := map[string]any{}
 	for _, f := range t.ValuesFiles {
-		p, err := render.InsideRoot(root, f)
-		if err != nil {
-			return nil, fmt.Errorf("valuesFiles: %w", err)
-		}
-		raw, err := os.ReadFile(filepath.Clean(p))
+		raw, err := repo.ReadText(f, limits)
 		if err != nil {
 			return nil, fmt.Errorf("valuesFiles: %w", err)
 		}

@@ -19,7 +19,7 @@ import (
 // deployYAML renders the task's manifests and deploys them as a new revision; when the
 // health wait fails it rolls back to the task's last healthy revision (rollback: auto).
 func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) error {
-	ms, err := render.LoadManifests(rc.workspace, t.Path, rc.varsSnapshot())
+	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), rc.varsSnapshot())
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/slipwayhq/slipway/builder"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
@@ -40,7 +43,7 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, 
 		substitute, explicit = []string{"values.yaml"}, false
 	}
 	// The chart is rendered in a copy, so the checkout stays as Git gave it.
-	dir, cleanup, err := copyChart(rc.workspace, t.ChartDir)
+	dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), substitute)
 	if err != nil {
 		return nil, err
 	}
@@ -100,10 +103,23 @@ func (r *Runner) chartRegistry() (*builder.Registry, error) {
 
 var errNoSuchFile = errors.New("no such file")
 
-// copyChart copies the chart folder rel of the checkout into a temporary folder. Symlinks are
-// followed only while they stay inside the checkout.
-func copyChart(root, rel string) (string, func(), error) {
-	src, err := render.InsideRoot(root, rel)
+// copyChart copies the chart folder rel of the checkout into a private temporary folder
+// through the repository's walker, as validation reads it: symlinks are followed only while
+// they stay inside the checkout, every file is read within limits.File, and the files that
+// will be substituted (relative to the chart) within limits.Line too.
+func copyChart(repo *repofs.Repo, rel string, limits repofs.TextLimits, substituted []string) (string, func(), error) {
+	fi, err := repo.Stat(rel)
+	if err != nil {
+		return "", nil, fmt.Errorf("chartDir: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", nil, fmt.Errorf("chartDir %q is not a folder", rel)
+	}
+	files, err := repo.Files(rel, true)
+	if err != nil {
+		return "", nil, fmt.Errorf("chartDir: %w", err)
+	}
+	real, err := repo.Resolve(rel)
 	if err != nil {
 		return "", nil, fmt.Errorf("chartDir: %w", err)
 	}
@@ -112,35 +128,37 @@ func copyChart(root, rel string) (string, func(), error) {
 		return "", nil, fmt.Errorf("copy chart: %w", err)
 	}
 	cleanup := func() { _ = os.RemoveAll(tmp) }
-	dst := filepath.Join(tmp, filepath.Base(src))
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	name := path.Base(real)
+	if name == "." {
+		name = "chart"
+	}
+	dst := filepath.Join(tmp, name)
+	clean := path.Clean(filepath.ToSlash(rel))
+	text := map[string]bool{}
+	for _, f := range substituted {
+		text[path.Join(clean, f)] = true
+	}
+	for _, f := range files {
+		var data []byte
+		if text[f] {
+			data, err = repo.ReadText(f, limits)
+		} else {
+			data, err = repo.ReadFile(f, limits.File)
 		}
-		r, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, r)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		real := p
-		if d.Type()&fs.ModeSymlink != 0 {
-			chartRel, _ := filepath.Rel(root, p)
-			if real, err = render.InsideRoot(root, chartRel); err != nil {
-				return err
+		if err == nil {
+			sub := f
+			if clean != "." {
+				sub = strings.TrimPrefix(f, clean+"/")
+			}
+			target := filepath.Join(dst, filepath.FromSlash(sub))
+			if err = os.MkdirAll(filepath.Dir(target), 0o700); err == nil {
+				err = os.WriteFile(target, data, 0o600)
 			}
 		}
-		b, err := os.ReadFile(real)
 		if err != nil {
-			return err
+			cleanup()
+			return "", nil, fmt.Errorf("copy chart %s: %w", rel, err)
 		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("copy chart %s: %w", rel, err)
 	}
 	return dst, cleanup, nil
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayhq/slipway/internal/mask"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
@@ -26,6 +27,8 @@ type runContext struct {
 	pipeline  *pipeline.Pipeline
 	checkout  *Checkout
 	workspace string
+	repo      *repofs.Repo    // the checkout in workspace, read only through it
+	limits    pipeline.Limits // what the repository's files may cost
 	log       *logrus.Entry
 	store     store.Store
 	state     *RunState // what the dispatcher sees: whether the run only waits for health
@@ -85,6 +88,11 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		rc.close()
 		return nil, err
 	}
+	if rc.repo, err = repofs.Open(ws); err != nil {
+		rc.close()
+		return nil, err
+	}
+	rc.limits = r.limitsOf(co.Repo.Name)
 	vars := builtinVars(co, p, run)
 	// Declared variables may use built-ins (validation guarantees nothing else).
 	for name, v := range p.Variables {
@@ -242,6 +250,9 @@ func (rc *runContext) maskValues() []string {
 }
 
 func (rc *runContext) close() {
+	if rc.repo != nil {
+		_ = rc.repo.Close()
+	}
 	if rc.workspace != "" {
 		_ = os.RemoveAll(rc.workspace)
 	}

@@ -321,12 +321,12 @@ func TestBuildRefusesPathsOutsideTheCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct{ dockerfile, context, want string }{
-		{"../../etc/passwd", "", "leaves the repository"},
-		{"Dockerfile.passwd", "", "leaves the repository"},
-		{"Dockerfile", "../", "leaves the repository"},
-		{"Dockerfile", "linkdir", "leaves the repository"},
-		{"Dockerfile", "", `"leak": leaves the repository`},
-		{"Dockerfile.link2", "", `"linkdir/secret.txt": leaves the repository`},
+		{"../../etc/passwd", "", `path "../../etc/passwd" leaves the repository`},
+		{"Dockerfile.passwd", "", `symlink "Dockerfile.passwd" points to the absolute path "/etc/passwd"`},
+		{"Dockerfile", "../", `path "../" leaves the repository`},
+		{"Dockerfile", "linkdir", `symlink "linkdir" points to the absolute path`},
+		{"Dockerfile", "", `source "leak" must stay inside the build context: symlink "leak" points to the absolute path`},
+		{"Dockerfile.link2", "", `source "linkdir/secret.txt" must stay inside the build context: "linkdir/secret.txt": symlink "linkdir" points to the absolute path`},
 	}
 	for _, typ := range []string{"native", "buildkit"} {
 		b, err := builder.New(builder.Options{Type: typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}})
