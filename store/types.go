@@ -135,6 +135,9 @@ type InventoryEntry struct {
 	// whose rendering and live fingerprint both still match.
 	Digest      string
 	Fingerprint string
+	// Adopted: the object existed without Slipway's owner metadata and this revision took
+	// it over (the task said adopt: true).
+	Adopted bool
 }
 
 // String is KIND/NAMESPACE/NAME, or KIND/NAME for a cluster-scoped object.
@@ -178,6 +181,9 @@ type NewRevision struct {
 	Reason string
 	// Drift is the task's drift policy, kept with the revision for the drift watcher.
 	Drift DriftPolicy
+	// Prune is the task's prune setting: a rollback to or from this revision prunes only
+	// when it is set.
+	Prune bool
 }
 
 // Revision is one deploy of one task: what was rendered, what was applied, and what
@@ -198,6 +204,7 @@ type Revision struct {
 	Status        RevisionStatus
 	Reason        string
 	Drift         DriftPolicy
+	Prune         bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
