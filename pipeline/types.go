@@ -203,6 +203,7 @@ type DeployYAMLTask struct {
 	DriftIgnore       []DriftIgnore `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift, e.g. replicas managed by an autoscaler."`
 	HealthWatch       HealthWatch   `yaml:"healthWatch,omitempty" enum:"report,rollback,off" default:"report" doc:"After the deploy, pods of the workloads that fail, restart or turn unready: report records a health event and marks the revision failed (no rollback target); rollback also starts one rollback run to the previous healthy revision (needs rollback: auto); off ignores them."`
 	PinImages         bool          `yaml:"pinImages,omitempty" doc:"Rewrite images built in this run to repo:tag@digest."`
+	Adopt             bool          `yaml:"adopt,omitempty" doc:"Take over objects the manifests define that already exist without Slipway's owner label (or belong to another task of this repository); recorded as adopted in the revision. Default: such objects fail the deploy before anything is applied. Another repository's objects are never taken."`
 }
 
 // DeployChartTask installs or upgrades a Helm release ("通过Chart模板部署").
