@@ -92,7 +92,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		if !it.unchanged {
 			action = actions[it]
 		}
-		res.Changes = append(res.Changes, Change{Object: render.ObjectName(it.obj), Action: string(action)})
+		res.Changes = append(res.Changes, Change{Object: render.ObjectName(it.obj), Action: string(action), Adopted: it.adopted})
 		res.Inventory = append(res.Inventory, it.entry())
 	}
 	sortInventory(res.Inventory)

@@ -49,8 +49,9 @@ type historyEntry struct {
 	Created  string  `json:"created_at"`
 	Started  string  `json:"started_at"`
 	Duration float64 `json:"duration_seconds"`
-	Revision string  `json:"revision"`
-	Reason   string  `json:"reason"`
+	Revision string   `json:"revision"`
+	Adopted  []string `json:"adopted"`
+	Reason   string   `json:"reason"`
 }
 
 func history(t *testing.T, cfg, pipeline string) []historyEntry {
