@@ -244,3 +244,50 @@ func TestTaskMovedToAnotherClusterDoesNotPruneByName(t *testing.T) {
 		t.Fatal("left was pruned")
 	}
 }
+
+// chartPipeline deploys the chart in folder mychart as release rel, its ConfigMap named cm.
+func chartPipeline(name, ns, cm string) []byte {
+	return []byte("name: " + name + "\nstages:\n- name: deploy\n  tasks:\n  - name: deploy\n    type: deploy-chart\n    release: rel\n    chartDir: mychart\n" +
+		"    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n    stableFor: 0s\n    values: {name: " + cm + "}\n")
+}
+
+// deploy-chart takes over nothing either: Helm refuses to install over an existing object
+// without its release's ownership metadata (Slipway does not ask it to take ownership), and
+// Slipway refuses to upgrade a release another task installed.
+func TestChartDoesNotTakeOverForeignObjectsOrReleases(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	createByHand(t, cs, ns, "settings")
+	repo, repoName, cfg := newProject(t, env)
+	run := func() (string, int) { return slipway(t, "run", "--config", cfg, "--repo", repoName) }
+	chart := map[string][]byte{
+		"mychart/Chart.yaml":        []byte("apiVersion: v2\nname: mychart\nversion: 0.1.0\n"),
+		"mychart/templates/cm.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.name }}\ndata:\n  v: from-chart\n"),
+		".pipeline.yaml":            chartPipeline("chart-a", ns, "settings"),
+	}
+	repo.commit("chart over an existing object", chart)
+	out, code := run()
+	if code != 1 || !strings.Contains(out, "ConfigMap \"settings\" in namespace \""+ns+"\" exists and cannot be imported into the current release") {
+		t.Fatalf("install over an existing unlabelled ConfigMap: exit %d, want Helm's refusal naming it:\n%s", code, out)
+	}
+	assertByHand(t, cs, ns, "settings", "after the refused install")
+
+	repo.commit("own name", map[string][]byte{".pipeline.yaml": chartPipeline("chart-a", ns, "mine")})
+	if out, code := run(); code != 0 {
+		t.Fatalf("install: exit %d:\n%s", code, out)
+	}
+	// Another pipeline (here: the same file renamed) deploying the same release name.
+	repo.commit("another pipeline, same release", map[string][]byte{".pipeline.yaml": chartPipeline("chart-b", ns, "mine")})
+	out, code = run()
+	if code != 1 || !strings.Contains(out, "release "+ns+"/rel (revision 1) is not this task's") ||
+		!strings.Contains(out, "belongs to "+repoName+"/chart-a/deploy") {
+		t.Fatalf("upgrade of another task's release: exit %d, want a refusal naming its owner:\n%s", code, out)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), "mine", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertOwnedBy(t, "the release's ConfigMap", cm.ObjectMeta, repoName+"/chart-a/deploy")
+	assertByHand(t, cs, ns, "settings", "at the end")
+}
