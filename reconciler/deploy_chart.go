@@ -160,11 +160,11 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 }
 
 // checkReleaseOwner refuses to upgrade a release that is not the task's: one installed by
-// hand, by another tool, or by another task (of this or another repository). Every object
-// of its newest revision's manifest must carry the task's identity (the post-renderer
-// stamps it; apply.Owner.Admit decides, without adopt, the task's current revision on the
-// cluster telling old-labelled objects apart). A release whose manifest holds no objects
-// is the task's when its current revision on the cluster deployed that release.
+// hand, by another tool, or by another task (of this or another repository). The release is
+// the task's when its newest revision's manifest is exactly what the task's current
+// revision on the cluster recorded, or when every object of that manifest carries the
+// task's identity (the post-renderer stamps it; apply.Owner.Admit decides, without adopt,
+// the task's current revision on the cluster telling old-labelled objects apart).
 // Objects Helm would create beside an existing release are Helm's own check: it refuses
 // any existing object without this release's ownership metadata.
 func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, owner apply.Owner, last *release.Release) error {
@@ -184,11 +184,13 @@ func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task str
 		return fmt.Errorf("release %s/%s (revision %d) is not this task's: %s; %w: Slipway does not take over a release it did not install (uninstall it, or deploy under another release name)",
 			t.Namespace, t.Release, last.Version, why, apply.ErrNotOwned)
 	}
+	if cur.Kind == store.DeployChart && cur.Namespace == t.Namespace && string(cur.Objects) == last.Manifest {
+		// Exactly what the task's current revision on the cluster deployed: releases
+		// installed before the post-renderer stamped owners, and ones without objects.
+		return nil
+	}
 	if len(ms) == 0 {
-		if err == nil && cur.Kind == store.DeployChart && cur.Namespace == t.Namespace {
-			return nil
-		}
-		return refuse("it has no objects to tell its owner by, and this task never deployed it")
+		return refuse("it has no objects to tell its owner by, and this task did not deploy it")
 	}
 	for _, m := range ms {
 		o := m.Object
