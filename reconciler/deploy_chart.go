@@ -172,19 +172,25 @@ func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task str
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	return releaseOwned(owner, cur, t.Namespace, last)
+}
+
+// releaseOwned is checkReleaseOwner's decision; cur is the task's current revision on the
+// cluster (zero when it has none).
+func releaseOwned(owner apply.Owner, cur store.Revision, namespace string, last *release.Release) error {
 	inPrevious := map[string]bool{}
 	for _, e := range cur.Inventory {
 		inPrevious[e.Key()] = true
 	}
 	ms, err := render.ParseManifests("release "+last.Name, []byte(last.Manifest))
 	if err != nil {
-		return fmt.Errorf("read release %s/%s manifest: %w", t.Namespace, t.Release, err)
+		return fmt.Errorf("read release %s/%s manifest: %w", namespace, last.Name, err)
 	}
 	refuse := func(why string) error {
 		return fmt.Errorf("release %s/%s (revision %d) is not this task's: %s; %w: Slipway does not take over a release it did not install (uninstall it, or deploy under another release name)",
-			t.Namespace, t.Release, last.Version, why, apply.ErrNotOwned)
+			namespace, last.Name, last.Version, why, apply.ErrNotOwned)
 	}
-	if cur.Kind == store.DeployChart && cur.Namespace == t.Namespace && string(cur.Objects) == last.Manifest {
+	if cur.Kind == store.DeployChart && cur.Namespace == namespace && string(cur.Objects) == last.Manifest {
 		// Exactly what the task's current revision on the cluster deployed: releases
 		// installed before the post-renderer stamped owners, and ones without objects.
 		return nil
@@ -199,7 +205,7 @@ func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task str
 		listed := inPrevious[e.Key()]
 		if e.Namespace == "" {
 			// The manifest leaves namespaced objects' namespace to the release.
-			e.Namespace = t.Namespace
+			e.Namespace = namespace
 			listed = listed || inPrevious[e.Key()]
 		}
 		_, err := owner.Admit(o.GetLabels(), o.GetAnnotations(), listed, false)
