@@ -26,7 +26,9 @@ func TestReleaseOwned(t *testing.T) {
 		}
 		return "---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings" + meta + "\ndata: {v: x}\n"
 	}
-	rel := func(manifest string) *release.Release { return &release.Release{Name: "rel", Version: 3, Manifest: manifest} }
+	rel := func(manifest string) *release.Release {
+		return &release.Release{Name: "rel", Version: 3, Manifest: manifest}
+	}
 	chartRev := func(manifest string) store.Revision {
 		return store.Revision{Kind: store.DeployChart, Namespace: "ns", Objects: []byte(manifest)}
 	}
