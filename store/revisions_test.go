@@ -279,7 +279,7 @@ func TestRevisionOwnershipAndClusters(t *testing.T) {
 		t.Fatalf("current on a cluster never deployed to: %v; want ErrNotFound", err)
 	}
 
-	// Rows written before schema version 10 pruned on rollback, and still do.
+	// Rows written before schema version 12 pruned on rollback, and still do.
 	if _, err := s.writer.ExecContext(ctx, `ALTER TABLE revisions DROP COLUMN prune`); err != nil {
 		t.Fatal(err)
 	}

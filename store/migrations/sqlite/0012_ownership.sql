@@ -1,8 +1,8 @@
--- Slipway store, schema version 10: what a deploy may take over and prune.
+-- Slipway store, schema version 12: what a deploy may take over and prune.
 --
 -- revisions.prune is the deploy task's prune setting when the revision was recorded, so a
 -- rollback (automatic or `slipway rollback`) honours `prune: false` without the pipeline
--- file; rows written before version 10 pruned on rollback, and keep doing so (1).
+-- file; rows written before version 12 pruned on rollback, and keep doing so (1).
 --
 -- revision_objects.adopted marks an object that existed without Slipway's owner metadata
 -- and was taken over by that revision because its task said `adopt: true` (1), so history
