@@ -59,6 +59,12 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	if err != nil {
 		return err
 	}
+	if st.Last != nil {
+		// An upgrade takes every object of the release: it must be the task's own release.
+		if err := r.checkReleaseOwner(ctx, rc, task, t, rel.Owner, st.Last); err != nil {
+			return err
+		}
+	}
 	if st.Unlocked > 0 {
 		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
 	}
@@ -150,6 +156,69 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 	return waitErr
+}
+
+// checkReleaseOwner refuses to upgrade a release that is not the task's: one installed by
+// hand, by another tool, or by another task (of this or another repository). The release is
+// the task's when its newest revision's manifest is exactly what the task's current
+// revision on the cluster recorded, or when every object of that manifest carries the
+// task's identity (the post-renderer stamps it; apply.Owner.Admit decides, without adopt,
+// the task's current revision on the cluster telling old-labelled objects apart).
+// Objects Helm would create beside an existing release are Helm's own check: it refuses
+// any existing object without this release's ownership metadata.
+func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, owner apply.Owner, last *release.Release) error {
+	cur, err := r.store.CurrentRevisionOn(ctx, rc.run.Pipeline, task, t.Cluster)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return releaseOwned(owner, cur, t.Namespace, last)
+}
+
+// releaseOwned is checkReleaseOwner's decision; cur is the task's current revision on the
+// cluster (zero when it has none).
+func releaseOwned(owner apply.Owner, cur store.Revision, namespace string, last *release.Release) error {
+	inPrevious := map[string]bool{}
+	for _, e := range cur.Inventory {
+		inPrevious[e.Key()] = true
+	}
+	ms, err := render.ParseManifests("release "+last.Name, []byte(last.Manifest))
+	if err != nil {
+		return fmt.Errorf("read release %s/%s manifest: %w", namespace, last.Name, err)
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("release %s/%s (revision %d) is not this task's: %s; %w: Slipway does not take over a release it did not install (uninstall it, or deploy under another release name)",
+			namespace, last.Name, last.Version, why, apply.ErrNotOwned)
+	}
+	if cur.Kind == store.DeployChart && cur.Namespace == namespace && string(cur.Objects) == last.Manifest {
+		// Exactly what the task's current revision on the cluster deployed: releases
+		// installed before the post-renderer stamped owners, and ones without objects.
+		return nil
+	}
+	if len(ms) == 0 {
+		return refuse("it has no objects to tell its owner by, and this task did not deploy it")
+	}
+	for _, m := range ms {
+		o := m.Object
+		gvk := o.GroupVersionKind()
+		e := store.InventoryEntry{Group: gvk.Group, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}
+		listed := inPrevious[e.Key()]
+		if e.Namespace == "" {
+			// The manifest leaves namespaced objects' namespace to the release.
+			e.Namespace = namespace
+			listed = listed || inPrevious[e.Key()]
+		}
+		_, err := owner.Admit(o.GetLabels(), o.GetAnnotations(), listed, false)
+		var ne *apply.NotOwnedError
+		switch {
+		case errors.As(err, &ne) && ne.Holder == "":
+			return refuse(render.ObjectName(o) + " in its manifest carries no Slipway owner")
+		case errors.As(err, &ne):
+			return refuse(render.ObjectName(o) + " in its manifest belongs to " + ne.Holder)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // recordFailedRelease stores a revision for a deploy that Helm itself failed, so the run's
