@@ -75,6 +75,11 @@ type Gate struct {
 	// Forges returns the forge of a repository (by its name in slipway.yaml); false when
 	// the repository has none. Nil: no repository has one.
 	Forges func(repository string) (Reviews, bool)
+	// Settle is how long a commit the forge names no pull request for is asked about
+	// again (after 0.5 s, doubling) before it counts as pushed directly: a forge records
+	// a merge on its pull request just after the merge commit reaches the branch, and a
+	// run can start in between (seen on Gitea). Zero: ask once.
+	Settle time.Duration
 }
 
 // MayStart implements the run engine's stage gate.
@@ -135,7 +140,7 @@ func (g Gate) pullRequest(ctx context.Context, req StageRequest) Decision {
 	if !ok {
 		return no("repository %s has no forge configured in slipway.yaml: pull-request approval cannot be checked", repo)
 	}
-	prs, err := fg.PullRequestsForCommit(ctx, commit)
+	prs, err := g.pullRequestsForCommit(ctx, fg, commit)
 	if err != nil {
 		return no("cannot read the pull request of commit %s: %v", short(commit), err)
 	}
@@ -182,6 +187,25 @@ func (g Gate) pullRequest(ctx context.Context, req StageRequest) Decision {
 	return d
 }
 
+// pullRequestsForCommit asks the forge for the commit's pull requests, again within
+// g.Settle while it names none.
+func (g Gate) pullRequestsForCommit(ctx context.Context, fg Reviews, commit string) ([]forge.PullRequest, error) {
+	deadline := time.Now().Add(g.Settle)
+	for wait := 500 * time.Millisecond; ; wait *= 2 {
+		prs, err := fg.PullRequestsForCommit(ctx, commit)
+		if err != nil || len(prs) > 0 || !time.Now().Add(wait).Before(deadline) {
+			return prs, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // allowedReviewers resolves the rule's reviewers (users and team:NAME) to user names; nil
 // means anyone.
 func allowedReviewers(ctx context.Context, fg Reviews, reviewers []string) (map[string]bool, error) {
@@ -221,7 +245,7 @@ func countedApprovals(reviews []forge.Review, pr *forge.PullRequest, allowed map
 			newest[who] = r
 		}
 	}
-	var out []string
+	out := []string{} // [] rather than null in the audit log's evidence
 	for who, r := range newest {
 		if r.State != forge.ReviewApproved || r.CommitSHA != pr.HeadSHA || strings.EqualFold(who, pr.Author) {
 			continue
