@@ -48,7 +48,9 @@ func TestMirrorsSendRequestsToTheEndpoint(t *testing.T) {
 		if err != nil {
 			t.Fatalf("build %s: %v\n%s", tag, err, strings.Join(logs, "\n"))
 		}
-		if !slices.ContainsFunc(logs, func(l string) bool { return strings.Contains(l, "from its mirror "+endpoint+"/library/nginx:1.27-alpine") }) ||
+		if !slices.ContainsFunc(logs, func(l string) bool {
+			return strings.Contains(l, "from its mirror "+endpoint+"/library/nginx:1.27-alpine")
+		}) ||
 			!slices.ContainsFunc(logs, func(l string) bool {
 				return strings.Contains(l, "pushing hub.example.com/shop/shop:"+tag+" to its mirror "+endpoint+"/shop/shop:"+tag)
 			}) {
