@@ -186,4 +186,3 @@ func freePorts(t testing.TB, n int) []int {
 	}
 	return out
 }
-
