@@ -26,7 +26,8 @@ import (
 // nginx:1.27-alpine, onto the local registry through registry.mirrors; the repository onto a
 // Gitea organization with team sre. A push to main builds, deploys staging, and stops at the
 // production gate (no pull request: it waits for ops-lead); ops-lead's approval deploys both
-// regions, with the Stripe key read from the Kubernetes Secret the example names.
+// regions (into namespace shop, which production clusters have; staging creates its own),
+// with the Stripe key read from the Kubernetes Secret the example names.
 func TestPRGatedProdExampleRunsAsWritten(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
@@ -163,6 +164,10 @@ func TestPRGatedProdExampleRunsAsWritten(t *testing.T) {
 	for region, cs := range map[string]kubernetes.Interface{"east": eastCS, "west": westCS} {
 		if _, _, err := deployment(cs); !apierrors.IsNotFound(err) {
 			t.Fatalf("prod-%s has the Deployment before the approval: %v", region, err)
+		}
+		// The production tasks do not create their namespace: the platform team has.
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	}
 
