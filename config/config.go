@@ -186,6 +186,26 @@ type Registry struct {
 	Default      string   `yaml:"default,omitempty" doc:"Registry host[:port] for build-image tasks that name none."`
 	DockerConfig string   `yaml:"dockerConfig,omitempty" doc:"Docker config.json with registry credentials."`
 	Insecure     []string `yaml:"insecure,omitempty" doc:"Registry hosts spoken to over plain HTTP."`
+	Mirrors      []Mirror `yaml:"mirrors,omitempty" doc:"Registries Slipway reaches at another endpoint: image names keep the registry, its pulls and pushes go to the endpoint."`
+}
+
+// Mirror sends everything Slipway asks of one registry to another endpoint, as containerd's
+// registry mirrors do, but with no fallback: the registry itself is never contacted.
+type Mirror struct {
+	Registry string `yaml:"registry" required:"true" doc:"The registry as image names write it, host[:port]; docker.io for Docker Hub names such as nginx:1.27."`
+	Endpoint string `yaml:"endpoint" required:"true" doc:"host[:port] serving the same repositories; its credentials (dockerConfig) and insecure apply."`
+}
+
+// MirrorEndpoints maps each mirrored registry to its endpoint.
+func (r Registry) MirrorEndpoints() map[string]string {
+	if len(r.Mirrors) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(r.Mirrors))
+	for _, mr := range r.Mirrors {
+		m[mr.Registry] = mr.Endpoint
+	}
+	return m
 }
 
 // Charts holds chart publishing defaults.

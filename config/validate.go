@@ -242,6 +242,27 @@ func (k checker) registry() {
 			k.at(yamlstrict.Index("registry.insecure", i), "insecure registry %q must be a host name with an optional port", h)
 		}
 	}
+	seen := map[string]string{}
+	for i, m := range reg.Mirrors {
+		f := yamlstrict.Index("registry.mirrors", i)
+		for _, hf := range []struct{ field, host string }{{f + ".registry", m.Registry}, {f + ".endpoint", m.Endpoint}} {
+			if _, err := name.NewRegistry(hf.host, name.StrictValidation); err != nil || strings.Contains(hf.host, "/") || hf.host == "" {
+				k.at(hf.field, "%q must be a host name with an optional port, such as hub.example.com:5000", hf.host)
+			}
+		}
+		// docker.io and index.docker.io are one registry.
+		r, err := name.NewRegistry(m.Registry)
+		if err != nil || m.Registry == "" {
+			continue
+		}
+		if prev, dup := seen[r.RegistryStr()]; dup {
+			k.at(f+".registry", "registry %s has a mirror already (%s)", m.Registry, prev)
+		}
+		seen[r.RegistryStr()] = f
+		if m.Endpoint == m.Registry {
+			k.at(f+".endpoint", "endpoint %s is the registry itself", m.Endpoint)
+		}
+	}
 }
 
 // Names of the built-in policy rules; CEL rules may not take them, so a denial's rule name

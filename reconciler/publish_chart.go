@@ -94,7 +94,8 @@ func (r *Runner) chartRepository(task string) (string, error) {
 // chartRegistry talks to chart repositories with the same credentials and insecure hosts
 // as image pushes.
 func (r *Runner) chartRegistry() (*builder.Registry, error) {
-	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.config.Registry.DockerConfig, Insecure: r.config.Registry.Insecure})
+	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.config.Registry.DockerConfig, Insecure: r.config.Registry.Insecure,
+		Mirrors: r.config.Registry.MirrorEndpoints()})
 	if err != nil {
 		return nil, fmt.Errorf("chart registry: %w", err)
 	}

@@ -32,6 +32,10 @@ type Sources interface {
 // every run, where approvals and policy plug in.
 type StageGate interface {
 	MayStart(ctx context.Context, req policy.StageRequest) (policy.Decision, error)
+	// MayAnswer reports whether actor may answer the stage's manual approval in a run of
+	// the repository, and by which approvers entry (errors.Is policy.ErrNotApprover,
+	// policy.ErrApproversUnknown).
+	MayAnswer(ctx context.Context, repository string, stage *pipeline.Stage, actor string) (string, error)
 }
 
 // AuditLog records the gates' decisions.

@@ -412,3 +412,32 @@ func TestBuildRetentionDeletesOldTagsInTheRegistry(t *testing.T) {
 		t.Errorf("tags left in the registry = %v, want %v", left, want)
 	}
 }
+
+// BuildKit pushes a registry's names to its mirror endpoint (registry.mirrors), and the
+// result keeps the name as written.
+func TestBuildBuildKitPushesThroughAMirror(t *testing.T) {
+	env := testenv.Get(t)
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"Dockerfile": "FROM " + env.BaseImage + "\nRUN echo mirrored > /m\n"})
+	b, err := builder.New(builder.Options{Type: "buildkit", Address: env.BuildkitHost, Insecure: []string{env.Registry},
+		Mirrors: map[string]string{"hub.example.com": env.Registry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := testenv.UniqueName(t)
+	var logs []string
+	res, err := b.Build(buildCtx(t), builder.Request{Root: root, Registry: "hub.example.com", Workspace: "devops", Image: image,
+		Tag: "alpha-1", ExtraTags: []string{"latest"}, Log: func(l string) { logs = append(logs, l) }})
+	if err != nil {
+		t.Fatalf("buildkit build: %v\nlog:\n%s", err, strings.Join(logs, "\n"))
+	}
+	if want := "hub.example.com/devops/" + image + ":alpha-1"; res.Image != want {
+		t.Errorf("result image %q, want %q", res.Image, want)
+	}
+	for _, tag := range []string{"alpha-1", "latest"} {
+		img, files := imageFiles(t, env.Registry+"/devops/"+image+":"+tag, name.Insecure)
+		if d, _ := img.Digest(); d.String() != res.Digest || files["/m"] != "mirrored\n" {
+			t.Errorf("%s at the endpoint: digest %s (built %s), /m = %q", tag, d, res.Digest, files["/m"])
+		}
+	}
+}
