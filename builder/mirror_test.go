@@ -72,7 +72,7 @@ func TestMirrorsSendRequestsToTheEndpoint(t *testing.T) {
 
 	// Retention lists and deletes at the endpoint too.
 	build("1.4.8", "b\n")
-	kept, err := reg.RetainTags(ctx, "hub.example.com/shop/shop", "1.4.${BUILD_ID}", 1, nil)
+	kept, err := reg.RetainTags(ctx, "hub.example.com/shop/shop", "1.4.${BUILD_ID}", 1, map[string]bool{"1.4.7": true, "1.4.8": true}, nil)
 	if err != nil || !slices.Equal(kept.Deleted, []string{"1.4.7"}) {
 		t.Fatalf("retention through the mirror: %+v %v", kept, err)
 	}

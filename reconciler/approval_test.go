@@ -230,7 +230,7 @@ func TestAWaitingGateGivesItsPlaceUp(t *testing.T) {
 		t.Fatalf("two runs at their gates: %d in flight, %d waiting; want none", running, waiting)
 	}
 	for _, run := range runs {
-		if err := d.Answer(run.Pipeline, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
+		if err := d.Answer(context.Background(), run.Pipeline, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
