@@ -31,7 +31,7 @@ type Config struct {
 	Registry          Registry     `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
 	Charts            Charts       `yaml:"charts,omitempty" doc:"Where charts are published."`
 	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
-	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
+	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks will run. Not supported yet: refused."`
 	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
 	Runs              Runs         `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
 	Webhooks          Webhooks     `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
@@ -219,9 +219,10 @@ type Builder struct {
 	Address string `yaml:"address,omitempty" doc:"buildkitd address (unix://, tcp://), for type buildkit."`
 }
 
-// Executor chooses where script tasks run.
+// Executor will choose where script tasks run. Script tasks do not run yet, so validation
+// refuses it as not supported yet; it is parsed so the refusal can name it.
 type Executor struct {
-	Type      string `yaml:"type,omitempty" enum:"local,kubernetes" default:"local" doc:"local (processes on the daemon's host) or kubernetes (Jobs)."`
+	Type      string `yaml:"type,omitempty" enum:"local,kubernetes" doc:"local (processes on the daemon's host) or kubernetes (Jobs). Not supported yet."`
 	Cluster   string `yaml:"cluster,omitempty" doc:"Cluster for Jobs, for type kubernetes."`
 	Namespace string `yaml:"namespace,omitempty" doc:"Namespace for Jobs, for type kubernetes."`
 }
