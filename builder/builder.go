@@ -85,6 +85,10 @@ func (r Request) repository() string {
 	return strings.Join(append(parts, r.Image), "/")
 }
 
+// Reference is the image reference the build pushes first: registry/workspace/image:tag,
+// as Result.Image reports it after the push.
+func (r Request) Reference() string { return r.repository() + ":" + r.Tag }
+
 // tags parses every target reference, Tag first, for the registry options in reg.
 func (r Request) tags(reg *Registry) ([]name.Tag, error) {
 	if r.Registry == "" {

@@ -26,6 +26,8 @@ type runContext struct {
 	log       *logrus.Entry
 	store     store.Store
 	state     *RunState // what the dispatcher sees: whether the run only waits for health
+	// preview: nothing of it is recorded (task logs go to the daemon's log only).
+	preview bool
 
 	mu      sync.Mutex
 	vars    render.Map
@@ -70,21 +72,29 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		rc.close()
 		return nil, err
 	}
-	vars := builtinVars(co, p, run)
+	if err := r.resolveVars(ctx, rc, co, p); err != nil {
+		rc.close()
+		return nil, err
+	}
+	return rc, nil
+}
+
+// resolveVars sets the run's variables (built-ins, declared ones) and reads its secrets.
+// Runs and previews both come here.
+func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, p *pipeline.Pipeline) error {
+	vars := builtinVars(co, p, rc.run)
 	// Declared variables may use built-ins (validation guarantees nothing else).
 	for name, v := range p.Variables {
 		s, err := render.Substitute(v, vars)
 		if err != nil {
-			rc.close()
-			return nil, fmt.Errorf("variable %s: %w", name, err)
+			return fmt.Errorf("variable %s: %w", name, err)
 		}
 		vars[name] = s
 	}
 	for _, s := range p.Secrets {
 		val, err := r.secretValue(ctx, s)
 		if err != nil {
-			rc.close()
-			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
+			return fmt.Errorf("secret %s: %w", s.Name, err)
 		}
 		vars[s.Name] = val
 		if val != "" {
@@ -93,7 +103,7 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 	}
 	sort.Slice(rc.secrets, func(i, j int) bool { return len(rc.secrets[i]) > len(rc.secrets[j]) })
 	rc.vars = vars
-	return rc, nil
+	return nil
 }
 
 // builtinVars are the variables every run has, as docs/pipeline.md lists them.
@@ -225,7 +235,7 @@ func (tl *taskLog) flush(ctx context.Context) {
 	lines := tl.pending
 	tl.pending = nil
 	tl.mu.Unlock()
-	if len(lines) == 0 {
+	if len(lines) == 0 || tl.rc.preview {
 		return
 	}
 	if err := tl.rc.store.AppendLogs(ctx, tl.rc.run.Pipeline, tl.rc.run.BuildID, tl.task, lines); err != nil {
