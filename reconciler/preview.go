@@ -72,7 +72,8 @@ type TaskPreview struct {
 	// Pruned is what the task's previous revision applied and this one no longer renders:
 	// a deploy would delete it (prune: true; a chart's upgrade always does).
 	Pruned []store.InventoryEntry
-	// Err is why the task would fail: render, policy or dry-run, masked.
+	// Err is why the task would fail: render, policy or dry-run (unmasked: show it through
+	// Preview.Mask).
 	Err error
 }
 
@@ -209,7 +210,7 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 				if ctx.Err() != nil {
 					return pp, ctx.Err()
 				}
-				tp.Err = errors.New(rc.mask(err.Error()))
+				tp.Err = err
 			}
 			pp.Tasks = append(pp.Tasks, tp)
 		}

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -136,13 +138,13 @@ func loadFile(root, path, rel string, vars Vars) ([]Manifest, error) {
 // ParseManifests decodes an already rendered YAML or JSON stream, such as a stored
 // revision; name is what errors and Manifest.File call it.
 func ParseManifests(rel string, text []byte) ([]Manifest, error) {
-	docs := splitDocuments(text)
+	docs, starts := splitDocumentsAt(text)
 	var out []Manifest
 	for i, data := range docs {
 		doc := i + 1
 		var obj map[string]any
 		if err := yaml.Unmarshal(data, &obj); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", rel, doc, err)
+			return nil, docError(rel, doc, starts[i], err)
 		}
 		if len(obj) == 0 {
 			continue
@@ -170,12 +172,20 @@ func ParseManifests(rel string, text []byte) ([]Manifest, error) {
 // document numbers match what a reader counts in the file; a preamble holding only
 // comments before the first "---" is not a document. JSON is one document.
 func splitDocuments(text []byte) [][]byte {
+	docs, _ := splitDocumentsAt(text)
+	return docs
+}
+
+// splitDocumentsAt is splitDocuments that also returns the file line each document
+// starts on, so errors inside a document can name the line of the file.
+func splitDocumentsAt(text []byte) ([][]byte, []int) {
 	if trimmed := bytes.TrimSpace(text); len(trimmed) > 0 && trimmed[0] == '{' {
-		return [][]byte{text}
+		return [][]byte{text}, []int{1}
 	}
 	var docs [][]byte
+	var starts []int
 	var cur bytes.Buffer
-	first := true
+	first, start, n := true, 1, 0
 	flush := func() {
 		if first && !hasContent(cur.Bytes()) {
 			cur.Reset()
@@ -184,11 +194,14 @@ func splitDocuments(text []byte) [][]byte {
 		}
 		first = false
 		docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		starts = append(starts, start)
 		cur.Reset()
 	}
 	for _, line := range bytes.SplitAfter(text, []byte("\n")) {
+		n++
 		if isSeparator(line) {
 			flush()
+			start = n + 1
 			continue
 		}
 		cur.Write(line)
@@ -196,8 +209,41 @@ func splitDocuments(text []byte) [][]byte {
 	if hasContent(cur.Bytes()) || !first {
 		flush()
 	}
-	return docs
+	return docs, starts
 }
+
+// yamlLine finds the "line N" a YAML parser names in its message.
+var yamlLine = regexp.MustCompile(`\bline (\d+)(: )?`)
+
+// docError names the file line of a parse error inside a document that starts on line
+// start: FILE:LINE: document N: message.
+func docError(rel string, doc, start int, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
+		if n, convErr := strconv.Atoi(msg[m[2]:m[3]]); convErr == nil {
+			return &ParseError{File: rel, Line: start + n - 1, Doc: doc, Msg: msg[:m[0]] + msg[m[1]:], Err: err}
+		}
+	}
+	return &ParseError{File: rel, Doc: doc, Msg: msg, Err: err}
+}
+
+// ParseError is a manifest that is not valid YAML (or JSON), located in its file.
+type ParseError struct {
+	File string
+	Line int // 0 when the parser named none
+	Doc  int
+	Msg  string
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: document %d: %s", e.File, e.Line, e.Doc, e.Msg)
+	}
+	return fmt.Sprintf("%s: document %d: %s", e.File, e.Doc, e.Msg)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
 
 func isSeparator(line []byte) bool {
 	line = bytes.TrimRight(line, " \t\r\n")
