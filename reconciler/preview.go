@@ -46,8 +46,8 @@ type Preview struct {
 	// is previewed then.
 	Invalid   error
 	Pipelines []PipelinePreview
-
-	secrets []string // values masked in every text of the preview
+	// Secrets are the pipelines' secret values: Mask hides them in every text shown.
+	Secrets []string
 }
 
 // PipelinePreview is one pipeline's tasks, previewed in stage order.
@@ -94,7 +94,7 @@ func (p *Preview) Failed() bool {
 
 // Mask hides the values of the pipelines' secrets in s.
 func (p *Preview) Mask(s string) string {
-	for _, v := range p.secrets {
+	for _, v := range p.Secrets {
 		s = strings.ReplaceAll(s, v, "***")
 	}
 	return s
@@ -201,7 +201,7 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 	if err := r.resolveVars(ctx, rc, co, p); err != nil {
 		return PipelinePreview{Name: p.Name, BuildID: next, Tasks: []TaskPreview{{Name: "variables and secrets", Err: err}}}, nil
 	}
-	pv.secrets = append(pv.secrets, rc.secrets...)
+	pv.Secrets = append(pv.Secrets, rc.secrets...)
 	pp := PipelinePreview{Name: p.Name, BuildID: next}
 	for _, st := range p.Stages {
 		for _, t := range st.Tasks {

@@ -141,10 +141,9 @@ func writeGroup(b *strings.Builder, k groupKey, lines []line) {
 		case l.object.Outcome == apply.OutcomeCreated:
 			fmt.Fprintf(b, "- ➕ **created** `%s` (%s, task `%s`)\n\n```yaml\n%s```\n\n", l.object.Object, where(l.object), l.task, objectYAML(masked(l.object.Merged, nil)))
 		case l.object.Outcome == apply.OutcomeChanged:
-			live := l.object.Live
-			merged := masked(l.object.Merged, live)
+			live, merged := masked(l.object.Live, nil), masked(l.object.Merged, l.object.Live)
 			fmt.Fprintf(b, "- ✏️ **changed** `%s` (%s, task `%s`)\n\n```diff\n%s```\n\n", l.object.Object, where(l.object), l.task,
-				fileDiff(objectYAML(masked(live, l.object.Merged)), objectYAML(merged)))
+				fileDiff(objectYAML(live), objectYAML(merged)))
 		}
 	}
 	if unchanged > 0 {
@@ -185,9 +184,10 @@ func plural(n int, one, many string) string {
 // holds the data in the clear.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// masked is o with, for a Secret, every data and stringData value replaced: "***" when it
-// is the same in other (the other side of a diff), "*** (changed)" when it differs.
-func masked(o, other *unstructured.Unstructured) *unstructured.Unstructured {
+// masked is o with, for a Secret, every data and stringData value replaced: "***", or
+// "*** (changed)" where it differs from before (the live object, when o is what it would
+// become), so a diff shows which keys change and never a value.
+func masked(o, before *unstructured.Unstructured) *unstructured.Unstructured {
 	if o == nil {
 		return nil
 	}
@@ -205,8 +205,8 @@ func masked(o, other *unstructured.Unstructured) *unstructured.Unstructured {
 			continue
 		}
 		var theirs map[string]any
-		if other != nil {
-			theirs, _ = other.Object[field].(map[string]any)
+		if before != nil {
+			theirs, _ = before.Object[field].(map[string]any)
 		}
 		for k, v := range m {
 			mask := "***"

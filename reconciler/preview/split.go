@@ -57,7 +57,9 @@ func Split(body string, limit int) []string {
 				n--
 			}
 			cur.WriteString(l[:n] + "\n")
-			l = l[n:]
+			if l = l[n:]; l == "\n" {
+				break
+			}
 			flush()
 		}
 		if t := strings.TrimSpace(l); strings.HasPrefix(t, "```") {
