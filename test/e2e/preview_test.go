@@ -209,7 +209,7 @@ func TestPullRequestPreviewFailuresBlockMergeOnGitea(t *testing.T) {
 		branch, manifests, want string
 	}{
 		// Line 11 of the file is the broken line (document 1 starts on line 7).
-		{"broken-manifest", broken, "task deploy-2048: 2048_env.yaml:11: document 1: "},
+		{"broken-manifest", broken, "task deploy-2048: render: 2048_env.yaml:11: document 1: "},
 		{"load-balancer", loadBalancer, "task deploy-2048: rule no-loadbalancer: Service/" + ns + "/svc-2048 (2048_env.yaml, document 2)"},
 	}
 	for _, c := range cases {
@@ -230,7 +230,7 @@ func TestPullRequestPreviewFailuresBlockMergeOnGitea(t *testing.T) {
 		if resp != nil {
 			code = resp.StatusCode
 		}
-		if err == nil || merged {
+		if merged || code == 200 || p.gitea.GetPull(t, p.owner.Name, p.repo.Name, pr.Number).Merged {
 			t.Fatalf("%s: Gitea merged a pull request whose required slipway/preview failed (HTTP %d)", c.branch, code)
 		}
 		t.Logf("%s: %q; merge refused with HTTP %d: %v", c.branch, s.Description, code, err)
