@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/sources"
@@ -203,6 +204,10 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 	}
 	pv.Secrets = append(pv.Secrets, rc.secrets...)
 	pp := PipelinePreview{Name: p.Name, BuildID: next}
+	// The check a run makes before its first stage: its targets against the grants.
+	if err := policy.CheckRun(r.config, ref.Repository, p); err != nil {
+		pp.Tasks = append(pp.Tasks, TaskPreview{Name: "policy", Note: "the check before the first stage", Err: err})
+	}
 	for _, st := range p.Stages {
 		for _, t := range st.Tasks {
 			tp := TaskPreview{Stage: st.Name, Name: t.Name, Type: t.Type}

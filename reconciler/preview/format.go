@@ -48,7 +48,7 @@ func Format(pv *reconciler.Preview) string {
 		for _, t := range pp.Tasks {
 			task := pp.Name + "/" + t.Name
 			if t.Err != nil {
-				failures = append(failures, fmt.Sprintf("**task `%s`** (%s):\n\n```\n%s\n```\n", task, t.Type, t.Err))
+				failures = append(failures, fmt.Sprintf("**`%s`**:\n\n```\n%s\n```\n", task, t.Err))
 			}
 			for _, o := range t.Objects {
 				k := groupKey{cluster: t.Cluster, namespace: o.Entry.Namespace}
@@ -64,7 +64,10 @@ func Format(pv *reconciler.Preview) string {
 	for _, pp := range pv.Pipelines {
 		fmt.Fprintf(&b, "#### Pipeline `%s` (as BUILD_ID %d)\n\n", pp.Name, pp.BuildID)
 		for _, t := range pp.Tasks {
-			fmt.Fprintf(&b, "- `%s` (%s, stage %s)", t.Name, t.Type, t.Stage)
+			fmt.Fprintf(&b, "- `%s`", t.Name)
+			if t.Type != "" {
+				fmt.Fprintf(&b, " (%s, stage %s)", t.Type, t.Stage)
+			}
 			switch {
 			case t.Err != nil:
 				b.WriteString(": ❌ would fail, see below")
@@ -269,7 +272,7 @@ func Summary(pv *reconciler.Preview) string {
 	for _, pp := range pv.Pipelines {
 		for _, t := range pp.Tasks {
 			if t.Err != nil {
-				return pv.Mask(taskFailure(pp.Name, t))
+				return pv.Mask(taskFailure(t))
 			}
 			for _, o := range t.Objects {
 				switch o.Outcome {
@@ -287,16 +290,20 @@ func Summary(pv *reconciler.Preview) string {
 
 // taskFailure says in one line why a task would fail: a policy denial names its rule and
 // object; anything else is the error's first line that names something.
-func taskFailure(pipelineName string, t reconciler.TaskPreview) string {
+func taskFailure(t reconciler.TaskPreview) string {
+	prefix := "task " + t.Name + ": "
+	if t.Type == "" {
+		prefix = "" // the run's check before its first stage, not a task
+	}
 	var denied *policy.DeniedError
 	if errors.As(t.Err, &denied) && len(denied.Denials) > 0 {
-		return fmt.Sprintf("task %s: %s", t.Name, denied.Denials[0].String())
+		return prefix + denied.Denials[0].String()
 	}
 	var dry *apply.DryRunError
 	if errors.As(t.Err, &dry) && len(dry.Errs) > 0 {
-		return fmt.Sprintf("task %s: %s", t.Name, dry.Errs[0].Error())
+		return prefix + dry.Errs[0].Error()
 	}
-	return fmt.Sprintf("task %s: %s", t.Name, firstLine(t.Err.Error()))
+	return prefix + firstLine(t.Err.Error())
 }
 
 func firstLine(s string) string {

@@ -197,3 +197,18 @@ func TestSplitLongLine(t *testing.T) {
 		t.Fatalf("%d runes kept of 3000", total)
 	}
 }
+
+// The run's check before its first stage fails the preview naming the field's file:line.
+func TestSummaryOfTheRunCheck(t *testing.T) {
+	pv := samplePreview()
+	pp := &pv.Pipelines[0]
+	pp.Tasks = append([]reconciler.TaskPreview{{Name: "policy", Note: "the check before the first stage",
+		Err: &policy.DeniedError{Denials: []policy.Denial{{Rule: "clusters", At: ".pipeline.yaml:12:18", Field: "stages[1].tasks[0].cluster", Reason: "cluster \"prod\" is not granted"}}}}}, pp.Tasks...)
+	s := Summary(pv)
+	if !strings.HasPrefix(s, "rule clusters: ") || !strings.Contains(s, ".pipeline.yaml:12:18") {
+		t.Fatalf("Summary = %q, want the rule and where the field is written", s)
+	}
+	if got := Format(pv); !strings.Contains(got, "- `policy`: ❌ would fail, see below (the check before the first stage)") {
+		t.Fatalf("comment:\n%s", got)
+	}
+}
