@@ -194,6 +194,7 @@ func (p *Previewer) start(ctx context.Context, k prKey, st *prState, req Request
 // run previews one head and reports it; a preview superseded by a newer head reports
 // nothing (the newer one will).
 func (p *Previewer) run(ctx context.Context, req Request, st *prState) Result {
+	start := time.Now()
 	repo := p.o.Repositories[req.Repository]
 	res := Result{Repository: req.Repository, Number: req.Number, Head: req.Head}
 	log := p.o.Log.WithFields(logrus.Fields{"repository": req.Repository, "pull_request": req.Number, "head": short(req.Head)})
@@ -206,7 +207,6 @@ func (p *Previewer) run(ctx context.Context, req Request, st *prState) Result {
 		return res
 	}
 	p.setStatus(report, repo, req.Head, forge.StatusPending, "rendering and dry-running this head", log)
-	start := time.Now()
 	pv, err := p.o.Renderer.Preview(ctx, reconciler.PreviewRequest{Repo: repo.Repo, SourceBranch: req.SourceBranch,
 		Head: req.Head, TargetBranch: req.TargetBranch, TrackedBranch: repo.TrackedBranch})
 	switch {

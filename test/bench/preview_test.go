@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -199,6 +200,8 @@ registry:
 		}
 	}
 
+	own := previewDurations(t, d.logPath, previewPushes)
+
 	pick := func(f func(sample) time.Duration) []time.Duration {
 		out := make([]time.Duration, len(samples))
 		for i, s := range samples {
@@ -217,7 +220,8 @@ registry:
 	for _, r := range []struct {
 		name string
 		v    []time.Duration
-	}{{"git push returned → preview comment shows the head", commentLat}, {"git push returned → slipway/preview success", statusLat}} {
+	}{{"git push returned → preview comment shows the head", commentLat}, {"git push returned → slipway/preview success", statusLat},
+		{"of which Slipway: preview started → comment and status posted (daemon log)", own}} {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.name, ms(percentile(r.v, 50)), ms(percentile(r.v, 95)), ms(r.v[0]), ms(r.v[len(r.v)-1]))
 	}
 	p95 := percentile(commentLat, 95)
@@ -231,7 +235,7 @@ registry:
 	t.Log(b.String())
 	fmt.Println(b.String())
 	raw := map[string]any{"pushes": previewPushes, "target_p95_ms": previewTargetP95.Milliseconds(), "verdict": verdict}
-	for name, v := range map[string][]time.Duration{"comment_ms": commentLat, "status_ms": statusLat} {
+	for name, v := range map[string][]time.Duration{"comment_ms": commentLat, "status_ms": statusLat, "slipway_ms": own} {
 		vals := make([]int64, len(v))
 		for i, x := range v {
 			vals[i] = x.Milliseconds()
@@ -240,4 +244,35 @@ registry:
 	}
 	writeReport(t, env, "preview.json", raw)
 	d.stop(t)
+}
+
+// previewDurations reads the daemon's JSON log for the durations of its last n previews
+// ("preview posted": from taking the request up to comment and status sent), sorted.
+func previewDurations(t *testing.T, logPath string, n int) []time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Duration
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Msg      string `json:"msg"`
+			Duration string `json:"duration"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "preview posted" {
+			continue
+		}
+		d, err := time.ParseDuration(e.Duration)
+		if err != nil {
+			t.Fatalf("preview posted with duration %q", e.Duration)
+		}
+		out = append(out, d)
+	}
+	if len(out) < n {
+		t.Fatalf("the daemon logged %d previews, want at least %d", len(out), n)
+	}
+	out = out[len(out)-n:]
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
