@@ -238,3 +238,81 @@ func TestPullRequestPreviewFailuresBlockMergeOnGitea(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestPullRequestPreviewOfChartOnGitea: a deploy-chart task is previewed through Helm's
+// template with the task's values: the pull request's new value shows as a diff of the
+// release's ConfigMap, an object the chart no longer renders as deleted, and the release
+// stays at its revision.
+func TestPullRequestPreviewOfChartOnGitea(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	cs := env.Clientset(t)
+	p := newPreviewProject(t, env, "")
+	pipeline := func(greeting string) string {
+		return `name: chart-app
+triggers: {push: {}, pullRequest: {}}
+stages:
+  - name: deploy
+    tasks:
+      - name: deploy-app
+        type: deploy-chart
+        chartDir: app
+        release: app
+        cluster: e2e
+        namespace: ` + ns + `
+        wait: 30s
+        values: {greeting: ` + greeting + `}
+`
+	}
+	configMap := func(name, value string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\ndata:\n  greeting: " + value + "\n"
+	}
+	p.work.commit("chart", map[string]string{
+		".pipeline.yaml":              pipeline("hello"),
+		"app/Chart.yaml":              "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+		"app/values.yaml":             "greeting: default\n",
+		"app/templates/greeting.yaml": configMap("greeting", "{{ .Values.greeting | quote }}"),
+		"app/templates/extra.yaml":    configMap("extra", "x"),
+	})
+	p.work.push("master")
+	d := startAPIServe(t, p.cfg, p.server, p.apiToken)
+	waitPipelineHistory(t, p.cfg, "chart-app", 90*time.Second, "run 1 succeeded", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})
+
+	p.work.git("checkout", "-q", "-b", "greet")
+	p.work.git("rm", "-q", "app/templates/extra.yaml")
+	head := p.work.commit("say hi", map[string]string{".pipeline.yaml": pipeline("hi")})
+	p.work.push("greet")
+	pr := p.gitea.CreatePull(t, p.owner.Name, p.repo.Name, "greet", "master", "Say hi")
+	s := waitStatus(t, p.forge, head, "slipway/preview", forge.StatusSuccess, 60*time.Second)
+	if s.Description != "would create 0, change 1, delete 1 objects" {
+		t.Errorf("status description %q", s.Description)
+	}
+	comments := p.previewComments(t, pr.Number)
+	if len(comments) != 1 {
+		t.Fatalf("%d preview comments, want 1", len(comments))
+	}
+	for _, want := range []string{
+		fmt.Sprintf("✏️ **changed** `ConfigMap/%s/greeting`", ns),
+		"-  greeting: hello\n+  greeting: hi\n",
+		fmt.Sprintf("🗑️ **deleted** `ConfigMap/%s/extra`", ns),
+		"-        values: {greeting: hello}\n+        values: {greeting: hi}\n", // the pipeline file's own diff
+	} {
+		if !strings.Contains(comments[0].Body, want) {
+			t.Errorf("the preview comment lacks %q:\n%s", want, comments[0].Body)
+		}
+	}
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "greeting", metav1.GetOptions{})
+	if err != nil || cm.Data["greeting"] != "hello" {
+		t.Fatalf("the live ConfigMap changed: %+v, %v", cm.Data, err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "extra", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the preview deleted a ConfigMap: %v", err)
+	}
+	secrets, err := cs.CoreV1().Secrets(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "owner=helm,name=app"})
+	if err != nil || len(secrets.Items) != 1 {
+		t.Fatalf("release revisions after the preview: %d, %v; want 1", len(secrets.Items), err)
+	}
+	d.stop(t)
+}
