@@ -77,12 +77,22 @@ func New(opts Options) (Builder, error) {
 const DefaultPlatform = "linux/amd64"
 
 // repository is the target repository without a tag: registry/workspace/image.
-func (r Request) repository() string {
-	parts := []string{r.Registry}
-	if w := strings.Trim(r.Workspace, "/"); w != "" {
+func (r Request) repository() string { return ImageRepository(r.Registry, r.Workspace, r.Image) }
+
+// ImageRepository is where a build-image task pushes, without a tag: registry/workspace/image.
+func ImageRepository(registry, workspace, image string) string {
+	parts := []string{registry}
+	if w := strings.Trim(workspace, "/"); w != "" {
 		parts = append(parts, w)
 	}
-	return strings.Join(append(parts, r.Image), "/")
+	return strings.Join(append(parts, image), "/")
+}
+
+// ChartRepositoryPath is where publish-chart pushes chart name in repository (oci://HOST/PATH),
+// as HOST/PATH/NAME.
+func ChartRepositoryPath(repository, chart string) string {
+	repo := strings.TrimSuffix(strings.TrimPrefix(repository, "oci://"), "/")
+	return repo + "/" + chart
 }
 
 // Reference is the image reference the build pushes first: registry/workspace/image:tag,

@@ -56,12 +56,14 @@ func TagGlob(template string) (string, error) {
 	return g, err
 }
 
-// RetainTags keeps the newest keep tags of repo (host/workspace/image) that match tagTemplate,
-// and deletes older matching ones unless protected (tags that deployed revisions use).
-// Tags not matching the template are never touched. Registries delete manifests, not tags:
-// a tag whose manifest another surviving tag also names is skipped rather than taking the
-// survivor with it.
-func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (RetentionResult, error) {
+// RetainTags keeps the newest keep tags of repo (host/workspace/image) that match tagTemplate
+// and are owned (pushed by the pipeline retaining them), and deletes older ones unless
+// protected names them or their manifest's digest (sha256:...), with the reason, such as
+// a revision that deploys the image. Tags not
+// owned or not matching the template are never touched nor counted. Registries delete
+// manifests, not tags: a tag whose manifest any surviving tag (owned or not) also names is
+// skipped rather than taking the survivor with it.
+func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, keep int, owned map[string]bool, protected map[string]string) (RetentionResult, error) {
 	res := RetentionResult{Skipped: map[string]string{}}
 	if keep < 1 {
 		return res, fmt.Errorf("keep must be at least 1, got %d", keep)
@@ -85,7 +87,7 @@ func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, kee
 	}
 	var matching []numbered
 	for _, t := range tags {
-		if m := re.FindStringSubmatch(t); m != nil {
+		if m := re.FindStringSubmatch(t); m != nil && owned[t] {
 			id, err := strconv.ParseUint(m[1], 10, 64)
 			if err == nil {
 				matching = append(matching, numbered{t, id})
@@ -100,8 +102,8 @@ func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, kee
 	var order []string // oldest first
 	for i := len(matching) - 1; i >= keep; i-- {
 		t := matching[i].tag
-		if protected[t] {
-			res.Skipped[t] = "used by a deployed revision"
+		if why, ok := protected[t]; ok {
+			res.Skipped[t] = why
 			continue
 		}
 		doomed[t] = true
@@ -125,6 +127,10 @@ func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, kee
 	deletedDigest := map[string]bool{}
 	for _, t := range order {
 		d := digestOf[t]
+		if why, ok := protected[d]; ok {
+			res.Skipped[t] = why // a revision deploys the manifest by digest
+			continue
+		}
 		if keeper, ok := needed[d]; ok {
 			res.Skipped[t] = fmt.Sprintf("same image as %s, which stays", keeper)
 			continue

@@ -30,6 +30,9 @@ type Config struct {
 	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
 	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
 	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
+	Runs              Runs         `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
+	Webhooks          Webhooks     `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
+	Retention         Retention    `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
 
 	File      string               `yaml:"-"`
 	Positions yamlstrict.Positions `yaml:"-"`
@@ -92,11 +95,28 @@ type Policy struct {
 // Grants is what one repository's deploy tasks may deploy: the safe default is nothing, so
 // each grant is written down and reviewable in slipway.yaml.
 type Grants struct {
-	Clusters   []string `yaml:"clusters,omitempty" doc:"Clusters its deploy tasks may target: names, or patterns where * matches any run of characters (prod-*, *). Default: none."`
-	Namespaces []string `yaml:"namespaces,omitempty" doc:"Namespaces its objects may be in and Namespace objects it may create: names or patterns with *. Default: none."`
-	Registries []string `yaml:"registries,omitempty" doc:"Registries its workloads' images may come from: HOST[:PORT][/PATH] prefixes, or * for any. Default: none."`
-	Trusted    bool     `yaml:"trusted,omitempty" doc:"Allow cluster-scoped RBAC, admission webhooks and CustomResourceDefinitions, denied otherwise."`
-	Rules      []Rule   `yaml:"rules,omitempty" doc:"CEL rules its rendered objects must pass, besides policy.rules."`
+	Clusters   []string     `yaml:"clusters,omitempty" doc:"Clusters its deploy tasks may target: names, or patterns where * matches any run of characters (prod-*, *). Default: none."`
+	Namespaces []string     `yaml:"namespaces,omitempty" doc:"Namespaces its objects may be in and Namespace objects it may create: names or patterns with *. Default: none."`
+	Registries []string     `yaml:"registries,omitempty" doc:"Registries its workloads' images may come from: HOST[:PORT][/PATH] prefixes, or * for any. Default: none."`
+	Trusted    bool         `yaml:"trusted,omitempty" doc:"Allow cluster-scoped RBAC, admission webhooks and CustomResourceDefinitions, denied otherwise."`
+	Rules      []Rule       `yaml:"rules,omitempty" doc:"CEL rules its rendered objects must pass, besides policy.rules."`
+	Secrets    SecretGrants `yaml:"secrets,omitempty" doc:"Where its pipeline secrets may come from. Default: nowhere."`
+	Push       []string     `yaml:"push,omitempty" doc:"Registry paths its build-image and publish-chart tasks may push to, and whose tags keep may delete: HOST[:PORT][/PATH] prefixes, or * for any. Default: none."`
+}
+
+// SecretGrants are the secret sources a repository's pipelines may read: a pipeline file is
+// written by whoever can push, and the daemon can read far more than any one pipeline needs.
+type SecretGrants struct {
+	Kubernetes []KubernetesSecretGrant `yaml:"kubernetes,omitempty" doc:"Kubernetes Secrets its pipelines may read, by cluster, namespace and name. Default: none."`
+	Files      []string                `yaml:"files,omitempty" doc:"Absolute folders on the daemon's host under which its file: secrets may be (symlinks resolved first). Default: none, so no file: secret."`
+}
+
+// KubernetesSecretGrant matches Kubernetes Secrets by patterns where * matches any run of
+// characters.
+type KubernetesSecretGrant struct {
+	Cluster   string `yaml:"cluster" required:"true" doc:"Cluster name or pattern, such as staging or *."`
+	Namespace string `yaml:"namespace" required:"true" doc:"Namespace name or pattern, such as shop or shop-*."`
+	Name      string `yaml:"name" required:"true" doc:"Secret name or pattern, such as shop-db or shop-*."`
 }
 
 // Rule is a CEL expression every rendered object must satisfy.

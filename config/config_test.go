@@ -119,7 +119,7 @@ func TestBadConfigs(t *testing.T) {
 		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {type: kubernetes, cluster: nope, namespace: jobs}\nwebhook: {}\n", []string{
 			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
 			`3:39: unknown cluster "nope": define it under clusters`,
-			`4:1: unknown field "webhook"`,
+			`4:1: unknown field "webhook" (did you mean "webhooks"?)`,
 		}},
 		{"enums and registries", "dataDir: /d\nbuilder: {type: docker}\nregistry: {default: 'https://hub.example.com', insecure: ['a b']}\ncharts: {repository: 'https://charts'}\n", []string{
 			`2:17: type: "docker" is not one of native, buildkit`,
@@ -160,6 +160,30 @@ repositories:
 			`10:52: registry "https://hub.example.com" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
 			`10:79: registry "nginx" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
 			`10:86: registry "hub.example.com/Team" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+		}},
+		{"secret and push grants", `dataDir: /d
+clusters: [{name: prod, inCluster: true}]
+repositories:
+  - name: r
+    url: https://g/r.git
+    branch: main
+    policy:
+      push: [hub.example.com/shop, 'oci://hub.example.com/charts']
+      secrets:
+        kubernetes:
+          - {cluster: prod, namespace: 'shop-*', name: 'shop.db-*'}
+          - {cluster: staging, namespace: A, name: 'x/y'}
+          - {cluster: '*', namespace: '*'}
+        files: [/etc/slipway/shop, etc/shop, /etc/shop/../x, /]
+`, []string{
+			`8:36: registry "oci://hub.example.com/charts" must be HOST[:PORT][/PATH] (such as hub.example.com or hub.example.com:5000/team), or * for any; Docker Hub is docker.io`,
+			`12:23: cluster "staging" is not defined under clusters`,
+			`12:43: namespace "A" must be a name (lowercase letters, digits and '-') where * matches any run of characters, such as prod-* or *`,
+			`12:52: Secret name "x/y" must be a name (lowercase letters, digits, '-' and '.') where * matches any run of characters, such as shop-db or shop-*`,
+			`13:13: missing required field "name"`,
+			`14:36: folder "etc/shop" must be an absolute path, such as /etc/slipway/secrets/shop`,
+			`14:46: folder "/etc/shop/../x" is not clean: write /etc/x`,
+			`14:62: folder / would grant every file on the daemon's host (its API token, kubeconfigs, Git credentials); grant a folder that holds only this repository's secrets`,
 		}},
 		{"policy rules", `dataDir: /d
 policy:

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -77,6 +78,7 @@ func validate(c *Config, r diag.Reporter) {
 	}
 	k.registry()
 	k.policy(clusters)
+	k.limits()
 	if repo := c.Charts.Repository; repo != "" {
 		u, err := url.Parse(repo)
 		if err != nil || u.Scheme != "oci" || u.Host == "" {
@@ -246,6 +248,8 @@ const (
 	RuleNamespaces = "allowed-namespaces"
 	RuleRegistries = "allowed-registries"
 	RuleKinds      = "trusted-kinds"
+	RuleSecrets    = "allowed-secrets"
+	RulePush       = "allowed-push"
 )
 
 // namePattern is a name or a pattern of one: DNS-1123 label characters and *.
@@ -281,8 +285,41 @@ func (k checker) policy(clusters map[string]bool) {
 		for j, reg := range g.Registries {
 			k.registryPrefix(yamlstrict.Index(f+".registries", j), reg)
 		}
+		for j, reg := range g.Push {
+			k.registryPrefix(yamlstrict.Index(f+".push", j), reg)
+		}
+		k.secretGrants(f+".secrets", g.Secrets, clusters)
 		names := maps.Clone(global)
 		k.rules(compiler, f+".rules", g.Rules, names)
+	}
+}
+
+// secretPattern is a Secret name (a DNS-1123 subdomain) or a pattern of one.
+var secretPattern = regexp.MustCompile(`^[a-z0-9*]([-.a-z0-9*]*[a-z0-9*])?$`)
+
+// secretGrants checks the secret sources' form: patterns, and folders that are absolute and
+// clean, so a grant reads the same wherever the daemon starts.
+func (k checker) secretGrants(f string, g SecretGrants, clusters map[string]bool) {
+	for i, s := range g.Kubernetes {
+		field := yamlstrict.Index(f+".kubernetes", i)
+		if k.pattern(field+".cluster", "cluster", s.Cluster) && !strings.Contains(s.Cluster, "*") && !clusters[s.Cluster] {
+			k.at(field+".cluster", "cluster %q is not defined under clusters", s.Cluster)
+		}
+		k.pattern(field+".namespace", "namespace", s.Namespace)
+		if s.Name != "" && (len(s.Name) > 253 || !secretPattern.MatchString(s.Name)) {
+			k.at(field+".name", "Secret name %q must be a name (lowercase letters, digits, '-' and '.') where * matches any run of characters, such as shop-db or shop-*", s.Name)
+		}
+	}
+	for i, d := range g.Files {
+		field := yamlstrict.Index(f+".files", i)
+		switch {
+		case !filepath.IsAbs(d):
+			k.at(field, "folder %q must be an absolute path, such as /etc/slipway/secrets/shop", d)
+		case filepath.Clean(d) != d:
+			k.at(field, "folder %q is not clean: write %s", d, filepath.Clean(d))
+		case d == "/":
+			k.at(field, "folder / would grant every file on the daemon's host (its API token, kubeconfigs, Git credentials); grant a folder that holds only this repository's secrets")
+		}
 	}
 }
 
@@ -314,7 +351,7 @@ func (k checker) rules(compiler *celrule.Compiler, f string, rules []Rule, names
 		r.At = fmt.Sprintf("%s:%d:%d", k.c.File, pos.Line, pos.Column)
 		if k.label(field+".name", "rule name", r.Name) {
 			switch r.Name {
-			case RuleClusters, RuleNamespaces, RuleRegistries, RuleKinds:
+			case RuleClusters, RuleNamespaces, RuleRegistries, RuleKinds, RuleSecrets, RulePush:
 				k.at(field+".name", "rule name %q is a built-in rule's; choose another", r.Name)
 			default:
 				if names[r.Name] {

@@ -42,7 +42,7 @@ func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 func (d *Parts) StartDispatcher(ctx context.Context, description string, takesApprovals bool, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, error) {
 	runner := d.NewRunner(observer)
 	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store,
-		Description: description, NoApprovals: !takesApprovals, Log: d.log.WithField("component", "dispatcher")})
+		Description: description, NoApprovals: !takesApprovals, MaxInFlight: d.Config.MaxInFlight(), Log: d.log.WithField("component", "dispatcher")})
 	return runner, disp, err
 }
 

@@ -76,6 +76,10 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	d.Clusters.WrapTransports(requests.Wrap)
+	ret, err := newRetention(d.Store, d.Config.Retention, reg, log.WithField("component", "retention"))
+	if err != nil {
+		return err
+	}
 	// The drift watcher hears of every task start and end: deploys pause it for their task
 	// and make it learn the revision they store.
 	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
@@ -103,6 +107,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	hw.Rollbacks = disp
+	if err := reg.Register(newRunMetrics(disp, d.Config.MaxInFlight())); err != nil {
+		stopDispatcher()
+		disp.Wait()
+		return err
+	}
 	// However Serve returns, the runs it started end first.
 	defer func() {
 		stopDispatcher()
@@ -148,6 +157,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	previews := preview.New(preview.Options{Renderer: runner, Repositories: previewRepos, Done: o.PreviewDone,
 		Log: log.WithField("component", "preview")})
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
+		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
 		Previews: previews, Log: log.WithField("component", "http")}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
@@ -175,6 +185,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}
 	goRun(dw.Run)
 	goRun(hw.Run)
+	goRun(ret.Run)
 	goRun(previews.Run)
 	goRun(func(ctx context.Context) {
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {

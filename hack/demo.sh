@@ -29,7 +29,8 @@ repositories:
     poll: 10s
     auth: {usernameFile: git-user, passwordFile: git-password}
     # What this repository may deploy (docs/policy.md): without grants it may deploy nothing.
-    policy: {clusters: [seconddevops], namespaces: [seconddevops], registries: [$SLIPWAY_REGISTRY]}
+    # Without grants it may deploy nothing, push nowhere and read no secret.
+    policy: {clusters: [seconddevops], namespaces: [seconddevops], registries: [$SLIPWAY_REGISTRY], push: [$SLIPWAY_REGISTRY/devops]}
 clusters:
   - name: seconddevops
     kubeconfig: $KUBECONFIG

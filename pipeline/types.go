@@ -69,9 +69,9 @@ type Secret struct {
 	Name      string `yaml:"name" required:"true" doc:"Name used in ${...} and secretEnv. Same rules as variable names."`
 	Secret    string `yaml:"secret,omitempty" doc:"Name of a Kubernetes Secret (with key)."`
 	Key       string `yaml:"key,omitempty" doc:"Key in the Kubernetes Secret."`
-	Namespace string `yaml:"namespace,omitempty" doc:"Namespace of the Kubernetes Secret. Default: the namespace Slipway runs in."`
+	Namespace string `yaml:"namespace,omitempty" doc:"Namespace of the Kubernetes Secret. Default: default."`
 	Cluster   string `yaml:"cluster,omitempty" doc:"Cluster (a name from slipway.yaml) holding the Secret. Default: the cluster Slipway runs in."`
-	File      string `yaml:"file,omitempty" doc:"Absolute path of a file on the daemon's host holding the value (instead of secret/key)."`
+	File      string `yaml:"file,omitempty" doc:"Absolute path of a file on the daemon's host holding the value (instead of secret/key); its folder must be granted in policy.secrets.files."`
 }
 
 // Stage is a group of tasks.
@@ -138,7 +138,7 @@ type BuildImageTask struct {
 	BuildArgs  map[string]string `yaml:"buildArgs,omitempty" subst:"true" doc:"Dockerfile ARG values. Values that use secrets are masked in logs."`
 	Target     string            `yaml:"target,omitempty" doc:"Build stage to stop at in a multi-stage Dockerfile."`
 	Platform   string            `yaml:"platform,omitempty" default:"linux/amd64" doc:"Target platform os/arch[/variant]."`
-	Keep       int               `yaml:"keep,omitempty" default:"0" doc:"Keep only this many tags matching the tag template (older ones are deleted unless deployed); 0 keeps all."`
+	Keep       int               `yaml:"keep,omitempty" default:"0" doc:"Keep only this many of the tags this pipeline pushed that match the tag template; older ones are deleted unless another pipeline pushed them too or a stored revision deploys them. 0 keeps all."`
 }
 
 // PublishChartTask packages a chart from the repository and pushes it ("构建并发布Chart模板").

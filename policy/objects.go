@@ -23,6 +23,8 @@ const (
 	RuleNamespaces = config.RuleNamespaces
 	RuleRegistries = config.RuleRegistries
 	RuleKinds      = config.RuleKinds
+	RuleSecrets    = config.RuleSecrets
+	RulePush       = config.RulePush
 )
 
 // ErrDenied is what a *DeniedError matches with errors.Is.
@@ -90,16 +92,21 @@ type Policy struct {
 	// anyRepository: the union of every repository's grants, for checking a pipeline
 	// whose repository is not known (slipway validate without --repository).
 	anyRepository bool
+	// Where build-image and publish-chart tasks push when they name no registry.
+	defaultRegistry, chartRepository string
 }
 
 // ForAnyRepository grants what at least one repository of the configuration is granted:
 // a pipeline it denies could not deploy from any of them. Only CheckPipeline and
 // CheckTarget are meaningful on it.
 func ForAnyRepository(cfg *config.Config) Policy {
-	p := Policy{anyRepository: true, known: true}
+	p := Policy{anyRepository: true, known: true, defaultRegistry: cfg.Registry.Default, chartRepository: cfg.Charts.Repository}
 	for _, r := range cfg.Repositories {
 		p.grants.Clusters = append(p.grants.Clusters, r.Policy.Clusters...)
 		p.grants.Namespaces = append(p.grants.Namespaces, r.Policy.Namespaces...)
+		p.grants.Push = append(p.grants.Push, r.Policy.Push...)
+		p.grants.Secrets.Kubernetes = append(p.grants.Secrets.Kubernetes, r.Policy.Secrets.Kubernetes...)
+		p.grants.Secrets.Files = append(p.grants.Secrets.Files, r.Policy.Secrets.Files...)
 	}
 	return p
 }
@@ -107,7 +114,7 @@ func ForAnyRepository(cfg *config.Config) Policy {
 // For is the policy of the named repository. A repository missing from the configuration
 // is granted nothing.
 func For(cfg *config.Config, repository string) Policy {
-	p := Policy{repository: repository, rules: cfg.Policy.Rules}
+	p := Policy{repository: repository, rules: cfg.Policy.Rules, defaultRegistry: cfg.Registry.Default, chartRepository: cfg.Charts.Repository}
 	if r := cfg.Repository(repository); r != nil {
 		p.known, p.grants = true, r.Policy
 		p.rules = append(slices.Clip(p.rules), r.Policy.Rules...)
@@ -123,11 +130,12 @@ type Target struct {
 	Namespaces []string // further namespaces it names (deploy-yaml allowedNamespaces)
 }
 
-// CheckPipeline is the static check of a pipeline's deploy tasks, made before a run starts
-// (and by slipway validate): each task's cluster and namespaces must be granted, so a
-// denied production task cannot let an earlier staging stage apply first.
+// CheckPipeline is the static check of a pipeline, made before a run starts (and by
+// slipway validate): its secrets' sources, the registry paths its tasks push to, and each
+// deploy task's cluster and namespaces must be granted, so a denied production task cannot
+// let an earlier staging stage apply first, and a denied secret is never read.
 func (p Policy) CheckPipeline(pl *pipeline.Pipeline) []Denial {
-	var out []Denial
+	out := p.checkSources(pl)
 	for i, st := range pl.Stages {
 		for j, t := range st.Tasks {
 			f := yamlstrict.Index(yamlstrict.Index("stages", i)+".tasks", j)
@@ -304,10 +312,8 @@ func (p Policy) imageDenied(image string) string {
 		host = "docker.io"
 	}
 	full := host + "/" + repo.RepositoryStr()
-	for _, g := range p.grants.Registries {
-		if g == "*" || full == g || strings.HasPrefix(full, strings.TrimSuffix(g, "/")+"/") {
-			return ""
-		}
+	if prefixGranted(p.grants.Registries, full) {
+		return ""
 	}
 	return fmt.Sprintf("%s %s", full, p.notGranted("registries", p.grants.Registries))
 }

@@ -24,13 +24,14 @@ repositories:
       clusters: [staging, prod-*]
       namespaces: [shop, shop-*]
       registries: [hub.example.com/shop, registry.local:5000, docker.io/library]
+      push: [hub.example.com]
       rules:
         - name: replicas
           expression: "object.kind != 'Deployment' || object.spec.replicas <= 3"
   - name: platform
     url: https://git.example.com/platform.git
     branch: main
-    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*'], trusted: true}
+    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*'], push: ['*'], trusted: true}
   - name: bare
     url: https://git.example.com/bare.git
     branch: main
@@ -232,7 +233,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: shop}
 spec: {template: {spec: {containers: [{name: c, image: "hub.example.com/shop/web:1"}]}}}
-`, want: []string{"rule replicas: Deployment/shop/web (deploy/app.yaml, document 1): the rule could not be evaluated (no such key: replicas), so the object is denied; guard optional fields with has() (rule at slipway.yaml:16:11)"}},
+`, want: []string{"rule replicas: Deployment/shop/web (deploy/app.yaml, document 1): the rule could not be evaluated (no such key: replicas), so the object is denied; guard optional fields with has() (rule at slipway.yaml:17:11)"}},
 		{name: "a repository without grants may deploy nothing", repo: "bare", target: shopTarget, yaml: `
 apiVersion: v1
 kind: Pod

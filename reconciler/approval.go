@@ -108,6 +108,9 @@ func (r *Runner) passGate(ctx context.Context, rc *runContext, job Job, st *pipe
 	defer expired.Stop()
 	answers := rc.state.startWaiting(st)
 	defer rc.state.stopWaiting()
+	// Waiting for people may take days: the place among the runs in flight goes to a run
+	// that can use it, and is taken again once the stage may start.
+	rc.state.place.release()
 	deadline.pause()
 	defer deadline.resume()
 	for d.Wait {
@@ -131,6 +134,9 @@ func (r *Runner) passGate(ctx context.Context, rc *runContext, job Job, st *pipe
 	r.auditGate(ctx, rc, st, req, d)
 	if !d.Allow {
 		return &GateError{Stage: st.Name, Decision: d}
+	}
+	if !rc.state.place.take(ctx, rc.run, false) {
+		return ctx.Err()
 	}
 	return r.setRunStatus(ctx, rc.run, rc.state, store.RunRunning, "")
 }

@@ -199,3 +199,45 @@ func TestTheGatesEvidenceIsAudited(t *testing.T) {
 		t.Errorf("audit entry %+v (evidence %s)", e, e.Evidence)
 	}
 }
+
+// TestAWaitingGateGivesItsPlaceUp: with one place for runs in flight, a run waiting for
+// an approval does not keep another pipeline's run from running up to its own gate, and
+// once approved it takes a place again before its stage runs.
+func TestAWaitingGateGivesItsPlaceUp(t *testing.T) {
+	st := testStore(t)
+	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
+		MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	var runs []store.Run
+	for _, name := range []string{"app", "other"} {
+		p := gatedPipeline(t, "", "")
+		p.Name = name
+		run, err := d.Submit(ctx, RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, p, store.TriggerPush, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, run, store.RunAwaitingApproval)
+		runs = append(runs, run)
+	}
+	if running, waiting := d.InFlight(); running != 0 || waiting != 0 {
+		t.Fatalf("two runs at their gates: %d in flight, %d waiting; want none", running, waiting)
+	}
+	for _, run := range runs {
+		if err := d.Answer(run.Pipeline, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, run := range runs {
+		<-d.Done(run.Pipeline, run.BuildID)
+		tasks, _ := st.ListTasks(context.Background(), run.Pipeline, run.BuildID)
+		if tasks[0].Status != store.TaskFailed {
+			t.Errorf("%s: the approved stage did not run: %+v", run.Pipeline.Name, tasks[0])
+		}
+	}
+}

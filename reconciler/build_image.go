@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -19,9 +20,9 @@ type ImageBuilder interface {
 	Build(ctx context.Context, req builder.Request) (builder.Result, error)
 }
 
-// TagPruner deletes old tags of an image repository.
+// TagPruner deletes old tags of an image repository: only owned ones, never protected ones.
 type TagPruner interface {
-	RetainTags(ctx context.Context, repo, tagTemplate string, keep int, protected map[string]bool) (builder.RetentionResult, error)
+	RetainTags(ctx context.Context, repo, tagTemplate string, keep int, owned map[string]bool, protected map[string]string) (builder.RetentionResult, error)
 }
 
 // buildImage builds the task's Dockerfile, pushes it, records the image and digest as the
@@ -30,7 +31,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if r.builder == nil {
 		return nil, errors.New("no image builder is configured")
 	}
-	req, err := r.imageRequest(rc, t, tl)
+	req, err := r.imageRequest(rc, task, t, tl)
 	if err != nil {
 		return nil, err
 	}
@@ -38,12 +39,18 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
+	repo := imageRepository(res.Image)
+	// Retention deletes only tags its pipeline is recorded to have pushed; a tag pushed but
+	// not recorded is only ever kept.
+	if err := r.store.RecordPushedTags(ctx, rc.run.Pipeline, rc.run.BuildID, repo, res.Tags); err != nil {
+		tl.Printf("the pushed tags were not recorded, so keep will never delete them: %v", err)
+	}
 	outputs := map[string]string{"image": res.Image, "digest": res.Digest}
 	if t.Keep > 0 {
 		// The tag this run replaces is deployed until the run's deploys are done, so
 		// retention waits for the end of a successful run.
 		rc.afterSuccess(func(ctx context.Context) {
-			if err := r.retainTags(ctx, rc, res, t, tl); err != nil {
+			if err := r.retainTags(ctx, rc, res, task, t, tl); err != nil {
 				tl.Printf("retention failed: %v", err)
 			}
 			tl.flush(ctx)
@@ -52,26 +59,48 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	return outputs, nil
 }
 
-// retainTags keeps the newest `keep` tags matching the task's tag template, never deleting
-// a tag that a stored revision of this pipeline still deploys.
-func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Result, t *pipeline.BuildImageTask, tl *taskLog) error {
+// imageRepository is image (repo:tag) without its tag.
+func imageRepository(image string) string { return image[:strings.LastIndex(image, ":")] }
+
+// retainTags keeps the newest `keep` of the tags this pipeline pushed that match the task's
+// tag template. It never deletes a tag another pipeline also pushed, nor one any stored
+// revision of any pipeline deploys: each is running somewhere or a rollback may put it back.
+func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Result, task string, t *pipeline.BuildImageTask, tl *taskLog) error {
 	if r.tags == nil {
 		return errors.New("keep is set but no registry access is configured")
 	}
-	repo := res.Image[:strings.LastIndex(res.Image, ":")]
-	protected, err := r.deployedTags(ctx, rc, repo)
+	repo := imageRepository(res.Image)
+	// Deleting tags is pushing: the grant was checked before the build, and is again here
+	// in case slipway.yaml changed since.
+	if err := policy.DeniedFor(task, policy.RulePush, policy.For(r.config, rc.run.Pipeline.Repository).PushDenied(task, repo)); err != nil {
+		return err
+	}
+	pushed, err := r.store.PushedTags(ctx, repo)
+	if err != nil {
+		return err
+	}
+	owned := map[string]bool{}
+	for tag, by := range pushed {
+		if len(by) == 1 && by[0] == rc.run.Pipeline {
+			owned[tag] = true
+		}
+	}
+	protected, err := r.deployedTags(ctx, repo)
 	if err != nil {
 		return err
 	}
 	for _, tag := range res.Tags {
-		protected[tag] = true
+		protected[tag] = "pushed by this run"
 	}
-	pr, err := r.tags.RetainTags(ctx, repo, t.Tag, t.Keep, protected)
+	pr, err := r.tags.RetainTags(ctx, repo, t.Tag, t.Keep, owned, protected)
 	if err != nil {
 		return fmt.Errorf("tag retention for %s: %w", repo, err)
 	}
 	for _, tag := range pr.Deleted {
 		tl.Printf("retention: deleted %s:%s (keep %d)", repo, tag, t.Keep)
+		if err := r.store.ForgetPushedTag(ctx, rc.run.Pipeline, repo, tag); err != nil {
+			tl.Printf("retention: %v", err)
+		}
 	}
 	skipped := make([]string, 0, len(pr.Skipped))
 	for tag := range pr.Skipped {
@@ -84,29 +113,42 @@ func (r *Runner) retainTags(ctx context.Context, rc *runContext, res builder.Res
 	return nil
 }
 
-// deployedTags are the tags of repo that the newest revision of each deploy task of the
-// pipeline references: those are running somewhere and must survive retention.
-func (r *Runner) deployedTags(ctx context.Context, rc *runContext, repo string) (map[string]bool, error) {
-	tags := map[string]bool{}
-	re := regexp.MustCompile(regexp.QuoteMeta(repo) + `:([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})`)
-	for _, st := range rc.pipeline.Stages {
-		for _, task := range st.Tasks {
-			if task.Type != pipeline.TypeDeployYAML && task.Type != pipeline.TypeDeployChart {
-				continue
-			}
-			rev, err := r.newestRevision(ctx, rc.run.Pipeline, task.Name)
-			if err != nil {
-				return nil, err
-			}
-			if rev == nil {
-				continue
-			}
-			for _, m := range re.FindAllSubmatch(rev.Objects, -1) {
-				tags[string(m[1])] = true
+// deployedTags are the tags (and digests) of repo that any stored revision of any pipeline
+// references, each with the first revision that does: the current ones run somewhere, and
+// every stored one is what a rollback may re-apply.
+func (r *Runner) deployedTags(ctx context.Context, repo string) (map[string]string, error) {
+	revs, err := r.store.AllRevisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]string{}
+	re := imageRefPattern(repo)
+	for _, rev := range revs {
+		for _, k := range referencedTags(re, rev.Objects) {
+			if refs[k] == "" {
+				refs[k] = fmt.Sprintf("deployed by %s BUILD_ID %d (task %s)", rev.Pipeline, rev.BuildID, rev.Task)
 			}
 		}
 	}
-	return tags, nil
+	return refs, nil
+}
+
+// imageRefPattern finds references to repo with a tag, a digest or both.
+func imageRefPattern(repo string) *regexp.Regexp {
+	return regexp.MustCompile(regexp.QuoteMeta(repo) + `(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(sha256:[a-f0-9]{64}))?`)
+}
+
+// referencedTags lists the tags and digests of the references re finds in objects.
+func referencedTags(re *regexp.Regexp, objects []byte) []string {
+	var out []string
+	for _, m := range re.FindAllSubmatch(objects, -1) {
+		for _, ref := range m[1:] {
+			if len(ref) > 0 {
+				out = append(out, string(ref))
+			}
+		}
+	}
+	return out
 }
 
 // newestRevision is the task's newest stored revision that is still on the cluster, or nil.
@@ -129,8 +171,9 @@ func (r *Runner) newestRevision(ctx context.Context, ref store.PipelineRef, task
 }
 
 // imageRequest is the build a build-image task asks for, every field substituted. Builds
-// and previews (which report req.Reference() and push nothing) both come here.
-func (r *Runner) imageRequest(rc *runContext, t *pipeline.BuildImageTask, tl *taskLog) (builder.Request, error) {
+// and previews (which report req.Reference() and push nothing) both come here, the
+// repository's push grant checked.
+func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImageTask, tl *taskLog) (builder.Request, error) {
 	vars := rc.varsSnapshot()
 	subst := func(field, s string) (string, error) {
 		v, err := render.Substitute(s, vars)
@@ -156,6 +199,12 @@ func (r *Runner) imageRequest(rc *runContext, t *pipeline.BuildImageTask, tl *ta
 	}
 	if req.Registry == "" {
 		return builder.Request{}, errors.New("no registry: set the task's registry or registry.default in slipway.yaml")
+	}
+	// The registry may have been substituted: check the grant on what will be pushed.
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
+	if err := policy.DeniedFor(task, policy.RulePush, grants.PushDenied(task, builder.ImageRepository(req.Registry, t.Workspace, t.Image))); err != nil {
+		tl.Printf("%s", rc.mask(err.Error()))
+		return builder.Request{}, err
 	}
 	for _, et := range t.ExtraTags {
 		v, err := subst("extraTags", et)

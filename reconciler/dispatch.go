@@ -21,6 +21,8 @@ type Executor interface {
 	Queue(ctx context.Context, job Job, holder string) (store.Run, error)
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
+	// NoteQueued records why a queued run waits.
+	NoteQueued(ctx context.Context, run store.Run, reason string) error
 }
 
 // Claims is the store's hold on pipelines across processes: a process beats as a holder,
@@ -47,6 +49,10 @@ type DispatcherOptions struct {
 	// NoApprovals: nobody can answer this process's runs (a CLI), so a run that reaches
 	// an approval gate fails at once instead of waiting.
 	NoApprovals bool
+	// MaxInFlight bounds the runs executing at once across all pipelines (0: no bound).
+	// More wait, queued, with a reason that says so. A run waiting at an approval gate
+	// gives its place up until it is answered.
+	MaxInFlight int
 	Log         *logrus.Entry
 }
 
@@ -66,13 +72,16 @@ type Dispatcher struct {
 	claimRetry  time.Duration
 	noApprovals bool
 	log         *logrus.Entry
+	// inFlight holds one token per run executing; nil: no bound.
+	inFlight chan struct{}
 
-	mu      sync.Mutex
-	closed  bool
-	slots   map[store.PipelineRef]*slot
-	done    map[runKey]chan struct{}
-	wg      sync.WaitGroup // runs started
-	stopped chan struct{}  // closed once shut down and the holder is removed
+	mu              sync.Mutex
+	waitingForPlace int // runs queued only because inFlight is full
+	closed          bool
+	slots           map[store.PipelineRef]*slot
+	done            map[runKey]chan struct{}
+	wg              sync.WaitGroup // runs started
+	stopped         chan struct{}  // closed once shut down and the holder is removed
 }
 
 type runKey struct {
@@ -113,6 +122,9 @@ func StartDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, err
 	}
 	if d.claimRetry <= 0 {
 		d.claimRetry = time.Second
+	}
+	if o.MaxInFlight > 0 {
+		d.inFlight = make(chan struct{}, o.MaxInFlight)
 	}
 	host, _ := os.Hostname()
 	d.description = fmt.Sprintf("%s on %s (pid %d)", o.Description, host, os.Getpid())
@@ -285,6 +297,7 @@ func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	state := &RunState{}
 	state.approval.closed = d.noApprovals
+	state.place = &place{d: d}
 	s.running = &active{run: run, cancel: cancel, state: state}
 	return runCtx
 }
@@ -390,7 +403,13 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 	defer d.wg.Done()
 	for q != nil {
 		ref := q.run.Pipeline
+		// Claimed first: only one run of a pipeline can wait for a place, so waiting while
+		// holding the pipeline keeps nothing else out.
 		claimed := d.claim(runCtx, q.run)
+		if claimed {
+			// Not placed means cancelled while waiting; Execute records that.
+			_ = a.state.place.take(runCtx, q.run, true)
+		}
 		if _, err := d.exec.Execute(runCtx, q.job, q.run, a.state); err != nil {
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
 		}
@@ -399,6 +418,7 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
 			}
 		}
+		a.state.place.release()
 		a.cancel(nil)
 		d.mu.Lock()
 		d.closeDoneLocked(q.run)
@@ -460,5 +480,76 @@ func (d *Dispatcher) closeDoneLocked(run store.Run) {
 	if c, ok := d.done[k]; ok {
 		close(c)
 		delete(d.done, k)
+	}
+}
+
+// InFlight reports how many runs execute now and how many queued runs wait for a place
+// among them (runs.maxInFlight).
+func (d *Dispatcher) InFlight() (running, waiting int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inFlight), d.waitingForPlace
+}
+
+// place is a run's share of the bound on runs in flight.
+type place struct {
+	d    *Dispatcher
+	mu   sync.Mutex
+	held bool
+}
+
+// take waits for a place among the runs in flight, recording on the queued run why it
+// waits (queued: the run has not started yet). It returns false if ctx ended first.
+func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
+	if p == nil || p.d.inFlight == nil {
+		return true
+	}
+	d := p.d
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held {
+		return true
+	}
+	select {
+	case d.inFlight <- struct{}{}:
+		p.held = true
+		return true
+	default:
+	}
+	reason := fmt.Sprintf("waiting for a place: %d runs in flight, the most runs.maxInFlight allows", cap(d.inFlight))
+	log := d.log.WithFields(logrus.Fields{"pipeline": run.Pipeline.Name, "build_id": run.BuildID})
+	log.Info(reason)
+	if queued {
+		if err := d.exec.NoteQueued(ctx, run, reason); err != nil {
+			log.WithError(err).Warn("record why the run waits")
+		}
+	}
+	d.mu.Lock()
+	d.waitingForPlace++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.waitingForPlace--
+		d.mu.Unlock()
+	}()
+	select {
+	case d.inFlight <- struct{}{}:
+		p.held = true
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release gives the place up (a run waiting for people, or one that ended).
+func (p *place) release() {
+	if p == nil || p.d.inFlight == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held {
+		<-p.d.inFlight
+		p.held = false
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type fakeExecutor struct {
 	release  chan struct{}
 	inWait   bool
 	startedC chan int64
+	notes    []string // reasons queued runs were given
 }
 
 func newFakeExecutor(inWait bool) *fakeExecutor {
@@ -66,6 +68,13 @@ func (f *fakeExecutor) EndQueued(_ context.Context, run store.Run, to store.RunS
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ended[run.BuildID] = string(to) + ": " + reason
+	return nil
+}
+
+func (f *fakeExecutor) NoteQueued(_ context.Context, run store.Run, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notes = append(f.notes, reason)
 	return nil
 }
 
@@ -288,5 +297,72 @@ func TestDispatcherShutdownCancelsRunsAndRemovesTheHolder(t *testing.T) {
 	other, _ := startTestDispatcher(t, newFakeExecutor(false), st)
 	if err := st.ClaimPipeline(ctx, testRef, other.Holder(), 9); err != nil {
 		t.Fatalf("claim after the holder left: %v", err)
+	}
+}
+
+func TestDispatcherBoundsRunsInFlight(t *testing.T) {
+	f := newFakeExecutor(false)
+	st := testStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: st, Description: "test",
+		ClaimRetry: 10 * time.Millisecond, MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	other := func(name string) Job {
+		return RunJob(&Checkout{Repo: sources.Repo{Name: "repo"}}, &pipeline.Pipeline{Name: name}, store.TriggerPush, 0)
+	}
+	first, err := d.Submit(ctx, other("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, first.BuildID)
+	second, err := d.Submit(ctx, other("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := d.Submit(ctx, other("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two other pipelines' runs wait, visibly, for the one place.
+	waitFor(t, "two runs waiting for a place", func() bool { _, w := d.InFlight(); return w == 2 })
+	if running, _ := d.InFlight(); running != 1 {
+		t.Fatalf("%d runs in flight, want 1", running)
+	}
+	f.mu.Lock()
+	notes := append([]string(nil), f.notes...)
+	f.mu.Unlock()
+	if len(notes) != 2 || !strings.Contains(notes[0], "runs.maxInFlight") {
+		t.Fatalf("reasons of the waiting runs = %q", notes)
+	}
+	// One is cancelled while it waits: it never takes the place.
+	if err := d.Cancel(ctx, third.Pipeline, third.BuildID, "not wanted"); err != nil {
+		t.Fatal(err)
+	}
+	// (The fake's Execute is told of it and records it cancelled, as the Runner's would.)
+	waitStarted(t, f, third.BuildID)
+	waitFor(t, "the cancelled run to end", func() bool { return f.endedAs(third.BuildID) == "cancelled" })
+	if running, waiting := d.InFlight(); running != 1 || waiting != 1 {
+		t.Fatalf("after the cancel: %d in flight, %d waiting; want 1 and 1", running, waiting)
+	}
+	// The first ends: the second takes its place.
+	f.release <- struct{}{}
+	waitStarted(t, f, second.BuildID)
+	f.release <- struct{}{}
+	waitFor(t, "the second run to end", func() bool { return f.endedAs(second.BuildID) == "succeeded" })
+	waitFor(t, "no run in flight", func() bool { r, w := d.InFlight(); return r == 0 && w == 0 })
+}
+
+// waitFor polls cond (state another goroutine changes) until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -228,7 +228,7 @@ func (r *Runner) previewTask(ctx context.Context, rc *runContext, t pipeline.Tas
 	tl := rc.taskLog(t.Name)
 	switch t.Type {
 	case pipeline.TypeBuildImage:
-		req, err := r.imageRequest(rc, t.BuildImage, tl)
+		req, err := r.imageRequest(rc, t.Name, t.BuildImage, tl)
 		if err != nil {
 			return err
 		}

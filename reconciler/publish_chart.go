@@ -12,12 +12,13 @@ import (
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
 )
 
 // publishChart packages the chart in the checkout with this run's variables substituted into
 // its values and pushes it to the chart repository; outputs are the version and the digest.
-func (r *Runner) publishChart(ctx context.Context, rc *runContext, t *pipeline.PublishChartTask, tl *taskLog) (map[string]string, error) {
+func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, t *pipeline.PublishChartTask, tl *taskLog) (map[string]string, error) {
 	vars := rc.varsSnapshot()
 	version, err := render.Substitute(t.Version, vars)
 	if err != nil {
@@ -29,6 +30,11 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, t *pipeline.P
 	}
 	repo, err := r.chartRepository(t.Repository)
 	if err != nil {
+		return nil, err
+	}
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
+	if err := policy.DeniedFor(task, policy.RulePush, grants.PushDenied(task, builder.ChartRepositoryPath(repo, t.Chart))); err != nil {
+		tl.Printf("%s", rc.mask(err.Error()))
 		return nil, err
 	}
 	substitute, explicit := t.Substitute, true

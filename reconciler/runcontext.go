@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -91,8 +92,9 @@ func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, 
 		}
 		vars[name] = s
 	}
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
 	for _, s := range p.Secrets {
-		val, err := r.secretValue(ctx, s)
+		val, err := r.secretValue(ctx, grants, s)
 		if err != nil {
 			return fmt.Errorf("secret %s: %w", s.Name, err)
 		}
@@ -125,10 +127,21 @@ func builtinVars(co *Checkout, p *pipeline.Pipeline, run store.Run) render.Map {
 	}
 }
 
-// secretValue reads a secret from its file or its Kubernetes Secret.
-func (r *Runner) secretValue(ctx context.Context, s pipeline.Secret) (string, error) {
+// secretValue reads a secret from its file or its Kubernetes Secret, once the repository's
+// grants allow that source: the run checked the pipeline as written before it started,
+// this checks what is on the host (symlinks resolved) right before reading.
+func (r *Runner) secretValue(ctx context.Context, grants policy.Policy, s pipeline.Secret) (string, error) {
 	if s.File != "" {
-		b, err := os.ReadFile(s.File)
+		root, rel, err := grants.SecretFile(s.Name, s.File)
+		if err != nil {
+			return "", err
+		}
+		dir, err := os.OpenRoot(root)
+		if err != nil {
+			return "", fmt.Errorf("read file: %w", err)
+		}
+		defer dir.Close()
+		b, err := dir.ReadFile(rel)
 		if err != nil {
 			return "", fmt.Errorf("read file: %w", err)
 		}
@@ -137,14 +150,14 @@ func (r *Runner) secretValue(ctx context.Context, s pipeline.Secret) (string, er
 	if s.Cluster == "" {
 		return "", fmt.Errorf("Kubernetes Secret %s has no cluster: set cluster to a name from slipway.yaml", s.Secret)
 	}
+	if err := policy.DeniedFor("", policy.RuleSecrets, grants.KubernetesSecretDenied(s)); err != nil {
+		return "", err
+	}
 	cl, err := r.clusters.Get(ctx, s.Cluster)
 	if err != nil {
 		return "", err
 	}
-	ns := s.Namespace
-	if ns == "" {
-		ns = "default"
-	}
+	ns := policy.SecretNamespace(s)
 	sec, err := cl.Clientset.CoreV1().Secrets(ns).Get(ctx, s.Secret, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("read Kubernetes Secret %s/%s on %s: %w", ns, s.Secret, s.Cluster, err)

@@ -244,6 +244,7 @@ type RunState struct {
 	running  int             // tasks running
 	waiting  int             // of those, tasks waiting for health
 	approval approvalState
+	place    *place // its share of the bound on runs in flight; nil: unbounded
 }
 
 // Status is the run's status as the engine last recorded it ("" before it started).
@@ -341,6 +342,15 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(out.status), Reason: out.reason})
 	log.WithFields(logrus.Fields{"status": out.status, "reason": out.reason}).Info("run finished")
 	return final, nil
+}
+
+// NoteQueued records why a queued run waits.
+func (r *Runner) NoteQueued(ctx context.Context, run store.Run, reason string) error {
+	if err := r.store.NoteQueuedRun(ctx, run.Pipeline, run.BuildID, reason); err != nil {
+		return err
+	}
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunQueued), Reason: reason})
+	return nil
 }
 
 // defaultRunTimeout bounds a run whose pipeline sets no timeout (and every rollback).
@@ -585,7 +595,7 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 	case pipeline.TypeDeployYAML:
 		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
 	case pipeline.TypePublishChart:
-		return r.publishChart(ctx, rc, t.PublishChart, tl)
+		return r.publishChart(ctx, rc, t.Name, t.PublishChart, tl)
 	case pipeline.TypeDeployChart:
 		return nil, r.deployChart(ctx, rc, t.Name, t.DeployChart, tl)
 	default:

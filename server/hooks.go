@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
+	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -33,37 +36,25 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, hookReply{Result: "rejected", Detail: "no repository with webhooks of that name"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			s.Metrics.Rejected(name, "too_large")
-			log.Warn("webhook body over the size limit")
-			writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Result: "rejected", Detail: "body larger than 3 MiB"})
-			return
-		}
-		s.Metrics.Rejected(name, "read_error")
-		writeJSON(w, http.StatusBadRequest, hookReply{Result: "rejected", Detail: "could not read the body"})
+	// Everything that needs no body comes first: a sender that cannot sign, or announces
+	// too much, costs no read and no read slot.
+	if err := webhook.Precheck(cfg.Provider, cfg.Secret, r.Header); err != nil {
+		s.rejectHook(w, log, name, err)
+		return
+	}
+	if r.ContentLength > webhook.MaxBody {
+		s.Metrics.Rejected(name, "too_large")
+		log.Warn("webhook body over the size limit")
+		writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Result: "rejected", Detail: "body larger than 3 MiB"})
+		return
+	}
+	body, ok := s.readHookBody(w, r, log, name)
+	if !ok {
 		return
 	}
 	ev, err := webhook.Parse(cfg.Provider, cfg.Secret, r.Header, body)
 	if err != nil {
-		var werr *webhook.Error
-		if !errors.As(err, &werr) {
-			writeJSON(w, http.StatusInternalServerError, hookReply{Result: "rejected", Detail: "internal error"})
-			return
-		}
-		status := werr.HTTPStatus()
-		if werr.Reason == webhook.ReasonUnsupportedEvent {
-			s.Metrics.Rejected(name, string(werr.Reason))
-			log.WithField("event", werr.Event).Debug("webhook event not used")
-			writeJSON(w, status, hookReply{Result: "ignored", DeliveryID: werr.DeliveryID, Detail: "event " + werr.Event + " starts nothing"})
-			return
-		}
-		s.Metrics.Rejected(name, string(werr.Reason))
-		log.WithFields(logrus.Fields{"reason": werr.Reason, "delivery": werr.DeliveryID}).Warn("webhook rejected")
-		// The verifier's messages never contain the secret.
-		writeJSON(w, status, hookReply{Result: "rejected", DeliveryID: werr.DeliveryID, Detail: werr.Error()})
+		s.rejectHook(w, log, name, err)
 		return
 	}
 	log = log.WithFields(logrus.Fields{"delivery": ev.DeliveryID, "event": ev.Kind})
@@ -142,3 +133,73 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, log *logrus
 	}
 	writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", DeliveryID: delivery, Detail: detail})
 }
+
+// rejectHook answers a delivery Precheck or Parse refused.
+func (s *Server) rejectHook(w http.ResponseWriter, log *logrus.Entry, name string, err error) {
+	var werr *webhook.Error
+	if !errors.As(err, &werr) {
+		writeJSON(w, http.StatusInternalServerError, hookReply{Result: "rejected", Detail: "internal error"})
+		return
+	}
+	status := werr.HTTPStatus()
+	s.Metrics.Rejected(name, string(werr.Reason))
+	if werr.Reason == webhook.ReasonUnsupportedEvent {
+		log.WithField("event", werr.Event).Debug("webhook event not used")
+		writeJSON(w, status, hookReply{Result: "ignored", DeliveryID: werr.DeliveryID, Detail: "event " + werr.Event + " starts nothing"})
+		return
+	}
+	log.WithFields(logrus.Fields{"reason": werr.Reason, "delivery": werr.DeliveryID}).Warn("webhook rejected")
+	// The verifier's messages never contain the secret.
+	writeJSON(w, status, hookReply{Result: "rejected", DeliveryID: werr.DeliveryID, Detail: werr.Error()})
+}
+
+// readHookBody reads a delivery's body, at most webhook.MaxBody bytes, in one of the
+// limited read slots and within the read timeout. With every slot taken it answers 503 at
+// once (a forge retries later; an attacker holds nothing), and a sender too slow to finish
+// in time gets 408, so a slow sender cannot keep a slot.
+func (s *Server) readHookBody(w http.ResponseWriter, r *http.Request, log *logrus.Entry, name string) ([]byte, bool) {
+	select {
+	case s.reads <- struct{}{}:
+	default:
+		s.Metrics.Rejected(name, "busy")
+		log.Warn("webhook refused: every body read slot is taken")
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusServiceUnavailable, hookReply{Result: "rejected", Detail: "too many webhook deliveries at once; retry later"})
+		return nil, false
+	}
+	defer func() { <-s.reads }()
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.Limits.readTimeout())); err != nil {
+		log.WithError(err).Warn("webhook body read deadline not set; the server's read timeout applies")
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // at most MaxBody: checked by the caller
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		return buf.Bytes(), true
+	}
+	w.Header().Set("Connection", "close")
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		s.Metrics.Rejected(name, "too_large")
+		log.Warn("webhook body over the size limit")
+		writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Result: "rejected", Detail: "body larger than 3 MiB"})
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.Metrics.Rejected(name, "read_timeout")
+		log.Warn("webhook body not read within the read timeout")
+		writeJSON(w, http.StatusRequestTimeout, hookReply{Result: "rejected", Detail: "the body did not arrive within " + s.Limits.readTimeout().String()})
+	default:
+		s.Metrics.Rejected(name, "read_error")
+		writeJSON(w, http.StatusBadRequest, hookReply{Result: "rejected", Detail: "could not read the body"})
+	}
+	return nil, false
+}
+
+// retryAfterSeconds is what a delivery refused for want of a read slot is told to wait.
+const retryAfterSeconds = 5

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -66,13 +67,38 @@ type Server struct {
 	Previews Previews
 	// Users are the API's identities (apiTokensFile, and apiTokenFile's admin). None: the
 	// API answers every call 403.
-	Users []config.APIUser
-	Log   *logrus.Entry
+	Users  []config.APIUser
+	Limits HookLimits
+	Log    *logrus.Entry
+
+	reads chan struct{} // one token per webhook body being read; made by Handler
+}
+
+// HookLimits bound the webhook bodies read at once and how long one read may take; zero
+// values take the defaults of slipway.yaml's webhooks section.
+type HookLimits struct {
+	MaxConcurrentReads int
+	ReadTimeout        time.Duration
+}
+
+func (l HookLimits) maxReads() int {
+	if l.MaxConcurrentReads > 0 {
+		return l.MaxConcurrentReads
+	}
+	return 16
+}
+
+func (l HookLimits) readTimeout() time.Duration {
+	if l.ReadTimeout > 0 {
+		return l.ReadTimeout
+	}
+	return 10 * time.Second
 }
 
 // Handler routes requests. Every API route goes through requireRole.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.reads = make(chan struct{}, s.Limits.maxReads())
 	mux.HandleFunc("POST /hooks/{repository}", s.hook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

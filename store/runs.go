@@ -133,6 +133,22 @@ func (s *SQLite) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Ru
 	return runs, nil
 }
 
+// NoteQueuedRun implements Store.
+func (s *SQLite) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		id, err := runID(ctx, tx, ref, buildID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("note why %s waits: %w", runName(ref, buildID), err)
+	}
+	return nil
+}
+
 // TransitionRun implements Store. The UPDATE carries the expected status in its WHERE
 // clause, so the check and the change are one step even across processes.
 func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error) {

@@ -25,6 +25,9 @@ type Store interface {
 	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
 	// move is legal, recording reason and the start or finish time.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
+	// NoteQueuedRun sets the reason of a run that is still queued: why it waits. A run that
+	// left the queue meanwhile is left as it is.
+	NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error
 	// MarkStaleRuns fails every queued or running run whose holder no longer beats, with
 	// reason InterruptedReason: called once when the daemon starts, before it runs
 	// anything, these can only be runs a crash or kill left behind. Their unfinished
@@ -67,6 +70,18 @@ type Store interface {
 	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
 	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)
 
+	// AllRevisions returns every stored revision of every pipeline: each is what a
+	// rollback may put back, so retention keeps what any of them deploys.
+	AllRevisions(ctx context.Context) ([]Revision, error)
+
+	// RecordPushedTags remembers that run buildID of the pipeline pushed tags of the image
+	// repository (HOST[:PORT]/PATH), so retention deletes only its own pipeline's tags.
+	RecordPushedTags(ctx context.Context, ref PipelineRef, buildID int64, repository string, tags []string) error
+	// PushedTags returns, for each recorded tag of the repository, the pipelines that pushed it.
+	PushedTags(ctx context.Context, repository string) (map[string][]PipelineRef, error)
+	// ForgetPushedTag drops the pipeline's record of a tag retention deleted.
+	ForgetPushedTag(ctx context.Context, ref PipelineRef, repository, tag string) error
+
 	// SaveRevision's Drift policy is kept with the revision. CurrentRevisions returns each
 	// task's newest healthy, applied or failed revision: what is on the cluster now.
 	CurrentRevisions(ctx context.Context) ([]Revision, error)
@@ -76,7 +91,7 @@ type Store interface {
 	ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error)
 
 	// RecordDelivery remembers a repository's webhook delivery id and reports whether it
-	// is new; false means a redelivery.
+	// is new; false means a redelivery. Prune forgets old ids.
 	RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error)
 	// ForgetDelivery drops a recorded delivery id whose delivery could not be acted on.
 	ForgetDelivery(ctx context.Context, repository, deliveryID string) error
@@ -97,6 +112,10 @@ type Store interface {
 	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
+
+	// Prune deletes old webhook deliveries, pull request events and drift events as r says,
+	// in short transactions. The audit log is never pruned.
+	Prune(ctx context.Context, r Retention) (Pruned, error)
 
 	// RecordAudit appends an entry to the audit log, which nothing ever changes or deletes.
 	RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)

@@ -24,13 +24,9 @@ type PullRequestEvent struct {
 	ReceivedAt   time.Time
 }
 
-// deliveryRetention is how long a delivery id is remembered. Forges redeliver within
-// hours (GitHub keeps deliveries for three days); a week is ample and keeps the table small.
-const deliveryRetention = 7 * 24 * time.Hour
-
 // RecordDelivery remembers a webhook delivery id of a repository and reports whether it is
 // new. A false answer means the delivery was seen before: a redelivery that must start
-// nothing. Ids older than a week are forgotten on the way.
+// nothing. Prune forgets old ids (retention.webhookDeliveries).
 func (s *SQLite) RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error) {
 	if repository == "" || deliveryID == "" {
 		return false, fmt.Errorf("record delivery: repository and delivery id must be set")
@@ -38,10 +34,6 @@ func (s *SQLite) RecordDelivery(ctx context.Context, repository, deliveryID stri
 	now := s.opts.now()
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE received_at < $1`,
-			toMicros(now.Add(-deliveryRetention))); err != nil {
-			return err
-		}
 		res, err := tx.ExecContext(ctx, `
 			INSERT INTO webhook_deliveries (repository, delivery_id, received_at) VALUES ($1, $2, $3)
 			ON CONFLICT (repository, delivery_id) DO NOTHING`, repository, deliveryID, toMicros(now))

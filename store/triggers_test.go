@@ -23,7 +23,13 @@ func TestRecordDeliveryDeduplicatesAndForgets(t *testing.T) {
 			t.Fatalf("case %d: RecordDelivery(%s, %s) = %v, %v; want %v", i, tc.repo, tc.id, got, err, tc.want)
 		}
 	}
-	clk.advance(deliveryRetention + time.Minute)
+	clk.advance(7*24*time.Hour + time.Minute)
+	if got, err := s.RecordDelivery(ctx, "app", "d-1"); err != nil || got {
+		t.Fatalf("before Prune the old id is still known: got %v, %v", got, err)
+	}
+	if p, err := s.Prune(ctx, Retention{Deliveries: 7 * 24 * time.Hour}); err != nil || p.Deliveries != 3 {
+		t.Fatalf("Prune = %+v, %v; want the three old ids deleted", p, err)
+	}
 	if got, err := s.RecordDelivery(ctx, "app", "d-1"); err != nil || !got {
 		t.Fatalf("after the retention a delivery id is new again: got %v, %v", got, err)
 	}

@@ -1,8 +1,9 @@
 // Package webhook verifies and parses webhook deliveries from GitHub, GitLab, Gitea and a
-// generic HMAC-SHA256 sender. It is pure: no network, no store. The HTTP server reads the
-// body (at most MaxBody bytes) and calls Parse, which checks the signature before it looks
-// at anything else and returns a normalised Event or an *Error whose Reason is a metrics
-// label.
+// generic HMAC-SHA256 sender. It is pure: no network, no store. The HTTP server first calls
+// Precheck, which needs only the headers (content type, signature header's form, GitLab's
+// token), then reads the body (at most MaxBody bytes) and calls Parse, which checks the
+// signature before it looks at anything else and returns a normalised Event or an *Error
+// whose Reason is a metrics label.
 //
 // A webhook is a hint: the commit ids and paths in an Event are what the forge claims.
 // Slipway fetches and verifies the commit itself; ChangedPaths is nil whenever the payload

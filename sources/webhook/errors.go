@@ -21,6 +21,8 @@ const (
 	// ReasonUnsupportedEvent: verified and well-formed, but not an event Slipway acts on
 	// (ping, issue comments, label changes, ...). Not an error to the forge.
 	ReasonUnsupportedEvent Reason = "unsupported_event"
+	// ReasonBadMediaType: the delivery is not application/json; refused before its body is read.
+	ReasonBadMediaType Reason = "bad_media_type"
 	// ReasonUnknownProvider: the provider name is not github, gitlab, gitea or generic.
 	ReasonUnknownProvider Reason = "unknown_provider"
 )
@@ -57,7 +59,7 @@ func (e *Error) Unwrap() error { return e.err }
 // HTTPStatus is the answer the server gives the forge for this error: 401 when the
 // delivery did not verify (forges show it, and retrying will not help), 202 for an event
 // Slipway ignores (so the forge does not mark the hook as failing), 400 for a malformed
-// payload and 500 for a configuration error on Slipway's side.
+// payload, 415 for a body that is not JSON and 500 for a configuration error on Slipway's side.
 func (e *Error) HTTPStatus() int {
 	switch e.Reason {
 	case ReasonMissingSignature, ReasonBadSignature, ReasonNoSecret:
@@ -66,6 +68,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusAccepted
 	case ReasonBadPayload:
 		return http.StatusBadRequest
+	case ReasonBadMediaType:
+		return http.StatusUnsupportedMediaType
 	default:
 		return http.StatusInternalServerError
 	}

@@ -113,3 +113,35 @@ func TestUnknownProvider(t *testing.T) {
 		t.Fatal("ReasonOf of a foreign error")
 	}
 }
+
+func TestPrecheckNeedsNoBody(t *testing.T) {
+	sig := "sha256=" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name     string
+		provider string
+		headers  map[string]string
+		want     Reason
+	}{
+		{"github well-formed", GitHub, map[string]string{"Content-Type": "application/json", headerGitHubSignature: sig}, ""},
+		{"github with charset", GitHub, map[string]string{"Content-Type": "application/json; charset=utf-8", headerGitHubSignature: sig}, ""},
+		{"github unsigned", GitHub, map[string]string{"Content-Type": "application/json"}, ReasonMissingSignature},
+		{"github short", GitHub, map[string]string{"Content-Type": "application/json", headerGitHubSignature: "sha256=abcd"}, ReasonBadSignature},
+		{"github form", GitHub, map[string]string{"Content-Type": "application/x-www-form-urlencoded", headerGitHubSignature: sig}, ReasonBadMediaType},
+		{"gitea well-formed", Gitea, map[string]string{"Content-Type": "application/json", headerGiteaSignature: strings.Repeat("ab", 32)}, ""},
+		{"gitlab right token", GitLab, map[string]string{"Content-Type": "application/json", headerGitLabToken: "s3cret"}, ""},
+		{"gitlab wrong token", GitLab, map[string]string{"Content-Type": "application/json", headerGitLabToken: "nope"}, ReasonBadSignature},
+		{"gitlab no token", GitLab, map[string]string{"Content-Type": "application/json"}, ReasonMissingSignature},
+		{"unknown provider", "bitbucket", map[string]string{"Content-Type": "application/json"}, ReasonUnknownProvider},
+	} {
+		h := http.Header{}
+		for k, v := range tc.headers {
+			h.Set(k, v)
+		}
+		if got := ReasonOf(Precheck(tc.provider, []byte("s3cret"), h)); got != tc.want {
+			t.Errorf("%s: reason %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := ReasonOf(Precheck(GitHub, nil, http.Header{})); got != ReasonNoSecret {
+		t.Errorf("empty secret: %q", got)
+	}
+}

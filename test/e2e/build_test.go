@@ -387,7 +387,11 @@ func TestBuildRetentionDeletesOldTagsInTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := reg.RetainTags(ctx, repo, "alpha-${BUILD_ID}", 2, map[string]bool{"alpha-1": true})
+	owned := map[string]bool{}
+	for _, tag := range []string{"alpha-1", "alpha-2", "alpha-3", "alpha-9", "alpha-10", "alpha-11", "latest", "beta-1"} {
+		owned[tag] = true
+	}
+	res, err := reg.RetainTags(ctx, repo, "alpha-${BUILD_ID}", 2, owned, map[string]string{"alpha-1": "deployed"})
 	if err != nil {
 		t.Fatalf("prune: %v", err)
 	}

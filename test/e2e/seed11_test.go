@@ -110,20 +110,21 @@ func TestSeed11BuildAndDeployByDigest(t *testing.T) {
 		t.Errorf("deployed image = %s, want %s (pinned by digest)", got, want)
 	}
 
-	// Run 2 builds alpha-2; keep: 1 deletes alpha-1, which nothing deploys any more.
+	// Run 2 builds alpha-2; keep: 1 would delete alpha-1, but run 1's revision deploys it
+	// and `slipway rollback --to 1` may put it back, so it stays.
 	files["2048/index.html"] = []byte("<html>2048, second build</html>\n")
 	repo.commit("second build", map[string][]byte{"2048/index.html": files["2048/index.html"]})
 	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
 		t.Fatalf("run 2 failed:\n%s", out)
-	} else if !strings.Contains(out, "retention: deleted "+image+":alpha-1") {
-		t.Errorf("run 2 did not report deleting alpha-1:\n%s", out)
+	} else if !strings.Contains(out, "retention: kept "+image+":alpha-1: deployed by "+repoName+":jack-2048 BUILD_ID 1 (task deploy-2048)") {
+		t.Errorf("run 2 did not report keeping alpha-1 for run 1's revision:\n%s", out)
 	}
 	tags, err := crane.ListTags(image, crane.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(tags, ",") != "alpha-2" {
-		t.Errorf("tags after keep: 1 = %v, want [alpha-2]", tags)
+	if strings.Join(tags, ",") != "alpha-1,alpha-2" {
+		t.Errorf("tags after keep: 1 = %v, want [alpha-1 alpha-2]", tags)
 	}
 	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "jack-2048", metav1.GetOptions{})
 	if !strings.HasPrefix(dep.Spec.Template.Spec.Containers[0].Image, image+":alpha-2@sha256:") {

@@ -98,7 +98,15 @@ func writeConfig(t *testing.T, env *testenv.Env, repoName, url string) string {
 
 // grantEverything is the repository policy of tests that are not about policy: every
 // cluster, namespace and registry (trusted kinds stay denied; docs/policy.md).
-const grantEverything = "policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}"
+const grantEverything = "policy: {clusters: ['*'], namespaces: ['*'], registries: ['*'], push: ['*'], " +
+	"secrets: {kubernetes: [{cluster: '*', namespace: '*', name: '*'}]}}"
+
+// grantEverythingIn is grantEverything with file: secrets allowed from dir, the test's
+// folder.
+func grantEverythingIn(dir string) string {
+	return "policy: {clusters: ['*'], namespaces: ['*'], registries: ['*'], push: ['*'], " +
+		"secrets: {kubernetes: [{cluster: '*', namespace: '*', name: '*'}], files: [" + dir + "]}}"
+}
 
 // writeConfigFor writes dir/slipway.yaml following one repository with user and password
 // (kept in files next to it), repoExtra lines under the repository (poll, webhook), and
@@ -114,7 +122,7 @@ func writeConfigFor(t *testing.T, env *testenv.Env, dir, repoName, url, user, pa
 	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(user), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(password), 0o600))
 	if !strings.Contains(repoExtra, "policy:") {
-		repoExtra += "\n" + grantEverything
+		repoExtra += "\n" + grantEverythingIn(dir)
 	}
 	// A key of the test's own: the daemon and the CLI verbs the test runs beside it open
 	// the store at once, and whichever came first would create DATADIR/store.key and say so

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"runtime"
+	"time"
+)
+
+// Runs bounds the run engine.
+type Runs struct {
+	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines; more wait as queued. Default: twice the CPU cores, at least 4."`
+}
+
+// Webhooks bounds what webhook senders, who are not trusted, may make the daemon do.
+type Webhooks struct {
+	MaxConcurrentReads int      `yaml:"maxConcurrentReads,omitempty" default:"16" doc:"Webhook bodies read at once; a delivery beyond that is answered 503 with Retry-After at once."`
+	ReadTimeout        Duration `yaml:"readTimeout,omitempty" default:"10s" doc:"How long reading one webhook body may take; a slower sender is answered 408."`
+}
+
+// Retention says how long the daemon keeps records that only grow. The audit log is not
+// among them: nothing deletes it.
+type Retention struct {
+	Interval          Duration     `yaml:"interval,omitempty" default:"1h" doc:"How often old records are deleted."`
+	Batch             int          `yaml:"batch,omitempty" default:"500" doc:"Rows deleted per write transaction, so a large clean-up never holds the store's write lock long."`
+	WebhookDeliveries AgeLimit     `yaml:"webhookDeliveries,omitempty" doc:"Delivery ids kept to recognise a forge's redelivery."`
+	PullRequestEvents RecordLimits `yaml:"pullRequestEvents,omitempty" doc:"Pull request events from webhooks; maxCount is per repository."`
+	DriftEvents       RecordLimits `yaml:"driftEvents,omitempty" doc:"Drift events; maxCount is per pipeline."`
+}
+
+// AgeLimit keeps records for a while.
+type AgeLimit struct {
+	MaxAge Duration `yaml:"maxAge,omitempty" default:"168h" doc:"Delivery ids older than this are forgotten; at least 1h (a forge's retries come within hours)."`
+}
+
+// RecordLimits keeps records by age and by count; 0 turns a limit off.
+type RecordLimits struct {
+	MaxAge   Duration `yaml:"maxAge,omitempty" default:"2160h" doc:"Records older than this are deleted; 0: no age limit."`
+	MaxCount int      `yaml:"maxCount,omitempty" default:"10000" doc:"Only the newest this many are kept; 0: no count limit."`
+}
+
+// DefaultMaxInFlight is runs.maxInFlight when it is not set.
+func DefaultMaxInFlight() int { return max(4, 2*runtime.NumCPU()) }
+
+// MaxInFlight is runs.maxInFlight, or its default.
+func (c *Config) MaxInFlight() int {
+	if c.Runs.MaxInFlight > 0 {
+		return c.Runs.MaxInFlight
+	}
+	return DefaultMaxInFlight()
+}
+
+// minRetentionInterval keeps a typo from making the daemon clean up in a busy loop.
+const minRetentionInterval = time.Second
+
+func (k checker) limits() {
+	c := k.c
+	if c.Runs.MaxInFlight < 0 || (c.Runs.MaxInFlight == 0 && k.written("runs.maxInFlight")) {
+		k.at("runs.maxInFlight", "runs.maxInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxInFlight())
+	}
+	if c.Webhooks.MaxConcurrentReads < 1 {
+		k.at("webhooks.maxConcurrentReads", "webhooks.maxConcurrentReads must be at least 1")
+	}
+	if d := c.Webhooks.ReadTimeout.Duration; d < 100*time.Millisecond || d > time.Minute {
+		k.at("webhooks.readTimeout", "webhooks.readTimeout %s must be between 100ms and 1m", d)
+	}
+	r := c.Retention
+	if r.Interval.Duration < minRetentionInterval {
+		k.at("retention.interval", "retention.interval %s must be at least %s", r.Interval.Duration, minRetentionInterval)
+	}
+	if r.Batch < 1 || r.Batch > 10000 {
+		k.at("retention.batch", "retention.batch %d must be between 1 and 10000", r.Batch)
+	}
+	if r.WebhookDeliveries.MaxAge.Duration < time.Hour {
+		k.at("retention.webhookDeliveries.maxAge", "retention.webhookDeliveries.maxAge %s must be at least 1h, or redeliveries would start runs again", r.WebhookDeliveries.MaxAge.Duration)
+	}
+	for _, f := range []struct {
+		field string
+		l     RecordLimits
+	}{{"retention.pullRequestEvents", r.PullRequestEvents}, {"retention.driftEvents", r.DriftEvents}} {
+		if f.l.MaxCount < 0 {
+			k.at(f.field+".maxCount", "%s.maxCount must not be negative (0: no count limit)", f.field)
+		}
+	}
+}

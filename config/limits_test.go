@@ -1,0 +1,60 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLimitsDefaultsAndBounds(t *testing.T) {
+	c, err := Parse("slipway.yaml", []byte("dataDir: /d\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxInFlight() != DefaultMaxInFlight() || DefaultMaxInFlight() < 4 {
+		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
+	}
+	w, r := c.Webhooks, c.Retention
+	if w.MaxConcurrentReads != 16 || w.ReadTimeout.Duration != 10*time.Second {
+		t.Errorf("webhooks defaults = %+v", w)
+	}
+	if r.Interval.Duration != time.Hour || r.Batch != 500 || r.WebhookDeliveries.MaxAge.Duration != 168*time.Hour ||
+		r.PullRequestEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) ||
+		r.DriftEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) {
+		t.Errorf("retention defaults = %+v", r)
+	}
+	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nruns: {maxInFlight: 2}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxInFlight() != 2 || c.Retention.DriftEvents != (RecordLimits{}) {
+		t.Errorf("written limits: %d %+v", c.MaxInFlight(), c.Retention.DriftEvents)
+	}
+
+	_, err = Parse("slipway.yaml", []byte(`dataDir: /d
+runs: {maxInFlight: 0}
+webhooks: {maxConcurrentReads: 0, readTimeout: 2m}
+retention:
+  interval: 10ms
+  batch: 0
+  webhookDeliveries: {maxAge: 30m}
+  pullRequestEvents: {maxCount: -1}
+`))
+	want := []string{
+		"2:21: runs.maxInFlight must be at least 1",
+		"3:32: webhooks.maxConcurrentReads must be at least 1",
+		"3:48: webhooks.readTimeout 2m0s must be between 100ms and 1m",
+		"5:13: retention.interval 10ms must be at least 1s",
+		"6:10: retention.batch 0 must be between 1 and 10000",
+		"7:31: retention.webhookDeliveries.maxAge 30m0s must be at least 1h",
+		"8:33: retention.pullRequestEvents.maxCount must not be negative",
+	}
+	if err == nil {
+		t.Fatal("bad limits were accepted")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing error %q in:\n%v", w, err)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// inFlightSource is what the run metrics read: the dispatcher.
+type inFlightSource interface {
+	InFlight() (running, waiting int)
+}
+
+// runMetrics exports the bound on runs in flight: how many execute, how many wait for a
+// place, and the bound.
+type runMetrics struct {
+	src                   inFlightSource
+	max                   int
+	running, waiting, cap *prometheus.Desc
+}
+
+func newRunMetrics(src inFlightSource, max int) *runMetrics {
+	return &runMetrics{src: src, max: max,
+		running: prometheus.NewDesc("slipway_runs_in_flight", "Runs executing now (runs waiting at an approval gate give their place up).", nil, nil),
+		waiting: prometheus.NewDesc("slipway_runs_waiting_for_place", "Queued runs waiting only because runs.maxInFlight runs are in flight.", nil, nil),
+		cap:     prometheus.NewDesc("slipway_runs_max_in_flight", "runs.maxInFlight: the most runs executing at once.", nil, nil),
+	}
+}
+
+func (m *runMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.running
+	ch <- m.waiting
+	ch <- m.cap
+}
+
+func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
+	running, waiting := m.src.InFlight()
+	ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(running))
+	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(waiting))
+	ch <- prometheus.MustNewConstMetric(m.cap, prometheus.GaugeValue, float64(m.max))
+}
+
+// pruner is what retention needs of the store.
+type pruner interface {
+	Prune(ctx context.Context, r store.Retention) (store.Pruned, error)
+}
+
+// retention deletes old deliveries, pull request events and drift events, as
+// slipway.yaml's retention section says: once at start, then every interval.
+type retention struct {
+	store    pruner
+	rules    store.Retention
+	interval time.Duration
+	deleted  *prometheus.CounterVec
+	log      *logrus.Entry
+}
+
+func newRetention(st pruner, c config.Retention, reg prometheus.Registerer, log *logrus.Entry) (*retention, error) {
+	deleted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "slipway_retention_deleted_total",
+		Help: "Records deleted by retention, by kind (webhook_deliveries, pull_request_events, drift_events).",
+	}, []string{"kind"})
+	if err := reg.Register(deleted); err != nil {
+		return nil, err
+	}
+	interval := c.Interval.Duration
+	if interval <= 0 {
+		interval = time.Hour // a Config not read from a file has no defaults applied
+	}
+	return &retention{store: st, interval: interval, deleted: deleted, log: log, rules: store.Retention{
+		Deliveries:        c.WebhookDeliveries.MaxAge.Duration,
+		PullRequestEvents: store.RecordLimit{MaxAge: c.PullRequestEvents.MaxAge.Duration, MaxCount: c.PullRequestEvents.MaxCount},
+		DriftEvents:       store.RecordLimit{MaxAge: c.DriftEvents.MaxAge.Duration, MaxCount: c.DriftEvents.MaxCount},
+		Batch:             c.Batch,
+	}}, nil
+}
+
+// Run prunes until ctx ends; a failed pass is logged and tried again next interval.
+func (r *retention) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		r.pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *retention) pass(ctx context.Context) {
+	start := time.Now()
+	p, err := r.store.Prune(ctx, r.rules)
+	r.deleted.WithLabelValues("webhook_deliveries").Add(float64(p.Deliveries))
+	r.deleted.WithLabelValues("pull_request_events").Add(float64(p.PullRequestEvents))
+	r.deleted.WithLabelValues("drift_events").Add(float64(p.DriftEvents))
+	log := r.log.WithFields(logrus.Fields{"webhook_deliveries": p.Deliveries, "pull_request_events": p.PullRequestEvents,
+		"drift_events": p.DriftEvents, "took": time.Since(start).Round(time.Millisecond)})
+	switch {
+	case err != nil && ctx.Err() == nil:
+		log.WithError(err).Warn("retention: deleting old records failed; trying again next interval")
+	case p != (store.Pruned{}):
+		log.Info("retention: old records deleted")
+	}
+}

@@ -1,0 +1,82 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/store"
+)
+
+type fakePruner struct {
+	got    []store.Retention
+	result store.Pruned
+	err    error
+}
+
+func (f *fakePruner) Prune(_ context.Context, r store.Retention) (store.Pruned, error) {
+	f.got = append(f.got, r)
+	return f.result, f.err
+}
+
+func TestRetentionPassUsesTheConfigAndCounts(t *testing.T) {
+	c, err := config.Parse("slipway.yaml", []byte("dataDir: /d\nretention: {batch: 7, driftEvents: {maxCount: 3}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePruner{result: store.Pruned{Deliveries: 2, PullRequestEvents: 1, DriftEvents: 5}}
+	reg := prometheus.NewRegistry()
+	r, err := newRetention(f, c.Retention, reg, logrus.NewEntry(logrus.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pass(context.Background())
+	want := store.Retention{Deliveries: 168 * time.Hour,
+		PullRequestEvents: store.RecordLimit{MaxAge: 2160 * time.Hour, MaxCount: 10000},
+		DriftEvents:       store.RecordLimit{MaxAge: 2160 * time.Hour, MaxCount: 3}, Batch: 7}
+	if len(f.got) != 1 || f.got[0] != want {
+		t.Fatalf("Prune got %+v, want %+v", f.got, want)
+	}
+	// A failed pass counts what it did delete and is tried again next time.
+	f.err = errors.New("database is locked")
+	r.pass(context.Background())
+	if got := testutil.ToFloat64(r.deleted.WithLabelValues("drift_events")); got != 10 {
+		t.Errorf("drift_events deleted = %v, want 10", got)
+	}
+	if got := testutil.ToFloat64(r.deleted.WithLabelValues("webhook_deliveries")); got != 4 {
+		t.Errorf("webhook_deliveries deleted = %v, want 4", got)
+	}
+}
+
+type fakeInFlight struct{ running, waiting int }
+
+func (f fakeInFlight) InFlight() (int, int) { return f.running, f.waiting }
+
+func TestRunMetrics(t *testing.T) {
+	m := newRunMetrics(fakeInFlight{running: 3, waiting: 5}, 4)
+	if n := testutil.CollectAndCount(m); n != 3 {
+		t.Fatalf("%d metrics, want 3", n)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	want := map[string]float64{"slipway_runs_in_flight": 3, "slipway_runs_waiting_for_place": 5, "slipway_runs_max_in_flight": 4}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}

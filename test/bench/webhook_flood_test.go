@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// floodSenders is the issue's hostile load: 200 senders at once, each trickling a 3 MiB
+// body under a well-formed but wrong signature, so the daemon must read to reject.
+const (
+	floodSenders = 200
+	floodRounds  = 3
+)
+
+// TestBenchWebhookFlood measures what the flood costs `slipway serve` with the default
+// webhook limits: its peak RSS and the /healthz latency while it lasts, each the median of
+// floodRounds fresh daemons with the spread. Targets: RSS < 300 MB, /healthz p99 < 200 ms.
+func TestBenchWebhookFlood(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	bin := buildSlipwayTo(ctx, t, env, tmp)
+	work := filepath.Join(tmp, "work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "README"), []byte("flood\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, url := pushWork(ctx, t, env, work, "flood")
+	var rss, idle []float64 // MiB
+	var p99s, refusals []time.Duration
+	var refused []int
+	for round := range floodRounds {
+		dir := filepath.Join(tmp, fmt.Sprintf("round-%d", round))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range map[string]string{"git-user": env.GitUser, "git-password": env.GitPassword, "hook-secret": "flood-secret"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		listen := freeAddr(t)
+		cfg := filepath.Join(dir, "slipway.yaml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s/data
+listen: %s
+repositories:
+  - name: flood
+    url: %s
+    branch: master
+    poll: 0s
+    auth: {usernameFile: git-user, passwordFile: git-password}
+    webhook: {type: generic, secretFile: hook-secret}
+`, dir, listen, url)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := startDriftServe(t, bin, cfg, dir)
+		server := "http://" + listen
+		waitHealthy(t, s, server)
+		idle = append(idle, float64(peakRSSBytes(t, s.pid()))/(1<<20))
+		results, health := floodOnce(t, listen, server)
+		n, slowest := 0, time.Duration(0)
+		for _, r := range results {
+			if r.status == http.StatusServiceUnavailable {
+				n++
+				slowest = max(slowest, r.after)
+			}
+		}
+		rss = append(rss, float64(peakRSSBytes(t, s.pid()))/(1<<20))
+		p99s = append(p99s, pct(health, 0.99))
+		refusals = append(refusals, slowest)
+		refused = append(refused, n)
+		s.stop()
+		t.Logf("round %d: peak RSS %.0f MiB (%.0f MiB before the flood), /healthz p99 %s (%d checks), %d of %d refused at once (slowest %s)",
+			round+1, rss[round], idle[round], p99s[round], len(health), n, floodSenders, slowest)
+	}
+	sort.Float64s(rss)
+	sort.Float64s(idle)
+	sortDurations(p99s)
+	sortDurations(refusals)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%d senders, each a slow 3 MiB body with a wrong signature; default limits (16 reads, 10s); median of %d (min–max)\n\n", floodSenders, floodRounds)
+	b.WriteString("| measure | median | spread | target |\n| --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| daemon peak RSS | %.0f MiB | %.0f–%.0f MiB | < 300 MB |\n", rss[1], rss[0], rss[2])
+	fmt.Fprintf(&b, "| its peak RSS before the flood | %.0f MiB | %.0f–%.0f MiB | |\n", idle[1], idle[0], idle[2])
+	fmt.Fprintf(&b, "| /healthz p99 during the flood | %s | %s–%s | < 200 ms |\n", p99s[1].Round(100*time.Microsecond), p99s[0].Round(100*time.Microsecond), p99s[2].Round(100*time.Microsecond))
+	fmt.Fprintf(&b, "| slowest 503 to a sender beyond the cap | %s | %s–%s | at once |\n", refusals[1].Round(time.Millisecond), refusals[0].Round(time.Millisecond), refusals[2].Round(time.Millisecond))
+	fmt.Fprintf(&b, "| senders refused at once | %v | | ≥ %d |\n", refused, floodSenders-16)
+	t.Log(b.String())
+	if rss[1] >= 300*1e6/(1<<20) {
+		t.Errorf("median peak RSS %.0f MiB is over the 300 MB target", rss[1])
+	}
+	if p99s[1] >= 200*time.Millisecond {
+		t.Errorf("median /healthz p99 %s is over the 200 ms target", p99s[1])
+	}
+}
+
+func waitHealthy(t *testing.T, s *driftServe, server string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(server + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.fail("the daemon's /healthz did not answer at %s", server)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type floodAnswer struct {
+	status int
+	after  time.Duration
+}
+
+// floodOnce runs floodSenders slow senders at once against addr while polling /healthz,
+// until every sender has its answer.
+func floodOnce(t *testing.T, addr, server string) ([]floodAnswer, []time.Duration) {
+	t.Helper()
+	headers := "Content-Type: application/json\r\nX-Slipway-Event: push\r\nX-Slipway-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\n"
+	results := make([]floodAnswer, floodSenders)
+	var wg sync.WaitGroup
+	for i := range floodSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = slowBody(addr, headers)
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	var health []time.Duration
+	client := &http.Client{Timeout: 10 * time.Second}
+	for {
+		start := time.Now()
+		resp, err := client.Get(server + "/healthz")
+		if err != nil {
+			t.Fatalf("/healthz during the flood: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		health = append(health, time.Since(start))
+		select {
+		case <-finished:
+			return results, health
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// slowBody sends a 3 MiB delivery's headers, then 8 KiB of body every 100ms, until the
+// daemon answers.
+func slowBody(addr, headers string) floodAnswer {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return floodAnswer{}
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /hooks/flood HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n", addr, 3<<20, headers)
+	sent := time.Now()
+	answered := make(chan floodAnswer, 1)
+	go func() {
+		_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			answered <- floodAnswer{after: time.Since(sent)}
+			return
+		}
+		resp.Body.Close()
+		answered <- floodAnswer{status: resp.StatusCode, after: time.Since(sent)}
+	}()
+	chunk := make([]byte, 8<<10)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answered:
+			return a
+		case <-tick.C:
+			_, _ = c.Write(chunk)
+		}
+	}
+}
+
+func peakRSSBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sortDurations(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }

@@ -1,0 +1,354 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// floodResult is how the daemon answered one slow sender.
+type floodResult struct {
+	status int
+	after  time.Duration // from the headers sent to the answer
+	err    error
+}
+
+// slowSender sends the headers of a 3 MiB webhook delivery to url's host, then its body
+// at 8 KiB every 100ms (it would take over 6 minutes), and returns the daemon's answer.
+func slowSender(addr, path, headers string) floodResult {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return floodResult{err: err}
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n", path, addr, 3<<20, headers); err != nil {
+		return floodResult{err: err}
+	}
+	sent := time.Now()
+	answered := make(chan floodResult, 1)
+	go func() {
+		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			answered <- floodResult{err: err, after: time.Since(sent)}
+			return
+		}
+		resp.Body.Close()
+		answered <- floodResult{status: resp.StatusCode, after: time.Since(sent)}
+	}()
+	chunk := make([]byte, 8<<10)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-answered:
+			return r
+		case <-tick.C:
+			// A write error means the daemon closed the connection; its answer is read above.
+			_, _ = c.Write(chunk)
+		}
+	}
+}
+
+// flood sends n slow senders at once while /healthz is polled; it returns their answers
+// and the health check latencies.
+func flood(t *testing.T, server, path, headers string, n int) ([]floodResult, []time.Duration) {
+	t.Helper()
+	addr := strings.TrimPrefix(server, "http://")
+	results := make([]floodResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = slowSender(addr, path, headers)
+		}()
+	}
+	done := make(chan struct{})
+	var health []time.Duration
+	var healthErr error
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 5 * time.Second}
+		for {
+			start := time.Now()
+			resp, err := client.Get(server + "/healthz")
+			if err != nil {
+				healthErr = err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				healthErr = fmt.Errorf("/healthz answered %d", resp.StatusCode)
+				return
+			}
+			health = append(health, time.Since(start))
+			select {
+			case <-stopFlood(&wg):
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	wg.Wait()
+	<-done
+	if healthErr != nil {
+		t.Fatalf("/healthz during the flood: %v", healthErr)
+	}
+	return results, health
+}
+
+// stopFlood is closed once wg's senders have all been answered.
+func stopFlood(wg *sync.WaitGroup) <-chan struct{} {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	return c
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// peakRSS is the daemon's resident set high-water mark in bytes (Linux).
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
+}
+
+// TestServeWebhookFloodStaysBounded: 200 senders at once, each trickling a 3 MiB body
+// with a well-formed but wrong signature. The daemon reads at most
+// webhooks.maxConcurrentReads bodies at once and answers the rest 503 at once; the ones it
+// reads it cuts off at webhooks.readTimeout; /healthz answers throughout, the refusals are
+// counted, and 200 unsigned senders are refused without a byte of their bodies read.
+func TestServeWebhookFloodStaysBounded(t *testing.T) {
+	env := testenv.Get(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hook-secret"), []byte("flood-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, url := newWorkRepo(t, env)
+	cfg := writeConfigFor(t, env, dir, "flood", url, env.GitUser, env.GitPassword,
+		"poll: 0s\nwebhook: {type: generic, secretFile: hook-secret}")
+	appendConfig(t, cfg, "webhooks:\n  maxConcurrentReads: 8\n  readTimeout: 3s\n")
+	server, tokenFile := withAPI(t, cfg)
+	metrics := freeAddress(t)
+	d := startAPIServe(t, cfg, server, tokenFile, "--metrics-address", metrics)
+
+	const n = 200
+	signed := "Content-Type: application/json\r\nX-Slipway-Event: push\r\nX-Slipway-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\n"
+	results, health := flood(t, server, "/hooks/flood", signed, n)
+	var refused, timedOut int
+	var slowestRefusal, slowestTimeout time.Duration
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			t.Errorf("sender %d: %v after %s", i, r.err, r.after)
+		case r.status == http.StatusServiceUnavailable:
+			refused++
+			slowestRefusal = max(slowestRefusal, r.after)
+		case r.status == http.StatusRequestTimeout:
+			timedOut++
+			slowestTimeout = max(slowestTimeout, r.after)
+		default:
+			t.Errorf("sender %d: %d after %s, want 503 or 408", i, r.status, r.after)
+		}
+	}
+	t.Logf("%d senders: %d refused at once (slowest %s), %d read and cut off (slowest %s); /healthz p50 %s p99 %s max %s over %d checks",
+		n, refused, slowestRefusal, timedOut, slowestTimeout, percentile(health, 0.5), percentile(health, 0.99), percentile(health, 1), len(health))
+	// Every body read ends at the read timeout, so at most 8 reads per 3s go on: the flood
+	// arrives within a few seconds, and nearly all of it is refused.
+	if refused < n-4*8 {
+		t.Errorf("only %d of %d slow senders were refused; the read cap does not hold", refused, n)
+	}
+	if slowestRefusal > 2*time.Second {
+		t.Errorf("a refusal took %s; it should come at once", slowestRefusal)
+	}
+	if slowestTimeout > 3*time.Second+3*time.Second {
+		t.Errorf("a slow body held its read slot for %s, past the 3s read timeout", slowestTimeout)
+	}
+	if p := percentile(health, 1); p > 2*time.Second {
+		t.Errorf("/healthz took %s during the flood", p)
+	}
+
+	// Unsigned senders are refused before their bodies are read.
+	unsigned := "Content-Type: application/json\r\nX-Slipway-Event: push\r\n"
+	results, _ = flood(t, server, "/hooks/flood", unsigned, n)
+	for i, r := range results {
+		if r.err != nil || r.status != http.StatusUnauthorized || r.after > 2*time.Second {
+			t.Errorf("unsigned sender %d: %d %v after %s, want 401 at once", i, r.status, r.err, r.after)
+			break
+		}
+	}
+	rss := peakRSS(t, d.cmd.Process.Pid)
+	t.Logf("daemon peak RSS %d MiB", rss>>20)
+	if rss > 300<<20 {
+		t.Errorf("daemon peak RSS %d MiB, over 300 MiB", rss>>20)
+	}
+	body := scrape(t, metrics)
+	for _, want := range []string{
+		fmt.Sprintf(`slipway_triggers_rejected_total{reason="busy",repository="flood"} %d`, refused),
+		fmt.Sprintf(`slipway_triggers_rejected_total{reason="read_timeout",repository="flood"} %d`, timedOut),
+		fmt.Sprintf(`slipway_triggers_rejected_total{reason="missing_signature",repository="flood"} %d`, n),
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(body, "slipway_triggers_rejected_total"))
+		}
+	}
+}
+
+// TestServeRunsBeyondTheCapWaitQueued: with runs.maxInFlight 1, one commit starts two
+// pipelines; one runs while the other waits as queued, saying why, and runs after it.
+func TestServeRunsBeyondTheCapWaitQueued(t *testing.T) {
+	env := testenv.Get(t)
+	nsA, nsB := env.Namespace(t), env.Namespace(t)
+	repo, _, cfg := newProject(t, env)
+	appendConfig(t, cfg, "runs:\n  maxInFlight: 1\n")
+	// minReadySeconds makes each run wait ~8s for health: long enough to be seen waiting.
+	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  minReadySeconds: 8\n  selector:", 1)
+	pipe := func(name, ns string) string {
+		return strings.Replace(string(deployPipeline(env.Registry, ns, "", "60s", "")), "name: jack-2048", "name: "+name, 1)
+	}
+	repo.commit("two pipelines", map[string][]byte{".pipeline.yaml": []byte(pipe("cap-a", nsA) + "---\n" + pipe("cap-b", nsB)),
+		"2048_env.yaml": []byte(manifests)})
+	startServe(t, cfg)
+
+	// One of the two waits, queued, with the reason.
+	var waiting string
+	deadline := time.Now().Add(60 * time.Second)
+	for waiting == "" {
+		for _, name := range []string{"cap-a", "cap-b"} {
+			out, code := slipway(t, "history", "--config", cfg, name, "-o", "json")
+			if code != 0 {
+				continue
+			}
+			if h := parseHistory(t, out); len(h) == 1 && h[0].Status == "queued" && strings.Contains(h[0].Reason, "runs.maxInFlight") {
+				waiting = name
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no run was seen waiting for a place")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	running := map[string]string{"cap-a": "cap-b", "cap-b": "cap-a"}[waiting]
+	h := waitPipelineHistory(t, cfg, running, 5*time.Second, "the other run in flight", func(h []historyEntry) bool { return len(h) == 1 })
+	if h[0].Status != "running" {
+		t.Fatalf("%s is %s while %s waits; want running", running, h[0].Status, waiting)
+	}
+	// Then both succeed, the waiting one after the other.
+	first := waitPipelineHistory(t, cfg, running, 120*time.Second, running+" succeeded", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+	second := waitPipelineHistory(t, cfg, waiting, 120*time.Second, waiting+" succeeded", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+	firstStart, _ := time.Parse(time.RFC3339Nano, first[0].Started)
+	secondStart, _ := time.Parse(time.RFC3339Nano, second[0].Started)
+	if end := firstStart.Add(time.Duration(first[0].Duration * float64(time.Second))); secondStart.Before(end.Add(-time.Second)) {
+		t.Errorf("%s started at %s, before %s ended at %s", waiting, secondStart, running, end)
+	}
+}
+
+// TestServeRetentionPrunesOldRecords: records older than the retention are deleted by the
+// daemon, newer ones and the whole audit log stay.
+func TestServeRetentionPrunesOldRecords(t *testing.T) {
+	env := testenv.Get(t)
+	_, repoName, cfg := newProject(t, env)
+	appendConfig(t, cfg, `retention:
+  interval: 1s
+  batch: 3
+  webhookDeliveries: {maxAge: 24h}
+  pullRequestEvents: {maxAge: 240h, maxCount: 4}
+  driftEvents: {maxAge: 240h, maxCount: 0}
+`)
+	ctx := context.Background()
+	dbPath := filepath.Join(filepath.Dir(cfg), "data", "slipway.db")
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ref := store.PipelineRef{Repository: repoName, Name: "old"}
+	// Thirty days ago: 10 of each and 10 audit entries; then 2 recent ones of each.
+	at := time.Now().Add(-30 * 24 * time.Hour)
+	st, err := store.Open(ctx, "sqlite://"+dbPath, store.WithClock(func() time.Time { return at }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c", Branch: "master", Trigger: store.TriggerPush}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(prefix string, n int) {
+		for i := range n {
+			if _, err := st.RecordDelivery(ctx, repoName, fmt.Sprintf("%s-%d", prefix, i)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RecordPullRequestEvent(ctx, store.PullRequestEvent{Repository: repoName, Number: i + 1, Action: "opened"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RecordDriftEvent(ctx, store.NewDriftEvent{Pipeline: ref, BuildID: 1, Task: "web", Cluster: "e2e",
+				Object: store.InventoryEntry{Version: "v1", Kind: "ConfigMap", Namespace: "x", Name: "y"}, Action: store.DriftReported}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RecordAudit(ctx, store.AuditEntry{Actor: "alice", Action: store.AuditTrigger, Pipeline: ref, BuildID: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record("old", 10)
+	at = time.Now()
+	record("new", 2)
+	st.Close()
+
+	d := startServe(t, cfg)
+	d.waitOutput(t, 30*time.Second, "retention: old records deleted")
+
+	st, err = store.Open(ctx, "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if evs, _ := st.ListDriftEvents(ctx, ref, 0); len(evs) != 2 {
+		t.Errorf("drift events left: %d, want the 2 recent ones", len(evs))
+	}
+	if evs, _ := st.ListPullRequestEvents(ctx, repoName, 0, 0); len(evs) != 2 {
+		t.Errorf("pull request events left: %d, want the 2 recent ones", len(evs))
+	}
+	if fresh, _ := st.RecordDelivery(ctx, repoName, "old-3"); !fresh {
+		t.Error("an old delivery id is still remembered")
+	}
+	if fresh, _ := st.RecordDelivery(ctx, repoName, "new-1"); fresh {
+		t.Error("a recent delivery id was forgotten")
+	}
+	if audit, _ := st.ListAudit(ctx, store.AuditFilter{}); len(audit) != 12 {
+		t.Errorf("audit entries: %d, want all 12", len(audit))
+	}
+	if !strings.Contains(d.output(), "webhook_deliveries=10") || !strings.Contains(d.output(), "drift_events=10") {
+		t.Errorf("the daemon did not say what it deleted:\n%s", grepLines(d.output(), "retention"))
+	}
+}
