@@ -107,7 +107,7 @@ repositories:
     auth: {usernameFile: %[4]s/gitea-user, passwordFile: %[4]s/gitea-password}
     webhook: {type: gitea, secretFile: %[4]s/hook-secret}
     forge: {type: gitea, url: %[5]q, tokenFile: %[4]s/forge-token}
-    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}
+    policy: {clusters: ['*'], namespaces: ['*'], registries: ['*'], push: ['*']}
 clusters:
   - name: bench
     kubeconfig: %[6]s
