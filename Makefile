@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X github.com/slipwayhq/slipway/internal/version.version=$(VERS
 # The e2e package starts the control plane once (10-15 s warm, minutes cold); allow for it.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build demo test check unit e2e env-up env-down prereqs bench clean
+.PHONY: all build demo test check unit e2e env-up env-down prereqs bench fuzz clean
 
 all: build
 
@@ -35,6 +35,11 @@ check:
 ## unit: only the tests that need no real environment
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+## fuzz: every fuzz target for FUZZTIME each (default 2m; CI runs them for 10s each)
+FUZZTIME ?= 2m
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) hack/fuzz.sh
 
 ## e2e: only the end-to-end tests
 e2e: prereqs

@@ -52,6 +52,10 @@ type Options struct {
 	Address      string   // buildkitd address, for buildkit
 	DockerConfig string   // Docker config.json with credentials; empty: $DOCKER_CONFIG or ~/.docker
 	Insecure     []string // registry hosts spoken to over plain HTTP
+	// Mirrors sends every request for a registry (key, host[:port]; docker.io for Docker
+	// Hub) to an endpoint (value) with the same repository paths. Image names keep the
+	// registry: results, logs and manifests show it, never the endpoint.
+	Mirrors map[string]string
 	// Transport carries every registry request of the native builder and of retention;
 	// nil means http.DefaultTransport. Tests use it to count uploads.
 	Transport http.RoundTripper

@@ -70,12 +70,19 @@ func (b *BuildKit) build(ctx context.Context, req Request, log *logger) (Result,
 	for k, v := range req.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}
+	// buildkitd pushes to the mirror's names; the result names the registry as written.
 	names := make([]string, len(tags))
+	insecure := false
 	for i, t := range tags {
-		names[i] = t.String()
+		dst, err := b.reg.viaTag(t)
+		if err != nil {
+			return Result{}, err
+		}
+		names[i] = dst.String()
+		insecure = insecure || b.reg.isInsecure(dst.RegistryStr())
 	}
 	export := map[string]string{"name": strings.Join(names, ","), "push": "true"}
-	if b.reg.isInsecure(req.Registry) {
+	if insecure {
 		export["registry.insecure"] = "true"
 	}
 	opt := client.SolveOpt{
@@ -110,7 +117,7 @@ func (b *BuildKit) build(ctx context.Context, req Request, log *logger) (Result,
 	if digest == "" {
 		return Result{}, fmt.Errorf("buildkitd pushed %s but reported no digest", names[0])
 	}
-	res := Result{Image: names[0], Digest: digest}
+	res := Result{Image: tags[0].String(), Digest: digest}
 	for _, t := range tags {
 		res.Tags = append(res.Tags, t.TagStr())
 	}

@@ -33,7 +33,8 @@ type ChartRef struct {
 	Version    string
 }
 
-// reference is the OCI reference; Helm writes a version's "+" as "_" because tags cannot hold it.
+// reference is the OCI reference requests go to (through a mirror of the registry, if
+// any); Helm writes a version's "+" as "_" because tags cannot hold it.
 func (c ChartRef) reference(r *Registry) (name.Tag, error) {
 	repo, ok := strings.CutPrefix(c.Repository, "oci://")
 	if !ok {
@@ -46,7 +47,7 @@ func (c ChartRef) reference(r *Registry) (name.Tag, error) {
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("chart reference %s: %w", s, err)
 	}
-	return tag, nil
+	return r.viaTag(tag)
 }
 
 func (c ChartRef) String() string { return c.Repository + "/" + c.Name + ":" + c.Version }

@@ -100,7 +100,7 @@ func (c contextSource) ignored(rel string) (bool, error) {
 func (c contextSource) tree(rel string) (tree, error) {
 	real, err := render.InsideRoot(c.dir, filepath.FromSlash(rel))
 	if err != nil {
-		return tree{}, fmt.Errorf("source %s", strings.TrimPrefix(err.Error(), "path "))
+		return tree{}, fmt.Errorf("source %q must stay inside the build context: %w", rel, err)
 	}
 	info, err := os.Stat(real)
 	if err != nil {

@@ -64,7 +64,7 @@ func (n *Native) image(ctx context.Context, req Request, log *logger) (img v1.Im
 	if err != nil {
 		return nil, nil, fmt.Errorf("platform %q: %w", req.platform(), err)
 	}
-	ignore, err := loadIgnore(src.dockerfile, src.context)
+	ignore, err := loadIgnore(req.Root, src.dockerfile, src.context)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,10 +263,18 @@ func (r *run) pull(ctx context.Context, ref string, s instructions.Stage) (v1.Im
 		}
 		plat = *p
 	}
-	r.log.printf("resolving %s for %s", parsed, plat.String())
-	img, err := remote.Image(parsed, append(r.n.reg.remoteOptions(ctx), remote.WithPlatform(plat))...)
+	src, err := r.n.reg.viaRef(parsed)
 	if err != nil {
-		return nil, fmt.Errorf("%s:%d: %w", r.df.name, fromLine(s), r.n.reg.explain(err, "FROM: pull", parsed))
+		return nil, fmt.Errorf("%s:%d: FROM %s: %w", r.df.name, fromLine(s), ref, err)
+	}
+	if src != parsed {
+		r.log.printf("resolving %s for %s from its mirror %s", parsed, plat.String(), src)
+	} else {
+		r.log.printf("resolving %s for %s", parsed, plat.String())
+	}
+	img, err := remote.Image(src, append(r.n.reg.remoteOptions(ctx), remote.WithPlatform(plat))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", r.df.name, fromLine(s), r.n.reg.explain(err, "FROM: pull", src))
 	}
 	return img, nil
 }

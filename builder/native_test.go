@@ -362,12 +362,12 @@ func TestPathsStayInsideTheCheckout(t *testing.T) {
 		}
 	}
 	cases := []struct{ dockerfile, context, want string }{
-		{"../../etc/passwd", "", `dockerfile: path "../../etc/passwd": leaves the repository`},
-		{"/etc/passwd", "", "must be relative to the repository"},
-		{"Dockerfile.out", "", `dockerfile: path "Dockerfile.out": leaves the repository`},
-		{"Dockerfile", "link", `context: path "link": leaves the repository`},
-		{"Dockerfile", "", `source "link/secret": leaves the repository`},
-		{"sub/Dockerfile", "", `source "up": leaves the repository`},
+		{"../../etc/passwd", "", `dockerfile: path "../../etc/passwd" leaves the repository`},
+		{"/etc/passwd", "", `dockerfile: path "/etc/passwd" leaves the repository`},
+		{"Dockerfile.out", "", `dockerfile: symlink "Dockerfile.out" points to the absolute path`},
+		{"Dockerfile", "link", `context: symlink "link" points to the absolute path`},
+		{"Dockerfile", "", `source "link/secret" must stay inside the build context: "link/secret": symlink "link" points to the absolute path`},
+		{"sub/Dockerfile", "", `source "up" must stay inside the build context: symlink "up" points outside the repository ("..")`},
 	}
 	for _, c := range cases {
 		_, _, err := buildLocal(t, Request{Root: root, Dockerfile: c.dockerfile, Context: c.context})
@@ -398,5 +398,19 @@ func TestSecretsAreMasked(t *testing.T) {
 	l.flush()
 	if !slices.Equal(got, []string{"x *** y", "partial ***"}) {
 		t.Errorf("masked lines = %q", got)
+	}
+}
+
+// .dockerignore is read inside the checkout like every other file: a symlink out of it is
+// an error naming the link, never read.
+func TestDockerignoreSymlinkOutIsRefused(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{"Dockerfile": "FROM scratch\nCOPY Dockerfile /d\n"})
+	if err := os.Symlink("/etc/passwd", filepath.Join(root, ".dockerignore")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := buildLocal(t, Request{Root: root})
+	if err == nil || !strings.Contains(err.Error(), `symlink ".dockerignore" points to the absolute path "/etc/passwd"`) {
+		t.Fatalf("error %v, want the .dockerignore symlink refused", err)
 	}
 }

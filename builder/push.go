@@ -15,14 +15,24 @@ func (r *Registry) push(ctx context.Context, img v1.Image, tags []name.Tag, log 
 	if err != nil {
 		return Result{}, err
 	}
-	log.printf("pushing %s", tags[0])
-	if err := remote.Write(tags[0], img, r.remoteOptions(ctx)...); err != nil {
-		return Result{}, r.explain(err, "push", tags[0])
+	dst := make([]name.Tag, len(tags))
+	for i, t := range tags {
+		if dst[i], err = r.viaTag(t); err != nil {
+			return Result{}, err
+		}
+	}
+	if dst[0] != tags[0] {
+		log.printf("pushing %s to its mirror %s", tags[0], dst[0])
+	} else {
+		log.printf("pushing %s", tags[0])
+	}
+	if err := remote.Write(dst[0], img, r.remoteOptions(ctx)...); err != nil {
+		return Result{}, r.explain(err, "push", dst[0])
 	}
 	res := Result{Image: tags[0].String(), Digest: digest.String(), Tags: []string{tags[0].TagStr()}}
-	for _, t := range tags[1:] {
-		if err := remote.Tag(t, img, r.remoteOptions(ctx)...); err != nil {
-			return Result{}, r.explain(err, "tag", t)
+	for i, t := range tags[1:] {
+		if err := remote.Tag(dst[i+1], img, r.remoteOptions(ctx)...); err != nil {
+			return Result{}, r.explain(err, "tag", dst[i+1])
 		}
 		res.Tags = append(res.Tags, t.TagStr())
 	}

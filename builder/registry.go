@@ -21,6 +21,7 @@ import (
 type Registry struct {
 	config    *configfile.ConfigFile
 	insecure  map[string]bool
+	mirrors   map[string]string // registry (as name.Registry.RegistryStr) → endpoint host
 	transport http.RoundTripper
 }
 
@@ -30,9 +31,17 @@ func NewRegistry(opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{config: cf, insecure: map[string]bool{}, transport: opts.Transport}
+	r := &Registry{config: cf, insecure: map[string]bool{}, mirrors: map[string]string{}, transport: opts.Transport}
 	for _, h := range opts.Insecure {
 		r.insecure[h] = true
+	}
+	for reg, ep := range opts.Mirrors {
+		// docker.io and index.docker.io are one registry: key by the library's spelling.
+		n, err := name.NewRegistry(reg)
+		if err != nil {
+			return nil, fmt.Errorf("registry mirror of %q: %w", reg, err)
+		}
+		r.mirrors[n.RegistryStr()] = ep
 	}
 	if r.transport == nil {
 		r.transport = http.DefaultTransport
@@ -98,6 +107,42 @@ func (r *Registry) nameOptions(host string) []name.Option {
 		return []name.Option{name.Insecure}
 	}
 	return nil
+}
+
+// via is where requests for repo go: the same repository path at the registry's mirror
+// endpoint, or repo itself when its registry has no mirror. Names shown to people and
+// written into manifests stay repo's.
+func (r *Registry) via(repo name.Repository) (name.Repository, error) {
+	ep, ok := r.mirrors[repo.RegistryStr()]
+	if !ok {
+		return repo, nil
+	}
+	out, err := name.NewRepository(ep+"/"+repo.RepositoryStr(), r.nameOptions(ep)...)
+	if err != nil {
+		return repo, fmt.Errorf("mirror %s of %s: %w", ep, repo.RegistryStr(), err)
+	}
+	return out, nil
+}
+
+// viaTag is via for a tag.
+func (r *Registry) viaTag(t name.Tag) (name.Tag, error) {
+	repo, err := r.via(t.Context())
+	if err != nil {
+		return t, err
+	}
+	return repo.Tag(t.TagStr()), nil
+}
+
+// viaRef is via for a tag or digest reference.
+func (r *Registry) viaRef(ref name.Reference) (name.Reference, error) {
+	repo, err := r.via(ref.Context())
+	if err != nil {
+		return ref, err
+	}
+	if d, ok := ref.(name.Digest); ok {
+		return repo.Digest(d.DigestStr()), nil
+	}
+	return repo.Tag(ref.Identifier()), nil
 }
 
 // isInsecure reports whether host is spoken to over plain HTTP.

@@ -73,9 +73,13 @@ func (r *Registry) RetainTags(ctx context.Context, repo, tagTemplate string, kee
 		return res, err
 	}
 	host, _, _ := strings.Cut(repo, "/")
-	rp, err := name.NewRepository(repo, r.nameOptions(host)...)
+	named, err := name.NewRepository(repo, r.nameOptions(host)...)
 	if err != nil {
 		return res, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	rp, err := r.via(named)
+	if err != nil {
+		return res, err
 	}
 	tags, err := remote.List(rp, r.remoteOptions(ctx)...)
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/policy/celrule"
@@ -43,15 +46,54 @@ func (*Config) FieldHint(key string) string { return inlineSecretHint(key) }
 
 // Repository is one Git repository.
 type Repository struct {
-	Name    string   `yaml:"name" required:"true" doc:"DNS-1123 label; webhooks arrive at POST /hooks/NAME."`
-	URL     string   `yaml:"url" required:"true" doc:"Clone URL: https://, http://, ssh:// or user@host:path."`
-	Branch  string   `yaml:"branch" required:"true" doc:"The tracked branch, whose .pipeline.yaml is authoritative."`
-	Poll    Duration `yaml:"poll,omitempty" default:"1m" doc:"How often to look for new commits; 0 means webhooks only."`
-	Auth    *Auth    `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
-	Webhook *Webhook `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
-	Forge   *Forge   `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
-	Policy  Grants   `yaml:"policy,omitempty" doc:"What the repository's deploy tasks may deploy, and where. Unset: nothing anywhere (docs/policy.md)."`
+	Name    string     `yaml:"name" required:"true" doc:"DNS-1123 label; webhooks arrive at POST /hooks/NAME."`
+	URL     string     `yaml:"url" required:"true" doc:"Clone URL: https://, http://, ssh:// or user@host:path."`
+	Branch  string     `yaml:"branch" required:"true" doc:"The tracked branch, whose .pipeline.yaml is authoritative."`
+	Poll    Duration   `yaml:"poll,omitempty" default:"1m" doc:"How often to look for new commits; 0 means webhooks only."`
+	Auth    *Auth      `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
+	Webhook *Webhook   `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
+	Forge   *Forge     `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
+	Policy  Grants     `yaml:"policy,omitempty" doc:"What the repository's deploy tasks may deploy, and where. Unset: nothing anywhere (docs/policy.md)."`
+	Limits  RepoLimits `yaml:"limits,omitempty" doc:"What the repository's files may cost: sizes of the pipeline file and of rendered files, pipelines per file, the shortest cron interval."`
 }
+
+// RepoLimits bound what one repository's files may cost. A field left out takes the
+// default (pipeline.Limits); each refusal names the field that raises it.
+type RepoLimits struct {
+	PipelineFileSize ByteSize `yaml:"pipelineFileSize,omitempty" doc:"Largest .pipeline.yaml, checked before it is parsed. Default: 1Mi."`
+	PipelinesPerFile int      `yaml:"pipelinesPerFile,omitempty" doc:"Most pipelines (YAML documents) in the pipeline file. Default: 100."`
+	ManifestFileSize ByteSize `yaml:"manifestFileSize,omitempty" doc:"Largest file a run renders: manifests, valuesFiles, chart files substituted. Default: 8Mi."`
+	ManifestLineSize ByteSize `yaml:"manifestLineSize,omitempty" doc:"Longest line of such a file. Default: 1Mi."`
+	MinCronInterval  Duration `yaml:"minCronInterval,omitempty" doc:"Shortest time between two ticks of a schedule, at most 24h. Default: 1m."`
+}
+
+// PipelineLimits are the repository's limits as pipelines are checked and run with them.
+func (r *Repository) PipelineLimits() pipeline.Limits {
+	l := r.Limits
+	return pipeline.Limits{
+		PipelineFileSize: l.PipelineFileSize.Bytes,
+		PipelinesPerFile: l.PipelinesPerFile,
+		ManifestFileSize: l.ManifestFileSize.Bytes,
+		ManifestLineSize: l.ManifestLineSize.Bytes,
+		MinCronInterval:  l.MinCronInterval.Duration,
+	}.WithDefaults()
+}
+
+// ByteSize is a number of bytes written as a Kubernetes quantity: 1048576, 512Ki, 1Mi, 2M.
+type ByteSize struct{ Bytes int64 }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	q, err := resource.ParseQuantity(string(text))
+	if err != nil || q.Sign() <= 0 {
+		return fmt.Errorf("invalid size %q: use a number of bytes, or one with a unit such as 512Ki or 1Mi", text)
+	}
+	b.Bytes = q.Value()
+	return nil
+}
+
+// Describe names the expected form in type errors.
+func (ByteSize) Describe() string { return "a size (such as 512Ki, 1Mi)" }
 
 // FieldHint explains that secrets are never written inline.
 func (*Repository) FieldHint(key string) string { return inlineSecretHint(key) }
@@ -144,6 +186,26 @@ type Registry struct {
 	Default      string   `yaml:"default,omitempty" doc:"Registry host[:port] for build-image tasks that name none."`
 	DockerConfig string   `yaml:"dockerConfig,omitempty" doc:"Docker config.json with registry credentials."`
 	Insecure     []string `yaml:"insecure,omitempty" doc:"Registry hosts spoken to over plain HTTP."`
+	Mirrors      []Mirror `yaml:"mirrors,omitempty" doc:"Registries Slipway reaches at another endpoint: image names keep the registry, its pulls and pushes go to the endpoint."`
+}
+
+// Mirror sends everything Slipway asks of one registry to another endpoint, as containerd's
+// registry mirrors do, but with no fallback: the registry itself is never contacted.
+type Mirror struct {
+	Registry string `yaml:"registry" required:"true" doc:"The registry as image names write it, host[:port]; docker.io for Docker Hub names such as nginx:1.27."`
+	Endpoint string `yaml:"endpoint" required:"true" doc:"host[:port] serving the same repositories; its credentials (dockerConfig) and insecure apply."`
+}
+
+// MirrorEndpoints maps each mirrored registry to its endpoint.
+func (r Registry) MirrorEndpoints() map[string]string {
+	if len(r.Mirrors) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(r.Mirrors))
+	for _, mr := range r.Mirrors {
+		m[mr.Registry] = mr.Endpoint
+	}
+	return m
 }
 
 // Charts holds chart publishing defaults.

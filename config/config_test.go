@@ -127,6 +127,12 @@ func TestBadConfigs(t *testing.T) {
 			`3:59: insecure registry "a b" must be a host name with an optional port`,
 			`4:22: charts.repository "https://charts" must be an OCI URL: oci://HOST[:PORT]/PATH`,
 		}},
+		{"registry mirrors", "dataDir: /d\nregistry:\n  mirrors:\n    - {registry: docker.io, endpoint: '127.0.0.1:5000'}\n    - {registry: index.docker.io, endpoint: 'http://m'}\n    - {registry: 'a/b', endpoint: a}\n    - {registry: hub.example.com, endpoint: hub.example.com}\n", []string{
+			`5:18: registry index.docker.io has a mirror already (registry.mirrors[0])`,
+			`5:45: "http://m" must be a host name with an optional port, such as hub.example.com:5000`,
+			`6:18: "a/b" must be a host name with an optional port, such as hub.example.com:5000`,
+			`7:45: endpoint hub.example.com is the registry itself`,
+		}},
 		{"missing required and two documents", "listen: ':1'\n---\ndataDir: /x\n", []string{
 			"1:1: missing required field \"dataDir\"",
 			"3:1: slipway.yaml holds one YAML document, not 2",

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/policy/celrule"
@@ -59,6 +61,7 @@ func validate(c *Config, r diag.Reporter) {
 			repos[repo.Name] = true
 		}
 		k.repository(f, repo)
+		k.repoLimits(f+".limits", repo.Limits)
 	}
 	clusters := map[string]bool{}
 	for i, cl := range c.Clusters {
@@ -239,6 +242,27 @@ func (k checker) registry() {
 			k.at(yamlstrict.Index("registry.insecure", i), "insecure registry %q must be a host name with an optional port", h)
 		}
 	}
+	seen := map[string]string{}
+	for i, m := range reg.Mirrors {
+		f := yamlstrict.Index("registry.mirrors", i)
+		for _, hf := range []struct{ field, host string }{{f + ".registry", m.Registry}, {f + ".endpoint", m.Endpoint}} {
+			if _, err := name.NewRegistry(hf.host, name.StrictValidation); err != nil || strings.Contains(hf.host, "/") || hf.host == "" {
+				k.at(hf.field, "%q must be a host name with an optional port, such as hub.example.com:5000", hf.host)
+			}
+		}
+		// docker.io and index.docker.io are one registry.
+		r, err := name.NewRegistry(m.Registry)
+		if err != nil || m.Registry == "" {
+			continue
+		}
+		if prev, dup := seen[r.RegistryStr()]; dup {
+			k.at(f+".registry", "registry %s has a mirror already (%s)", m.Registry, prev)
+		}
+		seen[r.RegistryStr()] = f
+		if m.Endpoint == m.Registry {
+			k.at(f+".endpoint", "endpoint %s is the registry itself", m.Endpoint)
+		}
+	}
 }
 
 // Names of the built-in policy rules; CEL rules may not take them, so a denial's rule name
@@ -369,5 +393,22 @@ func (k checker) rules(compiler *celrule.Compiler, f string, rules []Rule, names
 			continue
 		}
 		r.Program = prg
+	}
+}
+
+// repoLimits checks the values written; a written 0 would be a surprising way to say "default".
+func (k checker) repoLimits(f string, l RepoLimits) {
+	if k.written(f+".pipelinesPerFile") && l.PipelinesPerFile < 1 {
+		k.at(f+".pipelinesPerFile", "pipelinesPerFile must be at least 1")
+	}
+	if k.written(f+".minCronInterval") && (l.MinCronInterval.Duration <= 0 || l.MinCronInterval.Duration > 24*time.Hour) {
+		k.at(f+".minCronInterval", "minCronInterval must be more than 0 and at most 24h")
+	}
+	file, line := l.ManifestFileSize.Bytes, l.ManifestLineSize.Bytes
+	if file == 0 {
+		file = pipeline.DefaultManifestFileSize
+	}
+	if line > file {
+		k.at(f+".manifestLineSize", "manifestLineSize (%d bytes) is larger than manifestFileSize (%d bytes)", line, file)
 	}
 }

@@ -76,7 +76,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		return nil, err
 	}
 	buildOpts := builder.Options{Type: cfg.Builder.Type, Address: cfg.Builder.Address,
-		DockerConfig: cfg.Registry.DockerConfig, Insecure: cfg.Registry.Insecure}
+		DockerConfig: cfg.Registry.DockerConfig, Insecure: cfg.Registry.Insecure, Mirrors: cfg.Registry.MirrorEndpoints()}
 	imageBuilder, err := builder.New(buildOpts)
 	if err != nil {
 		st.Close()

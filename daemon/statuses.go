@@ -37,13 +37,17 @@ func (d *Parts) UseForges(clients map[string]forge.Client) {
 	d.forges = clients
 }
 
+// mergeSettle is how long the gate asks again for the pull request of a commit the forge
+// names none for yet (policy.Gate.Settle): a direct push waits this long at a gate.
+const mergeSettle = 4 * time.Second
+
 // gate is the runner's stage gate over the forges set by UseForges.
 func (d *Parts) gate() policy.Gate {
 	clients := d.forges
 	return policy.Gate{Forges: func(repository string) (policy.Reviews, bool) {
 		c, ok := clients[repository]
 		return c, ok
-	}}
+	}, Settle: mergeSettle}
 }
 
 // forgeStatuses makes the reporter that sets a commit status for every run of the

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -41,7 +42,12 @@ func TestEveryExampleIsListedAndValid(t *testing.T) {
 	}
 	for _, dir := range examples {
 		t.Run(dir, func(t *testing.T) {
-			ps, err := pipeline.LoadFile(os.DirFS(dir), pipeline.DefaultFile, filepath.Join(dir, pipeline.DefaultFile), pipeline.Options{Env: cfg, Repo: os.DirFS(dir)})
+			repo, err := repofs.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer repo.Close()
+			ps, err := pipeline.LoadFile(repo, pipeline.DefaultFile, filepath.Join(dir, pipeline.DefaultFile), pipeline.Options{Env: cfg, Repo: repo})
 			if err != nil {
 				t.Fatal(err)
 			}

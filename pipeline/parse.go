@@ -1,9 +1,10 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
-	"io/fs"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 )
@@ -15,9 +16,21 @@ const DefaultFile = ".pipeline.yaml"
 // reports syntax and structure problems (unknown fields, wrong types, duplicate keys, missing
 // required fields) but not semantic ones; see Validate. Defaults are filled in.
 func Parse(file string, data []byte) ([]*Pipeline, diag.List) {
+	return parse(file, data, 0)
+}
+
+// parse is Parse reading at most max pipelines (0: any number); a file holding more is an
+// error at the first one past the limit, and the rest of the file is not read.
+func parse(file string, data []byte, max int) ([]*Pipeline, diag.List) {
 	var errs diag.List
 	r := diag.Reporter{File: file, List: &errs}
-	docs := yamlstrict.ReadDocuments(r, data)
+	docs, next := yamlstrict.ReadDocumentsMax(r, data, max)
+	if next != nil {
+		r.At(diag.Pos{Line: next.Line, Column: next.Column}, "",
+			"more than %d pipelines in one file, the limit (the repository's limits.pipelinesPerFile in slipway.yaml raises it)", max)
+		errs.Sort()
+		return nil, errs
+	}
 	pipelines := make([]*Pipeline, 0, len(docs))
 	for _, doc := range docs {
 		p := &Pipeline{File: file}
@@ -34,7 +47,7 @@ func Parse(file string, data []byte) ([]*Pipeline, diag.List) {
 // Load parses and validates the pipelines in data. The error, if any, is a diag.List with
 // every problem found.
 func Load(file string, data []byte, opts Options) ([]*Pipeline, error) {
-	pipelines, errs := Parse(file, data)
+	pipelines, errs := parse(file, data, opts.Limits.WithDefaults().PipelinesPerFile)
 	errs = append(errs, Validate(pipelines, opts)...)
 	errs.Sort()
 	if len(errs) > 0 {
@@ -43,9 +56,14 @@ func Load(file string, data []byte, opts Options) ([]*Pipeline, error) {
 	return pipelines, nil
 }
 
-// LoadFile reads name from fsys and loads it like Load; the file name in errors is display.
-func LoadFile(fsys fs.FS, name, display string, opts Options) ([]*Pipeline, error) {
-	data, err := fs.ReadFile(fsys, name)
+// LoadFile reads name from repo and loads it like Load; the file name in errors is display.
+// A file over limits.pipelineFileSize is refused before any of it is read.
+func LoadFile(repo *repofs.Repo, name, display string, opts Options) ([]*Pipeline, error) {
+	data, err := repo.ReadFile(name, opts.Limits.pipelineFile())
+	var tl *repofs.TooLargeError
+	if errors.As(err, &tl) {
+		return nil, diag.List{{File: display, Line: 1, Column: 1, Message: tl.Reason()}}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading pipeline file %s: %w", display, err)
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -12,6 +13,8 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
+	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -305,7 +308,9 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 	dirOK := v.repoPath(f+".chartDir", c.ChartDir)
 	if dirOK {
 		if _, ok := v.exists(f+".chartDir", c.ChartDir, dirEntry); ok {
-			v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry)
+			if _, ok := v.exists(f+".chartDir", path.Join(c.ChartDir, "Chart.yaml"), fileEntry); ok {
+				v.chartFiles(f+".chartDir", c.ChartDir)
+			}
 		}
 	}
 	v.chartName(f+".chart", c.Chart)
@@ -337,12 +342,21 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 			continue
 		}
 		if !v.written(f + ".substitute") {
-			if _, err := fs.Stat(v.opts.Repo, full); err != nil {
+			if _, err := v.opts.Repo.Stat(full); errors.Is(err, fs.ErrNotExist) {
 				continue // no values.yaml is fine when it is only the default
 			}
 		}
+		if ext := path.Ext(file); ext != ".yaml" && ext != ".yml" {
+			v.at(fields[i], "substitute %q: only YAML files (.yaml, .yml) are substituted, value by value; other files are not supported yet", file)
+			continue
+		}
 		if _, ok := v.exists(fields[i], full, fileEntry); ok {
-			v.fileRefs(full)
+			for _, ref := range v.fileRefs(full) {
+				if v.secrets[ref.Name] && !c.PackageSecrets {
+					v.at(fields[i], "%s:%d:%d uses secret ${%s}: a published chart is readable by anyone who can pull it; set packageSecrets: true to publish the value anyway",
+						full, ref.Line, ref.Column, ref.Name)
+				}
+			}
 		}
 	}
 	if version == "" {
@@ -412,60 +426,91 @@ func (v *validator) healthWait(f string, wait, stableFor Duration) {
 	}
 }
 
-// manifestRefs checks ${...} in the manifests a deploy-yaml task will render.
-func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
-	if !fi.IsDir() {
-		v.fileRefs(path.Clean(p))
-		return
-	}
-	entries, err := fs.ReadDir(v.opts.Repo, path.Clean(p))
+// chartFiles checks a chart folder as the run copies it (repofs.Repo.Files): every symlink
+// in it stays inside the repository, and no file is over limits.manifestFileSize.
+func (v *validator) chartFiles(field, dir string) {
+	files, err := v.opts.Repo.Files(path.Clean(dir), true)
 	if err != nil {
-		v.at(field, "reading folder %q: %v", p, err)
+		v.at(field, "%s %q: %v", lastSegment(field), dir, err)
 		return
 	}
-	found := false
-	for _, e := range entries {
-		ext := path.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
+	limit := v.opts.Limits.Text().File
+	for _, f := range files {
+		if fi, err := v.opts.Repo.Stat(f); err == nil && fi.Size() > limit.Max {
+			tl := &repofs.TooLargeError{File: f, Size: fi.Size(), Limit: limit}
+			v.r.List.Add(filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(f)), diag.Pos{Line: 1, Column: 1}, "", "%s", tl.Reason())
 		}
-		found = true
-		v.fileRefs(path.Join(path.Clean(p), e.Name()))
-	}
-	if !found {
-		v.at(field, "folder %q has no .yaml, .yml or .json files", p)
 	}
 }
 
-// fileRefs reports unresolved ${...} in a repository file at their own line and column. Files
-// are rendered when their task runs, so outputs of every earlier task are in scope.
-func (v *validator) fileRefs(name string) {
-	data, err := fs.ReadFile(v.opts.Repo, name)
+// manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
+// under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
+func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
+	files, err := v.opts.Repo.Manifests(path.Clean(p))
 	if err != nil {
-		v.at("", "reading %s: %v", name, err)
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
 		return
 	}
-	text := string(data)
+	for _, f := range files {
+		v.fileRefs(f)
+	}
+}
+
+// fileRefs reads a repository file a run renders, within the limits a run reads it with,
+// reports unresolved ${...} at their own line and column, and returns the references
+// substitution will use (those in values; comments are not substituted). Files are
+// rendered when their task runs, so outputs of every earlier task are in scope.
+func (v *validator) fileRefs(name string) []render.SiteRef {
 	file := filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(name))
+	data, err := v.opts.Repo.ReadText(name, v.opts.Limits.Text())
+	var tl *repofs.TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		v.r.List.Add(file, diag.Pos{Line: max(tl.Line, 1), Column: 1}, "", "%s", tl.Reason())
+		return nil
+	case err != nil:
+		v.r.List.Add(file, diag.Pos{Line: 1, Column: 1}, "", "reading %s: %v", name, err)
+		return nil
+	}
+	text := string(data)
 	stage := v.current
-	// Scan line by line so that one bad reference does not hide the others.
+	// Syntax first, line by line, so that one bad reference does not hide the others.
+	bad := false
 	for lineNo, line := range strings.Split(text, "\n") {
-		refs, err := render.References(line)
-		if err != nil {
+		if _, err := render.References(line); err != nil {
 			se, _ := err.(*render.SyntaxError)
 			col := 1
 			if se != nil {
 				col = se.Offset + 1
 			}
 			v.r.List.Add(file, posAt(lineNo, col), "", "%v", err)
-			continue
-		}
-		for _, ref := range refs {
-			if msg := v.resolve(ref, stage); msg != "" {
-				v.r.List.Add(file, posAt(lineNo, ref.Offset+1), "", "%s", msg)
-			}
+			bad = true
 		}
 	}
+	if bad {
+		return nil
+	}
+	// Then as substitution reads the file: references in values only.
+	refs, err := render.YAMLRefs(data)
+	if err != nil {
+		var pe *render.PositionError
+		if errors.As(err, &pe) {
+			msg := pe.Err.Error()
+			if pe.Field != "" {
+				msg = pe.Field + ": " + msg
+			}
+			v.r.List.Add(file, posAt(pe.Line-1, pe.Column), "", "%s", msg)
+		} else {
+			v.r.List.Add(file, posAt(0, 1), "", "%v", err)
+		}
+		return nil
+	}
+	for _, ref := range refs {
+		if msg := v.resolve(ref.Ref, stage); msg != "" {
+			v.r.List.Add(file, posAt(ref.Line-1, ref.Column), "", "%s", msg)
+		}
+	}
+	return refs
 }
 
 func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) {
@@ -490,7 +535,14 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 	default:
 		if v.repoPath(f+".chartDir", d.ChartDir) {
 			if _, ok := v.exists(f+".chartDir", d.ChartDir, dirEntry); ok {
-				v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry)
+				if _, ok := v.exists(f+".chartDir", path.Join(d.ChartDir, "Chart.yaml"), fileEntry); ok {
+					v.chartFiles(f+".chartDir", d.ChartDir)
+					// The run substitutes the chart's values.yaml, as publish-chart does.
+					values := path.Join(d.ChartDir, "values.yaml")
+					if _, err := v.opts.Repo.Stat(values); err == nil {
+						v.fileRefs(values)
+					}
+				}
 			}
 		}
 		if d.Repository != "" {

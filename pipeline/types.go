@@ -150,7 +150,10 @@ type PublishChartTask struct {
 	Repository string   `yaml:"repository,omitempty" doc:"OCI repository, oci://HOST/PATH. Default: charts.repository in slipway.yaml."`
 	Rename     bool     `yaml:"rename,omitempty" doc:"Publish under chart even if Chart.yaml names it otherwise."`
 	Overwrite  bool     `yaml:"overwrite,omitempty" doc:"Allow pushing a version that already exists."`
-	Substitute []string `yaml:"substitute,omitempty" doc:"Files inside chartDir whose ${...} are substituted. Default: values.yaml."`
+	Substitute []string `yaml:"substitute,omitempty" doc:"YAML files inside chartDir whose ${...} are substituted. Default: values.yaml."`
+	// PackageSecrets opts in to publishing secret values: the chart is readable by anyone who
+	// can pull it.
+	PackageSecrets bool `yaml:"packageSecrets,omitempty" doc:"Allow the substituted files to use secrets; the pushed chart then holds their values. Default: refused."`
 }
 
 // Rollback says what happens when a deploy does not become healthy.
@@ -198,11 +201,12 @@ type DeployYAMLTask struct {
 	Wait              Duration      `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the objects to become healthy; 0 does not wait."`
 	StableFor         Duration      `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the deploy to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
 	Rollback          Rollback      `yaml:"rollback,omitempty" enum:"auto,manual" default:"auto" doc:"auto: re-apply the last good revision when the health wait fails."`
-	Prune             *bool         `yaml:"prune,omitempty" default:"true" doc:"Delete objects this pipeline applied before that are no longer in the manifests."`
+	Prune             *bool         `yaml:"prune,omitempty" default:"true" doc:"Delete objects this task applied before on the same cluster that are no longer in the manifests (only while they still carry its owner label). false holds for its rollbacks too."`
 	Drift             Drift         `yaml:"drift,omitempty" enum:"correct,report,off" default:"correct" doc:"What to do when the cluster stops matching: correct it, report it, or nothing."`
 	DriftIgnore       []DriftIgnore `yaml:"driftIgnore,omitempty" doc:"Fields that are not drift, e.g. replicas managed by an autoscaler."`
 	HealthWatch       HealthWatch   `yaml:"healthWatch,omitempty" enum:"report,rollback,off" default:"report" doc:"After the deploy, pods of the workloads that fail, restart or turn unready: report records a health event and marks the revision failed (no rollback target); rollback also starts one rollback run to the previous healthy revision (needs rollback: auto); off ignores them."`
 	PinImages         bool          `yaml:"pinImages,omitempty" doc:"Rewrite images built in this run to repo:tag@digest."`
+	Adopt             bool          `yaml:"adopt,omitempty" doc:"Take over objects the manifests define that already exist without Slipway's owner label (or belong to another task of this repository); recorded as adopted in the revision. Default: such objects fail the deploy before anything is applied. Another repository's objects are never taken."`
 }
 
 // DeployChartTask installs or upgrades a Helm release ("通过Chart模板部署").

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/robfig/cron/v3"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
@@ -33,8 +35,11 @@ type Options struct {
 	// Env checks cluster names and registries against the daemon's configuration.
 	Env Environment
 	// Repo is the repository checkout the pipeline file belongs to (its root). With it,
-	// referenced files must exist and ${...} in manifests and values files must resolve.
-	Repo fs.FS
+	// referenced files must exist (symlinks staying inside it), and the files a run renders
+	// must be within Limits and their ${...} must resolve.
+	Repo *repofs.Repo
+	// Limits are the repository's; zero fields take the defaults.
+	Limits Limits
 }
 
 // Built-in variables available to every ${...}.
@@ -196,8 +201,11 @@ func (v *validator) schedule(f string, s Schedule) {
 	case strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ="):
 		v.at(f+".cron", "cron %q: set the time zone with timezone, not in the expression", s.Cron)
 	case spec != "":
-		if _, err := cronParser.Parse(spec); err != nil {
+		sched, err := cronParser.Parse(spec)
+		if err != nil {
 			v.at(f+".cron", "invalid cron expression %q: %v", s.Cron, err)
+		} else if msg := v.opts.Limits.tooOften(s.Cron, sched); msg != "" {
+			v.at(f+".cron", "%s", msg)
 		}
 	case v.written(f + ".cron"):
 		v.at(f+".cron", "empty cron expression")
@@ -453,9 +461,13 @@ func (v *validator) exists(field, p string, want entryKind) (fs.FileInfo, bool) 
 	if v.opts.Repo == nil {
 		return nil, false
 	}
-	fi, err := fs.Stat(v.opts.Repo, path.Clean(p))
-	if err != nil {
+	fi, err := v.opts.Repo.Stat(path.Clean(p))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		v.at(field, "%s %q does not exist in the repository", lastSegment(field), p)
+		return nil, false
+	case err != nil:
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
 		return nil, false
 	}
 	if want != anyEntry && fi.IsDir() != (want == dirEntry) {

@@ -31,6 +31,10 @@ type Answer struct {
 	Approve bool
 	Comment string
 	At      time.Time
+	// Via is the approvers entry that admitted Actor: the name itself or team:NAME, as
+	// MayAnswer found it when the answer was taken. An answer whose Via is not listed on
+	// the stage (or whose Actor is not, for Via "") does not count.
+	Via string
 }
 
 // Decision is a yes, a no or a not yet, with the rule that decided and a reason a person
@@ -71,6 +75,11 @@ type Gate struct {
 	// Forges returns the forge of a repository (by its name in slipway.yaml); false when
 	// the repository has none. Nil: no repository has one.
 	Forges func(repository string) (Reviews, bool)
+	// Settle is how long a commit the forge names no pull request for is asked about
+	// again (after 0.5 s, doubling) before it counts as pushed directly: a forge records
+	// a merge on its pull request just after the merge commit reaches the branch, and a
+	// run can start in between (seen on Gitea). Zero: ask once.
+	Settle time.Duration
 }
 
 // MayStart implements the run engine's stage gate.
@@ -87,17 +96,21 @@ func (g Gate) MayStart(ctx context.Context, req StageRequest) (Decision, error) 
 		}
 	}
 	for _, ans := range req.Answers {
-		if CanApprove(req.Stage, ans.Actor) != nil {
+		if !admitted(req.Stage, ans) {
 			continue
 		}
+		who := ans.Actor
+		if ans.Via != "" && ans.Via != ans.Actor {
+			who += " (" + ans.Via + ")"
+		}
 		if !ans.Approve {
-			reason := fmt.Sprintf("stage %s rejected by %s", req.Stage.Name, ans.Actor)
+			reason := fmt.Sprintf("stage %s rejected by %s", req.Stage.Name, who)
 			if ans.Comment != "" {
 				reason += ": " + ans.Comment
 			}
 			return Decision{Rule: "manual", Reason: reason, Evidence: pr.Evidence}, nil
 		}
-		return Decision{Allow: true, Rule: "manual", Reason: fmt.Sprintf("stage %s approved by %s", req.Stage.Name, ans.Actor),
+		return Decision{Allow: true, Rule: "manual", Reason: fmt.Sprintf("stage %s approved by %s", req.Stage.Name, who),
 			Evidence: pr.Evidence}, nil
 	}
 	reason := fmt.Sprintf("stage %s waits for a manual approval from %s (slipway approve %s/%s %d)",
@@ -127,7 +140,7 @@ func (g Gate) pullRequest(ctx context.Context, req StageRequest) Decision {
 	if !ok {
 		return no("repository %s has no forge configured in slipway.yaml: pull-request approval cannot be checked", repo)
 	}
-	prs, err := fg.PullRequestsForCommit(ctx, commit)
+	prs, err := g.pullRequestsForCommit(ctx, fg, commit)
 	if err != nil {
 		return no("cannot read the pull request of commit %s: %v", short(commit), err)
 	}
@@ -174,6 +187,25 @@ func (g Gate) pullRequest(ctx context.Context, req StageRequest) Decision {
 	return d
 }
 
+// pullRequestsForCommit asks the forge for the commit's pull requests, again within
+// g.Settle while it names none.
+func (g Gate) pullRequestsForCommit(ctx context.Context, fg Reviews, commit string) ([]forge.PullRequest, error) {
+	deadline := time.Now().Add(g.Settle)
+	for wait := 500 * time.Millisecond; ; wait *= 2 {
+		prs, err := fg.PullRequestsForCommit(ctx, commit)
+		if err != nil || len(prs) > 0 || !time.Now().Add(wait).Before(deadline) {
+			return prs, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // allowedReviewers resolves the rule's reviewers (users and team:NAME) to user names; nil
 // means anyone.
 func allowedReviewers(ctx context.Context, fg Reviews, reviewers []string) (map[string]bool, error) {
@@ -213,7 +245,7 @@ func countedApprovals(reviews []forge.Review, pr *forge.PullRequest, allowed map
 			newest[who] = r
 		}
 	}
-	var out []string
+	out := []string{} // [] rather than null in the audit log's evidence
 	for who, r := range newest {
 		if r.State != forge.ReviewApproved || r.CommitSHA != pr.HeadSHA || strings.EqualFold(who, pr.Author) {
 			continue
@@ -237,15 +269,72 @@ func short(sha string) string {
 // ErrNotApprover says someone not listed as an approver answered a gate.
 var ErrNotApprover = errors.New("not an approver of this stage")
 
-// CanApprove reports whether actor may answer the stage's manual approval. Team entries
-// (team:NAME) need the forge's team membership, which is not read yet: they match no one.
-func CanApprove(stage *pipeline.Stage, actor string) error {
+// ErrApproversUnknown says whether someone may answer a gate could not be decided: a
+// team's members could not be read from the forge. Asking again later may work.
+var ErrApproversUnknown = errors.New("the stage's approvers cannot be read now")
+
+// MayAnswer reports whether actor may answer the stage's manual approval in a run of the
+// repository, and by which approvers entry: the actor's own name, or team:NAME when the
+// forge lists them as a member of that team. Team members are read when someone answers,
+// so a change of membership counts at once. It fails with ErrNotApprover, or with
+// ErrApproversUnknown when a team that could admit actor cannot be read.
+func (g Gate) MayAnswer(ctx context.Context, repository string, stage *pipeline.Stage, actor string) (string, error) {
 	if stage == nil || stage.Approval == nil || stage.Approval.Manual == nil {
-		return fmt.Errorf("stage has no manual approval: %w", ErrNotApprover)
+		return "", fmt.Errorf("stage has no manual approval: %w", ErrNotApprover)
 	}
-	if actor != "" && slices.Contains(stage.Approval.Manual.Approvers, actor) {
-		return nil
+	approvers := stage.Approval.Manual.Approvers
+	if actor != "" && slices.Contains(approvers, actor) {
+		return actor, nil
 	}
-	return fmt.Errorf("%s may not approve stage %s (approvers: %s): %w", actor, stage.Name,
-		strings.Join(stage.Approval.Manual.Approvers, ", "), ErrNotApprover)
+	notListed := fmt.Errorf("%s may not approve stage %s (approvers: %s): %w", actor, stage.Name,
+		strings.Join(approvers, ", "), ErrNotApprover)
+	if actor == "" {
+		return "", notListed
+	}
+	var teams []string
+	for _, a := range approvers {
+		if strings.HasPrefix(a, "team:") {
+			teams = append(teams, a)
+		}
+	}
+	if len(teams) == 0 {
+		return "", notListed
+	}
+	var fg Reviews
+	ok := false
+	if g.Forges != nil {
+		fg, ok = g.Forges(repository)
+	}
+	if !ok {
+		return "", fmt.Errorf("%s may not approve stage %s: %s cannot be resolved, because repository %s has no forge configured in slipway.yaml (approvers: %s): %w",
+			actor, stage.Name, strings.Join(teams, ", "), repository, strings.Join(approvers, ", "), ErrNotApprover)
+	}
+	var unread []error
+	for _, team := range teams {
+		members, err := fg.TeamMembers(ctx, strings.TrimPrefix(team, "team:"))
+		if err != nil {
+			unread = append(unread, fmt.Errorf("%s: %w", team, err))
+			continue
+		}
+		if slices.ContainsFunc(members, func(m string) bool { return strings.EqualFold(m, actor) }) {
+			return team, nil
+		}
+	}
+	if len(unread) > 0 {
+		return "", fmt.Errorf("cannot tell whether %s may approve stage %s: %w: %w", actor, stage.Name, errors.Join(unread...), ErrApproversUnknown)
+	}
+	return "", notListed
+}
+
+// admitted reports whether an answer comes from an approver of the stage: its actor is
+// listed by name, or it was taken from a member of a listed team (Via).
+func admitted(stage *pipeline.Stage, ans Answer) bool {
+	if stage == nil || stage.Approval == nil || stage.Approval.Manual == nil || ans.Actor == "" {
+		return false
+	}
+	approvers := stage.Approval.Manual.Approvers
+	if slices.Contains(approvers, ans.Actor) {
+		return true
+	}
+	return strings.HasPrefix(ans.Via, "team:") && slices.Contains(approvers, ans.Via)
 }

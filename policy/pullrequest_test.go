@@ -196,3 +196,44 @@ func TestPullRequestRuleTeamLookupFails(t *testing.T) {
 		t.Errorf("decision %+v", d)
 	}
 }
+
+// lateForge names no pull request for a commit until it has been asked `late` times, as
+// Gitea does in the moment between a merge commit reaching the branch and the merge being
+// recorded on its pull request.
+type lateForge struct {
+	*fakeForge
+	late, asked int
+}
+
+func (f *lateForge) PullRequestsForCommit(ctx context.Context, sha string) ([]forge.PullRequest, error) {
+	f.asked++
+	if f.asked <= f.late {
+		return nil, nil
+	}
+	return f.fakeForge.PullRequestsForCommit(ctx, sha)
+}
+
+func TestPullRequestRuleAsksAgainForAMergeNotRecordedYet(t *testing.T) {
+	rule := &pipeline.PullRequestApproval{Approvals: 1}
+	gate := func(f *lateForge, settle time.Duration) Gate {
+		return Gate{Settle: settle, Forges: func(string) (Reviews, bool) { return f, true }}
+	}
+	f := &lateForge{fakeForge: mergedPR(review("bob", forge.ReviewApproved, headSHA, 1)), late: 1}
+	d, _ := gate(f, 2*time.Second).MayStart(context.Background(), prRequest(mergeSHA, rule, nil))
+	if !d.Allow || f.asked != 2 {
+		t.Errorf("asked %d times: %+v", f.asked, d)
+	}
+	// Without Settle one answer decides.
+	f = &lateForge{fakeForge: mergedPR(review("bob", forge.ReviewApproved, headSHA, 1)), late: 1}
+	d, _ = gate(f, 0).MayStart(context.Background(), prRequest(mergeSHA, rule, nil))
+	if d.Allow || f.asked != 1 || !strings.Contains(d.Reason, "pushed directly") {
+		t.Errorf("asked %d times: %+v", f.asked, d)
+	}
+	// A direct push is asked about (at 0, 0.5 and 1.5 s) within Settle, then refused.
+	f = &lateForge{fakeForge: mergedPR(), late: 100}
+	start := time.Now()
+	d, _ = gate(f, 2*time.Second).MayStart(context.Background(), prRequest(pushSHA, rule, nil))
+	if d.Allow || f.asked != 3 || time.Since(start) > 2*time.Second || !strings.Contains(d.Reason, "pushed directly") {
+		t.Errorf("asked %d times in %v: %+v", f.asked, time.Since(start), d)
+	}
+}

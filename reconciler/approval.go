@@ -18,6 +18,9 @@ import (
 type approvalState struct {
 	mu      sync.Mutex
 	waiting *pipeline.Stage
+	// admit decides who may answer the waiting stage (StageGate.MayAnswer of the run's
+	// repository); set with waiting.
+	admit   func(ctx context.Context, actor string) (string, error)
 	answers chan policy.Answer
 	// closed: nobody can answer this process's runs (the CLI's own engine has no API),
 	// so a run that would wait fails at once instead.
@@ -34,15 +37,25 @@ func (s *RunState) AwaitingApproval() bool {
 // ErrNotAwaiting says an answer came for a run that waits at no gate.
 var ErrNotAwaiting = errors.New("the run is not waiting for an approval")
 
-// answer hands a person's answer to the waiting gate, if actor may give it.
-func (s *RunState) answer(a policy.Answer) error {
+// answer hands a person's answer to the waiting gate, if actor may give it. Whether they
+// may can take a call to the forge (team membership), made without holding the lock.
+func (s *RunState) answer(ctx context.Context, a policy.Answer) error {
 	s.approval.mu.Lock()
-	defer s.approval.mu.Unlock()
-	if s.approval.waiting == nil {
+	stage, admit := s.approval.waiting, s.approval.admit
+	s.approval.mu.Unlock()
+	if stage == nil {
 		return ErrNotAwaiting
 	}
-	if err := policy.CanApprove(s.approval.waiting, a.Actor); err != nil {
+	via, err := admit(ctx, a.Actor)
+	if err != nil {
 		return err
+	}
+	a.Via = via
+	s.approval.mu.Lock()
+	defer s.approval.mu.Unlock()
+	if s.approval.waiting != stage {
+		// The gate stopped waiting (or moved on to another stage) meanwhile.
+		return ErrNotAwaiting
 	}
 	select {
 	case s.approval.answers <- a:
@@ -58,10 +71,10 @@ func (s *RunState) approvalsClosed() bool {
 	return s.approval.closed
 }
 
-func (s *RunState) startWaiting(stage *pipeline.Stage) <-chan policy.Answer {
+func (s *RunState) startWaiting(stage *pipeline.Stage, admit func(ctx context.Context, actor string) (string, error)) <-chan policy.Answer {
 	s.approval.mu.Lock()
 	defer s.approval.mu.Unlock()
-	s.approval.waiting = stage
+	s.approval.waiting, s.approval.admit = stage, admit
 	if s.approval.answers == nil {
 		s.approval.answers = make(chan policy.Answer, 16)
 	}
@@ -71,7 +84,7 @@ func (s *RunState) startWaiting(stage *pipeline.Stage) <-chan policy.Answer {
 func (s *RunState) stopWaiting() {
 	s.approval.mu.Lock()
 	defer s.approval.mu.Unlock()
-	s.approval.waiting = nil
+	s.approval.waiting, s.approval.admit = nil, nil
 }
 
 // errApprovalTimedOut ends a run whose gate's timeout ran out.
@@ -106,7 +119,10 @@ func (r *Runner) passGate(ctx context.Context, rc *runContext, job Job, st *pipe
 	}
 	expired := time.NewTimer(timeout)
 	defer expired.Stop()
-	answers := rc.state.startWaiting(st)
+	repository := rc.run.Pipeline.Repository
+	answers := rc.state.startWaiting(st, func(ctx context.Context, actor string) (string, error) {
+		return r.gate.MayAnswer(ctx, repository, st, actor)
+	})
 	defer rc.state.stopWaiting()
 	// Waiting for people may take days: the place among the runs in flight goes to a run
 	// that can use it, and is taken again once the stage may start.
@@ -149,6 +165,7 @@ func (r *Runner) auditGate(ctx context.Context, rc *runContext, st *pipeline.Sta
 	}
 	type answer struct {
 		Actor   string `json:"actor"`
+		Via     string `json:"via,omitempty"` // the approvers entry that admitted actor
 		Approve bool   `json:"approve"`
 		Comment string `json:"comment,omitempty"`
 	}
@@ -160,7 +177,7 @@ func (r *Runner) auditGate(ctx context.Context, rc *runContext, st *pipeline.Sta
 		Evidence map[string]any `json:"evidence,omitempty"`
 	}{Stage: st.Name, Rule: d.Rule, Allow: d.Allow, Evidence: d.Evidence}
 	for _, a := range req.Answers {
-		evidence.Answers = append(evidence.Answers, answer{Actor: a.Actor, Approve: a.Approve, Comment: a.Comment})
+		evidence.Answers = append(evidence.Answers, answer{Actor: a.Actor, Via: a.Via, Approve: a.Approve, Comment: a.Comment})
 	}
 	raw, err := json.Marshal(evidence)
 	if err == nil {

@@ -90,13 +90,13 @@ func TestAGatedStageWaitsForAnApprover(t *testing.T) {
 	if tasks, _ := st.ListTasks(context.Background(), testRef, run.BuildID); tasks[0].Status != store.TaskPending {
 		t.Fatalf("the gated task started: %+v", tasks)
 	}
-	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "mallory", Approve: true}); !errors.Is(err, policy.ErrNotApprover) {
+	if err := d.Answer(context.Background(), testRef, run.BuildID, policy.Answer{Actor: "mallory", Approve: true}); !errors.Is(err, policy.ErrNotApprover) {
 		t.Fatalf("an answer from someone not listed: %v", err)
 	}
 	// Waiting longer than the pipeline's timeout of 1s does not time the run out: the
 	// run's own clock stops while it waits for people.
 	time.Sleep(1500 * time.Millisecond)
-	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
+	if err := d.Answer(context.Background(), testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, d, run.BuildID)
@@ -106,14 +106,14 @@ func TestAGatedStageWaitsForAnApprover(t *testing.T) {
 		!strings.Contains(tasks[0].Reason, "task type script is not available") {
 		t.Fatalf("after the approval the stage must run: run %+v, task %+v", final, tasks[0])
 	}
-	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); !errors.Is(err, ErrNotActive) {
+	if err := d.Answer(context.Background(), testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); !errors.Is(err, ErrNotActive) {
 		t.Errorf("answering a finished run: %v", err)
 	}
 }
 
 func TestARejectedStageFailsTheRun(t *testing.T) {
 	st, d, run := startGatedRun(t, gatedPipeline(t, "", ""))
-	if err := d.Answer(testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Comment: "not today"}); err != nil {
+	if err := d.Answer(context.Background(), testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Comment: "not today"}); err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, d, run.BuildID)
@@ -172,6 +172,10 @@ func TestARunThatNobodyCanApproveFailsAtOnce(t *testing.T) {
 // evidenceGate refuses every gated stage with evidence, as the pull-request rule does.
 type evidenceGate struct{}
 
+func (evidenceGate) MayAnswer(ctx context.Context, repository string, st *pipeline.Stage, actor string) (string, error) {
+	return policy.Gate{}.MayAnswer(ctx, repository, st, actor)
+}
+
 func (evidenceGate) MayStart(_ context.Context, req policy.StageRequest) (policy.Decision, error) {
 	if req.Stage.Approval == nil {
 		return policy.Decision{Allow: true}, nil
@@ -229,7 +233,7 @@ func TestAWaitingGateGivesItsPlaceUp(t *testing.T) {
 		t.Fatalf("two runs at their gates: %d in flight, %d waiting; want none", running, waiting)
 	}
 	for _, run := range runs {
-		if err := d.Answer(run.Pipeline, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
+		if err := d.Answer(context.Background(), run.Pipeline, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

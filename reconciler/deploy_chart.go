@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -18,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/builder"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/helm"
@@ -78,7 +77,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}); err != nil {
 		return err
 	}
@@ -146,7 +145,7 @@ func (r *Runner) openChartRelease(ctx context.Context, rc *runContext, task stri
 	if err != nil {
 		return nil, err
 	}
-	values, err := chartValues(rc.workspace, t, vars)
+	values, err := chartValues(rc.repo, rc.limits.Text(), t, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -177,10 +176,79 @@ func (r *Runner) openChartRelease(ctx context.Context, rc *runContext, task stri
 	if err != nil {
 		return nil, err
 	}
+	if st.Last != nil {
+		// An upgrade takes every object of the release: it must be the task's own release.
+		if err := r.checkReleaseOwner(ctx, rc, task, t, rel.Owner, st.Last); err != nil {
+			return nil, err
+		}
+	}
 	if st.Unlocked > 0 {
 		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
 	}
 	return &chartRelease{chart: ch, values: values, digest: digest, cluster: cl, release: rel, state: st, log: log}, nil
+}
+
+// checkReleaseOwner refuses to upgrade a release that is not the task's: one installed by
+// hand, by another tool, or by another task (of this or another repository). The release is
+// the task's when its newest revision's manifest is exactly what the task's current
+// revision on the cluster recorded, or when every object of that manifest carries the
+// task's identity (the post-renderer stamps it; apply.Owner.Admit decides, without adopt,
+// the task's current revision on the cluster telling old-labelled objects apart).
+// Objects Helm would create beside an existing release are Helm's own check: it refuses
+// any existing object without this release's ownership metadata.
+func (r *Runner) checkReleaseOwner(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, owner apply.Owner, last *release.Release) error {
+	cur, err := r.store.CurrentRevisionOn(ctx, rc.run.Pipeline, task, t.Cluster)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return releaseOwned(owner, cur, t.Namespace, last)
+}
+
+// releaseOwned is checkReleaseOwner's decision; cur is the task's current revision on the
+// cluster (zero when it has none).
+func releaseOwned(owner apply.Owner, cur store.Revision, namespace string, last *release.Release) error {
+	inPrevious := map[string]bool{}
+	for _, e := range cur.Inventory {
+		inPrevious[e.Key()] = true
+	}
+	ms, err := render.ParseManifests("release "+last.Name, []byte(last.Manifest))
+	if err != nil {
+		return fmt.Errorf("read release %s/%s manifest: %w", namespace, last.Name, err)
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("release %s/%s (revision %d) is not this task's: %s; %w: Slipway does not take over a release it did not install (uninstall it, or deploy under another release name)",
+			namespace, last.Name, last.Version, why, apply.ErrNotOwned)
+	}
+	if cur.Kind == store.DeployChart && cur.Namespace == namespace && string(cur.Objects) == last.Manifest {
+		// Exactly what the task's current revision on the cluster deployed: releases
+		// installed before the post-renderer stamped owners, and ones without objects.
+		return nil
+	}
+	if len(ms) == 0 {
+		return refuse("it has no objects to tell its owner by, and this task did not deploy it")
+	}
+	for _, m := range ms {
+		o := m.Object
+		gvk := o.GroupVersionKind()
+		e := store.InventoryEntry{Group: gvk.Group, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}
+		listed := inPrevious[e.Key()]
+		if e.Namespace == "" {
+			// The manifest leaves namespaced objects' namespace to the release.
+			e.Namespace = namespace
+			listed = listed || inPrevious[e.Key()]
+		}
+		_, err := owner.Admit(o.GetLabels(), o.GetAnnotations(), listed, false)
+		var ne *apply.NotOwnedError
+		switch {
+		case errors.As(err, &ne) && ne.Holder == "":
+			return refuse(render.ObjectName(o) + " in its manifest carries no Slipway owner")
+		case errors.As(err, &ne):
+			return refuse(render.ObjectName(o) + " in its manifest belongs to " + ne.Holder)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // recordFailedRelease stores a revision for a deploy that Helm itself failed, so the run's
@@ -193,7 +261,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
 		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
-		Drift: chartDriftPolicy(t),
+		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}
 	if rel != nil {
 		nr.Objects, nr.Chart.ReleaseRevision = []byte(rel.Manifest), rel.Version
@@ -249,7 +317,7 @@ func (r *Runner) uninstallFailedInstall(rel *helm.Release, timeout time.Duration
 // loadDeployChart is the chart from the chart repository (chart + version) or the checkout.
 func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipeline.DeployChartTask, vars render.Map) (*chart.Chart, error) {
 	if t.ChartDir != "" {
-		dir, cleanup, err := copyChart(rc.workspace, t.ChartDir)
+		dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), []string{"values.yaml"})
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +325,7 @@ func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipelin
 		// Like publish-chart, the chart's values.yaml is substituted, so one chart folder
 		// reads the same whether it is deployed from the checkout or published first.
 		if err := substituteFile(dir, "values.yaml", vars); err != nil && !errors.Is(err, errNoSuchFile) {
-			return nil, fmt.Errorf("substitute %s/values.yaml: %w", t.ChartDir, err)
+			return nil, fmt.Errorf("substitute: %w", render.InFile(t.ChartDir+"/values.yaml", err))
 		}
 		ch, err := loader.LoadDir(dir)
 		if err != nil {
@@ -293,20 +361,16 @@ func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipelin
 }
 
 // chartValues merges the values files in order, then the inline values, all substituted.
-func chartValues(root string, t *pipeline.DeployChartTask, vars render.Map) (map[string]any, error) {
+func chartValues(repo *repofs.Repo, limits repofs.TextLimits, t *pipeline.DeployChartTask, vars render.Map) (map[string]any, error) {
 	out := map[string]any{}
 	for _, f := range t.ValuesFiles {
-		p, err := render.InsideRoot(root, f)
+		raw, err := repo.ReadText(f, limits)
 		if err != nil {
 			return nil, fmt.Errorf("valuesFiles: %w", err)
 		}
-		raw, err := os.ReadFile(filepath.Clean(p))
+		text, err := render.SubstituteYAML(raw, vars)
 		if err != nil {
-			return nil, fmt.Errorf("valuesFiles: %w", err)
-		}
-		text, err := substituteText(raw, vars)
-		if err != nil {
-			return nil, fmt.Errorf("valuesFiles %s: %w", f, err)
+			return nil, fmt.Errorf("valuesFiles: %w", render.InFile(f, err))
 		}
 		var v map[string]any
 		if err := yaml.Unmarshal(text, &v); err != nil {

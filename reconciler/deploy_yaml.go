@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/pipeline"
@@ -28,7 +29,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		return err
 	}
 	inventory, err := r.deployRevision(ctx, rc, revisionSpec{task: task, cluster: t.Cluster, namespace: t.Namespace,
-		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, wait: t.Wait.Duration, stableFor: t.StableFor.Duration,
+		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, adopt: t.Adopt, wait: t.Wait.Duration, stableFor: t.StableFor.Duration,
 		drift: driftPolicy(t)}, tl)
 	var unhealthy *healthError
 	if !errors.As(err, &unhealthy) {
@@ -44,7 +45,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 // renderYAML renders a deploy-yaml task's manifests as a deploy applies them (namespaces
 // set, images pinned) and checks them against policy. Deploys and previews both come here.
 func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) ([]render.Manifest, error) {
-	ms, err := render.LoadManifests(rc.workspace, t.Path, rc.varsSnapshot())
+	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), rc.varsSnapshot())
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}
@@ -74,6 +75,7 @@ type revisionSpec struct {
 	manifests                []render.Manifest
 	objects                  []byte // the manifests as the revision stores them
 	prune                    bool
+	adopt                    bool // take over existing objects without the task's identity (Owner.Admit)
 	wait                     time.Duration
 	stableFor                time.Duration // the stability window, part of wait
 	drift                    store.DriftPolicy
@@ -87,10 +89,11 @@ func (e *healthError) Error() string { return e.err.Error() }
 func (e *healthError) Unwrap() error { return e.err }
 
 // deployRevision applies one set of objects as a new revision of the run's task: plan,
-// dry-run the whole set, apply, prune what the task's previous revision had and this one
-// does not, store the revision, then wait for health (the run says so, so a newer commit
-// may supersede it). It returns the revision's inventory; a failed health wait is a
-// *healthError and leaves the revision applied. Deploys and rollbacks both come here.
+// dry-run the whole set (and check that every existing object may be taken), apply, prune
+// what the task's previous revision on the same cluster had and this one does not, store
+// the revision, then wait for health (the run says so, so a newer commit may supersede
+// it). It returns the revision's inventory; a failed health wait is a *healthError and
+// leaves the revision applied. Deploys and rollbacks both come here.
 func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) ([]store.InventoryEntry, error) {
 	ref := rc.run.Pipeline
 	cl, err := r.clusters.Get(ctx, spec.cluster)
@@ -99,11 +102,14 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	}
 	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task)}
 	owner := ownerOf(ref, spec.task)
-	previous, err := r.lastInventory(ctx, ref, spec.task)
+	previous, err := r.lastInventory(ctx, ref, spec.task, spec.cluster)
 	if err != nil {
 		return nil, err
 	}
-	res, err := applySet(ctx, ap, spec.manifests, owner, previous, tl)
+	if err := r.reportMove(ctx, rc, spec, tl); err != nil {
+		return nil, err
+	}
+	res, err := applySet(ctx, ap, spec.manifests, owner, previous, spec.adopt, tl)
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +120,13 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		kept, pruneErr = pruneSet(ctx, ap, previous, inventory, owner, tl)
 		// What could not be pruned stays in the inventory, so a later run retries.
 		inventory = append(inventory, kept...)
+	} else {
+		reportUnpruned(tl, previous, inventory)
 	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace,
 		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
-		Drift: spec.drift,
+		Drift: spec.drift, Masks: rc.maskValues(), Prune: spec.prune,
 	}); err != nil {
 		return inventory, err
 	}
@@ -162,13 +170,15 @@ func ownerOf(ref store.PipelineRef, task string) apply.Owner {
 	return apply.OwnerOf(store.TaskRef{Pipeline: ref, Task: task})
 }
 
-// applySet plans, dry-runs as a whole and applies one set of manifests.
-func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, tl *taskLog) (*apply.Result, error) {
+// applySet plans, dry-runs as a whole and applies one set of manifests; adopt lets it take
+// over existing objects that are not the owner's (apply.Owner.Admit).
+func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owner apply.Owner, previous []store.InventoryEntry, adopt bool, tl *taskLog) (*apply.Result, error) {
 	// The plan skips objects the previous revision applied exactly so and nobody changed.
 	plan, err := ap.Plan(ctx, ms, owner, previous)
 	if err != nil {
 		return nil, err
 	}
+	plan.Adopt = adopt
 	if err := ap.DryRun(ctx, plan); err != nil {
 		return nil, err
 	}
@@ -182,6 +192,10 @@ func applySet(ctx context.Context, ap *apply.Applier, ms []render.Manifest, owne
 		return nil, err
 	}
 	for _, c := range res.Changes {
+		if c.Adopted {
+			tl.Printf("%s %s: adopted (it existed without this task's owner label)", c.Object, c.Action)
+			continue
+		}
 		tl.Printf("%s %s", c.Object, c.Action)
 	}
 	return res, nil
@@ -211,8 +225,17 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
 		return fmt.Errorf("%w\nrollback: %w", cause, err)
 	}
+	if target.Cluster != t.Cluster {
+		// Its objects are on another cluster: re-applying them here would deploy what was
+		// never deployed here, and pruning by the failed inventory's names would be wrong.
+		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
+		return fmt.Errorf("%w\nthe last healthy revision (BUILD_ID %d) is on cluster %s, not %s: no rollback across clusters; the objects are left as they are for inspection",
+			cause, target.BuildID, target.Cluster, t.Cluster)
+	}
 	tl.Printf("health wait failed; rolling back to the revision of BUILD_ID %d", target.BuildID)
-	err = r.restoreRevision(ctx, rc, target, failed, t.Prune == nil || *t.Prune, t.Wait.Duration, t.StableFor.Duration, tl)
+	// prune: false, now or when the target was deployed, holds for the rollback too.
+	prune := (t.Prune == nil || *t.Prune) && target.Prune
+	err = r.restoreRevision(ctx, rc, target, failed, prune, t.Adopt, t.Wait.Duration, t.StableFor.Duration, tl)
 	if err != nil {
 		r.markRevision(ctx, rc, task, store.RevisionFailed, cause.Error())
 		return fmt.Errorf("%w\nrollback to BUILD_ID %d failed: %w", cause, target.BuildID, err)
@@ -225,7 +248,8 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 
 // restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
 // without recording a new revision: the failed one is marked rolled back instead.
-func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune bool, wait, stableFor time.Duration, tl *taskLog) error {
+func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune, adopt bool, wait, stableFor time.Duration, tl *taskLog) error {
+	rc.addMasks(target.Masks)
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
 	if err != nil {
 		return err
@@ -236,7 +260,7 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 	}
 	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task)}
 	owner := ownerOf(rc.run.Pipeline, target.Task)
-	res, err := applySet(ctx, ap, ms, owner, failed, tl)
+	res, err := applySet(ctx, ap, ms, owner, failed, adopt, tl)
 	if err != nil {
 		return err
 	}
@@ -244,6 +268,8 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 		if _, err := pruneSet(ctx, ap, failed, res.Inventory, owner, tl); err != nil {
 			return err
 		}
+	} else {
+		reportUnpruned(tl, failed, res.Inventory)
 	}
 	// Held to the same window as the deploy: "healthy again" means the same as "healthy".
 	return ap.WaitStable(ctx, res.Inventory, wait, stableFor)
@@ -257,14 +283,48 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 	}
 }
 
-// lastInventory is what the newest earlier revision still on the cluster put there, healthy
-// or not: that is what prune compares with.
-func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task string) ([]store.InventoryEntry, error) {
-	newest, err := r.newestRevision(ctx, ref, task)
-	if err != nil || newest == nil {
+// lastInventory is what the task's newest earlier revision on the cluster, healthy or not,
+// put there: that is what prune compares with. Revisions on other clusters never count:
+// their objects are elsewhere, and the same names here may be anybody's.
+func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task, cluster string) ([]store.InventoryEntry, error) {
+	rev, err := r.store.CurrentRevisionOn(ctx, ref, task, cluster)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return newest.Inventory, nil
+	return rev.Inventory, nil
+}
+
+// reportMove says, in the task's log, when the task's newest revision is on another
+// cluster: the task moved, and what it applied there stays there, not pruned.
+func (r *Runner) reportMove(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) error {
+	newest, err := r.newestRevision(ctx, rc.run.Pipeline, spec.task)
+	if err != nil || newest == nil || newest.Cluster == spec.cluster {
+		return err
+	}
+	tl.Printf("task moved from cluster %s to %s: the %d objects BUILD_ID %d applied on %s are left there, not pruned (delete them there if they are no longer wanted)",
+		newest.Cluster, spec.cluster, len(newest.Inventory), newest.BuildID, newest.Cluster)
+	for _, e := range newest.Inventory {
+		tl.Printf("  left on %s: %s", newest.Cluster, e)
+	}
+	rc.log.WithFields(logrus.Fields{"task": spec.task, "from": newest.Cluster, "to": spec.cluster,
+		"objects": len(newest.Inventory)}).Warn("task moved to another cluster: objects left on the old one")
+	return nil
+}
+
+// reportUnpruned says which objects prune would have deleted, when prune is off.
+func reportUnpruned(tl *taskLog, previous, current []store.InventoryEntry) {
+	keep := make(map[string]bool, len(current))
+	for _, e := range current {
+		keep[e.Key()] = true
+	}
+	for _, e := range previous {
+		if !keep[e.Key()] {
+			tl.Printf("%s not pruned (prune: false)", e)
+		}
+	}
 }
 
 // encodeObjects serialises the rendered set as a multi-document YAML stream, the revision's

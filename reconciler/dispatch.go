@@ -358,8 +358,9 @@ func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID 
 
 // Answer hands a person's approval or rejection to a run of the pipeline that waits at
 // an approval gate here. It fails with ErrNotActive, ErrNotAwaiting or (errors.Is)
-// policy.ErrNotApprover.
-func (d *Dispatcher) Answer(ref store.PipelineRef, buildID int64, a policy.Answer) error {
+// policy.ErrNotApprover (or policy.ErrApproversUnknown when a team's members cannot be
+// read).
+func (d *Dispatcher) Answer(ctx context.Context, ref store.PipelineRef, buildID int64, a policy.Answer) error {
 	d.mu.Lock()
 	s := d.slots[ref]
 	var state *RunState
@@ -370,7 +371,7 @@ func (d *Dispatcher) Answer(ref store.PipelineRef, buildID int64, a policy.Answe
 	if state == nil {
 		return fmt.Errorf("answer %s BUILD_ID %d: %w", ref.Name, buildID, ErrNotActive)
 	}
-	if err := state.answer(a); err != nil {
+	if err := state.answer(ctx, a); err != nil {
 		return fmt.Errorf("answer %s BUILD_ID %d: %w", ref.Name, buildID, err)
 	}
 	return nil

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/internal/mask"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler/apply"
@@ -93,12 +94,13 @@ func (p *Preview) Failed() bool {
 	return false
 }
 
-// Mask hides the values of the pipelines' secrets in s.
+// Mask hides the values of the pipelines' secrets in s, in every form a run's logs hide
+// them (internal/mask: as written, base64, ...).
 func (p *Preview) Mask(s string) string {
-	for _, v := range p.Secrets {
-		s = strings.ReplaceAll(s, v, "***")
+	if len(p.Secrets) == 0 {
+		return s
 	}
-	return s
+	return mask.New(p.Secrets...).String(s)
 }
 
 // Preview checks out a pull request's head, validates its pipeline file and, for every
@@ -138,8 +140,14 @@ func (r *Runner) Preview(ctx context.Context, req PreviewRequest) (*Preview, err
 		return nil, err
 	}
 	ev := pipeline.Event{Kind: pipeline.EventPullRequest, Branch: req.TargetBranch, TrackedBranch: req.TrackedBranch, ChangedPaths: changed}
+	limits := r.limitsOf(req.Repo.Name)
 	load := func(dir string) ([]*pipeline.Pipeline, error) {
-		return pipeline.LoadFile(os.DirFS(dir), pipelineFile, pipelineFile, pipeline.Options{Env: r.config, Repo: os.DirFS(dir)})
+		repo, err := repofs.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer repo.Close()
+		return pipeline.LoadFile(repo, pipelineFile, pipelineFile, pipeline.Options{Env: r.config, Repo: repo, Limits: limits})
 	}
 	ps, err := load(headDir)
 	if err != nil {
@@ -198,7 +206,14 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 	}
 	run := store.Run{Pipeline: ref, BuildID: next, Commit: co.Commit.Hash, Branch: co.Branch, Trigger: store.TriggerPullRequest}
 	log := r.log.WithFields(logrus.Fields{"pipeline": p.Name, "preview": co.Commit.ShortHash})
-	rc := &runContext{run: run, pipeline: p, checkout: co, workspace: dir, log: log, store: r.store, state: &RunState{}, preview: true}
+	rc := &runContext{run: run, pipeline: p, checkout: co, workspace: dir, log: log, store: r.store, state: &RunState{}, preview: true,
+		limits: r.limitsOf(co.Repo.Name)}
+	repo, err := repofs.Open(dir)
+	if err != nil {
+		return PipelinePreview{}, err
+	}
+	defer repo.Close()
+	rc.repo = repo
 	if err := r.resolveVars(ctx, rc, co, p); err != nil {
 		return PipelinePreview{Name: p.Name, BuildID: next, Tasks: []TaskPreview{{Name: "variables and secrets", Err: err}}}, nil
 	}
@@ -275,7 +290,7 @@ func (r *Runner) previewObjects(ctx context.Context, rc *runContext, task, clust
 		return err
 	}
 	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task)}
-	previous, err := r.lastInventory(ctx, rc.run.Pipeline, task)
+	previous, err := r.lastInventory(ctx, rc.run.Pipeline, task, cluster)
 	if err != nil {
 		return err
 	}

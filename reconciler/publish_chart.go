@@ -1,16 +1,17 @@
 package reconciler
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/slipwayhq/slipway/builder"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
@@ -42,18 +43,23 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, 
 		substitute, explicit = []string{"values.yaml"}, false
 	}
 	// The chart is rendered in a copy, so the checkout stays as Git gave it.
-	dir, cleanup, err := copyChart(rc.workspace, t.ChartDir)
+	dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), substitute)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
+	if !t.PackageSecrets {
+		if err := refuseSecretValues(dir, t.ChartDir, substitute, rc.pipeline.Secrets); err != nil {
+			return nil, err
+		}
+	}
 	for _, f := range substitute {
 		err := substituteFile(dir, f, vars)
 		if errors.Is(err, errNoSuchFile) && !explicit {
 			continue // a chart without values.yaml has nothing to substitute
 		}
 		if err != nil {
-			return nil, fmt.Errorf("substitute %s/%s: %w", t.ChartDir, f, err)
+			return nil, fmt.Errorf("substitute: %w", render.InFile(t.ChartDir+"/"+f, err))
 		}
 	}
 	pkg, err := builder.PackageChart(dir, builder.ChartOptions{Name: t.Chart, Rename: t.Rename, Version: version, AppVersion: appVersion})
@@ -88,7 +94,8 @@ func (r *Runner) chartRepository(task string) (string, error) {
 // chartRegistry talks to chart repositories with the same credentials and insecure hosts
 // as image pushes.
 func (r *Runner) chartRegistry() (*builder.Registry, error) {
-	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.config.Registry.DockerConfig, Insecure: r.config.Registry.Insecure})
+	reg, err := builder.NewRegistry(builder.Options{DockerConfig: r.config.Registry.DockerConfig, Insecure: r.config.Registry.Insecure,
+		Mirrors: r.config.Registry.MirrorEndpoints()})
 	if err != nil {
 		return nil, fmt.Errorf("chart registry: %w", err)
 	}
@@ -97,10 +104,23 @@ func (r *Runner) chartRegistry() (*builder.Registry, error) {
 
 var errNoSuchFile = errors.New("no such file")
 
-// copyChart copies the chart folder rel of the checkout into a temporary folder. Symlinks are
-// followed only while they stay inside the checkout.
-func copyChart(root, rel string) (string, func(), error) {
-	src, err := render.InsideRoot(root, rel)
+// copyChart copies the chart folder rel of the checkout into a private temporary folder
+// through the repository's walker, as validation reads it: symlinks are followed only while
+// they stay inside the checkout, every file is read within limits.File, and the files that
+// will be substituted (relative to the chart) within limits.Line too.
+func copyChart(repo *repofs.Repo, rel string, limits repofs.TextLimits, substituted []string) (string, func(), error) {
+	fi, err := repo.Stat(rel)
+	if err != nil {
+		return "", nil, fmt.Errorf("chartDir: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", nil, fmt.Errorf("chartDir %q is not a folder", rel)
+	}
+	files, err := repo.Files(rel, true)
+	if err != nil {
+		return "", nil, fmt.Errorf("chartDir: %w", err)
+	}
+	real, err := repo.Resolve(rel)
 	if err != nil {
 		return "", nil, fmt.Errorf("chartDir: %w", err)
 	}
@@ -109,44 +129,81 @@ func copyChart(root, rel string) (string, func(), error) {
 		return "", nil, fmt.Errorf("copy chart: %w", err)
 	}
 	cleanup := func() { _ = os.RemoveAll(tmp) }
-	dst := filepath.Join(tmp, filepath.Base(src))
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	name := path.Base(real)
+	if name == "." {
+		name = "chart"
+	}
+	dst := filepath.Join(tmp, name)
+	clean := path.Clean(filepath.ToSlash(rel))
+	text := map[string]bool{}
+	for _, f := range substituted {
+		text[path.Join(clean, f)] = true
+	}
+	for _, f := range files {
+		var data []byte
+		if text[f] {
+			data, err = repo.ReadText(f, limits)
+		} else {
+			data, err = repo.ReadFile(f, limits.File)
 		}
-		r, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, r)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		real := p
-		if d.Type()&fs.ModeSymlink != 0 {
-			chartRel, _ := filepath.Rel(root, p)
-			if real, err = render.InsideRoot(root, chartRel); err != nil {
-				return err
+		if err == nil {
+			sub := f
+			if clean != "." {
+				sub = strings.TrimPrefix(f, clean+"/")
+			}
+			target := filepath.Join(dst, filepath.FromSlash(sub))
+			if err = os.MkdirAll(filepath.Dir(target), 0o700); err == nil {
+				err = os.WriteFile(target, data, 0o600)
 			}
 		}
-		b, err := os.ReadFile(real)
 		if err != nil {
-			return err
+			cleanup()
+			return "", nil, fmt.Errorf("copy chart %s: %w", rel, err)
 		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("copy chart %s: %w", rel, err)
 	}
 	return dst, cleanup, nil
 }
 
-// substituteFile substitutes ${...} in the file rel of dir in place, line by line so an
-// error names its line.
+// ErrSecretInChart is a publish-chart that would package a secret value without
+// packageSecrets: true.
+var ErrSecretInChart = errors.New("a published chart would hold a secret value")
+
+// refuseSecretValues refuses to package files that reference a secret: anyone who can pull
+// the chart could read it. packageSecrets: true opts in.
+func refuseSecretValues(dir, chartDir string, files []string, secrets []pipeline.Secret) error {
+	names := map[string]bool{}
+	for _, s := range secrets {
+		names[s.Name] = true
+	}
+	for _, f := range files {
+		if !filepath.IsLocal(f) {
+			continue // substituteFile refuses it
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue // substituteFile reports it
+		}
+		refs, err := render.YAMLRefs(raw)
+		if err != nil {
+			return render.InFile(chartDir+"/"+f, err)
+		}
+		for _, r := range refs {
+			if names[r.Name] {
+				return fmt.Errorf("%s/%s:%d:%d: ${%s} is a secret: %w; set packageSecrets: true on the task to publish it anyway",
+					chartDir, f, r.Line, r.Column, r.Name, ErrSecretInChart)
+			}
+		}
+	}
+	return nil
+}
+
+// substituteFile substitutes ${...} into the scalars of the YAML file rel of dir, in place.
 func substituteFile(dir, rel string, vars render.Vars) error {
 	if !filepath.IsLocal(rel) {
 		return fmt.Errorf("path %q: leaves the chart", rel)
+	}
+	if ext := filepath.Ext(rel); ext != ".yaml" && ext != ".yml" {
+		return fmt.Errorf("%s: only YAML files are substituted; other files are not supported yet", rel)
 	}
 	p := filepath.Join(dir, rel)
 	raw, err := os.ReadFile(p)
@@ -156,27 +213,9 @@ func substituteFile(dir, rel string, vars render.Vars) error {
 	if err != nil {
 		return err
 	}
-	out, err := substituteText(raw, vars)
+	out, err := render.SubstituteYAML(raw, vars)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(p, out, 0o644)
-}
-
-func substituteText(raw []byte, vars render.Vars) ([]byte, error) {
-	var buf bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for line := 1; sc.Scan(); line++ {
-		s, err := render.Substitute(sc.Text(), vars)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		buf.WriteString(s)
-		buf.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

@@ -50,8 +50,18 @@ func (r *Runner) reapply(ctx context.Context, rc *runContext, rev store.Revision
 		return err
 	}
 	tl.Printf("re-applying the %d objects of BUILD_ID %d", len(ms), rev.BuildID)
+	// prune: false holds: when the revision restored or the one it replaces on that cluster
+	// was deployed with it, nothing is pruned.
+	prune := rev.Prune
+	cur, err := r.store.CurrentRevisionOn(ctx, rc.run.Pipeline, rev.Task, rev.Cluster)
+	switch {
+	case err == nil:
+		prune = prune && cur.Prune
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
 	_, err = r.deployRevision(ctx, rc, revisionSpec{task: rev.Task, cluster: rev.Cluster, namespace: rev.Namespace,
-		manifests: ms, objects: rev.Objects, prune: true, wait: rollbackWait, stableFor: rollbackStableFor, drift: rev.Drift}, tl)
+		manifests: ms, objects: rev.Objects, prune: prune, wait: rollbackWait, stableFor: rollbackStableFor, drift: rev.Drift}, tl)
 	if err != nil {
 		var unhealthy *healthError
 		if errors.As(err, &unhealthy) {

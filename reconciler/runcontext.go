@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/internal/mask"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
@@ -24,6 +27,8 @@ type runContext struct {
 	pipeline  *pipeline.Pipeline
 	checkout  *Checkout
 	workspace string
+	repo      *repofs.Repo    // the checkout in workspace, read only through it
+	limits    pipeline.Limits // what the repository's files may cost
 	log       *logrus.Entry
 	store     store.Store
 	state     *RunState // what the dispatcher sees: whether the run only waits for health
@@ -34,6 +39,10 @@ type runContext struct {
 	vars    render.Map
 	secrets []string                    // values to mask, longest first
 	after   []func(ctx context.Context) // work for the end of a successful run
+
+	maskMu sync.RWMutex
+	masks  []string     // secrets, and those of revisions a rollback restores
+	masker *mask.Masker // masks every form of masks
 }
 
 // afterSuccess registers work to do once every stage has succeeded.
@@ -61,6 +70,14 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 	}
 	rc := &runContext{run: run, pipeline: job.pipeline, checkout: job.checkout, log: log, store: r.store, state: state}
 	if job.IsRollback() {
+		// What a rollback re-applies holds the secret values of the runs that stored it.
+		revs, err := r.store.ListRevisions(ctx, job.Ref, job.Parent)
+		if err != nil {
+			return nil, fmt.Errorf("rollback %s to BUILD_ID %d: %w", job.Ref.Name, job.Parent, err)
+		}
+		for _, rev := range revs {
+			rc.addMasks(rev.Masks)
+		}
 		return rc, nil
 	}
 	co, p := job.checkout, job.pipeline
@@ -73,6 +90,11 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		rc.close()
 		return nil, err
 	}
+	if rc.repo, err = repofs.Open(ws); err != nil {
+		rc.close()
+		return nil, err
+	}
+	rc.limits = r.limitsOf(co.Repo.Name)
 	if err := r.resolveVars(ctx, rc, co, p); err != nil {
 		rc.close()
 		return nil, err
@@ -104,6 +126,7 @@ func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, 
 		}
 	}
 	sort.Slice(rc.secrets, func(i, j int) bool { return len(rc.secrets[i]) > len(rc.secrets[j]) })
+	rc.addMasks(rc.secrets)
 	rc.vars = vars
 	return nil
 }
@@ -205,15 +228,41 @@ func (rc *runContext) pinnedImages() map[string]string {
 	return pins
 }
 
-// mask hides secret values in text bound for logs, records and errors.
+// mask hides secret values, in every form internal/mask knows, in text bound for logs,
+// records and errors.
 func (rc *runContext) mask(s string) string {
-	for _, v := range rc.secrets {
-		s = strings.ReplaceAll(s, v, "***")
+	rc.maskMu.RLock()
+	defer rc.maskMu.RUnlock()
+	return rc.masker.String(s)
+}
+
+// addMasks adds values to mask from now on (a restored revision's, say).
+func (rc *runContext) addMasks(values []string) {
+	rc.maskMu.Lock()
+	defer rc.maskMu.Unlock()
+	added := false
+	for _, v := range values {
+		if v != "" && !slices.Contains(rc.masks, v) {
+			rc.masks = append(rc.masks, v)
+			added = true
+		}
 	}
-	return s
+	if added || rc.masker == nil {
+		rc.masker = mask.New(rc.masks...)
+	}
+}
+
+// maskValues are the values the run masks, for a revision to keep.
+func (rc *runContext) maskValues() []string {
+	rc.maskMu.RLock()
+	defer rc.maskMu.RUnlock()
+	return slices.Clone(rc.masks)
 }
 
 func (rc *runContext) close() {
+	if rc.repo != nil {
+		_ = rc.repo.Close()
+	}
 	if rc.workspace != "" {
 		_ = os.RemoveAll(rc.workspace)
 	}

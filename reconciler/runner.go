@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -33,6 +34,10 @@ type Sources interface {
 // every run, where approvals and policy plug in.
 type StageGate interface {
 	MayStart(ctx context.Context, req policy.StageRequest) (policy.Decision, error)
+	// MayAnswer reports whether actor may answer the stage's manual approval in a run of
+	// the repository, and by which approvers entry (errors.Is policy.ErrNotApprover,
+	// policy.ErrApproversUnknown).
+	MayAnswer(ctx context.Context, repository string, stage *pipeline.Stage, actor string) (string, error)
 }
 
 // AuditLog records the gates' decisions.
@@ -156,8 +161,13 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	if err := r.sources.Checkout(ctx, req.Repo, info.Hash, dir); err != nil {
 		return nil, err
 	}
-	ps, err := pipeline.LoadFile(os.DirFS(dir), pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
-		pipeline.Options{Env: r.config, Repo: os.DirFS(dir)})
+	repo, err := repofs.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer repo.Close()
+	ps, err := pipeline.LoadFile(repo, pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
+		pipeline.Options{Env: r.config, Repo: repo, Limits: r.limitsOf(req.Repo.Name)})
 	if err != nil {
 		return nil, &PrepareError{Commit: info.Hash, Err: err}
 	}
@@ -193,10 +203,21 @@ type PrepareError struct {
 func (e *PrepareError) Error() string { return e.Err.Error() }
 func (e *PrepareError) Unwrap() error { return e.Err }
 
+// workRoot holds the runs' workspaces: private to the daemon's user, each one under a
+// random name (os.MkdirTemp), so no run can find or read another's.
 func (r *Runner) workRoot() string {
 	d := filepath.Join(r.config.DataDir, "workspaces")
 	_ = os.MkdirAll(d, 0o700)
+	_ = os.Chmod(d, 0o700) // made by an older version, or by hand, with wider permissions
 	return d
+}
+
+// limitsOf is what a repository's files may cost (slipway.yaml repositories[].limits).
+func (r *Runner) limitsOf(repo string) pipeline.Limits {
+	if c := r.config.Repository(repo); c != nil {
+		return c.PipelineLimits()
+	}
+	return pipeline.Limits{}.WithDefaults()
 }
 
 // Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,

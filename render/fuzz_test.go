@@ -3,6 +3,7 @@ package render
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzSubstitute checks the ${...} language on arbitrary text: no panics, references that
@@ -46,5 +47,23 @@ func FuzzSubstitute(f *testing.F) {
 		if err != nil || back != s {
 			t.Fatalf("Substitute(Escape(%q)) = %q, %v", s, back, err)
 		}
+	})
+}
+
+// FuzzSubstituteYAMLShape: whatever a value holds, substituting it into YAML leaves the
+// parsed stream's shape (documents, keys, list items) as it was, and each place holds
+// exactly the value. Values that are not UTF-8 text are refused, never rendered.
+func FuzzSubstituteYAMLShape(f *testing.F) {
+	for _, s := range []string{"s3cr3t #tail", "x\n---\nkind: ClusterRoleBinding", "a: b", "'\"", "\n", "${V}", "42", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if !utf8.ValidString(v) {
+			if _, err := SubstituteYAML([]byte(shapeTemplate), Map{"V": v}); err == nil {
+				t.Fatalf("invalid UTF-8 %q was rendered", v)
+			}
+			return
+		}
+		checkValue(t, v)
 	})
 }

@@ -1,21 +1,17 @@
 package render
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
+
+	"github.com/slipwayhq/slipway/internal/repofs"
 )
 
 // Manifest is one Kubernetes object rendered from a file of the checkout, remembering where
@@ -39,55 +35,23 @@ func ObjectName(o *unstructured.Unstructured) string {
 	return o.GetKind() + "/" + o.GetName()
 }
 
-// manifestExts are the file types a manifest folder may hold.
-var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
-
 // LoadManifests reads the manifests at rel (a file, or a folder walked recursively in
-// lexical order) inside root, substituting vars into each line first. Empty documents are
-// ignored; any other file type in a folder, or an object without apiVersion, kind or name,
-// is an error naming the file.
-func LoadManifests(root, rel string, vars Vars) ([]Manifest, error) {
-	path, err := InsideRoot(root, rel)
-	if err != nil {
-		return nil, err
-	}
-	info, err := os.Stat(path)
+// lexical order) of repo, substituting vars into their scalars (SubstituteYAML). Files are listed and read
+// as `slipway validate` lists and reads them (repofs.Repo.Manifests and ReadText, within
+// limits); empty documents are ignored; an object without apiVersion, kind or name is an
+// error naming the file.
+func LoadManifests(repo *repofs.Repo, rel string, limits repofs.TextLimits, vars Vars) ([]Manifest, error) {
+	files, err := repo.Manifests(rel)
 	if err != nil {
 		return nil, fmt.Errorf("manifests %s: %w", rel, err)
 	}
-	var files []string
-	if info.IsDir() {
-		err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if strings.HasPrefix(d.Name(), ".") && p != path {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if d.IsDir() {
-				return nil
-			}
-			if !manifestExts[strings.ToLower(filepath.Ext(p))] {
-				r, _ := filepath.Rel(root, p)
-				return fmt.Errorf("%s: not a manifest (want .yaml, .yml or .json)", r)
-			}
-			files = append(files, p)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("manifests %s: %w", rel, err)
-		}
-		sort.Strings(files)
-	} else {
-		files = []string{path}
-	}
 	var out []Manifest
 	for _, f := range files {
-		r, _ := filepath.Rel(root, f)
-		ms, err := loadFile(root, f, r, vars)
+		raw, err := repo.ReadText(f, limits)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := loadFile(raw, f, vars)
 		if err != nil {
 			return nil, err
 		}
@@ -96,55 +60,51 @@ func LoadManifests(root, rel string, vars Vars) ([]Manifest, error) {
 	return out, nil
 }
 
-// InsideRoot resolves rel against root and refuses anything that lands outside root,
-// symlinks included, so a pipeline can never read files beyond its checkout.
+// InsideRoot resolves rel against root and refuses anything that lands outside root, a
+// symlink that leaves, dangles or is absolute included (repofs.Repo.Resolve), so a pipeline
+// can never read files beyond its checkout. It returns the real path.
 func InsideRoot(root, rel string) (string, error) {
-	if filepath.IsAbs(rel) {
-		return "", fmt.Errorf("path %q: must be relative to the repository", rel)
-	}
-	realRoot, err := filepath.EvalSymlinks(root)
+	repo, err := repofs.Open(root)
 	if err != nil {
-		return "", fmt.Errorf("checkout %s: %w", root, err)
+		return "", fmt.Errorf("checkout: %w", err)
 	}
-	if !filepath.IsLocal(rel) && filepath.Clean(rel) != "." {
-		return "", fmt.Errorf("path %q: leaves the repository", rel)
-	}
-	p := filepath.Join(realRoot, rel)
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("path %q: does not exist in the repository", rel)
-		}
-		return "", fmt.Errorf("path %q: %w", rel, err)
-	}
-	if r, err := filepath.Rel(realRoot, real); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("path %q: leaves the repository", rel)
-	}
-	return real, nil
+	defer repo.Close()
+	return repo.RealPath(rel)
 }
 
-func loadFile(root, path, rel string, vars Vars) ([]Manifest, error) {
-	raw, err := os.ReadFile(path)
+func loadFile(raw []byte, rel string, vars Vars) ([]Manifest, error) {
+	docs, err := substituteDocuments(raw, vars)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", rel, err)
+		return nil, InFile(rel, err)
 	}
-	text, err := substituteLines(raw, vars)
-	if err != nil {
-		return nil, fmt.Errorf("%s:%w", rel, err)
+	// Substitution keeps the documents apart as written: their first lines are the file's.
+	_, starts := splitDocumentsAt(raw)
+	if len(starts) != len(docs) {
+		starts = nil
 	}
-	return ParseManifests(rel, text)
+	return parseDocuments(rel, docs, starts)
 }
 
 // ParseManifests decodes an already rendered YAML or JSON stream, such as a stored
 // revision; name is what errors and Manifest.File call it.
 func ParseManifests(rel string, text []byte) ([]Manifest, error) {
 	docs, starts := splitDocumentsAt(text)
+	return parseDocuments(rel, docs, starts)
+}
+
+// parseDocuments decodes the documents of a stream, numbered from 1 as splitDocuments
+// counts them; starts, when known, are the file lines they start on (for errors).
+func parseDocuments(rel string, docs [][]byte, starts []int) ([]Manifest, error) {
 	var out []Manifest
 	for i, data := range docs {
 		doc := i + 1
 		var obj map[string]any
 		if err := yaml.Unmarshal(data, &obj); err != nil {
-			return nil, docError(rel, doc, starts[i], err)
+			start := 0
+			if i < len(starts) {
+				start = starts[i]
+			}
+			return nil, docError(rel, doc, start, err)
 		}
 		if len(obj) == 0 {
 			continue
@@ -219,7 +179,7 @@ var yamlLine = regexp.MustCompile(`\bline (\d+)(: )?`)
 // start: FILE:LINE: document N: message.
 func docError(rel string, doc, start int, err error) error {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil && start > 0 {
 		if n, convErr := strconv.Atoi(msg[m[2]:m[3]]); convErr == nil {
 			return &ParseError{File: rel, Line: start + n - 1, Doc: doc, Msg: msg[:m[0]] + msg[m[1]:], Err: err}
 		}
@@ -259,26 +219,6 @@ func hasContent(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// substituteLines substitutes line by line so an error can say which line it is on
-// (a ${...} reference never spans lines).
-func substituteLines(raw []byte, vars Vars) ([]byte, error) {
-	var buf bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for line := 1; sc.Scan(); line++ {
-		s, err := Substitute(sc.Text(), vars)
-		if err != nil {
-			return nil, fmt.Errorf("%d: %w", line, err)
-		}
-		buf.WriteString(s)
-		buf.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func checkObject(u *unstructured.Unstructured) error {

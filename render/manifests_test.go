@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/slipwayhq/slipway/internal/repofs"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -24,6 +26,17 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return root
 }
 
+// loadManifests loads from a checkout at root with the default limits.
+func loadManifests(t *testing.T, root, rel string, vars Vars) ([]Manifest, error) {
+	t.Helper()
+	repo, err := repofs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	return LoadManifests(repo, rel, repofs.TextLimits{File: repofs.Limit{Max: 8 << 20}, Line: repofs.Limit{Max: 1 << 20}}, vars)
+}
+
 func TestLoadManifestsFolder(t *testing.T) {
 	root := writeFiles(t, map[string]string{
 		"k8s/b.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n---\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc\n",
@@ -31,7 +44,7 @@ func TestLoadManifestsFolder(t *testing.T) {
 		"k8s/sub/list.yml": "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: l1}\n",
 		"k8s/.hidden":      "not yaml",
 	})
-	ms, err := LoadManifests(root, "k8s", Map{"BUILD_ID": "7"})
+	ms, err := loadManifests(t, root, "k8s", Map{"BUILD_ID": "7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,21 +93,21 @@ func TestLoadManifestsErrors(t *testing.T) {
 		{"bad", "bad/readme.md: not a manifest (want .yaml, .yml or .json)"},
 		{"noname.yaml", "noname.yaml: document 1: object is missing metadata.name"},
 		{"nokind.yaml", "nokind.yaml: document 1: object is missing kind"},
-		{"undefined.yaml", `undefined.yaml:6: undefined variable "NOPE"`},
+		{"undefined.yaml", `undefined.yaml:6:6: data.a: undefined variable "NOPE"`},
 		{"generate.yaml", "generateName"},
 		{"broken.yaml", "broken.yaml:2: document 1:"},
-		{"missing.yaml", `path "missing.yaml": does not exist in the repository`},
+		{"missing.yaml", `manifests missing.yaml: "missing.yaml" does not exist in the repository`},
 		{"../x.yaml", "leaves the repository"},
-		{"escape", `path "escape": leaves the repository`},
-		{"/etc/passwd", "must be relative"},
+		{"escape", `symlink "escape" points to the absolute path "/etc"`},
+		{"/etc/passwd", "leaves the repository"},
 	}
 	for _, c := range cases {
-		_, err := LoadManifests(root, c.path, Map{})
+		_, err := loadManifests(t, root, c.path, Map{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("LoadManifests(%q) error = %v, want it to contain %q", c.path, err, c.want)
 		}
 	}
-	if _, err := LoadManifests(root, "ok", Map{}); err != nil {
+	if _, err := loadManifests(t, root, "ok", Map{}); err != nil {
 		t.Errorf("ok folder: %v", err)
 	}
 }
@@ -141,7 +154,7 @@ metadata: {name: w}
 `})
 	scopes := fakeScopes{"ConfigMap": true, "ClusterRole": false, "CustomResourceDefinition": false}
 	load := func() []Manifest {
-		ms, err := LoadManifests(root, "m.yaml", Map{})
+		ms, err := loadManifests(t, root, "m.yaml", Map{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ spec:
         spec:
           containers: [{name: c, image: reg/devops/app:alpha-7}]
 `})
-	ms, err := LoadManifests(root, "m.yaml", Map{})
+	ms, err := loadManifests(t, root, "m.yaml", Map{})
 	if err != nil {
 		t.Fatal(err)
 	}

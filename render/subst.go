@@ -58,21 +58,30 @@ func (m Map) Lookup(name string) (string, bool) {
 
 // piece is either literal text or a reference, in order.
 type piece struct {
-	text string
-	ref  *Ref
+	text   string
+	ref    *Ref
+	escape bool // text is the "${" an "$${" stands for (only when scanning keeps escapes)
+	offset int  // byte offset of the piece in the scanned string
 }
 
 // scan splits s into literal text and references. It stops at the first syntax error.
-func scan(s string) ([]piece, error) {
+func scan(s string) ([]piece, error) { return scanPieces(s, false) }
+
+// scanPieces is scan; with keepEscapes every "$${" is a piece of its own.
+func scanPieces(s string, keepEscapes bool) ([]piece, error) {
 	var pieces []piece
 	var lit strings.Builder
+	litStart := 0
 	flush := func() {
 		if lit.Len() > 0 {
-			pieces = append(pieces, piece{text: lit.String()})
+			pieces = append(pieces, piece{text: lit.String(), offset: litStart})
 			lit.Reset()
 		}
 	}
 	for i := 0; i < len(s); {
+		if lit.Len() == 0 {
+			litStart = i
+		}
 		c := s[i]
 		if c != '$' {
 			j := strings.IndexByte(s[i:], '$')
@@ -84,6 +93,10 @@ func scan(s string) ([]piece, error) {
 			continue
 		}
 		switch {
+		case strings.HasPrefix(s[i:], "$${") && keepEscapes:
+			flush()
+			pieces = append(pieces, piece{text: "${", escape: true, offset: i})
+			i += 3
 		case strings.HasPrefix(s[i:], "$${"):
 			lit.WriteString("${")
 			i += 3
@@ -93,7 +106,7 @@ func scan(s string) ([]piece, error) {
 				return nil, err
 			}
 			flush()
-			pieces = append(pieces, piece{ref: ref})
+			pieces = append(pieces, piece{ref: ref, offset: i})
 			i += ref.Len
 		default:
 			lit.WriteByte('$')

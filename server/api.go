@@ -209,6 +209,9 @@ func (s *Server) fail(w http.ResponseWriter, err error, what string) {
 		status = http.StatusConflict
 	case errors.Is(err, policy.ErrNotApprover):
 		status = http.StatusForbidden
+	case errors.Is(err, policy.ErrApproversUnknown):
+		// The forge did not answer who is in a team: try again later.
+		status = http.StatusServiceUnavailable
 	case errors.As(err, &notPrepared), errors.Is(err, trigger.ErrRequest):
 		status = http.StatusUnprocessableEntity
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,9 +17,12 @@ import (
 )
 
 // Checkout writes the tree of commit into dir, which must not exist or be empty: a fresh
-// workspace per run. Executable bits are kept; symlinks stay symlinks, but one whose
-// target lies outside dir is left out (and logged), so nothing read through the
-// workspace can escape it. Submodules are not checked out.
+// workspace per run, made private (0700). Executable bits are kept. Symlinks are written as
+// Git has them, after every file, so nothing is ever written through one; they are never
+// followed here. Whatever reads the checkout reads it through repofs, which refuses a
+// symlink that leaves the root, dangles or is absolute, naming it: so a run refuses exactly
+// what `slipway validate` refuses, and a link cannot point at anything outside, not even at
+// a path that does not exist yet. Submodules are not checked out.
 func (m *Mirrors) Checkout(ctx context.Context, repo Repo, commit, dir string) error {
 	h, err := parseCommit(repo, commit)
 	if err != nil {
@@ -46,9 +48,9 @@ func (m *Mirrors) Checkout(ctx context.Context, repo Repo, commit, dir string) e
 		if err != nil {
 			return fmt.Errorf("checkout %s: %w", repo.Name, err)
 		}
-		skipped, err := writeTree(ctx, r, tree, dir)
-		for _, s := range skipped {
-			log.WithField("path", s).Warn("symlink points outside the workspace, not checked out")
+		links, err := writeTree(ctx, r, tree, dir)
+		if links > 0 {
+			log.WithField("symlinks", links).Debug("checked out symlinks; reads resolve them inside the workspace")
 		}
 		if err != nil {
 			return fmt.Errorf("checkout %s at %s: %w", repo.Name, commit, err)
@@ -57,9 +59,18 @@ func (m *Mirrors) Checkout(ctx context.Context, repo Repo, commit, dir string) e
 	})
 }
 
-// emptyDir creates dir or checks that it is empty.
+// emptyDir creates dir or checks that it is empty, and makes it private: a workspace holds
+// what a run renders, which no other user (or run) may read.
 func emptyDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("workspace %s is not a folder", dir)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(dir)
@@ -74,9 +85,9 @@ func emptyDir(dir string) error {
 
 type symlink struct{ name, target string }
 
-// writeTree materialises tree under root. Symlinks are made last, so no file or folder is
-// ever written through one.
-func writeTree(ctx context.Context, r *git.Repository, tree *object.Tree, root string) (skipped []string, err error) {
+// writeTree materialises tree under root and returns how many symlinks it holds. Symlinks
+// are made last, so no file or folder is ever written through one.
+func writeTree(ctx context.Context, r *git.Repository, tree *object.Tree, root string) (int, error) {
 	var links []symlink
 	walker := object.NewTreeWalker(tree, true, nil)
 	defer walker.Close()
@@ -86,16 +97,16 @@ func writeTree(ctx context.Context, r *git.Repository, tree *object.Tree, root s
 			break
 		}
 		if err != nil {
-			return skipped, err
+			return 0, err
 		}
 		if err := ctx.Err(); err != nil {
-			return skipped, err
+			return 0, err
 		}
 		dst := filepath.Join(root, filepath.FromSlash(name))
 		switch entry.Mode {
 		case filemode.Dir:
 			if err := os.Mkdir(dst, 0o755); err != nil {
-				return skipped, err
+				return 0, err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
 			perm := os.FileMode(0o644)
@@ -103,62 +114,29 @@ func writeTree(ctx context.Context, r *git.Repository, tree *object.Tree, root s
 				perm = 0o755
 			}
 			if err := writeBlob(r, entry.Hash, dst, perm); err != nil {
-				return skipped, err
+				return 0, err
 			}
 		case filemode.Symlink:
 			target, err := blobString(r, entry.Hash)
 			if err != nil {
-				return skipped, err
+				return 0, err
+			}
+			if target == "" || strings.ContainsRune(target, 0) {
+				return 0, fmt.Errorf("%s: symlink with an empty or invalid target", name)
 			}
 			links = append(links, symlink{name: name, target: target})
 		case filemode.Submodule:
 			// A gitlink names a commit of another repository; there is nothing to write.
 		default:
-			return skipped, fmt.Errorf("%s: unsupported mode %s", name, entry.Mode)
+			return 0, fmt.Errorf("%s: unsupported mode %s", name, entry.Mode)
 		}
 	}
 	for _, l := range links {
-		if !linkStaysInside(l.name, l.target) {
-			skipped = append(skipped, l.name)
-			continue
-		}
-		if err := os.Symlink(filepath.FromSlash(l.target), filepath.Join(root, filepath.FromSlash(l.name))); err != nil {
-			return skipped, err
+		if err := os.Symlink(l.target, filepath.Join(root, filepath.FromSlash(l.name))); err != nil {
+			return 0, err
 		}
 	}
-	// Lexically safe links can still escape through other links (a -> ., b -> a/../x):
-	// resolve each one for real and drop those that leave root.
-	for _, l := range links {
-		p := filepath.Join(root, filepath.FromSlash(l.name))
-		if _, err := os.Lstat(p); err != nil {
-			continue // skipped above
-		}
-		if resolved, err := filepath.EvalSymlinks(p); err == nil && !within(root, resolved) {
-			if err := os.Remove(p); err != nil {
-				return skipped, err
-			}
-			skipped = append(skipped, l.name)
-		}
-	}
-	return skipped, nil
-}
-
-// linkStaysInside checks a symlink's target lexically, relative to the link's folder.
-func linkStaysInside(name, target string) bool {
-	if target == "" || path.IsAbs(target) || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
-		return false
-	}
-	joined := path.Join(path.Dir(name), target)
-	return joined != ".." && !strings.HasPrefix(joined, "../")
-}
-
-func within(root, p string) bool {
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return false
-	}
-	rel, err := filepath.Rel(realRoot, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	return len(links), nil
 }
 
 func writeBlob(r *git.Repository, h plumbing.Hash, dst string, perm os.FileMode) (err error) {

@@ -82,7 +82,8 @@ func (s *SQLite) rewriteObjects(ctx context.Context, where string, args ...any) 
 		var last int64
 		err := s.write(ctx, func(tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `
-				SELECT id, pipeline_id, build_id, task, objects, objects_encoding, objects_key, objects_size, objects_digest
+				SELECT id, pipeline_id, build_id, task, objects, objects_encoding, objects_key, objects_size, objects_digest,
+					masks, masks_size
 				FROM revisions WHERE id > $`+fmt.Sprint(len(args)+1)+` AND `+where+` ORDER BY id LIMIT `+fmt.Sprint(reencryptBatch),
 				append(args, after)...)
 			if err != nil {
@@ -93,11 +94,13 @@ func (s *SQLite) rewriteObjects(ctx context.Context, where string, args ...any) 
 				task, encoding, keyID  string
 				digest                 string
 				blob                   []byte
+				masks                  []byte
+				masksSize              int64
 			}
 			var todo []row
 			for rows.Next() {
 				var r row
-				if err := rows.Scan(&r.id, &r.pid, &r.buildID, &r.task, &r.blob, &r.encoding, &r.keyID, &r.size, &r.digest); err != nil {
+				if err := rows.Scan(&r.id, &r.pid, &r.buildID, &r.task, &r.blob, &r.encoding, &r.keyID, &r.size, &r.digest, &r.masks, &r.masksSize); err != nil {
 					rows.Close()
 					return err
 				}
@@ -115,13 +118,21 @@ func (s *SQLite) rewriteObjects(ctx context.Context, where string, args ...any) 
 				if got := digest(raw); got != r.digest {
 					return fmt.Errorf("revision %d: objects digest %s, stored %s: the row is corrupt", r.id, got, r.digest)
 				}
+				masks, err := s.unpackMasks(r.masks, r.masksSize, r.encoding, r.keyID, r.pid, r.buildID, r.task)
+				if err != nil {
+					return fmt.Errorf("revision %d masks: %w", r.id, err)
+				}
 				blob, encoding, keyID, err := s.codec.pack(s.opts.keyring, raw, aad)
 				if err != nil {
 					return fmt.Errorf("revision %d: %w", r.id, err)
 				}
+				masksBlob, _, err := s.packMasks(masks, r.pid, r.buildID, r.task, keyID)
+				if err != nil {
+					return fmt.Errorf("revision %d masks: %w", r.id, err)
+				}
 				if _, err := tx.ExecContext(ctx, `
-					UPDATE revisions SET objects = $1, objects_encoding = $2, objects_key = $3
-					WHERE id = $4 AND objects_key = $5`, blob, encoding, keyID, r.id, r.keyID); err != nil {
+					UPDATE revisions SET objects = $1, objects_encoding = $2, objects_key = $3, masks = $6
+					WHERE id = $4 AND objects_key = $5`, blob, encoding, keyID, r.id, r.keyID, masksBlob); err != nil {
 					return fmt.Errorf("revision %d: %w", r.id, err)
 				}
 				last = r.id

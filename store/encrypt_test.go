@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/slipwayhq/slipway/test/leakscan"
@@ -20,6 +21,9 @@ const secretValue = "hunter2-but-much-longer"
 var secretObjects = []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: game}\n" +
 	"stringData: {password: " + secretValue + "}\n" +
 	"data: {token: " + base64.StdEncoding.EncodeToString([]byte(secretValue)) + "}\n")
+
+// secretMasks are the run's secret values stored with the revision: packed like its objects.
+var secretMasks = []string{secretValue, "another-secret-value"}
 
 func newKey(t testing.TB) []byte {
 	t.Helper()
@@ -44,7 +48,7 @@ func saveSecret(t testing.TB, s *SQLite, buildID int64) {
 	mustRun(t, s, testPipeline)
 	if _, err := s.SaveRevision(testCtx(t), NewRevision{Pipeline: testPipeline, BuildID: buildID, Task: "web", Cluster: "local",
 		Namespace: "game", Kind: DeployYAML, Objects: secretObjects,
-		Inventory: []InventoryEntry{{Version: "v1", Kind: "Secret", Namespace: "game", Name: "db"}}}); err != nil {
+		Inventory: []InventoryEntry{{Version: "v1", Kind: "Secret", Namespace: "game", Name: "db"}}, Masks: secretMasks}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -58,12 +62,15 @@ func readSecret(t testing.TB, s *SQLite, buildID int64) {
 	if !bytes.Equal(rev.Objects, secretObjects) {
 		t.Fatalf("revision %d objects %q, want %q", buildID, rev.Objects, secretObjects)
 	}
+	if !slices.Equal(rev.Masks, secretMasks) {
+		t.Fatalf("revision %d masks %q, want %q", buildID, rev.Masks, secretMasks)
+	}
 }
 
 // scanFolder returns what the leak scanner finds of secretValue in the database's folder.
 func scanFolder(t testing.TB, dbPath string) []leakscan.Finding {
 	t.Helper()
-	sc, err := leakscan.New(map[string]string{"password": secretValue})
+	sc, err := leakscan.New(map[string]string{"password": secretValue, "a mask only": secretMasks[1]})
 	if err != nil {
 		t.Fatal(err)
 	}

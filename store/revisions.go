@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -70,17 +71,22 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 		if err != nil {
 			return fmt.Errorf("objects: %w", err)
 		}
+		masks, masksSize, err := s.packMasks(nr.Masks, pid, nr.BuildID, nr.Task, keyID)
+		if err != nil {
+			return fmt.Errorf("masks: %w", err)
+		}
 		now := s.now()
 		var id int64
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
 				objects, objects_encoding, objects_size, objects_digest,
-				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19)
+				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key,
+				masks, masks_size, prune)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22)
 			RETURNING id`,
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
 			blob, encoding, len(nr.Objects), sum,
-			chart, chartVersion, valuesDigest, release, now, policy, keyID).Scan(&id)
+			chart, chartVersion, valuesDigest, release, now, policy, keyID, masks, masksSize, nr.Prune).Scan(&id)
 		if isUniqueViolation(err) {
 			return ErrAlreadyExists
 		}
@@ -106,23 +112,64 @@ func objectsAAD(pipelineID, buildID int64, task string) []byte {
 	return fmt.Appendf(nil, "slipway revision objects\x00%d\x00%d\x00%s", pipelineID, buildID, task)
 }
 
-// inventoryChunk rows per INSERT; 8 parameters each, under SQLite's limit of 32766.
+// masksAAD binds a revision's masks to its row, as objectsAAD does its objects.
+func masksAAD(pipelineID, buildID int64, task string) []byte {
+	return fmt.Appendf(nil, "slipway revision masks\x00%d\x00%d\x00%s", pipelineID, buildID, task)
+}
+
+// packMasks packs a revision's masks like its objects, with the key that sealed them
+// (keyID; "" for plaintext); nil when there are none.
+func (s *SQLite) packMasks(masks []string, pid, buildID int64, task, keyID string) ([]byte, int, error) {
+	if len(masks) == 0 {
+		return nil, 0, nil
+	}
+	raw, err := json.Marshal(masks)
+	if err != nil {
+		return nil, 0, err
+	}
+	blob, _, gotKey, err := s.codec.pack(s.opts.keyring, raw, masksAAD(pid, buildID, task))
+	if err != nil {
+		return nil, 0, err
+	}
+	if gotKey != keyID {
+		return nil, 0, fmt.Errorf("sealed with key %q, the objects with %q", gotKey, keyID)
+	}
+	return blob, len(raw), nil
+}
+
+// unpackMasks reverses packMasks; encoding and keyID are the row's objects'.
+func (s *SQLite) unpackMasks(blob []byte, size int64, encoding, keyID string, pid, buildID int64, task string) ([]string, error) {
+	if len(blob) == 0 {
+		return nil, nil
+	}
+	raw, err := s.codec.unpack(s.opts.keyring, encoding, keyID, blob, masksAAD(pid, buildID, task), size)
+	if err != nil {
+		return nil, err
+	}
+	var masks []string
+	if err := json.Unmarshal(raw, &masks); err != nil {
+		return nil, err
+	}
+	return masks, nil
+}
+
+// inventoryChunk rows per INSERT; 9 parameters each, under SQLite's limit of 32766.
 const inventoryChunk = 128
 
 func insertInventory(ctx context.Context, tx *sql.Tx, revisionID int64, inv []InventoryEntry) error {
 	for start := 0; start < len(inv); start += inventoryChunk {
 		end := min(start+inventoryChunk, len(inv))
 		q := `INSERT INTO revision_objects (revision_id, position, api_group, api_version, kind, namespace, name,
-			desired_digest, applied_fingerprint) VALUES `
+			desired_digest, applied_fingerprint, adopted) VALUES `
 		args := []any{revisionID}
 		for i := start; i < end; i++ {
 			if i > start {
 				q += ", "
 			}
 			n := len(args)
-			q += fmt.Sprintf("($1, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+			q += fmt.Sprintf("($1, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9)
 			e := inv[i]
-			args = append(args, i, e.Group, e.Version, e.Kind, e.Namespace, e.Name, e.Digest, e.Fingerprint)
+			args = append(args, i, e.Group, e.Version, e.Kind, e.Namespace, e.Name, e.Digest, e.Fingerprint, e.Adopted)
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
@@ -150,7 +197,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
 			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy,
-			r.pipeline_id, r.objects_key
+			r.pipeline_id, r.objects_key, r.masks, r.masks_size, r.prune
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -167,9 +214,11 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
 		var policy string
+		var masks []byte
+		var masksSize int64
 		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
 			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID); err != nil {
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID, &masks, &masksSize, &r.Prune); err != nil {
 			return nil, err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
@@ -182,6 +231,9 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		if got := digest(r.Objects); got != r.ObjectsDigest {
 			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
 				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
+		}
+		if r.Masks, err = s.unpackMasks(masks, masksSize, encoding, keyID, pid, r.BuildID, r.Task); err != nil {
+			return nil, fmt.Errorf("%s: masks: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if chart.Valid {
 			r.Chart = &ChartRelease{Chart: chart.String, Version: chartVersion.String,
@@ -206,7 +258,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 
 func readInventory(ctx context.Context, q querier, revisionID int64) ([]InventoryEntry, error) {
 	rows, err := q.QueryContext(ctx, `
-		SELECT api_group, api_version, kind, namespace, name, desired_digest, applied_fingerprint FROM revision_objects
+		SELECT api_group, api_version, kind, namespace, name, desired_digest, applied_fingerprint, adopted FROM revision_objects
 		WHERE revision_id = $1 ORDER BY position`, revisionID)
 	if err != nil {
 		return nil, err
@@ -215,7 +267,7 @@ func readInventory(ctx context.Context, q querier, revisionID int64) ([]Inventor
 	var inv []InventoryEntry
 	for rows.Next() {
 		var e InventoryEntry
-		if err := rows.Scan(&e.Group, &e.Version, &e.Kind, &e.Namespace, &e.Name, &e.Digest, &e.Fingerprint); err != nil {
+		if err := rows.Scan(&e.Group, &e.Version, &e.Kind, &e.Namespace, &e.Name, &e.Digest, &e.Fingerprint, &e.Adopted); err != nil {
 			return nil, err
 		}
 		inv = append(inv, e)
@@ -251,6 +303,25 @@ func (s *SQLite) LatestRevision(ctx context.Context, ref PipelineRef, task strin
 	})
 	if err != nil {
 		return Revision{}, fmt.Errorf("latest %s revision of task %s of %s: %w", status, task, ref, err)
+	}
+	return rev, nil
+}
+
+// CurrentRevisionOn implements Store. A failed revision counts only when it applied
+// something (CurrentRevisions' rule): a chart that Helm refused left nothing behind.
+func (s *SQLite) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error) {
+	var rev Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		rev, err = s.getRevision(ctx, tx,
+			`p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.cluster = $4 AND r.status IN ($5, $6, $7)
+				AND (r.status <> $7 OR r.objects_size > 0) ORDER BY r.build_id DESC`,
+			ref.Repository, ref.Name, task, cluster,
+			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
+		return err
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("current revision of task %s of %s on cluster %s: %w", task, ref, cluster, err)
 	}
 	return rev, nil
 }

@@ -232,3 +232,61 @@ func TestLatestRevisionAndTransitions(t *testing.T) {
 		t.Fatalf("ListRevisions of a missing run: %v, want ErrNotFound", err)
 	}
 }
+
+// A revision keeps its task's prune setting and which objects it adopted, and the current
+// revision on one cluster ignores the task's revisions on others: a task moved between
+// clusters prunes on each only what it left there.
+func TestRevisionOwnershipAndClusters(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	save := func(buildID int64, cluster string, prune bool, inv []InventoryEntry) {
+		t.Helper()
+		_, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: buildID, Task: "web", Cluster: cluster,
+			Kind: DeployYAML, Objects: renderedObjects(1, fmt.Sprintf("img:%d", buildID)), Inventory: inv, Prune: prune})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		mustRun(t, s, testPipeline)
+	}
+	adopted := inventoryOf(2)
+	adopted[1].Adopted = true
+	save(1, "east", false, adopted)
+	save(2, "west", true, inventoryOf(1))
+
+	got, err := s.GetRevision(ctx, testPipeline, 1, "web")
+	if err != nil || got.Prune || !reflect.DeepEqual(got.Inventory, adopted) {
+		t.Fatalf("revision 1: prune %v, inventory %+v, %v; want prune off and entry 1 adopted", got.Prune, got.Inventory, err)
+	}
+	if got, err := s.GetRevision(ctx, testPipeline, 2, "web"); err != nil || !got.Prune {
+		t.Fatalf("revision 2: prune %v, %v; want on", got.Prune, err)
+	}
+	if east, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "east"); err != nil || east.BuildID != 1 {
+		t.Fatalf("current on east = #%d, %v; want #1 (#2 is on west)", east.BuildID, err)
+	}
+	if west, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "west"); err != nil || west.BuildID != 2 {
+		t.Fatalf("current on west = #%d, %v; want #2", west.BuildID, err)
+	}
+	// A rolled-back revision is not what the task left there.
+	if _, err := s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionApplied, RevisionRolledBack, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "west"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("current on west after its only revision was rolled back: %v; want ErrNotFound", err)
+	}
+	if _, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "north"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("current on a cluster never deployed to: %v; want ErrNotFound", err)
+	}
+
+	// Rows written before schema version 12 pruned on rollback, and still do.
+	if _, err := s.writer.ExecContext(ctx, `ALTER TABLE revisions DROP COLUMN prune`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.writer.ExecContext(ctx, `ALTER TABLE revisions ADD COLUMN prune INTEGER NOT NULL DEFAULT 1`); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetRevision(ctx, testPipeline, 1, "web"); err != nil || !got.Prune {
+		t.Fatalf("an old row: prune %v, %v; want on", got.Prune, err)
+	}
+}

@@ -66,6 +66,9 @@ type Store interface {
 	// LatestRevision returns the revision of the pipeline's task with the highest
 	// BUILD_ID among those in the given status.
 	LatestRevision(ctx context.Context, ref PipelineRef, task string, status RevisionStatus) (Revision, error)
+	// CurrentRevisionOn returns the task's newest healthy, applied or failed revision on
+	// one cluster: what the task left there, which is all a deploy there may prune.
+	CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error)
 	// ListRevisions returns the revisions of one run, in task order of recording.
 	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
 	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)

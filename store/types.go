@@ -135,6 +135,9 @@ type InventoryEntry struct {
 	// whose rendering and live fingerprint both still match.
 	Digest      string
 	Fingerprint string
+	// Adopted: the object existed without Slipway's owner metadata and this revision took
+	// it over (the task said adopt: true).
+	Adopted bool
 }
 
 // String is KIND/NAMESPACE/NAME, or KIND/NAME for a cluster-scoped object.
@@ -178,6 +181,12 @@ type NewRevision struct {
 	Reason string
 	// Drift is the task's drift policy, kept with the revision for the drift watcher.
 	Drift DriftPolicy
+	// Masks are the secret values of the run, stored as securely as Objects (which may
+	// hold them), so whoever shows the objects' content later can mask them.
+	Masks []string
+	// Prune is the task's prune setting: a rollback to or from this revision prunes only
+	// when it is set.
+	Prune bool
 }
 
 // Revision is one deploy of one task: what was rendered, what was applied, and what
@@ -198,6 +207,8 @@ type Revision struct {
 	Status        RevisionStatus
 	Reason        string
 	Drift         DriftPolicy
+	Masks         []string `json:"-"` // see NewRevision.Masks; never in an answer
+	Prune         bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

@@ -23,7 +23,10 @@ type historyRow struct {
 	StartedAt       string  `json:"started_at,omitempty"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Revision        string  `json:"revision,omitempty"`
-	Reason          string  `json:"reason,omitempty"`
+	// Adopted lists the objects the run's deploys took over (TASK KIND/NAMESPACE/NAME):
+	// they existed without Slipway's owner label and the task said adopt: true.
+	Adopted []string `json:"adopted,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
 }
 
 func newHistoryCommand() *cobra.Command {
@@ -65,6 +68,16 @@ func newHistoryCommand() *cobra.Command {
 						row.Revision += ","
 					}
 					row.Revision += fmt.Sprintf("%s:%s", rev.Task, rev.Status)
+					n := 0
+					for _, e := range rev.Inventory {
+						if e.Adopted {
+							row.Adopted = append(row.Adopted, rev.Task+" "+e.String())
+							n++
+						}
+					}
+					if n > 0 {
+						row.Revision += fmt.Sprintf("(%d adopted)", n)
+					}
 				}
 				rows = append(rows, row)
 			}

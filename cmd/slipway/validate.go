@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/policy"
@@ -30,7 +31,11 @@ there and ${...} references inside manifests and values files must resolve.
 With --config, slipway.yaml is checked too and cluster names, the default registry and the
 chart repository are checked against it, and so is policy: every deploy task's cluster and
 namespace must be granted to the pipeline's repository (--repository NAME) or, without
---repository, to at least one repository in slipway.yaml.
+--repository, to at least one repository in slipway.yaml. Limits (file sizes, pipelines per
+file, the shortest cron interval) are the repository's with --repository, else the defaults.
+
+Files are read as a run reads them: every path resolved inside the repository, so a symlink
+that leaves it, dangles or is absolute is an error naming the link.
 
 Exit status: 0 when everything is valid, 1 when not. Errors go to stderr as
 FILE:LINE:COL: message, or to stdout as a JSON array with -o json.`,
@@ -98,6 +103,7 @@ func validateFiles(args []string, configFile, repository string) (diag.List, err
 			p := policy.ForAnyRepository(cfg)
 			if repository != "" {
 				p = policy.For(cfg, repository)
+				opts.Limits = cfg.Repository(repository).PipelineLimits()
 			}
 			grants = &p
 		}
@@ -107,9 +113,14 @@ func validateFiles(args []string, configFile, repository string) (diag.List, err
 		if err != nil {
 			return nil, err
 		}
+		repo, err := repofs.Open(filepath.Dir(file))
+		if err != nil {
+			return nil, err
+		}
 		fileOpts := opts
-		fileOpts.Repo = os.DirFS(filepath.Dir(file))
-		ps, err := pipeline.LoadFile(fileOpts.Repo, filepath.Base(file), file, fileOpts)
+		fileOpts.Repo = repo
+		ps, err := pipeline.LoadFile(repo, filepath.Base(file), file, fileOpts)
+		repo.Close()
 		var list diag.List
 		switch {
 		case errors.As(err, &list):

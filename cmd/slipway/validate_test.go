@@ -182,3 +182,48 @@ func TestValidateValid(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestValidateSubstitutionRules: validation reads ${...} in repository files as the run
+// substitutes them (in values only, comments ignored) and refuses a publish-chart that would
+// package a secret unless packageSecrets is set.
+func TestValidateSubstitutionRules(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "app.yaml", "# ${IGNORED} in a comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata:\n  ${BUILD_ID}: x\n")
+	writeFile(t, dir, "chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+	writeFile(t, dir, "chart/values.yaml", "image: {tag: \"${BUILD_ID}\"}\ndb:\n  password: ${DB_PASSWORD}\n")
+	writeFile(t, dir, "chart/NOTES.txt", "${BUILD_ID}\n")
+	pipelineFile := func(extra string) string {
+		return writeFile(t, dir, ".pipeline.yaml", `name: app
+secrets:
+  - {name: DB_PASSWORD, file: /etc/slipway/db}
+stages:
+  - name: s
+    tasks:
+      - {name: deploy, type: deploy-yaml, path: app.yaml, cluster: prod, namespace: web}
+      - {name: chart, type: publish-chart, chartDir: chart, chart: c, version: "0.1.${BUILD_ID}", repository: "oci://r.example/c"`+extra+`}
+`)
+	}
+	file := pipelineFile("")
+	_, stderr, _ := run(t, "validate", file)
+	for _, want := range []string{
+		filepath.Join(dir, "app.yaml") + `:6:3: data: a ${...} reference may only be in a value, not in a mapping key`,
+		file + `:8:54: chart/values.yaml:3:13 uses secret ${DB_PASSWORD}: a published chart is readable by anyone who can pull it; set packageSecrets: true to publish the value anyway`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("missing %q in:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "IGNORED") {
+		t.Errorf("a reference in a comment was checked:\n%s", stderr)
+	}
+
+	writeFile(t, dir, "app.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: ${BUILD_ID}}\n")
+	file = pipelineFile(", packageSecrets: true")
+	if _, stderr, err := run(t, "validate", file); err != nil {
+		t.Errorf("packageSecrets: true still refused: %v\n%s", err, stderr)
+	}
+	file = pipelineFile(", packageSecrets: true, substitute: [NOTES.txt]")
+	if _, stderr, _ := run(t, "validate", file); !strings.Contains(stderr, `substitute "NOTES.txt": only YAML files`) {
+		t.Errorf("a non-YAML substitute file passed:\n%s", stderr)
+	}
+}

@@ -30,17 +30,24 @@ var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // non-empty one, in order. Syntax errors and duplicate mapping keys are reported; after a
 // syntax error the rest of the file cannot be read, so the documents before it are returned.
 func ReadDocuments(r diag.Reporter, data []byte) []*yaml.Node {
+	docs, _ := ReadDocumentsMax(r, data, 0)
+	return docs
+}
+
+// ReadDocumentsMax is ReadDocuments reading at most max documents (0: no limit). When data
+// holds more, next is the root of the first one past max, for its position; the rest of
+// data is not read.
+func ReadDocumentsMax(r diag.Reporter, data []byte, max int) (docs []*yaml.Node, next *yaml.Node) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var docs []*yaml.Node
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			return docs
+			return docs, nil
 		}
 		if err != nil {
 			reportSyntax(r, err)
-			return docs
+			return docs, nil
 		}
 		if len(doc.Content) == 0 {
 			continue
@@ -48,6 +55,9 @@ func ReadDocuments(r diag.Reporter, data []byte) []*yaml.Node {
 		root := doc.Content[0]
 		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 			continue // a document holding only comments or "---"
+		}
+		if max > 0 && len(docs) == max {
+			return docs, root
 		}
 		checkDuplicateKeys(r, root)
 		docs = append(docs, root)

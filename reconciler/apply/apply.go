@@ -26,6 +26,8 @@ import (
 type Change struct {
 	Object string `json:"object"`
 	Action string `json:"action"`
+	// Adopted: the object existed without the task's identity and was taken over.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Result of an apply.

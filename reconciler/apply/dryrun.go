@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,9 +16,10 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/kube"
 )
 
-// DryRun runs a server-side dry-run apply of every object the plan will apply and reports
-// every failure, each naming its file and object, as a *DryRunError; nothing is applied
-// unless all pass.
+// DryRun runs a server-side dry-run apply of every object the plan will apply, checks that
+// every one that exists already may be taken (Owner.Admit: the task's own, or adopted),
+// and reports every failure, each naming its file and object, as a *DryRunError; nothing
+// is applied unless all pass.
 // Objects the plan found unchanged are not sent: the same rendering was applied before and
 // nobody touched it since. Objects in a namespace the same set creates, and custom
 // resources whose CRD the same set installs, cannot be dry-run before that apply; they are
@@ -59,6 +61,17 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 		// A dry-run create assigns no resourceVersion: Apply reports the object created.
 		it.dryRunVersion = obj.GetResourceVersion()
 		it.merged = obj
+		if it.dryRunVersion == "" {
+			return nil
+		}
+		if err := a.admit(ctx, p, it); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
 		return nil
 	})
 	if err != nil {
@@ -69,6 +82,22 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 		return &DryRunError{Errs: errs}
 	}
 	p.dryRun = true
+	return nil
+}
+
+// admit reads the live object's metadata and decides whether the plan may take it; an
+// admitted object that is not the task's own is marked adopted.
+func (a *Applier) admit(ctx context.Context, p *Plan, it *planItem) error {
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(it.obj.GroupVersionKind())
+	if err := a.Cluster.Client.Get(ctx, client.ObjectKeyFromObject(it.obj), live); err != nil {
+		return it.fail(OpLookup, err)
+	}
+	got, err := p.owner.Admit(live.GetLabels(), live.GetAnnotations(), p.previous[it.entry().Key()], p.Adopt)
+	if err != nil {
+		return it.fail(OpOwnership, err)
+	}
+	it.adopted = got == Adopt
 	return nil
 }
 

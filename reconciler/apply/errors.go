@@ -22,6 +22,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrUnhealthy: the health wait ended with an object failed or not ready in time.
 	ErrUnhealthy = errors.New("not healthy")
+	// ErrNotOwned: an object the manifests define exists on the cluster without the task's
+	// identity, and the task may not take it over (a *NotOwnedError says why).
+	ErrNotOwned = errors.New("not owned by this task")
 )
 
 // Op names what was being done to an object when it failed.
@@ -36,6 +39,7 @@ const (
 	OpTakeOver    Op = "take over from kubectl"
 	OpEstablished Op = "wait until established"
 	OpPrune       Op = "prune"
+	OpOwnership   Op = "ownership check"
 )
 
 // ObjectError is the failure of one object: which, where it was rendered from when known,
@@ -85,6 +89,9 @@ type DryRunError struct{ Errs []error }
 
 func (e *DryRunError) Error() string {
 	msg := "server-side dry-run failed, nothing was applied:"
+	if errors.Is(e, ErrNotOwned) {
+		msg = "refused before anything was applied:"
+	}
 	for _, err := range e.Errs {
 		var oe *ObjectError
 		if errors.As(err, &oe) && oe.Op == OpDryRun {
@@ -133,3 +140,30 @@ func apiMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// NotOwnedError is an existing object a deploy may not take over (see Owner.Admit): who
+// owns it, and what would let the task take it.
+type NotOwnedError struct {
+	// Holder names the owner the object's metadata shows; "" when it has no Slipway owner.
+	Holder string
+	// ForeignRepository: the owner is another repository's task, or one whose repository
+	// cannot be told; adopt does not take it over.
+	ForeignRepository bool
+}
+
+func (e *NotOwnedError) Error() string {
+	switch {
+	case e.Holder == "":
+		return "it exists and Slipway did not create it (no slipway.dev/owner label); " +
+			"set adopt: true on the task to take it over (from then on its deploys change it and prune it when it is dropped from the manifests), " +
+			"or remove it from the manifests"
+	case e.ForeignRepository:
+		return fmt.Sprintf("it belongs to %s, not to a task of this repository; "+
+			"a repository never takes over what another may deploy, adopt: true included "+
+			"(to hand it over, its owner drops it with prune: false and someone with cluster access removes its slipway.dev/owner label)", e.Holder)
+	}
+	return fmt.Sprintf("it belongs to %s, another task of this repository; set adopt: true on the task to move it here", e.Holder)
+}
+
+// Is makes every NotOwnedError ErrNotOwned.
+func (e *NotOwnedError) Is(target error) bool { return target == ErrNotOwned }

@@ -104,3 +104,70 @@ func LabelValue(ref store.TaskRef) string {
 func labelChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
+
+// Admission is what a deploy may do with an object that already exists on the cluster.
+type Admission int
+
+// Admissions.
+const (
+	// Owned: the object carries the task's identity; apply it.
+	Owned Admission = iota
+	// Adopt: the object is not the task's, but the task said adopt: true and may take it.
+	Adopt
+)
+
+// Admit decides whether a deploy of o may apply over an existing object with these labels
+// and annotations. inPrevious says the task's previous inventory on the same cluster lists
+// the object; adopt is the task's adopt setting. The rules:
+//   - carrying o's owner label: o's own;
+//   - labelled by an older Slipway (pipeline and task names, no repository) with o's
+//     names, and in o's previous inventory: o's own (the upgrade re-stamps it);
+//   - no Slipway owner at all: taken over only with adopt;
+//   - owned by another task of the same repository (its annotation names it, and agrees
+//     with its label): taken over only with adopt; the repository's one reviewed content
+//     moves its own objects between its tasks and pipelines;
+//   - owned by another repository, or by an owner whose repository cannot be told (old
+//     labels, a label without a matching annotation): never, even with adopt. A
+//     repository's content is untrusted: it must not take what another repository
+//     deploys. Someone with cluster access hands it over by removing the owner label.
+//
+// A refusal is a *NotOwnedError.
+func (o Owner) Admit(labels, annotations map[string]string, inPrevious, adopt bool) (Admission, error) {
+	label := labels[OwnerLabel]
+	if label == o.label {
+		return Owned, nil
+	}
+	if label != "" {
+		holder, ok := parseTaskRef(annotations[OwnerAnnotation])
+		if !ok || LabelValue(holder) != label {
+			return 0, &NotOwnedError{Holder: label, ForeignRepository: true}
+		}
+		if holder.Pipeline.Repository != o.ref.Pipeline.Repository {
+			return 0, &NotOwnedError{Holder: holder.String(), ForeignRepository: true}
+		}
+		if !adopt {
+			return 0, &NotOwnedError{Holder: holder.String()}
+		}
+		return Adopt, nil
+	}
+	if pipeline, ok := labels[legacyNameLabel]; ok {
+		task := labels[legacyNamespaceLabel]
+		if pipeline == o.ref.Pipeline.Name && task == o.ref.Task && inPrevious {
+			return Owned, nil
+		}
+		return 0, &NotOwnedError{Holder: "pipeline " + pipeline + " task " + task + " (labels of an older Slipway)", ForeignRepository: true}
+	}
+	if !adopt {
+		return 0, &NotOwnedError{}
+	}
+	return Adopt, nil
+}
+
+// parseTaskRef reads REPOSITORY/PIPELINE/TASK, TaskRef.String's form.
+func parseTaskRef(s string) (store.TaskRef, bool) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return store.TaskRef{}, false
+	}
+	return store.TaskRef{Pipeline: store.PipelineRef{Repository: parts[0], Name: parts[1]}, Task: parts[2]}, true
+}

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -91,5 +92,95 @@ func TestOwnerPathsNameTheStampedMetadata(t *testing.T) {
 	}
 	if len(want) > 0 || len(got) != 4 {
 		t.Errorf("OwnerPaths = %v; missing %v", got, want)
+	}
+}
+
+// Admit: what a deploy may take over, with and without adopt.
+func TestAdmit(t *testing.T) {
+	me := OwnerOf(taskRef("shop", "web", "deploy"))
+	sibling := OwnerOf(taskRef("shop", "api", "deploy"))
+	stranger := OwnerOf(taskRef("bank", "web", "deploy"))
+	meta := func(o Owner) (map[string]string, map[string]string) { return o.Labels(), o.Annotations() }
+	legacy := func(pipeline, task string) map[string]string {
+		return map[string]string{legacyNameLabel: pipeline, legacyNamespaceLabel: task}
+	}
+	ours, oursAnn := meta(me)
+	sib, sibAnn := meta(sibling)
+	str, strAnn := meta(stranger)
+	// A stranger's label with an annotation claiming this repository: the label decides.
+	forged := map[string]string{OwnerAnnotation: "shop/other/deploy"}
+
+	const (
+		refused = iota
+		refusedEvenWithAdopt
+		owned
+		adoptedOnlyWithAdopt
+	)
+	for _, c := range []struct {
+		name        string
+		labels      map[string]string
+		annotations map[string]string
+		inPrevious  bool
+		want        int
+	}{
+		{"ours", ours, oursAnn, false, owned},
+		{"ours, in the previous inventory", ours, oursAnn, true, owned},
+		{"ours with the annotation lost", ours, nil, false, owned},
+		{"unlabelled", map[string]string{"app": "web"}, nil, false, adoptedOnlyWithAdopt},
+		{"unlabelled though our inventory listed it (label removed by hand)", nil, nil, true, adoptedOnlyWithAdopt},
+		{"another task of this repository", sib, sibAnn, false, adoptedOnlyWithAdopt},
+		{"another repository", str, strAnn, true, refusedEvenWithAdopt},
+		{"another repository's label, this repository's annotation", str, forged, false, refusedEvenWithAdopt},
+		{"a label without the annotation", sib, nil, false, refusedEvenWithAdopt},
+		{"old labels of this task, in its inventory", legacy("web", "deploy"), nil, true, owned},
+		{"old labels of this task, not in its inventory", legacy("web", "deploy"), nil, false, refusedEvenWithAdopt},
+		{"old labels of another task", legacy("web", "other"), nil, true, refusedEvenWithAdopt},
+	} {
+		for _, adopt := range []bool{false, true} {
+			got, err := me.Admit(c.labels, c.annotations, c.inPrevious, adopt)
+			var want Admission
+			wantErr := false
+			switch {
+			case c.want == owned:
+				want = Owned
+			case c.want == adoptedOnlyWithAdopt && adopt:
+				want = Adopt
+			default:
+				wantErr = true
+			}
+			if wantErr {
+				var ne *NotOwnedError
+				if !errors.As(err, &ne) || !errors.Is(err, ErrNotOwned) {
+					t.Errorf("%s, adopt %v: %v, %v; want a NotOwnedError", c.name, adopt, got, err)
+					continue
+				}
+				if ne.ForeignRepository != (c.want == refusedEvenWithAdopt) {
+					t.Errorf("%s, adopt %v: ForeignRepository %v", c.name, adopt, ne.ForeignRepository)
+				}
+				continue
+			}
+			if err != nil || got != want {
+				t.Errorf("%s, adopt %v: %v, %v; want %v", c.name, adopt, got, err, want)
+			}
+		}
+	}
+}
+
+// The refusals say who owns the object and what would let the task take it.
+func TestNotOwnedErrorSaysWhatToDo(t *testing.T) {
+	me := OwnerOf(taskRef("shop", "web", "deploy"))
+	_, err := me.Admit(nil, nil, false, false)
+	if err == nil || !strings.Contains(err.Error(), "adopt: true") || !strings.Contains(err.Error(), "Slipway did not create it") {
+		t.Errorf("unlabelled: %v", err)
+	}
+	sib := OwnerOf(taskRef("shop", "api", "deploy"))
+	_, err = me.Admit(sib.Labels(), sib.Annotations(), false, false)
+	if err == nil || !strings.Contains(err.Error(), "shop/api/deploy, another task of this repository") || !strings.Contains(err.Error(), "adopt: true") {
+		t.Errorf("sibling: %v", err)
+	}
+	str := OwnerOf(taskRef("bank", "web", "deploy"))
+	_, err = me.Admit(str.Labels(), str.Annotations(), false, true)
+	if err == nil || !strings.Contains(err.Error(), "bank/web/deploy") || !strings.Contains(err.Error(), "adopt: true included") {
+		t.Errorf("stranger: %v", err)
 	}
 }

@@ -21,7 +21,14 @@ import (
 // stamped and its digest, in apply order, and which of them nobody changed since the
 // previous revision applied them. DryRun checks the rest; Apply applies the rest.
 type Plan struct {
+	// Adopt lets DryRun admit existing objects that carry no Slipway owner, or another
+	// task's of the same repository (the task's adopt: true); see Owner.Admit.
+	Adopt bool
+
 	items []*planItem
+	owner Owner
+	// previous holds the keys of the previous inventory on the same cluster.
+	previous map[string]bool
 	// dryRun is set once DryRun passed: Apply refuses a plan that was not checked.
 	dryRun bool
 }
@@ -39,6 +46,8 @@ type planItem struct {
 	merged *unstructured.Unstructured
 	// deferred: not dry-run, because the set creates its namespace or its kind first.
 	deferred bool
+	// adopted: the object exists without the task's identity and DryRun admitted it.
+	adopted bool
 }
 
 // fail names the item, as rendered, in an error.
@@ -49,7 +58,8 @@ func (it *planItem) fail(op Op, err error) *ObjectError {
 func (it *planItem) entry() store.InventoryEntry {
 	gvk := it.obj.GroupVersionKind()
 	return store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
-		Namespace: it.obj.GetNamespace(), Name: it.obj.GetName(), Digest: it.digest, Fingerprint: it.fingerprint}
+		Namespace: it.obj.GetNamespace(), Name: it.obj.GetName(), Digest: it.digest, Fingerprint: it.fingerprint,
+		Adopted: it.adopted}
 }
 
 // Len is how many objects the plan holds; Changed how many it will dry-run and apply.
@@ -71,7 +81,7 @@ func (p *Plan) Changed() int {
 // namespace (selected by owner labels) instead of a GET and a dry-run per object.
 func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []store.InventoryEntry) (*Plan, error) {
 	labels := owner.Labels()
-	p := &Plan{items: make([]*planItem, len(ms))}
+	p := &Plan{items: make([]*planItem, len(ms)), owner: owner, previous: make(map[string]bool, len(previous))}
 	for i, m := range ms {
 		obj := m.Object.DeepCopy()
 		PrepareObject(obj, owner)
@@ -89,6 +99,7 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 	prev := make(map[string]store.InventoryEntry, len(previous))
 	for _, e := range previous {
 		prev[e.Key()] = e
+		p.previous[e.Key()] = true
 	}
 	groups := map[listKey]bool{}
 	for _, it := range p.items {

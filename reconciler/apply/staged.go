@@ -48,8 +48,8 @@ const (
 // Apply applies the plan's changed objects with server-side apply (field manager slipway,
 // taking ownership of conflicting fields), stage by stage, each stage concurrently, and
 // waits for new CRDs to be established before the objects that may use them. Objects
-// kubectl applied before are taken over: its last-applied annotation and field managers
-// are removed. Unchanged objects cost nothing. The result has every object's action and
+// kubectl applied before (which DryRun admitted: adopted) are taken over: its last-applied
+// annotation and field managers are removed. Unchanged objects cost nothing. The result has every object's action and
 // the inventory, with digests and live fingerprints for the next deploy. An object the API
 // server refuses stops the apply with its *ObjectError.
 func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
@@ -92,7 +92,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		if !it.unchanged {
 			action = actions[it]
 		}
-		res.Changes = append(res.Changes, Change{Object: render.ObjectName(it.obj), Action: string(action)})
+		res.Changes = append(res.Changes, Change{Object: render.ObjectName(it.obj), Action: string(action), Adopted: it.adopted})
 		res.Inventory = append(res.Inventory, it.entry())
 	}
 	sortInventory(res.Inventory)

@@ -13,6 +13,7 @@ import (
 	"github.com/fluxcd/pkg/ssa/normalize"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/internal/mask"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 )
@@ -23,7 +24,7 @@ type Finding struct {
 	// Gone: the object no longer exists.
 	Gone bool
 	// Patch is the RFC 6902 patch that turns the live object into what Slipway would apply
-	// (Secrets masked); "" when gone.
+	// (Secrets masked, and the revision's masks in any object); "" when gone.
 	Patch string
 	// Manager is the field manager that changed the object last (other than Slipway), and
 	// ChangedAt when, from managedFields; "" and zero when unknown: Kubernetes records no
@@ -46,8 +47,11 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	ignore := append(apply.OwnerPaths(), o.Ignore...)
 	d, err := jsondiff.Unstructured(ctx, cl.Client, desired, jsondiff.FieldOwner(kube.FieldManager),
 		jsondiff.IgnorePaths(ignore), jsondiff.MaskSecrets(true))
+	// The run's secret values can be in any object (a ConfigMap, an env var), not only in
+	// Secrets, which is all MaskSecrets covers.
+	m := o.masker()
 	if err != nil {
-		return nil, fmt.Errorf("dry-run diff of %s on %s: %w", o, cl.Name, err)
+		return nil, fmt.Errorf("dry-run diff of %s on %s: %w", o, cl.Name, maskErr(m, err))
 	}
 	switch d.Type {
 	case jsondiff.DiffTypeCreate:
@@ -66,7 +70,7 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode the patch of %s: %w", o, err)
 		}
-		f := &Finding{Object: o, Patch: string(patch)}
+		f := &Finding{Object: o, Patch: m.String(string(patch))}
 		if d.ClusterObject != nil {
 			paths := make([]string, 0, len(d.Patch))
 			for _, op := range d.Patch {
@@ -78,6 +82,14 @@ func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
 	default:
 		return nil, nil
 	}
+}
+
+// masker masks the secret values of the run that stored the object's revision.
+func (o *Object) masker() *mask.Masker {
+	if o.Revision == nil {
+		return nil
+	}
+	return mask.New(o.Revision.Masks...)
 }
 
 // emptyMetadataAdd tells a patch operation that adds an empty labels or annotations map.

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/slipwayhq/slipway/internal/mask"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/store"
@@ -277,6 +278,8 @@ func (h *HealthWatch) unhealthy(ctx context.Context, t *healthTarget, reason str
 		retry()
 		return
 	}
+	// A pod's message may quote what it was given (an env var, an argument).
+	reason = mask.New(rev.Masks...).String(reason)
 	note := "unhealthy after its deploy: " + objectString(t.entry) + ": " + reason
 	_, err := h.Store.TransitionRevision(ctx, rev.Pipeline, rev.BuildID, rev.Task, store.RevisionHealthy, store.RevisionFailed, note)
 	first := err == nil

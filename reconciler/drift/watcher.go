@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/slipwayhq/slipway/internal/mask"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -267,10 +268,13 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		return
 	}
 	detected := time.Now()
+	// The run's secret values may be in any object (a ConfigMap, an env var), so whatever
+	// shows an object's content is masked, not only Secrets.
+	m := mask.New(rev.Masks...)
 	f, err := Check(ctx, cl, o)
 	if err != nil {
 		if ctx.Err() == nil {
-			log.WithError(err).Warn("drift: check")
+			log.WithError(maskErr(m, err)).Warn("drift: check")
 		}
 		return
 	}
@@ -319,6 +323,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 	} else {
 		ev.Action = store.DriftCorrected
 		if err := Correct(ctx, cl, o); err != nil {
+			err = maskErr(m, err)
 			ev.Action, ev.Error = store.DriftCorrectionFailed, err.Error()
 			w.setDrifted(key, "failed")
 			log.WithError(err).Error("drift correction failed")
@@ -333,6 +338,14 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 	if w.Metrics != nil {
 		w.Metrics.events.WithLabelValues(rev.Pipeline.Repository, rev.Pipeline.Name, string(ev.Action)).Inc()
 	}
+}
+
+// maskErr is err with m's values masked in its text.
+func maskErr(m *mask.Masker, err error) error {
+	if m.Empty() {
+		return err
+	}
+	return errors.New(m.String(err.Error()))
 }
 
 // retryBusy is how soon an object of a pipeline with a run under way is looked at again.

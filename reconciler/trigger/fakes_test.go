@@ -235,9 +235,9 @@ func (r *fakeRuns) Cancel(_ context.Context, ref store.PipelineRef, id int64, re
 	r.cancelled = append(r.cancelled, fmt.Sprintf("%s#%d: %s", ref.Name, id, reason))
 	return nil
 }
-func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string) {}
-func (r *fakeRuns) Active(store.PipelineRef) bool                           { return false }
-func (r *fakeRuns) Answer(store.PipelineRef, int64, policy.Answer) error    { return nil }
+func (r *fakeRuns) CancelActive(context.Context, store.PipelineRef, string)               {}
+func (r *fakeRuns) Active(store.PipelineRef) bool                                         { return false }
+func (r *fakeRuns) Answer(context.Context, store.PipelineRef, int64, policy.Answer) error { return nil }
 
 func (r *fakeRuns) jobs() (submitted, supersededJobs []reconciler.Job, reasons []string) {
 	r.mu.Lock()

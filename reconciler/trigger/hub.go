@@ -29,7 +29,7 @@ type Dispatcher interface {
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error
 	CancelActive(ctx context.Context, ref store.PipelineRef, reason string)
 	Active(ref store.PipelineRef) bool
-	Answer(ref store.PipelineRef, buildID int64, a policy.Answer) error
+	Answer(ctx context.Context, ref store.PipelineRef, buildID int64, a policy.Answer) error
 }
 
 // RunRecords is what the hub reads of recorded runs.
@@ -172,7 +172,7 @@ func (h *Hub) Approve(ctx context.Context, ref store.PipelineRef, buildID int64,
 	if actor == "" {
 		return fmt.Errorf("answer %s #%d: no actor to record", ref.Name, buildID)
 	}
-	if err := h.dispatcher.Answer(ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()}); err != nil {
+	if err := h.dispatcher.Answer(ctx, ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()}); err != nil {
 		return err
 	}
 	action := store.AuditApprove

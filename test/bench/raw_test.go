@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
+	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/render"
 )
@@ -79,9 +81,19 @@ func (c *rawClient) do(ctx context.Context, method, path, query string, body []b
 	return nil
 }
 
+// loadManifests renders every manifest below dir, as a deploy-yaml task with path "." would.
+func loadManifests(dir string) ([]render.Manifest, error) {
+	repo, err := repofs.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer repo.Close()
+	return render.LoadManifests(repo, ".", pipeline.Limits{}.Text(), render.Map{})
+}
+
 // rawObjects loads the set and encodes each object as JSON (valid YAML for apply patches).
 func rawObjects(dir string) (paths []string, bodies [][]byte, err error) {
-	ms, err := render.LoadManifests(dir, ".", render.Map{})
+	ms, err := loadManifests(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", dir, err)
 	}

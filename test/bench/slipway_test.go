@@ -58,7 +58,7 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 		phases[name] += now.Sub(lap).Seconds()
 		lap = now
 	}
-	ms, err := render.LoadManifests(in.dir, ".", render.Map{})
+	ms, err := loadManifests(in.dir)
 	if err != nil {
 		return childResult{}, fmt.Errorf("render: %w", err)
 	}

@@ -321,12 +321,12 @@ func TestBuildRefusesPathsOutsideTheCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct{ dockerfile, context, want string }{
-		{"../../etc/passwd", "", "leaves the repository"},
-		{"Dockerfile.passwd", "", "leaves the repository"},
-		{"Dockerfile", "../", "leaves the repository"},
-		{"Dockerfile", "linkdir", "leaves the repository"},
-		{"Dockerfile", "", `"leak": leaves the repository`},
-		{"Dockerfile.link2", "", `"linkdir/secret.txt": leaves the repository`},
+		{"../../etc/passwd", "", `path "../../etc/passwd" leaves the repository`},
+		{"Dockerfile.passwd", "", `symlink "Dockerfile.passwd" points to the absolute path "/etc/passwd"`},
+		{"Dockerfile", "../", `path "../" leaves the repository`},
+		{"Dockerfile", "linkdir", `symlink "linkdir" points to the absolute path`},
+		{"Dockerfile", "", `source "leak" must stay inside the build context: symlink "leak" points to the absolute path`},
+		{"Dockerfile.link2", "", `source "linkdir/secret.txt" must stay inside the build context: "linkdir/secret.txt": symlink "linkdir" points to the absolute path`},
 	}
 	for _, typ := range []string{"native", "buildkit"} {
 		b, err := builder.New(builder.Options{Type: typ, Address: env.BuildkitHost, Insecure: []string{env.Registry}})
@@ -410,5 +410,34 @@ func TestBuildRetentionDeletesOldTagsInTheRegistry(t *testing.T) {
 	slices.Sort(left)
 	if want := []string{"alpha-1", "alpha-10", "alpha-11", "alpha-2", "beta-1", "latest"}; !slices.Equal(left, want) {
 		t.Errorf("tags left in the registry = %v, want %v", left, want)
+	}
+}
+
+// BuildKit pushes a registry's names to its mirror endpoint (registry.mirrors), and the
+// result keeps the name as written.
+func TestBuildBuildKitPushesThroughAMirror(t *testing.T) {
+	env := testenv.Get(t)
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"Dockerfile": "FROM " + env.BaseImage + "\nRUN echo mirrored > /m\n"})
+	b, err := builder.New(builder.Options{Type: "buildkit", Address: env.BuildkitHost, Insecure: []string{env.Registry},
+		Mirrors: map[string]string{"hub.example.com": env.Registry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := testenv.UniqueName(t)
+	var logs []string
+	res, err := b.Build(buildCtx(t), builder.Request{Root: root, Registry: "hub.example.com", Workspace: "devops", Image: image,
+		Tag: "alpha-1", ExtraTags: []string{"latest"}, Log: func(l string) { logs = append(logs, l) }})
+	if err != nil {
+		t.Fatalf("buildkit build: %v\nlog:\n%s", err, strings.Join(logs, "\n"))
+	}
+	if want := "hub.example.com/devops/" + image + ":alpha-1"; res.Image != want {
+		t.Errorf("result image %q, want %q", res.Image, want)
+	}
+	for _, tag := range []string{"alpha-1", "latest"} {
+		img, files := imageFiles(t, env.Registry+"/devops/"+image+":"+tag, name.Insecure)
+		if d, _ := img.Digest(); d.String() != res.Digest || files["/m"] != "mirrored\n" {
+			t.Errorf("%s at the endpoint: digest %s (built %s), /m = %q", tag, d, res.Digest, files["/m"])
+		}
 	}
 }

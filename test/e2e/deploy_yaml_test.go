@@ -41,16 +41,17 @@ stages:
 }
 
 type historyEntry struct {
-	BuildID  int64   `json:"build_id"`
-	Status   string  `json:"status"`
-	Commit   string  `json:"commit"`
-	Trigger  string  `json:"trigger"`
-	Parent   int64   `json:"parent"`
-	Created  string  `json:"created_at"`
-	Started  string  `json:"started_at"`
-	Duration float64 `json:"duration_seconds"`
-	Revision string  `json:"revision"`
-	Reason   string  `json:"reason"`
+	BuildID  int64    `json:"build_id"`
+	Status   string   `json:"status"`
+	Commit   string   `json:"commit"`
+	Trigger  string   `json:"trigger"`
+	Parent   int64    `json:"parent"`
+	Created  string   `json:"created_at"`
+	Started  string   `json:"started_at"`
+	Duration float64  `json:"duration_seconds"`
+	Revision string   `json:"revision"`
+	Adopted  []string `json:"adopted"`
+	Reason   string   `json:"reason"`
 }
 
 func history(t *testing.T, cfg, pipeline string) []historyEntry {

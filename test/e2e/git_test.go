@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
@@ -187,7 +188,7 @@ func TestGitHeadAndSyncFetchOnlyWhenMoved(t *testing.T) {
 		firstSync.Round(time.Microsecond), unchanged, moved.Round(time.Microsecond))
 }
 
-func TestGitCheckoutWritesContentModesAndSafeSymlinks(t *testing.T) {
+func TestGitCheckoutWritesContentModesAndConfinedSymlinks(t *testing.T) {
 	env := testenv.Get(t)
 	name, url := env.Repo(t)
 	repo := gitRepo(env, name, url)
@@ -202,14 +203,16 @@ func TestGitCheckoutWritesContentModesAndSafeSymlinks(t *testing.T) {
 	if err := os.Chmod(filepath.Join(w.dir, "scripts/run.sh"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for link, target := range map[string]string{
-		"deploy/link.yaml": "app.yaml",            // inside: kept
-		"up":               "deploy/../README.md", // inside after cleaning: kept
-		"abs":              "/etc/passwd",         // absolute: left out
-		"escape":           "../outside.txt",      // lexically outside: left out
+	links := map[string]string{
+		"deploy/link.yaml": "app.yaml",            // inside
+		"up":               "deploy/../README.md", // inside after cleaning
+		"abs":              "/etc/passwd",         // absolute
+		"escape":           "../outside.txt",      // lexically outside
 		"self":             ".",                   // inside
-		"sneaky":           "self/../outside.txt", // lexically inside, really outside: left out
-	} {
+		"sneaky":           "self/../outside.txt", // lexically inside, really outside
+		"later":            "self/../ws2/x",       // outside, at a path that does not exist yet
+	}
+	for link, target := range links {
 		if err := os.Symlink(target, filepath.Join(w.dir, link)); err != nil {
 			t.Fatal(err)
 		}
@@ -250,19 +253,33 @@ func TestGitCheckoutWritesContentModesAndSafeSymlinks(t *testing.T) {
 			t.Errorf("%s mode %v, want %v", file, fi.Mode(), want)
 		}
 	}
-	for link, want := range map[string]string{"deploy/link.yaml": "app.yaml", "self": "."} {
-		fi, err := os.Lstat(filepath.Join(ws, link))
-		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
-			t.Fatalf("%s should be a symlink: %v, %v", link, fi, err)
-		}
-		if got, _ := os.Readlink(filepath.Join(ws, link)); got != want {
-			t.Errorf("%s -> %q, want %q", link, got, want)
+	// Links are written as Git has them and never followed by the checkout; what reads the
+	// workspace (repofs) refuses those that leave it, naming the link.
+	for link, target := range links {
+		if got, err := os.Readlink(filepath.Join(ws, link)); err != nil || got != target {
+			t.Errorf("%s -> %q, %v; want %q", link, got, err, target)
 		}
 	}
-	for _, link := range []string{"abs", "escape", "sneaky"} {
-		if _, err := os.Lstat(filepath.Join(ws, link)); !os.IsNotExist(err) {
-			t.Errorf("%s points outside the workspace and must be left out, Lstat: %v", link, err)
+	read, err := repofs.Open(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer read.Close()
+	for link, want := range map[string]string{
+		"abs":    `symlink "abs" points to the absolute path "/etc/passwd"`,
+		"escape": `symlink "escape" points outside the repository`,
+		"sneaky": `symlink "sneaky" points outside the repository`,
+		"later":  `symlink "later" points outside the repository`,
+	} {
+		if _, err := read.ReadFile(link, repofs.Limit{}); !errors.Is(err, repofs.ErrOutside) || !strings.Contains(err.Error(), want) {
+			t.Errorf("reading %s: %v; want %q", link, err, want)
 		}
+	}
+	if b, err := read.ReadFile("deploy/link.yaml", repofs.Limit{}); err != nil || string(b) != "kind: ConfigMap\n" {
+		t.Errorf("deploy/link.yaml through repofs: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(ws); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("workspace mode %v, %v; want 0700", fi.Mode(), err)
 	}
 	if err := m.Checkout(ctx, repo, c, ws); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("Checkout into a used workspace: want a 'not empty' error, got %v", err)

@@ -92,10 +92,11 @@ func configMapExists(t *testing.T, cs kubernetes.Interface, ns, name string) boo
 }
 
 // Two repositories whose pipelines have equal pipeline and task names deploy to one
-// namespace: each keeps its objects, owned by its own identity; an object handed over from
-// one to the other survives the first one's prune; a prune in one never touches the
-// other's objects; and drift of one's Deployment is reported against that repository's
-// pipeline only.
+// namespace: each keeps its objects, owned by its own identity; one may not take the
+// other's object, even with adopt: true; an object handed over from one to the other
+// (owner label removed by hand, then adopted) survives the first one's prune; a prune in
+// one never touches the other's objects; and drift of one's Deployment is reported
+// against that repository's pipeline only.
 func TestTwoRepositoriesWithEqualNamesKeepApart(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -140,14 +141,31 @@ func TestTwoRepositoriesWithEqualNamesKeepApart(t *testing.T) {
 		t.Fatalf("both repositories' tasks have the label value %q", got)
 	}
 
-	// b takes "shared" over, then a drops it and a-two: a's prune deletes a-two only.
-	repoB.commit("b takes shared", map[string][]byte{"app.yaml": twinObjects("b-web", "b-one", "b-two", "shared")})
-	waitPipelineHistory(t, cfg, b+"/twin", 90*time.Second, "run 2 of b", succeeded(2))
+	// b may not take "shared" from a, even with adopt: true: its run fails naming the
+	// object and its owner, before anything is applied.
+	adopting := append(twinPipeline(ns), "        adopt: true\n"...)
+	repoB.commit("b takes shared", map[string][]byte{".pipeline.yaml": adopting, "app.yaml": twinObjects("b-web", "b-one", "b-two", "shared")})
+	h := waitPipelineHistory(t, cfg, b+"/twin", 90*time.Second, "run 2 of b", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].Status == "failed"
+	})
+	if !strings.Contains(h[0].Reason, "ConfigMap/"+ns+"/shared (app.yaml") || !strings.Contains(h[0].Reason, "it belongs to "+a+"/twin/deploy") {
+		t.Fatalf("run 2 of b: %s; want a refusal naming shared and its owner", h[0].Reason)
+	}
 	shared, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "shared", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertOwnedBy(t, "ConfigMap shared after b applied it", shared.ObjectMeta, b+"/twin/deploy")
+	assertOwnedBy(t, "ConfigMap shared after b's refused run", shared.ObjectMeta, a+"/twin/deploy")
+
+	// Handed over by someone with cluster access (owner label removed), b adopts it; then
+	// a drops it and a-two: a's prune deletes a-two only.
+	kubectl(t, env, "-n", ns, "label", "configmap/shared", "slipway.dev/owner-")
+	repoB.commit("b adopts shared", map[string][]byte{".pipeline.yaml": append(adopting, "        # shared handed over\n"...)})
+	waitPipelineHistory(t, cfg, b+"/twin", 90*time.Second, "run 3 of b", succeeded(3))
+	if shared, err = cs.CoreV1().ConfigMaps(ns).Get(ctx, "shared", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertOwnedBy(t, "ConfigMap shared after b adopted it", shared.ObjectMeta, b+"/twin/deploy")
 	repoA.commit("a drops a-two and shared", map[string][]byte{"app.yaml": twinObjects("a-web", "a-one")})
 	waitPipelineHistory(t, cfg, a+"/twin", 90*time.Second, "run 2 of a", succeeded(2))
 	if configMapExists(t, cs, ns, "a-two") {

@@ -13,8 +13,9 @@ import (
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
-// An object first created with `kubectl apply` becomes Slipway's cleanly: kubectl's
-// last-applied annotation and field managers are gone after the first deploy.
+// An object first created with `kubectl apply` becomes Slipway's cleanly when the task
+// adopts it: kubectl's last-applied annotation and field managers are gone after the first
+// deploy, and history says the object was adopted.
 func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -32,7 +33,7 @@ func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 
 	repo, repoName, cfg := newProject(t, env)
 	repo.commit("settings", map[string][]byte{
-		".pipeline.yaml": []byte("name: settings\nvariables: {MODE: gitops}\nstages:\n- name: deploy\n  tasks:\n  - name: settings\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n"),
+		".pipeline.yaml": []byte("name: settings\nvariables: {MODE: gitops}\nstages:\n- name: deploy\n  tasks:\n  - name: settings\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: e2e\n    namespace: " + ns + "\n    wait: 30s\n    adopt: true\n"),
 		"cm.yaml":        []byte(manifest),
 	})
 	if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
@@ -59,4 +60,7 @@ func TestDeployYAMLTakesOverKubectlObjects(t *testing.T) {
 		t.Errorf("managers = %v, want only slipway/Apply", managers)
 	}
 	assertOwnedBy(t, "ConfigMap settings", cm.ObjectMeta, repoName+"/settings/settings")
+	if h := history(t, cfg, "settings"); len(h) != 1 || len(h[0].Adopted) != 1 || h[0].Adopted[0] != "settings ConfigMap/"+ns+"/settings" {
+		t.Errorf("history does not record the adoption: %+v", h)
+	}
 }

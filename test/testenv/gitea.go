@@ -314,10 +314,20 @@ func (g *Gitea) GetPull(t testing.TB, owner, repo string, number int64) GiteaPul
 
 // MergePull merges a pull request; style is merge, rebase, rebase-merge, squash or
 // fast-forward-only. It returns the pull request as it is after the merge.
+// Right after a push to the pull request's branch Gitea still checks the new head and
+// answers 405 "Please try again later"; that is asked again for up to 30 s.
 func (g *Gitea) MergePull(t testing.TB, owner, repo string, number int64, style string) GiteaPull {
 	t.Helper()
-	g.call(t, http.MethodPost, fmt.Sprintf("%s/pulls/%d/merge", repoPath(owner, repo), number),
-		map[string]any{"do": style}, nil)
+	path := fmt.Sprintf("%s/pulls/%d/merge", repoPath(owner, repo), number)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := g.Do(t.Context(), http.MethodPost, path, map[string]any{"do": style}, nil)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "Please try again later") || time.Now().After(deadline) {
+			t.Fatalf("gitea POST %s: %v", path, err)
+		}
+	}
 	return g.GetPull(t, owner, repo, number)
 }
 

@@ -1,0 +1,46 @@
+package reconciler
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// Workspaces hold rendered files and Secrets' values: each is private to the daemon's user
+// and has a random name, so no other run (or user) can find or read it, even when the
+// workspaces folder was made earlier with wider permissions.
+func TestWorkspacesArePrivateAndUnpredictable(t *testing.T) {
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "workspaces"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRunner(RunnerOptions{Sources: emptyCheckout{}, Config: &config.Config{DataDir: data}, Log: logrus.NewEntry(logrus.New())})
+	job := RunJob(&Checkout{Repo: sources.Repo{Name: "app"}}, &pipeline.Pipeline{Name: "app"}, store.TriggerPush, 0)
+	var names []string
+	for range 2 {
+		rc, err := r.newRunContext(context.Background(), job, store.Run{BuildID: 7}, nil, logrus.NewEntry(logrus.New()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.close()
+		fi, err := os.Stat(rc.workspace)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("workspace %s: %v, %v; want mode 0700", rc.workspace, fi.Mode(), err)
+		}
+		names = append(names, filepath.Base(rc.workspace))
+	}
+	if names[0] == names[1] {
+		t.Errorf("two runs of the same BUILD_ID share the workspace name %s", names[0])
+	}
+	if fi, err := os.Stat(filepath.Join(data, "workspaces")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("workspaces folder: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+}
