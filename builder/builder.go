@@ -99,6 +99,10 @@ func ChartRepositoryPath(repository, chart string) string {
 	return repo + "/" + chart
 }
 
+// Reference is the image reference the build pushes first: registry/workspace/image:tag,
+// as Result.Image reports it after the push.
+func (r Request) Reference() string { return r.repository() + ":" + r.Tag }
+
 // tags parses every target reference, Tag first, for the registry options in reg.
 func (r Request) tags(reg *Registry) ([]name.Tag, error) {
 	if r.Registry == "" {

@@ -20,9 +20,11 @@ import (
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/drift"
 	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/schedule"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/server"
+	"github.com/slipwayhq/slipway/sources/forge"
 )
 
 // defaultListen is where the HTTP API and webhooks listen when slipway.yaml says nothing.
@@ -36,6 +38,8 @@ type Options struct {
 	GitPerHost     int           // <= 0: trigger.DefaultPerHost
 	// Clock drives the schedules; nil is the real clock. Tests step a fake one.
 	Clock clock.Clock
+	// PreviewDone, if set, hears every pull request preview that ended (tests, benchmarks).
+	PreviewDone func(preview.Result)
 	// Ready, if set, hears the HTTP API's bound address once it listens (useful with :0).
 	Ready func(addr string)
 	Log   *logrus.Entry
@@ -119,6 +123,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}
+	previewRepos := map[string]preview.Repository{}
 	var watchers []*trigger.BranchWatcher
 	for _, r := range d.Config.Repositories {
 		src, err := SourceRepo(r)
@@ -131,6 +136,10 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})})
 		hub.Add(w)
 		watchers = append(watchers, w)
+		if c, ok := forges[r.Name]; ok {
+			previewRepos[r.Name] = preview.Repository{Repo: src, TrackedBranch: r.Branch, Forge: c,
+				CommentLimit: forge.CommentLimit(r.Forge.Type)}
+		}
 		if r.Webhook != nil {
 			secret, err := ReadSecretFile(r.Webhook.SecretFile)
 			if err != nil {
@@ -143,9 +152,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Pull requests are previewed through the same runner (render, policy, dry-run), never
+	// through the dispatcher: a preview is not a run and holds no pipeline's claim.
+	previews := preview.New(preview.Options{Renderer: runner, Repositories: previewRepos, Done: o.PreviewDone,
+		Log: log.WithField("component", "preview")})
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
-		Limits: server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
-		Log:    log.WithField("component", "http")}
+		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
+		Previews: previews, Log: log.WithField("component", "http")}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
 	if err != nil {
@@ -173,6 +186,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	goRun(dw.Run)
 	goRun(hw.Run)
 	goRun(ret.Run)
+	goRun(previews.Run)
 	goRun(func(ctx context.Context) {
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
 			log.WithError(err).Error("scheduler")

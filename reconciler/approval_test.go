@@ -23,6 +23,9 @@ func (emptyCheckout) Sync(context.Context, sources.Repo, string) (sources.SyncRe
 	return sources.SyncResult{}, nil
 }
 func (emptyCheckout) Checkout(context.Context, sources.Repo, string, string) error { return nil }
+func (emptyCheckout) ChangedPaths(context.Context, sources.Repo, string, string) ([]string, error) {
+	return nil, nil
+}
 func (emptyCheckout) Commit(context.Context, sources.Repo, string) (sources.Commit, error) {
 	return sources.Commit{}, nil
 }

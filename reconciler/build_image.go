@@ -31,49 +31,9 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if r.builder == nil {
 		return nil, errors.New("no image builder is configured")
 	}
-	vars := rc.varsSnapshot()
-	subst := func(field, s string) (string, error) {
-		v, err := render.Substitute(s, vars)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", field, err)
-		}
-		return v, nil
-	}
-	req := builder.Request{
-		Root: rc.workspace, Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
-		Target: t.Target, Platform: t.Platform, Secrets: rc.secrets, BuildArgs: map[string]string{},
-		Log: func(line string) { tl.Printf("%s", line) },
-	}
-	var err error
-	if req.Tag, err = subst("tag", t.Tag); err != nil {
+	req, err := r.imageRequest(rc, task, t, tl)
+	if err != nil {
 		return nil, err
-	}
-	req.Registry = r.config.Registry.Default
-	if t.Registry != "" {
-		if req.Registry, err = subst("registry", t.Registry); err != nil {
-			return nil, err
-		}
-	}
-	if req.Registry == "" {
-		return nil, errors.New("no registry: set the task's registry or registry.default in slipway.yaml")
-	}
-	// The registry may have been substituted: check the grant on what will be pushed.
-	grants := policy.For(r.config, rc.run.Pipeline.Repository)
-	if err := policy.DeniedFor(task, policy.RulePush, grants.PushDenied(task, builder.ImageRepository(req.Registry, t.Workspace, t.Image))); err != nil {
-		tl.Printf("%s", rc.mask(err.Error()))
-		return nil, err
-	}
-	for _, et := range t.ExtraTags {
-		v, err := subst("extraTags", et)
-		if err != nil {
-			return nil, err
-		}
-		req.ExtraTags = append(req.ExtraTags, v)
-	}
-	for k, v := range t.BuildArgs {
-		if req.BuildArgs[k], err = subst("buildArgs."+k, v); err != nil {
-			return nil, err
-		}
 	}
 	res, err := r.builder.Build(ctx, req)
 	if err != nil {
@@ -208,4 +168,55 @@ func (r *Runner) newestRevision(ctx context.Context, ref store.PipelineRef, task
 		}
 	}
 	return newest, nil
+}
+
+// imageRequest is the build a build-image task asks for, every field substituted. Builds
+// and previews (which report req.Reference() and push nothing) both come here, the
+// repository's push grant checked.
+func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImageTask, tl *taskLog) (builder.Request, error) {
+	vars := rc.varsSnapshot()
+	subst := func(field, s string) (string, error) {
+		v, err := render.Substitute(s, vars)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", field, err)
+		}
+		return v, nil
+	}
+	req := builder.Request{
+		Root: rc.workspace, Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
+		Target: t.Target, Platform: t.Platform, Secrets: rc.secrets, BuildArgs: map[string]string{},
+		Log: func(line string) { tl.Printf("%s", line) },
+	}
+	var err error
+	if req.Tag, err = subst("tag", t.Tag); err != nil {
+		return builder.Request{}, err
+	}
+	req.Registry = r.config.Registry.Default
+	if t.Registry != "" {
+		if req.Registry, err = subst("registry", t.Registry); err != nil {
+			return builder.Request{}, err
+		}
+	}
+	if req.Registry == "" {
+		return builder.Request{}, errors.New("no registry: set the task's registry or registry.default in slipway.yaml")
+	}
+	// The registry may have been substituted: check the grant on what will be pushed.
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
+	if err := policy.DeniedFor(task, policy.RulePush, grants.PushDenied(task, builder.ImageRepository(req.Registry, t.Workspace, t.Image))); err != nil {
+		tl.Printf("%s", rc.mask(err.Error()))
+		return builder.Request{}, err
+	}
+	for _, et := range t.ExtraTags {
+		v, err := subst("extraTags", et)
+		if err != nil {
+			return builder.Request{}, err
+		}
+		req.ExtraTags = append(req.ExtraTags, v)
+	}
+	for k, v := range t.BuildArgs {
+		if req.BuildArgs[k], err = subst("buildArgs."+k, v); err != nil {
+			return builder.Request{}, err
+		}
+	}
+	return req, nil
 }

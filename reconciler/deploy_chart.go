@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/release"
@@ -28,48 +29,13 @@ import (
 // to become healthy, and undoes a deploy that does not: an upgrade is rolled back to the
 // previous revision (rollback: auto), a first install is uninstalled.
 func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, tl *taskLog) error {
-	vars := rc.varsSnapshot()
-	ch, err := r.loadDeployChart(ctx, rc, t, vars)
+	cr, err := r.openChartRelease(ctx, rc, task, t, false, tl)
 	if err != nil {
 		return err
 	}
-	values, err := chartValues(rc.repo, rc.limits.Text(), t, vars)
-	if err != nil {
-		return err
-	}
-	digest, err := helm.ValuesDigest(values)
-	if err != nil {
-		return err
-	}
-	cl, err := r.clusters.Get(ctx, t.Cluster)
-	if err != nil {
-		return err
-	}
-	log := rc.log.WithField("task", task)
-	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) {
-		log.Debug(rc.mask(fmt.Sprintf(f, a...)))
-	})
-	if err != nil {
-		return err
-	}
-	// The release's objects carry the owner labels YAML deploys' objects carry, so the drift
-	// watcher's label selector covers them too.
-	rel.Owner = apply.OwnerOf(store.TaskRef{Pipeline: rc.run.Pipeline, Task: task})
-	st, err := rel.Prepare(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Last != nil {
-		// An upgrade takes every object of the release: it must be the task's own release.
-		if err := r.checkReleaseOwner(ctx, rc, task, t, rel.Owner, st.Last); err != nil {
-			return err
-		}
-	}
-	if st.Unlocked > 0 {
-		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
-	}
+	ch, values, digest, cl, rel, st, log := cr.chart, cr.values, cr.digest, cr.cluster, cr.release, cr.state, cr.log
 	// Policy sees what Helm would apply before anything is, the namespace included.
-	if err := r.checkChartPolicy(ctx, rc, task, t, cl, rel, ch, values, st.Last != nil, tl); err != nil {
+	if _, err := r.checkChartPolicy(ctx, rc, task, t, cl, rel, ch, values, st.Last != nil, tl); err != nil {
 		return err
 	}
 	if t.CreateNamespace {
@@ -156,6 +122,70 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	r.markRevision(ctx, rc, task, store.RevisionFailed, waitErr.Error())
 	return waitErr
+}
+
+// chartRelease is a deploy-chart task's chart, merged values and release, as a deploy and a
+// preview both start from.
+type chartRelease struct {
+	chart   *chart.Chart
+	values  map[string]any
+	digest  string
+	cluster *kube.Cluster
+	release *helm.Release
+	state   helm.State
+	log     *logrus.Entry
+}
+
+// openChartRelease loads the task's chart and values and reads its release. A deploy
+// (readOnly false) unlocks a revision an interrupted operation left pending; a preview
+// changes nothing.
+func (r *Runner) openChartRelease(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, readOnly bool, tl *taskLog) (*chartRelease, error) {
+	vars := rc.varsSnapshot()
+	ch, err := r.loadDeployChart(ctx, rc, t, vars)
+	if err != nil {
+		return nil, err
+	}
+	values, err := chartValues(rc.repo, rc.limits.Text(), t, vars)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := helm.ValuesDigest(values)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := r.clusters.Get(ctx, t.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	log := rc.log.WithField("task", task)
+	rel, err := helm.Open(cl, t.Namespace, t.Release, t.MaxHistory, func(f string, a ...any) {
+		log.Debug(rc.mask(fmt.Sprintf(f, a...)))
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The release's objects carry the owner labels YAML deploys' objects carry, so the drift
+	// watcher's label selector covers them too.
+	rel.Owner = apply.OwnerOf(store.TaskRef{Pipeline: rc.run.Pipeline, Task: task})
+	var st helm.State
+	if readOnly {
+		st, err = rel.State(ctx)
+	} else {
+		st, err = rel.Prepare(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st.Last != nil {
+		// An upgrade takes every object of the release: it must be the task's own release.
+		if err := r.checkReleaseOwner(ctx, rc, task, t, rel.Owner, st.Last); err != nil {
+			return nil, err
+		}
+	}
+	if st.Unlocked > 0 {
+		tl.Printf("release %s revision %d was left pending by an interrupted operation: marked it failed to proceed", t.Release, st.Unlocked)
+	}
+	return &chartRelease{chart: ch, values: values, digest: digest, cluster: cl, release: rel, state: st, log: log}, nil
 }
 
 // checkReleaseOwner refuses to upgrade a release that is not the task's: one installed by

@@ -20,25 +20,8 @@ import (
 // deployYAML renders the task's manifests and deploys them as a new revision; when the
 // health wait fails it rolls back to the task's last healthy revision (rollback: auto).
 func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) error {
-	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), rc.varsSnapshot())
+	ms, err := r.renderYAML(ctx, rc, task, t, tl)
 	if err != nil {
-		return fmt.Errorf("render: %w", err)
-	}
-	tl.Printf("rendered %d objects from %s", len(ms), t.Path)
-	cl, err := r.clusters.Get(ctx, t.Cluster)
-	if err != nil {
-		return err
-	}
-	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: t.Namespace, AllowNamespaces: t.AllowedNamespaces}); err != nil {
-		return fmt.Errorf("render: %w", err)
-	}
-	if t.PinImages {
-		if n := render.PinImages(ms, rc.pinnedImages()); n > 0 {
-			tl.Printf("pinned %d image references to the digests built in this run", n)
-		}
-	}
-	target := policy.Target{Task: task, Cluster: t.Cluster, Namespace: t.Namespace, Namespaces: t.AllowedNamespaces}
-	if err := r.checkPolicy(rc, target, ms, tl); err != nil {
 		return err
 	}
 	objects, err := encodeObjects(ms)
@@ -57,6 +40,33 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 		return err
 	}
 	return r.rollbackYAML(ctx, rc, task, t, inventory, tl, unhealthy.err)
+}
+
+// renderYAML renders a deploy-yaml task's manifests as a deploy applies them (namespaces
+// set, images pinned) and checks them against policy. Deploys and previews both come here.
+func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) ([]render.Manifest, error) {
+	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), rc.varsSnapshot())
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	tl.Printf("rendered %d objects from %s", len(ms), t.Path)
+	cl, err := r.clusters.Get(ctx, t.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: t.Namespace, AllowNamespaces: t.AllowedNamespaces}); err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	if t.PinImages {
+		if n := render.PinImages(ms, rc.pinnedImages()); n > 0 {
+			tl.Printf("pinned %d image references to the digests built in this run", n)
+		}
+	}
+	target := policy.Target{Task: task, Cluster: t.Cluster, Namespace: t.Namespace, Namespaces: t.AllowedNamespaces}
+	if err := r.checkPolicy(rc, target, ms, tl); err != nil {
+		return nil, err
+	}
+	return ms, nil
 }
 
 // revisionSpec is one task's set of objects for one cluster, deployed as a revision.

@@ -27,17 +27,17 @@ func (r *Runner) checkPolicy(rc *runContext, target policy.Target, ms []render.M
 
 // checkChartPolicy renders the release as Helm would install or upgrade it (Helm's dry-run,
 // nothing applied) and evaluates what it renders: templates, hooks and, for an install, the
-// chart's CRDs.
+// chart's CRDs. It returns what it rendered.
 func (r *Runner) checkChartPolicy(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask,
-	cl *kube.Cluster, rel *helm.Release, ch *chart.Chart, values map[string]any, upgrade bool, tl *taskLog) error {
+	cl *kube.Cluster, rel *helm.Release, ch *chart.Chart, values map[string]any, upgrade bool, tl *taskLog) ([]render.Manifest, error) {
 	ms, err := rel.Render(ctx, ch, values, upgrade)
 	if err != nil {
-		return fmt.Errorf("render release %s for policy: %w", t.Release, err)
+		return nil, fmt.Errorf("render release %s for policy: %w", t.Release, err)
 	}
 	// Helm puts namespaced objects that name no namespace in the release's; policy must see
 	// them where they will be.
 	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: t.Namespace, AllowNamespaces: []string{"*"}}); err != nil {
-		return fmt.Errorf("render release %s for policy: %w", t.Release, err)
+		return nil, fmt.Errorf("render release %s for policy: %w", t.Release, err)
 	}
-	return r.checkPolicy(rc, policy.Target{Task: task, Cluster: t.Cluster, Namespace: t.Namespace}, ms, tl)
+	return ms, r.checkPolicy(rc, policy.Target{Task: task, Cluster: t.Cluster, Namespace: t.Namespace}, ms, tl)
 }

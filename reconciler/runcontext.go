@@ -32,6 +32,8 @@ type runContext struct {
 	log       *logrus.Entry
 	store     store.Store
 	state     *RunState // what the dispatcher sees: whether the run only waits for health
+	// preview: nothing of it is recorded (task logs go to the daemon's log only).
+	preview bool
 
 	mu      sync.Mutex
 	vars    render.Map
@@ -93,22 +95,30 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return nil, err
 	}
 	rc.limits = r.limitsOf(co.Repo.Name)
-	vars := builtinVars(co, p, run)
+	if err := r.resolveVars(ctx, rc, co, p); err != nil {
+		rc.close()
+		return nil, err
+	}
+	return rc, nil
+}
+
+// resolveVars sets the run's variables (built-ins, declared ones) and reads its secrets.
+// Runs and previews both come here.
+func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, p *pipeline.Pipeline) error {
+	vars := builtinVars(co, p, rc.run)
 	// Declared variables may use built-ins (validation guarantees nothing else).
 	for name, v := range p.Variables {
 		s, err := render.Substitute(v, vars)
 		if err != nil {
-			rc.close()
-			return nil, fmt.Errorf("variable %s: %w", name, err)
+			return fmt.Errorf("variable %s: %w", name, err)
 		}
 		vars[name] = s
 	}
-	grants := policy.For(r.config, run.Pipeline.Repository)
+	grants := policy.For(r.config, rc.run.Pipeline.Repository)
 	for _, s := range p.Secrets {
 		val, err := r.secretValue(ctx, grants, s)
 		if err != nil {
-			rc.close()
-			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
+			return fmt.Errorf("secret %s: %w", s.Name, err)
 		}
 		vars[s.Name] = val
 		if val != "" {
@@ -118,7 +128,7 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 	sort.Slice(rc.secrets, func(i, j int) bool { return len(rc.secrets[i]) > len(rc.secrets[j]) })
 	rc.addMasks(rc.secrets)
 	rc.vars = vars
-	return rc, nil
+	return nil
 }
 
 // builtinVars are the variables every run has, as docs/pipeline.md lists them.
@@ -287,7 +297,7 @@ func (tl *taskLog) flush(ctx context.Context) {
 	lines := tl.pending
 	tl.pending = nil
 	tl.mu.Unlock()
-	if len(lines) == 0 {
+	if len(lines) == 0 || tl.rc.preview {
 		return
 	}
 	if err := tl.rc.store.AppendLogs(ctx, tl.rc.run.Pipeline, tl.rc.run.BuildID, tl.task, lines); err != nil {

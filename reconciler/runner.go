@@ -26,6 +26,8 @@ type Sources interface {
 	Sync(ctx context.Context, repo sources.Repo, branch string) (sources.SyncResult, error)
 	Checkout(ctx context.Context, repo sources.Repo, commit, dir string) error
 	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
+	// ChangedPaths lists the files that differ between two commits (previews' path filters).
+	ChangedPaths(ctx context.Context, repo sources.Repo, from, to string) ([]string, error)
 }
 
 // StageGate decides whether a stage may start: the one seam in front of every stage of

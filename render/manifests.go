@@ -3,6 +3,8 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,24 +77,34 @@ func loadFile(raw []byte, rel string, vars Vars) ([]Manifest, error) {
 	if err != nil {
 		return nil, InFile(rel, err)
 	}
-	return parseDocuments(rel, docs)
+	// Substitution keeps the documents apart as written: their first lines are the file's.
+	_, starts := splitDocumentsAt(raw)
+	if len(starts) != len(docs) {
+		starts = nil
+	}
+	return parseDocuments(rel, docs, starts)
 }
 
 // ParseManifests decodes an already rendered YAML or JSON stream, such as a stored
 // revision; name is what errors and Manifest.File call it.
 func ParseManifests(rel string, text []byte) ([]Manifest, error) {
-	return parseDocuments(rel, splitDocuments(text))
+	docs, starts := splitDocumentsAt(text)
+	return parseDocuments(rel, docs, starts)
 }
 
 // parseDocuments decodes the documents of a stream, numbered from 1 as splitDocuments
-// counts them.
-func parseDocuments(rel string, docs [][]byte) ([]Manifest, error) {
+// counts them; starts, when known, are the file lines they start on (for errors).
+func parseDocuments(rel string, docs [][]byte, starts []int) ([]Manifest, error) {
 	var out []Manifest
 	for i, data := range docs {
 		doc := i + 1
 		var obj map[string]any
 		if err := yaml.Unmarshal(data, &obj); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", rel, doc, err)
+			start := 0
+			if i < len(starts) {
+				start = starts[i]
+			}
+			return nil, docError(rel, doc, start, err)
 		}
 		if len(obj) == 0 {
 			continue
@@ -120,12 +132,20 @@ func parseDocuments(rel string, docs [][]byte) ([]Manifest, error) {
 // document numbers match what a reader counts in the file; a preamble holding only
 // comments before the first "---" is not a document. JSON is one document.
 func splitDocuments(text []byte) [][]byte {
+	docs, _ := splitDocumentsAt(text)
+	return docs
+}
+
+// splitDocumentsAt is splitDocuments that also returns the file line each document
+// starts on, so errors inside a document can name the line of the file.
+func splitDocumentsAt(text []byte) ([][]byte, []int) {
 	if trimmed := bytes.TrimSpace(text); len(trimmed) > 0 && trimmed[0] == '{' {
-		return [][]byte{text}
+		return [][]byte{text}, []int{1}
 	}
 	var docs [][]byte
+	var starts []int
 	var cur bytes.Buffer
-	first := true
+	first, start, n := true, 1, 0
 	flush := func() {
 		if first && !hasContent(cur.Bytes()) {
 			cur.Reset()
@@ -134,11 +154,14 @@ func splitDocuments(text []byte) [][]byte {
 		}
 		first = false
 		docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		starts = append(starts, start)
 		cur.Reset()
 	}
 	for _, line := range bytes.SplitAfter(text, []byte("\n")) {
+		n++
 		if isSeparator(line) {
 			flush()
+			start = n + 1
 			continue
 		}
 		cur.Write(line)
@@ -146,8 +169,41 @@ func splitDocuments(text []byte) [][]byte {
 	if hasContent(cur.Bytes()) || !first {
 		flush()
 	}
-	return docs
+	return docs, starts
 }
+
+// yamlLine finds the "line N" a YAML parser names in its message.
+var yamlLine = regexp.MustCompile(`\bline (\d+)(: )?`)
+
+// docError names the file line of a parse error inside a document that starts on line
+// start: FILE:LINE: document N: message.
+func docError(rel string, doc, start int, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil && start > 0 {
+		if n, convErr := strconv.Atoi(msg[m[2]:m[3]]); convErr == nil {
+			return &ParseError{File: rel, Line: start + n - 1, Doc: doc, Msg: msg[:m[0]] + msg[m[1]:], Err: err}
+		}
+	}
+	return &ParseError{File: rel, Doc: doc, Msg: msg, Err: err}
+}
+
+// ParseError is a manifest that is not valid YAML (or JSON), located in its file.
+type ParseError struct {
+	File string
+	Line int // 0 when the parser named none
+	Doc  int
+	Msg  string
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: document %d: %s", e.File, e.Line, e.Doc, e.Msg)
+	}
+	return fmt.Sprintf("%s: document %d: %s", e.File, e.Doc, e.Msg)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
 
 func isSeparator(line []byte) bool {
 	line = bytes.TrimRight(line, " \t\r\n")

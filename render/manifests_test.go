@@ -95,7 +95,7 @@ func TestLoadManifestsErrors(t *testing.T) {
 		{"nokind.yaml", "nokind.yaml: document 1: object is missing kind"},
 		{"undefined.yaml", `undefined.yaml:6:6: data.a: undefined variable "NOPE"`},
 		{"generate.yaml", "generateName"},
-		{"broken.yaml", "broken.yaml: document 1:"},
+		{"broken.yaml", "broken.yaml:2: document 1:"},
 		{"missing.yaml", `manifests missing.yaml: "missing.yaml" does not exist in the repository`},
 		{"../x.yaml", "leaves the repository"},
 		{"escape", `symlink "escape" points to the absolute path "/etc"`},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/sources/webhook"
 	"github.com/slipwayhq/slipway/store"
@@ -105,6 +106,20 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		}
 		log = log.WithFields(logrus.Fields{"pull_request": pr.Number, "action": pr.Action})
 		reply.Detail = "pull request event recorded"
+		if s.Previews != nil && (pr.Action == webhook.ActionOpened || pr.Action == webhook.ActionUpdated) {
+			err := s.Previews.Request(preview.Request{Repository: name, Number: pr.Number, SourceBranch: pr.SourceBranch,
+				TargetBranch: pr.TargetBranch, Head: pr.HeadCommit, FromFork: pr.FromFork})
+			switch {
+			case errors.Is(err, preview.ErrUnknownRepository):
+				reply.Detail += "; no preview: the repository has no forge in slipway.yaml to post it to"
+			case err != nil:
+				log.WithError(err).Error("hand the pull request to the previewer")
+				s.unavailable(w, r, log, name, ev.DeliveryID, "could not queue the preview; retry")
+				return
+			default:
+				reply.Detail += "; its head will be previewed"
+			}
+		}
 	}
 	log.WithField("result", reply.Result).Info("webhook")
 	writeJSON(w, http.StatusAccepted, reply)

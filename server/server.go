@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -37,6 +38,11 @@ type Records interface {
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
 }
 
+// Previews takes pull request heads to preview; *preview.Previewer is one.
+type Previews interface {
+	Request(req preview.Request) error
+}
+
 // Counter counts what arrives; *trigger.Metrics is one.
 type Counter interface {
 	Received(repository, source string)
@@ -57,6 +63,8 @@ type Server struct {
 	Triggers Triggers
 	Records  Records
 	Metrics  Counter
+	// Previews, if set, previews pull requests opened, reopened or updated by new commits.
+	Previews Previews
 	// Users are the API's identities (apiTokensFile, and apiTokenFile's admin). None: the
 	// API answers every call 403.
 	Users  []config.APIUser

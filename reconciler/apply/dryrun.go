@@ -43,6 +43,7 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 		it := changed[i]
 		o := it.obj
 		if newNamespaces[o.GetNamespace()] || newKinds[o.GroupVersionKind().GroupKind()] {
+			it.deferred = true
 			return nil
 		}
 		obj := o.DeepCopy()
@@ -59,6 +60,7 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 		}
 		// A dry-run create assigns no resourceVersion: Apply reports the object created.
 		it.dryRunVersion = obj.GetResourceVersion()
+		it.merged = obj
 		if it.dryRunVersion == "" {
 			return nil
 		}

@@ -42,6 +42,10 @@ type planItem struct {
 	fingerprint string
 	// dryRunVersion is the resourceVersion the dry-run saw; "" means the object is new.
 	dryRunVersion string
+	// merged is the object as the dry-run answered it: what applying would leave live.
+	merged *unstructured.Unstructured
+	// deferred: not dry-run, because the set creates its namespace or its kind first.
+	deferred bool
 	// adopted: the object exists without the task's identity and DryRun admitted it.
 	adopted bool
 }

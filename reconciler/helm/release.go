@@ -53,6 +53,23 @@ type State struct {
 // is marked failed here: Slipway serialises the runs of a pipeline, so nobody else is
 // working on it.
 func (r *Release) Prepare(ctx context.Context) (State, error) {
+	st, err := r.State(ctx)
+	if err != nil || st.Last == nil || !st.Last.Info.Status.IsPending() {
+		return st, err
+	}
+	last := st.Last
+	was := last.Info.Status
+	last.SetStatus(release.StatusFailed, fmt.Sprintf("Slipway found this revision %s with no operation running and marked it failed", was))
+	if err := r.cfg.Releases.Update(last); err != nil {
+		return st, fmt.Errorf("unlock release %s/%s revision %d (%s): %w", r.Namespace, r.Name, last.Version, was, err)
+	}
+	st.Unlocked = last.Version
+	return st, nil
+}
+
+// State reads the release's state and changes nothing (previews use it; a pending
+// revision is left to the next deploy's Prepare).
+func (r *Release) State(ctx context.Context) (State, error) {
 	if err := ctx.Err(); err != nil {
 		return State{}, err
 	}
@@ -63,14 +80,6 @@ func (r *Release) Prepare(ctx context.Context) (State, error) {
 	}
 	if err != nil {
 		return st, fmt.Errorf("read release %s/%s: %w", r.Namespace, r.Name, err)
-	}
-	if last.Info.Status.IsPending() {
-		was := last.Info.Status
-		last.SetStatus(release.StatusFailed, fmt.Sprintf("Slipway found this revision %s with no operation running and marked it failed", was))
-		if err := r.cfg.Releases.Update(last); err != nil {
-			return st, fmt.Errorf("unlock release %s/%s revision %d (%s): %w", r.Namespace, r.Name, last.Version, was, err)
-		}
-		st.Unlocked = last.Version
 	}
 	st.Last = last
 	deployed, err := r.cfg.Releases.Deployed(r.Name)

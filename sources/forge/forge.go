@@ -72,6 +72,16 @@ const (
 	StatusError   StatusState = "error"
 )
 
+// CommentLimit is the largest pull request comment forgeType takes, in characters:
+// GitHub 65,536 and GitLab 1,000,000; Gitea documents none, so its comments are held to
+// GitHub's size too, which keeps them readable.
+func CommentLimit(forgeType string) int {
+	if forgeType == "gitlab" {
+		return 1_000_000
+	}
+	return 65_536
+}
+
 // maxDescription is the longest status description every forge takes (GitHub's limit; Gitea
 // and GitLab take 255).
 const maxDescription = 140

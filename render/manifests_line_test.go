@@ -1,0 +1,20 @@
+package render
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A YAML error in a later document names the line of the file, not of the document.
+func TestParseManifestsNamesFileLine(t *testing.T) {
+	text := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  bad: : x\n"
+	_, err := ParseManifests("deploy/app.yaml", []byte(text))
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want a *ParseError", err)
+	}
+	if pe.Line != 10 || pe.Doc != 2 || !strings.HasPrefix(err.Error(), "deploy/app.yaml:10: document 2: ") {
+		t.Fatalf("err = %q (line %d, doc %d), want deploy/app.yaml:10: document 2: ...", err, pe.Line, pe.Doc)
+	}
+}
