@@ -159,9 +159,14 @@ func YAMLRefs(raw []byte) ([]SiteRef, error) {
 		return nil, err
 	}
 	used := make([]bool, len(t.sites))
-	for _, d := range splitDocuments(t.text) {
+	docs, starts := splitDocumentsAt(t.text)
+	for i, d := range docs {
 		if _, _, err := t.document(d, nil, used); err != nil {
-			return nil, err
+			var pe *PositionError
+			if errors.As(err, &pe) {
+				return nil, err
+			}
+			return nil, inDocument(i+1, starts[i], err)
 		}
 	}
 	var out []SiteRef
@@ -203,7 +208,7 @@ func substituteDocuments(raw []byte, vars Vars) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := splitDocuments(t.text)
+	docs, starts := splitDocumentsAt(t.text)
 	for i, d := range docs {
 		out, changed, err := t.document(d, vars, nil)
 		if err != nil {
@@ -211,13 +216,25 @@ func substituteDocuments(raw []byte, vars Vars) ([][]byte, error) {
 			if errors.As(err, &pe) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, inDocument(i+1, starts[i], err)
 		}
 		if changed {
 			docs[i] = out
 		}
 	}
 	return docs, nil
+}
+
+// inDocument places a parse error of document doc, which starts on file line start, at
+// the file line the parser's "line N" names (placeholders never change line counts).
+func inDocument(doc, start int, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil && start > 0 {
+		if n, convErr := strconv.Atoi(msg[m[2]:m[3]]); convErr == nil {
+			return &PositionError{Line: start + n - 1, Column: 1, Err: fmt.Errorf("document %d: %s", doc, msg[:m[0]]+msg[m[1]:])}
+		}
+	}
+	return fmt.Errorf("document %d: %w", doc, err)
 }
 
 // document substitutes one document of the template; with vars nil it only checks where the

@@ -220,7 +220,7 @@ func TestSubstituteYAMLErrors(t *testing.T) {
 		{"a:\n  ${K}: x\n", "2:3: a: a ${...} reference may only be in a value, not in a mapping key"},
 		{"a: &${K} x\n", "1:5: a: a ${...} reference may only be in a value, not in a tag or anchor"},
 		{"a: x\n  b: ${", "2:6: unterminated ${: missing }"},
-		{"a: [${V}\n", "document 1: yaml: line"},
+		{"a: [${V}\n", "1:1: document 1: yaml: did not find"},
 	} {
 		_, err := SubstituteYAML([]byte(c.tmpl), Map{"V": "v", "K": "k"})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
