@@ -40,18 +40,10 @@ func verify(provider string, secret []byte, h http.Header, body []byte) error {
 
 // verifyHMAC checks header = prefix + hex(HMAC-SHA256(secret, body)).
 func verifyHMAC(provider, header, prefix string, secret []byte, h http.Header, body []byte) error {
-	value := strings.TrimSpace(h.Get(header))
-	if value == "" {
-		return newError(ReasonMissingSignature, provider, "no %s header", header)
+	if err := wellFormedHMAC(provider, header, prefix, h); err != nil {
+		return err
 	}
-	hexSig, ok := strings.CutPrefix(value, prefix)
-	if !ok {
-		return newError(ReasonBadSignature, provider, "%s does not start with %q", header, prefix)
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil || len(got) != sha256.Size {
-		return newError(ReasonBadSignature, provider, "%s is not a hex SHA-256 HMAC", header)
-	}
+	got, _ := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(h.Get(header)), prefix))
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	if !hmac.Equal(mac.Sum(nil), got) {

@@ -71,7 +71,7 @@ repositories:
 		s := startDriftServe(t, bin, cfg, dir)
 		server := "http://" + listen
 		waitHealthy(t, s, server)
-		idle = append(idle, float64(peakRSSBytes(t, s.pid()))/(1<<20))
+		idle = append(idle, float64(testenv.PeakRSS(t, s.pid()))/(1<<20))
 		results, health := floodOnce(t, listen, server)
 		n, slowest := 0, time.Duration(0)
 		for _, r := range results {
@@ -80,7 +80,7 @@ repositories:
 				slowest = max(slowest, r.after)
 			}
 		}
-		rss = append(rss, float64(peakRSSBytes(t, s.pid()))/(1<<20))
+		rss = append(rss, float64(testenv.PeakRSS(t, s.pid()))/(1<<20))
 		p99s = append(p99s, pct(health, 0.99))
 		refusals = append(refusals, slowest)
 		refused = append(refused, n)
@@ -199,23 +199,6 @@ func slowBody(addr, headers string) floodAnswer {
 			_, _ = c.Write(chunk)
 		}
 	}
-}
-
-func peakRSSBytes(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/PID/status")
-	return 0
 }
 
 func pct(d []time.Duration, p float64) time.Duration {

@@ -128,24 +128,6 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-// peakRSS is the daemon's resident set high-water mark in bytes (Linux).
-func peakRSS(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/PID/status")
-	return 0
-}
-
 // TestServeWebhookFloodStaysBounded: 200 senders at once, each trickling a 3 MiB body
 // with a well-formed but wrong signature. The daemon reads at most
 // webhooks.maxConcurrentReads bodies at once and answers the rest 503 at once; the ones it
@@ -210,7 +192,7 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 			break
 		}
 	}
-	rss := peakRSS(t, d.cmd.Process.Pid)
+	rss := testenv.PeakRSS(t, d.cmd.Process.Pid)
 	t.Logf("daemon peak RSS %d MiB", rss>>20)
 	if rss > 300<<20 {
 		t.Errorf("daemon peak RSS %d MiB, over 300 MiB", rss>>20)
