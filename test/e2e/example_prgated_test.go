@@ -106,7 +106,8 @@ func TestPRGatedProdExampleRunsAsWritten(t *testing.T) {
 	}
 	cfg := writeConfigFor(t, env, dir, repo.Name, gitea.CloneURL(org, repo.Name), owner.Name, owner.Token,
 		fmt.Sprintf("poll: 1s\nforge: {type: gitea, url: %q, tokenFile: %s}\n"+
-			"policy: {clusters: [staging, prod-*], namespaces: [shop], registries: [hub.ecns.io]}", gitea.URL, tokenFile))
+			"policy: {clusters: [staging, prod-*], namespaces: [shop], registries: [hub.ecns.io], push: [hub.ecns.io/shop],\n"+
+			"  secrets: {kubernetes: [{cluster: local, namespace: slipway-secrets, name: shop-stripe}]}}", gitea.URL, tokenFile))
 	text, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
