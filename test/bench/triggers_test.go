@@ -55,13 +55,7 @@ func TestBenchTriggers(t *testing.T) {
 
 func buildSlipwayBinary(t *testing.T, env *testenv.Env) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "slipway")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/slipway")
-	build.Dir = env.Root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/slipway: %v\n%s", err, out)
-	}
-	return bin
+	return buildSlipwayTo(context.Background(), t, env, t.TempDir())
 }
 
 // ---- push → run start ------------------------------------------------------------------

@@ -32,8 +32,11 @@ func slipwayBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "slipway")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/slipway")
+		// Built as `make build` builds what ships (no cgo, a static binary), so what the
+		// tests see, limits and memory included, is what users run.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./cmd/slipway")
 		cmd.Dir = env.Root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/slipway: %v\n%s", err, out)
 		}
