@@ -1,4 +1,5 @@
-// Package examples holds runnable pipelines. This test keeps every one of them valid.
+// Package examples holds runnable pipelines. This test keeps every one of them valid (the
+// script examples: valid but for their script tasks, which are not supported yet).
 package examples
 
 import (
@@ -16,10 +17,27 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/render"
 )
 
 var examples = []string{"2048-yaml", "nginx-chart", "scripts", "cron-nightly", "pr-gated-prod"}
+
+// scriptExamples hold script tasks, which validation refuses as not supported yet.
+var scriptExamples = map[string]bool{"scripts": true, "cron-nightly": true}
+
+func onlyScriptsRefused(t *testing.T, err error) {
+	t.Helper()
+	var list diag.List
+	if !errors.As(err, &list) || len(list) == 0 {
+		t.Fatalf("want script tasks refused as not supported yet, got %v", err)
+	}
+	for _, d := range list {
+		if !strings.HasSuffix(d.Field, ".type") || !strings.Contains(d.Message, "task type script is not supported yet") {
+			t.Errorf("%v: only script tasks may be refused", d)
+		}
+	}
+}
 
 func TestEveryExampleIsListedAndValid(t *testing.T) {
 	entries, err := os.ReadDir(".")
@@ -48,6 +66,11 @@ func TestEveryExampleIsListedAndValid(t *testing.T) {
 			}
 			defer repo.Close()
 			ps, err := pipeline.LoadFile(repo, pipeline.DefaultFile, filepath.Join(dir, pipeline.DefaultFile), pipeline.Options{Env: cfg, Repo: repo})
+			if scriptExamples[dir] {
+				// Script tasks are refused until they run (#18); nothing else may be wrong.
+				onlyScriptsRefused(t, err)
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -119,13 +119,13 @@ func TestPipelineFileSizeIsCheckedBeforeReading(t *testing.T) {
 func manyPipelines(n int) string {
 	var b strings.Builder
 	for i := range n {
-		fmt.Fprintf(&b, "---\nname: p%d\nstages: [{name: s, tasks: [{name: t, type: script, image: alpine, script: 'true'}]}]\n", i)
+		fmt.Fprintf(&b, "---\nname: p%d\nstages: [{name: s, tasks: [{name: t, type: build-image, image: app, tag: v1}]}]\n", i)
 	}
 	return b.String()
 }
 
 func TestPipelinesPerFile(t *testing.T) {
-	repo := repoWith(t, map[string]string{DefaultFile: manyPipelines(200)})
+	repo := repoWith(t, map[string]string{DefaultFile: manyPipelines(200), "Dockerfile": "FROM scratch\n"})
 	want := ".pipeline.yaml:302:1: more than 100 pipelines in one file, the limit (the repository's limits.pipelinesPerFile in slipway.yaml raises it)"
 	if got := loadErrors(t, repo, Options{}); got != want {
 		t.Errorf("got %q, want %q", got, want)
@@ -137,7 +137,7 @@ func TestPipelinesPerFile(t *testing.T) {
 
 func TestMinCronInterval(t *testing.T) {
 	sched := func(spec string) string {
-		return "name: p\ntriggers: {schedules: [{cron: '" + spec + "'}]}\nstages: [{name: s, tasks: [{name: t, type: script, image: alpine, script: 'true'}]}]\n"
+		return "name: p\ntriggers: {schedules: [{cron: '" + spec + "'}]}\nstages: [{name: s, tasks: [{name: t, type: build-image, image: app, tag: v1}]}]\n"
 	}
 	for _, tc := range []struct {
 		spec string
@@ -159,7 +159,7 @@ func TestMinCronInterval(t *testing.T) {
 		{"0,59 0,23 1,15 * *", time.Hour, "ticks every 59m0s"},
 		{"0,59 0,23 1,15 * *", 59 * time.Minute, ""},
 	} {
-		repo := repoWith(t, map[string]string{DefaultFile: sched(tc.spec)})
+		repo := repoWith(t, map[string]string{DefaultFile: sched(tc.spec), "Dockerfile": "FROM scratch\n"})
 		got := loadErrors(t, repo, Options{Limits: Limits{MinCronInterval: tc.min}})
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 			t.Errorf("%q with minimum %v: %q, want %q", tc.spec, tc.min, got, tc.want)

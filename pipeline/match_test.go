@@ -5,7 +5,7 @@ import "testing"
 func TestMatch(t *testing.T) {
 	parse := func(triggers string) *Pipeline {
 		t.Helper()
-		ps, err := Load("p.yaml", []byte("name: p\n"+triggers+"stages:\n  - name: s\n    tasks: [{name: t, type: script, image: alpine, script: x}]\n"), Options{})
+		ps, err := Load("p.yaml", []byte("name: p\n"+triggers+"stages:\n  - name: s\n    tasks: [{name: t, type: build-image, image: app, tag: v1}]\n"), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,9 +52,10 @@ stages:
   - name: run
     tasks:
       - name: report
-        type: script
-        image: alpine:3.20
-        script: echo "$PIPELINE ${BUILD_ID}"
+        type: deploy-yaml
+        path: report.yaml
+        cluster: seconddevops
+        namespace: seconddevops
 `
 
 func TestParseSeedPipeline(t *testing.T) {
@@ -93,7 +94,7 @@ func TestParseSeedPipeline(t *testing.T) {
 	if got := p.Positions.Of("stages[1].tasks[0].path"); got != (diag.Pos{Line: 29, Column: 15}) {
 		t.Errorf("position of path: %+v", got)
 	}
-	if ps[1].Timeout.Duration != 60*time.Minute || ps[1].Stages[0].Tasks[0].Script == nil {
+	if ps[1].Timeout.Duration != 60*time.Minute || ps[1].Stages[0].Tasks[0].DeployYAML == nil {
 		t.Errorf("second document: %+v", ps[1])
 	}
 }
@@ -120,7 +121,7 @@ stages:
 }
 
 func TestErrorsAreAPositionedList(t *testing.T) {
-	_, err := Load("dir/.pipeline.yaml", []byte("name: x\nstages:\n  - name: s\n    tasks:\n      - {name: t, type: script, image: alpine, script: x, env: {A: '${NOPE}'}}\n"), Options{})
+	_, err := Load("dir/.pipeline.yaml", []byte("name: x\nstages:\n  - name: s\n    tasks:\n      - {name: t, type: build-image, image: app, tag: '${NOPE}'}\n"), Options{})
 	var list diag.List
 	if !errors.As(err, &list) || len(list) != 1 {
 		t.Fatalf("want one diag.List entry, got %v", err)
@@ -129,17 +130,17 @@ func TestErrorsAreAPositionedList(t *testing.T) {
 	if jerr != nil {
 		t.Fatal(jerr)
 	}
-	want := `[{"file":"dir/.pipeline.yaml","line":5,"column":68,"field":"stages[0].tasks[0].env.A","message":"undefined variable ${NOPE}: not a built-in variable, a declared variable or a secret"}]`
+	want := `[{"file":"dir/.pipeline.yaml","line":5,"column":55,"field":"stages[0].tasks[0].tag","message":"undefined variable ${NOPE}: not a built-in variable, a declared variable or a secret"}]`
 	if string(b) != want {
 		t.Errorf("JSON:\n%s\nwant:\n%s", b, want)
 	}
-	if !strings.HasPrefix(err.Error(), "dir/.pipeline.yaml:5:68: ") {
+	if !strings.HasPrefix(err.Error(), "dir/.pipeline.yaml:5:55: ") {
 		t.Errorf("text form: %s", err)
 	}
 }
 
 func TestAliasesAreFollowedAndBounded(t *testing.T) {
-	ok := "name: a\nstages:\n  - name: s\n    tasks:\n      - &t {name: t, type: script, image: alpine, script: x}\n  - name: s2\n    tasks: [{name: t2, type: script, image: alpine, script: x}]\n"
+	ok := "name: a\nstages:\n  - name: s\n    tasks:\n      - &t {name: t, type: build-image, image: app, tag: x}\n  - name: s2\n    tasks: [{name: t2, type: build-image, image: app, tag: x}]\n"
 	if _, err := Load("p.yaml", []byte(ok), Options{}); err != nil {
 		t.Errorf("aliases: %v", err)
 	}

@@ -116,7 +116,7 @@ const (
 // Task is one step. Exactly one of the type-specific parts is set, chosen by Type.
 type Task struct {
 	Name    string   `yaml:"name" required:"true" doc:"Task name: a DNS-1123 label, unique within the pipeline; used in ${tasks.NAME.OUTPUT}."`
-	Type    TaskType `yaml:"type" required:"true" discriminator:"true" enum:"build-image,publish-chart,deploy-yaml,deploy-chart,script" doc:"What the task does."`
+	Type    TaskType `yaml:"type" required:"true" discriminator:"true" enum:"build-image,publish-chart,deploy-yaml,deploy-chart,script" doc:"What the task does (script is not supported yet: refused)."`
 	Timeout Duration `yaml:"timeout,omitempty" doc:"Limit for this task. Default: the rest of the pipeline's timeout."`
 
 	BuildImage   *BuildImageTask   `yaml:",inline" variant:"build-image"`

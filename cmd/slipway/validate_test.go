@@ -169,7 +169,8 @@ repositories:
 
 func TestValidateValid(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, ".pipeline.yaml", "name: ok\nstages:\n  - name: s\n    tasks: [{name: t, type: script, image: alpine:3, script: make}]\n")
+	writeFile(t, dir, ".pipeline.yaml", "name: ok\nstages:\n  - name: s\n    tasks: [{name: t, type: build-image, image: app, tag: v1}]\n")
+	writeFile(t, dir, "Dockerfile", "FROM scratch\n")
 	stdout, stderr, err := run(t, "validate", dir)
 	if err != nil || stderr != "" || stdout != "1 file(s) valid\n" {
 		t.Errorf("valid file: %q %q %v", stdout, stderr, err)

@@ -499,8 +499,8 @@ triggers:
 stages:
   - name: noop
     tasks:
-      - {name: noop, type: script, image: busybox, script: "true"}
-`, "README": "a repository nobody pushes to\n"})
+      - {name: noop, type: deploy-yaml, path: app.yaml, cluster: bench, namespace: idle}
+`, "app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: idle}\n", "README": "a repository nobody pushes to\n"})
 	work.git("push", "-q", tmpl, "master")
 	files := map[string][]byte{}
 	err := filepath.WalkDir(tmpl, func(p string, de fs.DirEntry, err error) error {
