@@ -1,17 +1,13 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +16,10 @@ import (
 
 // floodSenders is the hostile load: 200 senders at once, each trickling a 3 MiB
 // body under a well-formed but wrong signature, so the daemon must read to reject.
+// floodHeaders announce a delivery with a well-formed signature that is wrong.
+const floodHeaders = "Content-Type: application/json\r\nX-Slipway-Event: push\r\nX-Slipway-Signature-256: sha256=" +
+	"0000000000000000000000000000000000000000000000000000000000000000\r\n"
+
 const (
 	floodSenders = 200
 	floodRounds  = 3
@@ -72,12 +72,12 @@ repositories:
 		server := "http://" + listen
 		waitHealthy(t, s, server)
 		idle = append(idle, float64(testenv.PeakRSS(t, s.pid()))/(1<<20))
-		results, health := floodOnce(t, listen, server)
+		results, health := testenv.WebhookFlood(t, server, "/hooks/flood", floodHeaders, floodSenders)
 		n, slowest := 0, time.Duration(0)
 		for _, r := range results {
-			if r.status == http.StatusServiceUnavailable {
+			if r.Status == http.StatusServiceUnavailable {
 				n++
-				slowest = max(slowest, r.after)
+				slowest = max(slowest, r.After)
 			}
 		}
 		rss = append(rss, float64(testenv.PeakRSS(t, s.pid()))/(1<<20))
@@ -124,80 +124,6 @@ func waitHealthy(t *testing.T, s *driftServe, server string) {
 			s.fail("the daemon's /healthz did not answer at %s", server)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type floodAnswer struct {
-	status int
-	after  time.Duration
-}
-
-// floodOnce runs floodSenders slow senders at once against addr while polling /healthz,
-// until every sender has its answer.
-func floodOnce(t *testing.T, addr, server string) ([]floodAnswer, []time.Duration) {
-	t.Helper()
-	headers := "Content-Type: application/json\r\nX-Slipway-Event: push\r\nX-Slipway-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\n"
-	results := make([]floodAnswer, floodSenders)
-	var wg sync.WaitGroup
-	for i := range floodSenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = slowBody(addr, headers)
-		}()
-	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	var health []time.Duration
-	client := &http.Client{Timeout: 10 * time.Second}
-	for {
-		start := time.Now()
-		resp, err := client.Get(server + "/healthz")
-		if err != nil {
-			t.Fatalf("/healthz during the flood: %v", err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		health = append(health, time.Since(start))
-		select {
-		case <-finished:
-			return results, health
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// slowBody sends a 3 MiB delivery's headers, then 8 KiB of body every 100ms, until the
-// daemon answers.
-func slowBody(addr, headers string) floodAnswer {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return floodAnswer{}
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "POST /hooks/flood HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n", addr, 3<<20, headers)
-	sent := time.Now()
-	answered := make(chan floodAnswer, 1)
-	go func() {
-		_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			answered <- floodAnswer{after: time.Since(sent)}
-			return
-		}
-		resp.Body.Close()
-		answered <- floodAnswer{status: resp.StatusCode, after: time.Since(sent)}
-	}()
-	chunk := make([]byte, 8<<10)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case a := <-answered:
-			return a
-		case <-tick.C:
-			_, _ = c.Write(chunk)
-		}
 	}
 }
 

@@ -1,123 +1,19 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
-
-// floodResult is how the daemon answered one slow sender.
-type floodResult struct {
-	status int
-	after  time.Duration // from the headers sent to the answer
-	err    error
-}
-
-// slowSender sends the headers of a 3 MiB webhook delivery to url's host, then its body
-// at 8 KiB every 100ms (it would take over 6 minutes), and returns the daemon's answer.
-func slowSender(addr, path, headers string) floodResult {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return floodResult{err: err}
-	}
-	defer c.Close()
-	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n", path, addr, 3<<20, headers); err != nil {
-		return floodResult{err: err}
-	}
-	sent := time.Now()
-	answered := make(chan floodResult, 1)
-	go func() {
-		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			answered <- floodResult{err: err, after: time.Since(sent)}
-			return
-		}
-		resp.Body.Close()
-		answered <- floodResult{status: resp.StatusCode, after: time.Since(sent)}
-	}()
-	chunk := make([]byte, 8<<10)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case r := <-answered:
-			return r
-		case <-tick.C:
-			// A write error means the daemon closed the connection; its answer is read above.
-			_, _ = c.Write(chunk)
-		}
-	}
-}
-
-// flood sends n slow senders at once while /healthz is polled; it returns their answers
-// and the health check latencies.
-func flood(t *testing.T, server, path, headers string, n int) ([]floodResult, []time.Duration) {
-	t.Helper()
-	addr := strings.TrimPrefix(server, "http://")
-	results := make([]floodResult, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = slowSender(addr, path, headers)
-		}()
-	}
-	done := make(chan struct{})
-	var health []time.Duration
-	var healthErr error
-	go func() {
-		defer close(done)
-		client := &http.Client{Timeout: 5 * time.Second}
-		for {
-			start := time.Now()
-			resp, err := client.Get(server + "/healthz")
-			if err != nil {
-				healthErr = err
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				healthErr = fmt.Errorf("/healthz answered %d", resp.StatusCode)
-				return
-			}
-			health = append(health, time.Since(start))
-			select {
-			case <-stopFlood(&wg):
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	wg.Wait()
-	<-done
-	if healthErr != nil {
-		t.Fatalf("/healthz during the flood: %v", healthErr)
-	}
-	return results, health
-}
-
-// stopFlood is closed once wg's senders have all been answered.
-func stopFlood(wg *sync.WaitGroup) <-chan struct{} {
-	c := make(chan struct{})
-	go func() { wg.Wait(); close(c) }()
-	return c
-}
 
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
@@ -149,21 +45,21 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 
 	const n = 200
 	signed := "Content-Type: application/json\r\nX-Slipway-Event: push\r\nX-Slipway-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\n"
-	results, health := flood(t, server, "/hooks/flood", signed, n)
+	results, health := testenv.WebhookFlood(t, server, "/hooks/flood", signed, n)
 	var refused, timedOut int
 	var slowestRefusal, slowestTimeout time.Duration
 	for i, r := range results {
 		switch {
-		case r.err != nil:
-			t.Errorf("sender %d: %v after %s", i, r.err, r.after)
-		case r.status == http.StatusServiceUnavailable:
+		case r.Err != nil:
+			t.Errorf("sender %d: %v after %s", i, r.Err, r.After)
+		case r.Status == http.StatusServiceUnavailable:
 			refused++
-			slowestRefusal = max(slowestRefusal, r.after)
-		case r.status == http.StatusRequestTimeout:
+			slowestRefusal = max(slowestRefusal, r.After)
+		case r.Status == http.StatusRequestTimeout:
 			timedOut++
-			slowestTimeout = max(slowestTimeout, r.after)
+			slowestTimeout = max(slowestTimeout, r.After)
 		default:
-			t.Errorf("sender %d: %d after %s, want 503 or 408", i, r.status, r.after)
+			t.Errorf("sender %d: %d after %s, want 503 or 408", i, r.Status, r.After)
 		}
 	}
 	t.Logf("%d senders: %d refused at once (slowest %s), %d read and cut off (slowest %s); /healthz p50 %s p99 %s max %s over %d checks",
@@ -185,10 +81,10 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 
 	// Unsigned senders are refused before their bodies are read.
 	unsigned := "Content-Type: application/json\r\nX-Slipway-Event: push\r\n"
-	results, _ = flood(t, server, "/hooks/flood", unsigned, n)
+	results, _ = testenv.WebhookFlood(t, server, "/hooks/flood", unsigned, n)
 	for i, r := range results {
-		if r.err != nil || r.status != http.StatusUnauthorized || r.after > 2*time.Second {
-			t.Errorf("unsigned sender %d: %d %v after %s, want 401 at once", i, r.status, r.err, r.after)
+		if r.Err != nil || r.Status != http.StatusUnauthorized || r.After > 2*time.Second {
+			t.Errorf("unsigned sender %d: %d %v after %s, want 401 at once", i, r.Status, r.Err, r.After)
 			break
 		}
 	}
