@@ -90,7 +90,17 @@ func (a *Applier) holdStable(ctx context.Context, inv []store.InventoryEntry, wi
 				return &WaitError{Err: fmt.Errorf("stability window: %w", err)}
 			}
 			if r != "" {
-				return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble %s into it)", ErrUnstable, window, since(start)), Reasons: append([]string{r}, a.workloadReasons(context.WithoutCancel(ctx), inv)...)}
+				reasons := []string{r}
+				// A workload leaves Current because of its pods, and their own reason (a
+				// crash, a pull error) can arrive a moment later: wait briefly for it, so the
+				// failure names the cause and not only the symptom.
+				select {
+				case pr := <-troubles:
+					reasons = []string{pr, r}
+				case <-time.After(podReasonGrace):
+				case <-ctx.Done():
+				}
+				return &WaitError{Err: fmt.Errorf("%w for the %s stability window (trouble %s into it)", ErrUnstable, window, since(start)), Reasons: append(reasons, a.workloadReasons(context.WithoutCancel(ctx), inv)...)}
 			}
 		case <-wctx.Done():
 			if ctx.Err() != nil {
@@ -103,6 +113,9 @@ func (a *Applier) holdStable(ctx context.Context, inv []store.InventoryEntry, wi
 		}
 	}
 }
+
+// podReasonGrace is how long an object leaving Current waits for its pods' own reason.
+const podReasonGrace = 2 * time.Second
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
 
