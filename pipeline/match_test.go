@@ -21,6 +21,7 @@ func TestMatch(t *testing.T) {
 `)
 	cronOnly := parse("triggers:\n  schedules: [{cron: '@daily'}]\n")
 	pushAnyPath := parse("triggers:\n  push:\n    branches: ['feature/*']\n")
+	prFiltered := parse("triggers:\n  pullRequest:\n    branches: [release]\n    paths: ['app/**']\n")
 
 	tests := []struct {
 		name string
@@ -43,6 +44,9 @@ func TestMatch(t *testing.T) {
 		{"* matches one segment", pushAnyPath, Event{Kind: EventPush, Branch: "feature/a"}, true},
 		{"pull request to tracked branch", filtered, Event{Kind: EventPullRequest, Branch: "main", TrackedBranch: "main"}, true},
 		{"pull request to another branch", filtered, Event{Kind: EventPullRequest, Branch: "dev", TrackedBranch: "main"}, false},
+		{"pull request: its branch and paths", prFiltered, Event{Kind: EventPullRequest, Branch: "release", TrackedBranch: "main", ChangedPaths: []string{"app/main.go"}}, true},
+		{"pull request: paths reject", prFiltered, Event{Kind: EventPullRequest, Branch: "release", TrackedBranch: "main", ChangedPaths: []string{"docs/x.md"}}, false},
+		{"pull request: branches reject", prFiltered, Event{Kind: EventPullRequest, Branch: "main", TrackedBranch: "main", ChangedPaths: []string{"app/main.go"}}, false},
 		{"its schedule", filtered, Event{Kind: EventCron, Schedule: "0 2 * * *"}, true},
 		{"another schedule", filtered, Event{Kind: EventCron, Schedule: "@daily"}, false},
 		{"unknown kind", filtered, Event{Kind: "tag"}, false},
