@@ -161,11 +161,7 @@ func (p Policy) SecretFile(secret, file string) (root, rel string, err error) {
 func (p Policy) PushDenied(task, repo string) string {
 	full := repo
 	if r, err := name.NewRepository(repo, name.WeakValidation); err == nil {
-		host := r.RegistryStr()
-		if host == name.DefaultRegistry {
-			host = "docker.io"
-		}
-		full = host + "/" + r.RepositoryStr()
+		full = registryPath(r)
 	}
 	if prefixGranted(p.grants.Push, full) {
 		return ""

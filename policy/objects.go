@@ -306,16 +306,21 @@ func (p Policy) imageDenied(image string) string {
 	if err != nil {
 		return fmt.Sprintf("not a valid image reference (%v), so its registry cannot be checked", err)
 	}
-	repo := ref.Context()
-	host := repo.RegistryStr()
-	if host == name.DefaultRegistry {
-		host = "docker.io"
-	}
-	full := host + "/" + repo.RepositoryStr()
+	full := registryPath(ref.Context())
 	if prefixGranted(p.grants.Registries, full) {
 		return ""
 	}
 	return fmt.Sprintf("%s %s", full, p.notGranted("registries", p.grants.Registries))
+}
+
+// registryPath is HOST/PATH of a repository as grants write it: Docker Hub as docker.io,
+// not go-containerregistry's index.docker.io.
+func registryPath(repo name.Repository) string {
+	host := repo.RegistryStr()
+	if host == name.DefaultRegistry {
+		host = "docker.io"
+	}
+	return host + "/" + repo.RepositoryStr()
 }
 
 type podImage struct{ where, image string }
