@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ repositories:
 			}
 		}
 		rss = append(rss, float64(testenv.PeakRSS(t, s.pid()))/(1<<20))
-		p99s = append(p99s, pct(health, 0.99))
+		p99s = append(p99s, testenv.Percentile(health, 0.99))
 		refusals = append(refusals, slowest)
 		refused = append(refused, n)
 		s.stop()
@@ -90,8 +91,8 @@ repositories:
 	}
 	sort.Float64s(rss)
 	sort.Float64s(idle)
-	sortDurations(p99s)
-	sortDurations(refusals)
+	slices.Sort(p99s)
+	slices.Sort(refusals)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%d senders, each a slow 3 MiB body with a wrong signature; default limits (16 reads, 10s); median of %d (min–max)\n\n", floodSenders, floodRounds)
 	b.WriteString("| measure | median | spread | target |\n| --- | --- | --- | --- |\n")
@@ -126,11 +127,3 @@ func waitHealthy(t *testing.T, s *driftServe, server string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-func pct(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sortDurations(s)
-	return s[min(len(s)-1, int(float64(len(s))*p))]
-}
-
-func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }

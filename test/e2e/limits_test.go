@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +13,6 @@ import (
 	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(float64(len(s))*p))]
-}
 
 // TestServeWebhookFloodStaysBounded: 200 senders at once, each trickling a 3 MiB body
 // with a well-formed but wrong signature. The daemon reads at most
@@ -63,7 +53,7 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 		}
 	}
 	t.Logf("%d senders: %d refused at once (slowest %s), %d read and cut off (slowest %s); /healthz p50 %s p99 %s max %s over %d checks",
-		n, refused, slowestRefusal, timedOut, slowestTimeout, percentile(health, 0.5), percentile(health, 0.99), percentile(health, 1), len(health))
+		n, refused, slowestRefusal, timedOut, slowestTimeout, testenv.Percentile(health, 0.5), testenv.Percentile(health, 0.99), testenv.Percentile(health, 1), len(health))
 	// Every body read ends at the read timeout, so at most 8 reads per 3s go on: the flood
 	// arrives within a few seconds, and nearly all of it is refused.
 	if refused < n-4*8 {
@@ -75,7 +65,7 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 	if slowestTimeout > 3*time.Second+3*time.Second {
 		t.Errorf("a slow body held its read slot for %s, past the 3s read timeout", slowestTimeout)
 	}
-	if p := percentile(health, 1); p > 2*time.Second {
+	if p := testenv.Percentile(health, 1); p > 2*time.Second {
 		t.Errorf("/healthz took %s during the flood", p)
 	}
 
