@@ -31,7 +31,7 @@ type Config struct {
 	Registry          Registry     `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
 	Charts            Charts       `yaml:"charts,omitempty" doc:"Where charts are published."`
 	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
-	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks will run. Not supported yet: refused."`
+	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
 	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
 	Runs              Runs         `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
 	Webhooks          Webhooks     `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
@@ -219,12 +219,39 @@ type Builder struct {
 	Address string `yaml:"address,omitempty" doc:"buildkitd address (unix://, tcp://), for type buildkit."`
 }
 
-// Executor will choose where script tasks run. Script tasks do not run yet, so validation
-// refuses it as not supported yet; it is parsed so the refusal can name it.
+// Executor chooses where script tasks run (docs/config.md#executor).
 type Executor struct {
-	Type      string `yaml:"type,omitempty" enum:"local,kubernetes" doc:"local (processes on the daemon's host) or kubernetes (Jobs). Not supported yet."`
-	Cluster   string `yaml:"cluster,omitempty" doc:"Cluster for Jobs, for type kubernetes."`
-	Namespace string `yaml:"namespace,omitempty" doc:"Namespace for Jobs, for type kubernetes."`
+	Default    string              `yaml:"default,omitempty" enum:"buildkit,kubernetes,local" doc:"Executor of script tasks that name none. Default: buildkit when builder.type is buildkit, else the only one configured."`
+	BuildKit   *BuildKitExecutor   `yaml:"buildkit,omitempty" doc:"Scripts as BuildKit execs. Default address: builder.address."`
+	Kubernetes *KubernetesExecutor `yaml:"kubernetes,omitempty" doc:"Scripts as Kubernetes Jobs."`
+	Local      *LocalExecutor      `yaml:"local,omitempty" doc:"Scripts as processes on the daemon's host; for trusted single-user setups only."`
+}
+
+// BuildKitExecutor runs scripts as BuildKit execs.
+type BuildKitExecutor struct {
+	Address string `yaml:"address,omitempty" doc:"buildkitd address (unix://, tcp://). Default: builder.address."`
+}
+
+// KubernetesExecutor runs scripts as Jobs.
+type KubernetesExecutor struct {
+	Cluster        string            `yaml:"cluster" required:"true" doc:"Cluster (a name from clusters) the Jobs run in."`
+	Namespace      string            `yaml:"namespace" required:"true" doc:"Namespace of the Jobs."`
+	ServiceAccount string            `yaml:"serviceAccount,omitempty" doc:"Service account of the Jobs' pods. Default: the namespace's default."`
+	NodeSelector   map[string]string `yaml:"nodeSelector,omitempty" doc:"Node labels the pods must match."`
+	Tolerations    []Toleration      `yaml:"tolerations,omitempty" doc:"Taints the pods tolerate."`
+}
+
+// Toleration is a Kubernetes toleration.
+type Toleration struct {
+	Key      string `yaml:"key,omitempty" doc:"Taint key; empty with operator Exists matches every taint."`
+	Operator string `yaml:"operator,omitempty" enum:"Equal,Exists" default:"Equal" doc:"Equal or Exists."`
+	Value    string `yaml:"value,omitempty" doc:"Taint value, for Equal."`
+	Effect   string `yaml:"effect,omitempty" enum:"NoSchedule,PreferNoSchedule,NoExecute" doc:"Taint effect; empty matches every effect."`
+}
+
+// LocalExecutor runs scripts as processes on the daemon's host.
+type LocalExecutor struct {
+	Enabled bool `yaml:"enabled" required:"true" doc:"true lets pipelines run scripts on this host with the daemon's rights."`
 }
 
 // Duration is a Go duration written as text ("90s", "1m") or 0.

@@ -61,7 +61,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != ":8080" || c.Builder.Type != "native" || c.Executor.Type != "" {
+	if c.Listen != ":8080" || c.Builder.Type != "native" || c.Executor.Default != "" {
 		t.Errorf("defaults: %+v", c)
 	}
 	c.resolve("/etc/slipway")
@@ -116,7 +116,7 @@ func TestBadConfigs(t *testing.T) {
 			"3:55: an SSH url needs sshKeyFile and knownHostsFile",
 			"4:59: auth needs knownHostsFile with sshKeyFile: Slipway never trusts an unknown host key",
 		}},
-		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {type: kubernetes, cluster: nope, namespace: jobs}\nwebhook: {}\n", []string{
+		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {default: kubernetes, kubernetes: {cluster: nope, namespace: jobs}}\nwebhook: {}\n", []string{
 			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
 			`3:11: executor is not supported yet: script tasks do not run in this version of Slipway, so there is nothing for it to choose; remove it`,
 			`4:1: unknown field "webhook" (did you mean "webhooks"?)`,
