@@ -420,9 +420,10 @@ func (w *walker) scalar(n *yaml.Node, field string) error {
 
 // blockSafe tells whether every YAML reader reads value back from a literal block: some
 // (YAML 1.1 ones, as Kubernetes' decoder) stumble on tabs and on a line that starts with
-// a space, so such text stays double-quoted.
+// a space, so such text stays double-quoted. YAML 1.1 also breaks lines at U+0085, U+2028
+// and U+2029, which a block scalar cannot then keep as text.
 func blockSafe(value string) bool {
-	if strings.ContainsAny(value, "\t\r") {
+	if strings.ContainsAny(value, "\t\r\u0085\u2028\u2029") {
 		return false
 	}
 	for _, line := range strings.Split(value, "\n") {

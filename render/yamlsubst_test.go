@@ -148,7 +148,7 @@ func TestSubstituteYAMLHostileValues(t *testing.T) {
 		"x\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwn}",
 		"a: b", "- item", "{x: y}", "[1, 2]", "'", `"`, `\`, "&a", "*a", "!!int", "%TAG", "@", "`",
 		"true", "null", "~", "42", "0x1F", "1e3", "yes", "on", ".inf", "",
-		" leading", "trailing ", "line\n", "\n", "\n\n  indented\n", "tab\there", "\x00\x07\x1b", "é ü 漢字 \u2028 \u0085",
+		" leading", "trailing ", "line\n", "\n", "\n\n  indented\n", "tab\there", "\x00\x07\x1b", "é ü 漢字 \u2028 \u0085", "]\\{`2}8|6é%*>\n-\n\u2028", "a\n\u2029", "b\n\u0085",
 		"${V}", "$${V}", "}", "key: value\nother: 1", "| block", "> folded", "--- ", "...",
 	} {
 		checkValue(t, v)
