@@ -415,7 +415,7 @@ stages:
         tag: v${BUILD_ID}
 `,
 		[]string{
-			"4:6: variable \"B\" refers to ${A}: variables may refer only to built-in variables (BUILD_ID, PIPELINE, GIT_COMMIT, GIT_SHORT_COMMIT, GIT_BRANCH, GIT_TAG, VERSION, TRIGGER)",
+			"4:6: variable \"B\" refers to ${A}: variables may refer only to built-in variables (BUILD_ID, PIPELINE, GIT_COMMIT, GIT_SHORT_COMMIT, GIT_BRANCH, GIT_TAG, VERSION, TRIGGER, ENVIRONMENT)",
 		},
 	},
 	{
@@ -709,6 +709,57 @@ stages:
 			"9:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"13:21: environment variable \"PASSWORD\" is set in both env and secretEnv",
 			"13:31: secretEnv PASSWORD: \"HUB_PASSWROD\" is not a declared secret (did you mean \"HUB_PASSWORD\"?)",
+		},
+	},
+	{
+		"environment mistakes",
+		`name: env
+variables: {DOMAIN: a.example}
+environments:
+  - name: dev
+    cluster: dev
+    namespace: shop-dev
+    variables: {DOMAN: b, DOMAIN: "${NOPE}.example"}
+  - name: dev
+    cluster: prod
+    namespace: Shop
+    windows:
+      - {kind: allow, cron: "61 * * * *", duration: 0s, timezone: Mars/Base}
+  - name: prod
+    cluster: prod
+    namespace: shop
+    approval: {manual: {approvers: [alice]}}
+  - name: qa
+    cluster: prod
+    namespace: qa
+    approval: {manual: {approvers: [bob]}}
+stages:
+  - name: deploy
+    approval: {manual: {approvers: [carol]}}
+    tasks:
+      - {name: a, type: deploy-yaml, path: a, environment: prd}
+      - {name: b, type: deploy-yaml, path: b, environment: dev, cluster: dev}
+      - {name: c, type: deploy-yaml, path: c, environment: prod}
+  - name: both
+    tasks:
+      - {name: d, type: deploy-yaml, path: d, environment: prod}
+      - {name: e, type: deploy-chart, release: e, chartDir: e, environment: qa}
+      - {name: f, type: deploy-yaml, path: f}
+`,
+		[]string{
+			"7:17: environment variable \"DOMAN\" is not declared in the pipeline's variables: declare it there with its default value",
+			"7:35: variable \"DOMAIN\" refers to ${NOPE}: variables may refer only to built-in variables (BUILD_ID, PIPELINE, GIT_COMMIT, GIT_SHORT_COMMIT, GIT_BRANCH, GIT_TAG, VERSION, TRIGGER, ENVIRONMENT)",
+			"8:11: environment name \"dev\" is already used at line 4",
+			"10:16: namespace \"Shop\" is not a DNS-1123 label: use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters",
+			"12:29: invalid cron expression \"61 * * * *\": end of range (61) above maximum (59): 61",
+			"12:53: duration must be greater than 0",
+			"12:67: unknown time zone \"Mars/Base\": use an IANA name such as Asia/Shanghai or UTC",
+			"25:60: unknown environment \"prd\": the pipeline's environments are \"dev\", \"dev\", \"prod\", \"qa\" (did you mean \"prod\"?)",
+			"26:74: give environment or cluster, not both: the environment \"dev\" sets the cluster",
+			"27:60: environment \"prod\" has its own approval and so does stage \"deploy\": keep one (the environment's gate guards every deploy to it)",
+			"28:11: stage \"both\" deploys to environments \"prod\", \"qa\", each with its own approval: put their deploys in separate stages",
+			"32:9: missing required field \"cluster\" for type deploy-yaml (or environment)",
+			"32:9: missing required field \"namespace\" for type deploy-yaml (or environment)",
 		},
 	},
 	{

@@ -53,6 +53,9 @@ func Load(file string, data []byte, opts Options) ([]*Pipeline, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	for _, p := range pipelines {
+		p.resolveEnvironments()
+	}
 	return pipelines, nil
 }
 

@@ -18,7 +18,10 @@ type Pipeline struct {
 	Triggers    *Triggers         `yaml:"triggers,omitempty" doc:"When the pipeline runs by itself. Omitted: on every push to the repository's tracked branch. Manual runs are always allowed."`
 	Variables   map[string]string `yaml:"variables,omitempty" doc:"Names and values for ${...}. Names: letters, digits, '_', not starting with a digit; values may use built-in variables."`
 	Secrets     []Secret          `yaml:"secrets,omitempty" doc:"Secret values for ${...}, masked everywhere Slipway prints or stores."`
-	Stages      []Stage           `yaml:"stages" required:"true" doc:"Stages run in order; a failed stage stops the run."`
+	// Environments are listed in promotion order: slipway promote moves a run's artifact from
+	// one to the next.
+	Environments []Environment `yaml:"environments,omitempty" doc:"Deploy targets named once, in promotion order (e.g. dev, staging, prod): deploy tasks name one with environment, and slipway promote deploys what a run deployed to one environment to the next."`
+	Stages       []Stage       `yaml:"stages" required:"true" doc:"Stages run in order; a failed stage stops the run."`
 
 	// File and Positions say where the pipeline was read from, so that later checks (policy,
 	// runs) can point at the line that caused them.
@@ -73,6 +76,44 @@ type Secret struct {
 	Cluster   string `yaml:"cluster,omitempty" doc:"Cluster (a name from slipway.yaml) holding the Secret. Default: the cluster Slipway runs in."`
 	File      string `yaml:"file,omitempty" doc:"Absolute path of a file on the daemon's host holding the value (instead of secret/key); its folder must be granted in policy.secrets.files."`
 }
+
+// Environment is a named deploy target: where its deploys go, the values they render with,
+// the gate in front of them and when they may happen.
+type Environment struct {
+	Name           string            `yaml:"name" required:"true" doc:"Environment name: a DNS-1123 label, unique within the pipeline; ${ENVIRONMENT} in the tasks deploying to it."`
+	Cluster        string            `yaml:"cluster" required:"true" doc:"Target cluster, a name from slipway.yaml."`
+	Namespace      string            `yaml:"namespace" required:"true" doc:"Namespace of the deploys to this environment."`
+	Variables      map[string]string `yaml:"variables,omitempty" doc:"Values, for the tasks deploying here, of variables the pipeline declares in variables (which hold the defaults); may use built-in variables."`
+	Approval       *Approval         `yaml:"approval,omitempty" doc:"A gate in front of every deploy to this environment: the stage holding a task that deploys here, and every promotion here."`
+	Windows        []Window          `yaml:"windows,omitempty" doc:"When deploys to this environment may happen. With allow windows, only while one is open; never while a deny window is open."`
+	OnClosedWindow ClosedWindow      `yaml:"onClosedWindow,omitempty" enum:"wait,fail" default:"wait" doc:"A deploy reaching a closed window: wait until it opens (the task says so while it waits, within its timeout), or fail at once."`
+}
+
+// Window is a recurring time span during which deploys are allowed or denied.
+type Window struct {
+	Kind     WindowKind `yaml:"kind" required:"true" enum:"allow,deny" doc:"allow: deploys may happen while it is open; deny: they may not."`
+	Cron     string     `yaml:"cron" required:"true" doc:"When the window opens: a five-field cron expression, e.g. '0 9 * * 1-5'."`
+	Duration Duration   `yaml:"duration" required:"true" doc:"How long it stays open each time, e.g. 8h."`
+	Timezone string     `yaml:"timezone,omitempty" default:"UTC" doc:"IANA time zone the cron expression is read in."`
+}
+
+// WindowKind says whether a window allows or denies deploys.
+type WindowKind string
+
+// The window kinds.
+const (
+	WindowAllow WindowKind = "allow"
+	WindowDeny  WindowKind = "deny"
+)
+
+// ClosedWindow is what a deploy does when its environment's window is closed.
+type ClosedWindow string
+
+// The closed-window policies.
+const (
+	ClosedWindowWait ClosedWindow = "wait"
+	ClosedWindowFail ClosedWindow = "fail"
+)
 
 // Stage is a group of tasks.
 type Stage struct {
@@ -195,8 +236,9 @@ type DriftIgnore struct {
 // DeployYAMLTask applies manifests from the repository ("通过YAML部署").
 type DeployYAMLTask struct {
 	Path              string        `yaml:"path" required:"true" doc:"Manifest file, or folder of .yaml/.yml/.json files, in the repository (\"YAML文件路径\"). ${...} in them is substituted."`
-	Cluster           string        `yaml:"cluster" required:"true" doc:"Target cluster, a name from slipway.yaml (\"集群\")."`
-	Namespace         string        `yaml:"namespace" required:"true" doc:"Namespace set on namespaced objects that name none (\"命名空间\")."`
+	Environment       string        `yaml:"environment,omitempty" doc:"An environment of the pipeline to deploy to (its cluster, namespace, variables, gate and windows), instead of cluster and namespace."`
+	Cluster           string        `yaml:"cluster,omitempty" doc:"Target cluster, a name from slipway.yaml (\"集群\"). Required unless environment is set."`
+	Namespace         string        `yaml:"namespace,omitempty" doc:"Namespace set on namespaced objects that name none (\"命名空间\"). Required unless environment is set."`
 	AllowedNamespaces []string      `yaml:"allowedNamespaces,omitempty" doc:"Other namespaces objects may name explicitly (\"*\" for any). Default: none."`
 	Wait              Duration      `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the objects to become healthy; 0 does not wait."`
 	StableFor         Duration      `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the deploy to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`
@@ -218,8 +260,9 @@ type DeployChartTask struct {
 	ChartDir        string         `yaml:"chartDir,omitempty" doc:"Deploy the chart in this repository folder instead of one from the repository."`
 	Values          map[string]any `yaml:"values,omitempty" subst:"true" doc:"Values overriding the chart's; ${...} in strings is substituted."`
 	ValuesFiles     []string       `yaml:"valuesFiles,omitempty" doc:"Values files in the repository, applied in order before values; ${...} in them is substituted."`
-	Cluster         string         `yaml:"cluster" required:"true" doc:"Target cluster, a name from slipway.yaml (\"集群\")."`
-	Namespace       string         `yaml:"namespace" required:"true" doc:"Release namespace (\"命名空间\")."`
+	Environment     string         `yaml:"environment,omitempty" doc:"An environment of the pipeline to deploy to (its cluster, namespace, variables, gate and windows), instead of cluster and namespace."`
+	Cluster         string         `yaml:"cluster,omitempty" doc:"Target cluster, a name from slipway.yaml (\"集群\"). Required unless environment is set."`
+	Namespace       string         `yaml:"namespace,omitempty" doc:"Release namespace (\"命名空间\"). Required unless environment is set."`
 	CreateNamespace bool           `yaml:"createNamespace,omitempty" doc:"Create the namespace if it does not exist."`
 	Wait            Duration       `yaml:"wait,omitempty" default:"5m" doc:"How long to wait for the release's objects to become healthy; 0 does not wait."`
 	StableFor       Duration       `yaml:"stableFor,omitempty" default:"10s" doc:"Stability window: once every object is healthy it must stay so this long (no pod restarts, fails or turns unready) for the release to count as healthy; part of wait, so shorter than it. 0 accepts the first healthy moment."`

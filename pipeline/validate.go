@@ -21,9 +21,9 @@ import (
 	"github.com/slipwayhq/slipway/render"
 )
 
-// Environment is what validation may know about the daemon's configuration (slipway.yaml).
+// Daemon is what validation may know about the daemon's configuration (slipway.yaml).
 // Without one, names of clusters are only checked for form.
-type Environment interface {
+type Daemon interface {
 	HasCluster(name string) bool
 	ClusterNames() []string
 	DefaultRegistry() string
@@ -33,7 +33,7 @@ type Environment interface {
 // Options widen what Validate checks.
 type Options struct {
 	// Env checks cluster names and registries against the daemon's configuration.
-	Env Environment
+	Env Daemon
 	// Repo is the repository checkout the pipeline file belongs to (its root). With it,
 	// referenced files must exist (symlinks staying inside it), and the files a run renders
 	// must be within Limits and their ${...} must resolve.
@@ -43,7 +43,7 @@ type Options struct {
 }
 
 // Built-in variables available to every ${...}.
-var builtins = []string{"BUILD_ID", "PIPELINE", "GIT_COMMIT", "GIT_SHORT_COMMIT", "GIT_BRANCH", "GIT_TAG", "VERSION", "TRIGGER"}
+var builtins = []string{"BUILD_ID", "PIPELINE", "GIT_COMMIT", "GIT_SHORT_COMMIT", "GIT_BRANCH", "GIT_TAG", "VERSION", "TRIGGER", "ENVIRONMENT"}
 
 // Builtins returns the names of the built-in variables.
 func Builtins() []string { return slices.Clone(builtins) }
@@ -63,6 +63,7 @@ func sampleBuiltins(pipeline string) map[string]string {
 		"GIT_TAG":          "v1.2.3",
 		"VERSION":          "1.2.3",
 		"TRIGGER":          "manual",
+		"ENVIRONMENT":      "dev",
 	}
 }
 
@@ -135,6 +136,7 @@ func (v *validator) pipeline() {
 	}
 	v.variables()
 	v.secretsDecl()
+	v.environments()
 	if p.Stages != nil && len(p.Stages) == 0 {
 		v.at("stages", "a pipeline needs at least one stage")
 	}
@@ -144,6 +146,7 @@ func (v *validator) pipeline() {
 	for i := range p.Stages {
 		v.stage(i, stageNames, taskNames)
 	}
+	v.stageGates()
 }
 
 func (v *validator) dnsLabel(field, what, s string) bool {

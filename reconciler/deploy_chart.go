@@ -75,7 +75,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
-		Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
+		Environment: t.Environment, Kind: store.DeployChart, Objects: []byte(deployed.Manifest), Inventory: inv, Status: store.RevisionApplied,
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest, ReleaseRevision: deployed.Version},
 		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}); err != nil {
@@ -140,7 +140,10 @@ type chartRelease struct {
 // (readOnly false) unlocks a revision an interrupted operation left pending; a preview
 // changes nothing.
 func (r *Runner) openChartRelease(ctx context.Context, rc *runContext, task string, t *pipeline.DeployChartTask, readOnly bool, tl *taskLog) (*chartRelease, error) {
-	vars := rc.varsSnapshot()
+	vars, err := rc.varsFor(t.Environment)
+	if err != nil {
+		return nil, err
+	}
 	ch, err := r.loadDeployChart(ctx, rc, t, vars)
 	if err != nil {
 		return nil, err
@@ -259,7 +262,7 @@ func (r *Runner) recordFailedRelease(ctx context.Context, rc *runContext, task s
 	ch *chart.Chart, digest string, rel *release.Release, undone bool, cause error) error {
 	nr := store.NewRevision{
 		Pipeline: rc.run.Pipeline, BuildID: rc.run.BuildID, Task: task, Cluster: t.Cluster, Namespace: t.Namespace,
-		Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
+		Environment: t.Environment, Kind: store.DeployChart, Status: store.RevisionFailed, Reason: rc.mask(cause.Error()),
 		Chart: &store.ChartRelease{Chart: ch.Metadata.Name, Version: ch.Metadata.Version, ValuesDigest: digest},
 		Drift: chartDriftPolicy(t), Masks: rc.maskValues(),
 	}

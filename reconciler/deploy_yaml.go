@@ -28,7 +28,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return err
 	}
-	inventory, err := r.deployRevision(ctx, rc, revisionSpec{task: task, cluster: t.Cluster, namespace: t.Namespace,
+	inventory, err := r.deployRevision(ctx, rc, revisionSpec{task: task, environment: t.Environment, cluster: t.Cluster, namespace: t.Namespace,
 		manifests: ms, objects: objects, prune: t.Prune == nil || *t.Prune, adopt: t.Adopt, wait: t.Wait.Duration, stableFor: t.StableFor.Duration,
 		drift: driftPolicy(t)}, tl)
 	var unhealthy *healthError
@@ -45,7 +45,11 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 // renderYAML renders a deploy-yaml task's manifests as a deploy applies them (namespaces
 // set, images pinned) and checks them against policy. Deploys and previews both come here.
 func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t *pipeline.DeployYAMLTask, tl *taskLog) ([]render.Manifest, error) {
-	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), rc.varsSnapshot())
+	vars, err := rc.varsFor(t.Environment)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), vars)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}
@@ -72,6 +76,7 @@ func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t 
 // revisionSpec is one task's set of objects for one cluster, deployed as a revision.
 type revisionSpec struct {
 	task, cluster, namespace string
+	environment              string // the pipeline environment deployed to, if any
 	manifests                []render.Manifest
 	objects                  []byte // the manifests as the revision stores them
 	prune                    bool
@@ -124,7 +129,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		reportUnpruned(tl, previous, inventory)
 	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
-		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace,
+		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace, Environment: spec.environment,
 		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
 		Drift: spec.drift, Masks: rc.maskValues(), Prune: spec.prune,
 	}); err != nil {

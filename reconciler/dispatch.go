@@ -209,8 +209,10 @@ func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
 		older := s.waiting
 		s.waiting = q
 		// Only a newer commit makes a health wait, or a wait for an approval of an older
-		// commit, pointless; a schedule or a person asking for another run waits its turn.
-		if job.Trigger == store.TriggerPush && (s.running.state.InHealthWait() || s.running.state.AwaitingApproval()) {
+		// commit, pointless; a schedule or a person asking for another run waits its turn. A
+		// promotion deploys another environment than a push's run: a push never cuts it short.
+		if job.Trigger == store.TriggerPush && s.running.run.Trigger != store.TriggerPromote &&
+			(s.running.state.InHealthWait() || s.running.state.AwaitingApproval()) {
 			s.running.cancel(&superseded{by: run.BuildID})
 		}
 		d.mu.Unlock()

@@ -18,6 +18,8 @@ type Job struct {
 	// has neither: it re-applies what run Parent stored.
 	checkout *Checkout
 	pipeline *pipeline.Pipeline
+	// promote is set for a promotion: pipeline is then the promotion's one stage.
+	promote *promotion
 }
 
 // RunJob is a run of pipeline p at the checkout's commit.

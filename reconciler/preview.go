@@ -255,7 +255,7 @@ func (r *Runner) previewTask(ctx context.Context, rc *runContext, t pipeline.Tas
 	case pipeline.TypeDeployYAML:
 		y := t.DeployYAML
 		tp.Cluster, tp.Namespace = y.Cluster, y.Namespace
-		ms, err := r.renderYAML(ctx, rc, t.Name, y, tl)
+		ms, err := r.renderYAML(ctx, rc, deployKey(t.Name, y.Environment), y, tl)
 		if err != nil {
 			return err
 		}
@@ -263,7 +263,7 @@ func (r *Runner) previewTask(ctx context.Context, rc *runContext, t pipeline.Tas
 	case pipeline.TypeDeployChart:
 		c := t.DeployChart
 		tp.Cluster, tp.Namespace = c.Cluster, c.Namespace
-		cr, err := r.openChartRelease(ctx, rc, t.Name, c, true, tl)
+		cr, err := r.openChartRelease(ctx, rc, deployKey(t.Name, c.Environment), c, true, tl)
 		if err != nil {
 			return err
 		}

@@ -60,7 +60,7 @@ func (r *Runner) reapply(ctx context.Context, rc *runContext, rev store.Revision
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
-	_, err = r.deployRevision(ctx, rc, revisionSpec{task: rev.Task, cluster: rev.Cluster, namespace: rev.Namespace,
+	_, err = r.deployRevision(ctx, rc, revisionSpec{task: rev.Task, environment: rev.Environment, cluster: rev.Cluster, namespace: rev.Namespace,
 		manifests: ms, objects: rev.Objects, prune: prune, wait: rollbackWait, stableFor: rollbackStableFor, drift: rev.Drift}, tl)
 	if err != nil {
 		var unhealthy *healthError

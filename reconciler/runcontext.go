@@ -31,7 +31,8 @@ type runContext struct {
 	limits    pipeline.Limits // what the repository's files may cost
 	log       *logrus.Entry
 	store     store.Store
-	state     *RunState // what the dispatcher sees: whether the run only waits for health
+	state     *RunState     // what the dispatcher sees: whether the run only waits for health
+	artifact  *artifactVars // a promotion's: what the artifact run rendered with
 	// preview: nothing of it is recorded (task logs go to the daemon's log only).
 	preview bool
 
@@ -95,6 +96,12 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return nil, err
 	}
 	rc.limits = r.limitsOf(co.Repo.Name)
+	if job.promote != nil {
+		if rc.artifact, err = r.loadArtifact(ctx, job.Ref, job.promote.artifact); err != nil {
+			rc.close()
+			return nil, err
+		}
+	}
 	if err := r.resolveVars(ctx, rc, co, p); err != nil {
 		rc.close()
 		return nil, err
@@ -106,6 +113,10 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 // Runs and previews both come here.
 func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, p *pipeline.Pipeline) error {
 	vars := builtinVars(co, p, rc.run)
+	vars["ENVIRONMENT"] = "" // set per task for the tasks that deploy to an environment (varsFor)
+	if rc.artifact != nil {
+		rc.artifact.restore(vars)
+	}
 	// Declared variables may use built-ins (validation guarantees nothing else).
 	for name, v := range p.Variables {
 		s, err := render.Substitute(v, vars)
@@ -190,6 +201,33 @@ func (r *Runner) secretValue(ctx context.Context, grants policy.Policy, s pipeli
 		return "", fmt.Errorf("Kubernetes Secret %s/%s has no key %q", ns, s.Secret, s.Key)
 	}
 	return string(v), nil
+}
+
+// varsFor is the variables of a task deploying to environment env ("" for none): for an
+// environment, ENVIRONMENT is its name, the pipeline's variables are resolved again with it,
+// and the environment's own values replace theirs.
+func (rc *runContext) varsFor(env string) (render.Map, error) {
+	vars := rc.varsSnapshot()
+	e := rc.pipeline.Environment(env)
+	if e == nil {
+		return vars, nil
+	}
+	vars["ENVIRONMENT"] = e.Name
+	builtins := make(render.Map, len(pipeline.Builtins()))
+	for _, name := range pipeline.Builtins() {
+		builtins[name] = vars[name]
+	}
+	for name, raw := range rc.pipeline.Variables {
+		if over, ok := e.Variables[name]; ok {
+			raw = over
+		}
+		s, err := render.Substitute(raw, builtins)
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: variable %s: %w", e.Name, name, err)
+		}
+		vars[name] = s
+	}
+	return vars, nil
 }
 
 // varsSnapshot is the variables as they are now, outputs of finished tasks included.

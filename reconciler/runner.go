@@ -406,6 +406,11 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 				return outcome{status: store.RunFailed, reason: reason, err: err}
 			}
 		}
+		if err := r.awaitWindows(ctx, rc, st, deadline); err != nil {
+			reason := rc.mask(err.Error())
+			r.skipStages(ctx, run, stages[i:], reason)
+			return outcome{status: store.RunFailed, reason: reason, err: err}
+		}
 		if err := r.runStage(ctx, rc, st); err != nil {
 			r.skipStages(ctx, run, stages[i+1:], "an earlier stage failed")
 			return outcome{status: store.RunFailed, reason: err.Error(), err: err}
@@ -514,6 +519,11 @@ func (r *Runner) plan(ctx context.Context, job Job) ([]stagePlan, error) {
 	if job.IsRollback() {
 		return r.rollbackPlan(ctx, job.Ref, job.Parent)
 	}
+	if job.promote != nil {
+		if err := r.checkPromotion(ctx, job.Ref, job.promote); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]stagePlan, 0, len(job.pipeline.Stages))
 	for i := range job.pipeline.Stages {
 		st := &job.pipeline.Stages[i]
@@ -614,11 +624,11 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 	case pipeline.TypeBuildImage:
 		return r.buildImage(ctx, rc, t.Name, t.BuildImage, tl)
 	case pipeline.TypeDeployYAML:
-		return nil, r.deployYAML(ctx, rc, t.Name, t.DeployYAML, tl)
+		return nil, r.deployYAML(ctx, rc, deployKey(t.Name, t.DeployYAML.Environment), t.DeployYAML, tl)
 	case pipeline.TypePublishChart:
 		return r.publishChart(ctx, rc, t.Name, t.PublishChart, tl)
 	case pipeline.TypeDeployChart:
-		return nil, r.deployChart(ctx, rc, t.Name, t.DeployChart, tl)
+		return nil, r.deployChart(ctx, rc, deployKey(t.Name, t.DeployChart.Environment), t.DeployChart, tl)
 	default:
 		return nil, fmt.Errorf("task type %s is not available in this version of Slipway yet", t.Type)
 	}

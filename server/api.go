@@ -129,6 +129,35 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, caller config
 	writeJSON(w, http.StatusAccepted, RunOf(run))
 }
 
+// PromoteRequest is the body of POST .../runs/{id}/promote.
+type PromoteRequest struct {
+	To string `json:"to"` // the environment to deploy the run's artifact to
+}
+
+// promoteRun starts a promotion of the run's artifact to the environment the body names:
+// 201 with the promotion run, 400 when the pipeline or the run cannot be promoted there.
+func (s *Server) promoteRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	var req PromoteRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.To == "" {
+		writeError(w, http.StatusBadRequest, `request body: "to" names the environment to promote to`)
+		return
+	}
+	ref, id, ok := s.runTarget(w, r, caller)
+	if !ok {
+		return
+	}
+	run, err := s.Triggers.Promote(r.Context(), ref, id, req.To, caller.Name)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("promote %s #%d", ref.Name, id))
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID, "artifact": id, "to": req.To, "user": caller.Name}).Info("promotion requested through the API")
+	writeJSON(w, http.StatusCreated, RunOf(run))
+}
+
 // AnswerRequest is the body of approve and reject; both fields are optional.
 type AnswerRequest struct {
 	Comment string `json:"comment,omitempty"`

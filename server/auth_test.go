@@ -26,8 +26,14 @@ var apiRoutes = map[string]struct {
 	"POST /api/v1/pipelines/{pipeline}/runs":              {config.RoleOperator, true},
 	"GET /api/v1/pipelines/{pipeline}/runs/{id}":          {config.RoleViewer, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel":  {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote": {config.RoleOperator, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve": {config.RoleApprover, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject":  {config.RoleApprover, true},
+}
+
+// bodies are the request bodies of routes that need one to succeed.
+var bodies = map[string]string{
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote": `{"to": "prod"}`,
 }
 
 // allowedRoles is, independently of the code under test, which single roles satisfy a
@@ -50,7 +56,11 @@ func call(t *testing.T, srv *httptest.Server, pattern, token string) (int, strin
 	t.Helper()
 	method, path, _ := strings.Cut(pattern, " ")
 	path = strings.NewReplacer("{pipeline}", "deploy", "{id}", "7").Replace(path)
-	req, err := http.NewRequest(method, srv.URL+path, nil)
+	var body io.Reader
+	if bodies[pattern] != "" {
+		body = strings.NewReader(bodies[pattern])
+	}
+	req, err := http.NewRequest(method, srv.URL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,14 @@ const (
 	AuditRerun        AuditAction = "rerun"
 	AuditCancel       AuditAction = "cancel"
 	AuditRollback     AuditAction = "rollback"
+	AuditPromote      AuditAction = "promote"
 	AuditApprove      AuditAction = "approve"
 	AuditReject       AuditAction = "reject"
 	AuditGateDecision AuditAction = "gate-decision"
 )
 
 // AuditActions lists every action, in the order the docs name them.
-var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditApprove, AuditReject, AuditGateDecision}
+var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditPromote, AuditApprove, AuditReject, AuditGateDecision}
 
 func (a AuditAction) valid() bool {
 	for _, k := range AuditActions {

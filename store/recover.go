@@ -18,7 +18,7 @@ func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 	var runs []Run
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := s.now()
-		stale := `status IN ('queued', 'running', 'awaiting_approval') AND holder NOT IN
+		stale := `status IN ('queued', 'running', 'awaiting_approval', 'awaiting_window') AND holder NOT IN
 			(SELECT holder FROM holders WHERE expires_at > ` + fmt.Sprint(now) + `)`
 		unfinished := `(SELECT id FROM runs WHERE ` + stale + `)`
 		for _, step := range []struct{ from, to TaskStatus }{

@@ -81,12 +81,12 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 			INSERT INTO revisions (pipeline_id, build_id, task, cluster, namespace, kind, status, reason,
 				objects, objects_encoding, objects_size, objects_digest,
 				chart, chart_version, values_digest, release_revision, created_at, updated_at, drift_policy, objects_key,
-				masks, masks_size, prune)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22)
+				masks, masks_size, prune, environment)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21, $22, $23)
 			RETURNING id`,
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
 			blob, encoding, len(nr.Objects), sum,
-			chart, chartVersion, valuesDigest, release, now, policy, keyID, masks, masksSize, nr.Prune).Scan(&id)
+			chart, chartVersion, valuesDigest, release, now, policy, keyID, masks, masksSize, nr.Prune, nr.Environment).Scan(&id)
 		if isUniqueViolation(err) {
 			return ErrAlreadyExists
 		}
@@ -197,7 +197,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
 			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy,
-			r.pipeline_id, r.objects_key, r.masks, r.masks_size, r.prune
+			r.pipeline_id, r.objects_key, r.masks, r.masks_size, r.prune, r.environment
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -218,7 +218,7 @@ func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, ar
 		var masksSize int64
 		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
 			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID, &masks, &masksSize, &r.Prune); err != nil {
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID, &masks, &masksSize, &r.Prune, &r.Environment); err != nil {
 			return nil, err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
@@ -381,4 +381,25 @@ func (s *SQLite) TransitionRevision(ctx context.Context, ref PipelineRef, buildI
 		return Revision{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
 	return rev, nil
+}
+
+// EnvironmentRevisions implements Store: for each environment of the pipeline and each task
+// that deployed there, the newest healthy revision (what is deployed where), oldest first.
+func (s *SQLite) EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error) {
+	var revs []Revision
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		revs, err = s.queryRevisions(ctx, tx,
+			`p.repository = $1 AND p.name = $2 AND r.environment <> '' AND r.status = $3
+				AND r.build_id = (SELECT MAX(r2.build_id) FROM revisions r2
+					WHERE r2.pipeline_id = r.pipeline_id AND r2.environment = r.environment
+						AND r2.task = r.task AND r2.status = $3)
+			ORDER BY r.build_id, r.id`,
+			ref.Repository, ref.Name, string(RevisionHealthy))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deployments of %s: %w", ref, err)
+	}
+	return revs, nil
 }

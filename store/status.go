@@ -18,6 +18,9 @@ const (
 	RunAwaitingApproval RunStatus = "awaiting_approval"
 	// RunApprovalTimedOut is a run whose gate's timeout ran out before an approval.
 	RunApprovalTimedOut RunStatus = "approval_timed_out"
+	// RunAwaitingWindow is a run whose next stage deploys to an environment whose deploy
+	// window is closed; it goes on when the window opens.
+	RunAwaitingWindow RunStatus = "awaiting_window"
 )
 
 // runMoves lists the legal moves out of s. A run may fail or be cancelled or superseded
@@ -29,7 +32,9 @@ func runMoves(s RunStatus) []RunStatus {
 	case RunQueued:
 		return []RunStatus{RunRunning, RunFailed, RunCancelled, RunSuperseded}
 	case RunRunning:
-		return []RunStatus{RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut, RunAwaitingApproval}
+		return []RunStatus{RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut, RunAwaitingApproval, RunAwaitingWindow}
+	case RunAwaitingWindow:
+		return []RunStatus{RunRunning, RunFailed, RunCancelled, RunSuperseded, RunTimedOut}
 	case RunAwaitingApproval:
 		return []RunStatus{RunRunning, RunFailed, RunCancelled, RunSuperseded, RunTimedOut, RunApprovalTimedOut}
 	}
@@ -40,7 +45,7 @@ func runMoves(s RunStatus) []RunStatus {
 func (s RunStatus) Valid() bool {
 	switch s {
 	case RunQueued, RunRunning, RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut,
-		RunAwaitingApproval, RunApprovalTimedOut:
+		RunAwaitingApproval, RunApprovalTimedOut, RunAwaitingWindow:
 		return true
 	}
 	return false
@@ -138,12 +143,14 @@ const (
 	TriggerCron        Trigger = "cron"
 	TriggerPullRequest Trigger = "pull_request"
 	TriggerRollback    Trigger = "rollback"
+	// TriggerPromote deploys what an earlier run deployed to one environment to the next.
+	TriggerPromote Trigger = "promote"
 )
 
 // Valid reports whether t is one of the known triggers.
 func (t Trigger) Valid() bool {
 	switch t {
-	case TriggerManual, TriggerPush, TriggerCron, TriggerPullRequest, TriggerRollback:
+	case TriggerManual, TriggerPush, TriggerCron, TriggerPullRequest, TriggerRollback, TriggerPromote:
 		return true
 	}
 	return false

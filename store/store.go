@@ -69,6 +69,8 @@ type Store interface {
 	// CurrentRevisionOn returns the task's newest healthy, applied or failed revision on
 	// one cluster: what the task left there, which is all a deploy there may prune.
 	CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error)
+	// EnvironmentRevisions returns, per environment and task, the newest healthy revision.
+	EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error)
 	// ListRevisions returns the revisions of one run, in task order of recording.
 	ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error)
 	TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error)

@@ -169,7 +169,9 @@ type NewRevision struct {
 	Task      string
 	Cluster   string
 	Namespace string
-	Kind      DeployKind
+	// Environment is the pipeline environment deployed to ("" when the task names none).
+	Environment string
+	Kind        DeployKind
 	// Objects are the rendered objects as the caller serialised them (YAML or JSON);
 	// opaque to the store, stored compressed and given back byte for byte.
 	Objects   []byte
@@ -192,13 +194,14 @@ type NewRevision struct {
 // Revision is one deploy of one task: what was rendered, what was applied, and what
 // became of it. Rollback re-applies a healthy revision's Objects and prunes by Inventory.
 type Revision struct {
-	Pipeline  PipelineRef
-	BuildID   int64
-	Task      string
-	Cluster   string
-	Namespace string
-	Kind      DeployKind
-	Objects   []byte
+	Pipeline    PipelineRef
+	BuildID     int64
+	Task        string
+	Cluster     string
+	Namespace   string
+	Environment string
+	Kind        DeployKind
+	Objects     []byte
 	// ObjectsDigest is "sha256:<hex>" of Objects, so a deploy can tell cheaply that it
 	// renders exactly what an earlier revision did.
 	ObjectsDigest string

@@ -291,3 +291,34 @@ func parseBuildID(s string) (int64, error) {
 	}
 	return id, nil
 }
+
+func newPromoteCommand() *cobra.Command {
+	var f apiFlags
+	var to string
+	cmd := &cobra.Command{
+		Use:   "promote [REPOSITORY/]PIPELINE BUILD_ID --to ENVIRONMENT",
+		Short: "Deploy what a run deployed to the environment before ENVIRONMENT to ENVIRONMENT: the same commit, images and charts, nothing built; behind its gate",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseBuildID(args[1]); err != nil {
+				return err
+			}
+			if to == "" {
+				return fmt.Errorf("--to: name the environment to promote to")
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			path, q := pipelinePath(args[0], args[1], "promote")
+			run, err := c.do(cmd.Context(), http.MethodPost, path, q, server.PromoteRequest{To: to})
+			if err != nil {
+				return err
+			}
+			return f.finish(cmd, c, run, store.RunSucceeded)
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().StringVar(&to, "to", "", "environment to deploy the run's artifact to")
+	return cmd
+}

@@ -267,6 +267,8 @@ func statusOf(e reconciler.Event) forge.Status {
 		state, what = forge.StatusFailure, "timed out waiting for approval"
 	case store.RunAwaitingApproval:
 		what = "awaiting approval"
+	case store.RunAwaitingWindow:
+		what = "waiting for a deploy window"
 	case store.RunCancelled:
 		state, what = forge.StatusError, "cancelled"
 	case store.RunSuperseded:
