@@ -119,7 +119,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}()
 	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
-		Metrics: triggerMetrics, Audit: d.Store})
+		Metrics: triggerMetrics, Audit: d.Store, States: d.Store})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}

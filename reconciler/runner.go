@@ -223,6 +223,14 @@ func (r *Runner) limitsOf(repo string) pipeline.Limits {
 // Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,
 // without starting it. holder is the process that will run it.
 func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
+	if job.Trigger == store.TriggerPush || job.Trigger == store.TriggerCron {
+		switch p, err := r.store.GetPipeline(ctx, job.Ref); {
+		case err == nil && p.Suspended:
+			return store.Run{}, &SuspendedError{Pipeline: p}
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return store.Run{}, err
+		}
+	}
 	stages, err := r.plan(ctx, job)
 	if err != nil {
 		return store.Run{}, err

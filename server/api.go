@@ -158,6 +158,50 @@ func (s *Server) promoteRun(w http.ResponseWriter, r *http.Request, caller confi
 	writeJSON(w, http.StatusCreated, RunOf(run))
 }
 
+// SuspendRequest is the optional body of suspend and resume.
+type SuspendRequest struct {
+	Repository string `json:"repository,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// PipelineState is a pipeline's suspension as the API shows it.
+type PipelineState struct {
+	Repository    string    `json:"repository"`
+	Pipeline      string    `json:"pipeline"`
+	Suspended     bool      `json:"suspended"`
+	SuspendedAt   time.Time `json:"suspendedAt,omitzero"`
+	SuspendedBy   string    `json:"suspendedBy,omitempty"`
+	SuspendReason string    `json:"suspendReason,omitempty"`
+}
+
+func (s *Server) suspendPipeline(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.setSuspended(w, r, caller, true)
+}
+
+func (s *Server) resumePipeline(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	s.setSuspended(w, r, caller, false)
+}
+
+// setSuspended suspends or resumes the pipeline the URL names: 200 and its state.
+func (s *Server) setSuspended(w http.ResponseWriter, r *http.Request, caller config.APIUser, suspend bool) {
+	var req SuspendRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	ref, ok := s.resolve(w, r, caller, req.Repository)
+	if !ok {
+		return
+	}
+	p, err := s.Triggers.Suspend(r.Context(), ref, suspend, caller.Name, req.Reason)
+	if err != nil {
+		s.fail(w, err, fmt.Sprintf("suspend %s", ref.Name))
+		return
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "suspended": suspend, "user": caller.Name}).Info("pipeline suspension changed through the API")
+	writeJSON(w, http.StatusOK, PipelineState{Repository: ref.Repository, Pipeline: ref.Name, Suspended: p.Suspended,
+		SuspendedAt: p.SuspendedAt, SuspendedBy: p.SuspendedBy, SuspendReason: p.SuspendReason})
+}
+
 // AnswerRequest is the body of approve and reject; both fields are optional.
 type AnswerRequest struct {
 	Comment string `json:"comment,omitempty"`

@@ -27,6 +27,8 @@ var apiRoutes = map[string]struct {
 	"GET /api/v1/pipelines/{pipeline}/runs/{id}":          {config.RoleViewer, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel":  {config.RoleOperator, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote": {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/suspend":           {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/resume":            {config.RoleOperator, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve": {config.RoleApprover, true},
 	"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject":  {config.RoleApprover, true},
 }

@@ -25,6 +25,8 @@ type Triggers interface {
 	Trigger(ctx context.Context, ref store.PipelineRef, commit, actor string) (store.Run, error)
 	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error)
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error
+	// Suspend suspends (true) or resumes the pipeline.
+	Suspend(ctx context.Context, ref store.PipelineRef, suspend bool, actor, reason string) (store.Pipeline, error)
 	// Promote deploys what run buildID deployed to the environment before `to`, to `to`.
 	Promote(ctx context.Context, ref store.PipelineRef, buildID int64, to, actor string) (store.Run, error)
 	// Approve answers a run waiting at an approval gate (approve false: reject).
@@ -130,6 +132,8 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/pipelines/{pipeline}/runs/{id}", config.RoleViewer, s.getRun},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel", config.RoleOperator, s.cancelRun},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote", config.RoleOperator, s.promoteRun},
+		{"POST /api/v1/pipelines/{pipeline}/suspend", config.RoleOperator, s.suspendPipeline},
+		{"POST /api/v1/pipelines/{pipeline}/resume", config.RoleOperator, s.resumePipeline},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve", config.RoleApprover, s.approveRun},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject", config.RoleApprover, s.rejectRun},
 	}

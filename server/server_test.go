@@ -49,6 +49,10 @@ func (r *recorder) Cancel(_ context.Context, _ store.PipelineRef, _ int64, actor
 	r.calls = append(r.calls, "Cancel by "+actor)
 	return nil
 }
+func (r *recorder) Suspend(_ context.Context, _ store.PipelineRef, suspend bool, actor, _ string) (store.Pipeline, error) {
+	r.calls = append(r.calls, fmt.Sprintf("Suspend %v by %s", suspend, actor))
+	return store.Pipeline{Suspended: suspend}, nil
+}
 func (r *recorder) Promote(_ context.Context, _ store.PipelineRef, _ int64, to, actor string) (store.Run, error) {
 	r.calls = append(r.calls, "Promote to "+to+" by "+actor)
 	return store.Run{BuildID: 8, Status: store.RunQueued, Trigger: store.TriggerPromote}, nil

@@ -18,13 +18,15 @@ const (
 	AuditCancel       AuditAction = "cancel"
 	AuditRollback     AuditAction = "rollback"
 	AuditPromote      AuditAction = "promote"
+	AuditSuspend      AuditAction = "suspend"
+	AuditResume       AuditAction = "resume"
 	AuditApprove      AuditAction = "approve"
 	AuditReject       AuditAction = "reject"
 	AuditGateDecision AuditAction = "gate-decision"
 )
 
 // AuditActions lists every action, in the order the docs name them.
-var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditPromote, AuditApprove, AuditReject, AuditGateDecision}
+var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditPromote, AuditSuspend, AuditResume, AuditApprove, AuditReject, AuditGateDecision}
 
 func (a AuditAction) valid() bool {
 	for _, k := range AuditActions {

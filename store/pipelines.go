@@ -51,9 +51,10 @@ func (s *SQLite) GetPipeline(ctx context.Context, ref PipelineRef) (Pipeline, er
 func getPipeline(ctx context.Context, q querier, ref PipelineRef) (Pipeline, error) {
 	p := Pipeline{Ref: ref}
 	var created int64
+	var suspended sql.NullInt64
 	err := q.QueryRowContext(ctx,
-		`SELECT last_build_id, created_at FROM pipelines WHERE repository = $1 AND name = $2`,
-		ref.Repository, ref.Name).Scan(&p.LastBuildID, &created)
+		`SELECT last_build_id, created_at, suspended_at, suspended_by, suspended_reason FROM pipelines WHERE repository = $1 AND name = $2`,
+		ref.Repository, ref.Name).Scan(&p.LastBuildID, &created, &suspended, &p.SuspendedBy, &p.SuspendReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Pipeline{}, ErrNotFound
 	}
@@ -61,13 +62,14 @@ func getPipeline(ctx context.Context, q querier, ref PipelineRef) (Pipeline, err
 		return Pipeline{}, err
 	}
 	p.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+	p.Suspended, p.SuspendedAt = suspended.Valid, fromMicros(suspended)
 	return p, nil
 }
 
 // ListPipelines implements Store.
 func (s *SQLite) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 	rows, err := s.reader.QueryContext(ctx,
-		`SELECT repository, name, last_build_id, created_at FROM pipelines ORDER BY repository, name`)
+		`SELECT repository, name, last_build_id, created_at, suspended_at, suspended_by, suspended_reason FROM pipelines ORDER BY repository, name`)
 	if err != nil {
 		return nil, fmt.Errorf("list pipelines: %w", err)
 	}
@@ -76,14 +78,47 @@ func (s *SQLite) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 	for rows.Next() {
 		var p Pipeline
 		var created int64
-		if err := rows.Scan(&p.Ref.Repository, &p.Ref.Name, &p.LastBuildID, &created); err != nil {
+		var suspended sql.NullInt64
+		if err := rows.Scan(&p.Ref.Repository, &p.Ref.Name, &p.LastBuildID, &created, &suspended, &p.SuspendedBy, &p.SuspendReason); err != nil {
 			return nil, fmt.Errorf("list pipelines: %w", err)
 		}
 		p.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+		p.Suspended, p.SuspendedAt = suspended.Valid, fromMicros(suspended)
 		ps = append(ps, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list pipelines: %w", err)
 	}
 	return ps, nil
+}
+
+// SetSuspended implements Store: suspend (with who and why) or resume the pipeline, which
+// is created if it has no row yet. It returns the pipeline as it now stands.
+func (s *SQLite) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error) {
+	if err := ref.validate(); err != nil {
+		return Pipeline{}, fmt.Errorf("suspend pipeline: %w", err)
+	}
+	var p Pipeline
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		if _, err := ensurePipeline(ctx, tx, ref, now); err != nil {
+			return err
+		}
+		at := sql.NullInt64{Int64: now, Valid: suspend}
+		if !suspend {
+			actor, reason = "", ""
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE pipelines SET suspended_at = $1, suspended_by = $2, suspended_reason = $3
+			WHERE repository = $4 AND name = $5`, at, actor, reason, ref.Repository, ref.Name); err != nil {
+			return err
+		}
+		var err error
+		p, err = getPipeline(ctx, tx, ref)
+		return err
+	})
+	if err != nil {
+		return Pipeline{}, fmt.Errorf("suspend pipeline %s: %w", ref, err)
+	}
+	return p, nil
 }

@@ -69,6 +69,8 @@ type Store interface {
 	// CurrentRevisionOn returns the task's newest healthy, applied or failed revision on
 	// one cluster: what the task left there, which is all a deploy there may prune.
 	CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error)
+	// SetSuspended suspends (actor, reason recorded) or resumes a pipeline.
+	SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error)
 	// EnvironmentRevisions returns, per environment and task, the newest healthy revision.
 	EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error)
 	// ListRevisions returns the revisions of one run, in task order of recording.

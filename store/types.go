@@ -42,6 +42,12 @@ type Pipeline struct {
 	// LastBuildID is the highest BUILD_ID handed out so far (0 before the first run).
 	LastBuildID int64
 	CreatedAt   time.Time
+	// Suspended pipelines start no runs from pushes or schedules, and their drift is
+	// reported, not corrected (SetSuspended).
+	Suspended     bool
+	SuspendedAt   time.Time
+	SuspendedBy   string
+	SuspendReason string
 }
 
 // NewRun is what the caller knows when it starts a run; the store adds the BUILD_ID.

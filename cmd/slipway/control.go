@@ -89,6 +89,19 @@ func pipelinePath(arg string, rest ...string) (string, url.Values) {
 
 func (c *apiClient) do(ctx context.Context, method, path string, q url.Values, body any) (server.Run, error) {
 	var run server.Run
+	raw, err := c.call(ctx, method, path, q, body)
+	if err != nil {
+		return run, err
+	}
+	if err := json.Unmarshal(raw, &run); err != nil {
+		return run, fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
+	}
+	return run, nil
+}
+
+// call sends one API request and returns the answer's body, or the daemon's error.
+func (c *apiClient) call(ctx context.Context, method, path string, q url.Values, body any) ([]byte, error) {
+	var run []byte
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawQuery = q.Encode()
@@ -124,10 +137,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, q url.Values, b
 		}
 		return run, fmt.Errorf("the daemon answered %s", resp.Status)
 	}
-	if err := json.Unmarshal(raw, &run); err != nil {
-		return run, fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
-	}
-	return run, nil
+	return raw, nil
 }
 
 // finish prints the run and, with --wait, follows it to its end; the exit status is 0
@@ -320,5 +330,52 @@ func newPromoteCommand() *cobra.Command {
 	}
 	f.register(cmd, true)
 	cmd.Flags().StringVar(&to, "to", "", "environment to deploy the run's artifact to")
+	return cmd
+}
+
+// newSuspendCommand is `slipway suspend` (suspend true) or `slipway resume`.
+func newSuspendCommand(suspend bool) *cobra.Command {
+	var f apiFlags
+	var reason string
+	verb, short := "suspend", "Suspend a pipeline: pushes and schedules start no runs, drift is reported but not corrected"
+	if !suspend {
+		verb, short = "resume", "Resume a suspended pipeline: pushes and schedules start runs again, drift is corrected as its tasks say"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " [REPOSITORY/]PIPELINE",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			path, q := pipelinePath(args[0])
+			raw, err := c.call(cmd.Context(), http.MethodPost, strings.TrimSuffix(path, "/runs")+"/"+verb, nil,
+				server.SuspendRequest{Repository: q.Get("repository"), Reason: reason})
+			if err != nil {
+				return err
+			}
+			var st server.PipelineState
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return fmt.Errorf("unreadable answer: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if f.output == "json" {
+				_, err := out.Write(append(raw, '\n'))
+				return err
+			}
+			if st.Suspended {
+				fmt.Fprintf(out, "%s/%s suspended by %s at %s\n", st.Repository, st.Pipeline, st.SuspendedBy, st.SuspendedAt.Format(time.RFC3339))
+			} else {
+				fmt.Fprintf(out, "%s/%s resumed\n", st.Repository, st.Pipeline)
+			}
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	if suspend {
+		cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log and the refusals")
+	}
 	return cmd
 }

@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newValidateCommand())
 	root.AddCommand(newDriftCommand())
 	root.AddCommand(newStoreCommand())
-	root.AddCommand(newGetCommand(), newTriggerCommand(), newRerunCommand(), newPromoteCommand(), newCancelCommand(), newAnswerCommand(true), newAnswerCommand(false))
+	root.AddCommand(newGetCommand(), newTriggerCommand(), newRerunCommand(), newPromoteCommand(), newSuspendCommand(true), newSuspendCommand(false), newCancelCommand(), newAnswerCommand(true), newAnswerCommand(false))
 	root.AddCommand(newAuditCommand(), newTokenCommand())
 	return root
 }

@@ -20,6 +20,8 @@ type Store interface {
 	CurrentRevisions(ctx context.Context) ([]store.Revision, error)
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
+	// GetPipeline says whether the pipeline is suspended: its drift is then only reported.
+	GetPipeline(ctx context.Context, ref store.PipelineRef) (store.Pipeline, error)
 }
 
 // Clusters hands out connected clusters by name (*kube.Clusters).
@@ -282,7 +284,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		w.setDrifted(key, "")
 		return
 	}
-	report := rev.Drift.EffectiveMode() == store.DriftReport
+	report := rev.Drift.EffectiveMode() == store.DriftReport || w.suspended(ctx, rev.Pipeline)
 	sig := "gone"
 	if !f.Gone {
 		sig = f.Patch
@@ -480,4 +482,18 @@ func sweepInterval(d time.Duration) time.Duration {
 		return DefaultSweep
 	}
 	return d
+}
+
+// suspended reports whether the pipeline is suspended; one the store cannot answer for is
+// taken as suspended, so nothing is changed on a guess.
+func (w *Watcher) suspended(ctx context.Context, ref store.PipelineRef) bool {
+	p, err := w.Store.GetPipeline(ctx, ref)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false
+		}
+		w.Log.WithError(err).WithField("pipeline", ref.Name).Warn("drift: read whether the pipeline is suspended; reporting only")
+		return true
+	}
+	return p.Suspended
 }

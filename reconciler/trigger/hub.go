@@ -47,6 +47,8 @@ type HubOptions struct {
 	Metrics    *Metrics
 	// Audit records who triggered, re-ran or cancelled what.
 	Audit AuditLog
+	// States keeps pipelines' suspension (Suspend).
+	States PipelineStates
 }
 
 // AuditLog is where the hub records the actions people ask for.
@@ -63,6 +65,7 @@ type Hub struct {
 	limiter    *HostLimiter
 	metrics    *Metrics
 	audit      AuditLog
+	states     PipelineStates
 	watchers   map[string]*BranchWatcher
 }
 
@@ -72,7 +75,7 @@ func NewHub(o HubOptions) *Hub {
 		o.Limiter = &HostLimiter{}
 	}
 	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
-		metrics: o.Metrics, audit: o.Audit, watchers: map[string]*BranchWatcher{}}
+		metrics: o.Metrics, audit: o.Audit, states: o.States, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.

@@ -1,5 +1,5 @@
 -- slipway: foreign_keys off
--- Slipway store, schema version 17: environments and promotion.
+-- Slipway store, schema version 17: environments, promotion and suspended pipelines.
 --
 -- A promotion run (trigger promote) deploys what an earlier run deployed to one of the
 -- pipeline's environments to the next; the runs table is rebuilt to allow the trigger (as in
@@ -7,6 +7,12 @@
 -- where" is a query. Versions 13 to 16 are left to other changes of this release.
 
 ALTER TABLE revisions ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+
+-- A suspended pipeline starts no runs from pushes or schedules, and its drift is reported,
+-- not corrected, until it is resumed; who suspended it, when and why are kept with it.
+ALTER TABLE pipelines ADD COLUMN suspended_at INTEGER;
+ALTER TABLE pipelines ADD COLUMN suspended_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE pipelines ADD COLUMN suspended_reason TEXT NOT NULL DEFAULT '';
 CREATE INDEX revisions_environment ON revisions (pipeline_id, environment, build_id);
 
 CREATE TABLE runs_new (
