@@ -122,7 +122,7 @@ func TestEnvironmentsPromoteTheSameArtifact(t *testing.T) {
 
 	// Out of order: prod's predecessor (staging) does not run #1 yet, and dev is where runs
 	// deploy, not a promotion target.
-	if out, code := as(ops, "promote", "jack-2048", "1", "--to", "prod"); code == 0 || !strings.Contains(out, "400") || !strings.Contains(out, "nothing is deployed healthy in staging yet") {
+	if out, code := as(ops, "promote", "jack-2048", "1", "--to", "prod"); code == 0 || !strings.Contains(out, "422") || !strings.Contains(out, "nothing is deployed healthy in staging yet") {
 		t.Fatalf("promote to prod before staging: exit %d\n%s", code, out)
 	}
 	if out, code := as(ops, "promote", "jack-2048", "1", "--to", "dev"); code == 0 || !strings.Contains(out, "first environment") {
