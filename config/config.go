@@ -4,9 +4,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -413,3 +416,78 @@ func (c *Config) DefaultRegistry() string { return c.Registry.Default }
 
 // ChartRepository is charts.repository.
 func (c *Config) ChartRepository() string { return c.Charts.Repository }
+
+// BuildKitExecutorAddress is the buildkitd that runs script tasks: executor.buildkit.address,
+// or builder.address when the builder is BuildKit; "" when scripts do not run on BuildKit.
+func (c *Config) BuildKitExecutorAddress() string {
+	if c.Executor.BuildKit != nil && c.Executor.BuildKit.Address != "" {
+		return c.Executor.BuildKit.Address
+	}
+	if c.Builder.Type == "buildkit" {
+		return c.Builder.Address
+	}
+	return ""
+}
+
+// ScriptExecutors lists the executors slipway.yaml configures, in a fixed order.
+func (c *Config) ScriptExecutors() []string {
+	var out []string
+	if c.BuildKitExecutorAddress() != "" {
+		out = append(out, "buildkit")
+	}
+	if c.Executor.Kubernetes != nil {
+		out = append(out, "kubernetes")
+	}
+	if c.Executor.Local != nil && c.Executor.Local.Enabled {
+		out = append(out, "local")
+	}
+	return out
+}
+
+// DefaultExecutor is executor.default, or buildkit when it is configured, or the only
+// executor configured; "" when none is.
+func (c *Config) DefaultExecutor() string {
+	if c.Executor.Default != "" {
+		return c.Executor.Default
+	}
+	all := c.ScriptExecutors()
+	switch {
+	case slices.Contains(all, "buildkit"):
+		return "buildkit"
+	case len(all) == 1:
+		return all[0]
+	}
+	return ""
+}
+
+// ErrNoExecutor says a script task names an executor slipway.yaml does not configure.
+var ErrNoExecutor = errors.New("executor not configured")
+
+// ScriptExecutor resolves a script task's executor ("" = the default) to a configured one.
+func (c *Config) ScriptExecutor(name string) (string, error) {
+	all := c.ScriptExecutors()
+	if name == "" {
+		name = c.DefaultExecutor()
+		if name == "" {
+			return "", fmt.Errorf("no executor for script tasks in %s: configure executor (buildkit, or local for trusted single-user setups): %w", c.fileName(), ErrNoExecutor)
+		}
+	}
+	if !slices.Contains(all, name) {
+		configured := "none is"
+		if len(all) > 0 {
+			configured = strings.Join(all, ", ") + " are"
+			if len(all) == 1 {
+				configured = all[0] + " is"
+			}
+		}
+		return "", fmt.Errorf("executor %s is not configured in %s (%s): %w", name, c.fileName(), configured, ErrNoExecutor)
+	}
+	return name, nil
+}
+
+func (c *Config) fileName() string {
+	if c.File == "" {
+		return "slipway.yaml"
+	}
+	return filepath.Base(c.File)
+}

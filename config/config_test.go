@@ -118,7 +118,7 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {default: kubernetes, kubernetes: {cluster: nope, namespace: jobs}}\nwebhook: {}\n", []string{
 			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
-			`3:11: executor is not supported yet: script tasks do not run in this version of Slipway, so there is nothing for it to choose; remove it`,
+			`3:45: executor kubernetes is not supported yet: script tasks run on buildkit or local in this version of Slipway`,
 			`4:1: unknown field "webhook" (did you mean "webhooks"?)`,
 		}},
 		{"enums and registries", "dataDir: /d\nbuilder: {type: docker}\nregistry: {default: 'https://hub.example.com', insecure: ['a b']}\ncharts: {repository: 'https://charts'}\n", []string{

@@ -100,11 +100,41 @@ func validate(c *Config, r diag.Reporter) {
 			k.at("builder.address", "the native builder runs inside Slipway and takes no address; set type: buildkit to use a buildkitd")
 		}
 	}
-	// Script tasks do not run yet (they fail with "not available"), so a written executor
-	// would be a setting without an effect.
-	if k.written("executor") {
-		k.at("executor", "executor is not supported yet: script tasks do not run in this version of Slipway, so there is nothing for it to choose; remove it")
+	k.executor()
+}
+
+// executor checks where script tasks run: every executor written can run, and the default
+// names one of them.
+func (k checker) executor() {
+	e := k.c.Executor
+	if e.BuildKit != nil {
+		switch addr := k.c.BuildKitExecutorAddress(); {
+		case addr == "":
+			k.at("executor.buildkit", "executor buildkit needs address (or builder type buildkit, whose address it then uses), such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234")
+		case e.BuildKit.Address != "":
+			if u, err := url.Parse(addr); err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "docker-container" && u.Scheme != "kube-pod") {
+				k.at("executor.buildkit.address", "executor buildkit address %q must be a unix://, tcp://, docker-container:// or kube-pod:// URL", addr)
+			}
+		}
 	}
+	if e.Kubernetes != nil {
+		k.at("executor.kubernetes", "executor kubernetes is not supported yet: script tasks run on buildkit or local in this version of Slipway")
+	}
+	if e.Local != nil && !e.Local.Enabled {
+		k.at("executor.local.enabled", "executor local runs scripts on this host only with enabled: true; remove local to leave it off")
+	}
+	if e.Default != "" && e.Kubernetes == nil {
+		if _, err := k.c.ScriptExecutor(e.Default); err != nil {
+			k.at("executor.default", "default executor %s is not configured here: configure executor.%s (configured: %s)", e.Default, e.Default, orNone(k.c.ScriptExecutors()))
+		}
+	}
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 func (k checker) label(field, what, s string) bool {

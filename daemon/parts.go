@@ -9,8 +9,10 @@ import (
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/reconciler/scriptrun/localexec"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/sources/forge"
 	"github.com/slipwayhq/slipway/store"
@@ -18,21 +20,22 @@ import (
 
 // Parts is the wired set of parts the daemon and the CLI verbs share.
 type Parts struct {
-	Config   *config.Config
-	Store    store.Store
-	Mirrors  *sources.Mirrors
-	Clusters *kube.Clusters
-	builder  reconciler.ImageBuilder
-	tags     reconciler.TagPruner
-	forges   map[string]forge.Client // by repository name; see UseForges
-	log      *logrus.Entry
+	Config    *config.Config
+	Store     store.Store
+	Mirrors   *sources.Mirrors
+	Clusters  *kube.Clusters
+	builder   reconciler.ImageBuilder
+	tags      reconciler.TagPruner
+	executors reconciler.Executors
+	forges    map[string]forge.Client // by repository name; see UseForges
+	log       *logrus.Entry
 }
 
 // NewRunner makes the run engine's Runner over these parts; observer (optional) hears
 // every run and task state change.
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
-		Config: d.Config, Builder: d.builder, Tags: d.tags, Gate: d.gate(), Audit: d.Store, Observer: observer, Log: d.log})
+		Config: d.Config, Builder: d.builder, Tags: d.tags, Executors: d.executors, Gate: d.gate(), Audit: d.Store, Observer: observer, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner
@@ -87,8 +90,26 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	executors, err := ScriptExecutors(cfg, registry)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)),
-		builder: imageBuilder, tags: registry, log: log}, nil
+		builder: imageBuilder, tags: registry, executors: executors, log: log}, nil
+}
+
+// ScriptExecutors builds the script executors slipway.yaml configures: the one place they
+// are made.
+func ScriptExecutors(cfg *config.Config, registry *builder.Registry) (reconciler.Executors, error) {
+	out := reconciler.Executors{}
+	for _, name := range cfg.ScriptExecutors() {
+		switch name {
+		case pipeline.ExecutorLocal:
+			out[name] = localexec.New()
+		}
+	}
+	return out, nil
 }
 
 // ClusterSpecs says how to reach the configured clusters.

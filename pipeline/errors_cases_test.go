@@ -490,7 +490,6 @@ stages:
         tag: v${BUILD_ID}
 `,
 		[]string{
-			"6:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"9:20: ${tasks.img.image}: task \"img\" runs later; only outputs of earlier tasks can be used",
 		},
 	},
@@ -512,7 +511,6 @@ stages:
         env: {IMG: '${tasks.img.image}'}
 `,
 		[]string{
-			"11:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"14:20: ${tasks.img.image}: task \"img\" runs in parallel with this one (stage \"build\" is parallel)",
 		},
 	},
@@ -533,7 +531,6 @@ stages:
         env: {IMG: '${tasks.imgg.image}', D: '${tasks.img}'}
 `,
 		[]string{
-			"10:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"13:20: ${tasks.imgg.image}: no task \"imgg\" in this pipeline",
 			"13:46: ${tasks.img}: task outputs are written ${tasks.<task>.<output>}",
 		},
@@ -555,7 +552,6 @@ stages:
         env: {V: '${tasks.img.version}'}
 `,
 		[]string{
-			"10:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"13:18: ${tasks.img.version}: a build-image task has no output \"version\"; it has digest, image",
 		},
 	},
@@ -706,7 +702,6 @@ stages:
         secretEnv: {PASSWORD: HUB_PASSWROD}
 `,
 		[]string{
-			"9:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"13:21: environment variable \"PASSWORD\" is set in both env and secretEnv",
 			"13:31: secretEnv PASSWORD: \"HUB_PASSWROD\" is not a declared secret (did you mean \"HUB_PASSWORD\"?)",
 		},
@@ -957,7 +952,6 @@ stages:
         script: make
 `,
 		[]string{
-			"6:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"7:16: image \"Hub.Example.com/Tools:v1\" is not a valid image reference: use lowercase REGISTRY/PATH:TAG or PATH@sha256:DIGEST",
 		},
 	},
@@ -1028,7 +1022,6 @@ stages:
         secretEnv: {TOKEN: TOKEN}
 `,
 		[]string{
-			"9:15: task type script is not supported yet: script tasks do not run in this version of Slipway",
 			"12:25: environment variable name \"1BAD\": use letters, digits and _, not starting with a digit",
 			"13:21: environment variable \"TOKEN\" is set in both env and secretEnv",
 		},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline/diag"
@@ -24,7 +25,7 @@ const placeholderRegistry = "registry.invalid"
 
 // task checks one task and returns what later tasks may use from it.
 func (v *validator) task(f string, t *Task, stage int, s *Stage) taskInfo {
-	info := taskInfo{typ: t.Type, stage: stage}
+	info := taskInfo{typ: t.Type, stage: stage, outputs: Outputs(t.Type)}
 	part := t.Part()
 	if part == nil {
 		return info // unknown or missing type: already reported
@@ -42,7 +43,7 @@ func (v *validator) task(f string, t *Task, stage int, s *Stage) taskInfo {
 	case t.DeployChart != nil:
 		v.deployChart(f, t.DeployChart, vars)
 	case t.Script != nil:
-		v.script(f, t.Script, vars)
+		info.outputs, info.samples = v.script(f, t.Script, vars)
 	}
 	return info
 }
@@ -154,13 +155,19 @@ func (v *validator) resolve(ref render.Ref, stage *Stage) string {
 			}
 			return v.laterTask(n, task, stage)
 		}
-		outs := Outputs(info.typ)
+		outs := info.outputs
 		if info.typ == "" {
 			return "" // that task's type is wrong and already reported
 		}
 		if !slices.Contains(outs, out) {
+			if len(outs) == 0 && info.typ == TypeScript {
+				return fmt.Sprintf("${%s}: script task %q declares no outputs; list %q in its outputs", n, task, out)
+			}
 			if len(outs) == 0 {
 				return fmt.Sprintf("${%s}: a %s task has no outputs", n, info.typ)
+			}
+			if info.typ == TypeScript {
+				return fmt.Sprintf("${%s}: script task %q does not declare output %q; it declares %s", n, task, out, strings.Join(outs, ", "))
 			}
 			return fmt.Sprintf("${%s}: a %s task has no output %q; it has %s", n, info.typ, out, strings.Join(outs, ", "))
 		}
@@ -576,10 +583,21 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 	v.driftIgnore(f, d.DriftIgnore)
 }
 
-func (v *validator) script(f string, s *ScriptTask, vars render.Vars) {
-	// Refused until script tasks run, so that validation never accepts what a run cannot
-	// do; its fields are still checked, so a file is ready when they arrive.
-	v.at(f+".type", "task type script is not supported yet: script tasks do not run in this version of Slipway")
+// scriptSample stands in for a script's output when later fields are checked for form: a
+// valid tag and SemVer version, so that only the reference itself is checked.
+const scriptSample = "0.0.0-sample"
+
+// script checks a script task and returns its declared outputs with sample values.
+func (v *validator) script(f string, s *ScriptTask, vars render.Vars) ([]string, map[string]string) {
+	executor := v.scriptExecutor(f, s)
+	switch {
+	case executor == ExecutorLocal && v.written(f+".image"):
+		v.at(f+".image", "executor local runs the script on the daemon's host, not in an image: remove image, or choose executor buildkit or kubernetes")
+	case executor != ExecutorLocal && s.Image == "" && !v.written(f+".image"):
+		v.at(f, "script task needs image (the image the script runs in); only executor local runs without one")
+	case s.Image == "" && v.written(f+".image"):
+		v.at(f+".image", "image must not be empty")
+	}
 	if img, ok := subst(s.Image, vars); ok && s.Image != "" {
 		if _, err := name.ParseReference(img, name.WeakValidation); err != nil {
 			v.at(f+".image", "image %q is not a valid image reference: use lowercase REGISTRY/PATH:TAG or PATH@sha256:DIGEST", s.Image)
@@ -591,6 +609,17 @@ func (v *validator) script(f string, s *ScriptTask, vars render.Vars) {
 	for _, k := range sortedKeys(s.Env) {
 		if !identifier.MatchString(k) {
 			v.atKey(yamlstrict.Join(f+".env", k), "environment variable name %q: use letters, digits and _, not starting with a digit", k)
+		} else if reservedEnv(k) {
+			v.atKey(yamlstrict.Join(f+".env", k), "environment variable %q is set by Slipway for every script", k)
+		}
+		// A secret in env would travel as plain text (into a BuildKit step's definition, a
+		// Job's spec); secretEnv hands it over as a secret.
+		if refs, err := render.References(s.Env[k]); err == nil {
+			for _, ref := range refs {
+				if v.secrets[ref.Name] {
+					v.at(yamlstrict.Join(f+".env", k), "env %s uses secret ${%s}: pass secrets with secretEnv (%s: %s), which keeps them out of the step's definition", k, ref.Name, k, ref.Name)
+				}
+			}
 		}
 	}
 	for _, k := range sortedKeys(s.SecretEnv) {
@@ -600,6 +629,8 @@ func (v *validator) script(f string, s *ScriptTask, vars render.Vars) {
 			v.atKey(field, "environment variable name %q: use letters, digits and _, not starting with a digit", k)
 		case hasKey(s.Env, k):
 			v.atKey(field, "environment variable %q is set in both env and secretEnv", k)
+		case reservedEnv(k):
+			v.atKey(field, "environment variable %q is set by Slipway for every script", k)
 		}
 		if secret := s.SecretEnv[k]; !v.secrets[secret] {
 			msg := fmt.Sprintf("secretEnv %s: %q is not a declared secret", k, secret)
@@ -607,6 +638,74 @@ func (v *validator) script(f string, s *ScriptTask, vars render.Vars) {
 				msg += fmt.Sprintf(" (did you mean %q?)", near)
 			}
 			v.at(field, "%s", msg)
+		}
+	}
+	if s.WorkingDir != "" || v.written(f+".workingDir") {
+		v.repoPath(f+".workingDir", s.WorkingDir)
+	}
+	if s.Cache && executor != "" && executor != ExecutorBuildKit {
+		v.at(f+".cache", "cache is not supported yet by executor %s: only BuildKit reuses an earlier result of a step", executor)
+	}
+	if s.Resources != nil {
+		if executor != "" && executor != ExecutorKubernetes {
+			v.at(f+".resources", "resources are not supported yet by executor %s: only executor kubernetes bounds CPU and memory", executor)
+		}
+		v.resourceList(f+".resources.requests", s.Resources.Requests)
+		v.resourceList(f+".resources.limits", s.Resources.Limits)
+	}
+	seen := map[string]bool{}
+	samples := map[string]string{}
+	var outputs []string
+	for i, o := range s.Outputs {
+		of := yamlstrict.Index(f+".outputs", i)
+		switch {
+		case !identifier.MatchString(o):
+			v.at(of, "output name %q: use letters, digits and _, not starting with a digit", o)
+		case seen[o]:
+			v.at(of, "output %q is listed twice", o)
+		default:
+			seen[o] = true
+			outputs = append(outputs, o)
+			samples[o] = scriptSample
+		}
+	}
+	return outputs, samples
+}
+
+// reservedEnv names the variables every script gets from Slipway.
+func reservedEnv(k string) bool {
+	return k == "SLIPWAY_OUTPUT" || k == "SLIPWAY_WORKSPACE"
+}
+
+// scriptExecutor is the executor the task runs with, checked against slipway.yaml when
+// validation has it; "" when it cannot be known (no slipway.yaml and none written).
+func (v *validator) scriptExecutor(f string, s *ScriptTask) string {
+	if v.opts.Env == nil {
+		return s.Executor
+	}
+	name, err := v.opts.Env.ScriptExecutor(s.Executor)
+	if err != nil {
+		field := f + ".executor"
+		if !v.written(field) {
+			field = f + ".type"
+		}
+		v.at(field, "%v", err)
+		return s.Executor
+	}
+	return name
+}
+
+// resourceList checks Kubernetes quantities.
+func (v *validator) resourceList(f string, l *ResourceList) {
+	if l == nil {
+		return
+	}
+	for _, q := range []struct{ field, value string }{{f + ".cpu", l.CPU}, {f + ".memory", l.Memory}} {
+		if q.value == "" && !v.written(q.field) {
+			continue
+		}
+		if qty, err := resource.ParseQuantity(q.value); err != nil || qty.Sign() <= 0 {
+			v.at(q.field, "%s %q is not a positive Kubernetes quantity, such as 500m or 2 for cpu and 256Mi or 1Gi for memory", lastSegment(q.field), q.value)
 		}
 	}
 }

@@ -157,7 +157,7 @@ const (
 // Task is one step. Exactly one of the type-specific parts is set, chosen by Type.
 type Task struct {
 	Name    string   `yaml:"name" required:"true" doc:"Task name: a DNS-1123 label, unique within the pipeline; used in ${tasks.NAME.OUTPUT}."`
-	Type    TaskType `yaml:"type" required:"true" discriminator:"true" enum:"build-image,publish-chart,deploy-yaml,deploy-chart,script" doc:"What the task does (script is not supported yet: refused)."`
+	Type    TaskType `yaml:"type" required:"true" discriminator:"true" enum:"build-image,publish-chart,deploy-yaml,deploy-chart,script" doc:"What the task does."`
 	Timeout Duration `yaml:"timeout,omitempty" doc:"Limit for this task. Default: the rest of the pipeline's timeout."`
 
 	BuildImage   *BuildImageTask   `yaml:",inline" variant:"build-image"`
@@ -275,11 +275,35 @@ type DeployChartTask struct {
 
 // ScriptTask runs a script in a tool image ("运行脚本").
 type ScriptTask struct {
-	Image     string            `yaml:"image" required:"true" subst:"true" doc:"Image to run in (\"镜像地址\" + \"镜像版本\"), e.g. hub.ecns.io/devops/docker:dind-centos-final-v4."`
-	Script    string            `yaml:"script" required:"true" doc:"Shell script (\"脚本\"), run by /bin/sh -c in the repository checkout. Not substituted: built-in variables, variables and env are in its environment, so the shell expands ${NAME}."`
-	Env       map[string]string `yaml:"env,omitempty" subst:"true" doc:"Environment variables (\"环境变量\"); values are substituted."`
-	SecretEnv map[string]string `yaml:"secretEnv,omitempty" doc:"Environment variables set from secrets: NAME: SECRET_NAME."`
+	Image      string            `yaml:"image,omitempty" subst:"true" doc:"Image to run in (\"镜像地址\" + \"镜像版本\"), e.g. hub.ecns.io/devops/docker:dind-centos-final-v4; pulled with the registry credentials of slipway.yaml. Required, except with executor local, which refuses it (it runs on the host, not in an image)."`
+	Script     string            `yaml:"script" required:"true" doc:"Shell script (\"脚本\"), run by /bin/sh -c in the run's workspace (the checkout, with what earlier tasks wrote). Not substituted: built-in variables, variables and env are in its environment, so the shell expands ${NAME}."`
+	Env        map[string]string `yaml:"env,omitempty" subst:"true" doc:"Environment variables (\"环境变量\"); values are substituted."`
+	SecretEnv  map[string]string `yaml:"secretEnv,omitempty" doc:"Environment variables set from secrets: NAME: SECRET_NAME (a name from secrets). Masked in the log."`
+	WorkingDir string            `yaml:"workingDir,omitempty" doc:"Folder of the workspace the script starts in, relative to the repository root. Default: the root."`
+	Outputs    []string          `yaml:"outputs,omitempty" doc:"Names of the KEY=VALUE lines the script writes to the file $SLIPWAY_OUTPUT, used later as ${tasks.NAME.KEY}; a key not listed fails the task."`
+	Executor   string            `yaml:"executor,omitempty" enum:"buildkit,kubernetes,local" doc:"Where the script runs. Default: executor.default in slipway.yaml."`
+	Cache      bool              `yaml:"cache,omitempty" default:"false" doc:"Let BuildKit reuse the result of an earlier run of the very same step (same image, script, env and workspace). Default: always run. Executor buildkit only."`
+	Resources  *ScriptResources  `yaml:"resources,omitempty" doc:"CPU and memory for the script, as Kubernetes quantities. Executor kubernetes only; the others refuse it (not supported yet)."`
 }
+
+// ScriptResources are a script's requests and limits.
+type ScriptResources struct {
+	Requests *ResourceList `yaml:"requests,omitempty" doc:"What the script is guaranteed."`
+	Limits   *ResourceList `yaml:"limits,omitempty" doc:"What the script may not exceed."`
+}
+
+// ResourceList is CPU and memory as Kubernetes quantities.
+type ResourceList struct {
+	CPU    string `yaml:"cpu,omitempty" doc:"CPU as a Kubernetes quantity, e.g. 500m or 2."`
+	Memory string `yaml:"memory,omitempty" doc:"Memory as a Kubernetes quantity, e.g. 256Mi or 1Gi."`
+}
+
+// The script executors.
+const (
+	ExecutorBuildKit   = "buildkit"
+	ExecutorKubernetes = "kubernetes"
+	ExecutorLocal      = "local"
+)
 
 // Duration is a Go duration written as text ("90s", "30m", "1h30m") or 0.
 type Duration struct{ time.Duration }

@@ -28,6 +28,9 @@ type Daemon interface {
 	ClusterNames() []string
 	DefaultRegistry() string
 	ChartRepository() string
+	// ScriptExecutor resolves a script task's executor (name "" = the default) to one that
+	// is configured, or explains why there is none.
+	ScriptExecutor(name string) (string, error)
 }
 
 // Options widen what Validate checks.
@@ -109,6 +112,7 @@ type validator struct {
 type taskInfo struct {
 	typ     TaskType
 	stage   int
+	outputs []string          // what later tasks may use as ${tasks.NAME.OUTPUT}
 	samples map[string]string // output name → sample value
 }
 

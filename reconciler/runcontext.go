@@ -330,6 +330,18 @@ func (tl *taskLog) Printf(format string, args ...any) {
 	}
 }
 
+// output records one line a script printed (already masked).
+func (tl *taskLog) output(stream store.LogStream, line string) {
+	tl.rc.log.WithFields(logrus.Fields{"task": tl.task, "stream": stream}).Debug(line)
+	tl.mu.Lock()
+	tl.pending = append(tl.pending, store.LogLine{Time: time.Now(), Stream: stream, Text: line})
+	full := len(tl.pending) >= 100
+	tl.mu.Unlock()
+	if full {
+		tl.flush(context.Background())
+	}
+}
+
 func (tl *taskLog) flush(ctx context.Context) {
 	tl.mu.Lock()
 	lines := tl.pending

@@ -80,32 +80,36 @@ type RunnerOptions struct {
 	Config   *config.Config
 	Builder  ImageBuilder // for build-image tasks
 	Tags     TagPruner    // for build-image retention (keep)
-	Gate     StageGate    // nil: policy.Gate
-	Audit    AuditLog     // where gate decisions are recorded; optional
-	Observer Observer     // optional
-	Log      *logrus.Entry
+	// Executors run script tasks, by executor name; built from slipway.yaml in one place
+	// (daemon.Parts).
+	Executors Executors
+	Gate      StageGate // nil: policy.Gate
+	Audit     AuditLog  // where gate decisions are recorded; optional
+	Observer  Observer  // optional
+	Log       *logrus.Entry
 }
 
 // Runner executes runs: it reads pipeline files (Prepare), records runs (Queue) and runs
 // them to their end (Execute). Only a Dispatcher calls Queue and Execute, so that one
 // run per pipeline holds.
 type Runner struct {
-	store    store.Store
-	sources  Sources
-	clusters *kube.Clusters
-	config   *config.Config
-	builder  ImageBuilder
-	tags     TagPruner
-	gate     StageGate
-	audit    AuditLog
-	observer Observer
-	log      *logrus.Entry
+	store     store.Store
+	sources   Sources
+	clusters  *kube.Clusters
+	config    *config.Config
+	builder   ImageBuilder
+	tags      TagPruner
+	executors Executors
+	gate      StageGate
+	audit     AuditLog
+	observer  Observer
+	log       *logrus.Entry
 }
 
 // NewRunner wires a Runner.
 func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
-		tags: o.Tags, gate: o.Gate, audit: o.Audit, observer: o.Observer, log: o.Log}
+		tags: o.Tags, executors: o.Executors, gate: o.Gate, audit: o.Audit, observer: o.Observer, log: o.Log}
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}
@@ -593,7 +597,12 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 	outputs, err := t.do(tctx, rc, tl)
 	tl.flush(context.WithoutCancel(ctx))
 	if len(outputs) > 0 {
-		if serr := r.store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.name, outputs); serr != nil && err == nil {
+		// Later tasks get the values; the record gets them masked.
+		stored := make(map[string]string, len(outputs))
+		for k, v := range outputs {
+			stored[k] = rc.mask(v)
+		}
+		if serr := r.store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.name, stored); serr != nil && err == nil {
 			err = serr
 		}
 		rc.setOutputs(t.name, outputs)
@@ -637,6 +646,8 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 		return r.publishChart(ctx, rc, t.Name, t.PublishChart, tl)
 	case pipeline.TypeDeployChart:
 		return nil, r.deployChart(ctx, rc, deployKey(t.Name, t.DeployChart.Environment), t.DeployChart, tl)
+	case pipeline.TypeScript:
+		return r.runScript(ctx, rc, t.Name, t.Script, tl)
 	default:
 		return nil, fmt.Errorf("task type %s is not available in this version of Slipway yet", t.Type)
 	}

@@ -42,9 +42,20 @@ type Spec struct {
 	Resources Resources
 	// Cache allows the executor to reuse an earlier result of the very same step.
 	Cache bool
-	// Log receives the script's stdout and stderr as they come. The engine masks secrets in
-	// it (across writes), so executors write raw bytes.
+	// Log receives the script's stdout as it comes (and its stderr too when Stderr is nil,
+	// or when the executor cannot tell them apart). The engine masks secrets in it (across
+	// writes), so executors write raw bytes.
 	Log io.Writer
+	// Stderr receives the script's stderr where the executor can tell it apart; nil: Log.
+	Stderr io.Writer
+}
+
+// StderrWriter is where the script's stderr goes: Stderr, or Log.
+func (s Spec) StderrWriter() io.Writer {
+	if s.Stderr != nil {
+		return s.Stderr
+	}
+	return s.Log
 }
 
 // RunRef names the run a script belongs to.
