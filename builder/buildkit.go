@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
@@ -90,9 +91,7 @@ func (b *BuildKit) build(ctx context.Context, req Request, log *logger) (Result,
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
 		Exports:       []client.ExportEntry{{Type: client.ExporterImage, Attrs: export}},
-		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: authprovider.LoadAuthConfig(b.reg.config),
-		})},
+		Session:       []session.Attachable{b.reg.BuildKitAuth()},
 	}
 	display, err := progressui.NewDisplay(log, progressui.PlainMode)
 	if err != nil {
@@ -139,4 +138,26 @@ func explainBuildKit(err error, dockerfile string) error {
 		return fmt.Errorf("buildkit build of %s: registry %s %s for %s/%s: %s (%w)", dockerfile, m[1], who, m[1], m[2], m[3], err)
 	}
 	return fmt.Errorf("buildkit build of %s: %w", dockerfile, err)
+}
+
+// BuildKitAuth answers buildkitd's credential requests from the Docker config Slipway
+// uses for every registry, for other BuildKit solves than image builds (script steps).
+func (r *Registry) BuildKitAuth() session.Attachable {
+	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: authprovider.LoadAuthConfig(r.config),
+	})
+}
+
+// PullName is where buildkitd pulls image ref from: the same repository at its registry's
+// mirror when slipway.yaml maps one, or ref itself.
+func (r *Registry) PullName(ref string) (string, error) {
+	parsed, err := name.ParseReference(ref, name.WeakValidation)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", ref, err)
+	}
+	via, err := r.viaRef(parsed)
+	if err != nil {
+		return "", err
+	}
+	return via.Name(), nil
 }

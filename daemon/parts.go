@@ -12,6 +12,7 @@ import (
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/reconciler/scriptrun/buildkitexec"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/localexec"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/sources/forge"
@@ -105,6 +106,12 @@ func ScriptExecutors(cfg *config.Config, registry *builder.Registry) (reconciler
 	out := reconciler.Executors{}
 	for _, name := range cfg.ScriptExecutors() {
 		switch name {
+		case pipeline.ExecutorBuildKit:
+			ex, err := buildkitexec.New(cfg.BuildKitExecutorAddress(), registry)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = ex
 		case pipeline.ExecutorLocal:
 			out[name] = localexec.New()
 		}

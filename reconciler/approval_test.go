@@ -30,9 +30,9 @@ func (emptyCheckout) Commit(context.Context, sources.Repo, string) (sources.Comm
 	return sources.Commit{}, nil
 }
 
-// gatedPipeline has one stage behind a manual approval; its task is of a type this
-// version cannot run, so a run that gets past the gate fails in that task, which proves
-// the task started.
+// gatedPipeline has one stage behind a manual approval; its script task has no executor
+// in the test's configuration, so a run that gets past the gate fails in that task, which
+// proves the task started.
 func gatedPipeline(t *testing.T, top, approval string) *pipeline.Pipeline {
 	t.Helper()
 	ps, diags := pipeline.Parse("gated.yaml", []byte(`name: app
@@ -103,7 +103,7 @@ func TestAGatedStageWaitsForAnApprover(t *testing.T) {
 	final, _ := st.GetRun(context.Background(), testRef, run.BuildID)
 	tasks, _ := st.ListTasks(context.Background(), testRef, run.BuildID)
 	if final.Status != store.RunFailed || tasks[0].Status != store.TaskFailed ||
-		!strings.Contains(tasks[0].Reason, "task type script is not available") {
+		!strings.Contains(tasks[0].Reason, "no executor for script tasks") {
 		t.Fatalf("after the approval the stage must run: run %+v, task %+v", final, tasks[0])
 	}
 	if err := d.Answer(context.Background(), testRef, run.BuildID, policy.Answer{Actor: "ops-lead", Approve: true}); !errors.Is(err, ErrNotActive) {
