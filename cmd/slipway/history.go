@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,7 +29,10 @@ type historyRow struct {
 	// Adopted lists the objects the run's deploys took over (TASK KIND/NAMESPACE/NAME):
 	// they existed without Slipway's owner label and the task said adopt: true.
 	Adopted []string `json:"adopted,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
+	// Outputs are the values the run's tasks gave later tasks, as ${...} names them
+	// (tasks.TASK.KEY), secrets masked.
+	Outputs map[string]string `json:"outputs,omitempty"`
+	Reason  string            `json:"reason,omitempty"`
 }
 
 func newHistoryCommand() *cobra.Command {
@@ -59,6 +65,18 @@ func newHistoryCommand() *cobra.Command {
 					}
 					row.DurationSeconds = end.Sub(r.StartedAt).Round(time.Millisecond).Seconds()
 				}
+				tasks, err := st.ListTasks(ctx, ref, r.BuildID)
+				if err != nil {
+					return err
+				}
+				for _, t := range tasks {
+					for k, v := range t.Outputs {
+						if row.Outputs == nil {
+							row.Outputs = map[string]string{}
+						}
+						row.Outputs["tasks."+t.Name+"."+k] = v
+					}
+				}
 				revs, err := st.ListRevisions(ctx, ref, r.BuildID)
 				if err != nil {
 					return err
@@ -82,7 +100,7 @@ func newHistoryCommand() *cobra.Command {
 				rows = append(rows, row)
 			}
 			return printRows(cmd.OutOrStdout(), output, rows, "",
-				"BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tREASON",
+				"BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tOUTPUTS\tREASON",
 				func(r historyRow) string {
 					commit := r.Commit
 					if len(commit) > 12 {
@@ -92,7 +110,7 @@ func newHistoryCommand() *cobra.Command {
 					if r.Parent != 0 {
 						parent = fmt.Sprintf("#%d", r.Parent)
 					}
-					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, firstLine(r.Reason))
+					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\t%s", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, outputsText(r.Outputs), firstLine(r.Reason))
 				})
 		},
 	}
@@ -120,6 +138,15 @@ func printRows[R any](out io.Writer, output string, rows []R, none, header strin
 		fmt.Fprintln(tw, line(r))
 	}
 	return tw.Flush()
+}
+
+// outputsText is outputs as NAME=VALUE pairs, sorted.
+func outputsText(outputs map[string]string) string {
+	keys := slices.Sorted(maps.Keys(outputs))
+	for i, k := range keys {
+		keys[i] = k + "=" + outputs[k]
+	}
+	return strings.Join(keys, " ")
 }
 
 func firstLine(s string) string {
@@ -168,6 +195,9 @@ func newLogsCommand() *cobra.Command {
 					if l.Task == t.Name {
 						fmt.Fprintf(out, "%s %s\n", l.Time.Format(time.TimeOnly), l.Text)
 					}
+				}
+				if len(t.Outputs) > 0 {
+					fmt.Fprintf(out, "   outputs: %s\n", outputsText(t.Outputs))
 				}
 				if t.Reason != "" {
 					fmt.Fprintf(out, "   %s\n", t.Reason)
