@@ -690,7 +690,7 @@ func (v *validator) scriptExecutor(f string, s *ScriptTask) string {
 			field = f + ".type"
 		}
 		v.at(field, "%v", err)
-		return s.Executor
+		return "" // reported; the fields that depend on it are not checked against it
 	}
 	return name
 }
