@@ -396,6 +396,7 @@ export SLIPWAY_GITEA_TOKEN=$GITEA_TOKEN
 export BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
 export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
 export SLIPWAY_KUBECTL=$kube/kubectl
+export SLIPWAY_BUILDCTL=$(tool_dir buildkit "$BUILDKIT_VERSION")/buildctl
 export SLIPWAY_KWOK_STAGES=$(tool_dir kwok "$KWOK_VERSION")/stages
 export SLIPWAY_ENV_PIDS="${PIDS[*]}"
 export PATH=$kube:\$PATH

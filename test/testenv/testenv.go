@@ -56,6 +56,7 @@ type Env struct {
 	GiteaToken    string // an API token of the admin, scope "all"
 
 	BuildkitHost string
+	Buildctl     string // buildctl of buildkitd's version
 	Kubectl      string // kubectl of the control plane's version
 	KwokStages   string // folder of kwok's Stage files (chaos stages for failure tests)
 	pids         string
@@ -232,6 +233,7 @@ func Load(root string) (*Env, error) {
 		GiteaPassword:     vars["SLIPWAY_GITEA_PASSWORD"],
 		GiteaToken:        vars["SLIPWAY_GITEA_TOKEN"],
 		BuildkitHost:      vars["BUILDKIT_HOST"],
+		Buildctl:          vars["SLIPWAY_BUILDCTL"],
 		Kubectl:           vars["SLIPWAY_KUBECTL"],
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
