@@ -238,6 +238,9 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 	return pp, nil
 }
 
+// previewOutput stands in for a script's outputs in a preview.
+const previewOutput = "not-run-in-preview"
+
 // previewTask fills tp with what task t would do.
 func (r *Runner) previewTask(ctx context.Context, rc *runContext, t pipeline.Task, tp *TaskPreview) error {
 	tl := rc.taskLog(t.Name)
@@ -275,6 +278,16 @@ func (r *Runner) previewTask(ctx context.Context, rc *runContext, t pipeline.Tas
 		return r.previewObjects(ctx, rc, t.Name, c.Cluster, ms, true, tp)
 	case pipeline.TypePublishChart:
 		tp.Note = "not published: a preview pushes nothing"
+		return nil
+	case pipeline.TypeScript:
+		// A pull request's scripts are untrusted code: a preview never runs them, so what
+		// later tasks render is the checkout without the script's edits.
+		tp.Note = "not run: a preview runs no scripts; later tasks render the checkout without its edits, its outputs as " + previewOutput
+		outs := make(map[string]string, len(t.Script.Outputs))
+		for _, k := range t.Script.Outputs {
+			outs[k] = previewOutput
+		}
+		rc.setOutputs(t.Name, outs)
 		return nil
 	default:
 		tp.Note = "not previewed: this task type does not run in this version"
