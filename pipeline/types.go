@@ -282,7 +282,7 @@ type ScriptTask struct {
 	WorkingDir string            `yaml:"workingDir,omitempty" doc:"Folder of the workspace the script starts in, relative to the repository root. Default: the root."`
 	Outputs    []string          `yaml:"outputs,omitempty" doc:"Names of the KEY=VALUE lines the script writes to the file $SLIPWAY_OUTPUT, used later as ${tasks.NAME.KEY}; a key not listed fails the task."`
 	Executor   string            `yaml:"executor,omitempty" enum:"buildkit,kubernetes,local" doc:"Where the script runs. Default: executor.default in slipway.yaml."`
-	Cache      bool              `yaml:"cache,omitempty" default:"false" doc:"Let BuildKit reuse the result of an earlier run of the very same step (same image, script, env and workspace). Default: always run. Executor buildkit only."`
+	Cache      bool              `yaml:"cache,omitempty" default:"false" doc:"Let BuildKit reuse the result of an earlier run of the very same step (same image, script, env and workspace content); such a step gets only its own env, not the built-in variables. Default: always run. Executor buildkit only."`
 	Resources  *ScriptResources  `yaml:"resources,omitempty" doc:"CPU and memory for the script, as Kubernetes quantities. Executor kubernetes only; the others refuse it (not supported yet)."`
 }
 

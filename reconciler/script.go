@@ -95,12 +95,16 @@ func (r *Runner) scriptSpec(rc *runContext, task string, t *pipeline.ScriptTask)
 		return spec, fmt.Errorf("image: %w", err)
 	}
 	// The script's environment: built-in variables, the pipeline's variables, the task's
-	// env — never the secrets, which only secretEnv hands over.
-	for _, k := range pipeline.Builtins() {
-		spec.Env[k] = vars[k]
-	}
-	for k := range rc.pipeline.Variables {
-		spec.Env[k] = vars[k]
+	// env — never the secrets, which only secretEnv hands over. A step that may come from
+	// the cache gets only its own env: BUILD_ID and the like differ in every run and would
+	// make every run's step a new one.
+	if !t.Cache {
+		for _, k := range pipeline.Builtins() {
+			spec.Env[k] = vars[k]
+		}
+		for k := range rc.pipeline.Variables {
+			spec.Env[k] = vars[k]
+		}
 	}
 	for k, v := range t.Env {
 		if spec.Env[k], err = render.Substitute(v, vars); err != nil {

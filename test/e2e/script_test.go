@@ -274,3 +274,55 @@ stages:
 		})
 	}
 }
+
+// TestScriptCache: a step with cache: true over the same workspace content is taken from
+// BuildKit's cache in the next run (its stamp, and so its result, is the first run's); the
+// default runs the step every time.
+func TestScriptCache(t *testing.T) {
+	env := testenv.Get(t)
+	repo, repoName, cfg := scriptConfig(t, env)
+	repo.commit("cache", map[string][]byte{".pipeline.yaml": []byte(`name: cache
+stages:
+  - name: stamp
+    tasks:
+      - name: cached
+        type: script
+        image: ` + env.BaseImage + `
+        cache: true
+        script: cat /proc/sys/kernel/random/uuid > cached.stamp
+      - name: uncached
+        type: script
+        image: ` + env.BaseImage + `
+        script: cat /proc/sys/kernel/random/uuid > uncached.stamp
+  - name: show
+    tasks:
+      - name: show
+        type: script
+        image: ` + env.BaseImage + `
+        script: echo "cached=$(cat cached.stamp) uncached=$(cat uncached.stamp)"
+`)})
+	stamps := func(id string) (string, string) {
+		t.Helper()
+		if out, code := slipway(t, "run", "--config", cfg, "--repo", repoName); code != 0 {
+			t.Fatalf("run %s failed:\n%s", id, out)
+		}
+		logs, _ := slipway(t, "logs", "--config", cfg, "cache", id)
+		i := strings.Index(logs, "cached=")
+		if i < 0 {
+			t.Fatalf("run %s shows no stamps:\n%s", id, logs)
+		}
+		var cached, uncached string
+		if _, err := fmt.Sscanf(logs[i:], "cached=%s uncached=%s", &cached, &uncached); err != nil {
+			t.Fatalf("run %s: %v\n%s", id, err, logs)
+		}
+		return cached, uncached
+	}
+	c1, u1 := stamps("1")
+	c2, u2 := stamps("2")
+	if c1 != c2 {
+		t.Errorf("cache: true ran the step again: %s then %s", c1, c2)
+	}
+	if u1 == u2 {
+		t.Errorf("the default reused the step: %s twice", u1)
+	}
+}
