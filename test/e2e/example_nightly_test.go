@@ -26,6 +26,7 @@ import (
 // runs inside that very image on BuildKit, and the deploy pins the Deployment to its digest.
 func TestCronNightlyExampleRunsAsWritten(t *testing.T) {
 	env := testenv.Get(t)
+	slipwayBinary(t) // built first: the deadline below is for the test's own steps
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cs := env.Clientset(t)
