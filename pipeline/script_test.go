@@ -32,7 +32,7 @@ func TestScriptTaskFields(t *testing.T) {
 	local := scriptEnv{def: "local", available: []string{"local", "buildkit"}}
 	for _, c := range []struct {
 		name string
-		env  Environment
+		env  Daemon
 		task string
 		want []string
 	}{
