@@ -46,7 +46,7 @@ build_etcd() {
 
 build_kube() {
   local out; out=$(tool_dir kube "$K8S_VERSION")
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl) bin missing=()
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet) bin missing=()
   for bin in "${bins[@]}"; do [ -x "$out/$bin" ] || missing+=("$bin"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "building ${missing[*]} $K8S_VERSION (about 8 minutes cold)"
@@ -54,7 +54,7 @@ build_kube() {
   local staging="v0${K8S_VERSION#v1}"
   wrapper_module "$src" "k8s.io/kubernetes@$K8S_VERSION" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
   # k8s.io/kubernetes points its staging modules at ./staging; point them at the published
   # modules of the same release instead.
   local gomod

@@ -18,6 +18,12 @@ fi
 # line or environment, so a reused PID is never killed.
 ours() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$STATE"; }
 
+# The real node first: its containers must stop before containerd, and what they mounted
+# must be unmounted before the state folder goes.
+BASE=$(cat "$STATE/realnode/base" 2>/dev/null || echo "${SLIPWAY_ENV_PORT_BASE:-17400}")
+. "$HACK/realnode.sh"
+stop_real_node
+
 pids=()
 if [ -d "$STATE/pids" ]; then
   for f in "$STATE"/pids/*; do

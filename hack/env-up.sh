@@ -5,6 +5,8 @@
 #   - two Distribution registries (anonymous, and htpasswd-protected) holding base/busybox;
 #   - a Git smart-HTTP server (git http-backend) with basic auth;
 #   - buildkitd;
+#   - one real node: containerd and a kubelet that run containers for real, tainted so only
+#     pods that tolerate it land there (hack/realnode.sh);
 #   - a Gitea forge (pull requests, reviews, webhooks) with an admin user and API token.
 # Writes .slipway/testenv.env (shell-sourceable). Reuses a healthy running environment.
 set -euo pipefail
@@ -42,6 +44,7 @@ healthy() {
       "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
     curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
     curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
+    [ -n "$SLIPWAY_REAL_NODE_HEALTHZ" ] && curl -sf --max-time 3 -o /dev/null "$SLIPWAY_REAL_NODE_HEALTHZ" || exit 1
   )
 }
 
@@ -77,6 +80,11 @@ make_pki() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
   openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
     -days 3650 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  # The API server's client certificate towards the real node's kubelet (logs, exec).
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver-kubelet-client/O=system:masters" \
+    -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -out "$pki/kubelet-client.crt" 2>/dev/null
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
@@ -143,7 +151,9 @@ start_control_plane() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC --allow-privileged=true \
-    --endpoint-reconciler-type none --cert-dir "$STATE/pki/generated"
+    --endpoint-reconciler-type none --cert-dir "$STATE/pki/generated" \
+    --kubelet-client-certificate "$STATE/pki/kubelet-client.crt" --kubelet-client-key "$STATE/pki/kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname
   kubeconfig "$STATE/admin.kubeconfig" admin "$admin_token"
   kubeconfig "$STATE/limited.kubeconfig" slipway-limited "$limited_token"
   wait_for kube-apiserver 90 curl -sf --cacert "$STATE/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
@@ -198,7 +208,7 @@ RBAC
   wait_for "kwok nodes" 60 "${kc[@]}" wait --for=condition=Ready node --all --timeout=1s
   # Admission taints new nodes not-ready, and with the node lifecycle controller off nothing
   # lifts the taint: lift it here, or every pod stays Pending.
-  "${kc[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null
+  "${kc[@]}" taint nodes -l type=kwok node.kubernetes.io/not-ready:NoSchedule- >/dev/null
   wait_for "default service account" 60 "${kc[@]}" get serviceaccount default -n default
 }
 
@@ -398,6 +408,9 @@ export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
 export SLIPWAY_KUBECTL=$kube/kubectl
 export SLIPWAY_BUILDCTL=$(tool_dir buildkit "$BUILDKIT_VERSION")/buildctl
 export SLIPWAY_KWOK_STAGES=$(tool_dir kwok "$KWOK_VERSION")/stages
+export SLIPWAY_REAL_NODE=$REAL_NODE
+export SLIPWAY_REAL_NODE_TAINT=$REAL_NODE_TAINT
+export SLIPWAY_REAL_NODE_HEALTHZ=http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz
 export SLIPWAY_ENV_PIDS="${PIDS[*]}"
 export PATH=$kube:\$PATH
 ENV
@@ -433,7 +446,9 @@ main() {
   fi
   "$HACK/prereqs.sh"
   local p
-  for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT $GITEA_PORT; do
+  realnode_vars
+  for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT $GITEA_PORT \
+    $KUBELET_PORT $KUBELET_HEALTHZ_PORT; do
     port_free "$p" || die "port $p is in use; set SLIPWAY_ENV_PORT_BASE to another base (now $BASE)"
   done
   local started=$SECONDS
@@ -449,11 +464,13 @@ main() {
   make_pki
   start_control_plane
   start_registries
+  start_real_node
   start_git
   start_buildkit
   wait "$GITEA_SETUP_PID"
   GITEA_SETUP_PID=
   PIDS+=("$(cat "$STATE/pids/gitea")")
+  wait_real_node
   local GITEA_PASSWORD GITEA_TOKEN
   . "$STATE/gitea.credentials"
   rm -f "$STATE/gitea.credentials" # from here on, only in $ENVFILE
@@ -464,5 +481,6 @@ main() {
 
 # shellcheck disable=SC2034 # versions are read by build-tools.sh too
 . "$HACK/versions.sh"
+. "$HACK/realnode.sh"
 GITEA_DIR=$STATE/gitea GITEA_ADMIN=slipway
 main "$@"

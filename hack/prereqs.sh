@@ -8,12 +8,14 @@ HACK=$(cd "$(dirname "$0")" && pwd)
 
 missing=()
 for pair in docker-registry:docker-registry runc:runc git:git htpasswd:apache2-utils \
-  openssl:openssl curl:curl flock:util-linux; do
+  openssl:openssl curl:curl flock:util-linux containerd:containerd; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # The base test image is made from the static busybox binary.
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# The real node's pod network: bridge and host-local.
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]} (or install them yourself)"

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,21 +23,30 @@ import (
 )
 
 // applets get a symlink to busybox so Dockerfiles can RUN ordinary shell commands.
+// tar is what the Kubernetes script executor moves workspaces with; dd, base64 and the rest
+// are for test scripts (a memory-limit breach, an encoded secret echoed).
 var applets = []string{"sh", "ls", "cat", "echo", "cp", "mv", "rm", "mkdir", "sed", "grep",
-	"wc", "test", "true", "false", "sleep", "env", "chmod", "touch", "find", "head", "tail", "tr", "httpd"}
+	"wc", "test", "true", "false", "sleep", "env", "chmod", "touch", "find", "head", "tail", "tr", "httpd",
+	"tar", "dd", "base64", "awk", "cut", "sort", "printf", "seq", "yes", "od", "kill", "ps", "stat",
+	"ln", "tee", "expr", "basename", "dirname", "id", "date", "mktemp", "pwd", "uname", "sha256sum", "timeout"}
 
 func main() {
 	busybox := flag.String("busybox", "/bin/busybox", "path of a static busybox binary")
 	ref := flag.String("ref", "", "image reference to push, e.g. 127.0.0.1:5000/base/busybox:1")
 	user := flag.String("user", "", "registry user (optional)")
 	passwordFile := flag.String("password-file", "", "file with the registry password (optional)")
+	entrypoint := flag.String("entrypoint", "", "comma-separated entrypoint (optional), e.g. /bin/sleep,2147483647 for a pod sandbox image")
 	flag.Parse()
-	if err := run(*busybox, *ref, *user, *passwordFile); err != nil {
+	var ep []string
+	if *entrypoint != "" {
+		ep = strings.Split(*entrypoint, ",")
+	}
+	if err := run(*busybox, *ref, *user, *passwordFile, ep); err != nil {
 		log.Fatalf("pushbase: %v", err)
 	}
 }
 
-func run(busybox, refStr, user, passwordFile string) error {
+func run(busybox, refStr, user, passwordFile string, entrypoint []string) error {
 	ref, err := name.ParseReference(refStr, name.Insecure)
 	if err != nil {
 		return fmt.Errorf("parse -ref: %w", err)
@@ -66,6 +76,9 @@ func run(busybox, refStr, user, passwordFile string) error {
 	cfg.Architecture, cfg.OS = "amd64", "linux"
 	cfg.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
 	cfg.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
+	if len(entrypoint) > 0 {
+		cfg.Config = v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/bin"}}
+	}
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
 		return fmt.Errorf("set config: %w", err)
