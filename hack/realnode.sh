@@ -23,11 +23,12 @@ realnode_vars() {
   CTR_SOCK=$RN_DIR/containerd/containerd.sock
 }
 
-# realnode_cgroups prints every cgroup v1 hierarchy's folder for this environment's pods.
+# realnode_cgroups prints every cgroup hierarchy's folder for this environment's pods (the
+# kubelet also uses the unified one of a hybrid layout).
 realnode_cgroups() {
   local h
   for h in /sys/fs/cgroup/*/; do
-    [ -d "$h" ] && [ "$(basename "$h")" != unified ] && echo "${h%/}/$RN_CGROUP"
+    [ -d "$h" ] && echo "${h%/}/$RN_CGROUP"
   done
 }
 
@@ -157,9 +158,9 @@ stop_real_node() {
   local pid
   pid=$(cat "$STATE/pids/kubelet" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ours "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # It keeps no state worth a graceful stop, and takes seconds over one.
     kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   if [ -S "$CTR_SOCK" ] && command -v ctr >/dev/null 2>&1; then
     local ctr=(ctr --address "$CTR_SOCK" --timeout 10s -n k8s.io) id

@@ -59,6 +59,11 @@ type Env struct {
 	Buildctl     string // buildctl of buildkitd's version
 	Kubectl      string // kubectl of the control plane's version
 	KwokStages   string // folder of kwok's Stage files (chaos stages for failure tests)
+
+	// RealNodeName is the node that runs containers for real (containerd and a kubelet);
+	// RealNodeTaint keeps other pods off it, as key=value:Effect. Use RealNode.
+	RealNodeName  string
+	RealNodeTaint string
 	pids         string
 }
 
@@ -236,6 +241,8 @@ func Load(root string) (*Env, error) {
 		Buildctl:          vars["SLIPWAY_BUILDCTL"],
 		Kubectl:           vars["SLIPWAY_KUBECTL"],
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
+		RealNodeName:      vars["SLIPWAY_REAL_NODE"],
+		RealNodeTaint:     vars["SLIPWAY_REAL_NODE_TAINT"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
 	}
 	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" {
@@ -346,4 +353,20 @@ func UniqueName(t testing.TB) string {
 		t.Fatalf("random name: %v", err)
 	}
 	return base + "-" + hex.EncodeToString(b)
+}
+
+// RealNode is where a pod runs for real: the node's name, the node selector that sends a pod
+// there (the kwok nodes only pretend to run containers) and the toleration of its taint. It
+// fails the test, saying how to get one, when the environment has no real node.
+func (e *Env) RealNode(t testing.TB) (name string, selector map[string]string, toleration corev1.Toleration) {
+	t.Helper()
+	key, rest, ok := strings.Cut(e.RealNodeTaint, "=")
+	value, effect, ok2 := strings.Cut(rest, ":")
+	if e.RealNodeName == "" || !ok || !ok2 {
+		t.Fatalf("testenv: the environment has no real node (SLIPWAY_REAL_NODE and SLIPWAY_REAL_NODE_TAINT in %s); "+
+			"restart it with `make env-down env-up` (containerd, runc and containernetworking-plugins come from apt, "+
+			"the kubelet is built into ~/.cache/slipway); its logs are .slipway/env/logs/kubelet.log and containerd.log", envFile)
+	}
+	return e.RealNodeName, map[string]string{"kubernetes.io/hostname": e.RealNodeName},
+		corev1.Toleration{Key: key, Operator: corev1.TolerationOpEqual, Value: value, Effect: corev1.TaintEffect(effect)}
 }
