@@ -308,3 +308,19 @@ func TestKubeJobUnschedulable(t *testing.T) {
 	t.Logf("reason: %s", se.Reason)
 	r.assertNothingLeft(t)
 }
+
+// TestKubeJobMissingServiceAccount: a Job whose pod cannot be created (its service account
+// does not exist) fails with the Job controller's message instead of waiting forever.
+func TestKubeJobMissingServiceAccount(t *testing.T) {
+	r := newKubeJobRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r.opts.ServiceAccount = "no-such-account"
+	_, err := kubejob.New(r.opts).Run(ctx, r.spec(t, "true"))
+	var se *scriptrun.StartError
+	if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, "FailedCreate: ") || !strings.Contains(se.Reason, "no-such-account") {
+		t.Fatalf("err = %v, want a StartError with the Job controller's FailedCreate message", err)
+	}
+	t.Logf("reason: %s", se.Reason)
+	r.assertNothingLeft(t)
+}

@@ -141,6 +141,9 @@ func (r *run) drive(ctx context.Context, feed *podFeed) (scriptrun.Result, error
 			pod = p
 		case <-tick.C:
 			if pod == nil {
+				if err := r.createFailure(ctx); err != nil {
+					return scriptrun.Result{}, err
+				}
 				continue
 			}
 		}
@@ -209,6 +212,18 @@ func (r *run) startFailure(pod *corev1.Pod) error {
 		}
 	}
 	return nil
+}
+
+// createFailure names why the Job has no pod yet, when the Job controller says it could not
+// create one (a missing service account, a quota, an admission webhook). Those retry without
+// end on the cluster's side; the script fails at once instead.
+func (r *run) createFailure(ctx context.Context) error {
+	events, err := r.e.opts.Client.CoreV1().Events(r.e.opts.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=Job,involvedObject.name=" + r.name + ",reason=FailedCreate"})
+	if err != nil || len(events.Items) == 0 {
+		return nil // not readable, or nothing to say: keep waiting
+	}
+	return &scriptrun.StartError{Reason: "FailedCreate: " + events.Items[len(events.Items)-1].Message}
 }
 
 // sendWorkspace streams a tar of the workspace into the waiting init container.
