@@ -118,8 +118,16 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"builder and executor", "dataDir: /d\nbuilder: {type: buildkit}\nexecutor: {default: kubernetes, kubernetes: {cluster: nope, namespace: jobs}}\nwebhook: {}\n", []string{
 			"2:10: builder type buildkit needs address, such as unix:///run/buildkit/buildkitd.sock or tcp://buildkitd:1234",
-			`3:45: executor kubernetes is not supported yet: script tasks run on buildkit or local in this version of Slipway`,
+			`3:55: executor kubernetes cluster "nope" is not in clusters (configured: none)`,
 			`4:1: unknown field "webhook" (did you mean "webhooks"?)`,
+		}},
+		{"kubernetes executor", "dataDir: /d\nclusters: [{name: ci, kubeconfig: /k}]\nexecutor:\n  kubernetes:\n    cluster: ci\n    namespace: Jobs\n    serviceAccount: 'a b'\n    nodeSelector: {'bad key!': x, pool: 'no spaces'}\n    tolerations:\n      - {operator: Equal, value: x}\n      - {key: dedicated, operator: Exists, value: ci}\n      - {key: ok.example.com/pool, value: scripts, effect: NoSchedule}\n", []string{
+			`6:16: executor kubernetes namespace "Jobs" is not a DNS-1123 label: use lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters`,
+			`7:21: executor kubernetes serviceAccount "a b": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`8:19: nodeSelector key "bad key!": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`,
+			`8:19: nodeSelector pool value "no spaces": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`,
+			`10:9: a toleration without key matches every taint only with operator: Exists`,
+			`11:51: a toleration with operator Exists matches any value; remove value "ci"`,
 		}},
 		{"enums and registries", "dataDir: /d\nbuilder: {type: docker}\nregistry: {default: 'https://hub.example.com', insecure: ['a b']}\ncharts: {repository: 'https://charts'}\n", []string{
 			`2:17: type: "docker" is not one of native, buildkit`,

@@ -7,10 +7,12 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/pipeline/diag"
@@ -100,12 +102,12 @@ func validate(c *Config, r diag.Reporter) {
 			k.at("builder.address", "the native builder runs inside Slipway and takes no address; set type: buildkit to use a buildkitd")
 		}
 	}
-	k.executor()
+	k.executor(clusters)
 }
 
 // executor checks where script tasks run: every executor written can run, and the default
 // names one of them.
-func (k checker) executor() {
+func (k checker) executor(clusters map[string]bool) {
 	e := k.c.Executor
 	if e.BuildKit != nil {
 		switch addr := k.c.BuildKitExecutorAddress(); {
@@ -118,14 +120,59 @@ func (k checker) executor() {
 		}
 	}
 	if e.Kubernetes != nil {
-		k.at("executor.kubernetes", "executor kubernetes is not supported yet: script tasks run on buildkit or local in this version of Slipway")
+		k.kubernetesExecutor(e.Kubernetes, clusters)
 	}
 	if e.Local != nil && !e.Local.Enabled {
 		k.at("executor.local.enabled", "executor local runs scripts on this host only with enabled: true; remove local to leave it off")
 	}
-	if e.Default != "" && e.Kubernetes == nil {
+	if e.Default != "" {
 		if _, err := k.c.ScriptExecutor(e.Default); err != nil {
 			k.at("executor.default", "default executor %s is not configured here: configure executor.%s (configured: %s)", e.Default, e.Default, orNone(k.c.ScriptExecutors()))
+		}
+	}
+}
+
+// kubernetesExecutor checks where the Jobs run (a configured cluster, a namespace) and what
+// their pods ask of nodes, with the API server's own rules, so that a Job is never refused
+// at run time for its shape.
+func (k checker) kubernetesExecutor(x *KubernetesExecutor, clusters map[string]bool) {
+	const f = "executor.kubernetes"
+	if x.Cluster != "" && !clusters[x.Cluster] {
+		k.at(f+".cluster", "executor kubernetes cluster %q is not in clusters (configured: %s)", x.Cluster, orNone(slices.Sorted(maps.Keys(clusters))))
+	}
+	k.label(f+".namespace", "executor kubernetes namespace", x.Namespace)
+	if sa := x.ServiceAccount; sa != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(sa) {
+			k.at(f+".serviceAccount", "executor kubernetes serviceAccount %q: %s", sa, msg)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(x.NodeSelector)) {
+		for _, msg := range validation.IsQualifiedName(key) {
+			k.at(f+".nodeSelector", "nodeSelector key %q: %s", key, msg)
+		}
+		for _, msg := range validation.IsValidLabelValue(x.NodeSelector[key]) {
+			k.at(f+".nodeSelector", "nodeSelector %s value %q: %s", key, x.NodeSelector[key], msg)
+		}
+	}
+	for i, t := range x.Tolerations {
+		tf := yamlstrict.Index(f+".tolerations", i)
+		if t.Key != "" {
+			for _, msg := range validation.IsQualifiedName(t.Key) {
+				k.at(tf+".key", "toleration key %q: %s", t.Key, msg)
+			}
+		}
+		switch t.Operator {
+		case "Exists":
+			if t.Value != "" {
+				k.at(tf+".value", "a toleration with operator Exists matches any value; remove value %q", t.Value)
+			}
+		case "", "Equal":
+			if t.Key == "" {
+				k.at(tf, "a toleration without key matches every taint only with operator: Exists")
+			}
+			for _, msg := range validation.IsValidLabelValue(t.Value) {
+				k.at(tf+".value", "toleration value %q: %s", t.Value, msg)
+			}
 		}
 	}
 }

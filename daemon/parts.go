@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
@@ -13,6 +15,7 @@ import (
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/buildkitexec"
+	"github.com/slipwayhq/slipway/reconciler/scriptrun/kubejob"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/localexec"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/sources/forge"
@@ -91,7 +94,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	executors, err := ScriptExecutors(cfg, registry)
+	executors, err := ScriptExecutors(cfg, registry, log)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -102,7 +105,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 
 // ScriptExecutors builds the script executors slipway.yaml configures: the one place they
 // are made.
-func ScriptExecutors(cfg *config.Config, registry *builder.Registry) (reconciler.Executors, error) {
+func ScriptExecutors(cfg *config.Config, registry *builder.Registry, log *logrus.Entry) (reconciler.Executors, error) {
 	out := reconciler.Executors{}
 	for _, name := range cfg.ScriptExecutors() {
 		switch name {
@@ -114,9 +117,49 @@ func ScriptExecutors(cfg *config.Config, registry *builder.Registry) (reconciler
 			out[name] = ex
 		case pipeline.ExecutorLocal:
 			out[name] = localexec.New()
+		case pipeline.ExecutorKubernetes:
+			ex, err := kubernetesExecutor(cfg, log)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = ex
 		}
 	}
 	return out, nil
+}
+
+// kubernetesExecutor runs scripts as Jobs in executor.kubernetes's cluster and namespace.
+// Nothing is dialled here: the first script connects.
+func kubernetesExecutor(cfg *config.Config, log *logrus.Entry) (*kubejob.Executor, error) {
+	x := cfg.Executor.Kubernetes
+	var spec kube.Spec
+	for _, s := range ClusterSpecs(cfg) {
+		if s.Name == x.Cluster {
+			spec = s
+		}
+	}
+	if spec.Name == "" {
+		return nil, fmt.Errorf("executor kubernetes: cluster %q is not in clusters", x.Cluster)
+	}
+	restCfg, err := kube.RESTConfig(spec)
+	if err != nil {
+		return nil, fmt.Errorf("executor kubernetes: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("executor kubernetes: cluster %s: %w", x.Cluster, err)
+	}
+	tolerations := make([]corev1.Toleration, 0, len(x.Tolerations))
+	for _, t := range x.Tolerations {
+		op := corev1.TolerationOperator(t.Operator)
+		if op == "" {
+			op = corev1.TolerationOpEqual
+		}
+		tolerations = append(tolerations, corev1.Toleration{Key: t.Key, Operator: op, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return kubejob.New(kubejob.Options{Client: cs, Config: restCfg, Cluster: x.Cluster, Namespace: x.Namespace,
+		ServiceAccount: x.ServiceAccount, NodeSelector: x.NodeSelector, Tolerations: tolerations,
+		Log: log.WithField("executor", "kubernetes")}), nil
 }
 
 // ClusterSpecs says how to reach the configured clusters.

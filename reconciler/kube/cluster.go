@@ -125,6 +125,16 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	return &Cluster{Name: spec.Name, Config: cfg, Client: c, Clientset: cs, Mapper: mapper, Manager: rm}, nil
 }
 
+// RESTConfig is how to reach the cluster spec names, with no client-side rate limit changes
+// and nothing dialled.
+func RESTConfig(spec Spec) (*rest.Config, error) {
+	cfg, err := restConfig(spec)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", spec.Name, err)
+	}
+	return cfg, nil
+}
+
 func restConfig(spec Spec) (*rest.Config, error) {
 	if spec.InCluster {
 		return rest.InClusterConfig()

@@ -60,18 +60,7 @@ func (r *kubeJobRig) spec(t *testing.T, script string) scriptrun.Spec {
 // assertNothingLeft checks that the namespace holds no Job and no pod.
 func (r *kubeJobRig) assertNothingLeft(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
-	jobs, err := r.cs.BatchV1().Jobs(r.ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := r.cs.CoreV1().Pods(r.ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(jobs.Items) != 0 || len(pods.Items) != 0 {
-		t.Errorf("left behind: %d Jobs, %d pods", len(jobs.Items), len(pods.Items))
-	}
+	assertNoJobs(t, r.cs, r.ns)
 }
 
 // syncBuffer is a log sink that tests read while the executor writes, and that can signal
