@@ -64,7 +64,7 @@ type Env struct {
 	// RealNodeTaint keeps other pods off it, as key=value:Effect. Use RealNode.
 	RealNodeName  string
 	RealNodeTaint string
-	pids         string
+	pids          string
 }
 
 // howToGet is appended to every failure to reach the environment, so nobody has to guess.
