@@ -460,6 +460,14 @@ func (c *Config) DefaultExecutor() string {
 	return ""
 }
 
+// KubernetesExecutor is where executor kubernetes runs its Jobs; "" when it is not configured.
+func (c *Config) KubernetesExecutor() (cluster, namespace string) {
+	if x := c.Executor.Kubernetes; x != nil {
+		return x.Cluster, x.Namespace
+	}
+	return "", ""
+}
+
 // ErrNoExecutor says a script task names an executor slipway.yaml does not configure.
 var ErrNoExecutor = errors.New("executor not configured")
 

@@ -17,6 +17,12 @@ func (e scriptEnv) HasCluster(name string) bool { return name == "prod" }
 func (e scriptEnv) ClusterNames() []string      { return []string{"prod"} }
 func (e scriptEnv) DefaultRegistry() string     { return "hub.example.com" }
 func (e scriptEnv) ChartRepository() string     { return "" }
+func (e scriptEnv) KubernetesExecutor() (string, string) {
+	if slices.Contains(e.available, "kubernetes") {
+		return "prod", "ci"
+	}
+	return "", ""
+}
 func (e scriptEnv) ScriptExecutor(name string) (string, error) {
 	if name == "" {
 		name = e.def
@@ -111,6 +117,40 @@ stages:
 	want := []string{
 		`22:17: ${tasks.version.VERSON}: script task "version" does not declare output "VERSON"; it declares VERSION`,
 		`23:17: ${tasks.silent.X}: script task "silent" declares no outputs; list "X" in its outputs`,
+	}
+	if got := errorLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestKubernetesSecretEnv: a kubernetes script's secretEnv must be a Kubernetes Secret in the
+// executor's cluster and namespace (prod/ci here), since it becomes a secretKeyRef.
+func TestKubernetesSecretEnv(t *testing.T) {
+	kube := scriptEnv{def: "kubernetes", available: []string{"kubernetes", "buildkit"}}
+	doc := `name: demo
+secrets:
+  - {name: FILE, file: /run/token}
+  - {name: HERE, cluster: prod, namespace: ci, secret: s, key: k}
+  - {name: ELSEWHERE, cluster: prod, secret: s, key: k}
+stages:
+  - name: s
+    tasks:
+      - name: kube
+        type: script
+        image: busybox:1
+        script: 'true'
+        secretEnv: {A: HERE, B: FILE, C: ELSEWHERE}
+      - name: buildkit
+        type: script
+        executor: buildkit
+        image: busybox:1
+        script: 'true'
+        secretEnv: {B: FILE, C: ELSEWHERE}
+`
+	_, err := Load("p.yaml", []byte(doc), Options{Env: kube})
+	want := []string{
+		"13:33: secretEnv B: executor kubernetes passes secrets only as secretKeyRef to a Kubernetes Secret, and FILE is a file; keep it in a Secret in namespace ci of cluster prod",
+		"13:42: secretEnv C: secret ELSEWHERE is in namespace default of cluster prod, but executor kubernetes runs its Jobs in namespace ci of cluster prod, and a pod reads Secrets of its own namespace only",
 	}
 	if got := errorLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -632,6 +632,9 @@ func (v *validator) script(f string, s *ScriptTask, vars render.Vars) ([]string,
 		case reservedEnv(k):
 			v.atKey(field, "environment variable %q is set by Slipway for every script", k)
 		}
+		if executor == ExecutorKubernetes {
+			v.kubernetesSecretEnv(field, k, s.SecretEnv[k])
+		}
 		if secret := s.SecretEnv[k]; !v.secrets[secret] {
 			msg := fmt.Sprintf("secretEnv %s: %q is not a declared secret", k, secret)
 			if near := yamlstrict.Suggest(secret, sortedKeys(v.secrets)); near != "" {
@@ -670,6 +673,35 @@ func (v *validator) script(f string, s *ScriptTask, vars render.Vars) ([]string,
 		}
 	}
 	return outputs, samples
+}
+
+// kubernetesSecretEnv checks that a secretEnv of a kubernetes script can be a secretKeyRef:
+// a pod reads Secrets of its own namespace only, and Slipway never copies a value into a Job.
+func (v *validator) kubernetesSecretEnv(field, name, secret string) {
+	if v.opts.Env == nil {
+		return
+	}
+	cluster, namespace := v.opts.Env.KubernetesExecutor()
+	if cluster == "" {
+		return
+	}
+	for _, d := range v.p.Secrets {
+		if d.Name != secret {
+			continue
+		}
+		ns := d.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		switch {
+		case d.File != "":
+			v.at(field, "secretEnv %s: executor kubernetes passes secrets only as secretKeyRef to a Kubernetes Secret, "+
+				"and %s is a file; keep it in a Secret in namespace %s of cluster %s", name, secret, namespace, cluster)
+		case d.Cluster != cluster || ns != namespace:
+			v.at(field, "secretEnv %s: secret %s is in namespace %s of cluster %s, but executor kubernetes runs its Jobs in "+
+				"namespace %s of cluster %s, and a pod reads Secrets of its own namespace only", name, secret, ns, d.Cluster, namespace, cluster)
+		}
+	}
 }
 
 // reservedEnv names the variables every script gets from Slipway.

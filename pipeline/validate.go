@@ -31,6 +31,9 @@ type Daemon interface {
 	// ScriptExecutor resolves a script task's executor (name "" = the default) to one that
 	// is configured, or explains why there is none.
 	ScriptExecutor(name string) (string, error)
+	// KubernetesExecutor is where executor kubernetes runs its Jobs ("" when it is not
+	// configured): the only place its secretEnv Secrets may be.
+	KubernetesExecutor() (cluster, namespace string)
 }
 
 // Options widen what Validate checks.
