@@ -91,9 +91,10 @@ func (e *Executor) Run(ctx context.Context, s scriptrun.Spec) (res scriptrun.Res
 		return scriptrun.Result{}, fmt.Errorf("create Job %s/%s: %w", e.opts.Namespace, name, err)
 	}
 	log.Debug("script job created")
+	r := &run{e: e, s: s, name: name, log: log}
 	defer func() {
 		// Cancelled or not, the Job goes; on a cancelled ctx with a bounded context of its own.
-		if rerr := e.remove(context.WithoutCancel(ctx), name); rerr != nil {
+		if rerr := e.remove(context.WithoutCancel(ctx), name, r.pod, !r.released); rerr != nil {
 			log.WithError(rerr).Warn("script job not removed")
 			if err == nil {
 				err = rerr
@@ -106,7 +107,6 @@ func (e *Executor) Run(ctx context.Context, s scriptrun.Spec) (res scriptrun.Res
 	defer stopWatch()
 	go e.watch(wctx, name, feed)
 
-	r := &run{e: e, s: s, name: name, log: log}
 	res, err = r.drive(ctx, feed)
 	if err != nil && ctx.Err() != nil {
 		return res, fmt.Errorf("script job %s: %w", name, ctx.Err())
@@ -121,7 +121,9 @@ type run struct {
 	name string
 	log  *logrus.Entry
 
+	pod           string        // the Job's pod, once seen
 	sent          bool          // the workspace is in
+	released      bool          // the workspace is back and the collector told to end
 	logs          chan struct{} // closed when the log stream ended; nil until it started
 	unschedulable time.Time     // since when the scheduler has found no node
 }
@@ -150,6 +152,7 @@ func (r *run) drive(ctx context.Context, feed *podFeed) (scriptrun.Result, error
 		if pod == nil {
 			return scriptrun.Result{}, fmt.Errorf("pod of script job %s was deleted before the script ended", r.name)
 		}
+		r.pod = pod.Name
 		if err := r.startFailure(pod); err != nil {
 			return scriptrun.Result{}, err
 		}
@@ -302,6 +305,9 @@ func (r *run) finish(ctx context.Context, pod string, t *corev1.ContainerStateTe
 		return res, fmt.Errorf("bring the workspace back from job %s: %w", r.name, execError(err, &stderr))
 	}
 	res.Output = output
+	if err := r.e.exec(ctx, pod, containerOut, releaseCommand, nil, io.Discard, io.Discard); err == nil {
+		r.released = true
+	}
 	r.log.WithFields(logrus.Fields{"exit_code": res.ExitCode, "reason": t.Reason}).Debug("script ended")
 	return res, nil
 }
@@ -341,16 +347,39 @@ func execError(err error, stderr *bytes.Buffer) error {
 	return err
 }
 
-// remove deletes the Job with foreground propagation and waits until it and its pod are gone.
-func (e *Executor) remove(ctx context.Context, name string) error {
+// remove ends the pod, deletes the Job with foreground propagation and waits until it and
+// its pod are gone. A pod whose containers have all ended is deleted at once, a running one
+// only after the kubelet has stopped it (seconds: its grace period, then a relist of the
+// runtime's state), so the pod is brought to its end first: by the collector's release
+// after a normal end, by killing its processes (kill) on cancel, timeout and failures.
+func (e *Executor) remove(ctx context.Context, name, pod string, kill bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	start := time.Now()
+	if pod != "" {
+		e.endPod(ctx, pod, kill)
+	}
+	ended := time.Since(start)
+	defer func() {
+		e.opts.Log.WithFields(logrus.Fields{"job": name, "killed": kill, "pod_ended_after": ended, "gone_after": time.Since(start)}).Debug("script job removed")
+	}()
 	fg := metav1.DeletePropagationForeground
 	err := e.opts.Client.BatchV1().Jobs(e.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete Job %s/%s: %w", e.opts.Namespace, name, err)
 	}
+	// The garbage collector would delete the pod too, a few hundred milliseconds later; a
+	// cancel has two seconds. The pod keeps its grace period: it is gone only once the
+	// kubelet has stopped its containers.
 	sel := labelScript + "=" + name
+	if pods, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
+		for _, p := range pods.Items {
+			err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete pod %s/%s of Job %s: %w", e.opts.Namespace, p.Name, name, err)
+			}
+		}
+	}
 	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil || len(pods.Items) > 0 {
@@ -363,6 +392,25 @@ func (e *Executor) remove(ctx context.Context, name string) error {
 		return fmt.Errorf("wait for Job %s/%s and its pod to be gone: %w", e.opts.Namespace, name, err)
 	}
 	return nil
+}
+
+// endPod waits (briefly) for the pod's containers to have ended, after killing its
+// processes when asked. It is best effort: a pod that does not end here is deleted with its
+// grace period all the same.
+func (e *Executor) endPod(ctx context.Context, pod string, kill bool) {
+	if kill {
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// The exec's own shell is killed with the collector; its error says nothing.
+		_ = e.exec(kctx, pod, containerOut, []string{"/bin/sh", "-c", killAll}, nil, io.Discard, io.Discard)
+		cancel()
+	}
+	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return apierrors.IsNotFound(err), nil
+		}
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodPending, nil
+	})
 }
 
 // watch feeds the latest state of the Job's pod until ctx ends; a deleted pod is fed as nil.

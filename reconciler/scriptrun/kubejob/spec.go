@@ -34,6 +34,7 @@ const (
 	slipwayDir   = "/slipway"
 	outputFile   = slipwayDir + "/output"
 	readyFile    = slipwayDir + "/.workspace-in"
+	doneFile     = slipwayDir + "/.workspace-out"
 
 	// Labels on the Job and its pod.
 	labelRepository = "slipway.dev/repository"
@@ -51,10 +52,17 @@ const (
 // Commands of the helper containers; they need sh, tar and sleep in the image.
 const (
 	// sleep 0.1 is not POSIX; images whose sleep takes whole seconds only poll slower.
-	waitForWorkspace = "touch " + outputFile + " && until [ -e " + readyFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done"
-	receiveWorkspace = "tar -x -f - -C " + workspaceDir + " && touch " + readyFile
-	keepAlive        = "exec sleep 2147483647"
+	waitForWorkspace  = "touch " + outputFile + " && until [ -e " + readyFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done"
+	receiveWorkspace  = "tar -x -f - -C " + workspaceDir + " && touch " + readyFile
+	waitForCollection = "until [ -e " + doneFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done"
+	// killAll ends every process of the pod but the sandbox's (one process namespace): on
+	// cancel and timeout, so that the pod is over, and can be deleted at once, before the
+	// kubelet would have acted on a graceful deletion.
+	killAll = "kill -KILL -1"
 )
+
+// releaseCommand lets the collector end once the workspace is back.
+var releaseCommand = []string{"touch", doneFile}
 
 // sendCommand is exec'd in the collector once the script has ended.
 var sendCommand = []string{"tar", "-c", "-f", "-", "-C", "/", strings.TrimPrefix(workspaceDir, "/"), strings.TrimPrefix(outputFile, "/")}
@@ -207,10 +215,13 @@ func (e *Executor) jobSpec(name string, s scriptrun.Spec, deadline time.Time) (*
 		labelTask:       s.Run.Task,
 	}
 	mounts := []corev1.VolumeMount{{Name: "workspace", MountPath: workspaceDir}, {Name: "slipway", MountPath: slipwayDir}}
-	shared, grace, zero := true, int64(gracePeriod), int32(0)
+	shared, grace, zero, automount := true, int64(gracePeriod), int32(0), e.opts.ServiceAccount != ""
 	pod := corev1.PodSpec{
-		RestartPolicy:                 corev1.RestartPolicyNever,
-		ServiceAccountName:            e.opts.ServiceAccount,
+		RestartPolicy:      corev1.RestartPolicyNever,
+		ServiceAccountName: e.opts.ServiceAccount,
+		// A token only for a service account chosen for the scripts: the namespace's default
+		// one is nobody's identity, and its volume slows the pod's teardown.
+		AutomountServiceAccountToken:  &automount,
 		NodeSelector:                  e.opts.NodeSelector,
 		Tolerations:                   e.opts.Tolerations,
 		ShareProcessNamespace:         &shared,
@@ -228,7 +239,7 @@ func (e *Executor) jobSpec(name string, s scriptrun.Spec, deadline time.Time) (*
 				Name: containerScript, Image: s.Image, Command: []string{"/bin/sh", "-c", escapeExpansion(s.Script)},
 				Env: env, WorkingDir: path.Join(workspaceDir, s.WorkingDir), Resources: res, VolumeMounts: mounts,
 			},
-			{Name: containerOut, Image: s.Image, Command: []string{"/bin/sh", "-c", keepAlive}, VolumeMounts: mounts},
+			{Name: containerOut, Image: s.Image, Command: []string{"/bin/sh", "-c", waitForCollection}, VolumeMounts: mounts},
 		},
 	}
 	job := &batchv1.Job{
