@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/slipwayhq/slipway/pipeline"
@@ -84,12 +83,7 @@ func (r *Repository) Tracks(branch string) bool {
 
 // TracksBranch reports whether branch matches one of the tracked-branch globs.
 func TracksBranch(patterns []string, branch string) bool {
-	for _, p := range patterns {
-		if ok, err := doublestar.Match(p, branch); err == nil && ok {
-			return true
-		}
-	}
-	return false
+	return pipeline.MatchesAny(patterns, branch)
 }
 
 // RepoLimits bound what one repository's files may cost. A field left out takes the

@@ -103,6 +103,13 @@ func matchFilter(ev Event, branches, paths []string, what string) (bool, string)
 	return false, fmt.Sprintf("%s to branch %q changed no file matching %s", what, ev.Branch, strings.Join(paths, ", "))
 }
 
+// MatchesAny reports whether one of the globs matches name (a branch, a tag), as branch
+// filters match.
+func MatchesAny(globs []string, name string) bool {
+	_, ok := firstMatch(globs, name)
+	return ok
+}
+
 // firstMatch returns the first glob that matches name. Invalid globs never match; validation
 // has already reported them.
 func firstMatch(globs []string, name string) (string, bool) {
