@@ -76,6 +76,9 @@ func TestHubTriggerErrors(t *testing.T) {
 	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, "", "", "alice"); !errors.Is(err, ErrRequest) {
 		t.Fatalf("unknown repository: %v, want ErrRequest", err)
 	}
+	if _, err := h.Trigger(ctx, webRef, "feature/x", "", "alice"); !errors.Is(err, ErrRequest) || !strings.Contains(err.Error(), "not tracked") {
+		t.Fatalf("an untracked branch: %v, want ErrRequest naming it", err)
+	}
 	if n := len(r.files.prepared()); n != 0 {
 		t.Fatalf("an unknown repository was prepared %d times", n)
 	}

@@ -75,8 +75,8 @@ type BranchWatcherOptions struct {
 	Runs      Runs
 	Records   Records
 	Repo      sources.Repo
-	Branch    string   // the default branch: its file holds the schedules
-	Branches  []string // the tracked branches as globs; empty: Branch only
+	Branch    string        // the default branch: its file holds the schedules
+	Branches  []string      // the tracked branches as globs; empty: Branch only
 	Interval  time.Duration // 0: no polling, webhooks (and one look at start) only
 	Limiter   *HostLimiter
 	Schedules ScheduleSetter // optional
