@@ -34,6 +34,7 @@ type Run struct {
 	BuildID       int64     `json:"buildId"`
 	Commit        string    `json:"commit"`
 	Branch        string    `json:"branch,omitempty"`
+	Tag           string    `json:"tag,omitempty"` // the tag the run is for
 	Trigger       string    `json:"trigger"`
 	ParentBuildID int64     `json:"parentBuildId,omitempty"`
 	Status        string    `json:"status"`
@@ -46,7 +47,7 @@ type Run struct {
 // RunOf converts a stored run.
 func RunOf(r store.Run) Run {
 	return Run{Repository: r.Pipeline.Repository, Pipeline: r.Pipeline.Name, BuildID: r.BuildID, Commit: r.Commit,
-		Branch: r.Branch, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
+		Branch: r.Branch, Tag: r.Tag, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
 		Reason: r.Reason, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 }
 
