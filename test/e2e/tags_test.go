@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -233,5 +234,77 @@ func TestSeveralBranchesRunSeparately(t *testing.T) {
 	text, code := slipway(t, "history", "--config", cfg, "branches")
 	if code != 0 || !strings.Contains(text, "REF") || !strings.Contains(text, "release/1.4") {
 		t.Fatalf("history text shows no branch:\n%s", text)
+	}
+}
+
+// TestWebhookGiteaTagPushRunsOnce: with polling off, a tag pushed to Gitea runs the pipeline
+// through the signed webhook, with VERSION and GIT_TAG from the tag; the same tag announced
+// again (a second delivery of the same push) runs nothing more.
+func TestWebhookGiteaTagPushRunsOnce(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	p := newGiteaProject(t, env)
+	relay := newHookRelay(t, p.hookURL)
+	pipelineFile := `name: jack-2048
+triggers:
+  tags: ['v*']
+stages:
+  - name: deploy
+    tasks:
+      - name: config
+        type: deploy-yaml
+        path: config.yaml
+        cluster: e2e
+        namespace: ` + ns + `
+        wait: 0s
+        stableFor: 0s
+`
+	config := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: release}\ndata: {version: \"${VERSION}\", tag: \"${GIT_TAG}\", branch: \"${GIT_BRANCH}\"}\n"
+	tagged, _ := p.push("first", map[string]string{".pipeline.yaml": pipelineFile, "config.yaml": config})
+	d := startAPIServe(t, p.cfg, p.server, p.tokenFile)
+	d.waitOutput(t, 60*time.Second, "tags present when first watched are recorded, not run")
+	owner, repo := giteaOwnerRepo(t, p.work.pushURL)
+	createHook(t, env, p, owner, repo, relay.srv.URL)
+
+	p.work.git("tag", "v2.0.0")
+	p.work.push("refs/tags/v2.0.0")
+	h := waitHistory(t, p.cfg, 60*time.Second, "the tag's run", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})
+	if h[0].Tag != "v2.0.0" || h[0].Commit != tagged || h[0].Branch != "" {
+		t.Fatalf("run %+v, want tag v2.0.0 at %s", h[0], tagged)
+	}
+	var delivered *relayed
+	for _, r := range relay.deliveries() {
+		if strings.Contains(string(r.body), `"ref":"refs/tags/v2.0.0"`) {
+			delivered = &r
+		}
+	}
+	if delivered == nil || delivered.status != http.StatusAccepted {
+		t.Fatalf("no accepted delivery of the tag push among %d", len(relay.deliveries()))
+	}
+	cm, err := env.Clientset(t).CoreV1().ConfigMaps(ns).Get(t.Context(), "release", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["version"] != "2.0.0" || cm.Data["tag"] != "v2.0.0" || cm.Data["branch"] != "" {
+		t.Fatalf("ConfigMap data %v, want version 2.0.0, tag v2.0.0, no branch", cm.Data)
+	}
+
+	// The same push announced again under a new delivery id (correctly signed): the tag is
+	// known at that commit, so nothing runs. The next tag's run shows the look has happened.
+	again := delivered.header.Clone()
+	again.Set("X-Gitea-Delivery", "again-"+again.Get("X-Gitea-Delivery"))
+	again.Set("X-Gitea-Signature", hmacHex([]byte(p.secret), delivered.body))
+	if status, answer := relay.send(again, delivered.body); status != http.StatusAccepted {
+		t.Fatalf("the second announcement: %d %s", status, answer)
+	}
+	p.work.git("tag", "v2.0.1")
+	p.work.push("refs/tags/v2.0.1")
+	h = waitHistory(t, p.cfg, 60*time.Second, "the next tag's run", func(h []historyEntry) bool {
+		return len(h) >= 2 && h[0].Tag == "v2.0.1" && h[0].Status == "succeeded"
+	})
+	if len(h) != 2 {
+		t.Fatalf("history %+v, want one run per tag", h)
 	}
 }
