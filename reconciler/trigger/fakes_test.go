@@ -53,8 +53,10 @@ type fakeGit struct {
 	commitAsked  []string
 	changedAsked []string
 
-	// tags are the remote tags (tag → commit); refsErr fails Refs.
+	// tags are the remote tags (tag → commit); others the heads of branches besides
+	// testBranch; refsErr fails Refs.
 	tags       map[string]string
+	others     map[string]string
 	refsErr    error
 	refs       int
 	tagFetches []string
@@ -62,7 +64,7 @@ type fakeGit struct {
 
 func newFakeGit(t *testing.T, commits ...sources.Commit) *fakeGit {
 	g := &fakeGit{t: t, commits: map[string]sources.Commit{}, commitErr: map[string]error{}, changed: map[string][]string{},
-		tags: map[string]string{}}
+		tags: map[string]string{}, others: map[string]string{}}
 	for _, c := range commits {
 		g.commits[c.Hash] = c
 	}
@@ -79,6 +81,9 @@ func (g *fakeGit) Sync(_ context.Context, repo sources.Repo, branch string) (sou
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.syncs++
+	if other, ok := g.others[branch]; ok && repo.Name == testRepo.Name {
+		return sources.SyncResult{Commit: other, Fetched: true}, nil
+	}
 	if repo.Name != testRepo.Name || branch != testBranch {
 		g.t.Errorf("Sync(%s, %s), want the watched repository's tracked branch", repo.Name, branch)
 	}
@@ -95,7 +100,7 @@ func (g *fakeGit) Refs(_ context.Context, repo sources.Repo) (sources.Refs, erro
 	if g.refsErr != nil {
 		return sources.Refs{}, g.refsErr
 	}
-	refs := sources.Refs{Heads: map[string]string{}, Tags: maps.Clone(g.tags)}
+	refs := sources.Refs{Heads: maps.Clone(g.others), Tags: maps.Clone(g.tags)}
 	if g.head != "" {
 		refs.Heads[testBranch] = g.head
 	}

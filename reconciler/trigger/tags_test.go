@@ -105,3 +105,31 @@ func TestLookAllListsOnceForAnUnchangedRepository(t *testing.T) {
 		t.Fatalf("three looks: %d listings, %d syncs, %d prepares; want 3, 1, 1", r.git.refs, syncs, len(r.files.prepared()))
 	}
 }
+
+func TestSeveralBranchesRunWithTheirBranch(t *testing.T) {
+	r := newRig(t, time.Minute, commitOf("c1", ""), commitOf("c2", ""), commitOf("c3", ""))
+	r.w = NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: r.files, Runs: r.runs, Records: r.records,
+		Repo: testRepo, Branch: testBranch, Branches: []string{testBranch, "release/*"}, Interval: time.Minute,
+		Schedules: r.schedules, Metrics: r.metrics, Audit: r.records, Log: quietLog()})
+	for _, c := range []string{"c1", "c2", "c3"} {
+		r.files.files[sha(c)] = []*pipeline.Pipeline{pl("web", nil)}
+	}
+	r.records.head = sha("c1") // main is handled
+	r.git.setHead(sha("c1"))
+	r.git.others["release/1.4"] = sha("c2")
+	r.git.others["feature/x"] = sha("c3")
+	r.lookAll(t)
+	submitted, _, _ := r.runs.jobs()
+	if got := describe(submitted); !slices.Equal(got, []string{"web@c2/push"}) {
+		t.Fatalf("started %v, want web at release/1.4's head only", got)
+	}
+	if b := submitted[0].Checkout().Branch; b != "release/1.4" {
+		t.Fatalf("the run's branch %q, want release/1.4", b)
+	}
+	if got := r.schedules.got(); !slices.Equal(got, []string{"app: web"}) {
+		t.Fatalf("schedules set %v, want the default branch's once", got)
+	}
+	if !r.w.Tracks("release/2") || r.w.Tracks("feature/x") {
+		t.Fatal("Tracks does not follow the branch globs")
+	}
+}
