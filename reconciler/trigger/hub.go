@@ -121,15 +121,7 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, a
 	if parent.Trigger == store.TriggerRollback {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: it is a rollback; roll back again instead: %w", ref.Name, buildID, ErrRequest)
 	}
-	// The re-run is of the same branch or tag as its parent, where that is still tracked.
-	at := target{commit: parent.Commit, tag: parent.Tag}
-	if parent.Tag == "" {
-		at.branch = parent.Branch
-		if w, ok := h.watchers[ref.Repository]; ok && !w.Tracks(at.branch) {
-			at.branch = ""
-		}
-	}
-	run, err := h.start(ctx, ref, at, store.TriggerManual, buildID)
+	run, err := h.start(ctx, ref, h.targetOf(ref, parent), store.TriggerManual, buildID)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -238,6 +230,20 @@ func (s Schedules) SetSchedules(ctx context.Context, repository string, pipeline
 // a tag) and a commit ("" = the branch's head), or the commit of a tag.
 type target struct {
 	branch, commit, tag string
+}
+
+// targetOf is what a run that repeats run (a re-run, a promotion) runs: its commit, of its
+// tag, or of its branch where that is still tracked (else the default branch's name), so
+// GIT_BRANCH, GIT_TAG and VERSION stay what they were.
+func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
+	at := target{commit: run.Commit, tag: run.Tag}
+	if run.Tag == "" {
+		at.branch = run.Branch
+		if w, ok := h.watchers[ref.Repository]; ok && !w.Tracks(at.branch) {
+			at.branch = ""
+		}
+	}
+	return at
 }
 
 func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
