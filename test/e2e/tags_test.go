@@ -276,7 +276,7 @@ stages:
 	}
 	var delivered *relayed
 	for _, r := range relay.deliveries() {
-		if strings.Contains(string(r.body), `"ref":"refs/tags/v2.0.0"`) {
+		if strings.Contains(string(r.body), `refs/tags/v2.0.0`) {
 			delivered = &r
 		}
 	}
