@@ -49,15 +49,44 @@ func (*Config) FieldHint(key string) string { return inlineSecretHint(key) }
 
 // Repository is one Git repository.
 type Repository struct {
-	Name    string     `yaml:"name" required:"true" doc:"DNS-1123 label; webhooks arrive at POST /hooks/NAME."`
-	URL     string     `yaml:"url" required:"true" doc:"Clone URL: https://, http://, ssh:// or user@host:path."`
-	Branch  string     `yaml:"branch" required:"true" doc:"The tracked branch, whose .pipeline.yaml is authoritative."`
-	Poll    Duration   `yaml:"poll,omitempty" default:"1m" doc:"How often to look for new commits; 0 means webhooks only."`
-	Auth    *Auth      `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
-	Webhook *Webhook   `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
-	Forge   *Forge     `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
-	Policy  Grants     `yaml:"policy,omitempty" doc:"What the repository's deploy tasks may deploy, and where. Unset: nothing anywhere (docs/policy.md)."`
-	Limits  RepoLimits `yaml:"limits,omitempty" doc:"What the repository's files may cost: sizes of the pipeline file and of rendered files, pipelines per file, the shortest cron interval."`
+	Name   string `yaml:"name" required:"true" doc:"DNS-1123 label; webhooks arrive at POST /hooks/NAME."`
+	URL    string `yaml:"url" required:"true" doc:"Clone URL: https://, http://, ssh:// or user@host:path."`
+	Branch string `yaml:"branch,omitempty" doc:"The tracked branch, when there is one: its .pipeline.yaml is authoritative for schedules and manual runs. Set branch or branches, not both."`
+	// Branches is the several-branches form of Branch.
+	Branches []string   `yaml:"branches,omitempty" doc:"Tracked branches: names or globs ('*' within a path segment, '**' across), e.g. [main, release/*]. Each tracked branch's pushes run its pipelines with GIT_BRANCH set. The first entry must be a plain name: the default branch, whose .pipeline.yaml is authoritative for schedules and manual runs. Set branch or branches, not both."`
+	Poll     Duration   `yaml:"poll,omitempty" default:"1m" doc:"How often to look for new commits; 0 means webhooks only."`
+	Auth     *Auth      `yaml:"auth,omitempty" doc:"Credentials for fetching, as files."`
+	Webhook  *Webhook   `yaml:"webhook,omitempty" doc:"Signed webhooks from the forge."`
+	Forge    *Forge     `yaml:"forge,omitempty" doc:"The forge's API, for pull requests, reviews and statuses."`
+	Policy   Grants     `yaml:"policy,omitempty" doc:"What the repository's deploy tasks may deploy, and where. Unset: nothing anywhere (docs/policy.md)."`
+	Limits   RepoLimits `yaml:"limits,omitempty" doc:"What the repository's files may cost: sizes of the pipeline file and of rendered files, pipelines per file, the shortest cron interval."`
+}
+
+// DefaultBranch is the branch whose pipeline file holds the schedules, and which manual runs
+// use when no branch is given: branch, or the first of branches.
+func (r *Repository) DefaultBranch() string {
+	if r.Branch != "" || len(r.Branches) == 0 {
+		return r.Branch
+	}
+	return r.Branches[0]
+}
+
+// BranchPatterns are the tracked branches as globs: [branch], or branches.
+func (r *Repository) BranchPatterns() []string {
+	if r.Branch != "" {
+		return []string{r.Branch}
+	}
+	return r.Branches
+}
+
+// Tracks reports whether pushes to branch concern the repository's pipelines.
+func (r *Repository) Tracks(branch string) bool {
+	return TracksBranch(r.BranchPatterns(), branch)
+}
+
+// TracksBranch reports whether branch matches one of the tracked-branch globs.
+func TracksBranch(patterns []string, branch string) bool {
+	return pipeline.MatchesAny(patterns, branch)
 }
 
 // RepoLimits bound what one repository's files may cost. A field left out takes the

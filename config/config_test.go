@@ -157,6 +157,22 @@ func TestBadConfigs(t *testing.T) {
 			`3:47: branch "refs/heads/main" must be a plain branch name, such as main`,
 			`3:70: poll: invalid duration "often": use a number with a unit, such as 30s or 5m`,
 		}},
+		{"branch and branches together", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branch: main, branches: [main]}\n", []string{
+			`3:63: set branch or branches, not both: branch: main is the same as branches: [main]`,
+		}},
+		{"neither branch nor branches", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git'}\n", []string{
+			`3:5: repository "r" needs branch (the tracked branch) or branches (several, e.g. [main, release/*])`,
+		}},
+		{"bad branches", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branches: ['release/*', '', refs/heads/x, 'a[', 'release/*']}\n", []string{
+			`3:50: the first branch "release/*" is the default branch (schedules and manual runs use it) and must be a plain name, such as main`,
+			`3:63: empty branch`,
+			`3:67: branch "refs/heads/x" must be a branch name or glob, such as main or release/*`,
+			`3:81: invalid branch glob "a[": check its brackets and braces`,
+			`3:87: branch "release/*" is listed twice`,
+		}},
+		{"empty branches", "dataDir: /d\nrepositories:\n  - {name: r, url: 'https://g/r.git', branches: []}\n", []string{
+			`3:49: branches is empty: list at least the default branch, such as [main]`,
+		}},
 		{"policy grants", `dataDir: /d
 clusters: [{name: prod, inCluster: true}]
 repositories:
@@ -234,5 +250,25 @@ repositories:
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+func TestTrackedBranches(t *testing.T) {
+	one := Repository{Branch: "main"}
+	many := Repository{Branches: []string{"main", "release/*"}}
+	if one.DefaultBranch() != "main" || many.DefaultBranch() != "main" {
+		t.Errorf("default branches %q, %q; want main", one.DefaultBranch(), many.DefaultBranch())
+	}
+	for _, tc := range []struct {
+		r      Repository
+		branch string
+		want   bool
+	}{
+		{one, "main", true}, {one, "dev", false},
+		{many, "main", true}, {many, "release/1.4", true}, {many, "release/1.4/rc", false}, {many, "feature/x", false},
+	} {
+		if got := tc.r.Tracks(tc.branch); got != tc.want {
+			t.Errorf("%v tracks %q = %v, want %v", tc.r.BranchPatterns(), tc.branch, got, tc.want)
+		}
 	}
 }

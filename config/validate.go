@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -262,6 +263,7 @@ func (k checker) repository(f string, r *Repository) {
 	if r.Branch != "" && (strings.HasPrefix(r.Branch, "refs/") || strings.ContainsAny(r.Branch, " ~^:?*[\\")) {
 		k.at(f+".branch", "branch %q must be a plain branch name, such as main", r.Branch)
 	}
+	k.branches(f, r)
 	if a := r.Auth; a != nil {
 		userPass := a.UsernameFile != "" || a.PasswordFile != ""
 		key := a.SSHKeyFile != "" || a.KnownHostsFile != ""
@@ -292,6 +294,40 @@ func (k checker) repository(f string, r *Repository) {
 		if u, err := url.Parse(fg.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			k.at(f+".forge.url", "forge url %q must be an http(s) URL, such as https://git.example.com", fg.URL)
 		}
+	}
+}
+
+// branches checks that a repository tracks its branches one way: branch, or branches whose
+// first entry is a plain name (the default branch) and whose others are names or globs.
+func (k checker) branches(f string, r *Repository) {
+	_, many := k.c.Positions[f+".branches"]
+	switch {
+	case r.Branch != "" && many:
+		k.at(f+".branches", "set branch or branches, not both: branch: %s is the same as branches: [%s]", r.Branch, r.Branch)
+		return
+	case r.Branch == "" && !many:
+		k.at(f, "repository %q needs branch (the tracked branch) or branches (several, e.g. [main, release/*])", r.Name)
+		return
+	case many && len(r.Branches) == 0:
+		k.at(f+".branches", "branches is empty: list at least the default branch, such as [main]")
+		return
+	}
+	seen := map[string]bool{}
+	for i, b := range r.Branches {
+		field := yamlstrict.Index(f+".branches", i)
+		switch {
+		case b == "":
+			k.at(field, "empty branch")
+		case strings.HasPrefix(b, "refs/") || strings.ContainsAny(b, " ~^:\\"):
+			k.at(field, "branch %q must be a branch name or glob, such as main or release/*", b)
+		case !doublestar.ValidatePattern(b):
+			k.at(field, "invalid branch glob %q: check its brackets and braces", b)
+		case i == 0 && strings.ContainsAny(b, "*?[{"):
+			k.at(field, "the first branch %q is the default branch (schedules and manual runs use it) and must be a plain name, such as main", b)
+		case seen[b]:
+			k.at(field, "branch %q is listed twice", b)
+		}
+		seen[b] = true
 	}
 }
 

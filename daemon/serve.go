@@ -131,13 +131,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			return err
 		}
 		w := trigger.NewBranchWatcher(trigger.BranchWatcherOptions{Git: d.Mirrors, Pipelines: runner, Runs: disp,
-			Records: d.Store, Repo: src, Branch: r.Branch, Interval: r.Poll.Duration, Limiter: limiter,
-			Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics,
-			Log: log.WithFields(logrus.Fields{"repo": r.Name, "branch": r.Branch})})
+			Records: d.Store, Repo: src, Branch: r.DefaultBranch(), Branches: r.BranchPatterns(), Interval: r.Poll.Duration,
+			Limiter: limiter, Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics, Audit: d.Store,
+			Log: log.WithField("repo", r.Name)})
 		hub.Add(w)
 		watchers = append(watchers, w)
 		if c, ok := forges[r.Name]; ok {
-			previewRepos[r.Name] = preview.Repository{Repo: src, TrackedBranch: r.Branch, Forge: c,
+			previewRepos[r.Name] = preview.Repository{Repo: src, TrackedBranch: r.DefaultBranch(), Forge: c,
 				CommentLimit: forge.CommentLimit(r.Forge.Type)}
 		}
 		if r.Webhook != nil {
@@ -145,7 +145,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			if err != nil {
 				return fmt.Errorf("repository %s webhook: %w", r.Name, err)
 			}
-			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branch: r.Branch}
+			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branches: r.BranchPatterns()}
 		}
 	}
 	users, err := APIUsers(d.Config)

@@ -10,11 +10,13 @@ import (
 // EventKind is what happened.
 type EventKind string
 
-// The events that can start a run. The values are also the TRIGGER built-in variable.
+// The events that can start a run. The values are also the TRIGGER built-in variable, except
+// EventTag: a tag push's run is a push run (TRIGGER push) whose GIT_TAG is set.
 const (
 	EventPush        EventKind = "push"
 	EventPullRequest EventKind = "pull_request"
 	EventCron        EventKind = "cron"
+	EventTag         EventKind = "tag"
 	EventManual      EventKind = "manual"
 )
 
@@ -24,7 +26,11 @@ type Event struct {
 	// Branch is the pushed branch, or a pull request's target branch.
 	Branch string
 	// TrackedBranch is the repository's configured branch: the default for branch filters.
+	// With several tracked branches it is the pushed branch when that one is tracked (the
+	// watcher only hears tracked branches).
 	TrackedBranch string
+	// Tag is the pushed tag's name (without refs/tags/), for EventTag.
+	Tag string
 	// ChangedPaths are the files changed, relative to the repository root. nil means unknown
 	// (a first run, a force push): path filters then let the event through, because skipping
 	// a deploy on missing information is worse than running one.
@@ -52,6 +58,14 @@ func Match(p *Pipeline, ev Event) (bool, string) {
 			return false, "the pipeline has no pullRequest trigger"
 		}
 		return matchFilter(ev, p.Triggers.PullRequest.Branches, p.Triggers.PullRequest.Paths, "pull request")
+	case EventTag:
+		if p.Triggers == nil || len(p.Triggers.Tags) == 0 {
+			return false, "the pipeline has no tags trigger"
+		}
+		if g, ok := firstMatch(p.Triggers.Tags, ev.Tag); ok {
+			return true, fmt.Sprintf("tag %q matches %q", ev.Tag, g)
+		}
+		return false, fmt.Sprintf("tag %q matches none of %s", ev.Tag, strings.Join(p.Triggers.Tags, ", "))
 	case EventCron:
 		if p.Triggers != nil {
 			for _, s := range p.Triggers.Schedules {
@@ -87,6 +101,13 @@ func matchFilter(ev Event, branches, paths []string, what string) (bool, string)
 		}
 	}
 	return false, fmt.Sprintf("%s to branch %q changed no file matching %s", what, ev.Branch, strings.Join(paths, ", "))
+}
+
+// MatchesAny reports whether one of the globs matches name (a branch, a tag), as branch
+// filters match.
+func MatchesAny(globs []string, name string) bool {
+	_, ok := firstMatch(globs, name)
+	return ok
 }
 
 // firstMatch returns the first glob that matches name. Invalid globs never match; validation

@@ -21,6 +21,7 @@ func TestMatch(t *testing.T) {
 `)
 	cronOnly := parse("triggers:\n  schedules: [{cron: '@daily'}]\n")
 	pushAnyPath := parse("triggers:\n  push:\n    branches: ['feature/*']\n")
+	tagged := parse("triggers:\n  tags: ['v*', 'release-[0-9]*']\n")
 	prFiltered := parse("triggers:\n  pullRequest:\n    branches: [release]\n    paths: ['app/**']\n")
 
 	tests := []struct {
@@ -49,7 +50,14 @@ func TestMatch(t *testing.T) {
 		{"pull request: branches reject", prFiltered, Event{Kind: EventPullRequest, Branch: "main", TrackedBranch: "main", ChangedPaths: []string{"app/main.go"}}, false},
 		{"its schedule", filtered, Event{Kind: EventCron, Schedule: "0 2 * * *"}, true},
 		{"another schedule", filtered, Event{Kind: EventCron, Schedule: "@daily"}, false},
-		{"unknown kind", filtered, Event{Kind: "tag"}, false},
+		{"tag matching a glob", tagged, Event{Kind: EventTag, Tag: "v1.4.0"}, true},
+		{"tag matching the second glob", tagged, Event{Kind: EventTag, Tag: "release-7"}, true},
+		{"tag matching no glob", tagged, Event{Kind: EventTag, Tag: "nightly-1"}, false},
+		{"tag glob stays within a segment", tagged, Event{Kind: EventTag, Tag: "v1/x"}, false},
+		{"no tags trigger: tags start nothing", filtered, Event{Kind: EventTag, Tag: "v1.4.0"}, false},
+		{"no triggers: tags start nothing", none, Event{Kind: EventTag, Tag: "v1.4.0"}, false},
+		{"tags only: pushes start nothing", tagged, Event{Kind: EventPush, Branch: "main", TrackedBranch: "main"}, false},
+		{"unknown kind", filtered, Event{Kind: "label"}, false},
 	}
 	for _, tc := range tests {
 		got, why := Match(tc.p, tc.ev)

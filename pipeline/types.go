@@ -15,7 +15,7 @@ type Pipeline struct {
 	Name        string            `yaml:"name" required:"true" doc:"Pipeline name: a DNS-1123 label (lowercase letters, digits, '-'; at most 63), unique within the repository."`
 	Description string            `yaml:"description,omitempty" doc:"Free text shown in the UI and history."`
 	Timeout     Duration          `yaml:"timeout,omitempty" default:"60m" doc:"Limit for the whole run (Go duration: 90s, 30m, 1h30m)."`
-	Triggers    *Triggers         `yaml:"triggers,omitempty" doc:"When the pipeline runs by itself. Omitted: on every push to the repository's tracked branch. Manual runs are always allowed."`
+	Triggers    *Triggers         `yaml:"triggers,omitempty" doc:"When the pipeline runs by itself. Omitted: on every push to a tracked branch of the repository. Manual runs are always allowed."`
 	Variables   map[string]string `yaml:"variables,omitempty" doc:"Names and values for ${...}. Names: letters, digits, '_', not starting with a digit; values may use built-in variables."`
 	Secrets     []Secret          `yaml:"secrets,omitempty" doc:"Secret values for ${...}, masked everywhere Slipway prints or stores."`
 	// Environments are listed in promotion order: slipway promote moves a run's artifact from
@@ -31,14 +31,15 @@ type Pipeline struct {
 
 // Triggers are the events that start a run besides manual ones.
 type Triggers struct {
-	Push        *PushTrigger        `yaml:"push,omitempty" doc:"Run on pushes. Present with nothing under it: every push to the tracked branch."`
+	Push        *PushTrigger        `yaml:"push,omitempty" doc:"Run on pushes. Present with nothing under it: every push to a tracked branch."`
 	PullRequest *PullRequestTrigger `yaml:"pullRequest,omitempty" doc:"Preview on pull requests: render and diff against the cluster, report on the pull request, never apply."`
-	Schedules   []Schedule          `yaml:"schedules,omitempty" doc:"Run on a clock, at the tracked branch's head."`
+	Schedules   []Schedule          `yaml:"schedules,omitempty" doc:"Run on a clock, at the default branch's head."`
+	Tags        []string            `yaml:"tags,omitempty" doc:"Run when a tag matching one of these globs is pushed (e.g. v*), with the pipeline file at the tagged commit; GIT_TAG is the tag and VERSION the tag without a leading v."`
 }
 
 // PushTrigger filters pushes.
 type PushTrigger struct {
-	Branches []string `yaml:"branches,omitempty" doc:"Branch globs ('*' within a path segment, '**' across). Default: the repository's tracked branch."`
+	Branches []string `yaml:"branches,omitempty" doc:"Branch globs ('*' within a path segment, '**' across). Default: the repository's tracked branches."`
 	Paths    []string `yaml:"paths,omitempty" doc:"Run only when a changed file matches one of these globs (relative to the repository root)."`
 }
 

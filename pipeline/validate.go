@@ -183,6 +183,7 @@ func (v *validator) triggers(t *Triggers) {
 		v.globs("triggers.pullRequest.branches", t.PullRequest.Branches, false)
 		v.globs("triggers.pullRequest.paths", t.PullRequest.Paths, true)
 	}
+	v.globs("triggers.tags", t.Tags, false)
 	for i, s := range t.Schedules {
 		f := yamlstrict.Index("triggers.schedules", i)
 		v.schedule(f, s)

@@ -191,6 +191,7 @@ func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImag
 	if req.Tag, err = subst("tag", t.Tag); err != nil {
 		return builder.Request{}, err
 	}
+	req.Tag = imageTag(req.Tag, tl)
 	req.Registry = r.config.Registry.Default
 	if t.Registry != "" {
 		if req.Registry, err = subst("registry", t.Registry); err != nil {
@@ -211,7 +212,7 @@ func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImag
 		if err != nil {
 			return builder.Request{}, err
 		}
-		req.ExtraTags = append(req.ExtraTags, v)
+		req.ExtraTags = append(req.ExtraTags, imageTag(v, tl))
 	}
 	for k, v := range t.BuildArgs {
 		if req.BuildArgs[k], err = subst("buildArgs."+k, v); err != nil {
@@ -219,4 +220,18 @@ func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImag
 		}
 	}
 	return req, nil
+}
+
+// imageTag turns a SemVer version with build metadata (VERSION of a branch's run,
+// 0.0.0-BUILD_ID+COMMIT) into a tag a registry takes: a Docker tag cannot hold '+', so it
+// becomes '_', as Helm does for chart versions in OCI registries.
+func imageTag(tag string, tl *taskLog) string {
+	if !strings.Contains(tag, "+") {
+		return tag
+	}
+	out := strings.ReplaceAll(tag, "+", "_")
+	if tl != nil {
+		tl.Printf("tag %s is pushed as %s: image tags cannot hold '+'", tag, out)
+	}
+	return out
 }

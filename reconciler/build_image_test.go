@@ -23,3 +23,11 @@ func TestReferencedTags(t *testing.T) {
 		t.Error("imageRepository must drop only the tag, not the port")
 	}
 }
+
+func TestImageTagOfAVersionWithBuildMetadata(t *testing.T) {
+	for in, want := range map[string]string{"1.4.0": "1.4.0", "0.0.0-3+abc1234": "0.0.0-3_abc1234", "alpha-7": "alpha-7"} {
+		if got := imageTag(in, nil); got != want {
+			t.Errorf("imageTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

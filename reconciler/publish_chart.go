@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
+
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
@@ -24,6 +26,9 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, 
 	version, err := render.Substitute(t.Version, vars)
 	if err != nil {
 		return nil, fmt.Errorf("version: %w", err)
+	}
+	if err := checkTagVersion(t.Version, version, rc.run.Tag); err != nil {
+		return nil, err
 	}
 	appVersion, err := render.Substitute(t.AppVersion, vars)
 	if err != nil {
@@ -218,4 +223,21 @@ func substituteFile(dir, rel string, vars render.Vars) error {
 		return err
 	}
 	return os.WriteFile(p, out, 0o644)
+}
+
+// ErrTagNotSemVer says a chart version taken from a tag (through VERSION or GIT_TAG) is not
+// SemVer 2, so the tag cannot be released as a chart.
+var ErrTagNotSemVer = errors.New("the tag does not make a SemVer 2 chart version")
+
+// checkTagVersion refuses a chart version that comes from the run's tag and is not SemVer 2,
+// naming the tag: the fix is a tag such as v1.4.0, not the pipeline file.
+func checkTagVersion(template, version, tag string) error {
+	if tag == "" || !strings.Contains(template, "VERSION") && !strings.Contains(template, "GIT_TAG") {
+		return nil
+	}
+	if _, err := semver.StrictNewVersion(version); err != nil {
+		return fmt.Errorf("chart version %q from tag %q: %w (tag releases as vMAJOR.MINOR.PATCH, such as v1.4.0; VERSION is the tag without its leading v)",
+			version, tag, ErrTagNotSemVer)
+	}
+	return nil
 }

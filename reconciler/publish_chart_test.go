@@ -45,3 +45,24 @@ func TestPublishChartValuesSubstitution(t *testing.T) {
 		t.Fatalf("values:\n%s", out)
 	}
 }
+
+func TestCheckTagVersion(t *testing.T) {
+	for _, tc := range []struct {
+		template, version, tag string
+		wantErr                bool
+	}{
+		{"${VERSION}", "1.4.0", "v1.4.0", false},
+		{"${VERSION}", "1.4", "v1.4", true},
+		{"${GIT_TAG}", "release-7", "release-7", true},
+		{"6.0.1-alpha.${BUILD_ID}", "6.0.1-alpha.3", "v1.4", false}, // not from the tag
+		{"${VERSION}", "0.0.0-3+abc1234", "", false},                // a branch run
+	} {
+		err := checkTagVersion(tc.template, tc.version, tc.tag)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s = %q (tag %q): error %v, want error %v", tc.template, tc.version, tc.tag, err, tc.wantErr)
+		}
+		if err != nil && (!errors.Is(err, ErrTagNotSemVer) || !strings.Contains(err.Error(), `tag "`+tc.tag+`"`)) {
+			t.Errorf("error %q does not name the tag", err)
+		}
+	}
+}

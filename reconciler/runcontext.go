@@ -142,12 +142,14 @@ func (r *Runner) resolveVars(ctx context.Context, rc *runContext, co *Checkout, 
 	return nil
 }
 
-// builtinVars are the variables every run has, as docs/pipeline.md lists them.
+// builtinVars are the variables every run has, as docs/pipeline.md lists them. VERSION is
+// the tag without a leading v for a run of a tag, else 0.0.0-BUILD_ID+SHORT_COMMIT: SemVer 2
+// (a pre-release ordered by BUILD_ID, the commit as build metadata).
 func builtinVars(co *Checkout, p *pipeline.Pipeline, run store.Run) render.Map {
 	tag := run.Tag
-	version := tag
-	if version == "" {
-		version = "0.0.0-" + co.Commit.ShortHash
+	version := strings.TrimPrefix(tag, "v")
+	if tag == "" {
+		version = "0.0.0-" + buildIDString(run.BuildID) + "+" + co.Commit.ShortHash
 	}
 	return render.Map{
 		"BUILD_ID":         buildIDString(run.BuildID),

@@ -20,7 +20,7 @@ func TestBuiltinVars(t *testing.T) {
 	untagged := builtinVars(co, p, store.Run{BuildID: 7, Trigger: store.TriggerPush})
 	want := map[string]string{
 		"BUILD_ID": "7", "PIPELINE": "jack-2048", "GIT_COMMIT": co.Commit.Hash, "GIT_SHORT_COMMIT": "0123456",
-		"GIT_BRANCH": "master", "GIT_TAG": "", "VERSION": "0.0.0-0123456", "TRIGGER": "push",
+		"GIT_BRANCH": "master", "GIT_TAG": "", "VERSION": "0.0.0-7+0123456", "TRIGGER": "push",
 	}
 	for k, v := range want {
 		if untagged[k] != v {
@@ -28,8 +28,11 @@ func TestBuiltinVars(t *testing.T) {
 		}
 	}
 	tagged := builtinVars(co, p, store.Run{BuildID: 8, Tag: "v1.2.3", Trigger: store.TriggerManual})
-	if tagged["VERSION"] != "v1.2.3" || tagged["GIT_TAG"] != "v1.2.3" {
-		t.Errorf("tagged commit: VERSION %q GIT_TAG %q, want the tag", tagged["VERSION"], tagged["GIT_TAG"])
+	if tagged["VERSION"] != "1.2.3" || tagged["GIT_TAG"] != "v1.2.3" {
+		t.Errorf("run of a tag: VERSION %q GIT_TAG %q, want 1.2.3 and v1.2.3", tagged["VERSION"], tagged["GIT_TAG"])
+	}
+	if plain := builtinVars(co, p, store.Run{BuildID: 9, Tag: "2.0.0-rc.1"}); plain["VERSION"] != "2.0.0-rc.1" {
+		t.Errorf("a tag without v: VERSION %q, want the tag itself", plain["VERSION"])
 	}
 }
 

@@ -129,8 +129,10 @@ type Request struct {
 
 // Checkout is a commit whose pipeline file has been read and validated.
 type Checkout struct {
-	Repo      sources.Repo
-	Branch    string
+	Repo   sources.Repo
+	Branch string
+	// Tag is the tag the run is for (GIT_TAG, VERSION), "" for a branch's commit.
+	Tag       string
 	Commit    sources.Commit
 	Pipelines []*pipeline.Pipeline
 }
@@ -241,10 +243,9 @@ func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, 
 	}
 	nr := store.NewRun{Pipeline: job.Ref, Trigger: job.Trigger, ParentBuildID: job.Parent, Holder: holder}
 	if co := job.checkout; co != nil {
-		nr.Commit, nr.Branch = co.Commit.Hash, co.Branch
-		if len(co.Commit.Tags) > 0 {
-			nr.Tag = co.Commit.Tags[0]
-		}
+		// Only a run of a tag has one: a branch's commit that happens to be tagged runs with
+		// the fallback VERSION, as the docs promise.
+		nr.Commit, nr.Branch, nr.Tag = co.Commit.Hash, co.Branch, co.Tag
 	} else {
 		target, err := r.store.GetRun(ctx, job.Ref, job.Parent)
 		if err != nil {

@@ -22,7 +22,8 @@ import (
 // RunRequest is the body of POST /api/v1/pipelines/{pipeline}/runs.
 type RunRequest struct {
 	Repository string `json:"repository,omitempty"` // needed when the name is in several repositories
-	Commit     string `json:"commit,omitempty"`     // "" = the tracked branch's head
+	Branch     string `json:"branch,omitempty"`     // a tracked branch; "" = the default branch
+	Commit     string `json:"commit,omitempty"`     // "" = the branch's head
 	Rerun      int64  `json:"rerun,omitempty"`      // re-run this BUILD_ID's commit, recording it as parent
 }
 
@@ -33,6 +34,7 @@ type Run struct {
 	BuildID       int64     `json:"buildId"`
 	Commit        string    `json:"commit"`
 	Branch        string    `json:"branch,omitempty"`
+	Tag           string    `json:"tag,omitempty"` // the tag the run is for
 	Trigger       string    `json:"trigger"`
 	ParentBuildID int64     `json:"parentBuildId,omitempty"`
 	Status        string    `json:"status"`
@@ -45,7 +47,7 @@ type Run struct {
 // RunOf converts a stored run.
 func RunOf(r store.Run) Run {
 	return Run{Repository: r.Pipeline.Repository, Pipeline: r.Pipeline.Name, BuildID: r.BuildID, Commit: r.Commit,
-		Branch: r.Branch, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
+		Branch: r.Branch, Tag: r.Tag, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
 		Reason: r.Reason, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 }
 
@@ -72,8 +74,8 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if req.Rerun != 0 && req.Commit != "" {
-		writeError(w, http.StatusBadRequest, "give commit or rerun, not both: a re-run uses its parent's commit")
+	if req.Rerun != 0 && (req.Commit != "" || req.Branch != "") {
+		writeError(w, http.StatusBadRequest, "give branch and commit, or rerun, not both: a re-run uses its parent's branch and commit")
 		return
 	}
 	ref, ok := s.resolve(w, r, caller, req.Repository)
@@ -87,7 +89,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.
 		run, err = s.Triggers.Rerun(r.Context(), ref, req.Rerun, caller.Name)
 		source = "rerun"
 	} else {
-		run, err = s.Triggers.Trigger(r.Context(), ref, req.Commit, caller.Name)
+		run, err = s.Triggers.Trigger(r.Context(), ref, req.Branch, req.Commit, caller.Name)
 	}
 	if err != nil {
 		s.fail(w, err, fmt.Sprintf("start %s", ref.Name))

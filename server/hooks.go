@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/sources/webhook"
@@ -79,8 +81,8 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case p.Deleted:
 			reply.Result, reply.Detail = "ignored", "a deleted branch starts nothing"
-		case p.Branch != cfg.Branch:
-			reply.Result, reply.Detail = "ignored", "branch "+p.Branch+" is not the tracked branch "+cfg.Branch
+		case !pipeline.MatchesAny(cfg.Branches, p.Branch):
+			reply.Result, reply.Detail = "ignored", "branch "+p.Branch+" is not tracked ("+strings.Join(cfg.Branches, ", ")+")"
 		default:
 			if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Branch: p.Branch, Commit: p.After}); err != nil {
 				log.WithError(err).Error("hand the push to the watcher")
@@ -90,8 +92,19 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 			reply.Detail = "the branch will be fetched and the new head run"
 		}
 	case webhook.KindTag:
-		reply.Result, reply.Detail = "ignored", "tag pushes are recorded in the log; pipelines run on the tracked branch"
-		log = log.WithFields(logrus.Fields{"tag": ev.Tag.Name, "commit": ev.Tag.Commit})
+		tg := ev.Tag
+		log = log.WithFields(logrus.Fields{"tag": tg.Name, "commit": tg.Commit, "deleted": tg.Deleted})
+		// The watcher lists the tags itself: a new one runs the pipelines whose
+		// triggers.tags match it, a moved or deleted one is recorded.
+		if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Tag: tg.Name, Commit: tg.Commit}); err != nil {
+			log.WithError(err).Error("hand the tag push to the watcher")
+			s.unavailable(w, r, log, name, ev.DeliveryID, "the repository is not being watched")
+			return
+		}
+		reply.Detail = "the tags will be listed; a new tag runs the pipelines whose triggers.tags match it"
+		if tg.Deleted {
+			reply.Detail = "the tags will be listed; a deleted tag that ran is recorded"
+		}
 	case webhook.KindPullRequest:
 		pr := ev.PullRequest
 		_, err := s.Records.RecordPullRequestEvent(r.Context(), store.PullRequestEvent{

@@ -94,7 +94,7 @@ func TestHookBodyReadsAreCappedAndTimed(t *testing.T) {
 	rec := newRecorder()
 	const readTimeout = 3 * time.Second
 	s := &Server{
-		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branch: "main"}},
+		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branches: []string{"main"}}},
 		Triggers: rec, Records: rec, Metrics: rec, Limits: HookLimits{MaxConcurrentReads: 2, ReadTimeout: readTimeout},
 		Log: logrus.NewEntry(logrus.New()),
 	}

@@ -22,7 +22,7 @@ import (
 // name: the hub records it in the audit log.
 type Triggers interface {
 	Hint(repository string, h trigger.Hint) error
-	Trigger(ctx context.Context, ref store.PipelineRef, commit, actor string) (store.Run, error)
+	Trigger(ctx context.Context, ref store.PipelineRef, branch, commit, actor string) (store.Run, error)
 	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error)
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error
 	// Suspend suspends (true) or resumes the pipeline.
@@ -58,7 +58,8 @@ type Counter interface {
 type Hook struct {
 	Provider string // github, gitlab, gitea or generic
 	Secret   []byte
-	Branch   string // the tracked branch: pushes elsewhere start nothing
+	// Branches are the tracked branches (globs): pushes to other branches start nothing.
+	Branches []string
 }
 
 // Server serves webhooks and the API.

@@ -37,7 +37,7 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Hint(_ string, h trigger.Hint) error { r.hints = append(r.hints, h); return nil }
-func (r *recorder) Trigger(_ context.Context, _ store.PipelineRef, _, actor string) (store.Run, error) {
+func (r *recorder) Trigger(_ context.Context, _ store.PipelineRef, _, _, actor string) (store.Run, error) {
 	r.calls = append(r.calls, "Trigger by "+actor)
 	return store.Run{BuildID: 7, Status: store.RunQueued, Trigger: store.TriggerManual}, nil
 }
@@ -95,7 +95,7 @@ var secret = []byte("hook-secret")
 
 func newTestServer(rec *recorder) *httptest.Server {
 	s := &Server{
-		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branch: "main"}},
+		Hooks:    map[string]Hook{"app": {Provider: "generic", Secret: secret, Branches: []string{"main", "release/*"}}},
 		Triggers: rec, Records: rec, Metrics: rec, Users: []config.APIUser{config.LegacyAPIUser([]byte("api-token"))},
 		Log: logrus.NewEntry(logrus.New()),
 	}
@@ -165,18 +165,28 @@ func TestHookVerifiesDeduplicatesAndHints(t *testing.T) {
 	}
 	// A push to another branch is accepted but hints nothing.
 	other, _ := json.Marshal(map[string]any{"ref": "refs/heads/feature", "before": strings.Repeat("a", 40), "after": after})
-	if code, out := post(t, srv.URL+"/hooks/app", other, signedHeaders(other, "d-4")); code != http.StatusAccepted || !strings.Contains(out, "not the tracked branch") {
+	if code, out := post(t, srv.URL+"/hooks/app", other, signedHeaders(other, "d-4")); code != http.StatusAccepted || !strings.Contains(out, "branch feature is not tracked") {
 		t.Fatalf("other branch: %d %s", code, out)
 	}
+	// A branch matching a tracked glob is hinted, with its name.
+	release, _ := json.Marshal(map[string]any{"ref": "refs/heads/release/1.4", "before": strings.Repeat("a", 40), "after": after})
+	if code, out := post(t, srv.URL+"/hooks/app", release, signedHeaders(release, "d-5")); code != http.StatusAccepted || !strings.Contains(out, `"accepted"`) {
+		t.Fatalf("tracked glob branch: %d %s", code, out)
+	}
+	// A tag push is hinted too: the watcher lists the tags and decides.
+	tag, _ := json.Marshal(map[string]any{"ref": "refs/tags/v1.4.0", "before": strings.Repeat("0", 40), "after": after})
+	if code, out := post(t, srv.URL+"/hooks/app", tag, signedHeaders(tag, "d-6")); code != http.StatusAccepted || !strings.Contains(out, "triggers.tags") {
+		t.Fatalf("tag push: %d %s", code, out)
+	}
 	want := map[string]int{"rejected/bad_signature": 1, "rejected/missing_signature": 1, "duplicate": 1,
-		"rejected/unknown_repository": 1, "rejected/too_large": 1, "received/webhook": 2}
+		"rejected/unknown_repository": 1, "rejected/too_large": 1, "received/webhook": 4}
 	for k, n := range want {
 		if rec.counts[k] != n {
 			t.Errorf("metric %s = %d, want %d (all: %v)", k, rec.counts[k], n, rec.counts)
 		}
 	}
-	if len(rec.hints) != 1 {
-		t.Fatalf("hints = %+v", rec.hints)
+	if len(rec.hints) != 3 || rec.hints[1].Branch != "release/1.4" || rec.hints[2].Tag != "v1.4.0" || rec.hints[2].Branch != "" {
+		t.Fatalf("hints = %+v, want main, release/1.4 and the tag", rec.hints)
 	}
 }
 

@@ -23,10 +23,15 @@ const (
 	AuditApprove      AuditAction = "approve"
 	AuditReject       AuditAction = "reject"
 	AuditGateDecision AuditAction = "gate-decision"
+	// AuditTagMoved and AuditTagDeleted record a tag changed after its run: the run is not
+	// repeated (actor "slipway", the run the tag started).
+	AuditTagMoved   AuditAction = "tag-moved"
+	AuditTagDeleted AuditAction = "tag-deleted"
 )
 
 // AuditActions lists every action, in the order the docs name them.
-var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditPromote, AuditSuspend, AuditResume, AuditApprove, AuditReject, AuditGateDecision}
+var AuditActions = []AuditAction{AuditTrigger, AuditRerun, AuditCancel, AuditRollback, AuditPromote, AuditSuspend, AuditResume, AuditApprove, AuditReject, AuditGateDecision,
+	AuditTagMoved, AuditTagDeleted}
 
 func (a AuditAction) valid() bool {
 	for _, k := range AuditActions {

@@ -106,6 +106,17 @@ type Store interface {
 	HandledHead(ctx context.Context, repository, branch string) (string, error)
 	// SetHandledHead records the branch head a watcher has dealt with.
 	SetHandledHead(ctx context.Context, repository, branch, head string) error
+	// TagsScanned reports whether a repository's tags have been looked at before.
+	TagsScanned(ctx context.Context, repository string) (bool, error)
+	// RecordTagBaseline records the tags a repository has when first watched (never run)
+	// and marks its tags as looked at.
+	RecordTagBaseline(ctx context.Context, repository string, tags map[string]string) error
+	// ListTagRefs returns the tags recorded for a repository, by name.
+	ListTagRefs(ctx context.Context, repository string) (map[string]TagRef, error)
+	// SetTagRef records what a watcher did about a tag.
+	SetTagRef(ctx context.Context, t TagRef) error
+	// RunsOfTag returns the runs of a repository's pipelines made for a tag, newest first.
+	RunsOfTag(ctx context.Context, repository, tag string) ([]Run, error)
 	// RecordPullRequestEvent stores a pull request action a forge reported.
 	RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error)
 	// ListPullRequestEvents returns a repository's pull request events, newest first

@@ -92,3 +92,47 @@ func TestHandledHeadsAndForgottenDeliveries(t *testing.T) {
 		t.Fatal("a forgotten delivery id must count as new when it comes again")
 	}
 }
+
+func TestTagRefs(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	if ok, err := s.TagsScanned(ctx, "app"); err != nil || ok {
+		t.Fatalf("scanned before any look: %v, %v", ok, err)
+	}
+	if err := s.RecordTagBaseline(ctx, "app", map[string]string{"v1.0.0": "aaa"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.TagsScanned(ctx, "app"); !ok {
+		t.Fatal("not scanned after the baseline")
+	}
+	if ok, _ := s.TagsScanned(ctx, "other"); ok {
+		t.Fatal("another repository counts as scanned")
+	}
+	if err := s.SetTagRef(ctx, TagRef{Repository: "app", Tag: "v1.1.0", Commit: "bbb", State: TagHandled}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTagRef(ctx, TagRef{Repository: "app", Tag: "v1.1.0", Commit: "ccc", State: TagMoved}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTagRef(ctx, TagRef{Repository: "app", Tag: "x", State: "lost"}); err == nil {
+		t.Fatal("an unknown state must be refused")
+	}
+	tags, err := s.ListTagRefs(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tags) != 2 || tags["v1.0.0"].State != TagBaseline || tags["v1.1.0"].Commit != "ccc" || tags["v1.1.0"].State != TagMoved {
+		t.Fatalf("tags = %+v", tags)
+	}
+	ref := PipelineRef{Repository: "app", Name: "release"}
+	if _, err := s.CreateRun(ctx, NewRun{Pipeline: ref, Commit: "bbb", Tag: "v1.1.0", Trigger: TriggerPush}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRun(ctx, NewRun{Pipeline: ref, Commit: "bbb", Branch: "main", Trigger: TriggerPush}); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := s.RunsOfTag(ctx, "app", "v1.1.0")
+	if err != nil || len(runs) != 1 || runs[0].BuildID != 1 {
+		t.Fatalf("runs of the tag = %+v, %v", runs, err)
+	}
+}

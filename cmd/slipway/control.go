@@ -162,7 +162,8 @@ func (f *apiFlags) finish(cmd *cobra.Command, c *apiClient, run server.Run, want
 	if f.output == "json" {
 		_ = json.NewEncoder(out).Encode(run)
 	} else {
-		line := fmt.Sprintf("%s/%s #%d %s (trigger %s, commit %.12s", run.Repository, run.Pipeline, run.BuildID, run.Status, run.Trigger, run.Commit)
+		line := fmt.Sprintf("%s/%s #%d %s (trigger %s, %s, commit %.12s", run.Repository, run.Pipeline, run.BuildID, run.Status, run.Trigger,
+			refOf(run.Branch, run.Tag), run.Commit)
 		if run.ParentBuildID != 0 {
 			line += fmt.Sprintf(", parent #%d", run.ParentBuildID)
 		}
@@ -180,10 +181,10 @@ func (f *apiFlags) finish(cmd *cobra.Command, c *apiClient, run server.Run, want
 
 func newTriggerCommand() *cobra.Command {
 	var f apiFlags
-	var commit string
+	var branch, commit string
 	cmd := &cobra.Command{
-		Use:   "trigger [REPOSITORY/]PIPELINE [--commit SHA]",
-		Short: "Start a run through the daemon's API (the tracked branch's head, or --commit)",
+		Use:   "trigger [REPOSITORY/]PIPELINE [--branch B] [--commit SHA]",
+		Short: "Start a run through the daemon's API (the default branch's head, or --branch's, or --commit)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
@@ -191,7 +192,7 @@ func newTriggerCommand() *cobra.Command {
 				return err
 			}
 			path, q := pipelinePath(args[0])
-			run, err := c.do(cmd.Context(), http.MethodPost, path, nil, server.RunRequest{Repository: q.Get("repository"), Commit: commit})
+			run, err := c.do(cmd.Context(), http.MethodPost, path, nil, server.RunRequest{Repository: q.Get("repository"), Branch: branch, Commit: commit})
 			if err != nil {
 				return err
 			}
@@ -199,7 +200,8 @@ func newTriggerCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
-	cmd.Flags().StringVar(&commit, "commit", "", "commit to run (full hash); default: the tracked branch's head")
+	cmd.Flags().StringVar(&branch, "branch", "", "tracked branch to run (its .pipeline.yaml and GIT_BRANCH); default: the repository's default branch")
+	cmd.Flags().StringVar(&commit, "commit", "", "commit to run (full hash); default: the branch's head")
 	return cmd
 }
 

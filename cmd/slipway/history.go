@@ -20,6 +20,8 @@ type historyRow struct {
 	BuildID         int64   `json:"build_id"`
 	Status          string  `json:"status"`
 	Commit          string  `json:"commit"`
+	Branch          string  `json:"branch,omitempty"`
+	Tag             string  `json:"tag,omitempty"`
 	Trigger         string  `json:"trigger"`
 	Parent          int64   `json:"parent,omitempty"`
 	CreatedAt       string  `json:"created_at"`
@@ -55,7 +57,8 @@ func newHistoryCommand() *cobra.Command {
 			}
 			rows := make([]historyRow, 0, len(runs))
 			for _, r := range runs {
-				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Trigger: string(r.Trigger), Reason: r.Reason,
+				row := historyRow{BuildID: r.BuildID, Status: string(r.Status), Commit: r.Commit, Branch: r.Branch, Tag: r.Tag,
+					Trigger: string(r.Trigger), Reason: r.Reason,
 					Parent: r.ParentBuildID, CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339Nano)}
 				if !r.StartedAt.IsZero() {
 					row.StartedAt = r.StartedAt.UTC().Format(time.RFC3339Nano)
@@ -100,7 +103,7 @@ func newHistoryCommand() *cobra.Command {
 				rows = append(rows, row)
 			}
 			return printRows(cmd.OutOrStdout(), output, rows, "",
-				"BUILD_ID\tSTATUS\tCOMMIT\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tOUTPUTS\tREASON",
+				"BUILD_ID\tSTATUS\tCOMMIT\tREF\tTRIGGER\tPARENT\tSTARTED\tDURATION\tREVISION\tOUTPUTS\tREASON",
 				func(r historyRow) string {
 					commit := r.Commit
 					if len(commit) > 12 {
@@ -110,7 +113,7 @@ func newHistoryCommand() *cobra.Command {
 					if r.Parent != 0 {
 						parent = fmt.Sprintf("#%d", r.Parent)
 					}
-					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\t%s", r.BuildID, r.Status, commit, r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, outputsText(r.Outputs), firstLine(r.Reason))
+					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\t%s\t%s", r.BuildID, r.Status, commit, refOf(r.Branch, r.Tag), r.Trigger, parent, r.StartedAt, r.DurationSeconds, r.Revision, outputsText(r.Outputs), firstLine(r.Reason))
 				})
 		},
 	}
@@ -147,6 +150,18 @@ func outputsText(outputs map[string]string) string {
 		keys[i] = k + "=" + outputs[k]
 	}
 	return strings.Join(keys, " ")
+}
+
+// refOf is what a run ran, as history's REF column shows it: tag:NAME for a tag's run,
+// else the branch ("-" when none was recorded).
+func refOf(branch, tag string) string {
+	switch {
+	case tag != "":
+		return "tag:" + tag
+	case branch != "":
+		return branch
+	}
+	return "-"
 }
 
 func firstLine(s string) string {
@@ -188,7 +203,7 @@ func newLogsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%s #%d %s at %s (%s)\n", ref.Name, id, run.Status, run.Commit, run.Trigger)
+			fmt.Fprintf(out, "%s #%d %s at %s on %s (%s)\n", ref.Name, id, run.Status, run.Commit, refOf(run.Branch, run.Tag), run.Trigger)
 			for _, t := range tasks {
 				fmt.Fprintf(out, "== %s/%s [%s] %s\n", t.Stage, t.Name, t.Type, t.Status)
 				for _, l := range lines {

@@ -32,7 +32,7 @@ func newRunCommand() *cobra.Command {
 				return err
 			}
 			if branch == "" {
-				branch = rcfg.Branch
+				branch = rcfg.DefaultBranch()
 			}
 			out := cmd.OutOrStdout()
 			runner, disp, stop, err := startEngine(ctx, d, "slipway run", out)

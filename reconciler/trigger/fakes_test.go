@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -51,10 +52,19 @@ type fakeGit struct {
 	syncs        int
 	commitAsked  []string
 	changedAsked []string
+
+	// tags are the remote tags (tag → commit); others the heads of branches besides
+	// testBranch; refsErr fails Refs.
+	tags       map[string]string
+	others     map[string]string
+	refsErr    error
+	refs       int
+	tagFetches []string
 }
 
 func newFakeGit(t *testing.T, commits ...sources.Commit) *fakeGit {
-	g := &fakeGit{t: t, commits: map[string]sources.Commit{}, commitErr: map[string]error{}, changed: map[string][]string{}}
+	g := &fakeGit{t: t, commits: map[string]sources.Commit{}, commitErr: map[string]error{}, changed: map[string][]string{},
+		tags: map[string]string{}, others: map[string]string{}}
 	for _, c := range commits {
 		g.commits[c.Hash] = c
 	}
@@ -71,6 +81,9 @@ func (g *fakeGit) Sync(_ context.Context, repo sources.Repo, branch string) (sou
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.syncs++
+	if other, ok := g.others[branch]; ok && repo.Name == testRepo.Name {
+		return sources.SyncResult{Commit: other, Fetched: true}, nil
+	}
 	if repo.Name != testRepo.Name || branch != testBranch {
 		g.t.Errorf("Sync(%s, %s), want the watched repository's tracked branch", repo.Name, branch)
 	}
@@ -78,6 +91,31 @@ func (g *fakeGit) Sync(_ context.Context, repo sources.Repo, branch string) (sou
 		return sources.SyncResult{}, g.syncErr
 	}
 	return sources.SyncResult{Commit: g.head, Fetched: true}, nil
+}
+
+func (g *fakeGit) Refs(_ context.Context, repo sources.Repo) (sources.Refs, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refs++
+	if g.refsErr != nil {
+		return sources.Refs{}, g.refsErr
+	}
+	refs := sources.Refs{Heads: maps.Clone(g.others), Tags: maps.Clone(g.tags)}
+	if g.head != "" {
+		refs.Heads[testBranch] = g.head
+	}
+	return refs, nil
+}
+
+func (g *fakeGit) FetchTag(_ context.Context, _ sources.Repo, tag string) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tagFetches = append(g.tagFetches, tag)
+	c, ok := g.tags[tag]
+	if !ok {
+		return "", fmt.Errorf("tag %s: %w", tag, sources.ErrCommitNotFound)
+	}
+	return c, nil
 }
 
 func (g *fakeGit) Commit(_ context.Context, _ sources.Repo, hash string) (sources.Commit, error) {
@@ -279,9 +317,65 @@ type fakeRecords struct {
 	runs      map[store.PipelineRef][]store.Run // newest first, as the store lists them
 	pipelines []store.Pipeline
 	listErr   error
+	// scanned and tagRefs are the tags recorded; audit the audit entries.
+	scanned bool
+	tagRefs map[string]store.TagRef
+	audit   []store.AuditEntry
 }
 
-func newFakeRecords() *fakeRecords { return &fakeRecords{runs: map[store.PipelineRef][]store.Run{}} }
+func newFakeRecords() *fakeRecords {
+	return &fakeRecords{runs: map[store.PipelineRef][]store.Run{}, tagRefs: map[string]store.TagRef{}}
+}
+
+func (r *fakeRecords) TagsScanned(context.Context, string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scanned, nil
+}
+
+func (r *fakeRecords) RecordTagBaseline(_ context.Context, repository string, tags map[string]string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, c := range tags {
+		r.tagRefs[t] = store.TagRef{Repository: repository, Tag: t, Commit: c, State: store.TagBaseline}
+	}
+	r.scanned = true
+	return nil
+}
+
+func (r *fakeRecords) ListTagRefs(context.Context, string) (map[string]store.TagRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.tagRefs), nil
+}
+
+func (r *fakeRecords) SetTagRef(_ context.Context, t store.TagRef) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tagRefs[t.Tag] = t
+	return nil
+}
+
+func (r *fakeRecords) RunsOfTag(_ context.Context, _, tag string) ([]store.Run, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []store.Run
+	for _, runs := range r.runs {
+		for _, run := range runs {
+			if run.Tag == tag {
+				out = append(out, run)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r *fakeRecords) RecordAudit(_ context.Context, e store.AuditEntry) (store.AuditEntry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.audit = append(r.audit, e)
+	return e, nil
+}
 
 func (r *fakeRecords) HandledHead(_ context.Context, repository, branch string) (string, error) {
 	r.mu.Lock()
@@ -390,7 +484,7 @@ func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *ri
 func (r *rig) watcher(interval time.Duration, files PipelineReader) *BranchWatcher {
 	return NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: files, Runs: r.runs, Records: r.records,
 		Repo: testRepo, Branch: testBranch, Interval: interval, Schedules: r.schedules, Metrics: r.metrics,
-		Log: quietLog()})
+		Audit: r.records, Log: quietLog()})
 }
 
 func newTestMetrics(t *testing.T) *Metrics {

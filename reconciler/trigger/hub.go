@@ -93,13 +93,14 @@ func (h *Hub) Hint(repository string, hint Hint) error {
 	return nil
 }
 
-// Trigger starts a manual run of the pipeline at commit ("" = the tracked branch's head)
-// for actor, and records that in the audit log.
-func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, commit, actor string) (store.Run, error) {
+// Trigger starts a manual run of the pipeline on branch ("" = the default branch) at commit
+// ("" = the branch's head) for actor, and records that in the audit log. The pipeline file
+// is the one at that commit.
+func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, branch, commit, actor string) (store.Run, error) {
 	if actor == "" {
 		return store.Run{}, fmt.Errorf("trigger %s: no actor to record", ref)
 	}
-	run, err := h.start(ctx, ref, commit, store.TriggerManual, 0)
+	run, err := h.start(ctx, ref, target{branch: branch, commit: commit}, store.TriggerManual, 0)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -120,7 +121,7 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, a
 	if parent.Trigger == store.TriggerRollback {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: it is a rollback; roll back again instead: %w", ref.Name, buildID, ErrRequest)
 	}
-	run, err := h.start(ctx, ref, parent.Commit, store.TriggerManual, buildID)
+	run, err := h.start(ctx, ref, h.targetOf(ref, parent), store.TriggerManual, buildID)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -198,14 +199,14 @@ func (h *Hub) CancelActive(ctx context.Context, ref store.PipelineRef, reason st
 	return nil
 }
 
-// Start starts a run for a cron tick at the tracked branch's head (schedule.Runs).
+// Start starts a run for a cron tick at the default branch's head (schedule.Runs).
 func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
 	var run store.Run
 	var err error
 	if f.Concurrency == pipeline.ConcurrencyForbid {
 		run, err = h.startIfIdle(ctx, f.Pipeline)
 	} else {
-		run, err = h.start(ctx, f.Pipeline, "", store.TriggerCron, 0)
+		run, err = h.start(ctx, f.Pipeline, target{}, store.TriggerCron, 0)
 	}
 	if err != nil {
 		return err
@@ -217,7 +218,7 @@ func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
 	return nil
 }
 
-// Schedules feeds the scheduler the tracked branch's schedules (ScheduleSetter).
+// Schedules feeds the scheduler the default branch's schedules (ScheduleSetter).
 type Schedules struct{ Scheduler *schedule.Scheduler }
 
 // SetSchedules implements ScheduleSetter.
@@ -225,8 +226,28 @@ func (s Schedules) SetSchedules(ctx context.Context, repository string, pipeline
 	return s.Scheduler.Set(ctx, repository, schedule.SchedulesOf(pipelines))
 }
 
-func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, trig store.Trigger, parent int64) (store.Run, error) {
-	co, err := h.prepare(ctx, ref, commit)
+// target is what a run the hub starts runs: a branch ("" = the default branch; ignored for
+// a tag) and a commit ("" = the branch's head), or the commit of a tag.
+type target struct {
+	branch, commit, tag string
+}
+
+// targetOf is what a run that repeats run (a re-run, a promotion) runs: its commit, of its
+// tag, or of its branch where that is still tracked (else the default branch's name), so
+// GIT_BRANCH, GIT_TAG and VERSION stay what they were.
+func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
+	at := target{commit: run.Commit, tag: run.Tag}
+	if run.Tag == "" {
+		at.branch = run.Branch
+		if w, ok := h.watchers[ref.Repository]; ok && !w.Tracks(at.branch) {
+			at.branch = ""
+		}
+	}
+	return at
+}
+
+func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
+	co, err := h.prepare(ctx, ref, at)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -235,7 +256,7 @@ func (h *Hub) start(ctx context.Context, ref store.PipelineRef, commit string, t
 
 // startIfIdle starts a cron run only if no run of the pipeline is queued or running.
 func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run, error) {
-	co, err := h.prepare(ctx, ref, "")
+	co, err := h.prepare(ctx, ref, target{})
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -246,19 +267,28 @@ func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run
 	return run, err
 }
 
-// prepare fetches the pipeline's tracked branch and reads the pipeline at commit (or the
-// head).
-func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, commit string) (*reconciler.Checkout, error) {
+// prepare fetches the target's branch (the default one unless named; none for a tag) and
+// reads the pipeline at its commit (or the branch's head).
+func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, at target) (*reconciler.Checkout, error) {
 	w, ok := h.watchers[ref.Repository]
 	if !ok {
 		return nil, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
+	}
+	branch := at.branch
+	switch {
+	case at.tag != "":
+		branch = ""
+	case branch == "":
+		branch = w.branch
+	case !w.Tracks(branch):
+		return nil, fmt.Errorf("branch %q is not tracked by repository %s (slipway.yaml branches): %w", branch, ref.Repository, ErrRequest)
 	}
 	release, err := h.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	co, err := h.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Branch: w.branch, Commit: commit, Pipelines: []string{ref.Name}})
+	co, err := h.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Branch: branch, Commit: at.commit, Pipelines: []string{ref.Name}})
 	if err != nil {
 		var notPrepared *reconciler.PrepareError
 		if errors.As(err, &notPrepared) || errors.Is(err, reconciler.ErrNoSuchPipeline) || errors.Is(err, sources.ErrCommitNotFound) {
@@ -266,6 +296,7 @@ func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, commit string)
 		}
 		return nil, err
 	}
+	co.Tag = at.tag
 	return co, nil
 }
 

@@ -51,10 +51,10 @@ func addOtherRepo(h *Hub, r *rig) {
 func TestHubTrigger(t *testing.T) {
 	r, h := newHubRig(t)
 	ctx := context.Background()
-	if _, err := h.Trigger(ctx, webRef, "", "alice"); err != nil {
+	if _, err := h.Trigger(ctx, webRef, "", "", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Trigger(ctx, webRef, sha("c0"), "alice"); err != nil {
+	if _, err := h.Trigger(ctx, webRef, "", sha("c0"), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	submitted, _, _ := r.runs.jobs()
@@ -73,26 +73,29 @@ func TestHubTrigger(t *testing.T) {
 func TestHubTriggerErrors(t *testing.T) {
 	ctx := context.Background()
 	r, h := newHubRig(t)
-	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, "", "alice"); !errors.Is(err, ErrRequest) {
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "nope", Name: "web"}, "", "", "alice"); !errors.Is(err, ErrRequest) {
 		t.Fatalf("unknown repository: %v, want ErrRequest", err)
+	}
+	if _, err := h.Trigger(ctx, webRef, "feature/x", "", "alice"); !errors.Is(err, ErrRequest) || !strings.Contains(err.Error(), "not tracked") {
+		t.Fatalf("an untracked branch: %v, want ErrRequest naming it", err)
 	}
 	if n := len(r.files.prepared()); n != 0 {
 		t.Fatalf("an unknown repository was prepared %d times", n)
 	}
-	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "app", Name: "nope"}, "", "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, reconciler.ErrNoSuchPipeline) {
+	if _, err := h.Trigger(ctx, store.PipelineRef{Repository: "app", Name: "nope"}, "", "", "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, reconciler.ErrNoSuchPipeline) {
 		t.Fatalf("pipeline not in the file: %v, want ErrRequest wrapping ErrNoSuchPipeline", err)
 	}
-	if _, err := h.Trigger(ctx, webRef, sha("c9"), "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, sources.ErrCommitNotFound) {
+	if _, err := h.Trigger(ctx, webRef, "", sha("c9"), "alice"); !errors.Is(err, ErrRequest) || !errors.Is(err, sources.ErrCommitNotFound) {
 		t.Fatalf("unknown commit: %v, want ErrRequest wrapping ErrCommitNotFound", err)
 	}
 	r.files.errs[sha("c0")] = &reconciler.PrepareError{Commit: sha("c0"), Err: errors.New(".pipeline.yaml:1: bad")}
 	var notPrepared *reconciler.PrepareError
-	if _, err := h.Trigger(ctx, webRef, sha("c0"), "alice"); !errors.Is(err, ErrRequest) || !errors.As(err, &notPrepared) {
+	if _, err := h.Trigger(ctx, webRef, "", sha("c0"), "alice"); !errors.Is(err, ErrRequest) || !errors.As(err, &notPrepared) {
 		t.Fatalf("invalid file: %v, want ErrRequest wrapping the PrepareError", err)
 	}
 	transient := errors.New("connection reset")
 	r.files.errs[sha("c1")] = transient
-	if _, err := h.Trigger(ctx, webRef, "", "alice"); !errors.Is(err, transient) || errors.Is(err, ErrRequest) {
+	if _, err := h.Trigger(ctx, webRef, "", "", "alice"); !errors.Is(err, transient) || errors.Is(err, ErrRequest) {
 		t.Fatalf("transient failure: %v, want it unwrapped and not ErrRequest", err)
 	}
 	if submitted, _, _ := r.runs.jobs(); len(submitted) != 0 {
@@ -242,7 +245,7 @@ func TestHubAuditsWhoAskedForWhat(t *testing.T) {
 	ctx := context.Background()
 	r, h := newHubRig(t)
 	r.records.runs[webRef] = []store.Run{{Pipeline: webRef, BuildID: 1, Trigger: store.TriggerPush, Commit: sha("c0"), Status: store.RunFailed}}
-	run, err := h.Trigger(ctx, webRef, "", "alice")
+	run, err := h.Trigger(ctx, webRef, "", "", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,10 +265,10 @@ func TestHubAuditsWhoAskedForWhat(t *testing.T) {
 		t.Fatalf("cancel reason %q does not name who cancelled", r.runs.cancelled)
 	}
 	// Refused requests and requests without an actor start nothing and record nothing.
-	if _, err := h.Trigger(ctx, webRef, sha("c9"), "alice"); err == nil {
+	if _, err := h.Trigger(ctx, webRef, "", sha("c9"), "alice"); err == nil {
 		t.Fatal("unknown commit triggered")
 	}
-	if _, err := h.Trigger(ctx, webRef, "", ""); err == nil {
+	if _, err := h.Trigger(ctx, webRef, "", "", ""); err == nil {
 		t.Fatal("a trigger without an actor went ahead")
 	}
 	if err := h.Cancel(ctx, webRef, 1, ""); err == nil {
@@ -286,7 +289,7 @@ func TestHubCancelsARunItCannotAudit(t *testing.T) {
 	if err := r.audit.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.Trigger(ctx, webRef, "", "alice")
+	_, err := h.Trigger(ctx, webRef, "", "", "alice")
 	if err == nil || !strings.Contains(err.Error(), "not recorded in the audit log") {
 		t.Fatalf("trigger with a broken audit log: %v", err)
 	}

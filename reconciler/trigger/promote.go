@@ -21,7 +21,7 @@ func (h *Hub) Promote(ctx context.Context, ref store.PipelineRef, buildID int64,
 	if err != nil {
 		return store.Run{}, fmt.Errorf("promote %s #%d: %w", ref.Name, buildID, err)
 	}
-	co, err := h.prepare(ctx, ref, artifact.Commit)
+	co, err := h.prepare(ctx, ref, h.targetOf(ref, artifact))
 	if err != nil {
 		return store.Run{}, err
 	}

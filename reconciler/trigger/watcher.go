@@ -3,7 +3,9 @@ package trigger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"time"
 
@@ -21,6 +23,10 @@ type Git interface {
 	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
 	// ChangedPaths tells which files differ between two commits.
 	ChangedPaths(ctx context.Context, repo sources.Repo, from, to string) ([]string, error)
+	// Refs lists the repository's branches and tags (one ls-remote, nothing fetched).
+	Refs(ctx context.Context, repo sources.Repo) (sources.Refs, error)
+	// FetchTag brings a tag into the mirror and returns the commit it points at.
+	FetchTag(ctx context.Context, repo sources.Repo, tag string) (string, error)
 }
 
 // PipelineReader reads and validates the pipeline file at a commit.
@@ -40,20 +46,26 @@ type Records interface {
 	SetHandledHead(ctx context.Context, repository, branch, head string) error
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	ListPipelines(ctx context.Context) ([]store.Pipeline, error)
+	TagsScanned(ctx context.Context, repository string) (bool, error)
+	RecordTagBaseline(ctx context.Context, repository string, tags map[string]string) error
+	ListTagRefs(ctx context.Context, repository string) (map[string]store.TagRef, error)
+	SetTagRef(ctx context.Context, t store.TagRef) error
+	RunsOfTag(ctx context.Context, repository, tag string) ([]store.Run, error)
 }
 
-// ScheduleSetter hears the tracked branch's pipelines whenever its head is read, so cron
+// ScheduleSetter hears the default branch's pipelines whenever its head is read, so cron
 // triggers follow the file.
 type ScheduleSetter interface {
 	SetSchedules(ctx context.Context, repository string, pipelines []*pipeline.Pipeline) error
 }
 
-// Hint says a branch may have moved: a webhook's push. It is only a hint: the watcher
-// fetches and reads the commit itself.
+// Hint says a branch or a tag may have moved: a webhook's push. It is only a hint: the
+// watcher lists the refs, fetches and reads the commit itself.
 type Hint struct {
 	DeliveryID string
 	Branch     string
 	Commit     string // the pushed head, or "" when the forge did not say
+	Tag        string // a tag push: the tag (Branch is then "")
 }
 
 // BranchWatcherOptions are a BranchWatcher's collaborators and settings.
@@ -63,28 +75,35 @@ type BranchWatcherOptions struct {
 	Runs      Runs
 	Records   Records
 	Repo      sources.Repo
-	Branch    string
+	Branch    string        // the default branch: its file holds the schedules
+	Branches  []string      // the tracked branches as globs; empty: Branch only
 	Interval  time.Duration // 0: no polling, webhooks (and one look at start) only
 	Limiter   *HostLimiter
 	Schedules ScheduleSetter // optional
 	Metrics   *Metrics
 	Log       *logrus.Entry
+	// Audit records tags moved or deleted after their runs.
+	Audit AuditLog
 }
 
-// BranchWatcher follows one repository's tracked branch. Hints and poll ticks coalesce:
-// while a fetch runs, further hints wait and are answered together by the next one.
+// BranchWatcher follows one repository: its tracked branches and its tags. Each look lists
+// the repository's refs once; only a branch that moved (or a webhook named) is fetched, and
+// only a new tag. Hints and poll ticks coalesce: while a look runs, further hints wait and
+// are answered together by the next one.
 type BranchWatcher struct {
 	git       Git
 	pipelines PipelineReader
 	runs      Runs
 	records   Records
 	repo      sources.Repo
-	branch    string
+	branch    string   // the default branch
+	branches  []string // tracked branch globs
 	interval  time.Duration
 	limiter   *HostLimiter
 	schedules ScheduleSetter
 	metrics   *Metrics
 	log       *logrus.Entry
+	audit     AuditLog
 
 	mu      sync.Mutex
 	pending []Hint
@@ -92,6 +111,14 @@ type BranchWatcher struct {
 	// handled are pushed commits already run or recorded, so a late hint is not recorded
 	// twice.
 	handled *recentSet
+	// states are the tracked branches seen, by name; only Run's goroutine uses them.
+	states map[string]*branchState
+}
+
+// branchState is what the watcher keeps of one tracked branch between looks.
+type branchState struct {
+	loaded bool   // last was read from the store
+	last   string // the head handled
 	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
 	cached *reconciler.Checkout
 	// invalid is a head whose pipeline file was found invalid and reported, so a look at
@@ -107,16 +134,23 @@ func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
+	if len(o.Branches) == 0 {
+		o.Branches = []string{o.Branch}
+	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
-		branch: o.Branch, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules, metrics: o.Metrics,
-		log: o.Log, wake: make(chan struct{}, 1), handled: newRecentSet(512)}
+		branch: o.Branch, branches: o.Branches, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules,
+		metrics: o.Metrics, log: o.Log, audit: o.Audit, wake: make(chan struct{}, 1), handled: newRecentSet(512),
+		states: map[string]*branchState{}}
 }
 
 // Repo is the repository watched.
 func (w *BranchWatcher) Repo() sources.Repo { return w.repo }
 
-// Branch is the tracked branch.
+// Branch is the default branch: schedules and manual runs without a branch use it.
 func (w *BranchWatcher) Branch() string { return w.branch }
+
+// Tracks reports whether pushes to branch concern the repository's pipelines.
+func (w *BranchWatcher) Tracks(branch string) bool { return pipeline.MatchesAny(w.branches, branch) }
 
 // Hint queues a push hint and wakes the watcher. It never blocks.
 func (w *BranchWatcher) Hint(h Hint) {
@@ -144,33 +178,116 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 	w.pending = append(hs, w.pending...)
 }
 
-// Run looks at the branch at start, then on every hint and every interval (with jitter,
-// so many repositories' polls spread out), until ctx ends. Errors back off exponentially
-// up to ten intervals (maxBackoff); a hint still gets an immediate look.
+// Run looks at the repository at start, then on every hint and every interval (with
+// jitter, so many repositories' polls spread out), until ctx ends. Errors back off
+// exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.
 func (w *BranchWatcher) Run(ctx context.Context) {
-	last, err := w.handledHead(ctx)
-	if err != nil {
-		w.log.WithError(err).Warn("read the head handled last; the branch head will run")
-	}
 	backoff := w.interval
 	for {
 		hints := w.takeHints()
-		next, err := w.look(ctx, last, hints)
+		err := w.lookAll(ctx, hints)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
 		case err != nil:
-			w.log.WithError(err).Warn("look at the branch")
+			w.log.WithError(err).Warn("look at the repository")
 			w.metrics.poll(w.repo.Name, "error")
-			w.putBack(hints)
 			backoff = nextBackoff(backoff, w.interval)
 		default:
-			last, backoff = next, w.interval
+			backoff = w.interval
 		}
 		if !w.wait(ctx, backoff) {
 			return
 		}
 	}
+}
+
+// lookAll lists the repository's refs once, looks at each tracked branch that moved or a
+// hint named, then at the tags. Hints of a branch whose look failed are put back for the
+// next look; the first error is returned after every branch had its turn.
+func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
+	release, err := w.limiter.Acquire(ctx, w.repo.URL)
+	if err != nil {
+		w.putBack(hints)
+		return err
+	}
+	refs, err := w.git.Refs(ctx, w.repo)
+	release()
+	if err != nil {
+		w.putBack(hints)
+		return err
+	}
+	byBranch := map[string][]Hint{}
+	for _, h := range hints {
+		if h.Branch != "" {
+			byBranch[h.Branch] = append(byBranch[h.Branch], h)
+		}
+	}
+	var errs []error
+	if _, ok := refs.Heads[w.branch]; !ok {
+		errs = append(errs, fmt.Errorf("%s: %w: %s (the default branch)", w.repo.Name, sources.ErrBranchNotFound, w.branch))
+	}
+	names := make([]string, 0, len(refs.Heads))
+	for b := range refs.Heads {
+		if w.Tracks(b) {
+			names = append(names, b)
+		}
+	}
+	sort.Strings(names)
+	for _, b := range names {
+		st, err := w.state(ctx, b)
+		if err != nil {
+			w.putBack(byBranch[b])
+			errs = append(errs, err)
+			continue
+		}
+		head, bh := refs.Heads[b], byBranch[b]
+		if len(bh) == 0 && head == st.last && (st.invalid == head || st.cached != nil && st.cached.Commit.Hash == head) {
+			w.metrics.poll(w.repo.Name, "unchanged")
+			continue
+		}
+		next, err := w.lookBranch(ctx, b, st.last, bh)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			w.putBack(bh)
+			errs = append(errs, fmt.Errorf("branch %s: %w", b, err))
+			continue
+		}
+		st.last = next
+	}
+	if err := w.lookTags(ctx, refs.Tags); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// state is what the watcher keeps of branch, read from the store on first use.
+func (w *BranchWatcher) state(ctx context.Context, branch string) (*branchState, error) {
+	st := w.states[branch]
+	if st == nil {
+		st = &branchState{}
+		w.states[branch] = st
+	}
+	if !st.loaded {
+		last, err := w.handledHeadOf(ctx, branch)
+		if err != nil {
+			return nil, fmt.Errorf("read the head of %s handled last: %w", branch, err)
+		}
+		st.last, st.loaded = last, true
+	}
+	return st, nil
+}
+
+// stateOf is the kept state of branch, without reading the store.
+func (w *BranchWatcher) stateOf(branch string) *branchState {
+	st := w.states[branch]
+	if st == nil {
+		st = &branchState{}
+		w.states[branch] = st
+	}
+	return st
 }
 
 // maxBackoff caps the wait after errors at ten poll intervals; a webhook-only repository
@@ -211,25 +328,32 @@ func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
-// look fetches the branch if it moved, records overtaken pushes, and submits the runs the
-// head triggers. It returns the head now handled. An unchanged branch costs one ref listing
-// and nothing else: its checkout and pipeline file are kept from the last look.
+// look is lookBranch of the default branch.
 func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
+	return w.lookBranch(ctx, w.branch, last, hints)
+}
+
+// lookBranch fetches the branch if it moved, records overtaken pushes, and submits the runs
+// the head triggers. It returns the head now handled. An unchanged branch costs one ref
+// listing and nothing else: its checkout and pipeline file are kept from the last look.
+func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint) (string, error) {
+	st := w.stateOf(branch)
+	log := w.log.WithField("branch", branch)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		return last, err
 	}
-	res, err := w.git.Sync(ctx, w.repo, w.branch)
+	res, err := w.git.Sync(ctx, w.repo, branch)
 	release()
 	if err != nil {
 		return last, err
 	}
 	head := res.Commit
-	if head == last && head == w.invalid {
+	if head == last && head == st.invalid {
 		w.metrics.poll(w.repo.Name, "unchanged")
 		return last, nil
 	}
-	co := w.cached
+	co := st.cached
 	if co == nil || co.Commit.Hash != head {
 		if co, err = w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head}); err != nil {
 			if ctx.Err() != nil {
@@ -238,24 +362,24 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 			// A broken pipeline file at a new commit is recorded once, not retried forever.
 			var notPrepared *reconciler.PrepareError
 			if errors.As(err, &notPrepared) {
-				w.log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
-				w.setHandled(ctx, notPrepared.Commit)
-				w.invalid = notPrepared.Commit
+				log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
+				w.setHandled(ctx, branch, notPrepared.Commit)
+				st.invalid = notPrepared.Commit
 				return notPrepared.Commit, nil
 			}
 			return last, err
 		}
-		co.Branch = w.branch
-		w.cached = co
-		if w.schedules != nil {
+		co.Branch = branch
+		st.cached = co
+		if w.schedules != nil && branch == w.branch {
 			if err := w.schedules.SetSchedules(ctx, w.repo.Name, co.Pipelines); err != nil {
-				w.log.WithError(err).Error("schedules of the tracked branch")
+				log.WithError(err).Error("schedules of the default branch")
 			}
 		}
 	}
 	marker, skip := pipeline.SkipRequested(co.Commit.Message)
 	for _, h := range hints {
-		w.overtaken(ctx, co, h, last, skip)
+		w.overtaken(ctx, branch, co, h, last, skip)
 	}
 	if head == last {
 		w.metrics.poll(w.repo.Name, "unchanged")
@@ -266,17 +390,17 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 		w.metrics.Received(w.repo.Name, "poll")
 	}
 	w.markHandled(head)
-	log := w.log.WithField("commit", co.Commit.ShortHash)
+	log = log.WithField("commit", co.Commit.ShortHash)
 	if skip {
 		log.WithField("marker", marker).Info("the head commit asks to skip push triggers; nothing runs")
 		w.metrics.skip(w.repo.Name, "skip_ci")
-		w.setHandled(ctx, head)
+		w.setHandled(ctx, branch, head)
 		return head, nil
 	}
 	submitted := 0
 	for _, pl := range co.Pipelines {
-		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.branch, TrackedBranch: w.branch,
-			ChangedPaths: w.changedSince(ctx, pl, last, head)}
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
+			ChangedPaths: w.changedSince(ctx, pl, branch, last, head)}
 		ok, why := pipeline.Match(pl, ev)
 		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
 		if !ok {
@@ -296,32 +420,38 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 	if submitted == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
 	}
-	w.setHandled(ctx, head)
+	w.setHandled(ctx, branch, head)
 	return head, nil
 }
 
 // setHandled records the head dealt with, so a restart does not deal with it again.
-func (w *BranchWatcher) setHandled(ctx context.Context, head string) {
-	if err := w.records.SetHandledHead(ctx, w.repo.Name, w.branch, head); err != nil {
-		w.log.WithError(err).Warn("record the head handled; a restart may run it again")
+func (w *BranchWatcher) setHandled(ctx context.Context, branch, head string) {
+	if err := w.records.SetHandledHead(ctx, w.repo.Name, branch, head); err != nil {
+		w.log.WithError(err).WithField("branch", branch).Warn("record the head handled; a restart may run it again")
 	}
 }
 
-// handledHead is the head the last watcher of this branch dealt with; for a store written
-// before that was recorded, the newest commit a pipeline of the repository ran.
+// handledHead is handledHeadOf the default branch.
 func (w *BranchWatcher) handledHead(ctx context.Context) (string, error) {
-	head, err := w.records.HandledHead(ctx, w.repo.Name, w.branch)
+	return w.handledHeadOf(ctx, w.branch)
+}
+
+// handledHeadOf is the head the last watcher of branch dealt with; for a store written
+// before that was recorded, the newest commit a pipeline of the repository ran on it. A
+// branch never seen before has none: its head runs.
+func (w *BranchWatcher) handledHeadOf(ctx context.Context, branch string) (string, error) {
+	head, err := w.records.HandledHead(ctx, w.repo.Name, branch)
 	if err != nil || head != "" {
 		return head, err
 	}
-	return w.lastRunCommit(ctx)
+	return w.lastRunCommit(ctx, branch)
 }
 
 // overtaken records a hinted push the head has already replaced, as a superseded run of
 // every pipeline the push would have started, so no pushed commit vanishes unrecorded. A
 // commit some run already has (it ran, or a restart's late hint) is left alone.
-func (w *BranchWatcher) overtaken(ctx context.Context, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
-	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != w.branch) {
+func (w *BranchWatcher) overtaken(ctx context.Context, branch string, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
+	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != branch) {
 		return
 	}
 	if w.seen(h.Commit) {
@@ -353,8 +483,8 @@ func (w *BranchWatcher) overtaken(ctx context.Context, head *reconciler.Checkout
 		if w.hasRunAt(ctx, ref, info.Hash) {
 			continue
 		}
-		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: w.branch, TrackedBranch: w.branch,
-			ChangedPaths: w.changedSince(ctx, pl, last, info.Hash)}
+		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
+			ChangedPaths: w.changedSince(ctx, pl, branch, last, info.Hash)}
 		if ok, _ := pipeline.Match(pl, ev); !ok {
 			continue
 		}
@@ -393,15 +523,15 @@ func (w *BranchWatcher) markHandled(commit string) bool {
 	return w.handled.add(commit)
 }
 
-// changedSince lists the files changed since the pipeline last deployed successfully (or,
-// for a pipeline that never did, since the last commit handled). nil means unknown, which
-// path filters let through.
-func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, last, to string) []string {
+// changedSince lists the files changed since the pipeline last deployed successfully on the
+// branch (or, for a pipeline that never did, since the last commit handled). nil means
+// unknown, which path filters let through.
+func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, branch, last, to string) []string {
 	base := last
 	runs, err := w.records.ListRuns(ctx, store.PipelineRef{Repository: w.repo.Name, Name: pl.Name}, 50)
 	if err == nil {
 		for _, r := range runs {
-			if r.Status == store.RunSucceeded && r.Trigger != store.TriggerRollback {
+			if r.Status == store.RunSucceeded && r.Trigger != store.TriggerRollback && onBranch(r, branch) {
 				base = r.Commit
 				break
 			}
@@ -418,9 +548,15 @@ func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline,
 	return paths
 }
 
-// lastRunCommit is the newest commit any pipeline of the repository ran for a push or by
-// hand, so a restarted daemon does not run the same head again.
-func (w *BranchWatcher) lastRunCommit(ctx context.Context) (string, error) {
+// onBranch reports whether run ran a commit of branch; runs recorded without a branch count
+// for every branch.
+func onBranch(run store.Run, branch string) bool {
+	return run.Branch == "" || run.Branch == branch
+}
+
+// lastRunCommit is the newest commit any pipeline of the repository ran on branch for a
+// push or by hand, so a restarted daemon does not run the same head again.
+func (w *BranchWatcher) lastRunCommit(ctx context.Context, branch string) (string, error) {
 	st := w.records
 	all, err := st.ListPipelines(ctx)
 	if err != nil {
@@ -438,7 +574,7 @@ func (w *BranchWatcher) lastRunCommit(ctx context.Context) (string, error) {
 		for _, run := range runs {
 			// A rollback runs an old commit on purpose; the head it rolled back from stays
 			// handled until a new commit arrives.
-			if run.Trigger == store.TriggerRollback {
+			if run.Trigger == store.TriggerRollback || run.Tag != "" || !onBranch(run, branch) {
 				continue
 			}
 			if run.CreatedAt.After(newest.CreatedAt) {

@@ -44,6 +44,8 @@ type historyEntry struct {
 	BuildID  int64    `json:"build_id"`
 	Status   string   `json:"status"`
 	Commit   string   `json:"commit"`
+	Branch   string   `json:"branch"`
+	Tag      string   `json:"tag"`
 	Trigger  string   `json:"trigger"`
 	Parent   int64    `json:"parent"`
 	Created  string   `json:"created_at"`
