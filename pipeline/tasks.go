@@ -17,6 +17,7 @@ import (
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/render/kustomize"
 )
 
 // placeholderRegistry completes image references for checking when no registry is known.
@@ -455,7 +456,29 @@ func (v *validator) chartFiles(field, dir string) {
 
 // manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
 // under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
+//
+// A kustomization is built as the run builds it, and the ${...} are checked in every YAML
+// file the build read, at their own line and column; should those pass, the built objects
+// are checked too (a reference in a file of another kind, such as a generator's .env file,
+// is only seen there), reported at the kustomization with the built object's field.
 func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
+	built, err := render.BuildKustomization(v.opts.Repo, p, v.opts.Limits.Text())
+	var refused *kustomize.RefusedError
+	var tl *repofs.TooLargeError
+	switch {
+	case errors.As(err, &refused):
+		v.r.List.Add(v.repoFile(refused.File), diag.Pos{Line: refused.Line, Column: 1}, refused.Field, "%s", refused.Reason())
+		return
+	case errors.As(err, &tl):
+		v.r.List.Add(v.repoFile(tl.File), diag.Pos{Line: max(tl.Line, 1), Column: 1}, "", "%s", tl.Reason())
+		return
+	case err != nil:
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
+		return
+	case built != nil:
+		v.builtRefs(field, built)
+		return
+	}
 	files, err := v.opts.Repo.Manifests(path.Clean(p))
 	if err != nil {
 		v.at(field, "%s %q: %v", lastSegment(field), p, err)
@@ -464,6 +487,35 @@ func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
 	for _, f := range files {
 		v.fileRefs(f)
 	}
+}
+
+// builtRefs checks the references of a kustomization's build: in its YAML sources first,
+// then, when those pass, in the objects built.
+func (v *validator) builtRefs(field string, b *render.Built) {
+	before := len(*v.r.List)
+	for _, f := range b.Files {
+		if ext := strings.ToLower(path.Ext(f)); ext == ".yaml" || ext == ".yml" || ext == ".json" || path.Base(f) == "Kustomization" {
+			v.fileRefs(f)
+		}
+	}
+	if len(*v.r.List) > before {
+		return
+	}
+	refs, err := render.YAMLRefs(b.YAML)
+	if err != nil {
+		v.at(field, "%s: %v", b.Name, err)
+		return
+	}
+	for _, ref := range refs {
+		if msg := v.resolve(ref.Ref, v.current); msg != "" {
+			v.at(field, "%s, line %d: %s", b.Name, ref.Line, msg)
+		}
+	}
+}
+
+// repoFile is a repository file as diagnostics name it: from the pipeline file's folder.
+func (v *validator) repoFile(rel string) string {
+	return filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(rel))
 }
 
 // fileRefs reads a repository file a run renders, within the limits a run reads it with,

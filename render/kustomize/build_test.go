@@ -62,8 +62,8 @@ spec:
 
 func TestBuildOverlayOfABase(t *testing.T) {
 	r := checkout(t, map[string]string{
-		"deploy/base/kustomization.yaml":    "resources: [deployment.yaml]\n",
-		"deploy/base/deployment.yaml":       base,
+		"deploy/base/kustomization.yaml": "resources: [deployment.yaml]\n",
+		"deploy/base/deployment.yaml":    base,
 		"deploy/overlays/prod/Kustomization": "resources: [../../base]\nnamePrefix: prod-\nreplicas: [{name: web, count: 3}]\n" +
 			"configMapGenerator: [{name: settings, envs: [settings.env]}]\nimages: [{name: nginx, newTag: \"${TAG}\"}]\n",
 		"deploy/overlays/prod/settings.env": "COLOR=blue\n",

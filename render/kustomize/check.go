@@ -34,10 +34,15 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason())
+}
+
+// Reason is the error without the file and line, for reports that place it themselves.
+func (e *RefusedError) Reason() string {
 	if e.Value != "" {
-		return fmt.Sprintf("%s:%d: %s: %q: %v", e.File, e.Line, e.Field, e.Value, e.Err)
+		return fmt.Sprintf("%s: %q: %v", e.Field, e.Value, e.Err)
 	}
-	return fmt.Sprintf("%s:%d: %s: %v", e.File, e.Line, e.Field, e.Err)
+	return fmt.Sprintf("%s: %v", e.Field, e.Err)
 }
 
 func (e *RefusedError) Unwrap() error { return e.Err }
