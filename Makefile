@@ -64,7 +64,7 @@ env-down:
 ## push → preview comment
 ## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Kustomize)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:
