@@ -38,3 +38,39 @@ func TestValidationBuildsKustomizations(t *testing.T) {
 		})
 	}
 }
+
+// A deploy-yaml path may be chosen by the pipeline's variables whose values are fixed in
+// the file, and is then checked as written out; anything that could change per run is refused.
+func TestDeployYAMLPathTakesFixedVariables(t *testing.T) {
+	overlay := map[string]string{
+		"deploy/base/kustomization.yaml": "resources: [cm.yaml]\n", "deploy/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+		"deploy/overlays/staging/kustomization.yaml": "resources: [../../base]\nnamePrefix: staging-\n",
+	}
+	pipe := func(vars, path string) string {
+		v := "variables: {}\n"
+		if vars != "" {
+			v = "variables:\n  " + vars + "\n"
+		}
+		return "name: app\n" + v + "stages:\n  - name: deploy\n    tasks:\n      - name: app\n        type: deploy-yaml\n        path: " + path + "\n        cluster: c\n        namespace: n\n"
+	}
+	for name, tc := range map[string]struct{ vars, path, want string }{
+		"a fixed variable":             {"OVERLAY: staging", "deploy/overlays/${OVERLAY}", ""},
+		"a default":                    {"", "deploy/overlays/${OVERLAY:-staging}", ""},
+		"an overlay that is not there": {"OVERLAY: prod", "deploy/overlays/${OVERLAY}", `path "deploy/overlays/prod" does not exist in the repository`},
+		"a built-in":                   {"", "deploy/overlays/${GIT_BRANCH}", `only the pipeline's variables, whose values are fixed in this file, may be referenced here; "GIT_BRANCH" is not one`},
+		"a variable using a built-in":  {"OVERLAY: \"${GIT_BRANCH}\"", "deploy/overlays/${OVERLAY}", `variable "OVERLAY" has a reference in its value`},
+		"a variable leading out":       {"OVERLAY: ../../..", "deploy/overlays/${OVERLAY}", `path "deploy/overlays/../../.." points outside the repository`},
+		"a field without references":   {"NS: n", "deploy/overlays/staging\n        allowedNamespaces: [\"${NS}\"]", `allowedNamespaces does not take ${...} references`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{DefaultFile: pipe(tc.vars, tc.path)}
+			for k, v := range overlay {
+				files[k] = v
+			}
+			got := loadErrors(t, repoWith(t, files), Options{})
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant %q", got, tc.want)
+			}
+		})
+	}
+}

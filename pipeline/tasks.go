@@ -87,12 +87,15 @@ func (v *validator) references(f string, part any, s *Stage) {
 		key, _ := yamlstrict.YAMLKey(sf)
 		field := yamlstrict.Join(f, key)
 		substituted := sf.Tag.Get("subst") == "true"
+		fixed := sf.Tag.Get("subst") == "fixed"
 		if key == "script" {
 			continue // shell text: ${X} there is the shell's, fed from the environment
 		}
 		walkStrings(rv.Field(i), field, func(at, s2 string) {
 			if substituted {
 				v.refsIn(at, s2, s)
+			} else if fixed {
+				v.fixedRefs(at, s2)
 			} else if strings.Contains(s2, "${") {
 				v.at(at, "%s does not take ${...} references", lastSegment(field))
 			}
@@ -121,6 +124,44 @@ func walkStrings(v reflect.Value, field string, fn func(field, s string)) {
 			walkStrings(v.Elem(), field, fn)
 		}
 	}
+}
+
+// fixedRefs checks a field that takes only references fixed in the pipeline file: the
+// pipeline's own variables whose values hold no reference (so a path chosen by one is as
+// fixed, and as reviewed, as a path written out).
+func (v *validator) fixedRefs(field, s string) {
+	if _, msg := v.fixed(s, ""); msg != "" {
+		v.at(field, "%s", msg)
+	}
+}
+
+// fixed substitutes the pipeline's fixed variables, and ENVIRONMENT (the name of the task's
+// environment, env), into s, or explains why it cannot.
+func (v *validator) fixed(s, env string) (string, string) {
+	refs, err := render.References(s)
+	if err != nil {
+		return "", err.Error()
+	}
+	for _, ref := range refs {
+		val, ok := v.p.Variables[ref.Name]
+		switch {
+		case ref.Name == "ENVIRONMENT":
+		case !ok && ref.HasDefault:
+		case !ok:
+			return "", fmt.Sprintf("only the pipeline's variables, whose values are fixed in this file, may be referenced here; %q is not one", ref.Name)
+		case strings.Contains(val, "${"):
+			return "", fmt.Sprintf("variable %q has a reference in its value: only variables whose values are fixed in this file may choose a path", ref.Name)
+		}
+	}
+	vars := render.Map{"ENVIRONMENT": env}
+	for k, val := range v.p.Variables {
+		vars[k] = val
+	}
+	out, err := render.Substitute(s, vars)
+	if err != nil {
+		return "", err.Error()
+	}
+	return out, ""
 }
 
 // refsIn checks that every ${...} in s resolves at this point of the pipeline.
@@ -403,9 +444,10 @@ func (v *validator) driftIgnore(f string, rules []DriftIgnore) {
 }
 
 func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
-	if v.repoPath(f+".path", d.Path) {
-		if fi, ok := v.exists(f+".path", d.Path, anyEntry); ok {
-			v.manifestRefs(f+".path", d.Path, fi)
+	// A path chosen by variables is checked as the run will see it.
+	if p, msg := v.fixed(d.Path, d.Environment); msg == "" && v.repoPath(f+".path", p) {
+		if fi, ok := v.exists(f+".path", p, anyEntry); ok {
+			v.manifestRefs(f+".path", p, fi)
 		}
 	}
 	v.deployTarget(f, d.Environment, d.Cluster, d.Namespace)

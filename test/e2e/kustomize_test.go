@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -83,25 +84,41 @@ configMapGenerator:
 	"deploy/overlays/prod/settings.env": "COLOR=green\n",
 }
 
-func kustomizePipeline(staging, prod string) string {
-	return `name: web
+// kustomizePipelines is the file of docs/pipeline.md: one pipeline per target, the same
+// task in each, the overlay chosen by the pipeline's variable OVERLAY.
+func kustomizePipelines(staging, prod string) string {
+	one := func(overlay, ns, drift string) string {
+		return `name: web-` + overlay + `
+variables:
+  OVERLAY: ` + overlay + `
 stages:
   - name: deploy
     tasks:
-      - name: staging
+      - name: web
         type: deploy-yaml
-        path: deploy/overlays/staging
+        path: deploy/overlays/${OVERLAY}
         cluster: e2e
-        namespace: ` + staging + `
+        namespace: ` + ns + `
         wait: 30s
-      - name: prod
-        type: deploy-yaml
-        path: deploy/overlays/prod
-        cluster: e2e
-        namespace: ` + prod + `
-        wait: 30s
-        drift: report
+        drift: ` + drift + `
 `
+	}
+	return one("staging", staging, "correct") + "---\n" + one("prod", prod, "report")
+}
+
+// waitRuns waits until both pipelines have n finished runs, and fails unless the newest
+// of each succeeded.
+func waitRuns(t *testing.T, cfg string, n int) {
+	t.Helper()
+	for _, p := range []string{"web-staging", "web-prod"} {
+		h := waitPipelineHistory(t, cfg, p, 2*time.Minute, fmt.Sprintf("run %d of %s", n, p), func(h []historyEntry) bool {
+			return len(h) == n && (h[0].Status == "succeeded" || h[0].Status == "failed")
+		})
+		if h[0].Status != "succeeded" {
+			out, _ := slipway(t, "logs", "--config", cfg, p, fmt.Sprint(h[0].BuildID))
+			t.Fatalf("%s run %d: %+v\n%s", p, n, h[0], out)
+		}
+	}
 }
 
 func bytesOf(files map[string]string) map[string][]byte {
@@ -141,18 +158,13 @@ func TestKustomizeOverlaysDeployDriftPrune(t *testing.T) {
 	staging, prod := env.Namespace(t), env.Namespace(t)
 	repo, repoName, cfg := newProject(t, env)
 	files := bytesOf(kustomizeBase)
-	files[".pipeline.yaml"] = []byte(kustomizePipeline(staging, prod))
+	files[".pipeline.yaml"] = []byte(kustomizePipelines(staging, prod))
 	repo.commit("kustomize overlays", files)
 	if out, code := slipway(t, "validate", "--config", cfg, "--repository", repoName, repo.dir); code != 0 {
 		t.Fatalf("validate:\n%s", out)
 	}
 	startServe(t, cfg)
-	waitPipelineHistory(t, cfg, "web", 2*time.Minute, "run 1", func(h []historyEntry) bool {
-		return len(h) == 1 && (h[0].Status == "succeeded" || h[0].Status == "failed")
-	})
-	if h := history(t, cfg, "web"); h[0].Status != "succeeded" {
-		t.Fatalf("run 1: %+v", h[0])
-	}
+	waitRuns(t, cfg, 1)
 
 	// The built objects, per overlay.
 	for _, o := range []struct {
@@ -194,10 +206,10 @@ func TestKustomizeOverlaysDeployDriftPrune(t *testing.T) {
 		}
 	}
 	kubectl(t, env, "-n", prod, "scale", "deployment/prod-web", "--replicas=5")
-	e := waitEvent(t, st, 10*time.Second, "for prod-web", func(e store.DriftEvent) bool {
+	e := waitPipelineEvent(t, st, "web-prod", 10*time.Second, func(e store.DriftEvent) bool {
 		return e.Object.Name == "prod-web" && e.Action == store.DriftReported
 	})
-	if !strings.Contains(e.Patch, "/spec/replicas") || e.Task != "prod" {
+	if !strings.Contains(e.Patch, "/spec/replicas") || e.Task != "web" {
 		t.Errorf("drift event %+v", e)
 	}
 	time.Sleep(time.Second)
@@ -210,12 +222,7 @@ func TestKustomizeOverlaysDeployDriftPrune(t *testing.T) {
 	oldSettings := settingsOf(t, before)
 	repo.commit("staging goes red", map[string][]byte{"deploy/overlays/staging/kustomization.yaml": []byte(
 		strings.Replace(kustomizeBase["deploy/overlays/staging/kustomization.yaml"], "COLOR=blue", "COLOR=red", 1))})
-	waitPipelineHistory(t, cfg, "web", 2*time.Minute, "run 2", func(h []historyEntry) bool {
-		return len(h) == 2 && (h[0].Status == "succeeded" || h[0].Status == "failed")
-	})
-	if h := history(t, cfg, "web"); h[0].Status != "succeeded" {
-		t.Fatalf("run 2: %+v", h[0])
-	}
+	waitRuns(t, cfg, 2)
 	after := getDeployment(t, cs, staging, "staging-web")
 	newSettings := settingsOf(t, after)
 	if newSettings == oldSettings || after.Generation <= before.Generation {
@@ -237,12 +244,7 @@ func TestKustomizeOverlaysDeployDriftPrune(t *testing.T) {
 		"deploy/base/legacy.yaml":        nil,
 		"deploy/base/kustomization.yaml": []byte(strings.Replace(kustomizeBase["deploy/base/kustomization.yaml"], "  - legacy.yaml\n", "", 1)),
 	})
-	waitPipelineHistory(t, cfg, "web", 2*time.Minute, "run 3", func(h []historyEntry) bool {
-		return len(h) == 3 && (h[0].Status == "succeeded" || h[0].Status == "failed")
-	})
-	if h := history(t, cfg, "web"); h[0].Status != "succeeded" {
-		t.Fatalf("run 3: %+v", h[0])
-	}
+	waitRuns(t, cfg, 3)
 	for _, o := range []struct{ ns, name string }{{staging, "staging-legacy"}, {prod, "prod-legacy"}} {
 		if _, err := cs.CoreV1().ConfigMaps(o.ns).Get(t.Context(), o.name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("ConfigMap %s: want pruned, got %v", o.name, err)
@@ -437,6 +439,34 @@ spec:
 	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, c.EnvFrom[0].ConfigMapRef.Name, metav1.GetOptions{})
 	if err != nil || cm.Data["PODINFO_UI_MESSAGE"] != "production" || cm.Data["PODINFO_UI_COLOR"] != "#34577c" || cm.Labels["generated"] != "true" {
 		t.Errorf("merged ConfigMap: %v %v %v", err, cm.Data, cm.Labels)
+	}
+}
+
+// waitPipelineEvent polls the drift events of one pipeline until one satisfies cond.
+func waitPipelineEvent(t *testing.T, st store.Store, pipeline string, timeout time.Duration, cond func(store.DriftEvent) bool) store.DriftEvent {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		ps, err := st.ListPipelines(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []store.DriftEvent
+		for _, p := range ps {
+			if p.Ref.Name != pipeline {
+				continue
+			}
+			if evs, err = st.ListDriftEvents(t.Context(), p.Ref, 0); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if cond(e) {
+					return e
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no such drift event of %s within %s; events: %+v", pipeline, timeout, evs)
+		}
 	}
 }
 
