@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -84,26 +85,29 @@ configMapGenerator:
 	"deploy/overlays/prod/settings.env": "COLOR=green\n",
 }
 
-// kustomizePipelines is the file of docs/pipeline.md: one pipeline per target, the same
-// task in each, the overlay chosen by the pipeline's variable OVERLAY.
-func kustomizePipelines(staging, prod string) string {
-	one := func(overlay, ns, drift string) string {
-		return `name: web-` + overlay + `
-variables:
-  OVERLAY: ` + overlay + `
-stages:
-  - name: deploy
-    tasks:
-      - name: web
-        type: deploy-yaml
-        path: deploy/overlays/${OVERLAY}
-        cluster: e2e
-        namespace: ` + ns + `
-        wait: 30s
-        drift: ` + drift + `
-`
+// kustomizePipelines is the pipeline file of docs/pipeline.md's Kustomize section, as
+// written there, with its namespaces mapped onto the test's: one pipeline per target, the
+// same task in each, the overlay chosen by the pipeline's variable OVERLAY.
+func kustomizePipelines(t *testing.T, env *testenv.Env, staging, prod string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(env.Root, "docs", "pipeline.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return one("staging", staging, "correct") + "---\n" + one("prod", prod, "report")
+	const start = "```yaml\nname: web-staging\n"
+	i := strings.Index(string(doc), start)
+	if i < 0 {
+		t.Fatal("docs/pipeline.md no longer holds the Kustomize overlays example (name: web-staging)")
+	}
+	text := string(doc[i+len("```yaml\n"):])
+	text = text[:strings.Index(text, "```")]
+	for from, to := range map[string]string{"namespace: web-staging": "namespace: " + staging, "namespace: web-prod": "namespace: " + prod} {
+		if !strings.Contains(text, from) {
+			t.Fatalf("the docs' example lacks %q", from)
+		}
+		text = strings.Replace(text, from, to, 1)
+	}
+	return text
 }
 
 // waitRuns waits until both pipelines have n finished runs, and fails unless the newest
@@ -158,7 +162,7 @@ func TestKustomizeOverlaysDeployDriftPrune(t *testing.T) {
 	staging, prod := env.Namespace(t), env.Namespace(t)
 	repo, repoName, cfg := newProject(t, env)
 	files := bytesOf(kustomizeBase)
-	files[".pipeline.yaml"] = []byte(kustomizePipelines(staging, prod))
+	files[".pipeline.yaml"] = []byte(kustomizePipelines(t, env, staging, prod))
 	repo.commit("kustomize overlays", files)
 	if out, code := slipway(t, "validate", "--config", cfg, "--repository", repoName, repo.dir); code != 0 {
 		t.Fatalf("validate:\n%s", out)
