@@ -77,10 +77,13 @@ func Build(repo *repofs.Repo, dir string, limits repofs.TextLimits) (*Output, er
 		return nil, &Error{Dir: dir, Err: err}
 	}
 	m, err := krusty.MakeKustomizer(opts).Run(fsys, abs(real))
+	// A refused read fails the build even when kustomize carried on without the file (it
+	// reads a folder's kustomization under each recognised name, and treats some unreadable
+	// paths as inline text): nothing refused is ever silently left out.
+	if fsys.refused != nil {
+		return nil, &Error{Dir: dir, Err: fsys.refused}
+	}
 	if err != nil {
-		if fsys.refused != nil {
-			return nil, &Error{Dir: dir, Err: fsys.refused}
-		}
 		return nil, &Error{Dir: dir, Err: errors.New(relative(err.Error()))}
 	}
 	out, err := m.AsYaml()

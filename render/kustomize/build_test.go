@@ -122,6 +122,8 @@ func TestBuildRefuses(t *testing.T) {
 			`security; file 'd.yaml' is not in or below 'k'`, nil},
 		{"too large", map[string]string{"k/kustomization.yaml": "resources: [big.yaml]\n", "k/big.yaml": strings.Repeat("# x\n", 300000)},
 			`k/big.yaml: file is larger than the limit of 1 MiB (the repository's limits.manifestFileSize`, repofs.ErrTooLarge},
+		{"refused kustomization beside another name", map[string]string{"k/kustomization.yaml": "resources: [b]\n", "k/b/kustomization.yaml": "resources: [https://example.com/x.yaml]\n",
+			"k/b/Kustomization": "resources: []\n"}, `k/b/kustomization.yaml:1: resources[0]`, ErrRemote},
 		{"exec function", map[string]string{"k/kustomization.yaml": "generators: [fn.yaml]\n",
 			"k/fn.yaml": "apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: g\n  annotations:\n    config.kubernetes.io/function: |\n      exec: {path: /bin/sh}\n"},
 			`k/fn.yaml:6: metadata.annotations.config.kubernetes.io/function: KRM functions (exec or container) are not run`, ErrFunction},
