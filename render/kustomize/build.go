@@ -28,6 +28,9 @@ func File(repo *repofs.Repo, dir string) (string, error) {
 		return "", err
 	}
 	if !fi.IsDir() {
+		if slices.Contains(konfig.RecognizedKustomizationFileNames(), path.Base(dir)) {
+			return "", fmt.Errorf("%q is a kustomization: name its folder %q to build it", dir, path.Dir(dir))
+		}
 		return "", nil
 	}
 	var found []string

@@ -74,6 +74,9 @@ func TestBuildOverlayOfABase(t *testing.T) {
 	if f, err := File(r, "deploy/base/deployment.yaml"); err != nil || f != "" {
 		t.Fatalf("File(a file) = %q, %v", f, err)
 	}
+	if _, err := File(r, "deploy/base/kustomization.yaml"); err == nil || !strings.Contains(err.Error(), `name its folder "deploy/base"`) {
+		t.Errorf("File(a kustomization file) = %v", err)
+	}
 	out, err := Build(r, "deploy/overlays/prod", limits)
 	if err != nil {
 		t.Fatal(err)
