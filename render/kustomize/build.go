@@ -75,6 +75,9 @@ func Build(repo *repofs.Repo, dir string, limits repofs.TextLimits) (*Output, er
 	// their own); plugins are off: no exec or container functions, no Helm.
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 	opts.PluginConfig = types.DisabledPluginConfig()
+	// As `kustomize build` and `kubectl kustomize` order objects: the kustomization's
+	// sortOptions if it has them, else kustomize's legacy order (namespaces and CRDs first).
+	opts.Reorder = krusty.ReorderOptionUnspecified
 	real, err := repo.Resolve(dir)
 	if err != nil {
 		return nil, &Error{Dir: dir, Err: err}
