@@ -61,10 +61,11 @@ env-down:
 
 ## bench: Slipway's deploy path side by side with kubectl, the SSA floor and Flux's no-op, what drift watching
 ## (YAML and charts) costs, webhook vs polling latency, the idle cost of 1000 polled repositories, pull request
-## push → preview comment, the script executors (BuildKit beside buildctl, Kubernetes beside `kubectl run --rm`)
+## push → preview comment, the script executors (BuildKit beside buildctl, Kubernetes beside `kubectl run --rm`),
+## a Kustomize build beside `kubectl kustomize`
 ## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Scripts|KubeJob)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Scripts|KubeJob|Kustomize)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:

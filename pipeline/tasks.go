@@ -18,6 +18,7 @@ import (
 	"github.com/slipwayhq/slipway/pipeline/diag"
 	"github.com/slipwayhq/slipway/pipeline/yamlstrict"
 	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/render/kustomize"
 )
 
 // placeholderRegistry completes image references for checking when no registry is known.
@@ -87,12 +88,15 @@ func (v *validator) references(f string, part any, s *Stage) {
 		key, _ := yamlstrict.YAMLKey(sf)
 		field := yamlstrict.Join(f, key)
 		substituted := sf.Tag.Get("subst") == "true"
+		fixed := sf.Tag.Get("subst") == "fixed"
 		if key == "script" {
 			continue // shell text: ${X} there is the shell's, fed from the environment
 		}
 		walkStrings(rv.Field(i), field, func(at, s2 string) {
 			if substituted {
 				v.refsIn(at, s2, s)
+			} else if fixed {
+				v.fixedRefs(at, s2)
 			} else if strings.Contains(s2, "${") {
 				v.at(at, "%s does not take ${...} references", lastSegment(field))
 			}
@@ -121,6 +125,44 @@ func walkStrings(v reflect.Value, field string, fn func(field, s string)) {
 			walkStrings(v.Elem(), field, fn)
 		}
 	}
+}
+
+// fixedRefs checks a field that takes only references fixed in the pipeline file: the
+// pipeline's own variables whose values hold no reference (so a path chosen by one is as
+// fixed, and as reviewed, as a path written out).
+func (v *validator) fixedRefs(field, s string) {
+	if _, msg := v.fixed(s, ""); msg != "" {
+		v.at(field, "%s", msg)
+	}
+}
+
+// fixed substitutes the pipeline's fixed variables, and ENVIRONMENT (the name of the task's
+// environment, env), into s, or explains why it cannot.
+func (v *validator) fixed(s, env string) (string, string) {
+	refs, err := render.References(s)
+	if err != nil {
+		return "", err.Error()
+	}
+	for _, ref := range refs {
+		val, ok := v.p.Variables[ref.Name]
+		switch {
+		case ref.Name == "ENVIRONMENT":
+		case !ok && ref.HasDefault:
+		case !ok:
+			return "", fmt.Sprintf("only the pipeline's variables, whose values are fixed in this file, may be referenced here; %q is not one", ref.Name)
+		case strings.Contains(val, "${"):
+			return "", fmt.Sprintf("variable %q has a reference in its value: only variables whose values are fixed in this file may choose a path", ref.Name)
+		}
+	}
+	vars := render.Map{"ENVIRONMENT": env}
+	for k, val := range v.p.Variables {
+		vars[k] = val
+	}
+	out, err := render.Substitute(s, vars)
+	if err != nil {
+		return "", err.Error()
+	}
+	return out, ""
 }
 
 // refsIn checks that every ${...} in s resolves at this point of the pipeline.
@@ -409,9 +451,10 @@ func (v *validator) driftIgnore(f string, rules []DriftIgnore) {
 }
 
 func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
-	if v.repoPath(f+".path", d.Path) {
-		if fi, ok := v.exists(f+".path", d.Path, anyEntry); ok {
-			v.manifestRefs(f+".path", d.Path, fi)
+	// A path chosen by variables is checked as the run will see it.
+	if p, msg := v.fixed(d.Path, d.Environment); msg == "" && v.repoPath(f+".path", p) {
+		if fi, ok := v.exists(f+".path", p, anyEntry); ok {
+			v.manifestRefs(f+".path", p, fi)
 		}
 	}
 	v.deployTarget(f, d.Environment, d.Cluster, d.Namespace)
@@ -462,7 +505,29 @@ func (v *validator) chartFiles(field, dir string) {
 
 // manifestRefs checks the manifests a deploy-yaml task will render: the same files, read
 // under the same limits, as the run (repofs.Repo.Manifests), and the ${...} in them.
+//
+// A kustomization is built as the run builds it, and the ${...} are checked in every YAML
+// file the build read, at their own line and column; should those pass, the built objects
+// are checked too (a reference in a file of another kind, such as a generator's .env file,
+// is only seen there), reported at the kustomization with the built object's field.
 func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
+	built, err := render.BuildKustomization(v.opts.Repo, p, v.opts.Limits.Text())
+	var refused *kustomize.RefusedError
+	var tl *repofs.TooLargeError
+	switch {
+	case errors.As(err, &refused):
+		v.r.List.Add(v.repoFile(refused.File), diag.Pos{Line: refused.Line, Column: 1}, refused.Field, "%s", refused.Reason())
+		return
+	case errors.As(err, &tl):
+		v.r.List.Add(v.repoFile(tl.File), diag.Pos{Line: max(tl.Line, 1), Column: 1}, "", "%s", tl.Reason())
+		return
+	case err != nil:
+		v.at(field, "%s %q: %v", lastSegment(field), p, err)
+		return
+	case built != nil:
+		v.builtRefs(field, built)
+		return
+	}
 	files, err := v.opts.Repo.Manifests(path.Clean(p))
 	if err != nil {
 		v.at(field, "%s %q: %v", lastSegment(field), p, err)
@@ -471,6 +536,35 @@ func (v *validator) manifestRefs(field, p string, fi fs.FileInfo) {
 	for _, f := range files {
 		v.fileRefs(f)
 	}
+}
+
+// builtRefs checks the references of a kustomization's build: in its YAML sources first,
+// then, when those pass, in the objects built.
+func (v *validator) builtRefs(field string, b *render.Built) {
+	before := len(*v.r.List)
+	for _, f := range b.Files {
+		if ext := strings.ToLower(path.Ext(f)); ext == ".yaml" || ext == ".yml" || ext == ".json" || path.Base(f) == "Kustomization" {
+			v.fileRefs(f)
+		}
+	}
+	if len(*v.r.List) > before {
+		return
+	}
+	refs, err := render.YAMLRefs(b.YAML)
+	if err != nil {
+		v.at(field, "%s: %v", b.Name, err)
+		return
+	}
+	for _, ref := range refs {
+		if msg := v.resolve(ref.Ref, v.current); msg != "" {
+			v.at(field, "%s, line %d: %s", b.Name, ref.Line, msg)
+		}
+	}
+}
+
+// repoFile is a repository file as diagnostics name it: from the pipeline file's folder.
+func (v *validator) repoFile(rel string) string {
+	return filepath.Join(filepath.Dir(v.p.File), filepath.FromSlash(rel))
 }
 
 // fileRefs reads a repository file a run renders, within the limits a run reads it with,

@@ -236,7 +236,7 @@ type DriftIgnore struct {
 
 // DeployYAMLTask applies manifests from the repository ("通过YAML部署").
 type DeployYAMLTask struct {
-	Path              string        `yaml:"path" required:"true" doc:"Manifest file, or folder of .yaml/.yml/.json files, in the repository (\"YAML文件路径\"). ${...} in them is substituted."`
+	Path              string        `yaml:"path" required:"true" subst:"fixed" doc:"Manifest file, folder of .yaml/.yml/.json files, or folder holding a kustomization.yaml (built with kustomize), in the repository (\"YAML文件路径\"). ${...} in them is substituted. The path itself may use the pipeline's variables whose values hold no reference (deploy/overlays/${OVERLAY})."`
 	Environment       string        `yaml:"environment,omitempty" doc:"An environment of the pipeline to deploy to (its cluster, namespace, variables, gate and windows), instead of cluster and namespace."`
 	Cluster           string        `yaml:"cluster,omitempty" doc:"Target cluster, a name from slipway.yaml (\"集群\"). Required unless environment is set."`
 	Namespace         string        `yaml:"namespace,omitempty" doc:"Namespace set on namespaced objects that name none (\"命名空间\"). Required unless environment is set."`

@@ -49,11 +49,16 @@ func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
-	ms, err := render.LoadManifests(rc.repo, t.Path, rc.limits.Text(), vars)
+	// Validation let the path reference only variables fixed in the pipeline file.
+	path, err := render.Substitute(t.Path, vars)
+	if err != nil {
+		return nil, fmt.Errorf("render: path: %w", err)
+	}
+	ms, err := render.LoadManifests(rc.repo, path, rc.limits.Text(), vars)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}
-	tl.Printf("rendered %d objects from %s", len(ms), t.Path)
+	tl.Printf("rendered %d objects from %s", len(ms), path)
 	cl, err := r.clusters.Get(ctx, t.Cluster)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/internal/repofs"
+	"github.com/slipwayhq/slipway/render/kustomize"
 )
 
 // Manifest is one Kubernetes object rendered from a file of the checkout, remembering where
@@ -40,7 +42,18 @@ func ObjectName(o *unstructured.Unstructured) string {
 // as `slipway validate` lists and reads them (repofs.Repo.Manifests and ReadText, within
 // limits); empty documents are ignored; an object without apiVersion, kind or name is an
 // error naming the file.
+//
+// A folder holding a kustomization (kustomization.yaml, kustomization.yml or Kustomization)
+// is built with kustomize instead (BuildKustomization), and vars are substituted into the
+// objects it builds.
 func LoadManifests(repo *repofs.Repo, rel string, limits repofs.TextLimits, vars Vars) ([]Manifest, error) {
+	built, err := BuildKustomization(repo, rel, limits)
+	if err != nil {
+		return nil, err
+	}
+	if built != nil {
+		return loadFile(built.YAML, built.Name, vars)
+	}
 	files, err := repo.Manifests(rel)
 	if err != nil {
 		return nil, fmt.Errorf("manifests %s: %w", rel, err)
@@ -58,6 +71,32 @@ func LoadManifests(repo *repofs.Repo, rel string, limits repofs.TextLimits, vars
 		out = append(out, ms...)
 	}
 	return out, nil
+}
+
+// Built is a kustomization built, before substitution.
+type Built struct {
+	Dir   string   // the kustomization's folder, as the task names it
+	Name  string   // what errors and Manifest.File call the build's output
+	YAML  []byte   // the objects built
+	Files []string // the repository files the build read
+}
+
+// BuildKustomization builds the kustomization in the folder rel names, or returns nil when
+// rel is a file or a folder without one. Runs and `slipway validate` both build with it.
+func BuildKustomization(repo *repofs.Repo, rel string, limits repofs.TextLimits) (*Built, error) {
+	dir := path.Clean(rel)
+	file, err := kustomize.File(repo, dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifests %s: %w", rel, err)
+	}
+	if file == "" {
+		return nil, nil
+	}
+	out, err := kustomize.Build(repo, dir, limits)
+	if err != nil {
+		return nil, err
+	}
+	return &Built{Dir: dir, Name: "kustomize build " + dir, YAML: out.YAML, Files: out.Files}, nil
 }
 
 // InsideRoot resolves rel against root and refuses anything that lands outside root, a

@@ -113,3 +113,21 @@ func (r *Repo) Manifests(rel string) ([]string, error) {
 	}
 	return files, nil
 }
+
+// ReadDir lists the names in the folder rel names (symlinks on the way followed inside the
+// repository), sorted; the entries themselves are not resolved.
+func (r *Repo) ReadDir(rel string) ([]string, error) {
+	real, err := r.Resolve(rel)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := fs.ReadDir(r.root.FS(), real)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", rel, err)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
