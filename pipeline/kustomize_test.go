@@ -74,3 +74,34 @@ func TestDeployYAMLPathTakesFixedVariables(t *testing.T) {
 		})
 	}
 }
+
+// An environment's values choose the path of its tasks, as at run time (varsFor), and
+// ${ENVIRONMENT} is the environment's name.
+func TestDeployYAMLPathTakesEnvironmentValues(t *testing.T) {
+	overlays := map[string]string{
+		"deploy/base/kustomization.yaml": "resources: [cm.yaml]\n", "deploy/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+		"deploy/overlays/staging/kustomization.yaml": "resources: [../../base]\nnamePrefix: staging-\n",
+		"deploy/overlays/prod/kustomization.yaml":    "resources: [../../base]\nnamePrefix: prod-\n",
+	}
+	pipe := func(envVars, path string) string {
+		return "name: app\nvariables: {OVERLAY: staging}\nenvironments:\n  - name: prod\n    cluster: c\n    namespace: n\n" + envVars +
+			"stages:\n  - name: deploy\n    tasks:\n      - {name: app, type: deploy-yaml, path: \"" + path + "\", environment: prod}\n"
+	}
+	for name, tc := range map[string]struct{ envVars, path, want string }{
+		"the environment's name":          {"", "deploy/overlays/${ENVIRONMENT}", ""},
+		"the environment's value":         {"    variables: {OVERLAY: prod}\n", "deploy/overlays/${OVERLAY}", ""},
+		"the environment's missing value": {"    variables: {OVERLAY: qa}\n", "deploy/overlays/${OVERLAY}", `path "deploy/overlays/qa" does not exist in the repository`},
+		"a reference in its value":        {"    variables: {OVERLAY: \"${GIT_BRANCH}\"}\n", "deploy/overlays/${OVERLAY}", `variable "OVERLAY" has a reference in its value`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{DefaultFile: pipe(tc.envVars, tc.path)}
+			for k, v := range overlays {
+				files[k] = v
+			}
+			got := loadErrors(t, repoWith(t, files), Options{})
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -136,15 +136,27 @@ func (v *validator) fixedRefs(field, s string) {
 	}
 }
 
-// fixed substitutes the pipeline's fixed variables, and ENVIRONMENT (the name of the task's
-// environment, env), into s, or explains why it cannot.
+// fixed substitutes the pipeline's fixed variables, with the values of the task's
+// environment env where it sets them, and ENVIRONMENT (env's name), into s, or explains why
+// it cannot.
 func (v *validator) fixed(s, env string) (string, string) {
 	refs, err := render.References(s)
 	if err != nil {
 		return "", err.Error()
 	}
+	values := map[string]string{}
+	for k, val := range v.p.Variables {
+		values[k] = val
+	}
+	if e := v.p.Environment(env); e != nil {
+		for k, val := range e.Variables {
+			if _, declared := values[k]; declared {
+				values[k] = val
+			}
+		}
+	}
 	for _, ref := range refs {
-		val, ok := v.p.Variables[ref.Name]
+		val, ok := values[ref.Name]
 		switch {
 		case ref.Name == "ENVIRONMENT":
 		case !ok && ref.HasDefault:
@@ -155,7 +167,7 @@ func (v *validator) fixed(s, env string) (string, string) {
 		}
 	}
 	vars := render.Map{"ENVIRONMENT": env}
-	for k, val := range v.p.Variables {
+	for k, val := range values {
 		vars[k] = val
 	}
 	out, err := render.Substitute(s, vars)
@@ -451,8 +463,14 @@ func (v *validator) driftIgnore(f string, rules []DriftIgnore) {
 }
 
 func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
-	// A path chosen by variables is checked as the run will see it.
-	if p, msg := v.fixed(d.Path, d.Environment); msg == "" && v.repoPath(f+".path", p) {
+	// A path chosen by variables is checked as the run will see it. What the pipeline's own
+	// values get wrong is reported with the other references; what an environment's values
+	// get wrong, here.
+	p, msg := v.fixed(d.Path, d.Environment)
+	if _, base := v.fixed(d.Path, ""); msg != "" && base == "" {
+		v.at(f+".path", "environment %s: %s", d.Environment, msg)
+	}
+	if msg == "" && v.repoPath(f+".path", p) {
 		if fi, ok := v.exists(f+".path", p, anyEntry); ok {
 			v.manifestRefs(f+".path", p, fi)
 		}
