@@ -184,7 +184,7 @@ stop_real_node() {
   done
   # Mounts under the state folder (emptyDirs, tokens, rootfs, netns), deepest first.
   local m
-  awk '{print $5}' /proc/self/mountinfo | grep -F "$STATE/" | sort -r | while read -r m; do
+  { awk '{print $5}' /proc/self/mountinfo | grep -F "$STATE/" || true; } | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   ip link del "$RN_BRIDGE" >/dev/null 2>&1 || true

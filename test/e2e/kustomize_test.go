@@ -489,3 +489,54 @@ func objectsOf(t *testing.T, stream []byte) []map[string]any {
 	}
 	return out
 }
+
+// The docs' environment overlay example as written (namespaces mapped): a push deploys the
+// staging overlay, and `slipway promote --to prod` renders the prod overlay, with the run's
+// BUILD_ID, into prod's namespace.
+func TestKustomizeOverlayPerEnvironmentPromoted(t *testing.T) {
+	env := testenv.Get(t)
+	staging, prod := env.Namespace(t), env.Namespace(t)
+	cs := env.Clientset(t)
+	doc, err := os.ReadFile(filepath.Join(env.Root, "docs", "pipeline.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "```yaml\nname: web\nenvironments:\n"
+	i := strings.Index(string(doc), start)
+	if i < 0 {
+		t.Fatal("docs/pipeline.md no longer holds the environment overlay example (name: web, environments)")
+	}
+	text := string(doc[i+len("```yaml\n"):])
+	text = text[:strings.Index(text, "```")]
+	text = strings.Replace(strings.Replace(text, "namespace: web-staging", "namespace: "+staging, 1), "namespace: web-prod", "namespace: "+prod, 1)
+	repo, _, cfg := newProject(t, env)
+	server, tokenFile := withAPI(t, cfg)
+	files := bytesOf(kustomizeBase)
+	files[".pipeline.yaml"] = []byte(text)
+	repo.commit("overlays per environment", files)
+	d := startAPIServe(t, cfg, server, tokenFile)
+	waitPipelineHistory(t, cfg, "web", 2*time.Minute, "run 1 succeeded", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})
+	if dep := getDeployment(t, cs, staging, "staging-web"); *dep.Spec.Replicas != 1 {
+		t.Errorf("staging overlay: replicas %d", *dep.Spec.Replicas)
+	}
+	if out, code := d.ctl(t, "promote", "web", "1", "--to", "prod", "--wait"); code != 0 || !strings.Contains(out, "#2 succeeded (trigger promote") {
+		t.Fatalf("promote to prod: exit %d\n%s", code, out)
+	}
+	dep := getDeployment(t, cs, prod, "prod-web")
+	if *dep.Spec.Replicas != 3 || !strings.HasPrefix(settingsOf(t, dep), "prod-web-settings-") {
+		t.Errorf("prod overlay: replicas %d, settings %s", *dep.Spec.Replicas, settingsOf(t, dep))
+	}
+	svc, err := cs.CoreV1().Services(prod).Get(t.Context(), "prod-web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.Annotations["example.com/build"]; got != "1" {
+		t.Errorf("the promotion rendered BUILD_ID %q, want the artifact's 1", got)
+	}
+	if _, err := cs.AppsV1().Deployments(staging).Get(t.Context(), "prod-web", metav1.GetOptions{}); err == nil {
+		t.Error("the prod overlay landed in staging")
+	}
+	d.stop(t)
+}
