@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -51,84 +50,9 @@ func TestScriptTasksKubernetes(t *testing.T) {
 	}
 	repo, repoName, cfg := kubeScriptConfig(t, env, ns)
 	img := "        image: " + env.BaseImage + "\n"
-	repo.commit("scripts", map[string][]byte{
-		"config/product.conf": []byte("name=PLACEHOLDER\n"),
-		"gone.txt":            []byte("removed by the first task\n"),
-		".pipeline.yaml": []byte(`name: scripts
-variables:
-  PRODUCT_VERSION: 6.0.1-alpha.${BUILD_ID}
-secrets:
-  - {name: HUB_PASSWORD, cluster: e2e, namespace: ` + ns + `, secret: hub, key: password}
-stages:
-  - name: initial
-    tasks:
-      - name: set-product-name
-        type: script
-` + img + `        executor: kubernetes
-        workingDir: config
-        script: |
-          sed -i "s/PLACEHOLDER/$COMPONENTS_TO_BUILD/" product.conf
-          rm ../gone.txt
-        env: {COMPONENTS_TO_BUILD: DevOps}
-  - name: build
-    tasks:
-      - name: check
-        type: script
-` + img + `        resources: {limits: {memory: 64Mi}}
-        script: |
-          cat config/product.conf
-          test "$(cat config/product.conf)" = "name=DevOps"
-          test ! -e gone.txt
-          echo "version=$OTA_VERSION build=$BUILD_ID"
-          echo "password=$dockerHubPassword"
-          echo "encoded=$(printf %s "$dockerHubPassword" | base64)"
-        env: {OTA_VERSION: "${PRODUCT_VERSION}"}
-        secretEnv: {dockerHubPassword: HUB_PASSWORD}
-      - name: fail
-        type: script
-` + img + `        script: |
-          echo "about to fail"
-          exit 3
-  - name: deploy
-    tasks:
-      - name: never
-        type: script
-` + img + `        script: "true"
-`),
-	})
-	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
-	if code == 0 {
-		t.Fatalf("the run succeeded; task fail exits 3:\n%s", out)
-	}
-	h := history(t, cfg, "scripts")
-	if len(h) != 1 || h[0].Status != "failed" {
-		t.Fatalf("history %+v\n%s", h, out)
-	}
-	logs, _ := slipway(t, "logs", "--config", cfg, "scripts", "1")
-	for _, want := range []string{
-		"running the script on kubernetes",
-		"name=DevOps",
-		"version=6.0.1-alpha.1 build=1",
-		"password=***",
-		"encoded=***",
-		"== initial/set-product-name [script] succeeded",
-		"== build/check [script] succeeded",
-		"== build/fail [script] failed",
-		"script exited with code 3; last lines:",
-		"about to fail",
-		"== deploy/never [script] skipped",
-	} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("slipway logs lacks %q:\n%s", want, logs)
-		}
-	}
-	for _, leak := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret))} {
-		for what, text := range map[string]string{"logs": logs, "run output": out} {
-			if strings.Contains(text, leak) {
-				t.Errorf("%s shows the secret (%q):\n%s", what, leak, text)
-			}
-		}
-	}
+	repo.commit("scripts", seed13(`{name: HUB_PASSWORD, cluster: e2e, namespace: `+ns+`, secret: hub, key: password}`, img,
+		"        resources: {limits: {memory: 64Mi}}\n"))
+	checkSeed13(t, cfg, repoName, secret, "running the script on kubernetes")
 	assertNoJobs(t, cs, ns)
 }
 

@@ -33,29 +33,19 @@ func imageLine(env *testenv.Env, executor string) string {
 	return "        image: " + env.BaseImage + "\n"
 }
 
-// TestScriptTasks is examples/scripts' shape (seed 1.3) on each executor: a first task edits
-// the workspace and a later one sees the edit; env and secretEnv reach the script; the
-// secret, echoed plainly and base64-encoded, is *** in `slipway logs`; exit 3 fails the task
-// with code 3 and the next stage is skipped.
-func TestScriptTasks(t *testing.T) {
-	env := testenv.Get(t)
-	for _, executor := range []string{"buildkit", "local"} {
-		t.Run(executor, func(t *testing.T) {
-			repo, repoName, cfg := scriptConfig(t, env)
-			const secret = "e2e-Scr1pt-secret-value"
-			secretFile := filepath.Join(filepath.Dir(cfg), "token")
-			if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			img := imageLine(env, executor)
-			repo.commit("scripts", map[string][]byte{
-				"config/product.conf": []byte("name=PLACEHOLDER\n"),
-				"gone.txt":            []byte("removed by the first task\n"),
-				".pipeline.yaml": []byte(`name: scripts
+// seed13 is examples/scripts' shape (seed 1.3) for the script tests: a first task edits
+// the workspace, a later one checks the edit and echoes env and the secret (plainly and
+// base64-encoded; secret is its declaration), a third exits 3, a last stage never runs.
+// img holds each task's image (and executor) lines; checkExtra more lines of the check task.
+func seed13(secret, img, checkExtra string) map[string][]byte {
+	return map[string][]byte{
+		"config/product.conf": []byte("name=PLACEHOLDER\n"),
+		"gone.txt":            []byte("removed by the first task\n"),
+		".pipeline.yaml": []byte(`name: scripts
 variables:
   PRODUCT_VERSION: 6.0.1-alpha.${BUILD_ID}
 secrets:
-  - {name: HUB_PASSWORD, file: ` + secretFile + `}
+  - ` + secret + `
 stages:
   - name: initial
     tasks:
@@ -70,7 +60,7 @@ stages:
     tasks:
       - name: check
         type: script
-` + img + `        script: |
+` + img + checkExtra + `        script: |
           cat config/product.conf
           test "$(cat config/product.conf)" = "name=DevOps"
           test ! -e gone.txt
@@ -91,40 +81,65 @@ stages:
         type: script
 ` + img + `        script: "true"
 `),
-			})
-			out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
-			if code == 0 {
-				t.Fatalf("the run succeeded; task fail exits 3:\n%s", out)
+	}
+}
+
+// checkSeed13 runs seed13's pipeline once and checks that it failed at task fail with code
+// 3, that `slipway logs` shows what each task did (and the lines in want), and that the
+// secret shows nowhere, plainly or base64-encoded.
+func checkSeed13(t *testing.T, cfg, repoName, secret string, want ...string) {
+	t.Helper()
+	out, code := slipway(t, "run", "--config", cfg, "--repo", repoName)
+	if code == 0 {
+		t.Fatalf("the run succeeded; task fail exits 3:\n%s", out)
+	}
+	h := history(t, cfg, "scripts")
+	if len(h) != 1 || h[0].Status != "failed" {
+		t.Fatalf("history %+v\n%s", h, out)
+	}
+	logs, _ := slipway(t, "logs", "--config", cfg, "scripts", "1")
+	for _, want := range append(want,
+		"name=DevOps",
+		"version=6.0.1-alpha.1 build=1",
+		"password=***",
+		"encoded=***",
+		"== initial/set-product-name [script] succeeded",
+		"== build/check [script] succeeded",
+		"== build/fail [script] failed",
+		"script exited with code 3; last lines:",
+		"about to fail",
+		"== deploy/never [script] skipped",
+	) {
+		if !strings.Contains(logs, want) {
+			t.Errorf("slipway logs lacks %q:\n%s", want, logs)
+		}
+	}
+	for _, leak := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret))} {
+		for what, text := range map[string]string{"logs": logs, "run output": out} {
+			if strings.Contains(text, leak) {
+				t.Errorf("%s shows the secret (%q):\n%s", what, leak, text)
 			}
-			h := history(t, cfg, "scripts")
-			if len(h) != 1 || h[0].Status != "failed" {
-				t.Fatalf("history %+v\n%s", h, out)
+		}
+	}
+}
+
+// TestScriptTasks is examples/scripts' shape (seed 1.3) on each executor: a first task edits
+// the workspace and a later one sees the edit; env and secretEnv reach the script; the
+// secret, echoed plainly and base64-encoded, is *** in `slipway logs`; exit 3 fails the task
+// with code 3 and the next stage is skipped.
+func TestScriptTasks(t *testing.T) {
+	env := testenv.Get(t)
+	for _, executor := range []string{"buildkit", "local"} {
+		t.Run(executor, func(t *testing.T) {
+			repo, repoName, cfg := scriptConfig(t, env)
+			const secret = "e2e-Scr1pt-secret-value"
+			secretFile := filepath.Join(filepath.Dir(cfg), "token")
+			if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
 			}
-			logs, _ := slipway(t, "logs", "--config", cfg, "scripts", "1")
-			for _, want := range []string{
-				"name=DevOps",
-				"version=6.0.1-alpha.1 build=1",
-				"password=***",
-				"encoded=***",
-				"to stderr",
-				"== initial/set-product-name [script] succeeded",
-				"== build/check [script] succeeded",
-				"== build/fail [script] failed",
-				"script exited with code 3; last lines:",
-				"about to fail",
-				"== deploy/never [script] skipped",
-			} {
-				if !strings.Contains(logs, want) {
-					t.Errorf("slipway logs lacks %q:\n%s", want, logs)
-				}
-			}
-			for _, leak := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret))} {
-				for what, text := range map[string]string{"logs": logs, "run output": out} {
-					if strings.Contains(text, leak) {
-						t.Errorf("%s shows the secret (%q):\n%s", what, leak, text)
-					}
-				}
-			}
+			img := imageLine(env, executor)
+			repo.commit("scripts", seed13(`{name: HUB_PASSWORD, file: `+secretFile+`}`, img, ""))
+			checkSeed13(t, cfg, repoName, secret, "to stderr")
 		})
 	}
 }
