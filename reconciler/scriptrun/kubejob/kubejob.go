@@ -369,12 +369,18 @@ func (e *Executor) remove(ctx context.Context, name, pod string, kill bool) erro
 		return fmt.Errorf("delete Job %s/%s: %w", e.opts.Namespace, name, err)
 	}
 	// The garbage collector would delete the pod too, a few hundred milliseconds later; a
-	// cancel has two seconds. The pod keeps its grace period: it is gone only once the
-	// kubelet has stopped its containers.
+	// cancel has two seconds. A pod that ended keeps its grace period (it is gone once the
+	// kubelet has stopped it). One whose processes were killed is removed at once: nothing
+	// of the script runs any more, and waiting for the kubelet's teardown (its runtime
+	// relist, then the sandbox) takes seconds; the kubelet still cleans up behind it.
 	sel := labelScript + "=" + name
+	opts := metav1.DeleteOptions{}
+	if kill && pod != "" {
+		opts.GracePeriodSeconds = new(int64)
+	}
 	if pods, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
 		for _, p := range pods.Items {
-			err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Delete(ctx, p.Name, opts)
 			if err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("delete pod %s/%s of Job %s: %w", e.opts.Namespace, p.Name, name, err)
 			}
@@ -403,6 +409,7 @@ func (e *Executor) endPod(ctx context.Context, pod string, kill bool) {
 		// The exec's own shell is killed with the collector; its error says nothing.
 		_ = e.exec(kctx, pod, containerOut, []string{"/bin/sh", "-c", killAll}, nil, io.Discard, io.Discard)
 		cancel()
+		return // every process of the pod is gone; remove deletes it without a grace period
 	}
 	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Get(ctx, pod, metav1.GetOptions{})
