@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (v *validator) environments() {
 				continue
 			}
 			for _, ref := range refs {
-				if !isBuiltin(ref.Name) && !ref.HasDefault {
+				if !slices.Contains(builtins, ref.Name) && !ref.HasDefault {
 					v.at(vf, "variable %q refers to ${%s}: variables may refer only to built-in variables (%s)", k, ref.Name, strings.Join(builtins, ", "))
 				}
 			}
@@ -50,15 +51,6 @@ func (v *validator) environments() {
 			v.window(yamlstrict.Index(f+".windows", j), w)
 		}
 	}
-}
-
-func isBuiltin(name string) bool {
-	for _, b := range builtins {
-		if b == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (v *validator) window(f string, w Window) {
@@ -107,18 +99,6 @@ func (v *validator) environmentRef(f, name, cluster, namespace string) {
 	if e.Approval != nil && v.current != nil && v.current.Approval != nil {
 		v.at(f+".environment", "environment %q has its own approval and so does stage %q: keep one (the environment's gate guards every deploy to it)", name, v.current.Name)
 	}
-}
-
-// typeAt is the type of the task at field path f (stages[i].tasks[j]), for messages.
-func (v *validator) typeAt(f string) string {
-	for i := range v.p.Stages {
-		for j := range v.p.Stages[i].Tasks {
-			if yamlstrict.Index(yamlstrict.Index("stages", i)+".tasks", j) == f {
-				return string(v.p.Stages[i].Tasks[j].Type)
-			}
-		}
-	}
-	return "deploy"
 }
 
 // Environment is the pipeline's environment of that name, or nil.

@@ -426,16 +426,16 @@ func (v *validator) publishChart(f string, c *PublishChartTask, vars render.Vars
 	return map[string]string{"version": version, "digest": "sha256:" + strings.Repeat("0", 64)}
 }
 
-func (v *validator) deployTarget(f, environment, cluster, namespace string) {
+func (v *validator) deployTarget(f string, typ TaskType, environment, cluster, namespace string) {
 	if environment != "" || v.written(f+".environment") {
 		v.environmentRef(f, environment, cluster, namespace)
 		return
 	}
 	if cluster == "" && !v.written(f+".cluster") {
-		v.at(f, "missing required field \"cluster\" for type %s (or environment)", v.typeAt(f))
+		v.at(f, "missing required field \"cluster\" for type %s (or environment)", typ)
 	}
 	if namespace == "" && !v.written(f+".namespace") {
-		v.at(f, "missing required field \"namespace\" for type %s (or environment)", v.typeAt(f))
+		v.at(f, "missing required field \"namespace\" for type %s (or environment)", typ)
 	}
 	if cluster != "" || v.written(f+".cluster") {
 		v.cluster(f+".cluster", cluster)
@@ -475,7 +475,7 @@ func (v *validator) deployYAML(f string, d *DeployYAMLTask) {
 			v.manifestRefs(f+".path", p, fi)
 		}
 	}
-	v.deployTarget(f, d.Environment, d.Cluster, d.Namespace)
+	v.deployTarget(f, TypeDeployYAML, d.Environment, d.Cluster, d.Namespace)
 	for i, ns := range d.AllowedNamespaces {
 		if ns != "*" {
 			v.dnsLabel(yamlstrict.Index(f+".allowedNamespaces", i), "namespace", ns)
@@ -687,7 +687,7 @@ func (v *validator) deployChart(f string, d *DeployChartTask, vars render.Vars) 
 			}
 		}
 	}
-	v.deployTarget(f, d.Environment, d.Cluster, d.Namespace)
+	v.deployTarget(f, TypeDeployChart, d.Environment, d.Cluster, d.Namespace)
 	if d.MaxHistory < 0 {
 		v.at(f+".maxHistory", "maxHistory must be 0 (unlimited) or more")
 	}

@@ -93,27 +93,9 @@ func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 	}
 	co.Tag = tag
 	w.metrics.Received(w.repo.Name, "tag")
-	submitted := 0
-	for _, pl := range co.Pipelines {
-		ok, why := pipeline.Match(pl, pipeline.Event{Kind: pipeline.EventTag, Tag: tag})
-		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
-		if !ok {
-			plog.Info("not triggered")
-			continue
-		}
-		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
-		if err != nil {
-			// The tag still counts as handled: looking again would start the pipelines
-			// that did get their run a second time.
-			plog.WithError(err).Error("could not start the run")
-			continue
-		}
-		submitted++
-		plog.WithField("build_id", run.BuildID).Info("triggered by tag")
-	}
-	if submitted == 0 {
-		w.metrics.skip(w.repo.Name, "no_match")
-	}
+	w.submitMatching(ctx, co, log, "triggered by tag", func(*pipeline.Pipeline) pipeline.Event {
+		return pipeline.Event{Kind: pipeline.EventTag, Tag: tag}
+	})
 	return w.records.SetTagRef(ctx, handled)
 }
 

@@ -397,11 +397,21 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		w.setHandled(ctx, branch, head)
 		return head, nil
 	}
+	w.submitMatching(ctx, co, log, "triggered", func(pl *pipeline.Pipeline) pipeline.Event {
+		return pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
+			ChangedPaths: w.changedSince(ctx, pl, branch, last, head)}
+	})
+	w.setHandled(ctx, branch, head)
+	return head, nil
+}
+
+// submitMatching starts a push run of each pipeline of the checkout that the event
+// eventOf gives it matches. The commit or tag counts as handled whatever happens here:
+// looking again would start the pipelines that did get their run a second time.
+func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, triggered string, eventOf func(*pipeline.Pipeline) pipeline.Event) {
 	submitted := 0
 	for _, pl := range co.Pipelines {
-		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
-			ChangedPaths: w.changedSince(ctx, pl, branch, last, head)}
-		ok, why := pipeline.Match(pl, ev)
+		ok, why := pipeline.Match(pl, eventOf(pl))
 		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
 		if !ok {
 			plog.Info("not triggered")
@@ -409,19 +419,15 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		}
 		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
 		if err != nil {
-			// The head still counts as handled: looking again would start the pipelines
-			// that did get their run a second time.
 			plog.WithError(err).Error("could not start the run")
 			continue
 		}
 		submitted++
-		plog.WithField("build_id", run.BuildID).Info("triggered")
+		plog.WithField("build_id", run.BuildID).Info(triggered)
 	}
 	if submitted == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
 	}
-	w.setHandled(ctx, branch, head)
-	return head, nil
 }
 
 // setHandled records the head dealt with, so a restart does not deal with it again.
