@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/internal/changefeed"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -24,10 +25,13 @@ import (
 
 // Parts is the wired set of parts the daemon and the CLI verbs share.
 type Parts struct {
-	Config    *config.Config
-	Store     store.Store
-	Mirrors   *sources.Mirrors
-	Clusters  *kube.Clusters
+	Config   *config.Config
+	Store    store.Store
+	Mirrors  *sources.Mirrors
+	Clusters *kube.Clusters
+	// Changes wakes followers of the store (live logs, the UI, notifications) when a
+	// write to runs, tasks, logs, drift or the audit log commits in this process.
+	Changes   *changefeed.Feed
 	builder   reconciler.ImageBuilder
 	tags      reconciler.TagPruner
 	executors reconciler.Executors
@@ -54,8 +58,8 @@ func (d *Parts) StartDispatcher(ctx context.Context, description string, takesAp
 }
 
 // OpenConfigAndStore loads slipway.yaml and opens the store it names, with the keys that
-// encrypt its revisions (StoreKeyring).
-func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry) (*config.Config, store.Store, error) {
+// encrypt its revisions (StoreKeyring) and any further options.
+func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry, opts ...store.Option) (*config.Config, store.Store, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
@@ -64,7 +68,7 @@ func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry) (*c
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.Store, store.WithKeyring(keys))
+	st, err := store.Open(ctx, cfg.Store, append([]store.Option{store.WithKeyring(keys)}, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
@@ -73,7 +77,8 @@ func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry) (*c
 
 // Open loads slipway.yaml and wires the store, the Git mirrors, the builder and the runner.
 func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
-	cfg, st, err := OpenConfigAndStore(ctx, path, log)
+	changes := changefeed.New()
+	cfg, st, err := OpenConfigAndStore(ctx, path, log, store.WithChangeSink(changes))
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +104,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)),
+	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Changes: changes,
 		builder: imageBuilder, tags: registry, executors: executors, log: log}, nil
 }
 

@@ -98,6 +98,7 @@ func (s *SQLite) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, err
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
 	}
+	s.opts.changed(Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID})
 	e.Time = fromMicros(sql.NullInt64{Int64: toMicros(e.Time), Valid: true})
 	return e, nil
 }

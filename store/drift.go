@@ -148,6 +148,7 @@ func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEv
 	if err != nil {
 		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)
 	}
+	s.opts.changed(Change{Kind: ChangeDrift, Pipeline: e.Pipeline})
 	e.Object.Digest, e.Object.Fingerprint = "", ""
 	e.DetectedAt = fromMicros(sql.NullInt64{Int64: toMicros(e.DetectedAt), Valid: true})
 	if changed.Valid {

@@ -106,6 +106,7 @@ func (s *SQLite) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64,
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	s.opts.changed(Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task})
 	return nil
 }
 

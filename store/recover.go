@@ -66,5 +66,8 @@ func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mark stale runs: %w", err)
 	}
+	for _, r := range runs {
+		s.opts.changed(Change{Kind: ChangeRun, Pipeline: r.Pipeline, BuildID: r.BuildID})
+	}
 	return runs, nil
 }

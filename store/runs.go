@@ -78,6 +78,7 @@ func (s *SQLite) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 	if err != nil {
 		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: %w", ref, err)
 	}
+	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: run.BuildID})
 	return run, nil
 }
 
@@ -146,6 +147,7 @@ func (s *SQLite) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int
 	if err != nil {
 		return fmt.Errorf("note why %s waits: %w", runName(ref, buildID), err)
 	}
+	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	return nil
 }
 
@@ -187,5 +189,6 @@ func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int
 	if err != nil {
 		return Run{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
+	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	return run, nil
 }

@@ -165,6 +165,7 @@ type options struct {
 	busyTimeout time.Duration
 	now         func() time.Time
 	keyring     *Keyring // nil: revision payloads are kept in plaintext
+	changes     ChangeSink
 }
 
 func defaultOptions() options {

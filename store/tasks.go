@@ -56,6 +56,7 @@ func (s *SQLite) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt
 	if err != nil {
 		return Task{}, fmt.Errorf("add %s: %w", what, err)
 	}
+	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: nt.Name})
 	return t, nil
 }
 
@@ -150,6 +151,7 @@ func (s *SQLite) TransitionTask(ctx context.Context, ref PipelineRef, buildID in
 	if err != nil {
 		return Task{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
+	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	return t, nil
 }
 
@@ -182,5 +184,6 @@ func (s *SQLite) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID in
 	if err != nil {
 		return fmt.Errorf("set outputs of %s: %w", what, err)
 	}
+	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	return nil
 }

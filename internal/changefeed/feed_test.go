@@ -1,0 +1,108 @@
+package changefeed
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/store"
+)
+
+func TestFollowerWokenByCommittedWritesOfItsRun(t *testing.T) {
+	ctx := context.Background()
+	feed := New()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), store.WithChangeSink(feed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ref := store.PipelineRef{Repository: "shop", Name: "web"}
+	first, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c1", Trigger: store.TriggerManual, Holder: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c2", Trigger: store.TriggerManual, Holder: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wake, stop := feed.Follow(Run(ref, first.BuildID))
+	defer stop()
+	audit, stopAudit := feed.Follow(Kinds(store.ChangeAudit))
+	defer stopAudit()
+
+	if err := st.AppendLogs(ctx, ref, other.BuildID, "", []store.LogLine{{Text: "not mine"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wake:
+		t.Fatal("woken by another run's logs")
+	default:
+	}
+	// Two writes before the follower reads merge into one wake-up.
+	for _, text := range []string{"a", "b"} {
+		if err := st.AppendLogs(ctx, ref, first.BuildID, "", []store.LogLine{{Text: text}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustWake(t, wake)
+	select {
+	case <-wake:
+		t.Fatal("two unread changes woke the follower twice")
+	default:
+	}
+	if _, err := st.TransitionRun(ctx, ref, first.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	mustWake(t, wake)
+	if _, err := st.RecordAudit(ctx, store.AuditEntry{Actor: "alice", Action: store.AuditSuspend, Pipeline: ref}); err != nil {
+		t.Fatal(err)
+	}
+	mustWake(t, audit)
+
+	stop()
+	if _, err := st.TransitionRun(ctx, ref, first.BuildID, store.RunRunning, store.RunSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wake:
+		t.Fatal("woken after stop")
+	default:
+	}
+}
+
+// A failed write tells nobody: followers only re-read what committed.
+func TestFailedWriteWakesNobody(t *testing.T) {
+	ctx := context.Background()
+	feed := New()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), store.WithChangeSink(feed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ref := store.PipelineRef{Repository: "shop", Name: "web"}
+	run, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c1", Trigger: store.TriggerManual, Holder: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake, stop := feed.Follow(nil)
+	defer stop()
+	if _, err := st.TransitionRun(ctx, ref, run.BuildID, store.RunRunning, store.RunSucceeded, ""); err == nil {
+		t.Fatal("a run still queued moved from running")
+	}
+	select {
+	case <-wake:
+		t.Fatal("a failed transition woke a follower")
+	default:
+	}
+}
+
+func mustWake(t *testing.T, wake <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-wake:
+	case <-time.After(time.Second):
+		t.Fatal("not woken by a committed change")
+	}
+}
