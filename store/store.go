@@ -22,6 +22,8 @@ type Store interface {
 	GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error)
 	// ListRuns returns the newest runs first; limit <= 0 means all.
 	ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error)
+	// FindRuns lists the runs f selects across pipelines, newest first, a page at a time.
+	FindRuns(ctx context.Context, f RunFilter) (RunPage, error)
 	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
 	// move is legal, recording reason and the start or finish time.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
