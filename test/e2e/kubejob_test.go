@@ -176,17 +176,25 @@ echo "VERSION=1.2.$BUILD_ID" >> "$SLIPWAY_OUTPUT"
 }
 
 // TestKubeJobExitCode: a script's own exit code comes back from the pod's status.
+// The script runs in its working directory of the workspace, which is in before it starts.
 func TestKubeJobExitCode(t *testing.T) {
 	r := newKubeJobRig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := r.spec(t, "echo failing now; exit 3")
+	s := r.spec(t, `echo "failing now in $(pwd) with $(cat here.txt)"; exit 3`)
+	s.WorkingDir = "deep/dir"
+	if err := os.MkdirAll(filepath.Join(s.Workspace, "deep/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Workspace, "deep/dir/here.txt"), []byte("the checkout's file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := kubejob.New(r.opts).Run(ctx, s)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if res.ExitCode != 3 || res.Reason != "" || !strings.Contains(s.Log.(*syncBuffer).String(), "failing now") {
-		t.Errorf("result %+v, log %q; want exit code 3, no reason, the script's output", res, s.Log)
+	if want := "failing now in /workspace/deep/dir with the checkout's file"; res.ExitCode != 3 || res.Reason != "" || !strings.Contains(s.Log.(*syncBuffer).String(), want) {
+		t.Errorf("result %+v, log %q; want exit code 3, no reason, %q", res, s.Log, want)
 	}
 	r.assertNothingLeft(t)
 }

@@ -94,7 +94,7 @@ func (e *Executor) Run(ctx context.Context, s scriptrun.Spec) (res scriptrun.Res
 	r := &run{e: e, s: s, name: name, log: log}
 	defer func() {
 		// Cancelled or not, the Job goes; on a cancelled ctx with a bounded context of its own.
-		if rerr := e.remove(context.WithoutCancel(ctx), name, r.pod, !r.released); rerr != nil {
+		if rerr := e.remove(context.WithoutCancel(ctx), name, r.pod, r.released); rerr != nil {
 			log.WithError(rerr).Warn("script job not removed")
 			if err == nil {
 				err = rerr
@@ -123,7 +123,7 @@ type run struct {
 
 	pod           string        // the Job's pod, once seen
 	sent          bool          // the workspace is in
-	released      bool          // the workspace is back and the collector told to end
+	released      bool          // the workspace is back and the helper told to end
 	logs          chan struct{} // closed when the log stream ended; nil until it started
 	unschedulable time.Time     // since when the scheduler has found no node
 }
@@ -156,7 +156,7 @@ func (r *run) drive(ctx context.Context, feed *podFeed) (scriptrun.Result, error
 		if err := r.startFailure(pod); err != nil {
 			return scriptrun.Result{}, err
 		}
-		if !r.sent && running(pod.Status.InitContainerStatuses, containerIn) {
+		if !r.sent && running(pod.Status.ContainerStatuses, containerHelper) {
 			if err := r.sendWorkspace(ctx, pod.Name); err != nil {
 				return scriptrun.Result{}, err
 			}
@@ -179,22 +179,20 @@ func (r *run) drive(ctx context.Context, feed *podFeed) (scriptrun.Result, error
 // startFailure names why the script cannot start, if it cannot: an image that cannot be
 // pulled, a container that cannot be created, a pod the scheduler finds no node for.
 func (r *run) startFailure(pod *corev1.Pod) error {
-	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
-		for _, c := range list {
-			w := c.State.Waiting
-			if w == nil {
-				continue
-			}
-			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-				"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
-				return &scriptrun.StartError{Reason: fmt.Sprintf("%s: %s", w.Reason, w.Message)}
-			}
+	for _, c := range pod.Status.ContainerStatuses {
+		w := c.State.Waiting
+		if w == nil {
+			continue
+		}
+		switch w.Reason {
+		case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+			"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+			return &scriptrun.StartError{Reason: fmt.Sprintf("%s: %s", w.Reason, w.Message)}
 		}
 	}
-	if t := terminated(pod.Status.InitContainerStatuses, containerIn); t != nil && t.ExitCode != 0 {
-		return &scriptrun.StartError{Reason: fmt.Sprintf("the workspace could not be moved in: container %s exited with code %d (%s)",
-			containerIn, t.ExitCode, t.Reason)}
+	if t := terminated(pod.Status.ContainerStatuses, containerHelper); t != nil && !r.released {
+		return &scriptrun.StartError{Reason: fmt.Sprintf("the pod's helper container %s ended before the workspace was back (exit code %d, %s)",
+			containerHelper, t.ExitCode, t.Reason)}
 	}
 	if pod.Status.Phase == corev1.PodFailed && status(pod.Status.ContainerStatuses, containerScript) == nil {
 		return &scriptrun.StartError{Reason: fmt.Sprintf("pod failed before the script started: %s %s", pod.Status.Reason, pod.Status.Message)}
@@ -229,12 +227,12 @@ func (r *run) createFailure(ctx context.Context) error {
 	return &scriptrun.StartError{Reason: "FailedCreate: " + events.Items[len(events.Items)-1].Message}
 }
 
-// sendWorkspace streams a tar of the workspace into the waiting init container.
+// sendWorkspace streams a tar of the workspace into the helper, while the script waits.
 func (r *run) sendWorkspace(ctx context.Context, pod string) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(dirtar.Pack(ctx, r.s.Workspace, pw)) }()
 	var stderr bytes.Buffer
-	err := r.e.exec(ctx, pod, containerIn, []string{"/bin/sh", "-c", receiveWorkspace}, pr, io.Discard, &limited{w: &stderr, n: 4096})
+	err := r.e.exec(ctx, pod, containerHelper, []string{"/bin/sh", "-c", receiveWorkspace}, pr, io.Discard, &limited{w: &stderr, n: 4096})
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {
 		return &scriptrun.StartError{Reason: "the workspace could not be moved into the pod (the image needs sh and tar)", Err: execError(err, &stderr)}
@@ -278,8 +276,11 @@ func (r *run) finish(ctx context.Context, pod string, t *corev1.ContainerStateTe
 	}
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
+	collected := make(chan error, 1)
 	go func() {
-		pw.CloseWithError(r.e.exec(ctx, pod, containerOut, sendCommand, nil, pw, &limited{w: &stderr, n: 4096}))
+		err := r.e.exec(ctx, pod, containerHelper, collectCommand, nil, pw, &limited{w: &stderr, n: 4096})
+		pw.CloseWithError(err)
+		collected <- err
 	}()
 	var output []byte
 	err := dirtar.Sync(ctx, r.s.Workspace, pr, dirtar.Options{
@@ -301,13 +302,11 @@ func (r *run) finish(ctx context.Context, pod string, t *corev1.ContainerStateTe
 	})
 	// Drain whatever the reader left, so the exec goroutine ends.
 	_, _ = io.Copy(io.Discard, pr)
+	r.released = <-collected == nil // the helper ends by itself once all of it went
 	if err != nil {
 		return res, fmt.Errorf("bring the workspace back from job %s: %w", r.name, execError(err, &stderr))
 	}
 	res.Output = output
-	if err := r.e.exec(ctx, pod, containerOut, releaseCommand, nil, io.Discard, io.Discard); err == nil {
-		r.released = true
-	}
 	r.log.WithFields(logrus.Fields{"exit_code": res.ExitCode, "reason": t.Reason}).Debug("script ended")
 	return res, nil
 }
@@ -348,34 +347,33 @@ func execError(err error, stderr *bytes.Buffer) error {
 }
 
 // remove ends the pod, deletes the Job with foreground propagation and waits until it and
-// its pod are gone. A pod whose containers have all ended is deleted at once, a running one
-// only after the kubelet has stopped it (seconds: its grace period, then a relist of the
-// runtime's state), so the pod is brought to its end first: by the collector's release
-// after a normal end, by killing its processes (kill) on cancel, timeout and failures.
-func (e *Executor) remove(ctx context.Context, name, pod string, kill bool) error {
+// its pod are gone. The pod's processes are brought to their end first: after a normal end
+// the script has exited and the helper ends by itself (released); on cancel, timeout and
+// failures they are killed. Either way nothing of the script runs any more, so the pod is
+// deleted without a grace period: waiting for the kubelet to see the containers end (its
+// runtime relist) and tear the sandbox down would add seconds to every script, and the
+// kubelet still cleans up behind the deletion.
+func (e *Executor) remove(ctx context.Context, name, pod string, released bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if pod != "" {
-		e.endPod(ctx, pod, kill)
+	if pod != "" && !released {
+		e.killPod(ctx, pod)
 	}
-	ended := time.Since(start)
 	defer func() {
-		e.opts.Log.WithFields(logrus.Fields{"job": name, "killed": kill, "pod_ended_after": ended, "gone_after": time.Since(start)}).Debug("script job removed")
+		e.opts.Log.WithFields(logrus.Fields{"job": name, "released": released, "gone_after": time.Since(start)}).Debug("script job removed")
 	}()
 	fg := metav1.DeletePropagationForeground
 	err := e.opts.Client.BatchV1().Jobs(e.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete Job %s/%s: %w", e.opts.Namespace, name, err)
 	}
-	// The garbage collector would delete the pod too, a few hundred milliseconds later; a
-	// cancel has two seconds. A pod that ended keeps its grace period (it is gone once the
-	// kubelet has stopped it). One whose processes were killed is removed at once: nothing
-	// of the script runs any more, and waiting for the kubelet's teardown (its runtime
-	// relist, then the sandbox) takes seconds; the kubelet still cleans up behind it.
+	// The garbage collector would delete the pod too, a few hundred milliseconds later, and
+	// with its grace period. A pod never seen (none, or created just now) keeps that period:
+	// its processes may not have ended.
 	sel := labelScript + "=" + name
 	opts := metav1.DeleteOptions{}
-	if kill && pod != "" {
+	if pod != "" {
 		opts.GracePeriodSeconds = new(int64)
 	}
 	if pods, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
@@ -400,24 +398,13 @@ func (e *Executor) remove(ctx context.Context, name, pod string, kill bool) erro
 	return nil
 }
 
-// endPod waits (briefly) for the pod's containers to have ended, after killing its
-// processes when asked. It is best effort: a pod that does not end here is deleted with its
-// grace period all the same.
-func (e *Executor) endPod(ctx context.Context, pod string, kill bool) {
-	if kill {
-		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		// The exec's own shell is killed with the collector; its error says nothing.
-		_ = e.exec(kctx, pod, containerOut, []string{"/bin/sh", "-c", killAll}, nil, io.Discard, io.Discard)
-		cancel()
-		return // every process of the pod is gone; remove deletes it without a grace period
-	}
-	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := e.opts.Client.CoreV1().Pods(e.opts.Namespace).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return apierrors.IsNotFound(err), nil
-		}
-		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodPending, nil
-	})
+// killPod ends every process of the pod (one process namespace) from its helper container.
+// Best effort: a helper that is not running has no processes to kill, and the exec's own
+// shell dies with the rest, so its error says nothing.
+func (e *Executor) killPod(ctx context.Context, pod string) {
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = e.exec(kctx, pod, containerHelper, []string{"/bin/sh", "-c", killAll}, nil, io.Discard, io.Discard)
 }
 
 // watch feeds the latest state of the Job's pod until ctx ends; a deleted pod is fed as nil.

@@ -19,16 +19,17 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/scriptrun"
 )
 
-// The pod's layout. The workspace and the output file live in emptyDirs that all three
-// containers mount: the init container waits until Slipway has streamed the workspace in
-// (pods/exec with a tar on stdin), the script runs, and the collector keeps the pod alive
-// until Slipway has streamed the workspace and the output file back out (pods/exec tar -c).
-// No shared filesystem and no address of the daemon's that pods must reach: only the API
+// The pod's layout. The workspace and the output file live in emptyDirs that both
+// containers mount, and both start at once: the helper takes the workspace in (pods/exec
+// with a tar on stdin) while the script's container waits for it, then runs the script;
+// the helper keeps the pod alive until Slipway has streamed the workspace and the output
+// file back out of it (pods/exec tar -c). No init container: its end and the next
+// containers' start would cost a kubelet status round (about a second) per script. No
+// shared filesystem and no address of the daemon's that pods must reach: only the API
 // server, which Slipway talks to anyway.
 const (
-	containerIn     = "workspace-in"
 	containerScript = "script"
-	containerOut    = "workspace-out"
+	containerHelper = "workspace"
 
 	workspaceDir = "/workspace"
 	slipwayDir   = "/slipway"
@@ -43,16 +44,20 @@ const (
 	labelTask       = "slipway.dev/task"
 	labelScript     = "slipway.dev/script-job"
 
-	// Seconds between SIGTERM and SIGKILL when the pod is deleted (cancel, timeout, end).
-	// The pod shares one process namespace, so no script process is PID 1 and SIGTERM ends
-	// one that sets no handler at once.
+	// Seconds between SIGTERM and SIGKILL should the pod be deleted by someone else; Slipway
+	// ends its processes itself and deletes it without a grace period. The pod shares one
+	// process namespace, so no script process is PID 1 and SIGTERM ends one that sets no
+	// handler at once.
 	gracePeriod = 2
 )
 
 // Commands of the helper containers; they need sh, tar and sleep in the image.
 const (
 	// sleep 0.1 is not POSIX; images whose sleep takes whole seconds only poll slower.
-	waitForWorkspace  = "touch " + outputFile + " && until [ -e " + readyFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done"
+	// The script's container runs this with the script as $1 and its working directory as
+	// $2: the script starts only once the whole workspace is in, in its directory, exec'd so
+	// that its exit code is the container's.
+	runScript         = "touch " + outputFile + " && until [ -e " + readyFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done && cd -- \"$2\" && exec /bin/sh -c \"$1\""
 	receiveWorkspace  = "tar -x -f - -C " + workspaceDir + " && touch " + readyFile
 	waitForCollection = "until [ -e " + doneFile + " ]; do sleep 0.1 2>/dev/null || sleep 1; done"
 	// killAll ends every process of the pod but the sandbox's (one process namespace): on
@@ -61,11 +66,11 @@ const (
 	killAll = "kill -KILL -1"
 )
 
-// releaseCommand lets the collector end once the workspace is back.
-var releaseCommand = []string{"touch", doneFile}
-
-// sendCommand is exec'd in the collector once the script has ended.
-var sendCommand = []string{"tar", "-c", "-f", "-", "-C", "/", strings.TrimPrefix(workspaceDir, "/"), strings.TrimPrefix(outputFile, "/")}
+// collectCommand is exec'd in the helper once the script has ended: it streams the workspace
+// and the output file out and, only when all of it went, lets the helper end. One exec, not
+// two: each costs a round through the API server, the kubelet and the runtime.
+var collectCommand = []string{"/bin/sh", "-c", "tar -c -f - -C / " + strings.TrimPrefix(workspaceDir, "/") + " " +
+	strings.TrimPrefix(outputFile, "/") + " && touch " + doneFile}
 
 // SecretError reports a secret environment variable the Kubernetes executor cannot pass by
 // reference.
@@ -231,15 +236,13 @@ func (e *Executor) jobSpec(name string, s scriptrun.Spec, deadline time.Time) (*
 			{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			{Name: "slipway", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		},
-		InitContainers: []corev1.Container{{
-			Name: containerIn, Image: s.Image, Command: []string{"/bin/sh", "-c", waitForWorkspace}, VolumeMounts: mounts,
-		}},
 		Containers: []corev1.Container{
 			{
-				Name: containerScript, Image: s.Image, Command: []string{"/bin/sh", "-c", escapeExpansion(s.Script)},
-				Env: env, WorkingDir: path.Join(workspaceDir, s.WorkingDir), Resources: res, VolumeMounts: mounts,
+				Name: containerScript, Image: s.Image,
+				Command: []string{"/bin/sh", "-c", runScript, "slipway-script", escapeExpansion(s.Script), escapeExpansion(path.Join(workspaceDir, s.WorkingDir))},
+				Env:     env, WorkingDir: workspaceDir, Resources: res, VolumeMounts: mounts,
 			},
-			{Name: containerOut, Image: s.Image, Command: []string{"/bin/sh", "-c", waitForCollection}, VolumeMounts: mounts},
+			{Name: containerHelper, Image: s.Image, Command: []string{"/bin/sh", "-c", waitForCollection}, VolumeMounts: mounts},
 		},
 	}
 	job := &batchv1.Job{
