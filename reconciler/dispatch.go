@@ -59,8 +59,10 @@ type DispatcherOptions struct {
 // Dispatcher is the one way runs start. It runs at most one run per pipeline at a time,
 // in this process and across processes (a claim in the store): a run whose pipeline runs
 // elsewhere waits, queued, until it is free. A run that arrives while another runs waits;
-// a newer one arriving meanwhile supersedes the waiting one, which is recorded as
-// superseded rather than silently dropped. A run that is only waiting for health when a
+// a newer one arriving meanwhile supersedes the waiting one of its kind, which is recorded
+// as superseded rather than silently dropped. Promotions are their own kind, one per target
+// environment: a push or a schedule never supersedes a person's promotion to production,
+// nor one promotion another's to a different environment. A run that is only waiting for health when a
 // newer commit's run arrives is cancelled and ends superseded: its wait would only delay
 // the newer commit, which replaces what it deployed anyway.
 type Dispatcher struct {
@@ -91,7 +93,50 @@ type runKey struct {
 
 type slot struct {
 	running *active
-	waiting *queued
+	waiting []*queued // in the order they start
+}
+
+// enqueue adds q behind the runs waiting and takes out those it supersedes: the waiting run
+// of its kind (see Dispatcher).
+func (s *slot) enqueue(q *queued) (superseded []*queued) {
+	kept := s.waiting[:0]
+	for _, w := range s.waiting {
+		if w.kind() == q.kind() {
+			superseded = append(superseded, w)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	s.waiting = append(kept, q)
+	return superseded
+}
+
+// next takes the first waiting run out, or nil.
+func (s *slot) next() *queued {
+	if len(s.waiting) == 0 {
+		return nil
+	}
+	q := s.waiting[0]
+	s.waiting = s.waiting[1:]
+	return q
+}
+
+// take takes the waiting run buildID out, or nil.
+func (s *slot) take(buildID int64) *queued {
+	for i, w := range s.waiting {
+		if w.run.BuildID == buildID {
+			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			return w
+		}
+	}
+	return nil
+}
+
+// takeAll empties the queue.
+func (s *slot) takeAll() []*queued {
+	all := s.waiting
+	s.waiting = nil
+	return all
 }
 
 // active is the run a slot is executing. Its context is made when the slot is claimed,
@@ -105,6 +150,15 @@ type active struct {
 type queued struct {
 	job Job
 	run store.Run
+}
+
+// kind is what a newer waiting run supersedes an older one by: the target environment of a
+// promotion, "" for every other run.
+func (q *queued) kind() string {
+	if q.job.promote != nil {
+		return "promote-to:" + q.job.promote.to
+	}
+	return ""
 }
 
 // ErrShuttingDown says the dispatcher no longer takes runs.
@@ -163,10 +217,7 @@ func (d *Dispatcher) shutdown(ctx context.Context) {
 	d.closed = true
 	var waiting []*queued
 	for _, s := range d.slots {
-		if s.waiting != nil {
-			waiting = append(waiting, s.waiting)
-			s.waiting = nil
-		}
+		waiting = append(waiting, s.takeAll()...)
 		if s.running != nil {
 			s.running.cancel(nil)
 		}
@@ -206,8 +257,7 @@ func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
 	}
 	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
-		older := s.waiting
-		s.waiting = q
+		older := s.enqueue(q)
 		// Only a newer commit makes a health wait, or a wait for an approval of an older
 		// commit, pointless; a schedule or a person asking for another run waits its turn. A
 		// promotion deploys another environment than a push's run: a push never cuts it short.
@@ -216,8 +266,8 @@ func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
 			s.running.cancel(&superseded{by: run.BuildID})
 		}
 		d.mu.Unlock()
-		if older != nil {
-			d.end(ctx, older, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
+		for _, o := range older {
+			d.end(ctx, o, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
 		}
 		return run, nil
 	}
@@ -239,7 +289,7 @@ func (d *Dispatcher) SubmitIfIdle(ctx context.Context, job Job) (store.Run, erro
 		return store.Run{}, ErrShuttingDown
 	}
 	s := d.slotLocked(job.Ref)
-	if s.running != nil || s.waiting != nil {
+	if s.running != nil || len(s.waiting) > 0 {
 		d.mu.Unlock()
 		return store.Run{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
 	}
@@ -253,8 +303,7 @@ func (d *Dispatcher) SubmitIfIdle(ctx context.Context, job Job) (store.Run, erro
 		// Give the slot back; a run submitted meanwhile waited behind the claim.
 		claim.cancel(nil)
 		s.running = nil
-		if q := s.waiting; q != nil {
-			s.waiting = nil
+		if q := s.next(); q != nil {
 			d.startLocked(d.claimSlotLocked(ctx, s, q.run), s, q)
 			return run, err
 		}
@@ -317,7 +366,7 @@ func (d *Dispatcher) Active(ref store.PipelineRef) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.slots[ref]
-	return s != nil && (s.running != nil || s.waiting != nil)
+	return s != nil && (s.running != nil || len(s.waiting) > 0)
 }
 
 // Done returns a channel closed once the run has ended (at once for a run this
@@ -342,14 +391,16 @@ var ErrNotActive = errors.New("the run is neither queued nor running")
 func (d *Dispatcher) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error {
 	d.mu.Lock()
 	s := d.slots[ref]
-	switch {
-	case s != nil && s.waiting != nil && s.waiting.run.BuildID == buildID:
-		q := s.waiting
-		s.waiting = nil
+	if s == nil {
+		d.mu.Unlock()
+		return fmt.Errorf("cancel %s BUILD_ID %d: %w", ref.Name, buildID, ErrNotActive)
+	}
+	if q := s.take(buildID); q != nil {
 		d.mu.Unlock()
 		d.end(ctx, q, store.RunCancelled, reason)
 		return nil
-	case s != nil && s.running != nil && s.running.run.BuildID == buildID:
+	}
+	if s.running != nil && s.running.run.BuildID == buildID {
 		s.running.cancel(&cancelled{reason: reason})
 		d.mu.Unlock()
 		return nil
@@ -383,15 +434,15 @@ func (d *Dispatcher) Answer(ctx context.Context, ref store.PipelineRef, buildID 
 func (d *Dispatcher) CancelActive(ctx context.Context, ref store.PipelineRef, reason string) {
 	d.mu.Lock()
 	s := d.slots[ref]
-	var q *queued
+	var waiting []*queued
 	if s != nil {
-		q, s.waiting = s.waiting, nil
+		waiting = s.takeAll()
 		if s.running != nil {
 			s.running.cancel(&cancelled{reason: reason})
 		}
 	}
 	d.mu.Unlock()
-	if q != nil {
+	for _, q := range waiting {
 		d.end(ctx, q, store.RunCancelled, reason)
 	}
 }
@@ -425,7 +476,7 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 		a.cancel(nil)
 		d.mu.Lock()
 		d.closeDoneLocked(q.run)
-		q, s.waiting = s.waiting, nil
+		q = s.next()
 		s.running = nil
 		if q != nil {
 			// Claimed before the lock is released, so Submit never starts a second loop.

@@ -158,6 +158,47 @@ func TestDispatcherSupersedesTheWaitingRun(t *testing.T) {
 	}
 }
 
+// A person's promotion waits its turn: a newer push supersedes only the waiting push, and a
+// newer promotion only the waiting promotion to the same environment.
+func TestDispatcherKeepsAWaitingPromotion(t *testing.T) {
+	f := newFakeExecutor(false)
+	d, _ := startTestDispatcher(t, f, testStore(t))
+	ctx := context.Background()
+	promote := func(to string) Job {
+		j := testJob(store.TriggerPromote)
+		j.promote = &promotion{artifact: 1, from: "staging", to: to}
+		return j
+	}
+	for i, job := range []Job{
+		testJob(store.TriggerPush), // 1 runs
+		promote("prod"),            // 2 waits
+		testJob(store.TriggerPush), // 3 waits
+		promote("qa"),              // 4 waits
+		testJob(store.TriggerPush), // 5 supersedes 3, not 2 or 4
+		promote("prod"),            // 6 supersedes 2, not 4
+	} {
+		if _, err := d.Submit(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitStarted(t, f, 1)
+		}
+	}
+	for _, next := range []int64{4, 5, 6} { // in the order they were queued
+		f.release <- struct{}{}
+		waitStarted(t, f, next)
+	}
+	f.release <- struct{}{}
+	waitDone(t, d, 6)
+	want := map[int64]string{1: "succeeded", 2: "superseded: superseded by BUILD_ID 6", 3: "superseded: superseded by BUILD_ID 5",
+		4: "succeeded", 5: "succeeded", 6: "succeeded"}
+	for id, w := range want {
+		if got := f.endedAs(id); got != w {
+			t.Errorf("BUILD_ID %d ended %q, want %q", id, got, w)
+		}
+	}
+}
+
 func TestDispatcherCancelsAHealthWaitForANewerRun(t *testing.T) {
 	f := newFakeExecutor(true)
 	d, _ := startTestDispatcher(t, f, testStore(t))
