@@ -158,7 +158,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		Log: log.WithField("component", "preview")})
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
 		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
-		Previews: previews, Log: log.WithField("component", "http")}
+		Previews: previews, Ready: d.Store.Ping, Log: log.WithField("component", "http")}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
 	if err != nil {

@@ -74,7 +74,9 @@ type Server struct {
 	// API answers every call 403.
 	Users  []config.APIUser
 	Limits HookLimits
-	Log    *logrus.Entry
+	// Ready, if set, says whether the daemon can serve (/readyz): its store answers.
+	Ready func(context.Context) error
+	Log   *logrus.Entry
 
 	reads chan struct{} // one token per webhook body being read; made by Handler
 }
@@ -107,6 +109,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /hooks/{repository}", s.hook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	// Readiness is more than being alive: a daemon whose store does not answer can take no
+	// webhook or call, so a load balancer should send them elsewhere.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			defer cancel()
+			if err := s.Ready(ctx); err != nil {
+				s.Log.WithError(err).Warn("not ready")
+				writeError(w, http.StatusServiceUnavailable, "not ready: the store does not answer (the daemon's log says why)")
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	for _, rt := range s.routes() {
 		mux.Handle(rt.Pattern, s.requireRole(rt.Role, rt.handle))

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -213,5 +214,33 @@ func TestAPIRequiresTheToken(t *testing.T) {
 	}
 	if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs", []byte(`{"comit":"a"}`), h); code != http.StatusBadRequest || !strings.Contains(out, "comit") {
 		t.Errorf("a misspelt field: %d %s", code, out)
+	}
+}
+
+// /readyz answers 503 while the store does not answer, without saying more than that to an
+// unauthenticated caller, and 200 once it does; /healthz only says the process serves.
+func TestReadyzFollowsTheStore(t *testing.T) {
+	storeErr := errors.New("database is locked at /var/lib/slipway/slipway.db")
+	s := &Server{Ready: func(context.Context) error { return storeErr }, Log: logrus.NewEntry(logrus.New())}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || strings.Contains(body, "/var/lib") {
+		t.Errorf("/readyz with the store down = %d %s; want 503 without the store's error", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200 while the process serves", code)
+	}
+	storeErr = nil
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz with the store up = %d %s", code, body)
 	}
 }

@@ -147,6 +147,15 @@ func createPrivate(path string) error {
 // Path is the database file.
 func (s *SQLite) Path() string { return s.path }
 
+// Ping implements Store: one read through the readers' pool.
+func (s *SQLite) Ping(ctx context.Context) error {
+	var one int
+	if err := s.reader.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store %s does not answer: %w", s.path, err)
+	}
+	return nil
+}
+
 // Close closes both pools; in-flight calls finish first.
 func (s *SQLite) Close() error {
 	var errs []error

@@ -144,6 +144,8 @@ type Store interface {
 
 	// Close releases the store. Using it afterwards is an error.
 	Close() error
+	// Ping checks that the database answers a read: what /readyz reports.
+	Ping(ctx context.Context) error
 }
 
 // InterruptedReason is the reason MarkStaleRuns records.
