@@ -22,11 +22,11 @@ const chartDir = "chart"
 
 // everything turns every optional part of the chart on.
 var everything = map[string]any{
-	"config":        map[string]any{"dataDir": "/elsewhere", "apiTokensFile": "/etc/slipway/secrets/api/tokens.yaml"},
-	"secretMounts":  []any{map[string]any{"secretName": "slipway-api", "mountPath": "/etc/slipway/secrets/api"}},
-	"rbac":          map[string]any{"deployNamespaces": []any{"shop", "blog"}, "scriptJobsNamespace": "ci", "clusterRules": []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"namespaces"}, "verbs": []any{"create", "get"}}}},
-	"ingress":       map[string]any{"enabled": true, "className": "nginx", "hosts": []any{map[string]any{"host": "slipway.example.com"}}},
-	"metrics":       map[string]any{"enabled": true, "serviceMonitor": map[string]any{"enabled": true}},
+	"config":              map[string]any{"dataDir": "/elsewhere", "apiTokensFile": "/etc/slipway/secrets/api/tokens.yaml"},
+	"secretMounts":        []any{map[string]any{"secretName": "slipway-api", "mountPath": "/etc/slipway/secrets/api"}},
+	"rbac":                map[string]any{"deployNamespaces": []any{"shop", "blog"}, "scriptJobsNamespace": "ci", "clusterRules": []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"namespaces"}, "verbs": []any{"create", "get"}}}},
+	"ingress":             map[string]any{"enabled": true, "className": "nginx", "hosts": []any{map[string]any{"host": "slipway.example.com"}}},
+	"metrics":             map[string]any{"enabled": true, "serviceMonitor": map[string]any{"enabled": true}},
 	"podDisruptionBudget": map[string]any{"enabled": true},
 }
 

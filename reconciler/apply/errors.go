@@ -3,6 +3,8 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -92,16 +94,67 @@ func (e *DryRunError) Error() string {
 	if errors.Is(e, ErrNotOwned) {
 		msg = "refused before anything was applied:"
 	}
+	// Objects the API server never answered for (it is down, or unreachable) fail alike:
+	// one line says so for all of them, not one line per object.
+	unreached := map[string][]string{}
+	var order, lines []string
 	for _, err := range e.Errs {
 		var oe *ObjectError
-		if errors.As(err, &oe) && oe.Op == OpDryRun {
-			// The heading says what failed; each line names the object and the reason.
-			msg += "\n  " + oe.subject() + ": " + apiMessage(oe.Err)
+		if !errors.As(err, &oe) {
+			lines = append(lines, err.Error())
 			continue
 		}
-		msg += "\n  " + err.Error()
+		if cause, ok := transportCause(oe.Err); ok {
+			if len(unreached[cause]) == 0 {
+				order = append(order, cause)
+			}
+			unreached[cause] = append(unreached[cause], oe.subject())
+			continue
+		}
+		if oe.Op == OpDryRun {
+			// The heading says what failed; each line names the object and the reason.
+			lines = append(lines, oe.subject()+": "+apiMessage(oe.Err))
+			continue
+		}
+		lines = append(lines, err.Error())
+	}
+	for _, cause := range order {
+		objs := unreached[cause]
+		if len(objs) == 1 {
+			lines = append(lines, objs[0]+": the API server did not answer: "+cause)
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%d objects, from %s to %s: the API server did not answer: %s", len(objs), objs[0], objs[len(objs)-1], cause))
+	}
+	// A run's reason stays readable when a whole manifest set is refused.
+	if len(lines) > maxReasonLines {
+		lines = append(lines[:maxReasonLines], fmt.Sprintf("and %d more objects", len(lines)-maxReasonLines))
+	}
+	for _, l := range lines {
+		msg += "\n  " + l
 	}
 	return msg
+}
+
+// maxReasonLines bounds the objects a DryRunError lists one by one.
+const maxReasonLines = 20
+
+// transportCause is the network error under err when the request never got a whole answer
+// from the API server (connection refused, reset, timed out, its answer cut off), without
+// the request's URL, which differs from object to object, and without client-go's notes on
+// earlier attempts.
+func transportCause(err error) (string, bool) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause, _, _ := strings.Cut(ue.Err.Error(), " - error from a previous attempt")
+		return cause, true
+	}
+	// client-go reports a body cut off mid-read as an internal error of its own making.
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && strings.HasPrefix(status.Status().Message, "unexpected error when reading response body") {
+		return status.Status().Message, true
+	}
+	return "", false
 }
 
 func (e *DryRunError) Unwrap() []error { return e.Errs }

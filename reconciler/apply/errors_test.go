@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -100,6 +101,45 @@ func TestDryRunErrorJoinsClasses(t *testing.T) {
 	)
 	if !errors.Is(joined, ErrForbidden) || !errors.Is(joined, ErrConflict) || errors.Is(joined, ErrInvalid) {
 		t.Errorf("classes of joined prune errors wrong: %v", joined)
+	}
+}
+
+// Objects the API server never answered for share one line: a cluster that is down is one
+// cause, not three hundred.
+func TestDryRunErrorFoldsAnUnreachableServer(t *testing.T) {
+	refused := func(name string) error {
+		return &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/api/v1/namespaces/shop/configmaps/" + name + "?dryRun=All",
+			Err: errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")}
+	}
+	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "broken",
+		field.ErrorList{field.Invalid(field.NewPath("data"), "x", "bad key")})
+	err := &DryRunError{Errs: []error{
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/a", File: "all.yaml", Doc: 1, Err: refused("a")},
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/broken", File: "all.yaml", Doc: 2, Err: invalid},
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/b", File: "all.yaml", Doc: 3, Err: refused("b")},
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/c", File: "all.yaml", Doc: 4, Err: refused("c")},
+	}}
+	want := strings.Join([]string{
+		"server-side dry-run failed, nothing was applied:",
+		"  ConfigMap/shop/broken (all.yaml, document 2): " + invalid.ErrStatus.Message,
+		"  3 objects, from ConfigMap/shop/a (all.yaml, document 1) to ConfigMap/shop/c (all.yaml, document 4): " +
+			"the API server did not answer: dial tcp 127.0.0.1:6443: connect: connection refused",
+	}, "\n")
+	if err.Error() != want {
+		t.Errorf("message\n got: %s\nwant: %s", err, want)
+	}
+}
+
+// A whole manifest set refused lists the first objects and counts the rest.
+func TestDryRunErrorCapsItsLines(t *testing.T) {
+	var errs []error
+	for i := range 25 {
+		errs = append(errs, &ObjectError{Op: OpDryRun, Object: fmt.Sprintf("ConfigMap/shop/c%d", i), File: "all.yaml", Doc: i + 1,
+			Err: apierrors.NewForbidden(deployments, "c", errors.New("no"))})
+	}
+	lines := strings.Split((&DryRunError{Errs: errs}).Error(), "\n")
+	if len(lines) != 1+maxReasonLines+1 || lines[len(lines)-1] != "  and 5 more objects" {
+		t.Errorf("%d lines, last %q; want the heading, %d objects and a count of the rest", len(lines), lines[len(lines)-1], maxReasonLines)
 	}
 }
 

@@ -65,6 +65,7 @@ type Env struct {
 	RealNodeName  string
 	RealNodeTaint string
 	pids          string
+	stateDir      string // .slipway/env: pids/, logs/
 }
 
 // howToGet is appended to every failure to reach the environment, so nobody has to guess.
@@ -244,6 +245,7 @@ func Load(root string) (*Env, error) {
 		RealNodeName:      vars["SLIPWAY_REAL_NODE"],
 		RealNodeTaint:     vars["SLIPWAY_REAL_NODE_TAINT"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
+		stateDir:          vars["SLIPWAY_ENV_DIR"],
 	}
 	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" {
 		return nil, fmt.Errorf("%s is incomplete", envFile)

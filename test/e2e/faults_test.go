@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// Fault tests stop a real part of the environment at once (SIGKILL, testenv.Env.Kill) while
+// the daemon works, then start it again. Each checks the same promises: the daemon stays
+// up, what failed says why, the next run succeeds, no BUILD_ID is reused or lost, and the
+// cluster ends at the last successful revision.
+
+// TestFaultGitServerDownWhilePolling: with the Git server gone, each look fails and says so,
+// backing off instead of hammering it every second; once it is back, the commit pushed then
+// runs, as BUILD_ID 2.
+func TestFaultGitServerDownWhilePolling(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	repo, repoName, cfg := newProject(t, env)
+	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
+	repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, ns), "2048_env.yaml": manifests})
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+
+	restart := env.Kill(t, "gitserver")
+	down := time.Now()
+	time.Sleep(8 * time.Second)
+	failures := strings.Count(d.output(), "look at the repository")
+	restart()
+	if failures == 0 || !strings.Contains(d.output(), repoName) {
+		t.Fatalf("no failed look was reported in 8 s without the Git server:\n%s", d.output())
+	}
+	// Polling every second, 8 s down: backing off (1, 2, 4 s ...) makes at most 4 looks.
+	if failures > 5 {
+		t.Errorf("%d failed looks in %s: the watcher did not back off", failures, time.Since(down).Round(time.Second))
+	}
+
+	second := repo.commit("second", map[string][]byte{"2048_env.yaml": []byte(strings.Replace(string(manifests), "spec:\n  selector:", "spec:\n  replicas: 2\n  selector:", 1))})
+	h := waitHistory(t, cfg, 90*time.Second, "run 2 of the commit pushed after the outage", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].Status == "succeeded"
+	})
+	if h[0].BuildID != 2 || h[0].Commit != second {
+		t.Errorf("after the outage: %+v, want BUILD_ID 2 of %s", h[0], second)
+	}
+	d.stop(t)
+}
+
+// TestFaultAPIServerDownDuringApply: the API server dies while a run applies 300 objects. The
+// run fails naming the cluster it could not reach; the daemon stays up; once the API server
+// is back, the next commit's run succeeds as BUILD_ID 3 and every object holds its values.
+func TestFaultAPIServerDownDuringApply(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	repo, _, cfg := newProject(t, env)
+	objects := func(value string) []byte {
+		var b strings.Builder
+		for i := range 300 {
+			fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fault-%03d\ndata:\n  value: %q\n  filler: %q\n", i, value, strings.Repeat("x", 2000))
+		}
+		return []byte(b.String())
+	}
+	pipelineFile := []byte(`name: jack-2048
+stages:
+  - name: deploy
+    tasks:
+      - name: objects
+        type: deploy-yaml
+        path: objects.yaml
+        cluster: e2e
+        namespace: ` + ns + `
+        wait: 30s
+`)
+	repo.commit("first", map[string][]byte{".pipeline.yaml": pipelineFile, "objects.yaml": objects("one")})
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 90*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+
+	repo.commit("second", map[string][]byte{"objects.yaml": objects("two")})
+	waitHistory(t, cfg, 30*time.Second, "run 2 running", func(h []historyEntry) bool { return len(h) == 2 && h[0].Status == "running" })
+	restart := env.Kill(t, "kube-apiserver")
+	h := waitHistory(t, cfg, 3*time.Minute, "run 2 ended", func(h []historyEntry) bool { return len(h) == 2 && h[0].Status != "running" })
+	restart()
+	if h[0].Status != "failed" && h[0].Status != "timed_out" {
+		t.Fatalf("run 2 ended %s (%s) with the API server gone mid-run", h[0].Status, h[0].Reason)
+	}
+	// Killed in the dry-run the reason says so in one line; killed mid-apply it names the
+	// objects' apply; either way it names the connection that failed.
+	if !strings.Contains(h[0].Reason, "connect") || strings.Count(h[0].Reason, "\n") > 5 {
+		t.Errorf("run 2's reason does not say what failed in a few lines: %q", h[0].Reason)
+	}
+	t.Logf("run 2: %s: %s", h[0].Status, h[0].Reason)
+
+	third := repo.commit("third", map[string][]byte{"objects.yaml": objects("three")})
+	h = waitHistory(t, cfg, 3*time.Minute, "run 3 after the API server is back", func(h []historyEntry) bool {
+		return len(h) == 3 && h[0].Status != "running" && h[0].Status != "queued"
+	})
+	if h[0].Status != "succeeded" || h[0].BuildID != 3 || h[0].Commit != third {
+		t.Fatalf("after the outage: %+v, want BUILD_ID 3 of %s succeeded", h[0], third)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cms, err := env.Clientset(t).CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, cm := range cms.Items {
+		if strings.HasPrefix(cm.Name, "fault-") {
+			n++
+			if cm.Data["value"] != "three" {
+				t.Errorf("%s holds %q, want the last successful run's value", cm.Name, cm.Data["value"])
+			}
+		}
+	}
+	if n != 300 {
+		t.Errorf("%d objects in the cluster, want 300", n)
+	}
+	d.stop(t)
+}
+
+// TestFaultRegistryDownDuringPush: the registry dies while a run builds and pushes its image.
+// The run fails naming the registry; once it is back, the next run pushes its image under its
+// own BUILD_ID (3): the failed run's number is not reused.
+func TestFaultRegistryDownDuringPush(t *testing.T) {
+	env := testenv.Get(t)
+	repo, _, cfg := newProject(t, env)
+	pipelineFile := []byte(`name: jack-2048
+stages:
+  - name: build
+    tasks:
+      - name: image
+        type: build-image
+        workspace: faults
+        image: app
+        tag: "${BUILD_ID}"
+`)
+	dockerfile := func(n int) []byte {
+		return []byte(fmt.Sprintf("FROM %s\nCOPY payload /payload\nENV N=%d\n", env.BaseImage, n))
+	}
+	payload := make([]byte, 8<<20) // big enough that the push is under way for a moment
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	repo.commit("first", map[string][]byte{".pipeline.yaml": pipelineFile, "Dockerfile": dockerfile(1), "payload": payload})
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 90*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+
+	repo.commit("second", map[string][]byte{"Dockerfile": dockerfile(2)})
+	waitHistory(t, cfg, 30*time.Second, "run 2 running", func(h []historyEntry) bool { return len(h) == 2 && h[0].Status == "running" })
+	restart := env.Kill(t, "registry")
+	h := waitHistory(t, cfg, 3*time.Minute, "run 2 ended", func(h []historyEntry) bool { return len(h) == 2 && h[0].Status != "running" })
+	restart()
+	if h[0].Status != "failed" || !strings.Contains(h[0].Reason, env.Registry) {
+		t.Fatalf("run 2 ended %s (%q); want failed, naming the registry %s", h[0].Status, h[0].Reason, env.Registry)
+	}
+	t.Logf("run 2: %s", h[0].Reason)
+
+	repo.commit("third", map[string][]byte{"Dockerfile": dockerfile(3)})
+	h = waitHistory(t, cfg, 3*time.Minute, "run 3 after the registry is back", func(h []historyEntry) bool {
+		return len(h) == 3 && h[0].Status != "running" && h[0].Status != "queued"
+	})
+	if h[0].Status != "succeeded" || h[0].BuildID != 3 {
+		t.Fatalf("after the outage: %+v, want BUILD_ID 3 succeeded", h[0])
+	}
+	tags, err := crane.ListTags(env.Registry+"/faults/app", crane.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(tags)
+	if strings.Join(tags, ",") != "1,3" {
+		t.Errorf("tags %v: want 1 and 3, and no 2 (the failed run's push never completed)", tags)
+	}
+	d.stop(t)
+}

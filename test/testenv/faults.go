@@ -1,0 +1,177 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Kill stops one process of the environment at once (SIGKILL), as a crash or a pulled plug
+// would, for fault tests. name is its name under .slipway/env/pids: registry, gitserver,
+// gitea, kube-apiserver, buildkitd, ... The returned function starts it again exactly as
+// env-up started it (command line, environment, folder, log), records its new PID where
+// env-up and later tests look, and waits until it answers. If the test ends without calling
+// it, a cleanup does, so a failing fault test never leaves the environment broken.
+func (e *Env) Kill(t testing.TB, name string) (restart func()) {
+	t.Helper()
+	if e.stateDir == "" {
+		t.Fatalf("testenv: %s names no SLIPWAY_ENV_DIR; restart the environment with `make env-down env-up`", envFile)
+	}
+	pidFile := filepath.Join(e.stateDir, "pids", name)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("testenv: no process %q in the environment: %v", name, err)
+	}
+	oldPID, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", pidFile, err)
+	}
+	proc := fmt.Sprintf("/proc/%d/", oldPID)
+	cmdline, err := os.ReadFile(proc + "cmdline")
+	if err != nil {
+		t.Fatalf("testenv: %s (PID %d) is not running: %v", name, oldPID, err)
+	}
+	environ, err := os.ReadFile(proc + "environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cwd, err := os.Readlink(proc + "cwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatalf("testenv: kill %s: %v", name, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(oldPID, 0) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %s (PID %d) did not die", name, oldPID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("testenv: killed %s (PID %d)", name, oldPID)
+
+	done := false
+	restart = func() {
+		t.Helper()
+		if done {
+			return
+		}
+		done = true
+		logFile, err := os.OpenFile(filepath.Join(e.stateDir, "logs", name+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logFile.Close()
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = strings.Split(strings.TrimRight(string(environ), "\x00"), "\x00")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = cwd, logFile, logFile
+		// Its own session: it must outlive this test binary, as env-up's processes do.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("testenv: restart %s: %v", name, err)
+		}
+		newPID := cmd.Process.Pid
+		_ = cmd.Process.Release()
+		if err := e.replacePID(name, oldPID, newPID); err != nil {
+			t.Fatalf("testenv: record the new PID of %s: %v", name, err)
+		}
+		if err := e.waitAnswers(name); err != nil {
+			t.Fatalf("testenv: %s restarted (PID %d) but does not answer: %v; see %s", name, newPID, err,
+				filepath.Join(e.stateDir, "logs", name+".log"))
+		}
+		t.Logf("testenv: restarted %s (PID %d)", name, newPID)
+	}
+	t.Cleanup(restart)
+	return restart
+}
+
+// replacePID records a restarted process's PID in pids/NAME and in testenv.env's
+// SLIPWAY_ENV_PIDS, by which env-up judges the environment alive.
+func (e *Env) replacePID(name string, oldPID, newPID int) error {
+	if err := os.WriteFile(filepath.Join(e.stateDir, "pids", name), []byte(strconv.Itoa(newPID)+"\n"), 0o644); err != nil {
+		return err
+	}
+	path := filepath.Join(e.Root, envFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if v, ok := strings.CutPrefix(l, "export SLIPWAY_ENV_PIDS="); ok {
+			pids := strings.Fields(strings.Trim(v, `"`))
+			for j, p := range pids {
+				if p == strconv.Itoa(oldPID) {
+					pids[j] = strconv.Itoa(newPID)
+				}
+			}
+			lines[i] = `export SLIPWAY_ENV_PIDS="` + strings.Join(pids, " ") + `"`
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// waitAnswers waits up to a minute for a restarted process to serve again.
+func (e *Env) waitAnswers(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var probe func() error
+	get := func(url string) func() error {
+		return func() error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode >= 500 {
+				return fmt.Errorf("%s answered %d", url, resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	switch name {
+	case "registry":
+		probe = get("http://" + e.Registry + "/v2/")
+	case "gitserver":
+		probe = get(e.GitURL + "/healthz")
+	case "gitea":
+		probe = get(e.GiteaURL + "/api/v1/version")
+	case "kube-apiserver":
+		cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		probe = func() error { return cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error() }
+	default:
+		return nil // no probe known: the caller waits for what it needs
+	}
+	var last error
+	for ctx.Err() == nil {
+		if last = probe(); last == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return last
+}
