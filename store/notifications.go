@@ -301,3 +301,34 @@ func (s *SQLite) PruneNotifications(ctx context.Context, before time.Time) (int6
 	}
 	return n, nil
 }
+
+// GetDriftEvent returns one drift event of the pipeline by id, or ErrNotFound (pruned).
+func (s *SQLite) GetDriftEvent(ctx context.Context, ref PipelineRef, id int64) (DriftEvent, error) {
+	e := DriftEvent{NewDriftEvent: NewDriftEvent{Pipeline: ref}}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		pid, err := pipelineID(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		o := &e.Object
+		var action string
+		var changed sql.NullInt64
+		var detected int64
+		err = tx.QueryRowContext(ctx, `
+			SELECT id, build_id, task, cluster, api_group, api_version, kind, namespace, name,
+				action, gone, patch, manager, changed_at, detected_at, error
+			FROM drift_events WHERE pipeline_id = $1 AND id = $2`, pid, id).Scan(&e.ID, &e.BuildID, &e.Task, &e.Cluster,
+			&o.Group, &o.Version, &o.Kind, &o.Namespace, &o.Name, &action, &e.Gone, &e.Patch, &e.Manager, &changed, &detected, &e.Error)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		e.Action = DriftAction(action)
+		e.ChangedAt = fromMicros(changed)
+		e.DetectedAt = fromMicros(sql.NullInt64{Int64: detected, Valid: true})
+		return err
+	})
+	if err != nil {
+		return DriftEvent{}, fmt.Errorf("drift event %d of %s: %w", id, ref, err)
+	}
+	return e, nil
+}
