@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,25 @@ func TestNotificationsErrorsNameFileLineField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s\ngot  %v\nwant %s", c.yaml, err, c.want)
 		}
+	}
+}
+
+// The example in docs/notifications.md is a valid slipway.yaml.
+func TestNotificationsDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/notifications.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/notifications.md has no yaml example")
+	}
+	c, err := Parse("notifications.md", []byte("dataDir: /d\n"+example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notifications.Targets) != 3 || c.ExternalURL != "https://slipway.example.com" {
+		t.Fatalf("%+v", c.Notifications)
 	}
 }
