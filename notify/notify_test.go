@@ -57,7 +57,9 @@ type fakeRecords struct {
 	revs  []store.Revision
 }
 
-func (f fakeRecords) GetRun(context.Context, store.PipelineRef, int64) (store.Run, error) { return f.run, nil }
+func (f fakeRecords) GetRun(context.Context, store.PipelineRef, int64) (store.Run, error) {
+	return f.run, nil
+}
 func (f fakeRecords) ListTasks(context.Context, store.PipelineRef, int64) ([]store.Task, error) {
 	return f.tasks, nil
 }
