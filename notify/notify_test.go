@@ -242,3 +242,76 @@ func quietLog() *logrus.Entry {
 	l.SetOutput(io.Discard)
 	return logrus.NewEntry(l)
 }
+
+// Drift and approvals go through the same outbox: a drift event of a revision that masks a
+// value reaches the target selecting drift.detected with the value masked in its patch; a
+// run waiting at a gate is approval.needed.
+func TestNotifierDriftAndApproval(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), store.WithNotifications())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recv := &receiver{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	key := []byte("k")
+	hook := func(name string, events ...string) Target {
+		return Target{Config: config.NotificationTarget{Name: name, Type: "webhook", Events: events},
+			Sender: &Webhook{URL: srv.URL, Key: key, Client: http.DefaultClient, Now: time.Now}}
+	}
+	n := New(Options{Queue: st, Records: st, Targets: []Target{hook("drift", config.EventDriftDetected), hook("gate", config.EventApprovalNeeded)},
+		Retry: config.NotificationRetry{InitialDelay: config.Duration{Duration: time.Second}, MaxDelay: config.Duration{Duration: time.Second}, MaxAttempts: 3},
+		Log:   quietLog()})
+	ref := store.PipelineRef{Repository: "shop", Name: "deploy"}
+	if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "abc", Trigger: store.TriggerPush}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: ref, BuildID: 1, Task: "web", Cluster: "prod", Kind: store.DeployYAML,
+		Objects: []byte("a: 1"), Masks: []string{"db-pa55word"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range [][2]store.RunStatus{{store.RunQueued, store.RunRunning}, {store.RunRunning, store.RunAwaitingApproval}} {
+		if _, err := st.TransitionRun(ctx, ref, 1, mv[0], mv[1], "waiting for approval of stage prod"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.RecordDriftEvent(ctx, store.NewDriftEvent{Pipeline: ref, BuildID: 1, Task: "web", Cluster: "prod",
+		Object: store.InventoryEntry{Version: "v1", Kind: "ConfigMap", Namespace: "shop", Name: "settings"}, Action: store.DriftReported,
+		Manager: "kubectl-edit", Patch: `[{"op":"replace","path":"/data/password","value":"db-pa55word"}]`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Dispatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range n.o.Targets {
+		if err := n.SendDue(ctx, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, headers := recv.received()
+	if len(got) != 2 {
+		t.Fatalf("%d deliveries, want 2", len(got))
+	}
+	events := map[string]Message{}
+	for i, b := range got {
+		var m Message
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		events[headers[i].Get(HeaderEvent)] = m
+		if strings.Contains(string(b), "db-pa55word") {
+			t.Errorf("the masked value shows: %s", b)
+		}
+	}
+	d, ok := events[config.EventDriftDetected]
+	if !ok || d.Drift == nil || d.Drift.Object != "ConfigMap shop/settings" || d.Drift.Manager != "kubectl-edit" || !strings.Contains(d.Drift.Patch, `"value":"***"`) {
+		t.Errorf("drift message %+v", d.Drift)
+	}
+	a, ok := events[config.EventApprovalNeeded]
+	if !ok || a.Run == nil || a.Run.Status != "awaiting_approval" || a.Run.Reason != "waiting for approval of stage prod" || a.Subject() != "[slipway] shop/deploy #1 waits for approval" {
+		t.Errorf("approval message %+v", a.Run)
+	}
+}
