@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/smtp"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayhq/slipway/notify"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -337,5 +341,72 @@ func checkNoLeak(t *testing.T, what, text string, leaks []string) {
 		if strings.Contains(text, l) {
 			t.Errorf("%s shows the secret (%q):\n%s", what, l, text)
 		}
+	}
+}
+
+// TestMailpitRequiresStartTLSAndAuth: the environment's SMTP server refuses mail sent in the
+// clear or without AUTH, so the notification test's mail proves Slipway used both; and
+// Slipway's mail sender fails, without sending, on a wrong password or an untrusted
+// certificate.
+func TestMailpitRequiresStartTLSAndAuth(t *testing.T) {
+	env := testenv.Get(t)
+	env.Mailpit(t)
+	host, _, _ := net.SplitHostPort(env.SMTPAddr)
+	try := func(starttls bool) error {
+		c, err := smtp.Dial(env.SMTPAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if starttls {
+			pem, err := os.ReadFile(env.SMTPCA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			if err := c.StartTLS(&tls.Config{ServerName: host, RootCAs: pool}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Mail("probe@example.com"); err != nil {
+			return err
+		}
+		return c.Rcpt("probe@example.com")
+	}
+	if err := try(false); err == nil {
+		t.Error("Mailpit took mail without STARTTLS")
+	}
+	if err := try(true); err == nil {
+		t.Error("Mailpit took mail without AUTH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pem, err := os.ReadFile(env.SMTPCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	msg := notify.Message{ID: "slipway-event-probe", Event: "run.succeeded", Repository: "r", Pipeline: "p", BuildID: 1, Time: time.Now(),
+		Run: &notify.Run{Status: "succeeded", Trigger: "push"}}
+	rcpt := fmt.Sprintf("probe-%d@example.com", time.Now().UnixNano())
+	for name, m := range map[string]*notify.Mail{
+		"wrong password":        {Address: env.SMTPAddr, Username: env.SMTPUser, Password: "wrong", RootCAs: pool},
+		"untrusted certificate": {Address: env.SMTPAddr, Username: env.SMTPUser, Password: env.SMTPPassword, RootCAs: x509.NewCertPool()},
+	} {
+		m.From, m.To = "slipway@example.com", []string{rcpt}
+		want := map[string]string{"wrong password": "smtp AUTH", "untrusted certificate": "smtp STARTTLS"}[name]
+		if err := m.Send(ctx, msg, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error at %s", name, err, want)
+		}
+	}
+	good := &notify.Mail{Address: env.SMTPAddr, Username: env.SMTPUser, Password: env.SMTPPassword, RootCAs: pool, From: "slipway@example.com", To: []string{rcpt}}
+	if err := good.Send(ctx, msg, nil); err != nil {
+		t.Fatalf("with STARTTLS and AUTH: %v", err)
+	}
+	mails, err := env.Mailpit(t).Search(ctx, "to:"+rcpt)
+	if err != nil || len(mails) != 1 || mails[0].Subject != "[slipway] r/p #1 succeeded" {
+		t.Fatalf("mails to %s: %+v %v", rcpt, mails, err)
 	}
 }
