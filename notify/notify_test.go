@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -313,5 +314,42 @@ func TestNotifierDriftAndApproval(t *testing.T) {
 	a, ok := events[config.EventApprovalNeeded]
 	if !ok || a.Run == nil || a.Run.Status != "awaiting_approval" || a.Run.Reason != "waiting for approval of stage prod" || a.Subject() != "[slipway] shop/deploy #1 waits for approval" {
 		t.Errorf("approval message %+v", a.Run)
+	}
+}
+
+// Targets' secret files are read at start: a missing or empty one, or a Slack file that
+// holds no URL, is an error naming the target and the file, never the content.
+func TestNewSenderReadsSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key, empty, notURL, slackURL := write("key", "k3y\n"), write("empty", "\n"), write("nourl", "hunter2-not-a-url"), write("slack", "https://hooks.example.com/services/T/B/x\n")
+	for _, c := range []struct {
+		target config.NotificationTarget
+		want   string
+	}{
+		{config.NotificationTarget{Name: "h", Type: "webhook", URL: "https://x", SecretFile: filepath.Join(dir, "missing")}, "notification target h: secretFile: open " + filepath.Join(dir, "missing")},
+		{config.NotificationTarget{Name: "h", Type: "webhook", URL: "https://x", SecretFile: empty}, "notification target h: secretFile: " + empty + " is empty"},
+		{config.NotificationTarget{Name: "s", Type: "slack", URLFile: notURL}, "notification target s: urlFile " + notURL + " does not hold an http(s) URL"},
+		{config.NotificationTarget{Name: "m", Type: "email", SMTP: &config.SMTP{Address: "h:587", UsernameFile: key, PasswordFile: filepath.Join(dir, "nopw")}}, "notification target m: smtp.passwordFile: open"},
+		{config.NotificationTarget{Name: "m", Type: "email", SMTP: &config.SMTP{Address: "h:587", CAFile: key}}, "notification target m: smtp.caFile " + key + " holds no PEM certificate"},
+	} {
+		_, err := NewSender(c.target, http.DefaultClient, time.Now)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v, want %q", c.target.Name, err, c.want)
+		}
+	}
+	s, err := NewSender(config.NotificationTarget{Name: "h", Type: "webhook", URL: "https://x", SecretFile: key}, http.DefaultClient, time.Now)
+	if err != nil || string(s.(*Webhook).Key) != "k3y" {
+		t.Fatalf("webhook key: %v", err)
+	}
+	s, err = NewSender(config.NotificationTarget{Name: "s", Type: "slack", URLFile: slackURL}, http.DefaultClient, time.Now)
+	if err != nil || s.(*Slack).URL != "https://hooks.example.com/services/T/B/x" {
+		t.Fatalf("slack URL: %v", err)
 	}
 }
