@@ -69,7 +69,7 @@ type Drift struct {
 }
 
 // RunPath is where the web UI shows a run, under externalURL.
-const RunPath = "/runs/%s/%s/%d"
+const RunPath = "/ui/p/%s/%s/runs/%d"
 
 // RunURL is the link to a run's page; "" without externalURL.
 func RunURL(externalURL string, ref store.PipelineRef, buildID int64) string {

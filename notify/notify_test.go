@@ -86,7 +86,7 @@ func TestBuildRunMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Event != config.EventRunRolledBack || m.Run.URL != "https://slipway.example.com/runs/jack-2048/web/7" || m.Run.DurationSeconds != 90 || m.ID != "slipway-event-3" {
+	if m.Event != config.EventRunRolledBack || m.Run.URL != "https://slipway.example.com/ui/p/jack-2048/web/runs/7" || m.Run.DurationSeconds != 90 || m.ID != "slipway-event-3" {
 		t.Fatalf("message %+v %+v", m, m.Run)
 	}
 	body, _ := json.Marshal(m)
@@ -98,7 +98,7 @@ func TestBuildRunMessage(t *testing.T) {
 	}
 	for _, want := range []string{"[slipway] jack-2048/web #7 rolled back (failed)", "BUILD_ID:  7", "Commit:    8edaa352c8fc (master)",
 		"Duration:  1m30s", "tasks.image.digest=sha256:abc", "tasks.image.token=x *** y", "deploy/deploy: failed (health)",
-		"Run:       https://slipway.example.com/runs/jack-2048/web/7"} {
+		"Run:       https://slipway.example.com/ui/p/jack-2048/web/runs/7"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
 		}

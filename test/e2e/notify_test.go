@@ -275,7 +275,7 @@ notifications:
 			t.Fatal(err)
 		}
 		seen[m.BuildID] = true
-		wantURL := fmt.Sprintf("http://slipway.test/runs/%s/notified/%d", repoName, m.BuildID)
+		wantURL := fmt.Sprintf("http://slipway.test/ui/p/%s/notified/runs/%d", repoName, m.BuildID)
 		if m.Event != "run.succeeded" || m.Repository != repoName || m.Run.Status != "succeeded" || len(m.Run.Commit) != 40 ||
 			m.Run.URL != wantURL || m.Run.DurationSeconds <= 0 || len(m.Run.Tasks) != 1 ||
 			m.Run.Tasks[0].Outputs["VERSION"] != fmt.Sprintf("1.0.%d", m.BuildID) || m.Run.Tasks[0].Outputs["ECHO"] != "token *** here" {
@@ -318,7 +318,7 @@ notifications:
 			t.Fatalf("subject %q", m.Subject)
 		}
 		for _, want := range []string{"Status:    succeeded", fmt.Sprintf("BUILD_ID:  %d", id), fmt.Sprintf("tasks.build.VERSION=1.0.%d", id),
-			"tasks.build.ECHO=token *** here", fmt.Sprintf("Run:       http://slipway.test/runs/%s/notified/%d", repoName, id), "Duration:"} {
+			"tasks.build.ECHO=token *** here", fmt.Sprintf("Run:       http://slipway.test/ui/p/%s/notified/runs/%d", repoName, id), "Duration:"} {
 			if !strings.Contains(m.Text, want) {
 				t.Errorf("mail %q lacks %q:\n%s", m.Subject, want, m.Text)
 			}
