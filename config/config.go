@@ -22,23 +22,25 @@ import (
 
 // Config is slipway.yaml.
 type Config struct {
-	Listen            string       `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
-	DataDir           string       `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
-	APITokenFile      string       `yaml:"apiTokenFile,omitempty" doc:"File holding one bearer token for the HTTP API: the identity api-token with role admin. Unset (and no apiTokensFile): the API refuses every call; webhooks still work."`
-	APITokensFile     string       `yaml:"apiTokensFile,omitempty" doc:"YAML file of the API's identities: name, tokenSHA256, roles, repositories (see docs/operations.md)."`
-	Store             string       `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
-	StorePasswordFile string       `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
-	StoreKeyFiles     []string     `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
-	Repositories      []Repository `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
-	Clusters          []Cluster    `yaml:"clusters,omitempty" doc:"Kubernetes clusters pipelines may deploy to, by name."`
-	Registry          Registry     `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
-	Charts            Charts       `yaml:"charts,omitempty" doc:"Where charts are published."`
-	Builder           Builder      `yaml:"builder,omitempty" doc:"How images are built."`
-	Executor          Executor     `yaml:"executor,omitempty" doc:"Where script tasks run."`
-	Policy            Policy       `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
-	Runs              Runs         `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
-	Webhooks          Webhooks     `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
-	Retention         Retention    `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
+	Listen            string        `yaml:"listen,omitempty" default:":8080" doc:"Address the HTTP API, UI and webhooks listen on, host:port."`
+	DataDir           string        `yaml:"dataDir" required:"true" doc:"Folder for Git mirrors, workspaces and logs."`
+	APITokenFile      string        `yaml:"apiTokenFile,omitempty" doc:"File holding one bearer token for the HTTP API: the identity api-token with role admin. Unset (and no apiTokensFile): the API refuses every call; webhooks still work."`
+	APITokensFile     string        `yaml:"apiTokensFile,omitempty" doc:"YAML file of the API's identities: name, tokenSHA256, roles, repositories (see docs/operations.md)."`
+	Store             string        `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
+	StorePasswordFile string        `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
+	StoreKeyFiles     []string      `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
+	Repositories      []Repository  `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
+	Clusters          []Cluster     `yaml:"clusters,omitempty" doc:"Kubernetes clusters pipelines may deploy to, by name."`
+	Registry          Registry      `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
+	Charts            Charts        `yaml:"charts,omitempty" doc:"Where charts are published."`
+	Builder           Builder       `yaml:"builder,omitempty" doc:"How images are built."`
+	Executor          Executor      `yaml:"executor,omitempty" doc:"Where script tasks run."`
+	Policy            Policy        `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
+	Runs              Runs          `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
+	Webhooks          Webhooks      `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
+	Retention         Retention     `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
+	ExternalURL       string        `yaml:"externalURL,omitempty" doc:"The address people reach this daemon at, such as https://slipway.example.com; notifications link to run pages under it."`
+	Notifications     Notifications `yaml:"notifications,omitempty" doc:"Who is told about finished runs, approvals waiting and drift, and how (docs/notifications.md)."`
 
 	File      string               `yaml:"-"`
 	Positions yamlstrict.Positions `yaml:"-"`
@@ -403,6 +405,7 @@ func (c *Config) resolve(dir string) {
 	for i := range c.Clusters {
 		abs(&c.Clusters[i].Kubeconfig)
 	}
+	c.resolveNotifications(abs)
 	if c.Store == "" {
 		c.Store = "sqlite://" + filepath.Join(c.DataDir, "slipway.db")
 	}

@@ -104,7 +104,10 @@ func validate(c *Config, r diag.Reporter) {
 		}
 	}
 	k.executor(clusters)
+	k.notifications()
 }
+
+func splitHostPort(addr string) (host, port string, err error) { return net.SplitHostPort(addr) }
 
 // executor checks where script tasks run: every executor written can run, and the default
 // names one of them.

@@ -68,7 +68,13 @@ func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry, opt
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.Store, append([]store.Option{store.WithKeyring(keys)}, opts...)...)
+	base := []store.Option{store.WithKeyring(keys)}
+	if len(cfg.Notifications.Targets) > 0 {
+		// Every process that changes runs (the daemon, `slipway run`, `slipway rollback`)
+		// writes the outbox; the daemon's notifier sends it.
+		base = append(base, store.WithNotifications())
+	}
+	st, err := store.Open(ctx, cfg.Store, append(base, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}

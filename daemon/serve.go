@@ -148,6 +148,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branches: r.BranchPatterns()}
 		}
 	}
+	notifier, stopNotifier, err := d.newNotifier(log.WithField("component", "notify"))
+	if err != nil {
+		return err
+	}
+	defer stopNotifier()
 	users, err := APIUsers(d.Config)
 	if err != nil {
 		return err
@@ -187,6 +192,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	goRun(hw.Run)
 	goRun(ret.Run)
 	goRun(previews.Run)
+	if notifier != nil {
+		goRun(notifier.Run)
+	}
 	goRun(func(ctx context.Context) {
 		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
 			log.WithError(err).Error("scheduler")

@@ -107,6 +107,20 @@ build_buildkit() {
   done
 }
 
+# Mailpit is the environment's SMTP server (STARTTLS and auth) with an HTTP API to read the
+# mails notifications send.
+build_mailpit() {
+  local out; out=$(tool_dir mailpit "$MAILPIT_VERSION")
+  [ -x "$out/mailpit" ] && return 0
+  log "building mailpit $MAILPIT_VERSION"
+  local src="$SLIPWAY_CACHE_DIR/src/mailpit-$MAILPIT_VERSION"
+  wrapper_module "$src" "github.com/axllent/mailpit@$MAILPIT_VERSION" github.com/axllent/mailpit
+  tidy "$src"
+  (cd "$src" && CGO_ENABLED=0 go build -ldflags "-X github.com/axllent/mailpit/config.Version=$MAILPIT_VERSION" \
+    -o "$out/mailpit.tmp" github.com/axllent/mailpit)
+  mv "$out/mailpit.tmp" "$out/mailpit"
+}
+
 build_gitea() {
   local out; out=$(tool_dir gitea "$GITEA_VERSION")
   [ -x "$out/gitea" ] && [ -d "$out/static/templates" ] && return 0
@@ -136,10 +150,10 @@ build_gitea() {
 }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(etcd kube kwok buildkit gitea)
+[ ${#tools[@]} -gt 0 ] || tools=(etcd kube kwok buildkit gitea mailpit)
 for t in "${tools[@]}"; do
   case $t in
-    etcd) build_etcd ;; kube) build_kube ;; kwok) build_kwok ;; buildkit) build_buildkit ;; gitea) build_gitea ;;
-    *) die "unknown tool $t (etcd, kube, kwok, buildkit, gitea)" ;;
+    etcd) build_etcd ;; kube) build_kube ;; kwok) build_kwok ;; buildkit) build_buildkit ;; gitea) build_gitea ;; mailpit) build_mailpit ;;
+    *) die "unknown tool $t (etcd, kube, kwok, buildkit, gitea, mailpit)" ;;
   esac
 done

@@ -7,7 +7,8 @@
 #   - buildkitd;
 #   - one real node: containerd and a kubelet that run containers for real, tainted so only
 #     pods that tolerate it land there (hack/realnode.sh);
-#   - a Gitea forge (pull requests, reviews, webhooks) with an admin user and API token.
+#   - a Gitea forge (pull requests, reviews, webhooks) with an admin user and API token;
+#   - Mailpit: an SMTP server that requires STARTTLS and AUTH, whose HTTP API shows the mail.
 # Writes .slipway/testenv.env (shell-sourceable). Reuses a healthy running environment.
 set -euo pipefail
 HACK=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +22,7 @@ mkdir -p "$ROOT/.slipway"
 BASE=${SLIPWAY_ENV_PORT_BASE:-17400}
 ETCD_PORT=$((BASE + 1)) ETCD_PEER_PORT=$((BASE + 2)) API_PORT=$((BASE + 3))
 REG_PORT=$((BASE + 5)) REG_AUTH_PORT=$((BASE + 6)) GIT_PORT=$((BASE + 7)) BUILDKIT_PORT=$((BASE + 8))
-GITEA_PORT=$((BASE + 9))
+GITEA_PORT=$((BASE + 9)) SMTP_PORT=$((BASE + 12)) MAILPIT_PORT=$((BASE + 13))
 
 # alive reports whether every recorded process of the environment still runs.
 alive() {
@@ -44,6 +45,7 @@ healthy() {
       "https://127.0.0.1:$SLIPWAY_API_PORT/readyz" >/dev/null || exit 1
     curl -s --max-time 3 -o /dev/null "http://$SLIPWAY_REGISTRY/v2/" || exit 1
     curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
+    curl -sf --max-time 3 -o /dev/null "$SLIPWAY_MAILPIT_URL/api/v1/info" || exit 1
     [ -n "$SLIPWAY_REAL_NODE_HEALTHZ" ] && curl -sf --max-time 3 -o /dev/null "$SLIPWAY_REAL_NODE_HEALTHZ" || exit 1
   )
 }
@@ -236,6 +238,27 @@ start_git() {
   wait_for gitserver 30 curl -sf -u "$GIT_USER:$GIT_PASSWORD" "http://127.0.0.1:$GIT_PORT/healthz"
 }
 
+# start_mailpit runs Mailpit with a certificate from the environment's CA for 127.0.0.1 and
+# one SMTP user, requiring STARTTLS, so mail is only ever sent encrypted and authenticated.
+start_mailpit() {
+  local mp; mp=$(tool_dir mailpit "$MAILPIT_VERSION")
+  [ -x "$mp/mailpit" ] || die "mailpit $MAILPIT_VERSION is not built; run hack/build-tools.sh mailpit"
+  local pki="$STATE/pki"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=mailpit" \
+    -keyout "$pki/smtp.key" -out "$pki/smtp.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$pki/smtp.ext"
+  openssl x509 -req -in "$pki/smtp.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/smtp.ext" -out "$pki/smtp.crt" 2>/dev/null
+  SMTP_USER=slipway SMTP_PASSWORD=$(openssl rand -hex 12)
+  htpasswd -Bbn "$SMTP_USER" "$SMTP_PASSWORD" >"$STATE/smtp-auth" 2>/dev/null
+  mkdir -p "$STATE/mailpit"
+  start mailpit "$mp/mailpit" --database "$STATE/mailpit/mailpit.db" \
+    --smtp "127.0.0.1:$SMTP_PORT" --listen "127.0.0.1:$MAILPIT_PORT" \
+    --smtp-tls-cert "$pki/smtp.crt" --smtp-tls-key "$pki/smtp.key" --smtp-require-starttls \
+    --smtp-auth-file "$STATE/smtp-auth" --smtp-disable-rdns --quiet
+  wait_for mailpit 30 curl -sf "http://127.0.0.1:$MAILPIT_PORT/api/v1/info"
+}
+
 start_buildkit() {
   cat >"$STATE/buildkitd.toml" <<TOML
 root = "$STATE/buildkit"
@@ -403,6 +426,11 @@ export SLIPWAY_GITEA_URL=http://127.0.0.1:$GITEA_PORT
 export SLIPWAY_GITEA_USER=$GITEA_ADMIN
 export SLIPWAY_GITEA_PASSWORD=$GITEA_PASSWORD
 export SLIPWAY_GITEA_TOKEN=$GITEA_TOKEN
+export SLIPWAY_SMTP_ADDR=127.0.0.1:$SMTP_PORT
+export SLIPWAY_SMTP_USER=$SMTP_USER
+export SLIPWAY_SMTP_PASSWORD=$SMTP_PASSWORD
+export SLIPWAY_SMTP_CA=$STATE/pki/ca.crt
+export SLIPWAY_MAILPIT_URL=http://127.0.0.1:$MAILPIT_PORT
 export BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
 export SLIPWAY_BASE_IMAGE=127.0.0.1:$REG_PORT/base/busybox:1
 export SLIPWAY_KUBECTL=$kube/kubectl
@@ -448,7 +476,7 @@ main() {
   local p
   realnode_vars
   for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT $GITEA_PORT \
-    $KUBELET_PORT $KUBELET_HEALTHZ_PORT; do
+    $SMTP_PORT $MAILPIT_PORT $KUBELET_PORT $KUBELET_HEALTHZ_PORT; do
     port_free "$p" || die "port $p is in use; set SLIPWAY_ENV_PORT_BASE to another base (now $BASE)"
   done
   local started=$SECONDS
@@ -467,6 +495,7 @@ main() {
   start_real_node
   start_git
   start_buildkit
+  start_mailpit
   wait "$GITEA_SETUP_PID"
   GITEA_SETUP_PID=
   PIDS+=("$(cat "$STATE/pids/gitea")")

@@ -138,12 +138,15 @@ func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEv
 			return err
 		}
 		o := e.Object
-		return tx.QueryRowContext(ctx, `
+		if err := tx.QueryRowContext(ctx, `
 			INSERT INTO drift_events (pipeline_id, build_id, task, cluster, api_group, api_version, kind, namespace, name,
 				action, gone, patch, manager, changed_at, detected_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
 			pid, e.BuildID, e.Task, e.Cluster, o.Group, o.Version, o.Kind, o.Namespace, o.Name,
-			string(e.Action), e.Gone, e.Patch, e.Manager, changed, toMicros(e.DetectedAt), e.Error).Scan(&id)
+			string(e.Action), e.Gone, e.Patch, e.Manager, changed, toMicros(e.DetectedAt), e.Error).Scan(&id); err != nil {
+			return err
+		}
+		return s.enqueueDrift(ctx, tx, pid, e.BuildID, id, e.Action)
 	})
 	if err != nil {
 		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)

@@ -54,6 +54,9 @@ func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 			return err
 		}
 		for _, id := range ids {
+			if err := s.enqueueRun(ctx, tx, id, RunFailed); err != nil {
+				return err
+			}
 			r, err := scanRun(tx.QueryRowContext(ctx, `
 				SELECT `+runColumns+` FROM runs r JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = $1`, id))
 			if err != nil {

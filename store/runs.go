@@ -183,6 +183,9 @@ func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int
 			}
 			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
 		}
+		if err := s.enqueueRun(ctx, tx, id, to); err != nil {
+			return err
+		}
 		run, err = getRun(ctx, tx, ref, buildID)
 		return err
 	})

@@ -170,6 +170,8 @@ type options struct {
 	now         func() time.Time
 	keyring     *Keyring // nil: revision payloads are kept in plaintext
 	changes     ChangeSink
+	// notifications: keep the outbox (WithNotifications).
+	notifications bool
 }
 
 func defaultOptions() options {

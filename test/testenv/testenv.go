@@ -55,6 +55,12 @@ type Env struct {
 	GiteaPassword string
 	GiteaToken    string // an API token of the admin, scope "all"
 
+	SMTPAddr     string // Mailpit's SMTP server, host:port; STARTTLS and AUTH required
+	SMTPUser     string
+	SMTPPassword string
+	SMTPCA       string // the CA file that signed its certificate
+	MailpitURL   string // Mailpit's HTTP API (under /api/v1)
+
 	BuildkitHost string
 	Buildctl     string // buildctl of buildkitd's version
 	Kubectl      string // kubectl of the control plane's version
@@ -238,6 +244,11 @@ func Load(root string) (*Env, error) {
 		GiteaUser:         vars["SLIPWAY_GITEA_USER"],
 		GiteaPassword:     vars["SLIPWAY_GITEA_PASSWORD"],
 		GiteaToken:        vars["SLIPWAY_GITEA_TOKEN"],
+		SMTPAddr:          vars["SLIPWAY_SMTP_ADDR"],
+		SMTPUser:          vars["SLIPWAY_SMTP_USER"],
+		SMTPPassword:      vars["SLIPWAY_SMTP_PASSWORD"],
+		SMTPCA:            vars["SLIPWAY_SMTP_CA"],
+		MailpitURL:        vars["SLIPWAY_MAILPIT_URL"],
 		BuildkitHost:      vars["BUILDKIT_HOST"],
 		Buildctl:          vars["SLIPWAY_BUILDCTL"],
 		Kubectl:           vars["SLIPWAY_KUBECTL"],
