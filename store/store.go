@@ -169,6 +169,7 @@ type options struct {
 	busyTimeout time.Duration
 	now         func() time.Time
 	keyring     *Keyring // nil: revision payloads are kept in plaintext
+	password    string   // PostgreSQL: the password, when the DSN has none
 	changes     ChangeSink
 	// notifications: keep the outbox (WithNotifications).
 	notifications bool
@@ -190,6 +191,10 @@ func WithLogLineCap(n int) Option { return func(o *options) { o.logLineCap = n }
 
 // WithBusyTimeout sets how long a write waits for another process's write lock.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
+
+// WithPassword gives a PostgreSQL store the password to log in with (storePasswordFile's
+// content), so the DSN in slipway.yaml need not hold it. SQLite ignores it.
+func WithPassword(password string) Option { return func(o *options) { o.password = password } }
 
 // WithClock replaces time.Now for the times the store records.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

@@ -70,8 +70,13 @@ type Env struct {
 	// RealNodeTaint keeps other pods off it, as key=value:Effect. Use RealNode.
 	RealNodeName  string
 	RealNodeTaint string
-	pids          string
-	stateDir      string // .slipway/env: pids/, logs/
+
+	// PostgresURL is a database on the environment's PostgreSQL the tests may use, as
+	// its superuser (so tests can make a schema or database each).
+	PostgresURL string
+
+	pids     string
+	stateDir string // .slipway/env: pids/, logs/
 }
 
 // howToGet is appended to every failure to reach the environment, so nobody has to guess.
@@ -255,13 +260,33 @@ func Load(root string) (*Env, error) {
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
 		RealNodeName:      vars["SLIPWAY_REAL_NODE"],
 		RealNodeTaint:     vars["SLIPWAY_REAL_NODE_TAINT"],
+		PostgresURL:       vars["SLIPWAY_POSTGRES_URL"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
 		stateDir:          vars["SLIPWAY_ENV_DIR"],
 	}
-	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" {
+	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" || env.PostgresURL == "" {
 		return nil, fmt.Errorf("%s is incomplete", envFile)
 	}
 	return env, nil
+}
+
+// PostgresURL returns the environment's PostgreSQL test database (SLIPWAY_POSTGRES_URL, from
+// the process environment or .slipway/testenv.env), failing the test with directions when
+// there is none. Unlike Get it needs no TestMain: unit tests of the store use it.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if url := os.Getenv("SLIPWAY_POSTGRES_URL"); url != "" {
+		return url
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	env, err := Load(root)
+	if err != nil {
+		t.Fatalf("testenv: no PostgreSQL: %v; %s", err, howToGet)
+	}
+	return env.PostgresURL
 }
 
 // repoRoot finds the module root above the working directory (tests run in their package).
