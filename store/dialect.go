@@ -27,6 +27,13 @@ type dialect interface {
 	// statement, makes processes migrating one database at once take turns.
 	migrationTx() *sql.TxOptions
 	lockMigrations(ctx context.Context, tx *sql.Tx) error
+	// transactionalDDL reports whether schema changes roll back with their transaction,
+	// so that all pending migrations can run in one.
+	transactionalDDL() bool
+	// tables lists the store's tables; afterCopy runs after Copy wrote the destination
+	// (row ids were copied, so the engine's own counters must be moved past them).
+	tables(ctx context.Context, tx *sql.Tx) ([]string, error)
+	afterCopy(ctx context.Context, tx *sql.Tx, tables []string) error
 	// afterRewrite runs after payloads were rewritten in place (re-encrypted), to drop
 	// the old bytes the engine may still hold.
 	afterRewrite(ctx context.Context, db *sql.DB) error
@@ -62,11 +69,40 @@ func (sqliteDialect) migrationTx() *sql.TxOptions { return nil }
 
 func (sqliteDialect) lockMigrations(context.Context, *sql.Tx) error { return nil }
 
+// SQLite's DDL is transactional too, but the migrations that rebuild a table must switch
+// foreign keys off outside any transaction (foreignKeysOff), so each runs on its own.
+func (sqliteDialect) transactionalDDL() bool { return false }
+
 // The replaced payloads' pages were zeroed as they were freed (secure_delete), but the WAL
 // still holds earlier images of them until it is checkpointed and cut.
 func (sqliteDialect) afterRewrite(ctx context.Context, db *sql.DB) error {
 	_, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	return err
+}
+
+func (sqliteDialect) tables(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	return queryStrings(ctx, tx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+}
+
+// An INTEGER PRIMARY KEY hands out MAX(id)+1: nothing to move.
+func (sqliteDialect) afterCopy(context.Context, *sql.Tx, []string) error { return nil }
+
+// queryStrings returns the one text column of query's rows.
+func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 func isBusy(err error) bool {

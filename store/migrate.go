@@ -86,6 +86,26 @@ func (s *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
+	if s.dialect.transactionalDDL() {
+		// All pending migrations in one transaction: on an engine whose DDL is
+		// transactional each is still applied and recorded or not at all, and a new
+		// database is made in one commit instead of one per migration.
+		err := s.writeWith(ctx, s.dialect.migrationTx(), func(tx *sql.Tx) error {
+			if err := s.dialect.lockMigrations(ctx, tx); err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if err := s.applyMigration(ctx, tx, m); err != nil {
+					return fmt.Errorf("migration %s: %w", m.name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return s.checkNoNewerSchema(ctx, ms[len(ms)-1].version)
+	}
 	for _, m := range ms {
 		if err := s.applyMigrationFile(ctx, m); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)

@@ -114,6 +114,35 @@ func (postgresDialect) lockMigrations(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
+func (postgresDialect) transactionalDDL() bool { return true }
+
+func (postgresDialect) tables(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	return queryStrings(ctx, tx, `SELECT table_name::text FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
+}
+
+// The copied rows kept their ids; each identity column's sequence must continue past them.
+func (postgresDialect) afterCopy(ctx context.Context, tx *sql.Tx, tables []string) error {
+	for _, t := range tables {
+		// Asked only of tables with an id column: for others the function fails, and the
+		// failure would abort the transaction.
+		var seq sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT pg_get_serial_sequence(quote_ident(table_name), 'id')
+			FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'id'`, t).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && !seq.Valid) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT setval($1, COALESCE((SELECT MAX(id) FROM `+t+`), 0) + 1, false)`, seq.String); err != nil {
+			return fmt.Errorf("move the id sequence of %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // The rewritten rows' old versions stay in the table's pages until VACUUM reclaims them;
 // do it now rather than when autovacuum gets round to it.
 func (postgresDialect) afterRewrite(ctx context.Context, db *sql.DB) error {
