@@ -2,11 +2,7 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +60,7 @@ func openTest(t testing.TB, opts ...Option) (*DB, string) {
 func freshLoc(t testing.TB) string {
 	t.Helper()
 	if onPostgres() {
-		return postgresSchema(t)
+		return testenv.PostgresSchema(t)
 	}
 	return filepath.Join(t.TempDir(), "slipway.db")
 }
@@ -92,40 +88,6 @@ func backendName() string {
 		return "PostgreSQL"
 	}
 	return "SQLite"
-}
-
-// postgresSchema makes an empty schema in the environment's test database, dropped when
-// the test ends, and returns a DSN whose connections work in it.
-func postgresSchema(t testing.TB) string {
-	t.Helper()
-	base := testenv.PostgresURL(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(testCtx(t), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("PostgreSQL at SLIPWAY_POSTGRES_URL: %v (start it with `make env-up`)", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("SLIPWAY_POSTGRES_URL does not parse: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func testCtx(t testing.TB) context.Context {

@@ -16,6 +16,16 @@ import (
 //	postgres://USER@HOST:PORT/DATABASE     PostgreSQL (postgresql:// too); the password
 //	                                       from WithPassword, the DSN or ~/.pgpass
 func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
+	s, err := OpenDB(ctx, dsn, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenDB is Open returning the store itself, for what needs more than the Store
+// interface (Copy).
+func OpenDB(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
@@ -26,17 +36,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
 	}
 	switch kind {
 	case "sqlite":
-		s, err := openSQLiteRetrying(ctx, path, o)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+		return openSQLiteRetrying(ctx, path, o)
 	default: // "postgres"
-		s, err := openPostgres(ctx, dsn, o)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+		return openPostgres(ctx, dsn, o)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipwayhq/slipway/test/testenv"
 )
 
 func TestParseDSN(t *testing.T) {
@@ -57,7 +59,7 @@ func TestOpenPostgres(t *testing.T) {
 	if !onPostgres() {
 		t.Skip("runs in the PostgreSQL pass")
 	}
-	dsn, err := url.Parse(postgresSchema(t))
+	dsn, err := url.Parse(testenv.PostgresSchema(t))
 	if err != nil {
 		t.Fatal(err)
 	}

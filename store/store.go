@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -195,6 +198,20 @@ func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyT
 // WithPassword gives a PostgreSQL store the password to log in with (storePasswordFile's
 // content), so the DSN in slipway.yaml need not hold it. SQLite ignores it.
 func WithPassword(password string) Option { return func(o *options) { o.password = password } }
+
+// ReadPasswordFile reads a PostgreSQL password file (storePasswordFile): its content
+// without the trailing newline.
+func ReadPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return pw, nil
+}
 
 // WithClock replaces time.Now for the times the store records.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

@@ -13,9 +13,9 @@ import (
 func newStoreCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
-		Short: "Maintain the store: re-encrypt revisions after a key rotation",
+		Short: "Maintain the store: re-encrypt revisions after a key rotation, copy it to another database",
 	}
-	cmd.AddCommand(newStoreReencryptCommand())
+	cmd.AddCommand(newStoreReencryptCommand(), newStoreMigrateCommand())
 	return cmd
 }
 
@@ -56,4 +56,72 @@ func newStoreReencryptCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
 	return cmd
+}
+
+func newStoreMigrateCommand() *cobra.Command {
+	var from, to, fromPassword, toPassword string
+	cmd := &cobra.Command{
+		Use:   "migrate --from DSN --to DSN",
+		Short: "Copy an installation's store into another, empty one (SQLite to PostgreSQL, or back)",
+		Long: "Copies every table of the store at --from into the empty store at --to (created and " +
+			"migrated if new): runs, logs, revisions (encrypted ones as they are: keep the same " +
+			"storeKeyFiles), drift events, the audit log and the BUILD_ID counters, which continue. " +
+			"It reads one snapshot of the source and writes the destination in one transaction, so " +
+			"the destination holds the whole copy or nothing. Stop the daemon first: what it writes " +
+			"after the snapshot is not copied. Passwords come from --from-password-file and " +
+			"--to-password-file, PGPASSWORD or ~/.pgpass, never the command line. See docs/store.md.",
+		Example: "  slipway store migrate --from sqlite:///var/lib/slipway/slipway.db \\\n" +
+			"    --to postgres://slipway@db.internal:5432/slipway --to-password-file /etc/slipway/db.password",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			src, err := openForCopy(ctx, "--from", from, fromPassword)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			dst, err := openForCopy(ctx, "--to", to, toPassword)
+			if err != nil {
+				return err
+			}
+			defer dst.Close()
+			res, err := store.Copy(ctx, src, dst)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			var total int64
+			for _, t := range res.Tables {
+				fmt.Fprintf(out, "%-20s %8d rows\n", t.Name, t.Rows)
+				total += t.Rows
+			}
+			fmt.Fprintf(out, "copied %d rows; set store: in slipway.yaml to the new DSN and start the daemon\n", total)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "DSN of the store to copy (sqlite:///PATH or postgres://USER@HOST/DB)")
+	cmd.Flags().StringVar(&to, "to", "", "DSN of the empty store to copy into")
+	cmd.Flags().StringVar(&fromPassword, "from-password-file", "", "file holding the --from PostgreSQL password")
+	cmd.Flags().StringVar(&toPassword, "to-password-file", "", "file holding the --to PostgreSQL password")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// openForCopy opens one side of `store migrate`; the DSN is named by its flag only, as it
+// may hold a password.
+func openForCopy(ctx context.Context, flag, dsn, passwordFile string) (*store.DB, error) {
+	var opts []store.Option
+	if passwordFile != "" {
+		pw, err := store.ReadPasswordFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s-password-file: %w", flag, err)
+		}
+		opts = append(opts, store.WithPassword(pw))
+	}
+	s, err := store.OpenDB(ctx, dsn, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return s, nil
 }

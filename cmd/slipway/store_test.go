@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/slipwayhq/slipway/daemon"
 	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/test/testenv"
 )
 
 func writeKey(t *testing.T, path string) string {
@@ -135,5 +137,95 @@ func TestStoreKeyDefaultAndErrors(t *testing.T) {
 	_, err = openWith(t, dir, "new.key", "short.key")
 	if err == nil || !strings.Contains(err.Error(), "slipway.yaml:2:26: storeKeyFiles[1]") || !strings.Contains(err.Error(), "openssl rand -base64 32") {
 		t.Errorf("short key file: %v", err)
+	}
+}
+
+// `slipway store migrate` copies a SQLite installation into PostgreSQL (the environment's,
+// from `make env-up`); the copy carries on from the last BUILD_ID, and a second copy into
+// the now full store is refused.
+func TestStoreMigrateSQLiteToPostgres(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "slipway.db")
+	src, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := src.CreateRun(ctx, store.NewRun{Pipeline: rotated, Trigger: store.TriggerPush}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The password from a file, as the docs say, not on the command line.
+	dsn, err := url.Parse(testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := dsn.User.Password()
+	dsn.User = url.User(dsn.User.Username())
+	pwFile := writeFile(t, t.TempDir(), "db.password", password+"\n")
+
+	args := []string{"store", "migrate", "--from", "sqlite://" + path, "--to", dsn.String(), "--to-password-file", pwFile}
+	stdout, _, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("store migrate: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(stdout, "runs                        3 rows") || strings.Contains(stdout, password) {
+		t.Fatalf("store migrate printed:\n%s", stdout)
+	}
+
+	pw, err := store.ReadPasswordFile(pwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := store.Open(ctx, dsn.String(), store.WithPassword(pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if r, err := dst.CreateRun(ctx, store.NewRun{Pipeline: rotated, Trigger: store.TriggerManual}); err != nil || r.BuildID != 4 {
+		t.Fatalf("first run on the copy: BUILD_ID %d, %v; want 4", r.BuildID, err)
+	}
+	if _, _, err := run(t, args...); !errors.Is(err, store.ErrDestinationNotEmpty) {
+		t.Fatalf("a second migrate into the same store: %v; want it refused as not empty", err)
+	}
+}
+
+// The daemon opens a PostgreSQL store with the password of storePasswordFile, which
+// slipway.yaml's DSN leaves out; without the file the server refuses it.
+func TestStorePasswordFileOpensPostgres(t *testing.T) {
+	dsn, err := url.Parse(testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := dsn.User.Password()
+	dsn.User = url.User(dsn.User.Username())
+	dir := t.TempDir()
+	writeFile(t, dir, "db.password", password+"\n")
+	for _, c := range []struct {
+		extra string
+		ok    bool
+	}{{"storePasswordFile: db.password\n", true}, {"", false}} {
+		cfg := writeFile(t, dir, "slipway.yaml", "dataDir: data\nstore: "+dsn.String()+"\n"+c.extra)
+		// Keep PGPASSWORD and ~/.pgpass out of it: the file alone must supply the password.
+		t.Setenv("PGPASSWORD", "")
+		t.Setenv("PGPASSFILE", filepath.Join(dir, "none"))
+		_, st, err := daemon.OpenConfigAndStore(context.Background(), cfg, logrus.NewEntry(logrus.New()))
+		if !c.ok {
+			if err == nil {
+				st.Close()
+				t.Fatal("opened the PostgreSQL store without a password")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("open with storePasswordFile: %v", err)
+		}
+		if r, err := st.CreateRun(context.Background(), store.NewRun{Pipeline: rotated, Trigger: store.TriggerManual}); err != nil || r.BuildID != 1 {
+			t.Fatalf("run on the PostgreSQL store: %d, %v", r.BuildID, err)
+		}
+		st.Close()
 	}
 }
