@@ -159,12 +159,8 @@ func copyTable(ctx context.Context, src, dst *sql.Tx, table string) (int64, erro
 		return err
 	}
 	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		vals, err := scanValues(rows, len(cols))
+		if err != nil {
 			return n, err
 		}
 		for i, v := range vals {
@@ -186,4 +182,14 @@ func copyTable(ctx context.Context, src, dst *sql.Tx, table string) (int64, erro
 		return n, err
 	}
 	return n, flush()
+}
+
+// scanValues reads the current row's n columns as the driver gives them.
+func scanValues(rows *sql.Rows, n int) ([]any, error) {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	return vals, rows.Scan(ptrs...)
 }

@@ -120,12 +120,8 @@ func tableRows(t *testing.T, s *DB) map[string][][]any {
 			t.Fatal(err)
 		}
 		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
+			vals, err := scanValues(rows, len(cols))
+			if err != nil {
 				t.Fatal(err)
 			}
 			for i, v := range vals {

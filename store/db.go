@@ -108,13 +108,8 @@ func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) 
 		return nil, fmt.Errorf("open store %s: journal mode is %q, not WAL: put the database on a local file system", path, mode)
 	}
 
-	if err := s.migrate(ctx); err != nil {
+	if err := s.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if o.keyring != nil {
-		if err := s.sealOnOpen(ctx); err != nil {
-			return nil, fmt.Errorf("open store %s: %w", path, err)
-		}
 	}
 
 	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
@@ -128,6 +123,18 @@ func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) 
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// prepare brings a newly opened store's schema up to date and, with a keyring, checks and
+// seals its payloads (sealOnOpen).
+func (s *DB) prepare(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	if s.opts.keyring != nil {
+		return s.sealOnOpen(ctx)
+	}
+	return nil
 }
 
 // createPrivate makes the database file, readable by its owner only, before SQLite does:

@@ -66,13 +66,8 @@ func openPostgres(ctx context.Context, dsn string, o options) (_ *DB, err error)
 	if err := s.writer.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
-	}
-	if o.keyring != nil {
-		if err := s.sealOnOpen(ctx); err != nil {
-			return nil, fmt.Errorf("open store %s: %w", where, err)
-		}
 	}
 	return s, nil
 }
