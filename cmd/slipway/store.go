@@ -13,9 +13,9 @@ import (
 func newStoreCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
-		Short: "Maintain the store: re-encrypt revisions after a key rotation, copy it to another database",
+		Short: "Maintain the store: back it up and restore it, re-encrypt revisions after a key rotation, copy it to another database",
 	}
-	cmd.AddCommand(newStoreReencryptCommand(), newStoreMigrateCommand())
+	cmd.AddCommand(newStoreBackupCommand(), newStoreRestoreCommand(), newStoreReencryptCommand(), newStoreMigrateCommand())
 	return cmd
 }
 
@@ -89,13 +89,8 @@ func newStoreMigrateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			var total int64
-			for _, t := range res.Tables {
-				fmt.Fprintf(out, "%-20s %8d rows\n", t.Name, t.Rows)
-				total += t.Rows
-			}
-			fmt.Fprintf(out, "copied %d rows; set store: in slipway.yaml to the new DSN and start the daemon\n", total)
+			total := printCopied(cmd, res)
+			fmt.Fprintf(cmd.OutOrStdout(), "copied %d rows; set store: in slipway.yaml to the new DSN and start the daemon\n", total)
 			return nil
 		},
 	}
@@ -124,4 +119,93 @@ func openForCopy(ctx context.Context, flag, dsn, passwordFile string) (*store.DB
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return s, nil
+}
+
+// printCopied prints the rows per table and returns their sum.
+func printCopied(cmd *cobra.Command, res store.CopyResult) int64 {
+	var total int64
+	for _, t := range res.Tables {
+		fmt.Fprintf(cmd.OutOrStdout(), "%-20s %8d rows\n", t.Name, t.Rows)
+		total += t.Rows
+	}
+	return total
+}
+
+// openConfigDB opens the store slipway.yaml names, with its keys and password, as the
+// daemon does, as the store itself (Backup and Restore need more than store.Store).
+func openConfigDB(ctx context.Context, cfgPath string) (*store.DB, error) {
+	_, st, err := openConfigAndStore(ctx, cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	db, ok := st.(*store.DB)
+	if !ok {
+		st.Close()
+		return nil, errors.New("this store cannot be backed up or restored")
+	}
+	return db, nil
+}
+
+func newStoreBackupCommand() *cobra.Command {
+	var cfgPath, to string
+	cmd := &cobra.Command{
+		Use:   "backup --config slipway.yaml --to FILE",
+		Short: "Write a consistent snapshot of the store into a new file, while the daemon runs",
+		Long: "Copies one snapshot of the store slipway.yaml names (SQLite or PostgreSQL) into a new " +
+			"SQLite file, readable by its owner only, without stopping the daemon. Revisions stay " +
+			"encrypted: keep the store's keys (storeKeyFiles) apart from the backups. Restore it with " +
+			"`slipway store restore`. See docs/store.md, \"Backups\".",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openConfigDB(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			res, err := store.Backup(ctx, db, to)
+			if err != nil {
+				return err
+			}
+			total := printCopied(cmd, res)
+			fmt.Fprintf(cmd.OutOrStdout(), "backed up %d rows into %s\n", total, to)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVar(&to, "to", "", "the new backup file")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func newStoreRestoreCommand() *cobra.Command {
+	var cfgPath, from string
+	cmd := &cobra.Command{
+		Use:   "restore --config slipway.yaml --from FILE",
+		Short: "Fill the empty store slipway.yaml names from a backup",
+		Long: "Copies a file `slipway store backup` wrote into the store slipway.yaml names (SQLite or " +
+			"PostgreSQL), which must be empty: a new file or database. Run it before the daemon's " +
+			"first start on the new store; afterwards the daemon carries on from the backup: BUILD_IDs " +
+			"continue, drift watches resume. The backup file is not changed.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openConfigDB(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			res, err := store.Restore(ctx, from, db)
+			if err != nil {
+				return err
+			}
+			total := printCopied(cmd, res)
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %d rows from %s; start the daemon\n", total, from)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVar(&from, "from", "", "the backup file")
+	_ = cmd.MarkFlagRequired("from")
+	return cmd
 }

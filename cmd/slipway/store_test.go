@@ -229,3 +229,62 @@ func TestStorePasswordFileOpensPostgres(t *testing.T) {
 		st.Close()
 	}
 }
+
+// The backup and restore procedure of docs/store.md: a backup of a SQLite installation,
+// restored into a new installation on PostgreSQL with the same key, which carries on.
+func TestStoreBackupRestoreIntoPostgres(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeKey(t, filepath.Join(dir, "store.key"))
+	st, err := openWith(t, dir, "store.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= 2; id++ {
+		if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: rotated, Commit: "c", Branch: "main", Trigger: store.TriggerPush}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: rotated, BuildID: id, Task: "deploy", Cluster: "c",
+			Kind: store.DeployYAML, Objects: []byte("kind: Secret")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer st.Close() // the daemon keeps running: the backup is online
+
+	backup := filepath.Join(t.TempDir(), "slipway-backup.db")
+	stdout, _, err := run(t, "store", "backup", "--config", filepath.Join(dir, "slipway.yaml"), "--to", backup)
+	if err != nil || !strings.Contains(stdout, "backed up") {
+		t.Fatalf("store backup: %v\n%s", err, stdout)
+	}
+
+	dsn, err := url.Parse(testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := dsn.User.Password()
+	dsn.User = url.User(dsn.User.Username())
+	newDir := t.TempDir()
+	writeFile(t, newDir, "db.password", password+"\n")
+	if err := os.Link(filepath.Join(dir, "store.key"), filepath.Join(newDir, "store.key")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, newDir, "slipway.yaml", "dataDir: data\nstore: "+dsn.String()+
+		"\nstorePasswordFile: db.password\nstoreKeyFiles: [store.key]\n")
+	stdout, _, err = run(t, "store", "restore", "--config", cfg, "--from", backup)
+	if err != nil || !strings.Contains(stdout, "runs                        2 rows") {
+		t.Fatalf("store restore: %v\n%s", err, stdout)
+	}
+	if _, _, err := run(t, "store", "restore", "--config", cfg, "--from", backup); !errors.Is(err, store.ErrDestinationNotEmpty) {
+		t.Fatalf("a second restore into the same store: %v; want it refused", err)
+	}
+
+	_, restored, err := daemon.OpenConfigAndStore(ctx, cfg, logrus.NewEntry(logrus.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	readRevision(t, restored, 2)
+	if r, err := restored.CreateRun(ctx, store.NewRun{Pipeline: rotated, Trigger: store.TriggerManual}); err != nil || r.BuildID != 3 {
+		t.Fatalf("first run after the restore: BUILD_ID %d, %v; want 3", r.BuildID, err)
+	}
+}
