@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,9 @@ func Backup(ctx context.Context, s *DB, path string) (res CopyResult, err error)
 
 // Restore copies a backup file Backup wrote into s, which must be empty (a new database or
 // file). The backup itself is not changed: a copy of it is opened, and brought up to this
-// version's schema if an older Slipway wrote it.
+// version's schema if an older Slipway wrote it. The processes the backup names as running
+// pipelines (holders and their claims) are left out: none of them runs on the restored
+// store, and the daemon starting on it must see their unfinished runs as interrupted.
 func Restore(ctx context.Context, backup string, s *DB) (CopyResult, error) {
 	tmp, err := os.MkdirTemp("", "slipway-restore-")
 	if err != nil {
@@ -62,7 +65,13 @@ func Restore(ctx context.Context, backup string, s *DB) (CopyResult, error) {
 		return CopyResult{}, fmt.Errorf("restore %s: %w", backup, err)
 	}
 	defer src.Close()
-	res, err := Copy(ctx, src, s)
+	res, err := copyStore(ctx, src, s, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM pipeline_claims`)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM holders`)
+		}
+		return err
+	})
 	if err != nil {
 		return res, fmt.Errorf("restore %s: %w", backup, err)
 	}

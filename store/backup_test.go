@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -19,6 +20,15 @@ func TestBackupOnlineAndRestore(t *testing.T) {
 	kr := keyring(t, newKey(t))
 	src, loc := openTest(t, WithKeyring(kr), WithLogLineCap(3))
 	populate(t, src)
+	// A run of a process that still beats (populate's holder h1, for an hour) when the
+	// backup is taken.
+	held, err := src.CreateRun(ctx, NewRun{Pipeline: testPipeline, Trigger: TriggerPush, Holder: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := src.MarkStaleRuns(ctx); err != nil || slices.ContainsFunc(stale, func(r Run) bool { return r.BuildID == held.BuildID }) {
+		t.Fatalf("the live holder's run was marked stale on the source: %v", err)
+	}
 	busy := openAt(t, loc, WithKeyring(kr))
 
 	stop := make(chan struct{})
@@ -39,7 +49,7 @@ func TestBackupOnlineAndRestore(t *testing.T) {
 		}
 	}()
 	path := filepath.Join(t.TempDir(), "backup.db")
-	_, err := Backup(ctx, src, path)
+	_, err = Backup(ctx, src, path)
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -61,7 +71,11 @@ func TestBackupOnlineAndRestore(t *testing.T) {
 		t.Fatalf("a restore into a store holding data: %v; want ErrDestinationNotEmpty", err)
 	}
 	backup := openAt(t, path)
-	checkCopied(t, backup, dst, CopyResult{})
+	checkCopied(t, backup, dst, CopyResult{}, "holders", "pipeline_claims")
+	var holders int
+	if err := dst.reader.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM holders) + (SELECT COUNT(*) FROM pipeline_claims)`).Scan(&holders); err != nil || holders != 0 {
+		t.Fatalf("the restored store names %d holders and claims (%v); want none: no process of the backup runs on it", holders, err)
+	}
 	_ = dst.Close()
 
 	restored := openAt(t, dstLoc, WithKeyring(kr))
@@ -77,6 +91,12 @@ func TestBackupOnlineAndRestore(t *testing.T) {
 		t.Fatalf("first run after the restore: BUILD_ID %d, want %d", r.BuildID, p.LastBuildID+1)
 	}
 	readSecret(t, restored, 5)
+	// The daemon starting on the restored store fails what the backup caught unfinished,
+	// the run of the process that was alive then included.
+	stale, err := restored.MarkStaleRuns(ctx)
+	if err != nil || !slices.ContainsFunc(stale, func(r Run) bool { return r.BuildID == held.BuildID }) {
+		t.Fatalf("run %d of a process of the backup not marked interrupted at start (%v)", held.BuildID, err)
+	}
 	want, err := src.CurrentRevisions(ctx)
 	if err != nil {
 		t.Fatal(err)

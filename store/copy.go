@@ -44,6 +44,11 @@ var ErrDestinationNotEmpty = errors.New("the destination store is not empty")
 // encrypted: the destination needs the same storeKeyFiles. Writers to the source after
 // the snapshot are not copied; stop the daemon first.
 func Copy(ctx context.Context, from, to *DB) (CopyResult, error) {
+	return copyStore(ctx, from, to, nil)
+}
+
+// copyStore is Copy, running after (when not nil) in the destination's transaction last.
+func copyStore(ctx context.Context, from, to *DB, after func(tx *sql.Tx) error) (CopyResult, error) {
 	var res CopyResult
 	if err := sameSchema(ctx, from, to); err != nil {
 		return res, fmt.Errorf("copy store: %w", err)
@@ -70,7 +75,13 @@ func Copy(ctx context.Context, from, to *DB) (CopyResult, error) {
 				}
 				res.Tables = append(res.Tables, CopiedTable{Name: table, Rows: n})
 			}
-			return to.dialect.afterCopy(ctx, dst, copyTables)
+			if err := to.dialect.afterCopy(ctx, dst, copyTables); err != nil {
+				return err
+			}
+			if after != nil {
+				return after(dst)
+			}
+			return nil
 		})
 	})
 	if err != nil {

@@ -142,10 +142,14 @@ func tableRows(t *testing.T, s *DB) map[string][][]any {
 	return out
 }
 
-func checkCopied(t *testing.T, from, to *DB, res CopyResult) {
+// checkCopied compares every table but those skipped.
+func checkCopied(t *testing.T, from, to *DB, res CopyResult, skip ...string) {
 	t.Helper()
 	want, got := tableRows(t, from), tableRows(t, to)
 	for _, table := range copyTables {
+		if slices.Contains(skip, table) {
+			continue
+		}
 		if len(want[table]) == 0 {
 			t.Errorf("the test wrote no row into %s: the copy of that table is untested", table)
 		}
