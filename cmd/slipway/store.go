@@ -146,16 +146,21 @@ func openConfigDB(ctx context.Context, cfgPath string) (*store.DB, error) {
 	return db, nil
 }
 
-func newStoreBackupCommand() *cobra.Command {
-	var cfgPath, to string
+// fileVerb is `store backup` or `store restore`: the store slipway.yaml names, one file.
+type fileVerb struct {
+	use, short, long string
+	flag, flagUsage  string
+	run              func(ctx context.Context, db *store.DB, file string) (store.CopyResult, error)
+	done             string // printed after the counts, with the rows and the file
+}
+
+func newStoreFileCommand(v fileVerb) *cobra.Command {
+	var cfgPath, file string
 	cmd := &cobra.Command{
-		Use:   "backup --config slipway.yaml --to FILE",
-		Short: "Write a consistent snapshot of the store into a new file, while the daemon runs",
-		Long: "Copies one snapshot of the store slipway.yaml names (SQLite or PostgreSQL) into a new " +
-			"SQLite file, readable by its owner only, without stopping the daemon. Revisions stay " +
-			"encrypted: keep the store's keys (storeKeyFiles) apart from the backups. Restore it with " +
-			"`slipway store restore`. See docs/store.md, \"Backups\".",
-		Args: cobra.NoArgs,
+		Use:   v.use,
+		Short: v.short,
+		Long:  v.long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			db, err := openConfigDB(ctx, cfgPath)
@@ -163,49 +168,46 @@ func newStoreBackupCommand() *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			res, err := store.Backup(ctx, db, to)
+			res, err := v.run(ctx, db, file)
 			if err != nil {
 				return err
 			}
-			total := printCopied(cmd, res)
-			fmt.Fprintf(cmd.OutOrStdout(), "backed up %d rows into %s\n", total, to)
+			fmt.Fprintf(cmd.OutOrStdout(), v.done+"\n", printCopied(cmd, res), file)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
-	cmd.Flags().StringVar(&to, "to", "", "the new backup file")
-	_ = cmd.MarkFlagRequired("to")
+	cmd.Flags().StringVar(&file, v.flag, "", v.flagUsage)
+	_ = cmd.MarkFlagRequired(v.flag)
 	return cmd
 }
 
+func newStoreBackupCommand() *cobra.Command {
+	return newStoreFileCommand(fileVerb{
+		use:   "backup --config slipway.yaml --to FILE",
+		short: "Write a consistent snapshot of the store into a new file, while the daemon runs",
+		long: "Copies one snapshot of the store slipway.yaml names (SQLite or PostgreSQL) into a new " +
+			"SQLite file, readable by its owner only, without stopping the daemon. Revisions stay " +
+			"encrypted: keep the store's keys (storeKeyFiles) apart from the backups. Restore it with " +
+			"`slipway store restore`. See docs/store.md, \"Backups\".",
+		flag: "to", flagUsage: "the new backup file",
+		run:  store.Backup,
+		done: "backed up %d rows into %s",
+	})
+}
+
 func newStoreRestoreCommand() *cobra.Command {
-	var cfgPath, from string
-	cmd := &cobra.Command{
-		Use:   "restore --config slipway.yaml --from FILE",
-		Short: "Fill the empty store slipway.yaml names from a backup",
-		Long: "Copies a file `slipway store backup` wrote into the store slipway.yaml names (SQLite or " +
+	return newStoreFileCommand(fileVerb{
+		use:   "restore --config slipway.yaml --from FILE",
+		short: "Fill the empty store slipway.yaml names from a backup",
+		long: "Copies a file `slipway store backup` wrote into the store slipway.yaml names (SQLite or " +
 			"PostgreSQL), which must be empty: a new file or database. Run it before the daemon's " +
 			"first start on the new store; afterwards the daemon carries on from the backup: BUILD_IDs " +
 			"continue, drift watches resume. The backup file is not changed.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			db, err := openConfigDB(ctx, cfgPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			res, err := store.Restore(ctx, from, db)
-			if err != nil {
-				return err
-			}
-			total := printCopied(cmd, res)
-			fmt.Fprintf(cmd.OutOrStdout(), "restored %d rows from %s; start the daemon\n", total, from)
-			return nil
+		flag: "from", flagUsage: "the backup file",
+		run: func(ctx context.Context, db *store.DB, file string) (store.CopyResult, error) {
+			return store.Restore(ctx, file, db)
 		},
-	}
-	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
-	cmd.Flags().StringVar(&from, "from", "", "the backup file")
-	_ = cmd.MarkFlagRequired("from")
-	return cmd
+		done: "restored %d rows from %s; start the daemon",
+	})
 }

@@ -53,18 +53,11 @@ func readRevision(t *testing.T, st store.Store, id int64) {
 	}
 }
 
-// The rotation procedure of docs/store.md, through the CLI verb.
-func TestStoreReencryptRotatesTheKey(t *testing.T) {
+// saveRevisions records runs 1..n of the pipeline rotated, each with a revision.
+func saveRevisions(t *testing.T, st store.Store, n int64) {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	oldID := writeKey(t, filepath.Join(dir, "old.key"))
-	newID := writeKey(t, filepath.Join(dir, "new.key"))
-
-	st, err := openWith(t, dir, "old.key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for id := int64(1); id <= 2; id++ {
+	for id := int64(1); id <= n; id++ {
 		if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: rotated, Commit: "c", Branch: "main", Trigger: store.TriggerPush}); err != nil {
 			t.Fatal(err)
 		}
@@ -73,6 +66,19 @@ func TestStoreReencryptRotatesTheKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// The rotation procedure of docs/store.md, through the CLI verb.
+func TestStoreReencryptRotatesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	oldID := writeKey(t, filepath.Join(dir, "old.key"))
+	newID := writeKey(t, filepath.Join(dir, "new.key"))
+
+	st, err := openWith(t, dir, "old.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveRevisions(t, st, 2)
 	st.Close()
 
 	// The new key first, the old one still listed: both read.
@@ -240,15 +246,7 @@ func TestStoreBackupRestoreIntoPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id := int64(1); id <= 2; id++ {
-		if _, err := st.CreateRun(ctx, store.NewRun{Pipeline: rotated, Commit: "c", Branch: "main", Trigger: store.TriggerPush}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: rotated, BuildID: id, Task: "deploy", Cluster: "c",
-			Kind: store.DeployYAML, Objects: []byte("kind: Secret")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	saveRevisions(t, st, 2)
 	defer st.Close() // the daemon keeps running: the backup is online
 
 	backup := filepath.Join(t.TempDir(), "slipway-backup.db")
