@@ -18,7 +18,7 @@ import (
 func TestBackupOnlineAndRestore(t *testing.T) {
 	ctx := testCtx(t)
 	kr := keyring(t, newKey(t))
-	src, loc := openTest(t, WithKeyring(kr), WithLogLineCap(3))
+	src, loc := openTest(t, WithKeyring(kr), WithLogLineCap(3), WithNotifications())
 	populate(t, src)
 	// A run of a process that still beats (populate's holder h1, for an hour) when the
 	// backup is taken.

@@ -96,6 +96,15 @@ func populate(t *testing.T, s *DB) {
 	if err := s.RecordTagBaseline(ctx, "repo", map[string]string{"v1": "abc"}); err != nil {
 		t.Fatal(err)
 	}
+	// The notification outbox (the store is opened WithNotifications): the drift event
+	// above queued an event; it becomes a delivery.
+	events, err := s.UndispatchedEvents(ctx, 10)
+	if err != nil || len(events) == 0 {
+		t.Fatalf("queued notification events: %v, %v", events, err)
+	}
+	if err := s.DispatchEvent(ctx, events[0].ID, []NewDelivery{{Target: "ops", Event: "drift.detected", Message: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tableRows reads every row of every copied table, booleans as 0 or 1 and text as bytes,
@@ -171,7 +180,7 @@ func checkCopied(t *testing.T, from, to *DB, res CopyResult, skip ...string) {
 func TestCopyCarriesEverything(t *testing.T) {
 	ctx := testCtx(t)
 	kr := keyring(t, newKey(t))
-	src := openAt(t, filepath.Join(t.TempDir(), "source.db"), WithKeyring(kr), WithLogLineCap(3))
+	src := openAt(t, filepath.Join(t.TempDir(), "source.db"), WithKeyring(kr), WithLogLineCap(3), WithNotifications())
 	populate(t, src)
 
 	dst, loc := openTest(t)
