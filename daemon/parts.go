@@ -68,13 +68,20 @@ func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry, opt
 	if err != nil {
 		return nil, nil, err
 	}
-	base := []store.Option{store.WithKeyring(keys)}
+	opts = append([]store.Option{store.WithKeyring(keys)}, opts...)
 	if len(cfg.Notifications.Targets) > 0 {
 		// Every process that changes runs (the daemon, `slipway run`, `slipway rollback`)
 		// writes the outbox; the daemon's notifier sends it.
-		base = append(base, store.WithNotifications())
+		opts = append(opts, store.WithNotifications())
 	}
-	st, err := store.Open(ctx, cfg.Store, append(base, opts...)...)
+	if cfg.StorePasswordFile != "" {
+		pw, err := store.ReadPasswordFile(cfg.StorePasswordFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storePasswordFile: %w", err)
+		}
+		opts = append(opts, store.WithPassword(pw))
+	}
+	st, err := store.Open(ctx, cfg.Store, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}

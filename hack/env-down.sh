@@ -33,6 +33,9 @@ if [ -d "$STATE/pids" ]; then
   done
 fi
 if [ ${#pids[@]} -gt 0 ]; then
+  # PostgreSQL's TERM waits for its clients to leave; INT disconnects them and stops.
+  pg=$(cat "$STATE/pids/postgres" 2>/dev/null || true)
+  if [ -n "$pg" ] && kill -0 "$pg" 2>/dev/null && ours "$pg"; then kill -INT "$pg" 2>/dev/null || true; fi
   kill -TERM "${pids[@]}" 2>/dev/null || true
   for _ in $(seq 1 50); do
     alive=()

@@ -8,6 +8,8 @@
 #   - one real node: containerd and a kubelet that run containers for real, tainted so only
 #     pods that tolerate it land there (hack/realnode.sh);
 #   - a Gitea forge (pull requests, reviews, webhooks) with an admin user and API token;
+#   - PostgreSQL (Debian's server binaries) with its own data folder, a random password and
+#     a database the tests may use (SLIPWAY_POSTGRES_URL).
 #   - Mailpit: an SMTP server that requires STARTTLS and AUTH, whose HTTP API shows the mail.
 # Writes .slipway/testenv.env (shell-sourceable). Reuses a healthy running environment.
 set -euo pipefail
@@ -22,7 +24,7 @@ mkdir -p "$ROOT/.slipway"
 BASE=${SLIPWAY_ENV_PORT_BASE:-17400}
 ETCD_PORT=$((BASE + 1)) ETCD_PEER_PORT=$((BASE + 2)) API_PORT=$((BASE + 3))
 REG_PORT=$((BASE + 5)) REG_AUTH_PORT=$((BASE + 6)) GIT_PORT=$((BASE + 7)) BUILDKIT_PORT=$((BASE + 8))
-GITEA_PORT=$((BASE + 9)) SMTP_PORT=$((BASE + 12)) MAILPIT_PORT=$((BASE + 13))
+GITEA_PORT=$((BASE + 9)) SMTP_PORT=$((BASE + 12)) MAILPIT_PORT=$((BASE + 13)) PG_PORT=$((BASE + 15))
 
 # alive reports whether every recorded process of the environment still runs.
 alive() {
@@ -47,6 +49,7 @@ healthy() {
     curl -sf --max-time 3 -o /dev/null "$SLIPWAY_GITEA_URL/api/v1/version" || exit 1
     curl -sf --max-time 3 -o /dev/null "$SLIPWAY_MAILPIT_URL/api/v1/info" || exit 1
     [ -n "$SLIPWAY_REAL_NODE_HEALTHZ" ] && curl -sf --max-time 3 -o /dev/null "$SLIPWAY_REAL_NODE_HEALTHZ" || exit 1
+    [ -n "${SLIPWAY_POSTGRES_PORT:-}" ] && "$(postgres_bin)/pg_isready" -q -t 3 -h 127.0.0.1 -p "$SLIPWAY_POSTGRES_PORT" || exit 1
   )
 }
 
@@ -404,6 +407,36 @@ setup_gitea() {
   wait_for gitea 60 curl -sf "http://127.0.0.1:$GITEA_PORT/api/v1/version"
 }
 
+# start_postgres makes a fresh cluster in $STATE/postgres (owned by the user it runs as:
+# PostgreSQL refuses to run as root), the superuser slipway with a random password, and the
+# database slipway_test, and starts the server on 127.0.0.1:$PG_PORT.
+start_postgres() {
+  local bin dir=$STATE/postgres run=()
+  bin=$(postgres_bin) || die "PostgreSQL's server binaries are missing; run hack/prereqs.sh as root (apt-get install postgresql)"
+  PG_PASSWORD=$(openssl rand -hex 16)
+  if [ "$(id -u)" = 0 ]; then
+    id "$POSTGRES_RUN_AS" >/dev/null 2>&1 || die "user $POSTGRES_RUN_AS is missing; run hack/prereqs.sh as root"
+    install -d -m 0700 -o "$POSTGRES_RUN_AS" -g "$POSTGRES_RUN_AS" "$dir"
+    run=(setpriv --reuid="$POSTGRES_RUN_AS" --regid="$POSTGRES_RUN_AS" --init-groups env HOME="$dir")
+  else
+    install -d -m 0700 "$dir"
+  fi
+  (umask 077; printf '%s\n' "$PG_PASSWORD" >"$dir/pwfile")
+  [ "$(id -u)" != 0 ] || chown "$POSTGRES_RUN_AS:" "$dir/pwfile"
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -U slipway --pwfile="$dir/pwfile" --auth=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 >"$STATE/logs/postgres-setup.log" 2>&1 || die "initdb failed; see $STATE/logs/postgres-setup.log"
+  rm -f "$dir/pwfile"
+  # A throwaway test database: durability is traded for speed, as etcd's --unsafe-no-fsync.
+  start postgres "${run[@]}" "$bin/postgres" -D "$dir/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$dir" -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c max_connections=200
+  wait_for postgres 60 "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
+  # The password through the environment, not the command line, where ps would show it.
+  PGPASSWORD=$PG_PASSWORD "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U slipway -d postgres \
+    -c 'CREATE DATABASE slipway_test' \
+    >>"$STATE/logs/postgres-setup.log" 2>&1 || die "creating the test database failed; see $STATE/logs/postgres-setup.log"
+}
+
 write_envfile() {
   local kube; kube=$(tool_dir kube "$K8S_VERSION")
   # It holds passwords and tokens: readable by its owner only.
@@ -439,6 +472,8 @@ export SLIPWAY_KWOK_STAGES=$(tool_dir kwok "$KWOK_VERSION")/stages
 export SLIPWAY_REAL_NODE=$REAL_NODE
 export SLIPWAY_REAL_NODE_TAINT=$REAL_NODE_TAINT
 export SLIPWAY_REAL_NODE_HEALTHZ=http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz
+export SLIPWAY_POSTGRES_PORT=$PG_PORT
+export SLIPWAY_POSTGRES_URL=postgres://slipway:$PG_PASSWORD@127.0.0.1:$PG_PORT/slipway_test?sslmode=disable
 export SLIPWAY_ENV_PIDS="${PIDS[*]}"
 export PATH=$kube:\$PATH
 ENV
@@ -476,7 +511,7 @@ main() {
   local p
   realnode_vars
   for p in $ETCD_PORT $ETCD_PEER_PORT $API_PORT $REG_PORT $REG_AUTH_PORT $GIT_PORT $BUILDKIT_PORT $GITEA_PORT \
-    $SMTP_PORT $MAILPIT_PORT $KUBELET_PORT $KUBELET_HEALTHZ_PORT; do
+    $SMTP_PORT $MAILPIT_PORT $PG_PORT $KUBELET_PORT $KUBELET_HEALTHZ_PORT; do
     port_free "$p" || die "port $p is in use; set SLIPWAY_ENV_PORT_BASE to another base (now $BASE)"
   done
   local started=$SECONDS
@@ -490,6 +525,7 @@ main() {
   setup_gitea &
   GITEA_SETUP_PID=$!
   make_pki
+  start_postgres
   start_control_plane
   start_registries
   start_real_node

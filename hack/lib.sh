@@ -15,3 +15,14 @@ tool_dir() {
 # Gitea refuses to run as root: when the environment is started by root it runs as this
 # plain user (hack/prereqs.sh creates it), otherwise as the user starting it.
 GITEA_RUN_AS=slipway-gitea
+# PostgreSQL refuses to run as root too: as root, the test environment's server runs as the
+# user Debian's postgresql package creates.
+POSTGRES_RUN_AS=postgres
+
+# postgres_bin prints the folder of the newest PostgreSQL server binaries Debian installed.
+postgres_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/postgres" ] || return 1
+  echo "$d"
+}

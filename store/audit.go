@@ -64,7 +64,7 @@ type AuditFilter struct {
 }
 
 // RecordAudit appends an entry to the audit log and returns it as stored.
-func (s *SQLite) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+func (s *DB) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
 	what := fmt.Sprintf("audit %s of %s by %q", e.Action, e.Pipeline, e.Actor)
 	switch {
 	case e.Actor == "":
@@ -104,10 +104,10 @@ func (s *SQLite) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, err
 }
 
 // ListAudit returns the audit entries f selects, newest first.
-func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+func (s *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 	limit := f.Limit
 	if limit <= 0 {
-		limit = -1
+		limit = noLimit
 	}
 	var out []AuditEntry
 	err := s.read(ctx, func(tx *sql.Tx) error {

@@ -51,7 +51,7 @@ func TestBuildIDConcurrentHandles(t *testing.T) {
 	var ids []int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*goroutines)
-	for _, s := range []*SQLite{a, b} {
+	for _, s := range []*DB{a, b} {
 		for g := 0; g < goroutines; g++ {
 			wg.Add(1)
 			go func() {
@@ -100,7 +100,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(helperDBEnv); path != "" {
 		os.Exit(allocateAsChild(path))
 	}
-	os.Exit(m.Run())
+	os.Exit(runBothBackends(m))
 }
 
 func allocateAsChild(path string) int {
@@ -109,7 +109,7 @@ func allocateAsChild(path string) int {
 		fmt.Fprintln(os.Stderr, "count:", err)
 		return 2
 	}
-	s, err := OpenSQLite(context.Background(), path)
+	s, err := openLoc(context.Background(), path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return 2

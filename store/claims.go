@@ -32,7 +32,7 @@ func (e *ClaimedError) Unwrap() error { return ErrClaimed }
 // BeatHolder records that holder is alive until ttl from now (registering it the first
 // time). A holder that stops beating loses its claims and its unfinished runs count as
 // interrupted.
-func (s *SQLite) BeatHolder(ctx context.Context, holder, description string, ttl time.Duration) error {
+func (s *DB) BeatHolder(ctx context.Context, holder, description string, ttl time.Duration) error {
 	if holder == "" || ttl <= 0 {
 		return fmt.Errorf("holder heartbeat: holder and a positive ttl must be set")
 	}
@@ -50,7 +50,7 @@ func (s *SQLite) BeatHolder(ctx context.Context, holder, description string, ttl
 }
 
 // RemoveHolder forgets a holder that stops cleanly, and its claims.
-func (s *SQLite) RemoveHolder(ctx context.Context, holder string) error {
+func (s *DB) RemoveHolder(ctx context.Context, holder string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM pipeline_claims WHERE holder = $1`, holder); err != nil {
 			return err
@@ -68,7 +68,7 @@ func (s *SQLite) RemoveHolder(ctx context.Context, holder string) error {
 // succeeds when the pipeline is unclaimed, claimed by holder already, or claimed by a
 // holder whose heartbeat ran out; otherwise it returns a *ClaimedError. holder must be
 // beating (BeatHolder), or its claim would count as free at once.
-func (s *SQLite) ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, buildID int64) error {
+func (s *DB) ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, buildID int64) error {
 	if err := ref.validate(); err != nil {
 		return fmt.Errorf("claim: %w", err)
 	}
@@ -110,7 +110,7 @@ func (s *SQLite) ClaimPipeline(ctx context.Context, ref PipelineRef, holder stri
 
 // ReleasePipeline gives up holder's claim on the pipeline; a claim held by another
 // holder is left alone.
-func (s *SQLite) ReleasePipeline(ctx context.Context, ref PipelineRef, holder string) error {
+func (s *DB) ReleasePipeline(ctx context.Context, ref PipelineRef, holder string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			DELETE FROM pipeline_claims WHERE holder = $1

@@ -113,7 +113,7 @@ type DriftEvent struct {
 }
 
 // RecordDriftEvent stores a drift event of a revision's object.
-func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error) {
+func (s *DB) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error) {
 	what := fmt.Sprintf("drift event of %s in %s", e.Object, revisionName(e.Pipeline, e.BuildID, e.Task))
 	if err := e.Pipeline.validate(); err != nil {
 		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)
@@ -161,9 +161,9 @@ func (s *SQLite) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEv
 }
 
 // ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0 means all.
-func (s *SQLite) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error) {
+func (s *DB) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([]DriftEvent, error) {
 	if limit <= 0 {
-		limit = -1
+		limit = noLimit
 	}
 	var out []DriftEvent
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -207,7 +207,7 @@ func (s *SQLite) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int
 // never current: the one it was rolled back to is. Nor is a failed revision with no
 // objects (a chart deploy Helm failed before rendering anything): nothing of it reached
 // the cluster, so the revision before it is still what is there.
-func (s *SQLite) CurrentRevisions(ctx context.Context) ([]Revision, error) {
+func (s *DB) CurrentRevisions(ctx context.Context) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error

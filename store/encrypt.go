@@ -21,7 +21,7 @@ type ReencryptResult struct {
 // key (plaintext ones included) with it. Afterwards the other keys are no longer used and
 // may be removed from the configuration. Freed pages are zeroed (secure_delete) and the
 // WAL is truncated, so the old ciphertext does not stay behind in the files either.
-func (s *SQLite) Reencrypt(ctx context.Context) (ReencryptResult, error) {
+func (s *DB) Reencrypt(ctx context.Context) (ReencryptResult, error) {
 	kr := s.opts.keyring
 	if kr == nil {
 		return ReencryptResult{}, errors.New("re-encrypt revisions: the store was opened without keys")
@@ -37,7 +37,7 @@ func (s *SQLite) Reencrypt(ctx context.Context) (ReencryptResult, error) {
 // a store holding payloads of a key the keyring lacks (better at start than at the next
 // rollback), and encrypts payloads still in plaintext (stores written before schema
 // version 7, or by a process without keys).
-func (s *SQLite) sealOnOpen(ctx context.Context) error {
+func (s *DB) sealOnOpen(ctx context.Context) error {
 	kr := s.opts.keyring
 	rows, err := s.writer.QueryContext(ctx, `SELECT DISTINCT objects_key FROM revisions WHERE objects_key <> ''`)
 	if err != nil {
@@ -74,7 +74,7 @@ func (s *SQLite) sealOnOpen(ctx context.Context) error {
 // rewriteObjects re-packs, with the keyring's first key, the payload of every revision
 // matching where (a condition on objects_key, which is also re-checked per row so a
 // concurrent rewrite is not undone). It returns how many it rewrote.
-func (s *SQLite) rewriteObjects(ctx context.Context, where string, args ...any) (int, error) {
+func (s *DB) rewriteObjects(ctx context.Context, where string, args ...any) (int, error) {
 	done := 0
 	after := int64(0)
 	for {
@@ -150,10 +150,8 @@ func (s *SQLite) rewriteObjects(ctx context.Context, where string, args ...any) 
 		}
 	}
 	if done > 0 {
-		// The replaced payloads' pages were zeroed as they were freed (secure_delete), but
-		// the WAL still holds earlier images of them until it is checkpointed and cut.
-		if _, err := s.writer.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-			return done, fmt.Errorf("checkpoint: %w", err)
+		if err := s.dialect.afterRewrite(ctx, s.writer); err != nil {
+			return done, fmt.Errorf("drop the replaced payloads: %w", err)
 		}
 	}
 	return done, nil

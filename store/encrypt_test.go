@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,7 +45,7 @@ func keyring(t testing.TB, keys ...[]byte) *Keyring {
 	return kr
 }
 
-func saveSecret(t testing.TB, s *SQLite, buildID int64) {
+func saveSecret(t testing.TB, s *DB, buildID int64) {
 	t.Helper()
 	mustRun(t, s, testPipeline)
 	if _, err := s.SaveRevision(testCtx(t), NewRevision{Pipeline: testPipeline, BuildID: buildID, Task: "web", Cluster: "local",
@@ -53,7 +55,7 @@ func saveSecret(t testing.TB, s *SQLite, buildID int64) {
 	}
 }
 
-func readSecret(t testing.TB, s *SQLite, buildID int64) {
+func readSecret(t testing.TB, s *DB, buildID int64) {
 	t.Helper()
 	rev, err := s.GetRevision(testCtx(t), testPipeline, buildID, "web")
 	if err != nil {
@@ -67,14 +69,19 @@ func readSecret(t testing.TB, s *SQLite, buildID int64) {
 	}
 }
 
-// scanFolder returns what the leak scanner finds of secretValue in the database's folder.
-func scanFolder(t testing.TB, dbPath string) []leakscan.Finding {
+// scanFolder returns what the leak scanner finds of secretValue in the database's folder
+// (SQLite: every byte of the file, its WAL included), or on PostgreSQL in the stored
+// revision payloads, as the server hands them out.
+func scanFolder(t testing.TB, loc string) []leakscan.Finding {
 	t.Helper()
 	sc, err := leakscan.New(map[string]string{"password": secretValue, "a mask only": secretMasks[1]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := sc.Dir(context.Background(), filepath.Dir(dbPath))
+	if onPostgres() {
+		return scanPostgresRevisions(t, sc, loc)
+	}
+	found, err := sc.Dir(context.Background(), filepath.Dir(loc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +263,7 @@ func TestKeyRotation(t *testing.T) {
 	_ = s3.Close()
 
 	var missing *MissingKeyError
-	if _, err := OpenSQLite(testCtx(t), path, WithKeyring(keyring(t, oldKey))); !errors.As(err, &missing) || missing.KeyID != KeyID(newKey) {
+	if _, err := openLoc(testCtx(t), path, WithKeyring(keyring(t, oldKey))); !errors.As(err, &missing) || missing.KeyID != KeyID(newKey) {
 		t.Fatalf("open with only the retired key: %v, want a MissingKeyError naming %s", err, KeyID(newKey))
 	}
 	// Without keys the store opens (it has nothing to check them against) but cannot read.
@@ -287,4 +294,32 @@ func TestMovedPayloadIsRefused(t *testing.T) {
 		t.Fatalf("read a moved payload: %v, want ErrDecrypt", err)
 	}
 	readSecret(t, s, 1)
+}
+
+func scanPostgresRevisions(t testing.TB, sc *leakscan.Scanner, dsn string) []leakscan.Finding {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(testCtx(t), `SELECT id, objects, COALESCE(masks, ''::bytea) FROM revisions`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var found []leakscan.Finding
+	for rows.Next() {
+		var id int64
+		var objects, masks []byte
+		if err := rows.Scan(&id, &objects, &masks); err != nil {
+			t.Fatal(err)
+		}
+		found = append(found, sc.Bytes(fmt.Sprintf("revision %d objects", id), objects)...)
+		found = append(found, sc.Bytes(fmt.Sprintf("revision %d masks", id), masks)...)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

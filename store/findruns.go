@@ -36,7 +36,7 @@ type RunPage struct {
 // FindRuns implements Store. Pages are keyed on the run's row order (creation order), not
 // offsets, so a page costs the same at run 10 000 as at run 10 and runs created while a
 // reader pages are not shown twice.
-func (s *SQLite) FindRuns(ctx context.Context, f RunFilter) (RunPage, error) {
+func (s *DB) FindRuns(ctx context.Context, f RunFilter) (RunPage, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,11 +10,7 @@ func TestFindRunsFiltersAndPages(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := openTest(t, WithClock(clock))
 	web := PipelineRef{Repository: "shop", Name: "web"}
 	api := PipelineRef{Repository: "shop", Name: "api"}
 	blog := PipelineRef{Repository: "blog", Name: "site"}

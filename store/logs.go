@@ -16,7 +16,7 @@ const logInsertChunk = 32
 
 // AppendLogs implements Store. The cap is checked against log_counts inside the write
 // transaction, so concurrent appenders to one task cannot overshoot it together.
-func (s *SQLite) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, task string, lines []LogLine) error {
+func (s *DB) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, task string, lines []LogLine) error {
 	what := fmt.Sprintf("append logs of task %q of %s", task, runName(ref, buildID))
 	if len(lines) == 0 {
 		return nil
@@ -126,7 +126,7 @@ func cleanLogText(s string) string {
 }
 
 // ReadLogs implements Store.
-func (s *SQLite) ReadLogs(ctx context.Context, ref PipelineRef, buildID int64, lq LogQuery) ([]LogLine, error) {
+func (s *DB) ReadLogs(ctx context.Context, ref PipelineRef, buildID int64, lq LogQuery) ([]LogLine, error) {
 	var lines []LogLine
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rid, err := runID(ctx, tx, ref, buildID)

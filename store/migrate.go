@@ -15,8 +15,11 @@ import (
 	"strings"
 )
 
-//go:embed migrations/sqlite/*.sql
-var sqliteMigrationFiles embed.FS
+// migrationFiles holds one folder of numbered files per engine. The same version number
+// is the same schema step on both, so a copy between them (Copy) is well defined.
+//
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
+var migrationFiles embed.FS
 
 // migration is one numbered schema change. Files are named NNNN_what.sql; a file, once
 // released, never changes: the checksum recorded when it was applied is compared on
@@ -63,22 +66,45 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 // transaction together with its schema_migrations row, so a crash leaves it either
 // applied and recorded or not at all; two processes opening a new file at once
 // serialise on the write lock and the second finds the work done.
-func (s *SQLite) migrate(ctx context.Context) error {
-	ms, err := loadMigrations(sqliteMigrationFiles, "migrations/sqlite")
+func (s *DB) migrate(ctx context.Context) error {
+	ms, err := loadMigrations(migrationFiles, s.dialect.migrationDir())
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeWith(ctx, s.dialect.migrationTx(), func(tx *sql.Tx) error {
+		if err := s.dialect.lockMigrations(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    INTEGER PRIMARY KEY,
+			version    BIGINT  PRIMARY KEY,
 			name       TEXT    NOT NULL,
 			checksum   TEXT    NOT NULL,
-			applied_at INTEGER NOT NULL
+			applied_at BIGINT  NOT NULL
 		)`)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	if s.dialect.transactionalDDL() {
+		// All pending migrations in one transaction: on an engine whose DDL is
+		// transactional each is still applied and recorded or not at all, and a new
+		// database is made in one commit instead of one per migration.
+		err := s.writeWith(ctx, s.dialect.migrationTx(), func(tx *sql.Tx) error {
+			if err := s.dialect.lockMigrations(ctx, tx); err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if err := s.applyMigration(ctx, tx, m); err != nil {
+					return fmt.Errorf("migration %s: %w", m.name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return s.checkNoNewerSchema(ctx, ms[len(ms)-1].version)
 	}
 	for _, m := range ms {
 		if err := s.applyMigrationFile(ctx, m); err != nil {
@@ -93,9 +119,14 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // would cascade away), and can only be switched outside a transaction.
 const foreignKeysOff = "-- slipway: foreign_keys off"
 
-func (s *SQLite) applyMigrationFile(ctx context.Context, m migration) error {
+func (s *DB) applyMigrationFile(ctx context.Context, m migration) error {
 	if !strings.HasPrefix(m.sql, foreignKeysOff+"\n") {
-		return s.write(ctx, func(tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) })
+		return s.writeWith(ctx, s.dialect.migrationTx(), func(tx *sql.Tx) error {
+			if err := s.dialect.lockMigrations(ctx, tx); err != nil {
+				return err
+			}
+			return s.applyMigration(ctx, tx, m)
+		})
 	}
 	// The writer is one connection, so the pragma holds for the transaction below.
 	if _, err := s.writer.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
@@ -118,7 +149,7 @@ func (s *SQLite) applyMigrationFile(ctx context.Context, m migration) error {
 	})
 }
 
-func (s *SQLite) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {
+func (s *DB) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {
 	var checksum string
 	err := tx.QueryRowContext(ctx, `SELECT checksum FROM schema_migrations WHERE version = $1`, m.version).Scan(&checksum)
 	switch {
@@ -141,7 +172,7 @@ func (s *SQLite) applyMigration(ctx context.Context, tx *sql.Tx, m migration) er
 
 // checkNoNewerSchema refuses a database a newer Slipway has migrated: this binary would
 // not know the meaning of the newer columns and could corrupt them.
-func (s *SQLite) checkNoNewerSchema(ctx context.Context, known int) error {
+func (s *DB) checkNoNewerSchema(ctx context.Context, known int) error {
 	var newest sql.NullInt64
 	if err := s.writer.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
 		return fmt.Errorf("read schema version: %w", err)

@@ -68,7 +68,7 @@ const (
 func notifiesRun(status RunStatus) bool { return status.Final() || status == RunAwaitingApproval }
 
 // enqueueRun writes the notification of run (row id) reaching status, in tx.
-func (s *SQLite) enqueueRun(ctx context.Context, tx *sql.Tx, runRowID int64, status RunStatus) error {
+func (s *DB) enqueueRun(ctx context.Context, tx *sql.Tx, runRowID int64, status RunStatus) error {
 	if !s.opts.notifications || !notifiesRun(status) {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (s *SQLite) enqueueRun(ctx context.Context, tx *sql.Tx, runRowID int64, sta
 }
 
 // enqueueDrift writes the notification of a drift event, in tx.
-func (s *SQLite) enqueueDrift(ctx context.Context, tx *sql.Tx, pipelineRowID, buildID, driftEventID int64, action DriftAction) error {
+func (s *DB) enqueueDrift(ctx context.Context, tx *sql.Tx, pipelineRowID, buildID, driftEventID int64, action DriftAction) error {
 	if !s.opts.notifications || (action != DriftReported && action != DriftCorrected && action != DriftCorrectionFailed) {
 		return nil
 	}
@@ -98,7 +98,7 @@ func (s *SQLite) enqueueDrift(ctx context.Context, tx *sql.Tx, pipelineRowID, bu
 }
 
 // UndispatchedEvents returns up to limit events not yet turned into deliveries, oldest first.
-func (s *SQLite) UndispatchedEvents(ctx context.Context, limit int) ([]NotificationEvent, error) {
+func (s *DB) UndispatchedEvents(ctx context.Context, limit int) ([]NotificationEvent, error) {
 	var out []NotificationEvent
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
@@ -131,7 +131,7 @@ func (s *SQLite) UndispatchedEvents(ctx context.Context, limit int) ([]Notificat
 // DispatchEvent queues the event's deliveries (due at once) and marks it dispatched, in one
 // transaction: a crash leaves either both or neither. An event dispatched already (by
 // another process) is left as it is.
-func (s *SQLite) DispatchEvent(ctx context.Context, eventID int64, deliveries []NewDelivery) error {
+func (s *DB) DispatchEvent(ctx context.Context, eventID int64, deliveries []NewDelivery) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := s.now()
 		res, err := tx.ExecContext(ctx, `UPDATE notification_events SET dispatched_at = $1 WHERE id = $2 AND dispatched_at IS NULL`, now, eventID)
@@ -161,7 +161,7 @@ func (s *SQLite) DispatchEvent(ctx context.Context, eventID int64, deliveries []
 // first, for one attempt each: their attempts go up and they are not due again until lease
 // has passed, so a second notifier does not send them meanwhile and a crash mid-attempt
 // only delays them.
-func (s *SQLite) ClaimDeliveries(ctx context.Context, target string, lease time.Duration, limit int) ([]Delivery, error) {
+func (s *DB) ClaimDeliveries(ctx context.Context, target string, lease time.Duration, limit int) ([]Delivery, error) {
 	var out []Delivery
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
@@ -205,20 +205,20 @@ func (s *SQLite) ClaimDeliveries(ctx context.Context, target string, lease time.
 var ErrDeliveryNotPending = errors.New("delivery is not pending")
 
 // MarkDeliverySent records that the delivery arrived; it is never sent again.
-func (s *SQLite) MarkDeliverySent(ctx context.Context, id int64) error {
+func (s *DB) MarkDeliverySent(ctx context.Context, id int64) error {
 	return s.finishDelivery(ctx, id, `state = 'sent', finished_at = $1, last_error = ''`, s.now())
 }
 
 // MarkDeliveryFailed records a failed attempt: the delivery is due again at retryAt, or,
 // with giveUp, failed for good.
-func (s *SQLite) MarkDeliveryFailed(ctx context.Context, id int64, reason string, retryAt time.Time, giveUp bool) error {
+func (s *DB) MarkDeliveryFailed(ctx context.Context, id int64, reason string, retryAt time.Time, giveUp bool) error {
 	if giveUp {
 		return s.finishDelivery(ctx, id, `state = 'failed', finished_at = $1, last_error = $2`, s.now(), reason)
 	}
 	return s.finishDelivery(ctx, id, `next_at = $1, last_error = $2`, toMicros(retryAt), reason)
 }
 
-func (s *SQLite) finishDelivery(ctx context.Context, id int64, set string, args ...any) error {
+func (s *DB) finishDelivery(ctx context.Context, id int64, set string, args ...any) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE notification_deliveries SET `+set+
 			fmt.Sprintf(` WHERE id = $%d AND state = 'pending'`, len(args)+1), append(args, id)...)
@@ -240,7 +240,7 @@ func (s *SQLite) finishDelivery(ctx context.Context, id int64, set string, args 
 
 // NextDeliveryDue returns when the target's earliest pending delivery is due; false when
 // it has none.
-func (s *SQLite) NextDeliveryDue(ctx context.Context, target string) (time.Time, bool, error) {
+func (s *DB) NextDeliveryDue(ctx context.Context, target string) (time.Time, bool, error) {
 	var next sql.NullInt64
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `SELECT MIN(next_at) FROM notification_deliveries WHERE target = $1 AND state = 'pending'`, target).Scan(&next)
@@ -252,7 +252,7 @@ func (s *SQLite) NextDeliveryDue(ctx context.Context, target string) (time.Time,
 }
 
 // ListDeliveries returns the deliveries of every event, oldest first (tests, operators).
-func (s *SQLite) ListDeliveries(ctx context.Context) ([]Delivery, error) {
+func (s *DB) ListDeliveries(ctx context.Context) ([]Delivery, error) {
 	var out []Delivery
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
@@ -283,7 +283,7 @@ func (s *SQLite) ListDeliveries(ctx context.Context) ([]Delivery, error) {
 
 // PruneNotifications deletes events dispatched before before whose deliveries all ended
 // (sent or given up), with those deliveries.
-func (s *SQLite) PruneNotifications(ctx context.Context, before time.Time) (int64, error) {
+func (s *DB) PruneNotifications(ctx context.Context, before time.Time) (int64, error) {
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
@@ -303,7 +303,7 @@ func (s *SQLite) PruneNotifications(ctx context.Context, before time.Time) (int6
 }
 
 // GetDriftEvent returns one drift event of the pipeline by id, or ErrNotFound (pruned).
-func (s *SQLite) GetDriftEvent(ctx context.Context, ref PipelineRef, id int64) (DriftEvent, error) {
+func (s *DB) GetDriftEvent(ctx context.Context, ref PipelineRef, id int64) (DriftEvent, error) {
 	e := DriftEvent{NewDriftEvent: NewDriftEvent{Pipeline: ref}}
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		pid, err := pipelineID(ctx, tx, ref)

@@ -13,8 +13,19 @@ import (
 //	sqlite:///var/lib/slipway/slipway.db   absolute path
 //	sqlite:slipway.db                      path relative to the working directory
 //
-// postgres:// and postgresql:// are recognised but not implemented yet.
+//	postgres://USER@HOST:PORT/DATABASE     PostgreSQL (postgresql:// too); the password
+//	                                       from WithPassword, the DSN or ~/.pgpass
 func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
+	s, err := OpenDB(ctx, dsn, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenDB is Open returning the store itself, for what needs more than the Store
+// interface (Copy).
+func OpenDB(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
@@ -25,13 +36,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
 	}
 	switch kind {
 	case "sqlite":
-		s, err := openSQLiteRetrying(ctx, path, o)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+		return openSQLiteRetrying(ctx, path, o)
 	default: // "postgres"
-		return nil, errors.New("open store: PostgreSQL is not implemented yet; use sqlite:///path/to/slipway.db")
+		return openPostgres(ctx, dsn, o)
 	}
 }
 
@@ -40,14 +47,14 @@ func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
 func parseDSN(dsn string) (kind, path string, err error) {
 	scheme, rest, ok := strings.Cut(dsn, ":")
 	if !ok || scheme == "" {
-		return "", "", errors.New(`store DSN must start with "sqlite:" (for example sqlite:///var/lib/slipway/slipway.db)`)
+		return "", "", errors.New(`store DSN must start with "sqlite:" or "postgres:" (for example sqlite:///var/lib/slipway/slipway.db)`)
 	}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
 		return "postgres", "", nil
 	case "sqlite", "sqlite3":
 	default:
-		return "", "", fmt.Errorf(`store DSN scheme %q is not supported: use sqlite:///path/to/slipway.db`, scheme)
+		return "", "", fmt.Errorf(`store DSN scheme %q is not supported: use sqlite:///path/to/slipway.db or postgres://USER@HOST/DB`, scheme)
 	}
 	switch {
 	case strings.HasPrefix(rest, "///"):

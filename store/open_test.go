@@ -1,13 +1,15 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipwayhq/slipway/test/testenv"
 )
 
 func TestParseDSN(t *testing.T) {
@@ -34,15 +36,16 @@ func TestParseDSN(t *testing.T) {
 	}
 }
 
-func TestOpenPostgresNotImplemented(t *testing.T) {
-	for _, dsn := range []string{"postgres://slipway:s3cret@db/slipway", "postgresql://db/slipway"} {
-		s, err := Open(context.Background(), dsn)
+// Errors opening a PostgreSQL store never repeat the password of the DSN.
+func TestOpenPostgresErrorsHideThePassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://slipway:s3cret@127.0.0.1:1/slipway?connect_timeout=2", // nothing listens there
+		"postgres://slipway:s3cret@127.0.0.1:1/slipway?sslmode=s3cret",    // does not parse
+	} {
+		s, err := Open(testCtx(t), dsn)
 		if err == nil {
 			_ = s.Close()
 			t.Fatalf("Open(%q) succeeded", dsn)
-		}
-		if !strings.Contains(err.Error(), "PostgreSQL is not implemented yet") {
-			t.Errorf("Open(%q) error %q does not say PostgreSQL is not implemented", dsn, err)
 		}
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("error leaks the password: %q", err)
@@ -50,7 +53,36 @@ func TestOpenPostgresNotImplemented(t *testing.T) {
 	}
 }
 
+// Open takes postgres:// and postgresql:// DSNs, and WithPassword supplies a password the
+// DSN leaves out.
+func TestOpenPostgres(t *testing.T) {
+	if !onPostgres() {
+		t.Skip("runs in the PostgreSQL pass")
+	}
+	dsn, err := url.Parse(testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := dsn.User.Password()
+	dsn.User = url.User(dsn.User.Username())
+	for _, scheme := range []string{"postgres", "postgresql"} {
+		dsn.Scheme = scheme
+		st, err := Open(testCtx(t), dsn.String(), WithPassword(password))
+		if err != nil {
+			t.Fatalf("Open %s://: %v", scheme, err)
+		}
+		mustRun(t, st, testPipeline)
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(testCtx(t), dsn.String(), WithPassword("wrong")); err == nil || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("Open with a wrong password: %v; want an error that does not repeat it", err)
+	}
+}
+
 func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
+	sqliteOnly(t, "the database file and its pragmas")
 	dir := filepath.Join(t.TempDir(), "nested", "state")
 	path := filepath.Join(dir, "slipway.db")
 	st, err := Open(testCtx(t), "sqlite://"+path)
@@ -58,7 +90,7 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := st.(*SQLite)
+	s := st.(*DB)
 
 	info, err := os.Stat(path)
 	if err != nil {
@@ -94,6 +126,7 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 // race to switch it to WAL and to migrate it; SQLite then answers busy at once, before
 // busy_timeout applies. Open must wait its turn rather than fail.
 func TestOpenConcurrentlyOnFreshFile(t *testing.T) {
+	sqliteOnly(t, "TestConcurrentFirstOpens covers PostgreSQL")
 	for round := range 20 {
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("round%d.db", round))
 		errs := make(chan error, 6)

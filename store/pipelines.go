@@ -8,7 +8,7 @@ import (
 )
 
 // EnsurePipeline implements Store.
-func (s *SQLite) EnsurePipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
+func (s *DB) EnsurePipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
 	if err := ref.validate(); err != nil {
 		return Pipeline{}, fmt.Errorf("ensure pipeline: %w", err)
 	}
@@ -40,7 +40,7 @@ func ensurePipeline(ctx context.Context, tx *sql.Tx, ref PipelineRef, now int64)
 }
 
 // GetPipeline implements Store.
-func (s *SQLite) GetPipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
+func (s *DB) GetPipeline(ctx context.Context, ref PipelineRef) (Pipeline, error) {
 	p, err := getPipeline(ctx, s.reader, ref)
 	if err != nil {
 		return Pipeline{}, fmt.Errorf("get pipeline %s: %w", ref, err)
@@ -67,7 +67,7 @@ func getPipeline(ctx context.Context, q querier, ref PipelineRef) (Pipeline, err
 }
 
 // ListPipelines implements Store.
-func (s *SQLite) ListPipelines(ctx context.Context) ([]Pipeline, error) {
+func (s *DB) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 	rows, err := s.reader.QueryContext(ctx,
 		`SELECT repository, name, last_build_id, created_at, suspended_at, suspended_by, suspended_reason FROM pipelines ORDER BY repository, name`)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *SQLite) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 
 // SetSuspended implements Store: suspend (with who and why) or resume the pipeline, which
 // is created if it has no row yet. It returns the pipeline as it now stands.
-func (s *SQLite) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error) {
+func (s *DB) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error) {
 	if err := ref.validate(); err != nil {
 		return Pipeline{}, fmt.Errorf("suspend pipeline: %w", err)
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // RecordPushedTags implements Store.
-func (s *SQLite) RecordPushedTags(ctx context.Context, ref PipelineRef, buildID int64, repository string, tags []string) error {
+func (s *DB) RecordPushedTags(ctx context.Context, ref PipelineRef, buildID int64, repository string, tags []string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		pid, err := pipelineID(ctx, tx, ref)
 		if err != nil {
@@ -30,7 +30,7 @@ func (s *SQLite) RecordPushedTags(ctx context.Context, ref PipelineRef, buildID 
 }
 
 // PushedTags implements Store.
-func (s *SQLite) PushedTags(ctx context.Context, repository string) (map[string][]PipelineRef, error) {
+func (s *DB) PushedTags(ctx context.Context, repository string) (map[string][]PipelineRef, error) {
 	out := map[string][]PipelineRef{}
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
@@ -57,7 +57,7 @@ func (s *SQLite) PushedTags(ctx context.Context, repository string) (map[string]
 }
 
 // ForgetPushedTag implements Store.
-func (s *SQLite) ForgetPushedTag(ctx context.Context, ref PipelineRef, repository, tag string) error {
+func (s *DB) ForgetPushedTag(ctx context.Context, ref PipelineRef, repository, tag string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			DELETE FROM pushed_tags WHERE repository = $1 AND tag = $2
@@ -72,7 +72,7 @@ func (s *SQLite) ForgetPushedTag(ctx context.Context, ref PipelineRef, repositor
 }
 
 // AllRevisions implements Store.
-func (s *SQLite) AllRevisions(ctx context.Context) ([]Revision, error) {
+func (s *DB) AllRevisions(ctx context.Context) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error

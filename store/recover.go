@@ -14,7 +14,7 @@ import (
 // Revisions of these runs are left as they are: what they applied is still on the
 // cluster, and whether it is healthy is for the reconciler to find out, not for the
 // store to guess.
-func (s *SQLite) MarkStaleRuns(ctx context.Context) ([]Run, error) {
+func (s *DB) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 	var runs []Run
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := s.now()

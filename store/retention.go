@@ -34,7 +34,7 @@ type Pruned struct {
 }
 
 // Prune deletes what r selects, in batches of r.Batch rows, each its own transaction.
-func (s *SQLite) Prune(ctx context.Context, r Retention) (Pruned, error) {
+func (s *DB) Prune(ctx context.Context, r Retention) (Pruned, error) {
 	var p Pruned
 	batch := r.Batch
 	if batch <= 0 {
@@ -43,8 +43,8 @@ func (s *SQLite) Prune(ctx context.Context, r Retention) (Pruned, error) {
 	now := s.opts.now()
 	var err error
 	if r.Deliveries > 0 {
-		p.Deliveries, err = s.deleteBatches(ctx, batch, `DELETE FROM webhook_deliveries WHERE rowid IN
-			(SELECT rowid FROM webhook_deliveries WHERE received_at < $1 LIMIT $2)`, toMicros(now.Add(-r.Deliveries)))
+		p.Deliveries, err = s.deleteBatches(ctx, batch, `DELETE FROM webhook_deliveries WHERE (repository, delivery_id) IN
+			(SELECT repository, delivery_id FROM webhook_deliveries WHERE received_at < $1 LIMIT $2)`, toMicros(now.Add(-r.Deliveries)))
 		if err != nil {
 			return p, fmt.Errorf("prune webhook deliveries: %w", err)
 		}
@@ -61,7 +61,7 @@ func (s *SQLite) Prune(ctx context.Context, r Retention) (Pruned, error) {
 // pruneRecords deletes from table (ids grow with time) the rows older than l.MaxAge, then
 // in each group (rows sharing the group column) all but the newest l.MaxCount. Table and
 // column names are the constants above, never input.
-func (s *SQLite) pruneRecords(ctx context.Context, batch int, now time.Time, l RecordLimit, table, group, at string) (int, error) {
+func (s *DB) pruneRecords(ctx context.Context, batch int, now time.Time, l RecordLimit, table, group, at string) (int, error) {
 	total := 0
 	if l.MaxAge > 0 {
 		// Oldest first, by id: the scan stops once a batch is found.
@@ -83,7 +83,7 @@ func (s *SQLite) pruneRecords(ctx context.Context, batch int, now time.Time, l R
 	var cuts []cut
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT g, (SELECT id FROM `+table+` WHERE `+group+` = g ORDER BY id DESC LIMIT 1 OFFSET $1)
-			FROM (SELECT `+group+` AS g FROM `+table+` GROUP BY `+group+` HAVING COUNT(*) > $1)`, l.MaxCount)
+			FROM (SELECT `+group+` AS g FROM `+table+` GROUP BY `+group+` HAVING COUNT(*) > $1) AS groups`, l.MaxCount)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (s *SQLite) pruneRecords(ctx context.Context, batch int, now time.Time, l R
 
 // deleteBatches runs query (whose last parameter is the batch size) until it deletes
 // fewer rows than a batch, one transaction each.
-func (s *SQLite) deleteBatches(ctx context.Context, batch int, query string, args ...any) (int, error) {
+func (s *DB) deleteBatches(ctx context.Context, batch int, query string, args ...any) (int, error) {
 	total := 0
 	args = append(args, batch)
 	for {

@@ -36,7 +36,7 @@ func (nr NewRevision) validate() error {
 
 // SaveRevision implements Store. The objects are compressed and, with a keyring,
 // encrypted (bound to the pipeline, run and task, which the transaction knows).
-func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, error) {
+func (s *DB) SaveRevision(ctx context.Context, nr NewRevision) (Revision, error) {
 	what := revisionName(nr.Pipeline, nr.BuildID, nr.Task)
 	if nr.Status == "" {
 		nr.Status = RevisionApplied
@@ -87,7 +87,7 @@ func (s *SQLite) SaveRevision(ctx context.Context, nr NewRevision) (Revision, er
 			pid, nr.BuildID, nr.Task, nr.Cluster, nr.Namespace, string(nr.Kind), string(nr.Status), nr.Reason,
 			blob, encoding, len(nr.Objects), sum,
 			chart, chartVersion, valuesDigest, release, now, policy, keyID, masks, masksSize, nr.Prune, nr.Environment).Scan(&id)
-		if isUniqueViolation(err) {
+		if s.dialect.uniqueViolation(err) {
 			return ErrAlreadyExists
 		}
 		if err != nil {
@@ -119,7 +119,7 @@ func masksAAD(pipelineID, buildID int64, task string) []byte {
 
 // packMasks packs a revision's masks like its objects, with the key that sealed them
 // (keyID; "" for plaintext); nil when there are none.
-func (s *SQLite) packMasks(masks []string, pid, buildID int64, task, keyID string) ([]byte, int, error) {
+func (s *DB) packMasks(masks []string, pid, buildID int64, task, keyID string) ([]byte, int, error) {
 	if len(masks) == 0 {
 		return nil, 0, nil
 	}
@@ -138,7 +138,7 @@ func (s *SQLite) packMasks(masks []string, pid, buildID int64, task, keyID strin
 }
 
 // unpackMasks reverses packMasks; encoding and keyID are the row's objects'.
-func (s *SQLite) unpackMasks(blob []byte, size int64, encoding, keyID string, pid, buildID int64, task string) ([]string, error) {
+func (s *DB) unpackMasks(blob []byte, size int64, encoding, keyID string, pid, buildID int64, task string) ([]string, error) {
 	if len(blob) == 0 {
 		return nil, nil
 	}
@@ -180,7 +180,7 @@ func insertInventory(ctx context.Context, tx *sql.Tx, revisionID int64, inv []In
 
 // getRevision reads the one revision matching where (over revisions r joined with
 // pipelines p), with its objects and inventory, inside one snapshot.
-func (s *SQLite) getRevision(ctx context.Context, q querier, where string, args ...any) (Revision, error) {
+func (s *DB) getRevision(ctx context.Context, q querier, where string, args ...any) (Revision, error) {
 	revs, err := s.queryRevisions(ctx, q, where+` LIMIT 1`, args...)
 	if err != nil {
 		return Revision{}, err
@@ -192,7 +192,7 @@ func (s *SQLite) getRevision(ctx context.Context, q querier, where string, args 
 }
 
 // queryRevisions reads revisions; where may end in ORDER BY and LIMIT.
-func (s *SQLite) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
+func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
 	rows, err := q.QueryContext(ctx, `
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
 			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
@@ -278,7 +278,7 @@ func readInventory(ctx context.Context, q querier, revisionID int64) ([]Inventor
 const byRunTask = `p.repository = $1 AND p.name = $2 AND r.build_id = $3 AND r.task = $4`
 
 // GetRevision implements Store.
-func (s *SQLite) GetRevision(ctx context.Context, ref PipelineRef, buildID int64, task string) (Revision, error) {
+func (s *DB) GetRevision(ctx context.Context, ref PipelineRef, buildID int64, task string) (Revision, error) {
 	var rev Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -292,7 +292,7 @@ func (s *SQLite) GetRevision(ctx context.Context, ref PipelineRef, buildID int64
 }
 
 // LatestRevision implements Store.
-func (s *SQLite) LatestRevision(ctx context.Context, ref PipelineRef, task string, status RevisionStatus) (Revision, error) {
+func (s *DB) LatestRevision(ctx context.Context, ref PipelineRef, task string, status RevisionStatus) (Revision, error) {
 	var rev Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -309,7 +309,7 @@ func (s *SQLite) LatestRevision(ctx context.Context, ref PipelineRef, task strin
 
 // CurrentRevisionOn implements Store. A failed revision counts only when it applied
 // something (CurrentRevisions' rule): a chart that Helm refused left nothing behind.
-func (s *SQLite) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error) {
+func (s *DB) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error) {
 	var rev Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -327,7 +327,7 @@ func (s *SQLite) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, c
 }
 
 // ListRevisions implements Store.
-func (s *SQLite) ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error) {
+func (s *DB) ListRevisions(ctx context.Context, ref PipelineRef, buildID int64) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		if _, err := runID(ctx, tx, ref, buildID); err != nil {
@@ -345,7 +345,7 @@ func (s *SQLite) ListRevisions(ctx context.Context, ref PipelineRef, buildID int
 }
 
 // TransitionRevision implements Store, with the same compare-and-set as TransitionRun.
-func (s *SQLite) TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error) {
+func (s *DB) TransitionRevision(ctx context.Context, ref PipelineRef, buildID int64, task string, from, to RevisionStatus, reason string) (Revision, error) {
 	what := revisionName(ref, buildID, task)
 	if !from.CanMove(to) {
 		return Revision{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
@@ -385,7 +385,7 @@ func (s *SQLite) TransitionRevision(ctx context.Context, ref PipelineRef, buildI
 
 // EnvironmentRevisions implements Store: for each environment of the pipeline and each task
 // that deployed there, the newest healthy revision (what is deployed where), oldest first.
-func (s *SQLite) EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error) {
+func (s *DB) EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error

@@ -280,6 +280,9 @@ func TestRevisionOwnershipAndClusters(t *testing.T) {
 	}
 
 	// Rows written before schema version 12 pruned on rollback, and still do.
+	if onPostgres() {
+		return // the PostgreSQL schema never lacked the column (its version 12 adds it with the default)
+	}
 	if _, err := s.writer.ExecContext(ctx, `ALTER TABLE revisions DROP COLUMN prune`); err != nil {
 		t.Fatal(err)
 	}

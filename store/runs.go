@@ -32,7 +32,7 @@ func scanRun(sc scanner) (Run, error) {
 // CreateRun implements Store. The counter increment and the run insert share one
 // write transaction: either both happen or neither, so a committed BUILD_ID is never
 // handed out twice (the counter only grows) and a rolled-back one was never seen.
-func (s *SQLite) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
+func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 	ref := nr.Pipeline
 	if err := ref.validate(); err != nil {
 		return Run{}, fmt.Errorf("allocate BUILD_ID: %w", err)
@@ -83,7 +83,7 @@ func (s *SQLite) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 }
 
 // GetRun implements Store.
-func (s *SQLite) GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error) {
+func (s *DB) GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error) {
 	r, err := getRun(ctx, s.reader, ref, buildID)
 	if err != nil {
 		return Run{}, fmt.Errorf("get %s: %w", runName(ref, buildID), err)
@@ -104,7 +104,7 @@ func getRun(ctx context.Context, q querier, ref PipelineRef, buildID int64) (Run
 }
 
 // ListRuns implements Store.
-func (s *SQLite) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error) {
+func (s *DB) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error) {
 	query := `
 		SELECT ` + runColumns + `
 		FROM runs r JOIN pipelines p ON p.id = r.pipeline_id
@@ -135,7 +135,7 @@ func (s *SQLite) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Ru
 }
 
 // NoteQueuedRun implements Store.
-func (s *SQLite) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error {
+func (s *DB) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
@@ -153,7 +153,7 @@ func (s *SQLite) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int
 
 // TransitionRun implements Store. The UPDATE carries the expected status in its WHERE
 // clause, so the check and the change are one step even across processes.
-func (s *SQLite) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error) {
+func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error) {
 	what := runName(ref, buildID)
 	if !from.CanMove(to) {
 		return Run{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}

@@ -11,7 +11,7 @@ import (
 // LastScheduleTick returns the last tick of a pipeline's schedule that was handled (fired,
 // deliberately skipped, or the baseline recorded when the schedule was first seen). ok is
 // false when none is recorded, including when the pipeline is unknown.
-func (s *SQLite) LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (tick time.Time, ok bool, err error) {
+func (s *DB) LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (tick time.Time, ok bool, err error) {
 	if err := ref.validate(); err != nil {
 		return time.Time{}, false, fmt.Errorf("last tick of schedule %q: %w", schedule, err)
 	}
@@ -32,7 +32,7 @@ func (s *SQLite) LastScheduleTick(ctx context.Context, ref PipelineRef, schedule
 // SetScheduleTick records tick as the last handled tick of a pipeline's schedule,
 // replacing the one recorded before. The pipeline is recorded first if it is new: a
 // schedule's baseline is usually written before the pipeline ever ran.
-func (s *SQLite) SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error {
+func (s *DB) SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error {
 	what := fmt.Sprintf("set last tick of schedule %q of %s", schedule, ref)
 	if err := ref.validate(); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -60,7 +60,7 @@ func (s *SQLite) SetScheduleTick(ctx context.Context, ref PipelineRef, schedule 
 // DeleteScheduleTick forgets a pipeline's schedule, so that if it is added again it starts
 // from a new baseline instead of catching up ticks from before it was removed. Forgetting
 // a schedule that is not recorded is not an error.
-func (s *SQLite) DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error {
+func (s *DB) DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error {
 	if err := ref.validate(); err != nil {
 		return fmt.Errorf("delete schedule %q: %w", schedule, err)
 	}

@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -169,6 +172,7 @@ type options struct {
 	busyTimeout time.Duration
 	now         func() time.Time
 	keyring     *Keyring // nil: revision payloads are kept in plaintext
+	password    string   // PostgreSQL: the password, when the DSN has none
 	changes     ChangeSink
 	// notifications: keep the outbox (WithNotifications).
 	notifications bool
@@ -190,6 +194,24 @@ func WithLogLineCap(n int) Option { return func(o *options) { o.logLineCap = n }
 
 // WithBusyTimeout sets how long a write waits for another process's write lock.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
+
+// WithPassword gives a PostgreSQL store the password to log in with (storePasswordFile's
+// content), so the DSN in slipway.yaml need not hold it. SQLite ignores it.
+func WithPassword(password string) Option { return func(o *options) { o.password = password } }
+
+// ReadPasswordFile reads a PostgreSQL password file (storePasswordFile): its content
+// without the trailing newline.
+func ReadPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return pw, nil
+}
 
 // WithClock replaces time.Now for the times the store records.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

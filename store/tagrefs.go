@@ -33,7 +33,7 @@ type TagRef struct {
 }
 
 // TagsScanned reports whether the repository's tags have been looked at before.
-func (s *SQLite) TagsScanned(ctx context.Context, repository string) (bool, error) {
+func (s *DB) TagsScanned(ctx context.Context, repository string) (bool, error) {
 	var n int
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM tag_scans WHERE repository = $1`, repository).Scan(&n)
@@ -50,7 +50,7 @@ func (s *SQLite) TagsScanned(ctx context.Context, repository string) (bool, erro
 
 // RecordTagBaseline records the tags a repository has when it is first watched (none run)
 // and marks its tags as looked at, in one transaction.
-func (s *SQLite) RecordTagBaseline(ctx context.Context, repository string, tags map[string]string) error {
+func (s *DB) RecordTagBaseline(ctx context.Context, repository string, tags map[string]string) error {
 	if repository == "" {
 		return fmt.Errorf("record tag baseline: repository must be set")
 	}
@@ -74,7 +74,7 @@ func (s *SQLite) RecordTagBaseline(ctx context.Context, repository string, tags 
 }
 
 // ListTagRefs returns the tags recorded for a repository, by name.
-func (s *SQLite) ListTagRefs(ctx context.Context, repository string) (map[string]TagRef, error) {
+func (s *DB) ListTagRefs(ctx context.Context, repository string) (map[string]TagRef, error) {
 	out := map[string]TagRef{}
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT tag, commit_sha, state, updated_at FROM tag_refs WHERE repository = $1`, repository)
@@ -100,7 +100,7 @@ func (s *SQLite) ListTagRefs(ctx context.Context, repository string) (map[string
 }
 
 // SetTagRef records what a watcher did about a tag.
-func (s *SQLite) SetTagRef(ctx context.Context, t TagRef) error {
+func (s *DB) SetTagRef(ctx context.Context, t TagRef) error {
 	switch {
 	case t.Repository == "" || t.Tag == "":
 		return fmt.Errorf("set tag: repository and tag must be set")
@@ -122,7 +122,7 @@ func (s *SQLite) SetTagRef(ctx context.Context, t TagRef) error {
 }
 
 // RunsOfTag returns the runs of a repository's pipelines made for a tag, newest first.
-func (s *SQLite) RunsOfTag(ctx context.Context, repository, tag string) ([]Run, error) {
+func (s *DB) RunsOfTag(ctx context.Context, repository, tag string) ([]Run, error) {
 	rows, err := s.reader.QueryContext(ctx, `
 		SELECT `+runColumns+`
 		FROM runs r JOIN pipelines p ON p.id = r.pipeline_id

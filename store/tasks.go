@@ -30,7 +30,7 @@ func scanTask(sc scanner, ref PipelineRef, buildID int64) (Task, error) {
 }
 
 // AddTask implements Store.
-func (s *SQLite) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt NewTask) (Task, error) {
+func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt NewTask) (Task, error) {
 	what := taskName(ref, buildID, nt.Name)
 	if nt.Name == "" || nt.Stage == "" || nt.Type == "" {
 		return Task{}, fmt.Errorf("add %s: stage, name and type must all be set", what)
@@ -44,7 +44,7 @@ func (s *SQLite) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO tasks (run_id, stage, name, type, status) VALUES ($1, $2, $3, $4, $5)`,
 			id, nt.Stage, nt.Name, nt.Type, string(TaskPending))
-		if isUniqueViolation(err) {
+		if s.dialect.uniqueViolation(err) {
 			return ErrAlreadyExists
 		}
 		if err != nil {
@@ -70,7 +70,7 @@ func getTask(ctx context.Context, q querier, ref PipelineRef, buildID, runID int
 }
 
 // GetTask implements Store.
-func (s *SQLite) GetTask(ctx context.Context, ref PipelineRef, buildID int64, name string) (Task, error) {
+func (s *DB) GetTask(ctx context.Context, ref PipelineRef, buildID int64, name string) (Task, error) {
 	var t Task
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
@@ -87,7 +87,7 @@ func (s *SQLite) GetTask(ctx context.Context, ref PipelineRef, buildID int64, na
 }
 
 // ListTasks implements Store.
-func (s *SQLite) ListTasks(ctx context.Context, ref PipelineRef, buildID int64) ([]Task, error) {
+func (s *DB) ListTasks(ctx context.Context, ref PipelineRef, buildID int64) ([]Task, error) {
 	var tasks []Task
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
@@ -115,7 +115,7 @@ func (s *SQLite) ListTasks(ctx context.Context, ref PipelineRef, buildID int64) 
 }
 
 // TransitionTask implements Store, with the same compare-and-set as TransitionRun.
-func (s *SQLite) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64, name string, from, to TaskStatus, reason string) (Task, error) {
+func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64, name string, from, to TaskStatus, reason string) (Task, error) {
 	what := taskName(ref, buildID, name)
 	if !from.CanMove(to) {
 		return Task{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
@@ -156,7 +156,7 @@ func (s *SQLite) TransitionTask(ctx context.Context, ref PipelineRef, buildID in
 }
 
 // SetTaskOutputs implements Store.
-func (s *SQLite) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64, name string, outputs map[string]string) error {
+func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64, name string, outputs map[string]string) error {
 	what := taskName(ref, buildID, name)
 	if outputs == nil {
 		outputs = map[string]string{}

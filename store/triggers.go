@@ -27,7 +27,7 @@ type PullRequestEvent struct {
 // RecordDelivery remembers a webhook delivery id of a repository and reports whether it is
 // new. A false answer means the delivery was seen before: a redelivery that must start
 // nothing. Prune forgets old ids (retention.webhookDeliveries).
-func (s *SQLite) RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error) {
+func (s *DB) RecordDelivery(ctx context.Context, repository, deliveryID string) (bool, error) {
 	if repository == "" || deliveryID == "" {
 		return false, fmt.Errorf("record delivery: repository and delivery id must be set")
 	}
@@ -50,7 +50,7 @@ func (s *SQLite) RecordDelivery(ctx context.Context, repository, deliveryID stri
 }
 
 // RecordPullRequestEvent stores a pull request action.
-func (s *SQLite) RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error) {
+func (s *DB) RecordPullRequestEvent(ctx context.Context, e PullRequestEvent) (PullRequestEvent, error) {
 	if e.Repository == "" || e.Number <= 0 || e.Action == "" {
 		return e, fmt.Errorf("record pull request event: repository, number and action must be set")
 	}
@@ -74,9 +74,9 @@ func (s *SQLite) RecordPullRequestEvent(ctx context.Context, e PullRequestEvent)
 
 // ListPullRequestEvents returns a repository's pull request events, newest first; number
 // 0 means every pull request, limit <= 0 all events.
-func (s *SQLite) ListPullRequestEvents(ctx context.Context, repository string, number, limit int) ([]PullRequestEvent, error) {
+func (s *DB) ListPullRequestEvents(ctx context.Context, repository string, number, limit int) ([]PullRequestEvent, error) {
 	if limit <= 0 {
-		limit = -1
+		limit = noLimit
 	}
 	var out []PullRequestEvent
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -109,7 +109,7 @@ func (s *SQLite) ListPullRequestEvents(ctx context.Context, repository string, n
 
 // ForgetDelivery drops a recorded delivery id, so the forge's retry of a delivery that
 // could not be acted on is not mistaken for a duplicate.
-func (s *SQLite) ForgetDelivery(ctx context.Context, repository, deliveryID string) error {
+func (s *DB) ForgetDelivery(ctx context.Context, repository, deliveryID string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE repository = $1 AND delivery_id = $2`,
 			repository, deliveryID)
@@ -123,7 +123,7 @@ func (s *SQLite) ForgetDelivery(ctx context.Context, repository, deliveryID stri
 
 // HandledHead returns the head of a repository's branch a watcher last dealt with; "" when
 // none is recorded.
-func (s *SQLite) HandledHead(ctx context.Context, repository, branch string) (string, error) {
+func (s *DB) HandledHead(ctx context.Context, repository, branch string) (string, error) {
 	var head string
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `SELECT head FROM branch_heads WHERE repository = $1 AND branch = $2`,
@@ -140,7 +140,7 @@ func (s *SQLite) HandledHead(ctx context.Context, repository, branch string) (st
 }
 
 // SetHandledHead records the head of a repository's branch a watcher has dealt with.
-func (s *SQLite) SetHandledHead(ctx context.Context, repository, branch, head string) error {
+func (s *DB) SetHandledHead(ctx context.Context, repository, branch, head string) error {
 	if repository == "" || branch == "" || head == "" {
 		return fmt.Errorf("set handled head: repository, branch and head must be set")
 	}

@@ -5,42 +5,49 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"time"
-
-	"modernc.org/sqlite"
 )
 
-// SQLite primary result codes the retry loop cares about.
-const (
-	sqliteBusy   = 5 // another connection holds the lock
-	sqliteLocked = 6 // a conflict inside this connection's shared cache
-)
+// noLimit is a LIMIT that keeps every row on both engines (SQLite's -1 is an error on
+// PostgreSQL, and PostgreSQL's LIMIT ALL a syntax error on SQLite).
+const noLimit = math.MaxInt64
 
-// busyRetries bounds how often a write is retried after busy_timeout already waited, so
-// a wedged other process turns into an error rather than a hang.
+// busyRetries is how often a write is retried at least; past it, retries stop once the
+// busy timeout is spent, so a wedged other process turns into an error rather than a hang.
 const busyRetries = 8
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE on the single writer
-// connection) and commits it. fn must touch nothing but tx: if another process kept the
-// write lock past busy_timeout, the whole transaction is rolled back and fn runs again.
-func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	delay := 5 * time.Millisecond
+// write runs fn in a write transaction and commits it: on SQLite BEGIN IMMEDIATE on the
+// single writer connection, on PostgreSQL a SERIALIZABLE transaction, so on both a write
+// sees no other write interleaved. fn must touch nothing but tx: if another process kept
+// the write lock past busy_timeout, or PostgreSQL aborted the transaction for a conflict,
+// the whole transaction is rolled back and fn runs again.
+func (s *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeWith(ctx, s.dialect.writeTx(), fn)
+}
+
+func (s *DB) writeWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	deadline := time.Now().Add(s.opts.busyTimeout)
+	delay := time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := s.writeOnce(ctx, fn)
-		if err == nil || !isBusy(err) || attempt == busyRetries {
+		err := s.writeOnce(ctx, opts, fn)
+		if err == nil || !s.dialect.retryable(err) || (attempt >= busyRetries && time.Now().After(deadline)) {
 			return err
 		}
+		// Jittered, so writers that collided do not collide again in step.
+		wait := delay/2 + time.Duration(rand.Int64N(int64(delay)))
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
 }
 
-func (s *SQLite) writeOnce(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.writer.BeginTx(ctx, nil)
+func (s *DB) writeOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -55,22 +62,13 @@ func (s *SQLite) writeOnce(ctx context.Context, fn func(tx *sql.Tx) error) error
 }
 
 // read runs fn in a read-only transaction, so the queries in fn see one snapshot.
-func (s *SQLite) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (s *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.reader.BeginTx(ctx, s.dialect.readTx())
 	if err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	return fn(tx)
-}
-
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	code := se.Code() & 0xff // extended codes keep the primary code in the low byte
-	return code == sqliteBusy || code == sqliteLocked
 }
 
 // pipelineID returns the row id of a pipeline, or ErrNotFound.
@@ -104,14 +102,4 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure.
-func isUniqueViolation(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	const constraintUnique, constraintPrimaryKey = 2067, 1555
-	return se.Code() == constraintUnique || se.Code() == constraintPrimaryKey
 }

@@ -23,7 +23,7 @@ const DefaultStartingDeadline = 10 * time.Minute
 // stopping: the record must not be lost to the cancellation, nor hang the shutdown.
 const recordTimeout = 10 * time.Second
 
-// Store is what the scheduler needs from the store (*store.SQLite).
+// Store is what the scheduler needs from the store (*store.DB).
 type Store interface {
 	LastScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string) (time.Time, bool, error)
 	SetScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string, tick time.Time) error

@@ -118,7 +118,7 @@ func start(t *testing.T, st Store, fc *clocktesting.FakeClock, runs Runs, reg pr
 	return r
 }
 
-func openStore(t *testing.T) *store.SQLite {
+func openStore(t *testing.T) *store.DB {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {

@@ -468,7 +468,7 @@ type rig struct {
 	schedules *fakeSchedules
 	metrics   *Metrics
 	w         *BranchWatcher
-	audit     *store.SQLite // the hub's audit log (a real store); nil for watcher tests
+	audit     *store.DB // the hub's audit log (a real store); nil for watcher tests
 }
 
 func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {

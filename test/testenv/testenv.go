@@ -11,9 +11,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for PostgresSchema
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,8 +73,13 @@ type Env struct {
 	// RealNodeTaint keeps other pods off it, as key=value:Effect. Use RealNode.
 	RealNodeName  string
 	RealNodeTaint string
-	pids          string
-	stateDir      string // .slipway/env: pids/, logs/
+
+	// PostgresURL is a database on the environment's PostgreSQL the tests may use, as
+	// its superuser (so tests can make a schema or database each).
+	PostgresURL string
+
+	pids     string
+	stateDir string // .slipway/env: pids/, logs/
 }
 
 // howToGet is appended to every failure to reach the environment, so nobody has to guess.
@@ -255,13 +263,69 @@ func Load(root string) (*Env, error) {
 		KwokStages:        vars["SLIPWAY_KWOK_STAGES"],
 		RealNodeName:      vars["SLIPWAY_REAL_NODE"],
 		RealNodeTaint:     vars["SLIPWAY_REAL_NODE_TAINT"],
+		PostgresURL:       vars["SLIPWAY_POSTGRES_URL"],
 		pids:              vars["SLIPWAY_ENV_PIDS"],
 		stateDir:          vars["SLIPWAY_ENV_DIR"],
 	}
-	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" {
+	if env.Kubeconfig == "" || env.Registry == "" || env.GitURL == "" || env.BuildkitHost == "" || env.PostgresURL == "" {
 		return nil, fmt.Errorf("%s is incomplete", envFile)
 	}
 	return env, nil
+}
+
+// PostgresURL returns the environment's PostgreSQL test database (SLIPWAY_POSTGRES_URL, from
+// the process environment or .slipway/testenv.env), failing the test with directions when
+// there is none. Unlike Get it needs no TestMain: unit tests of the store use it.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if url := os.Getenv("SLIPWAY_POSTGRES_URL"); url != "" {
+		return url
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	env, err := Load(root)
+	if err != nil {
+		t.Fatalf("testenv: no PostgreSQL: %v; %s", err, howToGet)
+	}
+	return env.PostgresURL
+}
+
+// PostgresSchema makes an empty schema in the environment's PostgreSQL test database,
+// dropped when the test ends, and returns a DSN whose connections work in it: each test
+// its own store, made in milliseconds. Fails the test with directions when there is no
+// PostgreSQL.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
+	base := PostgresURL(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("SLIPWAY_POSTGRES_URL does not parse: %v", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	if err := postgresExec(base, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("testenv: PostgreSQL at SLIPWAY_POSTGRES_URL: %v; %s", err, howToGet)
+	}
+	t.Cleanup(func() { _ = postgresExec(base, `DROP SCHEMA `+schema+` CASCADE`) })
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func postgresExec(dsn, stmt string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
 }
 
 // repoRoot finds the module root above the working directory (tests run in their package).

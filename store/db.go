@@ -15,28 +15,32 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// SQLite is the embedded Store: one database file in WAL mode.
+// DB is the Store over database/sql: one SQL core for SQLite and PostgreSQL, with a
+// dialect for what differs between them (locking, error codes, migration files).
 //
-// It keeps two pools. All writes go through `writer`, which has exactly one connection
-// and starts every transaction with BEGIN IMMEDIATE: goroutines of this process queue
-// for that connection instead of racing for SQLite's write lock, and a transaction takes
-// the lock before it reads, so it can never fail half-way with SQLITE_BUSY when it later
-// upgrades a read to a write. Other processes on the same file are waited for with
-// busy_timeout, and a write that still finds the lock taken is retried (see write).
-// Reads go through `reader`, several read-only connections that WAL lets run beside the
-// writer.
-type SQLite struct {
-	path   string
-	writer *sql.DB
-	reader *sql.DB
-	codec  *objectCodec
-	opts   options
+// On SQLite it is one database file in WAL mode, and it keeps two pools. All writes go
+// through `writer`, which has exactly one connection and starts every transaction with
+// BEGIN IMMEDIATE: goroutines of this process queue for that connection instead of racing
+// for SQLite's write lock, and a transaction takes the lock before it reads, so it can
+// never fail half-way with SQLITE_BUSY when it later upgrades a read to a write. Other
+// processes on the same file are waited for with busy_timeout, and a write that still
+// finds the lock taken is retried (see write). Reads go through `reader`, several
+// read-only connections that WAL lets run beside the writer.
+//
+// On PostgreSQL both are one pool (see OpenPostgres).
+type DB struct {
+	path    string // the SQLite file, or the PostgreSQL server and database, for errors
+	writer  *sql.DB
+	reader  *sql.DB
+	dialect dialect
+	codec   *objectCodec
+	opts    options
 }
 
-var _ Store = (*SQLite)(nil)
+var _ Store = (*DB)(nil)
 
 // OpenSQLite opens (creating if needed) the SQLite store at path and migrates it.
-func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
@@ -44,7 +48,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 	return openSQLiteRetrying(ctx, path, o)
 }
 
-func openSQLiteRetrying(ctx context.Context, path string, o options) (*SQLite, error) {
+func openSQLiteRetrying(ctx context.Context, path string, o options) (*DB, error) {
 	// Another process may hold the file while it switches it to WAL or migrates it (the
 	// daemon and a CLI verb starting together); the pragmas on a new connection can then
 	// fail busy before busy_timeout applies. Retry the whole open within the timeout.
@@ -64,7 +68,7 @@ func openSQLiteRetrying(ctx context.Context, path string, o options) (*SQLite, e
 	}
 }
 
-func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err error) {
+func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) {
 	if err := createPrivate(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -72,7 +76,7 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &SQLite{path: path, codec: codec, opts: o}
+	s := &DB{path: path, dialect: sqliteDialect{}, codec: codec, opts: o}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -104,13 +108,8 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 		return nil, fmt.Errorf("open store %s: journal mode is %q, not WAL: put the database on a local file system", path, mode)
 	}
 
-	if err := s.migrate(ctx); err != nil {
+	if err := s.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if o.keyring != nil {
-		if err := s.sealOnOpen(ctx); err != nil {
-			return nil, fmt.Errorf("open store %s: %w", path, err)
-		}
 	}
 
 	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
@@ -124,6 +123,18 @@ func openSQLite(ctx context.Context, path string, o options) (_ *SQLite, err err
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// prepare brings a newly opened store's schema up to date and, with a keyring, checks and
+// seals its payloads (sealOnOpen).
+func (s *DB) prepare(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	if s.opts.keyring != nil {
+		return s.sealOnOpen(ctx)
+	}
+	return nil
 }
 
 // createPrivate makes the database file, readable by its owner only, before SQLite does:
@@ -144,11 +155,8 @@ func createPrivate(path string) error {
 	return f.Close()
 }
 
-// Path is the database file.
-func (s *SQLite) Path() string { return s.path }
-
 // Ping implements Store: one read through the readers' pool.
-func (s *SQLite) Ping(ctx context.Context) error {
+func (s *DB) Ping(ctx context.Context) error {
 	var one int
 	if err := s.reader.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store %s does not answer: %w", s.path, err)
@@ -157,9 +165,9 @@ func (s *SQLite) Ping(ctx context.Context) error {
 }
 
 // Close closes both pools; in-flight calls finish first.
-func (s *SQLite) Close() error {
+func (s *DB) Close() error {
 	var errs []error
-	if s.reader != nil {
+	if s.reader != nil && s.reader != s.writer {
 		errs = append(errs, s.reader.Close())
 	}
 	if s.writer != nil {
@@ -172,7 +180,7 @@ func (s *SQLite) Close() error {
 	return nil
 }
 
-func (s *SQLite) now() int64 { return s.opts.now().UnixMicro() }
+func (s *DB) now() int64 { return s.opts.now().UnixMicro() }
 
 // fromMicros turns a stored time back into a time.Time; NULL becomes the zero time.
 func fromMicros(v sql.NullInt64) time.Time {
