@@ -23,7 +23,10 @@ demo:
 ## test: formatting, vet, unit and end-to-end tests against the real local environment
 # The benchmark harness (test/bench) is not a test: it loads the shared control plane with
 # thousands of objects, so it runs only under `make bench`, never beside the e2e tests.
-test: check prereqs
+# The environment is started first, not by the first test binary that needs it: the store's
+# tests run on its PostgreSQL beside the e2e tests, and packages run in parallel. Started
+# this way it stays up afterwards (make env-down; CI stops it).
+test: check prereqs env-up
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 $$($(GO) list ./... | grep -v /test/bench)
 
 ## check: gofmt and go vet
@@ -32,8 +35,9 @@ check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## unit: only the tests that need no real environment
-unit:
+## unit: the tests outside test/ (no cluster, registry or Git server is used, but the store's
+## tests also run on the environment's PostgreSQL, so it is started)
+unit: env-up
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 
 ## fuzz: every fuzz target for FUZZTIME each (default 2m; CI runs them for 10s each)
