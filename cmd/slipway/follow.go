@@ -40,12 +40,13 @@ func followLogs(cmd *cobra.Command, f *apiFlags, pipelineArg string, id int64, t
 	}
 	out := cmd.OutOrStdout()
 	var last int64
+	shown := "" // the status line printed last: the end repeats it
 	for attempt := 0; ; attempt++ {
 		final, err := c.stream(cmd.Context(), path, q, &last, func(e sse.Event) error {
 			if f.output == "json" {
 				return json.NewEncoder(out).Encode(followEvent{Event: e.Name, Data: json.RawMessage(e.Data)})
 			}
-			return printFollowed(out, e)
+			return printFollowed(out, e, &shown)
 		})
 		if err == nil {
 			if final.Status != string(store.RunSucceeded) {
@@ -66,7 +67,7 @@ func followLogs(cmd *cobra.Command, f *apiFlags, pipelineArg string, id int64, t
 	}
 }
 
-func printFollowed(out io.Writer, e sse.Event) error {
+func printFollowed(out io.Writer, e sse.Event, shown *string) error {
 	switch e.Name {
 	case "line":
 		var l records.Line
@@ -88,6 +89,10 @@ func printFollowed(out io.Writer, e sse.Event) error {
 		if r.Reason != "" {
 			line += ": " + r.Reason
 		}
+		if line == *shown {
+			return nil
+		}
+		*shown = line
 		_, err := fmt.Fprintln(out, line)
 		return err
 	}
