@@ -76,7 +76,9 @@ type Server struct {
 	Limits HookLimits
 	// Ready, if set, says whether the daemon can serve (/readyz): its store answers.
 	Ready func(context.Context) error
-	Log   *logrus.Entry
+	// UI, if set, is the web console (server/webui), served under /ui/.
+	UI  http.Handler
+	Log *logrus.Entry
 
 	reads chan struct{} // one token per webhook body being read; made by Handler
 }
@@ -126,6 +128,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	for _, rt := range s.routes() {
 		mux.Handle(rt.Pattern, s.requireRole(rt.Role, rt.handle))
+	}
+	if s.UI != nil {
+		mux.Handle("/ui/", s.UI)
 	}
 	return mux
 }
