@@ -14,8 +14,10 @@ for pair in docker-registry:docker-registry runc:runc git:git htpasswd:apache2-u
 done
 # The base test image is made from the static busybox binary.
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-# The web UI's browser test drives headless Chromium.
+# The web UI's browser test drives headless Chromium; a CJK font makes its Chinese
+# screenshots readable.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || missing+=(fonts-wqy-microhei)
 # The real node's pod network: bridge and host-local.
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then

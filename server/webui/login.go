@@ -34,7 +34,7 @@ func (u *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, errKe
 	}
 	value := base64.RawURLEncoding.EncodeToString(raw)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: value, Path: Prefix + "login", MaxAge: 3600,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 	next := r.URL.Query().Get("next")
 	if r.Method == http.MethodPost {
 		next = r.PostForm.Get("next")
@@ -67,7 +67,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: Prefix, MaxAge: int(u.sessions.ttl.Seconds()),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Path: Prefix + "login", MaxAge: -1})
 	u.log.WithFields(logrus.Fields{"user": user.Name}).Info("web UI: signed in")
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
@@ -76,7 +76,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 // logout ends the session: its cookie is cleared and the session refused from now on.
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, v viewer) {
 	u.sessions.revoke(v.sess)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 	u.log.WithFields(logrus.Fields{"user": v.Name}).Info("web UI: signed out")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }

@@ -293,7 +293,7 @@ func (u *UI) setLanguage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: lang, Path: Prefix, MaxAge: 365 * 24 * 3600,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, localPath(r.URL.Query().Get("back")), http.StatusSeeOther)
 }
 
@@ -304,4 +304,12 @@ func localPath(p string) string {
 		return Prefix
 	}
 	return p
+}
+
+// secure says whether the browser reached the UI over HTTPS: directly, or through a proxy
+// that terminated TLS and says so in X-Forwarded-Proto (the daemon itself speaks plain
+// HTTP). Cookies are then marked Secure. Trusting the header is safe here: a forged one
+// can only keep the sender's own cookie off plain HTTP.
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }

@@ -201,15 +201,31 @@ func TestSignInSetsAStrictHttpOnlySessionAndSignOutEndsIt(t *testing.T) {
 	}
 }
 
-func TestSessionCookieSecureOverTLS(t *testing.T) {
+func TestCookiesSecureOverTLSOrBehindATLSProxy(t *testing.T) {
 	f := newFixture(t)
-	req := httptest.NewRequest("GET", "/ui/login", nil)
-	req.TLS = &tls.ConnectionState{}
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	for _, c := range rec.Result().Cookies() {
-		if !c.Secure {
-			t.Fatalf("cookie %s not Secure over TLS", c.Name)
+	for _, tc := range []struct {
+		name   string
+		tls    bool
+		header string
+		want   bool
+	}{{"TLS", true, "", true}, {"proxy", false, "https", true}, {"plain", false, "", false}, {"plain proxy", false, "http", false}} {
+		req := httptest.NewRequest("GET", "/ui/login", nil)
+		if tc.tls {
+			req.TLS = &tls.ConnectionState{}
+		}
+		if tc.header != "" {
+			req.Header.Set("X-Forwarded-Proto", tc.header)
+		}
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		cookies := rec.Result().Cookies()
+		if len(cookies) == 0 {
+			t.Fatalf("%s: no cookie", tc.name)
+		}
+		for _, c := range cookies {
+			if c.Secure != tc.want {
+				t.Errorf("%s: cookie %s Secure=%v", tc.name, c.Name, c.Secure)
+			}
 		}
 	}
 }
