@@ -215,3 +215,7 @@ func TestAPIRequiresTheToken(t *testing.T) {
 		t.Errorf("a misspelt field: %d %s", code, out)
 	}
 }
+func (r *recorder) Rollback(_ context.Context, _ store.PipelineRef, to int64, actor string) (store.Run, error) {
+	r.calls = append(r.calls, fmt.Sprintf("Rollback to %d by %s", to, actor))
+	return store.Run{BuildID: 9, Status: store.RunQueued, Trigger: store.TriggerRollback, ParentBuildID: to}, nil
+}

@@ -299,3 +299,33 @@ func TestRunsAndApprovalsKeepOnlyWhatKeepKeeps(t *testing.T) {
 		t.Fatalf("approvals of app %+v", waiting)
 	}
 }
+
+func TestAuditKeepsBeforeTheLimit(t *testing.T) {
+	st, _ := open(t)
+	ctx := ctxOf(t)
+	other := store.PipelineRef{Repository: "other", Name: "deploy"}
+	for i, ref := range []store.PipelineRef{app, other, other, other} {
+		must(st.RecordAudit(ctx, store.AuditEntry{Actor: "alice", Action: store.AuditTrigger, Pipeline: ref, BuildID: int64(i + 1)}))
+	}
+	got := must(Audit(ctx, st, store.AuditFilter{}, func(r store.PipelineRef) bool { return r == app }, 1))
+	if len(got) != 1 || got[0].Repository != "app" || got[0].Actor != "alice" {
+		t.Fatalf("audit %+v", got)
+	}
+	if got := must(Audit(ctx, st, store.AuditFilter{}, nil, 2)); len(got) != 2 || got[0].BuildID != 4 {
+		t.Fatalf("newest two: %+v", got)
+	}
+}
+
+func TestDriftEventsShowWhoChangedWhat(t *testing.T) {
+	st, _ := open(t)
+	ctx := ctxOf(t)
+	run := newRun(t, st, app, store.TriggerPush, 0)
+	rev := deploy(t, st, run, "web", "")
+	must(st.RecordDriftEvent(ctx, store.NewDriftEvent{Pipeline: app, BuildID: run.BuildID, Task: "web", Cluster: "kind",
+		Object: rev.Inventory[0], Action: store.DriftCorrected, Patch: `[{"op":"replace","path":"/spec/replicas","value":2}]`,
+		Manager: "kubectl-edit", DetectedAt: time.Now()}))
+	ev := must(DriftEvents(ctx, st, app, 10))
+	if len(ev) != 1 || ev[0].Manager != "kubectl-edit" || ev[0].Object.Kind != "Deployment" || ev[0].Action != "corrected" {
+		t.Fatalf("events %+v", ev)
+	}
+}
