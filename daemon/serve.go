@@ -162,7 +162,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
 		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
-		Previews: previews, Ready: d.Store.Ping, UI: ui.Handler(), Log: log.WithField("component", "http")}
+		Previews: previews, Ready: d.Store.Ping, UI: ui.Handler(), Log: log.WithField("component", "http"),
+		Reads: d.Store, Changes: d.Changes, Repositories: repositoryNames(d.Config)}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
 	if err != nil {
@@ -254,4 +255,13 @@ func ReadSecretFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is empty", path)
 	}
 	return []byte(s), nil
+}
+
+// repositoryNames are the configured repositories' names, as the API lists them.
+func repositoryNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Repositories))
+	for _, r := range cfg.Repositories {
+		names = append(names, r.Name)
+	}
+	return names
 }

@@ -315,6 +315,9 @@ type taskLog struct {
 	task    string
 	mu      sync.Mutex
 	pending []store.LogLine
+	// flushing is held from taking the pending lines to storing them, so two flushes
+	// (a periodic one and a full buffer's) store lines in the order they were written.
+	flushing sync.Mutex
 }
 
 func (rc *runContext) taskLog(task string) *taskLog { return &taskLog{rc: rc, task: task} }
@@ -345,6 +348,8 @@ func (tl *taskLog) output(stream store.LogStream, line string) {
 }
 
 func (tl *taskLog) flush(ctx context.Context) {
+	tl.flushing.Lock()
+	defer tl.flushing.Unlock()
 	tl.mu.Lock()
 	lines := tl.pending
 	tl.pending = nil

@@ -51,7 +51,7 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 	} else {
 		tl.Printf("running the script on %s", name)
 	}
-	stop := out.flushEvery(ctx, 500*time.Millisecond)
+	stop := out.flushEvery(ctx, scriptLogFlush)
 	res, err := ex.Run(ctx, spec)
 	stop()
 	out.close()
@@ -260,6 +260,11 @@ func (o *scriptOutput) tail() string {
 	defer o.mu.Unlock()
 	return strings.Join(o.last, "\n")
 }
+
+// scriptLogFlush is how long a script's line may wait before it is stored: live logs
+// (the API's stream, the web UI) show it that much later at most. A tick with no new
+// line costs nothing.
+const scriptLogFlush = 100 * time.Millisecond
 
 // flushEvery stores the lines gathered so far at each tick, so that `slipway logs -f`
 // shows the script's output while it runs.

@@ -16,6 +16,7 @@ import (
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -28,28 +29,10 @@ type RunRequest struct {
 }
 
 // Run is a run as the API shows it.
-type Run struct {
-	Repository    string    `json:"repository"`
-	Pipeline      string    `json:"pipeline"`
-	BuildID       int64     `json:"buildId"`
-	Commit        string    `json:"commit"`
-	Branch        string    `json:"branch,omitempty"`
-	Tag           string    `json:"tag,omitempty"` // the tag the run is for
-	Trigger       string    `json:"trigger"`
-	ParentBuildID int64     `json:"parentBuildId,omitempty"`
-	Status        string    `json:"status"`
-	Reason        string    `json:"reason,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	StartedAt     time.Time `json:"startedAt,omitzero"`
-	FinishedAt    time.Time `json:"finishedAt,omitzero"`
-}
+type Run = records.Run
 
 // RunOf converts a stored run.
-func RunOf(r store.Run) Run {
-	return Run{Repository: r.Pipeline.Repository, Pipeline: r.Pipeline.Name, BuildID: r.BuildID, Commit: r.Commit,
-		Branch: r.Branch, Tag: r.Tag, Trigger: string(r.Trigger), ParentBuildID: r.ParentBuildID, Status: string(r.Status),
-		Reason: r.Reason, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
-}
+func RunOf(r store.Run) Run { return records.RunOf(r, time.Now()) }
 
 const maxAPIBody = 64 << 10
 
@@ -98,19 +81,6 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, caller config.
 	s.Metrics.Received(ref.Repository, source)
 	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": run.BuildID, "commit": run.Commit, "source": source, "user": caller.Name}).Info("run requested through the API")
 	writeJSON(w, http.StatusCreated, RunOf(run))
-}
-
-func (s *Server) getRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	ref, id, ok := s.runTarget(w, r, caller)
-	if !ok {
-		return
-	}
-	run, err := s.Records.GetRun(r.Context(), ref, id)
-	if err != nil {
-		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
-		return
-	}
-	writeJSON(w, http.StatusOK, RunOf(run))
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {

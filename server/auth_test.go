@@ -23,14 +23,28 @@ var apiRoutes = map[string]struct {
 	role   config.Role
 	scoped bool
 }{
-	"POST /api/v1/pipelines/{pipeline}/runs":              {config.RoleOperator, true},
-	"GET /api/v1/pipelines/{pipeline}/runs/{id}":          {config.RoleViewer, true},
-	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel":  {config.RoleOperator, true},
-	"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote": {config.RoleOperator, true},
-	"POST /api/v1/pipelines/{pipeline}/suspend":           {config.RoleOperator, true},
-	"POST /api/v1/pipelines/{pipeline}/resume":            {config.RoleOperator, true},
-	"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve": {config.RoleApprover, true},
-	"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject":  {config.RoleApprover, true},
+	"GET /api/v1/repositories":                               {config.RoleViewer, false},
+	"GET /api/v1/pipelines":                                  {config.RoleViewer, false},
+	"GET /api/v1/pipelines/{pipeline}":                       {config.RoleViewer, true},
+	"GET /api/v1/pipelines/{pipeline}/drift":                 {config.RoleViewer, true},
+	"GET /api/v1/runs":                                       {config.RoleViewer, false},
+	"GET /api/v1/pipelines/{pipeline}/runs":                  {config.RoleViewer, true},
+	"GET /api/v1/pipelines/{pipeline}/runs/{id}":             {config.RoleViewer, true},
+	"GET /api/v1/pipelines/{pipeline}/runs/{id}/revisions":   {config.RoleViewer, true},
+	"GET /api/v1/pipelines/{pipeline}/runs/{id}/logs":        {config.RoleViewer, true},
+	"GET /api/v1/pipelines/{pipeline}/runs/{id}/logs/stream": {config.RoleViewer, true},
+	"GET /api/v1/deployments":                                {config.RoleViewer, false},
+	"GET /api/v1/approvals":                                  {config.RoleViewer, false},
+	"GET /api/v1/audit":                                      {config.RoleViewer, false},
+	"POST /api/v1/pipelines/{pipeline}/runs":                 {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/rerun":      {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/rollback":   {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel":     {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote":    {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/suspend":              {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/resume":               {config.RoleOperator, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/approve":    {config.RoleApprover, true},
+	"POST /api/v1/pipelines/{pipeline}/runs/{id}/reject":     {config.RoleApprover, true},
 }
 
 // bodies are the request bodies of routes that need one to succeed.
@@ -84,7 +98,8 @@ func TestEveryRouteRequiresItsRole(t *testing.T) {
 	for _, r := range config.Roles {
 		users = append(users, user(string(r), []config.Role{r}))
 	}
-	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Users: users, Log: logrus.NewEntry(logrus.New())}
+	reads, feed := seededReads(t, rec, "app")
+	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Users: users, Log: logrus.NewEntry(logrus.New()), Reads: reads, Changes: feed}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 
@@ -164,7 +179,8 @@ func TestActionsCarryTheCallersName(t *testing.T) {
 
 func TestRepositoriesRestrictAnIdentity(t *testing.T) {
 	rec := newRecorder()
-	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Log: logrus.NewEntry(logrus.New()),
+	reads, feed := seededReads(t, rec, "app", "web", "team-shop", "webx")
+	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Log: logrus.NewEntry(logrus.New()), Reads: reads, Changes: feed,
 		Users: []config.APIUser{user("web-ops", []config.Role{config.RoleAdmin}, "web", "team-*")}}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()

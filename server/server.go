@@ -15,6 +15,7 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -29,6 +30,8 @@ type Triggers interface {
 	Suspend(ctx context.Context, ref store.PipelineRef, suspend bool, actor, reason string) (store.Pipeline, error)
 	// Promote deploys what run buildID deployed to the environment before `to`, to `to`.
 	Promote(ctx context.Context, ref store.PipelineRef, buildID int64, to, actor string) (store.Run, error)
+	// Rollback starts a run that re-applies what run `to` deployed.
+	Rollback(ctx context.Context, ref store.PipelineRef, to int64, actor string) (store.Run, error)
 	// Approve answers a run waiting at an approval gate (approve false: reject).
 	Approve(ctx context.Context, ref store.PipelineRef, buildID int64, actor string, approve bool, comment string) error
 	Resolve(ctx context.Context, repository, pipeline string) (store.PipelineRef, error)
@@ -76,6 +79,11 @@ type Server struct {
 	Limits HookLimits
 	// Ready, if set, says whether the daemon can serve (/readyz): its store answers.
 	Ready func(context.Context) error
+	// Reads is what the read routes read; Changes wakes live log streams.
+	Reads   Reads
+	Changes records.Feed
+	// Repositories are the configured repositories' names, listed even before a run.
+	Repositories []string
 	// UI, if set, is the web console (server/webui), served under /ui/.
 	UI  http.Handler
 	Log *logrus.Entry
@@ -150,8 +158,22 @@ type route struct {
 // check each against a table of expected roles, so none can be added without a decision.
 func (s *Server) routes() []route {
 	return []route{
-		{"POST /api/v1/pipelines/{pipeline}/runs", config.RoleOperator, s.startRun},
+		{"GET /api/v1/repositories", config.RoleViewer, s.listRepositories},
+		{"GET /api/v1/pipelines", config.RoleViewer, s.listPipelines},
+		{"GET /api/v1/pipelines/{pipeline}", config.RoleViewer, s.getPipeline},
+		{"GET /api/v1/pipelines/{pipeline}/drift", config.RoleViewer, s.getDrift},
+		{"GET /api/v1/runs", config.RoleViewer, s.listRuns},
+		{"GET /api/v1/pipelines/{pipeline}/runs", config.RoleViewer, s.listPipelineRuns},
 		{"GET /api/v1/pipelines/{pipeline}/runs/{id}", config.RoleViewer, s.getRun},
+		{"GET /api/v1/pipelines/{pipeline}/runs/{id}/revisions", config.RoleViewer, s.listRunRevisions},
+		{"GET /api/v1/pipelines/{pipeline}/runs/{id}/logs", config.RoleViewer, s.getLogs},
+		{"GET /api/v1/pipelines/{pipeline}/runs/{id}/logs/stream", config.RoleViewer, s.streamLogs},
+		{"GET /api/v1/deployments", config.RoleViewer, s.listDeployments},
+		{"GET /api/v1/approvals", config.RoleViewer, s.listApprovals},
+		{"GET /api/v1/audit", config.RoleViewer, s.listAudit},
+		{"POST /api/v1/pipelines/{pipeline}/runs", config.RoleOperator, s.startRun},
+		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/rerun", config.RoleOperator, s.rerunRun},
+		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/rollback", config.RoleOperator, s.rollbackRun},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/cancel", config.RoleOperator, s.cancelRun},
 		{"POST /api/v1/pipelines/{pipeline}/runs/{id}/promote", config.RoleOperator, s.promoteRun},
 		{"POST /api/v1/pipelines/{pipeline}/suspend", config.RoleOperator, s.suspendPipeline},

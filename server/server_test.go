@@ -244,3 +244,8 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 		t.Errorf("/readyz with the store up = %d %s", code, body)
 	}
 }
+
+func (r *recorder) Rollback(_ context.Context, _ store.PipelineRef, to int64, actor string) (store.Run, error) {
+	r.calls = append(r.calls, fmt.Sprintf("Rollback to %d by %s", to, actor))
+	return store.Run{BuildID: 9, Status: store.RunQueued, Trigger: store.TriggerRollback, ParentBuildID: to}, nil
+}

@@ -16,7 +16,7 @@ func newGetCommand() *cobra.Command {
 		Use:   "get",
 		Short: "Show what Slipway keeps about pipelines",
 	}
-	cmd.AddCommand(newGetDeploymentsCommand())
+	cmd.AddCommand(newGetDeploymentsCommand(), newGetPipelinesCommand(), newGetRunsCommand())
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -175,36 +176,58 @@ func firstLine(s string) string {
 
 func newLogsCommand() *cobra.Command {
 	var cfgPath string
+	var follow bool
+	var tasks []string
+	var api apiFlags
 	cmd := &cobra.Command{
 		Use:   "logs --config slipway.yaml PIPELINE BUILD_ID",
-		Short: "Print the log of one run",
+		Short: "Print the log of one run; with -f, follow a live run through the daemon until it ends",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			id, err := parseBuildID(args[1])
+			if err != nil {
+				return err
+			}
+			if follow {
+				return followLogs(cmd, &api, args[0], id, tasks)
+			}
 			st, ref, err := openPipeline(ctx, cfgPath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			id, err := parseBuildID(args[1])
-			if err != nil {
-				return err
-			}
 			run, err := st.GetRun(ctx, ref, id)
 			if err != nil {
 				return fmt.Errorf("%s #%d: %w", args[0], id, err)
 			}
 			out := cmd.OutOrStdout()
-			tasks, err := st.ListTasks(ctx, ref, id)
+			tasksOf, err := st.ListTasks(ctx, ref, id)
 			if err != nil {
 				return err
 			}
-			lines, err := st.ReadLogs(ctx, ref, id, store.LogQuery{})
+			lines, err := st.ReadLogs(ctx, ref, id, store.LogQuery{Tasks: tasks})
 			if err != nil {
 				return err
+			}
+			if api.output == "json" {
+				d, err := records.RunDetailOf(ctx, st, ref, id, time.Now())
+				if err != nil {
+					return err
+				}
+				page := struct {
+					records.RunDetail
+					Lines []records.Line `json:"lines"`
+				}{RunDetail: d, Lines: make([]records.Line, 0, len(lines))}
+				for _, l := range lines {
+					page.Lines = append(page.Lines, records.LineOf(l))
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(page)
 			}
 			fmt.Fprintf(out, "%s #%d %s at %s on %s (%s)\n", ref.Name, id, run.Status, run.Commit, refOf(run.Branch, run.Tag), run.Trigger)
-			for _, t := range tasks {
+			for _, t := range tasksOf {
 				fmt.Fprintf(out, "== %s/%s [%s] %s\n", t.Stage, t.Name, t.Type, t.Status)
 				for _, l := range lines {
 					if l.Task == t.Name {
@@ -224,6 +247,9 @@ func newLogsCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
+	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration (without -f)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the run live through the daemon's API (--server, --token-file) until it ends; exit status 0 only if it succeeded")
+	cmd.Flags().StringSliceVar(&tasks, "task", nil, "only these tasks' lines")
+	api.register(cmd, false)
 	return cmd
 }

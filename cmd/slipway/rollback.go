@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -36,11 +36,9 @@ func newRollbackCommand() *cobra.Command {
 				return err
 			}
 			defer stop()
-			queued, err := disp.Submit(ctx, reconciler.RollbackJob(ref, to))
+			// The same path as the API's rollback: queued, then audited as cli:USER.
+			queued, err := trigger.StartRollback(ctx, disp, d.Store, ref, to, cliActor())
 			if err != nil {
-				return err
-			}
-			if err := auditCLI(ctx, d.Store, store.AuditRollback, queued, fmt.Sprintf("slipway rollback --to %d", to)); err != nil {
 				return err
 			}
 			run, err := waitRun(ctx, d.Store, disp, queued)

@@ -146,20 +146,9 @@ func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, 
 	return nil
 }
 
-// auditStart records who started run. A run the audit log cannot attribute does not go
-// ahead: it is cancelled and the error returned.
+// auditStart records who started run (recordStart).
 func (h *Hub) auditStart(ctx context.Context, run store.Run, e store.AuditEntry) (store.Run, error) {
-	e.Pipeline, e.BuildID = run.Pipeline, run.BuildID
-	ctx = context.WithoutCancel(ctx) // the run is queued: its record must not depend on the caller staying
-	if _, err := h.audit.RecordAudit(ctx, e); err != nil {
-		err = fmt.Errorf("%s of %s #%d by %s not recorded in the audit log, so the run is cancelled: %w",
-			e.Action, run.Pipeline.Name, run.BuildID, e.Actor, err)
-		if cerr := h.dispatcher.Cancel(ctx, run.Pipeline, run.BuildID, "cancelled: the audit log could not record who started it"); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		return store.Run{}, err
-	}
-	return run, nil
+	return recordStart(ctx, h.dispatcher, h.audit, run, e)
 }
 
 func short(commit string) string {
