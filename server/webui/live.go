@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/changefeed"
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -40,7 +41,8 @@ type liveRun struct {
 // (every task's state), "logs" (new lines, the event id being the last line's id, so a
 // reconnecting EventSource resumes after it) and "run"; then "end". It reads the store
 // only when the change feed says the run changed: an open tab costs nothing while
-// nothing happens.
+// nothing happens. (records.FollowLogs follows lines and the run's status; the timeline
+// also needs each task's state as it moves, so this loop reads the tasks on every wake.)
 func (u *UI) live(w http.ResponseWriter, r *http.Request, v viewer) {
 	ref, id, ok := u.runTarget(w, r, v)
 	if !ok {
@@ -79,9 +81,12 @@ func (u *UI) live(w http.ResponseWriter, r *http.Request, v viewer) {
 			u.log.WithError(err).Warn("web UI live: tasks")
 			return
 		}
-		lt := make([]liveTask, len(tasks))
-		for i, t := range tasks {
-			lt[i] = liveTask{Stage: t.Stage, Name: t.Name, Status: string(t.Status), Label: u.labels.label(v.lang, string(t.Status)), Reason: t.Reason, Duration: duration(t.StartedAt, t.FinishedAt, u.now())}
+		var lt []liveTask
+		for _, st := range records.StagesOf(tasks, u.now()) {
+			for _, t := range st.Tasks {
+				lt = append(lt, liveTask{Stage: st.Name, Name: t.Name, Status: t.Status, Label: u.labels.label(v.lang, t.Status),
+					Reason: t.Reason, Duration: seconds(t.DurationSeconds)})
+			}
 		}
 		if b, _ := json.Marshal(lt); string(b) != lastTasks {
 			lastTasks = string(b)
@@ -104,8 +109,9 @@ func (u *UI) live(w http.ResponseWriter, r *http.Request, v viewer) {
 			b, _ := json.Marshal(out)
 			writeEvent(w, "logs", strconv.FormatInt(after, 10), b)
 		}
-		b, _ := json.Marshal(liveRun{Status: string(run.Status), Label: u.labels.label(v.lang, string(run.Status)), Reason: run.Reason, Final: run.Status.Final(),
-			Duration: duration(run.StartedAt, run.FinishedAt, u.now())})
+		rr := records.RunOf(run, u.now())
+		b, _ := json.Marshal(liveRun{Status: rr.Status, Label: u.labels.label(v.lang, rr.Status), Reason: rr.Reason, Final: run.Status.Final(),
+			Duration: seconds(rr.DurationSeconds)})
 		writeEvent(w, "run", "", b)
 		flusher.Flush()
 		if run.Status.Final() {
@@ -135,13 +141,10 @@ func writeEvent(w http.ResponseWriter, event, id string, data []byte) {
 	fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data)
 }
 
-// duration is how long something took, or has been running; "" before it started.
-func duration(start, end, now time.Time) string {
-	if start.IsZero() {
+// seconds shows a duration as Go does (1m5s), rounded to the second; "" for 0 (not started).
+func seconds(s float64) string {
+	if s <= 0 {
 		return ""
 	}
-	if end.IsZero() {
-		end = now
-	}
-	return end.Sub(start).Round(time.Second).String()
+	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 }

@@ -1,64 +1,32 @@
 package webui
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
-	"github.com/slipwayhq/slipway/render"
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
 // RunsPageSize is how many runs one page of a pipeline's runs shows.
 const RunsPageSize = 50
 
-type pipelineRow struct {
-	Ref       store.PipelineRef
-	Suspended bool
-	Last      *store.Run
-	Drift     bool // the newest drift event is uncorrected drift
-}
-
 // pipelines: every pipeline the viewer may see, its last run and drift at a glance.
 func (u *UI) pipelines(w http.ResponseWriter, r *http.Request, v viewer) {
-	ctx := r.Context()
-	ps, err := u.reads.ListPipelines(ctx)
+	ps, err := records.Pipelines(r.Context(), u.reads, v.keep(), u.now())
 	if err != nil {
 		u.internal(w, r, v, err)
 		return
 	}
-	var rows []pipelineRow
-	for _, p := range ps {
-		if !v.MayAccess(p.Ref.Repository) {
-			continue
-		}
-		row := pipelineRow{Ref: p.Ref, Suspended: p.Suspended}
-		runs, err := u.reads.ListRuns(ctx, p.Ref, 1)
-		if err != nil {
-			u.internal(w, r, v, err)
-			return
-		}
-		if len(runs) == 1 {
-			row.Last = &runs[0]
-		}
-		events, err := u.reads.ListDriftEvents(ctx, p.Ref, 1)
-		if err != nil {
-			u.internal(w, r, v, err)
-			return
-		}
-		row.Drift = len(events) == 1 && (events[0].Action == store.DriftReported || events[0].Action == store.DriftCorrectionFailed)
-		rows = append(rows, row)
-	}
-	u.render(w, r, v, http.StatusOK, "pipelines", "pipelines", "pipelines", rows)
+	u.render(w, r, v, http.StatusOK, "pipelines", "pipelines", "pipelines", ps)
 }
 
 // target reads the pipeline a URL names and checks the viewer may see it.
@@ -86,7 +54,7 @@ func (u *UI) runTarget(w http.ResponseWriter, r *http.Request, v viewer) (store.
 
 type runsView struct {
 	Ref   store.PipelineRef
-	Runs  []store.Run
+	Runs  []records.Run
 	Next  string
 	Paged bool // not the first page
 }
@@ -98,7 +66,7 @@ func (u *UI) runs(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	after := r.URL.Query().Get("after")
-	page, err := u.reads.FindRuns(r.Context(), store.RunFilter{Repository: ref.Repository, Pipeline: ref.Name, After: after, Limit: RunsPageSize})
+	list, err := records.Runs(r.Context(), u.reads, store.RunFilter{Repository: ref.Repository, Pipeline: ref.Name, After: after, Limit: RunsPageSize}, v.keep(), u.now())
 	if err != nil {
 		if after != "" {
 			u.fail(w, r, v, http.StatusBadRequest, "err_form")
@@ -107,47 +75,31 @@ func (u *UI) runs(w http.ResponseWriter, r *http.Request, v viewer) {
 		u.internal(w, r, v, err)
 		return
 	}
-	u.render(w, r, v, http.StatusOK, "runs", "pipelines", ref.Name, runsView{Ref: ref, Runs: page.Runs, Next: page.Next, Paged: after != ""})
-}
-
-type stageView struct {
-	Name  string
-	Tasks []taskView
-}
-
-type taskView struct {
-	store.Task
-	Lines []store.LogLine
+	u.render(w, r, v, http.StatusOK, "runs", "pipelines", ref.Name, runsView{Ref: ref, Runs: list.Runs, Next: list.Next, Paged: after != ""})
 }
 
 type runView struct {
-	Run       store.Run
-	Stages    []stageView
-	RunLines  []store.LogLine // the run's own lines (task "")
+	records.RunDetail
+	Lines     map[string][]store.LogLine // by task; "" the run's own lines
 	LastLine  int64
 	Live      bool
 	CanAnswer bool // the run waits and the viewer may answer
 	MayAnswer bool // the viewer may answer this pipeline's gates
 }
 
-// run: the run's stages and tasks as a timeline, with their logs; live.js follows the
-// rest while the run is not final.
+// run: the run's stages and tasks as a timeline, with their logs and what it deployed;
+// live.js follows the rest while the run is not final.
 func (u *UI) run(w http.ResponseWriter, r *http.Request, v viewer) {
 	ref, id, ok := u.runTarget(w, r, v)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	run, err := u.reads.GetRun(ctx, ref, id)
+	detail, err := records.RunDetailOf(ctx, u.reads, ref, id, u.now())
 	if errors.Is(err, store.ErrNotFound) {
 		u.fail(w, r, v, http.StatusNotFound, "err_not_found")
 		return
 	}
-	if err != nil {
-		u.internal(w, r, v, err)
-		return
-	}
-	tasks, err := u.reads.ListTasks(ctx, ref, id)
 	if err != nil {
 		u.internal(w, r, v, err)
 		return
@@ -157,20 +109,12 @@ func (u *UI) run(w http.ResponseWriter, r *http.Request, v viewer) {
 		u.internal(w, r, v, err)
 		return
 	}
-	view := runView{Run: run, Live: !run.Status.Final(), MayAnswer: mayAnswer(v.APIUser, ref)}
-	view.CanAnswer = view.MayAnswer && run.Status == store.RunAwaitingApproval
-	byTask := map[string][]store.LogLine{}
+	status := store.RunStatus(detail.Status)
+	view := runView{RunDetail: detail, Lines: map[string][]store.LogLine{}, Live: !status.Final(), MayAnswer: mayAnswer(v.APIUser, ref)}
+	view.CanAnswer = view.MayAnswer && status == store.RunAwaitingApproval
 	for _, l := range lines {
-		byTask[l.Task] = append(byTask[l.Task], l)
+		view.Lines[l.Task] = append(view.Lines[l.Task], l)
 		view.LastLine = max(view.LastLine, l.ID)
-	}
-	view.RunLines = byTask[""]
-	for _, t := range tasks {
-		if n := len(view.Stages); n == 0 || view.Stages[n-1].Name != t.Stage {
-			view.Stages = append(view.Stages, stageView{Name: t.Stage})
-		}
-		st := &view.Stages[len(view.Stages)-1]
-		st.Tasks = append(st.Tasks, taskView{Task: t, Lines: byTask[t.Name]})
 	}
 	u.render(w, r, v, http.StatusOK, "run", "pipelines", ref.Name+" #"+strconv.FormatInt(id, 10), view)
 }
@@ -219,19 +163,9 @@ func runPath(ref store.PipelineRef, id int64) string {
 	return Prefix + "p/" + ref.Repository + "/" + ref.Name + "/runs/" + strconv.FormatInt(id, 10)
 }
 
-// deployCell is what one pipeline runs on one cluster and namespace.
-type deployCell struct {
-	Task    string
-	BuildID int64
-	Status  store.RevisionStatus
-	Images  []string
-	Chart   string
-	Since   time.Time
-}
-
 type deployRow struct {
-	Ref   store.PipelineRef
-	Cells [][]deployCell // by column; several tasks may deploy to one namespace
+	Repository, Pipeline string
+	Cells                [][]records.Deployment // by column; several tasks may deploy to one namespace
 }
 
 type deployView struct {
@@ -241,50 +175,32 @@ type deployView struct {
 
 // deployments: the matrix of pipelines × cluster/namespace with what runs there now.
 func (u *UI) deployments(w http.ResponseWriter, r *http.Request, v viewer) {
-	revs, err := u.reads.CurrentRevisions(r.Context())
+	deps, err := records.Deployments(r.Context(), u.reads, v.keep())
 	if err != nil {
 		u.internal(w, r, v, err)
 		return
 	}
-	col := map[string]int{}
 	var view deployView
-	rows := map[store.PipelineRef]int{}
-	revs = slices.DeleteFunc(revs, func(rev store.Revision) bool { return !v.MayAccess(rev.Pipeline.Repository) })
-	for _, rev := range revs {
-		t := rev.Cluster + "/" + rev.Namespace
-		if _, ok := col[t]; !ok {
-			col[t] = 0
-			view.Targets = append(view.Targets, t)
-		}
-		if _, ok := rows[rev.Pipeline]; !ok {
-			rows[rev.Pipeline] = 0
-			view.Rows = append(view.Rows, deployRow{Ref: rev.Pipeline})
+	col := map[string]int{}
+	for _, d := range deps {
+		if _, ok := col[d.Cluster+"/"+d.Namespace]; !ok {
+			col[d.Cluster+"/"+d.Namespace] = 0
+			view.Targets = append(view.Targets, d.Cluster+"/"+d.Namespace)
 		}
 	}
 	slices.Sort(view.Targets)
-	slices.SortFunc(view.Rows, func(a, b deployRow) int {
-		return cmp.Or(cmp.Compare(a.Ref.Repository, b.Ref.Repository), cmp.Compare(a.Ref.Name, b.Ref.Name))
-	})
 	for i, t := range view.Targets {
 		col[t] = i
 	}
-	for i := range view.Rows {
-		rows[view.Rows[i].Ref] = i
-		view.Rows[i].Cells = make([][]deployCell, len(view.Targets))
-	}
-	for _, rev := range revs {
-		images, err := render.Images(rev.Objects)
-		if err != nil {
-			u.internal(w, r, v, err)
-			return
+	// Deployments come sorted by repository and pipeline, so a pipeline's are together.
+	for _, d := range deps {
+		n := len(view.Rows)
+		if n == 0 || view.Rows[n-1].Repository != d.Repository || view.Rows[n-1].Pipeline != d.Pipeline {
+			view.Rows = append(view.Rows, deployRow{Repository: d.Repository, Pipeline: d.Pipeline, Cells: make([][]records.Deployment, len(view.Targets))})
 		}
-		cell := deployCell{Task: rev.Task, BuildID: rev.BuildID, Status: rev.Status, Images: images, Since: rev.CreatedAt}
-		if rev.Chart != nil {
-			cell.Chart = rev.Chart.Chart + "@" + rev.Chart.Version
-		}
-		row := &view.Rows[rows[rev.Pipeline]]
-		c := col[rev.Cluster+"/"+rev.Namespace]
-		row.Cells[c] = append(row.Cells[c], cell)
+		row := &view.Rows[len(view.Rows)-1]
+		c := col[d.Cluster+"/"+d.Namespace]
+		row.Cells[c] = append(row.Cells[c], d)
 	}
 	u.render(w, r, v, http.StatusOK, "deployments", "deployments", "deployed_where", view)
 }
@@ -339,25 +255,24 @@ func indentJSON(s string) string {
 	return string(b)
 }
 
-type approvalRow struct {
-	Run       store.Run
-	CanAnswer bool
+type approvalsView struct {
+	Runs []records.Run
+	// MayAnswer: the viewer may answer gates of these repositories.
+	MayAnswer map[string]bool
 }
 
 // approvals: runs waiting at an approval gate.
 func (u *UI) approvals(w http.ResponseWriter, r *http.Request, v viewer) {
-	page, err := u.reads.FindRuns(r.Context(), store.RunFilter{Statuses: []store.RunStatus{store.RunAwaitingApproval}, Limit: store.MaxRunPage})
+	runs, err := records.Approvals(r.Context(), u.reads, v.keep(), u.now())
 	if err != nil {
 		u.internal(w, r, v, err)
 		return
 	}
-	var rows []approvalRow
-	for _, run := range page.Runs {
-		if v.MayAccess(run.Pipeline.Repository) {
-			rows = append(rows, approvalRow{Run: run, CanAnswer: mayAnswer(v.APIUser, run.Pipeline)})
-		}
+	view := approvalsView{Runs: runs, MayAnswer: map[string]bool{}}
+	for _, run := range runs {
+		view.MayAnswer[run.Repository] = mayAnswer(v.APIUser, store.PipelineRef{Repository: run.Repository, Name: run.Pipeline})
 	}
-	u.render(w, r, v, http.StatusOK, "approvals", "approvals", "approvals", rows)
+	u.render(w, r, v, http.StatusOK, "approvals", "approvals", "approvals", view)
 }
 
 // AuditShown is how many audit entries the audit page shows.

@@ -19,7 +19,6 @@ func parsePages(files fs.FS) (map[string]*template.Template, error) {
 			}
 			return commit
 		},
-		"took": func(start, end time.Time) string { return duration(start, end, time.Now()) },
 		"when": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -27,15 +26,20 @@ func parsePages(files fs.FS) (map[string]*template.Template, error) {
 			return t.UTC().Format("2006-01-02 15:04:05Z")
 		},
 		"runPath": runPath,
+		"runLink": func(repository, pipeline string, id int64) string {
+			return runPath(store.PipelineRef{Repository: repository, Name: pipeline}, id)
+		},
+		"pipeLink": func(repository, pipeline string) string { return Prefix + "p/" + repository + "/" + pipeline },
+		"secs": seconds,
 		"pipePath": func(ref store.PipelineRef) string {
 			return Prefix + "p/" + ref.Repository + "/" + ref.Name
 		},
 		// status is the CSS class of a status: ok, bad, live, wait or off.
 		"status": func(s string) string {
 			switch s {
-			case "succeeded", "healthy", "applied", "corrected":
+			case "succeeded", "healthy", "applied", "corrected", "in-sync":
 				return "ok"
-			case "failed", "timed_out", "approval_timed_out", "reported", "correction-failed", "unhealthy":
+			case "failed", "timed_out", "approval_timed_out", "reported", "correction-failed", "unhealthy", "drifted":
 				return "bad"
 			case "running", "queued":
 				return "live"

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -34,16 +35,13 @@ const (
 	DefaultSessionTTL = 12 * time.Hour
 )
 
-// Reads is what the pages read from the store.
+// Reads is what the pages read from the store: what the shared read model (server/records)
+// reads, and the logs and audit log.
 type Reads interface {
-	ListPipelines(ctx context.Context) ([]store.Pipeline, error)
-	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
-	FindRuns(ctx context.Context, f store.RunFilter) (store.RunPage, error)
-	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
-	ListTasks(ctx context.Context, ref store.PipelineRef, buildID int64) ([]store.Task, error)
+	records.PipelineStore
+	records.RunFinder
+	records.RunStore
 	ReadLogs(ctx context.Context, ref store.PipelineRef, buildID int64, q store.LogQuery) ([]store.LogLine, error)
-	CurrentRevisions(ctx context.Context) ([]store.Revision, error)
-	ListDriftEvents(ctx context.Context, ref store.PipelineRef, limit int) ([]store.DriftEvent, error)
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
 }
 
@@ -166,6 +164,11 @@ type viewer struct {
 	config.APIUser
 	sess session
 	lang string
+}
+
+// keep shows only the pipelines of repositories the viewer may see.
+func (v viewer) keep() records.Keep {
+	return func(ref store.PipelineRef) bool { return v.MayAccess(ref.Repository) }
 }
 
 // pageHandler serves a GET for a signed-in identity.

@@ -561,7 +561,7 @@ func TestPagesRender(t *testing.T) {
 		"/ui/drift":             {"kubectl-edit", `&#34;path&#34;: &#34;/spec/replicas&#34;`, "drift reported"},
 		"/ui/audit":             {"alice", "suspend", "freeze"},
 		"/ui/approvals":         {"No run is waiting"},
-		"/ui/p/shop/web/runs/1": {"web-yaml", "Stage · deploy", "data-live="},
+		"/ui/p/shop/web/runs/1": {"web-yaml", "Stage · deploy", "data-live=", "Deployed by this run", "reg/web@sha256:abc"},
 	} {
 		rec := f.do("GET", path, nil, []*http.Cookie{ck})
 		if rec.Code != http.StatusOK {
