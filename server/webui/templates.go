@@ -30,7 +30,7 @@ func parsePages(files fs.FS) (map[string]*template.Template, error) {
 			return runPath(store.PipelineRef{Repository: repository, Name: pipeline}, id)
 		},
 		"pipeLink": func(repository, pipeline string) string { return Prefix + "p/" + repository + "/" + pipeline },
-		"secs": seconds,
+		"secs":     seconds,
 		"pipePath": func(ref store.PipelineRef) string {
 			return Prefix + "p/" + ref.Repository + "/" + ref.Name
 		},
