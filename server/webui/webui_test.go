@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -590,5 +591,64 @@ func TestLoadOrCreateKeyKeepsTheKey(t *testing.T) {
 	b, err := LoadOrCreateKey(file)
 	if err != nil || string(a) != string(b) || len(a) != KeySize {
 		t.Fatalf("second load: %v, same %v", err, string(a) == string(b))
+	}
+}
+
+// countingReads counts the store reads of the live stream.
+type countingReads struct {
+	Reads
+	n atomic.Int64
+}
+
+func (c *countingReads) GetRun(ctx context.Context, ref store.PipelineRef, id int64) (store.Run, error) {
+	c.n.Add(1)
+	return c.Reads.GetRun(ctx, ref, id)
+}
+
+func (c *countingReads) ListTasks(ctx context.Context, ref store.PipelineRef, id int64) ([]store.Task, error) {
+	c.n.Add(1)
+	return c.Reads.ListTasks(ctx, ref, id)
+}
+
+func (c *countingReads) ReadLogs(ctx context.Context, ref store.PipelineRef, id int64, q store.LogQuery) ([]store.LogLine, error) {
+	c.n.Add(1)
+	return c.Reads.ReadLogs(ctx, ref, id, q)
+}
+
+// An open live stream of a run where nothing happens reads nothing: it waits for the
+// change feed, it does not poll.
+func TestIdleLiveStreamReadsNothing(t *testing.T) {
+	f := newFixture(t)
+	counted := &countingReads{Reads: f.st}
+	f.ui.reads = counted
+	ctx := context.Background()
+	ref := store.PipelineRef{Repository: "shop", Name: "web"}
+	run := f.run(ref, "c1")
+	if _, err := f.st.TransitionRun(ctx, ref, run.BuildID, store.RunQueued, store.RunRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	ck, _ := f.signIn("viewer-token")
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/ui/p/shop/web/runs/1/live", nil)
+	req.AddCookie(ck)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 100)
+	go readEvents(t, bufio.NewReader(resp.Body), events)
+	next(t, events, "run")
+	before := counted.n.Load()
+	time.Sleep(time.Second) // an idle window: a poller would read in it
+	if idle := counted.n.Load() - before; idle != 0 {
+		t.Fatalf("%d store reads while nothing changed", idle)
+	}
+	if err := f.st.AppendLogs(ctx, ref, run.BuildID, "", []store.LogLine{{Text: "now", Stream: store.StreamSystem}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, events, "logs"); !strings.Contains(ev.data, "now") || counted.n.Load() == before {
+		t.Fatalf("after a change: %s, %d reads", ev.data, counted.n.Load()-before)
 	}
 }
