@@ -69,7 +69,7 @@ env-down:
 ## a Kustomize build beside `kubectl kustomize`
 ## (a markdown table; see docs/operations.md), then the Go micro-benchmarks
 bench: prereqs
-	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Scripts|KubeJob|Kustomize|LiveLogs)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
+	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Scripts|KubeJob|Kustomize|LiveLogs|UI)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 clean:

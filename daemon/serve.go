@@ -161,9 +161,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// through the dispatcher: a preview is not a run and holds no pipeline's claim.
 	previews := preview.New(preview.Options{Renderer: runner, Repositories: previewRepos, Done: o.PreviewDone,
 		Log: log.WithField("component", "preview")})
+	ui, err := webUI(d, users, hub, ctx.Done(), log.WithField("component", "webui"))
+	if err != nil {
+		return err
+	}
 	api := &server.Server{Hooks: hooks, Triggers: hub, Records: d.Store, Metrics: triggerMetrics, Users: users,
 		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
-		Previews: previews, Ready: d.Store.Ping, Log: log.WithField("component", "http"),
+		Previews: previews, Ready: d.Store.Ping, UI: ui.Handler(), Log: log.WithField("component", "http"),
 		Reads: d.Store, Changes: d.Changes, Repositories: repositoryNames(d.Config)}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)

@@ -16,6 +16,10 @@ done
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 # The test environment's PostgreSQL (its server binaries; env-up makes its own cluster).
 postgres_bin >/dev/null || missing+=(postgresql)
+# The web UI's browser test drives headless Chromium; a CJK font makes its Chinese
+# screenshots readable.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || missing+=(fonts-wqy-microhei)
 # The real node's pod network: bridge and host-local.
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then

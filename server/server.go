@@ -84,7 +84,9 @@ type Server struct {
 	Changes records.Feed
 	// Repositories are the configured repositories' names, listed even before a run.
 	Repositories []string
-	Log          *logrus.Entry
+	// UI, if set, is the web console (server/webui), served under /ui/.
+	UI  http.Handler
+	Log *logrus.Entry
 
 	reads chan struct{} // one token per webhook body being read; made by Handler
 }
@@ -134,6 +136,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	for _, rt := range s.routes() {
 		mux.Handle(rt.Pattern, s.requireRole(rt.Role, rt.handle))
+	}
+	if s.UI != nil {
+		mux.Handle("/ui/", s.UI)
 	}
 	return mux
 }
