@@ -347,6 +347,36 @@ func (tl *taskLog) output(stream store.LogStream, line string) {
 	}
 }
 
+// liveLogFlush is how long a task's line may wait before it is stored: live views (`slipway
+// logs -f`, the API's stream, the web console) show it that much later at most. A tick with
+// no new line costs nothing.
+const liveLogFlush = 100 * time.Millisecond
+
+// flushEvery stores the lines gathered so far at each tick until stop is called, so that a
+// build's, a deploy's or a script's lines are seen while the task runs.
+func (tl *taskLog) flushEvery(ctx context.Context, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				tl.flush(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 func (tl *taskLog) flush(ctx context.Context) {
 	tl.flushing.Lock()
 	defer tl.flushing.Unlock()

@@ -595,7 +595,9 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 		defer cancel()
 	}
 	tl := rc.taskLog(t.name)
+	stopFlushing := tl.flushEvery(ctx, liveLogFlush)
 	outputs, err := t.do(tctx, rc, tl)
+	stopFlushing()
 	tl.flush(context.WithoutCancel(ctx))
 	if len(outputs) > 0 {
 		// Later tasks get the values; the record gets them masked.

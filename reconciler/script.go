@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
@@ -51,9 +50,7 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 	} else {
 		tl.Printf("running the script on %s", name)
 	}
-	stop := out.flushEvery(ctx, scriptLogFlush)
 	res, err := ex.Run(ctx, spec)
-	stop()
 	out.close()
 	if err != nil {
 		return nil, err
@@ -259,34 +256,4 @@ func (o *scriptOutput) tail() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return strings.Join(o.last, "\n")
-}
-
-// scriptLogFlush is how long a script's line may wait before it is stored: live logs
-// (the API's stream, the web UI) show it that much later at most. A tick with no new
-// line costs nothing.
-const scriptLogFlush = 100 * time.Millisecond
-
-// flushEvery stores the lines gathered so far at each tick, so that `slipway logs -f`
-// shows the script's output while it runs.
-func (o *scriptOutput) flushEvery(ctx context.Context, every time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				o.tl.flush(context.WithoutCancel(ctx))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
