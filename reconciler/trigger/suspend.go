@@ -11,6 +11,7 @@ import (
 // PipelineStates is where a pipeline's suspension is kept.
 type PipelineStates interface {
 	SetSuspended(ctx context.Context, ref store.PipelineRef, suspend bool, actor, reason string) (store.Pipeline, error)
+	GetPipeline(ctx context.Context, ref store.PipelineRef) (store.Pipeline, error)
 }
 
 // Suspend suspends (suspend true) or resumes the pipeline for actor, and records that in the
@@ -27,12 +28,22 @@ func (h *Hub) Suspend(ctx context.Context, ref store.PipelineRef, suspend bool, 
 	if h.states == nil {
 		return store.Pipeline{}, fmt.Errorf("%s %s: this hub keeps no pipeline states", verb, ref.Name)
 	}
-	if _, ok := h.watchers[ref.Repository]; !ok {
+	w, ok := h.watchers[ref.Repository]
+	if !ok {
 		return store.Pipeline{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
+	}
+	before, err := h.states.GetPipeline(ctx, ref)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Pipeline{}, err
 	}
 	p, err := h.states.SetSuspended(ctx, ref, suspend, actor, reason)
 	if err != nil {
 		return store.Pipeline{}, err
+	}
+	if before.Suspended && !suspend {
+		// Pushes refused while it was suspended are not lost: the watcher runs the branch's
+		// head once, if no run of the pipeline has run it.
+		w.Hint(Hint{Branch: w.Branch(), Resumed: ref.Name})
 	}
 	e := store.AuditEntry{Actor: actor, Action: action, Pipeline: ref, Reason: reason}
 	if _, err := h.audit.RecordAudit(context.WithoutCancel(ctx), e); err != nil {

@@ -66,6 +66,9 @@ type Hint struct {
 	Branch     string
 	Commit     string // the pushed head, or "" when the forge did not say
 	Tag        string // a tag push: the tag (Branch is then "")
+	// Resumed names a pipeline just resumed: the watcher runs it at Branch's head if it
+	// should have run there and no run of it has (pushes were refused while suspended).
+	Resumed string
 }
 
 // BranchWatcherOptions are a BranchWatcher's collaborators and settings.
@@ -382,9 +385,15 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		w.overtaken(ctx, branch, co, h, last, skip)
 	}
 	if head == last {
+		for _, h := range hints {
+			if h.Resumed != "" {
+				w.catchUp(ctx, co, branch, h.Resumed, log)
+			}
+		}
 		w.metrics.poll(w.repo.Name, "unchanged")
 		return last, nil
 	}
+	// A resumed pipeline needs no catching up: the new head's runs include it.
 	w.metrics.poll(w.repo.Name, "changed")
 	if len(hints) == 0 {
 		w.metrics.Received(w.repo.Name, "poll")
@@ -428,6 +437,49 @@ func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Check
 	if submitted == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
 	}
+}
+
+// catchUp runs the resumed pipeline name at co, the branch's handled head, if its triggers
+// match the head as a push and no push, manual or promoted run of it has run that commit:
+// the head's push was refused while it was suspended. Run twice, it starts one run.
+func (w *BranchWatcher) catchUp(ctx context.Context, co *reconciler.Checkout, branch, name string, log *logrus.Entry) {
+	var pl *pipeline.Pipeline
+	for _, p := range co.Pipelines {
+		if p.Name == name {
+			pl = p
+		}
+	}
+	if pl == nil {
+		return
+	}
+	plog := log.WithFields(logrus.Fields{"pipeline": name, "commit": co.Commit.ShortHash})
+	runs, err := w.records.ListRuns(ctx, store.PipelineRef{Repository: w.repo.Name, Name: name}, 20)
+	if err != nil {
+		plog.WithError(err).Error("resumed pipeline: its runs are not readable; the next push runs it")
+		return
+	}
+	for _, r := range runs {
+		if r.Trigger == store.TriggerRollback || r.Tag != "" || !onBranch(r, branch) {
+			continue
+		}
+		if r.Commit == co.Commit.Hash {
+			plog.WithField("build_id", r.BuildID).Info("resumed pipeline already ran the branch's head")
+			return
+		}
+		break
+	}
+	ok, why := pipeline.Match(pl, pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
+		ChangedPaths: w.changedSince(ctx, pl, branch, "", co.Commit.Hash)})
+	if !ok {
+		plog.WithField("reason", why).Info("resumed pipeline: the branch's head does not trigger it")
+		return
+	}
+	run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
+	if err != nil {
+		plog.WithError(err).Error("resumed pipeline: could not start the run of the branch's head")
+		return
+	}
+	plog.WithField("build_id", run.BuildID).Info("resumed: running the branch's head, refused while suspended")
 }
 
 // setHandled records the head dealt with, so a restart does not deal with it again.

@@ -13,8 +13,8 @@ import (
 )
 
 // A suspended pipeline starts no run for a push, and its drift is reported instead of
-// corrected; a manual trigger still runs; after resume pushes run again and drift is
-// corrected. Both answers are in the audit log.
+// corrected; a manual trigger still runs; resuming runs the head refused meanwhile once,
+// then pushes run again and drift is corrected. Both answers are in the audit log.
 func TestSuspendStopsPushesAndDriftCorrection(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -49,13 +49,34 @@ func TestSuspendStopsPushesAndDriftCorrection(t *testing.T) {
 	if out, code := d.ctl(t, "trigger", "jack-2048", "--wait"); code != 0 || !strings.Contains(out, "#2 succeeded") {
 		t.Fatalf("a manual run of a suspended pipeline: exit %d\n%s", code, out)
 	}
+	// A push refused while suspended runs once when the pipeline is resumed.
+	refusals := strings.Count(d.output(), "pipeline jack-2048 is suspended")
+	three := repo.commit("three", map[string][]byte{"notes.txt": []byte("pushed while suspended, again\n")})
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(d.output(), "pipeline jack-2048 is suspended") == refusals; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the push of %s was not refused while suspended:\n%s", three, d.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if out, code := d.ctl(t, "resume", "jack-2048"); code != 0 || !strings.Contains(out, "jack-2048 resumed") {
 		t.Fatalf("resume: exit %d\n%s", code, out)
 	}
+	waitHistory(t, cfg, 60*time.Second, "run 3 of the head refused while suspended", func(h []historyEntry) bool {
+		return len(h) == 3 && h[0].Status == "succeeded" && h[0].Trigger == "push" && h[0].Commit == three
+	})
+	time.Sleep(time.Second) // the drift watcher learns run 3's revision when its task ends
 	scaleReverted(t, env, cs, ns, "jack-2048", "resumed")
-	repo.commit("three", map[string][]byte{"notes.txt": []byte("pushed after resume\n")})
-	waitHistory(t, cfg, 60*time.Second, "run 3 of the push after resume", func(h []historyEntry) bool {
-		return len(h) == 3 && h[0].Status == "succeeded" && h[0].Trigger == "push"
+	// Once: resuming again, or the next look, does not run it a second time.
+	if out, code := d.ctl(t, "resume", "jack-2048"); code != 0 {
+		t.Fatalf("a second resume: exit %d\n%s", code, out)
+	}
+	time.Sleep(3 * time.Second)
+	if h := history(t, cfg, "jack-2048"); len(h) != 3 {
+		t.Fatalf("the refused head ran more than once: %+v", h)
+	}
+	four := repo.commit("four", map[string][]byte{"notes.txt": []byte("pushed after resume\n")})
+	waitHistory(t, cfg, 60*time.Second, "run 4 of the push after resume", func(h []historyEntry) bool {
+		return len(h) == 4 && h[0].Status == "succeeded" && h[0].Trigger == "push" && h[0].Commit == four
 	})
 	var actions []string
 	for _, e := range auditLogOf(t, cfg, "jack-2048") {
