@@ -220,29 +220,29 @@ func (s *Server) writeRuns(w http.ResponseWriter, r *http.Request, caller config
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	ref, id, ok := s.runTarget(w, r, caller)
-	if !ok {
-		return
+	if d, ok := s.runDetail(w, r, caller); ok {
+		writeJSON(w, http.StatusOK, d)
 	}
-	d, err := records.RunDetailOf(r.Context(), s.Reads, ref, id, time.Now())
-	if err != nil {
-		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) listRunRevisions(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	if d, ok := s.runDetail(w, r, caller); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"revisions": d.Revisions})
+	}
+}
+
+// runDetail reads the run a run's URL names; on false it has written the error.
+func (s *Server) runDetail(w http.ResponseWriter, r *http.Request, caller config.APIUser) (records.RunDetail, bool) {
 	ref, id, ok := s.runTarget(w, r, caller)
 	if !ok {
-		return
+		return records.RunDetail{}, false
 	}
 	d, err := records.RunDetailOf(r.Context(), s.Reads, ref, id, time.Now())
 	if err != nil {
 		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
-		return
+		return records.RunDetail{}, false
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revisions": d.Revisions})
+	return d, true
 }
 
 // LogPage is the answer of GET .../logs.
