@@ -20,6 +20,19 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
+// seededConfig seeds a new store with runs (see seedRuns) and returns its config file.
+func seededConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := openWith(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedRuns(t, st)
+	st.Close()
+	return filepath.Join(dir, "slipway.yaml")
+}
+
 func seedRuns(t *testing.T, st store.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -51,14 +64,7 @@ func seedRuns(t *testing.T, st store.Store) {
 }
 
 func TestGetPipelinesShowsEachPipelineAtAGlance(t *testing.T) {
-	dir := t.TempDir()
-	st, err := openWith(t, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedRuns(t, st)
-	st.Close()
-	cfg := filepath.Join(dir, "slipway.yaml")
+	cfg := seededConfig(t)
 	out, _, err := run(t, "get", "pipelines", "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +88,7 @@ func TestGetPipelinesShowsEachPipelineAtAGlance(t *testing.T) {
 }
 
 func TestGetRunsFiltersAndPages(t *testing.T) {
-	dir := t.TempDir()
-	st, err := openWith(t, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedRuns(t, st)
-	st.Close()
-	cfg := filepath.Join(dir, "slipway.yaml")
+	cfg := seededConfig(t)
 	out, _, err := run(t, "get", "runs", "--config", cfg, "web", "--limit", "2")
 	if err != nil || strings.Count(out, "shop/web") != 2 || !strings.Contains(out, "more: --after ") || strings.Contains(out, "shop/api") {
 		t.Fatalf("get runs web --limit 2: %v\n%s", err, out)
