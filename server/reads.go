@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/slipwayhq/slipway/config"
@@ -115,17 +114,9 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request, caller conf
 // since and until (RFC 3339), after (the previous page's next) and limit.
 func runFilter(q url.Values) (store.RunFilter, error) {
 	f := store.RunFilter{After: q.Get("after")}
-	for _, st := range splitValues(q["status"]) {
-		if !store.RunStatus(st).Valid() {
-			return f, fmt.Errorf("status %q is not a run status", st)
-		}
-		f.Statuses = append(f.Statuses, store.RunStatus(st))
-	}
-	for _, t := range splitValues(q["trigger"]) {
-		if !store.Trigger(t).Valid() {
-			return f, fmt.Errorf("trigger %q is not a trigger", t)
-		}
-		f.Triggers = append(f.Triggers, store.Trigger(t))
+	var err error
+	if f.Statuses, f.Triggers, err = records.RunKinds(q["status"], q["trigger"]); err != nil {
+		return f, err
 	}
 	for _, tv := range []struct {
 		name string
@@ -159,18 +150,6 @@ func runFilter(q url.Values) (store.RunFilter, error) {
 
 // defaultRunPage is the page size of a run list that gives no limit.
 const defaultRunPage = 50
-
-func splitValues(vs []string) []string {
-	var out []string
-	for _, v := range vs {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out = append(out, part)
-			}
-		}
-	}
-	return out
-}
 
 // listRuns lists runs across pipelines: ?repository= and ?pipeline= narrow it.
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
