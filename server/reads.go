@@ -380,12 +380,18 @@ func limitParam(q url.Values, def, most int) (int, error) {
 	return n, nil
 }
 
+// runActionTarget reads a run action's empty body and the run its URL names; on false it
+// has written the error.
+func (s *Server) runActionTarget(w http.ResponseWriter, r *http.Request, caller config.APIUser) (store.PipelineRef, int64, bool) {
+	if !decodeBody(w, r, &struct{}{}) {
+		return store.PipelineRef{}, 0, false
+	}
+	return s.runTarget(w, r, caller)
+}
+
 // rerunRun starts a new run of the commit run {id} ran.
 func (s *Server) rerunRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	if !decodeBody(w, r, &struct{}{}) {
-		return
-	}
-	ref, id, ok := s.runTarget(w, r, caller)
+	ref, id, ok := s.runActionTarget(w, r, caller)
 	if !ok {
 		return
 	}
@@ -401,10 +407,7 @@ func (s *Server) rerunRun(w http.ResponseWriter, r *http.Request, caller config.
 
 // rollbackRun starts a run that re-applies what run {id} deployed.
 func (s *Server) rollbackRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	if !decodeBody(w, r, &struct{}{}) {
-		return
-	}
-	ref, id, ok := s.runTarget(w, r, caller)
+	ref, id, ok := s.runActionTarget(w, r, caller)
 	if !ok {
 		return
 	}
