@@ -23,6 +23,7 @@ import (
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/changefeed"
+	"github.com/slipwayhq/slipway/internal/sse/ssetest"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -414,17 +415,7 @@ func openLive(t *testing.T, url string, ck *http.Cookie, lastEventID string) <-c
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	req.AddCookie(ck)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("live: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
+	resp := ssetest.Open(t, req, lastEventID)
 	events := make(chan sseEvent, 100)
 	go readEvents(t, bufio.NewReader(resp.Body), events)
 	return events
