@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -141,7 +139,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 				CommentLimit: forge.CommentLimit(r.Forge.Type)}
 		}
 		if r.Webhook != nil {
-			secret, err := ReadSecretFile(r.Webhook.SecretFile)
+			secret, err := config.ReadSecretFile(r.Webhook.SecretFile)
 			if err != nil {
 				return fmt.Errorf("repository %s webhook: %w", r.Name, err)
 			}
@@ -249,20 +247,6 @@ func serveHTTP(ctx context.Context, log *logrus.Entry, addr, what string, h http
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}, nil
-}
-
-// ReadSecretFile reads a secret kept in a file; a trailing newline, which editors add, is
-// not part of it. Errors name the file, never the content.
-func ReadSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return []byte(s), nil
 }
 
 // repositoryNames are the configured repositories' names, as the API lists them.

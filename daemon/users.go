@@ -18,7 +18,7 @@ func APIUsers(cfg *config.Config) ([]config.APIUser, error) {
 		users = file.Users
 	}
 	if cfg.APITokenFile != "" {
-		token, err := ReadSecretFile(cfg.APITokenFile)
+		token, err := config.ReadSecretFile(cfg.APITokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("apiTokenFile: %w", err)
 		}

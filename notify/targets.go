@@ -35,13 +35,13 @@ type Sender interface {
 func NewSender(t config.NotificationTarget, client *http.Client, now func() time.Time) (Sender, error) {
 	switch t.Type {
 	case "webhook":
-		key, err := readSecret(t.SecretFile)
+		key, err := config.ReadSecretFile(t.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("notification target %s: secretFile: %w", t.Name, err)
 		}
 		return &Webhook{URL: t.URL, Key: key, Client: client, Now: now}, nil
 	case "slack":
-		u, err := readSecret(t.URLFile)
+		u, err := config.ReadSecretFile(t.URLFile)
 		if err != nil {
 			return nil, fmt.Errorf("notification target %s: urlFile: %w", t.Name, err)
 		}
@@ -52,11 +52,11 @@ func NewSender(t config.NotificationTarget, client *http.Client, now func() time
 	case "email":
 		m := &Mail{Address: t.SMTP.Address, From: t.From, To: t.To}
 		if t.SMTP.UsernameFile != "" {
-			user, err := readSecret(t.SMTP.UsernameFile)
+			user, err := config.ReadSecretFile(t.SMTP.UsernameFile)
 			if err != nil {
 				return nil, fmt.Errorf("notification target %s: smtp.usernameFile: %w", t.Name, err)
 			}
-			pass, err := readSecret(t.SMTP.PasswordFile)
+			pass, err := config.ReadSecretFile(t.SMTP.PasswordFile)
 			if err != nil {
 				return nil, fmt.Errorf("notification target %s: smtp.passwordFile: %w", t.Name, err)
 			}
@@ -75,20 +75,6 @@ func NewSender(t config.NotificationTarget, client *http.Client, now func() time
 		return m, nil
 	}
 	return nil, fmt.Errorf("notification target %s: unknown type %q", t.Name, t.Type)
-}
-
-// readSecret reads a secret file; a trailing newline is not part of it. Errors name the
-// file, never the content.
-func readSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return []byte(s), nil
 }
 
 // Webhook POSTs the message as signed JSON.

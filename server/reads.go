@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/slipwayhq/slipway/config"
@@ -115,17 +114,9 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request, caller conf
 // since and until (RFC 3339), after (the previous page's next) and limit.
 func runFilter(q url.Values) (store.RunFilter, error) {
 	f := store.RunFilter{After: q.Get("after")}
-	for _, st := range splitValues(q["status"]) {
-		if !store.RunStatus(st).Valid() {
-			return f, fmt.Errorf("status %q is not a run status", st)
-		}
-		f.Statuses = append(f.Statuses, store.RunStatus(st))
-	}
-	for _, t := range splitValues(q["trigger"]) {
-		if !store.Trigger(t).Valid() {
-			return f, fmt.Errorf("trigger %q is not a trigger", t)
-		}
-		f.Triggers = append(f.Triggers, store.Trigger(t))
+	var err error
+	if f.Statuses, f.Triggers, err = records.RunKinds(q["status"], q["trigger"]); err != nil {
+		return f, err
 	}
 	for _, tv := range []struct {
 		name string
@@ -159,18 +150,6 @@ func runFilter(q url.Values) (store.RunFilter, error) {
 
 // defaultRunPage is the page size of a run list that gives no limit.
 const defaultRunPage = 50
-
-func splitValues(vs []string) []string {
-	var out []string
-	for _, v := range vs {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out = append(out, part)
-			}
-		}
-	}
-	return out
-}
 
 // listRuns lists runs across pipelines: ?repository= and ?pipeline= narrow it.
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
@@ -220,29 +199,29 @@ func (s *Server) writeRuns(w http.ResponseWriter, r *http.Request, caller config
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	ref, id, ok := s.runTarget(w, r, caller)
-	if !ok {
-		return
+	if d, ok := s.runDetail(w, r, caller); ok {
+		writeJSON(w, http.StatusOK, d)
 	}
-	d, err := records.RunDetailOf(r.Context(), s.Reads, ref, id, time.Now())
-	if err != nil {
-		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) listRunRevisions(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
+	if d, ok := s.runDetail(w, r, caller); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"revisions": d.Revisions})
+	}
+}
+
+// runDetail reads the run a run's URL names; on false it has written the error.
+func (s *Server) runDetail(w http.ResponseWriter, r *http.Request, caller config.APIUser) (records.RunDetail, bool) {
 	ref, id, ok := s.runTarget(w, r, caller)
 	if !ok {
-		return
+		return records.RunDetail{}, false
 	}
 	d, err := records.RunDetailOf(r.Context(), s.Reads, ref, id, time.Now())
 	if err != nil {
 		s.fail(w, err, fmt.Sprintf("run %s #%d", ref.Name, id))
-		return
+		return records.RunDetail{}, false
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revisions": d.Revisions})
+	return d, true
 }
 
 // LogPage is the answer of GET .../logs.
@@ -401,12 +380,18 @@ func limitParam(q url.Values, def, most int) (int, error) {
 	return n, nil
 }
 
+// runActionTarget reads a run action's empty body and the run its URL names; on false it
+// has written the error.
+func (s *Server) runActionTarget(w http.ResponseWriter, r *http.Request, caller config.APIUser) (store.PipelineRef, int64, bool) {
+	if !decodeBody(w, r, &struct{}{}) {
+		return store.PipelineRef{}, 0, false
+	}
+	return s.runTarget(w, r, caller)
+}
+
 // rerunRun starts a new run of the commit run {id} ran.
 func (s *Server) rerunRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	if !decodeBody(w, r, &struct{}{}) {
-		return
-	}
-	ref, id, ok := s.runTarget(w, r, caller)
+	ref, id, ok := s.runActionTarget(w, r, caller)
 	if !ok {
 		return
 	}
@@ -422,10 +407,7 @@ func (s *Server) rerunRun(w http.ResponseWriter, r *http.Request, caller config.
 
 // rollbackRun starts a run that re-applies what run {id} deployed.
 func (s *Server) rollbackRun(w http.ResponseWriter, r *http.Request, caller config.APIUser) {
-	if !decodeBody(w, r, &struct{}{}) {
-		return
-	}
-	ref, id, ok := s.runTarget(w, r, caller)
+	ref, id, ok := s.runActionTarget(w, r, caller)
 	if !ok {
 		return
 	}

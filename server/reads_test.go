@@ -16,6 +16,7 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/changefeed"
 	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/store/storetest"
 )
 
 // readsRecorder is a real store whose reads are noted in the recorder's calls, so the
@@ -70,20 +71,11 @@ func seededReads(t *testing.T, rec *recorder, repositories ...string) (readsReco
 	for _, repo := range repositories {
 		ref := store.PipelineRef{Repository: repo, Name: "deploy"}
 		for i := 1; i <= 8; i++ {
-			run, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c0ffee", Branch: "main", Trigger: store.TriggerPush})
-			if err != nil {
-				t.Fatal(err)
-			}
 			end := store.RunSucceeded
 			if i == 8 {
 				end = store.RunAwaitingApproval
 			}
-			for _, to := range []store.RunStatus{store.RunRunning, end} {
-				if _, err := st.TransitionRun(ctx, ref, run.BuildID, run.Status, to, ""); err != nil {
-					t.Fatal(err)
-				}
-				run.Status = to
-			}
+			run := storetest.EndedRun(t, st, store.NewRun{Pipeline: ref, Commit: "c0ffee", Branch: "main", Trigger: store.TriggerPush}, end, "")
 			if err := st.AppendLogs(ctx, ref, run.BuildID, "", []store.LogLine{{Text: fmt.Sprintf("%s line of #%d", repo, i)}}); err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/sse"
+	"github.com/slipwayhq/slipway/internal/sse/ssetest"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -20,18 +21,7 @@ func follow(t *testing.T, url, lastEventID string) (*http.Response, *sse.Reader)
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer token-v")
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("stream: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
-	}
+	resp := ssetest.Open(t, req, lastEventID)
 	return resp, sse.NewReader(resp.Body)
 }
 

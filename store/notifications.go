@@ -157,6 +157,27 @@ func (s *DB) DispatchEvent(ctx context.Context, eventID int64, deliveries []NewD
 	return nil
 }
 
+// deliveryColumns is what scanDeliveries reads, in order.
+const deliveryColumns = `id, event_id, target, event, message, state, attempts, last_error, created_at`
+
+// scanDeliveries reads and closes rows of deliveryColumns.
+func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		var d Delivery
+		var msg, state string
+		var created int64
+		if err := rows.Scan(&d.ID, &d.EventID, &d.Target, &d.Event, &msg, &state, &d.Attempts, &d.LastError, &created); err != nil {
+			return nil, err
+		}
+		d.Message, d.State = []byte(msg), DeliveryState(state)
+		d.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // ClaimDeliveries takes up to limit of the target's pending deliveries that are due, oldest
 // first, for one attempt each: their attempts go up and they are not due again until lease
 // has passed, so a second notifier does not send them meanwhile and a crash mid-attempt
@@ -164,30 +185,18 @@ func (s *DB) DispatchEvent(ctx context.Context, eventID int64, deliveries []NewD
 func (s *DB) ClaimDeliveries(ctx context.Context, target string, lease time.Duration, limit int) ([]Delivery, error) {
 	var out []Delivery
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		out = out[:0]
 		now := s.now()
 		rows, err := tx.QueryContext(ctx, `
 			UPDATE notification_deliveries SET attempts = attempts + 1, next_at = $1
 			WHERE id IN (SELECT id FROM notification_deliveries
 				WHERE target = $2 AND state = 'pending' AND next_at <= $3 ORDER BY id LIMIT $4)
-			RETURNING id, event_id, target, event, message, state, attempts, last_error, created_at`,
+			RETURNING `+deliveryColumns,
 			now+lease.Microseconds(), target, now, limit)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var d Delivery
-			var msg, state string
-			var created int64
-			if err := rows.Scan(&d.ID, &d.EventID, &d.Target, &d.Event, &msg, &state, &d.Attempts, &d.LastError, &created); err != nil {
-				return err
-			}
-			d.Message, d.State = []byte(msg), DeliveryState(state)
-			d.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
-			out = append(out, d)
-		}
-		return rows.Err()
+		out, err = scanDeliveries(rows)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries of %s: %w", target, err)
@@ -256,24 +265,12 @@ func (s *DB) ListDeliveries(ctx context.Context) ([]Delivery, error) {
 	var out []Delivery
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
-			SELECT id, event_id, target, event, message, state, attempts, last_error, created_at
-			FROM notification_deliveries ORDER BY id`)
+			SELECT `+deliveryColumns+` FROM notification_deliveries ORDER BY id`)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var d Delivery
-			var msg, state string
-			var created int64
-			if err := rows.Scan(&d.ID, &d.EventID, &d.Target, &d.Event, &msg, &state, &d.Attempts, &d.LastError, &created); err != nil {
-				return err
-			}
-			d.Message, d.State = []byte(msg), DeliveryState(state)
-			d.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
-			out = append(out, d)
-		}
-		return rows.Err()
+		out, err = scanDeliveries(rows)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/server"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -56,7 +57,7 @@ func (f *apiFlags) client() (*apiClient, error) {
 		token = os.Getenv("SLIPWAY_TOKEN")
 	}
 	if token == "" && f.tokenFile != "" {
-		b, err := readSecretFile(f.tokenFile)
+		b, err := config.ReadSecretFile(f.tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}

@@ -92,17 +92,9 @@ func newGetRunsCommand() *cobra.Command {
 			if f.Limit <= 0 || f.Limit > store.MaxRunPage {
 				return fmt.Errorf("--limit %d: want 1 to %d", f.Limit, store.MaxRunPage)
 			}
-			for _, s := range splitList(statuses) {
-				if !store.RunStatus(s).Valid() {
-					return fmt.Errorf("--status %q: not a run status", s)
-				}
-				f.Statuses = append(f.Statuses, store.RunStatus(s))
-			}
-			for _, t := range splitList(triggers) {
-				if !store.Trigger(t).Valid() {
-					return fmt.Errorf("--trigger %q: not a trigger", t)
-				}
-				f.Triggers = append(f.Triggers, store.Trigger(t))
+			var err error
+			if f.Statuses, f.Triggers, err = records.RunKinds(statuses, triggers); err != nil {
+				return fmt.Errorf("--%w", err) // --status "x" is not a run status
 			}
 			for _, tv := range []struct {
 				flag, value string
@@ -176,16 +168,4 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time (2026-12-01T08:00:00Z) or a duration ago (90m, 24h)", s)
 	}
 	return now.Add(-d), nil
-}
-
-func splitList(vs []string) []string {
-	var out []string
-	for _, v := range vs {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }

@@ -18,7 +18,21 @@ import (
 	"github.com/slipwayhq/slipway/server"
 	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/store/storetest"
 )
+
+// seededConfig seeds a new store with runs (see seedRuns) and returns its config file.
+func seededConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := openWith(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedRuns(t, st)
+	st.Close()
+	return filepath.Join(dir, "slipway.yaml")
+}
 
 func seedRuns(t *testing.T, st store.Store) {
 	t.Helper()
@@ -26,20 +40,11 @@ func seedRuns(t *testing.T, st store.Store) {
 	web := store.PipelineRef{Repository: "shop", Name: "web"}
 	api := store.PipelineRef{Repository: "shop", Name: "api"}
 	for i, ref := range []store.PipelineRef{web, api, web, web} {
-		r, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: fmt.Sprintf("c%039d", i), Branch: "main", Trigger: store.TriggerPush})
-		if err != nil {
-			t.Fatal(err)
-		}
 		end := store.RunSucceeded
 		if i == 3 {
 			end = store.RunFailed
 		}
-		for _, to := range []store.RunStatus{store.RunRunning, end} {
-			if _, err := st.TransitionRun(ctx, ref, r.BuildID, r.Status, to, "because"); err != nil {
-				t.Fatal(err)
-			}
-			r.Status = to
-		}
+		storetest.EndedRun(t, st, store.NewRun{Pipeline: ref, Commit: fmt.Sprintf("c%039d", i), Branch: "main", Trigger: store.TriggerPush}, end, "because")
 	}
 	if _, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: web, BuildID: 2, Task: "deploy", Cluster: "kind", Kind: store.DeployYAML,
 		Objects: []byte("kind: ConfigMap\nmetadata: {name: a}\n"), Inventory: []store.InventoryEntry{{Version: "v1", Kind: "ConfigMap", Name: "a"}}}); err != nil {
@@ -51,14 +56,7 @@ func seedRuns(t *testing.T, st store.Store) {
 }
 
 func TestGetPipelinesShowsEachPipelineAtAGlance(t *testing.T) {
-	dir := t.TempDir()
-	st, err := openWith(t, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedRuns(t, st)
-	st.Close()
-	cfg := filepath.Join(dir, "slipway.yaml")
+	cfg := seededConfig(t)
 	out, _, err := run(t, "get", "pipelines", "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +80,7 @@ func TestGetPipelinesShowsEachPipelineAtAGlance(t *testing.T) {
 }
 
 func TestGetRunsFiltersAndPages(t *testing.T) {
-	dir := t.TempDir()
-	st, err := openWith(t, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedRuns(t, st)
-	st.Close()
-	cfg := filepath.Join(dir, "slipway.yaml")
+	cfg := seededConfig(t)
 	out, _, err := run(t, "get", "runs", "--config", cfg, "web", "--limit", "2")
 	if err != nil || strings.Count(out, "shop/web") != 2 || !strings.Contains(out, "more: --after ") || strings.Contains(out, "shop/api") {
 		t.Fatalf("get runs web --limit 2: %v\n%s", err, out)

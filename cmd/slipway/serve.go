@@ -33,6 +33,3 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().IntVar(&o.GitPerHost, "git-per-host", trigger.DefaultPerHost, "Git fetches and ref listings at once against one Git host")
 	return cmd
 }
-
-// readSecretFile reads a secret kept in a file (see daemon.ReadSecretFile).
-func readSecretFile(path string) ([]byte, error) { return daemon.ReadSecretFile(path) }

@@ -9,23 +9,35 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
-func TestFollowerWokenByCommittedWritesOfItsRun(t *testing.T) {
-	ctx := context.Background()
+// ref is the pipeline the tests' runs belong to.
+var ref = store.PipelineRef{Repository: "shop", Name: "web"}
+
+// feedStore opens a new store that tells feed of its changes.
+func feedStore(t *testing.T) (*Feed, *store.DB) {
+	t.Helper()
 	feed := New()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), store.WithChangeSink(feed))
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.WithChangeSink(feed))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ref := store.PipelineRef{Repository: "shop", Name: "web"}
-	first, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c1", Trigger: store.TriggerManual, Holder: "h"})
+	return feed, st
+}
+
+// queuedRun creates a queued run of ref at commit.
+func queuedRun(t *testing.T, st *store.DB, commit string) store.Run {
+	t.Helper()
+	run, err := st.CreateRun(context.Background(), store.NewRun{Pipeline: ref, Commit: commit, Trigger: store.TriggerManual, Holder: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c2", Trigger: store.TriggerManual, Holder: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return run
+}
+
+func TestFollowerWokenByCommittedWritesOfItsRun(t *testing.T) {
+	ctx := context.Background()
+	feed, st := feedStore(t)
+	first, other := queuedRun(t, st, "c1"), queuedRun(t, st, "c2")
 
 	wake, stop := feed.Follow(Run(ref, first.BuildID))
 	defer stop()
@@ -75,17 +87,8 @@ func TestFollowerWokenByCommittedWritesOfItsRun(t *testing.T) {
 // A failed write tells nobody: followers only re-read what committed.
 func TestFailedWriteWakesNobody(t *testing.T) {
 	ctx := context.Background()
-	feed := New()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "s.db"), store.WithChangeSink(feed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ref := store.PipelineRef{Repository: "shop", Name: "web"}
-	run, err := st.CreateRun(ctx, store.NewRun{Pipeline: ref, Commit: "c1", Trigger: store.TriggerManual, Holder: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	feed, st := feedStore(t)
+	run := queuedRun(t, st, "c1")
 	wake, stop := feed.Follow(nil)
 	defer stop()
 	if _, err := st.TransitionRun(ctx, ref, run.BuildID, store.RunRunning, store.RunSucceeded, ""); err == nil {

@@ -315,3 +315,36 @@ func Deployments(ctx context.Context, st DeployStore, keep Keep) ([]Deployment, 
 	})
 	return out, nil
 }
+
+// RunKinds reads a run list's statuses and triggers, each repeated or comma-separated, as
+// the API's ?status= and the CLI's --status take them. An error starts with "status" or
+// "trigger" and names the value.
+func RunKinds(statuses, triggers []string) ([]store.RunStatus, []store.Trigger, error) {
+	var ss []store.RunStatus
+	for _, s := range splitList(statuses) {
+		if !store.RunStatus(s).Valid() {
+			return nil, nil, fmt.Errorf("status %q is not a run status", s)
+		}
+		ss = append(ss, store.RunStatus(s))
+	}
+	var ts []store.Trigger
+	for _, t := range splitList(triggers) {
+		if !store.Trigger(t).Valid() {
+			return nil, nil, fmt.Errorf("trigger %q is not a trigger", t)
+		}
+		ts = append(ts, store.Trigger(t))
+	}
+	return ss, ts, nil
+}
+
+func splitList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/changefeed"
+	"github.com/slipwayhq/slipway/internal/sse/ssetest"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -407,6 +408,19 @@ func TestLanguageFromAcceptLanguage(t *testing.T) {
 // sseEvent is one Server-Sent Event read off a stream.
 type sseEvent struct{ name, id, data string }
 
+// openLive opens the live stream at url as ck's holder, resuming after lastEventID when
+// it is set; the stream closes when the test ends (before a server closed by t.Cleanup
+// earlier).
+func openLive(t *testing.T, url string, ck *http.Cookie, lastEventID string) <-chan sseEvent {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.AddCookie(ck)
+	resp := ssetest.Open(t, req, lastEventID)
+	events := make(chan sseEvent, 100)
+	go readEvents(t, bufio.NewReader(resp.Body), events)
+	return events
+}
+
 func readEvents(t *testing.T, r *bufio.Reader, events chan<- sseEvent) {
 	var ev sseEvent
 	for {
@@ -472,19 +486,8 @@ func TestLiveStreamFollowsTheRunUntilItEnds(t *testing.T) {
 	}
 	ck, _ := f.signIn("viewer-token")
 	srv := httptest.NewServer(f.h)
-	defer srv.Close()
-	req, _ := http.NewRequest("GET", srv.URL+"/ui/p/shop/web/runs/1/live?after=0", nil)
-	req.AddCookie(ck)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("live: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	events := make(chan sseEvent, 100)
-	go readEvents(t, bufio.NewReader(resp.Body), events)
+	t.Cleanup(srv.Close)
+	events := openLive(t, srv.URL+"/ui/p/shop/web/runs/1/live?after=0", ck, "")
 	if ev := next(t, events, "tasks"); !strings.Contains(ev.data, `"name":"image","status":"pending"`) {
 		t.Fatalf("tasks %s", ev.data)
 	}
@@ -519,16 +522,7 @@ func TestLiveStreamFollowsTheRunUntilItEnds(t *testing.T) {
 	}
 
 	// A reconnect with Last-Event-ID resumes after it.
-	req, _ = http.NewRequest("GET", srv.URL+"/ui/p/shop/web/runs/1/live", nil)
-	req.AddCookie(ck)
-	req.Header.Set("Last-Event-ID", first.id)
-	resp2, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp2.Body.Close()
-	events = make(chan sseEvent, 100)
-	go readEvents(t, bufio.NewReader(resp2.Body), events)
+	events = openLive(t, srv.URL+"/ui/p/shop/web/runs/1/live", ck, first.id)
 	if ev := next(t, events, "logs"); strings.Contains(ev.data, "before") || !strings.Contains(ev.data, "line 0") {
 		t.Fatalf("resumed logs %s", ev.data)
 	}
@@ -629,16 +623,8 @@ func TestIdleLiveStreamReadsNothing(t *testing.T) {
 	}
 	ck, _ := f.signIn("viewer-token")
 	srv := httptest.NewServer(f.h)
-	defer srv.Close()
-	req, _ := http.NewRequest("GET", srv.URL+"/ui/p/shop/web/runs/1/live", nil)
-	req.AddCookie(ck)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := make(chan sseEvent, 100)
-	go readEvents(t, bufio.NewReader(resp.Body), events)
+	t.Cleanup(srv.Close)
+	events := openLive(t, srv.URL+"/ui/p/shop/web/runs/1/live", ck, "")
 	next(t, events, "run")
 	before := counted.n.Load()
 	time.Sleep(time.Second) // an idle window: a poller would read in it

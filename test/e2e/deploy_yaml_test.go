@@ -225,3 +225,24 @@ func available(d *appsv1.Deployment) bool {
 	}
 	return false
 }
+
+// servedProject is a project with a daemon serving it.
+type servedProject struct {
+	repo      *workRepo
+	repoName  string
+	cfg       string
+	manifests []byte // the 2048 example's, as committed
+	d         *daemonProc
+}
+
+// servedDeployOnly is a new project whose first commit deploys the 2048 example
+// (deployOnlyPipeline), served by a daemon that has run it once, successfully.
+func servedDeployOnly(t *testing.T, env *testenv.Env) servedProject {
+	t.Helper()
+	repo, repoName, cfg := newProject(t, env)
+	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
+	repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, env.Namespace(t)), "2048_env.yaml": manifests})
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+	return servedProject{repo: repo, repoName: repoName, cfg: cfg, manifests: manifests, d: d}
+}

@@ -24,12 +24,8 @@ import (
 // runs, as BUILD_ID 2.
 func TestFaultGitServerDownWhilePolling(t *testing.T) {
 	env := testenv.Get(t)
-	ns := env.Namespace(t)
-	repo, repoName, cfg := newProject(t, env)
-	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
-	repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, ns), "2048_env.yaml": manifests})
-	d := startServe(t, cfg)
-	waitHistory(t, cfg, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+	p := servedDeployOnly(t, env)
+	repo, repoName, cfg, manifests, d := p.repo, p.repoName, p.cfg, p.manifests, p.d
 
 	restart := env.Kill(t, "gitserver")
 	down := time.Now()

@@ -304,12 +304,8 @@ func createHook(t *testing.T, env *testenv.Env, p *giteaProject, owner, repo, ta
 // only lists refs: the Git server counts no fetch.
 func TestPollingPicksUpCommitsAndListsWithoutFetching(t *testing.T) {
 	env := testenv.Get(t)
-	ns := env.Namespace(t)
-	repo, repoName, cfg := newProject(t, env)
-	manifests := readExample(t, env, "2048-yaml/2048_env.yaml")
-	repo.commit("first", map[string][]byte{".pipeline.yaml": deployOnlyPipeline(env.Registry, ns), "2048_env.yaml": manifests})
-	d := startServe(t, cfg)
-	waitHistory(t, cfg, 60*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+	p := servedDeployOnly(t, env)
+	repo, repoName, cfg, d := p.repo, p.repoName, p.cfg, p.d
 
 	before := env.GitStats(t, repoName)
 	time.Sleep(6 * time.Second)
