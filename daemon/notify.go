@@ -28,7 +28,7 @@ func (d *Parts) newNotifier(log *logrus.Entry) (n *notify.Notifier, stop func(),
 	}
 	st, ok := d.Store.(notifyStore)
 	if !ok {
-		return nil, nil, fmt.Errorf("notifications: the store %s keeps no notification outbox yet (not supported yet: use a sqlite store, or remove notifications)", d.Config.Store)
+		return nil, nil, fmt.Errorf("notifications: the store %s keeps no notification outbox", d.Config.Store)
 	}
 	client := &http.Client{Timeout: notify.DefaultSendTimeout,
 		// A redirect would send the signed body somewhere the configuration does not name.
