@@ -3,8 +3,11 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strings"
+	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -139,22 +142,41 @@ func (e *DryRunError) Error() string {
 // maxReasonLines bounds the objects a DryRunError lists one by one.
 const maxReasonLines = 20
 
-// transportCause is the network error under err when the request never got a whole answer
-// from the API server (connection refused, reset, timed out, its answer cut off), without
-// the request's URL, which differs from object to object, and without client-go's notes on
-// earlier attempts.
+// transportCause says, in a few words, why a request got no whole answer from the API
+// server (refused, reset, cut off, timed out), and to which server, leaving out what differs
+// from object to object (the request's URL, the local port), so that the objects of one
+// outage share one line.
 func transportCause(err error) (string, bool) {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && !strings.HasPrefix(status.Status().Message, "unexpected error when reading response body") {
+		return "", false // the API server answered
+	}
+	var why string
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		why = "connection reset"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		strings.Contains(err.Error(), "unexpected EOF"):
+		why = "connection closed mid-answer"
+	case errors.As(err, &ne) && ne.Timeout():
+		why = "timed out"
+	default:
+		var ue *url.Error
+		if !errors.As(err, &ue) {
+			return "", false
+		}
+		why, _, _ = strings.Cut(ue.Err.Error(), " - error from a previous attempt")
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		cause, _, _ := strings.Cut(ue.Err.Error(), " - error from a previous attempt")
-		return cause, true
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+			return why + " (" + u.Host + ")", true
+		}
 	}
-	// client-go reports a body cut off mid-read as an internal error of its own making.
-	var status apierrors.APIStatus
-	if errors.As(err, &status) && strings.HasPrefix(status.Status().Message, "unexpected error when reading response body") {
-		return status.Status().Message, true
-	}
-	return "", false
+	return why, true
 }
 
 func (e *DryRunError) Unwrap() []error { return e.Errs }

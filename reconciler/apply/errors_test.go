@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,23 +111,35 @@ func TestDryRunErrorJoinsClasses(t *testing.T) {
 // Objects the API server never answered for share one line: a cluster that is down is one
 // cause, not three hundred.
 func TestDryRunErrorFoldsAnUnreachableServer(t *testing.T) {
+	failed := func(name string, err error) error {
+		return &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/api/v1/namespaces/shop/configmaps/" + name + "?dryRun=All", Err: err}
+	}
 	refused := func(name string) error {
-		return &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/api/v1/namespaces/shop/configmaps/" + name + "?dryRun=All",
-			Err: errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")}
+		return failed(name, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	}
+	reset := func(name string, port int) error {
+		return failed(name, &net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
+			Err: os.NewSyscallError("read", syscall.ECONNRESET)})
 	}
 	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "broken",
 		field.ErrorList{field.Invalid(field.NewPath("data"), "x", "bad key")})
 	err := &DryRunError{Errs: []error{
 		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/a", File: "all.yaml", Doc: 1, Err: refused("a")},
 		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/broken", File: "all.yaml", Doc: 2, Err: invalid},
-		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/b", File: "all.yaml", Doc: 3, Err: refused("b")},
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/b", File: "all.yaml", Doc: 3, Err: reset("b", 43888)},
 		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/c", File: "all.yaml", Doc: 4, Err: refused("c")},
+		&ObjectError{Op: OpLookup, Object: "ConfigMap/shop/d", File: "all.yaml", Doc: 5, Err: reset("d", 43904)},
+		&ObjectError{Op: OpDryRun, Object: "ConfigMap/shop/e", File: "all.yaml", Doc: 6,
+			Err: fmt.Errorf("unexpected error when reading response body. Please retry. Original error: %w", io.ErrUnexpectedEOF)},
 	}}
 	want := strings.Join([]string{
 		"server-side dry-run failed, nothing was applied:",
 		"  ConfigMap/shop/broken (all.yaml, document 2): " + invalid.ErrStatus.Message,
-		"  3 objects, from ConfigMap/shop/a (all.yaml, document 1) to ConfigMap/shop/c (all.yaml, document 4): " +
-			"the API server did not answer: dial tcp 127.0.0.1:6443: connect: connection refused",
+		"  2 objects, from ConfigMap/shop/a (all.yaml, document 1) to ConfigMap/shop/c (all.yaml, document 4): " +
+			"the API server did not answer: connection refused (127.0.0.1:6443)",
+		"  2 objects, from ConfigMap/shop/b (all.yaml, document 3) to ConfigMap/shop/d (all.yaml, document 5): " +
+			"the API server did not answer: connection reset (127.0.0.1:6443)",
+		"  ConfigMap/shop/e (all.yaml, document 6): the API server did not answer: connection closed mid-answer",
 	}, "\n")
 	if err.Error() != want {
 		t.Errorf("message\n got: %s\nwant: %s", err, want)
