@@ -36,15 +36,6 @@ func runBothBackends(m *testing.M) int {
 	return code
 }
 
-// sqliteOnly marks a test of SQLite's own behaviour (its file, its locks, its table
-// rebuilds); its PostgreSQL counterpart, where there is one, is named in reason.
-func sqliteOnly(t testing.TB, reason string) {
-	t.Helper()
-	if onPostgres() {
-		t.Skip("SQLite only: " + reason)
-	}
-}
-
 var testPipeline = PipelineRef{Repository: "git.example/team/app", Name: "deploy"}
 
 // openTest opens a fresh store and closes it at the end: on SQLite a file in the test's

@@ -56,9 +56,6 @@ func TestOpenPostgresErrorsHideThePassword(t *testing.T) {
 // Open takes postgres:// and postgresql:// DSNs, and WithPassword supplies a password the
 // DSN leaves out.
 func TestOpenPostgres(t *testing.T) {
-	if !onPostgres() {
-		t.Skip("runs in the PostgreSQL pass")
-	}
 	dsn, err := url.Parse(testenv.PostgresSchema(t))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +79,6 @@ func TestOpenPostgres(t *testing.T) {
 }
 
 func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
-	sqliteOnly(t, "the database file and its pragmas")
 	dir := filepath.Join(t.TempDir(), "nested", "state")
 	path := filepath.Join(dir, "slipway.db")
 	st, err := Open(testCtx(t), "sqlite://"+path)
@@ -126,7 +122,6 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 // race to switch it to WAL and to migrate it; SQLite then answers busy at once, before
 // busy_timeout applies. Open must wait its turn rather than fail.
 func TestOpenConcurrentlyOnFreshFile(t *testing.T) {
-	sqliteOnly(t, "TestConcurrentFirstOpens covers PostgreSQL")
 	for round := range 20 {
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("round%d.db", round))
 		errs := make(chan error, 6)
