@@ -223,3 +223,56 @@ func decode(t *testing.T, doc []byte, into any) {
 		t.Fatal(err)
 	}
 }
+
+// TestChartPassesEveryValueThrough: each value the chart takes reaches the object it is for.
+func TestChartPassesEveryValueThrough(t *testing.T) {
+	objs := render(t, map[string]any{
+		"image":            map[string]any{"repository": "reg.example/slipway", "tag": "1.2.3", "pullPolicy": "Always"},
+		"imagePullSecrets": []any{map[string]any{"name": "pull"}},
+		"persistence":      map[string]any{"storageClass": "fast", "size": "20Gi", "accessModes": []any{"ReadWriteOncePod"}},
+		"serviceAccount":   map[string]any{"name": "deployer", "annotations": map[string]any{"iam": "role"}},
+		"service":          map[string]any{"type": "NodePort", "port": 8081},
+		"ingress": map[string]any{"enabled": true, "annotations": map[string]any{"proxy": "on"}, "hosts": []any{map[string]any{"host": "s.example"}},
+			"tls": []any{map[string]any{"secretName": "tls", "hosts": []any{"s.example"}}}},
+		"metrics":             map[string]any{"enabled": true, "port": 9100, "serviceMonitor": map[string]any{"enabled": true, "interval": "15s", "labels": map[string]any{"release": "prom"}}},
+		"podDisruptionBudget": map[string]any{"enabled": true, "maxUnavailable": 0},
+		"resources":           map[string]any{"limits": map[string]any{"memory": "2Gi"}},
+		"podAnnotations":      map[string]any{"note": "a"},
+		"podLabels":           map[string]any{"team": "platform"},
+		"nodeSelector":        map[string]any{"pool": "infra"},
+		"tolerations":         []any{map[string]any{"key": "infra", "operator": "Exists"}},
+		"affinity":            map[string]any{"nodeAffinity": map[string]any{}},
+	})
+	want := map[string][]string{
+		"Deployment/slipway": {`image: "reg.example/slipway:1.2.3"`, "imagePullPolicy: Always", "name: pull", "serviceAccountName: deployer",
+			"--metrics-address=:9100", "containerPort: 9100", "memory: 2Gi", "note: a", "team: platform", "pool: infra", "key: infra", "nodeAffinity:"},
+		"PersistentVolumeClaim/slipway": {"storageClassName: fast", "storage: 20Gi", "ReadWriteOncePod"},
+		"ServiceAccount/deployer":       {"iam: role"},
+		"Service/slipway":               {"type: NodePort", "port: 8081", "port: 9100"},
+		"Ingress/slipway":               {`proxy: "on"`, `host: "s.example"`, "secretName: tls"},
+		"ServiceMonitor/slipway":        {"interval: 15s", "release: prom"},
+		"PodDisruptionBudget/slipway":   {"maxUnavailable: 0"},
+	}
+	for key, parts := range want {
+		doc := string(objs[key])
+		if doc == "" {
+			t.Errorf("%s not rendered", key)
+			continue
+		}
+		for _, p := range parts {
+			if !strings.Contains(doc, p) {
+				t.Errorf("%s lacks %q:\n%s", key, p, doc)
+			}
+		}
+	}
+	// Without creating one, the chart uses the service account it is given.
+	objs = render(t, map[string]any{"serviceAccount": map[string]any{"create": false, "name": "existing"}})
+	if _, ok := objs["ServiceAccount/existing"]; ok || !strings.Contains(string(objs["Deployment/slipway"]), "serviceAccountName: existing") {
+		t.Errorf("serviceAccount.create false: %v", kinds(objs))
+	}
+	// An existing claim is used and no PVC made.
+	objs = render(t, map[string]any{"persistence": map[string]any{"existingClaim": "data"}})
+	if _, ok := objs["PersistentVolumeClaim/slipway"]; ok || !strings.Contains(string(objs["Deployment/slipway"]), "claimName: data") {
+		t.Errorf("persistence.existingClaim: %v", kinds(objs))
+	}
+}
