@@ -57,6 +57,19 @@ func (r *kubeJobRig) spec(t *testing.T, script string) scriptrun.Spec {
 	}
 }
 
+// startFails runs s, wants a StartError whose reason ok accepts (want says which), and
+// checks that nothing is left behind.
+func (r *kubeJobRig) startFails(t *testing.T, ctx context.Context, s scriptrun.Spec, want string, ok func(reason string) bool) {
+	t.Helper()
+	_, err := kubejob.New(r.opts).Run(ctx, s)
+	var se *scriptrun.StartError
+	if !errors.As(err, &se) || !ok(se.Reason) {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	t.Logf("reason: %s", se.Reason)
+	r.assertNothingLeft(t)
+}
+
 // assertNothingLeft checks that the namespace holds no Job and no pod.
 func (r *kubeJobRig) assertNothingLeft(t *testing.T) {
 	t.Helper()
@@ -263,13 +276,9 @@ func TestKubeJobMissingImage(t *testing.T) {
 	defer cancel()
 	s := r.spec(t, "true")
 	s.Image = r.env.Registry + "/does-not/exist:1"
-	_, err := kubejob.New(r.opts).Run(ctx, s)
-	var se *scriptrun.StartError
-	if !errors.As(err, &se) || !strings.Contains(se.Reason, "ErrImagePull") || !strings.Contains(se.Reason, "does-not/exist:1") {
-		t.Fatalf("err = %v, want a StartError naming ErrImagePull and the image", err)
-	}
-	t.Logf("reason: %s", se.Reason)
-	r.assertNothingLeft(t)
+	r.startFails(t, ctx, s, "a StartError naming ErrImagePull and the image", func(reason string) bool {
+		return strings.Contains(reason, "ErrImagePull") && strings.Contains(reason, "does-not/exist:1")
+	})
 }
 
 // TestKubeJobOOMKilled: a script that outgrows its memory limit ends "OOMKilled".
@@ -297,13 +306,9 @@ func TestKubeJobUnschedulable(t *testing.T) {
 	defer cancel()
 	r.opts.NodeSelector = map[string]string{"slipway.dev/no-such-node": "true"}
 	r.opts.UnschedulableFor = time.Second
-	_, err := kubejob.New(r.opts).Run(ctx, r.spec(t, "true"))
-	var se *scriptrun.StartError
-	if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, "Unschedulable: ") || !strings.Contains(se.Reason, "node") {
-		t.Fatalf("err = %v, want a StartError with the scheduler's message", err)
-	}
-	t.Logf("reason: %s", se.Reason)
-	r.assertNothingLeft(t)
+	r.startFails(t, ctx, r.spec(t, "true"), "a StartError with the scheduler's message", func(reason string) bool {
+		return strings.HasPrefix(reason, "Unschedulable: ") && strings.Contains(reason, "node")
+	})
 }
 
 // TestKubeJobMissingServiceAccount: a Job whose pod cannot be created (its service account
@@ -313,11 +318,7 @@ func TestKubeJobMissingServiceAccount(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r.opts.ServiceAccount = "no-such-account"
-	_, err := kubejob.New(r.opts).Run(ctx, r.spec(t, "true"))
-	var se *scriptrun.StartError
-	if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, "FailedCreate: ") || !strings.Contains(se.Reason, "no-such-account") {
-		t.Fatalf("err = %v, want a StartError with the Job controller's FailedCreate message", err)
-	}
-	t.Logf("reason: %s", se.Reason)
-	r.assertNothingLeft(t)
+	r.startFails(t, ctx, r.spec(t, "true"), "a StartError with the Job controller's FailedCreate message", func(reason string) bool {
+		return strings.HasPrefix(reason, "FailedCreate: ") && strings.Contains(reason, "no-such-account")
+	})
 }
