@@ -93,17 +93,24 @@ func (s *DB) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 }
 
 // SetSuspended implements Store: suspend (with who and why) or resume the pipeline, which
-// is created if it has no row yet. It returns the pipeline as it now stands.
-func (s *DB) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error) {
+// is created if it has no row yet. It returns the pipeline as it now stands, and whether it
+// was suspended before.
+func (s *DB) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, bool, error) {
 	if err := ref.validate(); err != nil {
-		return Pipeline{}, fmt.Errorf("suspend pipeline: %w", err)
+		return Pipeline{}, false, fmt.Errorf("suspend pipeline: %w", err)
 	}
 	var p Pipeline
+	var was bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		now := s.now()
 		if _, err := ensurePipeline(ctx, tx, ref, now); err != nil {
 			return err
 		}
+		before, err := getPipeline(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		was = before.Suspended
 		at := sql.NullInt64{Int64: now, Valid: suspend}
 		if !suspend {
 			actor, reason = "", ""
@@ -113,12 +120,11 @@ func (s *DB) SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, ac
 			WHERE repository = $4 AND name = $5`, at, actor, reason, ref.Repository, ref.Name); err != nil {
 			return err
 		}
-		var err error
 		p, err = getPipeline(ctx, tx, ref)
 		return err
 	})
 	if err != nil {
-		return Pipeline{}, fmt.Errorf("suspend pipeline %s: %w", ref, err)
+		return Pipeline{}, false, fmt.Errorf("suspend pipeline %s: %w", ref, err)
 	}
-	return p, nil
+	return p, was, nil
 }

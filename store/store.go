@@ -75,7 +75,8 @@ type Store interface {
 	// one cluster: what the task left there, which is all a deploy there may prune.
 	CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error)
 	// SetSuspended suspends (actor, reason recorded) or resumes a pipeline.
-	SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (Pipeline, error)
+	// It also says whether the pipeline was suspended before, read in the same transaction.
+	SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (p Pipeline, wasSuspended bool, err error)
 	// EnvironmentRevisions returns, per environment and task, the newest healthy revision.
 	EnvironmentRevisions(ctx context.Context, ref PipelineRef) ([]Revision, error)
 	// ListRevisions returns the revisions of one run, in task order of recording.

@@ -50,7 +50,7 @@ func seedRuns(t *testing.T, st store.Store) {
 		Objects: []byte("kind: ConfigMap\nmetadata: {name: a}\n"), Inventory: []store.InventoryEntry{{Version: "v1", Kind: "ConfigMap", Name: "a"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.SetSuspended(ctx, api, true, "alice", "freeze"); err != nil {
+	if _, _, err := st.SetSuspended(ctx, api, true, "alice", "freeze"); err != nil {
 		t.Fatal(err)
 	}
 }

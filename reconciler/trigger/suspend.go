@@ -10,8 +10,7 @@ import (
 
 // PipelineStates is where a pipeline's suspension is kept.
 type PipelineStates interface {
-	SetSuspended(ctx context.Context, ref store.PipelineRef, suspend bool, actor, reason string) (store.Pipeline, error)
-	GetPipeline(ctx context.Context, ref store.PipelineRef) (store.Pipeline, error)
+	SetSuspended(ctx context.Context, ref store.PipelineRef, suspend bool, actor, reason string) (p store.Pipeline, wasSuspended bool, err error)
 }
 
 // Suspend suspends (suspend true) or resumes the pipeline for actor, and records that in the
@@ -32,15 +31,11 @@ func (h *Hub) Suspend(ctx context.Context, ref store.PipelineRef, suspend bool, 
 	if !ok {
 		return store.Pipeline{}, fmt.Errorf("repository %q is not configured: %w", ref.Repository, ErrRequest)
 	}
-	before, err := h.states.GetPipeline(ctx, ref)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return store.Pipeline{}, err
-	}
-	p, err := h.states.SetSuspended(ctx, ref, suspend, actor, reason)
+	p, was, err := h.states.SetSuspended(ctx, ref, suspend, actor, reason)
 	if err != nil {
 		return store.Pipeline{}, err
 	}
-	if before.Suspended && !suspend {
+	if was && !suspend {
 		// Pushes refused while it was suspended are not lost: the watcher runs the branch's
 		// head once, if no run of the pipeline has run it.
 		w.Hint(Hint{Branch: w.Branch(), Resumed: ref.Name})
