@@ -132,13 +132,84 @@ func TestChartEverything(t *testing.T) {
 	}
 }
 
+// haValues are three coordinated replicas, with config overridden by over (a nil value
+// removes the key) and the data PVC on when persistence is set.
+func haValues(over map[string]any, persistence bool) map[string]any {
+	cfg := map[string]any{
+		"store":         "postgres://slipway@db.example/slipway",
+		"storeKeyFiles": []any{"/etc/slipway/secrets/store/key"},
+		"ha":            map[string]any{"cluster": "here", "namespace": "slipway-leases"},
+	}
+	for k, v := range over {
+		if v == nil {
+			delete(cfg, k)
+			continue
+		}
+		cfg[k] = v
+	}
+	return map[string]any{"replicas": 3, "config": cfg, "persistence": map[string]any{"enabled": persistence}}
+}
+
+// TestChartHA: with config.ha the replicas roll over one at a time, spread over nodes, know
+// their own name (the Lease identity), keep caches per pod, and may touch Leases only in the
+// namespace config.ha names.
+func TestChartHA(t *testing.T) {
+	objs := render(t, haValues(nil, false))
+	if got := kinds(objs); got != "ConfigMap,Deployment,Role,RoleBinding,Service,ServiceAccount" {
+		t.Fatalf("kinds = %s", got)
+	}
+	var d appsv1.Deployment
+	decode(t, objs["Deployment/slipway"], &d)
+	if *d.Spec.Replicas != 3 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
+		d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("replicas %d, strategy %+v: want 3 rolling with none unavailable", *d.Spec.Replicas, d.Spec.Strategy)
+	}
+	pod := d.Spec.Template.Spec
+	aff := pod.Affinity
+	if aff == nil || aff.PodAntiAffinity == nil || len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
+		aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.TopologyKey != "kubernetes.io/hostname" {
+		t.Errorf("affinity = %+v: want replicas spread over nodes", aff)
+	}
+	env := pod.Containers[0].Env
+	if len(env) != 1 || env[0].Name != "POD_NAME" || env[0].ValueFrom.FieldRef.FieldPath != "metadata.name" {
+		t.Errorf("env = %+v: want POD_NAME from the pod's name", env)
+	}
+	for _, v := range pod.Volumes {
+		if v.Name == "data" && v.EmptyDir == nil {
+			t.Errorf("data volume %+v: want an emptyDir per pod", v)
+		}
+	}
+	var role rbacv1.Role
+	decode(t, objs["Role/slipway-leases/slipway-leases"], &role)
+	if len(role.Rules) != 1 || strings.Join(role.Rules[0].APIGroups, "") != "coordination.k8s.io" ||
+		strings.Join(role.Rules[0].Resources, "") != "leases" {
+		t.Errorf("lease rights = %+v", role.Rules)
+	}
+	var bind rbacv1.RoleBinding
+	decode(t, objs["RoleBinding/slipway-leases/slipway-leases"], &bind)
+	if bind.RoleRef.Name != "slipway-leases" || bind.Subjects[0].Name != "slipway" || bind.Subjects[0].Namespace != "slipway" {
+		t.Errorf("lease binding = %+v", bind)
+	}
+	// Explicit affinity wins over the default spread.
+	vals := haValues(nil, false)
+	vals["affinity"] = map[string]any{"nodeAffinity": map[string]any{}}
+	var given appsv1.Deployment
+	decode(t, render(t, vals)["Deployment/slipway"], &given)
+	if a := given.Spec.Template.Spec.Affinity; a == nil || a.PodAntiAffinity != nil || a.NodeAffinity == nil {
+		t.Errorf("the values' affinity was not used as given: %+v", a)
+	}
+}
+
 // TestChartRefuses what it cannot do yet, or what would not work, by name.
 func TestChartRefuses(t *testing.T) {
 	for name, c := range map[string]struct {
 		vals map[string]any
 		want string
 	}{
-		"replicas":       {map[string]any{"replicas": 2}, "replicas"},
+		"replicas":       {map[string]any{"replicas": 2}, "config.ha"},
+		"ha on sqlite":   {haValues(map[string]any{"store": "sqlite:///var/lib/slipway/slipway.db"}, false), "postgres://"},
+		"ha shared key":  {haValues(map[string]any{"storeKeyFiles": nil}, false), "storeKeyFiles"},
+		"ha with a PVC":  {haValues(nil, true), "persistence.enabled=false"},
 		"servicemonitor": {map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, "metrics.enabled"},
 		"unknown value":  {map[string]any{"replicaCount": 2}, "replicaCount"},
 		"bad namespace":  {map[string]any{"rbac": map[string]any{"deployNamespaces": []any{"Shop_1"}}}, "deployNamespaces"},

@@ -32,3 +32,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $cfg := mergeOverwrite (deepCopy .Values.config) (dict "dataDir" "/var/lib/slipway" "listen" ":8080") -}}
 {{- toYaml $cfg -}}
 {{- end -}}
+
+{{/* "true" when slipway.yaml coordinates replicas (config.ha), else "". */}}
+{{- define "slipway.ha" -}}
+{{- if .Values.config.ha -}}true{{- end -}}
+{{- end -}}
+
+{{/* The namespace of the ha: Leases: config.ha.namespace, or the release's. */}}
+{{- define "slipway.haNamespace" -}}
+{{- $ha := .Values.config.ha | default dict -}}
+{{- $ha.namespace | default .Release.Namespace -}}
+{{- end -}}
