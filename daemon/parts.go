@@ -68,7 +68,7 @@ func OpenConfigAndStore(ctx context.Context, path string, log *logrus.Entry, opt
 	if err != nil {
 		return nil, nil, err
 	}
-	opts = append([]store.Option{store.WithKeyring(keys)}, opts...)
+	opts = append([]store.Option{store.WithKeyring(keys), store.WithLogger(log)}, opts...)
 	if len(cfg.Notifications.Targets) > 0 {
 		// Every process that changes runs (the daemon, `slipway run`, `slipway rollback`)
 		// writes the outbox; the daemon's notifier sends it.

@@ -89,11 +89,14 @@ func (s *DB) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 		e.Time = s.opts.now()
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `
+		if err := tx.QueryRowContext(ctx, `
 			INSERT INTO audit_log (at, actor, action, repository, pipeline, build_id, reason, evidence)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
 			toMicros(e.Time), e.Actor, string(e.Action), e.Pipeline.Repository, e.Pipeline.Name, e.BuildID,
-			e.Reason, evidence).Scan(&e.ID)
+			e.Reason, evidence).Scan(&e.ID); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID})
 	})
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)

@@ -35,6 +35,7 @@ type DB struct {
 	dialect dialect
 	codec   *objectCodec
 	opts    options
+	relay   *relay // PostgreSQL: sends changes to, and hears them from, other processes
 }
 
 var _ Store = (*DB)(nil)
@@ -166,6 +167,7 @@ func (s *DB) Ping(ctx context.Context) error {
 
 // Close closes both pools; in-flight calls finish first.
 func (s *DB) Close() error {
+	s.relay.close()
 	var errs []error
 	if s.reader != nil && s.reader != s.writer {
 		errs = append(errs, s.reader.Close())

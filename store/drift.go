@@ -146,7 +146,10 @@ func (s *DB) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent,
 			string(e.Action), e.Gone, e.Patch, e.Manager, changed, toMicros(e.DetectedAt), e.Error).Scan(&id); err != nil {
 			return err
 		}
-		return s.enqueueDrift(ctx, tx, pid, e.BuildID, id, e.Action)
+		if err := s.enqueueDrift(ctx, tx, pid, e.BuildID, id, e.Action); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeDrift, Pipeline: e.Pipeline})
 	})
 	if err != nil {
 		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)

@@ -101,7 +101,10 @@ func (s *DB) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, tas
 		_, err = tx.ExecContext(ctx,
 			`UPDATE log_counts SET kept = $1, dropped = $2, marker_id = $3 WHERE run_id = $4 AND task = $5`,
 			kept+keep, dropped, marker, rid, task)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

@@ -69,6 +69,9 @@ func openPostgres(ctx context.Context, dsn string, o options) (_ *DB, err error)
 	if err := s.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
+	if err := s.startRelay(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
 	return s, nil
 }
 

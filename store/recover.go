@@ -62,6 +62,9 @@ func (s *DB) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 			if err != nil {
 				return err
 			}
+			if err := s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: r.Pipeline, BuildID: r.BuildID}); err != nil {
+				return err
+			}
 			runs = append(runs, r)
 		}
 		return nil

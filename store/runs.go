@@ -73,7 +73,10 @@ func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 			return err
 		}
 		run, err = getRun(ctx, tx, ref, buildID)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: %w", ref, err)
@@ -141,8 +144,10 @@ func (s *DB) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, 
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued))
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued)); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	})
 	if err != nil {
 		return fmt.Errorf("note why %s waits: %w", runName(ref, buildID), err)
@@ -187,7 +192,10 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 			return err
 		}
 		run, err = getRun(ctx, tx, ref, buildID)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("move %s to %s: %w", what, to, err)

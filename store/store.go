@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Store is the persistence Slipway's other packages use. Every method takes a context
@@ -175,6 +178,7 @@ type options struct {
 	keyring     *Keyring // nil: revision payloads are kept in plaintext
 	password    string   // PostgreSQL: the password, when the DSN has none
 	changes     ChangeSink
+	log         logrus.FieldLogger // the PostgreSQL change relay's connection losses
 	// notifications: keep the outbox (WithNotifications).
 	notifications bool
 }
@@ -184,6 +188,7 @@ func defaultOptions() options {
 		logLineCap:  DefaultLogLineCap,
 		busyTimeout: DefaultBusyTimeout,
 		now:         time.Now,
+		log:         discardLogger(),
 	}
 }
 
@@ -192,6 +197,16 @@ type Option func(*options)
 
 // WithLogLineCap sets how many lines each task's log keeps; n <= 0 keeps all.
 func WithLogLineCap(n int) Option { return func(o *options) { o.logLineCap = n } }
+
+// WithLogger gives the store a logger for what it does in the background: on
+// PostgreSQL, the change relay losing and regaining its connection.
+func WithLogger(log logrus.FieldLogger) Option { return func(o *options) { o.log = log } }
+
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
 
 // WithBusyTimeout sets how long a write waits for another process's write lock.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }

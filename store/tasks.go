@@ -51,7 +51,10 @@ func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt New
 			return err
 		}
 		t, err = getTask(ctx, tx, ref, buildID, id, nt.Name)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: nt.Name})
 	})
 	if err != nil {
 		return Task{}, fmt.Errorf("add %s: %w", what, err)
@@ -146,7 +149,10 @@ func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64,
 			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
 		}
 		t, err = getTask(ctx, tx, ref, buildID, rid, name)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	})
 	if err != nil {
 		return Task{}, fmt.Errorf("move %s to %s: %w", what, to, err)
@@ -179,7 +185,7 @@ func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64,
 		} else if n == 0 {
 			return ErrNotFound
 		}
-		return nil
+		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	})
 	if err != nil {
 		return fmt.Errorf("set outputs of %s: %w", what, err)
