@@ -38,8 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.config.ha -}}true{{- end -}}
 {{- end -}}
 
-{{/* The namespace of the ha: Leases: config.ha.namespace, or the release's. */}}
+{{/* The namespace of the ha: Leases, which slipway.yaml requires. */}}
 {{- define "slipway.haNamespace" -}}
-{{- $ha := .Values.config.ha | default dict -}}
-{{- $ha.namespace | default .Release.Namespace -}}
+{{- required "config.ha.namespace: the namespace of the replicas' Leases" .Values.config.ha.namespace -}}
 {{- end -}}
