@@ -17,5 +17,5 @@ func webUI(d *Parts, users []config.APIUser, answers webui.Answers, done <-chan 
 	if err != nil {
 		return nil, err
 	}
-	return webui.New(webui.Options{Users: users, Reads: d.Store, Answers: answers, Changes: d.Changes, Key: key, Done: done, Log: log})
+	return webui.New(webui.Options{Users: users, Reads: d.Store, Answers: answers, Changes: d.Changes, SignOuts: d.Store, Key: key, Done: done, Log: log})
 }

@@ -96,6 +96,9 @@ func populate(t *testing.T, s *DB) {
 	if err := s.RecordTagBaseline(ctx, "repo", map[string]string{"v1": "abc"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.SignOut(ctx, "nonce", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	// The notification outbox (the store is opened WithNotifications): the drift event
 	// above queued an event; it becomes a delivery.
 	events, err := s.UndispatchedEvents(ctx, 10)

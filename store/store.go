@@ -153,6 +153,11 @@ type Store interface {
 	Close() error
 	// Ping checks that the database answers a read: what /readyz reports.
 	Ping(ctx context.Context) error
+
+	// SignOut refuses the web console session with this nonce until it expires, on every
+	// process sharing the store; SignedOut says whether it was.
+	SignOut(ctx context.Context, nonce string, expires time.Time) error
+	SignedOut(ctx context.Context, nonce string) (bool, error)
 }
 
 // InterruptedReason is the reason MarkStaleRuns records.

@@ -74,9 +74,16 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // logout ends the session: its cookie is cleared and the session refused from now on.
+// When the store cannot record that, the cookie is still cleared but the page says so:
+// a copy of the cookie would still work.
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, v viewer) {
-	u.sessions.revoke(v.sess)
+	err := u.sessions.revoke(r.Context(), v.sess)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
+	if err != nil {
+		u.log.WithError(err).WithField("user", v.Name).Error("web UI: sign-out not recorded")
+		u.fail(w, r, v, http.StatusServiceUnavailable, "err_signout")
+		return
+	}
 	u.log.WithFields(logrus.Fields{"user": v.Name}).Info("web UI: signed out")
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }

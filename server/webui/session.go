@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slipwayhq/slipway/config"
@@ -77,16 +77,14 @@ type session struct {
 
 // sessions signs and checks session cookies and CSRF tokens with one key.
 type sessions struct {
-	key []byte
-	ttl time.Duration
-	now func() time.Time
-
-	mu      sync.Mutex
-	revoked map[string]int64 // nonce → expiry of sessions signed out before they expired
+	key      []byte
+	ttl      time.Duration
+	now      func() time.Time
+	signOuts SignOuts
 }
 
-func newSessions(key []byte, ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{key: key, ttl: ttl, now: now, revoked: map[string]int64{}}
+func newSessions(key []byte, ttl time.Duration, now func() time.Time, signOuts SignOuts) *sessions {
+	return &sessions{key: key, ttl: ttl, now: now, signOuts: signOuts}
 }
 
 func (s *sessions) mac(parts ...string) []byte {
@@ -120,7 +118,8 @@ func (s *sessions) issue(u config.APIUser) (string, session, error) {
 
 // check returns the identity of a cookie value if its signature holds, it has not
 // expired or been signed out, and the identity still has the token it signed in with.
-func (s *sessions) check(value string, users []config.APIUser) (config.APIUser, session, error) {
+// Errors other than ErrBadSession are the store's: the session is refused then too.
+func (s *sessions) check(ctx context.Context, value string, users []config.APIUser) (config.APIUser, session, error) {
 	body, sig, ok := strings.Cut(value, ".")
 	if !ok {
 		return config.APIUser{}, session{}, ErrBadSession
@@ -137,35 +136,34 @@ func (s *sessions) check(value string, users []config.APIUser) (config.APIUser, 
 	if err := json.Unmarshal(payload, &sess); err != nil {
 		return config.APIUser{}, session{}, ErrBadSession
 	}
-	if s.now().Unix() >= sess.Expires || s.isRevoked(sess.Nonce) {
+	if s.now().Unix() >= sess.Expires {
 		return config.APIUser{}, session{}, ErrBadSession
 	}
+	var user config.APIUser
+	found := false
 	for _, u := range users {
 		if u.Name == sess.User && subtle.ConstantTimeCompare([]byte(s.fingerprint(u)), []byte(sess.Token)) == 1 {
-			return u, sess, nil
+			user, found = u, true
 		}
 	}
-	return config.APIUser{}, session{}, ErrBadSession
-}
-
-// revoke signs a session out until it would have expired anyway.
-func (s *sessions) revoke(sess session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now().Unix()
-	for n, exp := range s.revoked {
-		if exp <= now {
-			delete(s.revoked, n)
-		}
+	if !found {
+		return config.APIUser{}, session{}, ErrBadSession
 	}
-	s.revoked[sess.Nonce] = sess.Expires
+	// Asked last: only a correctly signed, live session costs a store read.
+	out, err := s.signOuts.SignedOut(ctx, sess.Nonce)
+	switch {
+	case err != nil:
+		return config.APIUser{}, session{}, err
+	case out:
+		return config.APIUser{}, session{}, ErrBadSession
+	}
+	return user, sess, nil
 }
 
-func (s *sessions) isRevoked(nonce string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.revoked[nonce]
-	return ok
+// revoke signs a session out, on every daemon sharing the store, until it would have
+// expired anyway.
+func (s *sessions) revoke(ctx context.Context, sess session) error {
+	return s.signOuts.SignOut(ctx, sess.Nonce, time.Unix(sess.Expires, 0))
 }
 
 // csrf is the token every form of the session carries: a MAC of the session's nonce, so

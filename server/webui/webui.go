@@ -57,6 +57,13 @@ type Changes interface {
 	Follow(match func(store.Change) bool) (wake <-chan struct{}, stop func())
 }
 
+// SignOuts keeps the sessions signed out before they expired, shared by every daemon on
+// the store (the store is one), so a sign-out holds on every replica and after a restart.
+type SignOuts interface {
+	SignOut(ctx context.Context, nonce string, expires time.Time) error
+	SignedOut(ctx context.Context, nonce string) (bool, error)
+}
+
 // Options are the UI's collaborators.
 type Options struct {
 	// Users are the identities that may sign in: the API's, with the same roles.
@@ -64,6 +71,8 @@ type Options struct {
 	Reads   Reads
 	Answers Answers
 	Changes Changes
+	// SignOuts records sign-outs; the store is one.
+	SignOuts SignOuts
 	// Key signs session cookies and CSRF tokens (LoadOrCreateKey); KeySize bytes.
 	Key []byte
 	// SessionTTL is how long a sign-in lasts; 0: DefaultSessionTTL.
@@ -95,8 +104,8 @@ func New(o Options) (*UI, error) {
 	if len(o.Key) != KeySize {
 		return nil, fmt.Errorf("web UI: the session key must be %d bytes, not %d", KeySize, len(o.Key))
 	}
-	if o.Reads == nil || o.Answers == nil || o.Changes == nil || o.Log == nil {
-		return nil, errors.New("web UI: Reads, Answers, Changes and Log are required")
+	if o.Reads == nil || o.Answers == nil || o.Changes == nil || o.SignOuts == nil || o.Log == nil {
+		return nil, errors.New("web UI: Reads, Answers, Changes, SignOuts and Log are required")
 	}
 	u := &UI{users: o.Users, reads: o.Reads, answers: o.Answers, changes: o.Changes, done: o.Done, log: o.Log, now: o.Now}
 	if u.now == nil {
@@ -106,7 +115,7 @@ func New(o Options) (*UI, error) {
 	if ttl <= 0 {
 		ttl = DefaultSessionTTL
 	}
-	u.sessions = newSessions(o.Key, ttl, u.now)
+	u.sessions = newSessions(o.Key, ttl, u.now, o.SignOuts)
 	var err error
 	if u.labels, err = loadCatalog(files); err != nil {
 		return nil, err
@@ -215,8 +224,12 @@ func (u *UI) signedIn(r *http.Request) (viewer, bool) {
 	if err != nil {
 		return viewer{}, false
 	}
-	user, sess, err := u.sessions.check(ck.Value, u.users)
+	user, sess, err := u.sessions.check(r.Context(), ck.Value, u.users)
 	if err != nil {
+		if !errors.Is(err, ErrBadSession) {
+			// Fail closed: a session whose sign-out cannot be checked is not let in.
+			u.log.WithError(err).Warn("web UI: checking a session")
+		}
 		return viewer{}, false
 	}
 	return viewer{APIUser: user, sess: sess, lang: language(r)}, true

@@ -77,7 +77,7 @@ func newFixture(t *testing.T, users ...config.APIUser) *fixture {
 	t.Cleanup(func() { close(done) })
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	f.ui, err = New(Options{Users: f.users, Reads: st, Answers: f.answers, Changes: feed, Key: make([]byte, KeySize),
+	f.ui, err = New(Options{Users: f.users, Reads: st, Answers: f.answers, Changes: feed, SignOuts: st, Key: make([]byte, KeySize),
 		Done: done, Log: logrus.NewEntry(log), Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +200,19 @@ func TestSignInSetsAStrictHttpOnlySessionAndSignOutEndsIt(t *testing.T) {
 	}
 	if rec := f.do("GET", "/ui/", nil, []*http.Cookie{sess}); rec.Code != http.StatusSeeOther {
 		t.Fatalf("a signed-out cookie still works: %d", rec.Code)
+	}
+	// Another daemon on the same store and key (a replica, or this one restarted) refuses it too.
+	other, err := New(Options{Users: f.users, Reads: f.st, Answers: f.answers, Changes: changefeed.New(), SignOuts: f.st,
+		Key: make([]byte, KeySize), Done: make(chan struct{}), Log: f.ui.log, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/ui/", nil)
+	req.AddCookie(sess)
+	rec = httptest.NewRecorder()
+	other.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("a signed-out cookie works on another daemon sharing the store: %d", rec.Code)
 	}
 }
 
