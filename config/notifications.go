@@ -19,6 +19,7 @@ const (
 	EventRunSuperseded       = "run.superseded"
 	EventRunApprovalTimedOut = "run.approval_timed_out"
 	EventRunRolledBack       = "run.rolled_back"
+	EventRunInterrupted      = "run.interrupted"
 	EventApprovalNeeded      = "approval.needed"
 	EventDriftDetected       = "drift.detected"
 	EventDriftCorrected      = "drift.corrected"
@@ -27,7 +28,7 @@ const (
 // NotificationEvents lists every event, in the order the docs give them.
 func NotificationEvents() []string {
 	return []string{EventRunSucceeded, EventRunFailed, EventRunTimedOut, EventRunCancelled, EventRunSuperseded,
-		EventRunApprovalTimedOut, EventRunRolledBack, EventApprovalNeeded, EventDriftDetected, EventDriftCorrected}
+		EventRunApprovalTimedOut, EventRunInterrupted, EventRunRolledBack, EventApprovalNeeded, EventDriftDetected, EventDriftCorrected}
 }
 
 // Notifications says who is told about runs, approvals and drift, and how hard the daemon
@@ -49,7 +50,7 @@ type NotificationRetry struct {
 type NotificationTarget struct {
 	Name      string   `yaml:"name" required:"true" doc:"DNS-1123 label naming the target in logs and the store."`
 	Type      string   `yaml:"type" required:"true" enum:"webhook,slack,email" doc:"webhook (signed JSON), slack (incoming webhook) or email (SMTP with STARTTLS)."`
-	Events    []string `yaml:"events,omitempty" doc:"Events sent to it (run.succeeded, run.failed, run.timed_out, run.cancelled, run.superseded, run.approval_timed_out, run.rolled_back, approval.needed, drift.detected, drift.corrected). Default: all."`
+	Events    []string `yaml:"events,omitempty" doc:"Events sent to it (run.succeeded, run.failed, run.timed_out, run.cancelled, run.superseded, run.approval_timed_out, run.interrupted, run.rolled_back, approval.needed, drift.detected, drift.corrected). Default: all."`
 	Pipelines []string `yaml:"pipelines,omitempty" doc:"REPOSITORY/PIPELINE patterns (* matches within a name, as in jack-2048/* or */deploy-*) whose events it gets. Default: all."`
 	// webhook
 	URL        string `yaml:"url,omitempty" doc:"webhook: the http(s) URL the JSON is POSTed to."`

@@ -20,6 +20,7 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/reconciler/preview"
 	"github.com/slipwayhq/slipway/reconciler/schedule"
+	"github.com/slipwayhq/slipway/reconciler/sweep"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/server"
 	"github.com/slipwayhq/slipway/sources/forge"
@@ -40,7 +41,13 @@ type Options struct {
 	PreviewDone func(preview.Result)
 	// Ready, if set, hears the HTTP API's bound address once it listens (useful with :0).
 	Ready func(addr string)
-	Log   *logrus.Entry
+	// Owns reports whether this replica owns a repository (ha: in slipway.yaml); nil: it
+	// owns every one. Only the owner retries a repository's interrupted runs.
+	Owns func(repository string) bool
+	// InterruptSweep is how often runs of stopped processes are looked for (<= 0:
+	// sweep.DefaultInterval).
+	InterruptSweep time.Duration
+	Log            *logrus.Entry
 }
 
 // Serve runs the daemon until ctx ends: watchers (webhooks and polling), schedules, the
@@ -48,13 +55,15 @@ type Options struct {
 // tasks are cancelled and recorded.
 func Serve(ctx context.Context, d *Parts, o Options) error {
 	log := o.Log
-	// Runs a crash left queued or running can never finish: record them as failed.
+	// Runs a crash left unfinished can never finish: record them as interrupted before
+	// anything runs (the sweeper goes on doing so for processes that stop later, and
+	// decides their retries).
 	stale, err := d.Store.MarkStaleRuns(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range stale {
-		log.WithFields(logrus.Fields{"pipeline": r.Pipeline.Name, "build_id": r.BuildID}).Warn("run interrupted by a restart")
+		log.WithFields(logrus.Fields{"pipeline": r.Pipeline.Name, "build_id": r.BuildID, "reason": r.Reason}).Warn("run interrupted: the process running it stopped")
 	}
 	reg := prometheus.NewRegistry()
 	driftMetrics, err := drift.NewMetrics(reg)
@@ -117,7 +126,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}()
 	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
-		Metrics: triggerMetrics, Audit: d.Store, States: d.Store})
+		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store})
+	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: o.Owns, Interval: o.InterruptSweep,
+		Log: log.WithField("component", "sweep")})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}
@@ -195,6 +206,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	goRun(hw.Run)
 	goRun(ret.Run)
 	goRun(previews.Run)
+	// After the watchers are added to the hub: a retry reads its commit through them.
+	goRun(sweeper.Run)
 	if notifier != nil {
 		goRun(notifier.Run)
 	}

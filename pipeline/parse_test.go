@@ -156,3 +156,22 @@ func TestAliasesAreFollowedAndBounded(t *testing.T) {
 		t.Errorf("want the alias budget to stop decoding, got %v", err)
 	}
 }
+
+// retryInterrupted is a strict boolean, off unless set.
+func TestRetryInterrupted(t *testing.T) {
+	const body = "name: r\n%sstages:\n  - name: s\n    tasks:\n      - {name: t, type: deploy-yaml, path: k8s, cluster: k, namespace: n}\n"
+	for set, want := range map[string]bool{"": false, "retryInterrupted: true\n": true, "retryInterrupted: false\n": false} {
+		ps, err := Load("p.yaml", []byte(fmt.Sprintf(body, set)), Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", set, err)
+		}
+		if ps[0].RetryInterrupted != want {
+			t.Errorf("%q: RetryInterrupted %v, want %v", set, ps[0].RetryInterrupted, want)
+		}
+	}
+	_, err := Load("p.yaml", []byte(fmt.Sprintf(body, "retryInterrupted: twice\n")), Options{})
+	var list diag.List
+	if !errors.As(err, &list) || len(list) != 1 || list[0].Field != "retryInterrupted" || list[0].Line != 2 {
+		t.Fatalf("a non-boolean retryInterrupted: %v, want one error at line 2 naming the field", err)
+	}
+}

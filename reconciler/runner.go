@@ -229,7 +229,7 @@ func (r *Runner) limitsOf(repo string) pipeline.Limits {
 // Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,
 // without starting it. holder is the process that will run it.
 func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
-	if job.Trigger == store.TriggerPush || job.Trigger == store.TriggerCron {
+	if job.Trigger == store.TriggerPush || job.Trigger == store.TriggerCron || job.Trigger == store.TriggerRetry {
 		switch p, err := r.store.GetPipeline(ctx, job.Ref); {
 		case err == nil && p.Suspended:
 			return store.Run{}, &SuspendedError{Pipeline: p}

@@ -14,7 +14,7 @@ import (
 // engine's migrations. A migration that adds a table must add it here; TestCopyKnowsEveryTable
 // fails until it does, and Copy refuses a source holding a table it does not know.
 var copyTables = []string{
-	"pipelines", "runs", "tasks", "log_lines", "log_counts", "revisions", "revision_objects",
+	"pipelines", "runs", "run_interruptions", "tasks", "log_lines", "log_counts", "revisions", "revision_objects",
 	"drift_events", "webhook_deliveries", "pull_request_events", "schedule_fires", "branch_heads",
 	"holders", "pipeline_claims", "audit_log", "pushed_tags", "tag_refs", "tag_scans",
 	"notification_events", "notification_deliveries", "ui_signouts",

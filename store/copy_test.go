@@ -80,7 +80,18 @@ func populate(t *testing.T, s *DB) {
 	if err := s.SetHandledHead(ctx, "repo", "main", "abc"); err != nil {
 		t.Fatal(err)
 	}
+	// A run of a process that died: interrupted, and its retry decided.
+	dead, err := s.CreateRun(ctx, NewRun{Pipeline: other, Commit: "c", Trigger: TriggerPush, Holder: "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.BeatHolder(ctx, "h1", "test", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MarkStaleRuns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRun(ctx, NewRun{Pipeline: other, Commit: "c", Trigger: TriggerRetry, ParentBuildID: dead.BuildID, Holder: "h1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ClaimPipeline(ctx, other, "h1", 1); err != nil {

@@ -165,7 +165,7 @@ func TestNotificationOfInterruptedRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs, err := s.UndispatchedEvents(ctx, 10)
-	if err != nil || len(evs) != 1 || evs[0].Status != string(RunFailed) || evs[0].BuildID != 1 {
+	if err != nil || len(evs) != 1 || evs[0].Status != string(RunInterrupted) || evs[0].BuildID != 1 {
 		t.Fatalf("%v %+v", err, evs)
 	}
 }

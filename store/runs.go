@@ -40,6 +40,9 @@ func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 	if !nr.Trigger.Valid() {
 		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: unknown trigger %q", ref, nr.Trigger)
 	}
+	if nr.Trigger == TriggerRetry && nr.ParentBuildID == 0 {
+		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: a retry names the interrupted run as its parent", ref)
+	}
 	if nr.ParentBuildID < 0 {
 		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: parent BUILD_ID %d is negative", ref, nr.ParentBuildID)
 	}
@@ -71,6 +74,15 @@ func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 			pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now, nr.Holder)
 		if err != nil {
 			return err
+		}
+		if nr.Trigger == TriggerRetry {
+			parentID, err := runID(ctx, tx, ref, nr.ParentBuildID)
+			if err != nil {
+				return err
+			}
+			if err := takeRetry(ctx, tx, parentID, buildID, now); err != nil {
+				return fmt.Errorf("retry of BUILD_ID %d: %w", nr.ParentBuildID, err)
+			}
 		}
 		run, err = getRun(ctx, tx, ref, buildID)
 		if err != nil {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -216,9 +218,25 @@ func TestMarkStaleRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Status != RunFailed || r.Reason != InterruptedReason || r.FinishedAt.IsZero() {
+		if r.Status != RunInterrupted || !strings.HasPrefix(r.Reason, InterruptedReason) || r.FinishedAt.IsZero() {
 			t.Errorf("run %s #%d after recovery: %+v", ref.Pipeline, ref.BuildID, r)
 		}
+		in, err := s.GetInterruption(ctx, ref.Pipeline, ref.BuildID)
+		if err != nil || in.Outcome != InterruptionPending || in.Run.BuildID != ref.BuildID {
+			t.Errorf("interruption of %s #%d: %+v, %v", ref.Pipeline, ref.BuildID, in, err)
+		}
+	}
+	// The record names what was running: the task that may be half done.
+	if in, _ := s.GetInterruption(ctx, testPipeline, running.BuildID); !slices.Equal(in.Tasks, []string{"image"}) ||
+		!strings.HasSuffix(in.Run.Reason, "while running image") {
+		t.Errorf("interruption of the running run: tasks %v, reason %q", in.Tasks, in.Run.Reason)
+	}
+	if in, _ := s.GetInterruption(ctx, testPipeline, queued.BuildID); len(in.Tasks) != 0 ||
+		!strings.HasSuffix(in.Run.Reason, "before any task started") {
+		t.Errorf("interruption of the queued run: tasks %v, reason %q", in.Tasks, in.Run.Reason)
+	}
+	if _, err := s.GetInterruption(ctx, testPipeline, done.BuildID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("interruption of a finished run: %v, want ErrNotFound", err)
 	}
 	if r, _ := s.GetRun(ctx, testPipeline, done.BuildID); r.Status != RunSucceeded || r.Reason != "ok" {
 		t.Errorf("finished run changed by recovery: %+v", r)

@@ -21,6 +21,9 @@ const (
 	// RunAwaitingWindow is a run whose next stage deploys to an environment whose deploy
 	// window is closed; it goes on when the window opens.
 	RunAwaitingWindow RunStatus = "awaiting_window"
+	// RunInterrupted is a run whose process died (its holder stopped beating) before it
+	// ended; what it was doing is recorded with it (Interruption).
+	RunInterrupted RunStatus = "interrupted"
 )
 
 // runMoves lists the legal moves out of s. A run may fail or be cancelled or superseded
@@ -45,7 +48,7 @@ func runMoves(s RunStatus) []RunStatus {
 func (s RunStatus) Valid() bool {
 	switch s {
 	case RunQueued, RunRunning, RunSucceeded, RunFailed, RunCancelled, RunSuperseded, RunTimedOut,
-		RunAwaitingApproval, RunApprovalTimedOut, RunAwaitingWindow:
+		RunAwaitingApproval, RunApprovalTimedOut, RunAwaitingWindow, RunInterrupted:
 		return true
 	}
 	return false
@@ -145,12 +148,15 @@ const (
 	TriggerRollback    Trigger = "rollback"
 	// TriggerPromote deploys what an earlier run deployed to one environment to the next.
 	TriggerPromote Trigger = "promote"
+	// TriggerRetry starts an interrupted run again at its commit (retryInterrupted); its
+	// parent is the interrupted run.
+	TriggerRetry Trigger = "retry"
 )
 
 // Valid reports whether t is one of the known triggers.
 func (t Trigger) Valid() bool {
 	switch t {
-	case TriggerManual, TriggerPush, TriggerCron, TriggerPullRequest, TriggerRollback, TriggerPromote:
+	case TriggerManual, TriggerPush, TriggerCron, TriggerPullRequest, TriggerRollback, TriggerPromote, TriggerRetry:
 		return true
 	}
 	return false

@@ -36,11 +36,19 @@ type Store interface {
 	// NoteQueuedRun sets the reason of a run that is still queued: why it waits. A run that
 	// left the queue meanwhile is left as it is.
 	NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error
-	// MarkStaleRuns fails every queued or running run whose holder no longer beats, with
-	// reason InterruptedReason: called once when the daemon starts, before it runs
-	// anything, these can only be runs a crash or kill left behind. Their unfinished
-	// tasks are failed (running) or cancelled (pending) alike. Returns the runs it changed.
+	// MarkStaleRuns ends every unfinished run whose holder no longer beats as
+	// interrupted (reason starting InterruptedReason), recording which tasks were running
+	// (Interruption); their running tasks fail and their pending ones are cancelled. The
+	// daemon calls it at start and every few seconds, so a dead process's runs are recorded
+	// within the holder's ttl. Returns the runs it changed.
 	MarkStaleRuns(ctx context.Context) ([]Run, error)
+	// PendingInterruptions lists interrupted runs whose retry is undecided, oldest first;
+	// GetInterruption reads one run's record. A retry is made by CreateRun with
+	// TriggerRetry and the interrupted run as parent, which decides it in the same
+	// transaction (ErrRetryDecided the second time); RefuseRetry decides against it.
+	PendingInterruptions(ctx context.Context, limit int) ([]Interruption, error)
+	GetInterruption(ctx context.Context, ref PipelineRef, buildID int64) (Interruption, error)
+	RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, why string) error
 
 	// BeatHolder registers a process that runs pipelines, or renews it, until ttl from
 	// now; RemoveHolder forgets it and its claims when it stops cleanly.
@@ -160,8 +168,9 @@ type Store interface {
 	SignedOut(ctx context.Context, nonce string) (bool, error)
 }
 
-// InterruptedReason is the reason MarkStaleRuns records.
-const InterruptedReason = "interrupted: slipway restarted"
+// InterruptedReason starts the reason MarkStaleRuns records on a run, and is the reason
+// of the tasks it ends.
+const InterruptedReason = "interrupted: its Slipway process stopped"
 
 // DefaultLogLineCap is how many lines one task's log keeps unless WithLogLineCap says
 // otherwise: enough for a verbose build, small enough that a runaway script cannot fill

@@ -150,7 +150,7 @@ func newGetRunsCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().StringVar(&f.Repository, "repository", "", "only this repository's runs")
 	cmd.Flags().StringSliceVar(&statuses, "status", nil, "only runs in these statuses (repeat or comma-separate)")
-	cmd.Flags().StringSliceVar(&triggers, "trigger", nil, "only runs of these triggers: push, manual, cron, pull_request, rollback, promote")
+	cmd.Flags().StringSliceVar(&triggers, "trigger", nil, "only runs of these triggers: push, manual, cron, pull_request, rollback, promote, retry")
 	cmd.Flags().StringVar(&since, "since", "", "only runs created at or after: an RFC 3339 time or a duration ago (24h)")
 	cmd.Flags().StringVar(&until, "until", "", "only runs created before: an RFC 3339 time or a duration ago")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, fmt.Sprintf("runs per page (at most %d)", store.MaxRunPage))

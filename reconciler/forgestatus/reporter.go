@@ -273,6 +273,8 @@ func statusOf(e reconciler.Event) forge.Status {
 		state, what = forge.StatusError, "cancelled"
 	case store.RunSuperseded:
 		state, what = forge.StatusError, "superseded"
+	case store.RunInterrupted:
+		state, what = forge.StatusError, "interrupted"
 	default:
 		what = e.Status // queued, running
 	}

@@ -193,7 +193,7 @@ func TestStatusOf(t *testing.T) {
 		store.RunQueued: forge.StatusPending, store.RunRunning: forge.StatusPending, store.RunSucceeded: forge.StatusSuccess,
 		store.RunFailed: forge.StatusFailure, store.RunTimedOut: forge.StatusFailure, store.RunCancelled: forge.StatusError,
 		store.RunSuperseded: forge.StatusError, store.RunAwaitingApproval: forge.StatusPending,
-		store.RunApprovalTimedOut: forge.StatusFailure,
+		store.RunApprovalTimedOut: forge.StatusFailure, store.RunInterrupted: forge.StatusError,
 	}
 	for status, want := range cases {
 		if got := statusOf(ev(3, status, "")); got.State != want || got.Context != "slipway/web" {

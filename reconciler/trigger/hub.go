@@ -49,6 +49,8 @@ type HubOptions struct {
 	Audit AuditLog
 	// States keeps pipelines' suspension (Suspend).
 	States PipelineStates
+	// Interruptions records what becomes of interrupted runs (RetryInterrupted).
+	Interruptions Interruptions
 }
 
 // AuditLog is where the hub records the actions people ask for.
@@ -66,6 +68,7 @@ type Hub struct {
 	metrics    *Metrics
 	audit      AuditLog
 	states     PipelineStates
+	interrupts Interruptions
 	watchers   map[string]*BranchWatcher
 }
 
@@ -75,7 +78,7 @@ func NewHub(o HubOptions) *Hub {
 		o.Limiter = &HostLimiter{}
 	}
 	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
-		metrics: o.Metrics, audit: o.Audit, states: o.States, watchers: map[string]*BranchWatcher{}}
+		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.

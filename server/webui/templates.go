@@ -39,7 +39,7 @@ func parsePages(files fs.FS) (map[string]*template.Template, error) {
 			switch s {
 			case "succeeded", "healthy", "applied", "corrected", "in-sync":
 				return "ok"
-			case "failed", "timed_out", "approval_timed_out", "reported", "correction-failed", "unhealthy", "drifted":
+			case "failed", "timed_out", "approval_timed_out", "interrupted", "reported", "correction-failed", "unhealthy", "drifted":
 				return "bad"
 			case "running", "queued":
 				return "live"

@@ -8,7 +8,7 @@
   var cls = function (s) {
     switch (s) {
       case "succeeded": case "healthy": case "applied": return "ok";
-      case "failed": case "timed_out": case "approval_timed_out": return "bad";
+      case "failed": case "timed_out": case "approval_timed_out": case "interrupted": return "bad";
       case "running": case "queued": return "live";
       case "awaiting_approval": case "awaiting_window": case "pending": return "wait";
     }
