@@ -12,6 +12,8 @@ import (
 type Refs struct {
 	Heads map[string]string // branch → head commit
 	Tags  map[string]string // tag → the commit it points at (annotated tags peeled)
+	// listed is the listing itself, so SyncListed need not list the refs again.
+	listed *remoteRefs
 }
 
 // Refs lists the repository's branches and tags with one ref listing (ls-remote): nothing
@@ -25,7 +27,7 @@ func (m *Mirrors) Refs(ctx context.Context, repo Repo) (Refs, error) {
 	if err != nil {
 		return Refs{}, err
 	}
-	out := Refs{Heads: make(map[string]string, len(refs.heads)), Tags: make(map[string]string, len(refs.targets))}
+	out := Refs{Heads: make(map[string]string, len(refs.heads)), Tags: make(map[string]string, len(refs.targets)), listed: &refs}
 	for name, h := range refs.heads {
 		out.Heads[name.Short()] = h.String()
 	}

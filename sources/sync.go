@@ -25,6 +25,13 @@ type SyncResult struct {
 // Sync brings branch (and the tags pointing into what the mirror holds) up to date: one
 // ref listing, and a fetch only if the branch head or those tags moved.
 func (m *Mirrors) Sync(ctx context.Context, repo Repo, branch string) (SyncResult, error) {
+	return m.SyncListed(ctx, repo, branch, Refs{})
+}
+
+// SyncListed is Sync after a Refs listing of the repository: it fetches what moved from
+// that listing without listing the refs again (one round trip to the Git server fewer). A
+// Refs not made by Refs lists them.
+func (m *Mirrors) SyncListed(ctx context.Context, repo Repo, branch string, listed Refs) (SyncResult, error) {
 	var res SyncResult
 	log := m.logFor(repo).WithField("branch", branch)
 	err := m.withRepo(ctx, repo, func() error {
@@ -32,8 +39,10 @@ func (m *Mirrors) Sync(ctx context.Context, repo Repo, branch string) (SyncResul
 		if err != nil {
 			return err
 		}
-		refs, err := m.list(ctx, repo, auth)
-		if err != nil {
+		var refs remoteRefs
+		if listed.listed != nil {
+			refs = *listed.listed
+		} else if refs, err = m.list(ctx, repo, auth); err != nil {
 			return err
 		}
 		head, err := refs.head(repo, branch)

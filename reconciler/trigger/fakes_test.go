@@ -77,7 +77,7 @@ func (g *fakeGit) setHead(h string) {
 	g.head = h
 }
 
-func (g *fakeGit) Sync(_ context.Context, repo sources.Repo, branch string) (sources.SyncResult, error) {
+func (g *fakeGit) SyncListed(_ context.Context, repo sources.Repo, branch string, _ sources.Refs) (sources.SyncResult, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.syncs++

@@ -93,7 +93,7 @@ func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 	}
 	co.Tag = tag
 	w.metrics.Received(w.repo.Name, "tag")
-	w.submitMatching(ctx, co, log, "triggered by tag", func(*pipeline.Pipeline) pipeline.Event {
+	w.submitMatching(ctx, co, log, newLookTrace(nil), "triggered by tag", func(*pipeline.Pipeline) pipeline.Event {
 		return pipeline.Event{Kind: pipeline.EventTag, Tag: tag}
 	})
 	return w.records.SetTagRef(ctx, handled)

@@ -19,7 +19,9 @@ import (
 
 // Git is what a watcher reads of a repository.
 type Git interface {
-	Sync(ctx context.Context, repo sources.Repo, branch string) (sources.SyncResult, error)
+	// SyncListed fetches branch if it moved from listed, a Refs listing (an empty one: it
+	// lists the refs itself).
+	SyncListed(ctx context.Context, repo sources.Repo, branch string, listed sources.Refs) (sources.SyncResult, error)
 	Commit(ctx context.Context, repo sources.Repo, sha string) (sources.Commit, error)
 	// ChangedPaths tells which files differ between two commits.
 	ChangedPaths(ctx context.Context, repo sources.Repo, from, to string) ([]string, error)
@@ -69,6 +71,9 @@ type Hint struct {
 	// Resumed names a pipeline just resumed: the watcher runs it at Branch's head if it
 	// should have run there and no run of it has (pushes were refused while suspended).
 	Resumed string
+	// Received is when the hint arrived (set by Hint when zero): the log line of the run it
+	// starts says how long each step after it took.
+	Received time.Time
 }
 
 // BranchWatcherOptions are a BranchWatcher's collaborators and settings.
@@ -157,6 +162,9 @@ func (w *BranchWatcher) Tracks(branch string) bool { return pipeline.MatchesAny(
 
 // Hint queues a push hint and wakes the watcher. It never blocks.
 func (w *BranchWatcher) Hint(h Hint) {
+	if h.Received.IsZero() {
+		h.Received = time.Now()
+	}
 	w.mu.Lock()
 	w.pending = append(w.pending, h)
 	w.mu.Unlock()
@@ -209,6 +217,7 @@ func (w *BranchWatcher) Run(ctx context.Context) {
 // hint named, then at the tags. Hints of a branch whose look failed are put back for the
 // next look; the first error is returned after every branch had its turn.
 func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
+	trace := newLookTrace(hints)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		w.putBack(hints)
@@ -220,6 +229,7 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 		w.putBack(hints)
 		return err
 	}
+	trace.mark("refs")
 	byBranch := map[string][]Hint{}
 	for _, h := range hints {
 		if h.Branch != "" {
@@ -249,7 +259,7 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 			w.metrics.poll(w.repo.Name, "unchanged")
 			continue
 		}
-		next, err := w.lookBranch(ctx, b, st.last, bh)
+		next, err := w.lookBranch(ctx, b, st.last, bh, refs, trace)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -333,24 +343,26 @@ func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 
 // look is lookBranch of the default branch.
 func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
-	return w.lookBranch(ctx, w.branch, last, hints)
+	return w.lookBranch(ctx, w.branch, last, hints, sources.Refs{}, newLookTrace(hints))
 }
 
 // lookBranch fetches the branch if it moved, records overtaken pushes, and submits the runs
 // the head triggers. It returns the head now handled. An unchanged branch costs one ref
 // listing and nothing else: its checkout and pipeline file are kept from the last look.
-func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint) (string, error) {
+// refs is the look's listing of the repository, so the fetch does not list them again.
+func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint, refs sources.Refs, trace *lookTrace) (string, error) {
 	st := w.stateOf(branch)
 	log := w.log.WithField("branch", branch)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
 		return last, err
 	}
-	res, err := w.git.Sync(ctx, w.repo, branch)
+	res, err := w.git.SyncListed(ctx, w.repo, branch, refs)
 	release()
 	if err != nil {
 		return last, err
 	}
+	trace.mark("sync")
 	head := res.Commit
 	if head == last && head == st.invalid {
 		w.metrics.poll(w.repo.Name, "unchanged")
@@ -380,6 +392,7 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 			}
 		}
 	}
+	trace.mark("prepare")
 	marker, skip := pipeline.SkipRequested(co.Commit.Message)
 	for _, h := range hints {
 		w.overtaken(ctx, branch, co, h, last, skip)
@@ -406,7 +419,7 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		w.setHandled(ctx, branch, head)
 		return head, nil
 	}
-	w.submitMatching(ctx, co, log, "triggered", func(pl *pipeline.Pipeline) pipeline.Event {
+	w.submitMatching(ctx, co, log, trace, "triggered", func(pl *pipeline.Pipeline) pipeline.Event {
 		return pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
 			ChangedPaths: w.changedSince(ctx, pl, branch, last, head)}
 	})
@@ -417,22 +430,25 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 // submitMatching starts a push run of each pipeline of the checkout that the event
 // eventOf gives it matches. The commit or tag counts as handled whatever happens here:
 // looking again would start the pipelines that did get their run a second time.
-func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, triggered string, eventOf func(*pipeline.Pipeline) pipeline.Event) {
+func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, trace *lookTrace, triggered string, eventOf func(*pipeline.Pipeline) pipeline.Event) {
 	submitted := 0
 	for _, pl := range co.Pipelines {
+		start := time.Now()
 		ok, why := pipeline.Match(pl, eventOf(pl))
 		plog := log.WithFields(logrus.Fields{"pipeline": pl.Name, "reason": why})
 		if !ok {
 			plog.Info("not triggered")
 			continue
 		}
+		pt := trace.with("match", start)
+		submitStart := time.Now()
 		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
 		if err != nil {
 			plog.WithError(err).Error("could not start the run")
 			continue
 		}
 		submitted++
-		plog.WithField("build_id", run.BuildID).Info(triggered)
+		plog.WithField("build_id", run.BuildID).WithFields(pt.with("submit", submitStart).fields()).Info(triggered)
 	}
 	if submitted == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
