@@ -37,6 +37,7 @@ type Config struct {
 	Executor          Executor      `yaml:"executor,omitempty" doc:"Where script tasks run."`
 	Policy            Policy        `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
 	Runs              Runs          `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
+	Git               Git           `yaml:"git,omitempty" doc:"Bounds on Git traffic."`
 	Webhooks          Webhooks      `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
 	Retention         Retention     `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
 	ExternalURL       string        `yaml:"externalURL,omitempty" doc:"The address people reach this daemon at, such as https://slipway.example.com; notifications link to run pages under it."`

@@ -8,6 +8,14 @@ import (
 // Runs bounds the run engine.
 type Runs struct {
 	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines; more wait as queued. Default: twice the CPU cores, at least 4."`
+	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
+	// 16 requests of its own in flight, many deploys together no more than this.
+	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"32" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
+}
+
+// Git bounds the traffic to Git servers.
+type Git struct {
+	MaxPerHost int `yaml:"maxPerHost,omitempty" default:"4" doc:"Fetches and ref listings at once against one Git host, across repositories; serve --git-per-host overrides it."`
 }
 
 // Webhooks bounds what webhook senders, who are not trusted, may make the daemon do.
@@ -55,6 +63,12 @@ func (k checker) limits() {
 	c := k.c
 	if c.Runs.MaxInFlight < 0 || (c.Runs.MaxInFlight == 0 && k.written("runs.maxInFlight")) {
 		k.at("runs.maxInFlight", "runs.maxInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxInFlight())
+	}
+	if c.Runs.MaxAppliesInFlight < 1 || c.Runs.MaxAppliesInFlight > 1000 {
+		k.at("runs.maxAppliesInFlight", "runs.maxAppliesInFlight %d must be between 1 and 1000", c.Runs.MaxAppliesInFlight)
+	}
+	if c.Git.MaxPerHost < 1 || c.Git.MaxPerHost > 100 {
+		k.at("git.maxPerHost", "git.maxPerHost %d must be between 1 and 100", c.Git.MaxPerHost)
 	}
 	if c.Webhooks.MaxConcurrentReads < 1 {
 		k.at("webhooks.maxConcurrentReads", "webhooks.maxConcurrentReads must be at least 1")

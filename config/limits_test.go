@@ -14,6 +14,9 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MaxInFlight() != DefaultMaxInFlight() || DefaultMaxInFlight() < 4 {
 		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
 	}
+	if c.Runs.MaxAppliesInFlight != 32 || c.Git.MaxPerHost != 4 {
+		t.Errorf("runs.maxAppliesInFlight, git.maxPerHost defaults = %d, %d", c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost)
+	}
 	w, r := c.Webhooks, c.Retention
 	if w.MaxConcurrentReads != 16 || w.ReadTimeout.Duration != 10*time.Second {
 		t.Errorf("webhooks defaults = %+v", w)
@@ -23,22 +26,23 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 		r.DriftEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) {
 		t.Errorf("retention defaults = %+v", r)
 	}
-	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nruns: {maxInFlight: 2}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
+	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nruns: {maxInFlight: 2, maxAppliesInFlight: 3}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxInFlight() != 2 || c.Retention.DriftEvents != (RecordLimits{}) {
-		t.Errorf("written limits: %d %+v", c.MaxInFlight(), c.Retention.DriftEvents)
+	if c.MaxInFlight() != 2 || c.Runs.MaxAppliesInFlight != 3 || c.Git.MaxPerHost != 1 || c.Retention.DriftEvents != (RecordLimits{}) {
+		t.Errorf("written limits: %d %d %d %+v", c.MaxInFlight(), c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost, c.Retention.DriftEvents)
 	}
 
 	_, err = Parse("slipway.yaml", []byte(`dataDir: /d
-runs: {maxInFlight: 0}
+runs: {maxInFlight: 0, maxAppliesInFlight: 0}
 webhooks: {maxConcurrentReads: 0, readTimeout: 2m}
 retention:
   interval: 10ms
   batch: 0
   webhookDeliveries: {maxAge: 30m}
   pullRequestEvents: {maxCount: -1}
+git: {maxPerHost: 101}
 `))
 	want := []string{
 		"2:21: runs.maxInFlight must be at least 1",
@@ -48,6 +52,8 @@ retention:
 		"6:10: retention.batch 0 must be between 1 and 10000",
 		"7:31: retention.webhookDeliveries.maxAge 30m0s must be at least 1h",
 		"8:33: retention.pullRequestEvents.maxCount must not be negative",
+		"2:44: runs.maxAppliesInFlight 0 must be between 1 and 1000",
+		"9:19: git.maxPerHost 101 must be between 1 and 100",
 	}
 	if err == nil {
 		t.Fatal("bad limits were accepted")

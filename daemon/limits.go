@@ -14,14 +14,15 @@ import (
 // inFlightSource is what the run metrics read: the dispatcher.
 type inFlightSource interface {
 	InFlight() (running, waiting int)
+	PeakInFlight() int
 }
 
 // runMetrics exports the bound on runs in flight: how many execute, how many wait for a
 // place, and the bound.
 type runMetrics struct {
-	src                   inFlightSource
-	max                   int
-	running, waiting, cap *prometheus.Desc
+	src                         inFlightSource
+	max                         int
+	running, waiting, cap, peak *prometheus.Desc
 }
 
 func newRunMetrics(src inFlightSource, max int) *runMetrics {
@@ -29,6 +30,7 @@ func newRunMetrics(src inFlightSource, max int) *runMetrics {
 		running: prometheus.NewDesc("slipway_runs_in_flight", "Runs executing now (runs waiting at an approval gate give their place up).", nil, nil),
 		waiting: prometheus.NewDesc("slipway_runs_waiting_for_place", "Queued runs waiting only because runs.maxInFlight runs are in flight.", nil, nil),
 		cap:     prometheus.NewDesc("slipway_runs_max_in_flight", "runs.maxInFlight: the most runs executing at once.", nil, nil),
+		peak:    prometheus.NewDesc("slipway_runs_in_flight_peak", "The most runs seen executing at once since the daemon started.", nil, nil),
 	}
 }
 
@@ -36,6 +38,7 @@ func (m *runMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.running
 	ch <- m.waiting
 	ch <- m.cap
+	ch <- m.peak
 }
 
 func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -43,6 +46,36 @@ func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(running))
 	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(waiting))
 	ch <- prometheus.MustNewConstMetric(m.cap, prometheus.GaugeValue, float64(m.max))
+	ch <- prometheus.MustNewConstMetric(m.peak, prometheus.GaugeValue, float64(m.src.PeakInFlight()))
+}
+
+// peakSource is a bound that remembers the most it saw held at once.
+type peakSource interface{ Peak() int }
+
+// boundMetrics exports another bound than the runs': its value and the most seen at once.
+type boundMetrics struct {
+	src       peakSource
+	max       int
+	cap, peak *prometheus.Desc
+}
+
+// newGitMetrics exports git.maxPerHost and the most Git operations seen at once against one
+// host.
+func newGitMetrics(src peakSource, max int) *boundMetrics {
+	return &boundMetrics{src: src, max: max,
+		cap:  prometheus.NewDesc("slipway_git_max_per_host", "git.maxPerHost (or --git-per-host): the most fetches and ref listings at once against one Git host.", nil, nil),
+		peak: prometheus.NewDesc("slipway_git_per_host_peak", "The most fetches and ref listings seen at once against one Git host since the daemon started.", nil, nil),
+	}
+}
+
+func (m *boundMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.cap
+	ch <- m.peak
+}
+
+func (m *boundMetrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(m.cap, prometheus.GaugeValue, float64(m.max))
+	ch <- prometheus.MustNewConstMetric(m.peak, prometheus.GaugeValue, float64(m.src.Peak()))
 }
 
 // pruner is what retention needs of the store.

@@ -54,14 +54,15 @@ func TestRetentionPassUsesTheConfigAndCounts(t *testing.T) {
 	}
 }
 
-type fakeInFlight struct{ running, waiting int }
+type fakeInFlight struct{ running, waiting, peak int }
 
 func (f fakeInFlight) InFlight() (int, int) { return f.running, f.waiting }
+func (f fakeInFlight) PeakInFlight() int    { return f.peak }
 
 func TestRunMetrics(t *testing.T) {
-	m := newRunMetrics(fakeInFlight{running: 3, waiting: 5}, 4)
-	if n := testutil.CollectAndCount(m); n != 3 {
-		t.Fatalf("%d metrics, want 3", n)
+	m := newRunMetrics(fakeInFlight{running: 3, waiting: 5, peak: 4}, 4)
+	if n := testutil.CollectAndCount(m); n != 4 {
+		t.Fatalf("%d metrics, want 4", n)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m)
@@ -73,7 +74,8 @@ func TestRunMetrics(t *testing.T) {
 	for _, mf := range mfs {
 		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
 	}
-	want := map[string]float64{"slipway_runs_in_flight": 3, "slipway_runs_waiting_for_place": 5, "slipway_runs_max_in_flight": 4}
+	want := map[string]float64{"slipway_runs_in_flight": 3, "slipway_runs_waiting_for_place": 5, "slipway_runs_max_in_flight": 4,
+		"slipway_runs_in_flight_peak": 4}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)

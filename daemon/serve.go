@@ -34,7 +34,7 @@ type Options struct {
 	Listen         string        // overrides slipway.yaml's listen
 	MetricsAddress string        // "" = no metrics endpoint
 	DriftSweep     time.Duration // <= 0: drift.DefaultSweep
-	GitPerHost     int           // <= 0: trigger.DefaultPerHost
+	GitPerHost     int           // overrides slipway.yaml's git.maxPerHost when > 0
 	// Clock drives the schedules; nil is the real clock. Tests step a fake one.
 	Clock clock.Clock
 	// PreviewDone, if set, hears every pull request preview that ended (tests, benchmarks).
@@ -124,7 +124,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		stopDispatcher()
 		disp.Wait()
 	}()
-	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
+	limiter := &trigger.HostLimiter{PerHost: d.Config.Git.MaxPerHost}
+	if o.GitPerHost > 0 {
+		limiter.PerHost = o.GitPerHost
+	}
+	if err := reg.Register(newGitMetrics(limiter, limiter.PerHost)); err != nil {
+		return err
+	}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store})
 	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: o.Owns, Interval: o.InterruptSweep,

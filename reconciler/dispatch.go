@@ -79,6 +79,7 @@ type Dispatcher struct {
 
 	mu              sync.Mutex
 	waitingForPlace int // runs queued only because inFlight is full
+	peakInFlight    int // the most runs seen executing at once
 	closed          bool
 	slots           map[store.PipelineRef]*slot
 	done            map[runKey]chan struct{}
@@ -545,6 +546,17 @@ func (d *Dispatcher) InFlight() (running, waiting int) {
 	return len(d.inFlight), d.waitingForPlace
 }
 
+// PeakInFlight is the most runs that executed at once since the dispatcher started (0
+// without a bound): the metrics show it, so the bound can be seen to hold.
+func (d *Dispatcher) PeakInFlight() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peakInFlight
+}
+
+// notePeakLocked records the places now held; called with d.mu held, after a place was taken.
+func (d *Dispatcher) notePeakLocked() { d.peakInFlight = max(d.peakInFlight, len(d.inFlight)) }
+
 // place is a run's share of the bound on runs in flight.
 type place struct {
 	d    *Dispatcher
@@ -567,6 +579,9 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	select {
 	case d.inFlight <- struct{}{}:
 		p.held = true
+		d.mu.Lock()
+		d.notePeakLocked()
+		d.mu.Unlock()
 		return true
 	default:
 	}
@@ -589,6 +604,9 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	select {
 	case d.inFlight <- struct{}{}:
 		p.held = true
+		d.mu.Lock()
+		d.notePeakLocked()
+		d.mu.Unlock()
 		return true
 	case <-ctx.Done():
 		return false

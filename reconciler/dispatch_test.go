@@ -394,6 +394,9 @@ func TestDispatcherBoundsRunsInFlight(t *testing.T) {
 	f.release <- struct{}{}
 	waitFor(t, "the second run to end", func() bool { return f.endedAs(second.BuildID) == "succeeded" })
 	waitFor(t, "no run in flight", func() bool { r, w := d.InFlight(); return r == 0 && w == 0 })
+	if p := d.PeakInFlight(); p != 1 {
+		t.Fatalf("PeakInFlight() = %d, want 1 (the bound, reached)", p)
+	}
 }
 
 // waitFor polls cond (state another goroutine changes) until it holds.

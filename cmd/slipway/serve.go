@@ -5,7 +5,6 @@ import (
 
 	"github.com/slipwayhq/slipway/daemon"
 	"github.com/slipwayhq/slipway/reconciler/drift"
-	"github.com/slipwayhq/slipway/reconciler/trigger"
 )
 
 func newServeCommand() *cobra.Command {
@@ -30,6 +29,6 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&o.MetricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (empty: off)")
 	cmd.Flags().StringVar(&o.Listen, "listen", "", "address of the HTTP API and webhooks, host:port (default: listen in slipway.yaml, else :8080)")
 	cmd.Flags().DurationVar(&o.DriftSweep, "drift-sweep", drift.DefaultSweep, "how often every deployed object is checked for drift besides the watches")
-	cmd.Flags().IntVar(&o.GitPerHost, "git-per-host", trigger.DefaultPerHost, "Git fetches and ref listings at once against one Git host")
+	cmd.Flags().IntVar(&o.GitPerHost, "git-per-host", 0, "Git fetches and ref listings at once against one Git host (default: git.maxPerHost in slipway.yaml, else 4)")
 	return cmd
 }

@@ -19,6 +19,18 @@ type HostLimiter struct {
 
 	mu    sync.Mutex
 	slots map[string]chan struct{}
+	peak  int // the most operations seen at once against one host
+}
+
+// Peak is the most operations that ran at once against one host since the limiter was
+// made: the metrics show it, so the bound can be seen to hold.
+func (l *HostLimiter) Peak() int {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peak
 }
 
 // Acquire waits for a slot on the host of url and returns its release.
@@ -46,6 +58,9 @@ func (l *HostLimiter) Acquire(ctx context.Context, url string) (release func(), 
 	l.mu.Unlock()
 	select {
 	case sem <- struct{}{}:
+		l.mu.Lock()
+		l.peak = max(l.peak, len(sem))
+		l.mu.Unlock()
 		return func() { <-sem }, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for a connection slot to %s: %w", host, ctx.Err())

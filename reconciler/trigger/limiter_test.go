@@ -48,4 +48,8 @@ func TestHostLimiterBoundsEachHostSeparately(t *testing.T) {
 	if maxA.Load() > 2 {
 		t.Fatalf("%d concurrent holders on one host, limit 2", maxA.Load())
 	}
+	// The limiter's own count of the most held at once agrees: git.b.example held 2.
+	if p := l.Peak(); p != 2 {
+		t.Fatalf("Peak() = %d, want 2 (the limit, reached)", p)
+	}
 }
