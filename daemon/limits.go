@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -52,11 +53,22 @@ func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
 // peakSource is a bound that remembers the most it saw held at once.
 type peakSource interface{ Peak() int }
 
-// boundMetrics exports another bound than the runs': its value and the most seen at once.
+// boundMetrics exports another bound than the runs': its value, the most seen at once
+// and, when known, how many are held now.
 type boundMetrics struct {
-	src       peakSource
-	max       int
-	cap, peak *prometheus.Desc
+	src              peakSource
+	inUse            func() int // nil: not exported
+	max              int
+	cap, peak, using *prometheus.Desc
+}
+
+// newApplyMetrics exports runs.maxAppliesInFlight and the objects applied at once.
+func newApplyMetrics(s *apply.Slots) *boundMetrics {
+	return &boundMetrics{src: s, inUse: s.InUse, max: s.Cap(),
+		cap:   prometheus.NewDesc("slipway_applies_max_in_flight", "runs.maxAppliesInFlight: the most objects applied at once across all runs.", nil, nil),
+		peak:  prometheus.NewDesc("slipway_applies_in_flight_peak", "The most objects seen applied at once (server-side applies and their dry-runs) since the daemon started.", nil, nil),
+		using: prometheus.NewDesc("slipway_applies_in_flight", "Objects being applied now (server-side applies and their dry-runs).", nil, nil),
+	}
 }
 
 // newGitMetrics exports git.maxPerHost and the most Git operations seen at once against one
@@ -71,11 +83,17 @@ func newGitMetrics(src peakSource, max int) *boundMetrics {
 func (m *boundMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.cap
 	ch <- m.peak
+	if m.inUse != nil {
+		ch <- m.using
+	}
 }
 
 func (m *boundMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.cap, prometheus.GaugeValue, float64(m.max))
 	ch <- prometheus.MustNewConstMetric(m.peak, prometheus.GaugeValue, float64(m.src.Peak()))
+	if m.inUse != nil {
+		ch <- prometheus.MustNewConstMetric(m.using, prometheus.GaugeValue, float64(m.inUse()))
+	}
 }
 
 // pruner is what retention needs of the store.

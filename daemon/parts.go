@@ -14,6 +14,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/changefeed"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/buildkitexec"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/kubejob"
@@ -31,19 +32,23 @@ type Parts struct {
 	Clusters *kube.Clusters
 	// Changes wakes followers of the store (live logs, the UI, notifications) when a
 	// write to runs, tasks, logs, drift or the audit log commits in this process.
-	Changes   *changefeed.Feed
-	builder   reconciler.ImageBuilder
-	tags      reconciler.TagPruner
-	executors reconciler.Executors
-	forges    map[string]forge.Client // by repository name; see UseForges
-	log       *logrus.Entry
+	Changes *changefeed.Feed
+	// ApplySlots bound the objects applied at once across every run of the process
+	// (runs.maxAppliesInFlight).
+	ApplySlots *apply.Slots
+	builder    reconciler.ImageBuilder
+	tags       reconciler.TagPruner
+	executors  reconciler.Executors
+	forges     map[string]forge.Client // by repository name; see UseForges
+	log        *logrus.Entry
 }
 
 // NewRunner makes the run engine's Runner over these parts; observer (optional) hears
 // every run and task state change.
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
-		Config: d.Config, Builder: d.builder, Tags: d.tags, Executors: d.executors, Gate: d.gate(), Audit: d.Store, Observer: observer, Log: d.log})
+		Config: d.Config, Builder: d.builder, Tags: d.tags, Executors: d.executors, Gate: d.gate(), Audit: d.Store, Observer: observer,
+		ApplySlots: d.ApplySlots, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner
@@ -118,7 +123,8 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		return nil, err
 	}
 	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Changes: changes,
-		builder: imageBuilder, tags: registry, executors: executors, log: log}, nil
+		ApplySlots: apply.NewSlots(cfg.Runs.MaxAppliesInFlight),
+		builder:    imageBuilder, tags: registry, executors: executors, log: log}, nil
 }
 
 // ScriptExecutors builds the script executors slipway.yaml configures: the one place they

@@ -131,6 +131,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := reg.Register(newGitMetrics(limiter, limiter.PerHost)); err != nil {
 		return err
 	}
+	if err := reg.Register(newApplyMetrics(d.ApplySlots)); err != nil {
+		return err
+	}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store})
 	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: o.Owns, Interval: o.InterruptSweep,

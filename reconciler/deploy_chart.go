@@ -82,7 +82,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 		return err
 	}
 	waitMessage(tl, t.Wait.Duration, t.StableFor.Duration, inv, "the release's %d objects")
-	ap := &apply.Applier{Cluster: cl, Log: log}
+	ap := &apply.Applier{Cluster: cl, Log: log, Slots: r.slots}
 	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
 	// newer commit may supersede.
 	done := rc.state.waitingForHealth()

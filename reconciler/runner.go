@@ -16,6 +16,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
+	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
@@ -86,7 +87,10 @@ type RunnerOptions struct {
 	Gate      StageGate // nil: policy.Gate
 	Audit     AuditLog  // where gate decisions are recorded; optional
 	Observer  Observer  // optional
-	Log       *logrus.Entry
+	// ApplySlots bound the objects applied at once across all runs (nil: each deploy's own
+	// pool only).
+	ApplySlots *apply.Slots
+	Log        *logrus.Entry
 }
 
 // Runner executes runs: it reads pipeline files (Prepare), records runs (Queue) and runs
@@ -103,13 +107,14 @@ type Runner struct {
 	gate      StageGate
 	audit     AuditLog
 	observer  Observer
+	slots     *apply.Slots
 	log       *logrus.Entry
 }
 
 // NewRunner wires a Runner.
 func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
-		tags: o.Tags, executors: o.Executors, gate: o.Gate, audit: o.Audit, observer: o.Observer, log: o.Log}
+		tags: o.Tags, executors: o.Executors, gate: o.Gate, audit: o.Audit, observer: o.Observer, slots: o.ApplySlots, log: o.Log}
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}

@@ -40,6 +40,9 @@ type Result struct {
 type Applier struct {
 	Cluster *kube.Cluster
 	Log     *logrus.Entry
+	// Slots are shared by every deploy of the process (nil: no shared bound); each object's
+	// dry-run and apply hold one.
+	Slots *Slots
 }
 
 // kubectlManagers are the field managers kubectl leaves behind; on first apply their fields

@@ -46,8 +46,13 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 			it.deferred = true
 			return nil
 		}
+		release, err := a.Slots.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
 		obj := o.DeepCopy()
-		err := a.Cluster.Client.Patch(ctx, obj, client.Apply, client.DryRunAll,
+		err = a.Cluster.Client.Patch(ctx, obj, client.Apply, client.DryRunAll,
 			client.ForceOwnership, client.FieldOwner(kube.FieldManager))
 		if err != nil {
 			if ctx.Err() != nil {

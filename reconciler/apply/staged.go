@@ -70,7 +70,11 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		}
 		got := make([]ssa.Action, len(items))
 		err := ForEach(ctx, len(items), concurrency, func(ctx context.Context, i int) error {
-			var err error
+			release, err := a.Slots.acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer release()
 			got[i], err = a.applyOne(ctx, items[i])
 			return err
 		})
