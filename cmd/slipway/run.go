@@ -35,7 +35,8 @@ func newRunCommand() *cobra.Command {
 				branch = rcfg.DefaultBranch()
 			}
 			out := cmd.OutOrStdout()
-			runner, disp, stop, err := startEngine(ctx, d, "slipway run", out)
+			board := newProgressBoard(out)
+			runner, disp, stop, err := startEngineWith(ctx, d, "slipway run", board)
 			if err != nil {
 				return err
 			}
@@ -44,6 +45,12 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			start := time.Now()
+			names := make([]string, len(co.Pipelines))
+			for i, p := range co.Pipelines {
+				names[i] = p.Name
+			}
+			board.setPipelines(names)
 			// Every pipeline goes through the run engine, as the daemon's runs do: one run per
 			// pipeline holds against a daemon running beside this command (the run waits).
 			var runs []store.Run
@@ -58,15 +65,26 @@ func newRunCommand() *cobra.Command {
 				runs = append(runs, run)
 			}
 			failed := 0
+			byStatus := map[store.RunStatus]int{}
+			var failures []store.Run
 			for _, run := range runs {
 				final, err := waitRun(ctx, d.Store, disp, run)
 				if err != nil {
 					return err
 				}
+				byStatus[final.Status]++
 				if final.Status != store.RunSucceeded {
 					failed++
-					fmt.Fprintf(out, "%s #%d %s: %s\n", final.Pipeline.Name, final.BuildID, final.Status, final.Reason)
+					failures = append(failures, final)
 				}
+			}
+			board.finish()
+			if len(runs) > 1 {
+				printSummary(out, byStatus, len(runs), time.Since(start), disp.PeakInFlight(), d.Config.MaxInFlight(),
+					d.ApplySlots.Peak(), d.ApplySlots.Cap())
+			}
+			for _, final := range failures {
+				fmt.Fprintf(out, "%s #%d %s: %s\n", final.Pipeline.Name, final.BuildID, final.Status, final.Reason)
 			}
 			if failed > 0 {
 				return exitError{code: 1}
@@ -86,6 +104,11 @@ func newRunCommand() *cobra.Command {
 // startEngine starts this command's run engine, reporting progress to out; stop cancels
 // what still runs and waits for it.
 func startEngine(ctx context.Context, d *daemon.Parts, description string, out io.Writer) (*reconciler.Runner, *reconciler.Dispatcher, func(), error) {
+	return startEngineWith(ctx, d, description, progressPrinter{w: out})
+}
+
+// startEngineWith is startEngine reporting to observer.
+func startEngineWith(ctx context.Context, d *daemon.Parts, description string, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, func(), error) {
 	// The pull-request gate reads the forges here too: a reviewed pull request lets a run
 	// through that this process could not approve otherwise.
 	forges, err := daemon.ForgeClients(d.Config)
@@ -94,7 +117,7 @@ func startEngine(ctx context.Context, d *daemon.Parts, description string, out i
 	}
 	d.UseForges(forges)
 	engineCtx, cancel := context.WithCancel(ctx)
-	runner, disp, err := d.StartDispatcher(engineCtx, description, false, progressPrinter{w: out})
+	runner, disp, err := d.StartDispatcher(engineCtx, description, false, observer)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err
