@@ -419,9 +419,10 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		w.setHandled(ctx, branch, head)
 		return head, nil
 	}
+	diffs := diffCache{}
 	w.submitMatching(ctx, co, log, trace, "triggered", func(pl *pipeline.Pipeline) pipeline.Event {
 		return pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
-			ChangedPaths: w.changedSince(ctx, pl, branch, last, head)}
+			ChangedPaths: w.changedSince(ctx, pl, branch, last, head, diffs)}
 	})
 	w.setHandled(ctx, branch, head)
 	return head, nil
@@ -485,7 +486,7 @@ func (w *BranchWatcher) catchUp(ctx context.Context, co *reconciler.Checkout, br
 		break
 	}
 	ok, why := pipeline.Match(pl, pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
-		ChangedPaths: w.changedSince(ctx, pl, branch, "", co.Commit.Hash)})
+		ChangedPaths: w.changedSince(ctx, pl, branch, "", co.Commit.Hash, nil)})
 	if !ok {
 		plog.WithField("reason", why).Info("resumed pipeline: the branch's head does not trigger it")
 		return
@@ -552,13 +553,14 @@ func (w *BranchWatcher) overtaken(ctx context.Context, branch string, head *reco
 	if headSkipped {
 		reason = "superseded by commit " + head.Commit.ShortHash + ", pushed before this one could start; that commit asked to skip CI, so neither ran"
 	}
+	diffs := diffCache{}
 	for _, pl := range head.Pipelines {
 		ref := store.PipelineRef{Repository: w.repo.Name, Name: pl.Name}
 		if w.hasRunAt(ctx, ref, info.Hash) {
 			continue
 		}
 		ev := pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
-			ChangedPaths: w.changedSince(ctx, pl, branch, last, info.Hash)}
+			ChangedPaths: w.changedSince(ctx, pl, branch, last, info.Hash, diffs)}
 		if ok, _ := pipeline.Match(pl, ev); !ok {
 			continue
 		}
@@ -597,10 +599,18 @@ func (w *BranchWatcher) markHandled(commit string) bool {
 	return w.handled.add(commit)
 }
 
+// diffCache keeps the files changed between two commits for one look, so pipelines of one
+// file that last deployed the same commit share one diff; nil keeps nothing.
+type diffCache map[[2]string][]string
+
 // changedSince lists the files changed since the pipeline last deployed successfully on the
 // branch (or, for a pipeline that never did, since the last commit handled). nil means
-// unknown, which path filters let through.
-func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, branch, last, to string) []string {
+// unknown, which path filters let through. A pipeline whose push trigger has no path
+// filter needs no list: nothing is read for it.
+func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline, branch, last, to string, diffs diffCache) []string {
+	if pl.Triggers == nil || pl.Triggers.Push == nil || len(pl.Triggers.Push.Paths) == 0 {
+		return nil
+	}
 	base := last
 	runs, err := w.records.ListRuns(ctx, store.PipelineRef{Repository: w.repo.Name, Name: pl.Name}, 50)
 	if err == nil {
@@ -614,10 +624,16 @@ func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline,
 	if base == "" || base == to {
 		return nil
 	}
+	if paths, ok := diffs[[2]string{base, to}]; ok {
+		return paths
+	}
 	paths, err := w.git.ChangedPaths(ctx, w.repo, base, to)
 	if err != nil {
 		w.log.WithError(err).Warn("changed paths unknown; path filters let the commit through")
 		return nil
+	}
+	if diffs != nil {
+		diffs[[2]string{base, to}] = paths
 	}
 	return paths
 }

@@ -83,6 +83,7 @@ func TestLookAtNewHeadStartsMatchingPipelines(t *testing.T) {
 		pl("release", &pipeline.PushTrigger{Branches: []string{"release/*"}}),
 		{Name: "nightly", Triggers: &pipeline.Triggers{Schedules: []pipeline.Schedule{{Cron: "@daily"}}}},
 		pl("main-only", &pipeline.PushTrigger{Branches: []string{"ma*"}}),
+		pl("site", &pipeline.PushTrigger{Paths: []string{"site/**"}}),
 	}
 	// api deployed c0 last; the newer rollback and the failed run at c1 do not count, so
 	// its paths are those changed since c0. docs never deployed: since the head handled last.
@@ -115,10 +116,15 @@ func TestLookAtNewHeadStartsMatchingPipelines(t *testing.T) {
 	if slices.Contains(changed, "cR..c2") || !slices.Contains(changed, "c0..c2") || !slices.Contains(changed, "c1..c2") {
 		t.Fatalf("diffs asked %v: want api's since its last successful deploy (c0) and docs' since the handled head (c1)", changed)
 	}
+	// Only pipelines with path filters need a diff, and docs and site (both never deployed)
+	// share theirs.
+	if len(changed) != 2 {
+		t.Fatalf("diffs asked %v: want c0..c2 and c1..c2 once each", changed)
+	}
 	if heads := r.records.handledHeads(); !slices.Equal(heads, []string{sha("c2")}) {
 		t.Fatalf("handled heads %v, want c2", heads)
 	}
-	if got := r.schedules.got(); !slices.Equal(got, []string{"app: web, docs, api, release, nightly, main-only"}) {
+	if got := r.schedules.got(); !slices.Equal(got, []string{"app: web, docs, api, release, nightly, main-only, site"}) {
 		t.Fatalf("schedules set %v, want the head's pipelines", got)
 	}
 	if r.polls("changed") != 1 || testutil.ToFloat64(r.metrics.received.WithLabelValues("app", "poll")) != 1 || r.skips("no_match") != 0 {
