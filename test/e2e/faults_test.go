@@ -189,6 +189,12 @@ func usePostgres(t *testing.T, cfg string) {
 	}
 	password, _ := dsn.User.Password()
 	dsn.User = url.User(dsn.User.Username())
+	// The environment's server trades durability for speed (synchronous_commit off): a
+	// SIGKILL would lose the last commits, which no production server set up for Slipway
+	// does. The daemon's sessions commit synchronously, as the default is.
+	q := dsn.Query()
+	q.Set("synchronous_commit", "on")
+	dsn.RawQuery = q.Encode()
 	pwFile := filepath.Join(filepath.Dir(cfg), "pg-password")
 	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
 		t.Fatal(err)
