@@ -180,10 +180,18 @@ stages:
 }
 
 // usePostgres points the project's slipway.yaml at a schema of its own on the environment's
-// PostgreSQL, its password in a file beside it.
-func usePostgres(t *testing.T, cfg string) {
+// PostgreSQL, its password in a file beside it, and returns the schema's DSN.
+func usePostgres(t *testing.T, cfg string) string {
 	t.Helper()
-	dsn, err := url.Parse(testenv.PostgresSchema(t))
+	schema := testenv.PostgresSchema(t)
+	usePostgresAt(t, cfg, schema)
+	return schema
+}
+
+// usePostgresAt points slipway.yaml at the store at schemaDSN (testenv.PostgresSchema).
+func usePostgresAt(t *testing.T, cfg, schemaDSN string) {
+	t.Helper()
+	dsn, err := url.Parse(schemaDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
