@@ -65,6 +65,9 @@ func TestLiveLogsAcrossDaemons(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	defer resp.Body.Close()
+	// Without the relay the stream would wait for ever: a minute bounds it.
+	stall := time.AfterFunc(time.Minute, func() { resp.Body.Close() })
+	defer stall.Stop()
 	events := sse.NewReader(resp.Body)
 	var texts []string
 	var firstAt time.Time
@@ -75,7 +78,7 @@ func TestLiveLogsAcrossDaemons(t *testing.T) {
 	for final.Status == "" {
 		e, err := events.Next()
 		if err != nil {
-			t.Fatalf("the stream broke after %q: %v", texts, err)
+			t.Fatalf("the stream broke or stalled after %q: %v", texts, err)
 		}
 		switch e.Name {
 		case "line":
