@@ -16,6 +16,9 @@ type dialect interface {
 	// retryable reports an error after which the whole write transaction may run again:
 	// SQLite's lock was busy, or PostgreSQL aborted it for a serialization conflict.
 	retryable(err error) bool
+	// unreachable reports an error that says the database server could not be reached
+	// or went away: the transaction did not commit, and may run again once it is back.
+	unreachable(err error) bool
 	// uniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure.
 	uniqueViolation(err error) bool
 	// writeTx and readTx are the options of write and read transactions.
@@ -50,6 +53,9 @@ type sqliteDialect struct{}
 func (sqliteDialect) name() string { return "sqlite" }
 
 func (sqliteDialect) retryable(err error) bool { return isBusy(err) }
+
+// A local file has no server to lose.
+func (sqliteDialect) unreachable(error) bool { return false }
 
 func (sqliteDialect) uniqueViolation(err error) bool {
 	var se *sqlite.Error

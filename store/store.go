@@ -188,21 +188,24 @@ const DefaultBusyTimeout = 10 * time.Second
 type options struct {
 	logLineCap  int
 	busyTimeout time.Duration
-	now         func() time.Time
-	keyring     *Keyring // nil: revision payloads are kept in plaintext
-	password    string   // PostgreSQL: the password, when the DSN has none
-	changes     ChangeSink
-	log         logrus.FieldLogger // the PostgreSQL change relay's connection losses
+	// outageTimeout: how long a write waits for an unreachable PostgreSQL.
+	outageTimeout time.Duration
+	now           func() time.Time
+	keyring       *Keyring // nil: revision payloads are kept in plaintext
+	password      string   // PostgreSQL: the password, when the DSN has none
+	changes       ChangeSink
+	log           logrus.FieldLogger // the PostgreSQL change relay's connection losses
 	// notifications: keep the outbox (WithNotifications).
 	notifications bool
 }
 
 func defaultOptions() options {
 	return options{
-		logLineCap:  DefaultLogLineCap,
-		busyTimeout: DefaultBusyTimeout,
-		now:         time.Now,
-		log:         discardLogger(),
+		logLineCap:    DefaultLogLineCap,
+		busyTimeout:   DefaultBusyTimeout,
+		outageTimeout: DefaultOutageTimeout,
+		now:           time.Now,
+		log:           discardLogger(),
 	}
 }
 
@@ -221,6 +224,13 @@ func discardLogger() logrus.FieldLogger {
 	l.SetOutput(io.Discard)
 	return l
 }
+
+// WithOutageTimeout sets how long a write to PostgreSQL retries, with backoff, while
+// the server cannot be reached (restarting, failing over), before it fails.
+func WithOutageTimeout(d time.Duration) Option { return func(o *options) { o.outageTimeout = d } }
+
+// DefaultOutageTimeout rides out a PostgreSQL restart or failover.
+const DefaultOutageTimeout = 2 * time.Minute
 
 // WithBusyTimeout sets how long a write waits for another process's write lock.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }

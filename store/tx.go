@@ -27,12 +27,26 @@ func (s *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.writeWith(ctx, s.dialect.writeTx(), fn)
 }
 
+// When the database server cannot be reached (PostgreSQL restarting, the network between
+// cut), the write is retried with backoff for up to outageTimeout: the transaction did not
+// commit, so running it again applies it once. A COMMIT whose answer was lost is not
+// retried: it may have been applied, and running it again could apply it twice.
 func (s *DB) writeWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
-	deadline := time.Now().Add(s.opts.busyTimeout)
+	start := time.Now()
+	deadline := start.Add(s.opts.busyTimeout)
 	delay := time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := s.writeOnce(ctx, opts, fn)
-		if err == nil || !s.dialect.retryable(err) || (attempt >= busyRetries && time.Now().After(deadline)) {
+		var lostCommit *commitError
+		switch {
+		case err == nil || ctx.Err() != nil || errors.As(err, &lostCommit):
+			return err
+		case s.dialect.unreachable(err):
+			if time.Since(start) > s.opts.outageTimeout {
+				return err
+			}
+			delay = max(delay, 100*time.Millisecond)
+		case !s.dialect.retryable(err) || (attempt >= busyRetries && time.Now().After(deadline)):
 			return err
 		}
 		// Jittered, so writers that collided do not collide again in step.
@@ -42,9 +56,12 @@ func (s *DB) writeWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 			return errors.Join(err, ctx.Err())
 		case <-time.After(wait):
 		}
-		delay = min(2*delay, 500*time.Millisecond)
+		delay = min(2*delay, maxRetryDelay)
 	}
 }
+
+// maxRetryDelay bounds the wait between two attempts of a write.
+const maxRetryDelay = 2 * time.Second
 
 func (s *DB) writeOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, opts)
@@ -56,10 +73,21 @@ func (s *DB) writeOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		if s.dialect.unreachable(err) {
+			return &commitError{err}
+		}
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
+
+// commitError is a COMMIT that got no answer: whether it was applied is unknown.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string {
+	return "commit: the database did not answer, so whether the write was applied is unknown: " + e.err.Error()
+}
+func (e *commitError) Unwrap() error { return e.err }
 
 // read runs fn in a read-only transaction, so the queries in fn see one snapshot.
 func (s *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {

@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -173,5 +176,107 @@ stages:
 	if strings.Join(tags, ",") != "1,3" {
 		t.Errorf("tags %v: want 1 and 3, and no 2 (the failed run's push never completed)", tags)
 	}
+	d.stop(t)
+}
+
+// usePostgres points the project's slipway.yaml at a schema of its own on the environment's
+// PostgreSQL, its password in a file beside it, and returns the schema's DSN.
+func usePostgres(t *testing.T, cfg string) string {
+	t.Helper()
+	schema := testenv.PostgresSchema(t)
+	usePostgresAt(t, cfg, schema)
+	return schema
+}
+
+// usePostgresAt points slipway.yaml at the store at schemaDSN (testenv.PostgresSchema).
+func usePostgresAt(t *testing.T, cfg, schemaDSN string) {
+	t.Helper()
+	dsn, err := url.Parse(schemaDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := dsn.User.Password()
+	dsn.User = url.User(dsn.User.Username())
+	// The environment's server trades durability for speed (synchronous_commit off): a
+	// SIGKILL would lose the last commits, which no production server set up for Slipway
+	// does. The daemon's sessions commit synchronously, as the default is.
+	q := dsn.Query()
+	q.Set("synchronous_commit", "on")
+	dsn.RawQuery = q.Encode()
+	pwFile := filepath.Join(filepath.Dir(cfg), "pg-password")
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendConfig(t, cfg, fmt.Sprintf("store: %q\nstorePasswordFile: %s\n", dsn.String(), pwFile))
+}
+
+// TestFaultPostgresDownDuringARun: PostgreSQL, the daemon's store, is killed while a run
+// pauses in a script and started again 5 s later. The daemon stays up; its writes wait for
+// the database with backoff; the run ends on record (its outcome and cause in the table
+// below); the next commit's run succeeds as BUILD_ID 3, and no BUILD_ID is reused.
+func TestFaultPostgresDownDuringARun(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	repo, _, cfg := newProject(t, env)
+	appendConfig(t, cfg, "executor:\n  local: {enabled: true}\n")
+	usePostgres(t, cfg)
+	cm := func(v string) []byte {
+		return []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: interrupted\ndata:\n  value: " + v + "\n")
+	}
+	repo.commit("first", map[string][]byte{".pipeline.yaml": interruptPipeline(ns, ""), "cm.yaml": cm("one")})
+	d := startServe(t, cfg)
+	waitHistory(t, cfg, 90*time.Second, "run 1", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
+
+	second := repo.commit("second", map[string][]byte{"cm.yaml": cm("two")})
+	for deadline := time.Now().Add(60 * time.Second); strings.Count(d.output(), "running the script on local") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("run 2 never started its script:\n%s", d.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	restart := env.Kill(t, "postgres")
+	time.Sleep(5 * time.Second)
+	restart()
+	back := time.Now()
+	h := waitHistory(t, cfg, 90*time.Second, "run 2 ended", func(h []historyEntry) bool {
+		return len(h) >= 2 && h[len(h)-2].Status != "running" && h[len(h)-2].Status != "queued"
+	})
+	run2 := h[len(h)-2]
+	if run2.Commit != second || run2.BuildID != 2 {
+		t.Fatalf("run 2: %+v, want BUILD_ID 2 of %s", run2, second)
+	}
+	if run2.Status != "succeeded" && run2.Reason == "" {
+		t.Errorf("run 2 ended %s without a cause", run2.Status)
+	}
+	if d.cmd.ProcessState != nil {
+		t.Fatalf("the daemon exited while PostgreSQL was down:\n%s", d.output())
+	}
+
+	third := repo.commit("third", map[string][]byte{"cm.yaml": cm("three")})
+	h = waitHistory(t, cfg, 90*time.Second, "run 3 after PostgreSQL is back", func(h []historyEntry) bool {
+		return len(h) >= 3 && h[0].Commit == third && h[0].Status != "running" && h[0].Status != "queued"
+	})
+	if h[0].Status != "succeeded" || h[0].BuildID != int64(len(h)) {
+		t.Errorf("after the outage: %+v, want the last run (BUILD_ID %d) succeeded", h[0], len(h))
+	}
+	seen := map[int64]bool{}
+	for i, e := range h {
+		if seen[e.BuildID] || e.BuildID != int64(len(h)-i) {
+			t.Errorf("BUILD_IDs %v are not 1..%d, each once", h, len(h))
+			break
+		}
+		seen[e.BuildID] = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c, err := env.Clientset(t).CoreV1().ConfigMaps(ns).Get(ctx, "interrupted", metav1.GetOptions{}); err != nil || c.Data["value"] != "three" {
+		t.Errorf("the cluster is not at the last successful run's value: %v %v", c, err)
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-8s | %-11s | %-7s | %s\n", "BUILD_ID", "status", "trigger", "reason")
+	for i := len(h) - 1; i >= 0; i-- {
+		fmt.Fprintf(&table, "%-8d | %-11s | %-7s | %s\n", h[i].BuildID, h[i].Status, h[i].Trigger, h[i].Reason)
+	}
+	t.Logf("PostgreSQL killed mid-run for 5 s; run 3 done %s after it was back:\n%s", time.Since(back).Round(time.Second), table.String())
 	d.stop(t)
 }

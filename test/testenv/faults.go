@@ -51,6 +51,11 @@ func (e *Env) Kill(t testing.TB, name string) (restart func()) {
 		t.Fatal(err)
 	}
 	argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	// env-up starts some parts as another user (PostgreSQL refuses root): restart them so.
+	cred, err := procCredential(proc + "status")
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", name, err)
+	}
 	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
 		t.Fatalf("testenv: kill %s: %v", name, err)
 	}
@@ -79,6 +84,9 @@ func (e *Env) Kill(t testing.TB, name string) (restart func()) {
 		cmd.Dir, cmd.Stdout, cmd.Stderr = cwd, logFile, logFile
 		// Its own session: it must outlive this test binary, as env-up's processes do.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if int(cred.Uid) != os.Getuid() {
+			cmd.SysProcAttr.Credential = cred
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("testenv: restart %s: %v", name, err)
 		}
@@ -163,6 +171,8 @@ func (e *Env) waitAnswers(name string) error {
 			return err
 		}
 		probe = func() error { return cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error() }
+	case "postgres":
+		probe = func() error { return postgresExec(e.PostgresURL, `SELECT 1`) }
 	default:
 		return nil // no probe known: the caller waits for what it needs
 	}
@@ -174,4 +184,30 @@ func (e *Env) waitAnswers(name string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return last
+}
+
+// procCredential reads the real user and group a process runs as from /proc/PID/status.
+func procCredential(statusFile string) (*syscall.Credential, error) {
+	b, err := os.ReadFile(statusFile)
+	if err != nil {
+		return nil, err
+	}
+	cred := &syscall.Credential{}
+	for _, line := range strings.Split(string(b), "\n") {
+		key, rest, ok := strings.Cut(line, ":")
+		fields := strings.Fields(rest)
+		if !ok || len(fields) == 0 || (key != "Uid" && key != "Gid") {
+			continue
+		}
+		id, err := strconv.ParseUint(fields[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", statusFile, key, err)
+		}
+		if key == "Uid" {
+			cred.Uid = uint32(id)
+		} else {
+			cred.Gid = uint32(id)
+		}
+	}
+	return cred, nil
 }
