@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -187,6 +188,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if o.MetricsAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// Profiles on the same internal listener: where a busy daemon spends CPU and memory
+		// is what tuning needs, and the listener is already kept off the public one.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		stopMetrics, err := serveHTTP(ctx, log, o.MetricsAddress, "metrics", mux, nil)
 		if err != nil {
 			return fmt.Errorf("--metrics-address: %w", err)
