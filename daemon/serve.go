@@ -27,6 +27,10 @@ import (
 	"github.com/slipwayhq/slipway/sources/forge"
 )
 
+// checkoutLinger is how long the daemon keeps a commit's shared checkout after its last
+// run: the runs of a monorepo's push start as places among the runs in flight free up.
+const checkoutLinger = 30 * time.Second
+
 // defaultListen is where the HTTP API and webhooks listen when slipway.yaml says nothing.
 const defaultListen = ":8080"
 
@@ -109,6 +113,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
+	d.CheckoutLinger = checkoutLinger
 	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, hw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
@@ -124,6 +129,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	defer func() {
 		stopDispatcher()
 		disp.Wait()
+		runner.Close()
 	}()
 	limiter := &trigger.HostLimiter{PerHost: o.GitPerHost}
 	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
