@@ -116,6 +116,11 @@ type BranchWatcher struct {
 	handled *recentSet
 	// states are the tracked branches seen, by name; only Run's goroutine uses them.
 	states map[string]*branchState
+	// diffs are the changed paths from each base to diffsTo, the commit whose pipelines are
+	// being matched: the pipelines of a monorepo mostly share their base, and one diff of
+	// the whole tree serves them all. Only Run's goroutine uses them.
+	diffsTo string
+	diffs   map[string][]string
 }
 
 // branchState is what the watcher keeps of one tracked branch between looks.
@@ -598,11 +603,18 @@ func (w *BranchWatcher) changedSince(ctx context.Context, pl *pipeline.Pipeline,
 	if base == "" || base == to {
 		return nil
 	}
+	if w.diffsTo != to {
+		w.diffsTo, w.diffs = to, map[string][]string{}
+	}
+	if paths, ok := w.diffs[base]; ok {
+		return paths
+	}
 	paths, err := w.git.ChangedPaths(ctx, w.repo, base, to)
 	if err != nil {
 		w.log.WithError(err).Warn("changed paths unknown; path filters let the commit through")
 		return nil
 	}
+	w.diffs[base] = paths
 	return paths
 }
 

@@ -115,6 +115,9 @@ func TestLookAtNewHeadStartsMatchingPipelines(t *testing.T) {
 	if slices.Contains(changed, "cR..c2") || !slices.Contains(changed, "c0..c2") || !slices.Contains(changed, "c1..c2") {
 		t.Fatalf("diffs asked %v: want api's since its last successful deploy (c0) and docs' since the handled head (c1)", changed)
 	}
+	if distinct := slices.Compact(slices.Sorted(slices.Values(changed))); len(distinct) != len(changed) {
+		t.Fatalf("diffs asked %v: the pipelines sharing a base want its diff once", changed)
+	}
 	if heads := r.records.handledHeads(); !slices.Equal(heads, []string{sha("c2")}) {
 		t.Fatalf("handled heads %v, want c2", heads)
 	}
