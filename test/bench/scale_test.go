@@ -47,34 +47,34 @@ const (
 
 // scaleReport is what TestBenchScale writes to .slipway/bench/scale-SHAPE.json.
 type scaleReport struct {
-	Shape              string             `json:"shape"`
-	Apps               int                `json:"apps"`
-	Objects            int                `json:"objects"`
-	MaxInFlight        int                `json:"max_in_flight"`
-	ReadySeconds       float64            `json:"ready_seconds"`
-	RunsDoneSeconds    float64            `json:"runs_done_seconds"`
-	P50AppSeconds      float64            `json:"p50_app_seconds"`
-	P95AppSeconds      float64            `json:"p95_app_seconds"`
-	PeakRSSMiB         float64            `json:"peak_rss_mib"`
-	SlipwayCPUSeconds  float64            `json:"slipway_cpu_seconds"`
-	APIServerCPU       float64            `json:"apiserver_cpu_seconds"`
-	Requests           map[string]float64 `json:"requests"`
-	StoreBytes         int64              `json:"store_bytes"`
-	Change10Seconds    float64            `json:"change10_seconds"`
-	Change10Runs       int                `json:"change10_runs"`
-	Change10Objects    int                `json:"change10_objects_changed"`
-	Change10Requests   map[string]float64 `json:"change10_requests"`
-	NoopSeconds        float64            `json:"noop_seconds"`
-	NoopObjects        int                `json:"noop_objects_changed"`
-	NoopRequests       map[string]float64 `json:"noop_requests"`
-	IdleCPUPercent     float64            `json:"idle_cpu_percent"`
-	IdleRSSMiB         float64            `json:"idle_rss_mib"`
-	IdleRequests       map[string]float64 `json:"idle_requests"`
-	FloorSeconds       float64            `json:"floor_seconds"`
-	FluxAnchorSeconds  float64            `json:"flux_anchor_seconds_1000_apps"`
-	FluxAnchorNoop     float64            `json:"flux_anchor_noop_seconds_1000_apps"`
-	Profiles           []string           `json:"profiles"`
-	DaemonLog          string             `json:"daemon_log"`
+	Shape             string             `json:"shape"`
+	Apps              int                `json:"apps"`
+	Objects           int                `json:"objects"`
+	MaxInFlight       int                `json:"max_in_flight"`
+	ReadySeconds      float64            `json:"ready_seconds"`
+	RunsDoneSeconds   float64            `json:"runs_done_seconds"`
+	P50AppSeconds     float64            `json:"p50_app_seconds"`
+	P95AppSeconds     float64            `json:"p95_app_seconds"`
+	PeakRSSMiB        float64            `json:"peak_rss_mib"`
+	SlipwayCPUSeconds float64            `json:"slipway_cpu_seconds"`
+	APIServerCPU      float64            `json:"apiserver_cpu_seconds"`
+	Requests          map[string]float64 `json:"requests"`
+	StoreBytes        int64              `json:"store_bytes"`
+	Change10Seconds   float64            `json:"change10_seconds"`
+	Change10Runs      int                `json:"change10_runs"`
+	Change10Objects   int                `json:"change10_objects_changed"`
+	Change10Requests  map[string]float64 `json:"change10_requests"`
+	NoopSeconds       float64            `json:"noop_seconds"`
+	NoopObjects       int                `json:"noop_objects_changed"`
+	NoopRequests      map[string]float64 `json:"noop_requests"`
+	IdleCPUPercent    float64            `json:"idle_cpu_percent"`
+	IdleRSSMiB        float64            `json:"idle_rss_mib"`
+	IdleRequests      map[string]float64 `json:"idle_requests"`
+	FloorSeconds      float64            `json:"floor_seconds"`
+	FluxAnchorSeconds float64            `json:"flux_anchor_seconds_1000_apps"`
+	FluxAnchorNoop    float64            `json:"flux_anchor_noop_seconds_1000_apps"`
+	Profiles          []string           `json:"profiles"`
+	DaemonLog         string             `json:"daemon_log"`
 }
 
 // TestBenchScale runs the scale benchmark for the chosen shapes, one after another.
