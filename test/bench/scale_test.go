@@ -107,7 +107,11 @@ func TestBenchScale(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 	defer cancel()
-	bin := buildSlipwayTo(ctx, t, env, tmp)
+	// SCALE_BIN measures another build (an older commit's, for a before/after comparison).
+	bin := os.Getenv("SCALE_BIN")
+	if bin == "" {
+		bin = buildSlipwayTo(ctx, t, env, tmp)
+	}
 	cs := env.Clientset(t)
 	// Every app runs one pod: the environment's two kwok nodes hold 500, so the benchmark
 	// brings nodes of its own for its apps and the floor's.
