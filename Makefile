@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/slipwayhq/slipway/internal/version.version=$(VERS
 # the suite); the margin keeps a slow machine from failing CI on the limit alone.
 TEST_TIMEOUT ?= 70m
 
-.PHONY: all build demo test check unit e2e env-up env-down prereqs bench fuzz clean
+.PHONY: all build demo test check unit e2e env-up env-down prereqs bench bench-scale fuzz clean
 
 all: build
 
@@ -72,6 +72,15 @@ env-down:
 bench: prereqs
 	$(GO) test -count=1 -run '^TestBench(Drift|ChartDrift|Triggers|WebhookFlood|Preview|Scripts|KubeJob|Kustomize|LiveLogs|UI)?$$' -bench . -benchtime 5x -v -timeout $(TEST_TIMEOUT) ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
+
+## bench-scale: many small applications (4 objects each) deployed by one `slipway serve` from one push, beside
+## the raw SSA floor: APPS (default 1000), SHAPE monorepo|repos (default both), IN_FLIGHT (runs.maxInFlight, 64);
+## a markdown table, .slipway/bench/scale-SHAPE.json and the daemon's CPU and heap profiles beside it
+APPS ?= 1000
+SHAPE ?=
+IN_FLIGHT ?= 64
+bench-scale: prereqs
+	SCALE_APPS=$(APPS) SCALE_SHAPE=$(SHAPE) SCALE_IN_FLIGHT=$(IN_FLIGHT) $(GO) test -count=1 -run '^TestBenchScale$$' -v -timeout 120m ./test/bench/
 
 clean:
 	rm -rf bin

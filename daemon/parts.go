@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
@@ -36,11 +37,14 @@ type Parts struct {
 	// ApplySlots bound the objects applied at once across every run of the process
 	// (runs.maxAppliesInFlight).
 	ApplySlots *apply.Slots
-	builder    reconciler.ImageBuilder
-	tags       reconciler.TagPruner
-	executors  reconciler.Executors
-	forges     map[string]forge.Client // by repository name; see UseForges
-	log        *logrus.Entry
+	// CheckoutLinger keeps a commit's shared checkout after its last run (the daemon sets
+	// it: a monorepo's runs start as places free up); 0 for a CLI, which exits.
+	CheckoutLinger time.Duration
+	builder        reconciler.ImageBuilder
+	tags           reconciler.TagPruner
+	executors      reconciler.Executors
+	forges         map[string]forge.Client // by repository name; see UseForges
+	log            *logrus.Entry
 }
 
 // NewRunner makes the run engine's Runner over these parts; observer (optional) hears
@@ -48,7 +52,7 @@ type Parts struct {
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
 		Config: d.Config, Builder: d.builder, Tags: d.tags, Executors: d.executors, Gate: d.gate(), Audit: d.Store, Observer: observer,
-		ApplySlots: d.ApplySlots, Log: d.log})
+		ApplySlots: d.ApplySlots, CheckoutLinger: d.CheckoutLinger, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 	"github.com/slipwayhq/slipway/server"
 	"github.com/slipwayhq/slipway/sources/forge"
 )
+
+// checkoutLinger is how long the daemon keeps a commit's shared checkout after its last
+// run: the runs of a monorepo's push start as places among the runs in flight free up.
+const checkoutLinger = 30 * time.Second
 
 // defaultListen is where the HTTP API and webhooks listen when slipway.yaml says nothing.
 const defaultListen = ":8080"
@@ -108,6 +113,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	dispCtx, stopDispatcher := context.WithCancel(ctx)
+	d.CheckoutLinger = checkoutLinger
 	runner, disp, err := d.StartDispatcher(dispCtx, "slipway serve", true, reconciler.Observers{dw, hw, triggerMetrics, statuses})
 	if err != nil {
 		stopDispatcher()
@@ -123,6 +129,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	defer func() {
 		stopDispatcher()
 		disp.Wait()
+		runner.Close()
 	}()
 	limiter := &trigger.HostLimiter{PerHost: d.Config.Git.MaxPerHost}
 	if o.GitPerHost > 0 {
@@ -196,6 +203,13 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if o.MetricsAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		// Profiles on the same internal listener: where a busy daemon spends CPU and memory
+		// is what tuning needs, and the listener is already kept off the public one.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		stopMetrics, err := serveHTTP(ctx, log, o.MetricsAddress, "metrics", mux, nil)
 		if err != nil {
 			return fmt.Errorf("--metrics-address: %w", err)

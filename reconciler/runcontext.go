@@ -26,13 +26,15 @@ type runContext struct {
 	run       store.Run
 	pipeline  *pipeline.Pipeline
 	checkout  *Checkout
-	workspace string
-	repo      *repofs.Repo    // the checkout in workspace, read only through it
-	limits    pipeline.Limits // what the repository's files may cost
-	log       *logrus.Entry
-	store     store.Store
-	state     *RunState     // what the dispatcher sees: whether the run only waits for health
-	artifact  *artifactVars // a promotion's: what the artifact run rendered with
+	workspace string       // the run's own checkout, for tasks that may write it; "" when shared
+	repo      *repofs.Repo // the checkout, read only through it
+	// releaseCheckout gives back a checkout shared with the commit's other runs.
+	releaseCheckout func()
+	limits          pipeline.Limits // what the repository's files may cost
+	log             *logrus.Entry
+	store           store.Store
+	state           *RunState     // what the dispatcher sees: whether the run only waits for health
+	artifact        *artifactVars // a promotion's: what the artifact run rendered with
 	// preview: nothing of it is recorded (task logs go to the daemon's log only).
 	preview bool
 
@@ -82,16 +84,11 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return rc, nil
 	}
 	co, p := job.checkout, job.pipeline
-	ws, err := os.MkdirTemp(r.workRoot(), "run-")
+	dir, err := r.checkoutFor(ctx, rc, co, p)
 	if err != nil {
-		return nil, fmt.Errorf("workspace: %w", err)
-	}
-	rc.workspace = ws
-	if err := r.sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
-		rc.close()
 		return nil, err
 	}
-	if rc.repo, err = repofs.Open(ws); err != nil {
+	if rc.repo, err = repofs.Open(dir); err != nil {
 		rc.close()
 		return nil, err
 	}
@@ -107,6 +104,29 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return nil, err
 	}
 	return rc, nil
+}
+
+// checkoutFor checks the run's commit out: shared with the commit's other readers when the
+// pipeline's tasks only read it, else into a workspace of the run's own (rc.workspace).
+func (r *Runner) checkoutFor(ctx context.Context, rc *runContext, co *Checkout, p *pipeline.Pipeline) (string, error) {
+	if readOnly(p) {
+		sc, release, err := r.checkouts.acquire(ctx, co.Repo, co.Commit.Hash)
+		if err != nil {
+			return "", err
+		}
+		rc.releaseCheckout = release
+		return sc.dir, nil
+	}
+	ws, err := os.MkdirTemp(r.workRoot(), "run-")
+	if err != nil {
+		return "", fmt.Errorf("workspace: %w", err)
+	}
+	rc.workspace = ws
+	if err := r.sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
+		rc.close()
+		return "", err
+	}
+	return ws, nil
 }
 
 // resolveVars sets the run's variables (built-ins, declared ones) and reads its secrets.
@@ -305,6 +325,10 @@ func (rc *runContext) close() {
 	}
 	if rc.workspace != "" {
 		_ = os.RemoveAll(rc.workspace)
+	}
+	if rc.releaseCheckout != nil {
+		rc.releaseCheckout()
+		rc.releaseCheckout = nil
 	}
 }
 

@@ -90,7 +90,10 @@ type RunnerOptions struct {
 	// ApplySlots bound the objects applied at once across all runs (nil: each deploy's own
 	// pool only).
 	ApplySlots *apply.Slots
-	Log        *logrus.Entry
+	// CheckoutLinger keeps a commit's shared checkout this long after its last reader
+	// (see checkouts); 0 removes it at once. The daemon keeps them; a CLI need not.
+	CheckoutLinger time.Duration
+	Log            *logrus.Entry
 }
 
 // Runner executes runs: it reads pipeline files (Prepare), records runs (Queue) and runs
@@ -108,6 +111,7 @@ type Runner struct {
 	audit     AuditLog
 	observer  Observer
 	slots     *apply.Slots
+	checkouts *checkouts
 	log       *logrus.Entry
 }
 
@@ -118,6 +122,7 @@ func NewRunner(o RunnerOptions) *Runner {
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}
+	r.checkouts = &checkouts{src: o.Sources, root: r.workRoot, linger: o.CheckoutLinger}
 	if r.log == nil {
 		r.log = logrus.NewEntry(logrus.StandardLogger())
 	}
@@ -164,21 +169,22 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(r.workRoot(), "prepare-")
-	if err != nil {
-		return nil, fmt.Errorf("workspace: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	if err := r.sources.Checkout(ctx, req.Repo, info.Hash, dir); err != nil {
-		return nil, err
-	}
-	repo, err := repofs.Open(dir)
+	sc, release, err := r.checkouts.acquire(ctx, req.Repo, info.Hash)
 	if err != nil {
 		return nil, err
 	}
-	defer repo.Close()
-	ps, err := pipeline.LoadFile(repo, pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
-		pipeline.Options{Env: r.config, Repo: repo, Limits: r.limitsOf(req.Repo.Name)})
+	defer release()
+	// Read once per commit: a thousand runs asked for one by one through the API each
+	// prepare the same commit.
+	ps, err := sc.parse(func() ([]*pipeline.Pipeline, error) {
+		repo, err := repofs.Open(sc.dir)
+		if err != nil {
+			return nil, err
+		}
+		defer repo.Close()
+		return pipeline.LoadFile(repo, pipelineFile, req.Repo.Name+"@"+info.ShortHash+":"+pipelineFile,
+			pipeline.Options{Env: r.config, Repo: repo, Limits: r.limitsOf(req.Repo.Name)})
+	})
 	if err != nil {
 		return nil, &PrepareError{Commit: info.Hash, Err: err}
 	}
@@ -201,6 +207,10 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	}
 	return co, nil
 }
+
+// Close removes the shared checkouts nobody holds; runs still holding one remove theirs
+// when they end.
+func (r *Runner) Close() { r.checkouts.close() }
 
 // ErrNoSuchPipeline says a commit's pipeline file lacks the pipeline asked for.
 var ErrNoSuchPipeline = errors.New("no such pipeline")

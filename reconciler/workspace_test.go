@@ -23,7 +23,10 @@ func TestWorkspacesArePrivateAndUnpredictable(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := NewRunner(RunnerOptions{Sources: emptyCheckout{}, Config: &config.Config{DataDir: data}, Log: logrus.NewEntry(logrus.New())})
-	job := RunJob(&Checkout{Repo: sources.Repo{Name: "app"}}, &pipeline.Pipeline{Name: "app"}, store.TriggerPush, 0)
+	// A script may write its workspace: its run gets one of its own (runs that only render
+	// share the commit's checkout, see checkouts).
+	p := &pipeline.Pipeline{Name: "app", Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeScript}}}}}
+	job := RunJob(&Checkout{Repo: sources.Repo{Name: "app"}}, p, store.TriggerPush, 0)
 	var names []string
 	for range 2 {
 		rc, err := r.newRunContext(context.Background(), job, store.Run{BuildID: 7}, nil, logrus.NewEntry(logrus.New()))

@@ -35,7 +35,8 @@ type DB struct {
 	dialect dialect
 	codec   *objectCodec
 	opts    options
-	relay   *relay // PostgreSQL: sends changes to, and hears them from, other processes
+	relay   *relay       // PostgreSQL: sends changes to, and hears them from, other processes
+	group   *groupCommit // SQLite: concurrent writes share a commit; nil on PostgreSQL
 }
 
 var _ Store = (*DB)(nil)
@@ -112,6 +113,7 @@ func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) 
 	if err := s.prepare(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	s.group = &groupCommit{db: s}
 
 	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {

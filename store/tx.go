@@ -23,7 +23,14 @@ const busyRetries = 8
 // sees no other write interleaved. fn must touch nothing but tx: if another process kept
 // the write lock past busy_timeout, or PostgreSQL aborted the transaction for a conflict,
 // the whole transaction is rolled back and fn runs again.
+//
+// On SQLite, writes of concurrent callers are committed together (see groupCommit): each
+// runs in a savepoint of its own inside one transaction, so one caller's failure rolls back
+// only its own changes, and the group pays for one fsync instead of one each.
 func (s *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.group != nil {
+		return s.group.write(ctx, fn)
+	}
 	return s.writeWith(ctx, s.dialect.writeTx(), fn)
 }
 

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"maps"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
@@ -23,20 +20,17 @@ import (
 // pipelines deploy, and it can go once installations have migrated.
 var selectors = [...]string{apply.OwnedSelector, apply.LegacySelector}
 
-// clusterWatch is one cluster's watches, one per kind that current revisions applied.
+// clusterWatch is one cluster's watches, one per kind that current revisions applied. The
+// informers are the cluster's shared ones (kube.Informers): every pipeline's objects of a
+// kind come through one watch, which health waits read too.
 type clusterWatch struct {
 	cl    *kube.Cluster
-	dyn   dynamic.Interface
 	w     *Watcher
 	kinds map[schema.GroupVersionKind]context.CancelFunc
 }
 
 func newClusterWatch(cl *kube.Cluster, w *Watcher) (*clusterWatch, error) {
-	dyn, err := dynamic.NewForConfig(cl.Config)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: dynamic client: %w", cl.Name, err)
-	}
-	return &clusterWatch{cl: cl, dyn: dyn, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
+	return &clusterWatch{cl: cl, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
 }
 
 // sync starts watches of kinds not yet watched, for as long as ctx lives, and stops those
@@ -70,8 +64,7 @@ func (c *clusterWatch) start(ctx context.Context, gvk schema.GroupVersionKind, g
 }
 
 func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource, selector string) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(c.dyn, gvr, metav1.NamespaceAll, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	inf := c.cl.Informers.For(gvr, selector)
 	enqueue := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -83,7 +76,7 @@ func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, g
 		e := store.InventoryEntry{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 		c.w.changed(c.cl.Name + "|" + e.Key())
 	}
-	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue,
 		UpdateFunc: func(old, cur any) {
 			if statusOnly(old, cur) {
@@ -93,7 +86,16 @@ func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, g
 		},
 		DeleteFunc: enqueue,
 	})
-	go inf.Informer().Run(ctx.Done())
+	if err != nil {
+		// Only a stopped informer refuses handlers: the daemon is on its way out.
+		c.w.Log.WithError(err).WithField("kind", gvk.String()).Warn("drift: watch")
+		return
+	}
+	// The informer outlives the kind's watch here (health waits read it); the handler not.
+	go func() {
+		<-ctx.Done()
+		_ = inf.RemoveEventHandler(reg)
+	}()
 }
 
 // statusOnly tells an update that cannot be drift: the generation (bumped by every spec

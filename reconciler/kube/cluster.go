@@ -12,9 +12,11 @@ import (
 	"sync"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -53,6 +55,8 @@ type Cluster struct {
 	Clientset kubernetes.Interface
 	Mapper    meta.RESTMapper
 	Manager   *ssa.ResourceManager
+	// Informers are the cluster's shared informers (drift watches, health waits).
+	Informers *Informers
 }
 
 // Clusters hands out connected clusters by name, connecting each once.
@@ -119,10 +123,21 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: clientset: %w", spec.Name, err)
 	}
-	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: dynamic client: %w", spec.Name, err)
+	}
+	informers := newInformers(dyn)
+	// Health waits read the shared informers, not a list of every kind of the set in its
+	// namespace at every poll: with many runs waiting at once those lists were most of the
+	// API server's work.
+	poller := polling.NewStatusPoller(c, mapper, polling.Options{
+		CustomStatusReaders:  []engine.StatusReader{objectStatus{mapper: mapper}},
+		ClusterReaderFactory: cachedReaderFactory(informers),
+	})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(16)
-	return &Cluster{Name: spec.Name, Config: cfg, Client: c, Clientset: cs, Mapper: mapper, Manager: rm}, nil
+	return &Cluster{Name: spec.Name, Config: cfg, Client: c, Clientset: cs, Mapper: mapper, Manager: rm, Informers: informers}, nil
 }
 
 // RESTConfig is how to reach the cluster spec names, with no client-side rate limit changes

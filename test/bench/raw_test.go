@@ -48,6 +48,8 @@ func objectPath(u *unstructured.Unstructured) (string, error) {
 	switch u.GetKind() {
 	case "ConfigMap":
 		return "/api/v1/namespaces/" + ns + "/configmaps/" + name, nil
+	case "ServiceAccount":
+		return "/api/v1/namespaces/" + ns + "/serviceaccounts/" + name, nil
 	case "Service":
 		return "/api/v1/namespaces/" + ns + "/services/" + name, nil
 	case "Deployment":

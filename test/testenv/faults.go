@@ -105,6 +105,24 @@ func (e *Env) Kill(t testing.TB, name string) (restart func()) {
 	return restart
 }
 
+// PID is the process id of one process of the environment (a name under
+// .slipway/env/pids, as for Kill), for benchmarks that measure its CPU.
+func (e *Env) PID(t testing.TB, name string) int {
+	t.Helper()
+	if e.stateDir == "" {
+		t.Fatalf("testenv: %s names no SLIPWAY_ENV_DIR; restart the environment with `make env-down env-up`", envFile)
+	}
+	b, err := os.ReadFile(filepath.Join(e.stateDir, "pids", name))
+	if err != nil {
+		t.Fatalf("testenv: no process %q in the environment: %v", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("testenv: pid of %s: %v", name, err)
+	}
+	return pid
+}
+
 // replacePID records a restarted process's PID in pids/NAME and in testenv.env's
 // SLIPWAY_ENV_PIDS, by which env-up judges the environment alive.
 func (e *Env) replacePID(name string, oldPID, newPID int) error {

@@ -1,0 +1,95 @@
+package reconciler
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/sources"
+)
+
+// countingSources checks a commit out as one file and counts the checkouts.
+type countingSources struct {
+	Sources
+	mu    sync.Mutex
+	count int
+}
+
+func (s *countingSources) Checkout(_ context.Context, _ sources.Repo, commit, dir string) error {
+	s.mu.Lock()
+	s.count++
+	s.mu.Unlock()
+	return os.WriteFile(filepath.Join(dir, "commit"), []byte(commit), 0o644)
+}
+
+// The readers of one commit share one checkout, removed after the last lets it go; another
+// commit gets its own.
+func TestCheckoutsShareOneCheckoutPerCommit(t *testing.T) {
+	src := &countingSources{}
+	root := t.TempDir()
+	c := &checkouts{src: src, root: func() string { return root }}
+	repo := sources.Repo{Name: "mono"}
+	ctx := context.Background()
+	var releases []func()
+	var dirs []string
+	for range 20 {
+		sc, release, err := c.acquire(ctx, repo, "abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases, dirs = append(releases, release), append(dirs, sc.dir)
+	}
+	other, releaseOther, err := c.acquire(ctx, repo, "def")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.count != 2 {
+		t.Fatalf("%d checkouts for 20 readers of one commit and one of another, want 2", src.count)
+	}
+	for _, d := range dirs[1:] {
+		if d != dirs[0] {
+			t.Fatalf("readers of one commit got %s and %s", dirs[0], d)
+		}
+	}
+	if other.dir == dirs[0] {
+		t.Fatal("two commits share a checkout")
+	}
+	parses := 0
+	for range 3 {
+		sc, release, err := c.acquire(ctx, repo, "abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = sc.parse(func() ([]*pipeline.Pipeline, error) { parses++; return nil, nil })
+		release()
+	}
+	if parses != 1 {
+		t.Fatalf("the pipeline file of one checkout was parsed %d times, want 1", parses)
+	}
+	for _, r := range releases {
+		if _, err := os.Stat(dirs[0]); err != nil {
+			t.Fatalf("the checkout went while held: %v", err)
+		}
+		r()
+	}
+	if _, err := os.Stat(dirs[0]); !os.IsNotExist(err) {
+		t.Fatalf("the checkout outlived its last reader: %v", err)
+	}
+	releaseOther()
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("%d checkouts left behind", len(entries))
+	}
+}
+
+// Only pipelines whose tasks merely render share a checkout.
+func TestReadOnlyPipelines(t *testing.T) {
+	deploy := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeDeployYAML}, {Type: pipeline.TypeDeployChart}}}}}
+	script := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeDeployYAML}}}, {Tasks: []pipeline.Task{{Type: pipeline.TypeScript}}}}}
+	build := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeBuildImage}}}}}
+	if !readOnly(deploy) || readOnly(script) || readOnly(build) {
+		t.Fatalf("readOnly: deploy %v, script %v, build %v; want true, false, false", readOnly(deploy), readOnly(script), readOnly(build))
+	}
+}

@@ -1,0 +1,189 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/event"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"github.com/fluxcd/cli-utils/pkg/object"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// OwnedSelector selects every object Slipway applied (its owner label), whatever the
+// pipeline: the label selector of the shared informers health waits read.
+const OwnedSelector = OwnerGroup + "/owner"
+
+// Informers are a cluster's shared informers: one per kind and label selector, started on
+// first use and kept until Close, whoever asks. Drift watching of every pipeline and the
+// health waits of every run read the same caches, so a thousand pipelines cost one list
+// and one watch per kind instead of a thousand.
+type Informers struct {
+	dyn    dynamic.Interface
+	mu     sync.Mutex
+	byKey  map[informerKey]cache.SharedIndexInformer
+	stop   chan struct{}
+	closed bool
+}
+
+type informerKey struct {
+	gvr      schema.GroupVersionResource
+	selector string
+}
+
+func newInformers(dyn dynamic.Interface) *Informers {
+	return &Informers{dyn: dyn, byKey: map[informerKey]cache.SharedIndexInformer{}, stop: make(chan struct{})}
+}
+
+// For returns the informer of the kind's objects that selector selects, in every namespace,
+// starting it if it is new. Its reflector re-lists and re-watches by itself when the API
+// server goes away and comes back.
+func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.SharedIndexInformer {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	k := informerKey{gvr, selector}
+	if inf, ok := i.byKey[k]; ok {
+		return inf
+	}
+	inf := dynamicinformer.NewFilteredDynamicInformer(i.dyn, gvr, metav1.NamespaceAll, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+	// Nobody reading the caches needs who set which field, and it is often most of an
+	// object: the cache of thousands of objects stays small without it.
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			u.SetManagedFields(nil)
+		}
+		return obj, nil
+	})
+	i.byKey[k] = inf
+	if !i.closed {
+		go inf.Run(i.stop)
+	}
+	return inf
+}
+
+// Close stops every informer.
+func (i *Informers) Close() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.closed {
+		i.closed = true
+		close(i.stop)
+	}
+}
+
+// cachedReader is a kstatus ClusterReader that reads the objects of one health wait from
+// the shared informers instead of listing their kinds at every poll. An object is read
+// from the API server the first time (or while its informer has not synced, or when the
+// cache lacks it: it may carry no owner label); after that its cached copy serves as long
+// as it is at least as new as that read (its generation), so a cache that has not yet
+// seen the apply never passes an old status off as the new one.
+type cachedReader struct {
+	informers *Informers
+	mapper    meta.RESTMapper
+	live      client.Reader
+	mu        sync.Mutex
+	floor     map[client.ObjectKey]int64 // generation read from the API server, by object
+}
+
+// cachedReaderFactory makes a cachedReader per health wait.
+func cachedReaderFactory(informers *Informers) engine.ClusterReaderFactory {
+	return engine.ClusterReaderFactoryFunc(func(r client.Reader, m meta.RESTMapper, _ object.ObjMetadataSet) (engine.ClusterReader, error) {
+		return &cachedReader{informers: informers, mapper: m, live: r, floor: map[client.ObjectKey]int64{}}, nil
+	})
+}
+
+func (c *cachedReader) Get(ctx context.Context, key client.ObjectKey, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return err
+	}
+	inf := c.informers.For(m.Resource, OwnedSelector)
+	c.mu.Lock()
+	floor, seen := c.floor[key]
+	c.mu.Unlock()
+	if seen {
+		if inf.HasSynced() {
+			storeKey := key.Name
+			if key.Namespace != "" {
+				storeKey = key.Namespace + "/" + key.Name
+			}
+			if item, ok, err := inf.GetStore().GetByKey(storeKey); err == nil && ok {
+				if u, ok := item.(*unstructured.Unstructured); ok && u.GetGeneration() >= floor {
+					u.DeepCopyInto(obj)
+					obj.SetGroupVersionKind(gvk)
+					return nil
+				}
+			}
+		}
+	}
+	if err := c.live.Get(ctx, key, obj); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.floor[key] = obj.GetGeneration()
+	c.mu.Unlock()
+	return nil
+}
+
+// The lists kstatus makes are for the objects a workload generates (ReplicaSets, Pods),
+// which objectStatus does not need; they go to the API server should anything ask.
+func (c *cachedReader) ListNamespaceScoped(ctx context.Context, list *unstructured.UnstructuredList, namespace string, selector labels.Selector) error {
+	return c.live.List(ctx, list, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector})
+}
+
+func (c *cachedReader) ListClusterScoped(ctx context.Context, list *unstructured.UnstructuredList, selector labels.Selector) error {
+	return c.live.List(ctx, list, client.MatchingLabelsSelector{Selector: selector})
+}
+
+func (c *cachedReader) Sync(context.Context) error { return nil }
+
+// objectStatus is the kstatus status reader of every kind: the status computed from the
+// object itself, as kstatus's own readers do, without listing the ReplicaSets and Pods of
+// a workload for the record (the health wait explains a failed workload by its pods
+// itself).
+type objectStatus struct{ mapper meta.RESTMapper }
+
+func (objectStatus) Supports(schema.GroupKind) bool { return true }
+
+func (s objectStatus) ReadStatus(ctx context.Context, reader engine.ClusterReader, id object.ObjMetadata) (*event.ResourceStatus, error) {
+	m, err := s.mapper.RESTMapping(id.GroupKind)
+	if err != nil {
+		return &event.ResourceStatus{Identifier: id, Status: status.UnknownStatus, Error: err}, nil
+	}
+	var u unstructured.Unstructured
+	u.SetGroupVersionKind(m.GroupVersionKind)
+	err = reader.Get(ctx, client.ObjectKey{Namespace: id.Namespace, Name: id.Name}, &u)
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return nil, err
+	case apierrors.IsNotFound(err):
+		return &event.ResourceStatus{Identifier: id, Status: status.NotFoundStatus, Message: "Resource not found"}, nil
+	case err != nil:
+		return &event.ResourceStatus{Identifier: id, Status: status.UnknownStatus, Error: err}, nil
+	}
+	return s.ReadStatusForObject(ctx, reader, &u)
+}
+
+func (objectStatus) ReadStatusForObject(_ context.Context, _ engine.ClusterReader, u *unstructured.Unstructured) (*event.ResourceStatus, error) {
+	id := object.UnstructuredToObjMetadata(u)
+	res, err := status.Compute(u)
+	if err != nil {
+		return &event.ResourceStatus{Identifier: id, Status: status.UnknownStatus, Resource: u, Error: fmt.Errorf("compute status: %w", err)}, nil
+	}
+	return &event.ResourceStatus{Identifier: id, Status: res.Status, Resource: u, Message: res.Message}, nil
+}
