@@ -114,7 +114,7 @@ func Choose(shard int, members []string) string {
 }
 
 func memberLeaseName(identity string) string { return "slipway-replica-" + identity }
-func shardLeaseName(shard int) string       { return fmt.Sprintf("slipway-shard-%02d", shard) }
+func shardLeaseName(shard int) string        { return fmt.Sprintf("slipway-shard-%02d", shard) }
 
 // Run takes part until ctx ends, then stops the owned repositories' work and gives up the
 // Leases so the other replicas take over at once.
