@@ -145,6 +145,9 @@ type Store interface {
 	LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (time.Time, bool, error)
 	// SetScheduleTick records the last tick handled of a pipeline's schedule.
 	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
+	// AdvanceScheduleTick records tick only if the tick recorded is still from: a
+	// compare-and-set, so two processes never both handle one tick.
+	AdvanceScheduleTick(ctx context.Context, ref PipelineRef, schedule string, from, tick time.Time) (bool, error)
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
 

@@ -196,9 +196,9 @@ func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
 	var run store.Run
 	var err error
 	if f.Concurrency == pipeline.ConcurrencyForbid {
-		run, err = h.startIfIdle(ctx, f.Pipeline)
+		run, err = h.startIfIdle(ctx, f.Pipeline, f.Claim)
 	} else {
-		run, err = h.start(ctx, f.Pipeline, target{}, store.TriggerCron, 0)
+		run, err = h.startClaimed(ctx, f.Pipeline, target{}, store.TriggerCron, 0, f.Claim)
 	}
 	if err != nil {
 		return err
@@ -239,18 +239,34 @@ func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
 }
 
 func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
+	return h.startClaimed(ctx, ref, at, trig, parent, nil)
+}
+
+// startClaimed is start with a schedule's claim on its tick (schedule.Fire.Claim), made
+// between reading the pipeline and submitting the run.
+func (h *Hub) startClaimed(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64, claim func(context.Context) error) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, at)
 	if err != nil {
 		return store.Run{}, err
+	}
+	if claim != nil {
+		if err := claim(ctx); err != nil {
+			return store.Run{}, err
+		}
 	}
 	return h.dispatcher.Submit(ctx, reconciler.RunJob(co, co.Pipelines[0], trig, parent))
 }
 
 // startIfIdle starts a cron run only if no run of the pipeline is queued or running.
-func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run, error) {
+func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef, claim func(context.Context) error) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, target{})
 	if err != nil {
 		return store.Run{}, err
+	}
+	if claim != nil {
+		if err := claim(ctx); err != nil {
+			return store.Run{}, err
+		}
 	}
 	run, err := h.dispatcher.SubmitIfIdle(ctx, reconciler.RunJob(co, co.Pipelines[0], store.TriggerCron, 0))
 	if errors.Is(err, reconciler.ErrBusy) {
