@@ -148,6 +148,10 @@ type Store interface {
 	// AdvanceScheduleTick records tick only if the tick recorded is still from: a
 	// compare-and-set, so two processes never both handle one tick.
 	AdvanceScheduleTick(ctx context.Context, ref PipelineRef, schedule string, from, tick time.Time) (bool, error)
+	// HandHint leaves a webhook hint for the replica owning the repository; TakeHints
+	// takes (reads and deletes) the hints of the repositories a replica owns.
+	HandHint(ctx context.Context, h RepositoryHint) error
+	TakeHints(ctx context.Context, repositories []string) ([]RepositoryHint, error)
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
 
