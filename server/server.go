@@ -22,7 +22,7 @@ import (
 // Triggers is what the server asks of the trigger hub. actor is the caller's identity
 // name: the hub records it in the audit log.
 type Triggers interface {
-	Hint(repository string, h trigger.Hint) error
+	Hint(ctx context.Context, repository string, h trigger.Hint) error
 	Trigger(ctx context.Context, ref store.PipelineRef, branch, commit, actor string) (store.Run, error)
 	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error)
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error
