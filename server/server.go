@@ -84,6 +84,9 @@ type Server struct {
 	Changes records.Feed
 	// Repositories are the configured repositories' names, listed even before a run.
 	Repositories []string
+	// Replicas says which replica owns which repository (ha in slipway.yaml); nil: this
+	// daemon is the only one.
+	Replicas Replicas
 	// UI, if set, is the web console (server/webui), served under /ui/.
 	UI  http.Handler
 	Log *logrus.Entry
@@ -159,6 +162,7 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET /api/v1/repositories", config.RoleViewer, s.listRepositories},
+		{"GET /api/v1/replicas", config.RoleViewer, s.listReplicas},
 		{"GET /api/v1/pipelines", config.RoleViewer, s.listPipelines},
 		{"GET /api/v1/pipelines/{pipeline}", config.RoleViewer, s.getPipeline},
 		{"GET /api/v1/pipelines/{pipeline}/drift", config.RoleViewer, s.getDrift},
