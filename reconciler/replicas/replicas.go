@@ -38,10 +38,10 @@ type Leases interface {
 
 // Work is what a replica runs for the repositories it owns.
 type Work interface {
-	// Own starts the repository's work on this replica.
-	Own(repository string)
+	// Own starts the repository's work on this replica, under ctx (the coordinator's).
+	Own(ctx context.Context, repository string)
 	// Disown stops it and returns once it has stopped.
-	Disown(repository string)
+	Disown(ctx context.Context, repository string)
 }
 
 // Options configure a Coordinator.
@@ -135,7 +135,7 @@ func (c *Coordinator) Run(ctx context.Context) {
 // tick is one round: list, renew, take and give up. It returns when to come back.
 func (c *Coordinator) tick(ctx context.Context) time.Duration {
 	next := c.o.RetryPeriod
-	defer c.enforceDeadline()
+	defer c.enforceDeadline(ctx)
 	list, err := c.o.Leases.List(ctx, metav1.ListOptions{LabelSelector: labelManagedBy + "=slipway," + labelRole})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -169,7 +169,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 		case held && (l == nil || holder(l) != c.o.Identity):
 			// Someone took or deleted it: our view was wrong; stop at once.
 			c.o.Log.WithField("shard", shard).Warn("replicas: lost a shard's lease")
-			c.drop(shard)
+			c.drop(ctx, shard)
 		case held && !want:
 			c.release(ctx, shard, l)
 		case held:
@@ -202,7 +202,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 
 // enforceDeadline stops the work of every shard whose Lease was not renewed within
 // renewDeadline: from leaseDuration on another replica may take it.
-func (c *Coordinator) enforceDeadline() {
+func (c *Coordinator) enforceDeadline(ctx context.Context) {
 	now := c.o.Now()
 	c.mu.Lock()
 	var late []int
@@ -214,7 +214,7 @@ func (c *Coordinator) enforceDeadline() {
 	c.mu.Unlock()
 	for _, s := range late {
 		c.o.Log.WithField("shard", s).Warn("replicas: a shard's lease was not renewed within renewDeadline; its repositories stop here")
-		c.drop(s)
+		c.drop(ctx, s)
 	}
 }
 
@@ -303,7 +303,7 @@ func (c *Coordinator) create(ctx context.Context, shard int, now time.Time) {
 		}
 		return
 	}
-	c.acquired(shard, l, now)
+	c.acquired(ctx, shard, l, now)
 }
 
 // take acquires a free or expired shard Lease. The update carries the resourceVersion
@@ -325,16 +325,16 @@ func (c *Coordinator) take(ctx context.Context, shard int, cur *coordv1.Lease, n
 		}
 		return
 	}
-	c.acquired(shard, l, now)
+	c.acquired(ctx, shard, l, now)
 }
 
-func (c *Coordinator) acquired(shard int, l *coordv1.Lease, now time.Time) {
+func (c *Coordinator) acquired(ctx context.Context, shard int, l *coordv1.Lease, now time.Time) {
 	c.mu.Lock()
 	c.held[shard], c.renewed[shard] = l, now
 	c.mu.Unlock()
 	c.o.Log.WithFields(logrus.Fields{"shard": shard, "repositories": c.shards[shard]}).Info("replicas: took a shard")
 	for _, r := range c.shards[shard] {
-		c.o.Work.Own(r)
+		c.o.Work.Own(ctx, r)
 	}
 }
 
@@ -359,7 +359,7 @@ func (c *Coordinator) renew(ctx context.Context, shard int, cur *coordv1.Lease, 
 
 // release stops the shard's work, then frees its Lease for the member the hash prefers.
 func (c *Coordinator) release(ctx context.Context, shard int, cur *coordv1.Lease) {
-	c.drop(shard)
+	c.drop(ctx, shard)
 	l := cur.DeepCopy()
 	l.Spec.HolderIdentity = nil
 	l.Spec.RenewTime = nil
@@ -372,7 +372,7 @@ func (c *Coordinator) release(ctx context.Context, shard int, cur *coordv1.Lease
 }
 
 // drop stops the shard's work and forgets the Lease (not touching it).
-func (c *Coordinator) drop(shard int) {
+func (c *Coordinator) drop(ctx context.Context, shard int) {
 	c.mu.Lock()
 	_, held := c.held[shard]
 	delete(c.held, shard)
@@ -382,7 +382,7 @@ func (c *Coordinator) drop(shard int) {
 		return
 	}
 	for _, r := range c.shards[shard] {
-		c.o.Work.Disown(r)
+		c.o.Work.Disown(ctx, r)
 	}
 }
 

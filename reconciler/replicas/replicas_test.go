@@ -28,7 +28,7 @@ type work struct {
 	id string
 }
 
-func (w work) Own(repo string) {
+func (w work) Own(_ context.Context, repo string) {
 	w.o.mu.Lock()
 	defer w.o.mu.Unlock()
 	if cur, ok := w.o.by[repo]; ok {
@@ -37,7 +37,7 @@ func (w work) Own(repo string) {
 	w.o.by[repo] = w.id
 }
 
-func (w work) Disown(repo string) {
+func (w work) Disown(_ context.Context, repo string) {
 	w.o.mu.Lock()
 	defer w.o.mu.Unlock()
 	if w.o.by[repo] != w.id {
