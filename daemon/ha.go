@@ -212,19 +212,3 @@ func newCoordinator(cfg *config.Config, work replicas.Work, log *logrus.Entry) (
 		RetryPeriod: ha.RetryPeriod.Duration, Work: work, Log: log})
 }
 
-// goReload runs reload after each signal until ctx ends; the returned function waits for it.
-func goReload(ctx context.Context, signals <-chan struct{}, reload func(context.Context)) (wait func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-signals:
-				reload(ctx)
-			}
-		}
-	}()
-	return func() { <-done }
-}

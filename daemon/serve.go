@@ -186,6 +186,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		}
 	}
 	var coord *replicas.Coordinator
+	var reloadLoop func(context.Context)
 	if d.Config.HA != nil {
 		owned = newOwnedRepos(watchers, sched, d.Store, log.WithField("component", "replicas"))
 		// Reloads are merged and run off the coordinator's goroutine, which must keep
@@ -197,12 +198,19 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			default:
 			}
 		}
-		defer goReload(ctx, reloads, func(ctx context.Context) {
-			dw.Reload()
-			if err := hw.Refresh(ctx); err != nil && ctx.Err() == nil {
-				log.WithError(err).Debug("health watch: reload after an ownership change")
+		reloadLoop = func(ctx context.Context) {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-reloads:
+					dw.Reload()
+					if err := hw.Refresh(ctx); err != nil && ctx.Err() == nil {
+						log.WithError(err).Debug("health watch: reload after an ownership change")
+					}
+				}
 			}
-		})()
+		}
 		if coord, err = newCoordinator(d.Config, owned, log.WithField("component", "replicas")); err != nil {
 			return err
 		}
@@ -275,6 +283,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if coord != nil {
 		// The coordinator starts and stops the owned repositories' watchers.
 		goRun(coord.Run)
+		goRun(reloadLoop)
 		goRun(func(ctx context.Context) { owned.followHints(ctx, d.Changes, d.Config.HA.RetryPeriod.Duration) })
 	} else {
 		for _, w := range watchers {
