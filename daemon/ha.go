@@ -211,4 +211,3 @@ func newCoordinator(cfg *config.Config, work replicas.Work, log *logrus.Entry) (
 		Repositories: repositoryNames(cfg), LeaseDuration: ha.LeaseDuration.Duration, RenewDeadline: ha.RenewDeadline.Duration,
 		RetryPeriod: ha.RetryPeriod.Duration, Work: work, Log: log})
 }
-

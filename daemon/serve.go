@@ -24,8 +24,8 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/sweep"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/server"
-	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/sources/forge"
+	"github.com/slipwayhq/slipway/store"
 )
 
 // defaultListen is where the HTTP API and webhooks listen when slipway.yaml says nothing.
@@ -148,7 +148,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store}
 	owns := o.Owns
 	if d.Config.HA != nil {
-		hubOpts.Handoff = func(ctx context.Context, repo string, h trigger.Hint) (bool, error) { return owned.Handoff(ctx, repo, h) }
+		hubOpts.Handoff = func(ctx context.Context, repo string, h trigger.Hint) (bool, error) {
+			return owned.Handoff(ctx, repo, h)
+		}
 		if owns == nil {
 			// Interrupted runs are retried by the replica owning their repository.
 			owns = func(repo string) bool { return owned.Owns(repo) }
