@@ -113,6 +113,9 @@ func Choose(shard int, members []string) string {
 	return best
 }
 
+// LeaseName is the name of the Lease whose holder watches the repository.
+func LeaseName(repository string) string { return shardLeaseName(ShardOf(repository)) }
+
 func memberLeaseName(identity string) string { return "slipway-replica-" + identity }
 func shardLeaseName(shard int) string        { return fmt.Sprintf("slipway-shard-%02d", shard) }
 
