@@ -294,6 +294,9 @@ func TestReplicasShareRepositoriesAndSchedules(t *testing.T) {
 
 	// Wait for a tick of the schedule, then kill its owner 8 s before the next one, with a
 	// run in flight on another repository it owns.
+	// Owners now, long after the replicas joined (the first settled view may have been
+	// taken while shards were still moving to the last replica to join).
+	owners = c.owners()
 	cronOwner := c.replicas[owners["cron"][0]]
 	var slow haRepo
 	for _, r := range repos {
