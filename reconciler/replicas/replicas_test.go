@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -134,6 +136,16 @@ func TestSpreadAndMoveOnJoin(t *testing.T) {
 	st := b.Status()
 	if len(st.Members) != 3 || len(st.Unowned) != 0 {
 		t.Errorf("status: %+v", st)
+	}
+	want := fmt.Sprintf(`# HELP slipway_replica_members Live replicas, as this replica last listed their Leases.
+# TYPE slipway_replica_members gauge
+slipway_replica_members 3
+# HELP slipway_replica_repositories_owned Repositories this replica watches (holds the Lease of their shard).
+# TYPE slipway_replica_repositories_owned gauge
+slipway_replica_repositories_owned %d
+`, n["b"])
+	if err := testutil.CollectAndCompare(b, strings.NewReader(want)); err != nil {
+		t.Error(err)
 	}
 	for _, m := range st.Members {
 		if len(m.Repositories) != n[m.Identity] || m.Self != (m.Identity == "b") || !m.Expires.Equal(m.RenewTime.Add(15*time.Second)) {
