@@ -314,7 +314,7 @@ func TestReplicasShareRepositoriesAndSchedules(t *testing.T) {
 		nextTick = nextTick.Add(time.Minute)
 	}
 	time.Sleep(time.Until(nextTick.Add(-18 * time.Second)))
-	slowCommit := slow.work.commit("slow", map[string][]byte{".pipeline.yaml": []byte(strings.Replace(string(quickPipeline("app", "")), "${SCRIPT}", "sleep 6", 1))})
+	slowCommit := slow.work.commit("slow", map[string][]byte{".pipeline.yaml": []byte(strings.Replace(string(quickPipeline("app", "")), "${SCRIPT}", "sleep 25", 1))})
 	c.waitRuns(a, 15*time.Second, "the slow run running", func(rs []apiRun) bool {
 		for _, r := range rs {
 			if r.Repository == slow.name && r.Commit == slowCommit && r.Status == "running" {
@@ -354,8 +354,11 @@ func TestReplicasShareRepositoriesAndSchedules(t *testing.T) {
 		}
 		took := l.Spec.AcquireTime.Sub(killed)
 		t.Logf("%s's Lease %s taken by %s %s after the kill", repo, l.Name, *l.Spec.HolderIdentity, took.Round(10*time.Millisecond))
-		if took > 15*time.Second {
-			t.Errorf("%s moved %s after the kill, want within 15 s (leaseDuration)", repo, took)
+		// The dead replica may have renewed its Leases the instant before the kill; they
+		// are taken when they expire, leaseDuration after that renewal, plus one LIST and
+		// one update.
+		if took > 15*time.Second+time.Second {
+			t.Errorf("%s moved %s after the kill, want within leaseDuration (15 s) of its last renewal", repo, took)
 		}
 	}
 	survivor := a
@@ -364,7 +367,7 @@ func TestReplicasShareRepositoriesAndSchedules(t *testing.T) {
 	}
 
 	// The run in flight is recorded interrupted, and retried at the pushed commit.
-	rs = c.waitRuns(survivor, 60*time.Second, "the interrupted run retried and succeeded", func(rs []apiRun) bool {
+	rs = c.waitRuns(survivor, 120*time.Second, "the interrupted run retried and succeeded", func(rs []apiRun) bool {
 		for _, r := range rs {
 			if r.Repository == slow.name && r.Trigger == "retry" && r.Status == "succeeded" {
 				return true
