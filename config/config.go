@@ -42,6 +42,7 @@ type Config struct {
 	Retention         Retention     `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`
 	ExternalURL       string        `yaml:"externalURL,omitempty" doc:"The address people reach this daemon at, such as https://slipway.example.com; notifications link to run pages under it."`
 	Notifications     Notifications `yaml:"notifications,omitempty" doc:"Who is told about finished runs, approvals waiting and drift, and how (docs/notifications.md)."`
+	HA                *HA           `yaml:"ha,omitempty" doc:"Run several replicas that share the repositories, coordinated by Kubernetes Leases (docs/operations.md#several-replicas). Needs a postgres store."`
 
 	File      string               `yaml:"-"`
 	Positions yamlstrict.Positions `yaml:"-"`

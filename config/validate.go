@@ -105,6 +105,7 @@ func validate(c *Config, r diag.Reporter) {
 	}
 	k.executor(clusters)
 	k.notifications()
+	k.ha(clusters)
 }
 
 func splitHostPort(addr string) (host, port string, err error) { return net.SplitHostPort(addr) }

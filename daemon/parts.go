@@ -61,7 +61,12 @@ func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 // API); a CLI's runs that reach a gate fail at once instead.
 func (d *Parts) StartDispatcher(ctx context.Context, description string, takesApprovals bool, observer reconciler.Observer) (*reconciler.Runner, *reconciler.Dispatcher, error) {
 	runner := d.NewRunner(observer)
-	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store,
+	var ttl time.Duration
+	if d.Config.HA != nil {
+		// A dead replica's pipeline claims lapse as its repositories move.
+		ttl = d.Config.HA.LeaseDuration.Duration
+	}
+	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store, HolderTTL: ttl,
 		Description: description, NoApprovals: !takesApprovals, MaxInFlight: d.Config.MaxInFlight(), Log: d.log.WithField("component", "dispatcher")})
 	return runner, disp, err
 }

@@ -20,11 +20,13 @@ import (
 	"github.com/slipwayhq/slipway/reconciler/drift"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/reconciler/preview"
+	"github.com/slipwayhq/slipway/reconciler/replicas"
 	"github.com/slipwayhq/slipway/reconciler/schedule"
 	"github.com/slipwayhq/slipway/reconciler/sweep"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/server"
 	"github.com/slipwayhq/slipway/sources/forge"
+	"github.com/slipwayhq/slipway/store"
 )
 
 // checkoutLinger is how long the daemon keeps a commit's shared checkout after its last
@@ -46,8 +48,9 @@ type Options struct {
 	PreviewDone func(preview.Result)
 	// Ready, if set, hears the HTTP API's bound address once it listens (useful with :0).
 	Ready func(addr string)
-	// Owns reports whether this replica owns a repository (ha: in slipway.yaml); nil: it
-	// owns every one. Only the owner retries a repository's interrupted runs.
+	// Owns reports whether this replica owns a repository; nil: it owns every one, or with
+	// ha in slipway.yaml those whose Lease it holds. Only the owner retries a repository's
+	// interrupted runs.
 	Owns func(repository string) bool
 	// InterruptSweep is how often runs of stopped processes are looked for (<= 0:
 	// sweep.DefaultInterval).
@@ -94,7 +97,14 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}
 	// The drift watcher hears of every task start and end: deploys pause it for their task
 	// and make it learn the revision they store.
-	dw := &drift.Watcher{Store: d.Store, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
+	// With several replicas, each watches the drift and health of its own repositories'
+	// tasks only; owned is filled below, before any of them runs.
+	var owned *ownedRepos
+	watchStore := store.Store(d.Store)
+	if d.Config.HA != nil {
+		watchStore = ownedStore{Store: d.Store, owns: func(repo string) bool { return owned.Owns(repo) }}
+	}
+	dw := &drift.Watcher{Store: watchStore, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
 		Log: log.WithField("component", "drift")}
 	// One client per repository's forge, for the commit statuses and the pull-request gate.
 	forges, err := ForgeClients(d.Config)
@@ -108,7 +118,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	defer statuses.Start(ctx)()
 	// The health watch keeps an eye on the deployed workloads after their stability window,
 	// paused like the drift watcher while a task deploys; its rollbacks go to the dispatcher.
-	hw := &drift.HealthWatch{Store: d.Store, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
+	hw := &drift.HealthWatch{Store: watchStore, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
 	if err := reg.Register(hw); err != nil {
 		return err
 	}
@@ -141,9 +151,20 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := reg.Register(newApplyMetrics(d.ApplySlots)); err != nil {
 		return err
 	}
-	hub := trigger.NewHub(trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
-		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store})
-	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: o.Owns, Interval: o.InterruptSweep,
+	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
+		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store}
+	owns := o.Owns
+	if d.Config.HA != nil {
+		hubOpts.Handoff = func(ctx context.Context, repo string, h trigger.Hint) (bool, error) {
+			return owned.Handoff(ctx, repo, h)
+		}
+		if owns == nil {
+			// Interrupted runs are retried by the replica owning their repository.
+			owns = func(repo string) bool { return owned.Owns(repo) }
+		}
+	}
+	hub := trigger.NewHub(hubOpts)
+	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: owns, Interval: o.InterruptSweep,
 		Log: log.WithField("component", "sweep")})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
@@ -173,6 +194,39 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			hooks[r.Name] = server.Hook{Provider: r.Webhook.Type, Secret: secret, Branches: r.BranchPatterns()}
 		}
 	}
+	var coord *replicas.Coordinator
+	var reloadLoop func(context.Context)
+	if d.Config.HA != nil {
+		owned = newOwnedRepos(watchers, sched, d.Store, log.WithField("component", "replicas"))
+		// Reloads are merged and run off the coordinator's goroutine, which must keep
+		// renewing its Leases.
+		reloads := make(chan struct{}, 1)
+		owned.changed = func(context.Context) {
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		}
+		reloadLoop = func(ctx context.Context) {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-reloads:
+					dw.Reload()
+					if err := hw.Refresh(ctx); err != nil && ctx.Err() == nil {
+						log.WithError(err).Debug("health watch: reload after an ownership change")
+					}
+				}
+			}
+		}
+		if coord, err = newCoordinator(d.Config, owned, log.WithField("component", "replicas")); err != nil {
+			return err
+		}
+		if err := reg.Register(coord); err != nil {
+			return err
+		}
+	}
 	notifier, stopNotifier, err := d.newNotifier(log.WithField("component", "notify"))
 	if err != nil {
 		return err
@@ -194,6 +248,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		Limits:   server.HookLimits{MaxConcurrentReads: d.Config.Webhooks.MaxConcurrentReads, ReadTimeout: d.Config.Webhooks.ReadTimeout.Duration},
 		Previews: previews, Ready: d.Store.Ping, UI: ui.Handler(), Log: log.WithField("component", "http"),
 		Reads: d.Store, Changes: d.Changes, Repositories: repositoryNames(d.Config)}
+	if coord != nil {
+		api.Replicas = coord
+	}
 
 	stopHTTP, err := serveHTTP(ctx, log, listenAddress(o.Listen, d.Config), "HTTP API and webhooks", api.Handler(), o.Ready)
 	if err != nil {
@@ -239,8 +296,15 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 			log.WithError(err).Error("scheduler")
 		}
 	})
-	for _, w := range watchers {
-		goRun(w.Run)
+	if coord != nil {
+		// The coordinator starts and stops the owned repositories' watchers.
+		goRun(coord.Run)
+		goRun(reloadLoop)
+		goRun(func(ctx context.Context) { owned.followHints(ctx, d.Changes, d.Config.HA.RetryPeriod.Duration) })
+	} else {
+		for _, w := range watchers {
+			goRun(w.Run)
+		}
 	}
 	log.WithFields(logrus.Fields{"repositories": len(d.Config.Repositories), "webhooks": len(hooks)}).Info("slipway serving")
 	<-ctx.Done()

@@ -24,6 +24,7 @@ var apiRoutes = map[string]struct {
 	scoped bool
 }{
 	"GET /api/v1/repositories":                               {config.RoleViewer, false},
+	"GET /api/v1/replicas":                                   {config.RoleViewer, false},
 	"GET /api/v1/pipelines":                                  {config.RoleViewer, false},
 	"GET /api/v1/pipelines/{pipeline}":                       {config.RoleViewer, true},
 	"GET /api/v1/pipelines/{pipeline}/drift":                 {config.RoleViewer, true},
@@ -99,7 +100,8 @@ func TestEveryRouteRequiresItsRole(t *testing.T) {
 		users = append(users, user(string(r), []config.Role{r}))
 	}
 	reads, feed := seededReads(t, rec, "app")
-	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Users: users, Log: logrus.NewEntry(logrus.New()), Reads: reads, Changes: feed}
+	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Users: users, Log: logrus.NewEntry(logrus.New()), Reads: reads, Changes: feed,
+		Replicas: rec}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 

@@ -84,7 +84,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		case !pipeline.MatchesAny(cfg.Branches, p.Branch):
 			reply.Result, reply.Detail = "ignored", "branch "+p.Branch+" is not tracked ("+strings.Join(cfg.Branches, ", ")+")"
 		default:
-			if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Branch: p.Branch, Commit: p.After}); err != nil {
+			if err := s.Triggers.Hint(r.Context(), name, trigger.Hint{DeliveryID: ev.DeliveryID, Branch: p.Branch, Commit: p.After}); err != nil {
 				log.WithError(err).Error("hand the push to the watcher")
 				s.unavailable(w, r, log, name, ev.DeliveryID, "the repository is not being watched")
 				return
@@ -96,7 +96,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		log = log.WithFields(logrus.Fields{"tag": tg.Name, "commit": tg.Commit, "deleted": tg.Deleted})
 		// The watcher lists the tags itself: a new one runs the pipelines whose
 		// triggers.tags match it, a moved or deleted one is recorded.
-		if err := s.Triggers.Hint(name, trigger.Hint{DeliveryID: ev.DeliveryID, Tag: tg.Name, Commit: tg.Commit}); err != nil {
+		if err := s.Triggers.Hint(r.Context(), name, trigger.Hint{DeliveryID: ev.DeliveryID, Tag: tg.Name, Commit: tg.Commit}); err != nil {
 			log.WithError(err).Error("hand the tag push to the watcher")
 			s.unavailable(w, r, log, name, ev.DeliveryID, "the repository is not being watched")
 			return

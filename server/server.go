@@ -22,7 +22,7 @@ import (
 // Triggers is what the server asks of the trigger hub. actor is the caller's identity
 // name: the hub records it in the audit log.
 type Triggers interface {
-	Hint(repository string, h trigger.Hint) error
+	Hint(ctx context.Context, repository string, h trigger.Hint) error
 	Trigger(ctx context.Context, ref store.PipelineRef, branch, commit, actor string) (store.Run, error)
 	Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) (store.Run, error)
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, actor string) error
@@ -84,6 +84,9 @@ type Server struct {
 	Changes records.Feed
 	// Repositories are the configured repositories' names, listed even before a run.
 	Repositories []string
+	// Replicas says which replica owns which repository (ha in slipway.yaml); nil: this
+	// daemon is the only one.
+	Replicas Replicas
 	// UI, if set, is the web console (server/webui), served under /ui/.
 	UI  http.Handler
 	Log *logrus.Entry
@@ -159,6 +162,7 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET /api/v1/repositories", config.RoleViewer, s.listRepositories},
+		{"GET /api/v1/replicas", config.RoleViewer, s.listReplicas},
 		{"GET /api/v1/pipelines", config.RoleViewer, s.listPipelines},
 		{"GET /api/v1/pipelines/{pipeline}", config.RoleViewer, s.getPipeline},
 		{"GET /api/v1/pipelines/{pipeline}/drift", config.RoleViewer, s.getDrift},

@@ -37,7 +37,10 @@ func newRecorder() *recorder {
 	return &recorder{deliveries: map[string]bool{}, counts: map[string]int{}}
 }
 
-func (r *recorder) Hint(_ string, h trigger.Hint) error { r.hints = append(r.hints, h); return nil }
+func (r *recorder) Hint(_ context.Context, _ string, h trigger.Hint) error {
+	r.hints = append(r.hints, h)
+	return nil
+}
 func (r *recorder) Trigger(_ context.Context, _ store.PipelineRef, _, _, actor string) (store.Run, error) {
 	r.calls = append(r.calls, "Trigger by "+actor)
 	return store.Run{BuildID: 7, Status: store.RunQueued, Trigger: store.TriggerManual}, nil

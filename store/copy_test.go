@@ -74,6 +74,9 @@ func populate(t *testing.T, s *DB) {
 		Title: "t", Author: "a", SourceBranch: "f", TargetBranch: "main", HeadCommit: "c", DeliveryID: "d1", ReceivedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.HandHint(ctx, RepositoryHint{Repository: testPipeline.Repository, DeliveryID: "d1", Branch: "main"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetScheduleTick(ctx, testPipeline, "0 * * * *", time.Now().Truncate(time.Hour)); err != nil {
 		t.Fatal(err)
 	}

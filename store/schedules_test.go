@@ -1,6 +1,8 @@
 package store
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -86,5 +88,50 @@ func TestScheduleTicksRoundTrip(t *testing.T) {
 	}
 	if _, _, err := s.LastScheduleTick(ctx, PipelineRef{}, daily); err == nil {
 		t.Fatal("empty pipeline accepted")
+	}
+}
+
+func TestAdvanceScheduleTickIsACompareAndSet(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	const key = "CRON_TZ=UTC */1 * * * *"
+	base := time.Date(2026, 12, 1, 17, 0, 0, 0, time.UTC)
+	// Nothing recorded: from zero creates the baseline, once.
+	if ok, err := s.AdvanceScheduleTick(ctx, testPipeline, key, time.Time{}, base); err != nil || !ok {
+		t.Fatalf("baseline: %v %v", ok, err)
+	}
+	if ok, err := s.AdvanceScheduleTick(ctx, testPipeline, key, time.Time{}, base.Add(time.Hour)); err != nil || ok {
+		t.Fatalf("a second baseline over the first: %v %v", ok, err)
+	}
+	// Replicas racing for one tick: exactly one records it.
+	tick := base.Add(time.Minute)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.AdvanceScheduleTick(ctx, testPipeline, key, base, tick)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d processes handled the tick of %s", wins.Load(), tick)
+	}
+	// A stale from loses, and leaves the record alone.
+	if ok, err := s.AdvanceScheduleTick(ctx, testPipeline, key, base, tick.Add(time.Minute)); err != nil || ok {
+		t.Fatalf("advance from a stale tick: %v %v", ok, err)
+	}
+	if got, _, _ := s.LastScheduleTick(ctx, testPipeline, key); !got.Equal(tick) {
+		t.Fatalf("recorded %v, want %v", got, tick)
+	}
+	if _, err := s.AdvanceScheduleTick(ctx, PipelineRef{Name: "x"}, key, base, tick); err == nil {
+		t.Fatal("pipeline without repository accepted")
 	}
 }

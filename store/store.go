@@ -145,6 +145,13 @@ type Store interface {
 	LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (time.Time, bool, error)
 	// SetScheduleTick records the last tick handled of a pipeline's schedule.
 	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
+	// AdvanceScheduleTick records tick only if the tick recorded is still from: a
+	// compare-and-set, so two processes never both handle one tick.
+	AdvanceScheduleTick(ctx context.Context, ref PipelineRef, schedule string, from, tick time.Time) (bool, error)
+	// HandHint leaves a webhook hint for the replica owning the repository; TakeHints
+	// takes (reads and deletes) the hints of the repositories a replica owns.
+	HandHint(ctx context.Context, h RepositoryHint) error
+	TakeHints(ctx context.Context, repositories []string) ([]RepositoryHint, error)
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
 

@@ -476,6 +476,20 @@ func (w *Watcher) TaskEnded(ref store.TaskRef) {
 	}
 }
 
+// Reload makes Run reload the current revisions soon: the set it may see changed (with
+// several replicas, the repositories this one owns).
+func (w *Watcher) Reload() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		return
+	}
+	select {
+	case w.reload <- struct{}{}:
+	default:
+	}
+}
+
 // sweepInterval is d, or DefaultSweep when d is not set.
 func sweepInterval(d time.Duration) time.Duration {
 	if d <= 0 {

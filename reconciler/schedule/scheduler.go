@@ -26,7 +26,7 @@ const recordTimeout = 10 * time.Second
 // Store is what the scheduler needs from the store (*store.DB).
 type Store interface {
 	LastScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string) (time.Time, bool, error)
-	SetScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string, tick time.Time) error
+	AdvanceScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string, from, tick time.Time) (bool, error)
 	DeleteScheduleTick(ctx context.Context, ref store.PipelineRef, schedule string) error
 }
 
@@ -53,7 +53,15 @@ type Fire struct {
 	// one is active and answers ErrActive instead: checking Active first leaves a gap a
 	// push could slip through.
 	Concurrency pipeline.Concurrency
+	// Claim records the tick as handled in the store. Start calls it when the run is ready
+	// to be submitted and submits nothing if it fails: with ErrTickTaken another process
+	// handled the tick already (a replica that took the repository over). Claiming just
+	// before the submit keeps the gap where a crash loses a tick to two store writes.
+	Claim func(ctx context.Context) error
 }
+
+// ErrTickTaken is Claim's answer when the tick was recorded by another process.
+var ErrTickTaken = errors.New("the tick was handled by another process")
 
 // ErrActive is Start's answer under forbid when a run of the pipeline is active.
 var ErrActive = errors.New("a run of the pipeline is active")
@@ -154,6 +162,17 @@ func SchedulesOf(pipelines []*pipeline.Pipeline) map[string][]pipeline.Schedule 
 // and reported in the returned error; the others are set regardless. Set returns when
 // removed schedules have stopped.
 func (s *Scheduler) Set(ctx context.Context, repo string, pipelines map[string][]pipeline.Schedule) error {
+	return s.set(ctx, repo, pipelines, true)
+}
+
+// Release stops the schedules of repository repo without forgetting their ticks in the
+// store: the replica that takes the repository over carries on from the last tick handled,
+// catching up on any missed meanwhile. It returns when they have stopped.
+func (s *Scheduler) Release(ctx context.Context, repo string) error {
+	return s.set(ctx, repo, nil, false)
+}
+
+func (s *Scheduler) set(ctx context.Context, repo string, pipelines map[string][]pipeline.Schedule, forget bool) error {
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
 	want := map[entryKey]*entry{}
@@ -218,6 +237,9 @@ func (s *Scheduler) Set(ctx context.Context, repo string, pipelines map[string][
 			case <-ctx.Done():
 				return errors.Join(append(errs, fmt.Errorf("set schedules of %s: %w", repo, ctx.Err()))...)
 			}
+		}
+		if !forget {
+			continue
 		}
 		if err := s.store.DeleteScheduleTick(ctx, old.ref, old.key); err != nil {
 			errs = append(errs, err)
@@ -325,8 +347,17 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		// Baseline: the schedule starts now. Ticks before it was in the file were never
 		// missed, and a restart from here on knows which were.
 		last = now.Truncate(time.Microsecond)
-		if err := s.store.SetScheduleTick(ctx, e.ref, e.key, last); err != nil && ctx.Err() == nil {
+		won, err := s.store.AdvanceScheduleTick(ctx, e.ref, e.key, time.Time{}, last)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
 			log.WithError(err).Error("schedule: record the baseline")
+		case !won:
+			// Another process recorded one first: carry on from its record.
+			if last, ok = s.reread(ctx, e, log, last); !ok {
+				return
+			}
 		}
 	}
 
@@ -334,10 +365,10 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	for {
 		now := s.clock.Now()
 		if due := newestDue(e.sched, last, now); !due.IsZero() {
-			if !s.handle(ctx, e, log, due, now, catchUp) {
+			var ok bool
+			if last, ok = s.handle(ctx, e, log, last, due, now, catchUp); !ok {
 				return
 			}
-			last = due
 		}
 		catchUp = false
 		next := e.sched.Next(last)
@@ -360,15 +391,35 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	}
 }
 
-// handle applies the tick's policy and records it. It returns false if ctx ended before
-// the tick was dealt with, leaving it unrecorded so that a restart can still run it.
-func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, tick, now time.Time, catchUp bool) bool {
+// handle applies the tick's policy and records it, claiming it in the store first (a
+// compare-and-set from last) so that no two processes handle one tick. It returns the last
+// tick now recorded, and false if ctx ended before the tick was dealt with, leaving it
+// unrecorded so that a restart (or the replica taking over) can still run it.
+func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, last, tick, now time.Time, catchUp bool) (time.Time, bool) {
 	s.mu.Lock()
 	concurrency, deadline := e.concurrency, e.deadline
 	s.mu.Unlock()
 	tick = tick.In(e.loc)
 	late := now.Sub(tick)
 	log = log.WithFields(logrus.Fields{"tick": tick.Format(time.RFC3339), "concurrency": concurrency})
+
+	claimed, taken := false, false
+	// Once the run is started, or the tick skipped, the record must not be lost to a
+	// stopping scheduler, nor hang its shutdown.
+	claim := func(ctx context.Context) error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		won, err := s.store.AdvanceScheduleTick(rctx, e.ref, e.key, last, tick)
+		switch {
+		case err != nil:
+			return fmt.Errorf("record the tick: %w", err)
+		case !won:
+			taken = true
+			return ErrTickTaken
+		}
+		claimed = true
+		return nil
+	}
 
 	var result, reason string
 	switch {
@@ -390,16 +441,18 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, tic
 			why := "replaced by the schedule's tick of " + tick.Format(time.RFC3339)
 			if err := s.runs.CancelActive(ctx, e.ref, why); err != nil {
 				if ctx.Err() != nil {
-					return false
+					return last, false
 				}
 				// Starting anyway is what allow would do; the dispatcher still queues it.
 				log.WithError(err).Warn("schedule: cancel the active run")
 			}
 		}
-		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp, Concurrency: concurrency})
+		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp, Concurrency: concurrency, Claim: claim})
 		switch {
-		case err != nil && ctx.Err() != nil:
-			return false
+		case taken:
+			return s.takenElsewhere(ctx, e, log, last)
+		case err != nil && ctx.Err() != nil && !claimed:
+			return last, false
 		case errors.Is(err, ErrActive):
 			result, reason = resultSkipped, reasonForbid
 			log.Info("schedule: a run of the pipeline is still active, tick skipped")
@@ -411,17 +464,39 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, tic
 		}
 	}
 
-	// Recorded after the run started: a crash in between repeats the tick on restart
-	// (within startingDeadline) rather than losing it. Once started, stopping must not
-	// lose the record either.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	if err := s.store.SetScheduleTick(rctx, e.ref, e.key, tick); err != nil {
-		log.WithError(err).Error("schedule: record the tick")
+	if !claimed {
+		if err := claim(ctx); err != nil {
+			if taken {
+				return s.takenElsewhere(ctx, e, log, last)
+			}
+			log.WithError(err).Error("schedule: record the tick")
+		}
 	}
 	s.metrics.tick(e.ref, result, reason)
 	s.notify(event{kind: "handled", ref: e.ref, key: e.key, tick: tick, result: result, reason: reason})
-	return true
+	return tick, true
+}
+
+// takenElsewhere carries on from the tick another process recorded.
+func (s *Scheduler) takenElsewhere(ctx context.Context, e *entry, log *logrus.Entry, last time.Time) (time.Time, bool) {
+	log.Info("schedule: tick handled by another process, not run here")
+	s.notify(event{kind: "handled", ref: e.ref, key: e.key, result: resultSkipped, reason: "taken"})
+	return s.reread(ctx, e, log, last)
+}
+
+// reread is the last tick the store records, or last if it cannot be read.
+func (s *Scheduler) reread(ctx context.Context, e *entry, log *logrus.Entry, last time.Time) (time.Time, bool) {
+	got, ok, err := s.store.LastScheduleTick(ctx, e.ref, e.key)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return last, false
+	case err != nil:
+		log.WithError(err).Error("schedule: read the last tick")
+		return last, true
+	case !ok || got.Before(last):
+		return last, true
+	}
+	return got, true
 }
 
 func (s *Scheduler) notify(ev event) {

@@ -51,6 +51,9 @@ type HubOptions struct {
 	States PipelineStates
 	// Interruptions records what becomes of interrupted runs (RetryInterrupted).
 	Interruptions Interruptions
+	// Handoff, when set (several replicas), hands a hint for a repository another replica
+	// watches to that replica, and says whether it did; false: this replica's watcher takes it.
+	Handoff func(ctx context.Context, repository string, h Hint) (bool, error)
 }
 
 // AuditLog is where the hub records the actions people ask for.
@@ -69,6 +72,7 @@ type Hub struct {
 	audit      AuditLog
 	states     PipelineStates
 	interrupts Interruptions
+	handoff    func(ctx context.Context, repository string, h Hint) (bool, error)
 	watchers   map[string]*BranchWatcher
 }
 
@@ -78,7 +82,7 @@ func NewHub(o HubOptions) *Hub {
 		o.Limiter = &HostLimiter{}
 	}
 	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
-		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, watchers: map[string]*BranchWatcher{}}
+		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, handoff: o.Handoff, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.
@@ -86,11 +90,20 @@ func (h *Hub) Add(w *BranchWatcher) {
 	h.watchers[w.repo.Name] = w
 }
 
-// Hint passes a webhook's push to the repository's watcher.
-func (h *Hub) Hint(repository string, hint Hint) error {
+// Hint passes a webhook's push to the repository's watcher, or to the replica watching it.
+func (h *Hub) Hint(ctx context.Context, repository string, hint Hint) error {
 	w, ok := h.watchers[repository]
 	if !ok {
 		return fmt.Errorf("repository %q: %w", repository, ErrRequest)
+	}
+	return h.hint(ctx, w, hint)
+}
+
+func (h *Hub) hint(ctx context.Context, w *BranchWatcher, hint Hint) error {
+	if h.handoff != nil {
+		if handed, err := h.handoff(ctx, w.repo.Name, hint); handed || err != nil {
+			return err
+		}
 	}
 	w.Hint(hint)
 	return nil
@@ -196,9 +209,9 @@ func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
 	var run store.Run
 	var err error
 	if f.Concurrency == pipeline.ConcurrencyForbid {
-		run, err = h.startIfIdle(ctx, f.Pipeline)
+		run, err = h.startIfIdle(ctx, f.Pipeline, f.Claim)
 	} else {
-		run, err = h.start(ctx, f.Pipeline, target{}, store.TriggerCron, 0)
+		run, err = h.startClaimed(ctx, f.Pipeline, target{}, store.TriggerCron, 0, f.Claim)
 	}
 	if err != nil {
 		return err
@@ -239,18 +252,34 @@ func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
 }
 
 func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
+	return h.startClaimed(ctx, ref, at, trig, parent, nil)
+}
+
+// startClaimed is start with a schedule's claim on its tick (schedule.Fire.Claim), made
+// between reading the pipeline and submitting the run.
+func (h *Hub) startClaimed(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64, claim func(context.Context) error) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, at)
 	if err != nil {
 		return store.Run{}, err
+	}
+	if claim != nil {
+		if err := claim(ctx); err != nil {
+			return store.Run{}, err
+		}
 	}
 	return h.dispatcher.Submit(ctx, reconciler.RunJob(co, co.Pipelines[0], trig, parent))
 }
 
 // startIfIdle starts a cron run only if no run of the pipeline is queued or running.
-func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef) (store.Run, error) {
+func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef, claim func(context.Context) error) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, target{})
 	if err != nil {
 		return store.Run{}, err
+	}
+	if claim != nil {
+		if err := claim(ctx); err != nil {
+			return store.Run{}, err
+		}
 	}
 	run, err := h.dispatcher.SubmitIfIdle(ctx, reconciler.RunJob(co, co.Pipelines[0], store.TriggerCron, 0))
 	if errors.Is(err, reconciler.ErrBusy) {

@@ -215,14 +215,38 @@ func TestHubStartForbidSubmitsOnlyIfIdle(t *testing.T) {
 
 func TestHubHint(t *testing.T) {
 	_, h := newHubRig(t)
-	if err := h.Hint("nope", Hint{Commit: sha("c1")}); !errors.Is(err, ErrRequest) {
+	if err := h.Hint(context.Background(), "nope", Hint{Commit: sha("c1")}); !errors.Is(err, ErrRequest) {
 		t.Fatalf("hint for an unknown repository: %v, want ErrRequest", err)
 	}
-	if err := h.Hint("app", Hint{DeliveryID: "d1", Commit: sha("c1")}); err != nil {
+	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d1", Commit: sha("c1")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.watchers["app"].takeHints(); len(got) != 1 || got[0].DeliveryID != "d1" {
 		t.Fatalf("the watcher holds %v, want the hint", got)
+	}
+
+	// With several replicas, a hint for a repository another replica watches goes there.
+	var handed []Hint
+	owned := false
+	h.handoff = func(_ context.Context, repo string, hint Hint) (bool, error) {
+		if owned {
+			return false, nil
+		}
+		handed = append(handed, hint)
+		return true, nil
+	}
+	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.watchers["app"].takeHints(); len(got) != 0 || len(handed) != 1 || handed[0].DeliveryID != "d2" {
+		t.Fatalf("not owned: watcher %v, handed %v", got, handed)
+	}
+	owned = true
+	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d3"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.watchers["app"].takeHints(); len(got) != 1 || len(handed) != 1 {
+		t.Fatalf("owned: watcher %v, handed %v", got, handed)
 	}
 }
 

@@ -38,7 +38,9 @@ func (h *Hub) Suspend(ctx context.Context, ref store.PipelineRef, suspend bool, 
 	if was && !suspend {
 		// Pushes refused while it was suspended are not lost: the watcher runs the branch's
 		// head once, if no run of the pipeline has run it.
-		w.Hint(Hint{Branch: w.Branch(), Resumed: ref.Name})
+		if err := h.hint(ctx, w, Hint{Branch: w.Branch(), Resumed: ref.Name}); err != nil {
+			return p, fmt.Errorf("%s resumed, but its watcher was not told to catch up: %w", ref.Name, err)
+		}
 	}
 	e := store.AuditEntry{Actor: actor, Action: action, Pipeline: ref, Reason: reason}
 	if _, err := h.audit.RecordAudit(context.WithoutCancel(ctx), e); err != nil {

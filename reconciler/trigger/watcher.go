@@ -192,7 +192,12 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 // Run looks at the repository at start, then on every hint and every interval (with
 // jitter, so many repositories' polls spread out), until ctx ends. Errors back off
 // exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.
+//
+// Run may be called again after it returned (a replica owning the repository again): it
+// then starts afresh from what the store records, since another replica may have handled
+// pushes meanwhile.
 func (w *BranchWatcher) Run(ctx context.Context) {
+	w.states = map[string]*branchState{}
 	backoff := w.interval
 	for {
 		hints := w.takeHints()

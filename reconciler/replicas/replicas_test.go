@@ -1,0 +1,245 @@
+package replicas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// owners records which replica runs each repository's work and fails the test the moment
+// two would at once.
+type owners struct {
+	t  *testing.T
+	mu sync.Mutex
+	by map[string]string
+}
+
+type work struct {
+	o  *owners
+	id string
+}
+
+func (w work) Own(_ context.Context, repo string) {
+	w.o.mu.Lock()
+	defer w.o.mu.Unlock()
+	if cur, ok := w.o.by[repo]; ok {
+		w.o.t.Errorf("%s takes %s while %s runs it", w.id, repo, cur)
+	}
+	w.o.by[repo] = w.id
+}
+
+func (w work) Disown(_ context.Context, repo string) {
+	w.o.mu.Lock()
+	defer w.o.mu.Unlock()
+	if w.o.by[repo] != w.id {
+		w.o.t.Errorf("%s stops %s, which it does not run (%q does)", w.id, repo, w.o.by[repo])
+	}
+	delete(w.o.by, repo)
+}
+
+func (o *owners) count() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := map[string]int{}
+	for _, id := range o.by {
+		n[id]++
+	}
+	return n
+}
+
+type fixture struct {
+	t     *testing.T
+	cs    *fake.Clientset
+	now   time.Time
+	own   *owners
+	repos []string
+}
+
+func newFixture(t *testing.T, repos int) *fixture {
+	f := &fixture{t: t, cs: fake.NewClientset(), now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
+		own: &owners{t: t, by: map[string]string{}}}
+	for i := range repos {
+		f.repos = append(f.repos, fmt.Sprintf("repo-%02d", i))
+	}
+	return f
+}
+
+func (f *fixture) replica(id string) *Coordinator {
+	c, err := New(Options{Leases: f.cs.CoordinationV1().Leases("slipway"), Identity: id, Repositories: f.repos,
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		Work: work{f.own, id}, Log: quietLog(), Now: func() time.Time { return f.now }})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// rounds ticks every replica n times, advancing the clock by step after each round.
+func (f *fixture) rounds(n int, step time.Duration, cs ...*Coordinator) {
+	for range n {
+		for _, c := range cs {
+			c.tick(context.Background())
+		}
+		f.now = f.now.Add(step)
+	}
+}
+
+func (f *fixture) checkAllOwnedOnce(cs ...*Coordinator) {
+	f.t.Helper()
+	f.own.mu.Lock()
+	defer f.own.mu.Unlock()
+	for _, r := range f.repos {
+		if f.own.by[r] == "" {
+			f.t.Errorf("%s is owned by no replica", r)
+		}
+	}
+	for _, c := range cs {
+		for _, r := range c.Owned() {
+			if f.own.by[r] != c.o.Identity {
+				f.t.Errorf("%s says it owns %s, work runs on %q", c.o.Identity, r, f.own.by[r])
+			}
+		}
+	}
+}
+
+func TestSpreadAndMoveOnJoin(t *testing.T) {
+	f := newFixture(t, 30)
+	a := f.replica("a")
+	f.rounds(2, time.Second, a)
+	if n := f.own.count(); n["a"] != 30 {
+		t.Fatalf("alone, a owns %d of 30", n["a"])
+	}
+	b, c := f.replica("b"), f.replica("c")
+	f.rounds(4, time.Second, a, b, c)
+	f.checkAllOwnedOnce(a, b, c)
+	n := f.own.count()
+	if n["a"]+n["b"]+n["c"] != 30 || n["a"] == 0 || n["b"] == 0 || n["c"] == 0 {
+		t.Errorf("30 repositories over three replicas: %v", n)
+	}
+	// The same members choose the same owner for each shard, whoever computes it.
+	for _, r := range f.repos {
+		if want := Choose(ShardOf(r), []string{"a", "b", "c"}); f.own.by[r] != want {
+			t.Errorf("%s runs on %s, rendezvous hashing says %s", r, f.own.by[r], want)
+		}
+	}
+	st := b.Status()
+	if len(st.Members) != 3 || len(st.Unowned) != 0 {
+		t.Errorf("status: %+v", st)
+	}
+	want := fmt.Sprintf(`# HELP slipway_replica_members Live replicas, as this replica last listed their Leases.
+# TYPE slipway_replica_members gauge
+slipway_replica_members 3
+# HELP slipway_replica_repositories_owned Repositories this replica watches (holds the Lease of their shard).
+# TYPE slipway_replica_repositories_owned gauge
+slipway_replica_repositories_owned %d
+`, n["b"])
+	if err := testutil.CollectAndCompare(b, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	for _, m := range st.Members {
+		if len(m.Repositories) != n[m.Identity] || m.Self != (m.Identity == "b") || !m.Expires.Equal(m.RenewTime.Add(15*time.Second)) {
+			t.Errorf("member %+v, owns %d", m, n[m.Identity])
+		}
+	}
+}
+
+func TestDeadReplicaMovesWithinLeaseDuration(t *testing.T) {
+	f := newFixture(t, 30)
+	a, b, c := f.replica("a"), f.replica("b"), f.replica("c")
+	f.rounds(4, time.Second, a, b, c)
+	f.checkAllOwnedOnce(a, b, c)
+	lost := c.Owned()
+	if len(lost) == 0 {
+		t.Fatal("c owns nothing")
+	}
+	// c dies right after a round: its work is gone with it, its Leases stay.
+	f.own.mu.Lock()
+	for _, r := range lost {
+		delete(f.own.by, r)
+	}
+	f.own.mu.Unlock()
+	died := f.now.Add(-time.Second) // c's last renewal
+	for f.now.Before(died.Add(15 * time.Second)) {
+		a.tick(context.Background())
+		b.tick(context.Background())
+		f.now = f.now.Add(500 * time.Millisecond)
+		if n := len(a.Owned()) + len(b.Owned()); n != 30-len(lost) {
+			t.Fatalf("at %s after c's last renewal, a and b own %d: its Leases were taken before they expired",
+				f.now.Sub(died), n)
+		}
+	}
+	f.rounds(1, 0, a, b)
+	for _, r := range lost {
+		if !a.Owns(r) && !b.Owns(r) {
+			t.Errorf("%s of the dead replica was not taken over once its lease expired", r)
+		}
+	}
+	f.checkAllOwnedOnce(a, b)
+}
+
+func TestRenewDeadlineStopsWork(t *testing.T) {
+	f := newFixture(t, 10)
+	a := f.replica("a")
+	f.rounds(2, time.Second, a)
+	if len(a.Owned()) != 10 {
+		t.Fatalf("a owns %v", a.Owned())
+	}
+	f.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("API server unreachable")
+	})
+	f.cs.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("API server unreachable")
+	})
+	start := f.now.Add(-time.Second) // the last renewal
+	for f.now.Sub(start) <= 10*time.Second {
+		if len(a.Owned()) != 10 {
+			t.Fatalf("work stopped %s after the last renewal, before renewDeadline", f.now.Sub(start))
+		}
+		f.rounds(1, 500*time.Millisecond, a)
+	}
+	f.rounds(1, 0, a)
+	if owned := a.Owned(); len(owned) != 0 || len(f.own.count()) != 0 {
+		t.Errorf("renewDeadline passed, still working on %v", owned)
+	}
+}
+
+func TestLeaveHandsOverAtOnce(t *testing.T) {
+	f := newFixture(t, 12)
+	a, b := f.replica("a"), f.replica("b")
+	f.rounds(4, time.Second, a, b)
+	f.checkAllOwnedOnce(a, b)
+	a.leave()
+	if len(a.Owned()) != 0 {
+		t.Fatalf("a still owns %v after leaving", a.Owned())
+	}
+	f.rounds(1, 0, b)
+	if len(b.Owned()) != 12 {
+		t.Errorf("after a left, b owns %d of 12 without waiting for expiry", len(b.Owned()))
+	}
+}
+
+func TestOptionsChecked(t *testing.T) {
+	f := newFixture(t, 1)
+	_, err := New(Options{Leases: f.cs.CoordinationV1().Leases("s"), Identity: "a", Work: work{f.own, "a"},
+		LeaseDuration: 10 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second})
+	if err == nil {
+		t.Error("renewDeadline equal to leaseDuration was accepted")
+	}
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
