@@ -29,6 +29,7 @@ type Config struct {
 	Store             string        `yaml:"store,omitempty" doc:"Database URL: sqlite:///PATH (default: sqlite://DATADIR/slipway.db) or postgres://USER@HOST/DB."`
 	StorePasswordFile string        `yaml:"storePasswordFile,omitempty" doc:"File holding the PostgreSQL password."`
 	StoreKeyFiles     []string      `yaml:"storeKeyFiles,omitempty" doc:"Files holding the keys (32 random bytes, raw or base64) that encrypt stored revisions: the first encrypts, all decrypt. Default: DATADIR/store.key, created on first start."`
+	UISessionKeyFile  string        `yaml:"uiSessionKeyFile,omitempty" doc:"File holding the key (32 random bytes, raw or base64) that signs web console sessions and CSRF tokens. Default: DATADIR/ui-session.key, made on first start. Replicas (ha) must share one: set it to a file from a Secret."`
 	Repositories      []Repository  `yaml:"repositories,omitempty" doc:"Git repositories whose .pipeline.yaml Slipway follows."`
 	Clusters          []Cluster     `yaml:"clusters,omitempty" doc:"Kubernetes clusters pipelines may deploy to, by name."`
 	Registry          Registry      `yaml:"registry,omitempty" doc:"Container registry defaults and credentials."`
@@ -384,6 +385,7 @@ func (c *Config) resolve(dir string) {
 	abs(&c.StorePasswordFile)
 	abs(&c.APITokenFile)
 	abs(&c.APITokensFile)
+	abs(&c.UISessionKeyFile)
 	for i := range c.StoreKeyFiles {
 		abs(&c.StoreKeyFiles[i])
 	}

@@ -45,6 +45,13 @@ func (k checker) ha(clusters map[string]bool) {
 	if u, err := url.Parse(k.c.Store); k.c.Store == "" || err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		k.at("ha", "ha needs a postgres:// store shared by the replicas (store is %q); an SQLite file cannot be shared", orDefault(k.c.Store, "sqlite://DATADIR/slipway.db"))
 	}
+	// Each replica's data folder is its own: keys kept there by default would differ.
+	if len(k.c.StoreKeyFiles) == 0 {
+		k.at("ha", "ha needs storeKeyFiles: every replica must decrypt the revisions the others stored, so the keys come from shared files (a Secret), not each replica's DATADIR/store.key")
+	}
+	if k.c.UISessionKeyFile == "" {
+		k.at("ha", "ha needs uiSessionKeyFile: a web console session signed in on one replica must hold on the others, so the key comes from a shared file (a Secret), not each replica's DATADIR/ui-session.key")
+	}
 	if h.Cluster != "" && !clusters[h.Cluster] {
 		k.at("ha.cluster", "ha.cluster %q is not in clusters", h.Cluster)
 	}

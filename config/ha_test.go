@@ -10,8 +10,11 @@ import (
 
 const haBase = "dataDir: /d\nstore: postgres://slipway@db/slipway\nclusters: [{name: home, kubeconfig: /k}]\n"
 
+// haKeys are the shared key files ha needs.
+const haKeys = "storeKeyFiles: [/secrets/store.key]\nuiSessionKeyFile: /secrets/ui.key\n"
+
 func TestHADefaultsAndFields(t *testing.T) {
-	c, err := Parse("slipway.yaml", []byte(haBase+"ha: {cluster: home, namespace: slipway}\n"))
+	c, err := Parse("slipway.yaml", []byte(haBase+"ha: {cluster: home, namespace: slipway}\n"+haKeys))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +23,7 @@ func TestHADefaultsAndFields(t *testing.T) {
 	if c.HA == nil || *c.HA != want {
 		t.Fatalf("ha defaults = %+v, want %+v", c.HA, want)
 	}
-	c, err = Parse("slipway.yaml", []byte(haBase+"ha: {cluster: home, namespace: slipway, leaseDuration: 6s, renewDeadline: 4s, retryPeriod: 500ms, identity: replica-a}\n"))
+	c, err = Parse("slipway.yaml", []byte(haBase+"ha: {cluster: home, namespace: slipway, leaseDuration: 6s, renewDeadline: 4s, retryPeriod: 500ms, identity: replica-a}\n"+haKeys))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +68,8 @@ func TestHARefused(t *testing.T) {
 		{"renew under retry", haBase + "ha: {cluster: home, namespace: s, renewDeadline: 2s}\n", `4:50: ha.renewDeadline 2s must be more than ha.retryPeriod 2s`},
 		{"lease under renew", haBase + "ha: {cluster: home, namespace: s, leaseDuration: 10s}\n", `4:50: ha.leaseDuration 10s must be more than ha.renewDeadline 10s`},
 		{"lease fraction", haBase + "ha: {cluster: home, namespace: s, leaseDuration: 15500ms}\n", `4:50: ha.leaseDuration 15.5s must be whole seconds`},
+		{"own store keys", haBase + "ha: {cluster: home, namespace: s}\nuiSessionKeyFile: /k\n", `4:5: ha needs storeKeyFiles`},
+		{"own session key", haBase + "ha: {cluster: home, namespace: s}\nstoreKeyFiles: [/k]\n", `4:5: ha needs uiSessionKeyFile`},
 		{"unknown field", haBase + "ha: {cluster: home, namespace: s, leader: true}\n", `4:35: unknown field "leader"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

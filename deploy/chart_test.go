@@ -136,9 +136,10 @@ func TestChartEverything(t *testing.T) {
 // removes the key) and the data PVC on when persistence is set.
 func haValues(over map[string]any, persistence bool) map[string]any {
 	cfg := map[string]any{
-		"store":         "postgres://slipway@db.example/slipway",
-		"storeKeyFiles": []any{"/etc/slipway/secrets/store/key"},
-		"ha":            map[string]any{"cluster": "here", "namespace": "slipway-leases"},
+		"store":            "postgres://slipway@db.example/slipway",
+		"storeKeyFiles":    []any{"/etc/slipway/secrets/store/key"},
+		"uiSessionKeyFile": "/etc/slipway/secrets/store/ui-session-key",
+		"ha":               map[string]any{"cluster": "here", "namespace": "slipway-leases"},
 	}
 	for k, v := range over {
 		if v == nil {
@@ -209,6 +210,7 @@ func TestChartRefuses(t *testing.T) {
 		"replicas":       {map[string]any{"replicas": 2}, "config.ha"},
 		"ha on sqlite":   {haValues(map[string]any{"store": "sqlite:///var/lib/slipway/slipway.db"}, false), "postgres://"},
 		"ha shared key":  {haValues(map[string]any{"storeKeyFiles": nil}, false), "storeKeyFiles"},
+		"ha UI key":      {haValues(map[string]any{"uiSessionKeyFile": nil}, false), "uiSessionKeyFile"},
 		"ha with a PVC":  {haValues(nil, true), "persistence.enabled=false"},
 		"servicemonitor": {map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, "metrics.enabled"},
 		"unknown value":  {map[string]any{"replicaCount": 2}, "replicaCount"},

@@ -64,6 +64,8 @@ func writeHAConfig(t *testing.T, env *testenv.Env, dir, namespace string, repos 
 	key := make([]byte, store.KeySize)
 	_, _ = rand.Read(key)
 	must(os.WriteFile(filepath.Join(dir, "store.key"), key, 0o600))
+	_, _ = rand.Read(key)
+	must(os.WriteFile(filepath.Join(dir, "ui-session.key"), key, 0o600))
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	must(os.WriteFile(filepath.Join(dir, "api-token"), []byte(hex.EncodeToString(tok)), 0o600))
@@ -79,6 +81,7 @@ listen: 127.0.0.1:0
 store: %s
 storePasswordFile: pg-password
 storeKeyFiles: [store.key]
+uiSessionKeyFile: ui-session.key
 apiTokenFile: api-token
 repositories:
 %sclusters:
