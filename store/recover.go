@@ -230,16 +230,8 @@ func (s *DB) RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, wh
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `
-			UPDATE run_interruptions SET outcome = 'not_retried', decided_at = $1 WHERE run_id = $2 AND outcome = 'pending'`,
-			s.now(), id)
-		if err != nil {
+		if err := decideInterruption(ctx, tx, id, "not_retried", 0, s.now()); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrRetryDecided
 		}
 		if why != "" {
 			if _, err := tx.ExecContext(ctx, `UPDATE runs SET reason = reason || '; not retried: ' || $1 WHERE id = $2`,
@@ -259,9 +251,15 @@ func (s *DB) RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, wh
 // takeRetry records, in the transaction that creates it, that run retryBuildID retries the
 // interrupted run parent; ErrRetryDecided if that run is not interrupted or was decided.
 func takeRetry(ctx context.Context, tx *sql.Tx, parentRowID, retryBuildID, now int64) error {
+	return decideInterruption(ctx, tx, parentRowID, "retried", retryBuildID, now)
+}
+
+// decideInterruption moves the pending interruption of run row runRowID to outcome; only
+// one decision is ever taken (ErrRetryDecided for the later ones).
+func decideInterruption(ctx context.Context, tx *sql.Tx, runRowID int64, outcome string, retryBuildID, now int64) error {
 	res, err := tx.ExecContext(ctx, `
-		UPDATE run_interruptions SET outcome = 'retried', retry_build_id = $1, decided_at = $2
-		WHERE run_id = $3 AND outcome = 'pending'`, retryBuildID, now, parentRowID)
+		UPDATE run_interruptions SET outcome = $1, retry_build_id = $2, decided_at = $3
+		WHERE run_id = $4 AND outcome = 'pending'`, outcome, retryBuildID, now, runRowID)
 	if err != nil {
 		return err
 	}

@@ -73,24 +73,7 @@ func TestAPIFollowsALiveRunsLog(t *testing.T) {
 	stream := server + "/api/v1/pipelines/live/runs/1/logs/stream"
 
 	// The run is recorded when the daemon's first poll starts it; follow it from then on.
-	deadline := time.Now().Add(60 * time.Second)
-	var resp *http.Response
-	for {
-		var err error
-		resp, err = apiAs(t, http.MethodGet, stream, watcher)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusUnprocessableEntity || time.Now().After(deadline) {
-			t.Fatalf("following run 1: %d %s", resp.StatusCode, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	resp := openLogStream(t, stream, watcher, "following run 1")
 	defer resp.Body.Close()
 	events := sse.NewReader(resp.Body)
 	var texts []string
@@ -223,4 +206,26 @@ func TestAPIFollowsALiveRunsLog(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// openLogStream opens a run's live log stream as token, waiting up to a minute for the run
+// to be recorded (404 or 422 until then); what names the attempt in a failure.
+func openLogStream(t *testing.T, stream, token, what string) *http.Response {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := apiAs(t, http.MethodGet, stream, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusUnprocessableEntity || time.Now().After(deadline) {
+			t.Fatalf("%s: %d %s", what, resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

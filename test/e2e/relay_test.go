@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,23 +45,7 @@ func TestLiveLogsAcrossDaemons(t *testing.T) {
 	startServe(t, runner)
 
 	stream := server + "/api/v1/pipelines/" + "live/runs/1/logs/stream?repository=" + repoName
-	deadline := time.Now().Add(60 * time.Second)
-	var resp *http.Response
-	for {
-		resp, err = apiAs(t, http.MethodGet, stream, token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusUnprocessableEntity || time.Now().After(deadline) {
-			t.Fatalf("following run 1 on the other daemon: %d %s", resp.StatusCode, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	resp := openLogStream(t, stream, token, "following run 1 on the other daemon")
 	defer resp.Body.Close()
 	// Without the relay the stream would wait for ever: a minute bounds it.
 	stall := time.AfterFunc(time.Minute, func() { resp.Body.Close() })
