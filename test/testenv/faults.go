@@ -59,7 +59,7 @@ func (e *Env) Kill(t testing.TB, name string) (restart func()) {
 	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
 		t.Fatalf("testenv: kill %s: %v", name, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(oldPID, 0) == nil; {
+	for deadline := time.Now().Add(10 * time.Second); alive(oldPID); {
 		if time.Now().After(deadline) {
 			t.Fatalf("testenv: %s (PID %d) did not die", name, oldPID)
 		}
@@ -228,4 +228,26 @@ func procCredential(statusFile string) (*syscall.Credential, error) {
 		}
 	}
 	return cred, nil
+}
+
+// alive says whether process pid still runs. A part that an earlier Kill restarted is this
+// test binary's child: once killed it stays a zombie until reaped, so it is reaped here
+// (Wait4 fails harmlessly for a process that is not our child) and a zombie counts as dead.
+func alive(pid int) bool {
+	var ws syscall.WaitStatus
+	if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {
+		return false
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and may hold spaces.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
 }
