@@ -88,7 +88,7 @@ func (s *DB) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 	if e.Time.IsZero() {
 		e.Time = s.opts.now()
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID}, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `
 			INSERT INTO audit_log (at, actor, action, repository, pipeline, build_id, reason, evidence)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
@@ -96,12 +96,11 @@ func (s *DB) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 			e.Reason, evidence).Scan(&e.ID); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID})
+		return nil
 	})
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
 	}
-	s.opts.changed(Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID})
 	e.Time = fromMicros(sql.NullInt64{Int64: toMicros(e.Time), Valid: true})
 	return e, nil
 }

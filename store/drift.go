@@ -132,7 +132,7 @@ func (s *DB) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent,
 		changed = sql.NullInt64{Int64: toMicros(e.ChangedAt), Valid: true}
 	}
 	var id int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeDrift, Pipeline: e.Pipeline}, func(tx *sql.Tx) error {
 		pid, err := pipelineID(ctx, tx, e.Pipeline)
 		if err != nil {
 			return err
@@ -149,12 +149,11 @@ func (s *DB) RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent,
 		if err := s.enqueueDrift(ctx, tx, pid, e.BuildID, id, e.Action); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, Change{Kind: ChangeDrift, Pipeline: e.Pipeline})
+		return nil
 	})
 	if err != nil {
 		return DriftEvent{}, fmt.Errorf("record %s: %w", what, err)
 	}
-	s.opts.changed(Change{Kind: ChangeDrift, Pipeline: e.Pipeline})
 	e.Object.Digest, e.Object.Fingerprint = "", ""
 	e.DetectedAt = fromMicros(sql.NullInt64{Int64: toMicros(e.DetectedAt), Valid: true})
 	if changed.Valid {

@@ -43,14 +43,12 @@ func (g *groupCommit) write(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	w := &groupWrite{ctx: ctx, fn: fn, done: make(chan struct{})}
 	g.mu.Lock()
 	g.pending = append(g.pending, w)
-	if g.leading {
-		g.mu.Unlock()
-		<-w.done
-		return w.err
-	}
+	lead := !g.leading
 	g.leading = true
 	g.mu.Unlock()
-	g.lead()
+	if lead {
+		g.lead()
+	}
 	<-w.done
 	return w.err
 }

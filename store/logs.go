@@ -40,7 +40,7 @@ func (s *DB) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, tas
 		return toMicros(l.Time)
 	}
 
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task}, func(tx *sql.Tx) error {
 		rid, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
@@ -101,15 +101,11 @@ func (s *DB) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, tas
 		_, err = tx.ExecContext(ctx,
 			`UPDATE log_counts SET kept = $1, dropped = $2, marker_id = $3 WHERE run_id = $4 AND task = $5`,
 			kept+keep, dropped, marker, rid, task)
-		if err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	s.opts.changed(Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task})
 	return nil
 }
 

@@ -225,12 +225,12 @@ func (s *DB) GetInterruption(ctx context.Context, ref PipelineRef, buildID int64
 // ask for it, or its commit cannot run any more), with why in the run's reason. It
 // returns ErrRetryDecided when the retry was decided already.
 func (s *DB) RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, why string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
 		}
-		if err := decideInterruption(ctx, tx, id, "not_retried", 0, s.now()); err != nil {
+		if err := decideInterruption(ctx, tx, id, InterruptionNotRetried, 0, s.now()); err != nil {
 			return err
 		}
 		if why != "" {
@@ -239,27 +239,21 @@ func (s *DB) RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, wh
 				return err
 			}
 		}
-		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("refuse the retry of %s: %w", runName(ref, buildID), err)
 	}
-	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	return nil
 }
 
-// takeRetry records, in the transaction that creates it, that run retryBuildID retries the
-// interrupted run parent; ErrRetryDecided if that run is not interrupted or was decided.
-func takeRetry(ctx context.Context, tx *sql.Tx, parentRowID, retryBuildID, now int64) error {
-	return decideInterruption(ctx, tx, parentRowID, "retried", retryBuildID, now)
-}
-
-// decideInterruption moves the pending interruption of run row runRowID to outcome; only
-// one decision is ever taken (ErrRetryDecided for the later ones).
-func decideInterruption(ctx context.Context, tx *sql.Tx, runRowID int64, outcome string, retryBuildID, now int64) error {
+// decideInterruption moves the pending interruption of run row runRowID to outcome (with
+// the retry's BUILD_ID when retried), in the transaction that creates the retry; only one
+// decision is ever taken (ErrRetryDecided for the later ones, or a run not interrupted).
+func decideInterruption(ctx context.Context, tx *sql.Tx, runRowID int64, outcome InterruptionOutcome, retryBuildID, now int64) error {
 	res, err := tx.ExecContext(ctx, `
 		UPDATE run_interruptions SET outcome = $1, retry_build_id = $2, decided_at = $3
-		WHERE run_id = $4 AND outcome = 'pending'`, outcome, retryBuildID, now, runRowID)
+		WHERE run_id = $4 AND outcome = 'pending'`, string(outcome), retryBuildID, now, runRowID)
 	if err != nil {
 		return err
 	}

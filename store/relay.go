@@ -76,6 +76,22 @@ func (s *DB) announce(ctx context.Context, tx *sql.Tx, c Change) error {
 	return nil
 }
 
+// writeChange runs fn in a write transaction that announces c to the other processes when
+// it commits, and then tells this process's sink: the one way a write that changes a run,
+// task, log, drift event, audit entry or hint lets its followers know.
+func (s *DB) writeChange(ctx context.Context, c Change, fn func(tx *sql.Tx) error) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, c)
+	})
+	if err == nil {
+		s.opts.changed(c)
+	}
+	return err
+}
+
 // startRelay sets up the relay of a PostgreSQL store: the channel for announce and, when
 // the store has a sink, a LISTEN connection that feeds it. The first LISTEN is made before
 // it returns, so a change committed after Open returns is heard.

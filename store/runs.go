@@ -54,8 +54,9 @@ func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 			return err
 		}
 		var parent sql.NullInt64
+		var parentRow int64
 		if nr.ParentBuildID > 0 {
-			if _, err := runID(ctx, tx, ref, nr.ParentBuildID); err != nil {
+			if parentRow, err = runID(ctx, tx, ref, nr.ParentBuildID); err != nil {
 				return fmt.Errorf("parent BUILD_ID %d: %w", nr.ParentBuildID, err)
 			}
 			parent = sql.NullInt64{Int64: nr.ParentBuildID, Valid: true}
@@ -76,11 +77,7 @@ func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
 			return err
 		}
 		if nr.Trigger == TriggerRetry {
-			parentID, err := runID(ctx, tx, ref, nr.ParentBuildID)
-			if err != nil {
-				return err
-			}
-			if err := takeRetry(ctx, tx, parentID, buildID, now); err != nil {
+			if err := decideInterruption(ctx, tx, parentRow, InterruptionRetried, buildID, now); err != nil {
 				return fmt.Errorf("retry of BUILD_ID %d: %w", nr.ParentBuildID, err)
 			}
 		}
@@ -151,7 +148,7 @@ func (s *DB) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, e
 
 // NoteQueuedRun implements Store.
 func (s *DB) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
@@ -159,12 +156,11 @@ func (s *DB) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, 
 		if _, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued)); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("note why %s waits: %w", runName(ref, buildID), err)
 	}
-	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	return nil
 }
 
@@ -176,7 +172,7 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 		return Run{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
 	}
 	var run Run
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
@@ -204,14 +200,10 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 			return err
 		}
 		run, err = getRun(ctx, tx, ref, buildID)
-		if err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
+		return err
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
-	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 	return run, nil
 }

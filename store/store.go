@@ -42,12 +42,11 @@ type Store interface {
 	// daemon calls it at start and every few seconds, so a dead process's runs are recorded
 	// within the holder's ttl. Returns the runs it changed.
 	MarkStaleRuns(ctx context.Context) ([]Run, error)
-	// PendingInterruptions lists interrupted runs whose retry is undecided, oldest first;
-	// GetInterruption reads one run's record. A retry is made by CreateRun with
+	// PendingInterruptions lists interrupted runs whose retry is undecided, oldest first.
+	// A retry is made by CreateRun with
 	// TriggerRetry and the interrupted run as parent, which decides it in the same
 	// transaction (ErrRetryDecided the second time); RefuseRetry decides against it.
 	PendingInterruptions(ctx context.Context, limit int) ([]Interruption, error)
-	GetInterruption(ctx context.Context, ref PipelineRef, buildID int64) (Interruption, error)
 	RefuseRetry(ctx context.Context, ref PipelineRef, buildID int64, why string) error
 
 	// BeatHolder registers a process that runs pipelines, or renews it, until ttl from
@@ -143,8 +142,6 @@ type Store interface {
 	// LastScheduleTick returns the last tick of a pipeline's schedule that was handled
 	// (fired or skipped on purpose); false when none is recorded.
 	LastScheduleTick(ctx context.Context, ref PipelineRef, schedule string) (time.Time, bool, error)
-	// SetScheduleTick records the last tick handled of a pipeline's schedule.
-	SetScheduleTick(ctx context.Context, ref PipelineRef, schedule string, tick time.Time) error
 	// AdvanceScheduleTick records tick only if the tick recorded is still from: a
 	// compare-and-set, so two processes never both handle one tick.
 	AdvanceScheduleTick(ctx context.Context, ref PipelineRef, schedule string, from, tick time.Time) (bool, error)
@@ -231,10 +228,6 @@ func discardLogger() logrus.FieldLogger {
 	l.SetOutput(io.Discard)
 	return l
 }
-
-// WithOutageTimeout sets how long a write to PostgreSQL retries, with backoff, while
-// the server cannot be reached (restarting, failing over), before it fails.
-func WithOutageTimeout(d time.Duration) Option { return func(o *options) { o.outageTimeout = d } }
 
 // DefaultOutageTimeout rides out a PostgreSQL restart or failover.
 const DefaultOutageTimeout = 2 * time.Minute

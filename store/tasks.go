@@ -36,7 +36,7 @@ func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt New
 		return Task{}, fmt.Errorf("add %s: stage, name and type must all be set", what)
 	}
 	var t Task
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: nt.Name}, func(tx *sql.Tx) error {
 		id, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
@@ -51,15 +51,11 @@ func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt New
 			return err
 		}
 		t, err = getTask(ctx, tx, ref, buildID, id, nt.Name)
-		if err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: nt.Name})
+		return err
 	})
 	if err != nil {
 		return Task{}, fmt.Errorf("add %s: %w", what, err)
 	}
-	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: nt.Name})
 	return t, nil
 }
 
@@ -124,7 +120,7 @@ func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64,
 		return Task{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
 	}
 	var t Task
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChange(ctx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name}, func(tx *sql.Tx) error {
 		rid, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
@@ -149,15 +145,11 @@ func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64,
 			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
 		}
 		t, err = getTask(ctx, tx, ref, buildID, rid, name)
-		if err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
+		return err
 	})
 	if err != nil {
 		return Task{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
-	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	return t, nil
 }
 
@@ -171,7 +163,7 @@ func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64,
 	if err != nil {
 		return fmt.Errorf("set outputs of %s: %w", what, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeChange(ctx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name}, func(tx *sql.Tx) error {
 		rid, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
@@ -185,11 +177,10 @@ func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64,
 		} else if n == 0 {
 			return ErrNotFound
 		}
-		return s.announce(ctx, tx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("set outputs of %s: %w", what, err)
 	}
-	s.opts.changed(Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name})
 	return nil
 }
