@@ -32,7 +32,8 @@ func (s *DB) HandHint(ctx context.Context, h RepositoryHint) error {
 	if h.Repository == "" {
 		return fmt.Errorf("hand a hint: no repository")
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	// Announced: the owner is another process, woken through the relay.
+	err := s.writeChange(ctx, Change{Kind: ChangeHint, Pipeline: PipelineRef{Repository: h.Repository}}, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO repository_hints (repository, delivery_id, branch, commit_sha, tag, resumed, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -42,7 +43,6 @@ func (s *DB) HandHint(ctx context.Context, h RepositoryHint) error {
 	if err != nil {
 		return fmt.Errorf("hand a hint for %s: %w", h.Repository, err)
 	}
-	s.opts.changed(Change{Kind: ChangeHint, Pipeline: PipelineRef{Repository: h.Repository}})
 	return nil
 }
 
