@@ -76,36 +76,7 @@ func TestAPIFollowsALiveRunsLog(t *testing.T) {
 	resp := openLogStream(t, stream, watcher, "following run 1")
 	defer resp.Body.Close()
 	events := sse.NewReader(resp.Body)
-	var texts []string
-	var firstAt time.Time
-	var final struct {
-		Status     string
-		FinishedAt time.Time
-	}
-	for {
-		e, err := events.Next()
-		if err != nil {
-			t.Fatalf("the stream broke after %q: %v", texts, err)
-		}
-		if e.Name == "line" {
-			var l struct{ Task, Text string }
-			if err := json.Unmarshal([]byte(e.Data), &l); err != nil {
-				t.Fatal(err)
-			}
-			if l.Task == "count" && strings.HasPrefix(l.Text, "line ") {
-				if len(texts) == 0 {
-					firstAt = time.Now()
-				}
-				texts = append(texts, l.Text)
-			}
-		}
-		if e.Name == "end" {
-			if err := json.Unmarshal([]byte(e.Data), &final); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
+	texts, firstAt, final := readCountedLines(t, events)
 	if _, err := events.Next(); err != io.EOF {
 		t.Fatalf("after the end event: %v, want the stream closed", err)
 	}
@@ -228,4 +199,40 @@ func openLogStream(t *testing.T, stream, token, what string) *http.Response {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// streamEnd is the end event of a run's live log stream.
+type streamEnd struct {
+	Status     string
+	FinishedAt time.Time
+}
+
+// readCountedLines reads a live log stream up to its end event: the "line N" texts the task
+// count printed, when the first of them arrived, and the end.
+func readCountedLines(t *testing.T, events *sse.Reader) (texts []string, firstAt time.Time, final streamEnd) {
+	t.Helper()
+	for final.Status == "" {
+		e, err := events.Next()
+		if err != nil {
+			t.Fatalf("the stream broke or stalled after %q: %v", texts, err)
+		}
+		switch e.Name {
+		case "line":
+			var l struct{ Task, Text string }
+			if err := json.Unmarshal([]byte(e.Data), &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.Task == "count" && strings.HasPrefix(l.Text, "line ") {
+				if len(texts) == 0 {
+					firstAt = time.Now()
+				}
+				texts = append(texts, l.Text)
+			}
+		case "end":
+			if err := json.Unmarshal([]byte(e.Data), &final); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return texts, firstAt, final
 }

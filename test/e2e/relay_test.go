@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,36 +49,7 @@ func TestLiveLogsAcrossDaemons(t *testing.T) {
 	// Without the relay the stream would wait for ever: a minute bounds it.
 	stall := time.AfterFunc(time.Minute, func() { resp.Body.Close() })
 	defer stall.Stop()
-	events := sse.NewReader(resp.Body)
-	var texts []string
-	var firstAt time.Time
-	var final struct {
-		Status     string
-		FinishedAt time.Time
-	}
-	for final.Status == "" {
-		e, err := events.Next()
-		if err != nil {
-			t.Fatalf("the stream broke or stalled after %q: %v", texts, err)
-		}
-		switch e.Name {
-		case "line":
-			var l struct{ Task, Text string }
-			if err := json.Unmarshal([]byte(e.Data), &l); err != nil {
-				t.Fatal(err)
-			}
-			if l.Task == "count" && strings.HasPrefix(l.Text, "line ") {
-				if len(texts) == 0 {
-					firstAt = time.Now()
-				}
-				texts = append(texts, l.Text)
-			}
-		case "end":
-			if err := json.Unmarshal([]byte(e.Data), &final); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	texts, firstAt, final := readCountedLines(t, sse.NewReader(resp.Body))
 	var want []string
 	for i := 1; i <= 20; i++ {
 		want = append(want, fmt.Sprint("line ", i))
