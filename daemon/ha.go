@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/internal/changefeed"
-	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/reconciler/replicas"
 	"github.com/slipwayhq/slipway/reconciler/schedule"
 	"github.com/slipwayhq/slipway/reconciler/trigger"
@@ -35,6 +33,10 @@ type ownedRepos struct {
 	changed func(ctx context.Context)
 	log     *logrus.Entry
 
+	// took wakes followHints when a repository is taken over, so the hints waiting for it
+	// are taken there, in one store call, not on the coordinator's goroutine.
+	took chan struct{}
+
 	mu      sync.Mutex
 	running map[string]*ownedWatcher
 }
@@ -46,7 +48,7 @@ type ownedWatcher struct {
 
 func newOwnedRepos(watchers []*trigger.BranchWatcher, sched *schedule.Scheduler, hints hintStore, log *logrus.Entry) *ownedRepos {
 	o := &ownedRepos{watchers: map[string]*trigger.BranchWatcher{}, sched: sched, hints: hints, log: log,
-		running: map[string]*ownedWatcher{}, changed: func(context.Context) {}}
+		running: map[string]*ownedWatcher{}, changed: func(context.Context) {}, took: make(chan struct{}, 1)}
 	for _, w := range watchers {
 		o.watchers[w.Repo().Name] = w
 	}
@@ -75,7 +77,10 @@ func (o *ownedRepos) Own(ctx context.Context, repo string) {
 		w.Run(wctx)
 	}()
 	o.log.WithField("repo", repo).Info("replica: watching the repository")
-	o.deliver(ctx, []string{repo})
+	select {
+	case o.took <- struct{}{}:
+	default:
+	}
 	o.changed(ctx)
 }
 
@@ -146,7 +151,8 @@ func (o *ownedRepos) deliver(ctx context.Context, repos []string) {
 }
 
 // followHints delivers handed hints when the store says one was written (through the
-// replicas' change relay) and, in case a wake-up does not reach this replica, every period.
+// replicas' change relay), when a repository is taken over, and, in case a wake-up does not
+// reach this replica, every period.
 func (o *ownedRepos) followHints(ctx context.Context, changes *changefeed.Feed, period time.Duration) {
 	wake, stop := changes.Follow(changefeed.Kinds(store.ChangeHint))
 	defer stop()
@@ -160,6 +166,7 @@ func (o *ownedRepos) followHints(ctx context.Context, changes *changefeed.Feed, 
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-o.took:
 		case <-t.C:
 		}
 	}
@@ -190,22 +197,9 @@ func (s ownedStore) CurrentRevisions(ctx context.Context) ([]store.Revision, err
 // makes this replica's coordinator.
 func newCoordinator(cfg *config.Config, work replicas.Work, log *logrus.Entry) (*replicas.Coordinator, error) {
 	ha := cfg.HA
-	var spec kube.Spec
-	for _, s := range ClusterSpecs(cfg) {
-		if s.Name == ha.Cluster {
-			spec = s
-		}
-	}
-	if spec.Name == "" {
-		return nil, fmt.Errorf("ha: cluster %q is not in clusters", ha.Cluster)
-	}
-	restCfg, err := kube.RESTConfig(spec)
+	_, cs, err := clusterClient(cfg, ha.Cluster, "ha")
 	if err != nil {
-		return nil, fmt.Errorf("ha: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, fmt.Errorf("ha: cluster %s: %w", ha.Cluster, err)
+		return nil, err
 	}
 	return replicas.New(replicas.Options{Leases: cs.CoordinationV1().Leases(ha.Namespace), Identity: ha.ReplicaIdentity(),
 		Repositories: repositoryNames(cfg), LeaseDuration: ha.LeaseDuration.Duration, RenewDeadline: ha.RenewDeadline.Duration,

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
@@ -165,22 +166,9 @@ func ScriptExecutors(cfg *config.Config, registry *builder.Registry, log *logrus
 // Nothing is dialled here: the first script connects.
 func kubernetesExecutor(cfg *config.Config, log *logrus.Entry) (*kubejob.Executor, error) {
 	x := cfg.Executor.Kubernetes
-	var spec kube.Spec
-	for _, s := range ClusterSpecs(cfg) {
-		if s.Name == x.Cluster {
-			spec = s
-		}
-	}
-	if spec.Name == "" {
-		return nil, fmt.Errorf("executor kubernetes: cluster %q is not in clusters", x.Cluster)
-	}
-	restCfg, err := kube.RESTConfig(spec)
+	restCfg, cs, err := clusterClient(cfg, x.Cluster, "executor kubernetes")
 	if err != nil {
-		return nil, fmt.Errorf("executor kubernetes: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, fmt.Errorf("executor kubernetes: cluster %s: %w", x.Cluster, err)
+		return nil, err
 	}
 	tolerations := make([]corev1.Toleration, 0, len(x.Tolerations))
 	for _, t := range x.Tolerations {
@@ -193,6 +181,29 @@ func kubernetesExecutor(cfg *config.Config, log *logrus.Entry) (*kubejob.Executo
 	return kubejob.New(kubejob.Options{Client: cs, Config: restCfg, Cluster: x.Cluster, Namespace: x.Namespace,
 		ServiceAccount: x.ServiceAccount, NodeSelector: x.NodeSelector, Tolerations: tolerations,
 		Log: log.WithField("executor", "kubernetes")}), nil
+}
+
+// clusterClient connects to a configured cluster by name for a part of the daemon (what
+// names it in errors); nothing is dialled until the first request.
+func clusterClient(cfg *config.Config, cluster, what string) (*rest.Config, *kubernetes.Clientset, error) {
+	var spec kube.Spec
+	for _, s := range ClusterSpecs(cfg) {
+		if s.Name == cluster {
+			spec = s
+		}
+	}
+	if spec.Name == "" {
+		return nil, nil, fmt.Errorf("%s: cluster %q is not in clusters", what, cluster)
+	}
+	restCfg, err := kube.RESTConfig(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: cluster %s: %w", what, cluster, err)
+	}
+	return restCfg, cs, nil
 }
 
 // ClusterSpecs says how to reach the configured clusters.

@@ -48,14 +48,7 @@ type Options struct {
 	PreviewDone func(preview.Result)
 	// Ready, if set, hears the HTTP API's bound address once it listens (useful with :0).
 	Ready func(addr string)
-	// Owns reports whether this replica owns a repository; nil: it owns every one, or with
-	// ha in slipway.yaml those whose Lease it holds. Only the owner retries a repository's
-	// interrupted runs.
-	Owns func(repository string) bool
-	// InterruptSweep is how often runs of stopped processes are looked for (<= 0:
-	// sweep.DefaultInterval).
-	InterruptSweep time.Duration
-	Log            *logrus.Entry
+	Log   *logrus.Entry
 }
 
 // Serve runs the daemon until ctx ends: watchers (webhooks and polling), schedules, the
@@ -66,12 +59,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// Runs a crash left unfinished can never finish: record them as interrupted before
 	// anything runs (the sweeper goes on doing so for processes that stop later, and
 	// decides their retries).
-	stale, err := d.Store.MarkStaleRuns(ctx)
-	if err != nil {
+	if err := sweep.MarkStale(ctx, d.Store, log); err != nil {
 		return err
-	}
-	for _, r := range stale {
-		log.WithFields(logrus.Fields{"pipeline": r.Pipeline.Name, "build_id": r.BuildID, "reason": r.Reason}).Warn("run interrupted: the process running it stopped")
 	}
 	reg := prometheus.NewRegistry()
 	driftMetrics, err := drift.NewMetrics(reg)
@@ -153,19 +142,17 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	}
 	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store}
-	owns := o.Owns
+	// nil: this process owns every repository. With ha, interrupted runs are retried by the
+	// replica owning their repository.
+	var owns func(repo string) bool
 	if d.Config.HA != nil {
 		hubOpts.Handoff = func(ctx context.Context, repo string, h trigger.Hint) (bool, error) {
 			return owned.Handoff(ctx, repo, h)
 		}
-		if owns == nil {
-			// Interrupted runs are retried by the replica owning their repository.
-			owns = func(repo string) bool { return owned.Owns(repo) }
-		}
+		owns = func(repo string) bool { return owned.Owns(repo) }
 	}
 	hub := trigger.NewHub(hubOpts)
-	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: owns, Interval: o.InterruptSweep,
-		Log: log.WithField("component", "sweep")})
+	sweeper := sweep.New(sweep.Options{Store: d.Store, Retrier: hub, Owns: owns, Log: log.WithField("component", "sweep")})
 	sched := schedule.New(schedule.Options{Store: d.Store, Runs: hub, Metrics: scheduleMetrics, Clock: o.Clock,
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}

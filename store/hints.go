@@ -52,17 +52,28 @@ func (s *DB) TakeHints(ctx context.Context, repositories []string) ([]Repository
 	if len(repositories) == 0 {
 		return nil, nil
 	}
+	args := make([]any, len(repositories))
+	marks := make([]string, len(repositories))
+	for i, r := range repositories {
+		args[i] = r
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	in := `repository IN (` + strings.Join(marks, ", ") + `)`
+	// Owners ask every few seconds and there is mostly nothing: a read answers that
+	// without a write transaction.
+	var waiting int
+	if err := s.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM repository_hints WHERE `+in+` LIMIT 1) AS waiting`,
+		args...).Scan(&waiting); err != nil {
+		return nil, fmt.Errorf("take hints: %w", err)
+	}
+	if waiting == 0 {
+		return nil, nil
+	}
 	var out []RepositoryHint
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		args := make([]any, len(repositories))
-		marks := make([]string, len(repositories))
-		for i, r := range repositories {
-			args[i] = r
-			marks[i] = fmt.Sprintf("$%d", i+1)
-		}
 		rows, err := tx.QueryContext(ctx, `
-			DELETE FROM repository_hints WHERE repository IN (`+strings.Join(marks, ", ")+`)
+			DELETE FROM repository_hints WHERE `+in+`
 			RETURNING id, repository, delivery_id, branch, commit_sha, tag, resumed, created_at`, args...)
 		if err != nil {
 			return err

@@ -152,10 +152,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 	byShard := map[int]*coordv1.Lease{}
 	for i := range list.Items {
 		l := &list.Items[i]
-		if l.Labels[labelRole] != roleShard {
-			continue
-		}
-		if s, err := strconv.Atoi(l.Labels[labelRole+"-shard"]); err == nil {
+		if s, ok := shardOf(l); ok {
 			byShard[s] = l
 		}
 	}
@@ -416,4 +413,13 @@ func ptrValue(p *int32) int32 {
 		return 0
 	}
 	return *p
+}
+
+// shardOf is the shard a shard Lease stands for, from its label; false for other Leases.
+func shardOf(l *coordv1.Lease) (int, bool) {
+	if l.Labels[labelRole] != roleShard {
+		return 0, false
+	}
+	s, err := strconv.Atoi(l.Labels[labelRole+"-shard"])
+	return s, err == nil
 }

@@ -69,12 +69,8 @@ func (c *Coordinator) Status() Status {
 	owner := map[int]string{}
 	for i := range seen {
 		l := &seen[i]
-		if l.Labels[labelRole] == roleShard && holder(l) != "" && !expired(l, now) {
-			for s := range Shards {
-				if l.Name == shardLeaseName(s) {
-					owner[s] = holder(l)
-				}
-			}
+		if s, ok := shardOf(l); ok && holder(l) != "" && !expired(l, now) {
+			owner[s] = holder(l)
 		}
 	}
 	for s, o := range owner {

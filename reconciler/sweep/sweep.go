@@ -80,17 +80,25 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
+// MarkStale records the unfinished runs of processes that stopped as interrupted, and logs
+// each: what the daemon does once before anything runs, and every sweep after.
+func MarkStale(ctx context.Context, st interface {
+	MarkStaleRuns(ctx context.Context) ([]store.Run, error)
+}, log *logrus.Entry) error {
+	stale, err := st.MarkStaleRuns(ctx)
+	for _, r := range stale {
+		log.WithFields(logrus.Fields{"repository": r.Pipeline.Repository, "pipeline": r.Pipeline.Name,
+			"build_id": r.BuildID, "reason": r.Reason}).Warn("run interrupted: the process running it stopped")
+	}
+	return err
+}
+
 // Sweep marks the runs of dead holders interrupted and decides the retries of the
 // interrupted runs this process owns. Failures are logged and tried again next sweep.
 func (s *Sweeper) Sweep(ctx context.Context) {
 	log := s.o.Log
-	stale, err := s.o.Store.MarkStaleRuns(ctx)
-	if err != nil && ctx.Err() == nil {
+	if err := MarkStale(ctx, s.o.Store, log); err != nil && ctx.Err() == nil {
 		log.WithError(err).Warn("sweep for runs of stopped processes")
-	}
-	for _, r := range stale {
-		log.WithFields(logrus.Fields{"repository": r.Pipeline.Repository, "pipeline": r.Pipeline.Name,
-			"build_id": r.BuildID, "reason": r.Reason}).Warn("run interrupted: the process running it stopped")
 	}
 	pending, err := s.o.Store.PendingInterruptions(ctx, pendingBatch)
 	if err != nil {
