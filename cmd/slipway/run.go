@@ -64,7 +64,6 @@ func newRunCommand() *cobra.Command {
 				}
 				runs = append(runs, run)
 			}
-			failed := 0
 			byStatus := map[store.RunStatus]int{}
 			var failures []store.Run
 			for _, run := range runs {
@@ -74,7 +73,6 @@ func newRunCommand() *cobra.Command {
 				}
 				byStatus[final.Status]++
 				if final.Status != store.RunSucceeded {
-					failed++
 					failures = append(failures, final)
 				}
 			}
@@ -86,7 +84,7 @@ func newRunCommand() *cobra.Command {
 			for _, final := range failures {
 				fmt.Fprintf(out, "%s #%d %s: %s\n", final.Pipeline.Name, final.BuildID, final.Status, final.Reason)
 			}
-			if failed > 0 {
+			if len(failures) > 0 {
 				return exitError{code: 1}
 			}
 			return nil

@@ -13,7 +13,7 @@ import (
 // and the drift watches select by; a label value cannot hold the full identity (63
 // characters, a restricted alphabet), so the annotation of the same key holds it readably.
 const (
-	OwnerLabel      = kube.OwnerGroup + "/owner"
+	OwnerLabel      = kube.OwnedSelector // drift watches and health waits share one informer per kind by it
 	OwnerAnnotation = kube.OwnerGroup + "/owner"
 )
 

@@ -29,8 +29,8 @@ type clusterWatch struct {
 	kinds map[schema.GroupVersionKind]context.CancelFunc
 }
 
-func newClusterWatch(cl *kube.Cluster, w *Watcher) (*clusterWatch, error) {
-	return &clusterWatch{cl: cl, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}, nil
+func newClusterWatch(cl *kube.Cluster, w *Watcher) *clusterWatch {
+	return &clusterWatch{cl: cl, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}
 }
 
 // sync starts watches of kinds not yet watched, for as long as ctx lives, and stops those

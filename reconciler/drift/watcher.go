@@ -197,10 +197,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			if cw, err = newClusterWatch(cl, w); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			cw = newClusterWatch(cl, w)
 			w.watches[name] = cw
 		}
 		if err := cw.sync(ctx, gvks); err != nil {
@@ -467,13 +464,7 @@ func (w *Watcher) TaskEnded(ref store.TaskRef) {
 		}
 		delete(w.dropped, ref)
 	}
-	if !w.running {
-		return
-	}
-	select {
-	case w.reload <- struct{}{}:
-	default: // a reload is already asked for; it will see this task's revision too
-	}
+	w.askReloadLocked()
 }
 
 // Reload makes Run reload the current revisions soon: the set it may see changed (with
@@ -481,12 +472,17 @@ func (w *Watcher) TaskEnded(ref store.TaskRef) {
 func (w *Watcher) Reload() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.askReloadLocked()
+}
+
+// askReloadLocked asks a running Run to reload the current revisions; w.mu is held.
+func (w *Watcher) askReloadLocked() {
 	if !w.running {
 		return
 	}
 	select {
 	case w.reload <- struct{}{}:
-	default:
+	default: // a reload is already asked for; it will see this change too
 	}
 }
 

@@ -27,15 +27,14 @@ import (
 const OwnedSelector = OwnerGroup + "/owner"
 
 // Informers are a cluster's shared informers: one per kind and label selector, started on
-// first use and kept until Close, whoever asks. Drift watching of every pipeline and the
+// first use and kept for the life of the process, whoever asks. Drift watching of every pipeline and the
 // health waits of every run read the same caches, so a thousand pipelines cost one list
 // and one watch per kind instead of a thousand.
 type Informers struct {
-	dyn    dynamic.Interface
-	mu     sync.Mutex
-	byKey  map[informerKey]cache.SharedIndexInformer
-	stop   chan struct{}
-	closed bool
+	dyn   dynamic.Interface
+	mu    sync.Mutex
+	byKey map[informerKey]cache.SharedIndexInformer
+	stop  chan struct{}
 }
 
 type informerKey struct {
@@ -58,7 +57,7 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 		return inf
 	}
 	inf := dynamicinformer.NewFilteredDynamicInformer(i.dyn, gvr, metav1.NamespaceAll, 0,
-		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
 	// Nobody reading the caches needs who set which field, and it is often most of an
 	// object: the cache of thousands of objects stays small without it.
@@ -69,20 +68,8 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 		return obj, nil
 	})
 	i.byKey[k] = inf
-	if !i.closed {
-		go inf.Run(i.stop)
-	}
+	go inf.Run(i.stop)
 	return inf
-}
-
-// Close stops every informer.
-func (i *Informers) Close() {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if !i.closed {
-		i.closed = true
-		close(i.stop)
-	}
 }
 
 // cachedReader is a kstatus ClusterReader that reads the objects of one health wait from
@@ -116,19 +103,12 @@ func (c *cachedReader) Get(ctx context.Context, key client.ObjectKey, obj *unstr
 	c.mu.Lock()
 	floor, seen := c.floor[key]
 	c.mu.Unlock()
-	if seen {
-		if inf.HasSynced() {
-			storeKey := key.Name
-			if key.Namespace != "" {
-				storeKey = key.Namespace + "/" + key.Name
-			}
-			if item, ok, err := inf.GetStore().GetByKey(storeKey); err == nil && ok {
-				if u, ok := item.(*unstructured.Unstructured); ok && u.GetGeneration() >= floor {
-					u.DeepCopyInto(obj)
-					obj.SetGroupVersionKind(gvk)
-					return nil
-				}
-			}
+	if seen && inf.HasSynced() {
+		item, ok, err := inf.GetStore().GetByKey(cache.NewObjectName(key.Namespace, key.Name).String())
+		if u, isU := item.(*unstructured.Unstructured); err == nil && ok && isU && u.GetGeneration() >= floor {
+			u.DeepCopyInto(obj)
+			obj.SetGroupVersionKind(gvk)
+			return nil
 		}
 	}
 	if err := c.live.Get(ctx, key, obj); err != nil {

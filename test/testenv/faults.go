@@ -25,18 +25,7 @@ import (
 // it, a cleanup does, so a failing fault test never leaves the environment broken.
 func (e *Env) Kill(t testing.TB, name string) (restart func()) {
 	t.Helper()
-	if e.stateDir == "" {
-		t.Fatalf("testenv: %s names no SLIPWAY_ENV_DIR; restart the environment with `make env-down env-up`", envFile)
-	}
-	pidFile := filepath.Join(e.stateDir, "pids", name)
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatalf("testenv: no process %q in the environment: %v", name, err)
-	}
-	oldPID, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("testenv: %s: %v", pidFile, err)
-	}
+	oldPID := e.PID(t, name)
 	proc := fmt.Sprintf("/proc/%d/", oldPID)
 	cmdline, err := os.ReadFile(proc + "cmdline")
 	if err != nil {
