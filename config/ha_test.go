@@ -67,6 +67,7 @@ func TestHARefused(t *testing.T) {
 		{"retry too short", haBase + "ha: {cluster: home, namespace: s, retryPeriod: 10ms}\n", `4:48: ha.retryPeriod 10ms must be at least 100ms`},
 		{"renew under retry", haBase + "ha: {cluster: home, namespace: s, renewDeadline: 2s}\n", `4:50: ha.renewDeadline 2s must be more than ha.retryPeriod 2s`},
 		{"lease under renew", haBase + "ha: {cluster: home, namespace: s, leaseDuration: 10s}\n", `4:50: ha.leaseDuration 10s must be more than ha.renewDeadline 10s`},
+		{"lease within a round", haBase + "ha: {cluster: home, namespace: s, leaseDuration: 12s}\n", `4:50: ha.leaseDuration 12s must be more than ha.renewDeadline + ha.retryPeriod (12s)`},
 		{"lease fraction", haBase + "ha: {cluster: home, namespace: s, leaseDuration: 15500ms}\n", `4:50: ha.leaseDuration 15.5s must be whole seconds`},
 		{"own store keys", haBase + "ha: {cluster: home, namespace: s}\nuiSessionKeyFile: /k\n", `4:5: ha needs storeKeyFiles`},
 		{"own session key", haBase + "ha: {cluster: home, namespace: s}\nstoreKeyFiles: [/k]\n", `4:5: ha needs uiSessionKeyFile`},
