@@ -68,7 +68,8 @@ func (d *Parts) StartDispatcher(ctx context.Context, description string, takesAp
 		ttl = d.Config.HA.LeaseDuration.Duration
 	}
 	disp, err := reconciler.StartDispatcher(ctx, reconciler.DispatcherOptions{Executor: runner, Claims: d.Store, HolderTTL: ttl,
-		Description: description, NoApprovals: !takesApprovals, MaxInFlight: d.Config.MaxInFlight(), Log: d.log.WithField("component", "dispatcher")})
+		Description: description, NoApprovals: !takesApprovals, MaxInFlight: d.Config.MaxInFlight(),
+		Requests: d.Store, Changes: d.Changes, Log: d.log.WithField("component", "dispatcher")})
 	return runner, disp, err
 }
 

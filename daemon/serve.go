@@ -141,7 +141,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
-		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store}
+		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store, Requests: d.Store}
 	// nil: this process owns every repository. With ha, interrupted runs are retried by the
 	// replica owning their repository.
 	var owns func(repo string) bool

@@ -53,6 +53,12 @@ type DispatcherOptions struct {
 	// More wait, queued, with a reason that says so. A run waiting at an approval gate
 	// gives its place up until it is answered.
 	MaxInFlight int
+	// Requests, when set, is where other processes leave cancels and approval answers for
+	// this process's runs: they are taken when Changes (optional) says one was left, and
+	// every RequestPoll (0: 2s) in case that wake-up does not reach this process.
+	Requests    RunRequests
+	Changes     ChangeFollower
+	RequestPoll time.Duration
 	Log         *logrus.Entry
 }
 
@@ -190,6 +196,13 @@ func StartDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, err
 		return nil, err
 	}
 	go d.beat(ctx)
+	if o.Requests != nil {
+		poll := o.RequestPoll
+		if poll <= 0 {
+			poll = defaultRequestPoll
+		}
+		go d.serveRequests(ctx, o.Requests, o.Changes, poll)
+	}
 	return d, nil
 }
 

@@ -89,7 +89,9 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, caller config
 		return
 	}
 	if err := s.Triggers.Cancel(r.Context(), ref, id, caller.Name); err != nil {
-		s.fail(w, err, fmt.Sprintf("cancel %s #%d", ref.Name, id))
+		if !s.pending(w, r, err, ref, id) {
+			s.fail(w, err, fmt.Sprintf("cancel %s #%d", ref.Name, id))
+		}
 		return
 	}
 	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "user": caller.Name}).Info("run cancelled through the API")
@@ -203,7 +205,9 @@ func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, caller config
 		what = "reject"
 	}
 	if err := s.Triggers.Approve(r.Context(), ref, id, caller.Name, approve, req.Comment); err != nil {
-		s.fail(w, err, fmt.Sprintf("%s %s #%d", what, ref.Name, id))
+		if !s.pending(w, r, err, ref, id) {
+			s.fail(w, err, fmt.Sprintf("%s %s #%d", what, ref.Name, id))
+		}
 		return
 	}
 	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "user": caller.Name, "answer": what}).Info("run answered through the API")
@@ -213,6 +217,40 @@ func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, caller config
 		return
 	}
 	writeJSON(w, http.StatusAccepted, RunOf(run))
+}
+
+// PendingRun answers a cancel, approve or reject that was handed to the Slipway process
+// holding the run (another replica, or `slipway run`) when that process did not act on it
+// within the wait: the run as it is, and the request, still pending.
+type PendingRun struct {
+	Run
+	Request PendingRequest `json:"request"`
+}
+
+// PendingRequest is a request left for the process holding a run.
+type PendingRequest struct {
+	ID      int64  `json:"id"`
+	Status  string `json:"status"` // "pending"
+	Holder  string `json:"holder"` // the process holding the run
+	Message string `json:"message"`
+}
+
+// pending answers 202 with a PendingRun when err says the request is left pending with
+// the run's holder, and reports whether it did.
+func (s *Server) pending(w http.ResponseWriter, r *http.Request, err error, ref store.PipelineRef, id int64) bool {
+	var p *trigger.PendingError
+	if !errors.As(err, &p) {
+		return false
+	}
+	s.Log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "request": p.Request.ID, "holder": p.Request.Holder}).Warn(err.Error())
+	run, rerr := s.Records.GetRun(r.Context(), ref, id)
+	if rerr != nil {
+		s.fail(w, rerr, fmt.Sprintf("run %s #%d", ref.Name, id))
+		return true
+	}
+	writeJSON(w, http.StatusAccepted, PendingRun{Run: RunOf(run), Request: PendingRequest{ID: p.Request.ID, Status: "pending",
+		Holder: p.Request.Holder, Message: err.Error()}})
+	return true
 }
 
 // resolve names the pipeline the URL means, and answers 403 if the caller may not act on
@@ -250,7 +288,7 @@ func (s *Server) fail(w http.ResponseWriter, err error, what string) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, reconciler.ErrNotActive), errors.Is(err, reconciler.ErrNotAwaiting):
+	case errors.Is(err, reconciler.ErrNotActive), errors.Is(err, reconciler.ErrNotAwaiting), errors.Is(err, store.ErrRunEnded):
 		status = http.StatusConflict
 	case errors.Is(err, policy.ErrNotApprover):
 		status = http.StatusForbidden

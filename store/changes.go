@@ -10,6 +10,10 @@ const (
 	ChangeLogs  ChangeKind = "logs"  // lines appended
 	ChangeDrift ChangeKind = "drift" // a drift event recorded (BuildID is 0)
 	ChangeAudit ChangeKind = "audit" // an audit entry recorded (Pipeline may be zero)
+	// ChangeResync names no write: changes may have been missed (the relay's connection
+	// to PostgreSQL was lost and is back), so every follower, whatever it follows, should
+	// re-read. Pipeline is zero.
+	ChangeResync ChangeKind = "resync"
 )
 
 // Change tells followers (live logs, the web UI, notifications) that a committed write

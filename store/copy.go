@@ -17,7 +17,7 @@ var copyTables = []string{
 	"pipelines", "runs", "run_interruptions", "tasks", "log_lines", "log_counts", "revisions", "revision_objects",
 	"drift_events", "webhook_deliveries", "pull_request_events", "schedule_fires", "branch_heads",
 	"holders", "pipeline_claims", "audit_log", "pushed_tags", "tag_refs", "tag_scans",
-	"notification_events", "notification_deliveries", "ui_signouts", "repository_hints",
+	"notification_events", "notification_deliveries", "ui_signouts", "repository_hints", "run_requests",
 }
 
 // copyParams bounds the parameters of one INSERT (SQLite allows 32766, PostgreSQL 65535).

@@ -77,6 +77,9 @@ func populate(t *testing.T, s *DB) {
 	if err := s.HandHint(ctx, RepositoryHint{Repository: testPipeline.Repository, DeliveryID: "d1", Branch: "main"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: 2, Kind: RequestApprove, Actor: "alice", Comment: "ok"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetScheduleTick(ctx, testPipeline, "0 * * * *", time.Now().Truncate(time.Hour)); err != nil {
 		t.Fatal(err)
 	}

@@ -116,6 +116,10 @@ func (s *DB) MarkStaleRuns(ctx context.Context) ([]Run, error) {
 			if err := s.enqueueRun(ctx, tx, st.id, RunInterrupted); err != nil {
 				return err
 			}
+			// The holder that was to take the run's requests is gone: none is left waiting.
+			if err := endRunRequests(ctx, tx, st.id, now, "the run was interrupted: its holder is gone", false); err != nil {
+				return err
+			}
 			r, err := scanRun(tx.QueryRowContext(ctx, `
 				SELECT `+runColumns+` FROM runs r JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = $1`, st.id))
 			if err != nil {

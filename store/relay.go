@@ -144,8 +144,14 @@ func (r *relay) listen(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, err
 }
 
 // follow hands the notifications on conn to sink until ctx ends, reconnecting with
-// jittered backoff when the connection is lost. Changes committed while it was away are
-// not replayed: a follower is woken again by the next change it matches.
+// jittered backoff when the connection is lost. PostgreSQL drops the notifications sent
+// while no LISTEN was open, so once it listens again it hands sink a ChangeResync: every
+// follower re-reads the store. That is enough, and simpler than a numbered change log
+// replayed from the last one seen, because a Change carries no data: followers only
+// learn "read again", and they read from where they were (a log cursor, a queue, a
+// table of hints), so one wake-up after the gap covers any number of missed changes.
+// The resync is sent after LISTEN succeeds, so a write committed between the two is
+// either re-read then or notified on the new connection.
 func (r *relay) follow(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn, sink ChangeSink, log logrus.FieldLogger) {
 	defer func() {
 		if conn != nil {
@@ -168,7 +174,8 @@ func (r *relay) follow(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn,
 				continue
 			}
 			conn, delay = c, relayBackoffMin
-			log.Info("store change relay listening again")
+			log.Info("store change relay listening again; followers re-read what they missed")
+			sink.Changed(Change{Kind: ChangeResync})
 		}
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

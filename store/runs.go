@@ -199,6 +199,11 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 		if err := s.enqueueRun(ctx, tx, id, to); err != nil {
 			return err
 		}
+		if to.Final() {
+			if err := endRunRequests(ctx, tx, id, now, "the run ended "+string(to)+" before its holder took the request", true); err != nil {
+				return err
+			}
+		}
 		run, err = getRun(ctx, tx, ref, buildID)
 		return err
 	})

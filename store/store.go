@@ -149,6 +149,13 @@ type Store interface {
 	// takes (reads and deletes) the hints of the repositories a replica owns.
 	HandHint(ctx context.Context, h RepositoryHint) error
 	TakeHints(ctx context.Context, repositories []string) ([]RepositoryHint, error)
+	// RequestRun leaves a cancel or an approval answer for the process holding the run;
+	// that process takes it (TakeRunRequests) and records its outcome (FinishRunRequest),
+	// which GetRunRequest reads.
+	RequestRun(ctx context.Context, nr NewRunRequest) (RunRequest, error)
+	GetRunRequest(ctx context.Context, id int64) (RunRequest, error)
+	TakeRunRequests(ctx context.Context, holder string) ([]RunRequest, error)
+	FinishRunRequest(ctx context.Context, q RunRequest, outcome RequestOutcome, detail string) error
 	// DeleteScheduleTick forgets a schedule that left the pipeline file.
 	DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule string) error
 

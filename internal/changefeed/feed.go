@@ -29,12 +29,13 @@ func New() *Feed {
 	return &Feed{subs: map[*follower]struct{}{}}
 }
 
-// Changed implements store.ChangeSink. It never blocks.
+// Changed implements store.ChangeSink. It never blocks. A store.ChangeResync wakes every
+// follower, whatever it matches: changes may have been missed.
 func (f *Feed) Changed(c store.Change) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for s := range f.subs {
-		if s.match != nil && !s.match(c) {
+		if c.Kind != store.ChangeResync && s.match != nil && !s.match(c) {
 			continue
 		}
 		select {

@@ -109,3 +109,24 @@ func mustWake(t *testing.T, wake <-chan struct{}) {
 		t.Fatal("not woken by a committed change")
 	}
 }
+
+// A resync (the store's relay was away and may have missed changes) wakes every
+// follower, whatever it follows.
+func TestResyncWakesEveryFollower(t *testing.T) {
+	feed := New()
+	run, stopRun := feed.Follow(Run(ref, 1))
+	defer stopRun()
+	hints, stopHints := feed.Follow(Kinds(store.ChangeHint))
+	defer stopHints()
+	feed.Changed(store.Change{Kind: store.ChangeLogs, Pipeline: ref, BuildID: 2})
+	select {
+	case <-run:
+		t.Fatal("woken by another run's change")
+	case <-hints:
+		t.Fatal("woken by a change of another kind")
+	default:
+	}
+	feed.Changed(store.Change{Kind: store.ChangeResync})
+	mustWake(t, run)
+	mustWake(t, hints)
+}

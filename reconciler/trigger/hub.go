@@ -54,6 +54,11 @@ type HubOptions struct {
 	// Handoff, when set (several replicas), hands a hint for a repository another replica
 	// watches to that replica, and says whether it did; false: this replica's watcher takes it.
 	Handoff func(ctx context.Context, repository string, h Hint) (bool, error)
+	// Requests, when set, relays a cancel or an approval answer for a run this process
+	// does not hold to the process that does, through the store (Relay).
+	Requests RunRequester
+	// RelayWait bounds how long a relayed request waits for its outcome (0: 5s).
+	RelayWait time.Duration
 }
 
 // AuditLog is where the hub records the actions people ask for.
@@ -73,6 +78,8 @@ type Hub struct {
 	states     PipelineStates
 	interrupts Interruptions
 	handoff    func(ctx context.Context, repository string, h Hint) (bool, error)
+	requests   RunRequester
+	relayWait  time.Duration
 	watchers   map[string]*BranchWatcher
 }
 
@@ -82,7 +89,8 @@ func NewHub(o HubOptions) *Hub {
 		o.Limiter = &HostLimiter{}
 	}
 	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
-		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, handoff: o.Handoff, watchers: map[string]*BranchWatcher{}}
+		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, handoff: o.Handoff,
+		requests: o.Requests, relayWait: o.RelayWait, watchers: map[string]*BranchWatcher{}}
 }
 
 // Add registers a repository's watcher. Call before serving.
@@ -150,8 +158,12 @@ func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, 
 	if actor == "" {
 		return fmt.Errorf("cancel %s #%d: no actor to record", ref.Name, buildID)
 	}
-	reason := "cancelled by request of " + actor
+	reason := reconciler.CancelReason(actor)
 	if err := h.dispatcher.Cancel(ctx, ref, buildID, reason); err != nil {
+		if errors.Is(err, reconciler.ErrNotActive) && h.requests != nil {
+			// Not held here: its holder cancels it and records who asked.
+			return h.relay(ctx, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: store.RequestCancel, Actor: actor})
+		}
 		return err
 	}
 	// The run is cancelled whatever happens here; the error says it went unrecorded.
@@ -182,6 +194,15 @@ func (h *Hub) Approve(ctx context.Context, ref store.PipelineRef, buildID int64,
 		return fmt.Errorf("answer %s #%d: no actor to record", ref.Name, buildID)
 	}
 	if err := h.dispatcher.Answer(ctx, ref, buildID, policy.Answer{Actor: actor, Approve: approve, Comment: comment, At: time.Now()}); err != nil {
+		if errors.Is(err, reconciler.ErrNotActive) && h.requests != nil {
+			// Not held here: its holder checks the actor, hands the answer to the gate and
+			// records it.
+			kind := store.RequestApprove
+			if !approve {
+				kind = store.RequestReject
+			}
+			return h.relay(ctx, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: kind, Actor: actor, Comment: comment})
+		}
 		return err
 	}
 	action := store.AuditApprove

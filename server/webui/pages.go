@@ -12,6 +12,7 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/server/records"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -140,14 +141,19 @@ func (u *UI) answer(w http.ResponseWriter, r *http.Request, v viewer, approve bo
 		return
 	}
 	err := u.answers.Approve(r.Context(), ref, id, v.Name, approve, r.PostForm.Get("comment"))
+	var pending *trigger.PendingError
 	switch {
 	case err == nil:
 		u.log.WithFields(logrus.Fields{"user": v.Name, "pipeline": ref.Name, "build_id": id, "approve": approve}).Info("run answered through the web UI")
 		http.Redirect(w, r, runPath(ref, id), http.StatusSeeOther)
 	case errors.Is(err, policy.ErrNotApprover):
 		u.failDetail(w, r, v, http.StatusForbidden, "err_role", err.Error())
-	case errors.Is(err, reconciler.ErrNotAwaiting), errors.Is(err, reconciler.ErrNotActive):
+	case errors.Is(err, reconciler.ErrNotAwaiting), errors.Is(err, reconciler.ErrNotActive), errors.Is(err, store.ErrRunEnded):
 		u.failDetail(w, r, v, http.StatusConflict, "err_not_waiting", err.Error())
+	case errors.As(err, &pending):
+		// Recorded for the process running the run, which has not taken it yet.
+		u.log.WithFields(logrus.Fields{"user": v.Name, "pipeline": ref.Name, "build_id": id, "request": pending.Request.ID}).Warn(err.Error())
+		u.failDetail(w, r, v, http.StatusAccepted, "err_pending", err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		u.fail(w, r, v, http.StatusNotFound, "err_not_found")
 	default:
