@@ -108,7 +108,7 @@ func TestChangeRelayReconnects(t *testing.T) {
 	if n := cut(); n != 1 {
 		t.Fatalf("%d LISTEN connections cut, want 1", n)
 	}
-	// Write until one is heard: those committed while it reconnects are not replayed.
+	// Write until one is heard (a later change, or the resync sent once it listens again).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		run := mustRun(t, writer, testPipeline)
@@ -133,5 +133,45 @@ func waitReconnected(ctx context.Context, t *testing.T, db *sql.DB, channel stri
 	}
 	if n != 1 {
 		t.Fatalf("%d LISTEN connections on %s after the reconnect, want 1", n, channel)
+	}
+}
+
+// Notifications sent while the LISTEN connection is down are lost, so once it is back
+// the store hands its sink a resync: the follower re-reads and finds the write made while
+// it was away, with no further write to wake it.
+func TestChangeRelayResyncsAfterReconnect(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	ctx := testCtx(t)
+	sink := &recordingSink{}
+	listener, err := OpenPostgres(ctx, dsn, WithChangeSink(sink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close() })
+	writer, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = writer.Close() })
+
+	var n int
+	if err := writer.writer.QueryRowContext(ctx, `
+		SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE query = 'LISTEN ' || $1`, listener.relay.channel).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d LISTEN connections cut (%v), want 1", n, err)
+	}
+	// One write, at once: the listener is down or about to notice it is.
+	run := mustRun(t, writer, testPipeline)
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(sink.take(), Change{Kind: ChangeResync}) {
+		if time.Now().After(deadline) {
+			t.Fatal("no resync after the LISTEN connection came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitReconnected(ctx, t, writer.writer, listener.relay.channel)
+	// What the woken follower reads.
+	if got, err := listener.GetRun(ctx, testPipeline, run.BuildID); err != nil || got.Status != RunQueued {
+		t.Fatalf("the follower's re-read: %+v, %v", got, err)
 	}
 }
