@@ -3,16 +3,22 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/policy"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/store"
 )
 
 // apiRoutes is every API route with the least role it needs and whether it names a
@@ -217,5 +223,33 @@ func TestAPIOffWithoutIdentities(t *testing.T) {
 	}
 	if len(rec.calls) != 0 {
 		t.Fatalf("an API without identities reached %v", rec.calls)
+	}
+}
+
+// A cancel or answer relayed to the process holding the run: its refusals answer as a
+// local call's would, an ended run is 409, and one the holder did not answer in time is
+// 202 with the run and the request, pending.
+func TestRelayedAnswers(t *testing.T) {
+	rec := newRecorder()
+	s := &Server{Triggers: rec, Records: rec, Metrics: rec, Log: logrus.NewEntry(logrus.New()),
+		Users: []config.APIUser{user("root", []config.Role{config.RoleAdmin})}}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	root := map[string]string{"Authorization": "Bearer token-root"}
+	q := store.RunRequest{ID: 12, Pipeline: store.PipelineRef{Repository: "app", Name: "deploy"}, BuildID: 3, Holder: "node-2/41/ab", Kind: store.RequestCancel}
+	rec.answerErr = &trigger.PendingError{Request: q, Wait: 5 * time.Second}
+	code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs/3/cancel", nil, root)
+	var pending PendingRun
+	if err := json.Unmarshal([]byte(out), &pending); err != nil || code != http.StatusAccepted || pending.Request.ID != 12 ||
+		pending.Request.Status != "pending" || pending.Request.Holder != "node-2/41/ab" || !strings.Contains(pending.Request.Message, "did not answer request 12 within 5s") {
+		t.Fatalf("pending cancel: %d %s (%v)", code, out, err)
+	}
+	rec.answerErr = fmt.Errorf("request cancel of run app:deploy #3: %w cancelled", store.ErrRunEnded)
+	if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs/3/cancel", nil, root); code != http.StatusConflict || !strings.Contains(out, "the run has ended cancelled") {
+		t.Fatalf("cancel of an ended run: %d %s", code, out)
+	}
+	rec.answerErr = fmt.Errorf("relayed: %w", policy.ErrNotApprover)
+	if code, out := post(t, srv.URL+"/api/v1/pipelines/deploy/runs/3/approve", nil, root); code != http.StatusForbidden {
+		t.Fatalf("approval the holder refused: %d %s", code, out)
 	}
 }

@@ -31,6 +31,7 @@ type recorder struct {
 	deliveries map[string]bool
 	prs        []store.PullRequestEvent
 	counts     map[string]int
+	answerErr  error // what Cancel and Approve return
 }
 
 func newRecorder() *recorder {
@@ -51,7 +52,7 @@ func (r *recorder) Rerun(_ context.Context, _ store.PipelineRef, _ int64, actor 
 }
 func (r *recorder) Cancel(_ context.Context, _ store.PipelineRef, _ int64, actor string) error {
 	r.calls = append(r.calls, "Cancel by "+actor)
-	return nil
+	return r.answerErr
 }
 func (r *recorder) Suspend(_ context.Context, _ store.PipelineRef, suspend bool, actor, _ string) (store.Pipeline, error) {
 	r.calls = append(r.calls, fmt.Sprintf("Suspend %v by %s", suspend, actor))
@@ -63,7 +64,7 @@ func (r *recorder) Promote(_ context.Context, _ store.PipelineRef, _ int64, to, 
 }
 func (r *recorder) Approve(_ context.Context, _ store.PipelineRef, _ int64, actor string, approve bool, _ string) error {
 	r.calls = append(r.calls, fmt.Sprintf("Approve %v by %s", approve, actor))
-	return nil
+	return r.answerErr
 }
 func (r *recorder) Resolve(_ context.Context, repo, name string) (store.PipelineRef, error) {
 	r.calls = append(r.calls, "Resolve")
