@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // sent to the other replica, which holds none of those runs: it leaves them in the store
 // for the owner, which acts on them with its own checks and audits them under the caller.
 // A queued and a running run are cancelled, an approval lets the gated stage run, a
-// rejection fails the run, a cancel of an ended run is refused, and the audit log names
-// the caller, recorded by the owner.
+// rejection fails the run, a cancel of an ended run is refused, a cancel the stopped owner
+// cannot answer in time is 202 with the request pending and carried out once the owner
+// runs again, and the audit log names the caller, recorded by the owner.
 func TestReplicasRelayCancelAndApproval(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -52,10 +54,31 @@ stages:
 		}
 		time.Sleep(time.Second)
 	}
-	// other is the replica that does not own repo, so holds none of its runs.
-	other := func(repo string) *haReplica {
-		for name, r := range c.replicas {
-			if name != owners[repo][0] {
+	// holder is the replica that queued the run (its watcher submitted it, so it runs it
+	// there), read from the replicas' logs: ownership may move while the replicas settle,
+	// a run stays where it was queued. other is the replica that does not hold it.
+	holder := func(pipeline string, id int) *haReplica {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			for _, r := range c.replicas {
+				for _, line := range strings.Split(r.proc.output(), "\n") {
+					if strings.Contains(line, "msg=triggered") && strings.Contains(line, fmt.Sprintf(" build_id=%d ", id)) &&
+						strings.Contains(line, " pipeline="+pipeline+" ") {
+						return r
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no replica logged triggering %s #%d", pipeline, id)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	other := func(pipeline string, id int) *haReplica {
+		h := holder(pipeline, id)
+		for _, r := range c.replicas {
+			if r != h {
 				return r
 			}
 		}
@@ -88,7 +111,7 @@ stages:
 	sw.commit("second", map[string][]byte{"README": []byte("2")})
 	c.waitRuns(a, 60*time.Second, "slow #2 queued", func(rs []apiRun) bool { return find(rs, "slow", 2).Status == "queued" })
 	for _, id := range []int{2, 1} {
-		code, body := post(other("slow"), "slow", "slow", id, "cancel")
+		code, body := post(other("slow", id), "slow", "slow", id, "cancel")
 		if code != http.StatusAccepted || strings.Contains(body, `"request"`) {
 			t.Fatalf("cancel slow #%d on the replica not running it: %d %s", id, code, body)
 		}
@@ -100,7 +123,7 @@ stages:
 		}
 	}
 	// A run that has ended is refused, clearly.
-	if code, body := post(other("slow"), "slow", "slow", 1, "cancel"); code != http.StatusConflict || !strings.Contains(body, "has ended") {
+	if code, body := post(other("slow", 1), "slow", "slow", 1, "cancel"); code != http.StatusConflict || !strings.Contains(body, "has ended") {
 		t.Fatalf("cancel of an ended run: %d %s", code, body)
 	}
 
@@ -109,7 +132,7 @@ stages:
 		return find(rs, "gated", 1).Status == "awaiting_approval"
 	})
 	out, code := slipway(t, "approve", "gated/gated", "1", "--comment", "ship it", "--wait",
-		"--server", "http://"+other("gated").addr, "--token-file", c.token)
+		"--server", "http://"+other("gated", 1).addr, "--token-file", c.token)
 	if code != 0 || !strings.Contains(out, "#1 succeeded") {
 		t.Fatalf("approval through the replica not running the run: exit %d\n%s", code, out)
 	}
@@ -117,7 +140,7 @@ stages:
 	c.waitRuns(a, 90*time.Second, "gated #2 awaiting approval", func(rs []apiRun) bool {
 		return find(rs, "gated", 2).Status == "awaiting_approval"
 	})
-	if code, body := post(other("gated"), "gated", "gated", 2, "reject"); code != http.StatusAccepted {
+	if code, body := post(other("gated", 2), "gated", "gated", 2, "reject"); code != http.StatusAccepted {
 		t.Fatalf("rejection through the replica not running the run: %d %s", code, body)
 	}
 	rs := c.waitRuns(a, 30*time.Second, "gated #2 failed", func(rs []apiRun) bool { return find(rs, "gated", 2).Status == "failed" })
@@ -125,8 +148,39 @@ stages:
 		t.Errorf("gated #2: reason %q", r.Reason)
 	}
 	// The rejection left nothing waiting to approve: refused as a local call would be.
-	if code, body := post(other("gated"), "gated", "gated", 2, "approve"); code != http.StatusConflict {
+	if code, body := post(other("gated", 2), "gated", "gated", 2, "approve"); code != http.StatusConflict {
 		t.Fatalf("approval of a failed run: %d %s", code, body)
+	}
+
+	// The owner is stopped (SIGSTOP): the other replica waits 5 s for it, then answers 202
+	// with the request pending; once the owner runs again it takes the request and cancels.
+	sw.commit("third", map[string][]byte{"README": []byte("3")})
+	c.waitRuns(a, 60*time.Second, "slow #3 running", func(rs []apiRun) bool { return find(rs, "slow", 3).Status == "running" })
+	owner := holder("slow", 3).proc.cmd.Process
+	if err := owner.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Signal(syscall.SIGCONT) })
+	code, body := post(other("slow", 3), "slow", "slow", 3, "cancel")
+	if err := owner.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var pending struct {
+		Status  string
+		Request struct {
+			ID                      int64
+			Status, Holder, Message string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &pending); err != nil || code != http.StatusAccepted || pending.Status != "running" ||
+		pending.Request.Status != "pending" || !strings.Contains(pending.Request.Message, "did not answer") {
+		t.Fatalf("cancel while the owner is stopped: %d %s", code, body)
+	}
+	rs = c.waitRuns(a, 30*time.Second, "slow #3 cancelled once its owner runs again", func(rs []apiRun) bool {
+		return find(rs, "slow", 3).Status == "cancelled"
+	})
+	if r := find(rs, "slow", 3); r.Reason != "cancelled by request of api-token" {
+		t.Errorf("slow #3: reason %q", r.Reason)
 	}
 
 	// The audit names the caller; the owners recorded it, having acted on the request.
@@ -137,14 +191,22 @@ stages:
 			got = append(got, fmt.Sprintf("%s:%s:%s#%d", e.Actor, e.Action, p, e.BuildID))
 		}
 	}
-	for _, want := range []string{"api-token:cancel:slow#1", "api-token:cancel:slow#2", "api-token:approve:gated#1", "api-token:reject:gated#2"} {
+	for _, want := range []string{"api-token:cancel:slow#1", "api-token:cancel:slow#2", "api-token:cancel:slow#3", "api-token:approve:gated#1", "api-token:reject:gated#2"} {
 		if !strings.Contains(strings.Join(got, " "), want) {
 			t.Errorf("audit log %v lacks %s", got, want)
 		}
 	}
-	for _, repo := range []string{"slow", "gated"} {
-		if log := c.replicas[owners[repo][0]].proc.output(); !strings.Contains(log, "request from another process handled") {
-			t.Errorf("the owner of %s handled no request from the other replica", repo)
+	for _, run := range []struct {
+		pipeline string
+		id       int
+	}{{"slow", 1}, {"slow", 2}, {"slow", 3}, {"gated", 1}, {"gated", 2}} {
+		handled := false
+		for _, line := range strings.Split(holder(run.pipeline, run.id).proc.output(), "\n") {
+			handled = handled || strings.Contains(line, "request from another process handled") && strings.Contains(line, "actor=api-token") &&
+				strings.Contains(line, fmt.Sprintf(" build_id=%d ", run.id)) && strings.Contains(line, " pipeline="+run.pipeline+" ")
+		}
+		if !handled {
+			t.Errorf("the replica holding %s #%d did not handle a request for it from the other replica", run.pipeline, run.id)
 		}
 	}
 	raw, _ := json.Marshal(got)
