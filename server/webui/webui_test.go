@@ -25,6 +25,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/changefeed"
 	"github.com/slipwayhq/slipway/internal/sse/ssetest"
 	"github.com/slipwayhq/slipway/policy"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -338,6 +339,18 @@ func TestApproveOnlyForApproversWithTheSessionsCSRFToken(t *testing.T) {
 	rec = f.do("POST", action, url.Values{"csrf": {aliceCSRF}}, []*http.Cookie{aliceCk})
 	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "alice may not approve stage production") {
 		t.Fatalf("hub refusal: %d\n%s", rec.Code, rec.Body)
+	}
+	// Relayed to another process holding the run: an ended run is 409; an answer the
+	// holder did not take in time is 202, saying it is recorded.
+	f.answers.err = fmt.Errorf("request approve of run shop:web #1: %w failed", store.ErrRunEnded)
+	if rec := f.do("POST", action, url.Values{"csrf": {aliceCSRF}}, []*http.Cookie{aliceCk}); rec.Code != http.StatusConflict {
+		t.Fatalf("ended run: %d\n%s", rec.Code, rec.Body)
+	}
+	f.answers.err = &trigger.PendingError{Request: store.RunRequest{ID: 4, Pipeline: store.PipelineRef{Repository: "shop", Name: "web"},
+		BuildID: 1, Holder: "node-2/41/ab", Kind: store.RequestApprove}, Wait: 5 * time.Second}
+	rec = f.do("POST", action, url.Values{"csrf": {aliceCSRF}}, []*http.Cookie{aliceCk})
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), "has not taken it yet") || !strings.Contains(rec.Body.String(), "request 4") {
+		t.Fatalf("pending answer: %d\n%s", rec.Code, rec.Body)
 	}
 	f.answers.err = errors.New("boom")
 	if rec := f.do("POST", action, url.Values{"csrf": {aliceCSRF}}, []*http.Cookie{aliceCk}); rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "boom") {
