@@ -162,7 +162,7 @@ func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, 
 	if err := h.dispatcher.Cancel(ctx, ref, buildID, reason); err != nil {
 		if errors.Is(err, reconciler.ErrNotActive) && h.requests != nil {
 			// Not held here: its holder cancels it and records who asked.
-			return h.relay(ctx, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: store.RequestCancel, Actor: actor})
+			return h.relay(ctx, err, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: store.RequestCancel, Actor: actor})
 		}
 		return err
 	}
@@ -201,7 +201,7 @@ func (h *Hub) Approve(ctx context.Context, ref store.PipelineRef, buildID int64,
 			if !approve {
 				kind = store.RequestReject
 			}
-			return h.relay(ctx, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: kind, Actor: actor, Comment: comment})
+			return h.relay(ctx, err, store.NewRunRequest{Pipeline: ref, BuildID: buildID, Kind: kind, Actor: actor, Comment: comment})
 		}
 		return err
 	}

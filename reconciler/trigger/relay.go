@@ -55,9 +55,13 @@ func (e *RelayedError) Unwrap() error { return e.err }
 
 // relay records nr for the process holding the run and waits, up to the hub's relay
 // wait, for its outcome: nil once done, a *RelayedError for a refusal, a *PendingError if
-// the holder did not answer in time.
-func (h *Hub) relay(ctx context.Context, nr store.NewRunRequest) error {
+// the holder did not answer in time. local is why this process could not act itself
+// (reconciler.ErrNotActive); a run that has ended is refused with both.
+func (h *Hub) relay(ctx context.Context, local error, nr store.NewRunRequest) error {
 	q, err := h.requests.RequestRun(ctx, nr)
+	if errors.Is(err, store.ErrRunEnded) {
+		return fmt.Errorf("%w; %w", local, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,8 @@ func TestHubRelaysToTheRunsHolder(t *testing.T) {
 	if _, err := r.audit.TransitionRun(ctx, webRef, first.BuildID, store.RunQueued, store.RunCancelled, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Cancel(ctx, webRef, first.BuildID, "carol"); !errors.Is(err, store.ErrRunEnded) {
-		t.Fatalf("cancel of an ended run: %v, want store.ErrRunEnded", err)
+	if err := h.Cancel(ctx, webRef, first.BuildID, "carol"); !errors.Is(err, store.ErrRunEnded) || !errors.Is(err, reconciler.ErrNotActive) {
+		t.Fatalf("cancel of an ended run: %v, want store.ErrRunEnded and reconciler.ErrNotActive", err)
 	}
 	if q, err := r.audit.GetRunRequest(ctx, pending.Request.ID); err != nil || q.Outcome != store.RequestRunEnded {
 		t.Fatalf("the pending request once the run ended: %+v, %v", q, err)
