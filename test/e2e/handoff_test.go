@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -211,4 +213,60 @@ stages:
 	}
 	raw, _ := json.Marshal(got)
 	t.Logf("audit: %s", raw)
+}
+
+// TestDaemonCancelsARunOfSlipwayRunBesideIt: `slipway run` and a daemon share one SQLite
+// store; the daemon (started before the commit, polling hourly, so it runs nothing itself)
+// is asked through its API to cancel the CLI's run. It leaves the request in the store, the
+// CLI's engine finds it (polling: SQLite wakes no other process), cancels the run and
+// audits it under the caller.
+func TestDaemonCancelsARunOfSlipwayRunBesideIt(t *testing.T) {
+	env := testenv.Get(t)
+	repo, url := newWorkRepo(t, env)
+	repoName := strings.TrimSuffix(url[strings.LastIndex(url, "/")+1:], ".git")
+	cfg := writeConfigFor(t, env, t.TempDir(), repoName, url, env.GitUser, env.GitPassword, "poll: 1h")
+	appendConfig(t, cfg, "executor:\n  local: {enabled: true}\n")
+	server, token := withAPI(t, cfg)
+	d := startAPIServe(t, cfg, server, token)
+	repo.commit("slow", map[string][]byte{".pipeline.yaml": quickPipeline("slow", "variables: {SCRIPT: 'sleep 600'}\n")})
+
+	cli := exec.Command(slipwayBinary(t), "run", "--config", cfg, "--repo", repoName)
+	var out strings.Builder
+	cli.Stdout, cli.Stderr = &out, &out
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cli.Wait() }()
+	t.Cleanup(func() {
+		if cli.ProcessState == nil {
+			_ = cli.Process.Kill()
+			<-done
+		}
+	})
+	waitPipelineHistory(t, cfg, "slow", 60*time.Second, "the CLI's run 1 running", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "running"
+	})
+	if got, code := d.ctl(t, "cancel", "slow", "1"); code != 0 || !strings.Contains(got, "#1 cancelled") {
+		t.Fatalf("slipway cancel through the daemon: exit %d\n%s", code, got)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("slipway run succeeded with its run cancelled:\n%s", out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("slipway run still running after its run was cancelled:\n%s", out.String())
+	}
+	if h := history(t, cfg, "slow"); h[0].Status != "cancelled" || h[0].Reason != "cancelled by request of api-token" {
+		t.Fatalf("run 1: %+v", h[0])
+	}
+	var actions []string
+	for _, e := range auditLogOf(t, cfg, "slow") {
+		actions = append(actions, e.Actor+":"+e.Action)
+	}
+	if !slices.Contains(actions, "api-token:cancel") {
+		t.Fatalf("audit log %v lacks the cancel by api-token", actions)
+	}
+	d.stop(t)
 }
