@@ -55,7 +55,7 @@ type HubOptions struct {
 	// watches to that replica, and says whether it did; false: this replica's watcher takes it.
 	Handoff func(ctx context.Context, repository string, h Hint) (bool, error)
 	// Requests, when set, relays a cancel or an approval answer for a run this process
-	// does not hold to the process that does, through the store (Relay).
+	// does not hold to the process that does, through the store, and waits for its outcome.
 	Requests RunRequester
 	// RelayWait bounds how long a relayed request waits for its outcome (0: 5s).
 	RelayWait time.Duration
