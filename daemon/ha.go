@@ -72,9 +72,19 @@ func (o *ownedRepos) Own(ctx context.Context, repo string) {
 	}
 	o.running[repo] = ow
 	o.mu.Unlock()
+	owned := time.Now()
 	go func() {
 		defer close(ow.done)
-		w.Run(wctx)
+		w.RunThen(wctx, func(err error) {
+			// The end of a failover as a user sees it: the new owner has looked at the
+			// repository (listed its refs, run what a missed push triggers).
+			log := o.log.WithFields(logrus.Fields{"repo": repo, "since_owned_ms": time.Since(owned).Milliseconds()})
+			if err != nil {
+				log.WithError(err).Info("replica: first look at the repository failed; the watcher retries")
+				return
+			}
+			log.Info("replica: first look at the repository")
+		})
 	}()
 	o.log.WithField("repo", repo).Info("replica: watching the repository")
 	select {

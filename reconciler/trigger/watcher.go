@@ -196,12 +196,20 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 // Run may be called again after it returned (a replica owning the repository again): it
 // then starts afresh from what the store records, since another replica may have handled
 // pushes meanwhile.
-func (w *BranchWatcher) Run(ctx context.Context) {
+func (w *BranchWatcher) Run(ctx context.Context) { w.RunThen(ctx, nil) }
+
+// RunThen is Run, calling firstLook (when not nil) once the first look ended, with its
+// error: a replica taking a repository over reports when the new owner first looked.
+func (w *BranchWatcher) RunThen(ctx context.Context, firstLook func(error)) {
 	w.states = map[string]*branchState{}
 	backoff := w.interval
 	for {
 		hints := w.takeHints()
 		err := w.lookAll(ctx, hints)
+		if firstLook != nil && ctx.Err() == nil {
+			firstLook(err)
+			firstLook = nil
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
