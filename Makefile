@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/slipwayhq/slipway/internal/version.version=$(VERS
 # the suite); the margin keeps a slow machine from failing CI on the limit alone.
 TEST_TIMEOUT ?= 70m
 
-.PHONY: all build demo test check unit e2e env-up env-down prereqs bench bench-scale fuzz clean
+.PHONY: all build demo test check unit e2e env-up env-down prereqs bench bench-scale bench-failover bench-replicas soak fuzz clean
 
 all: build
 
@@ -81,6 +81,25 @@ SHAPE ?=
 IN_FLIGHT ?= 64
 bench-scale: prereqs
 	SCALE_APPS=$(APPS) SCALE_SHAPE=$(SHAPE) SCALE_IN_FLIGHT=$(IN_FLIGHT) $(GO) test -count=1 -run '^TestBenchScale$$' -v -timeout 120m ./test/bench/
+
+## bench-failover: three replicas on PostgreSQL, one SIGKILLed FAILOVER_KILLS times (default 20): from the kill to
+## the new owner's first look at each moved repository, p50/p95/min/max (a markdown table, .slipway/bench/failover.json)
+FAILOVER_KILLS ?= 20
+bench-failover: prereqs
+	FAILOVER_KILLS=$(FAILOVER_KILLS) $(GO) test -count=1 -run '^TestBenchFailover$$' -v -timeout 60m ./test/bench/
+
+## bench-replicas: runs per minute of 3 replicas vs 1 on REPLICA_REPOS (default 300) repositories, one push each,
+## each a trivial deploy (a markdown table, .slipway/bench/replicas-throughput.json)
+REPLICA_REPOS ?= 300
+bench-replicas: prereqs
+	REPLICA_REPOS=$(REPLICA_REPOS) $(GO) test -count=1 -run '^TestBenchReplicaThroughput$$' -v -timeout 60m ./test/bench/
+
+## soak: the long fault soak (about 15 min, not in make test): a replica SIGKILLed at random points SOAK_KILLS times
+## (default 20) while pushes and an every-minute schedule keep coming; the invariants checked after each kill and at
+## the end, a table of outcomes per kill (.slipway/bench/soak.json)
+SOAK_KILLS ?= 20
+soak: prereqs
+	SOAK_KILLS=$(SOAK_KILLS) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 60m ./test/bench/
 
 clean:
 	rm -rf bin

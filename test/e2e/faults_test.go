@@ -50,6 +50,7 @@ func TestFaultGitServerDownWhilePolling(t *testing.T) {
 	if h[0].BuildID != 2 || h[0].Commit != second {
 		t.Errorf("after the outage: %+v, want BUILD_ID 2 of %s", h[0], second)
 	}
+	logFaultOutcomes(t, fmt.Sprintf("the Git server killed for 8 s while polling every second (%d failed looks, each logged)", failures), d, h, "")
 	d.stop(t)
 }
 
@@ -110,11 +111,12 @@ stages:
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	n, wrong := 0, 0
 	for _, cm := range cms.Items {
 		if strings.HasPrefix(cm.Name, "fault-") {
 			n++
 			if cm.Data["value"] != "three" {
+				wrong++
 				t.Errorf("%s holds %q, want the last successful run's value", cm.Name, cm.Data["value"])
 			}
 		}
@@ -122,6 +124,7 @@ stages:
 	if n != 300 {
 		t.Errorf("%d objects in the cluster, want 300", n)
 	}
+	logFaultOutcomes(t, "the API server killed while run 2 applied 300 objects", d, h, fmt.Sprintf("%d of 300 objects at run 3's value", n-wrong))
 	d.stop(t)
 }
 
@@ -176,7 +179,50 @@ stages:
 	if strings.Join(tags, ",") != "1,3" {
 		t.Errorf("tags %v: want 1 and 3, and no 2 (the failed run's push never completed)", tags)
 	}
+	logFaultOutcomes(t, "the registry killed as run 2 built and pushed its image", d, h, fmt.Sprintf("the registry holds tags %v (the failed run's never appears)", tags))
 	d.stop(t)
+}
+
+// logFaultOutcomes writes a fault test's table of outcomes to the test output (issue 16):
+// the pipeline's runs after the fault, then each promise and whether it held. cluster says
+// what the test found in the cluster ("" when the test deploys nothing it checks).
+func logFaultOutcomes(t *testing.T, fault string, d *daemonProc, h []historyEntry, cluster string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Fault: %s\n\n| BUILD_ID | trigger | status | reason |\n| --- | --- | --- | --- |\n", fault)
+	ids := make([]int64, 0, len(h))
+	causes := true
+	for i := len(h) - 1; i >= 0; i-- {
+		reason := strings.ReplaceAll(strings.TrimSpace(h[i].Reason), "\n", " / ")
+		if len(reason) > 240 {
+			reason = reason[:240] + "…"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s |\n", h[i].BuildID, h[i].Trigger, h[i].Status, reason)
+		ids = append(ids, h[i].BuildID)
+		if h[i].Status != "succeeded" && h[i].Reason == "" {
+			causes = false
+		}
+	}
+	gapFree := true
+	for i, id := range ids {
+		gapFree = gapFree && id == int64(i+1)
+	}
+	held := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "NO"
+	}
+	if cluster == "" {
+		cluster = "not checked (nothing deployed)"
+	}
+	fmt.Fprintf(&b, "\n| promise | held |\n| --- | --- |\n")
+	fmt.Fprintf(&b, "| the daemon stayed up | %s |\n", held(d.cmd.ProcessState == nil))
+	fmt.Fprintf(&b, "| each run that did not succeed names its cause | %s |\n", held(causes))
+	fmt.Fprintf(&b, "| the next run succeeded | %s |\n", held(len(h) > 0 && h[0].Status == "succeeded"))
+	fmt.Fprintf(&b, "| BUILD_IDs 1..%d, none reused or skipped | %s |\n", len(ids), held(gapFree))
+	fmt.Fprintf(&b, "| the cluster ends at the last successful revision | %s |\n", cluster)
+	t.Log("\n" + b.String())
 }
 
 // usePostgres points the project's slipway.yaml at a schema of its own on the environment's
@@ -269,14 +315,11 @@ func TestFaultPostgresDownDuringARun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	cluster := "the ConfigMap holds run 3's value"
 	if c, err := env.Clientset(t).CoreV1().ConfigMaps(ns).Get(ctx, "interrupted", metav1.GetOptions{}); err != nil || c.Data["value"] != "three" {
 		t.Errorf("the cluster is not at the last successful run's value: %v %v", c, err)
+		cluster = "NO"
 	}
-	var table strings.Builder
-	fmt.Fprintf(&table, "%-8s | %-11s | %-7s | %s\n", "BUILD_ID", "status", "trigger", "reason")
-	for i := len(h) - 1; i >= 0; i-- {
-		fmt.Fprintf(&table, "%-8d | %-11s | %-7s | %s\n", h[i].BuildID, h[i].Status, h[i].Trigger, h[i].Reason)
-	}
-	t.Logf("PostgreSQL killed mid-run for 5 s; run 3 done %s after it was back:\n%s", time.Since(back).Round(time.Second), table.String())
+	logFaultOutcomes(t, fmt.Sprintf("PostgreSQL killed mid-run for 5 s; run 3 done %s after it was back", time.Since(back).Round(time.Second)), d, h, cluster)
 	d.stop(t)
 }

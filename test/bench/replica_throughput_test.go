@@ -1,0 +1,165 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// throughputRow is one contender of TestBenchReplicaThroughput.
+type throughputRow struct {
+	Replicas        int     `json:"replicas"`
+	Repositories    int     `json:"repositories"`
+	PushSeconds     float64 `json:"push_seconds"`      // the pushes and their webhooks, 8 at a time
+	AllDoneSeconds  float64 `json:"all_done_seconds"`  // first push → every run succeeded
+	RunsPerMinute   float64 `json:"runs_per_minute"`   // repositories / AllDoneSeconds
+	ReplicaCPU      float64 `json:"replica_cpu_seconds"`
+	MachineBusyPct  float64 `json:"machine_busy_percent"` // of all cores, over AllDoneSeconds
+	LoadAvgAfter    string  `json:"load_avg_after"`
+	MaxInFlightEach int     `json:"max_in_flight_each"`
+}
+
+type throughputReport struct {
+	Cores int             `json:"cores"`
+	Rows  []throughputRow `json:"rows"`
+	Ratio float64         `json:"ratio_3_vs_1"`
+}
+
+// machineCPU is /proc/stat's busy and total jiffies over all cores.
+func machineCPU() (busy, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line := strings.SplitN(string(b), "\n", 2)[0]
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// TestBenchReplicaThroughput (`make bench-replicas`): REPLICA_REPOS (300) repositories, each
+// a pipeline deploying one ConfigMap, pushed once each (8 pushes at a time, each with its
+// generic webhook to a replica, round robin as a Service would spread them): from the first
+// push until every run succeeded, with 1 replica and with 3 (both `ha:` on the environment's
+// PostgreSQL, default runs.maxInFlight: twice the cores each). The replicas, the control
+// plane, PostgreSQL and the Git server share this machine's cores: the ratio is capped by
+// them, which the machine-busy column shows.
+func TestBenchReplicaThroughput(t *testing.T) {
+	env := testenv.Get(t)
+	bin := buildSlipwayBinary(t, env)
+	n := envCount(t, "REPLICA_REPOS", 300)
+	namespaces := makeNamespaces(t, env.Clientset(t), "bench-rt-"+strings.ToLower(testenv.UniqueName(t))[:6])
+	readme := func(int) map[string]string { return map[string]string{"README.md": "throughput\n"} }
+	repos := newHARepos(t, env, t.TempDir(), "rt", n, readme)
+	names := repoNames(repos)
+	rep := throughputReport{Cores: runtime.NumCPU()}
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("replicas-%d", replicas), func(t *testing.T) {
+			// Each contender starts from a head without a pipeline (its store is fresh, and a
+			// fresh store's first look runs the head), then the measured push adds one.
+			if _, err := pushEach(repos, 8, func(int) (map[string]string, []string) {
+				return nil, []string{".pipeline.yaml", "cm.yaml"}
+			}, "reset"); err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{"replica-a", "replica-b", "replica-c"}[:replicas]
+			h := newHABench(t, env, bin, repos, haOptions{replicas: ids, poll: "0s", webhook: true, timing: haDefaults})
+			startAt := time.Now()
+			for _, id := range ids {
+				h.start(id)
+			}
+			h.settle(names, 3*time.Minute)
+			if got := h.firstLooks(names, startAt, "", 5*time.Minute); len(got) != n {
+				h.fail("%d of %d repositories looked at within 5 minutes of the start", len(got), n)
+			}
+			cpu0 := 0.0
+			for _, p := range h.live() {
+				c, _ := procCPU(p.cmd.Process.Pid)
+				cpu0 += c
+			}
+			busy0, total0 := machineCPU()
+			t0 := time.Now()
+			_, err := pushEach(repos, 8, func(i int) (map[string]string, []string) {
+				ns := namespaces[i%len(namespaces)]
+				return map[string]string{
+					".pipeline.yaml": "name: app\nstages:\n- name: deploy\n  tasks:\n  - name: cm\n    type: deploy-yaml\n    path: cm.yaml\n    cluster: bench\n    namespace: " + ns + "\n",
+					"cm.yaml":        soakConfigMap(repos[i].name, "one"),
+				}, nil
+			}, "deploy")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The webhooks after the pushes (pushEach has no hook of its own), 8 at a time.
+			heads := make([]string, n)
+			for i, r := range repos {
+				if heads[i], err = gitIn(r.work.dir, "rev-parse", "HEAD"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			live := h.live()
+			for i, r := range repos {
+				if err := h.deliver(live[i%len(live)], r.name, heads[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pushed := time.Since(t0)
+			deadline := time.Now().Add(20 * time.Minute)
+			for {
+				done := 0
+				for _, r := range h.runs() {
+					if r.Status == "succeeded" {
+						done++
+					}
+				}
+				if done >= n {
+					break
+				}
+				if time.Now().After(deadline) {
+					h.fail("%d of %d runs succeeded within 20 minutes", done, n)
+				}
+				time.Sleep(time.Second)
+			}
+			wall := time.Since(t0)
+			busy1, total1 := machineCPU()
+			cpu1 := 0.0
+			for _, p := range h.live() {
+				c, _ := procCPU(p.cmd.Process.Pid)
+				cpu1 += c
+			}
+			row := throughputRow{Replicas: replicas, Repositories: n, PushSeconds: pushed.Seconds(), AllDoneSeconds: wall.Seconds(),
+				RunsPerMinute: float64(n) / wall.Minutes(), ReplicaCPU: cpu1 - cpu0, LoadAvgAfter: loadAverage(),
+				MaxInFlightEach: max(4, 2*runtime.NumCPU())}
+			if total1 > total0 {
+				row.MachineBusyPct = 100 * (busy1 - busy0) / (total1 - total0)
+			}
+			rep.Rows = append(rep.Rows, row)
+			t.Logf("%d replica(s): %d runs in %.1fs (%.0f/min), pushes %.1fs, replicas' CPU %.1fs, machine %.0f%% busy, load %s",
+				replicas, n, wall.Seconds(), row.RunsPerMinute, pushed.Seconds(), row.ReplicaCPU, row.MachineBusyPct, row.LoadAvgAfter)
+		})
+	}
+	if len(rep.Rows) != 2 {
+		t.Fatalf("a contender failed")
+	}
+	rep.Ratio = rep.Rows[1].RunsPerMinute / rep.Rows[0].RunsPerMinute
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nRun throughput, one push to each of %d repositories (one ConfigMap each), on %d cores shared with the control plane, PostgreSQL and Git (%s):\n\n", n, rep.Cores, haDefaults)
+	b.WriteString("| replicas | pushes s | all runs done s | runs/min | replicas' CPU s | machine busy % | load after |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.0f | %.1f | %.0f | %s |\n", r.Replicas, r.PushSeconds, r.AllDoneSeconds, r.RunsPerMinute, r.ReplicaCPU, r.MachineBusyPct, r.LoadAvgAfter)
+	}
+	fmt.Fprintf(&b, "\n3 replicas vs 1: %.2f× (the issue's target of 2.5× is for a machine with cores for three replicas; here the machine's busy share says how saturated it was)\n", rep.Ratio)
+	t.Log(b.String())
+	writeReport(t, env, "replicas-throughput.json", rep)
+}
