@@ -34,6 +34,14 @@ func (h *Hub) RetryInterrupted(ctx context.Context, run store.Run) error {
 		// Their target is another run's revisions, not a commit's pipeline: people decide.
 		return refuse(fmt.Sprintf("a %s is not retried; %s again", run.Trigger, run.Trigger))
 	}
+	// A later run of another commit on the same branch (a push the new owner found, a
+	// manual run) is the newer intent: retrying the older commit after it would put the
+	// cluster back to a stale revision.
+	if later, err := h.laterRun(ctx, run); err != nil {
+		return err
+	} else if later != nil {
+		return refuse(fmt.Sprintf("superseded by BUILD_ID %d (commit %.7s), which came after it", later.BuildID, later.Commit))
+	}
 	co, err := h.prepare(ctx, run.Pipeline, h.targetOf(run.Pipeline, run))
 	if errors.Is(err, ErrRequest) {
 		return refuse(err.Error())
@@ -54,4 +62,21 @@ func (h *Hub) RetryInterrupted(ctx context.Context, run store.Run) error {
 		return refuse(suspended.Error())
 	}
 	return err
+}
+
+// laterRun is the first run of run's pipeline after it on the same branch (or tag) at
+// another commit, or nil.
+func (h *Hub) laterRun(ctx context.Context, run store.Run) (*store.Run, error) {
+	for id := run.BuildID + 1; ; id++ {
+		r, err := h.records.GetRun(ctx, run.Pipeline, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.Branch == run.Branch && r.Tag == run.Tag && r.Commit != run.Commit && r.Commit != "" {
+			return &r, nil
+		}
+	}
 }

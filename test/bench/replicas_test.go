@@ -183,7 +183,20 @@ ha: {cluster: bench, namespace: %s, identity: %s, leaseDuration: %s, renewDeadli
 		h.cfgs[id] = path
 		h.reps[id] = &haProc{name: id, addr: addr}
 	}
-	t.Cleanup(h.stopAll)
+	t.Cleanup(func() {
+		h.stopAll()
+		if t.Failed() {
+			// The replicas' logs outlive the test's folder.
+			keep := filepath.Join(env.Root, ".slipway", "bench", "logs", strings.ReplaceAll(t.Name(), "/", "-"))
+			_ = os.MkdirAll(keep, 0o755)
+			for _, id := range h.ids {
+				if raw, err := os.ReadFile(filepath.Join(dir, id+".log")); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, id+".log"), raw, 0o600)
+				}
+			}
+			t.Logf("the replicas' logs: %s", keep)
+		}
+	})
 	return h
 }
 
@@ -479,15 +492,17 @@ func newHARepos(t *testing.T, env *testenv.Env, dir, prefix string, n int, files
 		out[i] = haRepoSpec{name: name, url: u, push: strings.Replace(u, "http://", "http://"+env.GitUser+":"+env.GitPassword+"@", 1),
 			work: &benchWork{t: t, dir: filepath.Join(dir, "work", name), redact: []string{env.GitPassword}}}
 	}
-	if _, err := pushEach(out, 8, func(i int) (map[string]string, []string) { return files(i), nil }, "start"); err != nil {
+	if _, err := pushEach(out, 8, func(i int) (map[string]string, []string) { return files(i), nil }, "start", nil); err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
 // pushEach commits files (and removals) to each repository and pushes, n at a time,
-// without the testing.T (it runs off the test's goroutine); it returns the new heads.
-func pushEach(repos []haRepoSpec, n int, change func(i int) (files map[string]string, remove []string), msg string) ([]string, error) {
+// without the testing.T (it runs off the test's goroutine); after, when set, follows each
+// push at once (its webhook). It returns the new heads.
+func pushEach(repos []haRepoSpec, n int, change func(i int) (files map[string]string, remove []string), msg string,
+	after func(i int, head string) error) ([]string, error) {
 	heads := make([]string, len(repos))
 	err := apply.ForEach(context.Background(), len(repos), n, func(_ context.Context, i int) error {
 		r := repos[i]
@@ -510,6 +525,9 @@ func pushEach(repos []haRepoSpec, n int, change func(i int) (files map[string]st
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		heads[i] = head
+		if after != nil {
+			return after(i, head)
+		}
 		return nil
 	})
 	return heads, err

@@ -340,7 +340,8 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", p.repo, err))
 		} else if cm.Data["value"] != p.value {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: the cluster holds %q, the last commit says %q", p.repo, cm.Data["value"], p.value))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: the cluster holds %q, the last commit says %q; its runs:\n%s",
+				p.repo, cm.Data["value"], p.value, describeRuns(runs, p.repo, pushes)))
 		}
 	}
 
@@ -394,4 +395,25 @@ func TestSoak(t *testing.T) {
 	for _, p := range rep.Problems {
 		t.Error(p)
 	}
+}
+
+// describeRuns lists a repository's runs, oldest first, with the value each commit pushed.
+func describeRuns(runs []haRun, repo string, pushes []soakPush) string {
+	value := map[string]string{}
+	for _, p := range pushes {
+		value[p.commit] = p.value
+	}
+	var mine []haRun
+	for _, r := range runs {
+		if r.Repository == repo {
+			mine = append(mine, r)
+		}
+	}
+	slices.SortFunc(mine, func(a, b haRun) int { return int(a.BuildID - b.BuildID) })
+	var b strings.Builder
+	for _, r := range mine {
+		fmt.Fprintf(&b, "  #%d %s (%s) %s parent %d, created %s finished %s: %s %q\n", r.BuildID, r.Commit[:8], value[r.Commit], r.Trigger,
+			r.ParentBuildID, r.CreatedAt.Format("15:04:05.000"), r.FinishedAt.Format("15:04:05.000"), r.Status, r.Reason)
+	}
+	return b.String()
 }
