@@ -16,9 +16,9 @@ import (
 type throughputRow struct {
 	Replicas        int     `json:"replicas"`
 	Repositories    int     `json:"repositories"`
-	PushSeconds     float64 `json:"push_seconds"`      // the pushes, each with its webhook, 8 at a time
-	AllDoneSeconds  float64 `json:"all_done_seconds"`  // first push → every run succeeded
-	RunsPerMinute   float64 `json:"runs_per_minute"`   // repositories / AllDoneSeconds
+	PushSeconds     float64 `json:"push_seconds"`     // the pushes, each with its webhook, 8 at a time
+	AllDoneSeconds  float64 `json:"all_done_seconds"` // first push → every run succeeded
+	RunsPerMinute   float64 `json:"runs_per_minute"`  // repositories / AllDoneSeconds
 	ReplicaCPU      float64 `json:"replica_cpu_seconds"`
 	MachineBusyPct  float64 `json:"machine_busy_percent"` // of all cores, over AllDoneSeconds
 	LoadAvgAfter    string  `json:"load_avg_after"`
