@@ -16,7 +16,7 @@ type Pipeline struct {
 	Description string   `yaml:"description,omitempty" doc:"Free text shown in the UI and history."`
 	Timeout     Duration `yaml:"timeout,omitempty" default:"60m" doc:"Limit for the whole run (Go duration: 90s, 30m, 1h30m)."`
 	// RetryInterrupted: a run whose Slipway process died mid-run is started again.
-	RetryInterrupted bool              `yaml:"retryInterrupted,omitempty" default:"false" doc:"Start a run again, once, at the same commit under a new BUILD_ID (trigger retry, the interrupted run as parent) when the Slipway process running it died before it ended. Without it the run stays interrupted. Only for pipelines whose tasks are safe to repeat."`
+	RetryInterrupted bool              `yaml:"retryInterrupted,omitempty" default:"false" doc:"Start a run again, once, at the same commit under a new BUILD_ID (trigger retry, the interrupted run as parent) when the Slipway process running it died before it ended, unless a later run of the branch is at another commit. Without it the run stays interrupted. Only for pipelines whose tasks are safe to repeat."`
 	Triggers         *Triggers         `yaml:"triggers,omitempty" doc:"When the pipeline runs by itself. Omitted: on every push to a tracked branch of the repository. Manual runs are always allowed."`
 	Variables        map[string]string `yaml:"variables,omitempty" doc:"Names and values for ${...}. Names: letters, digits, '_', not starting with a digit; values may use built-in variables."`
 	Secrets          []Secret          `yaml:"secrets,omitempty" doc:"Secret values for ${...}, masked everywhere Slipway prints or stores."`

@@ -35,6 +35,7 @@ type soakKill struct {
 	InFlight     []string `json:"in_flight"`        // runs running on the killed replica's repositories at the kill
 	Interrupted  int      `json:"interrupted"`      // of those, ended interrupted with the cause named
 	Retried      int      `json:"retried"`          // of those, retried under a new BUILD_ID (parent recorded)
+	Superseded   int      `json:"superseded"`       // of those, not retried: a later commit's run came first
 	EndedBefore  int      `json:"ended_before"`     // of those, ended on their own before the kill took effect
 	SurvivorsUp  bool     `json:"survivors_up"`
 	Problems     []string `json:"problems"`
@@ -48,6 +49,7 @@ type soakReport struct {
 	Seconds       float64    `json:"seconds"`
 	Pushes        int        `json:"pushes"`
 	Runs          int        `json:"runs"`
+	Interrupted   int        `json:"interrupted"`
 	Kills         []soakKill `json:"kills"`
 	CronTicks     int        `json:"cron_ticks"`
 	CronDoubled   int        `json:"cron_doubled"`
@@ -303,6 +305,8 @@ func TestSoak(t *testing.T) {
 			sk.Interrupted++
 			if rt, ok := retryOf[key]; ok && rt.Trigger == "retry" && rt.Commit == r.Commit {
 				sk.Retried++
+			} else if strings.Contains(r.Reason, "not retried: superseded by") {
+				sk.Superseded++ // a later push of the repository ran instead
 			} else {
 				sk.Problems = append(sk.Problems, key+" interrupted but not retried")
 			}
@@ -310,6 +314,22 @@ func TestSoak(t *testing.T) {
 			sk.EndedBefore++ // ended in the instant between the listing and the kill
 		default:
 			sk.Problems = append(sk.Problems, fmt.Sprintf("%s: %s %q", key, r.Status, r.Reason))
+		}
+	}
+
+	// Every interrupted run, in flight at a kill or queued there: the cause named, and
+	// retried or overtaken by a later commit's run.
+	for key, r := range byKey {
+		if r.Status != "interrupted" {
+			continue
+		}
+		rep.Interrupted++
+		_, retried := retryOf[key]
+		switch {
+		case !strings.Contains(r.Reason, store.InterruptedReason):
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s interrupted without the cause: %q", key, r.Reason))
+		case !retried && !strings.Contains(r.Reason, "not retried: superseded by"):
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s interrupted, neither retried nor superseded: %q", key, r.Reason))
 		}
 	}
 
@@ -379,13 +399,13 @@ func TestSoak(t *testing.T) {
 	rep.LoadAvgAfter = loadAverage()
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nSoak: %d SIGKILLs of one of %d replicas (%s) over %.0f s; %d pushes to %d repositories, %d runs, %d schedule ticks (%d doubled, minutes without a run: %v); load %s before, %s after; seed %d\n\n",
-		len(rep.Kills), len(ids), rep.Timing, rep.Seconds, rep.Pushes, nApps, rep.Runs, rep.CronTicks, rep.CronDoubled, rep.CronLate, rep.LoadAvgBefore, rep.LoadAvgAfter, seed)
-	b.WriteString("| kill | replica | at s | repos moved | moved in s | runs in flight | interrupted (cause named) | retried | ended before the kill | survivors up | problems |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "\nSoak: %d SIGKILLs of one of %d replicas (%s) over %.0f s; %d pushes to %d repositories, %d runs (%d interrupted), %d schedule ticks (%d doubled, minutes without a run: %v); load %s before, %s after; seed %d\n\n",
+		len(rep.Kills), len(ids), rep.Timing, rep.Seconds, rep.Pushes, nApps, rep.Runs, rep.Interrupted, rep.CronTicks, rep.CronDoubled, rep.CronLate, rep.LoadAvgBefore, rep.LoadAvgAfter, seed)
+	b.WriteString("| kill | replica | at s | repos moved | moved in s | runs in flight | interrupted (cause named) | retried | superseded, not retried | ended before the kill | survivors up | problems |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, k := range rep.Kills {
-		fmt.Fprintf(&b, "| %d | %s | %.0f | %d | %.1f | %d | %d | %d | %d | %v | %s |\n", k.N, k.Replica, k.AtSeconds, k.Repositories,
-			k.FailoverSec, len(k.InFlight), k.Interrupted, k.Retried, k.EndedBefore, k.SurvivorsUp, strings.Join(k.Problems, "; "))
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %d | %.1f | %d | %d | %d | %d | %d | %v | %s |\n", k.N, k.Replica, k.AtSeconds, k.Repositories,
+			k.FailoverSec, len(k.InFlight), k.Interrupted, k.Retried, k.Superseded, k.EndedBefore, k.SurvivorsUp, strings.Join(k.Problems, "; "))
 		for _, p := range k.Problems {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("kill %d: %s", k.N, p))
 		}
