@@ -18,8 +18,6 @@ func (f *refusals) RefuseRetry(_ context.Context, ref store.PipelineRef, buildID
 	return nil
 }
 
-
-
 // TestRetryInterruptedSupersededByALaterCommit: an interrupted run is retried at its commit
 // unless a later run of the pipeline on the branch is at another commit (a push the new
 // owner found while the run was being declared interrupted): retrying the older commit
