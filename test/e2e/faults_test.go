@@ -185,7 +185,7 @@ stages:
 
 // logFaultOutcomes writes a fault test's table of outcomes to the test output (issue 16):
 // the pipeline's runs after the fault, then each promise and whether it held. cluster says
-// what the test found in the cluster ("" when the test deploys nothing it checks).
+// what the test found in the cluster ("" when it does not look).
 func logFaultOutcomes(t *testing.T, fault string, d *daemonProc, h []historyEntry, cluster string) {
 	t.Helper()
 	var b strings.Builder
@@ -214,7 +214,7 @@ func logFaultOutcomes(t *testing.T, fault string, d *daemonProc, h []historyEntr
 		return "NO"
 	}
 	if cluster == "" {
-		cluster = "not checked (nothing deployed)"
+		cluster = "not checked by this test"
 	}
 	fmt.Fprintf(&b, "\n| promise | held |\n| --- | --- |\n")
 	fmt.Fprintf(&b, "| the daemon stayed up | %s |\n", held(d.cmd.ProcessState == nil))
