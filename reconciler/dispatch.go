@@ -18,7 +18,8 @@ import (
 
 // Executor records and runs jobs: what the dispatcher needs of a Runner.
 type Executor interface {
-	Queue(ctx context.Context, job Job, holder string) (store.Run, error)
+	// QueueAll records runs of the jobs together with h (Runner.QueueAll).
+	QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error)
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
 	// NoteQueued records why a queued run waits.
@@ -254,20 +255,45 @@ func (d *Dispatcher) Wait() { <-d.stopped }
 // Submit queues a run of the job (allocating its BUILD_ID now) and starts it when the
 // pipeline is free. It returns the queued run.
 func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
-	if d.isClosed() {
-		return store.Run{}, ErrShuttingDown
-	}
-	run, err := d.exec.Queue(ctx, job, d.holder)
+	q, err := d.SubmitAll(ctx, []Job{job}, store.Handled{})
 	if err != nil {
-		return run, err
+		return store.Run{}, err
 	}
-	q := &queued{job: job, run: run}
+	return q[0].Run, q[0].Err
+}
+
+// SubmitAll is Submit for several jobs, whose runs are recorded in one store transaction
+// together with h: the cron tick, pushed head or new tag they are for. A crash then leaves
+// the runs and h on record, or neither, so whoever looks next creates them exactly once. A
+// run recorded but not yet started when the process dies ends interrupted like any other
+// of its runs. An error means nothing was recorded (errors.Is store.ErrHandledElsewhere:
+// another process recorded h first); otherwise each job's outcome is in its Queued, and h
+// is recorded even if every job was refused.
+func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled) ([]Queued, error) {
+	if d.isClosed() {
+		return nil, ErrShuttingDown
+	}
+	out, err := d.exec.QueueAll(ctx, jobs, d.holder, h)
+	if err != nil {
+		return nil, err
+	}
+	for i, q := range out {
+		if q.Err == nil {
+			d.enqueue(ctx, &queued{job: jobs[i], run: q.Run})
+		}
+	}
+	return out, nil
+}
+
+// enqueue starts a recorded run, or queues it behind the pipeline's running one.
+func (d *Dispatcher) enqueue(ctx context.Context, q *queued) {
+	run, job := q.run, q.job
 	d.mu.Lock()
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	if d.closed {
 		d.mu.Unlock()
 		d.end(ctx, q, store.RunCancelled, "slipway shut down before the run started")
-		return run, nil
+		return
 	}
 	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
@@ -283,11 +309,10 @@ func (d *Dispatcher) Submit(ctx context.Context, job Job) (store.Run, error) {
 		for _, o := range older {
 			d.end(ctx, o, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
 		}
-		return run, nil
+		return
 	}
 	runCtx := d.claimSlotLocked(ctx, s, run)
 	d.startLocked(runCtx, s, q)
-	return run, nil
 }
 
 // ErrBusy says SubmitIfIdle found a run of the pipeline queued or running.
@@ -297,46 +322,66 @@ var ErrBusy = errors.New("a run of the pipeline is queued or running")
 // otherwise. The slot is claimed before the run is recorded, so nothing can slip in
 // between the check and the start (what a schedule's forbid needs).
 func (d *Dispatcher) SubmitIfIdle(ctx context.Context, job Job) (store.Run, error) {
+	q, err := d.SubmitIfIdleWith(ctx, job, store.Handled{})
+	if err != nil {
+		return store.Run{}, err
+	}
+	return q.Run, q.Err
+}
+
+// SubmitIfIdleWith is SubmitIfIdle recording the run together with h, as SubmitAll does:
+// an error (ErrBusy among them) means nothing was recorded; a job refused has its error in
+// the Queued, and h was recorded.
+func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Handled) (Queued, error) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return store.Run{}, ErrShuttingDown
+		return Queued{}, ErrShuttingDown
 	}
 	s := d.slotLocked(job.Ref)
 	if s.running != nil || len(s.waiting) > 0 {
 		d.mu.Unlock()
-		return store.Run{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
+		return Queued{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
 	}
 	runCtx := d.claimSlotLocked(ctx, s, store.Run{})
 	claim := s.running
 	d.mu.Unlock()
 
-	run, err := d.exec.Queue(ctx, job, d.holder)
+	var q Queued
+	out, err := d.exec.QueueAll(ctx, []Job{job}, d.holder, h)
+	if err == nil {
+		q = out[0]
+	}
 	d.mu.Lock()
-	if err != nil {
+	if err != nil || q.Err != nil {
 		// Give the slot back; a run submitted meanwhile waited behind the claim.
 		claim.cancel(nil)
 		s.running = nil
-		if q := s.next(); q != nil {
-			d.startLocked(d.claimSlotLocked(ctx, s, q.run), s, q)
-			return run, err
+		if next := s.next(); next != nil {
+			d.startLocked(d.claimSlotLocked(ctx, s, next.run), s, next)
+		} else {
+			d.mu.Unlock()
 		}
-		d.mu.Unlock()
-		return run, err
+		return q, err
 	}
+	run := q.Run
 	claim.run = run
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	d.startLocked(runCtx, s, &queued{job: job, run: run})
-	return run, nil
+	return q, nil
 }
 
 // RecordSuperseded records a run of the job that never starts: a pushed commit that a
 // newer one overtook before its run could start.
 func (d *Dispatcher) RecordSuperseded(ctx context.Context, job Job, reason string) (store.Run, error) {
-	run, err := d.exec.Queue(ctx, job, d.holder)
+	out, err := d.exec.QueueAll(ctx, []Job{job}, d.holder, store.Handled{})
 	if err != nil {
-		return run, err
+		return store.Run{}, err
 	}
+	if out[0].Err != nil {
+		return store.Run{}, out[0].Err
+	}
+	run := out[0].Run
 	return run, d.exec.EndQueued(context.WithoutCancel(ctx), run, store.RunSuperseded, reason)
 }
 

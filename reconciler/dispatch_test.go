@@ -33,11 +33,15 @@ func newFakeExecutor(inWait bool) *fakeExecutor {
 	return &fakeExecutor{ended: map[int64]string{}, release: make(chan struct{}), inWait: inWait, startedC: make(chan int64, 10)}
 }
 
-func (f *fakeExecutor) Queue(_ context.Context, job Job, _ string) (store.Run, error) {
+func (f *fakeExecutor) QueueAll(_ context.Context, jobs []Job, _ string, _ store.Handled) ([]Queued, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.next++
-	return store.Run{Pipeline: job.Ref, BuildID: f.next, Status: store.RunQueued}, nil
+	out := make([]Queued, len(jobs))
+	for i, job := range jobs {
+		f.next++
+		out[i].Run = store.Run{Pipeline: job.Ref, BuildID: f.next, Status: store.RunQueued}
+	}
+	return out, nil
 }
 
 func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state *RunState) (store.Run, error) {

@@ -241,20 +241,67 @@ func (r *Runner) limitsOf(repo string) pipeline.Limits {
 	return pipeline.Limits{}.WithDefaults()
 }
 
+// Queued is what became of one job of QueueAll: its run, or (Err) why it has none.
+type Queued struct {
+	Run store.Run
+	Err error
+}
+
 // Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,
 // without starting it. holder is the process that will run it.
 func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
+	q, err := r.QueueAll(ctx, []Job{job}, holder, store.Handled{})
+	if err != nil {
+		return store.Run{}, err
+	}
+	return q[0].Run, q[0].Err
+}
+
+// QueueAll records new runs of the jobs, with their tasks, and h (the tick, head or tag
+// they are for) in one store transaction, so a crash leaves all of them on record or none.
+// A job refused before that (a suspended pipeline, a plan that cannot be made) has its
+// error in its Queued and no run; h is recorded with the others, even if none is left. An
+// error means nothing was recorded (errors.Is store.ErrHandledElsewhere: another process
+// recorded h first).
+func (r *Runner) QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error) {
+	out := make([]Queued, len(jobs))
+	var nrs []store.NewRun
+	var at []int
+	for i, job := range jobs {
+		nr, err := r.newRun(ctx, job, holder)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		nrs, at = append(nrs, nr), append(at, i)
+	}
+	if len(nrs) == 0 && h == (store.Handled{}) {
+		return out, nil
+	}
+	runs, err := r.store.CreateRuns(ctx, nrs, h)
+	if err != nil {
+		return nil, err
+	}
+	for k, run := range runs {
+		out[at[k]].Run = run
+		r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
+	}
+	return out, nil
+}
+
+// newRun is the record of a new run of job, with its tasks, or why it may not run.
+func (r *Runner) newRun(ctx context.Context, job Job, holder string) (store.NewRun, error) {
 	if job.Trigger == store.TriggerPush || job.Trigger == store.TriggerCron || job.Trigger == store.TriggerRetry {
 		switch p, err := r.store.GetPipeline(ctx, job.Ref); {
 		case err == nil && p.Suspended:
-			return store.Run{}, &SuspendedError{Pipeline: p}
+			return store.NewRun{}, &SuspendedError{Pipeline: p}
 		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return store.Run{}, err
+			return store.NewRun{}, err
 		}
 	}
 	stages, err := r.plan(ctx, job)
 	if err != nil {
-		return store.Run{}, err
+		return store.NewRun{}, err
 	}
 	nr := store.NewRun{Pipeline: job.Ref, Trigger: job.Trigger, ParentBuildID: job.Parent, Holder: holder}
 	if co := job.checkout; co != nil {
@@ -264,23 +311,16 @@ func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, 
 	} else {
 		target, err := r.store.GetRun(ctx, job.Ref, job.Parent)
 		if err != nil {
-			return store.Run{}, fmt.Errorf("rollback %s to BUILD_ID %d: %w", job.Ref.Name, job.Parent, err)
+			return store.NewRun{}, fmt.Errorf("rollback %s to BUILD_ID %d: %w", job.Ref.Name, job.Parent, err)
 		}
 		nr.Commit, nr.Branch, nr.Tag = target.Commit, target.Branch, target.Tag
 	}
-	run, err := r.store.CreateRun(ctx, nr)
-	if err != nil {
-		return store.Run{}, err
-	}
 	for _, st := range stages {
 		for _, t := range st.tasks {
-			if _, err := r.store.AddTask(ctx, job.Ref, run.BuildID, store.NewTask{Stage: st.name, Name: t.name, Type: t.typ}); err != nil {
-				return run, err
-			}
+			nr.Tasks = append(nr.Tasks, store.NewTask{Stage: st.name, Name: t.name, Type: t.typ})
 		}
 	}
-	r.emit(Event{Repository: job.Ref.Repository, Pipeline: job.Ref.Name, BuildID: run.BuildID, Status: string(store.RunQueued)})
-	return run, nil
+	return nr, nil
 }
 
 // RunState is what the dispatcher sees of a running run: the status it is in, whether all

@@ -33,65 +33,89 @@ func scanRun(sc scanner) (Run, error) {
 // write transaction: either both happen or neither, so a committed BUILD_ID is never
 // handed out twice (the counter only grows) and a rolled-back one was never seen.
 func (s *DB) CreateRun(ctx context.Context, nr NewRun) (Run, error) {
+	runs, err := s.CreateRuns(ctx, []NewRun{nr}, Handled{})
+	if err != nil {
+		return Run{}, err
+	}
+	return runs[0], nil
+}
+
+// checkNewRun refuses a NewRun before any transaction starts.
+func checkNewRun(nr NewRun) error {
 	ref := nr.Pipeline
 	if err := ref.validate(); err != nil {
-		return Run{}, fmt.Errorf("allocate BUILD_ID: %w", err)
+		return fmt.Errorf("allocate BUILD_ID: %w", err)
 	}
 	if !nr.Trigger.Valid() {
-		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: unknown trigger %q", ref, nr.Trigger)
+		return fmt.Errorf("allocate BUILD_ID for %s: unknown trigger %q", ref, nr.Trigger)
 	}
 	if nr.Trigger == TriggerRetry && nr.ParentBuildID == 0 {
-		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: a retry names the interrupted run as its parent", ref)
+		return fmt.Errorf("allocate BUILD_ID for %s: a retry names the interrupted run as its parent", ref)
 	}
 	if nr.ParentBuildID < 0 {
-		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: parent BUILD_ID %d is negative", ref, nr.ParentBuildID)
+		return fmt.Errorf("allocate BUILD_ID for %s: parent BUILD_ID %d is negative", ref, nr.ParentBuildID)
 	}
-	var run Run
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		now := s.now()
-		pid, err := ensurePipeline(ctx, tx, ref, now)
-		if err != nil {
-			return err
+	for _, t := range nr.Tasks {
+		if t.Name == "" || t.Stage == "" || t.Type == "" {
+			return fmt.Errorf("allocate BUILD_ID for %s: task %q: stage, name and type must all be set", ref, t.Name)
 		}
-		var parent sql.NullInt64
-		var parentRow int64
-		if nr.ParentBuildID > 0 {
-			if parentRow, err = runID(ctx, tx, ref, nr.ParentBuildID); err != nil {
-				return fmt.Errorf("parent BUILD_ID %d: %w", nr.ParentBuildID, err)
-			}
-			parent = sql.NullInt64{Int64: nr.ParentBuildID, Valid: true}
-		}
-		var buildID int64
-		err = tx.QueryRowContext(ctx,
-			`UPDATE pipelines SET last_build_id = last_build_id + 1 WHERE id = $1 RETURNING last_build_id`,
-			pid).Scan(&buildID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO runs (pipeline_id, build_id, commit_sha, branch, tag, trigger_kind,
-				parent_build_id, status, reason, created_at, holder)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10)`,
-			pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now, nr.Holder)
-		if err != nil {
-			return err
-		}
-		if nr.Trigger == TriggerRetry {
-			if err := decideInterruption(ctx, tx, parentRow, InterruptionRetried, buildID, now); err != nil {
-				return fmt.Errorf("retry of BUILD_ID %d: %w", nr.ParentBuildID, err)
-			}
-		}
-		run, err = getRun(ctx, tx, ref, buildID)
-		if err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
-	})
+	}
+	return nil
+}
+
+// createRun allocates the next BUILD_ID of nr's pipeline and records the run queued, with
+// its tasks pending, in tx.
+func (s *DB) createRun(ctx context.Context, tx *sql.Tx, nr NewRun, now int64) (Run, error) {
+	ref := nr.Pipeline
+	pid, err := ensurePipeline(ctx, tx, ref, now)
 	if err != nil {
-		return Run{}, fmt.Errorf("allocate BUILD_ID for %s: %w", ref, err)
+		return Run{}, err
 	}
-	s.opts.changed(Change{Kind: ChangeRun, Pipeline: ref, BuildID: run.BuildID})
-	return run, nil
+	var parent sql.NullInt64
+	var parentRow int64
+	if nr.ParentBuildID > 0 {
+		if parentRow, err = runID(ctx, tx, ref, nr.ParentBuildID); err != nil {
+			return Run{}, fmt.Errorf("parent BUILD_ID %d: %w", nr.ParentBuildID, err)
+		}
+		parent = sql.NullInt64{Int64: nr.ParentBuildID, Valid: true}
+	}
+	var buildID int64
+	err = tx.QueryRowContext(ctx,
+		`UPDATE pipelines SET last_build_id = last_build_id + 1 WHERE id = $1 RETURNING last_build_id`,
+		pid).Scan(&buildID)
+	if err != nil {
+		return Run{}, err
+	}
+	var rowID int64
+	err = tx.QueryRowContext(ctx, `
+		INSERT INTO runs (pipeline_id, build_id, commit_sha, branch, tag, trigger_kind,
+			parent_build_id, status, reason, created_at, holder)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10) RETURNING id`,
+		pid, buildID, nr.Commit, nr.Branch, nr.Tag, string(nr.Trigger), parent, string(RunQueued), now, nr.Holder).Scan(&rowID)
+	if err != nil {
+		return Run{}, err
+	}
+	for _, t := range nr.Tasks {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO tasks (run_id, stage, name, type, status) VALUES ($1, $2, $3, $4, $5)`,
+			rowID, t.Stage, t.Name, t.Type, string(TaskPending))
+		if s.dialect.uniqueViolation(err) {
+			return Run{}, fmt.Errorf("task %s: %w", t.Name, ErrAlreadyExists)
+		}
+		if err != nil {
+			return Run{}, fmt.Errorf("task %s: %w", t.Name, err)
+		}
+	}
+	if nr.Trigger == TriggerRetry {
+		if err := decideInterruption(ctx, tx, parentRow, InterruptionRetried, buildID, now); err != nil {
+			return Run{}, fmt.Errorf("retry of BUILD_ID %d: %w", nr.ParentBuildID, err)
+		}
+	}
+	run, err := getRun(ctx, tx, ref, buildID)
+	if err != nil {
+		return Run{}, err
+	}
+	return run, s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 }
 
 // GetRun implements Store.

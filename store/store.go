@@ -25,6 +25,10 @@ type Store interface {
 	// CreateRun allocates the pipeline's next BUILD_ID and records the run as queued,
 	// in one transaction; the pipeline is recorded first if it is new.
 	CreateRun(ctx context.Context, run NewRun) (Run, error)
+	// CreateRuns records runs together with what they mark as handled (a cron tick, a
+	// branch head, a tag) in one transaction; errors.Is ErrHandledElsewhere when another
+	// process marked it first, and then nothing is recorded.
+	CreateRuns(ctx context.Context, runs []NewRun, h Handled) ([]Run, error)
 	GetRun(ctx context.Context, ref PipelineRef, buildID int64) (Run, error)
 	// ListRuns returns the newest runs first; limit <= 0 means all.
 	ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, error)

@@ -63,6 +63,9 @@ type NewRun struct {
 	// Holder is the process that queues and will run it (see BeatHolder); a daemon
 	// starting later fails the run as interrupted only once that holder is gone.
 	Holder string
+	// Tasks are recorded pending with the run, in its transaction, so a run is never on
+	// record with only some of its tasks.
+	Tasks []NewTask
 }
 
 // Run is one execution of a pipeline.

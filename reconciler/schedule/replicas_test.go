@@ -9,27 +9,17 @@ import (
 	"github.com/slipwayhq/slipway/pipeline"
 )
 
-// claimingRuns starts runs as the hub does: claiming the tick just before the submit.
-type claimingRuns struct{ *fakeRuns }
-
-func (r claimingRuns) Start(ctx context.Context, f Fire) error {
-	if err := f.Claim(ctx); err != nil {
-		return err
-	}
-	return r.fakeRuns.Start(ctx, f)
-}
-
 func TestTwoSchedulersRacingRunEachTickOnce(t *testing.T) {
 	st := openStore(t)
 	fc := clocktesting.NewFakeClock(utc(10, 0, 30))
 	runs := newFakeRuns()
 	every := pipeline.Schedule{Cron: "*/1 * * * *"}
-	a := start(t, st, fc, claimingRuns{runs}, nil)
+	a := start(t, st, fc, runs, nil)
 	set(t, a, map[string][]pipeline.Schedule{"p": {every}})
 	a.next(t, "armed", "p")
 	// A second process with the same schedule (a replica taking the repository over while
 	// the first still runs it): each tick must still start one run.
-	b := start(t, st, fc, claimingRuns{runs}, nil)
+	b := start(t, st, fc, runs, nil)
 	set(t, b, map[string][]pipeline.Schedule{"p": {every}})
 	b.next(t, "armed", "p")
 	for minute := 1; minute <= 3; minute++ {
@@ -53,7 +43,7 @@ func TestReleaseKeepsTheTicksForTheNextOwner(t *testing.T) {
 	fc := clocktesting.NewFakeClock(utc(10, 0, 30))
 	runs := newFakeRuns()
 	every := pipeline.Schedule{Cron: "*/1 * * * *"}
-	a := start(t, st, fc, claimingRuns{runs}, nil)
+	a := start(t, st, fc, runs, nil)
 	set(t, a, map[string][]pipeline.Schedule{"p": {every}})
 	a.next(t, "armed", "p")
 	if err := a.Release(context.Background(), repo); err != nil {
@@ -65,7 +55,7 @@ func TestReleaseKeepsTheTicksForTheNextOwner(t *testing.T) {
 	}
 	// The 10:01 tick comes while nobody owns the repository; the next owner runs it late.
 	fc.SetTime(utc(10, 1, 20))
-	b := start(t, st, fc, claimingRuns{runs}, nil)
+	b := start(t, st, fc, runs, nil)
 	set(t, b, map[string][]pipeline.Schedule{"p": {every}})
 	if f := fire(t, runs); !f.Tick.Equal(utc(10, 1, 0)) || !f.Missed {
 		t.Fatalf("fired %+v", f)

@@ -37,8 +37,11 @@ type Runs interface {
 	Active(ref store.PipelineRef) bool
 	// CancelActive cancels the pipeline's queued and running runs, recording reason.
 	CancelActive(ctx context.Context, ref store.PipelineRef, reason string) error
-	// Start submits a run of the pipeline with trigger cron at the tracked branch's head.
-	Start(ctx context.Context, f Fire) error
+	// Start submits a run of the pipeline with trigger cron at the tracked branch's head,
+	// recording the run and the tick's claim (Fire.Claim) in one store transaction. claimed
+	// says the tick is on record, with the run or (err set) without one. ErrTickTaken:
+	// another process recorded the tick first, and nothing was recorded here.
+	Start(ctx context.Context, f Fire) (claimed bool, err error)
 }
 
 // Fire is one tick that starts a run.
@@ -53,14 +56,13 @@ type Fire struct {
 	// one is active and answers ErrActive instead: checking Active first leaves a gap a
 	// push could slip through.
 	Concurrency pipeline.Concurrency
-	// Claim records the tick as handled in the store. Start calls it when the run is ready
-	// to be submitted and submits nothing if it fails: with ErrTickTaken another process
-	// handled the tick already (a replica that took the repository over). Claiming just
-	// before the submit keeps the gap where a crash loses a tick to two store writes.
-	Claim func(ctx context.Context) error
+	// Claim records the tick as handled: a compare-and-set from the last tick recorded.
+	// Made in the transaction that records the run, it leaves no moment where a crash
+	// loses the tick (claimed, no run) or runs it twice (run, not claimed).
+	Claim store.TickClaim
 }
 
-// ErrTickTaken is Claim's answer when the tick was recorded by another process.
+// ErrTickTaken is Start's answer when the tick was recorded by another process.
 var ErrTickTaken = errors.New("the tick was handled by another process")
 
 // ErrActive is Start's answer under forbid when a run of the pipeline is active.
@@ -391,10 +393,11 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	}
 }
 
-// handle applies the tick's policy and records it, claiming it in the store first (a
-// compare-and-set from last) so that no two processes handle one tick. It returns the last
-// tick now recorded, and false if ctx ended before the tick was dealt with, leaving it
-// unrecorded so that a restart (or the replica taking over) can still run it.
+// handle applies the tick's policy and records it, claiming it in the store (a
+// compare-and-set from last) so that no two processes handle one tick; a run is recorded in
+// the claim's transaction. It returns the last tick now recorded, and false if ctx ended
+// before the tick was dealt with, leaving it unrecorded so that a restart (or the replica
+// taking over) can still run it.
 func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, last, tick, now time.Time, catchUp bool) (time.Time, bool) {
 	s.mu.Lock()
 	concurrency, deadline := e.concurrency, e.deadline
@@ -403,25 +406,8 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, las
 	late := now.Sub(tick)
 	log = log.WithFields(logrus.Fields{"tick": tick.Format(time.RFC3339), "concurrency": concurrency})
 
-	claimed, taken := false, false
-	// Once the run is started, or the tick skipped, the record must not be lost to a
-	// stopping scheduler, nor hang its shutdown.
-	claim := func(ctx context.Context) error {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		defer cancel()
-		won, err := s.store.AdvanceScheduleTick(rctx, e.ref, e.key, last, tick)
-		switch {
-		case err != nil:
-			return fmt.Errorf("record the tick: %w", err)
-		case !won:
-			taken = true
-			return ErrTickTaken
-		}
-		claimed = true
-		return nil
-	}
-
 	var result, reason string
+	claimed := false
 	switch {
 	case late > deadline:
 		// Also after a clock jump (a suspended host): never a tick from long ago.
@@ -447,11 +433,15 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, las
 				log.WithError(err).Warn("schedule: cancel the active run")
 			}
 		}
-		err := s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp, Concurrency: concurrency, Claim: claim})
+		var err error
+		claimed, err = s.runs.Start(ctx, Fire{Pipeline: e.ref, Schedule: e.key, Tick: tick, Missed: catchUp, Concurrency: concurrency,
+			Claim: store.TickClaim{Pipeline: e.ref, Schedule: e.key, From: last, Tick: tick}})
 		switch {
-		case taken:
+		case errors.Is(err, ErrTickTaken):
 			return s.takenElsewhere(ctx, e, log, last)
 		case err != nil && ctx.Err() != nil && !claimed:
+			// Whether the transaction committed before the cancel is for the store to say:
+			// the next owner reads it, and runs the tick only if it is not recorded.
 			return last, false
 		case errors.Is(err, ErrActive):
 			result, reason = resultSkipped, reasonForbid
@@ -465,11 +455,16 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, log *logrus.Entry, las
 	}
 
 	if !claimed {
-		if err := claim(ctx); err != nil {
-			if taken {
-				return s.takenElsewhere(ctx, e, log, last)
-			}
+		// A tick skipped or failed without a run: its record must not be lost to a stopping
+		// scheduler, nor hang its shutdown.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		won, err := s.store.AdvanceScheduleTick(rctx, e.ref, e.key, last, tick)
+		cancel()
+		switch {
+		case err != nil:
 			log.WithError(err).Error("schedule: record the tick")
+		case !won:
+			return s.takenElsewhere(ctx, e, log, last)
 		}
 	}
 	s.metrics.tick(e.ref, result, reason)

@@ -26,13 +26,15 @@ const wait = 10 * time.Second
 
 func ref(name string) store.PipelineRef { return store.PipelineRef{Repository: repo, Name: name} }
 
-// fakeRuns records what the scheduler asks of the dispatcher.
+// fakeRuns records what the scheduler asks of the dispatcher, and records each run in the
+// real store with its tick's claim, in one transaction, as the hub does.
 type fakeRuns struct {
 	mu     sync.Mutex
+	st     *store.DB // set by start
 	active map[store.PipelineRef]bool
 	ops    []string // "cancel NAME" and "start NAME", in order
 	fires  chan Fire
-	err    error // returned by Start
+	err    error // returned by Start before anything is recorded
 }
 
 func newFakeRuns() *fakeRuns {
@@ -59,16 +61,24 @@ func (r *fakeRuns) CancelActive(_ context.Context, ref store.PipelineRef, reason
 	return nil
 }
 
-func (r *fakeRuns) Start(_ context.Context, f Fire) error {
+func (r *fakeRuns) Start(ctx context.Context, f Fire) (bool, error) {
 	r.mu.Lock()
 	r.ops = append(r.ops, "start "+f.Pipeline.Name)
-	err := r.err
+	err, st := r.err, r.st
 	r.mu.Unlock()
 	if err != nil {
-		return err
+		return false, err
+	}
+	_, err = st.CreateRuns(ctx, []store.NewRun{{Pipeline: f.Pipeline, Commit: "c0ffee", Trigger: store.TriggerCron}},
+		store.Handled{Tick: &f.Claim})
+	switch {
+	case errors.Is(err, store.ErrHandledElsewhere):
+		return false, fmt.Errorf("%w: %w", ErrTickTaken, err)
+	case err != nil:
+		return false, err
 	}
 	r.fires <- f
-	return nil
+	return true, nil
 }
 
 func (r *fakeRuns) opsSoFar() []string {
@@ -94,6 +104,11 @@ func start(t *testing.T, st Store, fc *clocktesting.FakeClock, runs Runs, reg pr
 		if m, err = NewMetrics(reg); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if fr, ok := runs.(*fakeRuns); ok {
+		fr.mu.Lock()
+		fr.st = st.(*store.DB)
+		fr.mu.Unlock()
 	}
 	s := New(Options{Store: st, Runs: runs, Clock: fc, Metrics: m, Log: logrus.NewEntry(log)})
 	r := &running{Scheduler: s, events: make(chan event, 1000)}

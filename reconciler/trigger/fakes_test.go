@@ -225,6 +225,11 @@ type fakeRuns struct {
 	buildID    int64
 	// onSubmit, when set, hears every Submit after it is recorded.
 	onSubmit chan reconciler.Job
+	// records, when set, is where SubmitAll records what its runs handled, with the store's
+	// compare-and-set; allErr, when set, fails SubmitAll before anything is recorded (a
+	// crash before the transaction).
+	records *fakeRecords
+	allErr  error
 }
 
 type superseded struct {
@@ -248,15 +253,35 @@ func (r *fakeRuns) Submit(_ context.Context, job reconciler.Job) (store.Run, err
 	return run, nil
 }
 
-func (r *fakeRuns) SubmitIfIdle(_ context.Context, job reconciler.Job) (store.Run, error) {
+// SubmitAll records h and the runs together, or nothing, as the store does.
+func (r *fakeRuns) SubmitAll(ctx context.Context, jobs []reconciler.Job, h store.Handled) ([]reconciler.Queued, error) {
+	r.mu.Lock()
+	err := r.allErr
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if r.records != nil {
+		if err := r.records.markHandled(h); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]reconciler.Queued, len(jobs))
+	for i, job := range jobs {
+		out[i].Run, out[i].Err = r.Submit(ctx, job)
+	}
+	return out, nil
+}
+
+func (r *fakeRuns) SubmitIfIdleWith(_ context.Context, job reconciler.Job, h store.Handled) (reconciler.Queued, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.idle = append(r.idle, job)
 	if r.idleErr != nil {
-		return store.Run{}, r.idleErr
+		return reconciler.Queued{}, r.idleErr
 	}
 	r.buildID++
-	return runOf(job, r.buildID), nil
+	return reconciler.Queued{Run: runOf(job, r.buildID)}, nil
 }
 
 func (r *fakeRuns) RecordSuperseded(_ context.Context, job reconciler.Job, reason string) (store.Run, error) {
@@ -396,6 +421,28 @@ func (r *fakeRecords) SetHandledHead(_ context.Context, repository, branch, head
 	return nil
 }
 
+// markHandled records h's head and tag with the store's compare-and-set.
+func (r *fakeRecords) markHandled(h store.Handled) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if hd := h.Head; hd != nil && hd.Repository == testRepo.Name && hd.Branch == testBranch {
+		if r.head != hd.From {
+			return fmt.Errorf("head %s: %w", hd.To, store.ErrHandledElsewhere)
+		}
+	}
+	if t := h.Tag; t != nil {
+		if _, ok := r.tagRefs[t.Tag]; ok {
+			return fmt.Errorf("tag %s: %w", t.Tag, store.ErrHandledElsewhere)
+		}
+		r.tagRefs[t.Tag] = *t
+	}
+	if hd := h.Head; hd != nil && hd.Repository == testRepo.Name && hd.Branch == testBranch {
+		r.setHeads = append(r.setHeads, hd.To)
+		r.head = hd.To
+	}
+	return nil
+}
+
 func (r *fakeRecords) ListRuns(_ context.Context, ref store.PipelineRef, limit int) ([]store.Run, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -474,7 +521,8 @@ type rig struct {
 func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {
 	t.Helper()
 	g := newFakeGit(t, commits...)
-	r := &rig{git: g, files: newFakeFiles(g), runs: &fakeRuns{submitErr: map[string]error{}}, records: newFakeRecords(),
+	records := newFakeRecords()
+	r := &rig{git: g, files: newFakeFiles(g), runs: &fakeRuns{submitErr: map[string]error{}, records: records}, records: records,
 		schedules: &fakeSchedules{}, metrics: newTestMetrics(t)}
 	r.w = r.watcher(interval, r.files)
 	return r

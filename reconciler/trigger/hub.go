@@ -25,7 +25,8 @@ var ErrRequest = errors.New("invalid request")
 // Dispatcher starts and cancels runs: what the hub needs of the run engine.
 type Dispatcher interface {
 	Submit(ctx context.Context, job reconciler.Job) (store.Run, error)
-	SubmitIfIdle(ctx context.Context, job reconciler.Job) (store.Run, error)
+	SubmitAll(ctx context.Context, jobs []reconciler.Job, h store.Handled) ([]reconciler.Queued, error)
+	SubmitIfIdleWith(ctx context.Context, job reconciler.Job, h store.Handled) (reconciler.Queued, error)
 	Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error
 	CancelActive(ctx context.Context, ref store.PipelineRef, reason string)
 	Active(ref store.PipelineRef) bool
@@ -225,23 +226,41 @@ func (h *Hub) CancelActive(ctx context.Context, ref store.PipelineRef, reason st
 	return nil
 }
 
-// Start starts a run for a cron tick at the default branch's head (schedule.Runs).
-func (h *Hub) Start(ctx context.Context, f schedule.Fire) error {
-	var run store.Run
-	var err error
-	if f.Concurrency == pipeline.ConcurrencyForbid {
-		run, err = h.startIfIdle(ctx, f.Pipeline, f.Claim)
-	} else {
-		run, err = h.startClaimed(ctx, f.Pipeline, target{}, store.TriggerCron, 0, f.Claim)
-	}
+// Start starts a run for a cron tick at the default branch's head (schedule.Runs). The run
+// and the tick's claim are recorded in one transaction (store.Handled), so a crash at any
+// point leaves either both on record or neither, and the scheduler that reads the store
+// next runs the tick exactly when it is not.
+func (h *Hub) Start(ctx context.Context, f schedule.Fire) (bool, error) {
+	co, err := h.prepare(ctx, f.Pipeline, target{})
 	if err != nil {
-		return err
+		return false, err
+	}
+	job := reconciler.RunJob(co, co.Pipelines[0], store.TriggerCron, 0)
+	handled := store.Handled{Tick: &f.Claim}
+	var q reconciler.Queued
+	if f.Concurrency == pipeline.ConcurrencyForbid {
+		q, err = h.dispatcher.SubmitIfIdleWith(ctx, job, handled)
+	} else {
+		var all []reconciler.Queued
+		if all, err = h.dispatcher.SubmitAll(ctx, []reconciler.Job{job}, handled); err == nil {
+			q = all[0]
+		}
+	}
+	switch {
+	case errors.Is(err, store.ErrHandledElsewhere):
+		return false, fmt.Errorf("%w: %w", schedule.ErrTickTaken, err)
+	case errors.Is(err, reconciler.ErrBusy):
+		return false, fmt.Errorf("%w: %w", schedule.ErrActive, err)
+	case err != nil:
+		return false, err
+	case q.Err != nil:
+		return true, q.Err
 	}
 	h.metrics.Received(f.Pipeline.Repository, "cron")
 	w := h.watchers[f.Pipeline.Repository]
-	w.log.WithFields(logrus.Fields{"pipeline": f.Pipeline.Name, "build_id": run.BuildID, "schedule": f.Schedule,
+	w.log.WithFields(logrus.Fields{"pipeline": f.Pipeline.Name, "build_id": q.Run.BuildID, "schedule": f.Schedule,
 		"tick": f.Tick, "missed": f.Missed}).Info("triggered by schedule")
-	return nil
+	return true, nil
 }
 
 // Schedules feeds the scheduler the default branch's schedules (ScheduleSetter).
@@ -273,40 +292,11 @@ func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
 }
 
 func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
-	return h.startClaimed(ctx, ref, at, trig, parent, nil)
-}
-
-// startClaimed is start with a schedule's claim on its tick (schedule.Fire.Claim), made
-// between reading the pipeline and submitting the run.
-func (h *Hub) startClaimed(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64, claim func(context.Context) error) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, at)
 	if err != nil {
 		return store.Run{}, err
 	}
-	if claim != nil {
-		if err := claim(ctx); err != nil {
-			return store.Run{}, err
-		}
-	}
 	return h.dispatcher.Submit(ctx, reconciler.RunJob(co, co.Pipelines[0], trig, parent))
-}
-
-// startIfIdle starts a cron run only if no run of the pipeline is queued or running.
-func (h *Hub) startIfIdle(ctx context.Context, ref store.PipelineRef, claim func(context.Context) error) (store.Run, error) {
-	co, err := h.prepare(ctx, ref, target{})
-	if err != nil {
-		return store.Run{}, err
-	}
-	if claim != nil {
-		if err := claim(ctx); err != nil {
-			return store.Run{}, err
-		}
-	}
-	run, err := h.dispatcher.SubmitIfIdle(ctx, reconciler.RunJob(co, co.Pipelines[0], store.TriggerCron, 0))
-	if errors.Is(err, reconciler.ErrBusy) {
-		return run, fmt.Errorf("%w: %w", schedule.ErrActive, err)
-	}
-	return run, err
 }
 
 // prepare fetches the target's branch (the default one unless named; none for a tag) and

@@ -180,17 +180,17 @@ func TestHubStartForbidSubmitsOnlyIfIdle(t *testing.T) {
 	fire := schedule.Fire{Pipeline: webRef, Schedule: "@daily", Concurrency: pipeline.ConcurrencyForbid}
 
 	r.runs.idleErr = fmt.Errorf("start web: %w", reconciler.ErrBusy)
-	err := h.Start(ctx, fire)
-	if !errors.Is(err, schedule.ErrActive) || !errors.Is(err, reconciler.ErrBusy) {
-		t.Fatalf("forbid while busy: %v, want schedule.ErrActive (wrapping ErrBusy)", err)
+	claimed, err := h.Start(ctx, fire)
+	if !errors.Is(err, schedule.ErrActive) || !errors.Is(err, reconciler.ErrBusy) || claimed {
+		t.Fatalf("forbid while busy: %v (claimed %v), want schedule.ErrActive (wrapping ErrBusy), nothing claimed", err, claimed)
 	}
 	if cron() != 0 {
 		t.Fatal("a refused tick counted as a cron trigger")
 	}
 
 	r.runs.idleErr = nil
-	if err := h.Start(ctx, fire); err != nil {
-		t.Fatal(err)
+	if claimed, err := h.Start(ctx, fire); err != nil || !claimed {
+		t.Fatal(claimed, err)
 	}
 	submitted, _, _ := r.runs.jobs()
 	if len(submitted) != 0 || !slices.Equal(describe(r.runs.idle), []string{"web@c1/cron", "web@c1/cron"}) {
@@ -201,15 +201,15 @@ func TestHubStartForbidSubmitsOnlyIfIdle(t *testing.T) {
 	}
 
 	fire.Concurrency = pipeline.ConcurrencyAllow
-	if err := h.Start(ctx, fire); err != nil {
-		t.Fatal(err)
+	if claimed, err := h.Start(ctx, fire); err != nil || !claimed {
+		t.Fatal(claimed, err)
 	}
 	if submitted, _, _ := r.runs.jobs(); !slices.Equal(describe(submitted), []string{"web@c1/cron"}) || len(r.runs.idle) != 2 {
 		t.Fatalf("allow: Submit got %v, want web@c1/cron", describe(submitted))
 	}
 
-	if err := h.Start(ctx, schedule.Fire{Pipeline: store.PipelineRef{Repository: "nope", Name: "web"}}); !errors.Is(err, ErrRequest) {
-		t.Fatalf("a fire for an unconfigured repository: %v, want ErrRequest", err)
+	if claimed, err := h.Start(ctx, schedule.Fire{Pipeline: store.PipelineRef{Repository: "nope", Name: "web"}}); !errors.Is(err, ErrRequest) || claimed {
+		t.Fatalf("a fire for an unconfigured repository: %v (claimed %v), want ErrRequest, nothing claimed", err, claimed)
 	}
 }
 

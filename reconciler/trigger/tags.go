@@ -68,7 +68,8 @@ func (w *BranchWatcher) lookTags(ctx context.Context, remote map[string]string) 
 
 // newTag fetches a tag seen for the first time, reads the pipeline file at its commit and
 // starts the pipelines whose triggers.tags match it. The tag is recorded as handled
-// whatever matched, so a webhook and a poll of it, or a restart, start nothing again.
+// whatever matched, in the transaction that records its runs, so a webhook and a poll of
+// it, or a restart, start nothing again, and a crash loses none of them.
 func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 	log := w.log.WithField("tag", tag)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
@@ -93,10 +94,14 @@ func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 	}
 	co.Tag = tag
 	w.metrics.Received(w.repo.Name, "tag")
-	w.submitMatching(ctx, co, log, newLookTrace(nil), "triggered by tag", func(*pipeline.Pipeline) pipeline.Event {
+	err = w.submitMatching(ctx, co, log, newLookTrace(nil), "triggered by tag", store.Handled{Tag: &handled}, func(*pipeline.Pipeline) pipeline.Event {
 		return pipeline.Event{Kind: pipeline.EventTag, Tag: tag}
 	})
-	return w.records.SetTagRef(ctx, handled)
+	if errors.Is(err, store.ErrHandledElsewhere) {
+		log.Info("the tag was handled by another process; nothing runs here")
+		return nil
+	}
+	return err
 }
 
 // tagChanged records a known tag that now points at commit ("" when deleted): in the audit

@@ -39,6 +39,9 @@ type PipelineReader interface {
 // Runs starts runs, and records those a newer push overtook before they could start.
 type Runs interface {
 	Submit(ctx context.Context, job reconciler.Job) (store.Run, error)
+	// SubmitAll records the jobs' runs and h (the head or tag they are for) in one store
+	// transaction, then starts them (reconciler.Dispatcher.SubmitAll).
+	SubmitAll(ctx context.Context, jobs []reconciler.Job, h store.Handled) ([]reconciler.Queued, error)
 	RecordSuperseded(ctx context.Context, job reconciler.Job, reason string) (store.Run, error)
 }
 
@@ -127,6 +130,9 @@ type BranchWatcher struct {
 type branchState struct {
 	loaded bool   // last was read from the store
 	last   string // the head handled
+	// stored is the handled head the store holds ("" for none), the base of the next
+	// compare-and-set (store.HeadClaim); last may differ when it came from the runs.
+	stored string
 	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
 	cached *reconciler.Checkout
 	// invalid is a head whose pipeline file was found invalid and reported, so a look at
@@ -297,11 +303,15 @@ func (w *BranchWatcher) state(ctx context.Context, branch string) (*branchState,
 		w.states[branch] = st
 	}
 	if !st.loaded {
-		last, err := w.handledHeadOf(ctx, branch)
+		stored, err := w.records.HandledHead(ctx, w.repo.Name, branch)
+		last := stored
+		if err == nil && stored == "" {
+			last, err = w.lastRunCommit(ctx, branch)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read the head of %s handled last: %w", branch, err)
 		}
-		st.last, st.loaded = last, true
+		st.last, st.stored, st.loaded = last, stored, true
 	}
 	return st, nil
 }
@@ -433,19 +443,38 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		return head, nil
 	}
 	diffs := diffCache{}
-	w.submitMatching(ctx, co, log, trace, "triggered", func(pl *pipeline.Pipeline) pipeline.Event {
+	claim := &store.HeadClaim{Repository: w.repo.Name, Branch: branch, From: st.stored, To: head}
+	err = w.submitMatching(ctx, co, log, trace, "triggered", store.Handled{Head: claim}, func(pl *pipeline.Pipeline) pipeline.Event {
 		return pipeline.Event{Kind: pipeline.EventPush, Branch: branch, TrackedBranch: branch,
 			ChangedPaths: w.changedSince(ctx, pl, branch, last, head, diffs)}
 	})
-	w.setHandled(ctx, branch, head)
+	switch {
+	case errors.Is(err, store.ErrHandledElsewhere):
+		// Another process handled a head of the branch since we read it: carry on from
+		// what the store says, starting nothing for this look.
+		log.Info("the branch's head was handled by another process; nothing runs here")
+		st.loaded, st.cached = false, nil
+		return last, nil
+	case err != nil:
+		// Nothing was recorded, unless a commit's answer was lost: read the store again
+		// before the next look, so the head runs once either way.
+		st.loaded = false
+		return last, err
+	}
+	st.stored = head
 	return head, nil
 }
 
 // submitMatching starts a push run of each pipeline of the checkout that the event
-// eventOf gives it matches. The commit or tag counts as handled whatever happens here:
-// looking again would start the pipelines that did get their run a second time.
-func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, trace *lookTrace, triggered string, eventOf func(*pipeline.Pipeline) pipeline.Event) {
-	submitted := 0
+// eventOf gives it matches, recording the runs and h (the head or tag they are for) in one
+// store transaction: a crash leaves both on record or neither, so the next look (here, on
+// a restart, or on the replica that takes the repository over) starts them exactly once.
+// h is recorded even when nothing matched or a run was refused (a suspended pipeline): the
+// commit is handled then too. An error means nothing was recorded.
+func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, trace *lookTrace, triggered string, h store.Handled, eventOf func(*pipeline.Pipeline) pipeline.Event) error {
+	var jobs []reconciler.Job
+	var logs []*logrus.Entry
+	var traces []*lookTrace
 	for _, pl := range co.Pipelines {
 		start := time.Now()
 		ok, why := pipeline.Match(pl, eventOf(pl))
@@ -454,19 +483,27 @@ func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Check
 			plog.Info("not triggered")
 			continue
 		}
-		pt := trace.with("match", start)
-		submitStart := time.Now()
-		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
-		if err != nil {
-			plog.WithError(err).Error("could not start the run")
+		jobs = append(jobs, reconciler.RunJob(co, pl, store.TriggerPush, 0))
+		logs, traces = append(logs, plog), append(traces, trace.with("match", start))
+	}
+	submitStart := time.Now()
+	queued, err := w.runs.SubmitAll(ctx, jobs, h)
+	if err != nil {
+		return err
+	}
+	submitted := 0
+	for i, q := range queued {
+		if q.Err != nil {
+			logs[i].WithError(q.Err).Error("could not start the run")
 			continue
 		}
 		submitted++
-		plog.WithField("build_id", run.BuildID).WithFields(pt.with("submit", submitStart).fields()).Info(triggered)
+		logs[i].WithField("build_id", q.Run.BuildID).WithFields(traces[i].with("submit", submitStart).fields()).Info(triggered)
 	}
 	if submitted == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
 	}
+	return nil
 }
 
 // catchUp runs the resumed pipeline name at co, the branch's handled head, if its triggers
@@ -515,8 +552,10 @@ func (w *BranchWatcher) catchUp(ctx context.Context, co *reconciler.Checkout, br
 // setHandled records the head dealt with, so a restart does not deal with it again.
 func (w *BranchWatcher) setHandled(ctx context.Context, branch, head string) {
 	if err := w.records.SetHandledHead(ctx, w.repo.Name, branch, head); err != nil {
-		w.log.WithError(err).WithField("branch", branch).Warn("record the head handled; a restart may run it again")
+		w.log.WithError(err).WithField("branch", branch).Warn("record the head handled; a restart may read the commit again")
+		return
 	}
+	w.stateOf(branch).stored = head
 }
 
 // handledHead is handledHeadOf the default branch.
