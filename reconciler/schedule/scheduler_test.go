@@ -92,6 +92,8 @@ type running struct {
 	*Scheduler
 	events chan event
 	stop   func()
+	// crash ends Run's context without waiting: the process dying where the caller is.
+	crash func()
 }
 
 func start(t *testing.T, st Store, fc *clocktesting.FakeClock, runs Runs, reg prometheus.Registerer) *running {
@@ -121,6 +123,7 @@ func start(t *testing.T, st Store, fc *clocktesting.FakeClock, runs Runs, reg pr
 			t.Error(err)
 		}
 	}()
+	r.crash = cancel
 	r.stop = func() {
 		cancel()
 		select {
