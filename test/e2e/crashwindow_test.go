@@ -75,11 +75,12 @@ func TestKilledDaemonRunsEachPushOnce(t *testing.T) {
 		}
 	}
 
-	// The kills land at spread moments of the 1 s poll: after the push, the daemon looks
+	// The kills land at spread moments around the 1 s poll: after the push the daemon looks
 	// within a second, records the runs and the head, then starts them.
-	delays := []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond, 450 * time.Millisecond,
-		600 * time.Millisecond, 750 * time.Millisecond, 900 * time.Millisecond, 1050 * time.Millisecond,
-		1200 * time.Millisecond, 1500 * time.Millisecond}
+	var delays []time.Duration
+	for i := range 10 {
+		delays = append(delays, time.Duration(i)*270*time.Millisecond)
+	}
 	waitRan(commits[0])
 	for i, delay := range delays {
 		c := repo.commit(fmt.Sprintf("change %d", i), map[string][]byte{"src/file": []byte(fmt.Sprint(i))})
@@ -92,6 +93,7 @@ func TestKilledDaemonRunsEachPushOnce(t *testing.T) {
 		ran := pushRuns("alpha")[c]+pushRuns("beta")[c] > 0
 		t.Logf("kill %d, %s after the push: the commit's runs were %s when it died", i+1, delay, map[bool]string{true: "on record", false: "not on record"}[ran])
 		d = startServe(t, cfg)
+		d.waitOutput(t, 30*time.Second, "msg=listening")
 		waitRan(c)
 	}
 	// One more look after a clean restart must start nothing again.
