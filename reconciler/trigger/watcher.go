@@ -303,11 +303,7 @@ func (w *BranchWatcher) state(ctx context.Context, branch string) (*branchState,
 		w.states[branch] = st
 	}
 	if !st.loaded {
-		stored, err := w.records.HandledHead(ctx, w.repo.Name, branch)
-		last := stored
-		if err == nil && stored == "" {
-			last, err = w.lastRunCommit(ctx, branch)
-		}
+		last, stored, err := w.handledHeadOf(ctx, branch)
 		if err != nil {
 			return nil, fmt.Errorf("read the head of %s handled last: %w", branch, err)
 		}
@@ -453,7 +449,7 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		// Another process handled a head of the branch since we read it: carry on from
 		// what the store says, starting nothing for this look.
 		log.Info("the branch's head was handled by another process; nothing runs here")
-		st.loaded, st.cached = false, nil
+		st.loaded = false
 		return last, nil
 	case err != nil:
 		// Nothing was recorded, unless a commit's answer was lost: read the store again
@@ -560,18 +556,21 @@ func (w *BranchWatcher) setHandled(ctx context.Context, branch, head string) {
 
 // handledHead is handledHeadOf the default branch.
 func (w *BranchWatcher) handledHead(ctx context.Context) (string, error) {
-	return w.handledHeadOf(ctx, w.branch)
+	last, _, err := w.handledHeadOf(ctx, w.branch)
+	return last, err
 }
 
-// handledHeadOf is the head the last watcher of branch dealt with; for a store written
-// before that was recorded, the newest commit a pipeline of the repository ran on it. A
-// branch never seen before has none: its head runs.
-func (w *BranchWatcher) handledHeadOf(ctx context.Context, branch string) (string, error) {
-	head, err := w.records.HandledHead(ctx, w.repo.Name, branch)
-	if err != nil || head != "" {
-		return head, err
+// handledHeadOf is the head the last watcher of branch dealt with, and the record of it
+// in the store ("" when none), the base of the next compare-and-set. For a store written
+// before that was recorded, the head is the newest commit a pipeline of the repository
+// ran on it. A branch never seen before has none: its head runs.
+func (w *BranchWatcher) handledHeadOf(ctx context.Context, branch string) (last, stored string, err error) {
+	stored, err = w.records.HandledHead(ctx, w.repo.Name, branch)
+	if err != nil || stored != "" {
+		return stored, stored, err
 	}
-	return w.lastRunCommit(ctx, branch)
+	last, err = w.lastRunCommit(ctx, branch)
+	return last, "", err
 }
 
 // overtaken records a hinted push the head has already replaced, as a superseded run of
