@@ -22,8 +22,20 @@ type gatedExecutor struct {
 	st store.Store
 }
 
-func (g gatedExecutor) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
-	return g.st.CreateRun(ctx, store.NewRun{Pipeline: job.Ref, Commit: "c0ffee", Trigger: job.Trigger, Holder: holder})
+func (g gatedExecutor) QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error) {
+	var nrs []store.NewRun
+	for _, job := range jobs {
+		nrs = append(nrs, store.NewRun{Pipeline: job.Ref, Commit: "c0ffee", Trigger: job.Trigger, Holder: holder})
+	}
+	runs, err := g.st.CreateRuns(ctx, nrs, h)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Queued, len(runs))
+	for i, r := range runs {
+		out[i].Run = r
+	}
+	return out, nil
 }
 
 func (g gatedExecutor) Execute(ctx context.Context, _ Job, run store.Run, state *RunState) (store.Run, error) {
