@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
@@ -443,9 +445,17 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 
 // submitMatching starts a push run of each pipeline of the checkout that the event
 // eventOf gives it matches. The commit or tag counts as handled whatever happens here:
-// looking again would start the pipelines that did get their run a second time.
+// looking again would start the pipelines that did get their run a second time. The
+// matches are found one after another (eventOf may share a diff between them); the runs are
+// recorded submitConcurrency at a time, so a push that starts hundreds of pipelines shares
+// the store's commits between them instead of waiting for each in turn.
 func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Checkout, log *logrus.Entry, trace *lookTrace, triggered string, eventOf func(*pipeline.Pipeline) pipeline.Event) {
-	submitted := 0
+	type match struct {
+		pl    *pipeline.Pipeline
+		log   *logrus.Entry
+		trace *lookTrace
+	}
+	var matched []match
 	for _, pl := range co.Pipelines {
 		start := time.Now()
 		ok, why := pipeline.Match(pl, eventOf(pl))
@@ -454,20 +464,32 @@ func (w *BranchWatcher) submitMatching(ctx context.Context, co *reconciler.Check
 			plog.Info("not triggered")
 			continue
 		}
-		pt := trace.with("match", start)
-		submitStart := time.Now()
-		run, err := w.runs.Submit(ctx, reconciler.RunJob(co, pl, store.TriggerPush, 0))
-		if err != nil {
-			plog.WithError(err).Error("could not start the run")
-			continue
-		}
-		submitted++
-		plog.WithField("build_id", run.BuildID).WithFields(pt.with("submit", submitStart).fields()).Info(triggered)
+		matched = append(matched, match{pl: pl, log: plog, trace: trace.with("match", start)})
 	}
-	if submitted == 0 {
+	var submitted atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(submitConcurrency)
+	for _, m := range matched {
+		g.Go(func() error {
+			submitStart := time.Now()
+			run, err := w.runs.Submit(ctx, reconciler.RunJob(co, m.pl, store.TriggerPush, 0))
+			if err != nil {
+				m.log.WithError(err).Error("could not start the run")
+				return nil
+			}
+			submitted.Add(1)
+			m.log.WithField("build_id", run.BuildID).WithFields(m.trace.with("submit", submitStart).fields()).Info(triggered)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if submitted.Load() == 0 {
 		w.metrics.skip(w.repo.Name, "no_match")
 	}
 }
+
+// submitConcurrency is how many runs of one look are recorded at once.
+const submitConcurrency = 16
 
 // catchUp runs the resumed pipeline name at co, the branch's handled head, if its triggers
 // match the head as a push and no push, manual or promoted run of it has run that commit:
