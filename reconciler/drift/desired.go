@@ -131,7 +131,10 @@ func parsedKeyOf(rev *store.Revision) parsedKey {
 	return parsedKey{task: rev.TaskRef(), buildID: rev.BuildID, cluster: rev.Cluster, objectsDigest: rev.ObjectsDigest}
 }
 
-// objects is revisionObjects, parsed once per revision while it stays current.
+// objects is revisionObjects, parsed once per revision while it stays current. It drops
+// rev's stored rendering and inventory, which the parsed objects stand for: the watches
+// keep rev as long as it is current, and a thousand renderings held twice cost more memory
+// than anything else they keep.
 func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *store.Revision) ([]*Object, error) {
 	k := parsedKeyOf(rev)
 	p.mu.Lock()
@@ -142,6 +145,7 @@ func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *s
 		if err != nil {
 			return nil, err
 		}
+		rev.Objects, rev.Inventory = nil, nil
 		p.mu.Lock()
 		if p.byID == nil {
 			p.byID = map[parsedKey][]*Object{}
@@ -150,6 +154,7 @@ func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *s
 		p.mu.Unlock()
 		return objs, nil
 	}
+	rev.Objects, rev.Inventory = nil, nil
 	out := make([]*Object, len(cached))
 	for i, o := range cached {
 		c := *o // Desired is shared: nothing mutates it
