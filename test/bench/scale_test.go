@@ -612,13 +612,14 @@ func (s *scaleRun) waitRunsN(ctx context.Context, st store.Store, start time.Tim
 	var lastDone time.Time
 	for len(pending) > 0 {
 		var mu sync.Mutex
-		keys := make([]int, 0, len(pending))
-		for i := range pending {
-			keys = append(keys, i)
+		// The checks below delete from pending: they read the build IDs from a copy.
+		keys, builds := make([]int, 0, len(pending)), make([]int, 0, len(pending))
+		for i, n := range pending {
+			keys, builds = append(keys, i), append(builds, n)
 		}
 		_ = apply.ForEach(ctx, len(keys), 4, func(ctx context.Context, k int) error {
 			i := keys[k]
-			run, err := st.GetRun(ctx, store.PipelineRef{Repository: s.repoOf(i).name, Name: s.appName(i)}, int64(pending[i]))
+			run, err := st.GetRun(ctx, store.PipelineRef{Repository: s.repoOf(i).name, Name: s.appName(i)}, int64(builds[k]))
 			if err != nil {
 				return nil // not created yet
 			}
