@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/sources"
 )
@@ -91,5 +92,57 @@ func TestReadOnlyPipelines(t *testing.T) {
 	build := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeBuildImage}}}}}
 	if !readOnly(deploy) || readOnly(script) || readOnly(build) {
 		t.Fatalf("readOnly: deploy %v, script %v, build %v; want true, false, false", readOnly(deploy), readOnly(script), readOnly(build))
+	}
+}
+
+// mirrorSources is a mirror holding the commits it was given plus, once a branch is synced,
+// the branch's head; it counts the syncs.
+type mirrorSources struct {
+	Sources
+	held  map[string]bool
+	head  string
+	syncs int
+}
+
+func (s *mirrorSources) Sync(context.Context, sources.Repo, string) (sources.SyncResult, error) {
+	s.syncs++
+	s.held[s.head] = true
+	return sources.SyncResult{Commit: s.head}, nil
+}
+
+func (s *mirrorSources) Commit(_ context.Context, _ sources.Repo, sha string) (sources.Commit, error) {
+	if !s.held[sha] {
+		return sources.Commit{}, sources.ErrCommitNotFound
+	}
+	return sources.Commit{Hash: sha, ShortHash: sha[:7]}, nil
+}
+
+func (s *mirrorSources) Checkout(_ context.Context, _ sources.Repo, _, dir string) error {
+	return os.WriteFile(filepath.Join(dir, ".pipeline.yaml"), []byte("name: web\nstages:\n  - name: s\n    tasks:\n      - name: t\n        type: script\n        script: \"true\"\n"), 0o644)
+}
+
+// A run of a named commit that the mirror holds fetches nothing; one it lacks, or a run of
+// the branch's head, syncs the branch first.
+func TestPrepareFetchesOnlyWhatTheMirrorLacks(t *testing.T) {
+	old, head := "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	src := &mirrorSources{held: map[string]bool{old: true}, head: head}
+	r := NewRunner(RunnerOptions{Sources: src, Config: &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true}}}})
+	defer r.Close()
+	repo := sources.Repo{Name: "app"}
+	ctx := context.Background()
+	for _, c := range []struct {
+		commit string
+		syncs  int
+	}{{old, 0}, {head, 1}, {head, 1}, {"", 2}} {
+		co, err := r.Prepare(ctx, Request{Repo: repo, Branch: "main", Commit: c.commit})
+		if err != nil {
+			t.Fatalf("commit %q: %v", c.commit, err)
+		}
+		if want := c.commit; want != "" && co.Commit.Hash != want || want == "" && co.Commit.Hash != head {
+			t.Fatalf("commit %q: prepared %s", c.commit, co.Commit.Hash)
+		}
+		if src.syncs != c.syncs {
+			t.Fatalf("commit %q: %d syncs in all, want %d", c.commit, src.syncs, c.syncs)
+		}
 	}
 }

@@ -151,23 +151,31 @@ type Checkout struct {
 const pipelineFile = ".pipeline.yaml"
 
 // Prepare syncs the mirror, resolves the commit and reads the pipeline file at that commit.
+// A named commit the mirror holds already needs no fetch: a thousand runs of one commit
+// asked for through the API would otherwise each fetch the branch again.
 func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
-	commit := req.Commit
-	if req.Branch != "" {
-		res, err := r.sources.Sync(ctx, req.Repo, req.Branch)
-		if err != nil {
-			return nil, err
+	var info sources.Commit
+	var err error
+	if req.Commit != "" && req.Branch != "" {
+		info, err = r.sources.Commit(ctx, req.Repo, req.Commit)
+	}
+	if req.Commit == "" || req.Branch == "" || err != nil {
+		commit := req.Commit
+		if req.Branch != "" {
+			res, err := r.sources.Sync(ctx, req.Repo, req.Branch)
+			if err != nil {
+				return nil, err
+			}
+			if commit == "" {
+				commit = res.Commit
+			}
 		}
 		if commit == "" {
-			commit = res.Commit
+			return nil, errors.New("neither a branch nor a commit to run")
 		}
-	}
-	if commit == "" {
-		return nil, errors.New("neither a branch nor a commit to run")
-	}
-	info, err := r.sources.Commit(ctx, req.Repo, commit)
-	if err != nil {
-		return nil, err
+		if info, err = r.sources.Commit(ctx, req.Repo, commit); err != nil {
+			return nil, err
+		}
 	}
 	sc, release, err := r.checkouts.acquire(ctx, req.Repo, info.Hash)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
@@ -132,11 +131,8 @@ func (a *Applier) watchStatus(ctx context.Context, inv []store.InventoryEntry) (
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	dc, err := dynamic.NewForConfig(a.Cluster.Config)
-	if err != nil {
-		return nil, err
-	}
-	w := watcher.NewDefaultStatusWatcher(dc, a.Cluster.Mapper)
+	// The cluster's own client: one per wait made a transport per run.
+	w := watcher.NewDefaultStatusWatcher(a.Cluster.Dynamic, a.Cluster.Mapper)
 	return w.Watch(ctx, ids, watcher.Options{RESTScopeStrategy: watcher.RESTScopeNamespace}), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sync"
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -107,4 +108,74 @@ func revisionObjects(ctx context.Context, clusters Clusters, rev *store.Revision
 		return nil, err
 	}
 	return Objects(cl, rev)
+}
+
+// parsedRevisions keeps the objects of the current revisions parsed between reloads. The
+// watches reload every current revision after each task's end: a push deploying a
+// thousand applications would otherwise parse every revision's YAML again a thousand
+// times. A revision's stored objects never change (the digest is part of the key); its
+// status and policy may, so each reload hands out copies pointing at the fresh record.
+type parsedRevisions struct {
+	mu   sync.Mutex
+	byID map[parsedKey][]*Object
+}
+
+type parsedKey struct {
+	task          store.TaskRef
+	buildID       int64
+	cluster       string
+	objectsDigest string
+}
+
+func parsedKeyOf(rev *store.Revision) parsedKey {
+	return parsedKey{task: rev.TaskRef(), buildID: rev.BuildID, cluster: rev.Cluster, objectsDigest: rev.ObjectsDigest}
+}
+
+// objects is revisionObjects, parsed once per revision while it stays current. It drops
+// rev's stored rendering and inventory, which the parsed objects stand for: the watches
+// keep rev as long as it is current, and a thousand renderings held twice cost more memory
+// than anything else they keep.
+func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *store.Revision) ([]*Object, error) {
+	k := parsedKeyOf(rev)
+	p.mu.Lock()
+	cached, ok := p.byID[k]
+	p.mu.Unlock()
+	if !ok {
+		objs, err := revisionObjects(ctx, clusters, rev)
+		if err != nil {
+			return nil, err
+		}
+		rev.Objects, rev.Inventory = nil, nil
+		p.mu.Lock()
+		if p.byID == nil {
+			p.byID = map[parsedKey][]*Object{}
+		}
+		p.byID[k] = objs
+		p.mu.Unlock()
+		return objs, nil
+	}
+	rev.Objects, rev.Inventory = nil, nil
+	out := make([]*Object, len(cached))
+	for i, o := range cached {
+		c := *o // Desired is shared: nothing mutates it
+		c.Revision = rev
+		c.Ignore = ignoredPaths(rev.Drift, c.Entry)
+		out[i] = &c
+	}
+	return out, nil
+}
+
+// retain forgets the revisions that are no longer current.
+func (p *parsedRevisions) retain(revs []store.Revision) {
+	keep := make(map[parsedKey]bool, len(revs))
+	for i := range revs {
+		keep[parsedKeyOf(&revs[i])] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.byID {
+		if !keep[k] {
+			delete(p.byID, k)
+		}
+	}
 }

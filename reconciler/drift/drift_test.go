@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -175,5 +177,48 @@ func TestEmptyMetadataAddIsNoDrift(t *testing.T) {
 		if got := emptyMetadataAdd(c.op, c.path, c.value); got != c.want {
 			t.Errorf("%s %s %v: %v, want %v", c.op, c.path, c.value, got, c.want)
 		}
+	}
+}
+
+// countingClusters hands out an unconnected cluster (a YAML revision's objects need none)
+// and counts the asks: one per parse.
+type countingClusters struct{ gets int }
+
+func (c *countingClusters) Get(context.Context, string) (*kube.Cluster, error) {
+	c.gets++
+	return &kube.Cluster{}, nil
+}
+
+func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
+	objects := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: apps}\ndata: {a: b}\n")
+	rev := func(status store.RevisionStatus, ignore []string) *store.Revision {
+		return &store.Revision{Pipeline: store.PipelineRef{Repository: "r", Name: "p"}, BuildID: 3, Task: "deploy",
+			Cluster: "c", Kind: store.DeployYAML, Objects: objects, ObjectsDigest: "sha256:x", Status: status,
+			Drift: store.DriftPolicy{Ignore: []store.DriftIgnoreRule{{Kind: "ConfigMap", Paths: ignore}}}}
+	}
+	cl := &countingClusters{}
+	var p parsedRevisions
+	first := rev(store.RevisionApplied, nil)
+	a, err := p.objects(context.Background(), cl, first)
+	if err != nil || len(a) != 1 || cl.gets != 1 {
+		t.Fatalf("first: %v objects, %d parses, %v", len(a), cl.gets, err)
+	}
+	if first.Objects != nil {
+		t.Fatal("the record kept its rendering beside the parsed objects")
+	}
+	// The next reload's record of the same revision: not parsed again, but its status and
+	// policy are the new record's.
+	second := rev(store.RevisionHealthy, []string{"/data/a"})
+	b, err := p.objects(context.Background(), cl, second)
+	if err != nil || len(b) != 1 || cl.gets != 1 {
+		t.Fatalf("second: %v objects, %d parses, %v", len(b), cl.gets, err)
+	}
+	if b[0].Revision != second || b[0].Desired != a[0].Desired || strings.Join(b[0].Ignore, ",") != "/data/a" || a[0].Revision != first {
+		t.Fatalf("reused object: revision %p (want %p), ignore %v", b[0].Revision, second, b[0].Ignore)
+	}
+	// No longer current: forgotten, so its return parses again.
+	p.retain(nil)
+	if _, err := p.objects(context.Background(), cl, rev(store.RevisionHealthy, nil)); err != nil || cl.gets != 2 {
+		t.Fatalf("after retain: %d parses, %v", cl.gets, err)
 	}
 }

@@ -62,6 +62,11 @@ type HealthWatch struct {
 	seen      map[string]time.Time                           // last trouble, by workload of a revision (healthTarget.key)
 	handled   map[string]bool                                // revisions whose first trouble is being or was acted on, by revKey
 	pipelines map[store.PipelineRef]map[string]*healthTarget // current workloads, by pipeline and healthTarget.key
+	parsed    parsedRevisions
+	// A reload after a task's end runs one at a time; ends meanwhile ask for one more
+	// (again), reloadGap after the last.
+	reloading bool
+	again     bool
 }
 
 // healthTarget is one workload of a current revision and the pods it selects.
@@ -134,7 +139,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 		if rev.Drift.EffectiveHealth() == store.HealthOff {
 			continue
 		}
-		objs, err := revisionObjects(ctx, h.Clusters, rev)
+		objs, err := h.parsed.objects(ctx, h.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -154,6 +159,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			pipelines[rev.Pipeline][t.key()] = t
 		}
 	}
+	h.parsed.retain(revs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx == nil || h.ctx.Err() != nil {
@@ -395,15 +401,44 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 		delete(h.paused, tk)
 	}
 	ctx := h.ctx
-	h.mu.Unlock()
 	if ctx == nil || ctx.Err() != nil {
+		h.mu.Unlock()
 		return
 	}
-	go func() {
+	if h.reloading {
+		h.again = true
+		h.mu.Unlock()
+		return
+	}
+	h.reloading = true
+	h.mu.Unlock()
+	go h.reloadLoop(ctx)
+}
+
+// reloadLoop reloads the current revisions until no task ended during the last reload;
+// consecutive reloads are reloadGap apart, so the ends of many runs share reloads.
+func (h *HealthWatch) reloadLoop(ctx context.Context) {
+	for {
+		start := time.Now()
 		if err := h.Refresh(ctx); err != nil {
 			h.Log.WithError(err).Error("health watch: reload current revisions")
 		}
-	}()
+		h.mu.Lock()
+		if !h.again || ctx.Err() != nil {
+			h.reloading = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(reloadGap - time.Since(start)):
+		}
+		// Ends during the wait are covered by the reload that follows.
+		h.mu.Lock()
+		h.again = false
+		h.mu.Unlock()
+	}
 }
 
 // unhealthyDesc is slipway_unhealthy_objects.

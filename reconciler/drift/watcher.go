@@ -57,7 +57,13 @@ type Watcher struct {
 	inflight map[store.TaskRef]int             // checks or corrections in progress
 	dropped  map[store.TaskRef]map[string]bool // events seen while paused
 	drifted  map[string]string                 // what was last recorded for a drifted object
+	parsed   parsedRevisions
 }
+
+// reloadGap is the least time between two reloads asked for by tasks' ends: the runs of a
+// push that deploys many applications end one after another, and each reload reads every
+// current revision. The first end after a quiet spell reloads at once.
+const reloadGap = time.Second
 
 func (w *Watcher) init() {
 	w.mu.Lock()
@@ -100,6 +106,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(sweepInterval(w.Sweep))
 	defer t.Stop()
+	var lastReload time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,7 +122,20 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.mu.Unlock()
 			return
 		case <-w.reload:
-			// A task ended: it may have stored a new revision.
+			// A task ended: it may have stored a new revision. Ends that arrive during the
+			// gap are taken by the one reload after it.
+			if wait := reloadGap - time.Since(lastReload); wait > 0 {
+				select {
+				case <-ctx.Done():
+					continue
+				case <-time.After(wait):
+				}
+				select {
+				case <-w.reload:
+				default:
+				}
+			}
+			lastReload = time.Now()
 			if err := w.refresh(ctx); err != nil {
 				w.Log.WithError(err).Error("drift: reload current revisions")
 			}
@@ -158,7 +178,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		if rev.Drift.EffectiveMode() == store.DriftOff {
 			continue
 		}
-		objs, err := revisionObjects(ctx, w.Clusters, rev)
+		objs, err := w.parsed.objects(ctx, w.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -171,6 +191,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			kinds[rev.Cluster][o.Desired.GroupVersionKind()] = true
 		}
 	}
+	w.parsed.retain(revs)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running || ctx.Err() != nil {

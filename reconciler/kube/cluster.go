@@ -53,8 +53,10 @@ type Cluster struct {
 	Config    *rest.Config
 	Client    client.Client
 	Clientset kubernetes.Interface
-	Mapper    meta.RESTMapper
-	Manager   *ssa.ResourceManager
+	// Dynamic shares the connection with the other clients (stability waits watch through it).
+	Dynamic dynamic.Interface
+	Mapper  meta.RESTMapper
+	Manager *ssa.ResourceManager
 	// Informers are the cluster's shared informers (drift watches, health waits).
 	Informers *Informers
 }
@@ -137,7 +139,7 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(16)
-	return &Cluster{Name: spec.Name, Config: cfg, Client: c, Clientset: cs, Mapper: mapper, Manager: rm, Informers: informers}, nil
+	return &Cluster{Name: spec.Name, Config: cfg, Client: c, Clientset: cs, Dynamic: dyn, Mapper: mapper, Manager: rm, Informers: informers}, nil
 }
 
 // RESTConfig is how to reach the cluster spec names, with no client-side rate limit changes
