@@ -82,32 +82,10 @@ func TestChangeRelayAcrossHandles(t *testing.T) {
 
 // When its LISTEN connection is cut, a store connects again and hears later changes.
 func TestChangeRelayReconnects(t *testing.T) {
-	dsn := testenv.PostgresSchema(t)
 	ctx := testCtx(t)
-	sink := &recordingSink{}
-	listener, err := OpenPostgres(ctx, dsn, WithChangeSink(sink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = listener.Close() })
-	writer, err := OpenPostgres(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = writer.Close() })
+	sink, listener, writer := listenerAndWriter(ctx, t)
 
-	cut := func() int {
-		var n int
-		if err := writer.writer.QueryRowContext(ctx, `
-			SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE query = 'LISTEN ' || $1`, listener.relay.channel).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := cut(); n != 1 {
-		t.Fatalf("%d LISTEN connections cut, want 1", n)
-	}
+	cutListen(ctx, t, writer, listener)
 	// Write until one is heard (a later change, or the resync sent once it listens again).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -121,6 +99,36 @@ func TestChangeRelayReconnects(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	waitReconnected(ctx, t, writer.writer, listener.relay.channel)
+}
+
+// listenerAndWriter opens two stores on a fresh schema: one that listens into the sink it
+// returns, and one to write through.
+func listenerAndWriter(ctx context.Context, t *testing.T) (*recordingSink, *DB, *DB) {
+	t.Helper()
+	dsn := testenv.PostgresSchema(t)
+	sink := &recordingSink{}
+	listener, err := OpenPostgres(ctx, dsn, WithChangeSink(sink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close() })
+	writer, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = writer.Close() })
+	return sink, listener, writer
+}
+
+// cutListen terminates listener's LISTEN connection through writer's.
+func cutListen(ctx context.Context, t *testing.T, writer, listener *DB) {
+	t.Helper()
+	var n int
+	if err := writer.writer.QueryRowContext(ctx, `
+		SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE query = 'LISTEN ' || $1`, listener.relay.channel).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d LISTEN connections cut (%v), want 1", n, err)
+	}
 }
 
 // waitReconnected checks one LISTEN connection is back on channel.
@@ -140,26 +148,10 @@ func waitReconnected(ctx context.Context, t *testing.T, db *sql.DB, channel stri
 // the store hands its sink a resync: the follower re-reads and finds the write made while
 // it was away, with no further write to wake it.
 func TestChangeRelayResyncsAfterReconnect(t *testing.T) {
-	dsn := testenv.PostgresSchema(t)
 	ctx := testCtx(t)
-	sink := &recordingSink{}
-	listener, err := OpenPostgres(ctx, dsn, WithChangeSink(sink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = listener.Close() })
-	writer, err := OpenPostgres(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = writer.Close() })
+	sink, listener, writer := listenerAndWriter(ctx, t)
 
-	var n int
-	if err := writer.writer.QueryRowContext(ctx, `
-		SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE query = 'LISTEN ' || $1`, listener.relay.channel).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("%d LISTEN connections cut (%v), want 1", n, err)
-	}
+	cutListen(ctx, t, writer, listener)
 	// One write, at once: the listener is down or about to notice it is.
 	run := mustRun(t, writer, testPipeline)
 	deadline := time.Now().Add(30 * time.Second)

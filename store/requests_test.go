@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -82,17 +83,7 @@ func TestRunRequestsEndWithTheRun(t *testing.T) {
 	ctx := testCtx(t)
 	s, _ := openTest(t)
 	run := heldRun(t, s, "replica-1")
-	taken, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: RequestCancel, Actor: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.TakeRunRequests(ctx, "replica-1"); err != nil || len(got) != 1 {
-		t.Fatalf("took %+v, %v", got, err)
-	}
-	untaken, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: RequestCancel, Actor: "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	taken, untaken := takenAndUntaken(ctx, t, s, run, RequestCancel)
 	if _, err := s.TransitionRun(ctx, testPipeline, run.BuildID, RunQueued, RunCancelled, "cancelled by request of alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -114,17 +105,7 @@ func TestRunRequestsEndWhenTheRunIsInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := heldRun(t, s, "replica-1")
-	taken, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: RequestApprove, Actor: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.TakeRunRequests(ctx, "replica-1"); err != nil || len(got) != 1 {
-		t.Fatalf("took %+v, %v", got, err)
-	}
-	untaken, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: RequestCancel, Actor: "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	taken, untaken := takenAndUntaken(ctx, t, s, run, RequestApprove)
 	clk.advance(31 * time.Second)
 	if stale, err := s.MarkStaleRuns(ctx); err != nil || len(stale) != 1 {
 		t.Fatalf("marked %+v, %v", stale, err)
@@ -138,4 +119,22 @@ func TestRunRequestsEndWhenTheRunIsInterrupted(t *testing.T) {
 	if got, err := s.TakeRunRequests(ctx, "replica-1"); err != nil || len(got) != 0 {
 		t.Fatalf("the interrupted run's requests are still to take: %+v, %v", got, err)
 	}
+}
+
+// takenAndUntaken records a request of kind by alice for run, which replica-1 takes, and then
+// a cancel by bob that nobody has taken yet.
+func takenAndUntaken(ctx context.Context, t *testing.T, s *DB, run Run, kind RequestKind) (taken, untaken RunRequest) {
+	t.Helper()
+	taken, err := s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: kind, Actor: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TakeRunRequests(ctx, "replica-1"); err != nil || len(got) != 1 {
+		t.Fatalf("took %+v, %v", got, err)
+	}
+	untaken, err = s.RequestRun(ctx, NewRunRequest{Pipeline: testPipeline, BuildID: run.BuildID, Kind: RequestCancel, Actor: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return taken, untaken
 }

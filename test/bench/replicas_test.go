@@ -3,13 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -458,27 +455,7 @@ func (h *haBench) runs() []haRun {
 
 // deliver sends a signed generic push webhook naming head to the replica.
 func (h *haBench) deliver(p *haProc, repo, head string) error {
-	body := []byte(fmt.Sprintf(`{"ref":"refs/heads/master","after":%q}`, head))
-	mac := hmac.New(sha256.New, []byte(h.hook))
-	mac.Write(body)
-	req, err := http.NewRequest(http.MethodPost, "http://"+p.addr+"/hooks/"+repo, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Slipway-Event", "push")
-	req.Header.Set("X-Slipway-Delivery", repo+"-"+head)
-	req.Header.Set("X-Slipway-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	reply, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("%s: %s: %s", repo, resp.Status, reply)
-	}
-	return nil
+	return deliverPush(context.Background(), p.addr, h.hook, repo, head)
 }
 
 // newHARepos makes n repositories on the Git server, each with a first commit of files(i),

@@ -519,10 +519,16 @@ func (s *scaleRun) pushAll(ctx context.Context, files map[string]map[string]stri
 
 // deliver sends a signed generic push webhook naming head.
 func (s *scaleRun) deliver(ctx context.Context, repo, head string) error {
+	return deliverPush(ctx, s.listen, scaleHookSecret, repo, head)
+}
+
+// deliverPush sends the daemon at addr a generic push webhook for repo naming head,
+// signed with secret; anything but 202 Accepted is an error.
+func deliverPush(ctx context.Context, addr, secret, repo, head string) error {
 	body := []byte(fmt.Sprintf(`{"ref":"refs/heads/master","after":%q}`, head))
-	mac := hmac.New(sha256.New, []byte(scaleHookSecret))
+	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.listen+"/hooks/"+repo, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/hooks/"+repo, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,11 @@ package e2e
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,16 +53,7 @@ func TestOwnChartInstallsTwoReplicas(t *testing.T) {
 		"podDisruptionBudget": map[string]any{"enabled": true, "maxUnavailable": 1},
 		"rbac":                map[string]any{"deployNamespaces": []any{shop}},
 	}
-	ch, err := loader.Load(filepath.Join(env.Root, "deploy", "chart"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := helmConfig(t, env, ns)
-	in := action.NewInstall(cfg)
-	in.ReleaseName, in.Namespace = "slipway", ns
-	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
-		t.Fatalf("helm install: %v", err)
-	}
+	cfg := installOwnChart(ctx, t, env, ns, values)
 	defer func() {
 		if _, err := action.NewUninstall(cfg).Run("slipway"); err != nil {
 			t.Errorf("helm uninstall: %v", err)

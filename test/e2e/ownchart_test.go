@@ -69,18 +69,10 @@ func TestOwnChartInstallsARunningSlipway(t *testing.T) {
 	values["nodeSelector"] = toAny(selector)
 	values["tolerations"] = []any{map[string]any{"key": toleration.Key, "operator": string(toleration.Operator), "value": toleration.Value, "effect": string(toleration.Effect)}}
 	values["config"].(map[string]any)["repositories"].([]any)[0].(map[string]any)["policy"].(map[string]any)["namespaces"] = []any{shop}
-	ch, err := loader.Load(filepath.Join(env.Root, "deploy", "chart"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := helmConfig(t, env, ns)
-	in := action.NewInstall(cfg)
-	in.ReleaseName, in.Namespace = "slipway", ns
-	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
-		t.Fatalf("helm install: %v", err)
-	}
+	cfg := installOwnChart(ctx, t, env, ns, values)
 
 	var dep *appsv1.Deployment
+	var err error
 	err = wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		dep, err = cs.AppsV1().Deployments(ns).Get(ctx, "slipway", metav1.GetOptions{})
 		if err != nil {
@@ -232,6 +224,23 @@ func pushSlipwayImage(t *testing.T, ctx context.Context, env *testenv.Env) strin
 		t.Fatalf("push %s: %v", ref, err)
 	}
 	return ref
+}
+
+// installOwnChart installs deploy/chart with values as release "slipway" in ns and returns
+// the Helm configuration that uninstalls it.
+func installOwnChart(ctx context.Context, t *testing.T, env *testenv.Env, ns string, values map[string]any) *action.Configuration {
+	t.Helper()
+	ch, err := loader.Load(filepath.Join(env.Root, "deploy", "chart"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := helmConfig(t, env, ns)
+	in := action.NewInstall(cfg)
+	in.ReleaseName, in.Namespace = "slipway", ns
+	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	return cfg
 }
 
 // helmConfig is Helm's action configuration for the environment's control plane.
