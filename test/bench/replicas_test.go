@@ -3,8 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -21,7 +19,6 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
-	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -132,23 +129,10 @@ func newHABench(t *testing.T, env *testenv.Env, bin string, repos []haRepoSpec, 
 			t.Fatal(err)
 		}
 	}
-	u, err := url.Parse(testenv.PostgresSchema(t))
-	must(err)
-	password, _ := u.User.Password()
-	u.User = url.User(u.User.Username())
-	key := make([]byte, store.KeySize)
-	_, _ = rand.Read(key)
-	sessionKey := make([]byte, store.KeySize)
-	_, _ = rand.Read(sessionKey)
-	tok := make([]byte, 16)
-	_, _ = rand.Read(tok)
-	h := &haBench{t: t, env: env, bin: bin, dir: dir, token: hex.EncodeToString(tok), hook: "bench-ha-hook",
+	storeURL, token := env.ReplicaFiles(t, dir)
+	h := &haBench{t: t, env: env, bin: bin, dir: dir, token: token, hook: "bench-ha-hook",
 		reps: map[string]*haProc{}, ids: o.replicas, cfgs: map[string]string{}, timing: o.timing}
-	for name, v := range map[string][]byte{"pg-password": []byte(password), "git-user": []byte(env.GitUser),
-		"git-password": []byte(env.GitPassword), "store.key": key, "ui-session.key": sessionKey,
-		"api-token": []byte(h.token), "hook-secret": []byte(h.hook)} {
-		must(os.WriteFile(filepath.Join(dir, name), v, 0o600))
-	}
+	must(os.WriteFile(filepath.Join(dir, "hook-secret"), []byte(h.hook), 0o600))
 	ns := env.Namespace(t)
 	var rs strings.Builder
 	for _, r := range repos {
@@ -174,7 +158,7 @@ repositories:
     kubeconfig: %s
 executor: {local: {enabled: true}}
 ha: {cluster: bench, namespace: %s, identity: %s, leaseDuration: %s, renewDeadline: %s, retryPeriod: %s}
-%s`, dir, id, addr, u.String(), rs.String(), env.Kubeconfig, ns, id, o.timing.lease, o.timing.renew, o.timing.retry, o.extra)
+%s`, dir, id, addr, storeURL, rs.String(), env.Kubeconfig, ns, id, o.timing.lease, o.timing.renew, o.timing.retry, o.extra)
 		path := filepath.Join(dir, "slipway-"+id+".yaml")
 		must(os.WriteFile(path, []byte(cfg), 0o600))
 		h.cfgs[id] = path

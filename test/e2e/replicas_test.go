@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayhq/slipway/reconciler/replicas"
-	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -53,22 +49,7 @@ func writeHAConfig(t *testing.T, env *testenv.Env, dir, namespace string, repos 
 			t.Fatal(err)
 		}
 	}
-	// The environment's URL carries the password; slipway.yaml takes it from a file.
-	u, err := url.Parse(testenv.PostgresSchema(t))
-	must(err)
-	password, _ := u.User.Password()
-	u.User = url.User(u.User.Username())
-	must(os.WriteFile(filepath.Join(dir, "pg-password"), []byte(password), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "git-user"), []byte(env.GitUser), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "git-password"), []byte(env.GitPassword), 0o600))
-	key := make([]byte, store.KeySize)
-	_, _ = rand.Read(key)
-	must(os.WriteFile(filepath.Join(dir, "store.key"), key, 0o600))
-	_, _ = rand.Read(key)
-	must(os.WriteFile(filepath.Join(dir, "ui-session.key"), key, 0o600))
-	tok := make([]byte, 16)
-	_, _ = rand.Read(tok)
-	must(os.WriteFile(filepath.Join(dir, "api-token"), []byte(hex.EncodeToString(tok)), 0o600))
+	storeURL, _ := env.ReplicaFiles(t, dir)
 	var rs strings.Builder
 	for _, r := range repos {
 		fmt.Fprintf(&rs, "  - {name: %s, url: %s, branch: master, poll: 3s, auth: {usernameFile: git-user, passwordFile: git-password},\n     %s}\n",
@@ -89,7 +70,7 @@ repositories:
     kubeconfig: %s
 executor: {local: {enabled: true}}
 ha: {cluster: e2e, namespace: %s, identity: %s}
-`, dir, id, u.String(), rs.String(), env.Kubeconfig, namespace, id)
+`, dir, id, storeURL, rs.String(), env.Kubeconfig, namespace, id)
 		path := filepath.Join(dir, "slipway-"+id+".yaml")
 		must(os.WriteFile(path, []byte(cfg), 0o600))
 		out[id] = path
