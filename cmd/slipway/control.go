@@ -281,15 +281,27 @@ func newAnswerCommand(approve bool) *cobra.Command {
 				return err
 			}
 			path, q := pipelinePath(args[0], args[1], verb)
-			run, err := c.do(cmd.Context(), http.MethodPost, path, q, server.AnswerRequest{Comment: comment})
+			raw, err := c.call(cmd.Context(), http.MethodPost, path, q, server.AnswerRequest{Comment: comment})
 			if err != nil {
 				return err
+			}
+			// Another process holds the run and has not taken the answer yet: say so,
+			// since the run printed is still waiting at its gate.
+			var answered server.PendingRun
+			if err := json.Unmarshal(raw, &answered); err != nil {
+				return fmt.Errorf("POST %s: unreadable answer: %w", path, err)
+			}
+			if answered.Request.Status == "pending" {
+				if f.output == "json" && !f.wait {
+					return json.NewEncoder(cmd.OutOrStdout()).Encode(answered)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "the %s is recorded, not yet acted on: %s\n", verb, answered.Request.Message)
 			}
 			want := store.RunSucceeded
 			if !approve {
 				want = store.RunFailed
 			}
-			return f.finish(cmd, c, run, want)
+			return f.finish(cmd, c, answered.Run, want)
 		},
 	}
 	f.register(cmd, true)

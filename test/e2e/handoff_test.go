@@ -185,6 +185,28 @@ stages:
 		t.Errorf("slow #3: reason %q", r.Reason)
 	}
 
+	// The CLI says an approval is pending when the owner is stopped, and the owner acts
+	// on it once it runs again.
+	gw.commit("third", map[string][]byte{"README": []byte("3")})
+	c.waitRuns(a, 90*time.Second, "gated #3 awaiting approval", func(rs []apiRun) bool {
+		return find(rs, "gated", 3).Status == "awaiting_approval"
+	})
+	gatedOwner := holder("gated", 3).proc.cmd.Process
+	if err := gatedOwner.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gatedOwner.Signal(syscall.SIGCONT) })
+	out, code = slipway(t, "approve", "gated/gated", "3", "--server", "http://"+other("gated", 3).addr, "--token-file", c.token)
+	if err := gatedOwner.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !strings.Contains(out, "the approve is recorded, not yet acted on") || !strings.Contains(out, "#3 awaiting_approval") {
+		t.Fatalf("approval while the owner is stopped: exit %d\n%s", code, out)
+	}
+	c.waitRuns(a, 60*time.Second, "gated #3 succeeded once its owner runs again", func(rs []apiRun) bool {
+		return find(rs, "gated", 3).Status == "succeeded"
+	})
+
 	// The audit names the caller; the owners recorded it, having acted on the request.
 	cfg := c.dir + "/slipway-replica-a.yaml"
 	var got []string
@@ -193,7 +215,7 @@ stages:
 			got = append(got, fmt.Sprintf("%s:%s:%s#%d", e.Actor, e.Action, p, e.BuildID))
 		}
 	}
-	for _, want := range []string{"api-token:cancel:slow#1", "api-token:cancel:slow#2", "api-token:cancel:slow#3", "api-token:approve:gated#1", "api-token:reject:gated#2"} {
+	for _, want := range []string{"api-token:cancel:slow#1", "api-token:cancel:slow#2", "api-token:cancel:slow#3", "api-token:approve:gated#1", "api-token:reject:gated#2", "api-token:approve:gated#3"} {
 		if !strings.Contains(strings.Join(got, " "), want) {
 			t.Errorf("audit log %v lacks %s", got, want)
 		}
