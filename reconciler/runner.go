@@ -154,28 +154,9 @@ const pipelineFile = ".pipeline.yaml"
 // A named commit the mirror holds already needs no fetch: a thousand runs of one commit
 // asked for through the API would otherwise each fetch the branch again.
 func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
-	var info sources.Commit
-	var err error
-	if req.Commit != "" && req.Branch != "" {
-		info, err = r.sources.Commit(ctx, req.Repo, req.Commit)
-	}
-	if req.Commit == "" || req.Branch == "" || err != nil {
-		commit := req.Commit
-		if req.Branch != "" {
-			res, err := r.sources.Sync(ctx, req.Repo, req.Branch)
-			if err != nil {
-				return nil, err
-			}
-			if commit == "" {
-				commit = res.Commit
-			}
-		}
-		if commit == "" {
-			return nil, errors.New("neither a branch nor a commit to run")
-		}
-		if info, err = r.sources.Commit(ctx, req.Repo, commit); err != nil {
-			return nil, err
-		}
+	info, err := r.resolve(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	sc, release, err := r.checkouts.acquire(ctx, req.Repo, info.Hash)
 	if err != nil {
@@ -249,20 +230,34 @@ func (r *Runner) limitsOf(repo string) pipeline.Limits {
 	return pipeline.Limits{}.WithDefaults()
 }
 
+// resolve is the commit req names: a named commit the mirror holds as it is, else after
+// syncing the branch (its head when no commit is named).
+func (r *Runner) resolve(ctx context.Context, req Request) (sources.Commit, error) {
+	if req.Commit != "" && req.Branch != "" {
+		if info, err := r.sources.Commit(ctx, req.Repo, req.Commit); err == nil {
+			return info, nil
+		}
+	}
+	commit := req.Commit
+	if req.Branch != "" {
+		res, err := r.sources.Sync(ctx, req.Repo, req.Branch)
+		if err != nil {
+			return sources.Commit{}, err
+		}
+		if commit == "" {
+			commit = res.Commit
+		}
+	}
+	if commit == "" {
+		return sources.Commit{}, errors.New("neither a branch nor a commit to run")
+	}
+	return r.sources.Commit(ctx, req.Repo, commit)
+}
+
 // Queued is what became of one job of QueueAll: its run, or (Err) why it has none.
 type Queued struct {
 	Run store.Run
 	Err error
-}
-
-// Queue records a new run of the job (allocating its BUILD_ID) and its tasks, pending,
-// without starting it. holder is the process that will run it.
-func (r *Runner) Queue(ctx context.Context, job Job, holder string) (store.Run, error) {
-	q, err := r.QueueAll(ctx, []Job{job}, holder, store.Handled{})
-	if err != nil {
-		return store.Run{}, err
-	}
-	return q[0].Run, q[0].Err
 }
 
 // QueueAll records new runs of the jobs, with their tasks, and h (the tick, head or tag

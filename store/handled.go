@@ -45,6 +45,40 @@ type HeadClaim struct {
 	To         string
 }
 
+func (t TickClaim) check() error {
+	if err := t.Pipeline.validate(); err != nil {
+		return err
+	}
+	if t.Schedule == "" || t.Tick.IsZero() {
+		return errors.New("a tick claim needs its schedule and tick")
+	}
+	return nil
+}
+
+// claimTick moves the schedule's last tick as t says, in tx; false when it was not From
+// (another process claimed a tick since).
+func claimTick(ctx context.Context, tx *sql.Tx, t TickClaim, now int64) (bool, error) {
+	pid, err := ensurePipeline(ctx, tx, t.Pipeline, now)
+	if err != nil {
+		return false, err
+	}
+	var res sql.Result
+	if t.From.IsZero() {
+		res, err = tx.ExecContext(ctx, `
+			INSERT INTO schedule_fires (pipeline_id, schedule, last_tick) VALUES ($1, $2, $3)
+			ON CONFLICT (pipeline_id, schedule) DO NOTHING`, pid, t.Schedule, toMicros(t.Tick))
+	} else {
+		res, err = tx.ExecContext(ctx, `
+			UPDATE schedule_fires SET last_tick = $3 WHERE pipeline_id = $1 AND schedule = $2 AND last_tick = $4`,
+			pid, t.Schedule, toMicros(t.Tick), toMicros(t.From))
+	}
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 func (h Handled) String() string {
 	var parts []string
 	if t := h.Tick; t != nil {
@@ -61,11 +95,8 @@ func (h Handled) String() string {
 
 func (h Handled) check() error {
 	if t := h.Tick; t != nil {
-		if err := t.Pipeline.validate(); err != nil {
+		if err := t.check(); err != nil {
 			return err
-		}
-		if t.Schedule == "" || t.Tick.IsZero() {
-			return errors.New("a tick claim needs its schedule and tick")
 		}
 	}
 	if hd := h.Head; hd != nil && (hd.Repository == "" || hd.Branch == "" || hd.To == "") {
@@ -133,25 +164,12 @@ func (s *DB) markHandled(ctx context.Context, tx *sql.Tx, h Handled, now int64) 
 		return nil
 	}
 	if t := h.Tick; t != nil {
-		pid, err := ensurePipeline(ctx, tx, t.Pipeline, now)
+		won, err := claimTick(ctx, tx, *t, now)
 		if err != nil {
 			return err
 		}
-		var res sql.Result
-		if t.From.IsZero() {
-			res, err = tx.ExecContext(ctx, `
-				INSERT INTO schedule_fires (pipeline_id, schedule, last_tick) VALUES ($1, $2, $3)
-				ON CONFLICT (pipeline_id, schedule) DO NOTHING`, pid, t.Schedule, toMicros(t.Tick))
-		} else {
-			res, err = tx.ExecContext(ctx, `
-				UPDATE schedule_fires SET last_tick = $3 WHERE pipeline_id = $1 AND schedule = $2 AND last_tick = $4`,
-				pid, t.Schedule, toMicros(t.Tick), toMicros(t.From))
-		}
-		if err != nil {
-			return err
-		}
-		if err := lost(res, "tick "+t.Tick.Format(time.RFC3339)); err != nil {
-			return err
+		if !won {
+			return fmt.Errorf("tick %s: %w", t.Tick.Format(time.RFC3339), ErrHandledElsewhere)
 		}
 	}
 	if hd := h.Head; hd != nil {

@@ -56,7 +56,7 @@ func checkNewRun(nr NewRun) error {
 		return fmt.Errorf("allocate BUILD_ID for %s: parent BUILD_ID %d is negative", ref, nr.ParentBuildID)
 	}
 	for _, t := range nr.Tasks {
-		if t.Name == "" || t.Stage == "" || t.Type == "" {
+		if !t.complete() {
 			return fmt.Errorf("allocate BUILD_ID for %s: task %q: stage, name and type must all be set", ref, t.Name)
 		}
 	}
@@ -96,13 +96,7 @@ func (s *DB) createRun(ctx context.Context, tx *sql.Tx, nr NewRun, now int64) (R
 		return Run{}, err
 	}
 	for _, t := range nr.Tasks {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO tasks (run_id, stage, name, type, status) VALUES ($1, $2, $3, $4, $5)`,
-			rowID, t.Stage, t.Name, t.Type, string(TaskPending))
-		if s.dialect.uniqueViolation(err) {
-			return Run{}, fmt.Errorf("task %s: %w", t.Name, ErrAlreadyExists)
-		}
-		if err != nil {
+		if err := s.insertTask(ctx, tx, rowID, t); err != nil {
 			return Run{}, fmt.Errorf("task %s: %w", t.Name, err)
 		}
 	}

@@ -83,33 +83,13 @@ func (s *DB) DeleteScheduleTick(ctx context.Context, ref PipelineRef, schedule s
 // Replicas that hand a schedule over claim each tick this way before starting its run, so
 // a tick is never run twice even if two of them race for it.
 func (s *DB) AdvanceScheduleTick(ctx context.Context, ref PipelineRef, schedule string, from, tick time.Time) (ok bool, err error) {
+	t := TickClaim{Pipeline: ref, Schedule: schedule, From: from, Tick: tick}
 	what := fmt.Sprintf("advance last tick of schedule %q of %s", schedule, ref)
-	if err := ref.validate(); err != nil {
+	if err := t.check(); err != nil {
 		return false, fmt.Errorf("%s: %w", what, err)
 	}
-	if schedule == "" || tick.IsZero() {
-		return false, fmt.Errorf("%s: schedule and tick must be set", what)
-	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		pid, err := ensurePipeline(ctx, tx, ref, s.now())
-		if err != nil {
-			return err
-		}
-		var res sql.Result
-		if from.IsZero() {
-			res, err = tx.ExecContext(ctx, `
-				INSERT INTO schedule_fires (pipeline_id, schedule, last_tick) VALUES ($1, $2, $3)
-				ON CONFLICT (pipeline_id, schedule) DO NOTHING`, pid, schedule, toMicros(tick))
-		} else {
-			res, err = tx.ExecContext(ctx, `
-				UPDATE schedule_fires SET last_tick = $3 WHERE pipeline_id = $1 AND schedule = $2 AND last_tick = $4`,
-				pid, schedule, toMicros(tick), toMicros(from))
-		}
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		ok = n == 1
+		ok, err = claimTick(ctx, tx, t, s.now())
 		return err
 	})
 	if err != nil {

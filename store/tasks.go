@@ -32,7 +32,7 @@ func scanTask(sc scanner, ref PipelineRef, buildID int64) (Task, error) {
 // AddTask implements Store.
 func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt NewTask) (Task, error) {
 	what := taskName(ref, buildID, nt.Name)
-	if nt.Name == "" || nt.Stage == "" || nt.Type == "" {
+	if !nt.complete() {
 		return Task{}, fmt.Errorf("add %s: stage, name and type must all be set", what)
 	}
 	var t Task
@@ -41,13 +41,7 @@ func (s *DB) AddTask(ctx context.Context, ref PipelineRef, buildID int64, nt New
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO tasks (run_id, stage, name, type, status) VALUES ($1, $2, $3, $4, $5)`,
-			id, nt.Stage, nt.Name, nt.Type, string(TaskPending))
-		if s.dialect.uniqueViolation(err) {
-			return ErrAlreadyExists
-		}
-		if err != nil {
+		if err := s.insertTask(ctx, tx, id, nt); err != nil {
 			return err
 		}
 		t, err = getTask(ctx, tx, ref, buildID, id, nt.Name)
@@ -184,3 +178,18 @@ func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64,
 	}
 	return nil
 }
+
+// insertTask records nt pending on the run whose row is runRow; ErrAlreadyExists when the
+// run has a task of that name.
+func (s *DB) insertTask(ctx context.Context, tx *sql.Tx, runRow int64, nt NewTask) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO tasks (run_id, stage, name, type, status) VALUES ($1, $2, $3, $4, $5)`,
+		runRow, nt.Stage, nt.Name, nt.Type, string(TaskPending))
+	if s.dialect.uniqueViolation(err) {
+		return ErrAlreadyExists
+	}
+	return err
+}
+
+// complete says the task has its stage, name and type, as a record needs.
+func (nt NewTask) complete() bool { return nt.Name != "" && nt.Stage != "" && nt.Type != "" }

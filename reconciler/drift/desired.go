@@ -145,15 +145,15 @@ func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *s
 		if err != nil {
 			return nil, err
 		}
-		rev.Objects, rev.Inventory = nil, nil
 		p.mu.Lock()
 		if p.byID == nil {
 			p.byID = map[parsedKey][]*Object{}
 		}
 		p.byID[k] = objs
 		p.mu.Unlock()
-		return objs, nil
+		cached = objs
 	}
+	// Every caller gets copies, the first one too: the cached objects are nobody's to change.
 	rev.Objects, rev.Inventory = nil, nil
 	out := make([]*Object, len(cached))
 	for i, o := range cached {
