@@ -167,8 +167,10 @@ start_control_plane() {
   start kube-controller-manager "$kube/kube-controller-manager" --kubeconfig "$STATE/admin.kubeconfig" \
     --controllers '*,-nodeipam,-nodelifecycle,-serviceaccount-token' --leader-elect=false --secure-port 0 \
     --root-ca-file "$STATE/pki/ca.crt" --cluster-signing-cert-file "$STATE/pki/ca.crt" \
-    --cluster-signing-key-file "$STATE/pki/ca.key" --use-service-account-credentials=false
-  start kube-scheduler "$kube/kube-scheduler" --kubeconfig "$STATE/admin.kubeconfig" --leader-elect=false --secure-port 0
+    --cluster-signing-key-file "$STATE/pki/ca.key" --use-service-account-credentials=false \
+    --kube-api-qps 500 --kube-api-burst 1000 --concurrent-deployment-syncs 25 --concurrent-replicaset-syncs 25
+  start kube-scheduler "$kube/kube-scheduler" --kubeconfig "$STATE/admin.kubeconfig" --leader-elect=false --secure-port 0 \
+    --kube-api-qps 500 --kube-api-burst 1000
 
   local stages=(
     "$kwokdir/stages/node/fast/node-initialize.yaml"
