@@ -10,10 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/sirupsen/logrus"
 )
 
@@ -48,6 +51,19 @@ type Mirrors struct {
 	// readHeads remembers, per mirror, the branch head last read whole, so a look at an
 	// unchanged branch does not re-read its commit from the pack (the polling hot path).
 	readHeads sync.Map // mirror dir → commit hash
+	// handles keeps each mirror opened between calls, so its pack indexes are decoded once
+	// rather than on every call: a fresh open reads every pack's index again, and a mirror
+	// gains a pack per fetch (measured: 80 ms per open at 48 packs, three opens per push).
+	handlesMu sync.Mutex
+	handles   map[string]*handle // by mirror dir
+}
+
+// handle is a mirror kept open, with the pack files its index was read from. Only the
+// holder of the mirror's lock uses it.
+type handle struct {
+	r     *git.Repository
+	cache *cache.ObjectLRU // emptied after each call: only the indexes stay in memory
+	packs string           // the pack indexes in objects/pack when it was last checked
 }
 
 // New prepares <DataDir>/mirrors.
@@ -60,7 +76,8 @@ func New(opts Options) (*Mirrors, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
-	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks()}
+	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks(),
+		handles: map[string]*handle{}}
 	if m.timeout <= 0 {
 		m.timeout = DefaultTimeout
 	}
@@ -85,7 +102,8 @@ func (m *Mirrors) logFor(repo Repo) *logrus.Entry {
 	return m.log.WithField("repo", repo.Name)
 }
 
-// withRepo runs fn holding the repository's lock.
+// withRepo runs fn holding the repository's lock. The mirror fn opens stays open for the
+// next call if fn succeeds; after an error it is opened afresh.
 func (m *Mirrors) withRepo(ctx context.Context, repo Repo, fn func() error) error {
 	if repo.Name == "" || repo.URL == "" {
 		return errors.New("sources: a repository needs a name and a URL")
@@ -95,7 +113,91 @@ func (m *Mirrors) withRepo(ctx context.Context, repo Repo, fn func() error) erro
 		return fmt.Errorf("%s: %w", repo.Name, err)
 	}
 	defer unlock()
-	return fn()
+	err = fn()
+	m.settle(m.dir(repo), err)
+	return err
+}
+
+// settle keeps the mirror's handle after a call that succeeded, noting the packs it now
+// has: packs this call fetched went through the handle, which indexed them as it wrote
+// them. After an error the handle is dropped, so a broken mirror is read afresh.
+func (m *Mirrors) settle(dir string, callErr error) {
+	m.handlesMu.Lock()
+	defer m.handlesMu.Unlock()
+	h := m.handles[dir]
+	if h == nil {
+		return
+	}
+	h.cache.Clear()
+	packs, err := packsOf(dir)
+	if callErr != nil || err != nil {
+		delete(m.handles, dir)
+		return
+	}
+	h.packs = packs
+}
+
+// forget drops the mirror's handle (it is being removed).
+func (m *Mirrors) forget(dir string) {
+	m.handlesMu.Lock()
+	defer m.handlesMu.Unlock()
+	delete(m.handles, dir)
+}
+
+// openDir opens the mirror in dir, reusing its handle while objects/pack holds the packs
+// it was read from: another process sharing the data dir (a CLI run) may have fetched
+// into it, and a pack it wrote would be missing from the handle's index. Callers hold the
+// lock. It fails with git.ErrRepositoryNotExists when there is no mirror.
+func (m *Mirrors) openDir(dir string) (*git.Repository, error) {
+	if _, err := os.Stat(dir); err != nil {
+		if os.IsNotExist(err) {
+			m.forget(dir)
+			return nil, git.ErrRepositoryNotExists
+		}
+		return nil, err
+	}
+	// Listed before the indexes are read (lazily, on first use): a pack that appeared in
+	// between is read too and only makes the next call open the mirror again.
+	packs, err := packsOf(dir)
+	if err != nil {
+		m.forget(dir)
+		return nil, err
+	}
+	m.handlesMu.Lock()
+	h := m.handles[dir]
+	m.handlesMu.Unlock()
+	if h != nil && h.packs == packs {
+		return h.r, nil
+	}
+	lru := cache.NewObjectLRUDefault()
+	r, err := git.Open(filesystem.NewStorage(osfs.New(dir), lru), nil)
+	if err != nil {
+		m.forget(dir)
+		return nil, err
+	}
+	m.handlesMu.Lock()
+	m.handles[dir] = &handle{r: r, cache: lru, packs: packs}
+	m.handlesMu.Unlock()
+	return r, nil
+}
+
+// packsOf names the pack indexes in a mirror's objects/pack ("" for none).
+func packsOf(dir string) (string, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, "objects", "pack"))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".idx") {
+			b.WriteString(e.Name())
+			b.WriteByte('\n')
+		}
+	}
+	return b.String(), nil
 }
 
 // originFile records which URL (redacted) a mirror was made from, so a repository whose
@@ -106,7 +208,7 @@ const originFile = "slipway-origin"
 // or belongs to another URL. Callers hold the lock.
 func (m *Mirrors) open(repo Repo) (*git.Repository, error) {
 	dir := m.dir(repo)
-	r, err := git.PlainOpen(dir)
+	r, err := m.openDir(dir)
 	switch {
 	case errors.Is(err, git.ErrRepositoryNotExists):
 		return m.create(repo)
@@ -124,7 +226,7 @@ func (m *Mirrors) open(repo Repo) (*git.Repository, error) {
 
 // openExisting opens the mirror for reading; it never creates one.
 func (m *Mirrors) openExisting(repo Repo) (*git.Repository, error) {
-	r, err := git.PlainOpen(m.dir(repo))
+	r, err := m.openDir(m.dir(repo))
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return nil, fmt.Errorf("%w: %s has no mirror yet (Sync it first)", ErrCommitNotFound, repo.Name)
 	}
@@ -148,6 +250,7 @@ func (m *Mirrors) create(repo Repo) (*git.Repository, error) {
 
 func (m *Mirrors) recreate(repo Repo) (*git.Repository, error) {
 	m.readHeads.Delete(m.dir(repo))
+	m.forget(m.dir(repo))
 	if err := os.RemoveAll(m.dir(repo)); err != nil {
 		return nil, fmt.Errorf("remove broken mirror: %w", err)
 	}
