@@ -40,7 +40,7 @@ func (m *Mirrors) ensureCommit(ctx context.Context, r *git.Repository, repo Repo
 			continue
 		}
 		log.WithField("depth", depth).Info("commit not in mirror, fetching more history")
-		if err := m.fetch(ctx, r, repo, auth, specs, depth); err != nil {
+		if err := m.fetch(ctx, r, repo, auth, specs, depth, nil); err != nil {
 			return fmt.Errorf("deepen %s: %w", repo.Name, err)
 		}
 		if _, err := r.CommitObject(h); err == nil {

@@ -2,14 +2,15 @@ package sources
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
 )
 
 // remoteRefs is one ref listing (ls-remote) of a repository.
@@ -18,6 +19,8 @@ type remoteRefs struct {
 	tags  map[plumbing.ReferenceName]plumbing.Hash // as advertised: a tag object for annotated tags
 	// targets maps each tag to the object it finally points at (peeled), usually a commit.
 	targets map[plumbing.ReferenceName]plumbing.Hash
+	// caps are the server's capabilities as it advertised them with the refs.
+	caps *capability.List
 }
 
 // Head returns the commit at the tip of branch on the server, with a ref listing only:
@@ -42,8 +45,7 @@ func (m *Mirrors) Head(ctx context.Context, repo Repo, branch string) (string, e
 func (m *Mirrors) list(ctx context.Context, repo Repo, auth transport.AuthMethod) (remoteRefs, error) {
 	nctx, cancel := m.netCtx(ctx)
 	defer cancel()
-	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
-	list, err := rem.ListContext(nctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+	ar, err := advertised(nctx, repo, auth)
 	if err != nil {
 		return remoteRefs{}, fmt.Errorf("list refs of %s: %w", repo.Name, describe(nctx, repo, err))
 	}
@@ -51,15 +53,14 @@ func (m *Mirrors) list(ctx context.Context, repo Repo, auth transport.AuthMethod
 		heads:   map[plumbing.ReferenceName]plumbing.Hash{},
 		tags:    map[plumbing.ReferenceName]plumbing.Hash{},
 		targets: map[plumbing.ReferenceName]plumbing.Hash{},
+		caps:    ar.Capabilities,
 	}
-	peeled := map[plumbing.ReferenceName]plumbing.Hash{}
-	for _, ref := range list {
+	all, err := ar.AllReferences()
+	if err != nil {
+		return remoteRefs{}, fmt.Errorf("list refs of %s: %w", repo.Name, err)
+	}
+	for name, ref := range all {
 		if ref.Type() != plumbing.HashReference {
-			continue
-		}
-		name := ref.Name()
-		if base, ok := strings.CutSuffix(name.String(), "^{}"); ok {
-			peeled[plumbing.ReferenceName(base)] = ref.Hash()
 			continue
 		}
 		switch {
@@ -70,12 +71,31 @@ func (m *Mirrors) list(ctx context.Context, repo Repo, auth transport.AuthMethod
 			refs.targets[name] = ref.Hash()
 		}
 	}
-	for name, h := range peeled {
-		if _, ok := refs.tags[name]; ok {
-			refs.targets[name] = h
+	for name, h := range ar.Peeled {
+		if _, ok := refs.tags[plumbing.ReferenceName(name)]; ok {
+			refs.targets[plumbing.ReferenceName(name)] = h
 		}
 	}
 	return refs, nil
+}
+
+// advertised is the server's ref advertisement (what go-git's Remote.List reads), with
+// its capabilities, which a fetch from the listing needs.
+func advertised(ctx context.Context, repo Repo, auth transport.AuthMethod) (*packp.AdvRefs, error) {
+	ep, err := transport.NewEndpoint(repo.URL)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewClient(ep)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.NewUploadPackSession(ep, auth)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := s.AdvertisedReferencesContext(ctx)
+	return ar, errors.Join(err, s.Close())
 }
 
 func (refs remoteRefs) head(repo Repo, branch string) (plumbing.Hash, error) {

@@ -51,7 +51,7 @@ func (m *Mirrors) FetchTag(ctx context.Context, repo Repo, tag string) (string, 
 			return fmt.Errorf("%s: %w", repo.Name, err)
 		}
 		name := plumbing.NewTagReferenceName(tag)
-		if err := m.fetch(ctx, r, repo, auth, []config.RefSpec{exactSpec(name)}, m.depth); err != nil {
+		if err := m.fetch(ctx, r, repo, auth, []config.RefSpec{exactSpec(name)}, m.depth, nil); err != nil {
 			return fmt.Errorf("fetch tag %s of %s: %w", tag, repo.Name, err)
 		}
 		ref, err := r.Reference(name, false)

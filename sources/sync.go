@@ -108,7 +108,7 @@ func (m *Mirrors) update(ctx context.Context, r *git.Repository, repo Repo, auth
 		if len(specs) == 0 {
 			break
 		}
-		if err := m.fetch(ctx, r, repo, auth, specs, m.depth); err != nil {
+		if err := m.fetch(ctx, r, repo, auth, specs, m.depth, &refs); err != nil {
 			return res, fmt.Errorf("fetch %s: %w", repo.Name, err)
 		}
 		res.Fetched = true
@@ -169,9 +169,10 @@ func exactSpec(name plumbing.ReferenceName) config.RefSpec {
 // infiniteDepth is what `git fetch --unshallow` sends.
 const infiniteDepth = 0x7fffffff
 
-// fetch runs one fetch. depth < 0 means all history.
+// fetch runs one fetch. depth < 0 means all history. listed, when not nil, is a listing
+// of the refs to fetch them from without listing them again (fetchListed).
 func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth transport.AuthMethod,
-	specs []config.RefSpec, depth int) error {
+	specs []config.RefSpec, depth int, listed *remoteRefs) error {
 	shallow, err := r.Storer.Shallow()
 	if err != nil {
 		return fmt.Errorf("%w: shallow file: %v", errCorrupt, err)
@@ -182,6 +183,19 @@ func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth 
 		// server would assume history the mirror lacks and leave objects out.
 		if len(shallow) > 0 {
 			depth = infiniteDepth
+		}
+	}
+	if listed != nil {
+		done, err := m.fetchListed(ctx, r, repo, auth, specs, depth, listed)
+		switch {
+		case done:
+			return tidyShallow(r)
+		case err != nil && ctx.Err() != nil:
+			return err
+		case err != nil:
+			// The branch may have been force-pushed since the listing, so the commit it
+			// named is no longer the server's to give: fetch with a fresh listing.
+			m.logFor(repo).WithError(err).Debug("fetch from the listing failed; fetching with a new listing")
 		}
 	}
 	nctx, cancel := m.netCtx(ctx)
