@@ -135,16 +135,25 @@ func (c *Coordinator) Run(ctx context.Context) {
 	}
 }
 
-// tick is one round: list, renew, take and give up. It returns when to come back.
+// tick is one round, then the deadline check. It returns how long to wait for the next
+// round: what is left, once this round's calls are done, of a retryPeriod from its LIST or
+// of the wait for a Lease to expire. Waiting a whole period after a slow round would add
+// the round's length to every failover and to the time between deadline checks.
 func (c *Coordinator) tick(ctx context.Context) time.Duration {
+	at := c.round(ctx)
+	c.enforceDeadline(ctx)
+	return max(0, at.Sub(c.o.Now()))
+}
+
+// round lists, renews, takes and gives up; it returns when to come back.
+func (c *Coordinator) round(ctx context.Context) time.Time {
 	next := c.o.RetryPeriod
-	defer c.enforceDeadline(ctx)
 	list, err := c.o.Leases.List(ctx, metav1.ListOptions{LabelSelector: labelManagedBy + "=slipway," + labelRole})
 	if err != nil {
 		if ctx.Err() == nil {
 			c.o.Log.WithError(err).Warn("replicas: list the leases")
 		}
-		return next
+		return c.o.Now().Add(next)
 	}
 	now := c.o.Now()
 	c.renewMember(ctx, list.Items, now)
@@ -156,6 +165,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 			byShard[s] = l
 		}
 	}
+	var renewals []int
 	for shard := range Shards {
 		l := byShard[shard]
 		c.mu.Lock()
@@ -173,7 +183,10 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 		case held && !want:
 			c.release(ctx, shard, l)
 		case held:
-			c.renew(ctx, shard, l, now)
+			// After the takes: a failover waits on those, while a renewal has
+			// renewDeadline to spare. It records the round's start as the renewal time,
+			// a little early for both sides: the safe way to be wrong.
+			renewals = append(renewals, shard)
 		case want && l == nil:
 			c.create(ctx, shard, now)
 		case want && (holder(l) == "" || expired(l, now)):
@@ -184,6 +197,9 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 				next = d
 			}
 		}
+	}
+	for _, shard := range renewals {
+		c.renew(ctx, shard, byShard[shard], now)
 	}
 	// Wake when a member's Lease expires too: its shards are then ours to take.
 	for i := range list.Items {
@@ -197,7 +213,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 	c.mu.Lock()
 	c.seen = list.Items
 	c.mu.Unlock()
-	return next
+	return now.Add(next)
 }
 
 // enforceDeadline stops the work of every shard whose Lease was not renewed within

@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
+	coordv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -76,7 +78,11 @@ func newFixture(t *testing.T, repos int) *fixture {
 }
 
 func (f *fixture) replica(id string) *Coordinator {
-	c, err := New(Options{Leases: f.cs.CoordinationV1().Leases("slipway"), Identity: id, Repositories: f.repos,
+	return f.replicaOn(id, f.cs.CoordinationV1().Leases("slipway"))
+}
+
+func (f *fixture) replicaOn(id string, leases Leases) *Coordinator {
+	c, err := New(Options{Leases: leases, Identity: id, Repositories: f.repos,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 		Work: work{f.own, id}, Log: quietLog(), Now: func() time.Time { return f.now }})
 	if err != nil {
@@ -183,6 +189,105 @@ func TestDeadReplicaMovesWithinLeaseDuration(t *testing.T) {
 	for _, r := range lost {
 		if !a.Owns(r) && !b.Owns(r) {
 			t.Errorf("%s of the dead replica was not taken over once its lease expired", r)
+		}
+	}
+	f.checkAllOwnedOnce(a, b)
+}
+
+// slowLeases is an API server whose every update takes per on the fixture's clock; it
+// records the names of the Leases updated, in order.
+type slowLeases struct {
+	Leases
+	f       *fixture
+	per     time.Duration
+	updated []string
+}
+
+func (s *slowLeases) Update(ctx context.Context, l *coordv1.Lease, o metav1.UpdateOptions) (*coordv1.Lease, error) {
+	s.f.now = s.f.now.Add(s.per)
+	s.updated = append(s.updated, l.Name)
+	return s.Leases.Update(ctx, l, o)
+}
+
+func TestSurvivorsTakeOverAtTheExpiryInstant(t *testing.T) {
+	f := newFixture(t, 30)
+	api := map[string]*slowLeases{}
+	var cs []*Coordinator
+	for _, id := range []string{"a", "b", "c"} {
+		api[id] = &slowLeases{Leases: f.cs.CoordinationV1().Leases("slipway"), f: f}
+		cs = append(cs, f.replicaOn(id, api[id]))
+	}
+	a, b, c := cs[0], cs[1], cs[2]
+	f.rounds(4, time.Second, a, b, c)
+	f.checkAllOwnedOnce(a, b, c)
+	lost := c.Owned()
+	if len(lost) == 0 {
+		t.Fatal("c owns nothing")
+	}
+	// c dies right after a round.
+	f.own.mu.Lock()
+	for _, r := range lost {
+		delete(f.own.by, r)
+	}
+	f.own.mu.Unlock()
+	died := f.now.Add(-time.Second) // c's last renewal
+	expires := died.Add(15 * time.Second)
+
+	// a's rounds take 100 ms an update: the next is due a retryPeriod after the LIST, not
+	// after the round's end.
+	api["a"].per = 100 * time.Millisecond
+	for f.now.Before(expires.Add(-3 * time.Second)) {
+		b.tick(context.Background())
+		listed := f.now
+		if wait, want := a.tick(context.Background()), listed.Add(2*time.Second).Sub(f.now); wait != want || f.now == listed {
+			t.Fatalf("after a round of %s, wait %s, want %s", f.now.Sub(listed), wait, want)
+		}
+		f.now = listed.Add(2 * time.Second)
+	}
+	// The round before the expiry comes back at the expiry, less its own length.
+	f.now = expires.Add(-1500 * time.Millisecond)
+	b.tick(context.Background())
+	wait := a.tick(context.Background())
+	if want := expires.Add(50 * time.Millisecond).Sub(f.now); wait != want {
+		t.Fatalf("%s before c's Leases expire, a waits %s after a round of %s, want %s",
+			expires.Sub(f.now), wait, 100*time.Millisecond*time.Duration(len(api["a"].updated)), want)
+	}
+	// At that instant each survivor takes its share of c's shards in one round, before it
+	// renews its own Leases.
+	f.now = f.now.Add(wait)
+	dead := map[string]bool{}
+	for _, r := range lost {
+		dead[LeaseName(r)] = true
+	}
+	tookAll := 0
+	for _, s := range []*Coordinator{a, b} {
+		id := s.o.Identity
+		api[id].updated = nil
+		s.tick(context.Background())
+		took, renewedAt := 0, -1
+		for i, name := range api[id].updated {
+			switch {
+			case dead[name]:
+				took++
+				if renewedAt >= 0 {
+					t.Errorf("%s took %s after renewing its own %s: %v", id, name, api[id].updated[renewedAt], api[id].updated)
+				}
+			case name != memberLeaseName(id) && renewedAt < 0:
+				renewedAt = i
+			}
+		}
+		if took > 0 && renewedAt < 0 {
+			t.Errorf("%s took c's shards but renewed none of its own in that round: %v", id, api[id].updated)
+		}
+		t.Logf("%s took %d of c's shards at the expiry instant", id, took)
+		tookAll += took
+	}
+	if tookAll != len(dead) {
+		t.Errorf("a and b took %d of c's %d shards in the round at the expiry", tookAll, len(dead))
+	}
+	for _, r := range lost {
+		if !a.Owns(r) && !b.Owns(r) {
+			t.Errorf("%s of the dead replica not taken over in the round at its Leases' expiry", r)
 		}
 	}
 	f.checkAllOwnedOnce(a, b)
