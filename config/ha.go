@@ -70,8 +70,9 @@ func (k checker) ha(clusters map[string]bool) {
 	case lease <= renew:
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be more than ha.renewDeadline %s", lease, renew)
 	case renew+retry >= lease:
-		// A replica checks its deadline once a round: it may work until renewDeadline +
-		// retryPeriod, which must end before another may take over.
+		// A timer stops a replica's work at renewDeadline; its rounds check the deadline
+		// too, and even the check of a round alone (renewDeadline + retryPeriod) must
+		// come before another may take over.
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be more than ha.renewDeadline + ha.retryPeriod (%s): a replica stops at the latest that long after its last renewal", lease, renew+retry)
 	case lease%time.Second != 0:
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be whole seconds (a Lease counts in seconds)", lease)

@@ -63,6 +63,12 @@ type Coordinator struct {
 	o      Options
 	shards map[int][]string // repositories by shard
 
+	// work orders Own and Disown with the changes to held, which the rounds and the
+	// deadline watch make from two goroutines.
+	work sync.Mutex
+	// took tells the deadline watch that a shard was taken: a deadline to watch.
+	took chan struct{}
+
 	mu      sync.Mutex
 	held    map[int]*coordv1.Lease // shard Leases held, as last written
 	renewed map[int]time.Time      // when each held Lease was last renewed
@@ -84,7 +90,8 @@ func New(o Options) (*Coordinator, error) {
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	c := &Coordinator{o: o, shards: map[int][]string{}, held: map[int]*coordv1.Lease{}, renewed: map[int]time.Time{}}
+	c := &Coordinator{o: o, shards: map[int][]string{}, held: map[int]*coordv1.Lease{}, renewed: map[int]time.Time{},
+		took: make(chan struct{}, 1)}
 	for _, r := range o.Repositories {
 		s := ShardOf(r)
 		c.shards[s] = append(c.shards[s], r)
@@ -122,12 +129,18 @@ func shardLeaseName(shard int) string        { return fmt.Sprintf("slipway-shard
 // Run takes part until ctx ends, then stops the owned repositories' work and gives up the
 // Leases so the other replicas take over at once.
 func (c *Coordinator) Run(ctx context.Context) {
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchDeadlines(ctx)
+	}()
 	for {
 		wait := c.tick(ctx)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			<-watched
 			c.leave()
 			return
 		case <-t.C:
@@ -135,10 +148,38 @@ func (c *Coordinator) Run(ctx context.Context) {
 	}
 }
 
-// tick is one round, then the deadline check. It returns how long to wait for the next
-// round: what is left, once this round's calls are done, of a retryPeriod from its LIST or
-// of the wait for a Lease to expire. Waiting a whole period after a slow round would add
-// the round's length to every failover and to the time between deadline checks.
+// watchDeadlines stops a shard's work the moment its renewDeadline passes, apart from the
+// rounds: a round waits on the API server, which may be slow or hang, and the work must
+// stop before leaseDuration whatever it does. A renewal only moves a deadline later, so
+// sleeping until the earliest one known is never too long; a shard taken brings a new
+// deadline, which wakes it to look again.
+func (c *Coordinator) watchDeadlines(ctx context.Context) {
+	for {
+		wait := c.o.RenewDeadline
+		now := c.o.Now()
+		c.mu.Lock()
+		for _, t := range c.renewed {
+			wait = min(wait, t.Add(c.o.RenewDeadline).Sub(now))
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(max(wait, 0) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c.took:
+			t.Stop()
+		case <-t.C:
+			c.enforceDeadline(ctx)
+		}
+	}
+}
+
+// tick is one round, then the deadline check (watchDeadlines makes it too, between
+// rounds). It returns how long to wait for the next round: what is left, once this
+// round's calls are done, of a retryPeriod from its LIST or of the wait for a Lease to
+// expire. Waiting a whole period after a slow round would add the round's length to
+// every failover.
 func (c *Coordinator) tick(ctx context.Context) time.Duration {
 	at := c.round(ctx)
 	c.enforceDeadline(ctx)
@@ -345,9 +386,15 @@ func (c *Coordinator) take(ctx context.Context, shard int, cur *coordv1.Lease, n
 }
 
 func (c *Coordinator) acquired(ctx context.Context, shard int, l *coordv1.Lease, now time.Time) {
+	c.work.Lock()
+	defer c.work.Unlock()
 	c.mu.Lock()
 	c.held[shard], c.renewed[shard] = l, now
 	c.mu.Unlock()
+	select {
+	case c.took <- struct{}{}:
+	default:
+	}
 	c.o.Log.WithFields(logrus.Fields{"shard": shard, "repositories": c.shards[shard]}).Info("replicas: took a shard")
 	for _, r := range c.shards[shard] {
 		c.o.Work.Own(ctx, r)
@@ -369,8 +416,13 @@ func (c *Coordinator) renew(ctx context.Context, shard int, cur *coordv1.Lease, 
 		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.held[shard]; !ok {
+		// Its deadline passed while the update was under way, and its work stopped: the
+		// Lease, though ours, is left to expire and be taken again like any other.
+		return
+	}
 	c.held[shard], c.renewed[shard] = l, now
-	c.mu.Unlock()
 }
 
 // release stops the shard's work, then frees its Lease for the member the hash prefers.
@@ -389,6 +441,8 @@ func (c *Coordinator) release(ctx context.Context, shard int, cur *coordv1.Lease
 
 // drop stops the shard's work and forgets the Lease (not touching it).
 func (c *Coordinator) drop(ctx context.Context, shard int) {
+	c.work.Lock()
+	defer c.work.Unlock()
 	c.mu.Lock()
 	_, held := c.held[shard]
 	delete(c.held, shard)

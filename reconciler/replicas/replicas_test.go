@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,6 +318,68 @@ func TestRenewDeadlineStopsWork(t *testing.T) {
 	if owned := a.Owned(); len(owned) != 0 || len(f.own.count()) != 0 {
 		t.Errorf("renewDeadline passed, still working on %v", owned)
 	}
+}
+
+// stallingLeases is an API server that, once stalled, answers no request until the
+// caller gives up.
+type stallingLeases struct {
+	Leases
+	stalled atomic.Bool
+}
+
+func (s *stallingLeases) List(ctx context.Context, o metav1.ListOptions) (*coordv1.LeaseList, error) {
+	if s.stalled.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Leases.List(ctx, o)
+}
+
+func (s *stallingLeases) Update(ctx context.Context, l *coordv1.Lease, o metav1.UpdateOptions) (*coordv1.Lease, error) {
+	if s.stalled.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Leases.Update(ctx, l, o)
+}
+
+func TestRenewDeadlineStopsWorkWhileARoundHangs(t *testing.T) {
+	f := newFixture(t, 10)
+	api := &stallingLeases{Leases: f.cs.CoordinationV1().Leases("slipway")}
+	const lease, renew, retry = 3 * time.Second, time.Second, 200 * time.Millisecond
+	c, err := New(Options{Leases: api, Identity: "a", Repositories: f.repos, LeaseDuration: lease,
+		RenewDeadline: renew, RetryPeriod: retry, Work: work{f.own, "a"}, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		c.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+	for start := time.Now(); f.own.count()["a"] != 10; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("a owns %v after 5 s alone", f.own.count())
+		}
+	}
+	// The API server stops answering: the round under way, or the next, waits forever.
+	api.stalled.Store(true)
+	stalled := time.Now()
+	for len(f.own.count()) != 0 {
+		// Another replica may take the Leases leaseDuration after the last renewal,
+		// which came before the stall.
+		if time.Since(stalled) > lease {
+			t.Fatalf("%s after the API server stalled, a still works on %v", time.Since(stalled), f.own.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Not before the deadline: TestRenewDeadlineStopsWork, on a clock of its own.
+	t.Logf("work stopped %s after the API server stalled (renewDeadline %s, retryPeriod %s)", time.Since(stalled), renew, retry)
 }
 
 func TestLeaveHandsOverAtOnce(t *testing.T) {
