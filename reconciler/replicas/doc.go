@@ -21,6 +21,6 @@
 //
 // One LIST of the Leases per retry period (plus the renewals of held ones) is all a
 // replica asks of the API server; it also wakes at the moment a Lease it watches for
-// expires and takes what it may before it renews its own, so a dead replica's shards move
+// expires and takes what it may before it renews its own (a few updates at once), so a dead replica's shards move
 // within leaseDuration of its last renewal plus one LIST and the updates taking them.
 package replicas

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -206,7 +207,7 @@ func (c *Coordinator) round(ctx context.Context) time.Time {
 			byShard[s] = l
 		}
 	}
-	var renewals []int
+	var takes, renewals []func()
 	for shard := range Shards {
 		l := byShard[shard]
 		c.mu.Lock()
@@ -227,11 +228,11 @@ func (c *Coordinator) round(ctx context.Context) time.Time {
 			// After the takes: a failover waits on those, while a renewal has
 			// renewDeadline to spare. It records the round's start as the renewal time,
 			// a little early for both sides: the safe way to be wrong.
-			renewals = append(renewals, shard)
+			renewals = append(renewals, func() { c.renew(ctx, shard, l, now) })
 		case want && l == nil:
-			c.create(ctx, shard, now)
+			takes = append(takes, func() { c.create(ctx, shard, now) })
 		case want && (holder(l) == "" || expired(l, now)):
-			c.take(ctx, shard, l, now)
+			takes = append(takes, func() { c.take(ctx, shard, l, now) })
 		case want:
 			// Held by a replica we think dead or leaving: come back when it expires.
 			if d := expiry(l).Sub(now) + 50*time.Millisecond; d > 0 && d < next {
@@ -239,9 +240,8 @@ func (c *Coordinator) round(ctx context.Context) time.Time {
 			}
 		}
 	}
-	for _, shard := range renewals {
-		c.renew(ctx, shard, byShard[shard], now)
-	}
+	parallel(takes)
+	parallel(renewals)
 	// Wake when a member's Lease expires too: its shards are then ours to take.
 	for i := range list.Items {
 		l := &list.Items[i]
@@ -256,6 +256,21 @@ func (c *Coordinator) round(ctx context.Context) time.Time {
 	c.mu.Unlock()
 	return now.Add(next)
 }
+
+// parallel runs the calls a few at a time and returns when all have: one update after
+// another, a replica holding most shards of a slow API server would spend longer than
+// renewDeadline on a round.
+func parallel(calls []func()) {
+	var g errgroup.Group
+	g.SetLimit(updatesAtOnce)
+	for _, f := range calls {
+		g.Go(func() error { f(); return nil })
+	}
+	_ = g.Wait()
+}
+
+// updatesAtOnce bounds the Lease updates a replica has in flight.
+const updatesAtOnce = 8
 
 // enforceDeadline stops the work of every shard whose Lease was not renewed within
 // renewDeadline: from leaseDuration on another replica may take it.

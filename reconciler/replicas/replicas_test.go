@@ -201,12 +201,15 @@ type slowLeases struct {
 	Leases
 	f       *fixture
 	per     time.Duration
+	mu      sync.Mutex // a round sends several updates at once
 	updated []string
 }
 
 func (s *slowLeases) Update(ctx context.Context, l *coordv1.Lease, o metav1.UpdateOptions) (*coordv1.Lease, error) {
+	s.mu.Lock()
 	s.f.now = s.f.now.Add(s.per)
 	s.updated = append(s.updated, l.Name)
+	s.mu.Unlock()
 	return s.Leases.Update(ctx, l, o)
 }
 
@@ -380,6 +383,40 @@ func TestRenewDeadlineStopsWorkWhileARoundHangs(t *testing.T) {
 	}
 	// Not before the deadline: TestRenewDeadlineStopsWork, on a clock of its own.
 	t.Logf("work stopped %s after the API server stalled (renewDeadline %s, retryPeriod %s)", time.Since(stalled), renew, retry)
+}
+
+// inFlightLeases counts the updates under way at once; each takes 20 ms.
+type inFlightLeases struct {
+	Leases
+	mu       sync.Mutex
+	now, max int
+}
+
+func (s *inFlightLeases) Update(ctx context.Context, l *coordv1.Lease, o metav1.UpdateOptions) (*coordv1.Lease, error) {
+	s.mu.Lock()
+	s.now++
+	s.max = max(s.max, s.now)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	defer func() {
+		s.mu.Lock()
+		s.now--
+		s.mu.Unlock()
+	}()
+	return s.Leases.Update(ctx, l, o)
+}
+
+func TestARoundSendsItsUpdatesAFewAtOnce(t *testing.T) {
+	f := newFixture(t, 30)
+	api := &inFlightLeases{Leases: f.cs.CoordinationV1().Leases("slipway")}
+	a := f.replicaOn("a", api)
+	f.rounds(3, time.Second, a)
+	if n := f.own.count()["a"]; n != 30 {
+		t.Fatalf("alone, a owns %d of 30", n)
+	}
+	if api.max < 2 || api.max > updatesAtOnce {
+		t.Errorf("renewing its shards' Leases, a had %d updates in flight at most, want 2 to %d", api.max, updatesAtOnce)
+	}
 }
 
 func TestLeaveHandsOverAtOnce(t *testing.T) {
