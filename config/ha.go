@@ -13,7 +13,7 @@ import (
 type HA struct {
 	Cluster       string   `yaml:"cluster" required:"true" doc:"The configured cluster (clusters[].name) that holds the Leases."`
 	Namespace     string   `yaml:"namespace" required:"true" doc:"The namespace of the Leases; the daemon needs get, list, create, update and delete on coordination.k8s.io leases there."`
-	LeaseDuration Duration `yaml:"leaseDuration,omitempty" default:"15s" doc:"How long a Lease not renewed stays valid: a dead replica's repositories move to others within it. More than renewDeadline + retryPeriod."`
+	LeaseDuration Duration `yaml:"leaseDuration,omitempty" default:"13s" doc:"How long a Lease not renewed stays valid: a dead replica's repositories move to others within it. More than renewDeadline + retryPeriod."`
 	RenewDeadline Duration `yaml:"renewDeadline,omitempty" default:"10s" doc:"How long a replica keeps a repository's watcher running without renewing its Lease; it stops it then, before another may take over. Less than leaseDuration."`
 	RetryPeriod   Duration `yaml:"retryPeriod,omitempty" default:"2s" doc:"How often a replica lists the Leases, renews its own and takes or gives up repositories. Less than renewDeadline."`
 	Identity      string   `yaml:"identity,omitempty" doc:"This replica's name in the Leases, unique among replicas. Default: the POD_NAME environment variable, else HOSTNAME-PID."`
@@ -70,8 +70,9 @@ func (k checker) ha(clusters map[string]bool) {
 	case lease <= renew:
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be more than ha.renewDeadline %s", lease, renew)
 	case renew+retry >= lease:
-		// A replica checks its deadline once a round: it may work until renewDeadline +
-		// retryPeriod, which must end before another may take over.
+		// A timer stops a replica's work at renewDeadline; its rounds check the deadline
+		// too, and even the check of a round alone (renewDeadline + retryPeriod) must
+		// come before another may take over.
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be more than ha.renewDeadline + ha.retryPeriod (%s): a replica stops at the latest that long after its last renewal", lease, renew+retry)
 	case lease%time.Second != 0:
 		k.at("ha.leaseDuration", "ha.leaseDuration %s must be whole seconds (a Lease counts in seconds)", lease)

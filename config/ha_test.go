@@ -18,7 +18,7 @@ func TestHADefaultsAndFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := HA{Cluster: "home", Namespace: "slipway", LeaseDuration: Duration{15 * time.Second},
+	want := HA{Cluster: "home", Namespace: "slipway", LeaseDuration: Duration{13 * time.Second},
 		RenewDeadline: Duration{10 * time.Second}, RetryPeriod: Duration{2 * time.Second}}
 	if c.HA == nil || *c.HA != want {
 		t.Fatalf("ha defaults = %+v, want %+v", c.HA, want)

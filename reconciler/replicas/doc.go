@@ -11,7 +11,8 @@
 //   - it gives a Lease up (to a member the hash now prefers) only after the shard's work has
 //     stopped;
 //   - it stops a shard's work once renewDeadline has passed since it last renewed the
-//     Lease, which is before leaseDuration, when another replica may take it.
+//     Lease, which is before leaseDuration, when another replica may take it; a timer of
+//     its own watches that deadline, so a round held up by the API server cannot delay it.
 //
 // Hence never two replicas run one repository's work at once, provided the replicas'
 // clocks agree to within leaseDuration - renewDeadline less the time work takes to stop
@@ -20,5 +21,6 @@
 //
 // One LIST of the Leases per retry period (plus the renewals of held ones) is all a
 // replica asks of the API server; it also wakes at the moment a Lease it watches for
-// expires, so a dead replica's shards move within leaseDuration of its last renewal.
+// expires and takes what it may before it renews its own (a few updates at once), so a dead replica's shards move
+// within leaseDuration of its last renewal plus one LIST and the updates taking them.
 package replicas

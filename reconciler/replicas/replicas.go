@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +64,12 @@ type Coordinator struct {
 	o      Options
 	shards map[int][]string // repositories by shard
 
+	// work orders Own and Disown with the changes to held, which the rounds and the
+	// deadline watch make from two goroutines.
+	work sync.Mutex
+	// took tells the deadline watch that a shard was taken: a deadline to watch.
+	took chan struct{}
+
 	mu      sync.Mutex
 	held    map[int]*coordv1.Lease // shard Leases held, as last written
 	renewed map[int]time.Time      // when each held Lease was last renewed
@@ -84,7 +91,8 @@ func New(o Options) (*Coordinator, error) {
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	c := &Coordinator{o: o, shards: map[int][]string{}, held: map[int]*coordv1.Lease{}, renewed: map[int]time.Time{}}
+	c := &Coordinator{o: o, shards: map[int][]string{}, held: map[int]*coordv1.Lease{}, renewed: map[int]time.Time{},
+		took: make(chan struct{}, 1)}
 	for _, r := range o.Repositories {
 		s := ShardOf(r)
 		c.shards[s] = append(c.shards[s], r)
@@ -122,12 +130,18 @@ func shardLeaseName(shard int) string        { return fmt.Sprintf("slipway-shard
 // Run takes part until ctx ends, then stops the owned repositories' work and gives up the
 // Leases so the other replicas take over at once.
 func (c *Coordinator) Run(ctx context.Context) {
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchDeadlines(ctx)
+	}()
 	for {
 		wait := c.tick(ctx)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			<-watched
 			c.leave()
 			return
 		case <-t.C:
@@ -135,16 +149,53 @@ func (c *Coordinator) Run(ctx context.Context) {
 	}
 }
 
-// tick is one round: list, renew, take and give up. It returns when to come back.
+// watchDeadlines stops a shard's work the moment its renewDeadline passes, apart from the
+// rounds: a round waits on the API server, which may be slow or hang, and the work must
+// stop before leaseDuration whatever it does. A renewal only moves a deadline later, so
+// sleeping until the earliest one known is never too long; a shard taken brings a new
+// deadline, which wakes it to look again.
+func (c *Coordinator) watchDeadlines(ctx context.Context) {
+	for {
+		wait := c.o.RenewDeadline
+		now := c.o.Now()
+		c.mu.Lock()
+		for _, t := range c.renewed {
+			wait = min(wait, t.Add(c.o.RenewDeadline).Sub(now))
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(max(wait, 0) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c.took:
+			t.Stop()
+		case <-t.C:
+			c.enforceDeadline(ctx)
+		}
+	}
+}
+
+// tick is one round, then the deadline check (watchDeadlines makes it too, between
+// rounds). It returns how long to wait for the next round: what is left, once this
+// round's calls are done, of a retryPeriod from its LIST or of the wait for a Lease to
+// expire. Waiting a whole period after a slow round would add the round's length to
+// every failover.
 func (c *Coordinator) tick(ctx context.Context) time.Duration {
+	at := c.round(ctx)
+	c.enforceDeadline(ctx)
+	return max(0, at.Sub(c.o.Now()))
+}
+
+// round lists, renews, takes and gives up; it returns when to come back.
+func (c *Coordinator) round(ctx context.Context) time.Time {
 	next := c.o.RetryPeriod
-	defer c.enforceDeadline(ctx)
 	list, err := c.o.Leases.List(ctx, metav1.ListOptions{LabelSelector: labelManagedBy + "=slipway," + labelRole})
 	if err != nil {
 		if ctx.Err() == nil {
 			c.o.Log.WithError(err).Warn("replicas: list the leases")
 		}
-		return next
+		return c.o.Now().Add(next)
 	}
 	now := c.o.Now()
 	c.renewMember(ctx, list.Items, now)
@@ -156,6 +207,7 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 			byShard[s] = l
 		}
 	}
+	var takes, renewals []func()
 	for shard := range Shards {
 		l := byShard[shard]
 		c.mu.Lock()
@@ -173,11 +225,14 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 		case held && !want:
 			c.release(ctx, shard, l)
 		case held:
-			c.renew(ctx, shard, l, now)
+			// After the takes: a failover waits on those, while a renewal has
+			// renewDeadline to spare. It records the round's start as the renewal time,
+			// a little early for both sides: the safe way to be wrong.
+			renewals = append(renewals, func() { c.renew(ctx, shard, l, now) })
 		case want && l == nil:
-			c.create(ctx, shard, now)
+			takes = append(takes, func() { c.create(ctx, shard, now) })
 		case want && (holder(l) == "" || expired(l, now)):
-			c.take(ctx, shard, l, now)
+			takes = append(takes, func() { c.take(ctx, shard, l, now) })
 		case want:
 			// Held by a replica we think dead or leaving: come back when it expires.
 			if d := expiry(l).Sub(now) + 50*time.Millisecond; d > 0 && d < next {
@@ -185,6 +240,8 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 			}
 		}
 	}
+	parallel(takes)
+	parallel(renewals)
 	// Wake when a member's Lease expires too: its shards are then ours to take.
 	for i := range list.Items {
 		l := &list.Items[i]
@@ -197,8 +254,23 @@ func (c *Coordinator) tick(ctx context.Context) time.Duration {
 	c.mu.Lock()
 	c.seen = list.Items
 	c.mu.Unlock()
-	return next
+	return now.Add(next)
 }
+
+// parallel runs the calls a few at a time and returns when all have: one update after
+// another, a replica holding most shards of a slow API server would spend longer than
+// renewDeadline on a round.
+func parallel(calls []func()) {
+	var g errgroup.Group
+	g.SetLimit(updatesAtOnce)
+	for _, f := range calls {
+		g.Go(func() error { f(); return nil })
+	}
+	_ = g.Wait()
+}
+
+// updatesAtOnce bounds the Lease updates a replica has in flight.
+const updatesAtOnce = 8
 
 // enforceDeadline stops the work of every shard whose Lease was not renewed within
 // renewDeadline: from leaseDuration on another replica may take it.
@@ -329,9 +401,15 @@ func (c *Coordinator) take(ctx context.Context, shard int, cur *coordv1.Lease, n
 }
 
 func (c *Coordinator) acquired(ctx context.Context, shard int, l *coordv1.Lease, now time.Time) {
+	c.work.Lock()
+	defer c.work.Unlock()
 	c.mu.Lock()
 	c.held[shard], c.renewed[shard] = l, now
 	c.mu.Unlock()
+	select {
+	case c.took <- struct{}{}:
+	default:
+	}
 	c.o.Log.WithFields(logrus.Fields{"shard": shard, "repositories": c.shards[shard]}).Info("replicas: took a shard")
 	for _, r := range c.shards[shard] {
 		c.o.Work.Own(ctx, r)
@@ -353,8 +431,13 @@ func (c *Coordinator) renew(ctx context.Context, shard int, cur *coordv1.Lease, 
 		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.held[shard]; !ok {
+		// Its deadline passed while the update was under way, and its work stopped: the
+		// Lease, though ours, is left to expire and be taken again like any other.
+		return
+	}
 	c.held[shard], c.renewed[shard] = l, now
-	c.mu.Unlock()
 }
 
 // release stops the shard's work, then frees its Lease for the member the hash prefers.
@@ -373,6 +456,8 @@ func (c *Coordinator) release(ctx context.Context, shard int, cur *coordv1.Lease
 
 // drop stops the shard's work and forgets the Lease (not touching it).
 func (c *Coordinator) drop(ctx context.Context, shard int) {
+	c.work.Lock()
+	defer c.work.Unlock()
 	c.mu.Lock()
 	_, held := c.held[shard]
 	delete(c.held, shard)

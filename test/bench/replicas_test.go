@@ -31,7 +31,7 @@ import (
 // haTimings are the ha: durations the replicas run with (config defaults unless set).
 type haTimings struct{ lease, renew, retry time.Duration }
 
-var haDefaults = haTimings{lease: 15 * time.Second, renew: 10 * time.Second, retry: 2 * time.Second}
+var haDefaults = haTimings{lease: 13 * time.Second, renew: 10 * time.Second, retry: 2 * time.Second}
 
 func (h haTimings) String() string {
 	return fmt.Sprintf("leaseDuration %s, renewDeadline %s, retryPeriod %s", h.lease, h.renew, h.retry)

@@ -339,10 +339,10 @@ func TestReplicasShareRepositoriesAndSchedules(t *testing.T) {
 		took := l.Spec.AcquireTime.Sub(killed)
 		t.Logf("%s's Lease %s taken by %s %s after the kill", repo, l.Name, *l.Spec.HolderIdentity, took.Round(10*time.Millisecond))
 		// The dead replica may have renewed its Leases the instant before the kill; they
-		// are taken when they expire, leaseDuration after that renewal, plus one LIST and
-		// one update.
-		if took > 15*time.Second+time.Second {
-			t.Errorf("%s moved %s after the kill, want within leaseDuration (15 s) of its last renewal", repo, took)
+		// are taken when they expire, leaseDuration (13 s) after that renewal, plus one
+		// LIST and the updates: the issue asks for another owner within 15 s of the kill.
+		if took > 15*time.Second {
+			t.Errorf("%s moved %s after the kill, want within 15 s", repo, took)
 		}
 	}
 	survivor := a
