@@ -219,6 +219,7 @@ func (h *HealthWatch) watchPods(cluster, namespace string, pods podClient) conte
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	_ = inf.SetTransform(slimPod)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if p, ok := obj.(*corev1.Pod); ok && !initial {
@@ -506,4 +507,20 @@ func podSelector(o *Object) (labels.Selector, error) {
 		return nil, err // an empty selector would claim every pod of the namespace
 	}
 	return sel, nil
+}
+
+// slimPod keeps of a cached pod what podChanged reads: its name, labels, deletion mark and
+// status (apply.PodTrouble reads nothing else). A namespace of a thousand pods otherwise
+// keeps a thousand specs and managedFields in memory for as long as it is watched.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp},
+		Status: p.Status,
+	}, nil
 }

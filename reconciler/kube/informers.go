@@ -59,11 +59,11 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 	inf := dynamicinformer.NewFilteredDynamicInformer(i.dyn, gvr, metav1.NamespaceAll, 0,
 		cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
-	// Nobody reading the caches needs who set which field, and it is often most of an
-	// object: the cache of thousands of objects stays small without it.
+	// The caches keep what their readers use (slimObject): thousands of objects cost their
+	// metadata and status, not their bodies.
 	_ = inf.SetTransform(func(obj any) (any, error) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
-			u.SetManagedFields(nil)
+			slimObject(u)
 		}
 		return obj, nil
 	})
