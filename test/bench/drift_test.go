@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,6 +314,71 @@ func procMemory(pid int) (rss, hwm int64, err error) {
 		return 0, 0, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", pid)
 	}
 	return rss, hwm, nil
+}
+
+// memSplit is a process's resident memory in KiB: anonymous (heap, stacks) and
+// file-backed (the pages of the binary it touched, which the kernel can drop and re-read).
+type memSplit struct{ anon, file int64 }
+
+func readMemSplit(pid int) (memSplit, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memSplit{}, err
+	}
+	var m memSplit
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "RssAnon:":
+			m.anon, _ = strconv.ParseInt(f[1], 10, 64)
+		case "RssFile:":
+			m.file, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	if m.anon == 0 {
+		return m, fmt.Errorf("no RssAnon in /proc/%d/status", pid)
+	}
+	return m, nil
+}
+
+// memSampler follows a process's resident memory: VmHWM says the peak, not how much of
+// it was the binary's pages.
+type memSampler struct {
+	done    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+	peak    memSplit // the largest anonymous and file-backed figures seen, each on its own
+}
+
+// sampleMemory samples pid's memory every interval until stop.
+func sampleMemory(pid int, interval time.Duration) *memSampler {
+	m := &memSampler{done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(m.stopped)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if s, err := readMemSplit(pid); err == nil {
+				m.peak.anon, m.peak.file = max(m.peak.anon, s.anon), max(m.peak.file, s.file)
+			}
+			select {
+			case <-m.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the sampling and returns the peaks; it may be called again.
+func (m *memSampler) stop() memSplit {
+	m.once.Do(func() { close(m.done) })
+	<-m.stopped
+	return m.peak
 }
 
 // percentile by nearest rank of sorted durations.

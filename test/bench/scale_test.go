@@ -56,6 +56,8 @@ type scaleReport struct {
 	P50AppSeconds     float64            `json:"p50_app_seconds"`
 	P95AppSeconds     float64            `json:"p95_app_seconds"`
 	PeakRSSMiB        float64            `json:"peak_rss_mib"`
+	PeakAnonMiB       float64            `json:"peak_rss_anon_mib"`
+	PeakFileMiB       float64            `json:"peak_rss_file_mib"`
 	SlipwayCPUSeconds float64            `json:"slipway_cpu_seconds"`
 	APIServerCPU      float64            `json:"apiserver_cpu_seconds"`
 	Requests          map[string]float64 `json:"requests"`
@@ -69,6 +71,8 @@ type scaleReport struct {
 	NoopRequests      map[string]float64 `json:"noop_requests"`
 	IdleCPUPercent    float64            `json:"idle_cpu_percent"`
 	IdleRSSMiB        float64            `json:"idle_rss_mib"`
+	IdleAnonMiB       float64            `json:"idle_rss_anon_mib"`
+	IdleFileMiB       float64            `json:"idle_rss_file_mib"`
 	IdleRequests      map[string]float64 `json:"idle_requests"`
 	FloorSeconds      float64            `json:"floor_seconds"`
 	FloorReadySeconds float64            `json:"floor_ready_seconds"`
@@ -165,6 +169,8 @@ func (s *scaleRun) run(ctx context.Context) {
 	s.makeRepos()
 	cfg := s.writeConfig()
 	s.serve = startDriftServe(t, s.bin, cfg, s.dir)
+	mem := sampleMemory(s.serve.pid(), 250*time.Millisecond)
+	defer mem.stop()
 	defer func() {
 		if s.serve != nil {
 			s.serve.stop()
@@ -262,6 +268,13 @@ func (s *scaleRun) run(ctx context.Context) {
 		t.Fatal(err)
 	}
 	rep.IdleRSSMiB, rep.PeakRSSMiB = float64(rss)/1024, float64(hwm)/1024
+	idle, err := readMemSplit(s.serve.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := mem.stop()
+	rep.IdleAnonMiB, rep.IdleFileMiB = float64(idle.anon)/1024, float64(idle.file)/1024
+	rep.PeakAnonMiB, rep.PeakFileMiB = float64(peak.anon)/1024, float64(peak.file)/1024
 	rep.StoreBytes = dirSize(filepath.Join(s.dir, "data"))
 	s.serve.stop()
 	s.serve = nil
@@ -857,7 +870,8 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| push → all runs succeeded and every Deployment Available | %.1f s | %.1f s (applies %.1f s) | %.1f s |\n",
 		r.ReadySeconds, r.FloorReadySeconds, r.FloorSeconds, r.FluxAnchorSeconds)
 	fmt.Fprintf(&b, "| per-app latency p50 / p95 (push → run finished) | %.1f / %.1f s | | |\n", r.P50AppSeconds, r.P95AppSeconds)
-	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB | | |\n", r.PeakRSSMiB)
+	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB) | | |\n",
+		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB)
 	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | | |\n", r.SlipwayCPUSeconds, r.APIServerCPU)
 	fmt.Fprintf(&b, "| API requests during the deploy | %s | | |\n", describeFloat(r.Requests))
 	fmt.Fprintf(&b, "| store size after the benchmark | %.1f MiB | | |\n", float64(r.StoreBytes)/(1<<20))
@@ -865,8 +879,8 @@ func (s *scaleRun) print(r scaleReport) {
 		scaleChanged, r.Change10Seconds, r.Change10Runs, r.Change10Objects, describeFloat(r.Change10Requests))
 	fmt.Fprintf(&b, "| no-op: same commit re-run for every app through the API | %.1f s (%d objects changed; %s) | | %.1f s |\n",
 		r.NoopSeconds, r.NoopObjects, describeFloat(r.NoopRequests), r.FluxAnchorNoop)
-	fmt.Fprintf(&b, "| at rest, drift watching %d objects: CPU, RSS | %.2f%% of a core, %.0f MiB (%s over %s) | | |\n",
-		r.Objects, r.IdleCPUPercent, r.IdleRSSMiB, describeFloat(r.IdleRequests), scaleIdle)
+	fmt.Fprintf(&b, "| at rest, drift watching %d objects: CPU, RSS | %.2f%% of a core, %.0f MiB (anonymous %.0f, file-backed %.0f; %s over %s) | | |\n",
+		r.Objects, r.IdleCPUPercent, r.IdleRSSMiB, r.IdleAnonMiB, r.IdleFileMiB, describeFloat(r.IdleRequests), scaleIdle)
 	b.WriteString("\nFlux cannot be built here: its column is the figure recorded in issue 20 for 1000 apps × 4 objects " +
 		"on this machine's control plane (source-controller + kustomize-controller, concurrency 10), not a run of this benchmark.\n")
 	fmt.Fprintf(&b, "Load average at the end (1, 5, 15 min): %s — the machine is shared, so the times are upper bounds.\n", r.LoadAverage)
