@@ -272,6 +272,17 @@ func (s *scaleRun) run(ctx context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What makes up the memory at rest: the Go runtime's own account (heap in use, held,
+	// returned; stacks) and the kernel's (anonymous, file-backed).
+	if p := s.saveProfile(ctx, "heap?debug=1", "idle.memstats.txt"); p != "" {
+		rep.Profiles = append(rep.Profiles, p)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", s.serve.pid())); err == nil {
+		p := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.shape+"-idle.smaps_rollup.txt")
+		if err := os.WriteFile(p, b, 0o644); err == nil {
+			rep.Profiles = append(rep.Profiles, p)
+		}
+	}
 	peak := mem.stop()
 	rep.IdleAnonMiB, rep.IdleFileMiB = float64(idle.anon)/1024, float64(idle.file)/1024
 	rep.PeakAnonMiB, rep.PeakFileMiB = float64(peak.anon)/1024, float64(peak.file)/1024
