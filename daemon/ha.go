@@ -190,7 +190,14 @@ type ownedStore struct {
 }
 
 func (s ownedStore) CurrentRevisions(ctx context.Context) ([]store.Revision, error) {
-	revs, err := s.Store.CurrentRevisions(ctx)
+	return s.CurrentRevisionsBut(ctx, nil)
+}
+
+func (s ownedStore) CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error) {
+	// Revisions of repositories another replica owns are dropped: never read them in full.
+	revs, err := s.Store.CurrentRevisionsBut(ctx, func(r *store.Revision) bool {
+		return !s.owns(r.Pipeline.Repository) || (known != nil && known(r))
+	})
 	if err != nil {
 		return nil, err
 	}

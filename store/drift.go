@@ -210,10 +210,20 @@ func (s *DB) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([
 // objects (a chart deploy Helm failed before rendering anything): nothing of it reached
 // the cluster, so the revision before it is still what is there.
 func (s *DB) CurrentRevisions(ctx context.Context) ([]Revision, error) {
+	return s.CurrentRevisionsBut(ctx, nil)
+}
+
+// CurrentRevisionsBut is CurrentRevisions for a reader that keeps what it took from the
+// revisions it read before (the drift and health watches, which reload after every
+// deploy): the revisions known reports true for come without their objects and inventory
+// (Objects and Inventory nil), which are the bulk of a revision to read, decompress and
+// check; the others come in full. known sees each revision's other fields, the objects'
+// digest among them; nil knows none.
+func (s *DB) CurrentRevisionsBut(ctx context.Context, known func(*Revision) bool) ([]Revision, error) {
 	var revs []Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
-		revs, err = s.queryRevisions(ctx, tx, `r.id IN (
+		revs, err = s.queryRevisionsBut(ctx, tx, known, `r.id IN (
 			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3)
 				AND (c.status <> $3 OR c.objects_size > 0) AND NOT EXISTS (
 				SELECT 1 FROM revisions n WHERE n.pipeline_id = c.pipeline_id AND n.task = c.task

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -131,5 +132,52 @@ func TestDriftEventsRoundTripNewestFirst(t *testing.T) {
 	}
 	if evs, err := s.ListDriftEvents(ctx, testPipeline, 1); err != nil || len(evs) != 1 || evs[0].Action != DriftCorrected {
 		t.Fatalf("limit 1: %+v %v", evs, err)
+	}
+}
+
+// A reader that keeps what it parsed gets the revisions it knows without their objects and
+// inventory, and every other field as CurrentRevisions has it; the rest come in full.
+func TestCurrentRevisionsButLeavesOutKnownObjects(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	other := PipelineRef{Repository: testPipeline.Repository, Name: "other"}
+	inv := []InventoryEntry{{Version: "v1", Kind: "ConfigMap", Namespace: "apps", Name: "web", Digest: "sha256:d"}}
+	for _, p := range []PipelineRef{testPipeline, other} {
+		mustRun(t, s, p)
+		if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: p, BuildID: 1, Task: "web", Cluster: "local", Kind: DeployYAML,
+			Objects: []byte("kind: ConfigMap\n"), Inventory: inv, Masks: []string{"s3cret"},
+			Drift: DriftPolicy{Mode: DriftReport}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full, err := s.CurrentRevisions(ctx)
+	if err != nil || len(full) != 2 {
+		t.Fatalf("current revisions %d: %v", len(full), err)
+	}
+	var asked []PipelineRef
+	revs, err := s.CurrentRevisionsBut(ctx, func(r *Revision) bool {
+		asked = append(asked, r.Pipeline)
+		if r.ObjectsDigest != full[0].ObjectsDigest {
+			t.Errorf("known sees objects digest %q, want %q", r.ObjectsDigest, full[0].ObjectsDigest)
+		}
+		return r.Pipeline == testPipeline
+	})
+	if err != nil || len(revs) != 2 || len(asked) != 2 {
+		t.Fatalf("current revisions but known: %d, asked %v: %v", len(revs), asked, err)
+	}
+	for i, r := range revs {
+		want := full[i]
+		if r.Pipeline == testPipeline {
+			if r.Objects != nil || r.Inventory != nil {
+				t.Errorf("%s: known, but its objects (%q) or inventory (%v) were read", r.Pipeline, r.Objects, r.Inventory)
+			}
+			want.Objects, want.Inventory = nil, nil
+		}
+		if !reflect.DeepEqual(r, want) {
+			t.Errorf("revision %d:\n got %+v\nwant %+v", i, r, want)
+		}
+	}
+	if string(revs[1].Objects) != "kind: ConfigMap\n" || len(revs[1].Inventory) != 1 || revs[1].Masks[0] != "s3cret" {
+		t.Errorf("the unknown revision is not read in full: %+v", revs[1])
 	}
 }

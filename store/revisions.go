@@ -193,9 +193,20 @@ func (s *DB) getRevision(ctx context.Context, q querier, where string, args ...a
 
 // queryRevisions reads revisions; where may end in ORDER BY and LIMIT.
 func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
+	return s.queryRevisionsBut(ctx, q, nil, where, args...)
+}
+
+// queryRevisionsBut is queryRevisions leaving out the objects and inventory of the
+// revisions known reports true for (nil: none): they are the bulk of a revision to read,
+// decompress and check. The others' objects are read one by one after the heads.
+func (s *DB) queryRevisionsBut(ctx context.Context, q querier, known func(*Revision) bool, where string, args ...any) ([]Revision, error) {
+	objects := "r.objects"
+	if known != nil {
+		objects = "NULL"
+	}
 	rows, err := q.QueryContext(ctx, `
 		SELECT r.id, p.repository, p.name, r.build_id, r.task, r.cluster, r.namespace, r.kind, r.status, r.reason,
-			r.objects, r.objects_encoding, r.objects_size, r.objects_digest,
+			`+objects+`, r.objects_encoding, r.objects_size, r.objects_digest,
 			r.chart, r.chart_version, r.values_digest, r.release_revision, r.created_at, r.updated_at, r.drift_policy,
 			r.pipeline_id, r.objects_key, r.masks, r.masks_size, r.prune, r.environment
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
@@ -204,35 +215,32 @@ func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args .
 		return nil, err
 	}
 	defer rows.Close()
+	// packed is how a revision's objects are stored, to unpack them once read.
+	type packed struct {
+		id, pid, size   int64
+		blob            []byte
+		encoding, keyID string
+	}
 	var revs []Revision
-	var ids []int64
+	var stored []packed
 	for rows.Next() {
 		var r Revision
-		var id, pid, size, created, updated int64
-		var blob []byte
-		var encoding, keyID string
+		var p packed
+		var created, updated int64
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
 		var policy string
 		var masks []byte
 		var masksSize int64
-		if err := rows.Scan(&id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
-			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &blob, &encoding, &size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &pid, &keyID, &masks, &masksSize, &r.Prune, &r.Environment); err != nil {
+		if err := rows.Scan(&p.id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
+			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &p.blob, &p.encoding, &p.size, &r.ObjectsDigest,
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &p.pid, &p.keyID, &masks, &masksSize, &r.Prune, &r.Environment); err != nil {
 			return nil, err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
 			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
-		aad := objectsAAD(pid, r.BuildID, r.Task)
-		if r.Objects, err = s.codec.unpack(s.opts.keyring, encoding, keyID, blob, aad, size); err != nil {
-			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
-		}
-		if got := digest(r.Objects); got != r.ObjectsDigest {
-			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
-				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
-		}
-		if r.Masks, err = s.unpackMasks(masks, masksSize, encoding, keyID, pid, r.BuildID, r.Task); err != nil {
+		if r.Masks, err = s.unpackMasks(masks, masksSize, p.encoding, p.keyID, p.pid, r.BuildID, r.Task); err != nil {
 			return nil, fmt.Errorf("%s: masks: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if chart.Valid {
@@ -242,14 +250,31 @@ func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args .
 		r.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
 		r.UpdatedAt = fromMicros(sql.NullInt64{Int64: updated, Valid: true})
 		revs = append(revs, r)
-		ids = append(ids, id)
+		stored = append(stored, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	rows.Close()
 	for i := range revs {
-		if revs[i].Inventory, err = readInventory(ctx, q, ids[i]); err != nil {
+		r, p := &revs[i], stored[i]
+		if known != nil {
+			if known(r) {
+				continue
+			}
+			if err := q.QueryRowContext(ctx, `SELECT objects FROM revisions WHERE id = $1`, p.id).Scan(&p.blob); err != nil {
+				return nil, fmt.Errorf("%s: objects: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+			}
+		}
+		aad := objectsAAD(p.pid, r.BuildID, r.Task)
+		if r.Objects, err = s.codec.unpack(s.opts.keyring, p.encoding, p.keyID, p.blob, aad, p.size); err != nil {
+			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+		}
+		if got := digest(r.Objects); got != r.ObjectsDigest {
+			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
+				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
+		}
+		if r.Inventory, err = readInventory(ctx, q, p.id); err != nil {
 			return nil, fmt.Errorf("inventory: %w", err)
 		}
 	}

@@ -112,6 +112,10 @@ type Store interface {
 	// SaveRevision's Drift policy is kept with the revision. CurrentRevisions returns each
 	// task's newest healthy, applied or failed revision: what is on the cluster now.
 	CurrentRevisions(ctx context.Context) ([]Revision, error)
+	// CurrentRevisionsBut is CurrentRevisions without the objects and inventory of the
+	// revisions known reports true for (Objects and Inventory nil): for readers that keep
+	// what they took from a revision they read before.
+	CurrentRevisionsBut(ctx context.Context, known func(*Revision) bool) ([]Revision, error)
 	// RecordDriftEvent records what the drift watcher saw and did about one object.
 	RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error)
 	// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0: all.

@@ -39,7 +39,10 @@ type Finding struct {
 // object, and an object an older Slipway labelled is not drifted for lacking the new
 // labels (its next deploy re-stamps them). It returns nil when the object matches.
 func Check(ctx context.Context, cl *kube.Cluster, o *Object) (*Finding, error) {
-	desired := o.Desired.DeepCopy()
+	desired, err := o.Desired()
+	if err != nil {
+		return nil, err
+	}
 	// Scheme defaults (a Service port's protocol, ...) so native kinds show no phantom drift.
 	if err := normalize.Unstructured(desired); err != nil {
 		return nil, fmt.Errorf("normalize %s: %w", o, err)
@@ -171,7 +174,11 @@ func ownsAny(fields *metav1.FieldsV1, paths []string) bool {
 func Correct(ctx context.Context, cl *kube.Cluster, o *Object) error {
 	opts := ssa.DefaultApplyOptions()
 	opts.DriftIgnoreRules = o.ignoreRules()
-	if _, err := cl.Manager.Apply(ctx, o.Desired.DeepCopy(), opts); err != nil {
+	desired, err := o.Desired()
+	if err != nil {
+		return err
+	}
+	if _, err := cl.Manager.Apply(ctx, desired, opts); err != nil {
 		return fmt.Errorf("re-apply %s on %s: %w", o, cl.Name, err)
 	}
 	return nil

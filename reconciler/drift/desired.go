@@ -8,6 +8,7 @@ import (
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -19,13 +20,30 @@ import (
 type Object struct {
 	Revision *store.Revision
 	Entry    store.InventoryEntry // no digest or fingerprint
-	// Desired is the stored object with the owner labels the deploy added; never mutated.
-	Desired *unstructured.Unstructured
+	// desired is the stored object with the owner labels the deploy added, as JSON: the
+	// watches hold every current object for as long as it is current, and a thousand
+	// applications' objects as decoded maps cost several times their JSON. They are read
+	// only when one is checked or corrected. Never mutated.
+	desired []byte
 	// Ignore are the JSON pointers the task's driftIgnore excludes for this object.
 	Ignore []string
 }
 
 func (o *Object) String() string { return o.Entry.String() }
+
+// Desired is the object as Slipway applies it, a new copy at every call.
+func (o *Object) Desired() (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(o.desired); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", o, err)
+	}
+	return u, nil
+}
+
+// GroupVersionKind is the object's kind, as applied.
+func (o *Object) GroupVersionKind() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: o.Entry.Group, Version: o.Entry.Version, Kind: o.Entry.Kind}
+}
 
 // Key identifies an object within its cluster.
 func (o *Object) Key() string { return o.Entry.Key() }
@@ -58,7 +76,11 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 		}
 		gvk := obj.GroupVersionKind()
 		e := store.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-		out = append(out, &Object{Revision: rev, Entry: e, Desired: obj, Ignore: ignoredPaths(rev.Drift, e)})
+		desired, err := obj.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", e, err)
+		}
+		out = append(out, &Object{Revision: rev, Entry: e, desired: desired, Ignore: ignoredPaths(rev.Drift, e)})
 	}
 	return out, nil
 }
@@ -157,12 +179,20 @@ func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *s
 	rev.Objects, rev.Inventory = nil, nil
 	out := make([]*Object, len(cached))
 	for i, o := range cached {
-		c := *o // Desired is shared: nothing mutates it
+		c := *o // desired is shared: nothing mutates it
 		c.Revision = rev
 		c.Ignore = ignoredPaths(rev.Drift, c.Entry)
 		out[i] = &c
 	}
 	return out, nil
+}
+
+// has tells whether rev's objects are parsed already: the store need not read them.
+func (p *parsedRevisions) has(rev *store.Revision) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.byID[parsedKeyOf(rev)]
+	return ok
 }
 
 // retain forgets the revisions that are no longer current.

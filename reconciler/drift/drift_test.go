@@ -213,7 +213,7 @@ func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
 	if err != nil || len(b) != 1 || cl.gets != 1 {
 		t.Fatalf("second: %v objects, %d parses, %v", len(b), cl.gets, err)
 	}
-	if b[0].Revision != second || b[0].Desired != a[0].Desired || strings.Join(b[0].Ignore, ",") != "/data/a" || a[0].Revision != first {
+	if b[0].Revision != second || &b[0].desired[0] != &a[0].desired[0] || strings.Join(b[0].Ignore, ",") != "/data/a" || a[0].Revision != first {
 		t.Fatalf("reused object: revision %p (want %p), ignore %v", b[0].Revision, second, b[0].Ignore)
 	}
 	// No longer current: forgotten, so its return parses again.

@@ -25,7 +25,7 @@ import (
 
 // HealthStore is what the health watch needs from the store.
 type HealthStore interface {
-	CurrentRevisions(ctx context.Context) ([]store.Revision, error)
+	CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error)
 	GetRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string) (store.Revision, error)
 	TransitionRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string, from, to store.RevisionStatus, reason string) (store.Revision, error)
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
@@ -63,6 +63,9 @@ type HealthWatch struct {
 	handled   map[string]bool                                // revisions whose first trouble is being or was acted on, by revKey
 	pipelines map[store.PipelineRef]map[string]*healthTarget // current workloads, by pipeline and healthTarget.key
 	parsed    parsedRevisions
+	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
+	// lacks, and another reload must not make parsed forget them in between.
+	refreshing sync.Mutex
 	// A reload after a task's end runs one at a time; ends meanwhile ask for one more
 	// (again), reloadGap after the last.
 	reloading bool
@@ -124,7 +127,9 @@ func (h *HealthWatch) Run(ctx context.Context) {
 // Refresh reloads the current revisions' workloads and starts or stops pod informers (one
 // per namespace holding workloads) to match.
 func (h *HealthWatch) Refresh(ctx context.Context) error {
-	revs, err := h.Store.CurrentRevisions(ctx)
+	h.refreshing.Lock()
+	defer h.refreshing.Unlock()
+	revs, err := h.Store.CurrentRevisionsBut(ctx, h.parsed.has)
 	if err != nil {
 		return err
 	}
@@ -494,7 +499,11 @@ func podSelector(o *Object) (labels.Selector, error) {
 	default:
 		return nil, nil
 	}
-	raw, found, err := unstructured.NestedMap(o.Desired.Object, "spec", "selector")
+	desired, err := o.Desired()
+	if err != nil {
+		return nil, err
+	}
+	raw, found, err := unstructured.NestedMap(desired.Object, "spec", "selector")
 	if err != nil || !found {
 		return nil, err
 	}

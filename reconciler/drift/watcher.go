@@ -17,7 +17,8 @@ import (
 
 // Store is what the watcher needs from the store.
 type Store interface {
-	CurrentRevisions(ctx context.Context) ([]store.Revision, error)
+	// CurrentRevisionsBut leaves out the objects of revisions already parsed.
+	CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error)
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
 	// GetPipeline says whether the pipeline is suspended: its drift is then only reported.
@@ -58,6 +59,9 @@ type Watcher struct {
 	dropped  map[store.TaskRef]map[string]bool // events seen while paused
 	drifted  map[string]string                 // what was last recorded for a drifted object
 	parsed   parsedRevisions
+	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
+	// lacks, and another reload must not make parsed forget them in between.
+	refreshing sync.Mutex
 }
 
 // reloadGap is the least time between two reloads asked for by tasks' ends: the runs of a
@@ -166,7 +170,9 @@ func (w *Watcher) enqueueAll() {
 // refresh reloads the current revisions and starts or stops watches to match. The watches
 // it starts live as long as ctx: Run's.
 func (w *Watcher) refresh(ctx context.Context) error {
-	revs, err := w.Store.CurrentRevisions(ctx)
+	w.refreshing.Lock()
+	defer w.refreshing.Unlock()
+	revs, err := w.Store.CurrentRevisionsBut(ctx, w.parsed.has)
 	if err != nil {
 		return err
 	}
@@ -188,7 +194,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		}
 		for _, o := range objs {
 			objects[rev.Cluster+"|"+o.Key()] = o
-			kinds[rev.Cluster][o.Desired.GroupVersionKind()] = true
+			kinds[rev.Cluster][o.GroupVersionKind()] = true
 		}
 	}
 	w.parsed.retain(revs)
@@ -393,7 +399,7 @@ func (w *Watcher) currency(ctx context.Context, o *Object) (revisionState, error
 			return revisionBusy, nil
 		}
 	}
-	revs, err := w.Store.CurrentRevisions(ctx)
+	revs, err := w.Store.CurrentRevisionsBut(ctx, func(*store.Revision) bool { return true }) // build IDs only
 	if err != nil {
 		return 0, err
 	}
