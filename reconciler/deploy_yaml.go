@@ -110,7 +110,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	if err != nil {
 		return nil, err
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task), Slots: r.slots}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task), Slots: r.slots, Cache: cl}
 	owner := ownerOf(ref, spec.task)
 	previous, err := r.lastInventory(ctx, ref, spec.task, spec.cluster)
 	if err != nil {
@@ -268,7 +268,7 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 	if err != nil {
 		return err
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task), Slots: r.slots}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task), Slots: r.slots, Cache: cl}
 	owner := ownerOf(rc.run.Pipeline, target.Task)
 	res, err := applySet(ctx, ap, ms, owner, failed, adopt, tl)
 	if err != nil {

@@ -43,6 +43,9 @@ type Applier struct {
 	// Slots are shared by every deploy of the process (nil: no shared bound); each object's
 	// dry-run and apply hold one.
 	Slots *Slots
+	// Cache, when set, answers the plan's question "is the live object as we left it" for
+	// kinds it watches, instead of a LIST per kind (see Plan).
+	Cache OwnedCache
 }
 
 // kubectlManagers are the field managers kubectl leaves behind; on first apply their fields
