@@ -147,7 +147,12 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
 	done := rc.state.waitingForHealth()
-	err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
+	if res.Untouched() {
+		// Nothing was applied: the shared watch's view of the objects' health holds.
+		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)
+	} else {
+		err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
+	}
 	done()
 	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
 		return inventory, &healthError{err: err}

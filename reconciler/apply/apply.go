@@ -34,7 +34,12 @@ type Change struct {
 type Result struct {
 	Changes   []Change
 	Inventory []store.InventoryEntry
+	// Skipped counts the objects the plan found unchanged: not sent at all.
+	Skipped int
 }
+
+// Untouched tells whether the plan found every object unchanged: nothing was applied.
+func (r *Result) Untouched() bool { return r.Skipped == len(r.Inventory) }
 
 // Applier applies manifests to one cluster.
 type Applier struct {
