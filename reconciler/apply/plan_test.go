@@ -142,3 +142,44 @@ func TestPlanFromCacheNeedsTheSameRendering(t *testing.T) {
 		t.Fatalf("Changed() = %d, want the new rendering applied", p.Changed())
 	}
 }
+
+// A set nothing was applied of answers its health wait from the cache only when the cache
+// holds every object and kstatus finds each Current there.
+func TestCurrentInCache(t *testing.T) {
+	deployGVK := schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	deployment := func(generation, observed int64) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+			"metadata": map[string]any{"name": "web", "namespace": "game", "generation": generation},
+			"spec":     map[string]any{"replicas": int64(1)},
+			"status": map[string]any{"observedGeneration": observed, "replicas": int64(1), "updatedReplicas": int64(1),
+				"readyReplicas": int64(1), "availableReplicas": int64(1),
+				"conditions": []any{map[string]any{"type": "Available", "status": "True"}}}}}
+		return u
+	}
+	settings := liveAsApplied(configMaps("settings")[0], planOwner(), "uid-1", "7")
+	inv := []store.InventoryEntry{
+		{Version: "v1", Kind: "ConfigMap", Namespace: "game", Name: "settings"},
+		{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "game", Name: "web"},
+	}
+	cases := map[string]struct {
+		cache fakeCache
+		want  bool
+	}{
+		"every object Current": {fakeCache{configMapGVK: {"game/settings": settings},
+			deployGVK: {"game/web": deployment(2, 2)}}, true},
+		"a rollout the controller has not observed": {fakeCache{configMapGVK: {"game/settings": settings},
+			deployGVK: {"game/web": deployment(3, 2)}}, false},
+		"an object the cache lacks": {fakeCache{configMapGVK: {"game/settings": settings},
+			deployGVK: {}}, false},
+		"a kind nobody watches": {fakeCache{configMapGVK: {"game/settings": settings}}, false},
+	}
+	for name, c := range cases {
+		a := &Applier{Cache: c.cache}
+		if got := a.currentInCache(inv); got != c.want {
+			t.Errorf("%s: currentInCache = %v, want %v", name, got, c.want)
+		}
+	}
+	if (&Applier{}).currentInCache(inv) {
+		t.Error("an Applier without a cache answered from one")
+	}
+}
