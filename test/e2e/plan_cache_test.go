@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,8 +49,8 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // The plan reads "is the live object as the last deploy left it" from the shared informers'
 // cache for the kinds they watch (no LIST), and LISTs the kinds nobody watches. The cache
-// keeps Slipway's own managed-fields entry, so a field another manager took over, with the
-// same value and no new generation, still shows: that object is applied again.
+// keeps Slipway's own managed-fields entry, so a field another manager took over without a
+// new generation (a label) still shows: that object is applied again.
 func TestPlanReadsUnchangedObjectsFromTheSharedCache(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
@@ -71,7 +72,7 @@ data: {mode: gitops}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web, namespace: `+ns+`}
+metadata: {name: web, namespace: `+ns+`, labels: {tier: web}}
 spec:
   replicas: 1
   selector: {matchLabels: {app: web}}
@@ -139,12 +140,18 @@ spec:
 		t.Fatalf("re-plan of the same set: %d of %d changed with %d LISTs, want 0 changed and one LIST (Services, not watched)", p.Changed(), p.Len(), n)
 	}
 
-	// Someone takes spec.replicas of the Deployment with the value it has: no new
-	// generation, but Slipway's managed fields shrink. Someone edits the ConfigMap.
-	took := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
-		"metadata": map[string]any{"name": "web", "namespace": ns}, "spec": map[string]any{"replicas": int64(1)}}}
-	if err := cl.Client.Patch(ctx, took, client.Apply, client.ForceOwnership, client.FieldOwner("someone")); err != nil {
+	// Someone changes a label of the Deployment: no new generation (metadata), but the field
+	// leaves Slipway's managed-fields entry. Someone edits the ConfigMap.
+	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, dep); err != nil {
 		t.Fatal(err)
+	}
+	generation := dep.GetGeneration()
+	relabel := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"tier":"by-hand"}}}`))
+	if err := cl.Client.Patch(ctx, dep, relabel, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+	if dep.GetGeneration() != generation {
+		t.Fatalf("a label change moved the Deployment's generation %d -> %d: the test no longer isolates managed fields", generation, dep.GetGeneration())
 	}
 	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "settings"}, cm); err != nil {
 		t.Fatal(err)
@@ -172,8 +179,8 @@ spec:
 	for _, c := range res.Changes {
 		actions[c.Object[:strings.Index(c.Object, "/")]] = c.Action
 	}
-	if actions["ConfigMap"] != "configured" || actions["Service"] != "unchanged" {
-		t.Fatalf("actions %v, want the ConfigMap configured and the Service unchanged", actions)
+	if actions["ConfigMap"] != "configured" || actions["Deployment"] != "configured" || actions["Service"] != "unchanged" {
+		t.Fatalf("actions %v, want the ConfigMap and the Deployment configured and the Service unchanged", actions)
 	}
 	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "settings"}, cm); err != nil {
 		t.Fatal(err)
