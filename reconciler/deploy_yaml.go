@@ -110,7 +110,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	if err != nil {
 		return nil, err
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task), Slots: r.slots}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task), Slots: r.slots, Cache: cl}
 	owner := ownerOf(ref, spec.task)
 	previous, err := r.lastInventory(ctx, ref, spec.task, spec.cluster)
 	if err != nil {
@@ -147,7 +147,12 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
 	done := rc.state.waitingForHealth()
-	err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
+	if res.Untouched() {
+		// Nothing was applied: the shared watch's view of the objects' health holds.
+		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)
+	} else {
+		err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
+	}
 	done()
 	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
 		return inventory, &healthError{err: err}
@@ -268,7 +273,7 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 	if err != nil {
 		return err
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task), Slots: r.slots}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", target.Task), Slots: r.slots, Cache: cl}
 	owner := ownerOf(rc.run.Pipeline, target.Task)
 	res, err := applySet(ctx, ap, ms, owner, failed, adopt, tl)
 	if err != nil {

@@ -302,7 +302,7 @@ func (r *Runner) previewObjects(ctx context.Context, rc *runContext, task, clust
 	if err != nil {
 		return err
 	}
-	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task), Slots: r.slots}
+	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", task), Slots: r.slots, Cache: cl}
 	previous, err := r.lastInventory(ctx, rc.run.Pipeline, task, cluster)
 	if err != nil {
 		return err

@@ -31,6 +31,9 @@ func (m *Mirrors) Commit(ctx context.Context, repo Repo, sha string) (Commit, er
 	if err != nil {
 		return Commit{}, err
 	}
+	if c, ok := m.commits.get(m.dir(repo), h); ok {
+		return c, nil
+	}
 	var out Commit
 	err = m.withRepo(ctx, repo, func() error {
 		r, err := m.openExisting(repo)
@@ -57,6 +60,7 @@ func (m *Mirrors) Commit(ctx context.Context, repo Repo, sha string) (Commit, er
 			Time:        c.Author.When,
 			Tags:        tags,
 		}
+		m.commits.put(m.dir(repo), h, out)
 		return nil
 	})
 	return out, err

@@ -34,7 +34,12 @@ type Change struct {
 type Result struct {
 	Changes   []Change
 	Inventory []store.InventoryEntry
+	// Skipped counts the objects the plan found unchanged: not sent at all.
+	Skipped int
 }
+
+// Untouched tells whether the plan found every object unchanged: nothing was applied.
+func (r *Result) Untouched() bool { return r.Skipped == len(r.Inventory) }
 
 // Applier applies manifests to one cluster.
 type Applier struct {
@@ -43,6 +48,9 @@ type Applier struct {
 	// Slots are shared by every deploy of the process (nil: no shared bound); each object's
 	// dry-run and apply hold one.
 	Slots *Slots
+	// Cache, when set, answers the plan's question "is the live object as we left it" for
+	// kinds it watches, instead of a LIST per kind (see Plan).
+	Cache OwnedCache
 }
 
 // kubectlManagers are the field managers kubectl leaves behind; on first apply their fields

@@ -77,35 +77,56 @@ func (p *Plan) Changed() int {
 }
 
 // Plan stamps owner metadata, computes digests and finds the objects that are exactly as
-// the previous revision left them. Finding them costs one metadata-only LIST per kind and
-// namespace (selected by owner labels) instead of a GET and a dry-run per object.
+// the previous revision left them. It reads their fingerprints from the Applier's Cache
+// where that has a synced, watching cache of the kind, and otherwise costs one
+// metadata-only LIST per kind and namespace (selected by owner labels), instead of a GET
+// and a dry-run per object. A cache lags the API server by its watch's delay: a change it
+// has not seen yet is missed by this plan as a change made just after a LIST would be,
+// and is still caught, since the fingerprint recorded is the one read, which the changed
+// object no longer has: the drift watch, and the next deploy, see the difference.
 func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, previous []store.InventoryEntry) (*Plan, error) {
 	labels := owner.Labels()
-	p := &Plan{items: make([]*planItem, len(ms)), owner: owner, previous: make(map[string]bool, len(previous))}
-	for i, m := range ms {
-		obj := m.Object.DeepCopy()
-		PrepareObject(obj, owner)
-		d, err := digestOf(obj)
-		if err != nil {
-			return nil, &ObjectError{Op: OpPlan, Object: render.ObjectName(m.Object), File: m.File, Doc: m.Doc, Err: err}
-		}
-		p.items[i] = &planItem{m: m, obj: obj, digest: d}
+	p, err := a.planItems(ms, owner)
+	if err != nil {
+		return nil, err
 	}
-	// ssa's order: CRDs, Namespaces, ClusterRoles, ... then the rest by kind, namespace, name.
-	sort.SliceStable(p.items, func(i, j int) bool {
-		return ssa.SortableUnstructureds{p.items[i].obj, p.items[j].obj}.Less(0, 1)
-	})
-
+	p.previous = make(map[string]bool, len(previous))
 	prev := make(map[string]store.InventoryEntry, len(previous))
 	for _, e := range previous {
 		prev[e.Key()] = e
 		p.previous[e.Key()] = true
 	}
 	groups := map[listKey]bool{}
+	cached := map[schema.GroupVersionKind]CachedObjects{}
+	var fromCache []*planItem
 	for _, it := range p.items {
 		e, ok := prev[it.entry().Key()]
-		if ok && e.Digest == it.digest && e.Fingerprint != "" {
-			groups[listKey{gvk: it.obj.GroupVersionKind(), namespace: it.obj.GetNamespace()}] = true
+		if !ok || e.Digest != it.digest || e.Fingerprint == "" {
+			continue
+		}
+		gvk := it.obj.GroupVersionKind()
+		get, seen := cached[gvk]
+		if !seen && a.Cache != nil {
+			get = a.Cache.CachedOwned(gvk)
+			cached[gvk] = get
+		}
+		if get != nil {
+			fromCache = append(fromCache, it)
+			continue
+		}
+		groups[listKey{gvk: gvk, namespace: it.obj.GetNamespace()}] = true
+	}
+	for _, it := range fromCache {
+		o, ok := cached[it.obj.GroupVersionKind()](it.obj.GetNamespace(), it.obj.GetName())
+		if !ok || !hasLabels(o.GetLabels(), labels) {
+			continue
+		}
+		fp, err := fingerprintOf(metaOf(o))
+		if err != nil {
+			return nil, it.fail(OpPlan, err)
+		}
+		if k := it.entry().Key(); unchangedSince(prev[k], it.digest, fp) {
+			it.unchanged, it.fingerprint = true, fp
 		}
 	}
 	if len(groups) == 0 {
@@ -121,6 +142,48 @@ func (a *Applier) Plan(ctx context.Context, ms []render.Manifest, owner Owner, p
 			it.unchanged, it.fingerprint = true, fp
 		}
 	}
+	return p, nil
+}
+
+// OwnedCache is a watch cache of the objects Slipway owns on the cluster, shared by every
+// deploy of the process (kube.Cluster's informers).
+type OwnedCache interface {
+	// CachedOwned returns a reader of the kind's owned objects when a cache of them is
+	// synced and watching, nil otherwise; it starts no watch.
+	CachedOwned(gvk schema.GroupVersionKind) CachedObjects
+}
+
+// CachedObjects reads one object of a kind from the cache; false when the cache lacks it.
+// The object is the cache's own: only read it. (An alias, so implementations need not
+// import this package.)
+type CachedObjects = func(namespace, name string) (metav1.Object, bool)
+
+// hasLabels tells whether got holds every label of want, as a LIST's label selector would.
+func hasLabels(got, want map[string]string) bool {
+	for k, v := range want {
+		if w, ok := got[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// planItems stamps and digests every object, in apply order.
+func (a *Applier) planItems(ms []render.Manifest, owner Owner) (*Plan, error) {
+	p := &Plan{items: make([]*planItem, len(ms)), owner: owner}
+	for i, m := range ms {
+		obj := m.Object.DeepCopy()
+		PrepareObject(obj, owner)
+		d, err := digestOf(obj)
+		if err != nil {
+			return nil, &ObjectError{Op: OpPlan, Object: render.ObjectName(m.Object), File: m.File, Doc: m.Doc, Err: err}
+		}
+		p.items[i] = &planItem{m: m, obj: obj, digest: d}
+	}
+	// ssa's order: CRDs, Namespaces, ClusterRoles, ... then the rest by kind, namespace, name.
+	sort.SliceStable(p.items, func(i, j int) bool {
+		return ssa.SortableUnstructureds{p.items[i].obj, p.items[j].obj}.Less(0, 1)
+	})
 	return p, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/object"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -37,6 +38,47 @@ func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, ti
 		return err
 	}
 	return a.holdStable(ctx, inv, window, deadline)
+}
+
+// WaitStableUnchanged is WaitStable for a set the plan found wholly unchanged, so nothing
+// of it was applied: when the Cache shows every object Current, that answers the health
+// wait without a request (a window is still held); otherwise it is WaitStable. After an
+// apply the cache may not have seen it yet, which is why only an untouched set may ask it.
+func (a *Applier) WaitStableUnchanged(ctx context.Context, inv []store.InventoryEntry, timeout, window time.Duration) error {
+	if timeout <= 0 || len(inv) == 0 {
+		return nil
+	}
+	if !a.currentInCache(inv) {
+		return a.WaitStable(ctx, inv, timeout, window)
+	}
+	if window <= 0 || !HasWorkloads(inv) {
+		return nil
+	}
+	return a.holdStable(ctx, inv, window, time.Now().Add(timeout))
+}
+
+// currentInCache tells whether the Cache holds every object of inv and kstatus finds each
+// Current there.
+func (a *Applier) currentInCache(inv []store.InventoryEntry) bool {
+	if a.Cache == nil {
+		return false
+	}
+	for _, e := range inv {
+		get := a.Cache.CachedOwned(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind})
+		if get == nil {
+			return false
+		}
+		o, ok := get(e.Namespace, e.Name)
+		u, isU := o.(*unstructured.Unstructured)
+		if !ok || !isU {
+			return false
+		}
+		res, err := status.Compute(u.DeepCopy())
+		if err != nil || res.Status != status.CurrentStatus {
+			return false
+		}
+	}
+	return true
 }
 
 // HasWorkloads tells whether a set holds objects that keep pods running, the only ones that

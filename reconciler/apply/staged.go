@@ -95,6 +95,8 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		action := ssa.UnchangedAction
 		if !it.unchanged {
 			action = actions[it]
+		} else {
+			res.Skipped++
 		}
 		res.Changes = append(res.Changes, Change{Object: render.ObjectName(it.obj), Action: string(action), Adopted: it.adopted})
 		res.Inventory = append(res.Inventory, it.entry())

@@ -34,7 +34,10 @@ type Informers struct {
 	dyn   dynamic.Interface
 	mu    sync.Mutex
 	byKey map[informerKey]cache.SharedIndexInformer
-	stop  chan struct{}
+	// failedAt holds, per informer whose list or watch last failed, its resourceVersion at
+	// that moment: its cache is not trusted as current until the reflector moves past it.
+	failedAt map[informerKey]string
+	stop     chan struct{}
 }
 
 type informerKey struct {
@@ -43,7 +46,8 @@ type informerKey struct {
 }
 
 func newInformers(dyn dynamic.Interface) *Informers {
-	return &Informers{dyn: dyn, byKey: map[informerKey]cache.SharedIndexInformer{}, stop: make(chan struct{})}
+	return &Informers{dyn: dyn, byKey: map[informerKey]cache.SharedIndexInformer{},
+		failedAt: map[informerKey]string{}, stop: make(chan struct{})}
 }
 
 // For returns the informer of the kind's objects that selector selects, in every namespace,
@@ -67,9 +71,45 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 		}
 		return obj, nil
 	})
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		i.mu.Lock()
+		i.failedAt[k] = inf.LastSyncResourceVersion()
+		i.mu.Unlock()
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	})
 	i.byKey[k] = inf
 	go inf.Run(i.stop)
 	return inf
+}
+
+// Current returns the store of the informer For would return when one was started (Current
+// starts none), has synced, and has listed or watched successfully since its last failure;
+// false otherwise. Its contents lag the API server by the watch's delay.
+func (i *Informers) Current(gvr schema.GroupVersionResource, selector string) (cache.Store, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	k := informerKey{gvr, selector}
+	inf, ok := i.byKey[k]
+	if !ok || !inf.HasSynced() || inf.IsStopped() {
+		return nil, false
+	}
+	if rv, failed := i.failedAt[k]; failed {
+		if inf.LastSyncResourceVersion() == rv {
+			return nil, false
+		}
+		delete(i.failedAt, k)
+	}
+	return inf.GetStore(), true
+}
+
+// ownApply keeps Slipway's own apply entry of the main resource, dropping every other.
+func ownApply(entries []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry {
+	for _, mf := range entries {
+		if mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply && mf.Subresource == "" {
+			return []metav1.ManagedFieldsEntry{mf}
+		}
+	}
+	return nil
 }
 
 // cachedReader is a kstatus ClusterReader that reads the objects of one health wait from
@@ -166,4 +206,22 @@ func (objectStatus) ReadStatusForObject(_ context.Context, _ engine.ClusterReade
 		return &event.ResourceStatus{Identifier: id, Status: status.UnknownStatus, Resource: u, Error: fmt.Errorf("compute status: %w", err)}, nil
 	}
 	return &event.ResourceStatus{Identifier: id, Status: res.Status, Resource: u, Message: res.Message}, nil
+}
+
+// CachedOwned reads the kind's objects carrying Slipway's owner label from the shared
+// informer, when one was started and is current (Informers.Current); nil otherwise.
+func (c *Cluster) CachedOwned(gvk schema.GroupVersionKind) func(namespace, name string) (metav1.Object, bool) {
+	m, err := c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil
+	}
+	st, ok := c.Informers.Current(m.Resource, OwnedSelector)
+	if !ok {
+		return nil
+	}
+	return func(namespace, name string) (metav1.Object, bool) {
+		item, ok, err := st.GetByKey(cache.NewObjectName(namespace, name).String())
+		u, isU := item.(*unstructured.Unstructured)
+		return u, err == nil && ok && isU
+	}
 }

@@ -19,7 +19,7 @@ var statusSpecFields = [...]string{
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // slimObject cuts a watched object down to what the caches' readers use, in place: the
-// metadata (without managedFields), the status, and the spec fields kstatus reads.
+// metadata (of managedFields only Slipway's own apply entry), the status, and the spec fields kstatus reads.
 // Everything else (a ConfigMap's or Secret's data, a pod template, RBAC rules) goes: the
 // drift watch only needs to know that an object changed (it compares by a dry-run against
 // the API server), and health waits only need its status. kubectl's last-applied copy of
@@ -47,9 +47,9 @@ func slimObject(u *unstructured.Unstructured) {
 			delete(u.Object, k)
 		}
 	}
-	if md, ok := u.Object["metadata"].(map[string]any); ok {
-		delete(md, "managedFields")
-	}
+	// Only Slipway's own apply entry is read from the caches (a deploy's plan fingerprints
+	// it); the other managers' entries are often most of an object.
+	u.SetManagedFields(ownApply(u.GetManagedFields()))
 	if a := u.GetAnnotations(); a[lastApplied] != "" {
 		sum := sha256.Sum256([]byte(a[lastApplied]))
 		a[lastApplied] = "sha256:" + hex.EncodeToString(sum[:])

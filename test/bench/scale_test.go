@@ -240,6 +240,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	// 3. The no-op: the same commit run again for every app through the API.
 	before = s.objectVersions(ctx)
 	m3 := scrapeMetrics(t, s.serve.addr)
+	noopProf := s.startCPUProfile(ctx, "noop")
 	start = time.Now()
 	s.rerunAll(ctx)
 	want := map[int]int{}
@@ -253,6 +254,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.NoopSeconds = d.Seconds()
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	rep.NoopRequests = diffByVerb(m3, scrapeMetrics(t, s.serve.addr))
+	rep.Profiles = append(rep.Profiles, <-noopProf)
 
 	// 4. At rest: what watching the objects for drift costs.
 	time.Sleep(5 * time.Second)

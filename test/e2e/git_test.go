@@ -401,7 +401,11 @@ func TestGitTagsAreFetchedAndReportedByCommit(t *testing.T) {
 		t.Fatalf("commit time %v is not recent", info.Time)
 	}
 
-	// A tag added to a commit the mirror has, with no new commit: Sync sees it in the listing.
+	// A tag added to a commit the mirror has, with no new commit: Sync sees it in the listing
+	// (and Commit, which remembers commits it described, learns it).
+	if got := tagsOf(c1); len(got) != 0 {
+		t.Fatalf("tags of c1 before any = %q", got)
+	}
 	w.git("tag", "v1.0.0", c1)
 	w.push("--tags")
 	if res, err = m.Sync(ctx, repo, "master"); err != nil || !res.Fetched || res.Previous != c2 {
