@@ -28,7 +28,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&cfgPath, "config", "slipway.yaml", "daemon configuration")
 	cmd.Flags().StringVar(&o.MetricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (empty: off)")
 	cmd.Flags().StringVar(&o.Listen, "listen", "", "address of the HTTP API and webhooks, host:port (default: listen in slipway.yaml, else :8080)")
-	cmd.Flags().DurationVar(&o.DriftSweep, "drift-sweep", drift.DefaultSweep, "how often every deployed object is checked for drift besides the watches")
+	cmd.Flags().DurationVar(&o.DriftSweep, "drift-sweep", drift.DefaultSweep, "how often the drift sweep runs besides the watches (objects the watch shows unwritten since their last check are spared, except every sixth sweep)")
 	cmd.Flags().IntVar(&o.GitPerHost, "git-per-host", 0, "Git fetches and ref listings at once against one Git host (default: git.maxPerHost in slipway.yaml, else 4)")
 	return cmd
 }

@@ -117,3 +117,33 @@ func (c *clusterWatch) stopAll() {
 		delete(c.kinds, gvk)
 	}
 }
+
+// cachedVersion is the resourceVersion the watch caches hold for the object, or "" when
+// they cannot tell: the kind is not watched here, a cache has not synced or its watch is
+// failing, or no cache holds the object (gone, or without owner labels).
+func (c *clusterWatch) cachedVersion(o *Object) string {
+	gvk := o.GroupVersionKind()
+	if c.kinds[gvk] == nil {
+		return ""
+	}
+	m, err := c.cl.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return ""
+	}
+	key := o.Entry.Name
+	if o.Entry.Namespace != "" {
+		key = o.Entry.Namespace + "/" + o.Entry.Name
+	}
+	for _, sel := range selectors {
+		st, ok := c.cl.Informers.Current(m.Resource, sel)
+		if !ok {
+			return ""
+		}
+		if obj, found, err := st.GetByKey(key); err == nil && found {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				return u.GetResourceVersion()
+			}
+		}
+	}
+	return ""
+}

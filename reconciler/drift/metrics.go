@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	objects *prometheus.GaugeVec
 	events  *prometheus.CounterVec
+	swept   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -19,8 +20,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "slipway_drift_events_total",
 			Help: "Drift events recorded, by repository, pipeline and action (reported, corrected, correction-failed).",
 		}, []string{"repository", "pipeline", "action"}),
+		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_drift_sweep_objects_total",
+			Help: "Objects the drift sweeps went over, by sweep (partial, full) and result (checked; unchanged: the watch cache showed no write since the object was last found matching).",
+		}, []string{"sweep", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.objects, m.events} {
+	for _, c := range []prometheus.Collector{m.objects, m.events, m.swept} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

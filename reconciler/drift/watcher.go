@@ -30,7 +30,7 @@ type Clusters interface {
 	Get(ctx context.Context, name string) (*kube.Cluster, error)
 }
 
-// DefaultSweep is how often every watched object is checked even without a watch event.
+// DefaultSweep is how often the sweep checks watched objects even without a watch event.
 const DefaultSweep = 10 * time.Minute
 
 // Watcher detects and reports or corrects drift of the objects of current revisions: YAML
@@ -58,6 +58,7 @@ type Watcher struct {
 	inflight map[store.TaskRef]int             // checks or corrections in progress
 	dropped  map[store.TaskRef]map[string]bool // events seen while paused
 	drifted  map[string]string                 // what was last recorded for a drifted object
+	verified map[string]verified               // objects last found matching, for sweeps
 	parsed   parsedRevisions
 	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
 	// lacks, and another reload must not make parsed forget them in between.
@@ -85,6 +86,7 @@ func (w *Watcher) init() {
 	w.inflight = map[store.TaskRef]int{}
 	w.dropped = map[store.TaskRef]map[string]bool{}
 	w.drifted = map[string]string{}
+	w.verified = map[string]verified{}
 }
 
 // Run watches until ctx ends. It loads the current revisions first; a task's end (and the
@@ -110,6 +112,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(sweepInterval(w.Sweep))
 	defer t.Stop()
+	sweeps := 0
 	var lastReload time.Time
 	for {
 		select {
@@ -154,17 +157,52 @@ func (w *Watcher) Run(ctx context.Context) {
 			if err := w.refresh(ctx); err != nil {
 				w.Log.WithError(err).Error("drift: reload current revisions")
 			}
-			w.enqueueAll()
+			sweeps++
+			w.sweep(sweeps%fullSweepEvery == 0)
 		}
 	}
 }
 
-func (w *Watcher) enqueueAll() {
+// sweep queues a check of every object, or, unless full, of every object the watch caches
+// do not show unchanged since it was last found matching.
+func (w *Watcher) sweep(full bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k := range w.objects {
+	check, spared := sweepKeys(w.objects, w.verified, full, w.cachedVersionLocked)
+	for _, k := range check {
 		w.queue.Add(k)
 	}
+	w.Log.WithFields(logrus.Fields{"full": full, "checked": len(check), "unchanged": spared}).Debug("drift: sweep")
+	if w.Metrics != nil {
+		kind := "partial"
+		if full {
+			kind = "full"
+		}
+		w.Metrics.swept.WithLabelValues(kind, "checked").Add(float64(len(check)))
+		w.Metrics.swept.WithLabelValues(kind, "unchanged").Add(float64(spared))
+	}
+}
+
+// cachedVersionLocked is the resourceVersion the object's cluster's watch caches hold for
+// it, or "" when they cannot tell; w.mu is held.
+func (w *Watcher) cachedVersionLocked(_ string, o *Object) string {
+	cw := w.watches[o.Revision.Cluster]
+	if cw == nil {
+		return ""
+	}
+	return cw.cachedVersion(o)
+}
+
+// markVerified records that o was found matching when its cache held resourceVersion (""
+// records nothing), or forgets what was recorded when it was not found matching.
+func (w *Watcher) markVerified(key string, o *Object, matched bool, resourceVersion string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !matched || resourceVersion == "" || w.objects[key] != o {
+		delete(w.verified, key)
+		return
+	}
+	w.verified[key] = verified{desired: o.desired, ignore: o.Ignore, resourceVersion: resourceVersion}
 }
 
 // refresh reloads the current revisions and starts or stops watches to match. The watches
@@ -209,6 +247,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			delete(w.drifted, k)
 		}
 	}
+	pruneMarks(w.verified, objects)
 	w.updateGauges()
 	for name, cw := range w.watches {
 		if kinds[name] == nil {
@@ -297,7 +336,13 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 	// The run's secret values may be in any object (a ConfigMap, an env var), so whatever
 	// shows an object's content is masked, not only Secrets.
 	m := mask.New(rev.Masks...)
+	// Read before the check: a write after this moves the cache's resourceVersion away
+	// from the one recorded, so a sweep checks the object again.
+	w.mu.Lock()
+	cachedRV := w.cachedVersionLocked(key, o)
+	w.mu.Unlock()
 	f, err := Check(ctx, cl, o)
+	w.markVerified(key, o, err == nil && f == nil, cachedRV)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.WithError(maskErr(m, err)).Warn("drift: check")

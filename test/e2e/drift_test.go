@@ -330,3 +330,50 @@ func scrape(t *testing.T, addr string) string {
 	}
 	return string(b)
 }
+
+// The sweep (every second here) spares the objects the watch shows unwritten since they
+// were last found matching, checks every object in every sixth sweep, and checks again an
+// object written since; a change is still reported by the watch at once.
+func TestDriftSweepSparesUnwrittenObjects(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	addr := freeAddress(t)
+	_, st := driftSetup(t, env, ns, "        drift: report\n", "--metrics-address", addr, "--drift-sweep", "1s")
+	swept := func(sweep, result string) float64 {
+		return metricsOf(t, addr)[`slipway_drift_sweep_objects_total{result="`+result+`",sweep="`+sweep+`"}`]
+	}
+	waitSwept := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 30 s:\n%s", what, scrape(t, addr))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// The first sweeps check what the deploy's rollout was still writing (and what was
+	// checked before the watch caches synced); a full sweep comes every sixth.
+	waitSwept("full sweep", func() bool { return swept("full", "checked") > 0 })
+	objects := swept("full", "checked")
+	if swept("full", "unchanged") != 0 {
+		t.Fatalf("a full sweep spared objects:\n%s", scrape(t, addr))
+	}
+	checked, spared := swept("partial", "checked"), swept("partial", "unchanged")
+	waitSwept("two partial sweeps sparing every object", func() bool { return swept("partial", "unchanged") >= spared+2*objects })
+	if c := swept("partial", "checked"); c != checked {
+		t.Fatalf("partial sweeps at rest checked %v objects, want none: every one of the %v is unwritten", c-checked, objects)
+	}
+
+	// A write moves the object's resourceVersion: the watch reports it, and the sweeps check
+	// it again (it stays drifted, so it is never spared).
+	e := scaleReported(t, env, st, ns, "jack-2048", "report latency with spared sweeps")
+	if e.Action != store.DriftReported {
+		t.Fatalf("event %+v, want reported", e)
+	}
+	checked = swept("partial", "checked")
+	waitSwept("partial sweep checking the drifted Deployment", func() bool { return swept("partial", "checked") >= checked+2 })
+	if evs := driftEvents(t, st); len(evs) != 1 {
+		t.Fatalf("drift events %+v: want the one report, not one per sweep", evs)
+	}
+}
