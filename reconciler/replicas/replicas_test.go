@@ -161,22 +161,29 @@ slipway_replica_repositories_owned %d
 	}
 }
 
-func TestDeadReplicaMovesWithinLeaseDuration(t *testing.T) {
-	f := newFixture(t, 30)
-	a, b, c := f.replica("a"), f.replica("b"), f.replica("c")
+// settleThenKill runs rounds of a, b and c until the repositories are spread, then c dies
+// right after a round: its work is gone with it, its Leases stay. It returns what c owned
+// and the time of c's last renewal.
+func (f *fixture) settleThenKill(a, b, c *Coordinator) (lost []string, died time.Time) {
+	f.t.Helper()
 	f.rounds(4, time.Second, a, b, c)
 	f.checkAllOwnedOnce(a, b, c)
-	lost := c.Owned()
+	lost = c.Owned()
 	if len(lost) == 0 {
-		t.Fatal("c owns nothing")
+		f.t.Fatal("c owns nothing")
 	}
-	// c dies right after a round: its work is gone with it, its Leases stay.
 	f.own.mu.Lock()
 	for _, r := range lost {
 		delete(f.own.by, r)
 	}
 	f.own.mu.Unlock()
-	died := f.now.Add(-time.Second) // c's last renewal
+	return lost, f.now.Add(-time.Second)
+}
+
+func TestDeadReplicaMovesWithinLeaseDuration(t *testing.T) {
+	f := newFixture(t, 30)
+	a, b, c := f.replica("a"), f.replica("b"), f.replica("c")
+	lost, died := f.settleThenKill(a, b, c)
 	for f.now.Before(died.Add(15 * time.Second)) {
 		a.tick(context.Background())
 		b.tick(context.Background())
@@ -222,19 +229,7 @@ func TestSurvivorsTakeOverAtTheExpiryInstant(t *testing.T) {
 		cs = append(cs, f.replicaOn(id, api[id]))
 	}
 	a, b, c := cs[0], cs[1], cs[2]
-	f.rounds(4, time.Second, a, b, c)
-	f.checkAllOwnedOnce(a, b, c)
-	lost := c.Owned()
-	if len(lost) == 0 {
-		t.Fatal("c owns nothing")
-	}
-	// c dies right after a round.
-	f.own.mu.Lock()
-	for _, r := range lost {
-		delete(f.own.by, r)
-	}
-	f.own.mu.Unlock()
-	died := f.now.Add(-time.Second) // c's last renewal
+	lost, died := f.settleThenKill(a, b, c)
 	expires := died.Add(15 * time.Second)
 
 	// a's rounds take 100 ms an update: the next is due a retryPeriod after the LIST, not
