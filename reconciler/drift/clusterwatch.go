@@ -126,23 +126,13 @@ func (c *clusterWatch) cachedVersion(o *Object) string {
 	if c.kinds[gvk] == nil {
 		return ""
 	}
-	m, err := c.cl.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return ""
-	}
-	key := o.Entry.Name
-	if o.Entry.Namespace != "" {
-		key = o.Entry.Namespace + "/" + o.Entry.Name
-	}
 	for _, sel := range selectors {
-		st, ok := c.cl.Informers.Current(m.Resource, sel)
-		if !ok {
+		get := c.cl.Cached(gvk, sel)
+		if get == nil {
 			return ""
 		}
-		if obj, found, err := st.GetByKey(key); err == nil && found {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				return u.GetResourceVersion()
-			}
+		if obj, found := get(o.Entry.Namespace, o.Entry.Name); found {
+			return obj.GetResourceVersion()
 		}
 	}
 	return ""

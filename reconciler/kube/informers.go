@@ -211,11 +211,16 @@ func (objectStatus) ReadStatusForObject(_ context.Context, _ engine.ClusterReade
 // CachedOwned reads the kind's objects carrying Slipway's owner label from the shared
 // informer, when one was started and is current (Informers.Current); nil otherwise.
 func (c *Cluster) CachedOwned(gvk schema.GroupVersionKind) func(namespace, name string) (metav1.Object, bool) {
+	return c.Cached(gvk, OwnedSelector)
+}
+
+// Cached is CachedOwned for the shared informer of any label selector.
+func (c *Cluster) Cached(gvk schema.GroupVersionKind, selector string) func(namespace, name string) (metav1.Object, bool) {
 	m, err := c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		return nil
 	}
-	st, ok := c.Informers.Current(m.Resource, OwnedSelector)
+	st, ok := c.Informers.Current(m.Resource, selector)
 	if !ok {
 		return nil
 	}
