@@ -86,7 +86,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
 	// newer commit may supersede.
 	done := rc.state.waitingForHealth()
-	waitErr := ap.WaitStable(ctx, inv, t.Wait.Duration, t.StableFor.Duration)
+	waitErr := ap.WaitStable(ctx, inv, nil, t.Wait.Duration, t.StableFor.Duration)
 	done()
 	if waitErr == nil {
 		r.markRevision(ctx, rc, task, store.RevisionHealthy, "")

@@ -151,7 +151,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		// Nothing was applied: the shared watch's view of the objects' health holds.
 		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)
 	} else {
-		err = ap.WaitStable(ctx, res.Inventory, spec.wait, spec.stableFor)
+		err = ap.WaitStable(ctx, res.Inventory, res.Seen, spec.wait, spec.stableFor)
 	}
 	done()
 	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
@@ -287,7 +287,7 @@ func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target sto
 		reportUnpruned(tl, failed, res.Inventory)
 	}
 	// Held to the same window as the deploy: "healthy again" means the same as "healthy".
-	return ap.WaitStable(ctx, res.Inventory, wait, stableFor)
+	return ap.WaitStable(ctx, res.Inventory, res.Seen, wait, stableFor)
 }
 
 func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, to store.RevisionStatus, reason string) {

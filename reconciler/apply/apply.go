@@ -36,6 +36,8 @@ type Result struct {
 	Inventory []store.InventoryEntry
 	// Skipped counts the objects the plan found unchanged: not sent at all.
 	Skipped int
+	// Seen is the objects' generations as the apply left them, for the health wait.
+	Seen Seen
 }
 
 // Untouched tells whether the plan found every object unchanged: nothing was applied.
@@ -112,9 +114,14 @@ func (a *Applier) Prune(ctx context.Context, previous, current []store.Inventory
 
 // Wait waits until every object is healthy (kstatus Current), failing fast when one fails
 // and explaining workloads that are not ready with their pods' own reasons (a *WaitError).
-func (a *Applier) Wait(ctx context.Context, inv []store.InventoryEntry, timeout time.Duration) error {
+// When the cluster's shared watches hold every kind of the set, they drive the wait
+// (waitWatched); otherwise the objects are polled.
+func (a *Applier) Wait(ctx context.Context, inv []store.InventoryEntry, seen Seen, timeout time.Duration) error {
 	if timeout <= 0 || len(inv) == 0 {
 		return nil
+	}
+	if watched, err := a.waitWatched(ctx, inv, seen, timeout); watched {
+		return err
 	}
 	set := make(object.ObjMetadataSet, 0, len(inv))
 	for _, e := range inv {

@@ -48,6 +48,8 @@ type planItem struct {
 	deferred bool
 	// adopted: the object exists without the task's identity and DryRun admitted it.
 	adopted bool
+	// generation is the object's as the apply answered it (see Seen).
+	generation int64
 }
 
 // fail names the item, as rendered, in an error.

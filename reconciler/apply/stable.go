@@ -29,12 +29,12 @@ var ErrUnstable = errors.New("did not stay healthy")
 // WaitStable waits like Wait, then holds the objects to their health for window: the first
 // moment every object is Current is not enough, since a container may start, turn Ready
 // and crash a second later. timeout bounds the whole, window included; window 0 is Wait.
-func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, timeout, window time.Duration) error {
+func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, seen Seen, timeout, window time.Duration) error {
 	if timeout <= 0 || len(inv) == 0 {
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
-	if err := a.Wait(ctx, inv, timeout); err != nil || window <= 0 || !HasWorkloads(inv) {
+	if err := a.Wait(ctx, inv, seen, timeout); err != nil || window <= 0 || !HasWorkloads(inv) {
 		return err
 	}
 	return a.holdStable(ctx, inv, window, deadline)
@@ -49,7 +49,12 @@ func (a *Applier) WaitStableUnchanged(ctx context.Context, inv []store.Inventory
 		return nil
 	}
 	if !a.currentInCache(inv) {
-		return a.WaitStable(ctx, inv, timeout, window)
+		// Nothing was applied: the watch's copies are as new as any read would be.
+		seen := make(Seen, len(inv))
+		for _, e := range inv {
+			seen[e.Key()] = 0
+		}
+		return a.WaitStable(ctx, inv, seen, timeout, window)
 	}
 	if window <= 0 || !HasWorkloads(inv) {
 		return nil

@@ -90,8 +90,9 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 			}
 		}
 	}
-	res := &Result{}
+	res := &Result{Seen: make(Seen, len(p.items))}
 	for _, it := range p.items {
+		res.Seen[it.entry().Key()] = it.generation
 		action := ssa.UnchangedAction
 		if !it.unchanged {
 			action = actions[it]
@@ -135,6 +136,7 @@ func (a *Applier) applyOne(ctx context.Context, it *planItem) (ssa.Action, error
 	if it.fingerprint, err = fingerprintOf(metaOf(obj)); err != nil {
 		return "", it.fail(OpApply, err)
 	}
+	it.generation = obj.GetGeneration()
 	switch rv := obj.GetResourceVersion(); {
 	case it.dryRunVersion == "":
 		return ssa.CreatedAction, nil

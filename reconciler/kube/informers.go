@@ -38,6 +38,19 @@ type Informers struct {
 	// that moment: its cache is not trusted as current until the reflector moves past it.
 	failedAt map[informerKey]string
 	stop     chan struct{}
+	// waiters are the channels Notify registered, by the object they follow; under wmu, so
+	// events never wait for a caller of For or Current.
+	wmu     sync.Mutex
+	waiters map[ObjectRef]map[chan<- struct{}]struct{}
+}
+
+// ObjectRef names one object of a shared informer: its kind's resource, the informer's
+// label selector, and the object's namespace and name.
+type ObjectRef struct {
+	Resource  schema.GroupVersionResource
+	Selector  string
+	Namespace string
+	Name      string
 }
 
 type informerKey struct {
@@ -47,7 +60,8 @@ type informerKey struct {
 
 func newInformers(dyn dynamic.Interface) *Informers {
 	return &Informers{dyn: dyn, byKey: map[informerKey]cache.SharedIndexInformer{},
-		failedAt: map[informerKey]string{}, stop: make(chan struct{})}
+		failedAt: map[informerKey]string{}, stop: make(chan struct{}),
+		waiters: map[ObjectRef]map[chan<- struct{}]struct{}{}}
 }
 
 // For returns the informer of the kind's objects that selector selects, in every namespace,
@@ -77,9 +91,60 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 		i.mu.Unlock()
 		cache.DefaultWatchErrorHandler(ctx, r, err)
 	})
+	// One handler per informer wakes whoever follows the object: a handler per health wait
+	// would be handed every object of the kind again each time one is added.
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { i.notify(k, obj) },
+		UpdateFunc: func(_, obj any) { i.notify(k, obj) },
+		DeleteFunc: func(obj any) { i.notify(k, obj) },
+	})
 	i.byKey[k] = inf
 	go inf.Run(i.stop)
 	return inf
+}
+
+// Notify sends on ch, without blocking (give it a buffer of one), whenever the shared
+// informer of one of refs adds, changes or deletes that object, until stop is called. It
+// starts no informer: For does.
+func (i *Informers) Notify(ch chan<- struct{}, refs []ObjectRef) (stop func()) {
+	i.wmu.Lock()
+	defer i.wmu.Unlock()
+	for _, r := range refs {
+		if i.waiters[r] == nil {
+			i.waiters[r] = map[chan<- struct{}]struct{}{}
+		}
+		i.waiters[r][ch] = struct{}{}
+	}
+	return func() {
+		i.wmu.Lock()
+		defer i.wmu.Unlock()
+		for _, r := range refs {
+			delete(i.waiters[r], ch)
+			if len(i.waiters[r]) == 0 {
+				delete(i.waiters, r)
+			}
+		}
+	}
+}
+
+// notify wakes the waiters of the object an informer event is about.
+func (i *Informers) notify(k informerKey, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	r := ObjectRef{Resource: k.gvr, Selector: k.selector, Namespace: m.GetNamespace(), Name: m.GetName()}
+	i.wmu.Lock()
+	defer i.wmu.Unlock()
+	for ch := range i.waiters[r] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Current returns the store of the informer For would return when one was started (Current

@@ -60,6 +60,9 @@ type scaleReport struct {
 	PeakFileMiB       float64            `json:"peak_rss_file_mib"`
 	SlipwayCPUSeconds float64            `json:"slipway_cpu_seconds"`
 	APIServerCPU      float64            `json:"apiserver_cpu_seconds"`
+	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
+	// cores are shared, so what they use is not the API server's or Slipway's to use.
+	ControlPlaneCPU map[string]float64 `json:"control_plane_cpu_seconds"`
 	Requests          map[string]float64 `json:"requests"`
 	StoreBytes        int64              `json:"store_bytes"`
 	Change10Seconds   float64            `json:"change10_seconds"`
@@ -76,6 +79,7 @@ type scaleReport struct {
 	IdleRequests      map[string]float64 `json:"idle_requests"`
 	FloorSeconds      float64            `json:"floor_seconds"`
 	FloorReadySeconds float64            `json:"floor_ready_seconds"`
+	FloorAPIServerCPU float64            `json:"floor_apiserver_cpu_seconds"`
 	FluxAnchorSeconds float64            `json:"flux_anchor_seconds_1000_apps"`
 	FluxAnchorNoop    float64            `json:"flux_anchor_noop_seconds_1000_apps"`
 	LoadAverage       string             `json:"load_average_at_end"`
@@ -190,11 +194,13 @@ func (s *scaleRun) run(ctx context.Context) {
 	m0 := scrapeMetrics(t, s.serve.addr)
 	cpu0 := mustCPU(t, s.serve.pid())
 	api0 := mustCPU(t, apiPID)
+	cp0 := s.controlPlaneCPU()
 	files := map[string]map[string]string{}
 	for _, r := range s.repos {
 		files[r.name] = s.allFiles(r, 1)
 	}
 	profDone := s.startCPUProfile(ctx, "deploy")
+	apiProf := s.startAPIServerProfile(ctx, "deploy")
 	start := time.Now()
 	s.pushAll(ctx, files, "every app")
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
@@ -204,7 +210,11 @@ func (s *scaleRun) run(ctx context.Context) {
 	cpu1 := mustCPU(t, s.serve.pid())
 	api1 := mustCPU(t, apiPID)
 	m1 := scrapeMetrics(t, s.serve.addr)
-	rep.Profiles = append(rep.Profiles, <-profDone, s.heapProfile(ctx, "deploy"))
+	rep.ControlPlaneCPU = s.controlPlaneCPU()
+	for name, v := range cp0 {
+		rep.ControlPlaneCPU[name] -= v
+	}
+	rep.Profiles = append(rep.Profiles, <-profDone, <-apiProf, s.heapProfile(ctx, "deploy"))
 	slices.Sort(lat)
 	rep.P50AppSeconds, rep.P95AppSeconds = percentile(lat, 50).Seconds(), percentile(lat, 95).Seconds()
 	rep.SlipwayCPUSeconds, rep.APIServerCPU = cpu1-cpu0, api1-api0
@@ -300,12 +310,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	if err := s.writeFloorObjects(floorDir, floorNS); err != nil {
 		t.Fatal(err)
 	}
+	floorAPI0 := mustCPU(t, apiPID)
 	floorStart := time.Now()
 	fm, err := runChildProcess(ctx, "floor", "floor", childInput{kubeconfig: s.env.Kubeconfig, dir: floorDir, namespaces: floorNS})
 	if err != nil {
 		t.Fatalf("floor: %v", err)
 	}
 	rep.FloorSeconds = fm.wall.Seconds()
+	rep.FloorAPIServerCPU = mustCPU(t, apiPID) - floorAPI0
 	// The same end as Slipway's figure: every Deployment Available. The pods run on kwok
 	// nodes, so that is the control plane's own work (ReplicaSet, pods, scheduling, status).
 	s.waitAvailable(ctx, floorNS, floorStart, 10*time.Minute)
@@ -788,16 +800,47 @@ func countChanged(before, after map[string]string) int {
 	return n
 }
 
+// controlPlaneCPU is the CPU seconds each control-plane process other than the API server
+// has used so far.
+func (s *scaleRun) controlPlaneCPU() map[string]float64 {
+	out := map[string]float64{}
+	for _, name := range []string{"etcd", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		out[name] = mustCPU(s.t, s.env.PID(s.t, name))
+	}
+	return out
+}
+
+// startAPIServerProfile fetches the API server's own CPU profile over the same window as
+// startCPUProfile's: where its time goes is where a deploy bound by it goes.
+func (s *scaleRun) startAPIServerProfile(ctx context.Context, phase string) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		b, err := s.cs.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
+			Param("seconds", strconv.Itoa(profileSeconds())).DoRaw(ctx)
+		if err != nil {
+			s.t.Errorf("API server profile: %v", err)
+			done <- ""
+			return
+		}
+		done <- s.writeBench(phase+".apiserver.cpu.pprof", b)
+	}()
+	return done
+}
+
+// profileSeconds is SCALE_PROFILE_SECONDS, 30 by default.
+func profileSeconds() int {
+	if v, err := strconv.Atoi(os.Getenv("SCALE_PROFILE_SECONDS")); err == nil && v > 0 {
+		return v
+	}
+	return 30
+}
+
 // startCPUProfile fetches a CPU profile of the daemon for the next SCALE_PROFILE_SECONDS
 // (default 30) and saves it beside the JSON; the channel gives its path.
 func (s *scaleRun) startCPUProfile(ctx context.Context, phase string) <-chan string {
-	secs := 30
-	if v, err := strconv.Atoi(os.Getenv("SCALE_PROFILE_SECONDS")); err == nil && v > 0 {
-		secs = v
-	}
 	done := make(chan string, 1)
 	go func() {
-		done <- s.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", secs), phase+".cpu.pprof")
+		done <- s.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", profileSeconds()), phase+".cpu.pprof")
 	}()
 	return done
 }
@@ -821,6 +864,11 @@ func (s *scaleRun) saveProfile(ctx context.Context, what, name string) string {
 		s.t.Errorf("profile %s: %s %v", what, resp.Status, err)
 		return ""
 	}
+	return s.writeBench(name, b)
+}
+
+// writeBench writes b to .slipway/bench/scale-SHAPE-NAME; "" when it failed (reported).
+func (s *scaleRun) writeBench(name string, b []byte) string {
 	dir := filepath.Join(s.env.Root, ".slipway", "bench")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		s.t.Error(err)
@@ -885,7 +933,9 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| per-app latency p50 / p95 (push → run finished) | %.1f / %.1f s | | |\n", r.P50AppSeconds, r.P95AppSeconds)
 	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB) | | |\n",
 		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB)
-	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | | |\n", r.SlipwayCPUSeconds, r.APIServerCPU)
+	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | API server %.1f s | |\n",
+		r.SlipwayCPUSeconds, r.APIServerCPU, r.FloorAPIServerCPU)
+	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeFloat(r.ControlPlaneCPU))
 	fmt.Fprintf(&b, "| API requests during the deploy | %s | | |\n", describeFloat(r.Requests))
 	fmt.Fprintf(&b, "| store size after the benchmark | %.1f MiB | | |\n", float64(r.StoreBytes)/(1<<20))
 	fmt.Fprintf(&b, "| push changing %d apps → their runs succeeded | %.2f s (%d runs, %d objects changed; %s) | | |\n",

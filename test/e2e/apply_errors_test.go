@@ -270,7 +270,7 @@ spec:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: web, image: busybox}]}
 `), errorsOwner("unhealthy"))
-	err := ap.Wait(ctx, res.Inventory, 3*time.Second)
+	err := ap.Wait(ctx, res.Inventory, res.Seen, 3*time.Second)
 	t.Logf("wait: %v", err)
 	var we *apply.WaitError
 	if !errors.Is(err, apply.ErrUnhealthy) || !errors.As(err, &we) || !strings.HasPrefix(err.Error(), "health wait: ") {

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/slipwayhq/slipway/reconciler/apply"
+	"github.com/slipwayhq/slipway/reconciler/kube"
+	"github.com/slipwayhq/slipway/store"
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// readCounter counts the reads a cluster connection sends that are not watches.
+type readCounter struct{ n atomic.Int64 }
+
+func (c *readCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && r.URL.Query().Get("watch") != "true" {
+			c.n.Add(1)
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+// When the shared watches hold every kind of a set, they drive its health wait: the wait
+// ends as the watch shows the objects Current, without reading them from the API server,
+// and a watch's copy older than the apply never passes for the new one.
+func TestHealthWaitFollowsTheSharedWatch(t *testing.T) {
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	reads := &readCounter{}
+	cl, err := kube.Connect(ctx, kube.Spec{Name: "e2e", Kubeconfig: env.Kubeconfig, WrapTransport: reads.wrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log), Cache: cl}
+	owner := apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "e2e", Name: "health-watch"}, Task: "app"})
+	for _, gvr := range []schema.GroupVersionResource{
+		{Version: "v1", Resource: "configmaps"},
+		{Group: "apps", Version: "v1", Resource: "deployments"},
+	} {
+		cl.Informers.For(gvr, kube.OwnedSelector)
+		for {
+			if _, ok := cl.Informers.Current(gvr, kube.OwnedSelector); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the shared informer of %s never synced", gvr.Resource)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	// nowhere, when set, gives the pods a node selector no node matches: a new generation
+	// whose pod never runs.
+	set := func(nowhere bool) string {
+		selector := ""
+		if nowhere {
+			selector = "\n      nodeSelector: {slipway-e2e: nowhere}"
+		}
+		return `apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: ` + ns + `}
+data: {mode: gitops}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: ` + ns + `}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: ` + env.BaseImage + `}]` + selector + `
+`
+	}
+
+	// A new set: Current as soon as the watch shows the Deployment available.
+	res := deploySet(ctx, t, ap, manifests(t, "app.yaml", set(false)), owner)
+	before := reads.n.Load()
+	if err := ap.Wait(ctx, res.Inventory, res.Seen, time.Minute); err != nil {
+		t.Fatalf("wait for a new set: %v", err)
+	}
+	if n := reads.n.Load() - before; n != 0 {
+		t.Errorf("the wait for a new set read the API server %d times, want none: the shared watch holds both kinds", n)
+	}
+
+	// A new generation whose pod never runs: the watch's copy of the old, healthy generation
+	// must not end the wait.
+	res = deploySet(ctx, t, ap, manifests(t, "app.yaml", set(true)), owner)
+	start := time.Now()
+	err = ap.Wait(ctx, res.Inventory, res.Seen, 3*time.Second)
+	t.Logf("wait for the new generation: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
+	var we *apply.WaitError
+	if !errors.Is(err, apply.ErrUnhealthy) || !errors.As(err, &we) {
+		t.Fatalf("want a *apply.WaitError that is ErrUnhealthy, got %#v", err)
+	}
+	if want := "timeout waiting for: [Deployment/" + ns + "/web status: 'InProgress'"; !strings.Contains(err.Error(), want) {
+		t.Errorf("verdict %q does not contain %q", err, want)
+	}
+	if strings.Contains(err.Error(), "ConfigMap/") {
+		t.Errorf("verdict %q names the ConfigMap, which was Current", err)
+	}
+}
