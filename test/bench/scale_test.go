@@ -47,22 +47,22 @@ const (
 
 // scaleReport is what TestBenchScale writes to .slipway/bench/scale-SHAPE.json.
 type scaleReport struct {
-	Shape             string             `json:"shape"`
-	Apps              int                `json:"apps"`
-	Objects           int                `json:"objects"`
-	MaxInFlight       int                `json:"max_in_flight"`
-	ReadySeconds      float64            `json:"ready_seconds"`
-	RunsDoneSeconds   float64            `json:"runs_done_seconds"`
-	P50AppSeconds     float64            `json:"p50_app_seconds"`
-	P95AppSeconds     float64            `json:"p95_app_seconds"`
-	PeakRSSMiB        float64            `json:"peak_rss_mib"`
-	PeakAnonMiB       float64            `json:"peak_rss_anon_mib"`
-	PeakFileMiB       float64            `json:"peak_rss_file_mib"`
-	SlipwayCPUSeconds float64            `json:"slipway_cpu_seconds"`
-	APIServerCPU      float64            `json:"apiserver_cpu_seconds"`
+	Shape             string  `json:"shape"`
+	Apps              int     `json:"apps"`
+	Objects           int     `json:"objects"`
+	MaxInFlight       int     `json:"max_in_flight"`
+	ReadySeconds      float64 `json:"ready_seconds"`
+	RunsDoneSeconds   float64 `json:"runs_done_seconds"`
+	P50AppSeconds     float64 `json:"p50_app_seconds"`
+	P95AppSeconds     float64 `json:"p95_app_seconds"`
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	PeakAnonMiB       float64 `json:"peak_rss_anon_mib"`
+	PeakFileMiB       float64 `json:"peak_rss_file_mib"`
+	SlipwayCPUSeconds float64 `json:"slipway_cpu_seconds"`
+	APIServerCPU      float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
 	// cores are shared, so what they use is not the API server's or Slipway's to use.
-	ControlPlaneCPU map[string]float64 `json:"control_plane_cpu_seconds"`
+	ControlPlaneCPU   map[string]float64 `json:"control_plane_cpu_seconds"`
 	Requests          map[string]float64 `json:"requests"`
 	StoreBytes        int64              `json:"store_bytes"`
 	Change10Seconds   float64            `json:"change10_seconds"`
