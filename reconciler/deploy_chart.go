@@ -85,7 +85,7 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	ap := &apply.Applier{Cluster: cl, Log: log, Slots: r.slots}
 	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
 	// newer commit may supersede.
-	done := rc.state.waitingForHealth()
+	done := rc.state.waitingForHealth(ctx, rc.run, ap.Watched(inv))
 	waitErr := ap.WaitStable(ctx, inv, nil, t.Wait.Duration, t.StableFor.Duration)
 	done()
 	if waitErr == nil {

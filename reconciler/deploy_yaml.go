@@ -146,7 +146,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	}
 	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
-	done := rc.state.waitingForHealth()
+	done := rc.state.waitingForHealth(ctx, rc.run, ap.Watched(res.Inventory))
 	if res.Untouched() {
 		// Nothing was applied: the shared watch's view of the objects' health holds.
 		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)

@@ -25,6 +25,7 @@ type fakeExecutor struct {
 	ended    map[int64]string // BUILD_ID → status and reason
 	release  chan struct{}
 	inWait   bool
+	watched  bool // the health wait inWait puts runs in is one the shared watches drive
 	startedC chan int64
 	notes    []string // reasons queued runs were given
 }
@@ -50,7 +51,7 @@ func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state 
 	f.mu.Unlock()
 	if f.inWait {
 		defer state.taskStarted()()
-		defer state.waitingForHealth()()
+		defer state.waitingForHealth(ctx, run, f.watched)()
 	}
 	f.startedC <- run.BuildID
 	status := "succeeded"
@@ -400,6 +401,45 @@ func TestDispatcherBoundsRunsInFlight(t *testing.T) {
 	waitFor(t, "no run in flight", func() bool { r, w := d.InFlight(); return r == 0 && w == 0 })
 	if p := d.PeakInFlight(); p != 1 {
 		t.Fatalf("PeakInFlight() = %d, want 1 (the bound, reached)", p)
+	}
+}
+
+// A run whose every task waits for health the shared watches report gives its place among
+// the runs in flight up for the wait: another pipeline's run starts meanwhile, and the
+// bound holds again for the work after it.
+func TestRunInAWatchedHealthWaitGivesItsPlaceUp(t *testing.T) {
+	f := newFakeExecutor(true)
+	f.watched = true
+	st := testStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: st, Description: "test",
+		ClaimRetry: 10 * time.Millisecond, MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	job := func(name string) Job {
+		return RunJob(&Checkout{Repo: sources.Repo{Name: "repo"}}, &pipeline.Pipeline{Name: name}, store.TriggerPush, 0)
+	}
+	first, err := d.Submit(ctx, job("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, first.BuildID)
+	second, err := d.Submit(ctx, job("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first waits for health: the second starts beside it, though the bound is one.
+	waitStarted(t, f, second.BuildID)
+	f.release <- struct{}{}
+	f.release <- struct{}{}
+	waitFor(t, "both runs to end", func() bool {
+		return f.endedAs(first.BuildID) == "succeeded" && f.endedAs(second.BuildID) == "succeeded"
+	})
+	waitFor(t, "no run in flight", func() bool { r, w := d.InFlight(); return r == 0 && w == 0 })
+	if p := d.PeakInFlight(); p != 1 {
+		t.Fatalf("PeakInFlight() = %d, want 1: runs back from their health wait take a place again", p)
 	}
 }
 

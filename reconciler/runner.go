@@ -335,6 +335,7 @@ type RunState struct {
 	status   store.RunStatus // running or awaiting_approval once Execute has started the run
 	running  int             // tasks running
 	waiting  int             // of those, tasks waiting for health
+	watched  int             // of those, waits the shared watches drive (waitingForHealth)
 	approval approvalState
 	place    *place // its share of the bound on runs in flight; nil: unbounded
 }
@@ -364,15 +365,30 @@ func (s *RunState) taskStarted() (done func()) {
 	}
 }
 
-// waitingForHealth marks one task as waiting for health until done is called.
-func (s *RunState) waitingForHealth() (done func()) {
+// waitingForHealth marks one task as waiting for health until done is called. A wait the
+// shared watches drive (watched) costs the API server nothing and may last minutes: when
+// every running task of the run is in one, the run gives its place among the runs in
+// flight to a run with work to do, and done takes a place again before the task goes on.
+func (s *RunState) waitingForHealth(ctx context.Context, run store.Run, watched bool) (done func()) {
 	s.mu.Lock()
 	s.waiting++
+	if watched {
+		s.watched++
+	}
+	yield := s.watched == s.running
 	s.mu.Unlock()
+	if yield {
+		s.place.release()
+	}
 	return func() {
 		s.mu.Lock()
 		s.waiting--
+		if watched {
+			s.watched--
+		}
 		s.mu.Unlock()
+		// Not placed means ctx ended: the task sees that itself.
+		_ = s.place.take(ctx, run, false)
 	}
 }
 

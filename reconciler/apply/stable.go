@@ -115,9 +115,12 @@ func (a *Applier) holdStable(ctx context.Context, inv []store.InventoryEntry, wi
 			return &WaitError{Err: fmt.Errorf("stability window: watch the pods of %s: %w", e, err)}
 		}
 	}
-	statuses, err := a.watchStatus(wctx, inv)
-	if err != nil {
-		return &WaitError{Err: fmt.Errorf("stability window: %w", err)}
+	statuses, shared := a.watchSharedStatus(wctx, inv)
+	if !shared {
+		var err error
+		if statuses, err = a.watchStatus(wctx, inv); err != nil {
+			return &WaitError{Err: fmt.Errorf("stability window: %w", err)}
+		}
 	}
 	for {
 		select {

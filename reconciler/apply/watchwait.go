@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/event"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa/utils"
@@ -50,14 +51,11 @@ type watchedObject struct {
 // server instead: one without Slipway's owner label never shows up there.
 const liveReadEvery = time.Second
 
-// waitWatched is the health wait driven by the cluster's shared informers: the objects'
-// kstatus is computed again when the watch delivers a change of one of them, not polled,
-// and the API server is asked only about objects the watch does not hold. It reports
-// false, having waited for nothing, when a kind of the set is not watched (or its watch
-// is not current): the polling wait serves those sets.
-func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, seen Seen, timeout time.Duration) (bool, error) {
+// watchedSet is the objects of inv as the shared watches hold them; false when a kind of
+// the set is not watched, or its watch is not current.
+func (a *Applier) watchedSet(inv []store.InventoryEntry, seen Seen) ([]*watchedObject, []kube.ObjectRef, bool) {
 	if a.Cluster == nil || a.Cluster.Informers == nil || a.Cluster.Mapper == nil {
-		return false, nil
+		return nil, nil, false
 	}
 	objs := make([]*watchedObject, 0, len(inv))
 	refs := make([]kube.ObjectRef, 0, len(inv))
@@ -65,11 +63,11 @@ func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, s
 		gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
 		m, err := a.Cluster.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			return false, nil
+			return nil, nil, false
 		}
 		st, ok := a.Cluster.Informers.Current(m.Resource, kube.OwnedSelector)
 		if !ok {
-			return false, nil
+			return nil, nil, false
 		}
 		floor, known := seen[e.Key()]
 		ref := kube.ObjectRef{Resource: m.Resource, Selector: kube.OwnedSelector, Namespace: e.Namespace, Name: e.Name}
@@ -81,6 +79,26 @@ func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, s
 		}
 		objs = append(objs, o)
 		refs = append(refs, ref)
+	}
+	return objs, refs, true
+}
+
+// Watched tells whether the shared watches hold every kind of inv, so that a health wait
+// of it, its stability window included, follows them instead of asking the API server.
+func (a *Applier) Watched(inv []store.InventoryEntry) bool {
+	_, _, ok := a.watchedSet(inv, nil)
+	return ok
+}
+
+// waitWatched is the health wait driven by the cluster's shared informers: the objects'
+// kstatus is computed again when the watch delivers a change of one of them, not polled,
+// and the API server is asked only about objects the watch does not hold. It reports
+// false, having waited for nothing, when a kind of the set is not watched (or its watch
+// is not current): the polling wait serves those sets.
+func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, seen Seen, timeout time.Duration) (bool, error) {
+	objs, refs, ok := a.watchedSet(inv, seen)
+	if !ok {
+		return false, nil
 	}
 	changed := make(chan struct{}, 1)
 	stop := a.Cluster.Informers.Notify(changed, refs)
@@ -117,6 +135,50 @@ func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, s
 			return true, fmt.Errorf("health wait: %w", ctx.Err())
 		}
 	}
+}
+
+// watchSharedStatus reports the objects' kstatus from the shared watches, each time the
+// watch delivers a change of one of them, until ctx ends; false when a kind of inv is not
+// watched. The objects were found healthy before, so the watch's copies are taken as they
+// are. Used by the stability window in place of a watch of its own per run.
+func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEntry) (<-chan event.Event, bool) {
+	seen := make(Seen, len(inv))
+	for _, e := range inv {
+		seen[e.Key()] = 0
+	}
+	objs, refs, ok := a.watchedSet(inv, seen)
+	if !ok {
+		return nil, false
+	}
+	changed := make(chan struct{}, 1)
+	stop := a.Cluster.Informers.Notify(changed, refs)
+	out := make(chan event.Event)
+	go func() {
+		defer close(out)
+		defer stop()
+		for {
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+			for _, o := range objs {
+				ev := event.Event{Type: event.ResourceUpdateEvent, Resource: &event.ResourceStatus{Identifier: o.id, Status: status.UnknownStatus}}
+				if u := o.cached(); u == nil {
+					// Deleted, or no longer labelled as Slipway's.
+					ev.Resource.Status, ev.Resource.Message = status.NotFoundStatus, "Resource not found"
+				} else if res, err := status.Compute(u.DeepCopy()); err == nil {
+					ev.Resource.Status, ev.Resource.Message = res.Status, res.Message
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, true
 }
 
 // checkWatched computes the status of every object not yet Current, from the watch's copy
