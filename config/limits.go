@@ -7,7 +7,7 @@ import (
 
 // Runs bounds the run engine.
 type Runs struct {
-	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines; more wait as queued. Default: twice the CPU cores, at least 4."`
+	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, or for health the shared watches report, give their place up meanwhile); more wait as queued. Default: twice the CPU cores, at least 4."`
 	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
 	// 16 requests of its own in flight, many deploys together no more than this.
 	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"32" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
