@@ -85,9 +85,13 @@ func (r *Runner) deployChart(ctx context.Context, rc *runContext, task string, t
 	ap := &apply.Applier{Cluster: cl, Log: log, Slots: r.slots}
 	// Like a YAML deploy's, a release's health wait (its stability window included) is one a
 	// newer commit may supersede.
-	done := rc.state.waitingForHealth(ctx, rc.run, ap.Watched(inv))
+	done := rc.state.waitingForHealth(ap.Watched(inv))
 	waitErr := ap.WaitStable(ctx, inv, nil, t.Wait.Duration, t.StableFor.Duration)
 	done()
+	if waitErr != nil && ctx.Err() == nil && !rc.state.placed(ctx, rc.run) {
+		// The failed release is marked and undone below: Helm's work, so a place first.
+		waitErr = errors.Join(waitErr, ctx.Err())
+	}
 	if waitErr == nil {
 		r.markRevision(ctx, rc, task, store.RevisionHealthy, "")
 		tl.Printf("release %s revision %d healthy", t.Release, deployed.Version)

@@ -146,7 +146,7 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	}
 	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
-	done := rc.state.waitingForHealth(ctx, rc.run, ap.Watched(res.Inventory))
+	done := rc.state.waitingForHealth(ap.Watched(res.Inventory))
 	if res.Untouched() {
 		// Nothing was applied: the shared watch's view of the objects' health holds.
 		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)
@@ -264,6 +264,9 @@ func (r *Runner) rollbackYAML(ctx context.Context, rc *runContext, task string, 
 // restoreRevision puts a healthy revision's objects back in place of a failed deploy's,
 // without recording a new revision: the failed one is marked rolled back instead.
 func (r *Runner) restoreRevision(ctx context.Context, rc *runContext, target store.Revision, failed []store.InventoryEntry, prune, adopt bool, wait, stableFor time.Duration, tl *taskLog) error {
+	if !rc.state.placed(ctx, rc.run) {
+		return ctx.Err()
+	}
 	rc.addMasks(target.Masks)
 	ms, err := render.ParseManifests(fmt.Sprintf("revision of BUILD_ID %d", target.BuildID), target.Objects)
 	if err != nil {

@@ -51,7 +51,8 @@ func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state 
 	f.mu.Unlock()
 	if f.inWait {
 		defer state.taskStarted()()
-		defer state.waitingForHealth(ctx, run, f.watched)()
+		defer state.placed(ctx, run)
+		defer state.waitingForHealth(f.watched)()
 	}
 	f.startedC <- run.BuildID
 	status := "succeeded"

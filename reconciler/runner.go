@@ -368,8 +368,11 @@ func (s *RunState) taskStarted() (done func()) {
 // waitingForHealth marks one task as waiting for health until done is called. A wait the
 // shared watches drive (watched) costs the API server nothing and may last minutes: when
 // every running task of the run is in one, the run gives its place among the runs in
-// flight to a run with work to do, and done takes a place again before the task goes on.
-func (s *RunState) waitingForHealth(ctx context.Context, run store.Run, watched bool) (done func()) {
+// flight to a run with work to do. It takes a place again before it works on the cluster
+// again (placed: the next task, a rollback); recording how the deploy ended and the run's
+// end need none, so a run whose objects turned healthy ends at once instead of queueing
+// behind runs that have not started.
+func (s *RunState) waitingForHealth(watched bool) (done func()) {
 	s.mu.Lock()
 	s.waiting++
 	if watched {
@@ -387,9 +390,13 @@ func (s *RunState) waitingForHealth(ctx context.Context, run store.Run, watched 
 			s.watched--
 		}
 		s.mu.Unlock()
-		// Not placed means ctx ended: the task sees that itself.
-		_ = s.place.take(ctx, run, false)
 	}
+}
+
+// placed takes the run's place among the runs in flight again if a health wait gave it up
+// (at once when it holds it); false when ctx ended first.
+func (s *RunState) placed(ctx context.Context, run store.Run) bool {
+	return s.place.take(ctx, run, false)
 }
 
 // outcome is how a run ends.
@@ -662,6 +669,12 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 	}
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: t.name, Status: string(store.TaskRunning)})
 	defer rc.state.taskStarted()()
+	// A task of a parallel stage, or the next stage's, works while another waited for health.
+	if !rc.state.placed(ctx, rc.run) {
+		err := fmt.Errorf("task %s: %w", t.name, ctx.Err())
+		r.finishTask(context.WithoutCancel(ctx), rc.run, stage, t.name, store.TaskRunning, store.TaskCancelled, err.Error())
+		return err
+	}
 	tctx := ctx
 	if t.timeout > 0 {
 		var cancel context.CancelFunc
