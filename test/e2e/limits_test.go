@@ -144,6 +144,62 @@ func TestServeRunsBeyondTheCapWaitQueued(t *testing.T) {
 	}
 }
 
+// TestServeRunWaitingForHealthGivesItsPlaceUp: with runs.maxInFlight 1, a run waiting for
+// health that the shared watches report gives its place up: once a first deploy made the
+// drift watch follow the kinds, two pipelines' runs, each slow to turn healthy, wait for
+// health at the same time, and both succeed.
+func TestServeRunWaitingForHealthGivesItsPlaceUp(t *testing.T) {
+	env := testenv.Get(t)
+	nsA, nsB := env.Namespace(t), env.Namespace(t)
+	repo, _, cfg := newProject(t, env)
+	appendConfig(t, cfg, "runs:\n  maxInFlight: 1\n")
+	plain := string(readExample(t, env, "2048-yaml/2048_env.yaml"))
+	// minReadySeconds holds each run in its health wait for ~15 s.
+	slow := strings.Replace(plain, "spec:\n  selector:", "spec:\n  minReadySeconds: 15\n  selector:", 1)
+	pipe := func(name, ns string) string {
+		return strings.Replace(string(deployPipeline(env.Registry, ns, "", "90s", "")), "name: jack-2048", "name: "+name, 1)
+	}
+	repo.commit("one pipeline", map[string][]byte{".pipeline.yaml": []byte(pipe("place-a", nsA)), "2048_env.yaml": []byte(plain)})
+	d := startServe(t, cfg, "--log-level", "debug")
+	waitPipelineHistory(t, cfg, "place-a", 120*time.Second, "the first deploy", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})
+	// The drift watch follows the deployed kinds with the shared informers; they sync
+	// moments after.
+	d.waitOutput(t, 30*time.Second, "drift: watching current revisions")
+	time.Sleep(2 * time.Second)
+
+	repo.commit("two pipelines, slow to turn healthy", map[string][]byte{
+		".pipeline.yaml": []byte(pipe("place-a", nsA) + "---\n" + pipe("place-b", nsB)), "2048_env.yaml": []byte(slow)})
+	a := waitPipelineHistory(t, cfg, "place-a", 150*time.Second, "place-a's second run succeeded", func(h []historyEntry) bool {
+		return len(h) == 2 && h[0].BuildID == 2 && h[0].Status == "succeeded"
+	})[0]
+	b := waitPipelineHistory(t, cfg, "place-b", 150*time.Second, "place-b's run succeeded", func(h []historyEntry) bool {
+		return len(h) == 1 && h[0].Status == "succeeded"
+	})[0]
+	span := func(e historyEntry) (time.Time, time.Time) {
+		start, err := time.Parse(time.RFC3339Nano, e.Started)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return start, start.Add(time.Duration(e.Duration * float64(time.Second)))
+	}
+	aStart, aEnd := span(a)
+	bStart, bEnd := span(b)
+	end, start := aEnd, aStart
+	if bEnd.Before(end) {
+		end = bEnd
+	}
+	if bStart.After(start) {
+		start = bStart
+	}
+	overlap := end.Sub(start)
+	t.Logf("place-a ran %s, place-b %s, together %s", aEnd.Sub(aStart).Round(time.Millisecond), bEnd.Sub(bStart).Round(time.Millisecond), overlap.Round(time.Millisecond))
+	if overlap < 5*time.Second {
+		t.Fatalf("the two runs overlapped %s: one held the only place through its health wait", overlap)
+	}
+}
+
 // TestServeRetentionPrunesOldRecords: records older than the retention are deleted by the
 // daemon, newer ones and the whole audit log stay.
 func TestServeRetentionPrunesOldRecords(t *testing.T) {
