@@ -152,6 +152,12 @@ func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEn
 	}
 	changed := make(chan struct{}, 1)
 	stop := a.Cluster.Informers.Notify(changed, refs)
+	// An object the watch does not hold as the window opens (one without the owner label)
+	// is not followed: its absence later says nothing.
+	held := make(map[*watchedObject]bool, len(objs))
+	for _, o := range objs {
+		held[o] = o.cached() != nil
+	}
 	out := make(chan event.Event)
 	go func() {
 		defer close(out)
@@ -163,6 +169,9 @@ func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEn
 				return
 			}
 			for _, o := range objs {
+				if !held[o] {
+					continue
+				}
 				ev := event.Event{Type: event.ResourceUpdateEvent, Resource: &event.ResourceStatus{Identifier: o.id, Status: status.UnknownStatus}}
 				if u := o.cached(); u == nil {
 					// Deleted, or no longer labelled as Slipway's.

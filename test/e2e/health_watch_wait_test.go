@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -97,6 +99,52 @@ spec:
 	}
 	if n := reads.n.Load() - before; n != 0 {
 		t.Errorf("the wait for a new set read the API server %d times, want none: the shared watch holds both kinds", n)
+	}
+
+	// The stability window follows the shared watches too: someone else's change that takes
+	// the Deployment out of Current ends it, and the only read is the list of its pods.
+	windowErr := make(chan error, 1)
+	before = reads.n.Load()
+	go func() { windowErr <- ap.WaitStable(ctx, res.Inventory, res.Seen, time.Minute, 20*time.Second) }()
+	time.Sleep(2 * time.Second)
+	dep := &unstructured.Unstructured{}
+	dep.SetGroupVersionKind(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"})
+	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedStringMap(dep.Object, map[string]string{"slipway-e2e": "nowhere"}, "spec", "template", "spec", "nodeSelector"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Client.Update(ctx, dep, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+	err = <-windowErr
+	t.Logf("stability window: %v", err)
+	if !errors.Is(err, apply.ErrUnstable) || !strings.Contains(err.Error(), "Deployment/"+ns+"/web is no longer Current") {
+		t.Fatalf("want the window to end ErrUnstable, naming the Deployment no longer Current; got %v", err)
+	}
+	// Reads: the window's list of the Deployment's pods, and its GET of the Deployment for
+	// their selector; after it, the failure's explanation reads the pods again.
+	if n := reads.n.Load() - before; n > 4 {
+		t.Errorf("the stability window read the API server %d times, want at most 4: its status comes from the shared watch", n)
+	}
+	// Someone takes the change back.
+	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	unstructured.RemoveNestedField(dep.Object, "spec", "template", "spec", "nodeSelector")
+	if err := cl.Client.Update(ctx, dep, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+	seen := apply.Seen{}
+	for _, e := range res.Inventory {
+		seen[e.Key()] = 0
+		if e.Kind == "Deployment" {
+			seen[e.Key()] = dep.GetGeneration()
+		}
+	}
+	if err := ap.Wait(ctx, res.Inventory, seen, time.Minute); err != nil {
+		t.Fatalf("wait after the change was taken back: %v", err)
 	}
 
 	// A new generation whose pod never runs: the watch's copy of the old, healthy generation
