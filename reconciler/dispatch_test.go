@@ -347,19 +347,28 @@ func TestDispatcherShutdownCancelsRunsAndRemovesTheHolder(t *testing.T) {
 	}
 }
 
-func TestDispatcherBoundsRunsInFlight(t *testing.T) {
-	f := newFakeExecutor(false)
-	st := testStore(t)
+// startOnePlaceDispatcher starts a dispatcher of f with runs.maxInFlight 1.
+func startOnePlaceDispatcher(t *testing.T, f *fakeExecutor) (context.Context, *Dispatcher) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: st, Description: "test",
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: testStore(t), Description: "test",
 		ClaimRetry: 10 * time.Millisecond, MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); d.Wait() })
-	other := func(name string) Job {
-		return RunJob(&Checkout{Repo: sources.Repo{Name: "repo"}}, &pipeline.Pipeline{Name: name}, store.TriggerPush, 0)
-	}
+	return ctx, d
+}
+
+// pipelineJob is a push run of the pipeline name of one repository.
+func pipelineJob(name string) Job {
+	return RunJob(&Checkout{Repo: sources.Repo{Name: "repo"}}, &pipeline.Pipeline{Name: name}, store.TriggerPush, 0)
+}
+
+func TestDispatcherBoundsRunsInFlight(t *testing.T) {
+	f := newFakeExecutor(false)
+	ctx, d := startOnePlaceDispatcher(t, f)
+	other := pipelineJob
 	first, err := d.Submit(ctx, other("a"))
 	if err != nil {
 		t.Fatal(err)
@@ -411,23 +420,13 @@ func TestDispatcherBoundsRunsInFlight(t *testing.T) {
 func TestRunInAWatchedHealthWaitGivesItsPlaceUp(t *testing.T) {
 	f := newFakeExecutor(true)
 	f.watched = true
-	st := testStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: f, Claims: st, Description: "test",
-		ClaimRetry: 10 * time.Millisecond, MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); d.Wait() })
-	job := func(name string) Job {
-		return RunJob(&Checkout{Repo: sources.Repo{Name: "repo"}}, &pipeline.Pipeline{Name: name}, store.TriggerPush, 0)
-	}
-	first, err := d.Submit(ctx, job("a"))
+	ctx, d := startOnePlaceDispatcher(t, f)
+	first, err := d.Submit(ctx, pipelineJob("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitStarted(t, f, first.BuildID)
-	second, err := d.Submit(ctx, job("b"))
+	second, err := d.Submit(ctx, pipelineJob("b"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,21 +3,18 @@ package e2e
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
-	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
@@ -42,14 +39,7 @@ func TestHealthWaitFollowsTheSharedWatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	reads := &readCounter{}
-	cl, err := kube.Connect(ctx, kube.Spec{Name: "e2e", Kubeconfig: env.Kubeconfig, WrapTransport: reads.wrap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log), Cache: cl}
-	owner := apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "e2e", Name: "health-watch"}, Task: "app"})
+	cl, ap, owner := cachedApplier(ctx, t, env, reads.wrap, "health-watch")
 	for _, gvr := range []schema.GroupVersionResource{
 		{Version: "v1", Resource: "configmaps"},
 		{Group: "apps", Version: "v1", Resource: "deployments"},
@@ -118,7 +108,7 @@ spec:
 	if err := cl.Client.Update(ctx, dep, client.FieldOwner("someone")); err != nil {
 		t.Fatal(err)
 	}
-	err = <-windowErr
+	err := <-windowErr
 	t.Logf("stability window: %v", err)
 	if !errors.Is(err, apply.ErrUnstable) || !strings.Contains(err.Error(), "Deployment/"+ns+"/web is no longer Current") {
 		t.Fatalf("want the window to end ErrUnstable, naming the Deployment no longer Current; got %v", err)

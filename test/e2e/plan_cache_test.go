@@ -43,6 +43,20 @@ func rv(u *unstructured.Unstructured) int64 {
 	return n
 }
 
+// cachedApplier connects to the environment's cluster through wrap, as the daemon does
+// (its shared informers the Applier's Cache), and names the owner of pipeline's objects.
+func cachedApplier(ctx context.Context, t *testing.T, env *testenv.Env, wrap func(http.RoundTripper) http.RoundTripper, pipeline string) (*kube.Cluster, *apply.Applier, apply.Owner) {
+	t.Helper()
+	cl, err := kube.Connect(ctx, kube.Spec{Name: "e2e", Kubeconfig: env.Kubeconfig, WrapTransport: wrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	owner := apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "e2e", Name: pipeline}, Task: "app"})
+	return cl, &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log), Cache: cl}, owner
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -57,14 +71,7 @@ func TestPlanReadsUnchangedObjectsFromTheSharedCache(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	lists := &listCounter{}
-	cl, err := kube.Connect(ctx, kube.Spec{Name: "e2e", Kubeconfig: env.Kubeconfig, WrapTransport: lists.wrap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log), Cache: cl}
-	owner := apply.OwnerOf(store.TaskRef{Pipeline: store.PipelineRef{Repository: "e2e", Name: "plan-cache"}, Task: "app"})
+	cl, ap, owner := cachedApplier(ctx, t, env, lists.wrap, "plan-cache")
 	ms := manifests(t, "app.yaml", `apiVersion: v1
 kind: ConfigMap
 metadata: {name: settings, namespace: `+ns+`}
@@ -171,7 +178,7 @@ spec:
 	if err := ap.DryRun(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	res, err = ap.Apply(ctx, p)
+	res, err := ap.Apply(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
