@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,18 +16,6 @@ import (
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
-// readCounter counts the reads a cluster connection sends that are not watches.
-type readCounter struct{ n atomic.Int64 }
-
-func (c *readCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Method == http.MethodGet && r.URL.Query().Get("watch") != "true" {
-			c.n.Add(1)
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
 // When the shared watches hold every kind of a set, they drive its health wait: the wait
 // ends as the watch shows the objects Current, without reading them from the API server,
 // and a watch's copy older than the apply never passes for the new one.
@@ -38,7 +24,7 @@ func TestHealthWaitFollowsTheSharedWatch(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reads := &readCounter{}
+	reads := &requestCounter{match: isRead}
 	cl, ap, owner := cachedApplier(ctx, t, env, reads.wrap, "health-watch")
 	for _, gvr := range []schema.GroupVersionResource{
 		{Version: "v1", Resource: "configmaps"},

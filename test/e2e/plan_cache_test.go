@@ -23,19 +23,28 @@ import (
 	"github.com/slipwayhq/slipway/test/testenv"
 )
 
-// listCounter counts the LIST requests a cluster connection sends (GETs of a collection
-// with a label selector that are not watches: the plan's and the informers' own).
-type listCounter struct{ n atomic.Int64 }
+// requestCounter counts the requests a cluster connection sends that match.
+type requestCounter struct {
+	match func(*http.Request) bool
+	n     atomic.Int64
+}
 
-func (c *listCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		q := r.URL.Query()
-		if r.Method == http.MethodGet && q.Has("labelSelector") && q.Get("watch") != "true" {
+		if c.match(r) {
 			c.n.Add(1)
 		}
 		return rt.RoundTrip(r)
 	})
 }
+
+// isRead: a GET that is not a watch.
+func isRead(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.URL.Query().Get("watch") != "true"
+}
+
+// isList: a read of a collection with a label selector (the plan's and the informers' own).
+func isList(r *http.Request) bool { return isRead(r) && r.URL.Query().Has("labelSelector") }
 
 // rv reads a resourceVersion as a number, as the test environment's etcd writes them.
 func rv(u *unstructured.Unstructured) int64 {
@@ -70,7 +79,7 @@ func TestPlanReadsUnchangedObjectsFromTheSharedCache(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lists := &listCounter{}
+	lists := &requestCounter{match: isList}
 	cl, ap, owner := cachedApplier(ctx, t, env, lists.wrap, "plan-cache")
 	ms := manifests(t, "app.yaml", `apiVersion: v1
 kind: ConfigMap
