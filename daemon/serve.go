@@ -93,8 +93,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if d.Config.HA != nil {
 		watchStore = ownedStore{Store: d.Store, owns: func(repo string) bool { return owned.Owns(repo) }}
 	}
+	// The drift and health watches share the parsed objects of the current revisions, so
+	// each current object is held once.
+	parsed := &drift.Parsed{}
 	dw := &drift.Watcher{Store: watchStore, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
-		Log: log.WithField("component", "drift")}
+		Parsed: parsed, Log: log.WithField("component", "drift")}
 	// One client per repository's forge, for the commit statuses and the pull-request gate.
 	forges, err := ForgeClients(d.Config)
 	if err != nil {
@@ -107,7 +110,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	defer statuses.Start(ctx)()
 	// The health watch keeps an eye on the deployed workloads after their stability window,
 	// paused like the drift watcher while a task deploys; its rollbacks go to the dispatcher.
-	hw := &drift.HealthWatch{Store: watchStore, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
+	hw := &drift.HealthWatch{Store: watchStore, Clusters: d.Clusters, Sweep: o.DriftSweep, Parsed: parsed,
+		Log: log.WithField("component", "health")}
 	if err := reg.Register(hw); err != nil {
 		return err
 	}
