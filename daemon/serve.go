@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"k8s.io/utils/clock"
@@ -62,7 +64,12 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := sweep.MarkStale(ctx, d.Store, log); err != nil {
 		return err
 	}
+	memoryLimit(d.Config.MemoryLimit.Bytes, os.Getenv("GOMEMLIMIT"), log)
 	reg := prometheus.NewRegistry()
+	// The Go runtime's own metrics, go_gc_gomemlimit_bytes (the limit in force) among them.
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
 	driftMetrics, err := drift.NewMetrics(reg)
 	if err != nil {
 		return err

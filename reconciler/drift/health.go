@@ -144,6 +144,9 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 	known := func(rev *store.Revision) bool {
 		return rev.Drift.EffectiveHealth() == store.HealthOff || parsed.has(healthHolder, rev)
 	}
+	// The workloads' selectors are worked out after the read, which fn must keep short: it
+	// holds one of the store's connections.
+	var watched [][]*Object
 	err := h.Store.EachCurrentRevision(ctx, known, func(rev *store.Revision) error {
 		current[parsedKeyOf(rev)] = true
 		revKeys[revKey(rev)] = true
@@ -158,6 +161,13 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			errs = append(errs, err)
 			return nil
 		}
+		watched = append(watched, objs)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, objs := range watched {
 		for _, o := range objs {
 			sel, err := podSelector(o)
 			if err != nil {
@@ -167,15 +177,12 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			if sel == nil {
 				continue
 			}
+			rev := o.Revision
 			t := &healthTarget{rev: rev, entry: o.Entry, sel: sel}
 			nk := rev.Cluster + "|" + o.Entry.Namespace
 			workloads[nk] = append(workloads[nk], t)
 			pipelines[rev.Pipeline][t.key()] = t
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	parsed.retain(healthHolder, current)
 	h.mu.Lock()
