@@ -139,6 +139,8 @@ func revisionObjects(ctx context.Context, clusters Clusters, rev *store.Revision
 // times, and each watch keeping its own would hold every current object twice. A
 // revision's stored objects never change (the digest is part of the key); its status and
 // policy may, so each reload hands out copies pointing at the fresh record.
+// Each object's Revision is the record it was handed out with, so its build ID is the
+// current revision's even when the objects were parsed from an earlier one.
 type Parsed struct {
 	mu sync.Mutex
 	// byKey are the parsed objects, with no Revision: a cached object pointing at the record
@@ -150,15 +152,18 @@ type Parsed struct {
 	holders map[string]map[parsedKey]bool
 }
 
+// parsedKey is what a revision's parsed objects depend on: a later run of the same task
+// that rendered the same objects (a no-op re-run) shares them, so it is not parsed again.
 type parsedKey struct {
 	task          store.TaskRef
-	buildID       int64
 	cluster       string
+	kind          store.DeployKind
+	namespace     string // a chart release's namespace, given to objects that name none
 	objectsDigest string
 }
 
 func parsedKeyOf(rev *store.Revision) parsedKey {
-	return parsedKey{task: rev.TaskRef(), buildID: rev.BuildID, cluster: rev.Cluster, objectsDigest: rev.ObjectsDigest}
+	return parsedKey{task: rev.TaskRef(), cluster: rev.Cluster, kind: rev.Kind, namespace: rev.Namespace, objectsDigest: rev.ObjectsDigest}
 }
 
 // holdLocked records that holder holds k; p.mu is held.

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,13 @@ func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
 			t.Fatal("the cached object keeps the record it was parsed from")
 		}
 	}
+	// A later run of the task that rendered the same objects shares them.
+	third := rev(store.RevisionApplied, nil)
+	third.BuildID = 4
+	c, err := p.objects(context.Background(), driftHolder, cl, third)
+	if err != nil || len(c) != 1 || cl.gets != 1 || c[0].Revision.BuildID != 4 {
+		t.Fatalf("a later run's same objects: %d objects, %d parses, %v", len(c), cl.gets, err)
+	}
 	// No longer current: forgotten, so its return parses again.
 	p.retain(driftHolder, nil)
 	if _, err := p.objects(context.Background(), driftHolder, cl, rev(store.RevisionHealthy, nil)); err != nil || cl.gets != 2 {
@@ -234,8 +242,9 @@ func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
 func TestParsedSharedByTheWatches(t *testing.T) {
 	objects := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: apps}\n")
 	rev := func(build int64) *store.Revision {
+		// Each build renders other objects: the same ones would share their parse.
 		return &store.Revision{Pipeline: store.PipelineRef{Repository: "r", Name: "p"}, BuildID: build, Task: "deploy",
-			Cluster: "c", Kind: store.DeployYAML, Objects: objects, ObjectsDigest: "sha256:x", Status: store.RevisionHealthy}
+			Cluster: "c", Kind: store.DeployYAML, Objects: objects, ObjectsDigest: fmt.Sprintf("sha256:%d", build), Status: store.RevisionHealthy}
 	}
 	ctx := context.Background()
 	cl := &countingClusters{}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,6 +44,10 @@ func TestServeMemoryLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "200MiB")
 	if got := limitOf("GOMEMLIMIT=200MiB"); got != 200<<20 {
 		t.Errorf("GOMEMLIMIT=200MiB beside memoryLimit: 96Mi: the runtime's limit is %.0f, want the environment's %d", got, 200<<20)
+	}
+	t.Setenv("GOMEMLIMIT", "off")
+	if got := limitOf("GOMEMLIMIT=off"); got != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT=off beside memoryLimit: 96Mi: the runtime's limit is %.0f, want none (%d)", got, int64(math.MaxInt64))
 	}
 }
 
