@@ -3,6 +3,8 @@ package config
 import (
 	"runtime"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Runs bounds the run engine.
@@ -56,6 +58,10 @@ func (c *Config) MaxInFlight() int {
 	return DefaultMaxInFlight()
 }
 
+// MinMemoryLimit is the least memoryLimit: below it the garbage collector would run
+// almost without pause, whatever the load.
+const MinMemoryLimit = 32 << 20
+
 // minRetentionInterval keeps a typo from making the daemon clean up in a busy loop.
 const minRetentionInterval = time.Second
 
@@ -66,6 +72,9 @@ func (k checker) limits() {
 	}
 	if c.Runs.MaxAppliesInFlight < 1 || c.Runs.MaxAppliesInFlight > 1000 {
 		k.at("runs.maxAppliesInFlight", "runs.maxAppliesInFlight %d must be between 1 and 1000", c.Runs.MaxAppliesInFlight)
+	}
+	if c.MemoryLimit.Bytes < MinMemoryLimit {
+		k.at("memoryLimit", "memoryLimit %s must be at least 32Mi", resource.NewQuantity(c.MemoryLimit.Bytes, resource.BinarySI))
 	}
 	if c.Git.MaxPerHost < 1 || c.Git.MaxPerHost > 100 {
 		k.at("git.maxPerHost", "git.maxPerHost %d must be between 1 and 100", c.Git.MaxPerHost)

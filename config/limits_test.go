@@ -14,6 +14,9 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MaxInFlight() != DefaultMaxInFlight() || DefaultMaxInFlight() < 4 {
 		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
 	}
+	if c.MemoryLimit.Bytes != 256<<20 {
+		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)
+	}
 	if c.Runs.MaxAppliesInFlight != 32 || c.Git.MaxPerHost != 4 {
 		t.Errorf("runs.maxAppliesInFlight, git.maxPerHost defaults = %d, %d", c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost)
 	}
@@ -26,9 +29,12 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 		r.DriftEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) {
 		t.Errorf("retention defaults = %+v", r)
 	}
-	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nruns: {maxInFlight: 2, maxAppliesInFlight: 3}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
+	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nmemoryLimit: 1Gi\nruns: {maxInFlight: 2, maxAppliesInFlight: 3}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.MemoryLimit.Bytes != 1<<30 {
+		t.Errorf("written memoryLimit = %d", c.MemoryLimit.Bytes)
 	}
 	if c.MaxInFlight() != 2 || c.Runs.MaxAppliesInFlight != 3 || c.Git.MaxPerHost != 1 || c.Retention.DriftEvents != (RecordLimits{}) {
 		t.Errorf("written limits: %d %d %d %+v", c.MaxInFlight(), c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost, c.Retention.DriftEvents)
@@ -43,6 +49,7 @@ retention:
   webhookDeliveries: {maxAge: 30m}
   pullRequestEvents: {maxCount: -1}
 git: {maxPerHost: 101}
+memoryLimit: 16Mi
 `))
 	want := []string{
 		"2:21: runs.maxInFlight must be at least 1",
@@ -54,6 +61,7 @@ git: {maxPerHost: 101}
 		"8:33: retention.pullRequestEvents.maxCount must not be negative",
 		"2:44: runs.maxAppliesInFlight 0 must be between 1 and 1000",
 		"9:19: git.maxPerHost 101 must be between 1 and 100",
+		"10:14: memoryLimit 16Mi must be at least 32Mi",
 	}
 	if err == nil {
 		t.Fatal("bad limits were accepted")

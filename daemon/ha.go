@@ -190,24 +190,24 @@ type ownedStore struct {
 }
 
 func (s ownedStore) CurrentRevisions(ctx context.Context) ([]store.Revision, error) {
-	return s.CurrentRevisionsBut(ctx, nil)
+	var revs []store.Revision
+	err := s.EachCurrentRevision(ctx, nil, func(r *store.Revision) error {
+		revs = append(revs, *r)
+		return nil
+	})
+	return revs, err
 }
 
-func (s ownedStore) CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error) {
+func (s ownedStore) EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error {
 	// Revisions of repositories another replica owns are dropped: never read them in full.
-	revs, err := s.Store.CurrentRevisionsBut(ctx, func(r *store.Revision) bool {
+	return s.Store.EachCurrentRevision(ctx, func(r *store.Revision) bool {
 		return !s.owns(r.Pipeline.Repository) || (known != nil && known(r))
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := revs[:0]
-	for _, r := range revs {
-		if s.owns(r.Pipeline.Repository) {
-			out = append(out, r)
+	}, func(r *store.Revision) error {
+		if !s.owns(r.Pipeline.Repository) {
+			return nil
 		}
-	}
-	return out, nil
+		return fn(r)
+	})
 }
 
 // newCoordinator connects to ha's cluster (nothing is dialled until the first LIST) and

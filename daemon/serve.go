@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"k8s.io/utils/clock"
@@ -62,7 +64,12 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := sweep.MarkStale(ctx, d.Store, log); err != nil {
 		return err
 	}
+	memoryLimit(d.Config.MemoryLimit.Bytes, os.Getenv("GOMEMLIMIT"), log)
 	reg := prometheus.NewRegistry()
+	// The Go runtime's own metrics, go_gc_gomemlimit_bytes (the limit in force) among them.
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
 	driftMetrics, err := drift.NewMetrics(reg)
 	if err != nil {
 		return err
@@ -93,8 +100,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if d.Config.HA != nil {
 		watchStore = ownedStore{Store: d.Store, owns: func(repo string) bool { return owned.Owns(repo) }}
 	}
+	// The drift and health watches share the parsed objects of the current revisions, so
+	// each current object is held once.
+	parsed := &drift.Parsed{}
 	dw := &drift.Watcher{Store: watchStore, Clusters: d.Clusters, Metrics: driftMetrics, Sweep: o.DriftSweep,
-		Log: log.WithField("component", "drift")}
+		Parsed: parsed, Log: log.WithField("component", "drift")}
 	// One client per repository's forge, for the commit statuses and the pull-request gate.
 	forges, err := ForgeClients(d.Config)
 	if err != nil {
@@ -107,7 +117,8 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	defer statuses.Start(ctx)()
 	// The health watch keeps an eye on the deployed workloads after their stability window,
 	// paused like the drift watcher while a task deploys; its rollbacks go to the dispatcher.
-	hw := &drift.HealthWatch{Store: watchStore, Clusters: d.Clusters, Sweep: o.DriftSweep, Log: log.WithField("component", "health")}
+	hw := &drift.HealthWatch{Store: watchStore, Clusters: d.Clusters, Sweep: o.DriftSweep, Parsed: parsed,
+		Log: log.WithField("component", "health")}
 	if err := reg.Register(hw); err != nil {
 		return err
 	}

@@ -210,20 +210,33 @@ func (s *DB) ListDriftEvents(ctx context.Context, ref PipelineRef, limit int) ([
 // objects (a chart deploy Helm failed before rendering anything): nothing of it reached
 // the cluster, so the revision before it is still what is there.
 func (s *DB) CurrentRevisions(ctx context.Context) ([]Revision, error) {
-	return s.CurrentRevisionsBut(ctx, nil)
+	var revs []Revision
+	err := s.EachCurrentRevision(ctx, nil, func(r *Revision) error {
+		revs = append(revs, *r)
+		return nil
+	})
+	return revs, err
 }
 
-// CurrentRevisionsBut is CurrentRevisions for a reader that keeps what it took from the
-// revisions it read before (the drift and health watches, which reload after every
-// deploy): the revisions known reports true for come without their objects and inventory
-// (Objects and Inventory nil), which are the bulk of a revision to read, decompress and
-// check; the others come in full. known sees each revision's other fields, the objects'
-// digest among them; nil knows none.
-func (s *DB) CurrentRevisionsBut(ctx context.Context, known func(*Revision) bool) ([]Revision, error) {
-	var revs []Revision
+// EachCurrentRevision hands the current revisions (see CurrentRevisions, same order) to fn
+// one at a time, for a reader that keeps what it took from the revisions it read before
+// (the drift and health watches, which reload after every deploy). The revisions known
+// reports true for come without their objects and inventory (Objects and Inventory nil),
+// which are the bulk of a revision to read, decompress and check; the others come in
+// full. known sees each revision's other fields, the objects' digest among them; nil
+// knows none. Each revision is its own copy, fn's to keep: keeping one keeps no other.
+// fn runs inside the store's read and must not call the store; an error from fn ends the
+// reading and is returned as it is.
+func (s *DB) EachCurrentRevision(ctx context.Context, known func(*Revision) bool, fn func(*Revision) error) error {
+	var fnErr error
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		var err error
-		revs, err = s.queryRevisionsBut(ctx, tx, known, `r.id IN (
+		return s.eachRevision(ctx, tx, known, func(r *Revision) error {
+			if err := fn(r); err != nil {
+				fnErr = err
+				return err
+			}
+			return nil
+		}, `r.id IN (
 			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3)
 				AND (c.status <> $3 OR c.objects_size > 0) AND NOT EXISTS (
 				SELECT 1 FROM revisions n WHERE n.pipeline_id = c.pipeline_id AND n.task = c.task
@@ -231,10 +244,12 @@ func (s *DB) CurrentRevisionsBut(ctx context.Context, known func(*Revision) bool
 					AND n.build_id > c.build_id))
 			ORDER BY p.repository, p.name, r.task`,
 			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
-		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("current revisions: %w", err)
+	if fnErr != nil {
+		return fnErr
 	}
-	return revs, nil
+	if err != nil {
+		return fmt.Errorf("current revisions: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -136,8 +137,9 @@ func TestDriftEventsRoundTripNewestFirst(t *testing.T) {
 }
 
 // A reader that keeps what it parsed gets the revisions it knows without their objects and
-// inventory, and every other field as CurrentRevisions has it; the rest come in full.
-func TestCurrentRevisionsButLeavesOutKnownObjects(t *testing.T) {
+// inventory, and every other field as CurrentRevisions has it; the rest come in full, one
+// at a time, each its own copy.
+func TestEachCurrentRevisionLeavesOutKnownObjects(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := testCtx(t)
 	other := PipelineRef{Repository: testPipeline.Repository, Name: "other"}
@@ -155,15 +157,22 @@ func TestCurrentRevisionsButLeavesOutKnownObjects(t *testing.T) {
 		t.Fatalf("current revisions %d: %v", len(full), err)
 	}
 	var asked []PipelineRef
-	revs, err := s.CurrentRevisionsBut(ctx, func(r *Revision) bool {
+	var revs []*Revision
+	err = s.EachCurrentRevision(ctx, func(r *Revision) bool {
 		asked = append(asked, r.Pipeline)
 		if r.ObjectsDigest != full[0].ObjectsDigest {
 			t.Errorf("known sees objects digest %q, want %q", r.ObjectsDigest, full[0].ObjectsDigest)
 		}
 		return r.Pipeline == testPipeline
+	}, func(r *Revision) error {
+		revs = append(revs, r)
+		return nil
 	})
 	if err != nil || len(revs) != 2 || len(asked) != 2 {
 		t.Fatalf("current revisions but known: %d, asked %v: %v", len(revs), asked, err)
+	}
+	if revs[0] == revs[1] {
+		t.Fatal("fn was handed the same record twice: it cannot keep one")
 	}
 	for i, r := range revs {
 		want := full[i]
@@ -173,11 +182,18 @@ func TestCurrentRevisionsButLeavesOutKnownObjects(t *testing.T) {
 			}
 			want.Objects, want.Inventory = nil, nil
 		}
-		if !reflect.DeepEqual(r, want) {
-			t.Errorf("revision %d:\n got %+v\nwant %+v", i, r, want)
+		if !reflect.DeepEqual(*r, want) {
+			t.Errorf("revision %d:\n got %+v\nwant %+v", i, *r, want)
 		}
 	}
 	if string(revs[1].Objects) != "kind: ConfigMap\n" || len(revs[1].Inventory) != 1 || revs[1].Masks[0] != "s3cret" {
 		t.Errorf("the unknown revision is not read in full: %+v", revs[1])
+	}
+	// fn's error ends the reading and comes back as it is.
+	stop := errors.New("enough")
+	n := 0
+	err = s.EachCurrentRevision(ctx, nil, func(*Revision) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("fn's error: %v after %d revisions, want %v after 1", err, n, stop)
 	}
 }

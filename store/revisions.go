@@ -193,13 +193,21 @@ func (s *DB) getRevision(ctx context.Context, q querier, where string, args ...a
 
 // queryRevisions reads revisions; where may end in ORDER BY and LIMIT.
 func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
-	return s.queryRevisionsBut(ctx, q, nil, where, args...)
+	var revs []Revision
+	err := s.eachRevision(ctx, q, nil, func(r *Revision) error {
+		revs = append(revs, *r)
+		return nil
+	}, where, args...)
+	return revs, err
 }
 
-// queryRevisionsBut is queryRevisions leaving out the objects and inventory of the
-// revisions known reports true for (nil: none): they are the bulk of a revision to read,
-// decompress and check. The others' objects are read one by one after the heads.
-func (s *DB) queryRevisionsBut(ctx context.Context, q querier, known func(*Revision) bool, where string, args ...any) ([]Revision, error) {
+// eachRevision reads revisions and hands them to fn one at a time, each its own copy that
+// fn may keep, leaving out the objects and inventory of the revisions known reports true
+// for (nil: none): they are the bulk of a revision to read, decompress and check. The
+// others' objects are read one by one after the heads, so no more than one revision's
+// objects are held here at a time, and a reader that keeps a few revisions does not keep
+// every one read with them.
+func (s *DB) eachRevision(ctx context.Context, q querier, known func(*Revision) bool, fn func(*Revision) error, where string, args ...any) error {
 	objects := "r.objects"
 	if known != nil {
 		objects = "NULL"
@@ -212,36 +220,38 @@ func (s *DB) queryRevisionsBut(ctx context.Context, q querier, known func(*Revis
 		FROM revisions r JOIN pipelines p ON p.id = r.pipeline_id
 		WHERE `+where, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	// packed is how a revision's objects are stored, to unpack them once read.
-	type packed struct {
+	// head is a revision as the first query reads it, with how its objects are stored, to
+	// unpack them once read. The rows are all read before any objects: a connection runs
+	// one query at a time.
+	type head struct {
+		rev             Revision
 		id, pid, size   int64
 		blob            []byte
 		encoding, keyID string
 	}
-	var revs []Revision
-	var stored []packed
+	var heads []head
 	for rows.Next() {
-		var r Revision
-		var p packed
+		var h head
+		r := &h.rev
 		var created, updated int64
 		var chart, chartVersion, valuesDigest sql.NullString
 		var release sql.NullInt64
 		var policy string
 		var masks []byte
 		var masksSize int64
-		if err := rows.Scan(&p.id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
-			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &p.blob, &p.encoding, &p.size, &r.ObjectsDigest,
-			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &p.pid, &p.keyID, &masks, &masksSize, &r.Prune, &r.Environment); err != nil {
-			return nil, err
+		if err := rows.Scan(&h.id, &r.Pipeline.Repository, &r.Pipeline.Name, &r.BuildID, &r.Task, &r.Cluster,
+			&r.Namespace, &r.Kind, &r.Status, &r.Reason, &h.blob, &h.encoding, &h.size, &r.ObjectsDigest,
+			&chart, &chartVersion, &valuesDigest, &release, &created, &updated, &policy, &h.pid, &h.keyID, &masks, &masksSize, &r.Prune, &r.Environment); err != nil {
+			return err
 		}
 		if r.Drift, err = decodeDriftPolicy(policy); err != nil {
-			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+			return fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
-		if r.Masks, err = s.unpackMasks(masks, masksSize, p.encoding, p.keyID, p.pid, r.BuildID, r.Task); err != nil {
-			return nil, fmt.Errorf("%s: masks: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+		if r.Masks, err = s.unpackMasks(masks, masksSize, h.encoding, h.keyID, h.pid, r.BuildID, r.Task); err != nil {
+			return fmt.Errorf("%s: masks: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
 		}
 		if chart.Valid {
 			r.Chart = &ChartRelease{Chart: chart.String, Version: chartVersion.String,
@@ -249,36 +259,48 @@ func (s *DB) queryRevisionsBut(ctx context.Context, q querier, known func(*Revis
 		}
 		r.CreatedAt = fromMicros(sql.NullInt64{Int64: created, Valid: true})
 		r.UpdatedAt = fromMicros(sql.NullInt64{Int64: updated, Valid: true})
-		revs = append(revs, r)
-		stored = append(stored, p)
+		heads = append(heads, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	rows.Close()
-	for i := range revs {
-		r, p := &revs[i], stored[i]
-		if known != nil {
-			if known(r) {
-				continue
+	for i := range heads {
+		h := heads[i]
+		heads[i] = head{} // the copy is fn's; this one's blob goes as soon as it is unpacked
+		r := h.rev
+		if known == nil || !known(&r) {
+			if err := s.unpackRevision(ctx, q, &r, h.id, h.pid, h.size, h.blob, known != nil, h.encoding, h.keyID); err != nil {
+				return err
 			}
-			if err := q.QueryRowContext(ctx, `SELECT objects FROM revisions WHERE id = $1`, p.id).Scan(&p.blob); err != nil {
-				return nil, fmt.Errorf("%s: objects: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
-			}
 		}
-		aad := objectsAAD(p.pid, r.BuildID, r.Task)
-		if r.Objects, err = s.codec.unpack(s.opts.keyring, p.encoding, p.keyID, p.blob, aad, p.size); err != nil {
-			return nil, fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
-		}
-		if got := digest(r.Objects); got != r.ObjectsDigest {
-			return nil, fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
-				revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
-		}
-		if r.Inventory, err = readInventory(ctx, q, p.id); err != nil {
-			return nil, fmt.Errorf("inventory: %w", err)
+		if err := fn(&r); err != nil {
+			return err
 		}
 	}
-	return revs, nil
+	return nil
+}
+
+// unpackRevision fills r's objects (read from the row id first when read) and inventory.
+func (s *DB) unpackRevision(ctx context.Context, q querier, r *Revision, id, pid, size int64, blob []byte, read bool, encoding, keyID string) error {
+	if read {
+		if err := q.QueryRowContext(ctx, `SELECT objects FROM revisions WHERE id = $1`, id).Scan(&blob); err != nil {
+			return fmt.Errorf("%s: objects: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+		}
+	}
+	var err error
+	aad := objectsAAD(pid, r.BuildID, r.Task)
+	if r.Objects, err = s.codec.unpack(s.opts.keyring, encoding, keyID, blob, aad, size); err != nil {
+		return fmt.Errorf("%s: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+	}
+	if got := digest(r.Objects); got != r.ObjectsDigest {
+		return fmt.Errorf("%s: objects digest %s, stored %s: the row is corrupt",
+			revisionName(r.Pipeline, r.BuildID, r.Task), got, r.ObjectsDigest)
+	}
+	if r.Inventory, err = readInventory(ctx, q, id); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return nil
 }
 
 func readInventory(ctx context.Context, q querier, revisionID int64) ([]InventoryEntry, error) {

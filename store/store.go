@@ -112,10 +112,11 @@ type Store interface {
 	// SaveRevision's Drift policy is kept with the revision. CurrentRevisions returns each
 	// task's newest healthy, applied or failed revision: what is on the cluster now.
 	CurrentRevisions(ctx context.Context) ([]Revision, error)
-	// CurrentRevisionsBut is CurrentRevisions without the objects and inventory of the
-	// revisions known reports true for (Objects and Inventory nil): for readers that keep
-	// what they took from a revision they read before.
-	CurrentRevisionsBut(ctx context.Context, known func(*Revision) bool) ([]Revision, error)
+	// EachCurrentRevision hands the current revisions to fn one at a time, without the
+	// objects and inventory of the revisions known reports true for (Objects and Inventory
+	// nil): for readers that keep what they took from a revision they read before. fn must
+	// not call the store.
+	EachCurrentRevision(ctx context.Context, known func(*Revision) bool, fn func(*Revision) error) error
 	// RecordDriftEvent records what the drift watcher saw and did about one object.
 	RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error)
 	// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0: all.

@@ -132,50 +132,84 @@ func revisionObjects(ctx context.Context, clusters Clusters, rev *store.Revision
 	return Objects(cl, rev)
 }
 
-// parsedRevisions keeps the objects of the current revisions parsed between reloads. The
-// watches reload every current revision after each task's end: a push deploying a
+// Parsed keeps the objects of the current revisions parsed between reloads, once for the
+// drift and health watches together (give both the same one; the zero value is ready).
+// The watches reload every current revision after each task's end: a push deploying a
 // thousand applications would otherwise parse every revision's YAML again a thousand
-// times. A revision's stored objects never change (the digest is part of the key); its
-// status and policy may, so each reload hands out copies pointing at the fresh record.
-type parsedRevisions struct {
-	mu   sync.Mutex
-	byID map[parsedKey][]*Object
+// times, and each watch keeping its own would hold every current object twice. A
+// revision's stored objects never change (the digest is part of the key); its status and
+// policy may, so each reload hands out copies pointing at the fresh record.
+// Each object's Revision is the record it was handed out with, so its build ID is the
+// current revision's even when the objects were parsed from an earlier one.
+type Parsed struct {
+	mu sync.Mutex
+	// byKey are the parsed objects, with no Revision: a cached object pointing at the record
+	// it was parsed from would keep that record, and whatever was read with it, as long as
+	// the revision stays current.
+	byKey map[parsedKey][]*Object
+	// holders are, by watch, the revisions it holds: the current ones of its last reload and
+	// those it took from the cache since. An entry goes when no watch holds it.
+	holders map[string]map[parsedKey]bool
 }
 
+// parsedKey is what a revision's parsed objects depend on: a later run of the same task
+// that rendered the same objects (a no-op re-run) shares them, so it is not parsed again.
 type parsedKey struct {
 	task          store.TaskRef
-	buildID       int64
 	cluster       string
+	kind          store.DeployKind
+	namespace     string // a chart release's namespace, given to objects that name none
 	objectsDigest string
 }
 
 func parsedKeyOf(rev *store.Revision) parsedKey {
-	return parsedKey{task: rev.TaskRef(), buildID: rev.BuildID, cluster: rev.Cluster, objectsDigest: rev.ObjectsDigest}
+	return parsedKey{task: rev.TaskRef(), cluster: rev.Cluster, kind: rev.Kind, namespace: rev.Namespace, objectsDigest: rev.ObjectsDigest}
+}
+
+// holdLocked records that holder holds k; p.mu is held.
+func (p *Parsed) holdLocked(holder string, k parsedKey) {
+	if p.holders == nil {
+		p.holders = map[string]map[parsedKey]bool{}
+	}
+	if p.holders[holder] == nil {
+		p.holders[holder] = map[parsedKey]bool{}
+	}
+	p.holders[holder][k] = true
 }
 
 // objects is revisionObjects, parsed once per revision while it stays current. It drops
 // rev's stored rendering and inventory, which the parsed objects stand for: the watches
 // keep rev as long as it is current, and a thousand renderings held twice cost more memory
 // than anything else they keep.
-func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *store.Revision) ([]*Object, error) {
+func (p *Parsed) objects(ctx context.Context, holder string, clusters Clusters, rev *store.Revision) ([]*Object, error) {
 	k := parsedKeyOf(rev)
 	p.mu.Lock()
-	cached, ok := p.byID[k]
+	cached, ok := p.byKey[k]
+	if ok {
+		p.holdLocked(holder, k)
+	}
 	p.mu.Unlock()
 	if !ok {
+		if rev.Objects == nil {
+			// Told known, yet gone: only a reload racing the watch's own could do it.
+			return nil, fmt.Errorf("revision of task %s of %s #%d: objects neither read nor parsed", rev.Task, rev.Pipeline, rev.BuildID)
+		}
 		objs, err := revisionObjects(ctx, clusters, rev)
 		if err != nil {
 			return nil, err
 		}
-		p.mu.Lock()
-		if p.byID == nil {
-			p.byID = map[parsedKey][]*Object{}
+		for _, o := range objs {
+			o.Revision, o.Ignore = nil, nil
 		}
-		p.byID[k] = objs
+		p.mu.Lock()
+		if p.byKey == nil {
+			p.byKey = map[parsedKey][]*Object{}
+		}
+		p.byKey[k] = objs
+		p.holdLocked(holder, k)
 		p.mu.Unlock()
 		cached = objs
 	}
-	// Every caller gets copies, the first one too: the cached objects are nobody's to change.
 	rev.Objects, rev.Inventory = nil, nil
 	out := make([]*Object, len(cached))
 	for i, o := range cached {
@@ -187,25 +221,38 @@ func (p *parsedRevisions) objects(ctx context.Context, clusters Clusters, rev *s
 	return out, nil
 }
 
-// has tells whether rev's objects are parsed already: the store need not read them.
-func (p *parsedRevisions) has(rev *store.Revision) bool {
+// has tells whether rev's objects are parsed already: the store need not read them. A yes
+// holds them for holder until its next retain, so another watch's reload cannot drop them
+// before holder takes them.
+func (p *Parsed) has(holder string, rev *store.Revision) bool {
+	k := parsedKeyOf(rev)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.byID[parsedKeyOf(rev)]
+	_, ok := p.byKey[k]
+	if ok {
+		p.holdLocked(holder, k)
+	}
 	return ok
 }
 
-// retain forgets the revisions that are no longer current.
-func (p *parsedRevisions) retain(revs []store.Revision) {
-	keep := make(map[parsedKey]bool, len(revs))
-	for i := range revs {
-		keep[parsedKeyOf(&revs[i])] = true
-	}
+// retain makes current the revisions holder holds and forgets those no watch holds.
+func (p *Parsed) retain(holder string, current map[parsedKey]bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k := range p.byID {
-		if !keep[k] {
-			delete(p.byID, k)
+	if p.holders == nil {
+		p.holders = map[string]map[parsedKey]bool{}
+	}
+	p.holders[holder] = current
+	for k := range p.byKey {
+		held := false
+		for _, keys := range p.holders {
+			if keys[k] {
+				held = true
+				break
+			}
+		}
+		if !held {
+			delete(p.byKey, k)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -197,9 +198,9 @@ func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
 			Drift: store.DriftPolicy{Ignore: []store.DriftIgnoreRule{{Kind: "ConfigMap", Paths: ignore}}}}
 	}
 	cl := &countingClusters{}
-	var p parsedRevisions
+	var p Parsed
 	first := rev(store.RevisionApplied, nil)
-	a, err := p.objects(context.Background(), cl, first)
+	a, err := p.objects(context.Background(), driftHolder, cl, first)
 	if err != nil || len(a) != 1 || cl.gets != 1 {
 		t.Fatalf("first: %v objects, %d parses, %v", len(a), cl.gets, err)
 	}
@@ -209,16 +210,77 @@ func TestCurrentRevisionParsedOncePerReload(t *testing.T) {
 	// The next reload's record of the same revision: not parsed again, but its status and
 	// policy are the new record's.
 	second := rev(store.RevisionHealthy, []string{"/data/a"})
-	b, err := p.objects(context.Background(), cl, second)
+	b, err := p.objects(context.Background(), driftHolder, cl, second)
 	if err != nil || len(b) != 1 || cl.gets != 1 {
 		t.Fatalf("second: %v objects, %d parses, %v", len(b), cl.gets, err)
 	}
 	if b[0].Revision != second || &b[0].desired[0] != &a[0].desired[0] || strings.Join(b[0].Ignore, ",") != "/data/a" || a[0].Revision != first {
 		t.Fatalf("reused object: revision %p (want %p), ignore %v", b[0].Revision, second, b[0].Ignore)
 	}
+	// The cache itself points at no record: one would keep it, and what was read with it.
+	for _, o := range p.byKey[parsedKeyOf(first)] {
+		if o.Revision != nil {
+			t.Fatal("the cached object keeps the record it was parsed from")
+		}
+	}
+	// A later run of the task that rendered the same objects shares them.
+	third := rev(store.RevisionApplied, nil)
+	third.BuildID = 4
+	c, err := p.objects(context.Background(), driftHolder, cl, third)
+	if err != nil || len(c) != 1 || cl.gets != 1 || c[0].Revision.BuildID != 4 {
+		t.Fatalf("a later run's same objects: %d objects, %d parses, %v", len(c), cl.gets, err)
+	}
 	// No longer current: forgotten, so its return parses again.
-	p.retain(nil)
-	if _, err := p.objects(context.Background(), cl, rev(store.RevisionHealthy, nil)); err != nil || cl.gets != 2 {
+	p.retain(driftHolder, nil)
+	if _, err := p.objects(context.Background(), driftHolder, cl, rev(store.RevisionHealthy, nil)); err != nil || cl.gets != 2 {
 		t.Fatalf("after retain: %d parses, %v", cl.gets, err)
+	}
+}
+
+// The drift and health watches share one cache: a revision is parsed once for both, and
+// one watch's reload never drops what the other holds.
+func TestParsedSharedByTheWatches(t *testing.T) {
+	objects := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: apps}\n")
+	rev := func(build int64) *store.Revision {
+		// Each build renders other objects: the same ones would share their parse.
+		return &store.Revision{Pipeline: store.PipelineRef{Repository: "r", Name: "p"}, BuildID: build, Task: "deploy",
+			Cluster: "c", Kind: store.DeployYAML, Objects: objects, ObjectsDigest: fmt.Sprintf("sha256:%d", build), Status: store.RevisionHealthy}
+	}
+	ctx := context.Background()
+	cl := &countingClusters{}
+	var p Parsed
+	if _, err := p.objects(ctx, driftHolder, cl, rev(1)); err != nil {
+		t.Fatal(err)
+	}
+	// The health watch is told the revision is known, so the store leaves its objects out.
+	known := rev(1)
+	if !p.has(healthHolder, known) {
+		t.Fatal("the health watch does not see what the drift watch parsed")
+	}
+	known.Objects = nil
+	// Before it takes them, the drift watch reloads and finds a newer revision current.
+	if _, err := p.objects(ctx, driftHolder, cl, rev(2)); err != nil {
+		t.Fatal(err)
+	}
+	p.retain(driftHolder, map[parsedKey]bool{parsedKeyOf(rev(2)): true})
+	objs, err := p.objects(ctx, healthHolder, cl, known)
+	if err != nil || len(objs) != 1 || cl.gets != 2 {
+		t.Fatalf("health watch's objects of build 1: %d, %d parses, %v", len(objs), cl.gets, err)
+	}
+	// Once the health watch holds build 2 only, build 1 goes; build 2 stays.
+	if !p.has(healthHolder, rev(2)) {
+		t.Fatal("the health watch does not see build 2 parsed")
+	}
+	p.retain(healthHolder, map[parsedKey]bool{parsedKeyOf(rev(2)): true})
+	if p.has(healthHolder, rev(1)) || len(p.byKey) != 1 {
+		t.Fatalf("build 1 still cached when no watch holds it: %d revisions", len(p.byKey))
+	}
+	// A known revision the cache lost anyway is an error, never a revision with no objects.
+	p.retain(healthHolder, nil)
+	p.retain(driftHolder, nil)
+	gone := rev(2)
+	gone.Objects = nil
+	if _, err := p.objects(ctx, healthHolder, cl, gone); err == nil {
+		t.Fatal("objects of a revision neither read nor cached: no error")
 	}
 }

@@ -25,7 +25,7 @@ import (
 
 // HealthStore is what the health watch needs from the store.
 type HealthStore interface {
-	CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error)
+	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
 	GetRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string) (store.Revision, error)
 	TransitionRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string, from, to store.RevisionStatus, reason string) (store.Revision, error)
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
@@ -53,6 +53,8 @@ type HealthWatch struct {
 	Rollbacks Rollbacks // nil: report only
 	Log       *logrus.Entry
 	Sweep     time.Duration // how often current revisions are reloaded without a task event; 0: DefaultSweep
+	// Parsed is the parsed-objects cache shared with the drift watch; nil: one of its own.
+	Parsed *Parsed
 
 	mu        sync.Mutex
 	ctx       context.Context
@@ -62,7 +64,7 @@ type HealthWatch struct {
 	seen      map[string]time.Time                           // last trouble, by workload of a revision (healthTarget.key)
 	handled   map[string]bool                                // revisions whose first trouble is being or was acted on, by revKey
 	pipelines map[store.PipelineRef]map[string]*healthTarget // current workloads, by pipeline and healthTarget.key
-	parsed    parsedRevisions
+	own       Parsed                                         // the cache when Parsed is nil
 	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
 	// lacks, and another reload must not make parsed forget them in between.
 	refreshing sync.Mutex
@@ -129,26 +131,43 @@ func (h *HealthWatch) Run(ctx context.Context) {
 func (h *HealthWatch) Refresh(ctx context.Context) error {
 	h.refreshing.Lock()
 	defer h.refreshing.Unlock()
-	revs, err := h.Store.CurrentRevisionsBut(ctx, h.parsed.has)
-	if err != nil {
-		return err
+	parsed := h.Parsed
+	if parsed == nil {
+		parsed = &h.own
 	}
 	workloads := map[string][]*healthTarget{}
 	pipelines := map[store.PipelineRef]map[string]*healthTarget{}
+	current := map[parsedKey]bool{}
+	revKeys := map[string]bool{}
 	var errs []error
-	for i := range revs {
-		rev := &revs[i]
+	// Revisions with the health watch off are not watched: their objects need not be read.
+	known := func(rev *store.Revision) bool {
+		return rev.Drift.EffectiveHealth() == store.HealthOff || parsed.has(healthHolder, rev)
+	}
+	// The workloads' selectors are worked out after the read, which fn must keep short: it
+	// holds one of the store's connections.
+	var watched [][]*Object
+	err := h.Store.EachCurrentRevision(ctx, known, func(rev *store.Revision) error {
+		current[parsedKeyOf(rev)] = true
+		revKeys[revKey(rev)] = true
 		if pipelines[rev.Pipeline] == nil {
 			pipelines[rev.Pipeline] = map[string]*healthTarget{}
 		}
 		if rev.Drift.EffectiveHealth() == store.HealthOff {
-			continue
+			return nil
 		}
-		objs, err := h.parsed.objects(ctx, h.Clusters, rev)
+		objs, err := parsed.objects(ctx, healthHolder, h.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return nil
 		}
+		watched = append(watched, objs)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, objs := range watched {
 		for _, o := range objs {
 			sel, err := podSelector(o)
 			if err != nil {
@@ -158,13 +177,14 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			if sel == nil {
 				continue
 			}
+			rev := o.Revision
 			t := &healthTarget{rev: rev, entry: o.Entry, sel: sel}
 			nk := rev.Cluster + "|" + o.Entry.Namespace
 			workloads[nk] = append(workloads[nk], t)
 			pipelines[rev.Pipeline][t.key()] = t
 		}
 	}
-	h.parsed.retain(revs)
+	parsed.retain(healthHolder, current)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx == nil || h.ctx.Err() != nil {
@@ -176,12 +196,8 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			delete(h.seen, k)
 		}
 	}
-	current := map[string]bool{}
-	for i := range revs {
-		current[revKey(&revs[i])] = true
-	}
 	for k := range h.handled {
-		if !current[k] {
+		if !revKeys[k] {
 			delete(h.handled, k)
 		}
 	}

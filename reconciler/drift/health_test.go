@@ -27,8 +27,8 @@ type healthStore struct {
 	events []store.NewDriftEvent
 }
 
-func (s *healthStore) CurrentRevisionsBut(context.Context, func(*store.Revision) bool) ([]store.Revision, error) {
-	return nil, nil
+func (s *healthStore) EachCurrentRevision(context.Context, func(*store.Revision) bool, func(*store.Revision) error) error {
+	return nil
 }
 
 func (s *healthStore) GetRevision(_ context.Context, _ store.PipelineRef, b int64, _ string) (store.Revision, error) {

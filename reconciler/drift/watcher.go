@@ -17,8 +17,8 @@ import (
 
 // Store is what the watcher needs from the store.
 type Store interface {
-	// CurrentRevisionsBut leaves out the objects of revisions already parsed.
-	CurrentRevisionsBut(ctx context.Context, known func(*store.Revision) bool) ([]store.Revision, error)
+	// EachCurrentRevision leaves out the objects of revisions already parsed.
+	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
 	// GetPipeline says whether the pipeline is suspended: its drift is then only reported.
@@ -42,6 +42,8 @@ type Watcher struct {
 	Log      *logrus.Entry
 	Sweep    time.Duration // 0: DefaultSweep
 	Workers  int           // concurrent checks; 0: 4
+	// Parsed is the parsed-objects cache shared with the health watch; nil: one of its own.
+	Parsed *Parsed
 
 	mu   sync.Mutex
 	idle *sync.Cond
@@ -59,7 +61,7 @@ type Watcher struct {
 	dropped  map[store.TaskRef]map[string]bool // events seen while paused
 	drifted  map[string]string                 // what was last recorded for a drifted object
 	verified map[string]verified               // objects last found matching, for sweeps
-	parsed   parsedRevisions
+	own      Parsed                            // the cache when Parsed is nil
 	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
 	// lacks, and another reload must not make parsed forget them in between.
 	refreshing sync.Mutex
@@ -205,27 +207,43 @@ func (w *Watcher) markVerified(key string, o *Object, matched bool, resourceVers
 	w.verified[key] = verified{desired: o.desired, ignore: o.Ignore, resourceVersion: resourceVersion}
 }
 
+// The watches' names in the shared Parsed cache.
+const (
+	driftHolder  = "drift"
+	healthHolder = "health"
+)
+
+// parsedCache is the shared cache, or the watcher's own.
+func (w *Watcher) parsedCache() *Parsed {
+	if w.Parsed != nil {
+		return w.Parsed
+	}
+	return &w.own
+}
+
 // refresh reloads the current revisions and starts or stops watches to match. The watches
 // it starts live as long as ctx: Run's.
 func (w *Watcher) refresh(ctx context.Context) error {
 	w.refreshing.Lock()
 	defer w.refreshing.Unlock()
-	revs, err := w.Store.CurrentRevisionsBut(ctx, w.parsed.has)
-	if err != nil {
-		return err
-	}
+	parsed := w.parsedCache()
 	objects := map[string]*Object{}
 	kinds := map[string]map[schema.GroupVersionKind]bool{}
+	current := map[parsedKey]bool{}
 	var errs []error
-	for i := range revs {
-		rev := &revs[i]
+	// Revisions with drift off are not watched: their objects need not be read either.
+	known := func(rev *store.Revision) bool {
+		return rev.Drift.EffectiveMode() == store.DriftOff || parsed.has(driftHolder, rev)
+	}
+	err := w.Store.EachCurrentRevision(ctx, known, func(rev *store.Revision) error {
+		current[parsedKeyOf(rev)] = true
 		if rev.Drift.EffectiveMode() == store.DriftOff {
-			continue
+			return nil
 		}
-		objs, err := w.parsed.objects(ctx, w.Clusters, rev)
+		objs, err := parsed.objects(ctx, driftHolder, w.Clusters, rev)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return nil
 		}
 		if kinds[rev.Cluster] == nil {
 			kinds[rev.Cluster] = map[schema.GroupVersionKind]bool{}
@@ -234,8 +252,12 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			objects[rev.Cluster+"|"+o.Key()] = o
 			kinds[rev.Cluster][o.GroupVersionKind()] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	w.parsed.retain(revs)
+	parsed.retain(driftHolder, current)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running || ctx.Err() != nil {
@@ -444,19 +466,17 @@ func (w *Watcher) currency(ctx context.Context, o *Object) (revisionState, error
 			return revisionBusy, nil
 		}
 	}
-	revs, err := w.Store.CurrentRevisionsBut(ctx, func(*store.Revision) bool { return true }) // build IDs only
+	state := revisionStale
+	err = w.Store.EachCurrentRevision(ctx, func(*store.Revision) bool { return true }, func(r *store.Revision) error { // build IDs only
+		if r.Pipeline == rev.Pipeline && r.Task == rev.Task && r.BuildID == rev.BuildID {
+			state = revisionCurrent
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	for _, r := range revs {
-		if r.Pipeline == rev.Pipeline && r.Task == rev.Task {
-			if r.BuildID == rev.BuildID {
-				return revisionCurrent, nil
-			}
-			break
-		}
-	}
-	return revisionStale, nil
+	return state, nil
 }
 
 // isDrifted tells whether sig is what was last recorded for the object.

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/test/testenv"
+)
+
+// slipway.yaml's memoryLimit is the Go runtime's soft memory limit in the running daemon
+// (its default when unset), read back from the runtime's own gauge on /metrics; a
+// GOMEMLIMIT in the environment wins over it.
+func TestServeMemoryLimit(t *testing.T) {
+	env := testenv.Get(t)
+	_, _, cfg := newProject(t, env)
+	limitOf := func(what string, flags ...string) float64 {
+		t.Helper()
+		addr := freeAddress(t)
+		d := startServe(t, cfg, append([]string{"--metrics-address", addr}, flags...)...)
+		defer d.stop(t)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if v, ok := metricsUp(addr)["go_gc_gomemlimit_bytes"]; ok {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no go_gc_gomemlimit_bytes on /metrics within 30 s:\n%s", what, d.output())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got := limitOf("default"); got != 256<<20 {
+		t.Errorf("memoryLimit unset: the runtime's limit is %.0f, want the default 256Mi (%d)", got, 256<<20)
+	}
+	appendConfig(t, cfg, "memoryLimit: 96Mi\n")
+	if got := limitOf("memoryLimit: 96Mi"); got != 96<<20 {
+		t.Errorf("memoryLimit: 96Mi: the runtime's limit is %.0f, want %d", got, 96<<20)
+	}
+	t.Setenv("GOMEMLIMIT", "200MiB")
+	if got := limitOf("GOMEMLIMIT=200MiB"); got != 200<<20 {
+		t.Errorf("GOMEMLIMIT=200MiB beside memoryLimit: 96Mi: the runtime's limit is %.0f, want the environment's %d", got, 200<<20)
+	}
+	t.Setenv("GOMEMLIMIT", "off")
+	if got := limitOf("GOMEMLIMIT=off"); got != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT=off beside memoryLimit: 96Mi: the runtime's limit is %.0f, want none (%d)", got, int64(math.MaxInt64))
+	}
+}
+
+// metricsUp is metricsOf for a daemon that may not listen yet: nil until it answers.
+func metricsUp(addr string) map[string]float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
