@@ -13,6 +13,10 @@ type Job struct {
 	Trigger store.Trigger
 	// Parent is the run this one re-runs or rolls back to (0: none).
 	Parent int64
+	// Audit, when set, says who asked for the run: it is recorded in the audit log in the
+	// transaction that records the run (store.NewRun.Audit), so the run is never on record
+	// without it, nor it without the run.
+	Audit *store.AuditEntry
 
 	// checkout and pipeline are the commit and its validated pipeline file; a rollback
 	// has neither: it re-applies what run Parent stored.

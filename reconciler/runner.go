@@ -306,7 +306,7 @@ func (r *Runner) newRun(ctx context.Context, job Job, holder string) (store.NewR
 	if err != nil {
 		return store.NewRun{}, err
 	}
-	nr := store.NewRun{Pipeline: job.Ref, Trigger: job.Trigger, ParentBuildID: job.Parent, Holder: holder}
+	nr := store.NewRun{Pipeline: job.Ref, Trigger: job.Trigger, ParentBuildID: job.Parent, Holder: holder, Audit: job.Audit}
 	if co := job.checkout; co != nil {
 		// Only a run of a tag has one: a branch's commit that happens to be tagged runs with
 		// the fallback VERSION, as the docs promise.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -65,44 +66,60 @@ type AuditFilter struct {
 
 // RecordAudit appends an entry to the audit log and returns it as stored.
 func (s *DB) RecordAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
-	what := fmt.Sprintf("audit %s of %s by %q", e.Action, e.Pipeline, e.Actor)
-	switch {
-	case e.Actor == "":
-		return AuditEntry{}, fmt.Errorf("record %s: the actor must be set", what)
-	case !e.Action.valid():
-		return AuditEntry{}, fmt.Errorf("record %s: unknown action %q", what, e.Action)
-	case e.BuildID < 0:
-		return AuditEntry{}, fmt.Errorf("record %s: BUILD_ID %d is negative", what, e.BuildID)
-	}
+	what := e.describe()
 	if err := e.Pipeline.validate(); err != nil {
 		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
 	}
-	evidence := ""
-	if len(e.Evidence) > 0 {
-		var obj map[string]any
-		if err := json.Unmarshal(e.Evidence, &obj); err != nil {
-			return AuditEntry{}, fmt.Errorf("record %s: evidence must be a JSON object: %w", what, err)
-		}
-		evidence = string(e.Evidence)
+	evidence, err := e.check()
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
 	}
 	if e.Time.IsZero() {
 		e.Time = s.opts.now()
 	}
-	err := s.writeChange(ctx, Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID}, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `
-			INSERT INTO audit_log (at, actor, action, repository, pipeline, build_id, reason, evidence)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-			toMicros(e.Time), e.Actor, string(e.Action), e.Pipeline.Repository, e.Pipeline.Name, e.BuildID,
-			e.Reason, evidence).Scan(&e.ID); err != nil {
-			return err
-		}
-		return nil
+	err = s.writeChange(ctx, Change{Kind: ChangeAudit, Pipeline: e.Pipeline, BuildID: e.BuildID}, func(tx *sql.Tx) error {
+		return insertAudit(ctx, tx, &e, evidence)
 	})
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("record %s: %w", what, err)
 	}
 	e.Time = fromMicros(sql.NullInt64{Int64: toMicros(e.Time), Valid: true})
 	return e, nil
+}
+
+func (e AuditEntry) describe() string {
+	return fmt.Sprintf("audit %s of %s by %q", e.Action, e.Pipeline, e.Actor)
+}
+
+// check refuses an entry the log cannot hold, before any transaction starts, and returns
+// its evidence as stored ("" when there is none). The pipeline is checked by the caller:
+// an entry recorded with a new run takes the run's.
+func (e AuditEntry) check() (string, error) {
+	switch {
+	case e.Actor == "":
+		return "", errors.New("the actor must be set")
+	case !e.Action.valid():
+		return "", fmt.Errorf("unknown action %q", e.Action)
+	case e.BuildID < 0:
+		return "", fmt.Errorf("BUILD_ID %d is negative", e.BuildID)
+	}
+	if len(e.Evidence) == 0 {
+		return "", nil
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(e.Evidence, &obj); err != nil {
+		return "", fmt.Errorf("evidence must be a JSON object: %w", err)
+	}
+	return string(e.Evidence), nil
+}
+
+// insertAudit appends e, checked, in tx and sets its ID.
+func insertAudit(ctx context.Context, tx *sql.Tx, e *AuditEntry, evidence string) error {
+	return tx.QueryRowContext(ctx, `
+		INSERT INTO audit_log (at, actor, action, repository, pipeline, build_id, reason, evidence)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		toMicros(e.Time), e.Actor, string(e.Action), e.Pipeline.Repository, e.Pipeline.Name, e.BuildID,
+		e.Reason, evidence).Scan(&e.ID)
 }
 
 // ListAudit returns the audit entries f selects, newest first.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,111 @@ func TestAuditIsNeverDeleted(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Actor != "alice" || got[0].BuildID != run.BuildID {
 		t.Fatalf("after deleting the pipeline and reopening: %+v", got)
+	}
+}
+
+// A run asked for by someone is recorded with its audit entry in one transaction: both, or
+// neither, whichever part fails.
+func TestRunAndItsAuditEntryCommitTogether(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)}
+	sink := &recordingSink{}
+	s, _ := openTest(t, WithClock(clk.now), WithChangeSink(sink))
+	ctx := testCtx(t)
+	asked := func(actor string) NewRun {
+		return NewRun{Pipeline: testPipeline, Commit: "0123abcd", Branch: "main", Trigger: TriggerManual,
+			Tasks: []NewTask{{Stage: "deploy", Name: "web", Type: "deploy-yaml"}},
+			Audit: &AuditEntry{Actor: actor, Action: AuditTrigger, Reason: "manual run at 0123abcd"}}
+	}
+	runsAndEntries := func() (int, []AuditEntry) {
+		t.Helper()
+		runs, err := s.ListRuns(ctx, testPipeline, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := s.ListAudit(ctx, AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(runs), entries
+	}
+
+	// Both parts recorded: the entry names the run it started.
+	run, err := s.CreateRun(ctx, asked("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, entries := runsAndEntries()
+	if n != 1 || len(entries) != 1 {
+		t.Fatalf("after one run asked for: %d runs, audit %+v", n, entries)
+	}
+	if e := entries[0]; e.Actor != "alice" || e.Action != AuditTrigger || e.Pipeline != testPipeline || e.BuildID != run.BuildID ||
+		e.Reason != "manual run at 0123abcd" || !e.Time.Equal(clk.t) {
+		t.Fatalf("the run's entry: %+v (run #%d)", e, run.BuildID)
+	}
+	heard := sink.take()
+	if !slices.Contains(heard, Change{Kind: ChangeRun, Pipeline: testPipeline, BuildID: run.BuildID}) ||
+		!slices.Contains(heard, Change{Kind: ChangeAudit, Pipeline: testPipeline, BuildID: run.BuildID}) {
+		t.Fatalf("changes heard: %+v", heard)
+	}
+
+	// The entry cannot be recorded: neither is the run, and its BUILD_ID is not used up.
+	refuseAuditOf(t, s, "mallory")
+	if _, err := s.CreateRun(ctx, asked("mallory")); err == nil || !strings.Contains(err.Error(), "audit refused") {
+		t.Fatalf("a run whose audit entry is refused: %v", err)
+	}
+	if n, entries := runsAndEntries(); n != 1 || len(entries) != 1 {
+		t.Fatalf("after a refused entry: %d runs, %d entries", n, len(entries))
+	}
+
+	// The run cannot be recorded (the second of a batch names a parent that does not
+	// exist): no entry either, not even the first run's.
+	second := asked("bob")
+	second.ParentBuildID = 99
+	if _, err := s.CreateRuns(ctx, []NewRun{asked("bob"), second}, Handled{}); err == nil {
+		t.Fatal("a batch with a run whose parent does not exist was recorded")
+	}
+	if n, entries := runsAndEntries(); n != 1 || len(entries) != 1 {
+		t.Fatalf("after a refused run: %d runs, %d entries", n, len(entries))
+	}
+	if len(sink.take()) != 0 {
+		t.Fatal("the sink heard of writes that did not commit")
+	}
+
+	// An entry that is invalid is refused before anything is written; one naming another
+	// run is refused too (it takes its run's pipeline and BUILD_ID).
+	bad := asked("")
+	if _, err := s.CreateRun(ctx, bad); err == nil || !strings.Contains(err.Error(), "actor") {
+		t.Fatalf("an entry without actor: %v", err)
+	}
+	other := asked("alice")
+	other.Audit.BuildID = 7
+	if _, err := s.CreateRun(ctx, other); err == nil {
+		t.Fatal("an entry naming another BUILD_ID was recorded")
+	}
+
+	// The next run takes the next BUILD_ID: nothing above used one up.
+	next, err := s.CreateRun(ctx, asked("alice"))
+	if err != nil || next.BuildID != run.BuildID+1 {
+		t.Fatalf("next run: #%d, %v (want #%d)", next.BuildID, err, run.BuildID+1)
+	}
+}
+
+// refuseAuditOf makes the database refuse audit entries by actor, as a failing disk or a
+// constraint would: the insert fails inside the transaction.
+func refuseAuditOf(t *testing.T, s *DB, actor string) {
+	t.Helper()
+	var stmts []string
+	if onPostgres() {
+		stmts = []string{`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN IF NEW.actor = '` + actor + `' THEN RAISE EXCEPTION 'audit refused'; END IF; RETURN NEW; END $$`,
+			`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()`}
+	} else {
+		stmts = []string{`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log WHEN NEW.actor = '` + actor + `'
+			BEGIN SELECT RAISE(ABORT, 'audit refused'); END`}
+	}
+	for _, q := range stmts {
+		if _, err := s.writer.ExecContext(testCtx(t), q); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

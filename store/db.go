@@ -91,11 +91,8 @@ func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) 
 	// handed out again after a reboot. Writes are few and batched, so the fsync is cheap.
 	// secure_delete: pages freed by a rewrite (a payload re-encrypted, plaintext sealed)
 	// are zeroed, so the old bytes do not linger in the file.
-	s.writer, err = sql.Open("sqlite", path+"?"+common+
+	s.writer = openSQLiteDB(path + "?" + common +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
 	s.writer.SetMaxOpenConns(1)
 	s.writer.SetMaxIdleConns(1)
 	s.writer.SetConnMaxLifetime(0)
@@ -115,10 +112,7 @@ func openSQLite(ctx context.Context, path string, o options) (_ *DB, err error) 
 	}
 	s.group = &groupCommit{db: s}
 
-	s.reader, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+	s.reader = openSQLiteDB(path + "?" + common + "&_pragma=query_only(1)")
 	readers := max(4, runtime.GOMAXPROCS(0))
 	s.reader.SetMaxOpenConns(readers)
 	s.reader.SetMaxIdleConns(readers)

@@ -145,8 +145,11 @@ func (s *DB) CreateRuns(ctx context.Context, nrs []NewRun, h Handled) ([]Run, er
 		}
 		return nil, fmt.Errorf("record %d run(s) with %s: %w", len(nrs), h, err)
 	}
-	for _, r := range runs {
+	for i, r := range runs {
 		s.opts.changed(Change{Kind: ChangeRun, Pipeline: r.Pipeline, BuildID: r.BuildID})
+		if nrs[i].Audit != nil {
+			s.opts.changed(Change{Kind: ChangeAudit, Pipeline: r.Pipeline, BuildID: r.BuildID})
+		}
 	}
 	return runs, nil
 }

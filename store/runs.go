@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // runColumns is what scanRun reads, in order; p is the pipelines alias.
@@ -60,6 +61,14 @@ func checkNewRun(nr NewRun) error {
 			return fmt.Errorf("allocate BUILD_ID for %s: task %q: stage, name and type must all be set", ref, t.Name)
 		}
 	}
+	if e := nr.Audit; e != nil {
+		if e.BuildID != 0 || (e.Pipeline != PipelineRef{} && e.Pipeline != ref) {
+			return fmt.Errorf("allocate BUILD_ID for %s: its audit entry takes the run's pipeline and BUILD_ID, not %s #%d", ref, e.Pipeline, e.BuildID)
+		}
+		if _, err := e.check(); err != nil {
+			return fmt.Errorf("allocate BUILD_ID for %s: record %s: %w", ref, e.describe(), err)
+		}
+	}
 	return nil
 }
 
@@ -108,6 +117,20 @@ func (s *DB) createRun(ctx context.Context, tx *sql.Tx, nr NewRun, now int64) (R
 	run, err := getRun(ctx, tx, ref, buildID)
 	if err != nil {
 		return Run{}, err
+	}
+	if nr.Audit != nil {
+		e := *nr.Audit
+		e.Pipeline, e.BuildID = ref, buildID
+		if e.Time.IsZero() {
+			e.Time = time.UnixMicro(now)
+		}
+		evidence, _ := e.check() // checked by checkNewRun
+		if err := insertAudit(ctx, tx, &e, evidence); err != nil {
+			return Run{}, fmt.Errorf("record %s: %w", e.describe(), err)
+		}
+		if err := s.announce(ctx, tx, Change{Kind: ChangeAudit, Pipeline: ref, BuildID: buildID}); err != nil {
+			return Run{}, err
+		}
 	}
 	return run, s.announce(ctx, tx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID})
 }

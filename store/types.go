@@ -66,6 +66,10 @@ type NewRun struct {
 	// Tasks are recorded pending with the run, in its transaction, so a run is never on
 	// record with only some of its tasks.
 	Tasks []NewTask
+	// Audit, when set, records who asked for the run (a trigger, a re-run): it is appended
+	// to the audit log in the run's transaction, with the run's pipeline and BUILD_ID, so
+	// the run and its entry are on record together or not at all. Its Time zero: now.
+	Audit *AuditEntry
 }
 
 // Run is one execution of a pipeline.

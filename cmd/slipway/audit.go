@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -86,16 +85,4 @@ func cliActor() string {
 		return "cli:" + name
 	}
 	return fmt.Sprintf("cli:uid-%d", os.Getuid())
-}
-
-// auditCLI records that this command's user did action, which started run. An error
-// must stop the command: its engine then cancels the run, so nothing goes ahead that the
-// audit log cannot attribute.
-func auditCLI(ctx context.Context, st store.Store, action store.AuditAction, run store.Run, reason string) error {
-	_, err := st.RecordAudit(context.WithoutCancel(ctx), store.AuditEntry{Actor: cliActor(), Action: action,
-		Pipeline: run.Pipeline, BuildID: run.BuildID, Reason: reason})
-	if err != nil {
-		return fmt.Errorf("%s #%d not recorded in the audit log, so it is cancelled: %w", run.Pipeline.Name, run.BuildID, err)
-	}
-	return nil
 }

@@ -25,7 +25,8 @@ func TestAuditListsEntries(t *testing.T) {
 	web := store.PipelineRef{Repository: "shop", Name: "web"}
 	api := store.PipelineRef{Repository: "shop", Name: "api"}
 	rolledBack := store.Run{Pipeline: web, BuildID: 3}
-	if err := auditCLI(ctx, st, store.AuditRollback, rolledBack, "slipway rollback --to 2"); err != nil {
+	if _, err := st.RecordAudit(ctx, store.AuditEntry{Actor: cliActor(), Action: store.AuditRollback, Pipeline: rolledBack.Pipeline,
+		BuildID: rolledBack.BuildID, Reason: "slipway rollback --to 2"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordAudit(ctx, store.AuditEntry{Actor: "gate", Action: store.AuditGateDecision, Pipeline: api, BuildID: 1,

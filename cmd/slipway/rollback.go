@@ -36,8 +36,8 @@ func newRollbackCommand() *cobra.Command {
 				return err
 			}
 			defer stop()
-			// The same path as the API's rollback: queued, then audited as cli:USER.
-			queued, err := trigger.StartRollback(ctx, disp, d.Store, ref, to, cliActor())
+			// The same path as the API's rollback: queued and audited as cli:USER together.
+			queued, err := trigger.StartRollback(ctx, disp, ref, to, cliActor())
 			if err != nil {
 				return err
 			}

@@ -55,11 +55,12 @@ func newRunCommand() *cobra.Command {
 			// pipeline holds against a daemon running beside this command (the run waits).
 			var runs []store.Run
 			for _, p := range co.Pipelines {
-				run, err := disp.Submit(ctx, reconciler.RunJob(co, p, store.TriggerManual, 0))
+				job := reconciler.RunJob(co, p, store.TriggerManual, 0)
+				// Recorded with the run, in its transaction: nothing runs that the audit log
+				// cannot attribute.
+				job.Audit = &store.AuditEntry{Actor: cliActor(), Action: store.AuditTrigger, Reason: "slipway run at " + co.Commit.Hash}
+				run, err := disp.Submit(ctx, job)
 				if err != nil {
-					return err
-				}
-				if err := auditCLI(ctx, d.Store, store.AuditTrigger, run, "slipway run at "+co.Commit.Hash); err != nil {
 					return err
 				}
 				runs = append(runs, run)

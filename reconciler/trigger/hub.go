@@ -125,12 +125,9 @@ func (h *Hub) Trigger(ctx context.Context, ref store.PipelineRef, branch, commit
 	if actor == "" {
 		return store.Run{}, fmt.Errorf("trigger %s: no actor to record", ref)
 	}
-	run, err := h.start(ctx, ref, target{branch: branch, commit: commit}, store.TriggerManual, 0)
-	if err != nil {
-		return store.Run{}, err
-	}
-	return h.auditStart(ctx, run, store.AuditEntry{Actor: actor, Action: store.AuditTrigger,
-		Reason: "manual run at " + short(run.Commit)})
+	return h.start(ctx, ref, target{branch: branch, commit: commit}, store.TriggerManual, 0, func(co *reconciler.Checkout) store.AuditEntry {
+		return store.AuditEntry{Actor: actor, Action: store.AuditTrigger, Reason: "manual run at " + short(co.Commit.Hash)}
+	})
 }
 
 // Rerun starts a new run of the commit run buildID ran, with that run as its parent, for
@@ -146,12 +143,9 @@ func (h *Hub) Rerun(ctx context.Context, ref store.PipelineRef, buildID int64, a
 	if parent.Trigger == store.TriggerRollback {
 		return store.Run{}, fmt.Errorf("re-run %s #%d: it is a rollback; roll back again instead: %w", ref.Name, buildID, ErrRequest)
 	}
-	run, err := h.start(ctx, ref, h.targetOf(ref, parent), store.TriggerManual, buildID)
-	if err != nil {
-		return store.Run{}, err
-	}
-	return h.auditStart(ctx, run, store.AuditEntry{Actor: actor, Action: store.AuditRerun,
-		Reason: fmt.Sprintf("re-run of #%d at %s", buildID, short(run.Commit))})
+	return h.start(ctx, ref, h.targetOf(ref, parent), store.TriggerManual, buildID, func(co *reconciler.Checkout) store.AuditEntry {
+		return store.AuditEntry{Actor: actor, Action: store.AuditRerun, Reason: fmt.Sprintf("re-run of #%d at %s", buildID, short(co.Commit.Hash))}
+	})
 }
 
 // Cancel cancels a queued or running run for actor, and records that in the audit log.
@@ -173,11 +167,6 @@ func (h *Hub) Cancel(ctx context.Context, ref store.PipelineRef, buildID int64, 
 		return fmt.Errorf("%s #%d was cancelled, but the audit log did not record it: %w", ref.Name, buildID, err)
 	}
 	return nil
-}
-
-// auditStart records who started run (recordStart).
-func (h *Hub) auditStart(ctx context.Context, run store.Run, e store.AuditEntry) (store.Run, error) {
-	return recordStart(ctx, h.dispatcher, h.audit, run, e)
 }
 
 func short(commit string) string {
@@ -291,12 +280,18 @@ func (h *Hub) targetOf(ref store.PipelineRef, run store.Run) target {
 	return at
 }
 
-func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64) (store.Run, error) {
+// start queues a run of the pipeline at the target, recorded with the audit entry audit
+// makes of its checkout.
+func (h *Hub) start(ctx context.Context, ref store.PipelineRef, at target, trig store.Trigger, parent int64,
+	audit func(co *reconciler.Checkout) store.AuditEntry) (store.Run, error) {
 	co, err := h.prepare(ctx, ref, at)
 	if err != nil {
 		return store.Run{}, err
 	}
-	return h.dispatcher.Submit(ctx, reconciler.RunJob(co, co.Pipelines[0], trig, parent))
+	job := reconciler.RunJob(co, co.Pipelines[0], trig, parent)
+	e := audit(co)
+	job.Audit = &e
+	return h.dispatcher.Submit(ctx, job)
 }
 
 // prepare fetches the target's branch (the default one unless named; none for a tag) and

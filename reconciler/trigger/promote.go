@@ -29,12 +29,13 @@ func (h *Hub) Promote(ctx context.Context, ref store.PipelineRef, buildID int64,
 	if err != nil {
 		return store.Run{}, promoteRequestError(err)
 	}
+	job.Audit = &store.AuditEntry{Actor: actor, Action: store.AuditPromote,
+		Reason: fmt.Sprintf("promote #%d (%s) to %s", buildID, short(artifact.Commit), to)}
 	run, err := h.dispatcher.Submit(ctx, job)
 	if err != nil {
 		return store.Run{}, promoteRequestError(err)
 	}
-	return h.auditStart(ctx, run, store.AuditEntry{Actor: actor, Action: store.AuditPromote,
-		Reason: fmt.Sprintf("promote #%d (%s) to %s", buildID, short(artifact.Commit), to)})
+	return run, nil
 }
 
 // promoteRequestError marks refusals the caller can act on as ErrRequest.
