@@ -190,15 +190,17 @@ func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEn
 	return out, true
 }
 
-// checkWatched computes the status of every object not yet Current, from the watch's copy
-// when it is new enough, else from the API server (at most once per liveReadEvery each).
-// Only a cancelled context is an error; the API server's refusals are the object's status.
+// checkWatched computes the status of every object, from the watch's copy when it is new
+// enough, else from the API server (at most once per liveReadEvery each, and not again for
+// one found Current there): the set is healthy when all are Current at once, as a poll of
+// them all would find. Only a cancelled context is an error; the API server's refusals are
+// the object's status.
 func (a *Applier) checkWatched(ctx context.Context, objs []*watchedObject) error {
 	for _, o := range objs {
-		if o.status == status.CurrentStatus {
+		u := o.cached()
+		if u == nil && o.status == status.CurrentStatus {
 			continue
 		}
-		u := o.cached()
 		if u == nil && (!o.known || time.Since(o.liveAt) >= liveReadEvery) {
 			if err := o.read(ctx, a.Cluster.Client); err != nil {
 				return err

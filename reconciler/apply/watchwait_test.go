@@ -55,4 +55,16 @@ func TestWatchedWaitIgnoresCopiesOlderThanTheApply(t *testing.T) {
 	if o.status != status.CurrentStatus {
 		t.Fatalf("the applied generation, available: status %s (%s), want Current", o.status, o.msg)
 	}
+	// Moved on before the rest of the set was healthy: no longer counted Current.
+	moved := availableDeployment(2)
+	moved.SetGeneration(3)
+	if err := st.Update(moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.checkWatched(context.Background(), []*watchedObject{o}); err != nil {
+		t.Fatal(err)
+	}
+	if o.status == status.CurrentStatus {
+		t.Fatal("a copy whose new generation is not yet observed still counts Current")
+	}
 }
