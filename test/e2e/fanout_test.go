@@ -204,8 +204,13 @@ func decisions(t *testing.T, log, commit string) (triggered, not []string) {
 // metricsOf scrapes the daemon's metrics into name{labels} → value.
 func metricsOf(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
+	return parseMetrics(scrape(t, addr))
+}
+
+// parseMetrics reads Prometheus text exposition into name{labels} → value.
+func parseMetrics(text string) map[string]float64 {
 	out := map[string]float64{}
-	for _, line := range strings.Split(scrape(t, addr), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if line == "" || line[0] == '#' {
 			continue
 		}

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,16 +60,5 @@ func metricsUp(addr string) map[string]float64 {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil
 	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		var v float64
-		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
+	return parseMetrics(string(b))
 }
