@@ -49,12 +49,7 @@ func (a *Applier) WaitStableUnchanged(ctx context.Context, inv []store.Inventory
 		return nil
 	}
 	if !a.currentInCache(inv) {
-		// Nothing was applied: the watch's copies are as new as any read would be.
-		seen := make(Seen, len(inv))
-		for _, e := range inv {
-			seen[e.Key()] = 0
-		}
-		return a.WaitStable(ctx, inv, seen, timeout, window)
+		return a.WaitStable(ctx, inv, untouched(inv), timeout, window)
 	}
 	if window <= 0 || !HasWorkloads(inv) {
 		return nil

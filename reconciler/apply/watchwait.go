@@ -30,6 +30,16 @@ import (
 // does not name is read from the API server once first, to learn its generation.
 type Seen map[string]int64
 
+// untouched is the Seen of objects nothing has applied since they were last found as they
+// are: the watch's copies are as new as any read would be.
+func untouched(inv []store.InventoryEntry) Seen {
+	seen := make(Seen, len(inv))
+	for _, e := range inv {
+		seen[e.Key()] = 0
+	}
+	return seen
+}
+
 // watchedObject is one object of a watch-driven health wait.
 type watchedObject struct {
 	entry store.InventoryEntry
@@ -142,11 +152,7 @@ func (a *Applier) waitWatched(ctx context.Context, inv []store.InventoryEntry, s
 // watched. The objects were found healthy before, so the watch's copies are taken as they
 // are. Used by the stability window in place of a watch of its own per run.
 func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEntry) (<-chan event.Event, bool) {
-	seen := make(Seen, len(inv))
-	for _, e := range inv {
-		seen[e.Key()] = 0
-	}
-	objs, refs, ok := a.watchedSet(inv, seen)
+	objs, refs, ok := a.watchedSet(inv, untouched(inv))
 	if !ok {
 		return nil, false
 	}
