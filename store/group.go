@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/trace"
 	"sync"
 )
 
@@ -86,6 +87,7 @@ func (g *groupCommit) commit(batch []*groupWrite) {
 	}
 	if len(live) == 1 {
 		w := live[0]
+		trace.Log(w.ctx, "store", "group of 1")
 		w.err = g.db.writeWith(w.ctx, g.db.dialect.writeTx(), w.fn)
 		close(w.done)
 		return
@@ -106,6 +108,10 @@ func (g *groupCommit) commit(batch []*groupWrite) {
 func (g *groupCommit) writeGroup(batch []*groupWrite) error {
 	// The group's transaction is nobody's alone: no caller's cancellation ends it.
 	ctx := context.WithoutCancel(batch[0].ctx)
+	// A region per group and per commit in an execution trace (free when none is taken):
+	// where a write's wait goes, the group it joined or its fsync.
+	defer trace.StartRegion(ctx, "store.group").End()
+	trace.Logf(ctx, "store", "group of %d", len(batch))
 	tx, err := g.db.writer.BeginTx(ctx, g.db.dialect.writeTx())
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -132,7 +138,10 @@ func (g *groupCommit) writeGroup(batch []*groupWrite) error {
 			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	commit := trace.StartRegion(ctx, "store.commit")
+	err = tx.Commit()
+	commit.End()
+	if err != nil {
 		return errors.Join(fmt.Errorf("commit: %w", err), tx.Rollback())
 	}
 	return nil

@@ -251,6 +251,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	before = s.objectVersions(ctx)
 	m3 := scrapeMetrics(t, s.serve.addr)
 	noopProf := s.startCPUProfile(ctx, "noop")
+	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
 	s.rerunAll(ctx)
 	want := map[int]int{}
@@ -265,6 +266,9 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	rep.NoopRequests = diffByVerb(m3, scrapeMetrics(t, s.serve.addr))
 	rep.Profiles = append(rep.Profiles, <-noopProf)
+	if p := <-noopTrace; p != "" {
+		rep.Profiles = append(rep.Profiles, p)
+	}
 
 	// 4. At rest: what watching the objects for drift costs.
 	time.Sleep(5 * time.Second)
@@ -841,6 +845,22 @@ func (s *scaleRun) startCPUProfile(ctx context.Context, phase string) <-chan str
 	done := make(chan string, 1)
 	go func() {
 		done <- s.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", profileSeconds()), phase+".cpu.pprof")
+	}()
+	return done
+}
+
+// startTrace fetches an execution trace of the daemon for the next SCALE_PROFILE_SECONDS
+// when SCALE_TRACE=1 (it is large); `go tool trace -pprof=sync|syscall|sched|net` shows where
+// the daemon's goroutines wait, which a CPU profile of a latency-bound phase cannot. The
+// channel gives its path, "" when none was asked for.
+func (s *scaleRun) startTrace(ctx context.Context, phase string) <-chan string {
+	done := make(chan string, 1)
+	if os.Getenv("SCALE_TRACE") != "1" {
+		done <- ""
+		return done
+	}
+	go func() {
+		done <- s.saveProfile(ctx, fmt.Sprintf("trace?seconds=%d", profileSeconds()), phase+".trace")
 	}()
 	return done
 }
