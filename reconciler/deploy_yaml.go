@@ -133,12 +133,23 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	} else {
 		reportUnpruned(tl, previous, inventory)
 	}
+	// A set nothing was applied to, whose health the shared watch already shows, is
+	// recorded healthy at once: one write instead of two, and no wait.
+	healthy := pruneErr == nil && res.Untouched() && ap.HealthyUnchanged(res.Inventory, spec.wait, spec.stableFor)
+	status := store.RevisionApplied
+	if healthy {
+		status = store.RevisionHealthy
+	}
 	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
 		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace, Environment: spec.environment,
-		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: status,
 		Drift: spec.drift, Masks: rc.maskValues(), Prune: spec.prune,
 	}); err != nil {
 		return inventory, err
+	}
+	if healthy {
+		tl.Printf("all %d objects healthy", len(res.Inventory))
+		return inventory, nil
 	}
 	if pruneErr != nil {
 		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, pruneErr.Error())

@@ -20,6 +20,9 @@ import (
 type Executor interface {
 	// QueueAll records runs of the jobs together with h (Runner.QueueAll).
 	QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error)
+	// Execute runs the run to its end. A run it returns in a final status was recorded so
+	// by the store's TransitionRun, which ended the pipeline's claim for it in the same
+	// commit.
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
 	// NoteQueued records why a queued run waits.
@@ -523,15 +526,17 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 			// Not placed means cancelled while waiting; Execute records that.
 			_ = a.state.place.take(runCtx, q.run, true)
 		}
-		if _, err := d.exec.Execute(runCtx, q.job, q.run, a.state); err != nil {
+		final, err := d.exec.Execute(runCtx, q.job, q.run, a.state)
+		if err != nil {
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
 		}
-		if claimed {
+		a.state.place.release()
+		// A run recorded ended released its claim in that write.
+		if claimed && (err != nil || !final.Status.Final()) {
 			if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
 				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
 			}
 		}
-		a.state.place.release()
 		a.cancel(nil)
 		d.mu.Lock()
 		d.closeDoneLocked(q.run)

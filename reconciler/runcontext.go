@@ -55,6 +55,13 @@ func (rc *runContext) afterSuccess(f func(ctx context.Context)) {
 	rc.after = append(rc.after, f)
 }
 
+// hasAfterSuccess tells whether work waits for the run's success (runAfterSuccess).
+func (rc *runContext) hasAfterSuccess() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.after) > 0
+}
+
 func (rc *runContext) runAfterSuccess(ctx context.Context) {
 	rc.mu.Lock()
 	fs := rc.after
@@ -399,6 +406,22 @@ func (tl *taskLog) flushEvery(ctx context.Context, every time.Duration) (stop fu
 		close(done)
 		wg.Wait()
 	}
+}
+
+// ending hands the lines not yet stored (none in a preview) to end, which stores them with
+// the task's end in one write; flushes wait meanwhile, so lines keep the order they were
+// written in.
+func (tl *taskLog) ending(end func(lines []store.LogLine)) {
+	tl.flushing.Lock()
+	defer tl.flushing.Unlock()
+	tl.mu.Lock()
+	lines := tl.pending
+	tl.pending = nil
+	tl.mu.Unlock()
+	if tl.rc.preview {
+		lines = nil
+	}
+	end(lines)
 }
 
 func (tl *taskLog) flush(ctx context.Context) {

@@ -338,6 +338,23 @@ type RunState struct {
 	watched  int             // of those, waits the shared watches drive (waitingForHealth)
 	approval approvalState
 	place    *place // its share of the bound on runs in flight; nil: unbounded
+	left     int    // tasks planned that have not done their work yet (planned)
+}
+
+// planned says how many tasks the run will work through, so the last one's end is known.
+func (s *RunState) planned(tasks int) {
+	s.mu.Lock()
+	s.left = tasks
+	s.mu.Unlock()
+}
+
+// workDone marks one task's work done and reports whether it was the last planned one:
+// recording the end of that task and of the run needs no place among the runs in flight.
+func (s *RunState) workDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.left--
+	return s.left == 0
 }
 
 // Status is the run's status as the engine last recorded it ("" before it started).
@@ -438,6 +455,8 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	deadline := newRunDeadline(timeout, cancel)
 	defer deadline.stop()
 	out := r.runPlan(runCtx, job, run, state, deadline, log)
+	// Nothing of the run works on a cluster or a registry any more.
+	state.place.release()
 	var timedOut *runTimedOut
 	switch {
 	case out.status != store.RunFailed:
@@ -479,6 +498,11 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 	if err != nil {
 		return outcome{status: store.RunFailed, reason: err.Error(), err: err}
 	}
+	tasks := 0
+	for _, st := range stages {
+		tasks += len(st.tasks)
+	}
+	state.planned(tasks)
 	// Every deploy task's cluster and namespace are checked before the first stage, so a
 	// denied later stage does not let an earlier one apply.
 	if err := policy.CheckRun(r.config, job.Ref.Repository, job.pipeline); err != nil {
@@ -685,17 +709,18 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 	stopFlushing := tl.flushEvery(ctx, liveLogFlush)
 	outputs, err := t.do(tctx, rc, tl)
 	stopFlushing()
-	tl.flush(context.WithoutCancel(ctx))
+	var stored map[string]string
 	if len(outputs) > 0 {
 		// Later tasks get the values; the record gets them masked.
-		stored := make(map[string]string, len(outputs))
+		stored = make(map[string]string, len(outputs))
 		for k, v := range outputs {
 			stored[k] = rc.mask(v)
 		}
-		if serr := r.store.SetTaskOutputs(context.WithoutCancel(ctx), ref, id, t.name, stored); serr != nil && err == nil {
-			err = serr
-		}
 		rc.setOutputs(t.name, outputs)
+	}
+	if rc.state.workDone() && !rc.hasAfterSuccess() {
+		// The run's last task has done its work: what is left is recording the end.
+		rc.state.place.release()
 	}
 	status, reason := store.TaskSucceeded, ""
 	switch {
@@ -707,7 +732,10 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 	default:
 		status, reason = store.TaskFailed, rc.mask(err.Error())
 	}
-	r.finishTask(context.WithoutCancel(ctx), rc.run, stage, t.name, store.TaskRunning, status, reason)
+	tl.ending(func(lines []store.LogLine) {
+		r.endTask(context.WithoutCancel(ctx), rc.run, stage, t.name,
+			store.TaskEnd{From: store.TaskRunning, To: status, Reason: reason, Logs: lines, Outputs: stored})
+	})
 	if status == store.TaskTimedOut {
 		return &taskTimeout{task: t.name, reason: reason}
 	}
@@ -718,11 +746,17 @@ func (r *Runner) runTask(ctx context.Context, rc *runContext, stage string, t ta
 }
 
 func (r *Runner) finishTask(ctx context.Context, run store.Run, stage, task string, from, to store.TaskStatus, reason string) {
+	r.endTask(ctx, run, stage, task, store.TaskEnd{From: from, To: to, Reason: reason})
+}
+
+// endTask records the task's move with what it leaves (its last log lines, its outputs) in
+// one write, and says so.
+func (r *Runner) endTask(ctx context.Context, run store.Run, stage, task string, end store.TaskEnd) {
 	ref, id := run.Pipeline, run.BuildID
-	if _, err := r.store.TransitionTask(ctx, ref, id, task, from, to, reason); err != nil {
+	if _, err := r.store.EndTask(ctx, ref, id, task, end); err != nil {
 		r.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "task": task}).Error("record task status")
 	}
-	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(to), Reason: reason})
+	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(end.To), Reason: end.Reason})
 }
 
 // dispatch runs the task's type.

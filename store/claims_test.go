@@ -116,3 +116,42 @@ func TestMarkStaleRunsLeavesLiveHoldersRuns(t *testing.T) {
 		t.Fatalf("once its holder stops beating, its run is stale: %v %v", stale, err)
 	}
 }
+
+// A run recorded ended takes the claim made for it along in the same commit; a claim the
+// holder made for its next run stays.
+func TestRunEndReleasesItsClaim(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	for _, h := range []string{"daemon", "other"} {
+		if err := s.BeatHolder(ctx, h, "slipway "+h, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := mustRun(t, s, testPipeline), mustRun(t, s, testPipeline)
+	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", first.BuildID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransitionRun(ctx, testPipeline, first.BuildID, RunQueued, RunRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "other", second.BuildID); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("claimed while the first run runs: %v, want ErrClaimed", err)
+	}
+	if _, err := s.TransitionRun(ctx, testPipeline, first.BuildID, RunRunning, RunSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "other", second.BuildID); err != nil {
+		t.Fatalf("the first run's end left its claim: %v", err)
+	}
+	// The end of a run the claim is not for leaves the claim alone.
+	if _, err := s.TransitionRun(ctx, testPipeline, first.BuildID, RunSucceeded, RunSucceeded, ""); err == nil {
+		t.Fatal("succeeded → succeeded accepted")
+	}
+	third := mustRun(t, s, testPipeline)
+	if _, err := s.TransitionRun(ctx, testPipeline, third.BuildID, RunQueued, RunCancelled, "not wanted"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", third.BuildID); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("another run's end freed the claim for BUILD_ID %d: %v", second.BuildID, err)
+	}
+}

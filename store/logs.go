@@ -21,92 +21,107 @@ func (s *DB) AppendLogs(ctx context.Context, ref PipelineRef, buildID int64, tas
 	if len(lines) == 0 {
 		return nil
 	}
-	now := s.now()
+	rows, err := logRows(lines)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	err = s.writeChange(ctx, Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task}, func(tx *sql.Tx) error {
+		rid, err := runID(ctx, tx, ref, buildID)
+		if err != nil {
+			return err
+		}
+		return s.appendLogs(ctx, tx, rid, task, rows)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// logRows checks the lines' streams and cleans their text for the store.
+func logRows(lines []LogLine) ([]LogLine, error) {
 	rows := make([]LogLine, len(lines))
 	for i, l := range lines {
 		if l.Stream == "" {
 			l.Stream = StreamStdout
 		}
 		if !l.Stream.Valid() {
-			return fmt.Errorf("%s: unknown stream %q", what, l.Stream)
+			return nil, fmt.Errorf("unknown stream %q", l.Stream)
 		}
 		l.Text = cleanLogText(l.Text)
 		rows[i] = l
 	}
+	return rows, nil
+}
+
+// appendLogs adds rows (from logRows) to the log of the task of the run whose row is rid,
+// within the per-task cap.
+func (s *DB) appendLogs(ctx context.Context, tx *sql.Tx, rid int64, task string, rows []LogLine) error {
+	now := s.now()
 	at := func(l LogLine) int64 {
 		if l.Time.IsZero() {
 			return now
 		}
 		return toMicros(l.Time)
 	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO log_counts (run_id, task) VALUES ($1, $2) ON CONFLICT (run_id, task) DO NOTHING`,
+		rid, task); err != nil {
+		return err
+	}
+	var kept, dropped int64
+	var marker sql.NullInt64
+	if err := tx.QueryRowContext(ctx,
+		`SELECT kept, dropped, marker_id FROM log_counts WHERE run_id = $1 AND task = $2`,
+		rid, task).Scan(&kept, &dropped, &marker); err != nil {
+		return err
+	}
 
-	err := s.writeChange(ctx, Change{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: task}, func(tx *sql.Tx) error {
-		rid, err := runID(ctx, tx, ref, buildID)
+	keep := int64(len(rows))
+	if limit := int64(s.opts.logLineCap); limit > 0 {
+		keep = max(0, min(keep, limit-kept))
+	}
+	for start := int64(0); start < keep; start += logInsertChunk {
+		end := min(start+logInsertChunk, keep)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO log_lines (run_id, task, at, stream, text) VALUES `)
+		args := make([]any, 0, 3*(end-start)+2)
+		args = append(args, rid, task)
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(", ")
+			}
+			n := len(args)
+			q.WriteString("($1, $2, $" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ", $" + strconv.Itoa(n+3) + ")")
+			args = append(args, at(rows[i]), string(rows[i].Stream), rows[i].Text)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+
+	var err error
+	if over := int64(len(rows)) - keep; over > 0 {
+		dropped += over
+		text := "... " + strconv.FormatInt(dropped, 10) + " lines dropped"
+		last := at(rows[len(rows)-1])
+		// One marker per task, kept last: created at the first drop (nothing is
+		// inserted after it), then only its count and time change.
+		if marker.Valid {
+			_, err = tx.ExecContext(ctx, `UPDATE log_lines SET text = $1, at = $2 WHERE id = $3`, text, last, marker.Int64)
+		} else {
+			err = tx.QueryRowContext(ctx, `
+				INSERT INTO log_lines (run_id, task, at, stream, text) VALUES ($1, $2, $3, $4, $5)
+				RETURNING id`, rid, task, last, string(StreamSystem), text).Scan(&marker)
+		}
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO log_counts (run_id, task) VALUES ($1, $2) ON CONFLICT (run_id, task) DO NOTHING`,
-			rid, task); err != nil {
-			return err
-		}
-		var kept, dropped int64
-		var marker sql.NullInt64
-		if err := tx.QueryRowContext(ctx,
-			`SELECT kept, dropped, marker_id FROM log_counts WHERE run_id = $1 AND task = $2`,
-			rid, task).Scan(&kept, &dropped, &marker); err != nil {
-			return err
-		}
-
-		keep := int64(len(rows))
-		if limit := int64(s.opts.logLineCap); limit > 0 {
-			keep = max(0, min(keep, limit-kept))
-		}
-		for start := int64(0); start < keep; start += logInsertChunk {
-			end := min(start+logInsertChunk, keep)
-			var q strings.Builder
-			q.WriteString(`INSERT INTO log_lines (run_id, task, at, stream, text) VALUES `)
-			args := make([]any, 0, 3*(end-start)+2)
-			args = append(args, rid, task)
-			for i := start; i < end; i++ {
-				if i > start {
-					q.WriteString(", ")
-				}
-				n := len(args)
-				q.WriteString("($1, $2, $" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ", $" + strconv.Itoa(n+3) + ")")
-				args = append(args, at(rows[i]), string(rows[i].Stream), rows[i].Text)
-			}
-			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-				return err
-			}
-		}
-
-		if over := int64(len(rows)) - keep; over > 0 {
-			dropped += over
-			text := "... " + strconv.FormatInt(dropped, 10) + " lines dropped"
-			last := at(rows[len(rows)-1])
-			// One marker per task, kept last: created at the first drop (nothing is
-			// inserted after it), then only its count and time change.
-			if marker.Valid {
-				_, err = tx.ExecContext(ctx, `UPDATE log_lines SET text = $1, at = $2 WHERE id = $3`, text, last, marker.Int64)
-			} else {
-				err = tx.QueryRowContext(ctx, `
-					INSERT INTO log_lines (run_id, task, at, stream, text) VALUES ($1, $2, $3, $4, $5)
-					RETURNING id`, rid, task, last, string(StreamSystem), text).Scan(&marker)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		_, err = tx.ExecContext(ctx,
-			`UPDATE log_counts SET kept = $1, dropped = $2, marker_id = $3 WHERE run_id = $4 AND task = $5`,
-			kept+keep, dropped, marker, rid, task)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	_, err = tx.ExecContext(ctx,
+		`UPDATE log_counts SET kept = $1, dropped = $2, marker_id = $3 WHERE run_id = $4 AND task = $5`,
+		kept+keep, dropped, marker, rid, task)
+	return err
 }
 
 // cleanLogText makes a line storable anywhere: valid UTF-8 without NUL (PostgreSQL text

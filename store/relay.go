@@ -80,14 +80,27 @@ func (s *DB) announce(ctx context.Context, tx *sql.Tx, c Change) error {
 // it commits, and then tells this process's sink: the one way a write that changes a run,
 // task, log, drift event, audit entry or hint lets its followers know.
 func (s *DB) writeChange(ctx context.Context, c Change, fn func(tx *sql.Tx) error) error {
+	return s.writeChanges(ctx, []Change{c}, fn)
+}
+
+// writeChanges is writeChange for a write that changes several things at once (a task's
+// last log lines and its end), announced in order.
+func (s *DB) writeChanges(ctx context.Context, cs []Change, fn func(tx *sql.Tx) error) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, c)
+		for _, c := range cs {
+			if err := s.announce(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err == nil {
-		s.opts.changed(c)
+		for _, c := range cs {
+			s.opts.changed(c)
+		}
 	}
 	return err
 }

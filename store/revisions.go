@@ -23,8 +23,9 @@ func (nr NewRevision) validate() error {
 		return errors.New("a chart deploy needs chart name and version")
 	case nr.Kind == DeployYAML && nr.Chart != nil:
 		return errors.New("a YAML deploy has no chart")
-	case nr.Status != RevisionApplied && nr.Status != RevisionFailed:
-		return fmt.Errorf("a new revision is %s or %s, not %q", RevisionApplied, RevisionFailed, nr.Status)
+	case nr.Status != RevisionApplied && nr.Status != RevisionHealthy && nr.Status != RevisionFailed:
+		// healthy: a deploy that applied nothing to objects already healthy.
+		return fmt.Errorf("a new revision is %s, %s or %s, not %q", RevisionApplied, RevisionHealthy, RevisionFailed, nr.Status)
 	}
 	for i, e := range nr.Inventory {
 		if e.Version == "" || e.Kind == "" || e.Name == "" {

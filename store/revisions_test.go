@@ -123,7 +123,7 @@ func TestRevisionValidation(t *testing.T) {
 		"unknown kind":        func(r *NewRevision) { r.Kind = "kustomize" },
 		"yaml with chart":     func(r *NewRevision) { r.Chart = &ChartRelease{Chart: "x", Version: "1"} },
 		"chart without chart": func(r *NewRevision) { r.Kind = DeployChart },
-		"starts healthy":      func(r *NewRevision) { r.Status = RevisionHealthy },
+		"starts rolled back":  func(r *NewRevision) { r.Status = RevisionRolledBack },
 		"inventory no name":   func(r *NewRevision) { r.Inventory = []InventoryEntry{{Version: "v1", Kind: "Service"}} },
 	}
 	for name, mutate := range bad {

@@ -244,6 +244,13 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 			if err := endRunRequests(ctx, tx, id, now, "the run ended "+string(to)+" before its holder took the request", true); err != nil {
 				return err
 			}
+			// The claim made for this run ends with it, in the same commit: the holder
+			// need not release it with a write of its own. A claim for another run stays.
+			if _, err := tx.ExecContext(ctx, `
+				DELETE FROM pipeline_claims WHERE build_id = $1
+				AND pipeline_id = (SELECT pipeline_id FROM runs WHERE id = $2)`, buildID, id); err != nil {
+				return err
+			}
 		}
 		run, err = getRun(ctx, tx, ref, buildID)
 		return err

@@ -35,7 +35,8 @@ type Store interface {
 	// FindRuns lists the runs f selects across pipelines, newest first, a page at a time.
 	FindRuns(ctx context.Context, f RunFilter) (RunPage, error)
 	// TransitionRun moves the run from `from` to `to` if it is still in `from` and the
-	// move is legal, recording reason and the start or finish time.
+	// move is legal, recording reason and the start or finish time. A move to a final
+	// status also ends the pipeline's claim made for this run (ClaimPipeline), if any.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
 	// NoteQueuedRun sets the reason of a run that is still queued: why it waits. A run that
 	// left the queue meanwhile is left as it is.
@@ -69,6 +70,9 @@ type Store interface {
 	// ListTasks returns the run's tasks in the order they were added.
 	ListTasks(ctx context.Context, ref PipelineRef, buildID int64) ([]Task, error)
 	TransitionTask(ctx context.Context, ref PipelineRef, buildID int64, name string, from, to TaskStatus, reason string) (Task, error)
+	// EndTask is TransitionTask recording, in the same transaction, the task's last log
+	// lines (as AppendLogs) and its outputs (as SetTaskOutputs): all of it or nothing.
+	EndTask(ctx context.Context, ref PipelineRef, buildID int64, name string, end TaskEnd) (Task, error)
 	// SetTaskOutputs replaces the task's outputs.
 	SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64, name string, outputs map[string]string) error
 

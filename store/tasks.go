@@ -109,15 +109,46 @@ func (s *DB) ListTasks(ctx context.Context, ref PipelineRef, buildID int64) ([]T
 
 // TransitionTask implements Store, with the same compare-and-set as TransitionRun.
 func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64, name string, from, to TaskStatus, reason string) (Task, error) {
+	return s.EndTask(ctx, ref, buildID, name, TaskEnd{From: from, To: to, Reason: reason})
+}
+
+// EndTask implements Store: the task's last log lines, its outputs and its move, in one
+// write transaction, so a run's task costs one commit to end rather than three.
+func (s *DB) EndTask(ctx context.Context, ref PipelineRef, buildID int64, name string, end TaskEnd) (Task, error) {
 	what := taskName(ref, buildID, name)
+	from, to := end.From, end.To
 	if !from.CanMove(to) {
 		return Task{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
 	}
+	rows, err := logRows(end.Logs)
+	if err != nil {
+		return Task{}, fmt.Errorf("move %s to %s: logs: %w", what, to, err)
+	}
+	var outputs []byte
+	if end.Outputs != nil {
+		if outputs, err = json.Marshal(end.Outputs); err != nil {
+			return Task{}, fmt.Errorf("move %s to %s: outputs: %w", what, to, err)
+		}
+	}
+	changes := []Change{{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name}}
+	if len(rows) > 0 {
+		changes = []Change{{Kind: ChangeLogs, Pipeline: ref, BuildID: buildID, Task: name}, changes[0]}
+	}
 	var t Task
-	err := s.writeChange(ctx, Change{Kind: ChangeTask, Pipeline: ref, BuildID: buildID, Task: name}, func(tx *sql.Tx) error {
+	err = s.writeChanges(ctx, changes, func(tx *sql.Tx) error {
 		rid, err := runID(ctx, tx, ref, buildID)
 		if err != nil {
 			return err
+		}
+		if len(rows) > 0 {
+			if err := s.appendLogs(ctx, tx, rid, name, rows); err != nil {
+				return err
+			}
+		}
+		if outputs != nil {
+			if err := setTaskOutputs(ctx, tx, rid, name, outputs); err != nil {
+				return err
+			}
 		}
 		now := s.now()
 		res, err := tx.ExecContext(ctx, `
@@ -125,7 +156,7 @@ func (s *DB) TransitionTask(ctx context.Context, ref PipelineRef, buildID int64,
 				started_at  = CASE WHEN $3 THEN $4 ELSE started_at END,
 				finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
 			WHERE run_id = $6 AND name = $7 AND status = $8`,
-			string(to), reason, to == TaskRunning, now, to.Final(), rid, name, string(from))
+			string(to), end.Reason, to == TaskRunning, now, to.Final(), rid, name, string(from))
 		if err != nil {
 			return err
 		}
@@ -162,19 +193,24 @@ func (s *DB) SetTaskOutputs(ctx context.Context, ref PipelineRef, buildID int64,
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET outputs = $1 WHERE run_id = $2 AND name = $3`, string(body), rid, name)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return setTaskOutputs(ctx, tx, rid, name, body)
 	})
 	if err != nil {
 		return fmt.Errorf("set outputs of %s: %w", what, err)
+	}
+	return nil
+}
+
+// setTaskOutputs replaces the outputs of the task of the run whose row is rid with body.
+func setTaskOutputs(ctx context.Context, tx *sql.Tx, rid int64, name string, body []byte) error {
+	res, err := tx.ExecContext(ctx, `UPDATE tasks SET outputs = $1 WHERE run_id = $2 AND name = $3`, string(body), rid, name)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrNotFound
 	}
 	return nil
 }

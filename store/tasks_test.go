@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +80,53 @@ func TestTasks(t *testing.T) {
 	got, err := s.GetTask(ctx, testPipeline, 1, "image")
 	if err != nil || !maps.Equal(got.Outputs, outputs) || got.Status != TaskSucceeded {
 		t.Fatalf("GetTask = %+v, %v", got, err)
+	}
+}
+
+// A task's end carries its last log lines and its outputs in the same commit: a move that
+// is refused records neither.
+func TestEndTaskRecordsLogsAndOutputsWithTheMove(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	mustRun(t, s, testPipeline)
+	if _, err := s.AddTask(ctx, testPipeline, 1, NewTask{Stage: "Build", Name: "image", Type: "build-image"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransitionTask(ctx, testPipeline, 1, "image", TaskPending, TaskRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLogs(ctx, testPipeline, 1, "image", []LogLine{{Text: "building"}}); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{"image": "registry.local/app:1"}
+	refused := TaskEnd{From: TaskPending, To: TaskRunning, Logs: []LogLine{{Text: "never stored"}}, Outputs: outputs}
+	if _, err := s.EndTask(ctx, testPipeline, 1, "image", refused); !errors.Is(err, ErrStatusConflict) {
+		t.Fatalf("end from the wrong status: %v, want ErrStatusConflict", err)
+	}
+	if task, _ := s.GetTask(ctx, testPipeline, 1, "image"); len(task.Outputs) != 0 {
+		t.Fatalf("a refused end stored outputs %v", task.Outputs)
+	}
+	end := TaskEnd{From: TaskRunning, To: TaskSucceeded, Reason: "pushed",
+		Logs: []LogLine{{Text: "pushed"}, {Stream: StreamSystem, Text: "done"}}, Outputs: outputs}
+	task, err := s.EndTask(ctx, testPipeline, 1, "image", end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Status != TaskSucceeded || task.Reason != "pushed" || task.FinishedAt.IsZero() || !maps.Equal(task.Outputs, outputs) {
+		t.Fatalf("ended task %+v", task)
+	}
+	lines, err := s.ReadLogs(ctx, testPipeline, 1, LogQuery{Tasks: []string{"image"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []string
+	for _, l := range lines {
+		text = append(text, l.Text)
+	}
+	if strings.Join(text, "|") != "building|pushed|done" {
+		t.Fatalf("log %q, want the refused end's line left out and the end's lines after the earlier one", text)
+	}
+	if _, err := s.EndTask(ctx, testPipeline, 1, "image", TaskEnd{From: TaskRunning, To: TaskFailed, Logs: []LogLine{{Stream: "bogus", Text: "x"}}}); err == nil {
+		t.Fatal("a line of an unknown stream accepted")
 	}
 }

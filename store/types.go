@@ -99,6 +99,15 @@ type NewTask struct {
 	Type  string // the pipeline's task type, e.g. deploy-yaml
 }
 
+// TaskEnd is a task's move (to its end, usually) with what it leaves behind: its last log
+// lines, appended first, and its outputs (nil: left as they are).
+type TaskEnd struct {
+	From, To TaskStatus
+	Reason   string
+	Logs     []LogLine
+	Outputs  map[string]string
+}
+
 // Task is one task of a run.
 type Task struct {
 	Pipeline   PipelineRef

@@ -45,16 +45,23 @@ func (a *Applier) WaitStable(ctx context.Context, inv []store.InventoryEntry, se
 // wait without a request (a window is still held); otherwise it is WaitStable. After an
 // apply the cache may not have seen it yet, which is why only an untouched set may ask it.
 func (a *Applier) WaitStableUnchanged(ctx context.Context, inv []store.InventoryEntry, timeout, window time.Duration) error {
-	if timeout <= 0 || len(inv) == 0 {
+	if a.HealthyUnchanged(inv, timeout, window) {
 		return nil
 	}
 	if !a.currentInCache(inv) {
 		return a.WaitStable(ctx, inv, untouched(inv), timeout, window)
 	}
-	if window <= 0 || !HasWorkloads(inv) {
-		return nil
-	}
 	return a.holdStable(ctx, inv, window, time.Now().Add(timeout))
+}
+
+// HealthyUnchanged tells whether WaitStableUnchanged would return at once without an error:
+// no wait is asked for, or the Cache shows every object Current and no window is to be
+// held. A deploy that applied nothing then records its revision healthy in one write.
+func (a *Applier) HealthyUnchanged(inv []store.InventoryEntry, timeout, window time.Duration) bool {
+	if timeout <= 0 || len(inv) == 0 {
+		return true
+	}
+	return (window <= 0 || !HasWorkloads(inv)) && a.currentInCache(inv)
 }
 
 // currentInCache tells whether the Cache holds every object of inv and kstatus finds each
