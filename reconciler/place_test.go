@@ -1,0 +1,91 @@
+package reconciler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/sources"
+	"github.com/slipwayhq/slipway/store"
+)
+
+// slowTaskEnd holds the write that ends the tasks of one pipeline until release closes.
+type slowTaskEnd struct {
+	store.Store
+	pipeline string
+	entered  chan struct{}
+	release  chan struct{}
+}
+
+func (s *slowTaskEnd) EndTask(ctx context.Context, ref store.PipelineRef, buildID int64, name string, end store.TaskEnd) (store.Task, error) {
+	if ref.Name == s.pipeline && end.To.Final() {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.Store.EndTask(ctx, ref, buildID, name, end)
+}
+
+// TestTheRunsEndNeedsNoPlace: with one place for runs in flight, a run whose last task has
+// done its work gives the place up while its end is recorded, so a slow store write does
+// not hold another pipeline's run back.
+func TestTheRunsEndNeedsNoPlace(t *testing.T) {
+	st := testStore(t)
+	slow := &slowTaskEnd{Store: st, pipeline: "app", entered: make(chan struct{}, 1), release: make(chan struct{})}
+	runner := NewRunner(RunnerOptions{Store: slow, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
+		MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	var released sync.Once
+	open := func() { released.Do(func() { close(slow.release) }) }
+	t.Cleanup(open) // before the dispatcher's: a failed test must not leave the run stuck
+	submit := func(name string) store.Run {
+		ps, diags := pipeline.Parse("p.yaml", []byte("name: "+name+`
+stages:
+  - name: check
+    tasks:
+      - name: smoke
+        type: script
+        image: busybox
+        script: "true"
+`))
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		run, err := d.Submit(ctx, RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, ps[0], store.TriggerPush, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return run
+	}
+	held := submit("app")
+	select {
+	case <-slow.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first run's task never ended")
+	}
+	other := submit("other")
+	select {
+	case <-d.Done(other.Pipeline, other.BuildID):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second run waited for the place of a run that only records its end")
+	}
+	open()
+	select {
+	case <-d.Done(held.Pipeline, held.BuildID):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first run never ended")
+	}
+	if got, _ := st.GetRun(context.Background(), held.Pipeline, held.BuildID); !got.Status.Final() {
+		t.Fatalf("first run %s, want it ended", got.Status)
+	}
+}
