@@ -209,15 +209,7 @@ func TestTheGatesEvidenceIsAudited(t *testing.T) {
 // once approved it takes a place again before its stage runs.
 func TestAWaitingGateGivesItsPlaceUp(t *testing.T) {
 	st := testStore(t)
-	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
-		Log: logrus.NewEntry(logrus.New())})
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
-		MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); d.Wait() })
+	ctx, d := startOnePlaceRunner(t, st, st)
 	var runs []store.Run
 	for _, name := range []string{"app", "other"} {
 		p := gatedPipeline(t, "", "")

@@ -14,6 +14,22 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
+// startOnePlaceRunner starts a dispatcher of a real Runner on rs (the store, or one
+// wrapping it) with one place for runs in flight; claims go to st.
+func startOnePlaceRunner(t *testing.T, rs, st store.Store) (context.Context, *Dispatcher) {
+	t.Helper()
+	runner := NewRunner(RunnerOptions{Store: rs, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
+		MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	return ctx, d
+}
+
 // slowTaskEnd holds the write that ends the tasks of one pipeline until release closes.
 type slowTaskEnd struct {
 	store.Store
@@ -36,15 +52,7 @@ func (s *slowTaskEnd) EndTask(ctx context.Context, ref store.PipelineRef, buildI
 func TestTheRunsEndNeedsNoPlace(t *testing.T) {
 	st := testStore(t)
 	slow := &slowTaskEnd{Store: st, pipeline: "app", entered: make(chan struct{}, 1), release: make(chan struct{})}
-	runner := NewRunner(RunnerOptions{Store: slow, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
-		Log: logrus.NewEntry(logrus.New())})
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
-		MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); d.Wait() })
+	ctx, d := startOnePlaceRunner(t, slow, st)
 	var released sync.Once
 	open := func() { released.Do(func() { close(slow.release) }) }
 	t.Cleanup(open) // before the dispatcher's: a failed test must not leave the run stuck

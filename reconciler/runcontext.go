@@ -414,24 +414,27 @@ func (tl *taskLog) flushEvery(ctx context.Context, every time.Duration) (stop fu
 func (tl *taskLog) ending(end func(lines []store.LogLine)) {
 	tl.flushing.Lock()
 	defer tl.flushing.Unlock()
+	end(tl.takePending())
+}
+
+// takePending takes the lines not yet stored (none in a preview, which stores no log); the
+// caller holds flushing.
+func (tl *taskLog) takePending() []store.LogLine {
 	tl.mu.Lock()
 	lines := tl.pending
 	tl.pending = nil
 	tl.mu.Unlock()
 	if tl.rc.preview {
-		lines = nil
+		return nil
 	}
-	end(lines)
+	return lines
 }
 
 func (tl *taskLog) flush(ctx context.Context) {
 	tl.flushing.Lock()
 	defer tl.flushing.Unlock()
-	tl.mu.Lock()
-	lines := tl.pending
-	tl.pending = nil
-	tl.mu.Unlock()
-	if len(lines) == 0 || tl.rc.preview {
+	lines := tl.takePending()
+	if len(lines) == 0 {
 		return
 	}
 	if err := tl.rc.store.AppendLogs(ctx, tl.rc.run.Pipeline, tl.rc.run.BuildID, tl.task, lines); err != nil {
