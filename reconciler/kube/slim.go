@@ -84,7 +84,8 @@ func slimManagedFields(u *unstructured.Unstructured) {
 		if sub, _ := m["subresource"].(string); sub != "" {
 			continue
 		}
-		if set, ok := m["fieldsV1"]; ok {
+		// The informers may hand the transform an object it slimmed already: a digest stays.
+		if set, ok := m["fieldsV1"]; ok && !isFieldsDigest(set) {
 			b, err := json.Marshal(set) // map keys sorted: FieldsDigest's canonical form
 			if err != nil {
 				delete(m, "fieldsV1") // cannot happen for decoded JSON; fingerprints nothing then
@@ -109,10 +110,8 @@ func FieldsDigest(f *metav1.FieldsV1) (string, error) {
 	if err := json.Unmarshal(f.Raw, &v); err != nil {
 		return "", fmt.Errorf("read managed fields: %w", err)
 	}
-	if m, ok := v.(map[string]any); ok && len(m) == 1 {
-		if digest, ok := m[fieldsDigestKey].(string); ok {
-			return digest, nil
-		}
+	if isFieldsDigest(v) {
+		return v.(map[string]any)[fieldsDigestKey].(string), nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -120,4 +119,14 @@ func FieldsDigest(f *metav1.FieldsV1) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// isFieldsDigest tells a decoded field set that is the caches' digest of one.
+func isFieldsDigest(set any) bool {
+	m, ok := set.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false
+	}
+	_, ok = m[fieldsDigestKey].(string)
+	return ok
 }
