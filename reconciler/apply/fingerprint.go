@@ -62,7 +62,8 @@ func fingerprintOf(m liveMeta) (string, error) {
 		if mf.Manager != kube.FieldManager || mf.Operation != metav1.ManagedFieldsOperationApply || mf.Subresource != "" {
 			continue
 		}
-		fields, err := canonicalFields(mf.FieldsV1)
+		// The digest, not the set: the shared caches keep only it (kube.FieldsDigest).
+		fields, err := kube.FieldsDigest(mf.FieldsV1)
 		if err != nil {
 			return "", err
 		}
@@ -79,23 +80,10 @@ func fingerprintOf(m liveMeta) (string, error) {
 			h.Write([]byte(part))
 			h.Write([]byte{0})
 		}
-		h.Write(fields)
+		h.Write([]byte(fields))
 		return string(m.UID) + "/sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 	}
 	return "", nil
-}
-
-// canonicalFields re-encodes a managed-fields set with sorted keys: the apply response
-// (decoded into a map) and a LIST (raw bytes) must give the same fingerprint.
-func canonicalFields(f *metav1.FieldsV1) ([]byte, error) {
-	if f == nil || len(f.Raw) == 0 {
-		return nil, nil
-	}
-	var v any
-	if err := json.Unmarshal(f.Raw, &v); err != nil {
-		return nil, fmt.Errorf("read managed fields: %w", err)
-	}
-	return json.Marshal(v)
 }
 
 // unchangedSince decides whether an object can be skipped: the previous revision applied

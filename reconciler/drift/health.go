@@ -535,17 +535,51 @@ func podSelector(o *Object) (labels.Selector, error) {
 }
 
 // slimPod keeps of a cached pod what podChanged reads: its name, labels, deletion mark and
-// status (apply.PodTrouble reads nothing else). A namespace of a thousand pods otherwise
-// keeps a thousand specs and managedFields in memory for as long as it is watched.
+// of its status the phase, reason, message, conditions and containers' states and restart
+// counts (apply.PodTrouble reads nothing else). A namespace of a thousand pods otherwise
+// keeps a thousand specs, managedFields, IPs, images and timestamps in memory for as long
+// as it is watched.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
+	conds := make([]corev1.PodCondition, len(p.Status.Conditions))
+	for i, c := range p.Status.Conditions {
+		conds[i] = corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message}
+	}
 	return &corev1.Pod{
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp},
-		Status: p.Status,
+		Status: corev1.PodStatus{Phase: p.Status.Phase, Reason: p.Status.Reason, Message: p.Status.Message, Conditions: conds,
+			InitContainerStatuses: slimContainers(p.Status.InitContainerStatuses),
+			ContainerStatuses:     slimContainers(p.Status.ContainerStatuses)},
 	}, nil
+}
+
+// slimContainers keeps of containers' statuses what apply.PodTrouble reads.
+func slimContainers(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if in == nil {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, cs := range in {
+		out[i] = corev1.ContainerStatus{Name: cs.Name, Ready: cs.Ready, RestartCount: cs.RestartCount,
+			State: slimState(cs.State), LastTerminationState: slimState(cs.LastTerminationState)}
+	}
+	return out
+}
+
+// slimState keeps a waiting or terminated container's reason, message and exit code; that it
+// runs, and since when, nobody reads.
+func slimState(s corev1.ContainerState) corev1.ContainerState {
+	var out corev1.ContainerState
+	if w := s.Waiting; w != nil {
+		out.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+	}
+	if t := s.Terminated; t != nil {
+		out.Terminated = &corev1.ContainerStateTerminated{Reason: t.Reason, Message: t.Message, ExitCode: t.ExitCode}
+	}
+	return out
 }

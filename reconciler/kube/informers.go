@@ -167,16 +167,6 @@ func (i *Informers) Current(gvr schema.GroupVersionResource, selector string) (c
 	return inf.GetStore(), true
 }
 
-// ownApply keeps Slipway's own apply entry of the main resource, dropping every other.
-func ownApply(entries []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry {
-	for _, mf := range entries {
-		if mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply && mf.Subresource == "" {
-			return []metav1.ManagedFieldsEntry{mf}
-		}
-	}
-	return nil
-}
-
 // cachedReader is a kstatus ClusterReader that reads the objects of one health wait from
 // the shared informers instead of listing their kinds at every poll. An object is read
 // from the API server the first time (or while its informer has not synced, or when the

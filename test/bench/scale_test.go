@@ -122,6 +122,7 @@ func TestBenchScale(t *testing.T) {
 	if bin == "" {
 		bin = buildSlipwayTo(ctx, t, env, tmp)
 	}
+	bin = installedCopy(t, bin, tmp)
 	cs := env.Clientset(t)
 	// Every app runs one pod: the environment's two kwok nodes hold 500, so the benchmark
 	// brings nodes of its own for its apps and the floor's.
