@@ -57,35 +57,19 @@ func (m *Mirrors) fetchListed(ctx context.Context, r *git.Repository, repo Repo,
 	if err != nil {
 		return false, fmt.Errorf("%w: shallow file: %v", errCorrupt, err)
 	}
-	req := packp.NewUploadPackRequestFromCapabilities(listed.caps)
-	if depth != 0 {
-		req.Depth = packp.DepthCommits(depth)
-		if err := req.Capabilities.Set(capability.Shallow); err != nil {
-			return false, err
-		}
-		req.Shallows = shallow
-	}
-	if listed.caps.Supports(capability.NoProgress) {
-		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
-			return false, err
-		}
-	}
 	// As go-git's fetch: a commit the mirror has is wanted again while the mirror is
-	// shallow, since its parents may be missing.
+	// shallow, since its parents may be missing, unless a prefetch brought it whole.
+	prefetched, _ := m.prefetched.Load(m.dir(repo))
+	var wants []plumbing.Hash
 	seen := map[plumbing.Hash]bool{}
 	for _, h := range want {
-		if !seen[h] && (len(shallow) > 0 && depth != 1 || !hasObject(r, h)) {
-			req.Wants = append(req.Wants, h)
+		if !seen[h] && (len(shallow) > 0 && depth != 1 && prefetched != h || !hasObject(r, h)) {
+			wants = append(wants, h)
 		}
 		seen[h] = true
 	}
-	if len(req.Wants) > 0 {
-		if req.Haves, err = haves(r, listed, depth); err != nil {
-			return false, err
-		}
-		if err := m.uploadPack(ctx, r, repo, ep, auth, req, depth); err != nil {
-			return false, err
-		}
+	if err := m.fetchWants(ctx, r, repo, ep, auth, listed, wants, shallow, depth); err != nil {
+		return false, err
 	}
 	for name, h := range want {
 		if err := r.Storer.SetReference(plumbing.NewHashReference(name, h)); err != nil {
@@ -93,6 +77,35 @@ func (m *Mirrors) fetchListed(ctx context.Context, r *git.Repository, repo Repo,
 		}
 	}
 	return true, nil
+}
+
+// fetchWants asks the server for the commits wanted (and their history to depth) in one
+// pack request, offering what the mirror has as common history; it moves no ref. listed
+// gives the server's capabilities and the commits it advertised.
+func (m *Mirrors) fetchWants(ctx context.Context, r *git.Repository, repo Repo, ep *transport.Endpoint, auth transport.AuthMethod,
+	listed *remoteRefs, wants, shallow []plumbing.Hash, depth int) error {
+	if len(wants) == 0 {
+		return nil
+	}
+	req := packp.NewUploadPackRequestFromCapabilities(listed.caps)
+	if depth != 0 {
+		req.Depth = packp.DepthCommits(depth)
+		if err := req.Capabilities.Set(capability.Shallow); err != nil {
+			return err
+		}
+		req.Shallows = shallow
+	}
+	if listed.caps.Supports(capability.NoProgress) {
+		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
+			return err
+		}
+	}
+	req.Wants = wants
+	var err error
+	if req.Haves, err = haves(r, listed, depth); err != nil {
+		return err
+	}
+	return m.uploadPack(ctx, r, repo, ep, auth, req, depth)
 }
 
 // uploadPack asks the server for the pack req describes and stores it in the mirror.

@@ -58,6 +58,12 @@ type Mirrors struct {
 	handles   map[string]*handle // by mirror dir
 	// commits are the commits Commit described, until the mirror's refs change.
 	commits commitCache
+	// caps are the capabilities each server advertised with the mirror's last ref
+	// listing, which a Prefetch needs to ask for a pack without listing the refs first.
+	caps sync.Map // mirror dir → *capability.List
+	// prefetched is, per mirror, the commit a Prefetch last brought with its history to
+	// the mirror's depth, so the sync that finds it is the branch head fetches it no more.
+	prefetched sync.Map // mirror dir → plumbing.Hash
 }
 
 // handle is a mirror kept open, with the pack files its index was read from. Only the
@@ -252,6 +258,7 @@ func (m *Mirrors) create(repo Repo) (*git.Repository, error) {
 
 func (m *Mirrors) recreate(repo Repo) (*git.Repository, error) {
 	m.readHeads.Delete(m.dir(repo))
+	m.prefetched.Delete(m.dir(repo))
 	m.forget(m.dir(repo))
 	m.commits.forget(m.dir(repo))
 	if err := os.RemoveAll(m.dir(repo)); err != nil {

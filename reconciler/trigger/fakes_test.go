@@ -60,11 +60,16 @@ type fakeGit struct {
 	refsErr    error
 	refs       int
 	tagFetches []string
+	// prefetches are the commits Prefetch was asked for; prefetchErr fails it.
+	prefetches  []string
+	prefetchErr error
+	// history are the commits InHistory finds below any head.
+	history map[string]bool
 }
 
 func newFakeGit(t *testing.T, commits ...sources.Commit) *fakeGit {
 	g := &fakeGit{t: t, commits: map[string]sources.Commit{}, commitErr: map[string]error{}, changed: map[string][]string{},
-		tags: map[string]string{}, others: map[string]string{}}
+		tags: map[string]string{}, others: map[string]string{}, history: map[string]bool{}}
 	for _, c := range commits {
 		g.commits[c.Hash] = c
 	}
@@ -105,6 +110,22 @@ func (g *fakeGit) Refs(_ context.Context, repo sources.Repo) (sources.Refs, erro
 		refs.Heads[testBranch] = g.head
 	}
 	return refs, nil
+}
+
+func (g *fakeGit) Prefetch(_ context.Context, repo sources.Repo, commit string) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if repo.Name != testRepo.Name {
+		g.t.Errorf("Prefetch(%s), want the watched repository", repo.Name)
+	}
+	g.prefetches = append(g.prefetches, commit)
+	return g.prefetchErr == nil, g.prefetchErr
+}
+
+func (g *fakeGit) InHistory(_ context.Context, _ sources.Repo, head, commit string) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return head == commit || g.history[commit], nil
 }
 
 func (g *fakeGit) FetchTag(_ context.Context, _ sources.Repo, tag string) (string, error) {

@@ -29,6 +29,11 @@ type Git interface {
 	Refs(ctx context.Context, repo sources.Repo) (sources.Refs, error)
 	// FetchTag brings a tag into the mirror and returns the commit it points at.
 	FetchTag(ctx context.Context, repo sources.Repo, tag string) (string, error)
+	// Prefetch brings a pushed commit into the mirror without moving a ref (one pack
+	// request, no listing), so it can overlap the look's ref listing.
+	Prefetch(ctx context.Context, repo sources.Repo, commit string) (bool, error)
+	// InHistory reports whether commit is head or an ancestor of it in the mirror.
+	InHistory(ctx context.Context, repo sources.Repo, head, commit string) (bool, error)
 }
 
 // PipelineReader reads and validates the pipeline file at a commit.
@@ -65,7 +70,9 @@ type ScheduleSetter interface {
 }
 
 // Hint says a branch or a tag may have moved: a webhook's push. It is only a hint: the
-// watcher lists the refs, fetches and reads the commit itself.
+// watcher lists the refs, fetches and reads the commit itself. The commit a branch's hint
+// names is fetched while the refs are listed, but a run starts only at the head the
+// listing shows.
 type Hint struct {
 	DeliveryID string
 	Branch     string
@@ -237,18 +244,22 @@ func (w *BranchWatcher) RunThen(ctx context.Context, firstLook func(error)) {
 // next look; the first error is returned after every branch had its turn.
 func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 	trace := newLookTrace(hints)
+	prefetching := w.prefetch(ctx, hints)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
 	if err != nil {
+		prefetching()
 		w.putBack(hints)
 		return err
 	}
 	refs, err := w.git.Refs(ctx, w.repo)
 	release()
+	trace.mark("refs")
+	prefetched := prefetching()
 	if err != nil {
 		w.putBack(hints)
 		return err
 	}
-	trace.mark("refs")
+	trace.mark("prefetch")
 	byBranch := map[string][]Hint{}
 	for _, h := range hints {
 		if h.Branch != "" {
@@ -278,7 +289,7 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 			w.metrics.poll(w.repo.Name, "unchanged")
 			continue
 		}
-		next, err := w.lookBranch(ctx, b, st.last, bh, refs, trace)
+		next, err := w.lookBranch(ctx, b, st.last, bh, refs, prefetched, trace)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -293,6 +304,55 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// prefetch starts fetching the commit the newest hint of each tracked branch names, which
+// the watcher has not handled yet, alongside the look's ref listing: a push then costs the
+// longer of the two round trips to the Git server rather than both. It moves no ref, so a
+// stale or forged payload changes nothing the look decides: the sync that follows takes
+// the head the listing shows, and fetches it itself unless it is the commit prefetched.
+// The returned func waits for the prefetch to end and returns the commits it brought into
+// the mirror. Its failures only cost that fetch.
+func (w *BranchWatcher) prefetch(ctx context.Context, hints []Hint) (wait func() map[string]bool) {
+	newest := map[string]string{}
+	var order []string
+	for _, h := range hints {
+		if h.Branch == "" || h.Commit == "" || !w.Tracks(h.Branch) {
+			continue
+		}
+		if _, ok := newest[h.Branch]; !ok {
+			order = append(order, h.Branch)
+		}
+		newest[h.Branch] = h.Commit
+	}
+	var commits []string
+	for _, b := range order {
+		c := newest[b]
+		if st := w.states[b]; (st == nil || st.last != c) && !w.seen(c) {
+			commits = append(commits, c)
+		}
+	}
+	if len(commits) == 0 {
+		return func() map[string]bool { return nil }
+	}
+	done := make(chan struct{})
+	fetched := map[string]bool{}
+	go func() {
+		defer close(done)
+		for _, c := range commits {
+			release, err := w.limiter.Acquire(ctx, w.repo.URL)
+			if err != nil {
+				return
+			}
+			ok, err := w.git.Prefetch(ctx, w.repo, c)
+			release()
+			if err != nil && ctx.Err() == nil {
+				w.log.WithError(err).WithField("commit", c).Debug("prefetch of the pushed commit failed; the sync fetches it")
+			}
+			fetched[c] = ok
+		}
+	}()
+	return func() map[string]bool { <-done; return fetched }
 }
 
 // state is what the watcher keeps of branch, read from the store on first use.
@@ -362,14 +422,16 @@ func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 
 // look is lookBranch of the default branch.
 func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
-	return w.lookBranch(ctx, w.branch, last, hints, sources.Refs{}, newLookTrace(hints))
+	return w.lookBranch(ctx, w.branch, last, hints, sources.Refs{}, nil, newLookTrace(hints))
 }
 
 // lookBranch fetches the branch if it moved, records overtaken pushes, and submits the runs
 // the head triggers. It returns the head now handled. An unchanged branch costs one ref
 // listing and nothing else: its checkout and pipeline file are kept from the last look.
-// refs is the look's listing of the repository, so the fetch does not list them again.
-func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint, refs sources.Refs, trace *lookTrace) (string, error) {
+// refs is the look's listing of the repository, so the fetch does not list them again;
+// prefetched are the commits the look's prefetch brought into the mirror.
+func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint, refs sources.Refs,
+	prefetched map[string]bool, trace *lookTrace) (string, error) {
 	st := w.stateOf(branch)
 	log := w.log.WithField("branch", branch)
 	release, err := w.limiter.Acquire(ctx, w.repo.URL)
@@ -414,7 +476,7 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 	trace.mark("prepare")
 	marker, skip := pipeline.SkipRequested(co.Commit.Message)
 	for _, h := range hints {
-		w.overtaken(ctx, branch, co, h, last, skip)
+		w.overtaken(ctx, branch, co, h, last, skip, prefetched[h.Commit])
 	}
 	if head == last {
 		for _, h := range hints {
@@ -575,8 +637,10 @@ func (w *BranchWatcher) handledHeadOf(ctx context.Context, branch string) (last,
 
 // overtaken records a hinted push the head has already replaced, as a superseded run of
 // every pipeline the push would have started, so no pushed commit vanishes unrecorded. A
-// commit some run already has (it ran, or a restart's late hint) is left alone.
-func (w *BranchWatcher) overtaken(ctx context.Context, branch string, head *reconciler.Checkout, h Hint, last string, headSkipped bool) {
+// commit some run already has (it ran, or a restart's late hint) is left alone. A commit
+// the look prefetched is in the mirror whatever the branch holds: it counts only when it
+// is in the history of the head.
+func (w *BranchWatcher) overtaken(ctx context.Context, branch string, head *reconciler.Checkout, h Hint, last string, headSkipped, prefetched bool) {
 	if h.Commit == "" || h.Commit == head.Commit.Hash || h.Commit == last || (h.Branch != "" && h.Branch != branch) {
 		return
 	}
@@ -585,6 +649,12 @@ func (w *BranchWatcher) overtaken(ctx context.Context, branch string, head *reco
 	}
 	log := w.log.WithFields(logrus.Fields{"commit": h.Commit, "delivery": h.DeliveryID})
 	info, err := w.git.Commit(ctx, w.repo, h.Commit)
+	if err == nil && prefetched {
+		var in bool
+		if in, err = w.git.InHistory(ctx, w.repo, head.Commit.Hash, h.Commit); err == nil && !in {
+			err = fmt.Errorf("%s is not in the history of the branch's head %s: %w", h.Commit, head.Commit.ShortHash, sources.ErrCommitNotFound)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, sources.ErrCommitNotFound) {
 			log.WithError(err).Warn("a webhook named a commit the branch does not have; ignored")

@@ -311,7 +311,8 @@ type trigPhase struct {
 var trigPhaseOrder = []struct{ key, name string }{
 	{"hook", "delivery reached the relay → the daemon had verified and recorded it (hook)"},
 	{"wait", "→ the watcher's look began (wait)"},
-	{"refs", "→ the refs were listed (refs)"},
+	{"refs", "→ the refs were listed, the pushed commit fetched alongside (refs)"},
+	{"prefetch", "→ that fetch ended, if after the listing (prefetch)"},
 	{"sync", "→ the branch was fetched (sync)"},
 	{"prepare", "→ the commit's pipeline file was checked out, read and validated (prepare)"},
 	{"match", "→ triggers and path filters matched (match)"},

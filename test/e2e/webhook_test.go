@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -254,6 +255,29 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 	p.work.git("checkout", "-q", "-b", "feature")
 	p.work.commit("feature work", map[string]string{"feature.txt": "f\n"})
 	p.work.push("feature")
+
+	// A signed delivery whose payload says master's head is the feature branch's commit (a
+	// payload that lies): the daemon fetches the commit it names beside its ref listing
+	// (Gitea gives any commit it has), but runs, and records as pushed to master, only what
+	// the listing says master's head is.
+	featureCommit := p.work.git("rev-parse", "HEAD")
+	var oldPush struct {
+		After string `json:"after"`
+	}
+	if err := json.Unmarshal(old.body, &oldPush); err != nil || len(oldPush.After) != 40 {
+		t.Fatalf("the first delivery's after: %q, %v", oldPush.After, err)
+	}
+	lying := bytes.ReplaceAll(old.body, []byte(oldPush.After), []byte(featureCommit))
+	lie := old.header.Clone()
+	lie.Set("X-Gitea-Delivery", "lying-"+lie.Get("X-Gitea-Delivery"))
+	lie.Set("X-Gitea-Signature", hmacHex([]byte(p.secret), lying))
+	if status, answer := relay.send(lie, lying); status != http.StatusAccepted {
+		t.Fatalf("a delivery naming the feature branch's commit as master's: %d %s", status, answer)
+	}
+	time.Sleep(3 * time.Second)
+	if h := history(t, p.cfg, "jack-2048"); len(h) != runsBefore {
+		t.Fatalf("a delivery naming another branch's commit started or recorded runs: %d before, now %+v", runsBefore, h[:len(h)-runsBefore])
+	}
 	g := env.Gitea(t)
 	pr := g.CreatePull(t, owner, repo, "feature", "master", "Add the feature")
 	merged := g.MergePull(t, owner, repo, pr.Number, "merge")
