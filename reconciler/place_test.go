@@ -97,3 +97,37 @@ stages:
 		t.Fatalf("first run %s, want it ended", got.Status)
 	}
 }
+
+// refusedTaskEnd refuses every move of a task to its end, as the store does when someone
+// else moved the task first.
+type refusedTaskEnd struct{ store.Store }
+
+func (s refusedTaskEnd) EndTask(ctx context.Context, ref store.PipelineRef, buildID int64, name string, end store.TaskEnd) (store.Task, error) {
+	if end.To.Final() {
+		return store.Task{}, &store.TransitionError{What: name, From: string(end.From), To: string(end.To), Current: "cancelled"}
+	}
+	return s.Store.EndTask(ctx, ref, buildID, name, end)
+}
+
+// TestATaskEndNotRecordedKeepsItsLines: the task's last lines ride with its end; when the
+// end cannot be recorded, the lines are stored on their own.
+func TestATaskEndNotRecordedKeepsItsLines(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	run, err := st.CreateRun(ctx, store.NewRun{Pipeline: testRef, Trigger: store.TriggerManual,
+		Tasks: []store.NewTask{{Stage: "check", Name: "smoke", Type: "script"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := NewRunner(RunnerOptions{Store: refusedTaskEnd{st}, Sources: emptyCheckout{}, Config: &config.Config{DataDir: t.TempDir()},
+		Log: logrus.NewEntry(logrus.New())})
+	runner.endTask(ctx, run, "check", "smoke", store.TaskEnd{From: store.TaskRunning, To: store.TaskFailed,
+		Logs: []store.LogLine{{Stream: store.StreamSystem, Text: "why it failed"}}})
+	lines, err := st.ReadLogs(ctx, run.Pipeline, run.BuildID, store.LogQuery{Tasks: []string{"smoke"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1 || lines[0].Text != "why it failed" {
+		t.Fatalf("lines %+v, want the task's last line kept", lines)
+	}
+}

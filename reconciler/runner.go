@@ -754,7 +754,14 @@ func (r *Runner) finishTask(ctx context.Context, run store.Run, stage, task stri
 func (r *Runner) endTask(ctx context.Context, run store.Run, stage, task string, end store.TaskEnd) {
 	ref, id := run.Pipeline, run.BuildID
 	if _, err := r.store.EndTask(ctx, ref, id, task, end); err != nil {
-		r.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "task": task}).Error("record task status")
+		log := r.log.WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": id, "task": task})
+		log.WithError(err).Error("record task status")
+		// The lines may be what explains the end: kept even when the end is not recorded.
+		if len(end.Logs) > 0 {
+			if err := r.store.AppendLogs(ctx, ref, id, task, end.Logs); err != nil {
+				log.WithError(err).Error("store task log")
+			}
+		}
 	}
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: id, Stage: stage, Task: task, Status: string(end.To), Reason: end.Reason})
 }
