@@ -54,13 +54,7 @@ func (m *Mirrors) Prefetch(ctx context.Context, repo Repo, commit string) (bool,
 		if err != nil {
 			return fmt.Errorf("%s: %w: shallow file: %v", repo.Name, errCorrupt, err)
 		}
-		depth := m.depth
-		if depth < 0 { // all history, as fetch asks for it
-			depth = 0
-			if len(shallow) > 0 {
-				depth = infiniteDepth
-			}
-		}
+		depth := wireDepth(m.depth, shallow)
 		m.commits.forget(m.dir(repo))
 		listed := &remoteRefs{caps: caps.(*capability.List)}
 		if err := m.fetchWants(ctx, r, repo, ep, auth, listed, []plumbing.Hash{h}, shallow, depth); err != nil {

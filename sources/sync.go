@@ -170,6 +170,20 @@ func exactSpec(name plumbing.ReferenceName) config.RefSpec {
 // infiniteDepth is what `git fetch --unshallow` sends.
 const infiniteDepth = 0x7fffffff
 
+// wireDepth is the depth a fetch asks for: depth < 0 means all history, which a shallow
+// mirror must still ask for as a depth, since go-git sends its shallow commits only along
+// with one; without them the server would assume history the mirror lacks and leave
+// objects out.
+func wireDepth(depth int, shallow []plumbing.Hash) int {
+	if depth >= 0 {
+		return depth
+	}
+	if len(shallow) > 0 {
+		return infiniteDepth
+	}
+	return 0
+}
+
 // fetch runs one fetch. depth < 0 means all history. listed, when not nil, is a listing
 // of the refs to fetch them from without listing them again (fetchListed).
 func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth transport.AuthMethod,
@@ -179,14 +193,7 @@ func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth 
 	if err != nil {
 		return fmt.Errorf("%w: shallow file: %v", errCorrupt, err)
 	}
-	if depth < 0 {
-		depth = 0
-		// go-git sends its shallow commits only along with a depth; without them the
-		// server would assume history the mirror lacks and leave objects out.
-		if len(shallow) > 0 {
-			depth = infiniteDepth
-		}
-	}
+	depth = wireDepth(depth, shallow)
 	if listed != nil {
 		done, err := m.fetchListed(ctx, r, repo, auth, specs, depth, listed)
 		switch {
