@@ -211,9 +211,18 @@ func freeAddr(t *testing.T) string {
 // name, and each sample under its full name with labels.
 func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
+	out, err := fetchMetrics(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fetchMetrics is scrapeMetrics for a goroutine of the test's own, which may not end it.
+func fetchMetrics(addr string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		t.Fatalf("scrape serve's metrics: %v", err)
+		return nil, fmt.Errorf("scrape serve's metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -239,9 +248,9 @@ func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if err := sc.Err(); err != nil {
-		t.Fatalf("read serve's metrics: %v", err)
+		return nil, fmt.Errorf("read serve's metrics: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 // diffByVerb is the change of slipway_kube_requests_total by verb between two scrapes.

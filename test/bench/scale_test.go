@@ -85,6 +85,8 @@ type scaleReport struct {
 	LoadAverage       string             `json:"load_average_at_end"`
 	Profiles          []string           `json:"profiles"`
 	DaemonLog         string             `json:"daemon_log"`
+	// Timeline is the deploy second by second (scale_timeline_test.go).
+	Timeline []timelinePoint `json:"deploy_timeline"`
 }
 
 // TestBenchScale runs the scale benchmark for the chosen shapes, one after another.
@@ -202,11 +204,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	}
 	profDone := s.startCPUProfile(ctx, "deploy")
 	apiProf := s.startAPIServerProfile(ctx, "deploy")
+	deployTrace := s.startTrace(ctx, "deploy")
+	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
 	s.pushAll(ctx, files, "every app")
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	s.waitAvailable(ctx, s.namespaces, start, 10*time.Minute)
 	rep.ReadySeconds = time.Since(start).Seconds()
+	rep.Timeline = timeline.end(lat)
 	rep.RunsDoneSeconds = runsDone.Seconds()
 	cpu1 := mustCPU(t, s.serve.pid())
 	api1 := mustCPU(t, apiPID)
@@ -216,6 +221,9 @@ func (s *scaleRun) run(ctx context.Context) {
 		rep.ControlPlaneCPU[name] -= v
 	}
 	rep.Profiles = append(rep.Profiles, <-profDone, <-apiProf, s.heapProfile(ctx, "deploy"))
+	if p := <-deployTrace; p != "" {
+		rep.Profiles = append(rep.Profiles, p)
+	}
 	slices.Sort(lat)
 	rep.P50AppSeconds, rep.P95AppSeconds = percentile(lat, 50).Seconds(), percentile(lat, 95).Seconds()
 	rep.SlipwayCPUSeconds, rep.APIServerCPU = cpu1-cpu0, api1-api0
@@ -968,6 +976,7 @@ func (s *scaleRun) print(r scaleReport) {
 	b.WriteString("\nFlux cannot be built here: its column is the figure recorded in issue 20 for 1000 apps × 4 objects " +
 		"on this machine's control plane (source-controller + kustomize-controller, concurrency 10), not a run of this benchmark.\n")
 	fmt.Fprintf(&b, "Load average at the end (1, 5, 15 min): %s — the machine is shared, so the times are upper bounds.\n", r.LoadAverage)
+	fmt.Fprintf(&b, "\nThe deploy, 5 s a row (means of the seconds sampled; timeline in the JSON):\n\n%s\n", describeTimeline(r.Timeline, 5))
 	fmt.Fprintf(&b, "Profiles: %s\n", strings.Join(r.Profiles, ", "))
 	s.t.Log(b.String())
 	fmt.Println(b.String())
