@@ -497,7 +497,12 @@ func (s *scaleRun) writeConfig() string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "dataDir: %s/data\nlisten: %s\napiTokenFile: api-token\nruns: {maxInFlight: %d}\nrepositories:\n", s.dir, s.listen, s.inFlight)
+	// SCALE_APPLIES sets runs.maxAppliesInFlight (the daemon's default when empty).
+	applies := ""
+	if v := os.Getenv("SCALE_APPLIES"); v != "" {
+		applies = ", maxAppliesInFlight: " + v
+	}
+	fmt.Fprintf(&b, "dataDir: %s/data\nlisten: %s\napiTokenFile: api-token\nruns: {maxInFlight: %d%s}\nrepositories:\n", s.dir, s.listen, s.inFlight, applies)
 	for _, r := range s.repos {
 		fmt.Fprintf(&b, `  - name: %s
     url: %s
