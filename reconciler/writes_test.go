@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -194,5 +195,53 @@ func TestALongTaskShowsItsLinesWhileItRuns(t *testing.T) {
 	}
 	if n != 6 {
 		t.Fatalf("%d writes (%s), want 6: the five of a quick task and one flush", n, what)
+	}
+}
+
+// A deploy's lines ride with its revision's write (taskLog.riding); when that write fails
+// they stay queued, ahead of later lines, for the task's end.
+func TestADeploysLinesRideWithItsRevision(t *testing.T) {
+	st := testStore(t)
+	cs := &countingStore{Store: st, writes: map[string]int{}}
+	ctx := context.Background()
+	run, err := st.CreateRun(ctx, store.NewRun{Pipeline: testRef, Trigger: store.TriggerManual,
+		Tasks: []store.NewTask{{Stage: "deploy", Name: "web", Type: "deploy-yaml"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &runContext{run: run, store: cs, log: logrus.NewEntry(logrus.New())}
+	tl := rc.taskLog("web")
+	save := func(lines []store.LogLine) error {
+		_, err := st.SaveRevision(ctx, store.NewRevision{Pipeline: testRef, BuildID: run.BuildID, Task: "web", Cluster: "local",
+			Kind: store.DeployYAML, Objects: []byte("{}"), Logs: lines})
+		return err
+	}
+	tl.Printf("rendered 4 objects")
+	if err := tl.riding(save); err != nil {
+		t.Fatal(err)
+	}
+	tl.Printf("a second revision")
+	if err := tl.riding(save); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("second revision: %v, want ErrAlreadyExists", err)
+	}
+	tl.Printf("the end")
+	tl.ending(func(lines []store.LogLine) {
+		if err := st.AppendLogs(ctx, run.Pipeline, run.BuildID, "web", lines); err != nil {
+			t.Fatal(err)
+		}
+	})
+	lines, err := st.ReadLogs(ctx, run.Pipeline, run.BuildID, store.LogQuery{Tasks: []string{"web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Text)
+	}
+	if strings.Join(got, "|") != "rendered 4 objects|a second revision|the end" {
+		t.Fatalf("log %q, want every line once, in order", got)
+	}
+	if n, what := cs.total(); n != 0 {
+		t.Fatalf("%d writes of the log's own (%s), want none", n, what)
 	}
 }
