@@ -160,3 +160,33 @@ func (r *retention) pass(ctx context.Context) {
 		log.Info("retention: old records deleted")
 	}
 }
+
+// writeStats is what the store metrics read: the store's count of writes and commits.
+type writeStats interface {
+	WriteStats() (writes, commits uint64)
+}
+
+// storeMetrics exports the store's writes: each a transaction a caller waits for, and on
+// SQLite the commits they shared (one fsync each).
+type storeMetrics struct {
+	src             writeStats
+	writes, commits *prometheus.Desc
+}
+
+func newStoreMetrics(src writeStats) *storeMetrics {
+	return &storeMetrics{src: src,
+		writes:  prometheus.NewDesc("slipway_store_writes_total", "Store write transactions committed (a run's record, start, task moves, revision, log lines, end...).", nil, nil),
+		commits: prometheus.NewDesc("slipway_store_commits_total", "Store commits: on SQLite concurrent writes share one (and its fsync), on PostgreSQL one per write.", nil, nil),
+	}
+}
+
+func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.writes
+	ch <- m.commits
+}
+
+func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
+	writes, commits := m.src.WriteStats()
+	ch <- prometheus.MustNewConstMetric(m.writes, prometheus.CounterValue, float64(writes))
+	ch <- prometheus.MustNewConstMetric(m.commits, prometheus.CounterValue, float64(commits))
+}

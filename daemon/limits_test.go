@@ -82,3 +82,23 @@ func TestRunMetrics(t *testing.T) {
 		}
 	}
 }
+
+type fakeWriteStats struct{ writes, commits uint64 }
+
+func (f fakeWriteStats) WriteStats() (uint64, uint64) { return f.writes, f.commits }
+
+func TestStoreMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newStoreMetrics(fakeWriteStats{writes: 12, commits: 5}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if got["slipway_store_writes_total"] != 12 || got["slipway_store_commits_total"] != 5 {
+		t.Fatalf("store metrics %v", got)
+	}
+}

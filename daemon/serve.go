@@ -87,6 +87,11 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	d.Clusters.WrapTransports(requests.Wrap)
+	if ws, ok := d.Store.(writeStats); ok {
+		if err := reg.Register(newStoreMetrics(ws)); err != nil {
+			return err
+		}
+	}
 	ret, err := newRetention(d.Store, d.Config.Retention, reg, log.WithField("component", "retention"))
 	if err != nil {
 		return err

@@ -140,11 +140,17 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	if healthy {
 		status = store.RevisionHealthy
 	}
-	if _, err := r.store.SaveRevision(ctx, store.NewRevision{
-		Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace, Environment: spec.environment,
-		Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: status,
-		Drift: spec.drift, Masks: rc.maskValues(), Prune: spec.prune,
-	}); err != nil {
+	// The task's lines so far ride with the revision: a deploy that ends right after it
+	// (the no-op's) makes no write for its log in between.
+	err = tl.riding(func(lines []store.LogLine) error {
+		_, err := r.store.SaveRevision(ctx, store.NewRevision{
+			Pipeline: ref, BuildID: rc.run.BuildID, Task: spec.task, Cluster: spec.cluster, Namespace: spec.namespace, Environment: spec.environment,
+			Kind: store.DeployYAML, Objects: spec.objects, Inventory: inventory, Status: status,
+			Drift: spec.drift, Masks: rc.maskValues(), Prune: spec.prune, Logs: lines,
+		})
+		return err
+	})
+	if err != nil {
 		return inventory, err
 	}
 	if healthy {

@@ -20,9 +20,11 @@ import (
 type Executor interface {
 	// QueueAll records runs of the jobs together with h (Runner.QueueAll).
 	QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error)
-	// Execute runs the run to its end. A run it returns in a final status was recorded so
-	// by the store's TransitionRun, which ended the pipeline's claim for it in the same
-	// commit.
+	// Execute starts the run, claiming its pipeline for state's holder in the same write
+	// (store.StartRun), and runs it to its end. A *store.ClaimedError means another process
+	// runs the pipeline and nothing was recorded: the run is still queued. A run it
+	// returns in a final status was recorded so by the store's TransitionRun, which ended
+	// the pipeline's claim for it in the same commit.
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
 	// NoteQueued records why a queued run waits.
@@ -411,6 +413,7 @@ func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run
 	state := &RunState{}
 	state.approval.closed = d.noApprovals
 	state.place = &place{d: d}
+	state.holder = d.holder
 	s.running = &active{run: run, cancel: cancel, state: state}
 	return runCtx
 }
@@ -519,20 +522,28 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 	defer d.wg.Done()
 	for q != nil {
 		ref := q.run.Pipeline
-		// Claimed first: only one run of a pipeline can wait for a place, so waiting while
-		// holding the pipeline keeps nothing else out.
-		claimed := d.claim(runCtx, q.run)
-		if claimed {
+		// A place first, then the start claims the pipeline in the write that moves the run
+		// to running. A pipeline another process runs is waited for without a place, so the
+		// wait keeps no other pipeline's run out; then the run starts again.
+		var final store.Run
+		var err error
+		waited := false // the wait ended holding the claim
+		for {
 			// Not placed means cancelled while waiting; Execute records that.
 			_ = a.state.place.take(runCtx, q.run, true)
+			final, err = d.exec.Execute(runCtx, q.job, q.run, a.state)
+			if !errors.As(err, new(*store.ClaimedError)) {
+				break
+			}
+			a.state.place.release()
+			waited = d.claim(runCtx, q.run) || waited
 		}
-		final, err := d.exec.Execute(runCtx, q.job, q.run, a.state)
 		if err != nil {
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
 		}
 		a.state.place.release()
 		// A run recorded ended released its claim in that write.
-		if claimed && (err != nil || !final.Status.Final()) {
+		if (waited || a.state.claimedAtStart()) && (err != nil || !final.Status.Final()) {
 			if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
 				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
 			}
@@ -551,8 +562,8 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 	}
 }
 
-// claim holds the pipeline in the store for run before it executes, waiting (queued)
-// while another process runs it. It reports whether the claim is held: false when the
+// claim waits (queued) while another process runs the pipeline, and holds it in the
+// store for run once it is free. It reports whether the claim is held: false when the
 // run was cancelled meanwhile, which Execute then records.
 func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
 	logged := false

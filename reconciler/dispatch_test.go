@@ -28,6 +28,9 @@ type fakeExecutor struct {
 	watched  bool // the health wait inWait puts runs in is one the shared watches drive
 	startedC chan int64
 	notes    []string // reasons queued runs were given
+	// claims, when set, is claimed as the real start claims it (store.StartRun), so that
+	// dispatchers of two processes can be seen to wait for each other.
+	claims Claims
 }
 
 func newFakeExecutor(inWait bool) *fakeExecutor {
@@ -46,6 +49,14 @@ func (f *fakeExecutor) QueueAll(_ context.Context, jobs []Job, _ string, _ store
 }
 
 func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state *RunState) (store.Run, error) {
+	if f.claims != nil && ctx.Err() == nil {
+		if err := f.claims.ClaimPipeline(ctx, run.Pipeline, state.holder, run.BuildID); err != nil {
+			return run, err
+		}
+		state.mu.Lock()
+		state.claimed = true
+		state.mu.Unlock()
+	}
 	f.mu.Lock()
 	f.started = append(f.started, run.BuildID)
 	f.mu.Unlock()
@@ -280,6 +291,7 @@ func TestDispatcherSubmitIfIdle(t *testing.T) {
 func TestDispatchersInTwoProcessesNeverRunOnePipelineTwice(t *testing.T) {
 	st := testStore(t)
 	daemon, cli := newFakeExecutor(false), newFakeExecutor(false)
+	daemon.claims, cli.claims = st, st
 	cli.next = 100 // BUILD_IDs apart, to tell them apart
 	d1, _ := startTestDispatcher(t, daemon, st)
 	d2, _ := startTestDispatcher(t, cli, st)
@@ -452,5 +464,44 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A run whose pipeline another process runs waits for it without a place among the runs in
+// flight: its start is refused (the claim and the move to running are one write), it gives
+// the place back, and another pipeline's run takes it meanwhile.
+func TestARunWaitingForAnotherProcessHoldsNoPlace(t *testing.T) {
+	st := testStore(t)
+	daemon, cli := newFakeExecutor(false), newFakeExecutor(false)
+	daemon.claims, cli.claims = st, st
+	cli.next = 100
+	d1, _ := startTestDispatcher(t, daemon, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	d2, err := StartDispatcher(ctx, DispatcherOptions{Executor: cli, Claims: st, Description: "test",
+		ClaimRetry: 10 * time.Millisecond, MaxInFlight: 1, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d2.Wait() })
+	if _, err := d1.Submit(ctx, testJob(store.TriggerPush)); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, daemon, 1)
+	if _, err := d2.Submit(ctx, testJob(store.TriggerManual)); err != nil {
+		t.Fatal(err)
+	}
+	otherRef := store.PipelineRef{Repository: testRef.Repository, Name: "other"}
+	other := RunJob(&Checkout{Repo: sources.Repo{Name: otherRef.Repository}}, &pipeline.Pipeline{Name: otherRef.Name}, store.TriggerManual, 0)
+	if _, err := d2.Submit(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, cli, 102) // the other pipeline's run, while BUILD_ID 101 waits for the daemon
+	cli.release <- struct{}{}
+	daemon.release <- struct{}{}
+	waitStarted(t, cli, 101)
+	cli.release <- struct{}{}
+	waitDone(t, d2, 101)
+	if running, waiting := d2.InFlight(); running != 0 || waiting != 0 {
+		t.Fatalf("in flight %d, waiting %d after every run ended", running, waiting)
 	}
 }

@@ -417,6 +417,23 @@ func (tl *taskLog) ending(end func(lines []store.LogLine)) {
 	end(tl.takePending())
 }
 
+// riding hands the lines not yet stored to write, a store write of the task's own that
+// stores them with what it records (a deploy's revision), so they cost no write of their
+// own; flushes wait meanwhile. Lines write fails to store go back to the front of the
+// queue, for the next flush or the task's end.
+func (tl *taskLog) riding(write func(lines []store.LogLine) error) error {
+	tl.flushing.Lock()
+	defer tl.flushing.Unlock()
+	lines := tl.takePending()
+	err := write(lines)
+	if err != nil && len(lines) > 0 {
+		tl.mu.Lock()
+		tl.pending = append(lines, tl.pending...)
+		tl.mu.Unlock()
+	}
+	return err
+}
+
 // takePending takes the lines not yet stored (none in a preview, which stores no log); the
 // caller holds flushing.
 func (tl *taskLog) takePending() []store.LogLine {

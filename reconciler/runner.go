@@ -338,7 +338,12 @@ type RunState struct {
 	watched  int             // of those, waits the shared watches drive (waitingForHealth)
 	approval approvalState
 	place    *place // its share of the bound on runs in flight; nil: unbounded
-	left     int    // tasks planned that have not done their work yet (planned)
+	// holder is the dispatcher's name in the store's claims: the run's start claims the
+	// pipeline for it in the same write ("": no claim, a run executed without a dispatcher).
+	// claimed says the start did.
+	holder  string
+	claimed bool
+	left    int // tasks planned that have not done their work yet (planned)
 }
 
 // planned says how many tasks the run will work through, so the last one's end is known.
@@ -441,7 +446,7 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	state.mu.Lock()
 	state.status = store.RunQueued
 	state.mu.Unlock()
-	if err := r.setRunStatus(ctx, run, state, store.RunRunning, ""); err != nil {
+	if err := r.start(ctx, run, state); err != nil {
 		return run, err
 	}
 	log.Info("run started")
@@ -476,6 +481,33 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	r.emit(Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: run.BuildID, Status: string(out.status), Reason: out.reason})
 	log.WithFields(logrus.Fields{"status": out.status, "reason": out.reason}).Info("run finished")
 	return final, nil
+}
+
+// start moves the queued run to running, claiming its pipeline for the dispatcher's holder
+// in the same write: one commit where a claim and a move were two. A *store.ClaimedError
+// leaves the run queued, for the dispatcher to wait for the other process.
+func (r *Runner) start(ctx context.Context, run store.Run, state *RunState) error {
+	state.mu.Lock()
+	holder := state.holder
+	state.mu.Unlock()
+	if holder == "" {
+		return r.setRunStatus(ctx, run, state, store.RunRunning, "")
+	}
+	if _, err := r.store.StartRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID, holder); err != nil {
+		return err
+	}
+	state.mu.Lock()
+	state.status, state.claimed = store.RunRunning, true
+	state.mu.Unlock()
+	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
+	return nil
+}
+
+// claimedAtStart reports whether the run's start claimed its pipeline.
+func (s *RunState) claimedAtStart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claimed
 }
 
 // NoteQueued records why a queued run waits.

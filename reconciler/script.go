@@ -238,7 +238,8 @@ func (o *scriptOutput) emit(s store.LogStream, line string) {
 	o.tl.output(s, line)
 }
 
-// close records what is left of unfinished lines.
+// close records what is left of unfinished lines. They are stored with the task's end
+// (taskLog.ending), in its write, like every line the last flush did not take.
 func (o *scriptOutput) close() {
 	o.mu.Lock()
 	for _, s := range []store.LogStream{store.StreamStdout, store.StreamStderr} {
@@ -248,7 +249,6 @@ func (o *scriptOutput) close() {
 		}
 	}
 	o.mu.Unlock()
-	o.tl.flush(context.Background())
 }
 
 // tail is the last lines of the output, masked.

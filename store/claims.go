@@ -78,25 +78,7 @@ func (s *DB) ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, 
 		if err != nil {
 			return err
 		}
-		var other ClaimedError
-		var expires sql.NullInt64
-		err = tx.QueryRowContext(ctx, `
-			SELECT c.holder, COALESCE(h.description, ''), c.build_id, h.expires_at
-			FROM pipeline_claims c LEFT JOIN holders h ON h.holder = c.holder
-			WHERE c.pipeline_id = $1`, pid).Scan(&other.Holder, &other.Description, &other.BuildID, &expires)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return err
-		case other.Holder != holder && expires.Valid && expires.Int64 > now:
-			other.Pipeline = ref
-			return &other
-		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO pipeline_claims (pipeline_id, holder, build_id, claimed_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (pipeline_id) DO UPDATE SET holder = excluded.holder, build_id = excluded.build_id,
-				claimed_at = excluded.claimed_at`, pid, holder, buildID, now)
-		return err
+		return claimIn(ctx, tx, ref, pid, holder, buildID, now)
 	})
 	var claimed *ClaimedError
 	if errors.As(err, &claimed) {
@@ -106,6 +88,63 @@ func (s *DB) ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, 
 		return fmt.Errorf("claim %s: %w", ref, err)
 	}
 	return nil
+}
+
+// claimIn is ClaimPipeline's check and claim of the pipeline whose row is pid, in tx.
+func claimIn(ctx context.Context, tx *sql.Tx, ref PipelineRef, pid int64, holder string, buildID, now int64) error {
+	var other ClaimedError
+	var expires sql.NullInt64
+	err := tx.QueryRowContext(ctx, `
+		SELECT c.holder, COALESCE(h.description, ''), c.build_id, h.expires_at
+		FROM pipeline_claims c LEFT JOIN holders h ON h.holder = c.holder
+		WHERE c.pipeline_id = $1`, pid).Scan(&other.Holder, &other.Description, &other.BuildID, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	case other.Holder != holder && expires.Valid && expires.Int64 > now:
+		other.Pipeline = ref
+		return &other
+	}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO pipeline_claims (pipeline_id, holder, build_id, claimed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (pipeline_id) DO UPDATE SET holder = excluded.holder, build_id = excluded.build_id,
+			claimed_at = excluded.claimed_at`, pid, holder, buildID, now)
+	return err
+}
+
+// StartRun implements Store: the claim and the run's move to running are one commit, so
+// a run starts with one write rather than two, and a run whose pipeline another process
+// holds is left queued with nothing changed.
+func (s *DB) StartRun(ctx context.Context, ref PipelineRef, buildID int64, holder string) (Run, error) {
+	what := runName(ref, buildID)
+	if err := ref.validate(); err != nil {
+		return Run{}, fmt.Errorf("start %s: %w", what, err)
+	}
+	if holder == "" {
+		return Run{}, fmt.Errorf("start %s: no holder to claim the pipeline for", what)
+	}
+	var run Run
+	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
+		now := s.now()
+		pid, err := pipelineID(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		if err := claimIn(ctx, tx, ref, pid, holder, buildID, now); err != nil {
+			return err
+		}
+		run, err = s.transitionRun(ctx, tx, ref, buildID, RunQueued, RunRunning, "", now)
+		return err
+	})
+	var claimed *ClaimedError
+	if errors.As(err, &claimed) {
+		return Run{}, claimed
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("start %s: %w", what, err)
+	}
+	return run, nil
 }
 
 // ReleasePipeline gives up holder's claim on the pipeline; a claim held by another

@@ -155,3 +155,65 @@ func TestRunEndReleasesItsClaim(t *testing.T) {
 		t.Fatalf("another run's end freed the claim for BUILD_ID %d: %v", second.BuildID, err)
 	}
 }
+
+// A run starts with one write: the claim and the move to running commit together, and a
+// start refused (another holder runs the pipeline, or the run left the queue) changes
+// nothing.
+func TestStartRunClaimsAndStartsInOneWrite(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	for _, h := range []string{"daemon", "other"} {
+		if err := s.BeatHolder(ctx, h, "slipway "+h, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := mustRun(t, s, testPipeline), mustRun(t, s, testPipeline)
+	started, err := s.StartRun(ctx, testPipeline, first.BuildID, "daemon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started.Status != RunRunning || started.StartedAt.IsZero() {
+		t.Fatalf("started run %s, started at %v: want running with its start time", started.Status, started.StartedAt)
+	}
+	err = s.ClaimPipeline(ctx, testPipeline, "other", second.BuildID)
+	var claimed *ClaimedError
+	if !errors.As(err, &claimed) || claimed.Holder != "daemon" || claimed.BuildID != first.BuildID {
+		t.Fatalf("claim while the first run runs: %v, want daemon's claim for BUILD_ID %d", err, first.BuildID)
+	}
+
+	// Another holder's start is refused and leaves its run queued.
+	_, err = s.StartRun(ctx, testPipeline, second.BuildID, "other")
+	if !errors.As(err, &claimed) || !errors.Is(err, ErrClaimed) || claimed.Holder != "daemon" {
+		t.Fatalf("start while another holder runs the pipeline: %v, want a ClaimedError naming daemon", err)
+	}
+	if got, err := s.GetRun(ctx, testPipeline, second.BuildID); err != nil || got.Status != RunQueued || !got.StartedAt.IsZero() {
+		t.Fatalf("refused run: %+v, %v; want it left queued", got, err)
+	}
+
+	// The run's end ends the claim StartRun made; then the other holder starts its run.
+	if _, err := s.TransitionRun(ctx, testPipeline, first.BuildID, RunRunning, RunSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartRun(ctx, testPipeline, second.BuildID, "other"); err != nil {
+		t.Fatalf("start once the first run ended: %v", err)
+	}
+	if _, err := s.TransitionRun(ctx, testPipeline, second.BuildID, RunRunning, RunFailed, "x"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A run that left the queue is not started, and its start takes no claim.
+	third := mustRun(t, s, testPipeline)
+	if _, err := s.TransitionRun(ctx, testPipeline, third.BuildID, RunQueued, RunCancelled, "not wanted"); err != nil {
+		t.Fatal(err)
+	}
+	var moved *TransitionError
+	if _, err := s.StartRun(ctx, testPipeline, third.BuildID, "other"); !errors.As(err, &moved) || moved.Current != string(RunCancelled) {
+		t.Fatalf("start of a cancelled run: %v, want a TransitionError from cancelled", err)
+	}
+	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", 99); err != nil {
+		t.Fatalf("a refused start kept its claim: %v", err)
+	}
+	if _, err := s.StartRun(ctx, PipelineRef{Repository: "git.example/team/app", Name: "nope"}, 1, "daemon"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("start of a run of an unknown pipeline: %v, want ErrNotFound", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -37,7 +38,15 @@ type DB struct {
 	opts    options
 	relay   *relay       // PostgreSQL: sends changes to, and hears them from, other processes
 	group   *groupCommit // SQLite: concurrent writes share a commit; nil on PostgreSQL
+	// writes counts the write transactions callers made that committed, commits the
+	// transactions committed (on SQLite a group of writes commits once): WriteStats.
+	writes, commits atomic.Uint64
 }
+
+// WriteStats says how many writes callers made that committed, and in how many commits
+// (fewer on SQLite, whose concurrent writes share one): what a run's cost in store writes
+// is read from (slipway_store_writes_total, slipway_store_commits_total).
+func (s *DB) WriteStats() (writes, commits uint64) { return s.writes.Load(), s.commits.Load() }
 
 var _ Store = (*DB)(nil)
 

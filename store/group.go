@@ -144,5 +144,11 @@ func (g *groupCommit) writeGroup(batch []*groupWrite) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("commit: %w", err), tx.Rollback())
 	}
+	g.db.commits.Add(1)
+	for _, w := range batch {
+		if w.err == nil {
+			g.db.writes.Add(1)
+		}
+	}
 	return nil
 }

@@ -69,3 +69,37 @@ func TestWriteOfAnEndedContextDoesNothing(t *testing.T) {
 		t.Fatalf("write with an ended context: %v, ran %v", err, ran)
 	}
 }
+
+// WriteStats counts each caller's write that committed once, and the commits they took: as
+// many on PostgreSQL, at most as many on SQLite, where concurrent writes share one.
+func TestWriteStatsCountCommittedWrites(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	w0, c0 := s.WriteStats()
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.write(ctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO pipelines (repository, name, created_at) VALUES ($1, $2, $3)`, "stats", fmt.Sprintf("p-%d", i), s.now())
+				if err == nil && i%5 == 0 {
+					return errors.New("refused")
+				}
+				return err
+			})
+			if (err != nil) != (i%5 == 0) {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	w1, c1 := s.WriteStats()
+	if got := w1 - w0; got != n-n/5 {
+		t.Fatalf("%d writes counted, want %d (the refused ones not)", got, n-n/5)
+	}
+	if commits := c1 - c0; commits == 0 || commits > w1-w0 || onPostgres() && commits != w1-w0 {
+		t.Fatalf("%d commits for %d writes", commits, w1-w0)
+	}
+}

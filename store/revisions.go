@@ -59,14 +59,29 @@ func (s *DB) SaveRevision(ctx context.Context, nr NewRevision) (Revision, error)
 		release = sql.NullInt64{Int64: int64(c.ReleaseRevision), Valid: true}
 	}
 
+	logs, err := logRows(nr.Logs)
+	if err != nil {
+		return Revision{}, fmt.Errorf("save %s: logs: %w", what, err)
+	}
+	var changes []Change
+	if len(logs) > 0 {
+		changes = append(changes, Change{Kind: ChangeLogs, Pipeline: nr.Pipeline, BuildID: nr.BuildID, Task: nr.Task})
+	}
+
 	var rev Revision
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeChanges(ctx, changes, func(tx *sql.Tx) error {
 		pid, err := pipelineID(ctx, tx, nr.Pipeline)
 		if err != nil {
 			return err
 		}
-		if _, err := runID(ctx, tx, nr.Pipeline, nr.BuildID); err != nil {
+		rid, err := runID(ctx, tx, nr.Pipeline, nr.BuildID)
+		if err != nil {
 			return fmt.Errorf("run: %w", err)
+		}
+		if len(logs) > 0 {
+			if err := s.appendLogs(ctx, tx, rid, nr.Task, logs); err != nil {
+				return fmt.Errorf("logs: %w", err)
+			}
 		}
 		blob, encoding, keyID, err := s.codec.pack(s.opts.keyring, nr.Objects, objectsAAD(pid, nr.BuildID, nr.Task))
 		if err != nil {

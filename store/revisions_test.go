@@ -293,3 +293,31 @@ func TestRevisionOwnershipAndClusters(t *testing.T) {
 		t.Fatalf("an old row: prune %v, %v; want on", got.Prune, err)
 	}
 }
+
+// A deploy's log lines ride with its revision: stored in the revision's write, and not at
+// all when the revision is refused.
+func TestSaveRevisionStoresTheTasksLines(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	run := mustRun(t, s, testPipeline)
+	nr := NewRevision{Pipeline: testPipeline, BuildID: run.BuildID, Task: "web", Cluster: "local", Namespace: "game",
+		Kind: DeployYAML, Objects: renderedObjects(1, "x"), Inventory: inventoryOf(1),
+		Logs: []LogLine{{Stream: StreamSystem, Text: "rendered 2 objects"}, {Stream: StreamSystem, Text: "2 unchanged"}}}
+	if _, err := s.SaveRevision(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := s.ReadLogs(ctx, testPipeline, run.BuildID, LogQuery{Tasks: []string{"web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].Text != "rendered 2 objects" || lines[1].Text != "2 unchanged" || lines[0].Task != "web" {
+		t.Fatalf("lines %+v, want the revision's two lines of task web", lines)
+	}
+	nr.Logs = []LogLine{{Stream: StreamSystem, Text: "again"}}
+	if _, err := s.SaveRevision(ctx, nr); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("a second revision of the task: %v, want ErrAlreadyExists", err)
+	}
+	if lines, err := s.ReadLogs(ctx, testPipeline, run.BuildID, LogQuery{Tasks: []string{"web"}}); err != nil || len(lines) != 2 {
+		t.Fatalf("after a refused revision: %+v, %v; want its line not stored", lines, err)
+	}
+}

@@ -213,50 +213,56 @@ func (s *DB) TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, 
 		return Run{}, &TransitionError{What: what, From: string(from), To: string(to), Illegal: true}
 	}
 	var run Run
-	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
-		id, err := runID(ctx, tx, ref, buildID)
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		res, err := tx.ExecContext(ctx, `
-			UPDATE runs SET status = $1, reason = $2,
-				started_at  = CASE WHEN $3 THEN $4 ELSE started_at END,
-				finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
-			WHERE id = $6 AND status = $7`,
-			string(to), reason, from == RunQueued && to == RunRunning, now, to.Final(), id, string(from))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			cur, err := getRun(ctx, tx, ref, buildID)
-			if err != nil {
-				return err
-			}
-			return &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
-		}
-		if err := s.enqueueRun(ctx, tx, id, to); err != nil {
-			return err
-		}
-		if to.Final() {
-			if err := endRunRequests(ctx, tx, id, now, "the run ended "+string(to)+" before its holder took the request", true); err != nil {
-				return err
-			}
-			// The claim made for this run ends with it, in the same commit: the holder
-			// need not release it with a write of its own. A claim for another run stays.
-			if _, err := tx.ExecContext(ctx, `
-				DELETE FROM pipeline_claims WHERE build_id = $1
-				AND pipeline_id = (SELECT pipeline_id FROM runs WHERE id = $2)`, buildID, id); err != nil {
-				return err
-			}
-		}
-		run, err = getRun(ctx, tx, ref, buildID)
+	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) (err error) {
+		run, err = s.transitionRun(ctx, tx, ref, buildID, from, to, reason, s.now())
 		return err
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("move %s to %s: %w", what, to, err)
 	}
 	return run, nil
+}
+
+// transitionRun is TransitionRun's compare-and-set in tx; the caller checked the move is
+// legal.
+func (s *DB) transitionRun(ctx context.Context, tx *sql.Tx, ref PipelineRef, buildID int64, from, to RunStatus, reason string, now int64) (Run, error) {
+	what := runName(ref, buildID)
+	id, err := runID(ctx, tx, ref, buildID)
+	if err != nil {
+		return Run{}, err
+	}
+	res, err := tx.ExecContext(ctx, `
+		UPDATE runs SET status = $1, reason = $2,
+			started_at  = CASE WHEN $3 THEN $4 ELSE started_at END,
+			finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
+		WHERE id = $6 AND status = $7`,
+		string(to), reason, from == RunQueued && to == RunRunning, now, to.Final(), id, string(from))
+	if err != nil {
+		return Run{}, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Run{}, err
+	} else if n == 0 {
+		cur, err := getRun(ctx, tx, ref, buildID)
+		if err != nil {
+			return Run{}, err
+		}
+		return Run{}, &TransitionError{What: what, From: string(from), To: string(to), Current: string(cur.Status)}
+	}
+	if err := s.enqueueRun(ctx, tx, id, to); err != nil {
+		return Run{}, err
+	}
+	if to.Final() {
+		if err := endRunRequests(ctx, tx, id, now, "the run ended "+string(to)+" before its holder took the request", true); err != nil {
+			return Run{}, err
+		}
+		// The claim made for this run ends with it, in the same commit: the holder
+		// need not release it with a write of its own. A claim for another run stays.
+		if _, err := tx.ExecContext(ctx, `
+			DELETE FROM pipeline_claims WHERE build_id = $1
+			AND pipeline_id = (SELECT pipeline_id FROM runs WHERE id = $2)`, buildID, id); err != nil {
+			return Run{}, err
+		}
+	}
+	return getRun(ctx, tx, ref, buildID)
 }

@@ -61,6 +61,11 @@ type Store interface {
 	// ClaimPipeline makes holder the one process running the pipeline (run buildID), or
 	// returns a *ClaimedError (errors.Is ErrClaimed) naming the live holder that runs it.
 	ClaimPipeline(ctx context.Context, ref PipelineRef, holder string, buildID int64) error
+	// StartRun is ClaimPipeline for the run and its move from queued to running, in one
+	// transaction: a *ClaimedError (errors.Is ErrClaimed) when another live holder runs the
+	// pipeline, a *TransitionError when the run is no longer queued, and then nothing is
+	// changed. The move to a final status ends the claim (TransitionRun).
+	StartRun(ctx context.Context, ref PipelineRef, buildID int64, holder string) (Run, error)
 	// ReleasePipeline gives up holder's claim.
 	ReleasePipeline(ctx context.Context, ref PipelineRef, holder string) error
 

@@ -85,6 +85,8 @@ func (s *DB) writeOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 		}
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.writes.Add(1)
+	s.commits.Add(1)
 	return nil
 }
 

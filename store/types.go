@@ -211,6 +211,9 @@ type NewRevision struct {
 	// Prune is the task's prune setting: a rollback to or from this revision prunes only
 	// when it is set.
 	Prune bool
+	// Logs are lines of the task's log not stored yet, appended (as AppendLogs) in the
+	// revision's write: a deploy's lines cost no write of their own.
+	Logs []LogLine
 }
 
 // Revision is one deploy of one task: what was rendered, what was applied, and what

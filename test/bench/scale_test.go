@@ -62,16 +62,20 @@ type scaleReport struct {
 	APIServerCPU      float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
 	// cores are shared, so what they use is not the API server's or Slipway's to use.
-	ControlPlaneCPU   map[string]float64 `json:"control_plane_cpu_seconds"`
-	Requests          map[string]float64 `json:"requests"`
-	StoreBytes        int64              `json:"store_bytes"`
-	Change10Seconds   float64            `json:"change10_seconds"`
-	Change10Runs      int                `json:"change10_runs"`
-	Change10Objects   int                `json:"change10_objects_changed"`
-	Change10Requests  map[string]float64 `json:"change10_requests"`
-	NoopSeconds       float64            `json:"noop_seconds"`
-	NoopObjects       int                `json:"noop_objects_changed"`
-	NoopRequests      map[string]float64 `json:"noop_requests"`
+	ControlPlaneCPU  map[string]float64 `json:"control_plane_cpu_seconds"`
+	Requests         map[string]float64 `json:"requests"`
+	StoreBytes       int64              `json:"store_bytes"`
+	Change10Seconds  float64            `json:"change10_seconds"`
+	Change10Runs     int                `json:"change10_runs"`
+	Change10Objects  int                `json:"change10_objects_changed"`
+	Change10Requests map[string]float64 `json:"change10_requests"`
+	NoopSeconds      float64            `json:"noop_seconds"`
+	NoopObjects      int                `json:"noop_objects_changed"`
+	NoopRequests     map[string]float64 `json:"noop_requests"`
+	// The daemon's store writes during the no-op (slipway_store_writes_total), and the
+	// commits they shared: a run waits for its writes one after another.
+	NoopStoreWrites   float64            `json:"noop_store_writes"`
+	NoopStoreCommits  float64            `json:"noop_store_commits"`
 	IdleCPUPercent    float64            `json:"idle_cpu_percent"`
 	IdleRSSMiB        float64            `json:"idle_rss_mib"`
 	IdleAnonMiB       float64            `json:"idle_rss_anon_mib"`
@@ -273,7 +277,10 @@ func (s *scaleRun) run(ctx context.Context) {
 	d = s.waitRunsN(ctx, st, start, want, 10*time.Minute)
 	rep.NoopSeconds = d.Seconds()
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
-	rep.NoopRequests = diffByVerb(m3, scrapeMetrics(t, s.serve.addr))
+	m3end := scrapeMetrics(t, s.serve.addr)
+	rep.NoopRequests = diffByVerb(m3, m3end)
+	rep.NoopStoreWrites = m3end["slipway_store_writes_total"] - m3["slipway_store_writes_total"]
+	rep.NoopStoreCommits = m3end["slipway_store_commits_total"] - m3["slipway_store_commits_total"]
 	rep.Profiles = append(rep.Profiles, <-noopProf)
 	if p := <-noopTrace; p != "" {
 		rep.Profiles = append(rep.Profiles, p)
@@ -976,6 +983,8 @@ func (s *scaleRun) print(r scaleReport) {
 		scaleChanged, r.Change10Seconds, r.Change10Runs, r.Change10Objects, describeFloat(r.Change10Requests))
 	fmt.Fprintf(&b, "| no-op: same commit re-run for every app through the API | %.1f s (%d objects changed; %s) | | %.1f s |\n",
 		r.NoopSeconds, r.NoopObjects, describeFloat(r.NoopRequests), r.FluxAnchorNoop)
+	fmt.Fprintf(&b, "| no-op: store writes (a run's, the API's request included) | %.0f (%.2f a run), in %.0f commits | | |\n",
+		r.NoopStoreWrites, r.NoopStoreWrites/float64(max(r.Apps, 1)), r.NoopStoreCommits)
 	fmt.Fprintf(&b, "| at rest, drift watching %d objects: CPU, RSS | %.2f%% of a core, %.0f MiB (anonymous %.0f, file-backed %.0f; %s over %s) | | |\n",
 		r.Objects, r.IdleCPUPercent, r.IdleRSSMiB, r.IdleAnonMiB, r.IdleFileMiB, describeFloat(r.IdleRequests), scaleIdle)
 	b.WriteString("\nFlux cannot be built here: its column is the figure recorded in issue 20 for 1000 apps × 4 objects " +
