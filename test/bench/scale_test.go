@@ -47,21 +47,21 @@ const (
 
 // scaleReport is what TestBenchScale writes to .slipway/bench/scale-SHAPE.json.
 type scaleReport struct {
-	Shape             string  `json:"shape"`
-	Apps              int     `json:"apps"`
-	Objects           int     `json:"objects"`
-	MaxInFlight       int     `json:"max_in_flight"`
-	ReadySeconds      float64 `json:"ready_seconds"`
-	RunsDoneSeconds   float64 `json:"runs_done_seconds"`
-	P50AppSeconds     float64 `json:"p50_app_seconds"`
-	P95AppSeconds     float64 `json:"p95_app_seconds"`
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	PeakAnonMiB       float64 `json:"peak_rss_anon_mib"`
-	PeakFileMiB       float64 `json:"peak_rss_file_mib"`
+	Shape           string  `json:"shape"`
+	Apps            int     `json:"apps"`
+	Objects         int     `json:"objects"`
+	MaxInFlight     int     `json:"max_in_flight"`
+	ReadySeconds    float64 `json:"ready_seconds"`
+	RunsDoneSeconds float64 `json:"runs_done_seconds"`
+	P50AppSeconds   float64 `json:"p50_app_seconds"`
+	P95AppSeconds   float64 `json:"p95_app_seconds"`
+	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	PeakAnonMiB     float64 `json:"peak_rss_anon_mib"`
+	PeakFileMiB     float64 `json:"peak_rss_file_mib"`
 	// PeakHeapAnonMiB is the anonymous memory sampled when the deploy's peak heap profile
 	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the push.
-	PeakHeapAnonMiB float64 `json:"peak_heap_profile_anon_mib"`
-	PeakHeapSeconds float64 `json:"peak_heap_profile_seconds"`
+	PeakHeapAnonMiB   float64 `json:"peak_heap_profile_anon_mib"`
+	PeakHeapSeconds   float64 `json:"peak_heap_profile_seconds"`
 	SlipwayCPUSeconds float64 `json:"slipway_cpu_seconds"`
 	APIServerCPU      float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
