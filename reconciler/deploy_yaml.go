@@ -161,27 +161,54 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, pruneErr.Error())
 		return inventory, pruneErr
 	}
-	waitMessage(tl, spec.wait, spec.stableFor, res.Inventory, "%d objects")
+	// The wait may last minutes, its run's place given up, beside hundreds of others: it
+	// keeps what newHealthWait takes. Neither spec nor res is used past this line, so the
+	// rendered set, its encoding and the apply's result are garbage while it waits (a use
+	// of either after the wait would keep them all reachable).
+	return inventory, r.awaitHealth(ctx, rc, ap, newHealthWait(spec, res), tl)
+}
+
+// healthWait is what a deploy's health wait keeps: the applied set's inventory and what
+// the apply saw of it. Nothing of the rendered manifests, their encoding or the plan.
+type healthWait struct {
+	task            string
+	inventory       []store.InventoryEntry // the set as applied (without what prune kept)
+	seen            apply.Seen             // the generations the apply answered
+	untouched       bool                   // nothing was applied: the shared watch's view holds
+	wait, stableFor time.Duration
+}
+
+// newHealthWait takes from a deploy what its health wait needs.
+func newHealthWait(spec revisionSpec, res *apply.Result) healthWait {
+	return healthWait{task: spec.task, inventory: res.Inventory, seen: res.Seen, untouched: res.Untouched(),
+		wait: spec.wait, stableFor: spec.stableFor}
+}
+
+// awaitHealth waits for a stored revision's objects to become healthy (and stay so for
+// the stability window) and records how it ended; an unhealthy set is a *healthError.
+func (r *Runner) awaitHealth(ctx context.Context, rc *runContext, ap *apply.Applier, hw healthWait, tl *taskLog) error {
+	waitMessage(tl, hw.wait, hw.stableFor, hw.inventory, "%d objects")
 	// The stability window is part of the health wait: a newer commit may supersede it too.
-	done := rc.state.waitingForHealth(ap.Watched(res.Inventory))
-	if res.Untouched() {
+	done := rc.state.waitingForHealth(ap.Watched(hw.inventory))
+	var err error
+	if hw.untouched {
 		// Nothing was applied: the shared watch's view of the objects' health holds.
-		err = ap.WaitStableUnchanged(ctx, res.Inventory, spec.wait, spec.stableFor)
+		err = ap.WaitStableUnchanged(ctx, hw.inventory, hw.wait, hw.stableFor)
 	} else {
-		err = ap.WaitStable(ctx, res.Inventory, res.Seen, spec.wait, spec.stableFor)
+		err = ap.WaitStable(ctx, hw.inventory, hw.seen, hw.wait, hw.stableFor)
 	}
 	done()
 	if errors.Is(err, apply.ErrUnhealthy) && ctx.Err() == nil {
-		return inventory, &healthError{err: err}
+		return &healthError{err: err}
 	}
 	if err != nil {
 		// Cancelled, or the objects could not even be looked at: nothing to roll back for.
-		r.markRevision(ctx, rc, spec.task, store.RevisionFailed, err.Error())
-		return inventory, err
+		r.markRevision(ctx, rc, hw.task, store.RevisionFailed, err.Error())
+		return err
 	}
-	r.markRevision(ctx, rc, spec.task, store.RevisionHealthy, "")
-	tl.Printf("all %d objects healthy", len(res.Inventory))
-	return inventory, nil
+	r.markRevision(ctx, rc, hw.task, store.RevisionHealthy, "")
+	tl.Printf("all %d objects healthy", len(hw.inventory))
+	return nil
 }
 
 // waitMessage says what the health wait is about to wait for, window included; what names

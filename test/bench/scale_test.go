@@ -47,17 +47,21 @@ const (
 
 // scaleReport is what TestBenchScale writes to .slipway/bench/scale-SHAPE.json.
 type scaleReport struct {
-	Shape             string  `json:"shape"`
-	Apps              int     `json:"apps"`
-	Objects           int     `json:"objects"`
-	MaxInFlight       int     `json:"max_in_flight"`
-	ReadySeconds      float64 `json:"ready_seconds"`
-	RunsDoneSeconds   float64 `json:"runs_done_seconds"`
-	P50AppSeconds     float64 `json:"p50_app_seconds"`
-	P95AppSeconds     float64 `json:"p95_app_seconds"`
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	PeakAnonMiB       float64 `json:"peak_rss_anon_mib"`
-	PeakFileMiB       float64 `json:"peak_rss_file_mib"`
+	Shape           string  `json:"shape"`
+	Apps            int     `json:"apps"`
+	Objects         int     `json:"objects"`
+	MaxInFlight     int     `json:"max_in_flight"`
+	ReadySeconds    float64 `json:"ready_seconds"`
+	RunsDoneSeconds float64 `json:"runs_done_seconds"`
+	P50AppSeconds   float64 `json:"p50_app_seconds"`
+	P95AppSeconds   float64 `json:"p95_app_seconds"`
+	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	PeakAnonMiB     float64 `json:"peak_rss_anon_mib"`
+	PeakFileMiB     float64 `json:"peak_rss_file_mib"`
+	// PeakHeapAnonMiB is the anonymous memory sampled when the deploy's peak heap profile
+	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the push.
+	PeakHeapAnonMiB   float64 `json:"peak_heap_profile_anon_mib"`
+	PeakHeapSeconds   float64 `json:"peak_heap_profile_seconds"`
 	SlipwayCPUSeconds float64 `json:"slipway_cpu_seconds"`
 	APIServerCPU      float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
@@ -211,9 +215,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	deployTrace := s.startTrace(ctx, "deploy")
 	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
+	peakHeap := s.startPeakHeapProfile(ctx, start)
 	s.pushAll(ctx, files, "every app")
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	s.waitAvailable(ctx, s.namespaces, start, 10*time.Minute)
+	if ph := peakHeap(); ph.path != "" {
+		rep.Profiles = append(rep.Profiles, ph.path)
+		rep.PeakHeapAnonMiB, rep.PeakHeapSeconds = float64(ph.anon)/1024, ph.after.Seconds()
+	}
 	rep.ReadySeconds = time.Since(start).Seconds()
 	rep.Timeline = timeline.end(lat)
 	rep.RunsDoneSeconds = runsDone.Seconds()
@@ -886,6 +895,46 @@ func (s *scaleRun) startTrace(ctx context.Context, phase string) <-chan string {
 	return done
 }
 
+// peakHeap is the heap profile taken nearest the deploy's highest anonymous memory.
+type peakHeap struct {
+	path  string
+	anon  int64         // KiB, sampled just before the profile was asked for
+	after time.Duration // since the push
+}
+
+// startPeakHeapProfile follows the daemon's anonymous memory every 500 ms from start and
+// saves a heap profile (scale-SHAPE-deploy-peak.heap.pprof, overwritten) each time it has
+// grown 2 MiB past the last profiled figure, at most every 2 s: the profile left is the
+// one nearest the peak, where the one taken once all are Available is after it. No
+// collection is forced (that would lower the peak it measures): the profile's in-use
+// figures are those of the collection before it. The function returned stops it.
+func (s *scaleRun) startPeakHeapProfile(ctx context.Context, start time.Time) func() peakHeap {
+	stop, done := make(chan struct{}), make(chan peakHeap, 1)
+	go func() {
+		var best peakHeap
+		var last time.Time
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- best
+				return
+			case <-tick.C:
+			}
+			m, err := readMemSplit(s.serve.pid())
+			if err != nil || m.anon < best.anon+2048 || time.Since(last) < 2*time.Second {
+				continue
+			}
+			last = time.Now()
+			if p := s.saveProfile(ctx, "heap", "deploy-peak.heap.pprof"); p != "" {
+				best = peakHeap{path: p, anon: m.anon, after: time.Since(start)}
+			}
+		}
+	}()
+	return func() peakHeap { close(stop); return <-done }
+}
+
 func (s *scaleRun) heapProfile(ctx context.Context, phase string) string {
 	return s.saveProfile(ctx, "heap", phase+".heap.pprof")
 }
@@ -972,8 +1021,8 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| push → all runs succeeded and every Deployment Available | %.1f s | %.1f s (applies %.1f s) | %.1f s |\n",
 		r.ReadySeconds, r.FloorReadySeconds, r.FloorSeconds, r.FluxAnchorSeconds)
 	fmt.Fprintf(&b, "| per-app latency p50 / p95 (push → run finished) | %.1f / %.1f s | | |\n", r.P50AppSeconds, r.P95AppSeconds)
-	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB) | | |\n",
-		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB)
+	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB; heap profile at %.0f MiB anonymous, %.0f s after the push) | | |\n",
+		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB, r.PeakHeapAnonMiB, r.PeakHeapSeconds)
 	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | API server %.1f s | |\n",
 		r.SlipwayCPUSeconds, r.APIServerCPU, r.FloorAPIServerCPU)
 	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeFloat(r.ControlPlaneCPU))
