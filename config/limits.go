@@ -12,7 +12,7 @@ type Runs struct {
 	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, or for health the shared watches report, give their place up meanwhile); more wait as queued. Default: twice the CPU cores, at least 4."`
 	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
 	// 16 requests of its own in flight, many deploys together no more than this.
-	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"32" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
+	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"64" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
 }
 
 // Git bounds the traffic to Git servers.

@@ -17,7 +17,7 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MemoryLimit.Bytes != 256<<20 {
 		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)
 	}
-	if c.Runs.MaxAppliesInFlight != 32 || c.Git.MaxPerHost != 4 {
+	if c.Runs.MaxAppliesInFlight != 64 || c.Git.MaxPerHost != 4 {
 		t.Errorf("runs.maxAppliesInFlight, git.maxPerHost defaults = %d, %d", c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost)
 	}
 	w, r := c.Webhooks, c.Retention
