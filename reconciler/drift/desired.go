@@ -8,6 +8,7 @@ import (
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
@@ -27,6 +28,11 @@ type Object struct {
 	desired []byte
 	// Ignore are the JSON pointers the task's driftIgnore excludes for this object.
 	Ignore []string
+	// selector is a workload's pod selector (workloadSelector), worked out once as the
+	// object is parsed: every reload of the health watch reads it, and decoding every
+	// Deployment again for it made each reload's largest allocation.
+	selector    labels.Selector
+	selectorErr error
 }
 
 func (o *Object) String() string { return o.Entry.String() }
@@ -80,7 +86,9 @@ func Objects(cl *kube.Cluster, rev *store.Revision) ([]*Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", e, err)
 		}
-		out = append(out, &Object{Revision: rev, Entry: e, desired: desired, Ignore: ignoredPaths(rev.Drift, e)})
+		sel, selErr := workloadSelector(e, obj)
+		out = append(out, &Object{Revision: rev, Entry: e, desired: desired, Ignore: ignoredPaths(rev.Drift, e),
+			selector: sel, selectorErr: selErr})
 	}
 	return out, nil
 }

@@ -169,7 +169,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 	}
 	for _, objs := range watched {
 		for _, o := range objs {
-			sel, err := podSelector(o)
+			sel, err := o.selector, o.selectorErr
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", o, err))
 				continue
@@ -505,21 +505,18 @@ func objectString(e store.InventoryEntry) string {
 	return e.Kind + "/" + e.Name
 }
 
-// podSelector is the pod selector of a workload (nil for anything else).
-func podSelector(o *Object) (labels.Selector, error) {
-	if o.Entry.Group != "apps" {
+// workloadSelector is the pod selector of a workload, u being the object as applied (nil
+// for anything else).
+func workloadSelector(e store.InventoryEntry, u *unstructured.Unstructured) (labels.Selector, error) {
+	if e.Group != "apps" {
 		return nil, nil
 	}
-	switch o.Entry.Kind {
+	switch e.Kind {
 	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
 	default:
 		return nil, nil
 	}
-	desired, err := o.Desired()
-	if err != nil {
-		return nil, err
-	}
-	raw, found, err := unstructured.NestedMap(desired.Object, "spec", "selector")
+	raw, found, err := unstructured.NestedMap(u.Object, "spec", "selector")
 	if err != nil || !found {
 		return nil, err
 	}

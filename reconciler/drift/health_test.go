@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/slipwayhq/slipway/reconciler"
@@ -150,26 +149,33 @@ func TestHealthWatchWaitsForRunsUnderWay(t *testing.T) {
 }
 
 func TestPodSelectorOfWorkloads(t *testing.T) {
-	obj := func(kind string, selector map[string]any) *Object {
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": kind, "spec": map[string]any{}}}
-		if selector != nil {
-			u.Object["spec"].(map[string]any)["selector"] = selector
-		}
-		desired, err := u.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &Object{Entry: store.InventoryEntry{Group: "apps", Kind: kind}, desired: desired}
+	// The selector is worked out as the revision's objects are parsed (Objects), once.
+	rev := func(docs ...string) *store.Revision {
+		return &store.Revision{Pipeline: store.PipelineRef{Repository: "r", Name: "p"}, BuildID: 1, Task: "t", Kind: store.DeployYAML,
+			Objects: []byte(strings.Join(docs, "---\n"))}
 	}
-	sel, err := podSelector(obj("Deployment", map[string]any{"matchLabels": map[string]any{"app": "web"}}))
-	if err != nil || sel == nil || !sel.Matches(labels.Set{"app": "web", "x": "y"}) || sel.Matches(labels.Set{"app": "db"}) {
+	objs, err := Objects(nil, rev(
+		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: n}\nspec: {selector: {matchLabels: {app: web}}}\n",
+		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: all, namespace: n}\nspec: {selector: {}}\n",
+		"apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: n}\nspec: {selector: {app: web}}\n",
+		"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: bad, namespace: n}\nspec: {selector: {matchExpressions: [{key: app, operator: Bogus}]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 4 {
+		t.Fatalf("%d objects", len(objs))
+	}
+	if sel, err := objs[0].selector, objs[0].selectorErr; err != nil || sel == nil || !sel.Matches(labels.Set{"app": "web", "x": "y"}) || sel.Matches(labels.Set{"app": "db"}) {
 		t.Fatalf("Deployment: %v %v", sel, err)
 	}
-	if sel, err := podSelector(obj("Deployment", map[string]any{})); sel != nil || err != nil {
+	if sel, err := objs[1].selector, objs[1].selectorErr; sel != nil || err != nil {
 		t.Fatalf("an empty selector must select nothing: %v %v", sel, err)
 	}
-	if sel, _ := podSelector(&Object{Entry: store.InventoryEntry{Kind: "Service"}}); sel != nil {
+	if sel := objs[2].selector; sel != nil {
 		t.Fatalf("Service: %v", sel)
+	}
+	if objs[3].selectorErr == nil {
+		t.Fatalf("a bad selector must say so, got %v", objs[3].selector)
 	}
 }
 
