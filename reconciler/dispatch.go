@@ -542,8 +542,10 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
 		}
 		a.state.place.release()
-		// A run recorded ended released its claim in that write.
-		if (waited || a.state.claimedAtStart()) && (err != nil || !final.Status.Final()) {
+		// A run recorded ended released its claim in that write. An error may hide a start
+		// whose commit did apply (its answer lost): whatever this holder claimed goes, since
+		// no other run of the pipeline works in this process meanwhile.
+		if err != nil || ((waited || a.state.claimedAtStart()) && !final.Status.Final()) {
 			if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
 				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
 			}

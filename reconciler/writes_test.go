@@ -126,12 +126,28 @@ func (q quietScript) Run(ctx context.Context, s scriptrun.Spec) (scriptrun.Resul
 func runCountingWrites(t *testing.T, st store.Store, script quietScript) (int, string) {
 	t.Helper()
 	cs := &countingStore{Store: st, writes: map[string]int{}}
-	runner := NewRunner(RunnerOptions{Store: cs, Sources: emptyCheckout{},
+	ctx, run := runOneScript(t, cs, script)
+	got, err := st.GetRun(ctx, run.Pipeline, run.BuildID)
+	if err != nil || got.Status != store.RunSucceeded {
+		t.Fatalf("run %+v, %v; want it succeeded", got, err)
+	}
+	lines, err := st.ReadLogs(ctx, run.Pipeline, run.BuildID, store.LogQuery{Tasks: []string{"smoke"}})
+	if err != nil || len(lines) == 0 || lines[len(lines)-1].Text != "nothing to do" {
+		t.Fatalf("task log %+v, %v; want the script's line kept", lines, err)
+	}
+	return cs.total()
+}
+
+// runOneScript submits one pipeline of one quick script task to a dispatcher over a real
+// Runner, both on st, and waits until the dispatcher is done with the run.
+func runOneScript(t *testing.T, st store.Store, script quietScript) (context.Context, store.Run) {
+	t.Helper()
+	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{},
 		Config:    &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true}}},
 		Executors: Executors{"local": script}, Log: logrus.NewEntry(logrus.New())})
 	t.Cleanup(runner.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: cs, Description: "test",
+	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
 		MaxInFlight: 4, Log: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)
@@ -157,15 +173,29 @@ stages:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run never ended")
 	}
-	got, err := st.GetRun(ctx, run.Pipeline, run.BuildID)
-	if err != nil || got.Status != store.RunSucceeded {
-		t.Fatalf("run %+v, %v; want it succeeded", got, err)
+	return ctx, run
+}
+
+// lostStartAnswer is a store whose StartRun commits, then answers with an error: a
+// PostgreSQL COMMIT whose answer was lost on the way back.
+type lostStartAnswer struct{ store.Store }
+
+func (l lostStartAnswer) StartRun(ctx context.Context, ref store.PipelineRef, buildID int64, holder string) (store.Run, error) {
+	if _, err := l.Store.StartRun(ctx, ref, buildID, holder); err != nil {
+		return store.Run{}, err
 	}
-	lines, err := st.ReadLogs(ctx, run.Pipeline, run.BuildID, store.LogQuery{Tasks: []string{"smoke"}})
-	if err != nil || len(lines) == 0 || lines[len(lines)-1].Text != "nothing to do" {
-		t.Fatalf("task log %+v, %v; want the script's line kept", lines, err)
+	return store.Run{}, errors.New("commit: connection reset before its answer")
+}
+
+// TestAStartWhoseAnswerWasLostLeavesNoClaim: a start that failed may still have claimed the
+// pipeline; the dispatcher gives up whatever its holder claimed, or the claim would outlive
+// the run for as long as the process beats (another replica would wait on it).
+func TestAStartWhoseAnswerWasLostLeavesNoClaim(t *testing.T) {
+	st := testStore(t)
+	ctx, run := runOneScript(t, lostStartAnswer{st}, quietScript{})
+	if err := st.ClaimPipeline(ctx, run.Pipeline, "another-process", run.BuildID+1); err != nil {
+		t.Fatalf("the pipeline is still claimed after the failed start: %v", err)
 	}
-	return cs.total()
 }
 
 // TestARunOfOneQuickTaskWritesFiveTimes: a run of one task that ends within the log's flush
