@@ -122,11 +122,7 @@ func TestMarkStaleRunsLeavesLiveHoldersRuns(t *testing.T) {
 func TestRunEndReleasesItsClaim(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := testCtx(t)
-	for _, h := range []string{"daemon", "other"} {
-		if err := s.BeatHolder(ctx, h, "slipway "+h, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
+	beatHolders(t, s, "daemon", "other")
 	first, second := mustRun(t, s, testPipeline), mustRun(t, s, testPipeline)
 	if err := s.ClaimPipeline(ctx, testPipeline, "daemon", first.BuildID); err != nil {
 		t.Fatal(err)
@@ -162,11 +158,7 @@ func TestRunEndReleasesItsClaim(t *testing.T) {
 func TestStartRunClaimsAndStartsInOneWrite(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := testCtx(t)
-	for _, h := range []string{"daemon", "other"} {
-		if err := s.BeatHolder(ctx, h, "slipway "+h, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
+	beatHolders(t, s, "daemon", "other")
 	first, second := mustRun(t, s, testPipeline), mustRun(t, s, testPipeline)
 	started, err := s.StartRun(ctx, testPipeline, first.BuildID, "daemon")
 	if err != nil {
@@ -215,5 +207,15 @@ func TestStartRunClaimsAndStartsInOneWrite(t *testing.T) {
 	}
 	if _, err := s.StartRun(ctx, PipelineRef{Repository: "git.example/team/app", Name: "nope"}, 1, "daemon"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("start of a run of an unknown pipeline: %v, want ErrNotFound", err)
+	}
+}
+
+// beatHolders records the holders alive for a minute, as their processes' beats do.
+func beatHolders(t *testing.T, s *DB, holders ...string) {
+	t.Helper()
+	for _, h := range holders {
+		if err := s.BeatHolder(testCtx(t), h, "slipway "+h, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
