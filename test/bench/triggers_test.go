@@ -65,7 +65,10 @@ func buildSlipwayBinary(t *testing.T, env *testenv.Env) string {
 
 // pushSample is one measured push. Delivery fields are zero for the polling contender.
 type pushSample struct {
-	toCreated, toStarted                 time.Duration // from `git push` returning
+	toCreated, toStarted time.Duration // from `git push` returning
+	// From `git push` starting: Gitea moves the ref before its hooks end and the push
+	// returns, so a poll can start the run before the push returns (a negative toStarted).
+	pushToCreated, pushToStarted         time.Duration
 	toDelivery                           time.Duration // git push returned → the delivery reached the relay
 	deliveryToCreated, deliveryToStarted time.Duration
 	run                                  store.Run
@@ -120,10 +123,12 @@ stages:
 		for i := 0; i <= trigPushes; i++ {
 			pushNo++
 			hash := work.commit(fmt.Sprintf("push %d", pushNo), map[string]string{"configmap.yaml": configMap(pushNo)})
+			pushing := time.Now()
 			work.git("push", "-q", pushURL, "master")
 			pushed := time.Now()
 			run := waitRun(t, d, st, ref, hash, 30*time.Second, func(r store.Run) bool { return !r.StartedAt.IsZero() })
-			s := pushSample{toCreated: run.CreatedAt.Sub(pushed), toStarted: run.StartedAt.Sub(pushed), run: run}
+			s := pushSample{toCreated: run.CreatedAt.Sub(pushed), toStarted: run.StartedAt.Sub(pushed), run: run,
+				pushToCreated: run.CreatedAt.Sub(pushing), pushToStarted: run.StartedAt.Sub(pushing)}
 			if viaHook {
 				del, ok := relay.delivery(hash)
 				for wait := time.Now(); ok && del.status == 0 && time.Since(wait) < 10*time.Second; {
@@ -206,8 +211,9 @@ stages:
 	row("webhook: git push returned → Gitea's delivery reached the relay", hookSamples, func(s pushSample) time.Duration { return s.toDelivery })
 	row("webhook: delivery arrived → run created", hookSamples, func(s pushSample) time.Duration { return s.deliveryToCreated })
 	row("webhook: delivery arrived → run started", hookSamples, func(s pushSample) time.Duration { return s.deliveryToStarted })
-	row("poll every 1s, no webhook: git push returned → run started", pollSamples, func(s pushSample) time.Duration { return s.toStarted })
-	row("poll every 1s, no webhook: git push returned → run created", pollSamples, func(s pushSample) time.Duration { return s.toCreated })
+	row("webhook: git push started → run started", hookSamples, func(s pushSample) time.Duration { return s.pushToStarted })
+	row("poll every 1s, no webhook: git push started → run started", pollSamples, func(s pushSample) time.Duration { return s.pushToStarted })
+	row("poll every 1s, no webhook: git push started → run created", pollSamples, func(s pushSample) time.Duration { return s.pushToCreated })
 	fmt.Fprintf(&b, "\nwarm-up push (not counted), webhook: push → delivery %s, delivery → started %s; webhook daemon counted "+
 		"%.0f webhook triggers, %.0f ref looks\n", ms(hookWarm.toDelivery), ms(hookWarm.deliveryToStarted),
 		hookMetrics[`slipway_triggers_received_total{repository="bench-hooks",source="webhook"}`], hookMetrics["slipway_git_polls_total"])
@@ -243,13 +249,14 @@ stages:
 		return trigFigure{P50: msf(percentile(v, 50)), P95: msf(percentile(v, 95)), Max: msf(v[len(v)-1])}
 	}
 	writeReport(t, env, "triggers.json", map[string]any{
-		"pushes":                    trigPushes,
-		"load_average":              strings.Fields(string(load)),
-		"webhook_push_to_started":   figures(hookSamples, func(s pushSample) time.Duration { return s.toStarted }),
-		"webhook_delivery_to_start": figures(hookSamples, func(s pushSample) time.Duration { return s.deliveryToStarted }),
-		"webhook_push_to_delivery":  figures(hookSamples, func(s pushSample) time.Duration { return s.toDelivery }),
-		"poll_1s_push_to_started":   figures(pollSamples, func(s pushSample) time.Duration { return s.toStarted }),
-		"phases":                    phases,
+		"pushes":                        trigPushes,
+		"load_average":                  strings.Fields(string(load)),
+		"webhook_push_to_started":       figures(hookSamples, func(s pushSample) time.Duration { return s.toStarted }),
+		"webhook_delivery_to_start":     figures(hookSamples, func(s pushSample) time.Duration { return s.deliveryToStarted }),
+		"webhook_push_to_delivery":      figures(hookSamples, func(s pushSample) time.Duration { return s.toDelivery }),
+		"webhook_push_start_to_started": figures(hookSamples, func(s pushSample) time.Duration { return s.pushToStarted }),
+		"poll_1s_push_start_to_started": figures(pollSamples, func(s pushSample) time.Duration { return s.pushToStarted }),
+		"phases":                        phases,
 	})
 }
 
