@@ -22,9 +22,11 @@ type Executor interface {
 	QueueAll(ctx context.Context, jobs []Job, holder string, h store.Handled) ([]Queued, error)
 	// Execute starts the run, claiming its pipeline for state's holder in the same write
 	// (store.StartRun), and runs it to its end. A *store.ClaimedError means another process
-	// runs the pipeline and nothing was recorded: the run is still queued. A run it
-	// returns in a final status was recorded so by the store's TransitionRun, which ended
-	// the pipeline's claim for it in the same commit.
+	// runs the pipeline and nothing was recorded: the run is still queued. A *StartError
+	// means the store could not record the start: the run did not start, and Execute may
+	// be called again with the same state. A run it returns in a final status was recorded
+	// so by the store's TransitionRun, which ended the pipeline's claim for it in the same
+	// commit.
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
 	// NoteQueued records why a queued run waits.
@@ -524,19 +526,32 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 		ref := q.run.Pipeline
 		// A place first, then the start claims the pipeline in the write that moves the run
 		// to running. A pipeline another process runs is waited for without a place, so the
-		// wait keeps no other pipeline's run out; then the run starts again.
+		// wait keeps no other pipeline's run out; then the run starts again. So is a start the
+		// store could not record (an outage outlasting its own retries): the run stays queued
+		// and tries again, further apart each time, until it starts or is cancelled.
 		var final store.Run
 		var err error
 		waited := false // the wait ended holding the claim
+		var retry time.Duration
 		for {
 			// Not placed means cancelled while waiting; Execute records that.
 			_ = a.state.place.take(runCtx, q.run, true)
 			final, err = d.exec.Execute(runCtx, q.job, q.run, a.state)
-			if !errors.As(err, new(*store.ClaimedError)) {
+			var unstarted *StartError
+			if errors.As(err, new(*store.ClaimedError)) {
+				a.state.place.release()
+				waited = d.claim(runCtx, q.run) || waited
+				continue
+			}
+			if !errors.As(err, &unstarted) {
 				break
 			}
 			a.state.place.release()
-			waited = d.claim(runCtx, q.run) || waited
+			retry = nextStoreRetry(retry)
+			d.log.WithError(unstarted.Err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID,
+				"retry_in": retry.String()}).Warn("start the run; trying again")
+			// Cancelled meanwhile: Execute records the run ended as a queued one.
+			_ = sleepCtx(runCtx, retry)
 		}
 		if err != nil {
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
@@ -566,9 +581,11 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 
 // claim waits (queued) while another process runs the pipeline, and holds it in the
 // store for run once it is free. It reports whether the claim is held: false when the
-// run was cancelled meanwhile, which Execute then records.
+// run was cancelled meanwhile, which Execute then records. When the wait begins, the run's
+// queued reason names the other process's run, once: a reason the place's wait recorded
+// before would otherwise be left saying the run waits for a place.
 func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
-	logged := false
+	noted := false
 	for {
 		err := d.claims.ClaimPipeline(ctx, run.Pipeline, d.holder, run.BuildID)
 		if err == nil {
@@ -579,9 +596,13 @@ func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
 		switch {
 		case ctx.Err() != nil:
 			return false
-		case errors.As(err, &other) && !logged:
-			log.WithField("holder", other.Description).Infof("waiting: %v", other)
-			logged = true
+		case errors.As(err, &other) && !noted:
+			reason := "waiting for another process: " + other.Error()
+			log.WithField("holder", other.Description).Info(reason)
+			if err := d.exec.NoteQueued(ctx, run, reason); err != nil {
+				log.WithError(err).Warn("record why the run waits")
+			}
+			noted = true
 		case !errors.As(err, &other):
 			log.WithError(err).Warn("claim the pipeline; trying again")
 		}

@@ -343,7 +343,10 @@ type RunState struct {
 	// claimed says the start did.
 	holder  string
 	claimed bool
-	left    int // tasks planned that have not done their work yet (planned)
+	// startUnsure says a start answered with an error that may hide its commit (a lost
+	// answer): finding the run running afterwards means that start applied.
+	startUnsure bool
+	left        int // tasks planned that have not done their work yet (planned)
 }
 
 // planned says how many tasks the run will work through, so the last one's end is known.
@@ -430,18 +433,26 @@ type outcome struct {
 
 // Execute runs a queued run to its end and returns its final record; the outcome is
 // recorded here and nowhere else. Cancelling ctx cancels the run: builds, applies and
-// health waits stop, and nothing more is applied.
+// health waits stop, and nothing more is applied. A *StartError means the store could not
+// record the start: the run did not start, and Execute may be called again with the same
+// state (a start whose answer was lost is then found applied).
 func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error) {
 	ref := run.Pipeline
 	log := r.log.WithFields(logrus.Fields{"repository": ref.Repository, "pipeline": ref.Name, "build_id": run.BuildID,
 		"commit": shortCommit(run.Commit), "trigger": run.Trigger})
+	if state == nil {
+		state = &RunState{}
+	}
 	if ctx.Err() != nil {
 		// Cancelled or superseded before it started: it ends without running.
 		status, reason := cancelOutcome(ctx)
-		return run, r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
-	}
-	if state == nil {
-		state = &RunState{}
+		err := r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
+		var moved *store.TransitionError
+		if errors.As(err, &moved) && moved.Current == string(store.RunRunning) && state.mayHaveStarted() {
+			// A start whose answer was lost did apply; nothing of the run has worked yet.
+			err = r.endUnstarted(context.WithoutCancel(ctx), run, store.RunRunning, status, reason)
+		}
+		return run, err
 	}
 	state.mu.Lock()
 	state.status = store.RunQueued
@@ -474,7 +485,7 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	case errors.As(out.err, new(*taskTimeout)):
 		out.status = store.RunTimedOut
 	}
-	final, err := r.store.TransitionRun(context.WithoutCancel(ctx), ref, run.BuildID, state.Status(), out.status, out.reason)
+	final, err := r.recordEnd(ctx, run, state.Status(), out, log)
 	if err != nil {
 		return run, err
 	}
@@ -485,22 +496,129 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 
 // start moves the queued run to running, claiming its pipeline for the dispatcher's holder
 // in the same write: one commit where a claim and a move were two. A *store.ClaimedError
-// leaves the run queued, for the dispatcher to wait for the other process.
+// leaves the run queued, for the dispatcher to wait for the other process; a *StartError
+// (the store could not be written) too, for the dispatcher to try again.
 func (r *Runner) start(ctx context.Context, run store.Run, state *RunState) error {
 	state.mu.Lock()
-	holder := state.holder
+	holder, unsure := state.holder, state.startUnsure
 	state.mu.Unlock()
+	var err error
 	if holder == "" {
-		return r.setRunStatus(ctx, run, state, store.RunRunning, "")
+		_, err = r.store.TransitionRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID, store.RunQueued, store.RunRunning, "")
+	} else {
+		_, err = r.store.StartRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID, holder)
 	}
-	if _, err := r.store.StartRun(context.WithoutCancel(ctx), run.Pipeline, run.BuildID, holder); err != nil {
+	var moved *store.TransitionError
+	switch {
+	case err == nil:
+	case unsure && errors.As(err, &moved) && moved.Current == string(store.RunRunning):
+		// Only this process starts its runs: an earlier start whose answer was lost applied,
+		// the claim with it.
+	case retryable(err):
+		state.mu.Lock()
+		state.startUnsure = true
+		state.mu.Unlock()
+		return &StartError{Run: run, Err: err}
+	default:
 		return err
 	}
 	state.mu.Lock()
-	state.status, state.claimed = store.RunRunning, true
+	state.status, state.claimed = store.RunRunning, holder != ""
 	state.mu.Unlock()
 	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunRunning)})
 	return nil
+}
+
+// StartError says the store could not record a run's start (it could not be reached, say,
+// past its own retries): the run is still queued, or its start applied and only the answer
+// was lost. Either way trying the start again with the same RunState is right.
+type StartError struct {
+	Run store.Run
+	Err error
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("start %s BUILD_ID %d: %v", e.Run.Pipeline, e.Run.BuildID, e.Err)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// mayHaveStarted reports whether a start answered with an error that may hide its commit.
+func (s *RunState) mayHaveStarted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startUnsure
+}
+
+// retryable reports whether a store write's error may pass when the write is tried again:
+// anything but an answer the store decided (a move no longer possible, a run not found,
+// another process's claim) or a context's end.
+func retryable(err error) bool {
+	return err != nil && !errors.As(err, new(*store.TransitionError)) && !errors.Is(err, store.ErrNotFound) &&
+		!errors.Is(err, store.ErrClaimed) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// Between two attempts of a write a run cannot do without (its start, its end), the wait
+// starts at storeRetryFirst and doubles up to storeRetryMax: quick after a blip, one
+// warning every few seconds through an outage.
+const (
+	storeRetryFirst = 100 * time.Millisecond
+	storeRetryMax   = 5 * time.Second
+)
+
+// nextStoreRetry is the wait after one that lasted d (0: none yet).
+func nextStoreRetry(d time.Duration) time.Duration {
+	if d <= 0 {
+		return storeRetryFirst
+	}
+	return min(2*d, storeRetryMax)
+}
+
+// sleepCtx waits d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// endRetryLimit bounds how long a run's end is tried again while the store cannot be
+// written. The run's context is cancelled by then, if at all: this bound is what lets a
+// shutdown through an outage end.
+const endRetryLimit = 3 * time.Minute
+
+// recordEnd moves the run from `from` to its outcome. A run left running on record would
+// stay so for as long as this process beats, so a write the store could not make is tried
+// again (storeRetryFirst to storeRetryMax apart) for up to endRetryLimit. A write whose
+// answer was lost may have applied: the next attempt then finds the run ended so.
+func (r *Runner) recordEnd(ctx context.Context, run store.Run, from store.RunStatus, out outcome, log *logrus.Entry) (store.Run, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endRetryLimit)
+	defer cancel()
+	ref := run.Pipeline
+	var wait time.Duration
+	for {
+		final, err := r.store.TransitionRun(ctx, ref, run.BuildID, from, out.status, out.reason)
+		var moved *store.TransitionError
+		switch {
+		case err == nil:
+			return final, nil
+		case wait > 0 && errors.As(err, &moved) && moved.Current == string(out.status):
+			return r.store.GetRun(ctx, ref, run.BuildID)
+		case ctx.Err() != nil:
+			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", out.status, endRetryLimit, err)
+		case !retryable(err):
+			return run, err
+		}
+		wait = nextStoreRetry(wait)
+		log.WithError(err).WithField("retry_in", wait.String()).Warn("record the run's end; trying again")
+		if !sleepCtx(ctx, wait) {
+			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", out.status, endRetryLimit, err)
+		}
+	}
 }
 
 // claimedAtStart reports whether the run's start claimed its pipeline.
@@ -611,7 +729,12 @@ func (r *Runner) skipStages(ctx context.Context, run store.Run, stages []stagePl
 // EndQueued ends a run that never started (superseded, cancelled, or the daemon shut
 // down); its tasks are recorded skipped.
 func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error {
-	if _, err := r.store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
+	return r.endUnstarted(ctx, run, store.RunQueued, to, reason)
+}
+
+// endUnstarted is EndQueued for a run in status from that has not worked yet.
+func (r *Runner) endUnstarted(ctx context.Context, run store.Run, from, to store.RunStatus, reason string) error {
+	if _, err := r.store.TransitionRun(ctx, run.Pipeline, run.BuildID, from, to, reason); err != nil {
 		return err
 	}
 	if tasks, err := r.store.ListTasks(ctx, run.Pipeline, run.BuildID); err == nil {

@@ -188,11 +188,15 @@ func (l lostStartAnswer) StartRun(ctx context.Context, ref store.PipelineRef, bu
 }
 
 // TestAStartWhoseAnswerWasLostLeavesNoClaim: a start that failed may still have claimed the
-// pipeline; the dispatcher gives up whatever its holder claimed, or the claim would outlive
-// the run for as long as the process beats (another replica would wait on it).
+// pipeline and moved the run to running. Trying the start again finds it applied, so the run
+// goes on and its end ends the claim; the claim must not outlive the run for as long as the
+// process beats (another replica would wait on it).
 func TestAStartWhoseAnswerWasLostLeavesNoClaim(t *testing.T) {
 	st := testStore(t)
 	ctx, run := runOneScript(t, lostStartAnswer{st}, quietScript{})
+	if got, err := st.GetRun(ctx, run.Pipeline, run.BuildID); err != nil || got.Status != store.RunSucceeded {
+		t.Fatalf("run %s (%q), %v; want it succeeded", got.Status, got.Reason, err)
+	}
 	if err := st.ClaimPipeline(ctx, run.Pipeline, "another-process", run.BuildID+1); err != nil {
 		t.Fatalf("the pipeline is still claimed after the failed start: %v", err)
 	}
