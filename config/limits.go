@@ -13,6 +13,10 @@ type Runs struct {
 	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
 	// 16 requests of its own in flight, many deploys together no more than this.
 	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"64" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
+	// MaxBuildsInFlight bounds the CPU-heavy work apart from the runs, so that many runs in
+	// flight (which mostly wait on the API server) do not mean as many builds at once. Its
+	// default depends on the machine, so it has no default tag: see MaxBuildsInFlight.
+	MaxBuildsInFlight int `yaml:"maxBuildsInFlight,omitempty" doc:"Image builds (build-image tasks) and script tasks executing at once across all runs of the process; more wait for a slot. Default: the CPU cores, at least 2."`
 }
 
 // Git bounds the traffic to Git servers.
@@ -58,6 +62,18 @@ func (c *Config) MaxInFlight() int {
 	return DefaultMaxInFlight()
 }
 
+// DefaultMaxBuildsInFlight is runs.maxBuildsInFlight when it is not set: a build or a
+// script keeps about a core busy.
+func DefaultMaxBuildsInFlight() int { return max(2, runtime.NumCPU()) }
+
+// MaxBuildsInFlight is runs.maxBuildsInFlight, or its default.
+func (c *Config) MaxBuildsInFlight() int {
+	if c.Runs.MaxBuildsInFlight > 0 {
+		return c.Runs.MaxBuildsInFlight
+	}
+	return DefaultMaxBuildsInFlight()
+}
+
 // MinMemoryLimit is the least memoryLimit: below it the garbage collector would run
 // almost without pause, whatever the load.
 const MinMemoryLimit = 32 << 20
@@ -69,6 +85,9 @@ func (k checker) limits() {
 	c := k.c
 	if c.Runs.MaxInFlight < 0 || (c.Runs.MaxInFlight == 0 && k.written("runs.maxInFlight")) {
 		k.at("runs.maxInFlight", "runs.maxInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxInFlight())
+	}
+	if c.Runs.MaxBuildsInFlight < 0 || (c.Runs.MaxBuildsInFlight == 0 && k.written("runs.maxBuildsInFlight")) {
+		k.at("runs.maxBuildsInFlight", "runs.maxBuildsInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxBuildsInFlight())
 	}
 	if c.Runs.MaxAppliesInFlight < 1 || c.Runs.MaxAppliesInFlight > 1000 {
 		k.at("runs.maxAppliesInFlight", "runs.maxAppliesInFlight %d must be between 1 and 1000", c.Runs.MaxAppliesInFlight)

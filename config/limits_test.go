@@ -1,6 +1,7 @@
 package config
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	}
 	if c.MaxInFlight() != DefaultMaxInFlight() || DefaultMaxInFlight() < 4 {
 		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
+	}
+	if c.MaxBuildsInFlight() != max(2, runtime.NumCPU()) || DefaultMaxBuildsInFlight() < 2 {
+		t.Errorf("runs.maxBuildsInFlight default = %d, want the CPU cores (%d), at least 2", c.MaxBuildsInFlight(), runtime.NumCPU())
 	}
 	if c.MemoryLimit.Bytes != 256<<20 {
 		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)
@@ -29,19 +33,19 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 		r.DriftEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) {
 		t.Errorf("retention defaults = %+v", r)
 	}
-	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nmemoryLimit: 1Gi\nruns: {maxInFlight: 2, maxAppliesInFlight: 3}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
+	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nmemoryLimit: 1Gi\nruns: {maxInFlight: 2, maxAppliesInFlight: 3, maxBuildsInFlight: 5}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.MemoryLimit.Bytes != 1<<30 {
 		t.Errorf("written memoryLimit = %d", c.MemoryLimit.Bytes)
 	}
-	if c.MaxInFlight() != 2 || c.Runs.MaxAppliesInFlight != 3 || c.Git.MaxPerHost != 1 || c.Retention.DriftEvents != (RecordLimits{}) {
-		t.Errorf("written limits: %d %d %d %+v", c.MaxInFlight(), c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost, c.Retention.DriftEvents)
+	if c.MaxInFlight() != 2 || c.Runs.MaxAppliesInFlight != 3 || c.MaxBuildsInFlight() != 5 || c.Git.MaxPerHost != 1 || c.Retention.DriftEvents != (RecordLimits{}) {
+		t.Errorf("written limits: %d %d %d %d %+v", c.MaxInFlight(), c.Runs.MaxAppliesInFlight, c.MaxBuildsInFlight(), c.Git.MaxPerHost, c.Retention.DriftEvents)
 	}
 
 	_, err = Parse("slipway.yaml", []byte(`dataDir: /d
-runs: {maxInFlight: 0, maxAppliesInFlight: 0}
+runs: {maxInFlight: 0, maxAppliesInFlight: 0, maxBuildsInFlight: 0}
 webhooks: {maxConcurrentReads: 0, readTimeout: 2m}
 retention:
   interval: 10ms
@@ -60,6 +64,7 @@ memoryLimit: 16Mi
 		"7:31: retention.webhookDeliveries.maxAge 30m0s must be at least 1h",
 		"8:33: retention.pullRequestEvents.maxCount must not be negative",
 		"2:44: runs.maxAppliesInFlight 0 must be between 1 and 1000",
+		"2:66: runs.maxBuildsInFlight must be at least 1",
 		"9:19: git.maxPerHost 101 must be between 1 and 100",
 		"10:14: memoryLimit 16Mi must be at least 32Mi",
 	}
@@ -70,5 +75,9 @@ memoryLimit: 16Mi
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("missing error %q in:\n%v", w, err)
 		}
+	}
+	if _, err := Parse("slipway.yaml", []byte("dataDir: /d\nruns: {maxBuildsInFlight: -1}\n")); err == nil ||
+		!strings.Contains(err.Error(), "2:27: runs.maxBuildsInFlight must be at least 1") {
+		t.Errorf("a negative runs.maxBuildsInFlight: %v", err)
 	}
 }
