@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -68,6 +69,16 @@ func newApplyMetrics(s *apply.Slots) *boundMetrics {
 		cap:   prometheus.NewDesc("slipway_applies_max_in_flight", "runs.maxAppliesInFlight: the most objects applied at once across all runs.", nil, nil),
 		peak:  prometheus.NewDesc("slipway_applies_in_flight_peak", "The most objects seen applied at once (server-side applies and their dry-runs) since the daemon started.", nil, nil),
 		using: prometheus.NewDesc("slipway_applies_in_flight", "Objects being applied now (server-side applies and their dry-runs).", nil, nil),
+	}
+}
+
+// newBuildMetrics exports runs.maxBuildsInFlight and the image builds and scripts executing
+// at once.
+func newBuildMetrics(s *reconciler.BuildSlots) *boundMetrics {
+	return &boundMetrics{src: s, inUse: s.InUse, max: s.Cap(),
+		cap:   prometheus.NewDesc("slipway_builds_max_in_flight", "runs.maxBuildsInFlight: the most image builds and script tasks executing at once across all runs.", nil, nil),
+		peak:  prometheus.NewDesc("slipway_builds_in_flight_peak", "The most image builds and script tasks seen executing at once since the daemon started.", nil, nil),
+		using: prometheus.NewDesc("slipway_builds_in_flight", "Image builds and script tasks executing now.", nil, nil),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
+	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -79,6 +80,30 @@ func TestRunMetrics(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+// TestBuildLimitMetrics: runs.maxBuildsInFlight is exported beside the builds and scripts
+// executing now and the most seen at once (none yet).
+func TestBuildLimitMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newBuildMetrics(reconciler.NewBuildSlots(3)))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	want := map[string]float64{"slipway_builds_max_in_flight": 3, "slipway_builds_in_flight_peak": 0, "slipway_builds_in_flight": 0}
+	if len(got) != len(want) {
+		t.Fatalf("metrics %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (exported: %v), want %v", k, g, ok, v)
 		}
 	}
 }

@@ -38,6 +38,9 @@ type Parts struct {
 	// ApplySlots bound the objects applied at once across every run of the process
 	// (runs.maxAppliesInFlight).
 	ApplySlots *apply.Slots
+	// BuildSlots bound the image builds and scripts executing at once across every run of
+	// the process (runs.maxBuildsInFlight).
+	BuildSlots *reconciler.BuildSlots
 	// CheckoutLinger keeps a commit's shared checkout after its last run (the daemon sets
 	// it: a monorepo's runs start as places free up); 0 for a CLI, which exits.
 	CheckoutLinger time.Duration
@@ -53,7 +56,7 @@ type Parts struct {
 func (d *Parts) NewRunner(observer reconciler.Observer) *reconciler.Runner {
 	return reconciler.NewRunner(reconciler.RunnerOptions{Store: d.Store, Sources: d.Mirrors, Clusters: d.Clusters,
 		Config: d.Config, Builder: d.builder, Tags: d.tags, Executors: d.executors, Gate: d.gate(), Audit: d.Store, Observer: observer,
-		ApplySlots: d.ApplySlots, CheckoutLinger: d.CheckoutLinger, Log: d.log})
+		ApplySlots: d.ApplySlots, BuildSlots: d.BuildSlots, CheckoutLinger: d.CheckoutLinger, Log: d.log})
 }
 
 // StartDispatcher starts the one run engine of this process: a Dispatcher over a Runner
@@ -134,8 +137,8 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		return nil, err
 	}
 	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Changes: changes,
-		ApplySlots: apply.NewSlots(cfg.Runs.MaxAppliesInFlight),
-		builder:    imageBuilder, tags: registry, executors: executors, log: log}, nil
+		ApplySlots: apply.NewSlots(cfg.Runs.MaxAppliesInFlight), BuildSlots: reconciler.NewBuildSlots(cfg.MaxBuildsInFlight()),
+		builder: imageBuilder, tags: registry, executors: executors, log: log}, nil
 }
 
 // ScriptExecutors builds the script executors slipway.yaml configures: the one place they

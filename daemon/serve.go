@@ -156,6 +156,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := reg.Register(newApplyMetrics(d.ApplySlots)); err != nil {
 		return err
 	}
+	if err := reg.Register(newBuildMetrics(d.BuildSlots)); err != nil {
+		return err
+	}
 	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store, Requests: d.Store}
 	// nil: this process owns every repository. With ha, interrupted runs are retried by the

@@ -35,7 +35,12 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
+	release, err := r.builds.acquire(ctx, tl)
+	if err != nil {
+		return nil, err
+	}
 	res, err := r.builder.Build(ctx, req)
+	release()
 	if err != nil {
 		return nil, err
 	}

@@ -90,6 +90,9 @@ type RunnerOptions struct {
 	// ApplySlots bound the objects applied at once across all runs (nil: each deploy's own
 	// pool only).
 	ApplySlots *apply.Slots
+	// BuildSlots bound the image builds and scripts executing at once across all runs (nil:
+	// no bound beyond the runs in flight).
+	BuildSlots *BuildSlots
 	// CheckoutLinger keeps a commit's shared checkout this long after its last reader
 	// (see checkouts); 0 removes it at once. The daemon keeps them; a CLI need not.
 	CheckoutLinger time.Duration
@@ -111,6 +114,7 @@ type Runner struct {
 	audit     AuditLog
 	observer  Observer
 	slots     *apply.Slots
+	builds    *BuildSlots
 	checkouts *checkouts
 	log       *logrus.Entry
 }
@@ -118,7 +122,8 @@ type Runner struct {
 // NewRunner wires a Runner.
 func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{store: o.Store, sources: o.Sources, clusters: o.Clusters, config: o.Config, builder: o.Builder,
-		tags: o.Tags, executors: o.Executors, gate: o.Gate, audit: o.Audit, observer: o.Observer, slots: o.ApplySlots, log: o.Log}
+		tags: o.Tags, executors: o.Executors, gate: o.Gate, audit: o.Audit, observer: o.Observer, slots: o.ApplySlots,
+		builds: o.BuildSlots, log: o.Log}
 	if r.gate == nil {
 		r.gate = policy.Gate{}
 	}
@@ -929,6 +934,8 @@ func (r *Runner) dispatch(ctx context.Context, rc *runContext, t pipeline.Task, 
 	case pipeline.TypeDeployYAML:
 		return nil, r.deployYAML(ctx, rc, deployKey(t.Name, t.DeployYAML.Environment), t.DeployYAML, tl)
 	case pipeline.TypePublishChart:
+		// No build slot: packaging a chart is a few files the repository's limits keep
+		// small, and its push waits on the registry as a deploy waits on the API server.
 		return r.publishChart(ctx, rc, t.Name, t.PublishChart, tl)
 	case pipeline.TypeDeployChart:
 		return nil, r.deployChart(ctx, rc, deployKey(t.Name, t.DeployChart.Environment), t.DeployChart, tl)

@@ -43,6 +43,13 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 	if err != nil {
 		return nil, err
 	}
+	// Every executor's script takes a build slot: the local one's runs on this host,
+	// BuildKit's in the builder the image builds use, and the Kubernetes one's workspace goes
+	// in and comes back through this process.
+	release, err := r.builds.acquire(ctx, tl)
+	if err != nil {
+		return nil, err
+	}
 	out := newScriptOutput(rc, tl)
 	spec.Log, spec.Stderr = out.writer(store.StreamStdout), out.writer(store.StreamStderr)
 	if spec.Image != "" {
@@ -51,6 +58,7 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 		tl.Printf("running the script on %s", name)
 	}
 	res, err := ex.Run(ctx, spec)
+	release()
 	out.close()
 	if err != nil {
 		return nil, err

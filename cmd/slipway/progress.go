@@ -101,7 +101,7 @@ func (b *progressBoard) finish() {
 
 // printSummary is the end of a `slipway run` of several pipelines: how their runs ended,
 // how long they took together, and how close they came to the bounds they shared.
-func printSummary(w io.Writer, byStatus map[store.RunStatus]int, runs int, took time.Duration, peakRuns, maxRuns, peakApplies, maxApplies int) {
+func printSummary(w io.Writer, byStatus map[store.RunStatus]int, runs int, took time.Duration, b sharedBounds) {
 	var parts []string
 	for st, n := range byStatus {
 		parts = append(parts, fmt.Sprintf("%d %s", n, st))
@@ -109,5 +109,16 @@ func printSummary(w io.Writer, byStatus map[store.RunStatus]int, runs int, took 
 	sort.Strings(parts)
 	fmt.Fprintf(w, "%d pipelines in %s: %s\n", runs, took.Round(100*time.Millisecond), strings.Join(parts, ", "))
 	fmt.Fprintf(w, "at most %d runs and %d objects applied at once (runs.maxInFlight %d, runs.maxAppliesInFlight %d)\n",
-		peakRuns, peakApplies, maxRuns, maxApplies)
+		b.peakRuns, b.peakApplies, b.maxRuns, b.maxApplies)
+	if b.peakBuilds > 0 {
+		fmt.Fprintf(w, "at most %d image builds and scripts at once (runs.maxBuildsInFlight %d)\n", b.peakBuilds, b.maxBuilds)
+	}
+}
+
+// sharedBounds are the bounds the runs of a `slipway run` shared: the most each saw held
+// at once, and its value.
+type sharedBounds struct {
+	peakRuns, maxRuns       int
+	peakApplies, maxApplies int
+	peakBuilds, maxBuilds   int
 }

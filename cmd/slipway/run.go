@@ -79,8 +79,10 @@ func newRunCommand() *cobra.Command {
 			}
 			board.finish()
 			if len(runs) > 1 {
-				printSummary(out, byStatus, len(runs), time.Since(start), disp.PeakInFlight(), d.Config.MaxInFlight(),
-					d.ApplySlots.Peak(), d.ApplySlots.Cap())
+				printSummary(out, byStatus, len(runs), time.Since(start), sharedBounds{
+					peakRuns: disp.PeakInFlight(), maxRuns: d.Config.MaxInFlight(),
+					peakApplies: d.ApplySlots.Peak(), maxApplies: d.ApplySlots.Cap(),
+					peakBuilds: d.BuildSlots.Peak(), maxBuilds: d.BuildSlots.Cap()})
 			}
 			for _, final := range failures {
 				fmt.Fprintf(out, "%s #%d %s: %s\n", final.Pipeline.Name, final.BuildID, final.Status, final.Reason)
