@@ -74,11 +74,11 @@ bench: prereqs
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 ## bench-scale: many small applications (4 objects each) deployed by one `slipway serve` from one push, beside
-## the raw SSA floor: APPS (default 1000), SHAPE monorepo|repos (default both), IN_FLIGHT (runs.maxInFlight, 64);
+## the raw SSA floor: APPS (default 1000), SHAPE monorepo|repos (default both), IN_FLIGHT (runs.maxInFlight, the daemon's default when empty);
 ## a markdown table, .slipway/bench/scale-SHAPE.json and the daemon's CPU and heap profiles beside it
 APPS ?= 1000
 SHAPE ?=
-IN_FLIGHT ?= 64
+IN_FLIGHT ?=
 bench-scale: prereqs
 	SCALE_APPS=$(APPS) SCALE_SHAPE=$(SHAPE) SCALE_IN_FLIGHT=$(IN_FLIGHT) $(GO) test -count=1 -run '^TestBenchScale$$' -v -timeout 120m ./test/bench/
 

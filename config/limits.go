@@ -9,7 +9,7 @@ import (
 
 // Runs bounds the run engine.
 type Runs struct {
-	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, or for health the shared watches report, give their place up meanwhile); more wait as queued. Default: twice the CPU cores, at least 4."`
+	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, or for health the shared watches report, give their place up meanwhile); more wait as queued. Default: 64."`
 	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
 	// 16 requests of its own in flight, many deploys together no more than this.
 	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"64" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
@@ -51,8 +51,12 @@ type RecordLimits struct {
 	MaxCount int      `yaml:"maxCount,omitempty" default:"10000" doc:"Only the newest this many are kept; 0: no count limit."`
 }
 
-// DefaultMaxInFlight is runs.maxInFlight when it is not set.
-func DefaultMaxInFlight() int { return max(4, 2*runtime.NumCPU()) }
+// DefaultMaxInFlight is runs.maxInFlight when it is not set. A place bounds a run's memory
+// and goroutines, not CPU: what a run does that costs CPU or the API server's time waits
+// for its own bound (runs.maxBuildsInFlight, runs.maxAppliesInFlight), so the places need
+// not be as few as the cores. As many as the apply slots keep those slots busy when most
+// runs deploy (docs/operations.md, "Runs in flight").
+func DefaultMaxInFlight() int { return 64 }
 
 // MaxInFlight is runs.maxInFlight, or its default.
 func (c *Config) MaxInFlight() int {
@@ -84,7 +88,7 @@ const minRetentionInterval = time.Second
 func (k checker) limits() {
 	c := k.c
 	if c.Runs.MaxInFlight < 0 || (c.Runs.MaxInFlight == 0 && k.written("runs.maxInFlight")) {
-		k.at("runs.maxInFlight", "runs.maxInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxInFlight())
+		k.at("runs.maxInFlight", "runs.maxInFlight must be at least 1 (unset: %d)", DefaultMaxInFlight())
 	}
 	if c.Runs.MaxBuildsInFlight < 0 || (c.Runs.MaxBuildsInFlight == 0 && k.written("runs.maxBuildsInFlight")) {
 		k.at("runs.maxBuildsInFlight", "runs.maxBuildsInFlight must be at least 1 (unset: %d on this machine)", DefaultMaxBuildsInFlight())

@@ -12,7 +12,7 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxInFlight() != DefaultMaxInFlight() || DefaultMaxInFlight() < 4 {
+	if c.MaxInFlight() != 64 {
 		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
 	}
 	if c.MaxBuildsInFlight() != max(2, runtime.NumCPU()) || DefaultMaxBuildsInFlight() < 2 {

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/store"
 	"github.com/slipwayhq/slipway/test/testenv"
@@ -107,7 +108,7 @@ func TestBenchScale(t *testing.T) {
 		}
 		apps = n
 	}
-	inFlight := 64
+	inFlight := config.DefaultMaxInFlight() // SCALE_IN_FLIGHT empty: the daemon's default
 	if v := os.Getenv("SCALE_IN_FLIGHT"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
