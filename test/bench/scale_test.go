@@ -52,6 +52,7 @@ type scaleReport struct {
 	Apps            int     `json:"apps"`
 	Objects         int     `json:"objects"`
 	MaxInFlight     int     `json:"max_in_flight"`
+	Poll            string  `json:"poll,omitempty"` // SCALE_POLL: polled at this interval, no webhooks
 	ReadySeconds    float64 `json:"ready_seconds"`
 	RunsDoneSeconds float64 `json:"runs_done_seconds"`
 	P50AppSeconds   float64 `json:"p50_app_seconds"`
@@ -141,7 +142,7 @@ func TestBenchScale(t *testing.T) {
 	for _, shape := range shapes {
 		t.Run(shape, func(t *testing.T) {
 			s := &scaleRun{t: t, env: env, cs: cs, bin: bin, shape: shape, apps: apps, inFlight: inFlight,
-				dir: filepath.Join(tmp, shape)}
+				poll: os.Getenv("SCALE_POLL"), dir: filepath.Join(tmp, shape)}
 			s.run(ctx)
 		})
 	}
@@ -156,6 +157,7 @@ type scaleRun struct {
 	shape      string
 	apps       int
 	inFlight   int
+	poll       string // SCALE_POLL: the repositories' poll interval, and no webhooks; "": webhooks only
 	dir        string
 	namespaces []string
 	repos      []scaleRepo // monorepo: one
@@ -170,6 +172,14 @@ type scaleRepo struct {
 	work *benchWork
 	push string // URL with credentials
 	apps []int  // the apps whose pipelines it holds
+}
+
+// label names the run's files: its shape, and "-poll" when it polls instead of webhooks.
+func (s *scaleRun) label() string {
+	if s.poll != "" {
+		return s.shape + "-poll"
+	}
+	return s.shape
 }
 
 func (s *scaleRun) appName(i int) string { return fmt.Sprintf("app-%04d", i) }
@@ -197,7 +207,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	// measured below is the only news.
 	time.Sleep(3 * time.Second)
 	apiPID := s.env.PID(t, "kube-apiserver")
-	rep := scaleReport{Shape: s.shape, Apps: s.apps, Objects: 4 * s.apps, MaxInFlight: s.inFlight,
+	rep := scaleReport{Shape: s.shape, Apps: s.apps, Objects: 4 * s.apps, MaxInFlight: s.inFlight, Poll: s.poll,
 		FluxAnchorSeconds: fluxReadySeconds1000, FluxAnchorNoop: fluxNoopSeconds1000, DaemonLog: s.serve.logPath}
 	st := s.openStore()
 	defer st.Close()
@@ -320,7 +330,7 @@ func (s *scaleRun) run(ctx context.Context) {
 		rep.Profiles = append(rep.Profiles, p)
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", s.serve.pid())); err == nil {
-		p := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.shape+"-idle.smaps_rollup.txt")
+		p := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.label()+"-idle.smaps_rollup.txt")
 		if err := os.WriteFile(p, b, 0o644); err == nil {
 			rep.Profiles = append(rep.Profiles, p)
 		}
@@ -356,7 +366,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	rep.LoadAverage = strings.TrimSpace(string(load))
 	s.print(rep)
-	writeReport(t, s.env, "scale-"+s.shape+".json", rep)
+	writeReport(t, s.env, "scale-"+s.label()+".json", rep)
 }
 
 func (s *scaleRun) allApps() []int {
@@ -520,16 +530,19 @@ func (s *scaleRun) writeConfig() string {
 		applies = ", maxAppliesInFlight: " + v
 	}
 	fmt.Fprintf(&b, "dataDir: %s/data\nlisten: %s\napiTokenFile: api-token\nruns: {maxInFlight: %d%s}\nrepositories:\n", s.dir, s.listen, s.inFlight, applies)
+	poll, hook := "0s", "\n    webhook: {type: generic, secretFile: hook-secret}"
+	if s.poll != "" {
+		poll, hook = s.poll, ""
+	}
 	for _, r := range s.repos {
 		fmt.Fprintf(&b, `  - name: %s
     url: %s
     branch: master
-    poll: 0s
-    auth: {usernameFile: git-user, passwordFile: git-password}
-    webhook: {type: generic, secretFile: hook-secret}
+    poll: %s
+    auth: {usernameFile: git-user, passwordFile: git-password}%s
     policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}
     limits: {pipelinesPerFile: %d}
-`, r.name, strings.Replace(r.push, s.env.GitUser+":"+s.env.GitPassword+"@", "", 1), max(len(r.apps), 1))
+`, r.name, strings.Replace(r.push, s.env.GitUser+":"+s.env.GitPassword+"@", "", 1), poll, hook, max(len(r.apps), 1))
 	}
 	fmt.Fprintf(&b, "clusters:\n  - name: bench\n    kubeconfig: %s\n", s.env.Kubeconfig)
 	path := filepath.Join(s.dir, "slipway.yaml")
@@ -580,7 +593,9 @@ func (s *scaleRun) pushAll(ctx context.Context, files map[string]map[string]stri
 	_ = apply.ForEach(ctx, len(names), 8, func(ctx context.Context, k int) error {
 		r := byName[names[k]]
 		r.work.git("push", "-q", r.push, "master")
-		errs[k] = s.deliver(ctx, r.name, heads[k])
+		if s.poll == "" {
+			errs[k] = s.deliver(ctx, r.name, heads[k])
+		}
 		return nil
 	})
 	for _, err := range errs {
@@ -965,7 +980,7 @@ func (s *scaleRun) writeBench(name string, b []byte) string {
 		s.t.Error(err)
 		return ""
 	}
-	path := filepath.Join(dir, "scale-"+s.shape+"-"+name)
+	path := filepath.Join(dir, "scale-"+s.label()+"-"+name)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		s.t.Error(err)
 		return ""
@@ -980,7 +995,7 @@ func (s *scaleRun) keepLog() string {
 		s.t.Error(err)
 		return ""
 	}
-	path := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.shape+"-serve.log")
+	path := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.label()+"-serve.log")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		s.t.Error(err)
 		return ""
@@ -1014,6 +1029,9 @@ func (s *scaleRun) print(r scaleReport) {
 	what := "one repository, one .pipeline.yaml of %d pipelines with path filters"
 	if s.shape == "repos" {
 		what = "%d repositories of one pipeline each, all pushed at once, generic webhooks"
+	}
+	if s.poll != "" {
+		what = strings.Replace(what, "generic webhooks", "no webhooks", 1) + ", polled every " + s.poll
 	}
 	fmt.Fprintf(&b, "\nscale, %s: %d apps × 4 objects (ServiceAccount, ConfigMap, Service, 1-replica Deployment) in %d namespaces, "+
 		"local control plane, runs.maxInFlight %d, stableFor 0s\n\n", fmt.Sprintf(what, s.apps), s.apps, len(s.namespaces), s.inFlight)
