@@ -529,6 +529,10 @@ func (s *scaleRun) writeConfig() string {
 	if v := os.Getenv("SCALE_APPLIES"); v != "" {
 		applies = ", maxAppliesInFlight: " + v
 	}
+	// SCALE_MEMORY_LIMIT sets memoryLimit (the daemon's default when empty).
+	if v := os.Getenv("SCALE_MEMORY_LIMIT"); v != "" {
+		fmt.Fprintf(&b, "memoryLimit: %s\n", v)
+	}
 	fmt.Fprintf(&b, "dataDir: %s/data\nlisten: %s\napiTokenFile: api-token\nruns: {maxInFlight: %d%s}\nrepositories:\n", s.dir, s.listen, s.inFlight, applies)
 	poll, hook := "0s", "\n    webhook: {type: generic, secretFile: hook-secret}"
 	if s.poll != "" {
