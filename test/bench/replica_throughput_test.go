@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/test/testenv"
 )
@@ -56,7 +57,7 @@ func machineCPU() (busy, total float64) {
 // a pipeline deploying one ConfigMap, pushed once each before the clock starts, then every
 // generic webhook sent at once (16 at a time, round robin over the replicas as a Service
 // would spread them): from the first webhook until every run succeeded, with 1 replica and with 3 (both `ha:` on the environment's
-// PostgreSQL, default runs.maxInFlight: twice the cores each). The replicas, the control
+// PostgreSQL, the default runs.maxInFlight each). The replicas, the control
 // plane, PostgreSQL and the Git server share this machine's cores: the ratio is capped by
 // them, which the machine-busy column shows.
 func TestBenchReplicaThroughput(t *testing.T) {
@@ -145,7 +146,7 @@ func TestBenchReplicaThroughput(t *testing.T) {
 			}
 			row := throughputRow{Replicas: replicas, Repositories: n, PushSeconds: pushed.Seconds(), HooksSeconds: delivered.Seconds(), AllDoneSeconds: wall.Seconds(),
 				RunsPerMinute: float64(n) / wall.Minutes(), ReplicaCPU: cpu1 - cpu0, LoadAvgAfter: loadAverage(),
-				MaxInFlightEach: max(4, 2*runtime.NumCPU())}
+				MaxInFlightEach: config.DefaultMaxInFlight()}
 			if total1 > total0 {
 				row.MachineBusyPct = 100 * (busy1 - busy0) / (total1 - total0)
 			}
