@@ -21,13 +21,26 @@ import (
 )
 
 // Stages of an apply, in order: what other objects need to exist first (CRDs, Namespaces,
-// ClusterRoles), then *Class kinds other objects name, then everything else.
+// ClusterRoles), then *Class kinds other objects name, then what pods need (podInputs),
+// then everything else.
 const (
 	stageDefinitions = iota
 	stageClasses
+	stagePodInputs
 	stageResources
 	stageCount
 )
+
+// podInputs are the core kinds a pod's admission or start reads: a workload applied beside
+// its ServiceAccount may win the race, and its ReplicaSet's pod is then refused ("error
+// looking up service account") and retried with a backoff that reached 87 s at 1000
+// applications; a missing ConfigMap, Secret or claim holds the pod back the same way at
+// the kubelet or the scheduler, and a LimitRange or ResourceQuota created after the pods
+// never applied to them. Helm and Flux order these before workloads too.
+var podInputs = map[string]bool{
+	"ServiceAccount": true, "ConfigMap": true, "Secret": true, "PersistentVolumeClaim": true,
+	"LimitRange": true, "ResourceQuota": true,
+}
 
 func stageOf(o *unstructured.Unstructured) int {
 	switch {
@@ -35,6 +48,8 @@ func stageOf(o *unstructured.Unstructured) int {
 		return stageDefinitions
 	case utils.IsClassDefinition(o):
 		return stageClasses
+	case o.GetAPIVersion() == "v1" && podInputs[o.GetKind()]:
+		return stagePodInputs
 	}
 	return stageResources
 }
@@ -46,7 +61,7 @@ const (
 )
 
 // Apply applies the plan's changed objects with server-side apply (field manager slipway,
-// taking ownership of conflicting fields), stage by stage, each stage concurrently, and
+// taking ownership of conflicting fields), stage by stage (stageOf), each stage concurrently, and
 // waits for new CRDs to be established before the objects that may use them. Objects
 // kubectl applied before (which DryRun admitted: adopted) are taken over: its last-applied
 // annotation and field managers are removed. Unchanged objects cost nothing. The result has every object's action and
