@@ -221,13 +221,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	for _, r := range s.repos {
 		files[r.name] = s.allFiles(r, 1)
 	}
+	pushes := s.commitAll(files, "every app")
 	profDone := s.startCPUProfile(ctx, "deploy")
 	apiProf := s.startAPIServerProfile(ctx, "deploy")
 	deployTrace := s.startTrace(ctx, "deploy")
 	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
 	peakHeap := s.startPeakHeapProfile(ctx, start)
-	s.pushAll(ctx, files, "every app")
+	s.pushAll(ctx, pushes)
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	s.waitAvailable(ctx, s.namespaces, start, 10*time.Minute)
 	if ph := peakHeap(); ph.path != "" {
@@ -268,8 +269,9 @@ func (s *scaleRun) run(ctx context.Context) {
 		}
 		changed[r.name][s.appFile(i)] = s.appYAML(i, 2)
 	}
+	pushes = s.commitAll(changed, "ten apps")
 	start = time.Now()
-	s.pushAll(ctx, changed, "ten apps")
+	s.pushAll(ctx, pushes)
 	d, _ := s.waitRuns(ctx, st, start, changedApps, 2, 5*time.Minute)
 	rep.Change10Seconds = d.Seconds()
 	// Any other pipeline run would have shown by now: those ten ended after it would start.
@@ -576,9 +578,15 @@ func (s *scaleRun) waitServing(ctx context.Context) {
 	}
 }
 
-// pushAll commits the files of each repository and pushes them, 8 repositories at a time,
-// each push followed by its webhook delivery at once.
-func (s *scaleRun) pushAll(ctx context.Context, files map[string]map[string]string, msg string) {
+// commits are new commits made in the working copies, not pushed yet.
+type commits struct {
+	repos []*scaleRepo
+	heads []string
+}
+
+// commitAll commits the files of each repository in its working copy: local work, done
+// before a measure's clock starts.
+func (s *scaleRun) commitAll(files map[string]map[string]string, msg string) commits {
 	var names []string
 	for name := range files {
 		names = append(names, name)
@@ -588,17 +596,23 @@ func (s *scaleRun) pushAll(ctx context.Context, files map[string]map[string]stri
 	for k := range s.repos {
 		byName[s.repos[k].name] = &s.repos[k]
 	}
-	// Commits first (local work), then the pushes and deliveries: "pushed at once".
-	heads := make([]string, len(names))
-	for k, name := range names {
-		heads[k] = byName[name].work.commit(msg, files[name])
+	var c commits
+	for _, name := range names {
+		r := byName[name]
+		c.repos, c.heads = append(c.repos, r), append(c.heads, r.work.commit(msg, files[name]))
 	}
-	errs := make([]error, len(names))
-	_ = apply.ForEach(ctx, len(names), 8, func(ctx context.Context, k int) error {
-		r := byName[names[k]]
+	return c
+}
+
+// pushAll pushes the commits, 8 repositories at a time, each push followed by its webhook
+// delivery at once ("pushed at once"); with SCALE_POLL, no delivery.
+func (s *scaleRun) pushAll(ctx context.Context, c commits) {
+	errs := make([]error, len(c.repos))
+	_ = apply.ForEach(ctx, len(c.repos), 8, func(ctx context.Context, k int) error {
+		r := c.repos[k]
 		r.work.git("push", "-q", r.push, "master")
 		if s.poll == "" {
-			errs[k] = s.deliver(ctx, r.name, heads[k])
+			errs[k] = s.deliver(ctx, r.name, c.heads[k])
 		}
 		return nil
 	})
