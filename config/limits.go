@@ -16,7 +16,7 @@ type Runs struct {
 	// MaxBuildsInFlight bounds the CPU-heavy work apart from the runs, so that many runs in
 	// flight (which mostly wait on the API server) do not mean as many builds at once. Its
 	// default depends on the machine, so it has no default tag: see MaxBuildsInFlight.
-	MaxBuildsInFlight int `yaml:"maxBuildsInFlight,omitempty" doc:"Image builds (build-image tasks) and script tasks executing at once across all runs of the process; more wait for a slot. Default: the CPU cores, at least 2."`
+	MaxBuildsInFlight int `yaml:"maxBuildsInFlight,omitempty" doc:"Image builds (build-image tasks) and script tasks executing at once across all runs of the process; more wait for a slot. Default: the CPU cores the process may use (GOMAXPROCS), at least 2."`
 }
 
 // Git bounds the traffic to Git servers.
@@ -51,11 +51,12 @@ type RecordLimits struct {
 	MaxCount int      `yaml:"maxCount,omitempty" default:"10000" doc:"Only the newest this many are kept; 0: no count limit."`
 }
 
-// DefaultMaxInFlight is runs.maxInFlight when it is not set. A place bounds a run's memory
-// and goroutines, not CPU: what a run does that costs CPU or the API server's time waits
-// for its own bound (runs.maxBuildsInFlight, runs.maxAppliesInFlight), so the places need
-// not be as few as the cores. As many as the apply slots keep those slots busy when most
-// runs deploy (docs/operations.md, "Runs in flight").
+// DefaultMaxInFlight is runs.maxInFlight when it is not set. Builds, scripts and applies,
+// the heaviest work of a run on this machine and on the API server, wait for bounds of
+// their own (runs.maxBuildsInFlight, runs.maxAppliesInFlight), so the places need not be as
+// few as the cores; as many as the apply slots keep those busy when most runs deploy
+// (docs/operations.md, "Runs in flight"). Renders, policy checks and workspace copies are
+// bound only here.
 func DefaultMaxInFlight() int { return 64 }
 
 // MaxInFlight is runs.maxInFlight, or its default.
@@ -67,8 +68,9 @@ func (c *Config) MaxInFlight() int {
 }
 
 // DefaultMaxBuildsInFlight is runs.maxBuildsInFlight when it is not set: a build or a
-// script keeps about a core busy.
-func DefaultMaxBuildsInFlight() int { return max(2, runtime.NumCPU()) }
+// script keeps about a core busy. GOMAXPROCS, not the machine's cores: it follows a
+// container's CPU limit.
+func DefaultMaxBuildsInFlight() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // MaxBuildsInFlight is runs.maxBuildsInFlight, or its default.
 func (c *Config) MaxBuildsInFlight() int {

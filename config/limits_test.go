@@ -15,8 +15,8 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MaxInFlight() != 64 {
 		t.Errorf("runs.maxInFlight default = %d", c.MaxInFlight())
 	}
-	if c.MaxBuildsInFlight() != max(2, runtime.NumCPU()) || DefaultMaxBuildsInFlight() < 2 {
-		t.Errorf("runs.maxBuildsInFlight default = %d, want the CPU cores (%d), at least 2", c.MaxBuildsInFlight(), runtime.NumCPU())
+	if c.MaxBuildsInFlight() != max(2, runtime.GOMAXPROCS(0)) || DefaultMaxBuildsInFlight() < 2 {
+		t.Errorf("runs.maxBuildsInFlight default = %d, want GOMAXPROCS (%d), at least 2", c.MaxBuildsInFlight(), runtime.GOMAXPROCS(0))
 	}
 	if c.MemoryLimit.Bytes != 256<<20 {
 		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)

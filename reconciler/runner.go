@@ -451,13 +451,16 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	if ctx.Err() != nil {
 		// Cancelled or superseded before it started: it ends without running.
 		status, reason := cancelOutcome(ctx)
-		err := r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
-		var moved *store.TransitionError
-		if errors.As(err, &moved) && moved.Current == string(store.RunRunning) && state.mayHaveStarted() {
-			// A start whose answer was lost did apply; nothing of the run has worked yet.
-			err = r.endUnstarted(context.WithoutCancel(ctx), run, store.RunRunning, status, reason)
+		if !state.mayHaveStarted() {
+			return run, r.EndQueued(context.WithoutCancel(ctx), run, status, reason)
 		}
-		return run, err
+		// A start failed before: the store may still be out, and a start whose answer was
+		// lost may have applied (the run is running, though nothing of it has worked yet).
+		if _, err := r.transitionRetrying(ctx, run, store.RunQueued, store.RunRunning, status, reason, log); err != nil {
+			return run, err
+		}
+		r.skipUnstarted(context.WithoutCancel(ctx), run, status, reason)
+		return run, nil
 	}
 	state.mu.Lock()
 	state.status = store.RunQueued
@@ -557,10 +560,12 @@ func (s *RunState) mayHaveStarted() bool {
 
 // retryable reports whether a store write's error may pass when the write is tried again:
 // anything but an answer the store decided (a move no longer possible, a run not found,
-// another process's claim) or a context's end.
+// another process's claim). A context error is no such answer: the writes are made without
+// the run's cancellation, so one can only come from the driver (a connect timeout), and the
+// callers look at their own context to stop.
 func retryable(err error) bool {
 	return err != nil && !errors.As(err, new(*store.TransitionError)) && !errors.Is(err, store.ErrNotFound) &&
-		!errors.Is(err, store.ErrClaimed) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+		!errors.Is(err, store.ErrClaimed)
 }
 
 // Between two attempts of a write a run cannot do without (its start, its end), the wait
@@ -596,32 +601,42 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // shutdown through an outage end.
 const endRetryLimit = 3 * time.Minute
 
-// recordEnd moves the run from `from` to its outcome. A run left running on record would
-// stay so for as long as this process beats, so a write the store could not make is tried
-// again (storeRetryFirst to storeRetryMax apart) for up to endRetryLimit. A write whose
-// answer was lost may have applied: the next attempt then finds the run ended so.
+// recordEnd moves the run from `from` to its outcome, as transitionRetrying does.
 func (r *Runner) recordEnd(ctx context.Context, run store.Run, from store.RunStatus, out outcome, log *logrus.Entry) (store.Run, error) {
+	return r.transitionRetrying(ctx, run, from, "", out.status, out.reason, log)
+}
+
+// transitionRetrying moves the run from `from` (or from alsoFrom, when it is found there:
+// a start whose answer was lost; "" for none) to `to`. A run left queued or running on
+// record would stay so for as long as this process beats, so a write the store could not
+// make is tried again (storeRetryFirst to storeRetryMax apart) for up to endRetryLimit,
+// whatever becomes of ctx. A write whose answer was lost may have applied: the next attempt
+// then finds the run moved already, and its record is read.
+func (r *Runner) transitionRetrying(ctx context.Context, run store.Run, from, alsoFrom, to store.RunStatus, reason string, log *logrus.Entry) (store.Run, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endRetryLimit)
 	defer cancel()
 	ref := run.Pipeline
 	var wait time.Duration
 	for {
-		final, err := r.store.TransitionRun(ctx, ref, run.BuildID, from, out.status, out.reason)
+		final, err := r.store.TransitionRun(ctx, ref, run.BuildID, from, to, reason)
 		var moved *store.TransitionError
 		switch {
 		case err == nil:
 			return final, nil
-		case wait > 0 && errors.As(err, &moved) && moved.Current == string(out.status):
+		case alsoFrom != "" && from != alsoFrom && errors.As(err, &moved) && moved.Current == string(alsoFrom):
+			from = alsoFrom
+			continue
+		case wait > 0 && errors.As(err, &moved) && moved.Current == string(to):
 			return r.store.GetRun(ctx, ref, run.BuildID)
 		case ctx.Err() != nil:
-			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", out.status, endRetryLimit, err)
+			return run, fmt.Errorf("gave up recording the run %s after %s: %w", to, endRetryLimit, err)
 		case !retryable(err):
 			return run, err
 		}
 		wait = nextStoreRetry(wait)
 		log.WithError(err).WithField("retry_in", wait.String()).Warn("record the run's end; trying again")
 		if !sleepCtx(ctx, wait) {
-			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", out.status, endRetryLimit, err)
+			return run, fmt.Errorf("gave up recording the run %s after %s: %w", to, endRetryLimit, err)
 		}
 	}
 }
@@ -734,14 +749,16 @@ func (r *Runner) skipStages(ctx context.Context, run store.Run, stages []stagePl
 // EndQueued ends a run that never started (superseded, cancelled, or the daemon shut
 // down); its tasks are recorded skipped.
 func (r *Runner) EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error {
-	return r.endUnstarted(ctx, run, store.RunQueued, to, reason)
-}
-
-// endUnstarted is EndQueued for a run in status from that has not worked yet.
-func (r *Runner) endUnstarted(ctx context.Context, run store.Run, from, to store.RunStatus, reason string) error {
-	if _, err := r.store.TransitionRun(ctx, run.Pipeline, run.BuildID, from, to, reason); err != nil {
+	if _, err := r.store.TransitionRun(ctx, run.Pipeline, run.BuildID, store.RunQueued, to, reason); err != nil {
 		return err
 	}
+	r.skipUnstarted(ctx, run, to, reason)
+	return nil
+}
+
+// skipUnstarted records the tasks of a run that ended before it worked skipped, and says
+// that the run ended.
+func (r *Runner) skipUnstarted(ctx context.Context, run store.Run, to store.RunStatus, reason string) {
 	if tasks, err := r.store.ListTasks(ctx, run.Pipeline, run.BuildID); err == nil {
 		for _, t := range tasks {
 			if t.Status == store.TaskPending {
@@ -750,7 +767,6 @@ func (r *Runner) endUnstarted(ctx context.Context, run store.Run, from, to store
 		}
 	}
 	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(to), Reason: reason})
-	return nil
 }
 
 // superseded is the cancellation cause when a newer commit's run replaces a run that is

@@ -307,6 +307,29 @@ func TestAStartedRunsEndWhoseAnswerWasLostIsTold(t *testing.T) {
 	}
 }
 
+// TestACancelledRunWhoseStartFailedEndsOnceTheStoreIsBack: a run cancelled while the store
+// could not record its start may find the store still out when its end is written; that
+// end is tried again too, so the run does not stay queued on record.
+func TestACancelledRunWhoseStartFailedEndsOnceTheStoreIsBack(t *testing.T) {
+	st := testStore(t)
+	fs := &failingStart{Store: st, pipeline: testRef.Name, fails: -1, failed: make(chan struct{}, 1)}
+	ctx, d := scriptDispatcher(t, &failingEnd{Store: fs}, quietScript{}, nil, DispatcherOptions{Claims: st})
+	run := submitScript(ctx, t, d, testRef.Name)
+	select {
+	case <-fs.failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run's start was never tried")
+	}
+	if err := d.Cancel(ctx, run.Pipeline, run.BuildID, "no longer wanted"); err != nil {
+		t.Fatal(err)
+	}
+	awaitRunDone(t, d, run)
+	got, err := st.GetRun(ctx, run.Pipeline, run.BuildID)
+	if err != nil || got.Status != store.RunCancelled || got.Reason != "no longer wanted" {
+		t.Fatalf("run %s (%q), %v; want it cancelled with the reason given", got.Status, got.Reason, err)
+	}
+}
+
 // countedClaims tells claimed of every ClaimPipeline.
 type countedClaims struct {
 	Claims

@@ -21,25 +21,27 @@ import (
 )
 
 // Stages of an apply, in order: what other objects need to exist first (CRDs, Namespaces,
-// ClusterRoles), then *Class kinds other objects name, then what pods need (podInputs),
-// then everything else.
+// ClusterRoles), then *Class kinds other objects name, then ServiceAccounts, then the rest
+// of what pods need (podInputs), then everything else. ServiceAccounts come before Secrets:
+// the token controller deletes a service-account-token Secret whose ServiceAccount it
+// cannot find.
 const (
 	stageDefinitions = iota
 	stageClasses
+	stageServiceAccounts
 	stagePodInputs
 	stageResources
 	stageCount
 )
 
-// podInputs are the core kinds a pod's admission or start reads: a workload applied beside
-// its ServiceAccount may win the race, and its ReplicaSet's pod is then refused ("error
-// looking up service account") and retried with a backoff that reached 87 s at 1000
-// applications; a missing ConfigMap, Secret or claim holds the pod back the same way at
-// the kubelet or the scheduler, and a LimitRange or ResourceQuota created after the pods
-// never applied to them. Helm and Flux order these before workloads too.
+// ServiceAccounts and podInputs are the core kinds a pod's admission or start reads: a
+// workload applied beside its ServiceAccount may win the race, and its ReplicaSet's pod is
+// then refused ("error looking up service account") and retried after a backoff that
+// reached 87 s at 1000 applications; a missing ConfigMap, Secret or claim holds the pod
+// back at the kubelet or the scheduler, and a LimitRange or ResourceQuota created after the
+// pods never applied to them. Helm and Flux order these before workloads too.
 var podInputs = map[string]bool{
-	"ServiceAccount": true, "ConfigMap": true, "Secret": true, "PersistentVolumeClaim": true,
-	"LimitRange": true, "ResourceQuota": true,
+	"ConfigMap": true, "Secret": true, "PersistentVolumeClaim": true, "LimitRange": true, "ResourceQuota": true,
 }
 
 func stageOf(o *unstructured.Unstructured) int {
@@ -48,6 +50,8 @@ func stageOf(o *unstructured.Unstructured) int {
 		return stageDefinitions
 	case utils.IsClassDefinition(o):
 		return stageClasses
+	case o.GetAPIVersion() == "v1" && o.GetKind() == "ServiceAccount":
+		return stageServiceAccounts
 	case o.GetAPIVersion() == "v1" && podInputs[o.GetKind()]:
 		return stagePodInputs
 	}

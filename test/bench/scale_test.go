@@ -1049,7 +1049,7 @@ func (s *scaleRun) print(r scaleReport) {
 		what = "%d repositories of one pipeline each, all pushed at once, generic webhooks"
 	}
 	if s.poll != "" {
-		what = strings.Replace(what, "generic webhooks", "no webhooks", 1) + ", polled every " + s.poll
+		what = strings.Replace(what, ", generic webhooks", "", 1) + ", no webhooks, polled every " + s.poll
 	}
 	fmt.Fprintf(&b, "\nscale, %s: %d apps × 4 objects (ServiceAccount, ConfigMap, Service, 1-replica Deployment) in %d namespaces, "+
 		"local control plane, runs.maxInFlight %d, stableFor 0s\n\n", fmt.Sprintf(what, s.apps), s.apps, len(s.namespaces), s.inFlight)
