@@ -17,11 +17,12 @@ import (
 )
 
 // What a pod needs (its ServiceAccount, ConfigMaps, Secrets, claims) is created before the
-// workloads of the same set, whatever their order in the files: a Deployment created beside
+// workloads of the same set, and ServiceAccounts before the rest, whatever their order in
+// the files: a Deployment created beside
 // its ServiceAccount can have its pod refused ("error looking up service account") and
 // retried by the ReplicaSet controller after a backoff of a minute or more. The
 // resourceVersions the API server gave the objects tell the order of their creation. The
-// workloads come first in the file, eight of each kind, so a concurrent apply of all of
+// workloads come first in the file, the ServiceAccounts last, eight of each kind, so a concurrent apply of all of
 // them would all but surely create some workload first.
 func TestApplyCreatesWhatPodsNeedBeforeTheWorkloads(t *testing.T) {
 	env := testenv.Get(t)
@@ -49,10 +50,6 @@ spec:
 	for i := range n {
 		fmt.Fprintf(&b, `---
 apiVersion: v1
-kind: ServiceAccount
-metadata: {name: web-%d, namespace: %s}
----
-apiVersion: v1
 kind: ConfigMap
 metadata: {name: web-%d, namespace: %s}
 data: {A: "1"}
@@ -61,6 +58,10 @@ apiVersion: v1
 kind: Secret
 metadata: {name: web-%d, namespace: %s}
 stringData: {B: "2"}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web-%d, namespace: %s}
 `, i, ns, i, ns, i, ns)
 	}
 	// Watches from before the apply see each object's creation, with its resourceVersion
@@ -107,12 +108,15 @@ stringData: {B: "2"}
 		return rvs
 	}
 	firstWorkload := slices.Min(created(watches[0], "Deployment"))
-	var lastInput int64
-	for i, kind := range []string{"ServiceAccount", "ConfigMap", "Secret"} {
-		lastInput = max(lastInput, slices.Max(created(watches[i+1], kind)))
-	}
-	if lastInput >= firstWorkload {
+	accounts := created(watches[1], "ServiceAccount")
+	inputs := append(created(watches[2], "ConfigMap"), created(watches[3], "Secret")...)
+	if last := max(slices.Max(accounts), slices.Max(inputs)); last >= firstWorkload {
 		t.Errorf("a Deployment was created (resourceVersion %d) before the last of the ServiceAccounts, ConfigMaps and Secrets its pods need (%d)",
-			firstWorkload, lastInput)
+			firstWorkload, last)
+	}
+	// The token controller deletes a service-account-token Secret whose account is missing.
+	if slices.Max(accounts) >= slices.Min(inputs) {
+		t.Errorf("a ConfigMap or Secret was created (resourceVersion %d) before the last ServiceAccount (%d)",
+			slices.Min(inputs), slices.Max(accounts))
 	}
 }
