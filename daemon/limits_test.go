@@ -65,16 +65,7 @@ func TestRunMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m); n != 4 {
 		t.Fatalf("%d metrics, want 4", n)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
-	}
+	got := gathered(t, m)
 	want := map[string]float64{"slipway_runs_in_flight": 3, "slipway_runs_waiting_for_place": 5, "slipway_runs_max_in_flight": 4,
 		"slipway_runs_in_flight_peak": 4}
 	for k, v := range want {
@@ -87,16 +78,7 @@ func TestRunMetrics(t *testing.T) {
 // TestBuildLimitMetrics: runs.maxBuildsInFlight is exported beside the builds and scripts
 // executing now and the most seen at once (none yet).
 func TestBuildLimitMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(newBuildMetrics(reconciler.NewBuildSlots(3)))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
-	}
+	got := gathered(t, newBuildMetrics(reconciler.NewBuildSlots(3)))
 	want := map[string]float64{"slipway_builds_max_in_flight": 3, "slipway_builds_in_flight_peak": 0, "slipway_builds_in_flight": 0}
 	if len(got) != len(want) {
 		t.Fatalf("metrics %v, want %v", got, want)
@@ -113,17 +95,25 @@ type fakeWriteStats struct{ writes, commits uint64 }
 func (f fakeWriteStats) WriteStats() (uint64, uint64) { return f.writes, f.commits }
 
 func TestStoreMetrics(t *testing.T) {
+	got := gathered(t, newStoreMetrics(fakeWriteStats{writes: 12, commits: 5}))
+	if got["slipway_store_writes_total"] != 12 || got["slipway_store_commits_total"] != 5 {
+		t.Fatalf("store metrics %v", got)
+	}
+}
+
+// gathered is the value of each metric c exports (its first series), gauge or counter.
+func gathered(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newStoreMetrics(fakeWriteStats{writes: 12, commits: 5}))
+	reg.MustRegister(c)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]float64{}
 	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
 	}
-	if got["slipway_store_writes_total"] != 12 || got["slipway_store_commits_total"] != 5 {
-		t.Fatalf("store metrics %v", got)
-	}
+	return got
 }

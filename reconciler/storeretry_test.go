@@ -11,9 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/config"
-	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun"
-	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -87,22 +85,7 @@ func scriptDispatcher(t *testing.T, rs store.Store, script quietScript, obs Obse
 // submitScript submits a run of pipeline name, one script task.
 func submitScript(ctx context.Context, t *testing.T, d *Dispatcher, name string) store.Run {
 	t.Helper()
-	ps, diags := pipeline.Parse("p.yaml", []byte("name: "+name+`
-stages:
-  - name: check
-    tasks:
-      - name: smoke
-        type: script
-        script: "true"
-`))
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	run, err := d.Submit(ctx, RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, ps[0], store.TriggerManual, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return run
+	return submitTask(ctx, t, d, name, "      - name: smoke\n        type: script\n        script: \"true\"\n")
 }
 
 func awaitRunDone(t *testing.T, d *Dispatcher, run store.Run) {

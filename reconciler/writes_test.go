@@ -12,10 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slipwayhq/slipway/config"
-	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun"
-	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -142,37 +139,9 @@ func runCountingWrites(t *testing.T, st store.Store, script quietScript) (int, s
 // Runner, both on st, and waits until the dispatcher is done with the run.
 func runOneScript(t *testing.T, st store.Store, script quietScript) (context.Context, store.Run) {
 	t.Helper()
-	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{},
-		Config:    &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true}}},
-		Executors: Executors{"local": script}, Log: logrus.NewEntry(logrus.New())})
-	t.Cleanup(runner.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
-		MaxInFlight: 4, Log: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); d.Wait() })
-	ps, diags := pipeline.Parse("p.yaml", []byte(`name: app
-stages:
-  - name: check
-    tasks:
-      - name: smoke
-        type: script
-        script: "true"
-`))
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	run, err := d.Submit(ctx, RunJob(&Checkout{Repo: sources.Repo{Name: testRef.Repository}}, ps[0], store.TriggerManual, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.Done(run.Pipeline, run.BuildID):
-	case <-time.After(10 * time.Second):
-		t.Fatal("the run never ended")
-	}
+	ctx, d := scriptDispatcher(t, st, script, nil, DispatcherOptions{Claims: st, MaxInFlight: 4})
+	run := submitScript(ctx, t, d, "app")
+	awaitRunDone(t, d, run)
 	return ctx, run
 }
 
