@@ -456,11 +456,12 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 		}
 		// A start failed before: the store may still be out, and a start whose answer was
 		// lost may have applied (the run is running, though nothing of it has worked yet).
-		if _, err := r.transitionRetrying(ctx, run, store.RunQueued, store.RunRunning, status, reason, log); err != nil {
+		final, err := r.transitionRetrying(ctx, run, store.RunQueued, store.RunRunning, status, reason, log)
+		if err != nil {
 			return run, err
 		}
 		r.skipUnstarted(context.WithoutCancel(ctx), run, status, reason)
-		return run, nil
+		return final, nil
 	}
 	state.mu.Lock()
 	state.status = store.RunQueued
@@ -629,14 +630,14 @@ func (r *Runner) transitionRetrying(ctx context.Context, run store.Run, from, al
 		case wait > 0 && errors.As(err, &moved) && moved.Current == string(to):
 			return r.store.GetRun(ctx, ref, run.BuildID)
 		case ctx.Err() != nil:
-			return run, fmt.Errorf("gave up recording the run %s after %s: %w", to, endRetryLimit, err)
+			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", to, endRetryLimit, err)
 		case !retryable(err):
 			return run, err
 		}
 		wait = nextStoreRetry(wait)
 		log.WithError(err).WithField("retry_in", wait.String()).Warn("record the run's end; trying again")
 		if !sleepCtx(ctx, wait) {
-			return run, fmt.Errorf("gave up recording the run %s after %s: %w", to, endRetryLimit, err)
+			return run, fmt.Errorf("gave up recording the run's end (%s) after %s: %w", to, endRetryLimit, err)
 		}
 	}
 }
