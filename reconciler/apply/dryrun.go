@@ -46,7 +46,7 @@ func (a *Applier) DryRun(ctx context.Context, p *Plan) error {
 			it.deferred = true
 			return nil
 		}
-		release, err := a.Slots.acquire(ctx)
+		release, err := a.Slots.Acquire(ctx)
 		if err != nil {
 			return err
 		}

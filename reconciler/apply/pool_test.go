@@ -19,7 +19,7 @@ func TestSlotsBoundDeploysTogether(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			err := ForEach(context.Background(), 20, concurrency, func(ctx context.Context, _ int) error {
-				release, err := s.acquire(ctx)
+				release, err := s.Acquire(ctx)
 				if err != nil {
 					return err
 				}
@@ -45,17 +45,17 @@ func TestSlotsBoundDeploysTogether(t *testing.T) {
 	}
 	// A waiting apply gives up with its context.
 	for range 3 {
-		if _, err := s.acquire(context.Background()); err != nil {
+		if _, err := s.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := s.acquire(ctx); err == nil {
+	if _, err := s.Acquire(ctx); err == nil {
 		t.Fatal("a fourth slot of 3 was granted")
 	}
 	var none *Slots // no shared bound
-	if release, err := none.acquire(context.Background()); err != nil {
+	if release, err := none.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	} else {
 		release()

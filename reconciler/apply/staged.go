@@ -89,7 +89,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		}
 		got := make([]ssa.Action, len(items))
 		err := ForEach(ctx, len(items), concurrency, func(ctx context.Context, i int) error {
-			release, err := a.Slots.acquire(ctx)
+			release, err := a.Slots.Acquire(ctx)
 			if err != nil {
 				return err
 			}
