@@ -606,12 +606,8 @@ func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
 		case !errors.As(err, &other):
 			log.WithError(err).Warn("claim the pipeline; trying again")
 		}
-		t := time.NewTimer(d.claimRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, d.claimRetry) {
 			return false
-		case <-t.C:
 		}
 	}
 }

@@ -494,7 +494,7 @@ func (r *Runner) Execute(ctx context.Context, job Job, run store.Run, state *Run
 	case errors.As(out.err, new(*taskTimeout)):
 		out.status = store.RunTimedOut
 	}
-	final, err := r.recordEnd(ctx, run, state.Status(), out, log)
+	final, err := r.transitionRetrying(ctx, run, state.Status(), "", out.status, out.reason, log)
 	if err != nil {
 		return run, err
 	}
@@ -601,11 +601,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // written. The run's context is cancelled by then, if at all: this bound is what lets a
 // shutdown through an outage end.
 const endRetryLimit = 3 * time.Minute
-
-// recordEnd moves the run from `from` to its outcome, as transitionRetrying does.
-func (r *Runner) recordEnd(ctx context.Context, run store.Run, from store.RunStatus, out outcome, log *logrus.Entry) (store.Run, error) {
-	return r.transitionRetrying(ctx, run, from, "", out.status, out.reason, log)
-}
 
 // transitionRetrying moves the run from `from` (or from alsoFrom, when it is found there:
 // a start whose answer was lost; "" for none) to `to`. A run left queued or running on
