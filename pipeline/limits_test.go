@@ -230,3 +230,23 @@ func BenchmarkPipelineFileTooLarge(b *testing.B) {
 		}
 	}
 }
+
+// Only a pipeline file that is not there is ErrNoFile: one that points to nothing, or one
+// whose tasks name a path that is not there, is an invalid file.
+func TestLoadFileMissingIsNotInvalid(t *testing.T) {
+	for name, c := range map[string]struct {
+		files  map[string]string
+		noFile bool
+	}{
+		"no file":          {map[string]string{"README.md": "hello"}, true},
+		"dangling symlink": {map[string]string{DefaultFile: "-> gone.yaml"}, false},
+		"missing path":     {map[string]string{DefaultFile: deployK8s}, false},
+		"a folder":         {map[string]string{DefaultFile + "/x": "y"}, false},
+	} {
+		repo := repoWith(t, c.files)
+		_, err := LoadFile(repo, DefaultFile, DefaultFile, Options{Repo: repo})
+		if err == nil || errors.Is(err, ErrNoFile) != c.noFile {
+			t.Errorf("%s: %v; want ErrNoFile %v", name, err, c.noFile)
+		}
+	}
+}

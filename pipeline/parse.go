@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/slipwayhq/slipway/internal/repofs"
 	"github.com/slipwayhq/slipway/pipeline/diag"
@@ -11,6 +12,11 @@ import (
 
 // DefaultFile is the name of the pipeline file at the root of a repository.
 const DefaultFile = ".pipeline.yaml"
+
+// ErrNoFile says there is no pipeline file where LoadFile looked: a repository without
+// pipelines, which is not the same as one whose file is invalid. A symlink in its place that
+// points to nothing is an invalid file, not a missing one.
+var ErrNoFile = errors.New("no pipeline file")
 
 // Parse reads every pipeline (one per YAML document) in data, which was read from file. It
 // reports syntax and structure problems (unknown fields, wrong types, duplicate keys, missing
@@ -66,6 +72,9 @@ func LoadFile(repo *repofs.Repo, name, display string, opts Options) ([]*Pipelin
 	var tl *repofs.TooLargeError
 	if errors.As(err, &tl) {
 		return nil, diag.List{{File: display, Line: 1, Column: 1, Message: tl.Reason()}}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoFile, display)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading pipeline file %s: %w", display, err)

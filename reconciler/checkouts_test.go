@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -99,9 +100,10 @@ func TestReadOnlyPipelines(t *testing.T) {
 // the branch's head; it counts the syncs.
 type mirrorSources struct {
 	Sources
-	held  map[string]bool
-	head  string
-	syncs int
+	held   map[string]bool
+	head   string
+	syncs  int
+	noFile bool // the commits have no pipeline file
 }
 
 func (s *mirrorSources) Sync(context.Context, sources.Repo, string) (sources.SyncResult, error) {
@@ -118,6 +120,9 @@ func (s *mirrorSources) Commit(_ context.Context, _ sources.Repo, sha string) (s
 }
 
 func (s *mirrorSources) Checkout(_ context.Context, _ sources.Repo, _, dir string) error {
+	if s.noFile {
+		return os.WriteFile(filepath.Join(dir, "README.md"), []byte("no pipelines here\n"), 0o644)
+	}
 	return os.WriteFile(filepath.Join(dir, ".pipeline.yaml"), []byte("name: web\nstages:\n  - name: s\n    tasks:\n      - name: t\n        type: script\n        script: \"true\"\n"), 0o644)
 }
 
@@ -144,5 +149,19 @@ func TestPrepareFetchesOnlyWhatTheMirrorLacks(t *testing.T) {
 		if src.syncs != c.syncs {
 			t.Fatalf("commit %q: %d syncs in all, want %d", c.commit, src.syncs, c.syncs)
 		}
+	}
+}
+
+// A commit without a pipeline file is a PrepareError that says so (pipeline.ErrNoFile), so
+// the watchers can tell it from an invalid file.
+func TestPrepareCommitWithoutPipelineFile(t *testing.T) {
+	head := "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	src := &mirrorSources{held: map[string]bool{}, head: head, noFile: true}
+	r := NewRunner(RunnerOptions{Sources: src, Config: &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true}}}})
+	defer r.Close()
+	_, err := r.Prepare(context.Background(), Request{Repo: sources.Repo{Name: "app"}, Branch: "main"})
+	var notPrepared *PrepareError
+	if !errors.As(err, &notPrepared) || notPrepared.Commit != head || !errors.Is(err, pipeline.ErrNoFile) {
+		t.Fatalf("Prepare = %v; want a PrepareError of %s that is pipeline.ErrNoFile", err, head)
 	}
 }

@@ -152,8 +152,8 @@ type Checkout struct {
 	Pipelines []*pipeline.Pipeline
 }
 
-// pipelineFile is the file every repository carries.
-const pipelineFile = ".pipeline.yaml"
+// pipelineFile is the file a repository with pipelines carries.
+const pipelineFile = pipeline.DefaultFile
 
 // Prepare syncs the mirror, resolves the commit and reads the pipeline file at that commit.
 // A named commit the mirror holds already needs no fetch: a thousand runs of one commit
@@ -209,7 +209,8 @@ func (r *Runner) Close() { r.checkouts.close() }
 // ErrNoSuchPipeline says a commit's pipeline file lacks the pipeline asked for.
 var ErrNoSuchPipeline = errors.New("no such pipeline")
 
-// PrepareError says a commit's pipeline file is invalid; nothing of that commit runs.
+// PrepareError says a commit's pipeline file is invalid or missing (errors.Is
+// pipeline.ErrNoFile); nothing of that commit runs.
 type PrepareError struct {
 	Commit string
 	Err    error

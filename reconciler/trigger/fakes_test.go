@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
@@ -537,6 +538,8 @@ type rig struct {
 	metrics   *Metrics
 	w         *BranchWatcher
 	audit     *store.DB // the hub's audit log (a real store); nil for watcher tests
+	log       *logrus.Entry
+	logs      *logtest.Hook // what the rig's watchers logged
 }
 
 func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {
@@ -545,6 +548,8 @@ func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *ri
 	records := newFakeRecords()
 	r := &rig{git: g, files: newFakeFiles(g), runs: &fakeRuns{submitErr: map[string]error{}, records: records}, records: records,
 		schedules: &fakeSchedules{}, metrics: newTestMetrics(t)}
+	logger, hook := logtest.NewNullLogger()
+	r.log, r.logs = logrus.NewEntry(logger), hook
 	r.w = r.watcher(interval, r.files)
 	return r
 }
@@ -553,7 +558,7 @@ func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *ri
 func (r *rig) watcher(interval time.Duration, files PipelineReader) *BranchWatcher {
 	return NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: files, Runs: r.runs, Records: r.records,
 		Repo: testRepo, Branch: testBranch, Interval: interval, Schedules: r.schedules, Metrics: r.metrics,
-		Audit: r.records, Log: quietLog()})
+		Audit: r.records, Log: r.log})
 }
 
 func newTestMetrics(t *testing.T) *Metrics {

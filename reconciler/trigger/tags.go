@@ -89,7 +89,7 @@ func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 		if !errors.As(err, &notPrepared) {
 			return err
 		}
-		log.WithError(err).Error("the tagged commit's pipeline file is invalid; nothing runs for the tag")
+		logNotPrepared(log, err, "the tagged commit", "the tag")
 		return w.records.SetTagRef(ctx, handled)
 	}
 	co.Tag = tag

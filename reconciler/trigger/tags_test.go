@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -131,5 +134,25 @@ func TestSeveralBranchesRunWithTheirBranch(t *testing.T) {
 	}
 	if !r.w.Tracks("release/2") || r.w.Tracks("feature/x") {
 		t.Fatal("Tracks does not follow the branch globs")
+	}
+}
+
+// A new tag at a commit without a pipeline file is handled, with a warning, not an error.
+func TestTagAtACommitWithoutPipelineFile(t *testing.T) {
+	r := newRig(t, time.Minute, commitOf("c1", ""), commitOf("c2", ""))
+	r.files.files[sha("c1")] = []*pipeline.Pipeline{tagged("release", "v*")}
+	r.files.errs[sha("c2")] = &reconciler.PrepareError{Commit: sha("c2"), Err: pipeline.ErrNoFile}
+	r.records.head = sha("c1")
+	r.git.setHead(sha("c1"))
+	r.lookAll(t)
+	r.logs.Reset()
+
+	r.git.tags["v2.0.0"] = sha("c2")
+	r.lookAll(t)
+	if got := r.records.tagRefs["v2.0.0"]; got.State != store.TagHandled {
+		t.Fatalf("v2.0.0 recorded as %+v, want handled", got)
+	}
+	if entries := r.logs.AllEntries(); len(entries) != 1 || entries[0].Level != logrus.WarnLevel || entries[0].Data["tag"] != "v2.0.0" {
+		t.Fatalf("logged %v, want one warning for the tag", levels(entries))
 	}
 }

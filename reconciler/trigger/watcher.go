@@ -455,10 +455,11 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 			if ctx.Err() != nil {
 				return last, err
 			}
-			// A broken pipeline file at a new commit is recorded once, not retried forever.
+			// A broken or missing pipeline file at a new commit is recorded once, not retried
+			// forever.
 			var notPrepared *reconciler.PrepareError
 			if errors.As(err, &notPrepared) {
-				log.WithError(err).WithField("commit", notPrepared.Commit).Error("the new commit's pipeline file is invalid; nothing runs for it")
+				logNotPrepared(log.WithField("commit", notPrepared.Commit), err, "the new commit", "it")
 				w.setHandled(ctx, branch, notPrepared.Commit)
 				st.invalid = notPrepared.Commit
 				return notPrepared.Commit, nil
@@ -521,6 +522,18 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 	}
 	st.stored = head
 	return head, nil
+}
+
+// logNotPrepared says why nothing runs for a commit (what: "the new commit") whose pipeline
+// file could not be read, for a PrepareError err. A repository without a pipeline file is a
+// warning, not an error: a daemon watching many repositories, some without pipelines yet,
+// would otherwise log an error for each of them at every start.
+func logNotPrepared(log *logrus.Entry, err error, what, forWhat string) {
+	if errors.Is(err, pipeline.ErrNoFile) {
+		log.WithField("file", pipeline.DefaultFile).Warnf("the repository has no pipeline file at %s; nothing runs for %s", what, forWhat)
+		return
+	}
+	log.WithError(err).Errorf("%s's pipeline file is invalid; nothing runs for %s", what, forWhat)
 }
 
 // submitMatching starts a push run of each pipeline of the checkout that the event

@@ -3,12 +3,14 @@ package trigger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/reconciler"
@@ -608,4 +610,45 @@ func TestBackoff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A commit without a pipeline file is handled like an invalid one, but said once as a
+// warning naming the file looked for: many repositories have none, and each is no error.
+func TestLookMissingPipelineFileIsAWarning(t *testing.T) {
+	r := newRig(t, time.Minute, commitOf("c1", ""), commitOf("c2", ""))
+	r.files.errs[sha("c1")] = &reconciler.PrepareError{Commit: sha("c1"),
+		Err: fmt.Errorf("%w: app@c100000:.pipeline.yaml does not exist", pipeline.ErrNoFile)}
+	r.files.errs[sha("c2")] = &reconciler.PrepareError{Commit: sha("c2"), Err: errors.New(".pipeline.yaml:3: stages: required")}
+	r.git.setHead(sha("c1"))
+	for range 3 {
+		if got, err := r.w.look(context.Background(), sha("c1"), nil); err != nil || got != sha("c1") {
+			t.Fatalf("look at a commit without a pipeline file = %s, %v; want it handled without error", got, err)
+		}
+	}
+	if heads := r.records.handledHeads(); !slices.Equal(heads, []string{sha("c1")}) {
+		t.Fatalf("handled heads %v, want c1 once", heads)
+	}
+	entries := r.logs.AllEntries()
+	if len(entries) != 1 || entries[0].Level != logrus.WarnLevel ||
+		entries[0].Data["file"] != pipeline.DefaultFile || entries[0].Data["commit"] != sha("c1") {
+		t.Fatalf("logged %v, want one warning naming %s and the commit", levels(entries), pipeline.DefaultFile)
+	}
+
+	// A file that is there but invalid stays an error.
+	r.logs.Reset()
+	r.git.setHead(sha("c2"))
+	if got, err := r.w.look(context.Background(), sha("c1"), nil); err != nil || got != sha("c2") {
+		t.Fatalf("look at an invalid file = %s, %v", got, err)
+	}
+	if entries := r.logs.AllEntries(); len(entries) != 1 || entries[0].Level != logrus.ErrorLevel {
+		t.Fatalf("logged %v for an invalid file, want one error", levels(entries))
+	}
+}
+
+func levels(entries []*logrus.Entry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Level.String()+": "+e.Message)
+	}
+	return out
 }
