@@ -534,8 +534,10 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 		waited := false // the wait ended holding the claim
 		var retry time.Duration
 		for {
-			// Not placed means cancelled while waiting; Execute records that.
-			_ = a.state.place.take(runCtx, q.run, true)
+			// Not placed means cancelled while waiting; Execute records that. After a start
+			// whose answer was lost the run may be running on record: its wait is not told
+			// as a queued one.
+			_ = a.state.place.take(runCtx, q.run, !a.state.mayHaveStarted())
 			final, err = d.exec.Execute(runCtx, q.job, q.run, a.state)
 			var unstarted *StartError
 			if errors.As(err, new(*store.ClaimedError)) {

@@ -394,3 +394,82 @@ func TestAClaimWaitSaysWhoItWaitsFor(t *testing.T) {
 		t.Fatalf("the wait for the other process was recorded %d times, want once", n)
 	}
 }
+
+// lostStartOnce is lostStartHeld for the first start of the pipeline named only: later
+// starts, and other pipelines', go through.
+type lostStartOnce struct {
+	store.Store
+	pipeline string
+	entered  chan struct{}
+	proceed  chan struct{}
+	once     sync.Once
+}
+
+func (l *lostStartOnce) StartRun(ctx context.Context, ref store.PipelineRef, buildID int64, holder string) (store.Run, error) {
+	first := false
+	if ref.Name == l.pipeline {
+		l.once.Do(func() { first = true })
+	}
+	run, err := l.Store.StartRun(ctx, ref, buildID, holder)
+	if !first || err != nil {
+		return run, err
+	}
+	l.entered <- struct{}{}
+	<-l.proceed
+	return store.Run{}, errors.New("commit: connection reset before its answer")
+}
+
+// TestARetriedStartWhoseAnswerWasLostIsNotToldQueued: a start whose answer was lost may have
+// applied, the run running on record. Waiting for a place before it tries again, the run is
+// not told queued (the record keeps no queued reason for a running run either); it goes on
+// once the place is free.
+func TestARetriedStartWhoseAnswerWasLostIsNotToldQueued(t *testing.T) {
+	st := testStore(t)
+	ls := &lostStartOnce{Store: st, pipeline: testRef.Name, entered: make(chan struct{}, 1), proceed: make(chan struct{})}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var once, answered sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	answer := func() { answered.Do(func() { close(ls.proceed) }) }
+	script := quietScript{during: func(ctx context.Context, s scriptrun.Spec) {
+		if s.Run.Pipeline == "blocker" {
+			entered <- struct{}{}
+			<-release
+		}
+	}}
+	heard := newHeardEvents()
+	ctx, d := scriptDispatcher(t, ls, script, heard, DispatcherOptions{Claims: st, MaxInFlight: 1})
+	t.Cleanup(open) // before the dispatcher's cleanup waits for the runs
+	t.Cleanup(answer)
+
+	run := submitScript(ctx, t, d, testRef.Name)
+	select {
+	case <-ls.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run's start was never tried")
+	}
+	blocker := submitScript(ctx, t, d, "blocker")
+	waitFor(t, "the blocker waiting for a place", func() bool { _, w := d.InFlight(); return w == 1 })
+	// The lost answer gives the place to the blocker while the start waits to be tried again.
+	answer()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocker's task never ran")
+	}
+	waitFor(t, "the run waiting for a place to try its start again", func() bool { _, w := d.InFlight(); return w == 1 })
+	toldQueued := func(e Event) bool {
+		return e.Pipeline == testRef.Name && e.Stage == "" && e.Status == string(store.RunQueued) && strings.Contains(e.Reason, "waiting for a place")
+	}
+	if n := heard.count(toldQueued); n != 0 {
+		t.Fatalf("the run, running on record, was told queued waiting for a place %d times", n)
+	}
+	open()
+	awaitRunDone(t, d, blocker)
+	awaitRunDone(t, d, run)
+	if got, err := st.GetRun(ctx, run.Pipeline, run.BuildID); err != nil || got.Status != store.RunSucceeded {
+		t.Fatalf("run %s (%q), %v; want it succeeded", got.Status, got.Reason, err)
+	}
+	if n := heard.count(toldQueued); n != 0 {
+		t.Fatalf("the run was told queued waiting for a place %d times", n)
+	}
+}
