@@ -17,14 +17,16 @@ import (
 type inFlightSource interface {
 	InFlight() (running, waiting int)
 	PeakInFlight() int
+	StartRetrying() int
 }
 
 // runMetrics exports the bound on runs in flight: how many execute, how many wait for a
-// place, and the bound.
+// place, and the bound; and the runs waiting to try a start the store could not record,
+// which hold no place and are counted nowhere else.
 type runMetrics struct {
-	src                         inFlightSource
-	max                         int
-	running, waiting, cap, peak *prometheus.Desc
+	src                                   inFlightSource
+	max                                   int
+	running, waiting, cap, peak, retrying *prometheus.Desc
 }
 
 func newRunMetrics(src inFlightSource, max int) *runMetrics {
@@ -33,6 +35,8 @@ func newRunMetrics(src inFlightSource, max int) *runMetrics {
 		waiting: prometheus.NewDesc("slipway_runs_waiting_for_place", "Queued runs waiting only because runs.maxInFlight runs are in flight.", nil, nil),
 		cap:     prometheus.NewDesc("slipway_runs_max_in_flight", "runs.maxInFlight: the most runs executing at once.", nil, nil),
 		peak:    prometheus.NewDesc("slipway_runs_in_flight_peak", "The most runs seen executing at once since the daemon started.", nil, nil),
+		retrying: prometheus.NewDesc("slipway_runs_start_retrying",
+			"Queued runs whose start the store could not record, waiting to try it again (100 ms doubling to 5 s apart).", nil, nil),
 	}
 }
 
@@ -41,6 +45,7 @@ func (m *runMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.waiting
 	ch <- m.cap
 	ch <- m.peak
+	ch <- m.retrying
 }
 
 func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -49,6 +54,7 @@ func (m *runMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(waiting))
 	ch <- prometheus.MustNewConstMetric(m.cap, prometheus.GaugeValue, float64(m.max))
 	ch <- prometheus.MustNewConstMetric(m.peak, prometheus.GaugeValue, float64(m.src.PeakInFlight()))
+	ch <- prometheus.MustNewConstMetric(m.retrying, prometheus.GaugeValue, float64(m.src.StartRetrying()))
 }
 
 // peakSource is a bound that remembers the most it saw held at once.

@@ -55,19 +55,20 @@ func TestRetentionPassUsesTheConfigAndCounts(t *testing.T) {
 	}
 }
 
-type fakeInFlight struct{ running, waiting, peak int }
+type fakeInFlight struct{ running, waiting, peak, retrying int }
 
 func (f fakeInFlight) InFlight() (int, int) { return f.running, f.waiting }
 func (f fakeInFlight) PeakInFlight() int    { return f.peak }
+func (f fakeInFlight) StartRetrying() int   { return f.retrying }
 
 func TestRunMetrics(t *testing.T) {
-	m := newRunMetrics(fakeInFlight{running: 3, waiting: 5, peak: 4}, 4)
-	if n := testutil.CollectAndCount(m); n != 4 {
-		t.Fatalf("%d metrics, want 4", n)
+	m := newRunMetrics(fakeInFlight{running: 3, waiting: 5, peak: 4, retrying: 2}, 4)
+	if n := testutil.CollectAndCount(m); n != 5 {
+		t.Fatalf("%d metrics, want 5", n)
 	}
 	got := gathered(t, m)
 	want := map[string]float64{"slipway_runs_in_flight": 3, "slipway_runs_waiting_for_place": 5, "slipway_runs_max_in_flight": 4,
-		"slipway_runs_in_flight_peak": 4}
+		"slipway_runs_in_flight_peak": 4, "slipway_runs_start_retrying": 2}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)

@@ -641,6 +641,22 @@ func (d *Dispatcher) InFlight() (running, waiting int) {
 	return len(d.inFlight), d.waitingForPlace
 }
 
+// StartRetrying reports how many runs wait to try their start again because the store could
+// not record it (an outage past its own retries): queued on record, holding no place, and
+// counted by neither InFlight figure. A scrape's walk over the pipelines keeps no count that
+// a run's end could leave wrong.
+func (d *Dispatcher) StartRetrying() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, s := range d.slots {
+		if s.running != nil && s.running.state.retryingStart() {
+			n++
+		}
+	}
+	return n
+}
+
 // PeakInFlight is the most runs that executed at once since the dispatcher started (0
 // without a bound): the metrics show it, so the bound can be seen to hold.
 func (d *Dispatcher) PeakInFlight() int {

@@ -560,6 +560,13 @@ func (s *RunState) mayHaveStarted() bool {
 	return s.startUnsure
 }
 
+// retryingStart reports whether a start failed and the run has not started since.
+func (s *RunState) retryingStart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startUnsure && s.status == store.RunQueued
+}
+
 // retryable reports whether a store write's error may pass when the write is tried again:
 // anything but an answer the store decided (a move no longer possible, a run not found,
 // another process's claim). A context error is no such answer: the writes are made without

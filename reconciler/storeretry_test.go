@@ -167,6 +167,7 @@ func TestAStartThatKeepsFailingGivesItsPlaceAndEndsWhenCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run's start was never tried")
 	}
+	waitFor(t, "the run counted as retrying its start", func() bool { return d.StartRetrying() == 1 })
 	other := submitScript(ctx, t, d, "other")
 	awaitRunDone(t, d, other)
 	if got, _ := st.GetRun(ctx, other.Pipeline, other.BuildID); got.Status != store.RunSucceeded {
@@ -176,6 +177,9 @@ func TestAStartThatKeepsFailingGivesItsPlaceAndEndsWhenCancelled(t *testing.T) {
 		t.Fatalf("cancel the run whose start keeps failing: %v", err)
 	}
 	awaitRunDone(t, d, stuck)
+	if n := d.StartRetrying(); n != 0 {
+		t.Fatalf("%d runs retrying their start after the only one ended", n)
+	}
 	got, err := st.GetRun(ctx, stuck.Pipeline, stuck.BuildID)
 	if err != nil || got.Status != store.RunCancelled || got.Reason != "no longer wanted" {
 		t.Fatalf("run %s (%q), %v; want it cancelled with the reason given", got.Status, got.Reason, err)
@@ -427,19 +431,23 @@ func TestARetriedStartWhoseAnswerWasLostIsNotToldQueued(t *testing.T) {
 	st := testStore(t)
 	ls := &lostStartOnce{Store: st, pipeline: testRef.Name, entered: make(chan struct{}, 1), proceed: make(chan struct{})}
 	entered, release := make(chan struct{}, 1), make(chan struct{})
-	var once, answered sync.Once
-	open := func() { once.Do(func() { close(release) }) }
-	answer := func() { answered.Do(func() { close(ls.proceed) }) }
+	ran, finish := make(chan struct{}, 1), make(chan struct{})
+	open, answer := sync.OnceFunc(func() { close(release) }), sync.OnceFunc(func() { close(ls.proceed) })
+	done := sync.OnceFunc(func() { close(finish) })
 	script := quietScript{during: func(ctx context.Context, s scriptrun.Spec) {
-		if s.Run.Pipeline == "blocker" {
+		switch s.Run.Pipeline {
+		case "blocker":
 			entered <- struct{}{}
 			<-release
+		case testRef.Name:
+			ran <- struct{}{}
+			<-finish
 		}
 	}}
 	heard := newHeardEvents()
 	ctx, d := scriptDispatcher(t, ls, script, heard, DispatcherOptions{Claims: st, MaxInFlight: 1})
-	t.Cleanup(open) // before the dispatcher's cleanup waits for the runs
-	t.Cleanup(answer)
+	// Before the dispatcher's cleanup waits for the runs.
+	t.Cleanup(func() { open(); answer(); done() })
 
 	run := submitScript(ctx, t, d, testRef.Name)
 	select {
@@ -457,6 +465,9 @@ func TestARetriedStartWhoseAnswerWasLostIsNotToldQueued(t *testing.T) {
 		t.Fatal("the blocker's task never ran")
 	}
 	waitFor(t, "the run waiting for a place to try its start again", func() bool { _, w := d.InFlight(); return w == 1 })
+	if n := d.StartRetrying(); n != 1 {
+		t.Fatalf("%d runs retrying their start, want 1", n)
+	}
 	toldQueued := func(e Event) bool {
 		return e.Pipeline == testRef.Name && e.Stage == "" && e.Status == string(store.RunQueued) && strings.Contains(e.Reason, "waiting for a place")
 	}
@@ -465,6 +476,18 @@ func TestARetriedStartWhoseAnswerWasLostIsNotToldQueued(t *testing.T) {
 	}
 	open()
 	awaitRunDone(t, d, blocker)
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run's task never ran")
+	}
+	if n := d.StartRetrying(); n != 0 {
+		t.Fatalf("%d runs retrying their start while the only one runs", n)
+	}
+	if got, err := st.GetRun(ctx, run.Pipeline, run.BuildID); err != nil || got.Status != store.RunRunning {
+		t.Fatalf("run %s (%q), %v; want it running", got.Status, got.Reason, err)
+	}
+	done()
 	awaitRunDone(t, d, run)
 	if got, err := st.GetRun(ctx, run.Pipeline, run.BuildID); err != nil || got.Status != store.RunSucceeded {
 		t.Fatalf("run %s (%q), %v; want it succeeded", got.Status, got.Reason, err)
