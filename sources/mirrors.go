@@ -48,6 +48,8 @@ type Mirrors struct {
 	depth   int
 	log     *logrus.Entry
 	locks   *repoLocks
+	// compactAt is the most packs a mirror keeps before they are merged (compact).
+	compactAt int
 	// readHeads remembers, per mirror, the branch head last read whole, so a look at an
 	// unchanged branch does not re-read its commit from the pack (the polling hot path).
 	readHeads sync.Map // mirror dir → commit hash
@@ -85,7 +87,7 @@ func New(opts Options) (*Mirrors, error) {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
 	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks(),
-		handles: map[string]*handle{}}
+		handles: map[string]*handle{}, compactAt: defaultCompactAt}
 	if m.timeout <= 0 {
 		m.timeout = DefaultTimeout
 	}
@@ -122,6 +124,9 @@ func (m *Mirrors) withRepo(ctx context.Context, repo Repo, fn func() error) erro
 	}
 	defer unlock()
 	err = fn()
+	if err == nil {
+		m.compactAfter(repo)
+	}
 	m.settle(m.dir(repo), err)
 	return err
 }
