@@ -35,12 +35,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
-	release, err := r.builds.acquire(ctx, tl)
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.builder.Build(ctx, req)
-	release()
+	res, err := underBuildSlot(ctx, rc, r.builds, tl, func() (builder.Result, error) { return r.builder.Build(ctx, req) })
 	if err != nil {
 		return nil, err
 	}

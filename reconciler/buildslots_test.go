@@ -2,9 +2,11 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,29 +15,74 @@ import (
 	"github.com/slipwayhq/slipway/builder"
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/pipeline"
+	"github.com/slipwayhq/slipway/reconciler/scriptrun"
 	"github.com/slipwayhq/slipway/reconciler/scriptrun/localexec"
 	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
 )
 
-// startBuildBoundRunner starts a dispatcher with room for 4 runs over a real Runner whose
-// builds and scripts share slots; scripts run on the local executor, as processes.
-func startBuildBoundRunner(t *testing.T, st store.Store, slots *BuildSlots, b ImageBuilder) (context.Context, *Dispatcher) {
+// startBuildBoundRunner starts a dispatcher with room for places runs over a real Runner
+// whose builds and scripts share slots; scripts run on the local executor, as processes,
+// or on executor kubernetes, which is clusterScripts.
+func startBuildBoundRunner(t *testing.T, st store.Store, slots *BuildSlots, b ImageBuilder, places int, cs *clusterScripts) (context.Context, *Dispatcher) {
 	t.Helper()
-	cfg := &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true}},
+	cfg := &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true},
+		Kubernetes: &config.KubernetesExecutor{Cluster: "c", Namespace: "scripts"}},
 		Registry:     config.Registry{Default: "registry.test"},
 		Repositories: []config.Repository{{Name: testRef.Repository, Policy: config.Grants{Push: []string{"*"}}}}}
+	executors := Executors{pipeline.ExecutorLocal: localexec.New()}
+	if cs != nil {
+		executors[pipeline.ExecutorKubernetes] = cs
+	}
 	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: cfg, Builder: b,
-		Executors: Executors{pipeline.ExecutorLocal: localexec.New()}, BuildSlots: slots, Log: logrus.NewEntry(logrus.New())})
+		Executors: executors, BuildSlots: slots, Log: logrus.NewEntry(logrus.New())})
 	t.Cleanup(runner.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
-		MaxInFlight: 4, Log: logrus.NewEntry(logrus.New())})
+		MaxInFlight: places, Log: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); d.Wait() })
 	return ctx, d
+}
+
+// clusterScripts stands in for executor kubernetes: a script "hold" runs until release
+// closes, any other ends at once; both exit 0.
+type clusterScripts struct {
+	release chan struct{}
+	mu      sync.Mutex
+	running int
+}
+
+func (c *clusterScripts) Run(ctx context.Context, s scriptrun.Spec) (scriptrun.Result, error) {
+	c.mu.Lock()
+	c.running++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.running--
+		c.mu.Unlock()
+	}()
+	if s.Script == "hold" {
+		select {
+		case <-c.release:
+		case <-ctx.Done():
+			return scriptrun.Result{}, ctx.Err()
+		}
+	}
+	return scriptrun.Result{}, nil
+}
+
+func (c *clusterScripts) Running() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.running
+}
+
+// clusterScript is a script task on executor kubernetes.
+func clusterScript(name, script string) string {
+	return "      - name: " + name + "\n        type: script\n        executor: kubernetes\n        image: busybox\n        script: " + script + "\n"
 }
 
 // submitTask submits a run of pipeline name, of one task (task's YAML, indented as a list
@@ -99,7 +146,7 @@ func exists(path string) bool {
 func TestBuildSlotsBoundScriptsAcrossRuns(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
-	ctx, d := startBuildBoundRunner(t, st, slots, nil)
+	ctx, d := startBuildBoundRunner(t, st, slots, nil, 4, nil)
 	dir := t.TempDir()
 	started, release := filepath.Join(dir, "first-started"), filepath.Join(dir, "release")
 	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) }) // a failed test leaves no script waiting
@@ -112,8 +159,8 @@ func TestBuildSlotsBoundScriptsAcrossRuns(t *testing.T) {
 	if exists(secondRan) {
 		t.Fatal("the second script ran while the first held the only build slot")
 	}
-	if running, _ := d.InFlight(); running != 2 {
-		t.Fatalf("%d runs in flight, want both: the wait is for a build slot, not a place", running)
+	if running, waiting := d.InFlight(); running != 1 || waiting != 0 {
+		t.Fatalf("%d runs in flight, %d waiting for a place; want 1 and 0: the run waiting for a build slot gives its place up", running, waiting)
 	}
 	if err := os.WriteFile(release, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -158,7 +205,7 @@ func TestATaskWaitingForABuildSlotCanBeCancelled(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
 	b := &blockingBuilder{started: make(chan struct{}), release: make(chan struct{})}
-	ctx, d := startBuildBoundRunner(t, st, slots, b)
+	ctx, d := startBuildBoundRunner(t, st, slots, b, 4, nil)
 	building := submitTask(ctx, t, d, "image", "      - name: image\n        type: build-image\n        image: app\n        tag: v${BUILD_ID}\n")
 	select {
 	case <-b.started:
@@ -188,4 +235,113 @@ func TestATaskWaitingForABuildSlotCanBeCancelled(t *testing.T) {
 	if slots.Peak() != 1 || slots.InUse() != 0 {
 		t.Fatalf("build slots: peak %d, %d in use after the runs; want 1 and 0", slots.Peak(), slots.InUse())
 	}
+}
+
+// TestARunWaitingForABuildSlotHoldsNoPlace: with one place for runs in flight and one build
+// slot (held elsewhere), a run whose script waits for the slot gives its place up, so a run
+// that needs no slot starts meanwhile. Once the slot is free the script runs without a
+// place, and the run's next task waits for the place until the other run has ended: the
+// bound of one run in flight holds throughout, and the slot is given back.
+func TestARunWaitingForABuildSlotHoldsNoPlace(t *testing.T) {
+	st := testStore(t)
+	slots := NewBuildSlots(1)
+	cs := &clusterScripts{release: make(chan struct{})}
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(cs.release) }) }
+	t.Cleanup(open) // a failed test leaves no script holding
+	ctx, d := startBuildBoundRunner(t, st, slots, nil, 1, cs)
+	held, err := slots.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(t.TempDir(), "ran")
+	builds := submitTask(ctx, t, d, "builds", localScript("touch "+ran)+
+		"  - name: after\n    tasks:\n"+clusterScript("next", "\"true\""))
+	waitFor(t, "the script to wait for a build slot", func() bool { return waitingLines(t, st, builds, "smoke") > 0 })
+	deploys := submitTask(ctx, t, d, "deploys", clusterScript("hold", "hold"))
+	waitFor(t, "the other run to start while the first waits for a build slot", func() bool { return cs.Running() == 1 })
+	if running, _ := d.InFlight(); running != 1 {
+		t.Fatalf("%d runs in flight, want the one that needs no build slot", running)
+	}
+
+	held()
+	waitFor(t, "the first run's next task to wait for the place", func() bool {
+		_, waiting := d.InFlight()
+		return waiting == 1 && exists(ran)
+	})
+	open()
+	for _, run := range []store.Run{deploys, builds} {
+		if got := waitEnded(t, st, d, run); got.Status != store.RunSucceeded {
+			t.Fatalf("run %s: %s (%s), want succeeded", run.Pipeline.Name, got.Status, got.Reason)
+		}
+	}
+	if peak := d.PeakInFlight(); peak != 1 {
+		t.Fatalf("peak of runs in flight %d, want 1 (runs.maxInFlight)", peak)
+	}
+	if running, waiting := d.InFlight(); running != 0 || waiting != 0 || slots.InUse() != 0 {
+		t.Fatalf("after the runs: %d in flight, %d waiting for a place, %d build slots in use; want none", running, waiting, slots.InUse())
+	}
+}
+
+// TestClusterScriptsTakeNoBuildSlot: a script on executor kubernetes runs on the cluster's
+// cores, so it runs while every build slot is held, and says nothing of waiting for one.
+func TestClusterScriptsTakeNoBuildSlot(t *testing.T) {
+	st := testStore(t)
+	slots := NewBuildSlots(1)
+	cs := &clusterScripts{release: make(chan struct{})}
+	ctx, d := startBuildBoundRunner(t, st, slots, nil, 4, cs)
+	held, err := slots.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	run := submitTask(ctx, t, d, "cluster", clusterScript("smoke", "\"true\""))
+	if got := waitEnded(t, st, d, run); got.Status != store.RunSucceeded {
+		t.Fatalf("run: %s (%s), want succeeded while the only build slot is held", got.Status, got.Reason)
+	}
+	if n := waitingLines(t, st, run, "smoke"); n != 0 {
+		t.Fatalf("the cluster's script said %d times that it waits for a build slot", n)
+	}
+}
+
+// TestUnderBuildSlotGivesTheSlotBack: however the work ends (an error, a panic) or the
+// wait for the slot ends (cancelled), the slot is free again and the task no longer counts
+// as building; the work never runs without a slot.
+func TestUnderBuildSlotGivesTheSlotBack(t *testing.T) {
+	slots := NewBuildSlots(1)
+	rc := &runContext{state: &RunState{}, log: logrus.NewEntry(logrus.New()), preview: true}
+	tl := rc.taskLog("smoke")
+	boom := errors.New("boom")
+	check := func(what string) {
+		t.Helper()
+		if slots.InUse() != 0 || rc.state.builds != 0 {
+			t.Fatalf("after %s: %d slots in use, %d tasks building; want none", what, slots.InUse(), rc.state.builds)
+		}
+	}
+	if _, err := underBuildSlot(context.Background(), rc, slots, tl, func() (int, error) { return 0, boom }); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the work's", err)
+	}
+	check("an error")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the work's panic was lost")
+			}
+		}()
+		_, _ = underBuildSlot(context.Background(), rc, slots, tl, func() (int, error) { panic("boom") })
+	}()
+	check("a panic")
+
+	held, err := slots.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(boom)
+	ran := false
+	if _, err := underBuildSlot(ctx, rc, slots, tl, func() (int, error) { ran = true; return 0, nil }); !errors.Is(err, boom) || ran {
+		t.Fatalf("cancelled wait: err = %v, ran %v; want the cause and no work", err, ran)
+	}
+	held()
+	check("a cancelled wait")
 }
