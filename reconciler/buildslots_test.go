@@ -89,7 +89,13 @@ func clusterScript(name, script string) string {
 // item of a stage's tasks).
 func submitTask(ctx context.Context, t *testing.T, d *Dispatcher, name, task string) store.Run {
 	t.Helper()
-	ps, diags := pipeline.Parse("p.yaml", []byte("name: "+name+"\nstages:\n  - name: build\n    tasks:\n"+task))
+	return submitPipeline(ctx, t, d, "name: "+name+"\nstages:\n  - name: build\n    tasks:\n"+task)
+}
+
+// submitPipeline submits a run of the pipeline in src.
+func submitPipeline(ctx context.Context, t *testing.T, d *Dispatcher, src string) store.Run {
+	t.Helper()
+	ps, diags := pipeline.Parse("p.yaml", []byte(src))
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -344,4 +350,39 @@ func TestUnderBuildSlotGivesTheSlotBack(t *testing.T) {
 	}
 	held()
 	check("a cancelled wait")
+}
+
+// TestASiblingsEndGivesThePlaceUp: in a parallel stage, a task waiting for a build slot
+// leaves its run's place to a sibling that works; when that sibling ends, the place goes
+// to another run, since the task left only waits for the slot.
+func TestASiblingsEndGivesThePlaceUp(t *testing.T) {
+	st := testStore(t)
+	slots := NewBuildSlots(1)
+	cs := &clusterScripts{release: make(chan struct{})}
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(cs.release) }) }
+	t.Cleanup(open)
+	ctx, d := startBuildBoundRunner(t, st, slots, nil, 1, cs)
+	held, err := slots.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(held)
+	ran := filepath.Join(t.TempDir(), "ran")
+	builds := submitPipeline(ctx, t, d, "name: builds\nstages:\n  - name: both\n    parallel: true\n    tasks:\n"+
+		localScript("touch "+ran)+clusterScript("hold", "hold"))
+	waitFor(t, "one task to wait for a build slot while its sibling works", func() bool {
+		return waitingLines(t, st, builds, "smoke") > 0 && cs.Running() == 1
+	})
+	if running, _ := d.InFlight(); running != 1 {
+		t.Fatalf("%d runs in flight, want the run whose sibling task works to keep its place", running)
+	}
+	open()
+	other := submitTask(ctx, t, d, "other", clusterScript("quick", `"true"`))
+	if got := waitEnded(t, st, d, other); got.Status != store.RunSucceeded {
+		t.Fatalf("the other run: %s (%s), want succeeded while the first waits only for a build slot", got.Status, got.Reason)
+	}
+	if exists(ran) {
+		t.Fatal("the script ran while the only build slot was held")
+	}
 }
