@@ -21,25 +21,44 @@ import (
 	"github.com/slipwayhq/slipway/store"
 )
 
-// startBuildBoundRunner starts a dispatcher with room for places runs over a real Runner
-// whose builds and scripts share slots; scripts run on the local executor, as processes,
-// or on executor kubernetes, which is clusterScripts.
-func startBuildBoundRunner(t *testing.T, st store.Store, slots *BuildSlots, b ImageBuilder, places int, cs *clusterScripts) (context.Context, *Dispatcher) {
+// buildBound is what startBuildBoundRunner starts: a real Runner whose builds and scripts
+// share slots, with room for places runs (4 if 0). Scripts run on the local executor, as
+// processes, or on executor kubernetes, which is cluster; checkouts come from src
+// (emptyCheckout if nil) into dataDir (a new temporary folder if "").
+type buildBound struct {
+	slots   *BuildSlots
+	builder ImageBuilder
+	places  int
+	cluster *clusterScripts
+	src     Sources
+	dataDir string
+}
+
+func startBuildBoundRunner(t *testing.T, st store.Store, o buildBound) (context.Context, *Dispatcher) {
 	t.Helper()
-	cfg := &config.Config{DataDir: t.TempDir(), Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true},
+	if o.places == 0 {
+		o.places = 4
+	}
+	if o.src == nil {
+		o.src = emptyCheckout{}
+	}
+	if o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
+	cfg := &config.Config{DataDir: o.dataDir, Executor: config.Executor{Local: &config.LocalExecutor{Enabled: true},
 		Kubernetes: &config.KubernetesExecutor{Cluster: "c", Namespace: "scripts"}},
 		Registry:     config.Registry{Default: "registry.test"},
 		Repositories: []config.Repository{{Name: testRef.Repository, Policy: config.Grants{Push: []string{"*"}}}}}
 	executors := Executors{pipeline.ExecutorLocal: localexec.New()}
-	if cs != nil {
-		executors[pipeline.ExecutorKubernetes] = cs
+	if o.cluster != nil {
+		executors[pipeline.ExecutorKubernetes] = o.cluster
 	}
-	runner := NewRunner(RunnerOptions{Store: st, Sources: emptyCheckout{}, Config: cfg, Builder: b,
-		Executors: executors, BuildSlots: slots, Log: logrus.NewEntry(logrus.New())})
+	runner := NewRunner(RunnerOptions{Store: st, Sources: o.src, Config: cfg, Builder: o.builder,
+		Executors: executors, BuildSlots: o.slots, Log: logrus.NewEntry(logrus.New())})
 	t.Cleanup(runner.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := StartDispatcher(ctx, DispatcherOptions{Executor: runner, Claims: st, Description: "test",
-		MaxInFlight: places, Log: logrus.NewEntry(logrus.New())})
+		MaxInFlight: o.places, Log: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +171,7 @@ func exists(path string) bool {
 func TestBuildSlotsBoundScriptsAcrossRuns(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
-	ctx, d := startBuildBoundRunner(t, st, slots, nil, 4, nil)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots})
 	dir := t.TempDir()
 	started, release := filepath.Join(dir, "first-started"), filepath.Join(dir, "release")
 	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) }) // a failed test leaves no script waiting
@@ -211,7 +230,7 @@ func TestATaskWaitingForABuildSlotCanBeCancelled(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
 	b := &blockingBuilder{started: make(chan struct{}), release: make(chan struct{})}
-	ctx, d := startBuildBoundRunner(t, st, slots, b, 4, nil)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, builder: b})
 	building := submitTask(ctx, t, d, "image", "      - name: image\n        type: build-image\n        image: app\n        tag: v${BUILD_ID}\n")
 	select {
 	case <-b.started:
@@ -255,7 +274,7 @@ func TestARunWaitingForABuildSlotHoldsNoPlace(t *testing.T) {
 	var opened sync.Once
 	open := func() { opened.Do(func() { close(cs.release) }) }
 	t.Cleanup(open) // a failed test leaves no script holding
-	ctx, d := startBuildBoundRunner(t, st, slots, nil, 1, cs)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, places: 1, cluster: cs})
 	held, err := slots.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +314,7 @@ func TestClusterScriptsTakeNoBuildSlot(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
 	cs := &clusterScripts{release: make(chan struct{})}
-	ctx, d := startBuildBoundRunner(t, st, slots, nil, 4, cs)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, cluster: cs})
 	held, err := slots.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +381,7 @@ func TestASiblingsEndGivesThePlaceUp(t *testing.T) {
 	var opened sync.Once
 	open := func() { opened.Do(func() { close(cs.release) }) }
 	t.Cleanup(open)
-	ctx, d := startBuildBoundRunner(t, st, slots, nil, 1, cs)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, places: 1, cluster: cs})
 	held, err := slots.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -384,5 +403,71 @@ func TestASiblingsEndGivesThePlaceUp(t *testing.T) {
 	}
 	if exists(ran) {
 		t.Fatal("the script ran while the only build slot was held")
+	}
+}
+
+// fileCheckout checks out a commit of one file, "app.txt", and counts the checkouts made
+// into runs' own workspaces (workspaces/run-*, where the shared ones are commit-*).
+type fileCheckout struct {
+	emptyCheckout
+	workspaces string
+	mu         sync.Mutex
+	own        int
+}
+
+func (c *fileCheckout) Checkout(_ context.Context, _ sources.Repo, _, dir string) error {
+	if filepath.Dir(dir) == c.workspaces && strings.HasPrefix(filepath.Base(dir), "run-") {
+		c.mu.Lock()
+		c.own++
+		c.mu.Unlock()
+	}
+	return os.WriteFile(filepath.Join(dir, "app.txt"), []byte("commit"), 0o600)
+}
+
+func (c *fileCheckout) owned() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.own
+}
+
+// TestAScriptCopiesTheCommitOnceItHasItsSlot: a run reads the commit's shared checkout
+// until its first script has a build slot; only then is the run's own copy made (none
+// while it waits), the script writes there, and the run's next script reads what it wrote.
+// A run that only builds images never makes one.
+func TestAScriptCopiesTheCommitOnceItHasItsSlot(t *testing.T) {
+	st := testStore(t)
+	slots := NewBuildSlots(1)
+	data := t.TempDir()
+	src := &fileCheckout{workspaces: filepath.Join(data, "workspaces")}
+	b := &blockingBuilder{started: make(chan struct{}), release: make(chan struct{})}
+	close(b.release)
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, builder: b, src: src, dataDir: data})
+	held, err := slots.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts := submitPipeline(ctx, t, d, "name: scripts\nstages:\n  - name: write\n    tasks:\n"+localScript("cat app.txt > seen; echo more >> app.txt")+
+		"  - name: read\n    tasks:\n"+
+		"      - name: again\n        type: script\n        executor: local\n        script: grep -q more app.txt\n")
+	waitFor(t, "the script to wait for a build slot", func() bool { return waitingLines(t, st, scripts, "smoke") > 0 })
+	if n := src.owned(); n != 0 {
+		t.Fatalf("%d copies of the commit made for a run waiting for a build slot, want none", n)
+	}
+	held()
+	if got := waitEnded(t, st, d, scripts); got.Status != store.RunSucceeded {
+		t.Fatalf("the scripts' run: %s (%s), want succeeded", got.Status, got.Reason)
+	}
+	if n := src.owned(); n != 1 {
+		t.Fatalf("%d copies of the commit for one run of two scripts, want 1", n)
+	}
+	image := submitTask(ctx, t, d, "image", "      - name: image\n        type: build-image\n        image: app\n        tag: v${BUILD_ID}\n")
+	if got := waitEnded(t, st, d, image); got.Status != store.RunSucceeded {
+		t.Fatalf("the image's run: %s (%s), want succeeded", got.Status, got.Reason)
+	}
+	if n := src.owned(); n != 1 {
+		t.Fatalf("a run that only builds made a copy of the commit (%d in all)", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(src.workspaces, "run-*")); len(left) != 0 {
+		t.Fatalf("workspaces left after the runs: %v", left)
 	}
 }

@@ -47,6 +47,12 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 	spec.Log, spec.Stderr = out.writer(store.StreamStdout), out.writer(store.StreamStderr)
 	execute := func() (scriptrun.Result, error) {
 		defer out.close()
+		// Made once the script may run, so no copy of the commit's files waits for a slot.
+		ws, err := r.ownWorkspace(ctx, rc)
+		if err != nil {
+			return scriptrun.Result{}, err
+		}
+		spec.Workspace = ws
 		if spec.Image != "" {
 			tl.Printf("running the script on %s in %s", name, spec.Image)
 		} else {
@@ -96,10 +102,9 @@ func (r *Runner) scriptSpec(rc *runContext, task string, t *pipeline.ScriptTask)
 	spec := scriptrun.Spec{
 		Run: scriptrun.RunRef{Repository: rc.run.Pipeline.Repository, Pipeline: rc.run.Pipeline.Name,
 			BuildID: rc.run.BuildID, Task: task},
-		Script:    t.Script,
-		Env:       map[string]string{},
-		Workspace: rc.workspace,
-		Cache:     t.Cache,
+		Script: t.Script,
+		Env:    map[string]string{},
+		Cache:  t.Cache,
 	}
 	var err error
 	if spec.Image, err = render.Substitute(t.Image, vars); err != nil {
