@@ -183,7 +183,7 @@ func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImag
 		return v, nil
 	}
 	req := builder.Request{
-		Root: rc.root(), Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
+		Root: rc.files().Dir(), Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
 		Target: t.Target, Platform: t.Platform, Secrets: rc.secrets, BuildArgs: map[string]string{},
 		Log: func(line string) { tl.Printf("%s", line) },
 	}

@@ -66,12 +66,35 @@ func startBuildBoundRunner(t *testing.T, st store.Store, o buildBound) (context.
 	return ctx, d
 }
 
-// clusterScripts stands in for executor kubernetes: a script "hold" runs until release
-// closes, any other ends at once; both exit 0.
+// clusterScripts stands in for executor kubernetes: a script "hold" runs until open is
+// called, any other ends at once; both exit 0.
 type clusterScripts struct {
 	release chan struct{}
+	opened  sync.Once
 	mu      sync.Mutex
 	running int
+}
+
+// newClusterScripts makes one whose held scripts go on when the test ends, if not before.
+func newClusterScripts(t *testing.T) *clusterScripts {
+	c := &clusterScripts{release: make(chan struct{})}
+	t.Cleanup(c.open)
+	return c
+}
+
+func (c *clusterScripts) open() { c.opened.Do(func() { close(c.release) }) }
+
+// holdASlot takes a build slot until the returned release, or the end of the test.
+func holdASlot(ctx context.Context, t *testing.T, slots *BuildSlots) (release func()) {
+	t.Helper()
+	held, err := slots.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(held) }
+	t.Cleanup(release)
+	return release
 }
 
 func (c *clusterScripts) Run(ctx context.Context, s scriptrun.Spec) (scriptrun.Result, error) {
@@ -270,15 +293,9 @@ func TestATaskWaitingForABuildSlotCanBeCancelled(t *testing.T) {
 func TestARunWaitingForABuildSlotHoldsNoPlace(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
-	cs := &clusterScripts{release: make(chan struct{})}
-	var opened sync.Once
-	open := func() { opened.Do(func() { close(cs.release) }) }
-	t.Cleanup(open) // a failed test leaves no script holding
+	cs := newClusterScripts(t)
 	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, places: 1, cluster: cs})
-	held, err := slots.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := holdASlot(ctx, t, slots)
 	ran := filepath.Join(t.TempDir(), "ran")
 	builds := submitTask(ctx, t, d, "builds", localScript("touch "+ran)+
 		"  - name: after\n    tasks:\n"+clusterScript("next", "\"true\""))
@@ -294,7 +311,7 @@ func TestARunWaitingForABuildSlotHoldsNoPlace(t *testing.T) {
 		_, waiting := d.InFlight()
 		return waiting == 1 && exists(ran)
 	})
-	open()
+	cs.open()
 	for _, run := range []store.Run{deploys, builds} {
 		if got := waitEnded(t, st, d, run); got.Status != store.RunSucceeded {
 			t.Fatalf("run %s: %s (%s), want succeeded", run.Pipeline.Name, got.Status, got.Reason)
@@ -313,13 +330,9 @@ func TestARunWaitingForABuildSlotHoldsNoPlace(t *testing.T) {
 func TestClusterScriptsTakeNoBuildSlot(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
-	cs := &clusterScripts{release: make(chan struct{})}
+	cs := newClusterScripts(t)
 	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, cluster: cs})
-	held, err := slots.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held()
+	holdASlot(ctx, t, slots)
 	run := submitTask(ctx, t, d, "cluster", clusterScript("smoke", "\"true\""))
 	if got := waitEnded(t, st, d, run); got.Status != store.RunSucceeded {
 		t.Fatalf("run: %s (%s), want succeeded while the only build slot is held", got.Status, got.Reason)
@@ -377,16 +390,9 @@ func TestUnderBuildSlotGivesTheSlotBack(t *testing.T) {
 func TestASiblingsEndGivesThePlaceUp(t *testing.T) {
 	st := testStore(t)
 	slots := NewBuildSlots(1)
-	cs := &clusterScripts{release: make(chan struct{})}
-	var opened sync.Once
-	open := func() { opened.Do(func() { close(cs.release) }) }
-	t.Cleanup(open)
+	cs := newClusterScripts(t)
 	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, places: 1, cluster: cs})
-	held, err := slots.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(held)
+	holdASlot(ctx, t, slots)
 	ran := filepath.Join(t.TempDir(), "ran")
 	builds := submitPipeline(ctx, t, d, "name: builds\nstages:\n  - name: both\n    parallel: true\n    tasks:\n"+
 		localScript("touch "+ran)+clusterScript("hold", "hold"))
@@ -396,7 +402,7 @@ func TestASiblingsEndGivesThePlaceUp(t *testing.T) {
 	if running, _ := d.InFlight(); running != 1 {
 		t.Fatalf("%d runs in flight, want the run whose sibling task works to keep its place", running)
 	}
-	open()
+	cs.open()
 	other := submitTask(ctx, t, d, "other", clusterScript("quick", `"true"`))
 	if got := waitEnded(t, st, d, other); got.Status != store.RunSucceeded {
 		t.Fatalf("the other run: %s (%s), want succeeded while the first waits only for a build slot", got.Status, got.Reason)
@@ -442,10 +448,7 @@ func TestAScriptCopiesTheCommitOnceItHasItsSlot(t *testing.T) {
 	b := &blockingBuilder{started: make(chan struct{}), release: make(chan struct{})}
 	close(b.release)
 	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, builder: b, src: src, dataDir: data})
-	held, err := slots.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := holdASlot(ctx, t, slots)
 	scripts := submitPipeline(ctx, t, d, "name: scripts\nstages:\n  - name: write\n    tasks:\n"+localScript("cat app.txt > seen; echo more >> app.txt")+
 		"  - name: read\n    tasks:\n"+
 		"      - name: again\n        type: script\n        executor: local\n        script: grep -q more app.txt\n")

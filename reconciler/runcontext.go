@@ -29,8 +29,7 @@ type runContext struct {
 	// The checkout the tasks read: the commit's, shared with its other readers, until the
 	// run's first script makes the run's own (ownWorkspace); wsMu serialises that.
 	wsMu      sync.Mutex
-	dir       string         // guarded by mu
-	repo      *repofs.Repo   // dir, read only through it; guarded by mu
+	repo      *repofs.Repo   // read only through it; guarded by mu
 	workspace string         // the run's own checkout once made, else ""
 	replaced  []*repofs.Repo // the shared checkout's, once replaced; guarded by mu
 	// releaseCheckout gives back a checkout shared with the commit's other runs.
@@ -104,7 +103,6 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return nil, err
 	}
 	rc.releaseCheckout = release
-	rc.dir = sc.dir
 	if rc.repo, err = repofs.Open(sc.dir); err != nil {
 		rc.close()
 		return nil, err
@@ -148,7 +146,7 @@ func (r *Runner) ownWorkspace(ctx context.Context, rc *runContext) (string, erro
 	rc.mu.Lock()
 	// A task of a parallel stage may still read the shared checkout: closed at the end.
 	rc.replaced = append(rc.replaced, rc.repo)
-	rc.workspace, rc.dir, rc.repo = ws, ws, repo
+	rc.workspace, rc.repo = ws, repo
 	rc.mu.Unlock()
 	return ws, nil
 }
@@ -158,13 +156,6 @@ func (rc *runContext) files() *repofs.Repo {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.repo
-}
-
-// root is the folder of files.
-func (rc *runContext) root() string {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.dir
 }
 
 // resolveVars sets the run's variables (built-ins, declared ones) and reads its secrets.

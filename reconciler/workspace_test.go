@@ -38,8 +38,8 @@ func TestWorkspacesArePrivateAndUnpredictable(t *testing.T) {
 			t.Fatalf("a run made its own workspace %s before a script needed it", rc.workspace)
 		}
 		ws, err := r.ownWorkspace(context.Background(), rc)
-		if again, _ := r.ownWorkspace(context.Background(), rc); err != nil || again != ws || rc.root() != ws {
-			t.Fatalf("own workspace %s, then %s, reading %s: %v; want one, read from then on", ws, again, rc.root(), err)
+		if again, _ := r.ownWorkspace(context.Background(), rc); err != nil || again != ws || rc.files().Dir() != ws {
+			t.Fatalf("own workspace %s, then %s, reading %s: %v; want one, read from then on", ws, again, rc.files().Dir(), err)
 		}
 		fi, err := os.Stat(rc.workspace)
 		if err != nil || fi.Mode().Perm() != 0o700 {
