@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ type buildBound struct {
 	cluster *clusterScripts
 	src     Sources
 	dataDir string
+	tags    TagPruner
 }
 
 func startBuildBoundRunner(t *testing.T, st store.Store, o buildBound) (context.Context, *Dispatcher) {
@@ -53,7 +55,7 @@ func startBuildBoundRunner(t *testing.T, st store.Store, o buildBound) (context.
 	if o.cluster != nil {
 		executors[pipeline.ExecutorKubernetes] = o.cluster
 	}
-	runner := NewRunner(RunnerOptions{Store: st, Sources: o.src, Config: cfg, Builder: o.builder,
+	runner := NewRunner(RunnerOptions{Store: st, Sources: o.src, Config: cfg, Builder: o.builder, Tags: o.tags,
 		Executors: executors, BuildSlots: o.slots, Log: logrus.NewEntry(logrus.New())})
 	t.Cleanup(runner.Close)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -472,5 +474,47 @@ func TestAScriptCopiesTheCommitOnceItHasItsSlot(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(src.workspaces, "run-*")); len(left) != 0 {
 		t.Fatalf("workspaces left after the runs: %v", left)
+	}
+}
+
+// countedRetention counts the retentions asked for; it deletes nothing.
+type countedRetention struct{ n atomic.Int32 }
+
+func (c *countedRetention) RetainTags(context.Context, string, string, int, map[string]bool, map[string]string) (builder.RetentionResult, error) {
+	c.n.Add(1)
+	return builder.RetentionResult{}, nil
+}
+
+// TestRetentionTakesAPlaceAgain: a build with keep that waited for a build slot (and so
+// gave its run's place up) deletes its old tags only once its run holds a place again.
+func TestRetentionTakesAPlaceAgain(t *testing.T) {
+	st := testStore(t)
+	slots := NewBuildSlots(1)
+	cs := newClusterScripts(t)
+	b := &blockingBuilder{started: make(chan struct{}), release: make(chan struct{})}
+	close(b.release)
+	retention := &countedRetention{}
+	ctx, d := startBuildBoundRunner(t, st, buildBound{slots: slots, builder: b, places: 1, cluster: cs, tags: retention})
+	held := holdASlot(ctx, t, slots)
+	image := submitTask(ctx, t, d, "image", "      - name: image\n        type: build-image\n        image: app\n        tag: v${BUILD_ID}\n        keep: 2\n")
+	waitFor(t, "the build to wait for a build slot", func() bool { return waitingLines(t, st, image, "image") > 0 })
+	other := submitTask(ctx, t, d, "other", clusterScript("hold", "hold"))
+	waitFor(t, "the other run to take the place", func() bool { return cs.Running() == 1 })
+	held()
+	waitFor(t, "the built run to wait for a place", func() bool {
+		_, waiting := d.InFlight()
+		return waiting == 1
+	})
+	if n := retention.n.Load(); n != 0 {
+		t.Fatalf("retention ran %d times without a place", n)
+	}
+	cs.open()
+	for _, run := range []store.Run{other, image} {
+		if got := waitEnded(t, st, d, run); got.Status != store.RunSucceeded {
+			t.Fatalf("run %s: %s (%s), want succeeded", run.Pipeline.Name, got.Status, got.Reason)
+		}
+	}
+	if n := retention.n.Load(); n != 1 {
+		t.Fatalf("retention ran %d times, want once", n)
 	}
 }

@@ -728,7 +728,11 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 			return outcome{status: store.RunFailed, reason: err.Error(), err: err}
 		}
 	}
-	rc.runAfterSuccess(ctx)
+	// Retention deletes tags in registries: a place again if a wait for a build slot or for
+	// health gave it up (not placed: cancelled, which Execute records).
+	if !rc.hasAfterSuccess() || rc.state.placed(ctx, run) {
+		rc.runAfterSuccess(ctx)
+	}
 	if job.IsRollback() {
 		return outcome{status: store.RunSucceeded, reason: fmt.Sprintf("rolled back to BUILD_ID %d", job.Parent)}
 	}
