@@ -9,14 +9,14 @@ import (
 
 // Runs bounds the run engine.
 type Runs struct {
-	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, or for health the shared watches report, give their place up meanwhile); more wait as queued. Default: 64."`
+	MaxInFlight int `yaml:"maxInFlight,omitempty" doc:"Runs executing at once, across all pipelines (runs waiting at an approval gate, for health the shared watches report, or for a build slot give their place up meanwhile); more wait as queued. Default: 64."`
 	// MaxAppliesInFlight is shared by every deploy of the process: one deploy keeps up to
 	// 16 requests of its own in flight, many deploys together no more than this.
 	MaxAppliesInFlight int `yaml:"maxAppliesInFlight,omitempty" default:"64" doc:"Objects applied at once (server-side applies and their dry-runs) across all runs of the process; more wait for a slot."`
 	// MaxBuildsInFlight bounds the CPU-heavy work apart from the runs, so that many runs in
 	// flight (which mostly wait on the API server) do not mean as many builds at once. Its
 	// default depends on the machine, so it has no default tag: see MaxBuildsInFlight.
-	MaxBuildsInFlight int `yaml:"maxBuildsInFlight,omitempty" doc:"Image builds (build-image tasks) and script tasks executing at once across all runs of the process; more wait for a slot. Default: the CPU cores the process may use (GOMAXPROCS), at least 2."`
+	MaxBuildsInFlight int `yaml:"maxBuildsInFlight,omitempty" doc:"Image builds (build-image tasks) and script tasks (executors buildkit and local) executing at once across all runs of the process; more wait for a slot. Default: the CPU cores the process may use (GOMAXPROCS), at least 2."`
 }
 
 // Git bounds the traffic to Git servers.
@@ -55,8 +55,7 @@ type RecordLimits struct {
 // the heaviest work of a run on this machine and on the API server, wait for bounds of
 // their own (runs.maxBuildsInFlight, runs.maxAppliesInFlight), so the places need not be as
 // few as the cores; as many as the apply slots keep those busy when most runs deploy
-// (docs/operations.md, "Runs in flight"). Renders, policy checks and workspace copies are
-// bound only here.
+// (docs/operations.md, "Runs in flight"). Renders and policy checks are bound only here.
 func DefaultMaxInFlight() int { return 64 }
 
 // MaxInFlight is runs.maxInFlight, or its default.

@@ -31,8 +31,8 @@ type runMetrics struct {
 
 func newRunMetrics(src inFlightSource, max int) *runMetrics {
 	return &runMetrics{src: src, max: max,
-		running: prometheus.NewDesc("slipway_runs_in_flight", "Runs executing now (runs waiting at an approval gate give their place up).", nil, nil),
-		waiting: prometheus.NewDesc("slipway_runs_waiting_for_place", "Queued runs waiting only because runs.maxInFlight runs are in flight.", nil, nil),
+		running: prometheus.NewDesc("slipway_runs_in_flight", "Runs holding a place now (runs waiting at an approval gate, for health the shared watches report, or for a build slot give their place up).", nil, nil),
+		waiting: prometheus.NewDesc("slipway_runs_waiting_for_place", "Runs waiting only for a place because runs.maxInFlight runs are in flight: queued ones, and running ones taking back the place a wait gave up.", nil, nil),
 		cap:     prometheus.NewDesc("slipway_runs_max_in_flight", "runs.maxInFlight: the most runs executing at once.", nil, nil),
 		peak:    prometheus.NewDesc("slipway_runs_in_flight_peak", "The most runs seen executing at once since the daemon started.", nil, nil),
 		retrying: prometheus.NewDesc("slipway_runs_start_retrying",
@@ -82,9 +82,9 @@ func newApplyMetrics(s *apply.Slots) *boundMetrics {
 // at once.
 func newBuildMetrics(s *reconciler.BuildSlots) *boundMetrics {
 	return &boundMetrics{src: s, inUse: s.InUse, max: s.Cap(),
-		cap:   prometheus.NewDesc("slipway_builds_max_in_flight", "runs.maxBuildsInFlight: the most image builds and script tasks executing at once across all runs.", nil, nil),
-		peak:  prometheus.NewDesc("slipway_builds_in_flight_peak", "The most image builds and script tasks seen executing at once since the daemon started.", nil, nil),
-		using: prometheus.NewDesc("slipway_builds_in_flight", "Image builds and script tasks executing now.", nil, nil),
+		cap:   prometheus.NewDesc("slipway_builds_max_in_flight", "runs.maxBuildsInFlight: the most image builds and script tasks (executors buildkit and local) executing at once across all runs.", nil, nil),
+		peak:  prometheus.NewDesc("slipway_builds_in_flight_peak", "The most image builds and script tasks (executors buildkit and local) seen executing at once since the daemon started.", nil, nil),
+		using: prometheus.NewDesc("slipway_builds_in_flight", "Image builds and script tasks (executors buildkit and local) executing now.", nil, nil),
 	}
 }
 

@@ -35,12 +35,7 @@ func (r *Runner) buildImage(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, err
 	}
-	release, err := r.builds.acquire(ctx, tl)
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.builder.Build(ctx, req)
-	release()
+	res, err := underBuildSlot(ctx, rc, r.builds, tl, func() (builder.Result, error) { return r.builder.Build(ctx, req) })
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +183,7 @@ func (r *Runner) imageRequest(rc *runContext, task string, t *pipeline.BuildImag
 		return v, nil
 	}
 	req := builder.Request{
-		Root: rc.workspace, Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
+		Root: rc.files().Dir(), Dockerfile: t.Dockerfile, Context: t.Context, Workspace: t.Workspace, Image: t.Image,
 		Target: t.Target, Platform: t.Platform, Secrets: rc.secrets, BuildArgs: map[string]string{},
 		Log: func(line string) { tl.Printf("%s", line) },
 	}

@@ -11,12 +11,11 @@ import (
 )
 
 // checkouts shares one checkout of a commit between everything that only reads it: the
-// preparation that reads its pipeline file and the runs of its pipelines whose tasks only
-// render (deploy-yaml, deploy-chart). A monorepo's push runs hundreds of pipelines of one
-// commit; each checking the whole tree out again, one after another under the mirror's
-// lock, cost more than their deploys. Tasks that may write their workspace (scripts, image
-// builds) keep a private checkout of their own. The pipeline file is parsed once per
-// checkout, too.
+// preparation that reads its pipeline file, and the runs of its pipelines until their
+// first script makes a run's own (ownWorkspace). A monorepo's push runs
+// hundreds of pipelines of one commit; each checking the whole tree out again, one after
+// another under the mirror's lock, cost more than their deploys. The pipeline file is
+// parsed once per checkout, too.
 type checkouts struct {
 	src  Sources
 	root func() string
@@ -136,16 +135,4 @@ func (c *checkouts) close() {
 func (sc *sharedCheckout) parse(load func() ([]*pipeline.Pipeline, error)) ([]*pipeline.Pipeline, error) {
 	sc.parseOnce.Do(func() { sc.pipelines, sc.parseErr = load() })
 	return sc.pipelines, sc.parseErr
-}
-
-// readOnly tells a pipeline whose tasks only read their checkout.
-func readOnly(p *pipeline.Pipeline) bool {
-	for _, st := range p.Stages {
-		for _, t := range st.Tasks {
-			if t.Type != pipeline.TypeDeployYAML && t.Type != pipeline.TypeDeployChart {
-				return false
-			}
-		}
-	}
-	return true
 }

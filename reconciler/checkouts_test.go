@@ -86,16 +86,6 @@ func TestCheckoutsShareOneCheckoutPerCommit(t *testing.T) {
 	}
 }
 
-// Only pipelines whose tasks merely render share a checkout.
-func TestReadOnlyPipelines(t *testing.T) {
-	deploy := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeDeployYAML}, {Type: pipeline.TypeDeployChart}}}}}
-	script := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeDeployYAML}}}, {Tasks: []pipeline.Task{{Type: pipeline.TypeScript}}}}}
-	build := &pipeline.Pipeline{Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeBuildImage}}}}}
-	if !readOnly(deploy) || readOnly(script) || readOnly(build) {
-		t.Fatalf("readOnly: deploy %v, script %v, build %v; want true, false, false", readOnly(deploy), readOnly(script), readOnly(build))
-	}
-}
-
 // mirrorSources is a mirror holding the commits it was given plus, once a branch is synced,
 // the branch's head; it counts the syncs.
 type mirrorSources struct {

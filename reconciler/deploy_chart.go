@@ -152,7 +152,7 @@ func (r *Runner) openChartRelease(ctx context.Context, rc *runContext, task stri
 	if err != nil {
 		return nil, err
 	}
-	values, err := chartValues(rc.repo, rc.limits.Text(), t, vars)
+	values, err := chartValues(rc.files(), rc.limits.Text(), t, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +324,7 @@ func (r *Runner) uninstallFailedInstall(rel *helm.Release, timeout time.Duration
 // loadDeployChart is the chart from the chart repository (chart + version) or the checkout.
 func (r *Runner) loadDeployChart(ctx context.Context, rc *runContext, t *pipeline.DeployChartTask, vars render.Map) (*chart.Chart, error) {
 	if t.ChartDir != "" {
-		dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), []string{"values.yaml"})
+		dir, cleanup, err := copyChart(rc.files(), t.ChartDir, rc.limits.Text(), []string{"values.yaml"})
 		if err != nil {
 			return nil, err
 		}

@@ -54,7 +54,7 @@ func (r *Runner) renderYAML(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return nil, fmt.Errorf("render: path: %w", err)
 	}
-	ms, err := render.LoadManifests(rc.repo, path, rc.limits.Text(), vars)
+	ms, err := render.LoadManifests(rc.files(), path, rc.limits.Text(), vars)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}

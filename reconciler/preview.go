@@ -206,7 +206,7 @@ func (r *Runner) previewPipeline(ctx context.Context, co *Checkout, p *pipeline.
 	}
 	run := store.Run{Pipeline: ref, BuildID: next, Commit: co.Commit.Hash, Branch: co.Branch, Trigger: store.TriggerPullRequest}
 	log := r.log.WithFields(logrus.Fields{"pipeline": p.Name, "preview": co.Commit.ShortHash})
-	rc := &runContext{run: run, pipeline: p, checkout: co, workspace: dir, log: log, store: r.store, state: &RunState{}, preview: true,
+	rc := &runContext{run: run, pipeline: p, checkout: co, log: log, store: r.store, state: &RunState{}, preview: true,
 		limits: r.limitsOf(co.Repo.Name)}
 	repo, err := repofs.Open(dir)
 	if err != nil {

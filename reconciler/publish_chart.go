@@ -48,7 +48,7 @@ func (r *Runner) publishChart(ctx context.Context, rc *runContext, task string, 
 		substitute, explicit = []string{"values.yaml"}, false
 	}
 	// The chart is rendered in a copy, so the checkout stays as Git gave it.
-	dir, cleanup, err := copyChart(rc.repo, t.ChartDir, rc.limits.Text(), substitute)
+	dir, cleanup, err := copyChart(rc.files(), t.ChartDir, rc.limits.Text(), substitute)
 	if err != nil {
 		return nil, err
 	}

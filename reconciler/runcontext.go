@@ -23,11 +23,15 @@ import (
 
 // runContext is everything the tasks of one run share.
 type runContext struct {
-	run       store.Run
-	pipeline  *pipeline.Pipeline
-	checkout  *Checkout
-	workspace string       // the run's own checkout, for tasks that may write it; "" when shared
-	repo      *repofs.Repo // the checkout, read only through it
+	run      store.Run
+	pipeline *pipeline.Pipeline
+	checkout *Checkout
+	// The checkout the tasks read: the commit's, shared with its other readers, until the
+	// run's first script makes the run's own (ownWorkspace); wsMu serialises that.
+	wsMu      sync.Mutex
+	repo      *repofs.Repo   // read only through it; guarded by mu
+	workspace string         // the run's own checkout once made, else ""
+	replaced  []*repofs.Repo // the shared checkout's, once replaced; guarded by mu
 	// releaseCheckout gives back a checkout shared with the commit's other runs.
 	releaseCheckout func()
 	limits          pipeline.Limits // what the repository's files may cost
@@ -91,11 +95,15 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 		return rc, nil
 	}
 	co, p := job.checkout, job.pipeline
-	dir, err := r.checkoutFor(ctx, rc, co, p)
+	// Shared even when a script will write: the run's own copy is made by its first script
+	// once that has a build slot, so a run waiting for one keeps no copy of the commit's
+	// files, and a run without scripts never makes one (image builds only read).
+	sc, release, err := r.checkouts.acquire(ctx, co.Repo, co.Commit.Hash)
 	if err != nil {
 		return nil, err
 	}
-	if rc.repo, err = repofs.Open(dir); err != nil {
+	rc.releaseCheckout = release
+	if rc.repo, err = repofs.Open(sc.dir); err != nil {
 		rc.close()
 		return nil, err
 	}
@@ -113,27 +121,41 @@ func (r *Runner) newRunContext(ctx context.Context, job Job, run store.Run, stat
 	return rc, nil
 }
 
-// checkoutFor checks the run's commit out: shared with the commit's other readers when the
-// pipeline's tasks only read it, else into a workspace of the run's own (rc.workspace).
-func (r *Runner) checkoutFor(ctx context.Context, rc *runContext, co *Checkout, p *pipeline.Pipeline) (string, error) {
-	if readOnly(p) {
-		sc, release, err := r.checkouts.acquire(ctx, co.Repo, co.Commit.Hash)
-		if err != nil {
-			return "", err
-		}
-		rc.releaseCheckout = release
-		return sc.dir, nil
+// ownWorkspace makes the run's own checkout of its commit the one its tasks read from now
+// on, once, and returns it: a script may write it, and what it writes is what later tasks
+// read.
+func (r *Runner) ownWorkspace(ctx context.Context, rc *runContext) (string, error) {
+	rc.wsMu.Lock()
+	defer rc.wsMu.Unlock()
+	if rc.workspace != "" {
+		return rc.workspace, nil
 	}
 	ws, err := os.MkdirTemp(r.workRoot(), "run-")
 	if err != nil {
 		return "", fmt.Errorf("workspace: %w", err)
 	}
-	rc.workspace = ws
-	if err := r.sources.Checkout(ctx, co.Repo, co.Commit.Hash, ws); err != nil {
-		rc.close()
+	if err := r.sources.Checkout(ctx, rc.checkout.Repo, rc.checkout.Commit.Hash, ws); err != nil {
+		_ = os.RemoveAll(ws)
+		return "", fmt.Errorf("workspace: %w", err)
+	}
+	repo, err := repofs.Open(ws)
+	if err != nil {
+		_ = os.RemoveAll(ws)
 		return "", err
 	}
+	rc.mu.Lock()
+	// A task of a parallel stage may still read the shared checkout: closed at the end.
+	rc.replaced = append(rc.replaced, rc.repo)
+	rc.workspace, rc.repo = ws, repo
+	rc.mu.Unlock()
 	return ws, nil
+}
+
+// files is the checkout the run's tasks read now.
+func (rc *runContext) files() *repofs.Repo {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.repo
 }
 
 // resolveVars sets the run's variables (built-ins, declared ones) and reads its secrets.
@@ -327,8 +349,10 @@ func (rc *runContext) maskValues() []string {
 }
 
 func (rc *runContext) close() {
-	if rc.repo != nil {
-		_ = rc.repo.Close()
+	for _, repo := range append(rc.replaced, rc.repo) {
+		if repo != nil {
+			_ = repo.Close()
+		}
 	}
 	if rc.workspace != "" {
 		_ = os.RemoveAll(rc.workspace)

@@ -342,6 +342,7 @@ type RunState struct {
 	running  int             // tasks running
 	waiting  int             // of those, tasks waiting for health
 	watched  int             // of those, waits the shared watches drive (waitingForHealth)
+	builds   int             // of those, tasks that waited for a build slot, until it is given back (building)
 	approval approvalState
 	place    *place // its share of the bound on runs in flight; nil: unbounded
 	// holder is the dispatcher's name in the store's claims: the run's start claims the
@@ -393,27 +394,25 @@ func (s *RunState) taskStarted() (done func()) {
 		s.mu.Lock()
 		s.running--
 		s.mu.Unlock()
+		// The tasks still running may be ones that need no place.
+		s.yieldIfIdle()
 	}
 }
 
 // waitingForHealth marks one task as waiting for health until done is called. A wait the
-// shared watches drive (watched) costs the API server nothing and may last minutes: when
-// every running task of the run is in one, the run gives its place among the runs in
-// flight to a run with work to do. It takes a place again before it works on the cluster
-// again (placed: the next task, a rollback); recording how the deploy ended and the run's
-// end need none, so a run whose objects turned healthy ends at once instead of queueing
-// behind runs that have not started.
+// shared watches drive (watched) costs the API server nothing and may last minutes, so it
+// needs no place among the runs in flight (yieldIfIdle). It takes a place again before it
+// works on the cluster again (placed: the next task, a rollback); recording how the deploy
+// ended and the run's end need none, so a run whose objects turned healthy ends at once
+// instead of queueing behind runs that have not started.
 func (s *RunState) waitingForHealth(watched bool) (done func()) {
 	s.mu.Lock()
 	s.waiting++
 	if watched {
 		s.watched++
 	}
-	yield := s.watched == s.running
 	s.mu.Unlock()
-	if yield {
-		s.place.release()
-	}
+	s.yieldIfIdle()
 	return func() {
 		s.mu.Lock()
 		s.waiting--
@@ -424,8 +423,37 @@ func (s *RunState) waitingForHealth(watched bool) (done func()) {
 	}
 }
 
-// placed takes the run's place among the runs in flight again if a health wait gave it up
-// (at once when it holds it); false when ctx ended first.
+// building marks one task as waiting for a build slot, then running its build or script
+// under it, until done is called. That work is bounded by the build slots, not by the
+// places among the runs in flight, so it needs no place (yieldIfIdle); the run takes one
+// again before its next task (placed).
+func (s *RunState) building() (done func()) {
+	s.mu.Lock()
+	s.builds++
+	s.mu.Unlock()
+	s.yieldIfIdle()
+	return func() {
+		s.mu.Lock()
+		s.builds--
+		s.mu.Unlock()
+	}
+}
+
+// yieldIfIdle gives the run's place among the runs in flight to a run with work to do when
+// every running task of the run waits for health the shared watches report, or waits for
+// or holds a build slot: none of them needs a place. A task that needs one again takes it
+// back (placed).
+func (s *RunState) yieldIfIdle() {
+	s.mu.Lock()
+	idle := s.running > 0 && s.watched+s.builds == s.running
+	s.mu.Unlock()
+	if idle {
+		s.place.release()
+	}
+}
+
+// placed takes the run's place among the runs in flight again if a health wait or a build
+// gave it up (at once when it holds it); false when ctx ended first.
 func (s *RunState) placed(ctx context.Context, run store.Run) bool {
 	return s.place.take(ctx, run, false)
 }
@@ -708,7 +736,11 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 			return outcome{status: store.RunFailed, reason: err.Error(), err: err}
 		}
 	}
-	rc.runAfterSuccess(ctx)
+	// Retention deletes tags in registries: a place again if a wait for a build slot or for
+	// health gave it up (not placed: cancelled, which Execute records).
+	if !rc.hasAfterSuccess() || rc.state.placed(ctx, run) {
+		rc.runAfterSuccess(ctx)
+	}
 	if job.IsRollback() {
 		return outcome{status: store.RunSucceeded, reason: fmt.Sprintf("rolled back to BUILD_ID %d", job.Parent)}
 	}

@@ -43,23 +43,35 @@ func (r *Runner) runScript(ctx context.Context, rc *runContext, task string, t *
 	if err != nil {
 		return nil, err
 	}
-	// Every executor's script takes a build slot: the local one's runs on this host,
-	// BuildKit's in the builder the image builds use, and the Kubernetes one's workspace goes
-	// in and comes back through this process.
-	release, err := r.builds.acquire(ctx, tl)
-	if err != nil {
-		return nil, err
-	}
 	out := newScriptOutput(rc, tl)
 	spec.Log, spec.Stderr = out.writer(store.StreamStdout), out.writer(store.StreamStderr)
-	if spec.Image != "" {
-		tl.Printf("running the script on %s in %s", name, spec.Image)
-	} else {
-		tl.Printf("running the script on %s", name)
+	execute := func() (scriptrun.Result, error) {
+		defer out.close()
+		// Made once the script may run, so no copy of the commit's files waits for a slot.
+		ws, err := r.ownWorkspace(ctx, rc)
+		if err != nil {
+			return scriptrun.Result{}, err
+		}
+		spec.Workspace = ws
+		if spec.Image != "" {
+			tl.Printf("running the script on %s in %s", name, spec.Image)
+		} else {
+			tl.Printf("running the script on %s", name)
+		}
+		return ex.Run(ctx, spec)
 	}
-	res, err := ex.Run(ctx, spec)
-	release()
-	out.close()
+	var res scriptrun.Result
+	if name == pipeline.ExecutorKubernetes {
+		// The script runs in a pod, on the cluster's cores, which its scheduler bounds; here
+		// the workspace streams in and out as an uncompressed tar and the log is followed,
+		// which waits on the API server as a deploy does. So it keeps the run's place and
+		// takes no build slot: one would sit idle for the pod's whole run.
+		res, err = execute()
+	} else {
+		// The local executor's script runs on this host, BuildKit's in the builder the image
+		// builds use: both keep a core busy.
+		res, err = underBuildSlot(ctx, rc, r.builds, tl, execute)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +102,9 @@ func (r *Runner) scriptSpec(rc *runContext, task string, t *pipeline.ScriptTask)
 	spec := scriptrun.Spec{
 		Run: scriptrun.RunRef{Repository: rc.run.Pipeline.Repository, Pipeline: rc.run.Pipeline.Name,
 			BuildID: rc.run.BuildID, Task: task},
-		Script:    t.Script,
-		Env:       map[string]string{},
-		Workspace: rc.workspace,
-		Cache:     t.Cache,
+		Script: t.Script,
+		Env:    map[string]string{},
+		Cache:  t.Cache,
 	}
 	var err error
 	if spec.Image, err = render.Substitute(t.Image, vars); err != nil {

@@ -23,8 +23,8 @@ func TestWorkspacesArePrivateAndUnpredictable(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := NewRunner(RunnerOptions{Sources: emptyCheckout{}, Config: &config.Config{DataDir: data}, Log: logrus.NewEntry(logrus.New())})
-	// A script may write its workspace: its run gets one of its own (runs that only render
-	// share the commit's checkout, see checkouts).
+	// A script may write its workspace: its run gets one of its own once a script needs it
+	// (until then the run reads the commit's shared checkout, see checkouts).
 	p := &pipeline.Pipeline{Name: "app", Stages: []pipeline.Stage{{Tasks: []pipeline.Task{{Type: pipeline.TypeScript}}}}}
 	job := RunJob(&Checkout{Repo: sources.Repo{Name: "app"}}, p, store.TriggerPush, 0)
 	var names []string
@@ -34,6 +34,13 @@ func TestWorkspacesArePrivateAndUnpredictable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.close()
+		if rc.workspace != "" {
+			t.Fatalf("a run made its own workspace %s before a script needed it", rc.workspace)
+		}
+		ws, err := r.ownWorkspace(context.Background(), rc)
+		if again, _ := r.ownWorkspace(context.Background(), rc); err != nil || again != ws || rc.files().Dir() != ws {
+			t.Fatalf("own workspace %s, then %s, reading %s: %v; want one, read from then on", ws, again, rc.files().Dir(), err)
+		}
 		fi, err := os.Stat(rc.workspace)
 		if err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("workspace %s: %v, %v; want mode 0700", rc.workspace, fi.Mode(), err)
