@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -133,7 +134,12 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	for i := range 50 {
 		st.deploy(pipelineN(i), 1)
 	}
-	w := &Watcher{Store: st, Clusters: newReloadClusters(), Log: quietLog()}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{Store: st, Clusters: newReloadClusters(), Metrics: m, Log: quietLog()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -151,6 +157,7 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	if before == nil {
 		t.Fatal("app010's ConfigMap is not watched")
 	}
+	w.setDrifted("c||ConfigMap|apps|app010-1", "[patch]")
 
 	task := store.TaskRef{Pipeline: pipelineN(7), Task: "deploy"}
 	w.RunEvent(reconciler.Event{Repository: task.Pipeline.Repository, Pipeline: task.Pipeline.Name, Task: task.Task, Status: string(store.TaskRunning)})
@@ -172,8 +179,18 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	if other != before {
 		t.Fatal("another pipeline's object was handed out again on a reload that was not about it")
 	}
+	if g7, g10 := gauge(t, reg, "app007"), gauge(t, reg, "app010"); g7 != 0 || g10 != 1 {
+		t.Fatalf("slipway_drift_objects after app007's reload: app007 %v (want 0), app010 %v (want 1)", g7, g10)
+	}
 
 	// Ends within reloadGap of each other share the next reload, which reads only theirs.
+	// app003's new revision has drift off: its objects, and its gauge, go.
+	st.deploy(pipelineN(3), 2)
+	st.rmu.Lock()
+	r := st.current[pipelineN(3)]
+	r.Drift.Mode = store.DriftOff
+	st.current[pipelineN(3)] = r
+	st.rmu.Unlock()
 	for _, i := range []int{3, 4, 3} {
 		w.TaskStarted(store.TaskRef{Pipeline: pipelineN(i), Task: "deploy"})
 		w.TaskEnded(store.TaskRef{Pipeline: pipelineN(i), Task: "deploy"})
@@ -184,10 +201,36 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	if !slices.Equal(got, []store.PipelineRef{pipelineN(3), pipelineN(4)}) {
 		t.Fatalf("the shared reload read %v, want app003 and app004", got)
 	}
+	w.mu.Lock()
+	n = len(w.objects)
+	w.mu.Unlock()
+	if n != 98 || hasGauge(t, reg, "app003") || gauge(t, reg, "app010") != 1 {
+		t.Fatalf("after app003 turned drift off: %d objects (want 98), its gauge kept %v, app010's %v",
+			n, hasGauge(t, reg, "app003"), gauge(t, reg, "app010"))
+	}
 
 	// A reload asked for all (replicas' ownership changed) reads all.
 	w.Reload()
 	waitFor(t, "the full reload", func() bool { all, _, _ := st.reads(); return all == 2 })
+}
+
+// hasGauge tells whether the scrape has slipway_drift_objects{pipeline}.
+func hasGauge(t *testing.T, reg *prometheus.Registry, pipeline string) bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == "slipway_drift_objects" && l.GetName() == "pipeline" && l.GetValue() == pipeline {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // The health watch, too, reads only the pipeline whose task ended, and keeps the other

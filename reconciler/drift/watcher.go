@@ -332,7 +332,17 @@ func (w *Watcher) refresh(ctx context.Context, only []store.PipelineRef) error {
 		}
 	}
 	pruneMarks(w.verified, w.objects)
-	w.updateGauges()
+	if reloaded == nil {
+		w.updateGauges()
+	} else {
+		watched := map[store.PipelineRef]bool{}
+		for _, o := range objects {
+			watched[o.Revision.Pipeline] = true
+		}
+		for p := range reloaded {
+			w.setGaugeLocked(p, watched[p])
+		}
+	}
 	if reloaded == nil {
 		for name, cw := range w.watches {
 			if kinds[name] == nil {
@@ -563,11 +573,35 @@ func (w *Watcher) setDrifted(key, sig string) bool {
 	} else {
 		w.drifted[key] = sig
 	}
-	w.updateGauges()
+	if o := w.objects[key]; o != nil {
+		w.setGaugeLocked(o.Revision.Pipeline, true)
+	}
 	return true
 }
 
-// updateGauges sets slipway_drift_objects from the drifted set; w.mu is held.
+// setGaugeLocked sets slipway_drift_objects of one pipeline from the drifted set, or drops
+// it when the pipeline has no watched objects; w.mu is held. Counting one pipeline's
+// objects only keeps a drift finding, or a reload after a task's end, from re-making every
+// pipeline's gauge.
+func (w *Watcher) setGaugeLocked(p store.PipelineRef, watched bool) {
+	if w.Metrics == nil {
+		return
+	}
+	if !watched {
+		w.Metrics.objects.DeleteLabelValues(p.Repository, p.Name)
+		return
+	}
+	n := 0
+	for k := range w.drifted {
+		if o := w.objects[k]; o != nil && o.Revision.Pipeline == p {
+			n++
+		}
+	}
+	w.Metrics.objects.WithLabelValues(p.Repository, p.Name).Set(float64(n))
+}
+
+// updateGauges sets slipway_drift_objects of every pipeline from the drifted set; w.mu is
+// held.
 func (w *Watcher) updateGauges() {
 	if w.Metrics == nil {
 		return
