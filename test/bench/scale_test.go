@@ -230,7 +230,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	deployTrace := s.startTrace(ctx, "deploy")
 	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
-	peakHeap := s.startPeakHeapProfile(ctx, start)
+	peakHeap := s.startPeakHeapProfile(ctx, "deploy", start)
 	s.pushAll(ctx, pushes)
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	s.waitAvailable(ctx, s.namespaces, start, 10*time.Minute)
@@ -294,6 +294,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	noopProf := s.startCPUProfile(ctx, "noop")
 	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
+	noopPeakHeap := s.startPeakHeapProfile(ctx, "noop", start)
 	s.rerunAll(ctx)
 	want := map[int]int{}
 	for _, i := range s.allApps() {
@@ -305,6 +306,9 @@ func (s *scaleRun) run(ctx context.Context) {
 	d = s.waitRunsN(ctx, st, start, want, 10*time.Minute)
 	rep.NoopSeconds = d.Seconds()
 	rep.PhasePeakAnonMiB["noop"] = float64(mem.phase().anon) / 1024
+	if ph := noopPeakHeap(); ph.path != "" {
+		rep.Profiles = append(rep.Profiles, ph.path)
+	}
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	m3end := scrapeMetrics(t, s.serve.addr)
 	rep.NoopRequests = diffByVerb(m3, m3end)
@@ -945,12 +949,12 @@ type peakHeap struct {
 }
 
 // startPeakHeapProfile follows the daemon's anonymous memory every 500 ms from start and
-// saves a heap profile (scale-SHAPE-deploy-peak.heap.pprof, overwritten) each time it has
+// saves a heap profile (scale-SHAPE-PHASE-peak.heap.pprof, overwritten) each time it has
 // grown 2 MiB past the last profiled figure, at most every 2 s: the profile left is the
 // one nearest the peak, where the one taken once all are Available is after it. No
 // collection is forced (that would lower the peak it measures): the profile's in-use
 // figures are those of the collection before it. The function returned stops it.
-func (s *scaleRun) startPeakHeapProfile(ctx context.Context, start time.Time) func() peakHeap {
+func (s *scaleRun) startPeakHeapProfile(ctx context.Context, phase string, start time.Time) func() peakHeap {
 	stop, done := make(chan struct{}), make(chan peakHeap, 1)
 	go func() {
 		var best peakHeap
@@ -969,7 +973,7 @@ func (s *scaleRun) startPeakHeapProfile(ctx context.Context, start time.Time) fu
 				continue
 			}
 			last = time.Now()
-			if p := s.saveProfile(ctx, "heap", "deploy-peak.heap.pprof"); p != "" {
+			if p := s.saveProfile(ctx, "heap", phase+"-peak.heap.pprof"); p != "" {
 				best = peakHeap{path: p, anon: m.anon, after: time.Since(start)}
 			}
 		}
