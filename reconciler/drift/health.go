@@ -25,8 +25,7 @@ import (
 
 // HealthStore is what the health watch needs from the store.
 type HealthStore interface {
-	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
-	EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	currentReader
 	GetRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string) (store.Revision, error)
 	TransitionRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string, from, to store.RevisionStatus, reason string) (store.Revision, error)
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
@@ -175,17 +174,7 @@ func (h *HealthWatch) refresh(ctx context.Context, only []store.PipelineRef) err
 		watched = append(watched, objs)
 		return nil
 	}
-	var err error
-	var reloaded map[store.PipelineRef]bool // nil: all
-	if only == nil {
-		err = h.Store.EachCurrentRevision(ctx, known, fn)
-	} else {
-		reloaded = make(map[store.PipelineRef]bool, len(only))
-		for _, p := range only {
-			reloaded[p] = true
-		}
-		err = h.Store.EachCurrentRevisionOf(ctx, only, known, fn)
-	}
+	reloaded, err := eachCurrent(ctx, h.Store, only, known, fn)
 	if err != nil {
 		return err
 	}

@@ -125,6 +125,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// deployApp7 runs a task of app007 that stores its build 2, as the runner tells a watch,
+// and checks that the reload after its end read app007's current revisions only (after
+// the first load's 50).
+func deployApp7(t *testing.T, st *revStore, watch reconciler.Observer) {
+	t.Helper()
+	p := pipelineN(7)
+	watch.RunEvent(reconciler.Event{Repository: p.Repository, Pipeline: p.Name, Task: "deploy", Status: string(store.TaskRunning)})
+	st.deploy(p, 2)
+	watch.RunEvent(reconciler.Event{Repository: p.Repository, Pipeline: p.Name, Task: "deploy", Status: string(store.TaskSucceeded)})
+	waitFor(t, "the reload after the task's end", func() bool { _, of, _ := st.reads(); return of == 1 })
+	all, _, handed := st.reads()
+	if all != 1 || handed != 51 || !slices.Equal(st.lastOf(), []store.PipelineRef{p}) {
+		t.Fatalf("after one task's end: %d full reads (want 1, the first load), %d revisions read (want 50 + 1), pipelines %v",
+			all, handed, st.lastOf())
+	}
+}
+
 // A task's end makes the drift watch read its pipeline's current revisions only: the runs
 // of a push deploying many applications end one after another, and reading (and copying)
 // every current revision at each end made the watch's work and garbage grow with their
@@ -159,16 +176,7 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	}
 	w.setDrifted("c||ConfigMap|apps|app010-1", "[patch]")
 
-	task := store.TaskRef{Pipeline: pipelineN(7), Task: "deploy"}
-	w.RunEvent(reconciler.Event{Repository: task.Pipeline.Repository, Pipeline: task.Pipeline.Name, Task: task.Task, Status: string(store.TaskRunning)})
-	st.deploy(task.Pipeline, 2)
-	w.RunEvent(reconciler.Event{Repository: task.Pipeline.Repository, Pipeline: task.Pipeline.Name, Task: task.Task, Status: string(store.TaskSucceeded)})
-	waitFor(t, "the reload after the task's end", func() bool { _, of, _ := st.reads(); return of == 1 })
-	all, _, handed := st.reads()
-	if all != 1 || handed != 51 || !slices.Equal(st.lastOf(), []store.PipelineRef{task.Pipeline}) {
-		t.Fatalf("after one task's end: %d full reads (want 1, the first load), %d revisions read (want 50 + 1), pipelines %v",
-			all, handed, st.lastOf())
-	}
+	deployApp7(t, st, w)
 	w.mu.Lock()
 	gone, now, other := w.objects["c||ConfigMap|apps|app007-1"], w.objects["c||ConfigMap|apps|app007-2"], w.objects["c||ConfigMap|apps|app010-1"]
 	n := len(w.objects)
@@ -217,20 +225,8 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 // hasGauge tells whether the scrape has slipway_drift_objects{pipeline}.
 func hasGauge(t *testing.T, reg *prometheus.Registry, pipeline string) bool {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if mf.GetName() == "slipway_drift_objects" && l.GetName() == "pipeline" && l.GetValue() == pipeline {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	_, ok := findGauge(t, reg, pipeline)
+	return ok
 }
 
 // The health watch, too, reads only the pipeline whose task ended, and keeps the other
@@ -260,15 +256,7 @@ func TestHealthTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	waitFor(t, "the first load", func() bool { return len(targets()) == 50 })
 	before := targets()
 
-	task := store.TaskRef{Pipeline: pipelineN(7), Task: "deploy"}
-	h.RunEvent(reconciler.Event{Repository: task.Pipeline.Repository, Pipeline: task.Pipeline.Name, Task: task.Task, Status: string(store.TaskRunning)})
-	st.deploy(task.Pipeline, 2)
-	h.RunEvent(reconciler.Event{Repository: task.Pipeline.Repository, Pipeline: task.Pipeline.Name, Task: task.Task, Status: string(store.TaskSucceeded)})
-	waitFor(t, "the reload after the task's end", func() bool { _, of, _ := st.reads(); return of == 1 })
-	all, _, handed := st.reads()
-	if all != 1 || handed != 51 || !slices.Equal(st.lastOf(), []store.PipelineRef{task.Pipeline}) {
-		t.Fatalf("after one task's end: %d full reads (want 1), %d revisions read (want 50 + 1), pipelines %v", all, handed, st.lastOf())
-	}
+	deployApp7(t, st, h)
 	after := targets()
 	if len(after) != 50 || after["app007-1"] != nil || after["app007-2"] == nil || after["app007-2"].rev.BuildID != 2 {
 		t.Fatalf("workloads after app007's reload: %d, build 1's %v, build 2's %v", len(after), after["app007-1"], after["app007-2"])
@@ -279,7 +267,7 @@ func TestHealthTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 		}
 	}
 	h.mu.Lock()
-	n := len(h.pipelines[task.Pipeline])
+	n := len(h.pipelines[pipelineN(7)])
 	h.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("app007 counts %d workloads for the metric, want 1", n)

@@ -17,11 +17,7 @@ import (
 
 // Store is what the watcher needs from the store.
 type Store interface {
-	// EachCurrentRevision leaves out the objects of revisions already parsed.
-	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
-	// EachCurrentRevisionOf is EachCurrentRevision for some pipelines: a reload after their
-	// tasks ended.
-	EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	currentReader
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
 	// GetPipeline says whether the pipeline is suspended: its drift is then only reported.
@@ -254,6 +250,27 @@ func pipelineList(set map[store.PipelineRef]bool) []store.PipelineRef {
 	return out
 }
 
+// currentReader is the store's reading of current revisions, for both watches:
+// EachCurrentRevision leaves out the objects of revisions already parsed, and
+// EachCurrentRevisionOf reads only some pipelines' (a reload after their tasks ended).
+type currentReader interface {
+	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+}
+
+// eachCurrent hands fn the current revisions of the pipelines in only, or of all when only
+// is nil, and returns only as a set (nil: all).
+func eachCurrent(ctx context.Context, st currentReader, only []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) (map[store.PipelineRef]bool, error) {
+	if only == nil {
+		return nil, st.EachCurrentRevision(ctx, known, fn)
+	}
+	reloaded := make(map[store.PipelineRef]bool, len(only))
+	for _, p := range only {
+		reloaded[p] = true
+	}
+	return reloaded, st.EachCurrentRevisionOf(ctx, only, known, fn)
+}
+
 // refresh reloads the current revisions and starts or stops watches to match: all of them
 // when only is nil, else only those of the pipelines in only, whose runs are all that can
 // have changed since (a thousand applications' runs ending one after another would
@@ -290,17 +307,7 @@ func (w *Watcher) refresh(ctx context.Context, only []store.PipelineRef) error {
 		}
 		return nil
 	}
-	var err error
-	var reloaded map[store.PipelineRef]bool // nil: all
-	if only == nil {
-		err = w.Store.EachCurrentRevision(ctx, known, fn)
-	} else {
-		reloaded = make(map[store.PipelineRef]bool, len(only))
-		for _, p := range only {
-			reloaded[p] = true
-		}
-		err = w.Store.EachCurrentRevisionOf(ctx, only, known, fn)
-	}
+	reloaded, err := eachCurrent(ctx, w.Store, only, known, fn)
 	if err != nil {
 		return err
 	}
