@@ -187,6 +187,13 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	if other != before {
 		t.Fatal("another pipeline's object was handed out again on a reload that was not about it")
 	}
+	// The parsed objects of app007's build 1 went with it; the others' stayed.
+	w.own.mu.Lock()
+	parsedRevisions := len(w.own.byKey)
+	w.own.mu.Unlock()
+	if parsedRevisions != 50 {
+		t.Fatalf("%d revisions' objects parsed after app007's reload, want 50", parsedRevisions)
+	}
 	if g7, g10 := gauge(t, reg, "app007"), gauge(t, reg, "app010"); g7 != 0 || g10 != 1 {
 		t.Fatalf("slipway_drift_objects after app007's reload: app007 %v (want 0), app010 %v (want 1)", g7, g10)
 	}
