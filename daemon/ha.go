@@ -199,15 +199,29 @@ func (s ownedStore) CurrentRevisions(ctx context.Context) ([]store.Revision, err
 }
 
 func (s ownedStore) EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error {
-	// Revisions of repositories another replica owns are dropped: never read them in full.
-	return s.Store.EachCurrentRevision(ctx, func(r *store.Revision) bool {
+	return s.Store.EachCurrentRevision(ctx, s.knownUnlessOwned(known), s.ownedOnly(fn))
+}
+
+func (s ownedStore) EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error {
+	return s.Store.EachCurrentRevisionOf(ctx, pipelines, s.knownUnlessOwned(known), s.ownedOnly(fn))
+}
+
+// knownUnlessOwned is known, and yes for the revisions of repositories another replica
+// owns: those are dropped, so they are never read in full.
+func (s ownedStore) knownUnlessOwned(known func(*store.Revision) bool) func(*store.Revision) bool {
+	return func(r *store.Revision) bool {
 		return !s.owns(r.Pipeline.Repository) || (known != nil && known(r))
-	}, func(r *store.Revision) error {
+	}
+}
+
+// ownedOnly is fn for the revisions of owned repositories only.
+func (s ownedStore) ownedOnly(fn func(*store.Revision) error) func(*store.Revision) error {
+	return func(r *store.Revision) error {
 		if !s.owns(r.Pipeline.Repository) {
 			return nil
 		}
 		return fn(r)
-	})
+	}
 }
 
 // newCoordinator connects to ha's cluster (nothing is dialled until the first LIST) and

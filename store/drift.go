@@ -228,22 +228,53 @@ func (s *DB) CurrentRevisions(ctx context.Context) ([]Revision, error) {
 // fn runs inside the store's read and must not call the store; an error from fn ends the
 // reading and is returned as it is.
 func (s *DB) EachCurrentRevision(ctx context.Context, known func(*Revision) bool, fn func(*Revision) error) error {
-	var fnErr error
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		return s.eachRevision(ctx, tx, known, func(r *Revision) error {
-			if err := fn(r); err != nil {
-				fnErr = err
-				return err
-			}
-			return nil
-		}, `r.id IN (
-			SELECT c.id FROM revisions c WHERE c.status IN ($1, $2, $3)
+	return s.eachCurrent(ctx, nil, known, fn)
+}
+
+// EachCurrentRevisionOf is EachCurrentRevision for the given pipelines only, in the order
+// given (a pipeline the store does not know has no revisions): what a reader reloads after
+// runs of those pipelines, which cannot have changed any other pipeline's current revisions.
+func (s *DB) EachCurrentRevisionOf(ctx context.Context, pipelines []PipelineRef, known func(*Revision) bool, fn func(*Revision) error) error {
+	if len(pipelines) == 0 {
+		return nil
+	}
+	return s.eachCurrent(ctx, pipelines, known, fn)
+}
+
+// currentRevisionsWhere selects the current revisions (see CurrentRevisions); its
+// placeholders $1..$3 are the statuses currentArgs gives, %s narrows the candidates.
+const currentRevisionsWhere = `r.id IN (
+			SELECT c.id FROM revisions c WHERE %s c.status IN ($1, $2, $3)
 				AND (c.status <> $3 OR c.objects_size > 0) AND NOT EXISTS (
 				SELECT 1 FROM revisions n WHERE n.pipeline_id = c.pipeline_id AND n.task = c.task
 					AND n.status IN ($1, $2, $3) AND (n.status <> $3 OR n.objects_size > 0)
 					AND n.build_id > c.build_id))
-			ORDER BY p.repository, p.name, r.task`,
-			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
+			ORDER BY p.repository, p.name, r.task`
+
+// eachCurrent hands fn the current revisions of pipelines, or of all when pipelines is nil,
+// in one read.
+func (s *DB) eachCurrent(ctx context.Context, pipelines []PipelineRef, known func(*Revision) bool, fn func(*Revision) error) error {
+	var fnErr error
+	each := func(r *Revision) error {
+		if err := fn(r); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	}
+	statuses := []any{string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed)}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		if pipelines == nil {
+			return s.eachRevision(ctx, tx, known, each, fmt.Sprintf(currentRevisionsWhere, ""), statuses...)
+		}
+		// One pipeline at a time: its revisions are found by the index on pipeline_id.
+		where := fmt.Sprintf(currentRevisionsWhere, "c.pipeline_id = (SELECT id FROM pipelines WHERE repository = $4 AND name = $5) AND")
+		for _, ref := range pipelines {
+			if err := s.eachRevision(ctx, tx, known, each, where, append(statuses, ref.Repository, ref.Name)...); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if fnErr != nil {
 		return fnErr

@@ -197,3 +197,70 @@ func TestEachCurrentRevisionLeavesOutKnownObjects(t *testing.T) {
 		t.Fatalf("fn's error: %v after %d revisions, want %v after 1", err, n, stop)
 	}
 }
+
+// EachCurrentRevisionOf reads the current revisions of the pipelines asked for only (what
+// a watch reloads after their runs), as EachCurrentRevision has them.
+func TestEachCurrentRevisionOfReadsThosePipelinesOnly(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	other := PipelineRef{Repository: testPipeline.Repository, Name: "other"}
+	third := PipelineRef{Repository: "elsewhere", Name: testPipeline.Name}
+	for _, p := range []PipelineRef{testPipeline, other, third} {
+		for id := int64(1); id <= 2; id++ {
+			mustRun(t, s, p)
+			for _, task := range []string{"web", "db"} {
+				if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: p, BuildID: id, Task: task, Cluster: "local",
+					Kind: DeployYAML, Objects: []byte("a: 1"), Status: RevisionHealthy}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	// Build 2's web of the first pipeline is rolled back: build 1's is current.
+	if _, err := s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionHealthy, RevisionRolledBack, "rolled back"); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.CurrentRevisions(ctx)
+	if err != nil || len(all) != 6 {
+		t.Fatalf("current revisions: %d, %v", len(all), err)
+	}
+	var got []Revision
+	unknown := PipelineRef{Repository: "nowhere", Name: "x"}
+	err = s.EachCurrentRevisionOf(ctx, []PipelineRef{third, unknown, testPipeline}, nil, func(r *Revision) error {
+		got = append(got, *r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Revision
+	for _, p := range []PipelineRef{third, testPipeline} {
+		for _, r := range all {
+			if r.Pipeline == p {
+				want = append(want, r)
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("current revisions of two pipelines:\n got %+v\nwant %+v", got, want)
+	}
+	if got[2].Task != "db" || got[2].BuildID != 2 || got[3].Task != "web" || got[3].BuildID != 1 {
+		t.Fatalf("the first pipeline's current revisions: %+v", got[2:])
+	}
+	// known leaves objects out as EachCurrentRevision does; no pipelines, no read.
+	err = s.EachCurrentRevisionOf(ctx, []PipelineRef{other}, func(*Revision) bool { return true }, func(r *Revision) error {
+		if r.Objects != nil || r.Pipeline != other {
+			t.Errorf("known revision of %s read with its objects %q", r.Pipeline, r.Objects)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EachCurrentRevisionOf(ctx, nil, nil, func(r *Revision) error {
+		t.Errorf("no pipelines asked for, yet %s handed out", r.Pipeline)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

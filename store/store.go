@@ -126,6 +126,8 @@ type Store interface {
 	// nil): for readers that keep what they took from a revision they read before. fn must
 	// not call the store.
 	EachCurrentRevision(ctx context.Context, known func(*Revision) bool, fn func(*Revision) error) error
+	// EachCurrentRevisionOf is EachCurrentRevision for the given pipelines only.
+	EachCurrentRevisionOf(ctx context.Context, pipelines []PipelineRef, known func(*Revision) bool, fn func(*Revision) error) error
 	// RecordDriftEvent records what the drift watcher saw and did about one object.
 	RecordDriftEvent(ctx context.Context, e NewDriftEvent) (DriftEvent, error)
 	// ListDriftEvents returns the pipeline's drift events, newest first; limit <= 0: all.

@@ -33,12 +33,12 @@ func newClusterWatch(cl *kube.Cluster, w *Watcher) *clusterWatch {
 	return &clusterWatch{cl: cl, w: w, kinds: map[schema.GroupVersionKind]context.CancelFunc{}}
 }
 
-// sync starts watches of kinds not yet watched, for as long as ctx lives, and stops those
-// no longer needed.
-func (c *clusterWatch) sync(ctx context.Context, kinds map[schema.GroupVersionKind]bool) error {
-	for gvk, stop := range c.kinds {
-		if !kinds[gvk] {
-			stop()
+// sync starts watches of kinds not yet watched, for as long as ctx lives, and with stop
+// stops those no longer needed (kinds are then all that are).
+func (c *clusterWatch) sync(ctx context.Context, kinds map[schema.GroupVersionKind]bool, stop bool) error {
+	for gvk, cancel := range c.kinds {
+		if stop && !kinds[gvk] {
+			cancel()
 			delete(c.kinds, gvk)
 		}
 	}

@@ -252,15 +252,33 @@ func (p *Parsed) retain(holder string, current map[parsedKey]bool) {
 	}
 	p.holders[holder] = current
 	for k := range p.byKey {
-		held := false
-		for _, keys := range p.holders {
-			if keys[k] {
-				held = true
-				break
-			}
-		}
-		if !held {
-			delete(p.byKey, k)
+		p.dropUnheldLocked(k)
+	}
+}
+
+// retainOf is retain for the revisions of the given pipelines: holder's other revisions
+// stay held.
+func (p *Parsed) retainOf(holder string, pipelines map[store.PipelineRef]bool, current map[parsedKey]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range current {
+		p.holdLocked(holder, k)
+	}
+	held := p.holders[holder]
+	for k := range held {
+		if pipelines[k.task.Pipeline] && !current[k] {
+			delete(held, k)
+			p.dropUnheldLocked(k)
 		}
 	}
+}
+
+// dropUnheldLocked forgets k's objects unless a watch holds them; p.mu is held.
+func (p *Parsed) dropUnheldLocked(k parsedKey) {
+	for _, keys := range p.holders {
+		if keys[k] {
+			return
+		}
+	}
+	delete(p.byKey, k)
 }

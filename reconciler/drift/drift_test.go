@@ -106,6 +106,16 @@ func TestGaugeCountsDriftedObjectsPerPipeline(t *testing.T) {
 // gauge reads slipway_drift_objects{pipeline} as a scrape would.
 func gauge(t *testing.T, reg *prometheus.Registry, pipeline string) float64 {
 	t.Helper()
+	v, ok := findGauge(t, reg, pipeline)
+	if !ok {
+		t.Fatalf("no slipway_drift_objects{pipeline=%q} in the scrape", pipeline)
+	}
+	return v
+}
+
+// findGauge is slipway_drift_objects{pipeline} in a scrape, and whether it is there.
+func findGauge(t *testing.T, reg *prometheus.Registry, pipeline string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -117,13 +127,12 @@ func gauge(t *testing.T, reg *prometheus.Registry, pipeline string) float64 {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "pipeline" && l.GetValue() == pipeline {
-					return m.GetGauge().GetValue()
+					return m.GetGauge().GetValue(), true
 				}
 			}
 		}
 	}
-	t.Fatalf("no slipway_drift_objects{pipeline=%q} in the scrape", pipeline)
-	return 0
+	return 0, false
 }
 
 // A deploy pauses its own task only: the same pipeline and task names in another

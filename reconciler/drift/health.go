@@ -25,7 +25,7 @@ import (
 
 // HealthStore is what the health watch needs from the store.
 type HealthStore interface {
-	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	currentReader
 	GetRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string) (store.Revision, error)
 	TransitionRevision(ctx context.Context, ref store.PipelineRef, buildID int64, task string, from, to store.RevisionStatus, reason string) (store.Revision, error)
 	GetRun(ctx context.Context, ref store.PipelineRef, buildID int64) (store.Run, error)
@@ -62,16 +62,19 @@ type HealthWatch struct {
 	informers map[string]context.CancelFunc                  // pod informers, by cluster|namespace
 	paused    map[store.TaskRef]int                          // deploys in progress
 	seen      map[string]time.Time                           // last trouble, by workload of a revision (healthTarget.key)
-	handled   map[string]bool                                // revisions whose first trouble is being or was acted on, by revKey
+	handled   map[string]store.PipelineRef                   // revisions whose first trouble is being or was acted on, by revKey
 	pipelines map[store.PipelineRef]map[string]*healthTarget // current workloads, by pipeline and healthTarget.key
 	own       Parsed                                         // the cache when Parsed is nil
 	// refreshing makes reloads one at a time: a reload reads only the revisions parsed
 	// lacks, and another reload must not make parsed forget them in between.
 	refreshing sync.Mutex
-	// A reload after a task's end runs one at a time; ends meanwhile ask for one more
-	// (again), reloadGap after the last.
+	// A reload after a task's end runs one at a time and reads the pipelines whose tasks
+	// ended before it (ended); ends meanwhile ask for one more, reloadGap after the last.
 	reloading bool
-	again     bool
+	ended     map[store.PipelineRef]bool
+	// loaded is set once a reload of all current revisions has read them: until then a
+	// reload after a task's end reads all of them too.
+	loaded bool
 }
 
 // healthTarget is one workload of a current revision and the pods it selects.
@@ -101,7 +104,7 @@ func (h *HealthWatch) Run(ctx context.Context) {
 	if h.paused == nil {
 		h.paused = map[store.TaskRef]int{}
 	}
-	h.seen, h.handled = map[string]time.Time{}, map[string]bool{}
+	h.seen, h.handled = map[string]time.Time{}, map[string]store.PipelineRef{}
 	h.mu.Unlock()
 	if err := h.Refresh(ctx); err != nil {
 		h.Log.WithError(err).Error("health watch: load current revisions")
@@ -129,6 +132,13 @@ func (h *HealthWatch) Run(ctx context.Context) {
 // Refresh reloads the current revisions' workloads and starts or stops pod informers (one
 // per namespace holding workloads) to match.
 func (h *HealthWatch) Refresh(ctx context.Context) error {
+	return h.refresh(ctx, nil)
+}
+
+// refresh is Refresh for all current revisions (only nil) or for those of the pipelines in
+// only: their runs are all that can have changed since. Only a full reload stops informers
+// of namespaces left without workloads.
+func (h *HealthWatch) refresh(ctx context.Context, only []store.PipelineRef) error {
 	h.refreshing.Lock()
 	defer h.refreshing.Unlock()
 	parsed := h.Parsed
@@ -147,7 +157,7 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 	// The workloads' selectors are worked out after the read, which fn must keep short: it
 	// holds one of the store's connections.
 	var watched [][]*Object
-	err := h.Store.EachCurrentRevision(ctx, known, func(rev *store.Revision) error {
+	fn := func(rev *store.Revision) error {
 		current[parsedKeyOf(rev)] = true
 		revKeys[revKey(rev)] = true
 		if pipelines[rev.Pipeline] == nil {
@@ -163,7 +173,8 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 		}
 		watched = append(watched, objs)
 		return nil
-	})
+	}
+	reloaded, err := eachCurrent(ctx, h.Store, only, known, fn)
 	if err != nil {
 		return err
 	}
@@ -184,27 +195,37 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 			pipelines[rev.Pipeline][t.key()] = t
 		}
 	}
-	parsed.retain(healthHolder, current)
+	if reloaded == nil {
+		parsed.retain(healthHolder, current)
+	} else {
+		parsed.retainOf(healthHolder, reloaded, current)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx == nil || h.ctx.Err() != nil {
 		return errors.Join(errs...)
 	}
-	h.workloads, h.pipelines = workloads, pipelines
+	if reloaded == nil {
+		h.workloads, h.pipelines, h.loaded = workloads, pipelines, true
+	} else {
+		h.mergeLocked(reloaded, workloads, pipelines)
+	}
 	for k := range h.seen {
-		if !currentKey(pipelines, k) {
+		if !currentKey(h.pipelines, k) {
 			delete(h.seen, k)
 		}
 	}
-	for k := range h.handled {
-		if !revKeys[k] {
+	for k, p := range h.handled {
+		if !revKeys[k] && (reloaded == nil || reloaded[p]) {
 			delete(h.handled, k)
 		}
 	}
-	for nk, stop := range h.informers {
-		if workloads[nk] == nil {
-			stop()
-			delete(h.informers, nk)
+	if reloaded == nil {
+		for nk, stop := range h.informers {
+			if h.workloads[nk] == nil {
+				stop()
+				delete(h.informers, nk)
+			}
 		}
 	}
 	for nk, ts := range workloads {
@@ -219,6 +240,39 @@ func (h *HealthWatch) Refresh(ctx context.Context) error {
 		h.informers[nk] = h.watchPods(cl.Name, ts[0].entry.Namespace, cl.Clientset.CoreV1().Pods(ts[0].entry.Namespace))
 	}
 	return errors.Join(errs...)
+}
+
+// mergeLocked puts the reloaded pipelines' workloads in place of what was held for them;
+// h.mu is held.
+func (h *HealthWatch) mergeLocked(reloaded map[store.PipelineRef]bool, workloads map[string][]*healthTarget, pipelines map[store.PipelineRef]map[string]*healthTarget) {
+	// The namespaces where a reloaded pipeline had workloads, and those where it has them now.
+	touched := map[string]bool{}
+	for p := range reloaded {
+		for _, t := range h.pipelines[p] {
+			touched[t.rev.Cluster+"|"+t.entry.Namespace] = true
+		}
+		delete(h.pipelines, p)
+	}
+	for nk := range workloads {
+		touched[nk] = true
+	}
+	for nk := range touched {
+		var kept []*healthTarget
+		for _, t := range h.workloads[nk] {
+			if !reloaded[t.rev.Pipeline] {
+				kept = append(kept, t)
+			}
+		}
+		kept = append(kept, workloads[nk]...)
+		if len(kept) == 0 {
+			delete(h.workloads, nk)
+		} else {
+			h.workloads[nk] = kept
+		}
+	}
+	for p, ts := range pipelines {
+		h.pipelines[p] = ts
+	}
 }
 
 // podClient is the part of the clientset's pod client an informer needs.
@@ -274,10 +328,10 @@ func (h *HealthWatch) podChanged(cluster, namespace string, before, now *corev1.
 		}
 		h.seen[t.key()] = time.Now()
 		rk := revKey(t.rev)
-		if t.rev.Status != store.RevisionHealthy || h.handled[rk] {
+		if _, handled := h.handled[rk]; handled || t.rev.Status != store.RevisionHealthy {
 			continue // counted; only a healthy revision can turn unhealthy
 		}
-		h.handled[rk] = true
+		h.handled[rk] = t.rev.Pipeline
 		go h.unhealthy(h.ctx, t, fmt.Sprintf("pod %s: %s", now.Name, reason))
 	}
 }
@@ -427,8 +481,11 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 		h.mu.Unlock()
 		return
 	}
+	if h.ended == nil {
+		h.ended = map[store.PipelineRef]bool{}
+	}
+	h.ended[tk.Pipeline] = true
 	if h.reloading {
-		h.again = true
 		h.mu.Unlock()
 		return
 	}
@@ -437,16 +494,25 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 	go h.reloadLoop(ctx)
 }
 
-// reloadLoop reloads the current revisions until no task ended during the last reload;
-// consecutive reloads are reloadGap apart, so the ends of many runs share reloads.
+// reloadLoop reloads the current revisions of the pipelines whose tasks ended until none
+// ended during the last reload; consecutive reloads are reloadGap apart, so the ends of
+// many runs share reloads.
 func (h *HealthWatch) reloadLoop(ctx context.Context) {
 	for {
 		start := time.Now()
-		if err := h.Refresh(ctx); err != nil {
+		// Ends during the wait are covered by the reload that follows.
+		h.mu.Lock()
+		only := pipelineList(h.ended)
+		if !h.loaded {
+			only = nil // nothing to add to: all of them
+		}
+		clear(h.ended)
+		h.mu.Unlock()
+		if err := h.refresh(ctx, only); err != nil {
 			h.Log.WithError(err).Error("health watch: reload current revisions")
 		}
 		h.mu.Lock()
-		if !h.again || ctx.Err() != nil {
+		if len(h.ended) == 0 || ctx.Err() != nil {
 			h.reloading = false
 			h.mu.Unlock()
 			return
@@ -456,10 +522,6 @@ func (h *HealthWatch) reloadLoop(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(reloadGap - time.Since(start)):
 		}
-		// Ends during the wait are covered by the reload that follows.
-		h.mu.Lock()
-		h.again = false
-		h.mu.Unlock()
 	}
 }
 

@@ -30,6 +30,10 @@ func (s *healthStore) EachCurrentRevision(context.Context, func(*store.Revision)
 	return nil
 }
 
+func (s *healthStore) EachCurrentRevisionOf(context.Context, []store.PipelineRef, func(*store.Revision) bool, func(*store.Revision) error) error {
+	return nil
+}
+
 func (s *healthStore) GetRevision(_ context.Context, _ store.PipelineRef, b int64, _ string) (store.Revision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

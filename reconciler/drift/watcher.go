@@ -17,8 +17,7 @@ import (
 
 // Store is what the watcher needs from the store.
 type Store interface {
-	// EachCurrentRevision leaves out the objects of revisions already parsed.
-	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	currentReader
 	ListRuns(ctx context.Context, ref store.PipelineRef, limit int) ([]store.Run, error)
 	RecordDriftEvent(ctx context.Context, e store.NewDriftEvent) (store.DriftEvent, error)
 	// GetPipeline says whether the pipeline is suspended: its drift is then only reported.
@@ -48,10 +47,17 @@ type Watcher struct {
 	mu   sync.Mutex
 	idle *sync.Cond
 	// running is set while Run runs; reload asks it to reload the current revisions and
-	// then queue the objects in pending (events a paused task missed).
-	running bool
-	reload  chan struct{}
-	pending map[string]bool
+	// then queue the objects in pending (events a paused task missed). It reloads those of
+	// the pipelines in ended (their tasks ended since the last reload), or all of them when
+	// reloadAll is set.
+	running   bool
+	reload    chan struct{}
+	pending   map[string]bool
+	ended     map[store.PipelineRef]bool
+	reloadAll bool
+	// loaded is set once a reload of all current revisions has read them: until then every
+	// reload reads all of them.
+	loaded bool
 	// objects are the current revisions' objects by cluster and object key.
 	objects  map[string]*Object
 	watches  map[string]*clusterWatch
@@ -68,8 +74,8 @@ type Watcher struct {
 }
 
 // reloadGap is the least time between two reloads asked for by tasks' ends: the runs of a
-// push that deploys many applications end one after another, and each reload reads every
-// current revision. The first end after a quiet spell reloads at once.
+// push that deploys many applications end one after another, and the ends during the gap
+// share one read of the store. The first end after a quiet spell reloads at once.
 const reloadGap = time.Second
 
 func (w *Watcher) init() {
@@ -79,6 +85,7 @@ func (w *Watcher) init() {
 	w.running = true
 	w.reload = make(chan struct{}, 1)
 	w.pending = map[string]bool{}
+	w.ended = map[store.PipelineRef]bool{}
 	w.objects = map[string]*Object{}
 	w.watches = map[string]*clusterWatch{}
 	w.queue = workqueue.NewTyped[string]()
@@ -96,7 +103,7 @@ func (w *Watcher) init() {
 // the daemon, and the sweep retries.
 func (w *Watcher) Run(ctx context.Context) {
 	w.init()
-	if err := w.refresh(ctx); err != nil {
+	if err := w.refresh(ctx, nil); err != nil {
 		w.Log.WithError(err).Error("drift: load current revisions")
 	}
 	workers := w.Workers
@@ -145,7 +152,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 			}
 			lastReload = time.Now()
-			if err := w.refresh(ctx); err != nil {
+			if err := w.refresh(ctx, w.takeReload()); err != nil {
 				w.Log.WithError(err).Error("drift: reload current revisions")
 			}
 			w.mu.Lock()
@@ -156,7 +163,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.mu.Unlock()
 		case <-t.C:
 			// Reload too: a revision stored by another process, or a cluster that was down.
-			if err := w.refresh(ctx); err != nil {
+			if err := w.refresh(ctx, nil); err != nil {
 				w.Log.WithError(err).Error("drift: reload current revisions")
 			}
 			sweeps++
@@ -221,9 +228,55 @@ func (w *Watcher) parsedCache() *Parsed {
 	return &w.own
 }
 
-// refresh reloads the current revisions and starts or stops watches to match. The watches
-// it starts live as long as ctx: Run's.
-func (w *Watcher) refresh(ctx context.Context) error {
+// takeReload is the pipelines a reload asked for must read, nil for all, and clears the ask.
+func (w *Watcher) takeReload() []store.PipelineRef {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all := w.reloadAll || !w.loaded
+	ended := w.ended
+	w.reloadAll, w.ended = false, map[store.PipelineRef]bool{}
+	if all {
+		return nil
+	}
+	return pipelineList(ended)
+}
+
+// pipelineList is the set's pipelines, never nil: nil would mean all of them.
+func pipelineList(set map[store.PipelineRef]bool) []store.PipelineRef {
+	out := make([]store.PipelineRef, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	return out
+}
+
+// currentReader is the store's reading of current revisions, for both watches:
+// EachCurrentRevision leaves out the objects of revisions already parsed, and
+// EachCurrentRevisionOf reads only some pipelines' (a reload after their tasks ended).
+type currentReader interface {
+	EachCurrentRevision(ctx context.Context, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+	EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error
+}
+
+// eachCurrent hands fn the current revisions of the pipelines in only, or of all when only
+// is nil, and returns only as a set (nil: all).
+func eachCurrent(ctx context.Context, st currentReader, only []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) (map[store.PipelineRef]bool, error) {
+	if only == nil {
+		return nil, st.EachCurrentRevision(ctx, known, fn)
+	}
+	reloaded := make(map[store.PipelineRef]bool, len(only))
+	for _, p := range only {
+		reloaded[p] = true
+	}
+	return reloaded, st.EachCurrentRevisionOf(ctx, only, known, fn)
+}
+
+// refresh reloads the current revisions and starts or stops watches to match: all of them
+// when only is nil, else only those of the pipelines in only, whose runs are all that can
+// have changed since (a thousand applications' runs ending one after another would
+// otherwise read and copy every current revision again and again). The watches it starts
+// live as long as ctx: Run's. Only a full reload stops watches of kinds no longer applied.
+func (w *Watcher) refresh(ctx context.Context, only []store.PipelineRef) error {
 	w.refreshing.Lock()
 	defer w.refreshing.Unlock()
 	parsed := w.parsedCache()
@@ -235,7 +288,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 	known := func(rev *store.Revision) bool {
 		return rev.Drift.EffectiveMode() == store.DriftOff || parsed.has(driftHolder, rev)
 	}
-	err := w.Store.EachCurrentRevision(ctx, known, func(rev *store.Revision) error {
+	fn := func(rev *store.Revision) error {
 		current[parsedKeyOf(rev)] = true
 		if rev.Drift.EffectiveMode() == store.DriftOff {
 			return nil
@@ -253,28 +306,56 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			kinds[rev.Cluster][o.GroupVersionKind()] = true
 		}
 		return nil
-	})
+	}
+	reloaded, err := eachCurrent(ctx, w.Store, only, known, fn)
 	if err != nil {
 		return err
 	}
-	parsed.retain(driftHolder, current)
+	if reloaded == nil {
+		parsed.retain(driftHolder, current)
+	} else {
+		parsed.retainOf(driftHolder, reloaded, current)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running || ctx.Err() != nil {
 		return errors.Join(errs...)
 	}
-	w.objects = objects
+	if reloaded == nil {
+		w.objects, w.loaded = objects, true
+	} else {
+		for k, o := range w.objects {
+			if reloaded[o.Revision.Pipeline] {
+				delete(w.objects, k)
+			}
+		}
+		for k, o := range objects {
+			w.objects[k] = o
+		}
+	}
 	for k := range w.drifted {
-		if objects[k] == nil {
+		if w.objects[k] == nil {
 			delete(w.drifted, k)
 		}
 	}
-	pruneMarks(w.verified, objects)
-	w.updateGauges()
-	for name, cw := range w.watches {
-		if kinds[name] == nil {
-			cw.stopAll()
-			delete(w.watches, name)
+	pruneMarks(w.verified, w.objects)
+	if reloaded == nil {
+		w.updateGauges()
+	} else {
+		watched := map[store.PipelineRef]bool{}
+		for _, o := range objects {
+			watched[o.Revision.Pipeline] = true
+		}
+		for p := range reloaded {
+			w.setGaugeLocked(p, watched[p])
+		}
+	}
+	if reloaded == nil {
+		for name, cw := range w.watches {
+			if kinds[name] == nil {
+				cw.stopAll()
+				delete(w.watches, name)
+			}
 		}
 	}
 	for name, gvks := range kinds {
@@ -288,11 +369,11 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			cw = newClusterWatch(cl, w)
 			w.watches[name] = cw
 		}
-		if err := cw.sync(ctx, gvks); err != nil {
+		if err := cw.sync(ctx, gvks, reloaded == nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	w.Log.WithFields(logrus.Fields{"objects": len(objects), "clusters": len(kinds)}).Debug("drift: watching current revisions")
+	w.Log.WithFields(logrus.Fields{"objects": len(w.objects), "reloaded": len(objects), "clusters": len(w.watches)}).Debug("drift: watching current revisions")
 	return errors.Join(errs...)
 }
 
@@ -394,7 +475,7 @@ func (w *Watcher) handle(ctx context.Context, key string, o *Object) {
 		time.AfterFunc(retryBusy, func() { w.changed(key) })
 		return
 	case state == revisionStale:
-		if err := w.refresh(ctx); err != nil {
+		if err := w.refresh(ctx, []store.PipelineRef{rev.Pipeline}); err != nil {
 			log.WithError(err).Error("drift: reload current revisions")
 		}
 		w.changed(key)
@@ -467,8 +548,8 @@ func (w *Watcher) currency(ctx context.Context, o *Object) (revisionState, error
 		}
 	}
 	state := revisionStale
-	err = w.Store.EachCurrentRevision(ctx, func(*store.Revision) bool { return true }, func(r *store.Revision) error { // build IDs only
-		if r.Pipeline == rev.Pipeline && r.Task == rev.Task && r.BuildID == rev.BuildID {
+	err = w.Store.EachCurrentRevisionOf(ctx, []store.PipelineRef{rev.Pipeline}, func(*store.Revision) bool { return true }, func(r *store.Revision) error { // build IDs only
+		if r.Task == rev.Task && r.BuildID == rev.BuildID {
 			state = revisionCurrent
 		}
 		return nil
@@ -499,11 +580,35 @@ func (w *Watcher) setDrifted(key, sig string) bool {
 	} else {
 		w.drifted[key] = sig
 	}
-	w.updateGauges()
+	if o := w.objects[key]; o != nil {
+		w.setGaugeLocked(o.Revision.Pipeline, true)
+	}
 	return true
 }
 
-// updateGauges sets slipway_drift_objects from the drifted set; w.mu is held.
+// setGaugeLocked sets slipway_drift_objects of one pipeline from the drifted set, or drops
+// it when the pipeline has no watched objects; w.mu is held. Counting one pipeline's
+// objects only keeps a drift finding, or a reload after a task's end, from re-making every
+// pipeline's gauge.
+func (w *Watcher) setGaugeLocked(p store.PipelineRef, watched bool) {
+	if w.Metrics == nil {
+		return
+	}
+	if !watched {
+		w.Metrics.objects.DeleteLabelValues(p.Repository, p.Name)
+		return
+	}
+	n := 0
+	for k := range w.drifted {
+		if o := w.objects[k]; o != nil && o.Revision.Pipeline == p {
+			n++
+		}
+	}
+	w.Metrics.objects.WithLabelValues(p.Repository, p.Name).Set(float64(n))
+}
+
+// updateGauges sets slipway_drift_objects of every pipeline from the drifted set; w.mu is
+// held.
 func (w *Watcher) updateGauges() {
 	if w.Metrics == nil {
 		return
@@ -538,8 +643,8 @@ func (w *Watcher) TaskStarted(ref store.TaskRef) {
 	}
 }
 
-// TaskEnded resumes the task: Run reloads the current revisions (the task may have stored a
-// new one) and checks the objects that changed meanwhile.
+// TaskEnded resumes the task: Run reloads the current revisions of its pipeline (the task
+// may have stored a new one) and checks the objects that changed meanwhile.
 func (w *Watcher) TaskEnded(ref store.TaskRef) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -556,14 +661,18 @@ func (w *Watcher) TaskEnded(ref store.TaskRef) {
 		}
 		delete(w.dropped, ref)
 	}
+	if w.running {
+		w.ended[ref.Pipeline] = true
+	}
 	w.askReloadLocked()
 }
 
-// Reload makes Run reload the current revisions soon: the set it may see changed (with
+// Reload makes Run reload all current revisions soon: the set it may see changed (with
 // several replicas, the repositories this one owns).
 func (w *Watcher) Reload() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.reloadAll = true
 	w.askReloadLocked()
 }
 

@@ -359,7 +359,9 @@ type memSampler struct {
 	done    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+	mu      sync.Mutex
 	peak    memSplit // the largest anonymous and file-backed figures seen, each on its own
+	since   memSplit // the same since the last phase call
 }
 
 // sampleMemory samples pid's memory every interval until stop.
@@ -371,7 +373,10 @@ func sampleMemory(pid int, interval time.Duration) *memSampler {
 		defer t.Stop()
 		for {
 			if s, err := readMemSplit(pid); err == nil {
+				m.mu.Lock()
 				m.peak.anon, m.peak.file = max(m.peak.anon, s.anon), max(m.peak.file, s.file)
+				m.since.anon, m.since.file = max(m.since.anon, s.anon), max(m.since.file, s.file)
+				m.mu.Unlock()
 			}
 			select {
 			case <-m.done:
@@ -388,6 +393,16 @@ func (m *memSampler) stop() memSplit {
 	m.once.Do(func() { close(m.done) })
 	<-m.stopped
 	return m.peak
+}
+
+// phase returns the peaks since the last call (or the start) and starts counting anew: a
+// benchmark's phases each get their own.
+func (m *memSampler) phase() memSplit {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.since
+	m.since = memSplit{}
+	return p
 }
 
 // percentile by nearest rank of sorted durations.

@@ -59,7 +59,10 @@ type scaleReport struct {
 	P95AppSeconds   float64 `json:"p95_app_seconds"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	PeakAnonMiB     float64 `json:"peak_rss_anon_mib"`
-	PeakFileMiB     float64 `json:"peak_rss_file_mib"`
+	// PhasePeakAnonMiB are the sampled anonymous peaks of each phase (deploy, change10,
+	// noop, idle): the whole run's peak may be any of them.
+	PhasePeakAnonMiB map[string]float64 `json:"phase_peak_rss_anon_mib"`
+	PeakFileMiB      float64            `json:"peak_rss_file_mib"`
 	// PeakHeapAnonMiB is the anonymous memory sampled when the deploy's peak heap profile
 	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the push.
 	PeakHeapAnonMiB   float64 `json:"peak_heap_profile_anon_mib"`
@@ -227,10 +230,11 @@ func (s *scaleRun) run(ctx context.Context) {
 	deployTrace := s.startTrace(ctx, "deploy")
 	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
-	peakHeap := s.startPeakHeapProfile(ctx, start)
+	peakHeap := s.startPeakHeapProfile(ctx, "deploy", start)
 	s.pushAll(ctx, pushes)
 	runsDone, lat := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	s.waitAvailable(ctx, s.namespaces, start, 10*time.Minute)
+	rep.PhasePeakAnonMiB = map[string]float64{"deploy": float64(mem.phase().anon) / 1024}
 	if ph := peakHeap(); ph.path != "" {
 		rep.Profiles = append(rep.Profiles, ph.path)
 		rep.PeakHeapAnonMiB, rep.PeakHeapSeconds = float64(ph.anon)/1024, ph.after.Seconds()
@@ -274,6 +278,8 @@ func (s *scaleRun) run(ctx context.Context) {
 	s.pushAll(ctx, pushes)
 	d, _ := s.waitRuns(ctx, st, start, changedApps, 2, 5*time.Minute)
 	rep.Change10Seconds = d.Seconds()
+	// From the deploy's end: its profiles' wait at rest, then the ten apps' runs.
+	rep.PhasePeakAnonMiB["change10"] = float64(mem.phase().anon) / 1024
 	// Any other pipeline run would have shown by now: those ten ended after it would start.
 	rep.Change10Runs = s.countRunsSince(ctx, st, start)
 	rep.Change10Objects = countChanged(before, s.objectVersions(ctx))
@@ -288,6 +294,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	noopProf := s.startCPUProfile(ctx, "noop")
 	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
+	noopPeakHeap := s.startPeakHeapProfile(ctx, "noop", start)
 	s.rerunAll(ctx)
 	want := map[int]int{}
 	for _, i := range s.allApps() {
@@ -298,6 +305,10 @@ func (s *scaleRun) run(ctx context.Context) {
 	}
 	d = s.waitRunsN(ctx, st, start, want, 10*time.Minute)
 	rep.NoopSeconds = d.Seconds()
+	rep.PhasePeakAnonMiB["noop"] = float64(mem.phase().anon) / 1024
+	if ph := noopPeakHeap(); ph.path != "" {
+		rep.Profiles = append(rep.Profiles, ph.path)
+	}
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	m3end := scrapeMetrics(t, s.serve.addr)
 	rep.NoopRequests = diffByVerb(m3, m3end)
@@ -338,6 +349,7 @@ func (s *scaleRun) run(ctx context.Context) {
 		}
 	}
 	peak := mem.stop()
+	rep.PhasePeakAnonMiB["idle"] = float64(mem.phase().anon) / 1024
 	rep.IdleAnonMiB, rep.IdleFileMiB = float64(idle.anon)/1024, float64(idle.file)/1024
 	rep.PeakAnonMiB, rep.PeakFileMiB = float64(peak.anon)/1024, float64(peak.file)/1024
 	rep.StoreBytes = dirSize(filepath.Join(s.dir, "data"))
@@ -937,12 +949,12 @@ type peakHeap struct {
 }
 
 // startPeakHeapProfile follows the daemon's anonymous memory every 500 ms from start and
-// saves a heap profile (scale-SHAPE-deploy-peak.heap.pprof, overwritten) each time it has
+// saves a heap profile (scale-SHAPE-PHASE-peak.heap.pprof, overwritten) each time it has
 // grown 2 MiB past the last profiled figure, at most every 2 s: the profile left is the
 // one nearest the peak, where the one taken once all are Available is after it. No
 // collection is forced (that would lower the peak it measures): the profile's in-use
 // figures are those of the collection before it. The function returned stops it.
-func (s *scaleRun) startPeakHeapProfile(ctx context.Context, start time.Time) func() peakHeap {
+func (s *scaleRun) startPeakHeapProfile(ctx context.Context, phase string, start time.Time) func() peakHeap {
 	stop, done := make(chan struct{}), make(chan peakHeap, 1)
 	go func() {
 		var best peakHeap
@@ -961,7 +973,7 @@ func (s *scaleRun) startPeakHeapProfile(ctx context.Context, start time.Time) fu
 				continue
 			}
 			last = time.Now()
-			if p := s.saveProfile(ctx, "heap", "deploy-peak.heap.pprof"); p != "" {
+			if p := s.saveProfile(ctx, "heap", phase+"-peak.heap.pprof"); p != "" {
 				best = peakHeap{path: p, anon: m.anon, after: time.Since(start)}
 			}
 		}
@@ -1060,6 +1072,8 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| per-app latency p50 / p95 (push → run finished) | %.1f / %.1f s | | |\n", r.P50AppSeconds, r.P95AppSeconds)
 	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB; heap profile at %.0f MiB anonymous, %.0f s after the push) | | |\n",
 		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB, r.PeakHeapAnonMiB, r.PeakHeapSeconds)
+	fmt.Fprintf(&b, "| anonymous peak by phase: deploy / change10 / no-op / idle | %.0f / %.0f / %.0f / %.0f MiB | | |\n",
+		r.PhasePeakAnonMiB["deploy"], r.PhasePeakAnonMiB["change10"], r.PhasePeakAnonMiB["noop"], r.PhasePeakAnonMiB["idle"])
 	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | API server %.1f s | |\n",
 		r.SlipwayCPUSeconds, r.APIServerCPU, r.FloorAPIServerCPU)
 	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeFloat(r.ControlPlaneCPU))
