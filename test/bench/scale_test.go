@@ -71,7 +71,7 @@ type scaleReport struct {
 	PeakAnonMiB     float64 `json:"peak_rss_anon_mib"`
 	PeakFileMiB     float64 `json:"peak_rss_file_mib"`
 	// PeakHeapAnonMiB is the anonymous memory sampled when the deploy's peak heap profile
-	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the push.
+	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the clock.
 	PeakHeapAnonMiB   float64 `json:"peak_heap_profile_anon_mib"`
 	PeakHeapSeconds   float64 `json:"peak_heap_profile_seconds"`
 	SlipwayCPUSeconds float64 `json:"slipway_cpu_seconds"`
@@ -135,6 +135,9 @@ func TestBenchScale(t *testing.T) {
 	default:
 		t.Fatalf("SCALE_SHAPE=%q: want monorepo or repos", s)
 	}
+	if v := os.Getenv("SCALE_POLL"); v != "" {
+		pollInterval(t, v)
+	}
 	env := testenv.Get(t)
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
@@ -178,10 +181,11 @@ type scaleRun struct {
 
 // scaleRepo is one repository on the Git server with its working copy.
 type scaleRepo struct {
-	name string
-	work *benchWork
-	push string // URL with credentials
-	apps []int  // the apps whose pipelines it holds
+	name  string
+	work  *benchWork
+	push  string // URL with credentials
+	first string // the commit it was created with
+	apps  []int  // the apps whose pipelines it holds
 }
 
 // label names the run's files: its shape, and "-poll" when it polls instead of webhooks.
@@ -203,6 +207,14 @@ func (s *scaleRun) run(ctx context.Context) {
 		t.Fatal(err)
 	}
 	s.makeRepos()
+	// 1's commits, made in the working copies before the daemon starts: local work, which
+	// would otherwise stand between the watchers' first looks and the pushes (a poll
+	// looks again one interval after its first).
+	files := map[string]map[string]string{}
+	for _, r := range s.repos {
+		files[r.name] = s.allFiles(r, 1)
+	}
+	pushes := s.commitAll(files, "every app")
 	cfg := s.writeConfig()
 	s.serve = startDriftServe(t, s.bin, cfg, s.dir)
 	mem := sampleMemory(s.serve.pid(), 250*time.Millisecond)
@@ -224,22 +236,22 @@ func (s *scaleRun) run(ctx context.Context) {
 
 	// 1. Every app at once, from nothing. The pushes are the forge's work, made before the
 	// clock (timed apart); the clock starts when the daemon can first hear of them.
-	files := map[string]map[string]string{}
-	for _, r := range s.repos {
-		files[r.name] = s.allFiles(r, 1)
-	}
-	pushes := s.commitAll(files, "every app")
+	pushStart := time.Now()
 	rep.PushSeconds = s.pushAll(ctx, pushes).Seconds()
 	m0 := scrapeMetrics(t, s.serve.addr)
 	cpu0 := mustCPU(t, s.serve.pid())
 	api0 := mustCPU(t, apiPID)
 	cp0 := s.controlPlaneCPU()
-	profDone := s.startCPUProfile(ctx, "deploy")
-	apiProf := s.startAPIServerProfile(ctx, "deploy")
-	deployTrace := s.startTrace(ctx, "deploy")
 	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
 	start := time.Now()
 	peakHeap := s.startPeakHeapProfile(ctx, start)
+	if s.poll != "" {
+		// The profiles are of the deploy, not of the wait for the next look.
+		s.waitFirstRun(ctx, st, pushStart, 2*pollInterval(t, s.poll))
+	}
+	profDone := s.startCPUProfile(ctx, "deploy")
+	apiProf := s.startAPIServerProfile(ctx, "deploy")
+	deployTrace := s.startTrace(ctx, "deploy")
 	rep.DeliveriesSeconds = s.deliverAll(ctx, pushes, start).Seconds()
 	runsDone, lat, firstRun := s.waitRuns(ctx, st, start, s.allApps(), 1, 20*time.Minute)
 	rep.FirstRunSeconds = firstRun.Seconds()
@@ -283,7 +295,7 @@ func (s *scaleRun) run(ctx context.Context) {
 		changed[r.name][s.appFile(i)] = s.appYAML(i, 2)
 	}
 	pushes = s.commitAll(changed, "ten apps")
-	pushStart := time.Now()
+	pushStart = time.Now()
 	s.pushAll(ctx, pushes)
 	start = time.Now()
 	s.deliverAll(ctx, pushes, start)
@@ -414,7 +426,7 @@ func (s *scaleRun) makeRepos() {
 			r.apps = s.allApps()
 		}
 		r.work.git("init", "-q", "--initial-branch=master", ".")
-		r.work.commit("start", map[string]string{"README.md": "scale benchmark\n"})
+		r.first = r.work.commit("start", map[string]string{"README.md": "scale benchmark\n"})
 		r.work.git("push", "-q", push, "master")
 		s.repos = append(s.repos, r)
 	}
@@ -673,17 +685,13 @@ func (s *scaleRun) clock() string {
 // waitFirstLooks waits until every repository's watcher has handled the head it was
 // created with (its first look, recorded in the store), within limit.
 func (s *scaleRun) waitFirstLooks(ctx context.Context, st store.Store, limit time.Duration) {
-	heads := make([]string, len(s.repos))
-	for k := range s.repos {
-		heads[k] = s.repos[k].work.head()
-	}
 	start := time.Now()
 	for {
 		var mu sync.Mutex
 		pending := 0
 		_ = apply.ForEach(ctx, len(s.repos), 4, func(ctx context.Context, k int) error {
 			h, err := st.HandledHead(ctx, s.repos[k].name, "master")
-			if err != nil || h != heads[k] {
+			if err != nil || h != s.repos[k].first {
 				mu.Lock()
 				pending++
 				mu.Unlock()
@@ -839,6 +847,31 @@ func (s *scaleRun) waitRunsN(ctx context.Context, st store.Store, start time.Tim
 		time.Sleep(200 * time.Millisecond)
 	}
 	return lastDone.Sub(start)
+}
+
+// waitFirstRun waits, at most limit, until a run created since since exists.
+func (s *scaleRun) waitFirstRun(ctx context.Context, st store.Store, since time.Time, limit time.Duration) {
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		page, err := st.FindRuns(ctx, store.RunFilter{Since: since})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(page.Runs) > 0 {
+			return
+		}
+		if time.Since(start) > limit {
+			s.serve.fail("no run started within %s of the pushes' end (polled every %s)", limit, s.poll)
+		}
+	}
+}
+
+// pollInterval is SCALE_POLL as a duration.
+func pollInterval(t *testing.T, v string) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("SCALE_POLL=%q: want a positive duration (1m)", v)
+	}
+	return d
 }
 
 // countRunsSince counts the runs created since start, across the repositories.
@@ -1015,7 +1048,7 @@ func (s *scaleRun) startTrace(ctx context.Context, phase string) <-chan string {
 type peakHeap struct {
 	path  string
 	anon  int64         // KiB, sampled just before the profile was asked for
-	after time.Duration // since the push
+	after time.Duration // since the clock
 }
 
 // startPeakHeapProfile follows the daemon's anonymous memory every 500 ms from start and
