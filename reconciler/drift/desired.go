@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/fluxcd/pkg/ssa/jsondiff"
@@ -168,6 +169,17 @@ type parsedKey struct {
 	kind          store.DeployKind
 	namespace     string // a chart release's namespace, given to objects that name none
 	objectsDigest string
+}
+
+// writer is the pipeline task whose runs write rev: its deploys pause the watches' handling
+// of rev's objects. A deploy to an environment stores its revisions as "TASK.ENV"
+// (reconciler's deployKey) while its run's events name the task; task names are DNS
+// labels, so the part before the first dot is the task. The task's deploy to one
+// environment thus pauses its other environments' objects too, for as long as it runs;
+// their events are kept and checked when it ends.
+func writer(rev *store.Revision) store.TaskRef {
+	task, _, _ := strings.Cut(rev.Task, ".")
+	return store.TaskRef{Pipeline: rev.Pipeline, Task: task}
 }
 
 func parsedKeyOf(rev *store.Revision) parsedKey {

@@ -293,3 +293,23 @@ func TestParsedSharedByTheWatches(t *testing.T) {
 		t.Fatal("objects of a revision neither read nor cached: no error")
 	}
 }
+
+// A deploy to an environment stores its revisions as "TASK.ENV" while its run's events
+// name the task: its deploy must pause those objects, or the watch would take the deploy's
+// own applies for drift.
+func TestADeployToAnEnvironmentPausesItsObjects(t *testing.T) {
+	p := store.PipelineRef{Repository: "a", Name: "app"}
+	w := &Watcher{}
+	w.init()
+	w.objects = map[string]*Object{"c|x": {Revision: &store.Revision{Pipeline: p, Task: "deploy.prod"}}}
+
+	w.TaskStarted(store.TaskRef{Pipeline: p, Task: "deploy"})
+	w.changed("c|x")
+	if n := w.queue.Len(); n != 0 {
+		t.Fatalf("%d objects queued while the task deploys to prod, want 0", n)
+	}
+	w.TaskEnded(store.TaskRef{Pipeline: p, Task: "deploy"})
+	if !w.pending["c|x"] || len(w.paused) != 0 {
+		t.Fatalf("after the deploy ended: pending %v, paused %v", w.pending, w.paused)
+	}
+}

@@ -323,7 +323,7 @@ func (h *HealthWatch) podChanged(cluster, namespace string, before, now *corev1.
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, t := range h.workloads[cluster+"|"+namespace] {
-		if !t.sel.Matches(labels.Set(now.Labels)) || h.paused[t.rev.TaskRef()] > 0 {
+		if !t.sel.Matches(labels.Set(now.Labels)) || h.paused[writer(t.rev)] > 0 {
 			continue
 		}
 		h.seen[t.key()] = time.Now()

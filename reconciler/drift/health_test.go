@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/slipwayhq/slipway/reconciler"
@@ -214,5 +216,43 @@ func TestUnhealthyObjectsMetric(t *testing.T) {
 	h.seen[target.key()] = time.Now().Add(-recentTrouble)
 	if got := gauge(); got != "slipway_unhealthy_objects{pipeline=p,repository=r} 0 slipway_unhealthy_objects{pipeline=q,repository=r} 0" {
 		t.Fatalf("recovered: %s", got)
+	}
+}
+
+// A deploy to an environment replaces its own pods: while it runs, their trouble is not
+// the revision's ("TASK.ENV"), whose task the run's events name without the environment.
+func TestADeployToAnEnvironmentPausesItsHealthWatch(t *testing.T) {
+	// Failed already: a trouble is counted (seen) but starts no rollback.
+	rev := &store.Revision{Pipeline: ref, BuildID: 3, Task: "deploy.prod", Cluster: "c", Status: store.RevisionFailed}
+	sel, err := labels.Parse("app=web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &HealthWatch{Store: &healthStore{}, Rollbacks: &rollbacks{}, Log: quietLog()}
+	h.workloads = map[string][]*healthTarget{"c|ns": {{rev: rev, sel: sel,
+		entry: store.InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "ns", Name: "web"}}}}
+	h.seen, h.handled = map[string]time.Time{}, map[string]store.PipelineRef{}
+	pod := func(restarts int32) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "ns", Labels: map[string]string{"app": "web"}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+				Name: "web", RestartCount: restarts,
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1}},
+			}}},
+		}
+	}
+	deploy := func(status store.TaskStatus) {
+		h.RunEvent(reconciler.Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: 4, Task: "deploy", Status: string(status)})
+	}
+
+	deploy(store.TaskRunning)
+	h.podChanged("c", "ns", pod(0), pod(1))
+	if len(h.seen) != 0 {
+		t.Fatalf("a pod's trouble during the task's deploy to prod was counted: %v", h.seen)
+	}
+	deploy(store.TaskSucceeded)
+	h.podChanged("c", "ns", pod(1), pod(2))
+	if len(h.seen) != 1 {
+		t.Fatalf("a pod's trouble after the deploy was not counted: %v", h.seen)
 	}
 }

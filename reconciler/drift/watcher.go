@@ -385,7 +385,7 @@ func (w *Watcher) changed(key string) {
 	if o == nil {
 		return // an object of an older revision, or of a task with drift off
 	}
-	tk := o.Revision.TaskRef()
+	tk := writer(o.Revision)
 	if w.paused[tk] > 0 {
 		if w.dropped[tk] == nil {
 			w.dropped[tk] = map[string]bool{}
@@ -409,7 +409,7 @@ func (w *Watcher) next(ctx context.Context) bool {
 		w.mu.Unlock()
 		return true
 	}
-	tk := o.Revision.TaskRef()
+	tk := writer(o.Revision)
 	if w.paused[tk] > 0 {
 		w.mu.Unlock()
 		return true
