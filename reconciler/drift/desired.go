@@ -171,15 +171,21 @@ type parsedKey struct {
 	objectsDigest string
 }
 
-// writer is the pipeline task whose runs write rev: its deploys pause the watches' handling
-// of rev's objects. A deploy to an environment stores its revisions as "TASK.ENV"
-// (reconciler's deployKey) while its run's events name the task; task names are DNS
-// labels, so the part before the first dot is the task. The task's deploy to one
+// writer is the pipeline task whose runs write rev: its runs pause the watches' handling of
+// rev's objects. A deploy to an environment stores its revisions as "TASK.ENV"
+// (reconciler's deployKey) while its run's events name the task, and a rollback's events
+// name the revision's task ("TASK.ENV"): both are keyed by the part before the first dot
+// (pauseKey), which is the task, since task names are DNS labels. A task's deploy to one
 // environment thus pauses its other environments' objects too, for as long as it runs;
 // their events are kept and checked when it ends.
 func writer(rev *store.Revision) store.TaskRef {
-	task, _, _ := strings.Cut(rev.Task, ".")
-	return store.TaskRef{Pipeline: rev.Pipeline, Task: task}
+	return pauseKey(rev.TaskRef())
+}
+
+// pauseKey is the key pauses go by for a task named by a run's event or a revision.
+func pauseKey(ref store.TaskRef) store.TaskRef {
+	ref.Task, _, _ = strings.Cut(ref.Task, ".")
+	return ref
 }
 
 func parsedKeyOf(rev *store.Revision) parsedKey {

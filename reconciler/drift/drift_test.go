@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/store"
 )
@@ -311,5 +312,24 @@ func TestADeployToAnEnvironmentPausesItsObjects(t *testing.T) {
 	w.TaskEnded(store.TaskRef{Pipeline: p, Task: "deploy"})
 	if !w.pending["c|x"] || len(w.paused) != 0 {
 		t.Fatalf("after the deploy ended: pending %v, paused %v", w.pending, w.paused)
+	}
+}
+
+// A rollback's run names its task after the revision ("deploy.prod"): it pauses the same
+// objects, and waits for their corrections under way.
+func TestARollbackOfAnEnvironmentPausesItsObjects(t *testing.T) {
+	p := store.PipelineRef{Repository: "a", Name: "app"}
+	w := &Watcher{}
+	w.init()
+	w.objects = map[string]*Object{"c|x": {Revision: &store.Revision{Pipeline: p, Task: "deploy.prod"}}}
+
+	w.RunEvent(reconciler.Event{Repository: p.Repository, Pipeline: p.Name, BuildID: 5, Task: "deploy.prod", Status: string(store.TaskRunning)})
+	w.changed("c|x")
+	if n := w.queue.Len(); n != 0 {
+		t.Fatalf("%d objects queued while a rollback deploys prod, want 0", n)
+	}
+	w.RunEvent(reconciler.Event{Repository: p.Repository, Pipeline: p.Name, BuildID: 5, Task: "deploy.prod", Status: string(store.TaskSucceeded)})
+	if !w.pending["c|x"] || len(w.paused) != 0 {
+		t.Fatalf("after the rollback ended: pending %v, paused %v", w.pending, w.paused)
 	}
 }

@@ -460,7 +460,7 @@ func (h *HealthWatch) RunEvent(e reconciler.Event) {
 	if e.Task == "" {
 		return
 	}
-	tk := store.TaskRef{Pipeline: store.PipelineRef{Repository: e.Repository, Name: e.Pipeline}, Task: e.Task}
+	tk := pauseKey(store.TaskRef{Pipeline: store.PipelineRef{Repository: e.Repository, Name: e.Pipeline}, Task: e.Task})
 	h.mu.Lock()
 	if h.paused == nil {
 		h.paused = map[store.TaskRef]int{}

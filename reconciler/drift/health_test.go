@@ -256,3 +256,12 @@ func TestADeployToAnEnvironmentPausesItsHealthWatch(t *testing.T) {
 		t.Fatalf("a pod's trouble after the deploy was not counted: %v", h.seen)
 	}
 }
+
+// A rollback's events name the revision's task ("deploy.prod"): it pauses the health watch too.
+func TestARollbackOfAnEnvironmentPausesItsHealthWatch(t *testing.T) {
+	h := &HealthWatch{Store: &healthStore{}, Rollbacks: &rollbacks{}, Log: quietLog()}
+	h.RunEvent(reconciler.Event{Repository: ref.Repository, Pipeline: ref.Name, BuildID: 5, Task: "deploy.prod", Status: string(store.TaskRunning)})
+	if h.paused[writer(&store.Revision{Pipeline: ref, Task: "deploy.prod"})] != 1 {
+		t.Fatalf("paused %v, want the task deploy of %s", h.paused, ref)
+	}
+}

@@ -630,8 +630,10 @@ func (w *Watcher) updateGauges() {
 
 // TaskStarted pauses drift handling of a deploy task while it runs (its own applies are not
 // drift) and waits for checks or corrections of that task already under way. The task is
-// named in full: equal pipeline and task names in another repository are another task.
+// named in full: equal pipeline and task names in another repository are another task; a
+// rollback's "TASK.ENV" is the task's (pauseKey).
 func (w *Watcher) TaskStarted(ref store.TaskRef) {
+	ref = pauseKey(ref)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.paused == nil {
@@ -646,6 +648,7 @@ func (w *Watcher) TaskStarted(ref store.TaskRef) {
 // TaskEnded resumes the task: Run reloads the current revisions of its pipeline (the task
 // may have stored a new one) and checks the objects that changed meanwhile.
 func (w *Watcher) TaskEnded(ref store.TaskRef) {
+	ref = pauseKey(ref)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.paused[ref] == 0 {
