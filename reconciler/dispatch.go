@@ -726,12 +726,20 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 
 // release gives the place up (a run waiting for people, or one that ended).
 func (p *place) release() {
+	p.releaseIf(func() bool { return true })
+}
+
+// releaseIf gives the place up if idle says so, asked under the place's lock: a task that
+// starts counts itself before it takes the place (take, under the same lock), so it is
+// either seen by idle or finds the place given up and waits for one; it never works on a
+// place released behind it.
+func (p *place) releaseIf(idle func() bool) {
 	if p == nil || p.d.inFlight == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.held {
+	if p.held && idle() {
 		<-p.d.inFlight
 		p.held = false
 	}

@@ -131,3 +131,36 @@ func TestATaskEndNotRecordedKeepsItsLines(t *testing.T) {
 		t.Fatalf("lines %+v, want the task's last line kept", lines)
 	}
 }
+
+// A run gives its place up only if it is idle when asked under the place's lock: a sibling
+// task counts itself before it takes the place under that lock, so it either keeps the run
+// from giving the place up or waits for one; it never works on a place given up behind it.
+func TestAPlaceIsGivenUpOnlyIfIdleUnderItsLock(t *testing.T) {
+	d := &Dispatcher{inFlight: make(chan struct{}, 1)}
+	d.inFlight <- struct{}{}
+	p := &place{d: d, held: true}
+	asked := 0
+	p.releaseIf(func() bool {
+		asked++
+		if p.mu.TryLock() {
+			p.mu.Unlock()
+			t.Fatal("idle was asked without the place's lock held")
+		}
+		return false
+	})
+	if asked != 1 || !p.held || len(d.inFlight) != 1 {
+		t.Fatalf("not idle: asked %d, held %v, in flight %d; want the place kept", asked, p.held, len(d.inFlight))
+	}
+
+	s := &RunState{place: p}
+	s.running, s.builds = 2, 1 // one task waits for a build slot, its sibling works
+	s.yieldIfIdle()
+	if !p.held {
+		t.Fatal("the run gave its place up while a sibling task works")
+	}
+	s.running = 1
+	s.yieldIfIdle()
+	if p.held || len(d.inFlight) != 0 {
+		t.Fatalf("every running task waits for a build slot, yet held %v, in flight %d", p.held, len(d.inFlight))
+	}
+}

@@ -444,12 +444,13 @@ func (s *RunState) building() (done func()) {
 // or holds a build slot: none of them needs a place. A task that needs one again takes it
 // back (placed).
 func (s *RunState) yieldIfIdle() {
-	s.mu.Lock()
-	idle := s.running > 0 && s.watched+s.builds == s.running
-	s.mu.Unlock()
-	if idle {
-		s.place.release()
-	}
+	// Decided under the place's lock (place before run, never the other way round), so a
+	// sibling task starting meanwhile keeps the place.
+	s.place.releaseIf(func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.running > 0 && s.watched+s.builds == s.running
+	})
 }
 
 // placed takes the run's place among the runs in flight again if a health wait or a build
