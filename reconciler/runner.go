@@ -738,9 +738,13 @@ func (r *Runner) runPlan(ctx context.Context, job Job, run store.Run, state *Run
 		}
 	}
 	// Retention deletes tags in registries: a place again if a wait for a build slot or for
-	// health gave it up (not placed: cancelled, which Execute records).
+	// health gave it up. Cancelled while waiting for it, the run still succeeded (its tasks
+	// did); the next successful run's retention deletes what this one would have.
 	if !rc.hasAfterSuccess() || rc.state.placed(ctx, run) {
 		rc.runAfterSuccess(ctx)
+	} else {
+		r.log.WithFields(logrus.Fields{"pipeline": run.Pipeline.Name, "build_id": run.BuildID}).
+			Warn("image tag retention skipped: the run was cancelled while it waited for a place")
 	}
 	if job.IsRollback() {
 		return outcome{status: store.RunSucceeded, reason: fmt.Sprintf("rolled back to BUILD_ID %d", job.Parent)}
