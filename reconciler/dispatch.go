@@ -553,7 +553,9 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 			d.log.WithError(unstarted.Err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID,
 				"retry_in": retry.String()}).Warn("start the run; trying again")
 			// Cancelled meanwhile: Execute records the run ended as a queued one.
+			backedOff := a.state.backingOff()
 			_ = sleepCtx(runCtx, retry)
+			backedOff()
 		}
 		if err != nil {
 			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")

@@ -353,7 +353,9 @@ type RunState struct {
 	// startUnsure says a start answered with an error that may hide its commit (a lost
 	// answer): finding the run running afterwards means that start applied.
 	startUnsure bool
-	left        int // tasks planned that have not done their work yet (planned)
+	// startBackoff is set while the run waits to try a failed start again (backingOff).
+	startBackoff bool
+	left         int // tasks planned that have not done their work yet (planned)
 }
 
 // planned says how many tasks the run will work through, so the last one's end is known.
@@ -589,11 +591,25 @@ func (s *RunState) mayHaveStarted() bool {
 	return s.startUnsure
 }
 
-// retryingStart reports whether a start failed and the run has not started since.
+// retryingStart reports whether the run waits to try again a start the store could not
+// record: only the wait between tries, when it holds no place and counts in neither of the
+// dispatcher's InFlight figures.
 func (s *RunState) retryingStart() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.startUnsure && s.status == store.RunQueued
+	return s.startBackoff
+}
+
+// backingOff marks the wait between a failed start and its next try, until done is called.
+func (s *RunState) backingOff() (done func()) {
+	s.mu.Lock()
+	s.startBackoff = true
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.startBackoff = false
+		s.mu.Unlock()
+	}
 }
 
 // retryable reports whether a store write's error may pass when the write is tried again:
