@@ -176,6 +176,12 @@ func (h *HealthWatch) refresh(ctx context.Context, only []store.PipelineRef) err
 	}
 	reloaded, err := eachCurrent(ctx, h.Store, only, known, fn)
 	if err != nil {
+		if only != nil {
+			// The pipelines asked for are not read: the next reload reads all of them.
+			h.mu.Lock()
+			h.loaded = false
+			h.mu.Unlock()
+		}
 		return err
 	}
 	for _, objs := range watched {

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ type revStore struct {
 	all     int                   // reads of every current revision
 	of      [][]store.PipelineRef // the pipelines of each read of some
 	handed  int                   // revisions handed to fn
+	failOf  int                   // reads of some pipelines still to fail
 }
 
 func (s *revStore) GetPipeline(_ context.Context, ref store.PipelineRef) (store.Pipeline, error) {
@@ -47,7 +49,14 @@ func (s *revStore) EachCurrentRevision(ctx context.Context, known func(*store.Re
 func (s *revStore) EachCurrentRevisionOf(ctx context.Context, pipelines []store.PipelineRef, known func(*store.Revision) bool, fn func(*store.Revision) error) error {
 	s.rmu.Lock()
 	s.of = append(s.of, slices.Clone(pipelines))
+	fail := s.failOf > 0
+	if fail {
+		s.failOf--
+	}
 	s.rmu.Unlock()
+	if fail {
+		return errors.New("connection refused")
+	}
 	return s.each(pipelines, known, fn)
 }
 
@@ -278,5 +287,46 @@ func TestHealthTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 	h.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("app007 counts %d workloads for the metric, want 1", n)
+	}
+}
+
+// A reload of some pipelines the store could not answer leaves them unread: the next
+// reload, after whichever task's end, reads every current revision, as before reloads
+// were per pipeline.
+func TestAFailedReloadOfSomePipelinesMakesTheNextReadAll(t *testing.T) {
+	st := &revStore{}
+	st.deploy(pipelineN(1), 1)
+	st.deploy(pipelineN(2), 1)
+	ctx := context.Background()
+
+	w := &Watcher{Store: st, Clusters: newReloadClusters(), Log: quietLog()}
+	w.init()
+	// The fake cluster maps no kind: the watches fail to start, the revisions are read.
+	_ = w.refresh(ctx, nil)
+	if !w.loaded {
+		t.Fatal("drift: the first reload read nothing")
+	}
+	st.failOf = 1
+	if err := w.refresh(ctx, []store.PipelineRef{pipelineN(1)}); err == nil {
+		t.Fatal("the failed read was not reported")
+	}
+	w.ended[pipelineN(2)] = true
+	if only := w.takeReload(); only != nil {
+		t.Fatalf("drift: the reload after a failed one reads %v, want all", only)
+	}
+
+	h := &HealthWatch{Store: st, Clusters: newReloadClusters(), Log: quietLog()}
+	h.seen, h.handled = map[string]time.Time{}, map[string]store.PipelineRef{}
+	h.informers, h.ctx = map[string]context.CancelFunc{}, ctx
+	_ = h.refresh(ctx, nil)
+	if !h.loaded {
+		t.Fatal("health: the first reload read nothing")
+	}
+	st.failOf = 1
+	if err := h.refresh(ctx, []store.PipelineRef{pipelineN(1)}); err == nil {
+		t.Fatal("the failed read was not reported")
+	}
+	if h.loaded {
+		t.Fatal("health: the reload after a failed one would read only the pipelines whose tasks ended")
 	}
 }

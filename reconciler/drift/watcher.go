@@ -309,6 +309,12 @@ func (w *Watcher) refresh(ctx context.Context, only []store.PipelineRef) error {
 	}
 	reloaded, err := eachCurrent(ctx, w.Store, only, known, fn)
 	if err != nil {
+		if only != nil {
+			// The pipelines asked for are not read: the next reload reads all of them.
+			w.mu.Lock()
+			w.loaded = false
+			w.mu.Unlock()
+		}
 		return err
 	}
 	if reloaded == nil {
