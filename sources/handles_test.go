@@ -132,3 +132,47 @@ func TestMirrorHandleIsKeptAcrossCallsAndRenewedWhenAnotherProcessFetched(t *tes
 		t.Fatal("the handle was kept after a failed call")
 	}
 }
+
+// Past maxHandles mirrors, the least recently used is closed, and a later call opens it
+// again and reads it whole: a daemon following a thousand repositories keeps a bounded
+// number of pack indexes in memory, not one set per repository.
+func TestOpenMirrorsAreBoundedLeastRecentlyUsedFirst(t *testing.T) {
+	ctx := context.Background()
+	m, err := New(Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.maxHandles = 2
+	var repos []Repo
+	var heads []string
+	for _, name := range []string{"a", "b", "c"} {
+		o := newOrigin(t)
+		heads = append(heads, o.commit())
+		repos = append(repos, Repo{Name: name, URL: "file://" + o.dir})
+	}
+	// A look at the branch opens the mirror (Commit answers from a cache once it has).
+	read := func(i int) {
+		t.Helper()
+		if res, err := m.Sync(ctx, repos[i], "master"); err != nil || res.Commit != heads[i] {
+			t.Fatalf("look at %s: %+v, %v", repos[i].Name, res, err)
+		}
+	}
+	for i := range repos {
+		read(i) // makes the mirror, without keeping it open
+	}
+	read(0)
+	read(1)
+	read(0) // b is now the least recently used
+	read(2)
+	if m.handleOf(repos[1]) != nil || m.handleOf(repos[0]) == nil || m.handleOf(repos[2]) == nil {
+		t.Fatalf("open after reading a, b, a, c with room for two: a %v, b %v, c %v; want a and c",
+			m.handleOf(repos[0]) != nil, m.handleOf(repos[1]) != nil, m.handleOf(repos[2]) != nil)
+	}
+	if n := len(m.handles); n != 2 {
+		t.Fatalf("%d mirrors open, want at most 2", n)
+	}
+	read(1)
+	if m.handleOf(repos[1]) == nil || m.handleOf(repos[0]) != nil {
+		t.Fatal("reading b again did not open it in place of a, the least recently used")
+	}
+}

@@ -55,7 +55,7 @@ func (m *Mirrors) list(ctx context.Context, repo Repo, auth transport.AuthMethod
 		targets: map[plumbing.ReferenceName]plumbing.Hash{},
 		caps:    ar.Capabilities,
 	}
-	m.caps.Store(m.dir(repo), ar.Capabilities)
+	m.caps.Store(m.dir(repo), ar.Capabilities.String())
 	all, err := ar.AllReferences()
 	if err != nil {
 		return remoteRefs{}, fmt.Errorf("list refs of %s: %w", repo.Name, err)

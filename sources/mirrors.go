@@ -56,13 +56,19 @@ type Mirrors struct {
 	// handles keeps each mirror opened between calls, so its pack indexes are decoded once
 	// rather than on every call: a fresh open reads every pack's index again, and a mirror
 	// gains a pack per fetch (measured: 80 ms per open at 48 packs, three opens per push).
-	handlesMu sync.Mutex
-	handles   map[string]*handle // by mirror dir
+	// At most maxHandles stay open, the least recently used closed first: a daemon
+	// following a thousand repositories would otherwise keep every one's indexes.
+	handlesMu  sync.Mutex
+	handles    map[string]*handle // by mirror dir
+	maxHandles int
+	handleUses uint64 // counts the handles' uses, for handle.used
 	// commits are the commits Commit described, until the mirror's refs change.
 	commits commitCache
 	// caps are the capabilities each server advertised with the mirror's last ref
 	// listing, which a Prefetch needs to ask for a pack without listing the refs first.
-	caps sync.Map // mirror dir → *capability.List
+	// They are kept encoded (a decoded list is ten times the size), and decoded by the
+	// Prefetch that needs them.
+	caps sync.Map // mirror dir → string (capability.List.String)
 	// prefetched is, per mirror, the commit a Prefetch last brought with its history to
 	// the mirror's depth, so the sync that finds it is the branch head fetches it no more.
 	prefetched sync.Map // mirror dir → plumbing.Hash
@@ -74,7 +80,14 @@ type handle struct {
 	r     *git.Repository
 	cache *cache.ObjectLRU // emptied after each call: only the indexes stay in memory
 	packs string           // the pack indexes in objects/pack when it was last checked
+	used  uint64           // Mirrors.handleUses at its last use
 }
+
+// defaultMaxHandles is how many mirrors stay open between calls. A push to many
+// repositories reads each mirror a few times within seconds (its fetch, then its runs'
+// checkouts); reopening one that was closed reads its pack indexes again, which for a
+// mirror with few packs takes about a millisecond.
+const defaultMaxHandles = 64
 
 // New prepares <DataDir>/mirrors.
 func New(opts Options) (*Mirrors, error) {
@@ -87,7 +100,7 @@ func New(opts Options) (*Mirrors, error) {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
 	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks(),
-		handles: map[string]*handle{}, compactAt: defaultCompactAt}
+		handles: map[string]*handle{}, maxHandles: defaultMaxHandles, compactAt: defaultCompactAt}
 	if m.timeout <= 0 {
 		m.timeout = DefaultTimeout
 	}
@@ -178,10 +191,13 @@ func (m *Mirrors) openDir(dir string) (*git.Repository, error) {
 	}
 	m.handlesMu.Lock()
 	h := m.handles[dir]
-	m.handlesMu.Unlock()
 	if h != nil && h.packs == packs {
+		m.handleUses++
+		h.used = m.handleUses
+		m.handlesMu.Unlock()
 		return h.r, nil
 	}
+	m.handlesMu.Unlock()
 	lru := cache.NewObjectLRUDefault()
 	r, err := git.Open(filesystem.NewStorage(osfs.New(dir), lru), nil)
 	if err != nil {
@@ -189,9 +205,26 @@ func (m *Mirrors) openDir(dir string) (*git.Repository, error) {
 		return nil, err
 	}
 	m.handlesMu.Lock()
-	m.handles[dir] = &handle{r: r, cache: lru, packs: packs}
-	m.handlesMu.Unlock()
+	defer m.handlesMu.Unlock()
+	m.handleUses++
+	m.handles[dir] = &handle{r: r, cache: lru, packs: packs, used: m.handleUses}
+	m.closeLeastUsedLocked()
 	return r, nil
+}
+
+// closeLeastUsedLocked drops the least recently used handles past maxHandles. A call that
+// is using a dropped handle goes on with it; the next call opens the mirror again.
+func (m *Mirrors) closeLeastUsedLocked() {
+	for len(m.handles) > m.maxHandles {
+		var oldest string
+		var used uint64
+		for dir, h := range m.handles {
+			if oldest == "" || h.used < used {
+				oldest, used = dir, h.used
+			}
+		}
+		delete(m.handles, oldest)
+	}
 }
 
 // packsOf names the pack indexes in a mirror's objects/pack ("" for none).

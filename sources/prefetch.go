@@ -33,9 +33,13 @@ func (m *Mirrors) Prefetch(ctx context.Context, repo Repo, commit string) (bool,
 	if err != nil || (ep.Protocol != "http" && ep.Protocol != "https") {
 		return false, fmt.Errorf("%s: %w", repo.Name, ErrNoPrefetch)
 	}
-	caps, ok := m.caps.Load(m.dir(repo))
+	encoded, ok := m.caps.Load(m.dir(repo))
 	if !ok {
 		return false, fmt.Errorf("%s: %w", repo.Name, ErrNoPrefetch)
+	}
+	caps := capability.NewList()
+	if err := caps.Decode([]byte(encoded.(string))); err != nil {
+		return false, fmt.Errorf("%s: %w: capabilities: %v", repo.Name, ErrNoPrefetch, err)
 	}
 	fetched := false
 	err = m.withRepo(ctx, repo, func() error {
@@ -56,7 +60,7 @@ func (m *Mirrors) Prefetch(ctx context.Context, repo Repo, commit string) (bool,
 		}
 		depth := wireDepth(m.depth, shallow)
 		m.commits.forget(m.dir(repo))
-		listed := &remoteRefs{caps: caps.(*capability.List)}
+		listed := &remoteRefs{caps: caps}
 		if err := m.fetchWants(ctx, r, repo, ep, auth, listed, []plumbing.Hash{h}, shallow, depth); err != nil {
 			return fmt.Errorf("prefetch %s of %s: %w", commit, repo.Name, err)
 		}
