@@ -25,7 +25,15 @@ func (f fakeCache) CachedOwned(gvk schema.GroupVersionKind) CachedObjects {
 	}
 	return func(namespace, name string) (metav1.Object, bool) {
 		u, ok := objs[namespace+"/"+name]
-		return u, ok
+		if !ok {
+			return nil, false
+		}
+		// As the shared informers keep it.
+		c, err := kube.Compact(u.DeepCopy())
+		if err != nil {
+			panic(err)
+		}
+		return c, true
 	}
 }
 

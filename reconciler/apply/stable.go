@@ -12,13 +12,13 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/object"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -76,11 +76,15 @@ func (a *Applier) currentInCache(inv []store.InventoryEntry) bool {
 			return false
 		}
 		o, ok := get(e.Namespace, e.Name)
-		u, isU := o.(*unstructured.Unstructured)
-		if !ok || !isU {
+		c, isC := o.(*kube.CachedObject)
+		if !ok || !isC {
 			return false
 		}
-		res, err := status.Compute(u.DeepCopy())
+		u, err := c.Unstructured()
+		if err != nil {
+			return false
+		}
+		res, err := status.Compute(u)
 		if err != nil || res.Status != status.CurrentStatus {
 			return false
 		}

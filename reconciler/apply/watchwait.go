@@ -182,7 +182,7 @@ func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEn
 				if u := o.cached(); u == nil {
 					// Deleted, or no longer labelled as Slipway's.
 					ev.Resource.Status, ev.Resource.Message = status.NotFoundStatus, "Resource not found"
-				} else if res, err := status.Compute(u.DeepCopy()); err == nil {
+				} else if res, err := status.Compute(u); err == nil {
 					ev.Resource.Status, ev.Resource.Message = res.Status, res.Message
 				}
 				select {
@@ -228,14 +228,19 @@ func (a *Applier) checkWatched(ctx context.Context, objs []*watchedObject) error
 	return nil
 }
 
-// cached is the watch's copy of the object when it is at least as new as the floor.
+// cached is the watch's copy of the object when it is at least as new as the floor,
+// decoded for the caller to keep.
 func (o *watchedObject) cached() *unstructured.Unstructured {
 	if !o.known {
 		return nil
 	}
 	item, ok, err := o.cache.GetByKey(cache.NewObjectName(o.entry.Namespace, o.entry.Name).String())
-	u, isU := item.(*unstructured.Unstructured)
-	if err != nil || !ok || !isU || u.GetGeneration() < o.floor {
+	c, isC := item.(*kube.CachedObject)
+	if err != nil || !ok || !isC || c.GetGeneration() < o.floor {
+		return nil
+	}
+	u, err := c.Unstructured()
+	if err != nil {
 		return nil
 	}
 	return u

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/slipwayhq/slipway/reconciler/kube"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -29,12 +30,22 @@ func availableDeployment(gen int64) *unstructured.Unstructured {
 	return u
 }
 
+// asCached is u as the shared informers keep it.
+func asCached(t *testing.T, u *unstructured.Unstructured) *kube.CachedObject {
+	t.Helper()
+	c, err := kube.Compact(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // The watch's copy of an object older than the apply (a lower generation) is not taken
 // for its status, however healthy it looks; once the watch delivers the applied
 // generation, its status counts. No API server is asked meanwhile.
 func TestWatchedWaitIgnoresCopiesOlderThanTheApply(t *testing.T) {
 	st := cache.NewStore(cache.MetaNamespaceKeyFunc)
-	if err := st.Add(availableDeployment(1)); err != nil {
+	if err := st.Add(asCached(t, availableDeployment(1))); err != nil {
 		t.Fatal(err)
 	}
 	o := &watchedObject{entry: store.InventoryEntry{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "shop", Name: "web"},
@@ -46,7 +57,7 @@ func TestWatchedWaitIgnoresCopiesOlderThanTheApply(t *testing.T) {
 	if o.status == status.CurrentStatus {
 		t.Fatalf("a copy at generation 1 passed for the applied generation 2: %s", o.status)
 	}
-	if err := st.Update(availableDeployment(2)); err != nil {
+	if err := st.Update(asCached(t, availableDeployment(2))); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.checkWatched(context.Background(), []*watchedObject{o}); err != nil {
@@ -58,7 +69,7 @@ func TestWatchedWaitIgnoresCopiesOlderThanTheApply(t *testing.T) {
 	// Moved on before the rest of the set was healthy: no longer counted Current.
 	moved := availableDeployment(2)
 	moved.SetGeneration(3)
-	if err := st.Update(moved); err != nil {
+	if err := st.Update(asCached(t, moved)); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.checkWatched(context.Background(), []*watchedObject{o}); err != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"maps"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
@@ -69,7 +69,7 @@ func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, g
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
-		u, ok := obj.(*unstructured.Unstructured)
+		u, ok := obj.(metav1.Object)
 		if !ok {
 			return
 		}
@@ -102,8 +102,8 @@ func (c *clusterWatch) watch(ctx context.Context, gvk schema.GroupVersionKind, g
 // change) and the labels and annotations are unchanged. Status churn of workloads would
 // otherwise cost a dry-run each. Kinds without a generation are always checked.
 func statusOnly(old, cur any) bool {
-	o, ok1 := old.(*unstructured.Unstructured)
-	n, ok2 := cur.(*unstructured.Unstructured)
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := cur.(metav1.Object)
 	if !ok1 || !ok2 || n.GetGeneration() == 0 {
 		return false
 	}

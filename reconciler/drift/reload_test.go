@@ -220,6 +220,13 @@ func TestDriftTaskEndReloadsOnlyItsPipeline(t *testing.T) {
 		w.TaskEnded(store.TaskRef{Pipeline: pipelineN(i), Task: "deploy"})
 	}
 	waitFor(t, "the reload after three ends", func() bool { _, of, _ := st.reads(); return of == 2 })
+	// The read is counted as it starts; its objects and gauges are merged in after it.
+	waitFor(t, "app003's objects and gauge gone", func() bool {
+		w.mu.Lock()
+		n := len(w.objects)
+		w.mu.Unlock()
+		return n == 98 && !hasGauge(t, reg, "app003")
+	})
 	got := slices.Clone(st.lastOf())
 	slices.SortFunc(got, func(a, b store.PipelineRef) int { return strings.Compare(a.Name, b.Name) })
 	if !slices.Equal(got, []store.PipelineRef{pipelineN(3), pipelineN(4)}) {

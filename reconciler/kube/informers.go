@@ -77,14 +77,9 @@ func (i *Informers) For(gvr schema.GroupVersionResource, selector string) cache.
 	inf := dynamicinformer.NewFilteredDynamicInformer(i.dyn, gvr, metav1.NamespaceAll, 0,
 		cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
-	// The caches keep what their readers use (slimObject): thousands of objects cost their
-	// metadata and status, not their bodies.
-	_ = inf.SetTransform(func(obj any) (any, error) {
-		if u, ok := obj.(*unstructured.Unstructured); ok {
-			slimObject(u)
-		}
-		return obj, nil
-	})
+	// The caches keep what their readers use, compactly (CachedObject): thousands of
+	// objects cost their metadata and status, not their bodies.
+	_ = inf.SetTransform(compactTransform)
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		i.mu.Lock()
 		i.failedAt[k] = inf.LastSyncResourceVersion()
@@ -200,10 +195,12 @@ func (c *cachedReader) Get(ctx context.Context, key client.ObjectKey, obj *unstr
 	c.mu.Unlock()
 	if seen && inf.HasSynced() {
 		item, ok, err := inf.GetStore().GetByKey(cache.NewObjectName(key.Namespace, key.Name).String())
-		if u, isU := item.(*unstructured.Unstructured); err == nil && ok && isU && u.GetGeneration() >= floor {
-			u.DeepCopyInto(obj)
-			obj.SetGroupVersionKind(gvk)
-			return nil
+		if c, isC := asCachedObject(item); err == nil && ok && isC && c.GetGeneration() >= floor {
+			if u, err := c.Unstructured(); err == nil {
+				obj.Object = u.Object
+				obj.SetGroupVersionKind(gvk)
+				return nil
+			}
 		}
 	}
 	if err := c.live.Get(ctx, key, obj); err != nil {
@@ -281,7 +278,9 @@ func (c *Cluster) Cached(gvk schema.GroupVersionKind, selector string) func(name
 	}
 	return func(namespace, name string) (metav1.Object, bool) {
 		item, ok, err := st.GetByKey(cache.NewObjectName(namespace, name).String())
-		u, isU := item.(*unstructured.Unstructured)
-		return u, err == nil && ok && isU
+		if c, isC := asCachedObject(item); err == nil && ok && isC {
+			return c, true
+		}
+		return nil, false
 	}
 }

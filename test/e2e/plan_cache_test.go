@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,7 +48,7 @@ func isRead(r *http.Request) bool {
 func isList(r *http.Request) bool { return isRead(r) && r.URL.Query().Has("labelSelector") }
 
 // rv reads a resourceVersion as a number, as the test environment's etcd writes them.
-func rv(u *unstructured.Unstructured) int64 {
+func rv(u metav1.Object) int64 {
 	n, _ := strconv.ParseInt(u.GetResourceVersion(), 10, 64)
 	return n
 }
@@ -126,7 +127,7 @@ spec:
 			if st, ok := cl.Informers.Current(gvr, kube.OwnedSelector); ok {
 				item, found, _ := st.GetByKey(cache.NewObjectName(ns, obj.GetName()).String())
 				// At least as new: a controller may have written the object since.
-				if u, isU := item.(*unstructured.Unstructured); found && isU && rv(u) >= rv(obj) {
+				if c, isC := item.(*kube.CachedObject); found && isC && rv(c) >= rv(obj) {
 					return
 				}
 			}
