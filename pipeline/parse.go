@@ -40,7 +40,7 @@ func parse(file string, data []byte, max int) ([]*Pipeline, diag.List) {
 	pipelines := make([]*Pipeline, 0, len(docs))
 	for _, doc := range docs {
 		p := &Pipeline{File: file}
-		p.Positions = yamlstrict.Decode(r, doc, p)
+		p.Positions = yamlstrict.Pack(yamlstrict.Decode(r, doc, p))
 		pipelines = append(pipelines, p)
 	}
 	if len(docs) == 0 && len(errs) == 0 {

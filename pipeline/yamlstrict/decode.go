@@ -26,28 +26,14 @@ type Positions map[string]Loc
 
 // Of returns the position of the value at path or, when the field was not written (a missing
 // field, a default), of the nearest enclosing field that was, so every error has a place.
-func (p Positions) Of(path string) diag.Pos {
-	for {
-		if l, ok := p[path]; ok {
-			return l.Value
-		}
-		parent, ok := Parent(path)
-		if !ok {
-			if l, ok := p[""]; ok {
-				return l.Value
-			}
-			return diag.Pos{Line: 1, Column: 1}
-		}
-		path = parent
-	}
-}
+func (p Positions) Of(path string) diag.Pos { return of(p.find, path) }
 
 // KeyOf returns the position of the key of path, or Of(path) when it has no key (list items).
-func (p Positions) KeyOf(path string) diag.Pos {
-	if l, ok := p[path]; ok && l.Key.Line > 0 {
-		return l.Key
-	}
-	return p.Of(path)
+func (p Positions) KeyOf(path string) diag.Pos { return keyOf(p.find, path) }
+
+func (p Positions) find(path string) (Loc, bool) {
+	l, ok := p[path]
+	return l, ok
 }
 
 // Parent strips the last segment of a path: a.b[2] → a.b, a.b → a.
