@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // monorepoFile is a pipeline file shaped like the scale benchmark's monorepo
@@ -131,5 +132,21 @@ func TestPositionsInTheLastOfManyPipelines(t *testing.T) {
 		if got := last.Positions.KeyOf(c.field); got != c.keyWant {
 			t.Errorf("KeyOf(%s) = %d:%d, want %d:%d", c.field, got.Line, got.Column, c.keyWant.Line, c.keyWant.Column)
 		}
+	}
+}
+
+// TestEqualStringsOfOneFileShareOneCopy: the thousand pipelines of a monorepo's file
+// repeat their cluster and stage names; each is kept once.
+func TestEqualStringsOfOneFileShareOneCopy(t *testing.T) {
+	ps, err := Load(".pipeline.yaml", monorepoFile(3), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := ps[0].Stages[0].Tasks[0].DeployYAML, ps[2].Stages[0].Tasks[0].DeployYAML
+	if a.Cluster != b.Cluster || unsafe.StringData(a.Cluster) != unsafe.StringData(b.Cluster) {
+		t.Error("two pipelines' equal clusters are two strings")
+	}
+	if unsafe.StringData(ps[0].Stages[0].Name) != unsafe.StringData(ps[1].Stages[0].Tasks[0].Name) {
+		t.Error("equal stage and task names are two strings")
 	}
 }
