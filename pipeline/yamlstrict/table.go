@@ -12,7 +12,7 @@ import (
 // front-coded in one immutable string. A parsed pipeline keeps its positions as long as
 // anything may run it, so that a policy check can name the line it denies; as a map they
 // were most of what a parsed pipeline file held (about 2 kB of 3 per pipeline of the
-// scale benchmark's monorepo, ten times the packed size). Lookups cost a binary search
+// scale benchmark's monorepo, eight times the packed size). Lookups cost a binary search
 // and a short scan, which only error messages pay after validation. The zero Table holds
 // nothing.
 //
@@ -72,15 +72,6 @@ func (t Table) Unpack() Positions {
 		p[string(key)] = e.loc
 	}
 	return p
-}
-
-// Len is the number of paths in t.
-func (t Table) Len() int {
-	n := 0
-	for off, end := 0, t.entriesEnd(); off < end; n++ {
-		_, off = t.entry(off)
-	}
-	return n
 }
 
 // Has says whether path was written.
