@@ -154,6 +154,7 @@ func (p *Pipeline) resolveEnvironments() {
 	for i, e := range p.Environments {
 		envField[e.Name] = yamlstrict.Index("environments", i)
 	}
+	var pos yamlstrict.Positions // unpacked once a task takes an environment's positions
 	for i := range p.Stages {
 		for j := range p.Stages[i].Tasks {
 			t := &p.Stages[i].Tasks[j]
@@ -170,13 +171,19 @@ func (p *Pipeline) resolveEnvironments() {
 			case t.DeployChart != nil:
 				t.DeployChart.Cluster, t.DeployChart.Namespace = e.Cluster, e.Namespace
 			}
+			if pos == nil {
+				pos = p.Positions.Unpack()
+			}
 			f := yamlstrict.Index(yamlstrict.Index("stages", i)+".tasks", j)
 			for _, k := range []string{"cluster", "namespace"} {
-				if loc, ok := p.Positions[envField[e.Name]+"."+k]; ok {
-					p.Positions[f+"."+k] = loc
+				if loc, ok := pos[envField[e.Name]+"."+k]; ok {
+					pos[f+"."+k] = loc
 				}
 			}
 		}
+	}
+	if pos != nil {
+		p.Positions = yamlstrict.Pack(pos)
 	}
 }
 
@@ -218,15 +225,15 @@ func (p *Pipeline) Promotion(to string) (promoted *Pipeline, from string, err er
 		}
 	}
 	out := *p
-	out.Positions = yamlstrict.Positions{}
-	for k, loc := range p.Positions {
+	in, pos := p.Positions.Unpack(), yamlstrict.Positions{}
+	for k, loc := range in {
 		if !strings.HasPrefix(k, "stages") {
-			out.Positions[k] = loc
+			pos[k] = loc
 		}
 	}
 	stage := Stage{Name: "promote-to-" + to, Approval: target.Approval}
 	sf := yamlstrict.Index("stages", 0)
-	out.Positions[sf+".name"] = p.Positions[yamlstrict.Index("environments", idx)+".name"]
+	pos[sf+".name"] = in[yamlstrict.Index("environments", idx)+".name"]
 	for i := range p.Stages {
 		for j, t := range p.Stages[i].Tasks {
 			if source == "" || t.EnvironmentName() != source {
@@ -234,13 +241,13 @@ func (p *Pipeline) Promotion(to string) (promoted *Pipeline, from string, err er
 			}
 			orig := yamlstrict.Index(yamlstrict.Index("stages", i)+".tasks", j)
 			nf := yamlstrict.Index(sf+".tasks", len(stage.Tasks))
-			for k, loc := range p.Positions {
+			for k, loc := range in {
 				if rest, ok := strings.CutPrefix(k, orig); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
-					out.Positions[nf+rest] = loc
+					pos[nf+rest] = loc
 				}
 			}
 			for _, k := range []string{"cluster", "namespace"} {
-				out.Positions[nf+"."+k] = p.Positions[yamlstrict.Index("environments", idx)+"."+k]
+				pos[nf+"."+k] = in[yamlstrict.Index("environments", idx)+"."+k]
 			}
 			stage.Tasks = append(stage.Tasks, t.retarget(target))
 		}
@@ -249,6 +256,7 @@ func (p *Pipeline) Promotion(to string) (promoted *Pipeline, from string, err er
 		return nil, "", fmt.Errorf("%w to %q: no task of pipeline %s deploys to an environment before it", ErrPromotion, to, p.Name)
 	}
 	out.Stages = []Stage{stage}
+	out.Positions = yamlstrict.Pack(pos)
 	return &out, from, nil
 }
 

@@ -38,9 +38,10 @@ func parse(file string, data []byte, max int) ([]*Pipeline, diag.List) {
 		return nil, errs
 	}
 	pipelines := make([]*Pipeline, 0, len(docs))
+	strs := yamlstrict.Strings{}
 	for _, doc := range docs {
 		p := &Pipeline{File: file}
-		p.Positions = yamlstrict.Decode(r, doc, p)
+		p.Positions = yamlstrict.Pack(yamlstrict.DecodeShared(r, doc, p, strs))
 		pipelines = append(pipelines, p)
 	}
 	if len(docs) == 0 && len(errs) == 0 {

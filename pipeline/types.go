@@ -27,8 +27,8 @@ type Pipeline struct {
 
 	// File and Positions say where the pipeline was read from, so that later checks (policy,
 	// runs) can point at the line that caused them.
-	File      string               `yaml:"-"`
-	Positions yamlstrict.Positions `yaml:"-"`
+	File      string           `yaml:"-"`
+	Positions yamlstrict.Table `yaml:"-"`
 }
 
 // Triggers are the events that start a run besides manual ones.

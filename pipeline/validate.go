@@ -128,8 +128,7 @@ func (v *validator) atKey(field, format string, args ...any) {
 }
 
 func (v *validator) written(field string) bool {
-	_, ok := v.p.Positions[field]
-	return ok
+	return v.p.Positions.Has(field)
 }
 
 func (v *validator) pipeline() {

@@ -3,8 +3,10 @@ package reconciler
 import (
 	"context"
 	"os"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/sources"
@@ -24,11 +26,18 @@ type checkouts struct {
 	// places among the runs in flight free up, not all at once.
 	linger time.Duration
 	byKey  map[checkoutKey]*sharedCheckout
+	// held are the pipeline files read at each commit, for as long as something still holds
+	// them (the branch watcher its head's, a run its pipeline): a checkout made again for such
+	// a commit (the runs of a monorepo's commit asked for through the API after the push's
+	// checkout went) takes them instead of a second copy. Each entry goes with its first
+	// pipeline.
+	held map[checkoutKey][]weak.Pointer[pipeline.Pipeline]
 }
 
 type checkoutKey struct{ repo, commit string }
 
 type sharedCheckout struct {
+	key   checkoutKey
 	dir   string
 	refs  int
 	ready chan struct{} // closed once checked out (or failed: err)
@@ -65,7 +74,7 @@ func (c *checkouts) acquire(ctx context.Context, repo sources.Repo, commit strin
 		}
 		return sc, func() { c.release(k, sc) }, nil
 	}
-	sc = &sharedCheckout{refs: 1, ready: make(chan struct{})}
+	sc = &sharedCheckout{key: k, refs: 1, ready: make(chan struct{})}
 	if c.byKey == nil {
 		c.byKey = map[checkoutKey]*sharedCheckout{}
 	}
@@ -130,9 +139,60 @@ func (c *checkouts) close() {
 	}
 }
 
-// parse reads the pipeline file once per checkout: every later caller gets the same
-// validated pipelines, which nothing changes after loading.
-func (sc *sharedCheckout) parse(load func() ([]*pipeline.Pipeline, error)) ([]*pipeline.Pipeline, error) {
-	sc.parseOnce.Do(func() { sc.pipelines, sc.parseErr = load() })
+// parse reads the pipeline file once per checkout, or not at all while the pipelines read
+// at its commit before are all still held: every later caller gets the same validated
+// pipelines, which nothing changes after loading.
+func (c *checkouts) parse(sc *sharedCheckout, load func() ([]*pipeline.Pipeline, error)) ([]*pipeline.Pipeline, error) {
+	sc.parseOnce.Do(func() {
+		if sc.pipelines = c.stillHeld(sc.key); sc.pipelines != nil {
+			return
+		}
+		sc.pipelines, sc.parseErr = load()
+		if sc.parseErr == nil {
+			c.remember(sc.key, sc.pipelines)
+		}
+	})
 	return sc.pipelines, sc.parseErr
+}
+
+// stillHeld is the pipeline file read at k's commit, or nil when any of its pipelines is
+// gone.
+func (c *checkouts) stillHeld(k checkoutKey) []*pipeline.Pipeline {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.held[k]
+	if len(ws) == 0 {
+		return nil
+	}
+	ps := make([]*pipeline.Pipeline, len(ws))
+	for i, w := range ws {
+		if ps[i] = w.Value(); ps[i] == nil {
+			return nil
+		}
+	}
+	return ps
+}
+
+func (c *checkouts) remember(k checkoutKey, ps []*pipeline.Pipeline) {
+	if len(ps) == 0 {
+		return
+	}
+	ws := make([]weak.Pointer[pipeline.Pipeline], len(ps))
+	for i, p := range ps {
+		ws[i] = weak.Make(p)
+	}
+	c.mu.Lock()
+	if c.held == nil {
+		c.held = map[checkoutKey][]weak.Pointer[pipeline.Pipeline]{}
+	}
+	c.held[k] = ws
+	c.mu.Unlock()
+	// Unless a later read of the commit replaced the entry meanwhile.
+	runtime.AddCleanup(ps[0], func(first weak.Pointer[pipeline.Pipeline]) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if ws := c.held[k]; len(ws) > 0 && ws[0] == first {
+			delete(c.held, k)
+		}
+	}, ws[0])
 }

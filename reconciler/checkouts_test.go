@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -65,7 +66,7 @@ func TestCheckoutsShareOneCheckoutPerCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = sc.parse(func() ([]*pipeline.Pipeline, error) { parses++; return nil, nil })
+		_, _ = c.parse(sc, func() ([]*pipeline.Pipeline, error) { parses++; return nil, nil })
 		release()
 	}
 	if parses != 1 {
@@ -153,5 +154,56 @@ func TestPrepareCommitWithoutPipelineFile(t *testing.T) {
 	var notPrepared *PrepareError
 	if !errors.As(err, &notPrepared) || notPrepared.Commit != head || !errors.Is(err, pipeline.ErrNoFile) {
 		t.Fatalf("Prepare = %v; want a PrepareError of %s that is pipeline.ErrNoFile", err, head)
+	}
+}
+
+// A commit checked out again while its pipelines are still held (the branch watcher keeps
+// its head's) takes them instead of reading the file again; once nothing holds them the file
+// is read again, and the commit is forgotten.
+func TestCheckoutsReuseThePipelinesStillHeld(t *testing.T) {
+	root := t.TempDir()
+	c := &checkouts{src: &countingSources{}, root: func() string { return root }}
+	repo := sources.Repo{Name: "mono"}
+	ctx := context.Background()
+	reads := 0
+	read := func() []*pipeline.Pipeline {
+		t.Helper()
+		sc, release, err := c.acquire(ctx, repo, "abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release() // no linger: the checkout goes with it
+		ps, err := c.parse(sc, func() ([]*pipeline.Pipeline, error) {
+			reads++
+			return []*pipeline.Pipeline{{Name: "a"}, {Name: "b"}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	kept := read()
+	again := read()
+	if reads != 1 || len(again) != 2 || again[0] != kept[0] || again[1] != kept[1] {
+		t.Fatalf("read %d times; a checkout made again while its pipelines were held got %p, want %p", reads, again, kept)
+	}
+	kept, again = nil, nil
+	runtime.GC()
+	if read(); reads != 2 {
+		t.Fatalf("read %d times; pipelines nothing held were reused", reads)
+	}
+	// The second read's pipelines are garbage too: their entry goes with them.
+	for i := 0; ; i++ {
+		runtime.GC()
+		c.mu.Lock()
+		n := len(c.held)
+		c.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("%d commits remembered after their pipelines went", n)
+		}
+		runtime.Gosched()
 	}
 }

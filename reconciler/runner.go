@@ -170,7 +170,7 @@ func (r *Runner) Prepare(ctx context.Context, req Request) (*Checkout, error) {
 	defer release()
 	// Read once per commit: a thousand runs asked for one by one through the API each
 	// prepare the same commit.
-	ps, err := sc.parse(func() ([]*pipeline.Pipeline, error) {
+	ps, err := r.checkouts.parse(sc, func() ([]*pipeline.Pipeline, error) {
 		repo, err := repofs.Open(sc.dir)
 		if err != nil {
 			return nil, err

@@ -26,28 +26,14 @@ type Positions map[string]Loc
 
 // Of returns the position of the value at path or, when the field was not written (a missing
 // field, a default), of the nearest enclosing field that was, so every error has a place.
-func (p Positions) Of(path string) diag.Pos {
-	for {
-		if l, ok := p[path]; ok {
-			return l.Value
-		}
-		parent, ok := Parent(path)
-		if !ok {
-			if l, ok := p[""]; ok {
-				return l.Value
-			}
-			return diag.Pos{Line: 1, Column: 1}
-		}
-		path = parent
-	}
-}
+func (p Positions) Of(path string) diag.Pos { return of(p.find, path) }
 
 // KeyOf returns the position of the key of path, or Of(path) when it has no key (list items).
-func (p Positions) KeyOf(path string) diag.Pos {
-	if l, ok := p[path]; ok && l.Key.Line > 0 {
-		return l.Key
-	}
-	return p.Of(path)
+func (p Positions) KeyOf(path string) diag.Pos { return keyOf(p.find, path) }
+
+func (p Positions) find(path string) (Loc, bool) {
+	l, ok := p[path]
+	return l, ok
 }
 
 // Parent strips the last segment of a path: a.b[2] → a.b, a.b → a.
@@ -82,7 +68,18 @@ type FieldHinter interface {
 // Decode decodes the document root n into out, a pointer to a struct, and returns where
 // every field was written. Problems are reported to r; decoding continues past them.
 func Decode(r diag.Reporter, n *yaml.Node, out any) Positions {
-	d := &decoder{r: r, pos: Positions{}}
+	return DecodeShared(r, n, out, nil)
+}
+
+// Strings makes the equal strings decoded from one file one string: the YAML parser makes
+// a string of every scalar, and the thousand pipelines of a monorepo's file repeat their
+// cluster, task type and stage names. It is only needed while decoding.
+type Strings map[string]string
+
+// DecodeShared is Decode keeping one copy of equal strings in strs (nil: every string its
+// own).
+func DecodeShared(r diag.Reporter, n *yaml.Node, out any, strs Strings) Positions {
+	d := &decoder{r: r, pos: Positions{}, strs: strs}
 	v := reflect.ValueOf(out)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		panic("yamlstrict.Decode: out must be a pointer to a struct")
@@ -95,6 +92,7 @@ func Decode(r diag.Reporter, n *yaml.Node, out any) Positions {
 type decoder struct {
 	r     diag.Reporter
 	pos   Positions
+	strs  Strings
 	nodes int
 	stop  bool // the alias budget ran out; the rest is skipped
 }
@@ -204,7 +202,7 @@ func (d *decoder) scalar(n *yaml.Node, path string, v reflect.Value) bool {
 		switch tag {
 		case "!!str", "!!int", "!!float", "!!timestamp":
 			// Numbers and dates keep their text as written: "tag: 1.10" stays "1.10".
-			v.SetString(n.Value)
+			v.SetString(d.str(n.Value))
 		default:
 			d.errorf(n, path, "%s: expected %s, got %s", name(path), want, describeNode(n))
 			return false
@@ -274,10 +272,22 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) bool {
 		if !d.value(val, p, elem) {
 			delete(d.pos, p)
 		}
-		m.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), elem)
+		m.SetMapIndex(reflect.ValueOf(d.str(key)).Convert(v.Type().Key()), elem)
 	}
 	v.Set(m)
 	return true
+}
+
+// str is s, or the equal string decoded before.
+func (d *decoder) str(s string) string {
+	if d.strs == nil {
+		return s
+	}
+	if c, ok := d.strs[s]; ok {
+		return c
+	}
+	d.strs[s] = s
+	return s
 }
 
 // peek follows aliases without counting: the position of an aliased value is its anchor's.
@@ -318,7 +328,7 @@ func (d *decoder) anyValue(n *yaml.Node, path string) (any, bool) {
 			p := Join(path, key)
 			d.pos[p] = Loc{Key: pos(n.Content[i]), Value: pos(d.peek(n.Content[i+1]))}
 			if x, ok := d.anyValue(n.Content[i+1], p); ok {
-				m[key] = x
+				m[d.str(key)] = x
 			}
 		}
 		return m, true
