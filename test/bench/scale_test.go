@@ -84,9 +84,14 @@ type scaleReport struct {
 	// (VmHWM, and RssAnon / RssFile then), and ProfileFileMiB what each kind of profile
 	// request added to its file-backed pages, summed over its requests (read before and
 	// after each; a CPU profile's span includes the daemon's own work over its seconds).
-	BeforeProfiles    *memAtProfile      `json:"before_profiles,omitempty"`
-	ProfileFileMiB    map[string]float64 `json:"profile_file_delta_mib,omitempty"`
-	SlipwayCPUSeconds float64            `json:"slipway_cpu_seconds"`
+	BeforeProfiles *memAtProfile      `json:"before_profiles,omitempty"`
+	ProfileFileMiB map[string]float64 `json:"profile_file_delta_mib,omitempty"`
+	// PeakFileLessProfilesMiB is the file-backed peak less what the heap and memstats profile
+	// requests added (short requests, so what they added is theirs; the CPU profile's span
+	// holds the daemon's own work too and is not taken off): the figure a run without
+	// profiles would show, within about 1 MiB (session 15).
+	PeakFileLessProfilesMiB float64 `json:"peak_rss_file_less_profiles_mib,omitempty"`
+	SlipwayCPUSeconds       float64 `json:"slipway_cpu_seconds"`
 	// DeployGCs are the daemon's garbage collections during the deploy, NoopCPUSeconds its
 	// CPU during the no-op and TotalCPUSeconds from its start to the end of the rest: what a
 	// memory limit or GOGC costs shows here.
@@ -442,6 +447,9 @@ func (s *scaleRun) run(ctx context.Context) {
 			rep.ProfileFileMiB = map[string]float64{}
 		}
 		rep.ProfileFileMiB[kind] = float64(kib) / 1024
+	}
+	if rep.ProfileFileMiB != nil {
+		rep.PeakFileLessProfilesMiB = rep.PeakFileMiB - rep.ProfileFileMiB["heap"] - rep.ProfileFileMiB["memstats"]
 	}
 	s.profMu.Unlock()
 	rep.Profiles = slices.DeleteFunc(rep.Profiles, func(p string) bool { return p == "" })
@@ -1289,8 +1297,8 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB; heap profile at %.0f MiB anonymous, %.0f s after the clock) | | |\n",
 		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB, r.PeakHeapAnonMiB, r.PeakHeapSeconds)
 	if r.BeforeProfiles != nil {
-		fmt.Fprintf(&b, "| memory before the first profile request: VmHWM, anonymous, file-backed | %.0f, %.0f, %.0f MiB (file-backed pages the profile requests added: %s) | | |\n",
-			r.BeforeProfiles.HWM, r.BeforeProfiles.Anon, r.BeforeProfiles.File, describeMiB(r.ProfileFileMiB))
+		fmt.Fprintf(&b, "| memory before the first profile request: VmHWM, anonymous, file-backed | %.0f, %.0f, %.0f MiB (file-backed pages the profile requests added: %s; the file-backed peak less the heap profiles' %.0f MiB) | | |\n",
+			r.BeforeProfiles.HWM, r.BeforeProfiles.Anon, r.BeforeProfiles.File, describeMiB(r.ProfileFileMiB), r.PeakFileLessProfilesMiB)
 	} else {
 		b.WriteString("| profiles | none taken (SCALE_PROFILE_SECONDS=0) | | |\n")
 	}
