@@ -100,6 +100,9 @@ func (k checker) limits() {
 	if c.MemoryLimit.Bytes < MinMemoryLimit {
 		k.at("memoryLimit", "memoryLimit %s must be at least 32Mi", resource.NewQuantity(c.MemoryLimit.Bytes, resource.BinarySI))
 	}
+	if c.GCPercent < 10 || c.GCPercent > 1000 {
+		k.at("gcPercent", "gcPercent %d must be between 10 and 1000", c.GCPercent)
+	}
 	if c.Git.MaxPerHost < 1 || c.Git.MaxPerHost > 100 {
 		k.at("git.maxPerHost", "git.maxPerHost %d must be between 1 and 100", c.Git.MaxPerHost)
 	}

@@ -21,6 +21,9 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MemoryLimit.Bytes != 256<<20 {
 		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)
 	}
+	if c.GCPercent != 50 {
+		t.Errorf("gcPercent default = %d", c.GCPercent)
+	}
 	if c.Runs.MaxAppliesInFlight != 64 || c.Git.MaxPerHost != 4 {
 		t.Errorf("runs.maxAppliesInFlight, git.maxPerHost defaults = %d, %d", c.Runs.MaxAppliesInFlight, c.Git.MaxPerHost)
 	}
@@ -33,12 +36,12 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 		r.DriftEvents != (RecordLimits{MaxAge: Duration{2160 * time.Hour}, MaxCount: 10000}) {
 		t.Errorf("retention defaults = %+v", r)
 	}
-	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nmemoryLimit: 1Gi\nruns: {maxInFlight: 2, maxAppliesInFlight: 3, maxBuildsInFlight: 5}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
+	c, err = Parse("slipway.yaml", []byte("dataDir: /d\nmemoryLimit: 1Gi\ngcPercent: 200\nruns: {maxInFlight: 2, maxAppliesInFlight: 3, maxBuildsInFlight: 5}\ngit: {maxPerHost: 1}\nretention: {driftEvents: {maxAge: 0s, maxCount: 0}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MemoryLimit.Bytes != 1<<30 {
-		t.Errorf("written memoryLimit = %d", c.MemoryLimit.Bytes)
+	if c.MemoryLimit.Bytes != 1<<30 || c.GCPercent != 200 {
+		t.Errorf("written memoryLimit, gcPercent = %d, %d", c.MemoryLimit.Bytes, c.GCPercent)
 	}
 	if c.MaxInFlight() != 2 || c.Runs.MaxAppliesInFlight != 3 || c.MaxBuildsInFlight() != 5 || c.Git.MaxPerHost != 1 || c.Retention.DriftEvents != (RecordLimits{}) {
 		t.Errorf("written limits: %d %d %d %d %+v", c.MaxInFlight(), c.Runs.MaxAppliesInFlight, c.MaxBuildsInFlight(), c.Git.MaxPerHost, c.Retention.DriftEvents)
@@ -54,6 +57,7 @@ retention:
   pullRequestEvents: {maxCount: -1}
 git: {maxPerHost: 101}
 memoryLimit: 16Mi
+gcPercent: 5
 `))
 	want := []string{
 		"2:21: runs.maxInFlight must be at least 1",
@@ -67,6 +71,7 @@ memoryLimit: 16Mi
 		"2:66: runs.maxBuildsInFlight must be at least 1",
 		"9:19: git.maxPerHost 101 must be between 1 and 100",
 		"10:14: memoryLimit 16Mi must be at least 32Mi",
+		"11:12: gcPercent 5 must be between 10 and 1000",
 	}
 	if err == nil {
 		t.Fatal("bad limits were accepted")

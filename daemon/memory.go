@@ -19,3 +19,15 @@ func memoryLimit(configured int64, goMemLimit string, log *logrus.Entry) int64 {
 	log.WithField("bytes", configured).Debug("memory limit")
 	return configured
 }
+
+// gcPercent sets the garbage collector's target to slipway.yaml's gcPercent, unless the
+// GOGC environment variable is set (goGC, "" when it is not), which the runtime applied at
+// start and which wins.
+func gcPercent(configured int, goGC string, log *logrus.Entry) {
+	if goGC != "" {
+		log.WithField("GOGC", goGC).Info("collector's target from the environment; gcPercent ignored")
+		return
+	}
+	debug.SetGCPercent(configured)
+	log.WithField("percent", configured).Debug("collector's target")
+}

@@ -65,8 +65,10 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		return err
 	}
 	memoryLimit(d.Config.MemoryLimit.Bytes, os.Getenv("GOMEMLIMIT"), log)
+	gcPercent(d.Config.GCPercent, os.Getenv("GOGC"), log)
 	reg := prometheus.NewRegistry()
-	// The Go runtime's own metrics, go_gc_gomemlimit_bytes (the limit in force) among them.
+	// The Go runtime's own metrics, go_gc_gomemlimit_bytes (the limit in force) and
+	// go_gc_gogc_percent (the collector's target) among them.
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return err
 	}

@@ -75,10 +75,30 @@ type scaleReport struct {
 	PeakFileMiB      float64            `json:"peak_rss_file_mib"`
 	// PeakHeapAnonMiB is the anonymous memory sampled when the deploy's peak heap profile
 	// (scale-SHAPE-deploy-peak.heap.pprof) was taken, PeakHeapSeconds how long after the clock.
-	PeakHeapAnonMiB   float64 `json:"peak_heap_profile_anon_mib"`
-	PeakHeapSeconds   float64 `json:"peak_heap_profile_seconds"`
-	SlipwayCPUSeconds float64 `json:"slipway_cpu_seconds"`
-	APIServerCPU      float64 `json:"apiserver_cpu_seconds"`
+	PeakHeapAnonMiB float64 `json:"peak_heap_profile_anon_mib"`
+	PeakHeapSeconds float64 `json:"peak_heap_profile_seconds"`
+	// ProfileSeconds is SCALE_PROFILE_SECONDS; 0: no profile of the daemon or the API server
+	// was taken, so nothing but the daemon's own work touched its binary's pages.
+	ProfileSeconds int `json:"profile_seconds"`
+	// BeforeProfiles is the daemon's memory read just before the run's first profile request
+	// (VmHWM, and RssAnon / RssFile then), and ProfileFileMiB what each kind of profile
+	// request added to its file-backed pages, summed over its requests (read before and
+	// after each; a CPU profile's span includes the daemon's own work over its seconds).
+	BeforeProfiles *memAtProfile      `json:"before_profiles,omitempty"`
+	ProfileFileMiB map[string]float64 `json:"profile_file_delta_mib,omitempty"`
+	// PeakFileLessProfilesMiB is the file-backed peak less what the heap and memstats profile
+	// requests added (short requests, so what they added is theirs; the CPU profile's span
+	// holds the daemon's own work too and is not taken off): the figure a run without
+	// profiles would show, within about 1 MiB (session 15).
+	PeakFileLessProfilesMiB float64 `json:"peak_rss_file_less_profiles_mib,omitempty"`
+	SlipwayCPUSeconds       float64 `json:"slipway_cpu_seconds"`
+	// DeployGCs are the daemon's garbage collections during the deploy, NoopCPUSeconds its
+	// CPU during the no-op and TotalCPUSeconds from its start to the end of the rest: what a
+	// memory limit or GOGC costs shows here.
+	DeployGCs       float64 `json:"deploy_gcs"`
+	NoopCPUSeconds  float64 `json:"noop_cpu_seconds"`
+	TotalCPUSeconds float64 `json:"slipway_total_cpu_seconds"`
+	APIServerCPU    float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
 	// cores are shared, so what they use is not the API server's or Slipway's to use.
 	ControlPlaneCPU  map[string]float64 `json:"control_plane_cpu_seconds"`
@@ -180,6 +200,16 @@ type scaleRun struct {
 	serve      *driftServe
 	listen     string
 	token      string
+	profMu     sync.Mutex
+	before     *memAtProfile    // the memory just before the first profile request
+	fileDelta  map[string]int64 // KiB of file-backed pages each kind of profile request added
+}
+
+// memAtProfile is the daemon's memory just before a profile request, in MiB.
+type memAtProfile struct {
+	HWM  float64 `json:"vm_hwm_mib"`
+	Anon float64 `json:"rss_anon_mib"`
+	File float64 `json:"rss_file_mib"`
 }
 
 // scaleRepo is one repository on the Git server with its working copy.
@@ -282,6 +312,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.P50AppSeconds, rep.P95AppSeconds = percentile(lat, 50).Seconds(), percentile(lat, 95).Seconds()
 	rep.SlipwayCPUSeconds, rep.APIServerCPU = cpu1-cpu0, api1-api0
 	rep.Requests = diffByVerb(m0, m1)
+	rep.DeployGCs = m1["go_gc_duration_seconds_count"] - m0["go_gc_duration_seconds_count"]
 	t.Logf("all %d apps: runs done %.1f s, every Deployment Available %.1f s", s.apps, rep.RunsDoneSeconds, rep.ReadySeconds)
 
 	// 2. A push changing ten apps: only their pipelines run, only their ConfigMaps change.
@@ -319,6 +350,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	// 3. The no-op: the same commit run again for every app through the API.
 	before = s.objectVersions(ctx)
 	m3 := scrapeMetrics(t, s.serve.addr)
+	noopCPU := mustCPU(t, s.serve.pid())
 	noopProf := s.startCPUProfile(ctx, "noop")
 	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
@@ -333,6 +365,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	}
 	d = s.waitRunsN(ctx, st, start, want, 10*time.Minute)
 	rep.NoopSeconds = d.Seconds()
+	rep.NoopCPUSeconds = mustCPU(t, s.serve.pid()) - noopCPU
 	rep.PhasePeakAnonMiB["noop"] = float64(mem.phase().anon) / 1024
 	if ph := noopPeakHeap(); ph.path != "" {
 		rep.Profiles = append(rep.Profiles, ph.path)
@@ -354,6 +387,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	idleStart := time.Now()
 	time.Sleep(scaleIdle)
 	c1 := mustCPU(t, s.serve.pid())
+	rep.TotalCPUSeconds = c1
 	rep.IdleCPUPercent = 100 * (c1 - c0) / time.Since(idleStart).Seconds()
 	rep.IdleRequests = diffByVerb(m4, scrapeMetrics(t, s.serve.addr))
 	rss, hwm, err := procMemory(s.serve.pid())
@@ -405,6 +439,20 @@ func (s *scaleRun) run(ctx context.Context) {
 	s.waitAvailable(ctx, floorNS, floorStart, 10*time.Minute)
 	rep.FloorReadySeconds = time.Since(floorStart).Seconds()
 
+	rep.ProfileSeconds = profileSeconds()
+	s.profMu.Lock()
+	rep.BeforeProfiles = s.before
+	for kind, kib := range s.fileDelta {
+		if rep.ProfileFileMiB == nil {
+			rep.ProfileFileMiB = map[string]float64{}
+		}
+		rep.ProfileFileMiB[kind] = float64(kib) / 1024
+	}
+	if rep.ProfileFileMiB != nil {
+		rep.PeakFileLessProfilesMiB = rep.PeakFileMiB - rep.ProfileFileMiB["heap"] - rep.ProfileFileMiB["memstats"]
+	}
+	s.profMu.Unlock()
+	rep.Profiles = slices.DeleteFunc(rep.Profiles, func(p string) bool { return p == "" })
 	load, _ := os.ReadFile("/proc/loadavg")
 	rep.LoadAverage = strings.TrimSpace(string(load))
 	s.print(rep)
@@ -1009,6 +1057,10 @@ func (s *scaleRun) controlPlaneCPU() map[string]float64 {
 // startCPUProfile's: where its time goes is where a deploy bound by it goes.
 func (s *scaleRun) startAPIServerProfile(ctx context.Context, phase string) <-chan string {
 	done := make(chan string, 1)
+	if profileSeconds() == 0 {
+		done <- ""
+		return done
+	}
 	go func() {
 		b, err := s.cs.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
 			Param("seconds", strconv.Itoa(profileSeconds())).DoRaw(ctx)
@@ -1022,9 +1074,9 @@ func (s *scaleRun) startAPIServerProfile(ctx context.Context, phase string) <-ch
 	return done
 }
 
-// profileSeconds is SCALE_PROFILE_SECONDS, 30 by default.
+// profileSeconds is SCALE_PROFILE_SECONDS, 30 by default; 0 takes no profile at all.
 func profileSeconds() int {
-	if v, err := strconv.Atoi(os.Getenv("SCALE_PROFILE_SECONDS")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("SCALE_PROFILE_SECONDS")); err == nil && v >= 0 {
 		return v
 	}
 	return 30
@@ -1071,6 +1123,9 @@ type peakHeap struct {
 // figures are those of the collection before it. The function returned stops it.
 func (s *scaleRun) startPeakHeapProfile(ctx context.Context, phase string, start time.Time) func() peakHeap {
 	stop, done := make(chan struct{}), make(chan peakHeap, 1)
+	if profileSeconds() == 0 {
+		return func() peakHeap { return peakHeap{} }
+	}
 	go func() {
 		var best peakHeap
 		var last time.Time
@@ -1101,8 +1156,14 @@ func (s *scaleRun) heapProfile(ctx context.Context, phase string) string {
 }
 
 // saveProfile saves /debug/pprof/WHAT to .slipway/bench/scale-SHAPE-NAME; "" when it
-// failed (the error is reported, the benchmark goes on).
+// failed (the error is reported, the benchmark goes on) or SCALE_PROFILE_SECONDS is 0.
+// Answering it, the daemon reads its binary's symbol tables, which stay resident: what the
+// request added to the file-backed pages is recorded by kind.
 func (s *scaleRun) saveProfile(ctx context.Context, what, name string) string {
+	if profileSeconds() == 0 {
+		return ""
+	}
+	defer s.noteProfileFiles(what)()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.serve.addr+"/debug/pprof/"+what, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -1116,6 +1177,36 @@ func (s *scaleRun) saveProfile(ctx context.Context, what, name string) string {
 		return ""
 	}
 	return s.writeBench(name, b)
+}
+
+// noteProfileFiles reads the daemon's memory before a profile request (the first such
+// reading is kept) and returns what records the file-backed pages it added, by the kind of
+// profile (what, less its query).
+func (s *scaleRun) noteProfileFiles(what string) func() {
+	kind, query, _ := strings.Cut(what, "?")
+	if query == "debug=1" {
+		kind = "memstats"
+	}
+	pid := s.serve.pid()
+	m0, err0 := readMemSplit(pid)
+	_, hwm, err := procMemory(pid)
+	s.profMu.Lock()
+	if s.before == nil && err0 == nil && err == nil {
+		s.before = &memAtProfile{HWM: float64(hwm) / 1024, Anon: float64(m0.anon) / 1024, File: float64(m0.file) / 1024}
+	}
+	s.profMu.Unlock()
+	return func() {
+		m1, err1 := readMemSplit(pid)
+		if err0 != nil || err1 != nil {
+			return
+		}
+		s.profMu.Lock()
+		defer s.profMu.Unlock()
+		if s.fileDelta == nil {
+			s.fileDelta = map[string]int64{}
+		}
+		s.fileDelta[kind] += m1.file - m0.file
+	}
 }
 
 // writeBench writes b to .slipway/bench/scale-SHAPE-NAME; "" when it failed (reported).
@@ -1205,10 +1296,18 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| per-app latency p50 / p95 (%s → run finished) | %.1f / %.1f s | | |\n", clock, r.P50AppSeconds, r.P95AppSeconds)
 	fmt.Fprintf(&b, "| peak RSS of the daemon (VmHWM) | %.0f MiB (sampled peaks: anonymous %.0f MiB, file-backed %.0f MiB; heap profile at %.0f MiB anonymous, %.0f s after the clock) | | |\n",
 		r.PeakRSSMiB, r.PeakAnonMiB, r.PeakFileMiB, r.PeakHeapAnonMiB, r.PeakHeapSeconds)
+	if r.BeforeProfiles != nil {
+		fmt.Fprintf(&b, "| memory before the first profile request: VmHWM, anonymous, file-backed | %.0f, %.0f, %.0f MiB (file-backed pages the profile requests added: %s; the file-backed peak less the heap profiles' %.0f MiB) | | |\n",
+			r.BeforeProfiles.HWM, r.BeforeProfiles.Anon, r.BeforeProfiles.File, describeMiB(r.ProfileFileMiB), r.PeakFileLessProfilesMiB)
+	} else {
+		b.WriteString("| profiles | none taken (SCALE_PROFILE_SECONDS=0) | | |\n")
+	}
 	fmt.Fprintf(&b, "| anonymous peak by phase: deploy / change10 / no-op / idle | %.0f / %.0f / %.0f / %.0f MiB | | |\n",
 		r.PhasePeakAnonMiB["deploy"], r.PhasePeakAnonMiB["change10"], r.PhasePeakAnonMiB["noop"], r.PhasePeakAnonMiB["idle"])
 	fmt.Fprintf(&b, "| CPU: slipway / API server, during the deploy | %.1f s / %.1f s | API server %.1f s | |\n",
 		r.SlipwayCPUSeconds, r.APIServerCPU, r.FloorAPIServerCPU)
+	fmt.Fprintf(&b, "| slipway: collections during the deploy; CPU during the no-op; CPU from its start to the end at rest | %.0f; %.1f s; %.1f s | | |\n",
+		r.DeployGCs, r.NoopCPUSeconds, r.TotalCPUSeconds)
 	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeSeconds(r.ControlPlaneCPU))
 	fmt.Fprintf(&b, "| API requests during the deploy | %s | | |\n", describeFloat(r.Requests))
 	fmt.Fprintf(&b, "| store size after the benchmark | %.1f MiB | | |\n", float64(r.StoreBytes)/(1<<20))
@@ -1229,6 +1328,16 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Println(b.String())
 	out, _ := json.Marshal(r)
 	s.t.Logf("%s", out)
+}
+
+// describeMiB is "heap 1.2 MiB, profile 3.4 MiB", by name.
+func describeMiB(m map[string]float64) string {
+	names := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(names))
+	for k, name := range names {
+		parts[k] = fmt.Sprintf("%s %.1f MiB", name, m[name])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // describeSeconds is "etcd 0.7 s, kwok 0.2 s, ...", by name: describeFloat's whole numbers

@@ -49,6 +49,43 @@ func TestServeMemoryLimit(t *testing.T) {
 	}
 }
 
+// slipway.yaml's gcPercent is the collector's target in the running daemon (its default
+// when unset), read back from the runtime's own gauge on /metrics; a GOGC in the
+// environment wins over it.
+func TestServeGCPercent(t *testing.T) {
+	env := testenv.Get(t)
+	_, _, cfg := newProject(t, env)
+	percentOf := func(what string) float64 {
+		t.Helper()
+		addr := freeAddress(t)
+		d := startServe(t, cfg, "--metrics-address", addr)
+		defer d.stop(t)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			// The gauge is there from the start; the daemon sets the target before it
+			// registers the collector, so the first answer is the one in force.
+			if v, ok := metricsUp(addr)["go_gc_gogc_percent"]; ok {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no go_gc_gogc_percent on /metrics within 30 s:\n%s", what, d.output())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got := percentOf("default"); got != 50 {
+		t.Errorf("gcPercent unset: the collector's target is %.0f, want the default 50", got)
+	}
+	appendConfig(t, cfg, "gcPercent: 80\n")
+	if got := percentOf("gcPercent: 80"); got != 80 {
+		t.Errorf("gcPercent: 80: the collector's target is %.0f, want 80", got)
+	}
+	t.Setenv("GOGC", "120")
+	if got := percentOf("GOGC=120"); got != 120 {
+		t.Errorf("GOGC=120 beside gcPercent: 80: the collector's target is %.0f, want the environment's 120", got)
+	}
+}
+
 // metricsUp is metricsOf for a daemon that may not listen yet: nil until it answers.
 func metricsUp(addr string) map[string]float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
