@@ -319,6 +319,9 @@ func (s *scaleRun) run(ctx context.Context) {
 	// 3. The no-op: the same commit run again for every app through the API.
 	before = s.objectVersions(ctx)
 	m3 := scrapeMetrics(t, s.serve.addr)
+	// Its allocations are the difference of the heap profiles at its start and end
+	// (`go tool pprof -sample_index=alloc_space -diff_base START END`).
+	rep.Profiles = append(rep.Profiles, s.heapProfile(ctx, "noop-start"))
 	noopProf := s.startCPUProfile(ctx, "noop")
 	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
@@ -337,6 +340,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	if ph := noopPeakHeap(); ph.path != "" {
 		rep.Profiles = append(rep.Profiles, ph.path)
 	}
+	rep.Profiles = append(rep.Profiles, s.heapProfile(ctx, "noop-end"))
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	m3end := scrapeMetrics(t, s.serve.addr)
 	rep.NoopRequests = diffByVerb(m3, m3end)
