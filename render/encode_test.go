@@ -200,6 +200,27 @@ func TestEncodeManifestsReadsBackAsFormer(t *testing.T) {
 	t.Logf("the former encoding failed on %d of %d objects:\n%s", len(formerFailed), len(ms), strings.Join(formerFailed, "\n"))
 }
 
+// TestEncodeManifestsOtherTypes: an object holding Go types JSON decoding never makes (a
+// caller's []string or map[string]string) is encoded the former way, and reads back as
+// JSON would have it.
+func TestEncodeManifestsOtherTypes(t *testing.T) {
+	obj := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "s",
+		"labels": map[string]string{"on": "yes"}}, "list": []string{"a", "1"}}
+	enc, err := EncodeManifests([]Manifest{{Object: &unstructured.Unstructured{Object: obj}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseManifests("revision", enc)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("read back %d objects: %v\n%s", len(got), err, enc)
+	}
+	want := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "s",
+		"labels": map[string]any{"on": "yes"}}, "list": []any{"a", "1"}}
+	if !reflect.DeepEqual(got[0].Object.Object, want) {
+		t.Errorf("read back differs:\n%s\n%s", diffValues("", got[0].Object.Object, want), enc)
+	}
+}
+
 // TestEncodeManifestsEmpty: an empty set is stored empty, as before.
 func TestEncodeManifestsEmpty(t *testing.T) {
 	enc, err := EncodeManifests(nil)
