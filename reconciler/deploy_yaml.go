@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"sigs.k8s.io/yaml"
 
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
@@ -24,7 +22,7 @@ func (r *Runner) deployYAML(ctx context.Context, rc *runContext, task string, t 
 	if err != nil {
 		return err
 	}
-	objects, err := encodeObjects(ms)
+	objects, err := render.EncodeManifests(ms)
 	if err != nil {
 		return err
 	}
@@ -387,21 +385,6 @@ func reportUnpruned(tl *taskLog, previous, current []store.InventoryEntry) {
 			tl.Printf("%s not pruned (prune: false)", e)
 		}
 	}
-}
-
-// encodeObjects serialises the rendered set as a multi-document YAML stream, the revision's
-// record of exactly what was applied.
-func encodeObjects(ms []render.Manifest) ([]byte, error) {
-	var b strings.Builder
-	for _, m := range ms {
-		y, err := yaml.Marshal(m.Object.Object)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", m, err)
-		}
-		b.WriteString("---\n")
-		b.Write(y)
-	}
-	return []byte(b.String()), nil
 }
 
 // driftPolicy is the task's drift settings as the revision keeps them for the drift watcher.

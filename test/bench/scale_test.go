@@ -351,6 +351,11 @@ func (s *scaleRun) run(ctx context.Context) {
 	before = s.objectVersions(ctx)
 	m3 := scrapeMetrics(t, s.serve.addr)
 	noopCPU := mustCPU(t, s.serve.pid())
+	// Its allocations are the difference of the heap profiles at its start and end
+	// (`go tool pprof -sample_index=alloc_space -diff_base START END`).
+	if p := s.heapProfile(ctx, "noop-start"); p != "" {
+		rep.Profiles = append(rep.Profiles, p)
+	}
 	noopProf := s.startCPUProfile(ctx, "noop")
 	noopTrace := s.startTrace(ctx, "noop")
 	start = time.Now()
@@ -369,6 +374,9 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.PhasePeakAnonMiB["noop"] = float64(mem.phase().anon) / 1024
 	if ph := noopPeakHeap(); ph.path != "" {
 		rep.Profiles = append(rep.Profiles, ph.path)
+	}
+	if p := s.heapProfile(ctx, "noop-end"); p != "" {
+		rep.Profiles = append(rep.Profiles, p)
 	}
 	rep.NoopObjects = countChanged(before, s.objectVersions(ctx))
 	m3end := scrapeMetrics(t, s.serve.addr)
