@@ -38,38 +38,11 @@ func (l *HostLimiter) Acquire(ctx context.Context, url string) (release func(), 
 	if l == nil {
 		return func() {}, nil
 	}
-	host, sem := l.semOf(url)
-	select {
-	case sem <- struct{}{}:
-		return l.taken(sem), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for a connection slot to %s: %w", host, ctx.Err())
-	}
-}
-
-// TryAcquire takes a slot on the host of url only if one is free at once; ok false means
-// none was taken.
-func (l *HostLimiter) TryAcquire(url string) (release func(), ok bool) {
-	if l == nil {
-		return func() {}, true
-	}
-	_, sem := l.semOf(url)
-	select {
-	case sem <- struct{}{}:
-		return l.taken(sem), true
-	default:
-		return nil, false
-	}
-}
-
-// semOf is the host of url and the semaphore of its slots, made on first use.
-func (l *HostLimiter) semOf(url string) (string, chan struct{}) {
 	host := url
 	if ep, err := transport.NewEndpoint(url); err == nil {
 		host = ep.Host
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.slots == nil {
 		l.slots = map[string]chan struct{}{}
 	}
@@ -82,35 +55,14 @@ func (l *HostLimiter) semOf(url string) (string, chan struct{}) {
 		sem = make(chan struct{}, n)
 		l.slots[host] = sem
 	}
-	return host, sem
-}
-
-// taken records a slot just taken of sem and returns its release.
-func (l *HostLimiter) taken(sem chan struct{}) func() {
-	l.mu.Lock()
-	l.peak = max(l.peak, len(sem))
 	l.mu.Unlock()
-	return func() { <-sem }
-}
-
-// heldSlot is a Git host slot one look took and has not given back yet: the look's next
-// Git operation takes it over instead of waiting for a slot again. A nil *heldSlot holds
-// nothing.
-type heldSlot struct{ release func() }
-
-// take hands the slot's release over to the caller, who gives the slot back; false when
-// nothing is held.
-func (s *heldSlot) take() (release func(), ok bool) {
-	if s == nil || s.release == nil {
-		return nil, false
-	}
-	release, s.release = s.release, nil
-	return release, true
-}
-
-// drop gives the slot back unless it was taken over.
-func (s *heldSlot) drop() {
-	if release, ok := s.take(); ok {
-		release()
+	select {
+	case sem <- struct{}{}:
+		l.mu.Lock()
+		l.peak = max(l.peak, len(sem))
+		l.mu.Unlock()
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a connection slot to %s: %w", host, ctx.Err())
 	}
 }

@@ -251,20 +251,13 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 		w.putBack(hints)
 		return err
 	}
-	// The slot of the listing is kept for the first branch's fetch: when many repositories
-	// are looked at at once (a push to each), a look that gave it back would queue again
-	// behind every other repository's listing, and no run would start until all had listed.
-	held := &heldSlot{release: release}
-	defer held.drop()
 	refs, err := w.git.Refs(ctx, w.repo)
+	release()
 	trace.mark("refs")
-	prefetched, left := prefetching()
+	prefetched := prefetching()
 	if err != nil {
 		w.putBack(hints)
 		return err
-	}
-	for _, c := range left {
-		w.prefetchOne(ctx, c, prefetched) // in the listing's slot, which the look still holds
 	}
 	trace.mark("prefetch")
 	byBranch := map[string][]Hint{}
@@ -296,7 +289,7 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 			w.metrics.poll(w.repo.Name, "unchanged")
 			continue
 		}
-		next, err := w.lookBranch(ctx, b, st.last, bh, refs, prefetched, held, trace)
+		next, err := w.lookBranch(ctx, b, st.last, bh, refs, prefetched, trace)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -307,7 +300,6 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 		}
 		st.last = next
 	}
-	held.drop()
 	if err := w.lookTags(ctx, refs.Tags); err != nil {
 		errs = append(errs, err)
 	}
@@ -320,10 +312,8 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 // stale or forged payload changes nothing the look decides: the sync that follows takes
 // the head the listing shows, and fetches it itself unless it is the commit prefetched.
 // The returned func waits for the prefetch to end and returns the commits it brought into
-// the mirror, and those it left to the caller: it takes only a Git host slot that is free
-// at once, since the look waits for it while holding a slot of its own (heldSlot) and a
-// prefetch waiting for another could then wait forever. Its failures only cost that fetch.
-func (w *BranchWatcher) prefetch(ctx context.Context, hints []Hint) (wait func() (fetched map[string]bool, left []string)) {
+// the mirror. Its failures only cost that fetch.
+func (w *BranchWatcher) prefetch(ctx context.Context, hints []Hint) (wait func() map[string]bool) {
 	newest := map[string]string{}
 	var order []string
 	for _, h := range hints {
@@ -343,34 +333,26 @@ func (w *BranchWatcher) prefetch(ctx context.Context, hints []Hint) (wait func()
 		}
 	}
 	if len(commits) == 0 {
-		return func() (map[string]bool, []string) { return nil, nil }
+		return func() map[string]bool { return nil }
 	}
 	done := make(chan struct{})
 	fetched := map[string]bool{}
-	var left []string
 	go func() {
 		defer close(done)
-		for i, c := range commits {
-			release, ok := w.limiter.TryAcquire(w.repo.URL)
-			if !ok {
-				left = commits[i:]
+		for _, c := range commits {
+			release, err := w.limiter.Acquire(ctx, w.repo.URL)
+			if err != nil {
 				return
 			}
-			w.prefetchOne(ctx, c, fetched)
+			ok, err := w.git.Prefetch(ctx, w.repo, c)
 			release()
+			if err != nil && ctx.Err() == nil {
+				w.log.WithError(err).WithField("commit", c).Debug("prefetch of the pushed commit failed; the sync fetches it")
+			}
+			fetched[c] = ok
 		}
 	}()
-	return func() (map[string]bool, []string) { <-done; return fetched, left }
-}
-
-// prefetchOne fetches commit into the mirror without moving a ref (the caller holds a Git
-// host slot) and records in fetched whether it brought it.
-func (w *BranchWatcher) prefetchOne(ctx context.Context, commit string, fetched map[string]bool) {
-	ok, err := w.git.Prefetch(ctx, w.repo, commit)
-	if err != nil && ctx.Err() == nil {
-		w.log.WithError(err).WithField("commit", commit).Debug("prefetch of the pushed commit failed; the sync fetches it")
-	}
-	fetched[commit] = ok
+	return func() map[string]bool { <-done; return fetched }
 }
 
 // state is what the watcher keeps of branch, read from the store on first use.
@@ -440,25 +422,21 @@ func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
 
 // look is lookBranch of the default branch.
 func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (string, error) {
-	return w.lookBranch(ctx, w.branch, last, hints, sources.Refs{}, nil, nil, newLookTrace(hints))
+	return w.lookBranch(ctx, w.branch, last, hints, sources.Refs{}, nil, newLookTrace(hints))
 }
 
 // lookBranch fetches the branch if it moved, records overtaken pushes, and submits the runs
 // the head triggers. It returns the head now handled. An unchanged branch costs one ref
 // listing and nothing else: its checkout and pipeline file are kept from the last look.
 // refs is the look's listing of the repository, so the fetch does not list them again;
-// prefetched are the commits the look's prefetch brought into the mirror; held, when it
-// still holds the listing's Git host slot, lends it to the fetch.
+// prefetched are the commits the look's prefetch brought into the mirror.
 func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint, refs sources.Refs,
-	prefetched map[string]bool, held *heldSlot, trace *lookTrace) (string, error) {
+	prefetched map[string]bool, trace *lookTrace) (string, error) {
 	st := w.stateOf(branch)
 	log := w.log.WithField("branch", branch)
-	release, ok := held.take()
-	if !ok {
-		var err error
-		if release, err = w.limiter.Acquire(ctx, w.repo.URL); err != nil {
-			return last, err
-		}
+	release, err := w.limiter.Acquire(ctx, w.repo.URL)
+	if err != nil {
+		return last, err
 	}
 	res, err := w.git.SyncListed(ctx, w.repo, branch, refs)
 	release()
