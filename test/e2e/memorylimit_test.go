@@ -16,21 +16,9 @@ import (
 func TestServeMemoryLimit(t *testing.T) {
 	env := testenv.Get(t)
 	_, _, cfg := newProject(t, env)
-	limitOf := func(what string, flags ...string) float64 {
+	limitOf := func(what string) float64 {
 		t.Helper()
-		addr := freeAddress(t)
-		d := startServe(t, cfg, append([]string{"--metrics-address", addr}, flags...)...)
-		defer d.stop(t)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if v, ok := metricsUp(addr)["go_gc_gomemlimit_bytes"]; ok {
-				return v
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no go_gc_gomemlimit_bytes on /metrics within 30 s:\n%s", what, d.output())
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		return runtimeGauge(t, cfg, "go_gc_gomemlimit_bytes", what)
 	}
 	if got := limitOf("default"); got != 256<<20 {
 		t.Errorf("memoryLimit unset: the runtime's limit is %.0f, want the default 256Mi (%d)", got, 256<<20)
@@ -55,23 +43,11 @@ func TestServeMemoryLimit(t *testing.T) {
 func TestServeGCPercent(t *testing.T) {
 	env := testenv.Get(t)
 	_, _, cfg := newProject(t, env)
+	// The daemon sets the target before it registers the collector, so the gauge's first
+	// answer is the one in force.
 	percentOf := func(what string) float64 {
 		t.Helper()
-		addr := freeAddress(t)
-		d := startServe(t, cfg, "--metrics-address", addr)
-		defer d.stop(t)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			// The gauge is there from the start; the daemon sets the target before it
-			// registers the collector, so the first answer is the one in force.
-			if v, ok := metricsUp(addr)["go_gc_gogc_percent"]; ok {
-				return v
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no go_gc_gogc_percent on /metrics within 30 s:\n%s", what, d.output())
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		return runtimeGauge(t, cfg, "go_gc_gogc_percent", what)
 	}
 	if got := percentOf("default"); got != 50 {
 		t.Errorf("gcPercent unset: the collector's target is %.0f, want the default 50", got)
@@ -83,6 +59,25 @@ func TestServeGCPercent(t *testing.T) {
 	t.Setenv("GOGC", "120")
 	if got := percentOf("GOGC=120"); got != 120 {
 		t.Errorf("GOGC=120 beside gcPercent: 80: the collector's target is %.0f, want the environment's 120", got)
+	}
+}
+
+// runtimeGauge starts `slipway serve` with cfg and returns the Go runtime's gauge named
+// metric from its /metrics (what names the configuration in messages).
+func runtimeGauge(t *testing.T, cfg, metric, what string) float64 {
+	t.Helper()
+	addr := freeAddress(t)
+	d := startServe(t, cfg, "--metrics-address", addr)
+	defer d.stop(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, ok := metricsUp(addr)[metric]; ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %s on /metrics within 30 s:\n%s", what, metric, d.output())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
