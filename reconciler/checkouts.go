@@ -187,12 +187,16 @@ func (c *checkouts) remember(k checkoutKey, ps []*pipeline.Pipeline) {
 	}
 	c.held[k] = ws
 	c.mu.Unlock()
-	// Unless a later read of the commit replaced the entry meanwhile.
+	// Unless a later read of the commit replaced the entry meanwhile. In a goroutine of
+	// its own: c.mu may be held while a checkout is removed from disk, and cleanups must
+	// not block the runtime's one cleanup goroutine.
 	runtime.AddCleanup(ps[0], func(first weak.Pointer[pipeline.Pipeline]) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if ws := c.held[k]; len(ws) > 0 && ws[0] == first {
-			delete(c.held, k)
-		}
+		go func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if ws := c.held[k]; len(ws) > 0 && ws[0] == first {
+				delete(c.held, k)
+			}
+		}()
 	}, ws[0])
 }

@@ -127,6 +127,9 @@ func appendValue(b []byte, v any, indent int, inSeq bool) ([]byte, error) {
 	var err error
 	switch t := v.(type) {
 	case map[string]any:
+		if t == nil {
+			return append(b, " null\n"...), nil // as encoding/json writes a nil map
+		}
 		if len(t) == 0 {
 			return append(b, " {}\n"...), nil
 		}
@@ -137,6 +140,9 @@ func appendValue(b []byte, v any, indent int, inSeq bool) ([]byte, error) {
 		b = append(b, '\n')
 		return appendBlockMap(b, t, indent+2, false)
 	case []any:
+		if t == nil {
+			return append(b, " null\n"...), nil
+		}
 		if len(t) == 0 {
 			return append(b, " []\n"...), nil
 		}

@@ -406,3 +406,24 @@ func FuzzEncodeManifests(f *testing.F) {
 		}
 	})
 }
+
+// A nil map or list held by an object (JSON decoding never makes one; a caller might)
+// reads back as the former encoding's null, not as an empty collection.
+func TestEncodeManifestsNilCollectionsAreNull(t *testing.T) {
+	obj := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "s",
+		"labels": map[string]any(nil)}, "list": []any(nil)}
+	enc, err := EncodeManifests([]Manifest{{Object: &unstructured.Unstructured{Object: obj}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseManifests("revision", enc)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("read back %d objects: %v\n%s", len(got), err, enc)
+	}
+	if v, ok := got[0].Object.Object["list"]; !ok || v != nil {
+		t.Errorf("a nil list read back as %#v\n%s", v, enc)
+	}
+	if v, ok := got[0].Object.Object["metadata"].(map[string]any)["labels"]; !ok || v != nil {
+		t.Errorf("a nil map read back as %#v\n%s", v, enc)
+	}
+}

@@ -162,7 +162,7 @@ func (a *Applier) watchSharedStatus(ctx context.Context, inv []store.InventoryEn
 	// is not followed: its absence later says nothing.
 	held := make(map[*watchedObject]bool, len(objs))
 	for _, o := range objs {
-		held[o] = o.cached() != nil
+		held[o] = o.cachedCopy() != nil
 	}
 	out := make(chan event.Event)
 	go func() {
@@ -228,15 +228,24 @@ func (a *Applier) checkWatched(ctx context.Context, objs []*watchedObject) error
 	return nil
 }
 
-// cached is the watch's copy of the object when it is at least as new as the floor,
-// decoded for the caller to keep.
-func (o *watchedObject) cached() *unstructured.Unstructured {
+// cachedCopy is the watch's copy of the object, undecoded, when it is at least as new as
+// the floor.
+func (o *watchedObject) cachedCopy() *kube.CachedObject {
 	if !o.known {
 		return nil
 	}
 	item, ok, err := o.cache.GetByKey(cache.NewObjectName(o.entry.Namespace, o.entry.Name).String())
 	c, isC := item.(*kube.CachedObject)
 	if err != nil || !ok || !isC || c.GetGeneration() < o.floor {
+		return nil
+	}
+	return c
+}
+
+// cached is cachedCopy decoded, for the caller to keep.
+func (o *watchedObject) cached() *unstructured.Unstructured {
+	c := o.cachedCopy()
+	if c == nil {
 		return nil
 	}
 	u, err := c.Unstructured()

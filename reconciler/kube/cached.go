@@ -58,7 +58,10 @@ func Compact(u *unstructured.Unstructured) (*CachedObject, error) {
 	c := &CachedObject{TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()}}
 	if md, ok := u.Object["metadata"].(map[string]any); ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(md, &c.ObjectMeta); err != nil {
-			return nil, fmt.Errorf("metadata: %w", err)
+			// A field of an unexpected type: what the readers use, through the getters,
+			// which never fail. A failed transform would drop a watch event (a deletion
+			// among them) or stop the cache from ever syncing.
+			c.ObjectMeta = metaOf(u)
 		}
 	}
 	rest := make(map[string]any, len(u.Object))
@@ -77,6 +80,15 @@ func Compact(u *unstructured.Unstructured) (*CachedObject, error) {
 		c.rest = b
 	}
 	return c, nil
+}
+
+// metaOf is u's metadata through the Unstructured getters.
+func metaOf(u *unstructured.Unstructured) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(),
+		ResourceVersion: u.GetResourceVersion(), Generation: u.GetGeneration(),
+		CreationTimestamp: u.GetCreationTimestamp(), DeletionTimestamp: u.GetDeletionTimestamp(),
+		Labels: u.GetLabels(), Annotations: u.GetAnnotations(), OwnerReferences: u.GetOwnerReferences(),
+		Finalizers: u.GetFinalizers(), ManagedFields: u.GetManagedFields()}
 }
 
 // compactTransform is the shared informers' transform: an object from the API server

@@ -129,3 +129,19 @@ func TestCachedObjectsTakeLessThanHalfTheMaps(t *testing.T) {
 		t.Fatalf("%d CachedObjects take %d bytes, more than half the %d of the same objects as maps", n, compacted, maps)
 	}
 }
+
+// Metadata the typed conversion refuses (a label of another type than string) still
+// makes a CachedObject with what the getters read: a failed transform would drop the
+// watch event, or keep the cache from ever syncing.
+func TestCompactNeverFailsOnOddMetadata(t *testing.T) {
+	u := mustObject(t, slimDeployment)
+	u.Object["metadata"].(map[string]any)["labels"] = map[string]any{"slipway.dev/owner": int64(7)}
+	out, err := compactTransform(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := out.(*CachedObject)
+	if !ok || c.Name != "web" || c.Namespace != "apps" || c.Generation != 3 || len(c.ManagedFields) != 1 {
+		t.Fatalf("compacted as %#v", out)
+	}
+}

@@ -14,6 +14,7 @@ import (
 // (its default when unset), read back from the runtime's own gauge on /metrics; a
 // GOMEMLIMIT in the environment wins over it.
 func TestServeMemoryLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "") // the default's case: whatever the shell running the tests has
 	env := testenv.Get(t)
 	_, _, cfg := newProject(t, env)
 	limitOf := func(what string) float64 {
@@ -41,6 +42,7 @@ func TestServeMemoryLimit(t *testing.T) {
 // when unset), read back from the runtime's own gauge on /metrics; a GOGC in the
 // environment wins over it.
 func TestServeGCPercent(t *testing.T) {
+	t.Setenv("GOGC", "") // the default's case: whatever the shell running the tests has
 	env := testenv.Get(t)
 	_, _, cfg := newProject(t, env)
 	// The daemon sets the target before it registers the collector, so the gauge's first
