@@ -218,7 +218,10 @@ func (a *Applier) checkWatched(ctx context.Context, objs []*watchedObject) error
 		if u == nil {
 			continue // not found, or unreadable: o.status says which
 		}
-		res, err := status.Compute(u.DeepCopy())
+		if u == o.live {
+			u = u.DeepCopy() // kept for the next check; a decoded copy is the caller's already
+		}
+		res, err := status.Compute(u)
 		if err != nil {
 			o.status, o.msg = status.UnknownStatus, "compute status: "+err.Error()
 			continue
