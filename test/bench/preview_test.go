@@ -114,7 +114,7 @@ clusters:
 registry:
   default: %[7]s
   insecure: [%[7]s]
-`, dir, freeAddr(t), as.CloneURL(repo.Owner.Login, repo.Name), tmp, as.URL, env.Kubeconfig, env.Registry)), 0o600); err != nil {
+`, dir, testenv.FreeAddress(t), as.CloneURL(repo.Owner.Login, repo.Name), tmp, as.URL, env.Kubeconfig, env.Registry)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startTrigServe(t, bin, cfg, dir)

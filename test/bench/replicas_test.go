@@ -144,7 +144,7 @@ func newHABench(t *testing.T, env *testenv.Env, bin string, repos []haRepoSpec, 
 			"     policy: {clusters: ['*'], namespaces: ['*'], registries: ['*']}}\n", r.name, r.url, o.poll, hook)
 	}
 	for _, id := range o.replicas {
-		addr := freeAddr(t)
+		addr := testenv.FreeAddress(t)
 		cfg := fmt.Sprintf(`dataDir: %s/data-%s
 listen: %s
 store: %s

@@ -617,7 +617,7 @@ func (s *scaleRun) writeFloorObjects(dir string, namespaces []string) error {
 func (s *scaleRun) writeConfig() string {
 	t := s.t
 	s.token = "bench-scale-token"
-	s.listen = freeAddr(t)
+	s.listen = testenv.FreeAddress(t)
 	for name, v := range map[string]string{"git-user": s.env.GitUser, "git-password": s.env.GitPassword,
 		"hook-secret": scaleHookSecret, "api-token": s.token} {
 		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(v), 0o600); err != nil {

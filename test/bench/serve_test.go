@@ -73,7 +73,7 @@ type driftServe struct {
 // logging to dir/serve.log. The caller defers stop.
 func startDriftServe(t *testing.T, bin, cfgPath, dir string) *driftServe {
 	t.Helper()
-	s := &driftServe{t: t, bin: bin, cfgPath: cfgPath, addr: freeAddr(t), logPath: filepath.Join(dir, "serve.log")}
+	s := &driftServe{t: t, bin: bin, cfgPath: cfgPath, addr: testenv.FreeAddress(t), logPath: filepath.Join(dir, "serve.log")}
 	logFile, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -408,7 +408,7 @@ repositories:
 clusters:
   - name: bench
     kubeconfig: %s
-`, dir, freeAddr(t), name, url, poll, secrets, secrets, webhook, env.Kubeconfig)
+`, dir, testenv.FreeAddress(t), name, url, poll, secrets, secrets, webhook, env.Kubeconfig)
 	path := filepath.Join(dir, "slipway.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -546,7 +546,7 @@ type trigDaemon struct {
 
 func startTrigServe(t *testing.T, bin, cfg, dir string) *trigDaemon {
 	t.Helper()
-	d := &trigDaemon{done: make(chan error, 1), logPath: filepath.Join(dir, "serve.log"), dir: dir, metrics: freeAddr(t)}
+	d := &trigDaemon{done: make(chan error, 1), logPath: filepath.Join(dir, "serve.log"), dir: dir, metrics: testenv.FreeAddress(t)}
 	b, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -694,7 +694,7 @@ stages:
 		}
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "dataDir: %s/data\nlisten: %s\nrepositories:\n", tmp, freeAddr(t))
+	fmt.Fprintf(&cfg, "dataDir: %s/data\nlisten: %s\nrepositories:\n", tmp, testenv.FreeAddress(t))
 	for _, n := range names {
 		fmt.Fprintf(&cfg, "  - name: idle-%s\n    url: %s/%s/%s.git\n    branch: master\n    poll: %s\n"+
 			"    auth: {usernameFile: git-user, passwordFile: git-password}\n", n, env.GitURL, group, n, idlePoll)

@@ -55,7 +55,7 @@ func TestBenchWebhookFlood(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		listen := freeAddr(t)
+		listen := testenv.FreeAddress(t)
 		cfg := filepath.Join(dir, "slipway.yaml")
 		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s/data
 listen: %s

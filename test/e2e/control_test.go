@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,12 +27,7 @@ type apiDaemon struct {
 // withAPI gives the configuration a fixed loopback port and an API token file.
 func withAPI(t *testing.T, cfg string) (server, tokenFile string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddress(t)
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	tokenFile = filepath.Join(filepath.Dir(cfg), "api-token")

@@ -45,7 +45,7 @@ stages:
 	}
 	files[".pipeline.yaml"] = []byte(pipelines.String())
 	repo.commit("two pipelines", files)
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 	d := startServe(t, cfg, "--metrics-address", addr)
 	defer d.stop(t)
 	for _, name := range names {

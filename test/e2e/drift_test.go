@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -217,7 +216,7 @@ func TestDriftReportNamesKubectl(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 	cfg, st := driftSetup(t, env, ns, "        drift: report\n", "--metrics-address", addr)
 
 	e := scaleReported(t, env, st, ns, "jack-2048", "report latency")
@@ -307,16 +306,6 @@ func TestDriftIgnoreReplicas(t *testing.T) {
 	}
 }
 
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func scrape(t *testing.T, addr string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -337,7 +326,7 @@ func scrape(t *testing.T, addr string) string {
 func TestDriftSweepSparesUnwrittenObjects(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 	_, st := driftSetup(t, env, ns, "        drift: report\n", "--metrics-address", addr, "--drift-sweep", "1s")
 	swept := func(sweep, result string) float64 {
 		return metricsOf(t, addr)[`slipway_drift_sweep_objects_total{result="`+result+`",sweep="`+sweep+`"}`]

@@ -265,7 +265,7 @@ func TestServeConcurrencyLimitsHoldCounted(t *testing.T) {
 	const repos, pipelines, objects = 3, 4, 8
 	cfg, _ := limitsProject(t, env, repos, pipelines, objects,
 		"runs: {maxInFlight: 2, maxAppliesInFlight: 3}\ngit: {maxPerHost: 1}\n")
-	metrics := freeAddress(t)
+	metrics := testenv.FreeAddress(t)
 	startServe(t, cfg, "--metrics-address", metrics)
 	waitAllRuns(t, cfg, 80*time.Second, "all 12 runs to succeed", func(runs []listedRun) bool {
 		ended, ok := finalRuns(runs)

@@ -30,7 +30,7 @@ func TestServeWebhookFloodStaysBounded(t *testing.T) {
 		"poll: 0s\nwebhook: {type: generic, secretFile: hook-secret}")
 	appendConfig(t, cfg, "webhooks:\n  maxConcurrentReads: 8\n  readTimeout: 3s\n")
 	server, tokenFile := withAPI(t, cfg)
-	metrics := freeAddress(t)
+	metrics := testenv.FreeAddress(t)
 	d := startAPIServe(t, cfg, server, tokenFile, "--metrics-address", metrics)
 
 	const n = 200

@@ -68,7 +68,7 @@ func TestServeGCPercent(t *testing.T) {
 // metric from its /metrics (what names the configuration in messages).
 func runtimeGauge(t *testing.T, cfg, metric, what string) float64 {
 	t.Helper()
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 	d := startServe(t, cfg, "--metrics-address", addr)
 	defer d.stop(t)
 	deadline := time.Now().Add(30 * time.Second)

@@ -164,7 +164,7 @@ func TestHealthWatchRollsBackALateCrashOnce(t *testing.T) {
 	env := testenv.Get(t)
 	ns := env.Namespace(t)
 	cs := env.Clientset(t)
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 	repo, repoName, cfg := newProject(t, env)
 	manifests := strings.Replace(string(readExample(t, env, "2048-yaml/2048_env.yaml")), "spec:\n  selector:", "spec:\n  replicas: 1\n  selector:", 1)
 	manifests = manifests[:strings.Index(manifests, "---\napiVersion: networking.k8s.io/v1")]

@@ -138,7 +138,7 @@ func TestWebhookGiteaPushStartsRunsOnce(t *testing.T) {
 
 	// The first commit is run at start (the daemon looks once); later ones only by webhook.
 	p.push("first", map[string]string{".pipeline.yaml": string(deployOnlyPipeline(env.Registry, ns)), "2048_env.yaml": string(manifests)})
-	metricsAddr := freeAddress(t)
+	metricsAddr := testenv.FreeAddress(t)
 	d := startAPIServe(t, p.cfg, p.server, p.tokenFile, "--metrics-address", metricsAddr)
 	waitHistory(t, p.cfg, 60*time.Second, "run 1 at start", func(h []historyEntry) bool { return len(h) == 1 && h[0].Status == "succeeded" })
 	owner, repo := giteaOwnerRepo(t, p.work.pushURL)

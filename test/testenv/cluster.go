@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +31,7 @@ func (e *Env) Cluster(t testing.TB, name string) string {
 	}
 	dir := t.TempDir()
 	logs := filepath.Join(state, "logs")
-	ports := freePorts(t, 3)
+	ports := FreePorts(t, 3)
 	start := func(what string, bin string, args ...string) {
 		t.Helper()
 		logFile, err := os.Create(filepath.Join(logs, fmt.Sprintf("cluster-%s-%s.log", name, what)))
@@ -166,23 +165,4 @@ func waitFor(t testing.TB, what string, timeout time.Duration, fn func() error) 
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// freePorts returns n loopback ports free a moment ago.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
