@@ -12,7 +12,6 @@ import (
 	"github.com/slipwayhq/slipway/pipeline"
 	"github.com/slipwayhq/slipway/policy"
 	"github.com/slipwayhq/slipway/render"
-	"github.com/slipwayhq/slipway/store"
 )
 
 // ImageBuilder builds and pushes an image (native or BuildKit, chosen in slipway.yaml).
@@ -149,25 +148,6 @@ func referencedTags(re *regexp.Regexp, objects []byte) []string {
 		}
 	}
 	return out
-}
-
-// newestRevision is the task's newest stored revision that is still on the cluster, or nil.
-// A rolled-back revision is not: the rollback put the objects of an older one back.
-func (r *Runner) newestRevision(ctx context.Context, ref store.PipelineRef, task string) (*store.Revision, error) {
-	var newest *store.Revision
-	for _, st := range []store.RevisionStatus{store.RevisionApplied, store.RevisionHealthy, store.RevisionFailed} {
-		rev, err := r.store.LatestRevision(ctx, ref, task, st)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if newest == nil || rev.BuildID > newest.BuildID {
-			newest = &rev
-		}
-	}
-	return newest, nil
 }
 
 // imageRequest is the build a build-image task asks for, every field substituted. Builds

@@ -110,13 +110,12 @@ func (r *Runner) deployRevision(ctx context.Context, rc *runContext, spec revisi
 	}
 	ap := &apply.Applier{Cluster: cl, Log: rc.log.WithField("task", spec.task), Slots: r.slots, Cache: cl}
 	owner := ownerOf(ref, spec.task)
-	previous, err := r.lastInventory(ctx, ref, spec.task, spec.cluster)
+	basis, err := r.store.DeployBasis(ctx, ref, spec.task, spec.cluster)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.reportMove(ctx, rc, spec, tl); err != nil {
-		return nil, err
-	}
+	previous := basis.Previous()
+	reportMove(rc, spec, basis.Newest, tl)
 	res, err := applySet(ctx, ap, spec.manifests, owner, previous, spec.adopt, tl)
 	if err != nil {
 		return nil, err
@@ -344,25 +343,21 @@ func (r *Runner) markRevision(ctx context.Context, rc *runContext, task string, 
 }
 
 // lastInventory is what the task's newest earlier revision on the cluster, healthy or not,
-// put there: that is what prune compares with. Revisions on other clusters never count:
-// their objects are elsewhere, and the same names here may be anybody's.
+// put there: that is what prune compares with (store.DeployBasis.Previous).
 func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task, cluster string) ([]store.InventoryEntry, error) {
-	rev, err := r.store.CurrentRevisionOn(ctx, ref, task, cluster)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
+	basis, err := r.store.DeployBasis(ctx, ref, task, cluster)
 	if err != nil {
 		return nil, err
 	}
-	return rev.Inventory, nil
+	return basis.Previous(), nil
 }
 
-// reportMove says, in the task's log, when the task's newest revision is on another
-// cluster: the task moved, and what it applied there stays there, not pruned.
-func (r *Runner) reportMove(ctx context.Context, rc *runContext, spec revisionSpec, tl *taskLog) error {
-	newest, err := r.newestRevision(ctx, rc.run.Pipeline, spec.task)
-	if err != nil || newest == nil || newest.Cluster == spec.cluster {
-		return err
+// reportMove says, in the task's log, when the task's newest revision still on a cluster
+// (newest, nil when none) is on another cluster: the task moved, and what it applied there
+// stays there, not pruned.
+func reportMove(rc *runContext, spec revisionSpec, newest *store.Revision, tl *taskLog) {
+	if newest == nil || newest.Cluster == spec.cluster {
+		return
 	}
 	tl.Printf("task moved from cluster %s to %s: the %d objects BUILD_ID %d applied on %s are left there, not pruned (delete them there if they are no longer wanted)",
 		newest.Cluster, spec.cluster, len(newest.Inventory), newest.BuildID, newest.Cluster)
@@ -371,7 +366,6 @@ func (r *Runner) reportMove(ctx context.Context, rc *runContext, spec revisionSp
 	}
 	rc.log.WithFields(logrus.Fields{"task": spec.task, "from": newest.Cluster, "to": spec.cluster,
 		"objects": len(newest.Inventory)}).Warn("task moved to another cluster: objects left on the old one")
-	return nil
 }
 
 // reportUnpruned says which objects prune would have deleted, when prune is off.

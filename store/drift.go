@@ -265,12 +265,12 @@ func (s *DB) eachCurrent(ctx context.Context, pipelines []PipelineRef, known fun
 	statuses := []any{string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed)}
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		if pipelines == nil {
-			return s.eachRevision(ctx, tx, known, each, fmt.Sprintf(currentRevisionsWhere, ""), statuses...)
+			return s.eachRevision(ctx, tx, revisionParts{known: known}, each, fmt.Sprintf(currentRevisionsWhere, ""), statuses...)
 		}
 		// One pipeline at a time: its revisions are found by the index on pipeline_id.
 		where := fmt.Sprintf(currentRevisionsWhere, "c.pipeline_id = (SELECT id FROM pipelines WHERE repository = $4 AND name = $5) AND")
 		for _, ref := range pipelines {
-			if err := s.eachRevision(ctx, tx, known, each, where, append(statuses, ref.Repository, ref.Name)...); err != nil {
+			if err := s.eachRevision(ctx, tx, revisionParts{known: known}, each, where, append(statuses, ref.Repository, ref.Name)...); err != nil {
 				return err
 			}
 		}

@@ -210,22 +210,30 @@ func (s *DB) getRevision(ctx context.Context, q querier, where string, args ...a
 // queryRevisions reads revisions; where may end in ORDER BY and LIMIT.
 func (s *DB) queryRevisions(ctx context.Context, q querier, where string, args ...any) ([]Revision, error) {
 	var revs []Revision
-	err := s.eachRevision(ctx, q, nil, func(r *Revision) error {
+	err := s.eachRevision(ctx, q, revisionParts{}, func(r *Revision) error {
 		revs = append(revs, *r)
 		return nil
 	}, where, args...)
 	return revs, err
 }
 
+// revisionParts says which of a revision's bulky parts eachRevision reads.
+type revisionParts struct {
+	// known reports the revisions whose objects and inventory are left out (nil: none):
+	// they are the bulk of a revision to read, decompress and check.
+	known func(*Revision) bool
+	// noObjects leaves every revision's objects out and reads its inventory.
+	noObjects bool
+}
+
 // eachRevision reads revisions and hands them to fn one at a time, each its own copy that
-// fn may keep, leaving out the objects and inventory of the revisions known reports true
-// for (nil: none): they are the bulk of a revision to read, decompress and check. The
-// others' objects are read one by one after the heads, so no more than one revision's
-// objects are held here at a time, and a reader that keeps a few revisions does not keep
-// every one read with them.
-func (s *DB) eachRevision(ctx context.Context, q querier, known func(*Revision) bool, fn func(*Revision) error, where string, args ...any) error {
+// fn may keep, with the parts asked for. The objects of the others are read one by one
+// after the heads, so no more than one revision's objects are held here at a time, and a
+// reader that keeps a few revisions does not keep every one read with them.
+func (s *DB) eachRevision(ctx context.Context, q querier, parts revisionParts, fn func(*Revision) error, where string, args ...any) error {
+	known := parts.known
 	objects := "r.objects"
-	if known != nil {
+	if known != nil || parts.noObjects {
 		objects = "NULL"
 	}
 	rows, err := q.QueryContext(ctx, `
@@ -285,7 +293,14 @@ func (s *DB) eachRevision(ctx context.Context, q querier, known func(*Revision) 
 		h := heads[i]
 		heads[i] = head{} // the copy is fn's; this one's blob goes as soon as it is unpacked
 		r := h.rev
-		if known == nil || !known(&r) {
+		switch {
+		case known != nil && known(&r):
+		case parts.noObjects:
+			var err error
+			if r.Inventory, err = readInventory(ctx, q, h.id); err != nil {
+				return fmt.Errorf("%s: inventory: %w", revisionName(r.Pipeline, r.BuildID, r.Task), err)
+			}
+		default:
 			if err := s.unpackRevision(ctx, q, &r, h.id, h.pid, h.size, h.blob, known != nil, h.encoding, h.keyID); err != nil {
 				return err
 			}
@@ -370,16 +385,19 @@ func (s *DB) LatestRevision(ctx context.Context, ref PipelineRef, task string, s
 	return rev, nil
 }
 
+// currentOnWhere selects a task's revisions on one cluster that count as current there,
+// newest first: $1-$4 the pipeline's repository and name, the task, the cluster; $5-$7 the
+// healthy, applied and failed statuses.
+const currentOnWhere = `p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.cluster = $4 AND r.status IN ($5, $6, $7)
+	AND (r.status <> $7 OR r.objects_size > 0) ORDER BY r.build_id DESC`
+
 // CurrentRevisionOn implements Store. A failed revision counts only when it applied
 // something (CurrentRevisions' rule): a chart that Helm refused left nothing behind.
 func (s *DB) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error) {
 	var rev Revision
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
-		rev, err = s.getRevision(ctx, tx,
-			`p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.cluster = $4 AND r.status IN ($5, $6, $7)
-				AND (r.status <> $7 OR r.objects_size > 0) ORDER BY r.build_id DESC`,
-			ref.Repository, ref.Name, task, cluster,
+		rev, err = s.getRevision(ctx, tx, currentOnWhere, ref.Repository, ref.Name, task, cluster,
 			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed))
 		return err
 	})
@@ -387,6 +405,27 @@ func (s *DB) CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, clust
 		return Revision{}, fmt.Errorf("current revision of task %s of %s on cluster %s: %w", task, ref, cluster, err)
 	}
 	return rev, nil
+}
+
+// DeployBasis implements Store.
+func (s *DB) DeployBasis(ctx context.Context, ref PipelineRef, task, cluster string) (DeployBasis, error) {
+	var b DeployBasis
+	heads := revisionParts{noObjects: true}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		b = DeployBasis{}
+		if err := s.eachRevision(ctx, tx, heads, func(r *Revision) error { b.Current = r; return nil },
+			currentOnWhere+` LIMIT 1`, ref.Repository, ref.Name, task, cluster,
+			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed)); err != nil {
+			return err
+		}
+		return s.eachRevision(ctx, tx, heads, func(r *Revision) error { b.Newest = r; return nil },
+			`p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.status IN ($4, $5, $6) ORDER BY r.build_id DESC LIMIT 1`,
+			ref.Repository, ref.Name, task, string(RevisionApplied), string(RevisionHealthy), string(RevisionFailed))
+	})
+	if err != nil {
+		return DeployBasis{}, fmt.Errorf("revisions of task %s of %s before a deploy to cluster %s: %w", task, ref, cluster, err)
+	}
+	return b, nil
 }
 
 // ListRevisions implements Store.

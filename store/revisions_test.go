@@ -268,9 +268,51 @@ func TestRevisionOwnershipAndClusters(t *testing.T) {
 	if west, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "west"); err != nil || west.BuildID != 2 {
 		t.Fatalf("current on west = #%d, %v; want #2", west.BuildID, err)
 	}
+	// A deploy's basis, read at once: the current revision on its cluster and the newest
+	// anywhere, inventories without objects.
+	basis := func(cluster string) (current, newest int64) {
+		t.Helper()
+		b, err := s.DeployBasis(ctx, testPipeline, "web", cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*Revision{b.Current, b.Newest} {
+			if r != nil && (r.Objects != nil || len(r.Inventory) == 0) {
+				t.Fatalf("basis on %s: revision #%d with %d bytes of objects and %d inventory entries; want none and some",
+					cluster, r.BuildID, len(r.Objects), len(r.Inventory))
+			}
+		}
+		if b.Current != nil {
+			current = b.Current.BuildID
+			if !reflect.DeepEqual(b.Previous(), b.Current.Inventory) {
+				t.Fatalf("basis on %s: Previous is not the current revision's inventory", cluster)
+			}
+		} else if b.Previous() != nil {
+			t.Fatalf("basis on %s: Previous %v without a current revision", cluster, b.Previous())
+		}
+		if b.Newest != nil {
+			newest = b.Newest.BuildID
+		}
+		return current, newest
+	}
+	if cur, newest := basis("east"); cur != 1 || newest != 2 {
+		t.Fatalf("basis on east: current #%d newest #%d; want #1 and #2", cur, newest)
+	}
+	if b, _ := s.DeployBasis(ctx, testPipeline, "web", "east"); !reflect.DeepEqual(b.Current.Inventory, adopted) {
+		t.Fatalf("basis on east: inventory %+v, want %+v", b.Current.Inventory, adopted)
+	}
 	// A rolled-back revision is not what the task left there.
 	if _, err := s.TransitionRevision(ctx, testPipeline, 2, "web", RevisionApplied, RevisionRolledBack, ""); err != nil {
 		t.Fatal(err)
+	}
+	if cur, newest := basis("west"); cur != 0 || newest != 1 {
+		t.Fatalf("basis on west after #2 was rolled back: current #%d newest #%d; want none and #1", cur, newest)
+	}
+	if cur, newest := basis("north"); cur != 0 || newest != 1 {
+		t.Fatalf("basis on a cluster never deployed to: current #%d newest #%d; want none and #1", cur, newest)
+	}
+	if b, err := s.DeployBasis(ctx, PipelineRef{Repository: testPipeline.Repository, Name: "other"}, "web", "east"); err != nil || b.Current != nil || b.Newest != nil {
+		t.Fatalf("basis of a pipeline without revisions: %+v, %v; want empty", b, err)
 	}
 	if _, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "west"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("current on west after its only revision was rolled back: %v; want ErrNotFound", err)

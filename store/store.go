@@ -97,6 +97,9 @@ type Store interface {
 	// CurrentRevisionOn returns the task's newest healthy, applied or failed revision on
 	// one cluster: what the task left there, which is all a deploy there may prune.
 	CurrentRevisionOn(ctx context.Context, ref PipelineRef, task, cluster string) (Revision, error)
+	// DeployBasis returns, in one read, the task's revisions a new deploy to the cluster
+	// compares with, each with its inventory and without its objects.
+	DeployBasis(ctx context.Context, ref PipelineRef, task, cluster string) (DeployBasis, error)
 	// SetSuspended suspends (actor, reason recorded) or resumes a pipeline.
 	// It also says whether the pipeline was suspended before, read in the same transaction.
 	SetSuspended(ctx context.Context, ref PipelineRef, suspend bool, actor, reason string) (p Pipeline, wasSuspended bool, err error)

@@ -241,6 +241,27 @@ type Revision struct {
 	UpdatedAt     time.Time
 }
 
+// DeployBasis is what a new deploy of a task to a cluster compares with. Neither revision
+// holds its objects (Objects is nil); both hold their inventories.
+type DeployBasis struct {
+	// Current is the task's current revision on that cluster, as CurrentRevisionOn finds
+	// it: what a deploy there may prune. Nil when there is none.
+	Current *Revision
+	// Newest is the task's newest applied, healthy or failed revision on any cluster. Nil
+	// when there is none.
+	Newest *Revision
+}
+
+// Previous is the inventory a deploy to the cluster compares with: what the task's current
+// revision there put there. Revisions on other clusters never count: their objects are
+// elsewhere, and the same names here may be anybody's.
+func (b DeployBasis) Previous() []InventoryEntry {
+	if b.Current == nil {
+		return nil
+	}
+	return b.Current.Inventory
+}
+
 // TaskRef is the task the revision deployed.
 func (r Revision) TaskRef() TaskRef { return TaskRef{Pipeline: r.Pipeline, Task: r.Task} }
 

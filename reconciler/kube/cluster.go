@@ -113,10 +113,11 @@ func Connect(_ context.Context, spec Spec) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: http client: %w", spec.Name, err)
 	}
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	dynMapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: REST mapper: %w", spec.Name, err)
 	}
+	mapper := newMappingCache(dynMapper)
 	c, err := client.New(cfg, client.Options{HTTPClient: httpClient, Mapper: mapper})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: client: %w", spec.Name, err)
