@@ -181,32 +181,35 @@ func splitDocumentsAt(text []byte) ([][]byte, []int) {
 	if trimmed := bytes.TrimSpace(text); len(trimmed) > 0 && trimmed[0] == '{' {
 		return [][]byte{text}, []int{1}
 	}
+	// Each document is the file's own bytes between two separators, capacity capped so
+	// an append never writes into the next document: no copy per document.
 	var docs [][]byte
 	var starts []int
-	var cur bytes.Buffer
-	first, start, n := true, 1, 0
-	flush := func() {
-		if first && !hasContent(cur.Bytes()) {
-			cur.Reset()
+	first, start, n, docStart, off := true, 1, 0, 0, 0
+	flush := func(end int) {
+		cur := text[docStart:end:end]
+		if first && !hasContent(cur) {
 			first = false
 			return
 		}
 		first = false
-		docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		docs = append(docs, cur)
 		starts = append(starts, start)
-		cur.Reset()
 	}
-	for _, line := range bytes.SplitAfter(text, []byte("\n")) {
-		n++
-		if isSeparator(line) {
-			flush()
-			start = n + 1
-			continue
+	for len(text[off:]) > 0 {
+		end := len(text)
+		if i := bytes.IndexByte(text[off:], '\n'); i >= 0 {
+			end = off + i + 1
 		}
-		cur.Write(line)
+		n++
+		if isSeparator(text[off:end]) {
+			flush(off)
+			start, docStart = n+1, end
+		}
+		off = end
 	}
-	if hasContent(cur.Bytes()) || !first {
-		flush()
+	if hasContent(text[docStart:]) || !first {
+		flush(len(text))
 	}
 	return docs, starts
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"os"
+	"reflect"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,6 +177,40 @@ metadata: {name: w}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s namespace = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestSplitDocumentsAtKeepsLinesAndEmptyDocuments(t *testing.T) {
+	cases := []struct {
+		name, text string
+		docs       []string
+		starts     []int
+	}{
+		{"one", "a: 1\nb: 2\n", []string{"a: 1\nb: 2\n"}, []int{1}},
+		{"no final newline", "a: 1\n---\nb: 2", []string{"a: 1\n", "b: 2"}, []int{1, 3}},
+		{"comment preamble", "# header\n---\na: 1\n", []string{"a: 1\n"}, []int{3}},
+		{"empty document kept", "a: 1\n---\n---\nb: 2\n", []string{"a: 1\n", "", "b: 2\n"}, []int{1, 3, 4}},
+		{"separator with comment and CRLF", "a: 1\r\n--- # next\r\nb: 2\r\n", []string{"a: 1\r\n", "b: 2\r\n"}, []int{1, 3}},
+		{"trailing separator", "a: 1\n---\n", []string{"a: 1\n", ""}, []int{1, 3}},
+		{"json", "{\"a\": 1}\n---\n", []string{"{\"a\": 1}\n---\n"}, []int{1}},
+	}
+	for _, c := range cases {
+		text := []byte(c.text)
+		docs, starts := splitDocumentsAt(text)
+		var got []string
+		for _, d := range docs {
+			got = append(got, string(d))
+		}
+		if !reflect.DeepEqual(got, c.docs) || !reflect.DeepEqual(starts, c.starts) {
+			t.Errorf("%s: docs %q starting on lines %v, want %q on %v", c.name, got, starts, c.docs, c.starts)
+		}
+		// A document never reaches into the next: appending to one leaves the text whole.
+		for _, d := range docs {
+			_ = append(d, "x: overwritten"...)
+		}
+		if string(text) != c.text {
+			t.Errorf("%s: appending to a document changed the text to %q", c.name, text)
 		}
 	}
 }
