@@ -94,7 +94,9 @@ make_pki() {
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
 
-# kubeconfig FILE USER TOKEN writes a token kubeconfig for the local API server.
+# kubeconfig FILE USER TOKEN writes a token kubeconfig for the local API server. Responses
+# are not compressed: the server is on loopback, where gzip costs both sides CPU and saves
+# nothing (Kubernetes' own controllers run this way; docs/operations.md).
 kubeconfig() {
   cat >"$1" <<KC
 apiVersion: v1
@@ -104,6 +106,7 @@ clusters:
   cluster:
     server: https://127.0.0.1:$API_PORT
     certificate-authority: $STATE/pki/ca.crt
+    disable-compression: true
 users:
 - name: $2
   user:
