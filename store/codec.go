@@ -22,18 +22,22 @@ const encodingSealed = "zstd+aes-256-gcm"
 const maxObjectsSize = 1 << 30
 
 // objectCodec compresses revision objects. One encoder and decoder per store: both are
-// safe for concurrent EncodeAll/DecodeAll and costly to create.
+// safe for concurrent EncodeAll/DecodeAll and costly to create. Both are asked for their
+// lower-memory mode, which sizes their buffers to what they are given rather than to the
+// largest window: revision objects are a few KB to a few hundred, and the encoder and two
+// decoders otherwise held 2.2 MB at rest for the daemon's lifetime, against 1.4 MB, with
+// the same compressed output (measured on a 460 KB CRD file and on scale-bench objects).
 type objectCodec struct {
 	enc *zstd.Encoder
 	dec *zstd.Decoder
 }
 
 func newObjectCodec() (*objectCodec, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxObjectsSize))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxObjectsSize), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		_ = enc.Close()
 		return nil, fmt.Errorf("zstd decoder: %w", err)
