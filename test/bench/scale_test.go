@@ -108,9 +108,12 @@ type scaleReport struct {
 	Change10Runs     int                `json:"change10_runs"`
 	Change10Objects  int                `json:"change10_objects_changed"`
 	Change10Requests map[string]float64 `json:"change10_requests"`
-	NoopSeconds      float64            `json:"noop_seconds"`
-	NoopObjects      int                `json:"noop_objects_changed"`
-	NoopRequests     map[string]float64 `json:"noop_requests"`
+	// SettleRequests are the daemon's API requests from the deploy's end to the ten apps'
+	// push: what the drift watch does on seeing the deploy's objects for the first time.
+	SettleRequests map[string]float64 `json:"settle_requests"`
+	NoopSeconds    float64            `json:"noop_seconds"`
+	NoopObjects    int                `json:"noop_objects_changed"`
+	NoopRequests   map[string]float64 `json:"noop_requests"`
 	// The daemon's store writes during the no-op (slipway_store_writes_total), and the
 	// commits they shared: a run waits for its writes one after another.
 	NoopStoreWrites   float64            `json:"noop_store_writes"`
@@ -321,6 +324,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	// 2. A push changing ten apps: only their pipelines run, only their ConfigMaps change.
 	before := s.objectVersions(ctx)
 	m2 := scrapeMetrics(t, s.serve.addr)
+	rep.SettleRequests = diffByVerb(m1, m2)
 	changed := map[string]map[string]string{}
 	var changedApps []int
 	for k := 0; k < scaleChanged; k++ {
@@ -1321,6 +1325,7 @@ func (s *scaleRun) print(r scaleReport) {
 		r.DeployGCs, r.NoopCPUSeconds, r.TotalCPUSeconds)
 	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeSeconds(r.ControlPlaneCPU))
 	fmt.Fprintf(&b, "| API requests during the deploy | %s | | |\n", describeFloat(r.Requests))
+	fmt.Fprintf(&b, "| API requests from the deploy's end to the next push | %s | | |\n", describeFloat(r.SettleRequests))
 	fmt.Fprintf(&b, "| store size after the benchmark | %.1f MiB | | |\n", float64(r.StoreBytes)/(1<<20))
 	fmt.Fprintf(&b, "| a push changing %d apps: %s → their runs succeeded | %.2f s (%d runs, %d objects changed; %s) | | |\n",
 		scaleChanged, clock, r.Change10Seconds, r.Change10Runs, r.Change10Objects, describeFloat(r.Change10Requests))
