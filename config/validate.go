@@ -28,21 +28,22 @@ var (
 )
 
 type checker struct {
-	c *Config
-	r diag.Reporter
+	c   *Config
+	pos yamlstrict.Positions // where each field of c was written
+	r   diag.Reporter
 }
 
 func (k checker) at(field, format string, args ...any) {
-	k.r.At(k.c.Positions.Of(field), field, format, args...)
+	k.r.At(k.pos.Of(field), field, format, args...)
 }
 
 func (k checker) written(field string) bool {
-	_, ok := k.c.Positions[field]
+	_, ok := k.pos[field]
 	return ok
 }
 
-func validate(c *Config, r diag.Reporter) {
-	k := checker{c: c, r: r}
+func validate(c *Config, pos yamlstrict.Positions, r diag.Reporter) {
+	k := checker{c: c, pos: pos, r: r}
 	if c.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 			k.at("listen", "listen %q must be host:port or :port, such as :8080", c.Listen)
@@ -304,7 +305,7 @@ func (k checker) repository(f string, r *Repository) {
 // branches checks that a repository tracks its branches one way: branch, or branches whose
 // first entry is a plain name (the default branch) and whose others are names or globs.
 func (k checker) branches(f string, r *Repository) {
-	_, many := k.c.Positions[f+".branches"]
+	_, many := k.pos[f+".branches"]
 	switch {
 	case r.Branch != "" && many:
 		k.at(f+".branches", "set branch or branches, not both: branch: %s is the same as branches: [%s]", r.Branch, r.Branch)
@@ -476,7 +477,7 @@ func (k checker) rules(compiler *celrule.Compiler, f string, rules []Rule, names
 	for i := range rules {
 		field := yamlstrict.Index(f, i)
 		r := &rules[i]
-		pos := k.c.Positions.Of(field)
+		pos := k.pos.Of(field)
 		r.At = fmt.Sprintf("%s:%d:%d", k.c.File, pos.Line, pos.Column)
 		if k.label(field+".name", "rule name", r.Name) {
 			switch r.Name {
