@@ -352,11 +352,11 @@ func (r *Runner) lastInventory(ctx context.Context, ref store.PipelineRef, task,
 	return basis.Previous(), nil
 }
 
-// reportMove says, in the task's log, when the task's newest revision still on a cluster
-// (newest, nil when none) is on another cluster: the task moved, and what it applied there
-// stays there, not pruned.
+// reportMove says, in the task's log, when the task's newest revision (newest, nil when
+// none) is on another cluster and applied something there: the task moved, and what it
+// applied there stays there, not pruned.
 func reportMove(rc *runContext, spec revisionSpec, newest *store.Revision, tl *taskLog) {
-	if newest == nil || newest.Cluster == spec.cluster {
+	if newest == nil || newest.Cluster == spec.cluster || len(newest.Inventory) == 0 {
 		return
 	}
 	tl.Printf("task moved from cluster %s to %s: the %d objects BUILD_ID %d applied on %s are left there, not pruned (delete them there if they are no longer wanted)",

@@ -176,10 +176,11 @@ func splitDocuments(text []byte) [][]byte {
 }
 
 // splitDocumentsAt is splitDocuments that also returns the file line each document
-// starts on, so errors inside a document can name the line of the file.
+// starts on, so errors inside a document can name the line of the file. The documents
+// are the text's own bytes: callers must not change them in place (an append copies).
 func splitDocumentsAt(text []byte) ([][]byte, []int) {
 	if trimmed := bytes.TrimSpace(text); len(trimmed) > 0 && trimmed[0] == '{' {
-		return [][]byte{text}, []int{1}
+		return [][]byte{text[:len(text):len(text)]}, []int{1}
 	}
 	// Each document is the file's own bytes between two separators, capacity capped so
 	// an append never writes into the next document: no copy per document.

@@ -194,6 +194,8 @@ func TestSplitDocumentsAtKeepsLinesAndEmptyDocuments(t *testing.T) {
 		{"separator with comment and CRLF", "a: 1\r\n--- # next\r\nb: 2\r\n", []string{"a: 1\r\n", "b: 2\r\n"}, []int{1, 3}},
 		{"trailing separator", "a: 1\n---\n", []string{"a: 1\n", ""}, []int{1, 3}},
 		{"json", "{\"a\": 1}\n---\n", []string{"{\"a\": 1}\n---\n"}, []int{1}},
+		{"leading separator", "---\na: 1\n", []string{"a: 1\n"}, []int{2}},
+		{"separator without a final newline", "a: 1\n---", []string{"a: 1\n", ""}, []int{1, 3}},
 	}
 	for _, c := range cases {
 		text := []byte(c.text)

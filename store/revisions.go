@@ -227,9 +227,9 @@ type revisionParts struct {
 }
 
 // eachRevision reads revisions and hands them to fn one at a time, each its own copy that
-// fn may keep, with the parts asked for. The objects of the others are read one by one
-// after the heads, so no more than one revision's objects are held here at a time, and a
-// reader that keeps a few revisions does not keep every one read with them.
+// fn may keep, with the parts asked for. Objects are read one revision at a time after
+// the heads, so no more than one revision's objects are held here at a time, and a reader
+// that keeps a few revisions does not keep every one read with them.
 func (s *DB) eachRevision(ctx context.Context, q querier, parts revisionParts, fn func(*Revision) error, where string, args ...any) error {
 	known := parts.known
 	objects := "r.objects"
@@ -418,8 +418,15 @@ func (s *DB) DeployBasis(ctx context.Context, ref PipelineRef, task, cluster str
 			string(RevisionHealthy), string(RevisionApplied), string(RevisionFailed)); err != nil {
 			return err
 		}
-		return s.eachRevision(ctx, tx, heads, func(r *Revision) error { b.Newest = r; return nil },
-			`p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.status IN ($4, $5, $6) ORDER BY r.build_id DESC LIMIT 1`,
+		// Most often the newest is the current one (the task did not move): its inventory
+		// is not read twice.
+		isCurrent := func(r *Revision) bool { return b.Current != nil && r.BuildID == b.Current.BuildID }
+		return s.eachRevision(ctx, tx, revisionParts{known: isCurrent, noObjects: true}, func(r *Revision) error {
+			if b.Newest = r; isCurrent(r) {
+				b.Newest = b.Current
+			}
+			return nil
+		}, `p.repository = $1 AND p.name = $2 AND r.task = $3 AND r.status IN ($4, $5, $6) ORDER BY r.build_id DESC LIMIT 1`,
 			ref.Repository, ref.Name, task, string(RevisionApplied), string(RevisionHealthy), string(RevisionFailed))
 	})
 	if err != nil {

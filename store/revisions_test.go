@@ -314,6 +314,20 @@ func TestRevisionOwnershipAndClusters(t *testing.T) {
 	if b, err := s.DeployBasis(ctx, PipelineRef{Repository: testPipeline.Repository, Name: "other"}, "web", "east"); err != nil || b.Current != nil || b.Newest != nil {
 		t.Fatalf("basis of a pipeline without revisions: %+v, %v; want empty", b, err)
 	}
+	// The newest is the current one: one record, its inventory read once.
+	if b, err := s.DeployBasis(ctx, testPipeline, "web", "east"); err != nil || b.Current == nil || b.Newest != b.Current {
+		t.Fatalf("basis on east with #1 newest: %+v, %v; want Newest to be Current", b, err)
+	}
+	// A failed deploy that applied nothing (Helm refused a chart) is the newest, not what
+	// the task left on the cluster.
+	if _, err := s.SaveRevision(ctx, NewRevision{Pipeline: testPipeline, BuildID: 3, Task: "web", Cluster: "east",
+		Kind: DeployChart, Chart: &ChartRelease{Chart: "web", Version: "1.0.0"}, Status: RevisionFailed, Reason: "refused"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.DeployBasis(ctx, testPipeline, "web", "east"); err != nil || b.Current == nil || b.Current.BuildID != 1 ||
+		b.Newest == nil || b.Newest.BuildID != 3 || len(b.Newest.Inventory) != 0 {
+		t.Fatalf("basis on east after a failed deploy that applied nothing: %+v, %v; want current #1, newest #3 with no inventory", b, err)
+	}
 	if _, err := s.CurrentRevisionOn(ctx, testPipeline, "web", "west"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("current on west after its only revision was rolled back: %v; want ErrNotFound", err)
 	}

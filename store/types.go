@@ -247,8 +247,9 @@ type DeployBasis struct {
 	// Current is the task's current revision on that cluster, as CurrentRevisionOn finds
 	// it: what a deploy there may prune. Nil when there is none.
 	Current *Revision
-	// Newest is the task's newest applied, healthy or failed revision on any cluster. Nil
-	// when there is none.
+	// Newest is the task's newest applied, healthy or failed revision on any cluster (a
+	// failed one may have applied nothing). Nil when there is none; the same pointer as
+	// Current when that is it.
 	Newest *Revision
 }
 

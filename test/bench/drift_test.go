@@ -211,7 +211,7 @@ func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 func fetchMetrics(addr string) (map[string]float64, error) {
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scrape serve's metrics: %w", err)
 	}
 	// Uncompressed: a gzip writer costs the daemon about 1 MB of garbage per scrape, and the
 	// scale bench scrapes every second while it measures the daemon's memory.

@@ -10,6 +10,8 @@ import (
 // handedOut holds the loopback ports FreeAddress gave out in this test process. The kernel
 // may give a port just closed to the very next bind to port 0, so two picks in a row can
 // name the same port: a daemon's API and metrics addresses did, and it failed to start.
+// Other test processes running at once may still pick a port this one did; two picks a
+// moment apart in one process were the collision seen.
 var handedOut = struct {
 	sync.Mutex
 	ports map[int]bool
