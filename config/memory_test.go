@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/slipwayhq/slipway/internal/heldheap"
 )
 
 // manyRepositories is a slipway.yaml of n repositories written as the scale benchmark
@@ -34,31 +35,20 @@ func manyRepositories(n int) []byte {
 func TestParseManyRepositoriesHeldBytes(t *testing.T) {
 	const n, bound = 1000, 2_000_000
 	data := manyRepositories(n)
-	held := uint64(1 << 62)
-	var c *Config
-	for range 3 { // the least of three: another goroutine's garbage only adds
-		c = nil // the last pass's configuration is garbage before this one is measured
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		var err error
-		if c, err = Parse("slipway.yaml", data); err != nil {
+	parse := func() *Config {
+		c, err := Parse("slipway.yaml", data)
+		if err != nil {
 			t.Fatal(err)
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		runtime.KeepAlive(c)
-		if after.HeapAlloc < before.HeapAlloc {
-			t.Fatalf("the heap shrank by %d bytes while a configuration was parsed and held", before.HeapAlloc-after.HeapAlloc)
-		}
-		held = min(held, after.HeapAlloc-before.HeapAlloc)
+		return c
 	}
+	held := heldheap.Bytes(t, 3, func() any { return parse() })
 	t.Logf("a configuration of %d repositories (%d bytes) holds %d bytes once parsed", n, len(data), held)
 	if held > bound {
 		t.Errorf("a parsed configuration of %d repositories holds %d bytes, more than %d", n, held, bound)
 	}
 	field := fmt.Sprintf("repositories[%d].webhook.secretFile", n-1)
-	if pos := c.Positions.Of(field); pos.Line != 3+8*(n-1)+5 {
+	if pos := parse().Positions.Of(field); pos.Line != 3+8*(n-1)+5 {
 		t.Errorf("%s is on line %d, want %d", field, pos.Line, 3+8*(n-1)+5)
 	}
 }

@@ -2,11 +2,12 @@ package pipeline
 
 import (
 	"fmt"
-	"github.com/slipwayhq/slipway/pipeline/diag"
-	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/slipwayhq/slipway/internal/heldheap"
+	"github.com/slipwayhq/slipway/pipeline/diag"
 )
 
 // monorepoFile is a pipeline file shaped like the scale benchmark's monorepo
@@ -38,23 +39,19 @@ stages:
 const monorepoPipelines = 1000
 
 // heldAfterLoad is the heap a loaded file of monorepoPipelines pipelines keeps alive: the
-// heap after a collection with the result held, less the heap before loading.
-func heldAfterLoad(t testing.TB, data []byte) uint64 {
+// least over runs loads of what the heap holds with the result alive (heldheap.Bytes).
+func heldAfterLoad(t testing.TB, data []byte, runs int) uint64 {
 	opts := Options{Limits: Limits{PipelinesPerFile: monorepoPipelines}}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	ps, err := Load(".pipeline.yaml", data, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(ps)
-	if len(ps) != monorepoPipelines {
-		t.Fatalf("loaded %d pipelines, want %d", len(ps), monorepoPipelines)
-	}
-	return after.HeapAlloc - before.HeapAlloc
+	return heldheap.Bytes(t, runs, func() any {
+		ps, err := Load(".pipeline.yaml", data, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != monorepoPipelines {
+			t.Fatalf("loaded %d pipelines, want %d", len(ps), monorepoPipelines)
+		}
+		return ps
+	})
 }
 
 // BenchmarkLoadMonorepo loads the scale benchmark's pipeline file and reports what the
@@ -64,7 +61,7 @@ func BenchmarkLoadMonorepo(b *testing.B) {
 	b.ReportAllocs()
 	var held uint64
 	for b.Loop() {
-		held = heldAfterLoad(b, data)
+		held = heldAfterLoad(b, data, 1)
 	}
 	b.ReportMetric(float64(held), "held-B/op")
 }
@@ -77,10 +74,7 @@ func BenchmarkLoadMonorepo(b *testing.B) {
 func TestLoadMonorepoHeldBytes(t *testing.T) {
 	const bound = 1_500_000
 	data := monorepoFile(monorepoPipelines)
-	held := heldAfterLoad(t, data)
-	for range 2 { // the least of three: another goroutine's garbage only adds
-		held = min(held, heldAfterLoad(t, data))
-	}
+	held := heldAfterLoad(t, data, 3)
 	t.Logf("a file of %d pipelines (%d bytes) holds %d bytes once loaded", monorepoPipelines, len(data), held)
 	if held > bound {
 		t.Errorf("a loaded file of %d pipelines holds %d bytes, more than %d", monorepoPipelines, held, bound)
