@@ -28,10 +28,12 @@ import (
 
 // Parts is the wired set of parts the daemon and the CLI verbs share.
 type Parts struct {
-	Config   *config.Config
-	Store    store.Store
-	Mirrors  *sources.Mirrors
-	Clusters *kube.Clusters
+	Config  *config.Config
+	Store   store.Store
+	Mirrors *sources.Mirrors
+	// GitLimiter bounds the Mirrors' ref listings and fetches per Git host (git.maxPerHost).
+	GitLimiter *sources.HostLimiter
+	Clusters   *kube.Clusters
 	// Changes wakes followers of the store (live logs, the UI, notifications) when a
 	// write to runs, tasks, logs, drift or the audit log commits in this process.
 	Changes *changefeed.Feed
@@ -114,7 +116,8 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	mirrors, err := sources.New(sources.Options{DataDir: cfg.DataDir, Log: log})
+	gitLimiter := &sources.HostLimiter{PerHost: cfg.Git.MaxPerHost}
+	mirrors, err := sources.New(sources.Options{DataDir: cfg.DataDir, Log: log, Limiter: gitLimiter})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -136,7 +139,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Parts, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Changes: changes,
+	return &Parts{Config: cfg, Store: st, Mirrors: mirrors, GitLimiter: gitLimiter, Clusters: kube.NewClusters(ClusterSpecs(cfg)), Changes: changes,
 		ApplySlots: apply.NewSlots(cfg.Runs.MaxAppliesInFlight), BuildSlots: reconciler.NewBuildSlots(cfg.MaxBuildsInFlight()),
 		builder: imageBuilder, tags: registry, executors: executors, log: log}, nil
 }

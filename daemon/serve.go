@@ -148,8 +148,9 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		disp.Wait()
 		runner.Close()
 	}()
-	limiter := &trigger.HostLimiter{PerHost: d.Config.Git.MaxPerHost}
+	limiter := d.GitLimiter
 	if o.GitPerHost > 0 {
+		// Before any Git call: the limiter reads its bound when it first meets a host.
 		limiter.PerHost = o.GitPerHost
 	}
 	if err := reg.Register(newGitMetrics(limiter, limiter.PerHost)); err != nil {
@@ -161,7 +162,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	if err := reg.Register(newBuildMetrics(d.BuildSlots)); err != nil {
 		return err
 	}
-	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store, Limiter: limiter,
+	hubOpts := trigger.HubOptions{Pipelines: runner, Dispatcher: disp, Records: d.Store,
 		Metrics: triggerMetrics, Audit: d.Store, States: d.Store, Interruptions: d.Store, Requests: d.Store}
 	// nil: this process owns every repository. With ha, interrupted runs are retried by the
 	// replica owning their repository.
@@ -186,7 +187,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		}
 		w := trigger.NewBranchWatcher(trigger.BranchWatcherOptions{Git: d.Mirrors, Pipelines: runner, Runs: disp,
 			Records: d.Store, Repo: src, Branch: r.DefaultBranch(), Branches: r.BranchPatterns(), Interval: r.Poll.Duration,
-			Limiter: limiter, Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics, Audit: d.Store,
+			Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics, Audit: d.Store,
 			Log: log.WithField("repo", r.Name)})
 		hub.Add(w)
 		watchers = append(watchers, w)

@@ -120,8 +120,11 @@ func (m *Mirrors) uploadPack(ctx context.Context, r *git.Repository, repo Repo, 
 		return err
 	}
 	defer func() { err = errors.Join(err, s.Close()) }()
-	nctx, cancel := m.netCtx(ctx)
-	defer cancel()
+	nctx, done, err := m.network(ctx, repo)
+	if err != nil {
+		return err
+	}
+	defer done()
 	resp, err := s.UploadPack(nctx, req)
 	if errors.Is(err, transport.ErrEmptyUploadPackRequest) {
 		return nil // everything wanted is here already

@@ -19,11 +19,12 @@ import (
 )
 
 // gitHTTP serves the origin's repository over smart HTTP with git's own http-backend,
-// counting the ref listings and pack requests it answers.
+// counting the ref listings and pack requests it answers and the most it served at once.
 type gitHTTP struct {
 	srv              *httptest.Server
 	mu               sync.Mutex
 	listings, fetchs int
+	serving, peak    int
 }
 
 func serveGitHTTP(t *testing.T, o *origin) *gitHTTP {
@@ -46,11 +47,23 @@ func serveGitHTTP(t *testing.T, o *origin) *gitHTTP {
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
 			g.fetchs++
 		}
+		g.serving++
+		g.peak = max(g.peak, g.serving)
 		g.mu.Unlock()
 		h.ServeHTTP(w, r)
+		g.mu.Lock()
+		g.serving--
+		g.mu.Unlock()
 	}))
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// mostAtOnce is the most requests the server was answering at the same time.
+func (g *gitHTTP) mostAtOnce() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peak
 }
 
 func (g *gitHTTP) counts() (listings, fetches int) {

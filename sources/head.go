@@ -43,8 +43,11 @@ func (m *Mirrors) Head(ctx context.Context, repo Repo, branch string) (string, e
 }
 
 func (m *Mirrors) list(ctx context.Context, repo Repo, auth transport.AuthMethod) (remoteRefs, error) {
-	nctx, cancel := m.netCtx(ctx)
-	defer cancel()
+	nctx, done, err := m.network(ctx, repo)
+	if err != nil {
+		return remoteRefs{}, fmt.Errorf("list refs of %s: %w", repo.Name, err)
+	}
+	defer done()
 	ar, err := advertised(nctx, repo, auth)
 	if err != nil {
 		return remoteRefs{}, fmt.Errorf("list refs of %s: %w", repo.Name, describe(nctx, repo, err))

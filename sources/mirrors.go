@@ -38,6 +38,9 @@ type Options struct {
 	// DefaultDepth, a negative value means all history.
 	Depth int
 	Log   *logrus.Entry // nil means a logger that discards
+	// Limiter bounds the ref listings and pack requests in flight against each Git host;
+	// nil means DefaultPerHost per host.
+	Limiter *HostLimiter
 }
 
 // Mirrors manages the on-disk Git mirrors of many repositories. It is safe for concurrent
@@ -48,6 +51,9 @@ type Mirrors struct {
 	depth   int
 	log     *logrus.Entry
 	locks   *repoLocks
+	// limiter is taken around each network call only, so a look whose commit is already
+	// in the mirror never queues behind other repositories' listings.
+	limiter *HostLimiter
 	// compactAt is the most packs a mirror keeps before they are merged (compact).
 	compactAt int
 	// readHeads remembers, per mirror, the branch head last read whole, so a look at an
@@ -100,12 +106,15 @@ func New(opts Options) (*Mirrors, error) {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
 	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks(),
-		handles: map[string]*handle{}, maxHandles: defaultMaxHandles, compactAt: defaultCompactAt}
+		limiter: opts.Limiter, handles: map[string]*handle{}, maxHandles: defaultMaxHandles, compactAt: defaultCompactAt}
 	if m.timeout <= 0 {
 		m.timeout = DefaultTimeout
 	}
 	if m.depth == 0 {
 		m.depth = DefaultDepth
+	}
+	if m.limiter == nil {
+		m.limiter = &HostLimiter{}
 	}
 	if m.log == nil {
 		l := logrus.New()
@@ -311,9 +320,16 @@ func remote(r *git.Repository, repo Repo) *git.Remote {
 	return git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
 }
 
-// netCtx bounds one network call.
-func (m *Mirrors) netCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, m.timeout)
+// network waits for a place among the calls to repo's Git host, then bounds one network
+// call in time; done gives the place up. Every call to a Git server goes through it, and
+// nothing is waited for while the place is held, so places are never held in a chain.
+func (m *Mirrors) network(ctx context.Context, repo Repo) (nctx context.Context, done func(), err error) {
+	release, err := m.limiter.Acquire(ctx, repo.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	nctx, cancel := context.WithTimeout(ctx, m.timeout)
+	return nctx, func() { cancel(); release() }, nil
 }
 
 // auth builds the transport auth for repo; its scratch files go next to the mirrors.

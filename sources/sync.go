@@ -207,8 +207,11 @@ func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth 
 			m.logFor(repo).WithError(err).Debug("fetch from the listing failed; fetching with a new listing")
 		}
 	}
-	nctx, cancel := m.netCtx(ctx)
-	defer cancel()
+	nctx, done, err := m.network(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", repo.Name, err)
+	}
+	defer done()
 	err = remote(r, repo).FetchContext(nctx, &git.FetchOptions{
 		RemoteName: "origin",
 		RefSpecs:   specs,

@@ -44,7 +44,6 @@ type HubOptions struct {
 	Pipelines  PipelineReader
 	Dispatcher Dispatcher
 	Records    RunRecords
-	Limiter    *HostLimiter
 	Metrics    *Metrics
 	// Audit records who triggered, re-ran or cancelled what.
 	Audit AuditLog
@@ -73,7 +72,6 @@ type Hub struct {
 	pipelines  PipelineReader
 	dispatcher Dispatcher
 	records    RunRecords
-	limiter    *HostLimiter
 	metrics    *Metrics
 	audit      AuditLog
 	states     PipelineStates
@@ -86,10 +84,7 @@ type Hub struct {
 
 // NewHub makes a hub; Add its watchers before serving.
 func NewHub(o HubOptions) *Hub {
-	if o.Limiter == nil {
-		o.Limiter = &HostLimiter{}
-	}
-	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records, limiter: o.Limiter,
+	return &Hub{pipelines: o.Pipelines, dispatcher: o.Dispatcher, records: o.Records,
 		metrics: o.Metrics, audit: o.Audit, states: o.States, interrupts: o.Interruptions, handoff: o.Handoff,
 		requests: o.Requests, relayWait: o.RelayWait, watchers: map[string]*BranchWatcher{}}
 }
@@ -310,11 +305,6 @@ func (h *Hub) prepare(ctx context.Context, ref store.PipelineRef, at target) (*r
 	case !w.Tracks(branch):
 		return nil, fmt.Errorf("branch %q is not tracked by repository %s (slipway.yaml branches): %w", branch, ref.Repository, ErrRequest)
 	}
-	release, err := h.limiter.Acquire(ctx, w.repo.URL)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	co, err := h.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Branch: branch, Commit: at.commit, Pipelines: []string{ref.Name}})
 	if err != nil {
 		var notPrepared *reconciler.PrepareError

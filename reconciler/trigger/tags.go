@@ -72,12 +72,7 @@ func (w *BranchWatcher) lookTags(ctx context.Context, remote map[string]string) 
 // it, or a restart, start nothing again, and a crash loses none of them.
 func (w *BranchWatcher) newTag(ctx context.Context, tag string) error {
 	log := w.log.WithField("tag", tag)
-	release, err := w.limiter.Acquire(ctx, w.repo.URL)
-	if err != nil {
-		return err
-	}
 	commit, err := w.git.FetchTag(ctx, w.repo, tag)
-	release()
 	if err != nil {
 		return err
 	}

@@ -93,10 +93,9 @@ type BranchWatcherOptions struct {
 	Runs      Runs
 	Records   Records
 	Repo      sources.Repo
-	Branch    string        // the default branch: its file holds the schedules
-	Branches  []string      // the tracked branches as globs; empty: Branch only
-	Interval  time.Duration // 0: no polling, webhooks (and one look at start) only
-	Limiter   *HostLimiter
+	Branch    string         // the default branch: its file holds the schedules
+	Branches  []string       // the tracked branches as globs; empty: Branch only
+	Interval  time.Duration  // 0: no polling, webhooks (and one look at start) only
 	Schedules ScheduleSetter // optional
 	Metrics   *Metrics
 	Log       *logrus.Entry
@@ -117,7 +116,6 @@ type BranchWatcher struct {
 	branch    string   // the default branch
 	branches  []string // tracked branch globs
 	interval  time.Duration
-	limiter   *HostLimiter
 	schedules ScheduleSetter
 	metrics   *Metrics
 	log       *logrus.Entry
@@ -149,9 +147,6 @@ type branchState struct {
 
 // NewBranchWatcher makes a watcher; Run starts it.
 func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
-	if o.Limiter == nil {
-		o.Limiter = &HostLimiter{}
-	}
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
@@ -159,7 +154,7 @@ func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 		o.Branches = []string{o.Branch}
 	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
-		branch: o.Branch, branches: o.Branches, interval: o.Interval, limiter: o.Limiter, schedules: o.Schedules,
+		branch: o.Branch, branches: o.Branches, interval: o.Interval, schedules: o.Schedules,
 		metrics: o.Metrics, log: o.Log, audit: o.Audit, wake: make(chan struct{}, 1), handled: newRecentSet(512),
 		states: map[string]*branchState{}}
 }
@@ -245,14 +240,7 @@ func (w *BranchWatcher) RunThen(ctx context.Context, firstLook func(error)) {
 func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 	trace := newLookTrace(hints)
 	prefetching := w.prefetch(ctx, hints)
-	release, err := w.limiter.Acquire(ctx, w.repo.URL)
-	if err != nil {
-		prefetching()
-		w.putBack(hints)
-		return err
-	}
 	refs, err := w.git.Refs(ctx, w.repo)
-	release()
 	trace.mark("refs")
 	prefetched := prefetching()
 	if err != nil {
@@ -340,13 +328,11 @@ func (w *BranchWatcher) prefetch(ctx context.Context, hints []Hint) (wait func()
 	go func() {
 		defer close(done)
 		for _, c := range commits {
-			release, err := w.limiter.Acquire(ctx, w.repo.URL)
-			if err != nil {
+			ok, err := w.git.Prefetch(ctx, w.repo, c)
+			if ctx.Err() != nil {
 				return
 			}
-			ok, err := w.git.Prefetch(ctx, w.repo, c)
-			release()
-			if err != nil && ctx.Err() == nil {
+			if err != nil {
 				w.log.WithError(err).WithField("commit", c).Debug("prefetch of the pushed commit failed; the sync fetches it")
 			}
 			fetched[c] = ok
@@ -434,12 +420,7 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 	prefetched map[string]bool, trace *lookTrace) (string, error) {
 	st := w.stateOf(branch)
 	log := w.log.WithField("branch", branch)
-	release, err := w.limiter.Acquire(ctx, w.repo.URL)
-	if err != nil {
-		return last, err
-	}
 	res, err := w.git.SyncListed(ctx, w.repo, branch, refs)
-	release()
 	if err != nil {
 		return last, err
 	}
