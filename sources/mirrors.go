@@ -84,7 +84,7 @@ type Mirrors struct {
 // holder of the mirror's lock uses it.
 type handle struct {
 	r     *git.Repository
-	cache *cache.ObjectLRU // emptied after each call: only the indexes stay in memory
+	cache *callCache // emptied after each call: only the indexes stay in memory
 	packs string           // the pack indexes in objects/pack when it was last checked
 	used  uint64           // Mirrors.handleUses at its last use
 }
@@ -207,7 +207,7 @@ func (m *Mirrors) openDir(dir string) (*git.Repository, error) {
 		return h.r, nil
 	}
 	m.handlesMu.Unlock()
-	lru := cache.NewObjectLRUDefault()
+	lru := newCallCache(cache.DefaultMaxSize)
 	r, err := git.Open(filesystem.NewStorage(osfs.New(dir), lru), nil)
 	if err != nil {
 		m.forget(dir)
