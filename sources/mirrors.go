@@ -85,8 +85,8 @@ type Mirrors struct {
 type handle struct {
 	r     *git.Repository
 	cache *callCache // emptied after each call: only the indexes stay in memory
-	packs string           // the pack indexes in objects/pack when it was last checked
-	used  uint64           // Mirrors.handleUses at its last use
+	packs string     // the pack indexes in objects/pack when it was last checked
+	used  uint64     // Mirrors.handleUses at its last use
 }
 
 // defaultMaxHandles is how many mirrors stay open between calls. A push to many
