@@ -58,6 +58,11 @@ type Options struct {
 // tasks are cancelled and recorded.
 func Serve(ctx context.Context, d *Parts, o Options) error {
 	log := o.Log
+	limiter := d.GitLimiter
+	if o.GitPerHost > 0 {
+		// First: the limiter reads its bound when it first meets a host.
+		limiter.PerHost = o.GitPerHost
+	}
 	// Runs a crash left unfinished can never finish: record them as interrupted before
 	// anything runs (the sweeper goes on doing so for processes that stop later, and
 	// decides their retries).
@@ -148,11 +153,6 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		disp.Wait()
 		runner.Close()
 	}()
-	limiter := d.GitLimiter
-	if o.GitPerHost > 0 {
-		// Before any Git call: the limiter reads its bound when it first meets a host.
-		limiter.PerHost = o.GitPerHost
-	}
 	if err := reg.Register(newGitMetrics(limiter, limiter.PerHost)); err != nil {
 		return err
 	}

@@ -111,6 +111,12 @@ func (m *Mirrors) fetchWants(ctx context.Context, r *git.Repository, repo Repo, 
 // uploadPack asks the server for the pack req describes and stores it in the mirror.
 func (m *Mirrors) uploadPack(ctx context.Context, r *git.Repository, repo Repo, ep *transport.Endpoint,
 	auth transport.AuthMethod, req *packp.UploadPackRequest, depth int) (err error) {
+	// The place first: over SSH, making the session already connects.
+	nctx, done, err := m.network(ctx, repo)
+	if err != nil {
+		return err
+	}
+	defer done()
 	c, err := client.NewClient(ep)
 	if err != nil {
 		return err
@@ -120,11 +126,6 @@ func (m *Mirrors) uploadPack(ctx context.Context, r *git.Repository, repo Repo, 
 		return err
 	}
 	defer func() { err = errors.Join(err, s.Close()) }()
-	nctx, done, err := m.network(ctx, repo)
-	if err != nil {
-		return err
-	}
-	defer done()
 	resp, err := s.UploadPack(nctx, req)
 	if errors.Is(err, transport.ErrEmptyUploadPackRequest) {
 		return nil // everything wanted is here already

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,9 +37,21 @@ func TestHostLimiterBoundsEachHostSeparately(t *testing.T) {
 			release()
 		}()
 	}
-	// Another host is never held up by the first one's queue; the scp form names the host too.
-	hold1, _ := l.Acquire(ctx, "git@git.b.example:team/app.git")
-	hold2, _ := l.Acquire(ctx, "ssh://git@git.b.example/team/other.git")
+	wg.Wait()
+	// Another host is never held up by the first one being full; the scp form names the
+	// host too.
+	fullA1, _ := l.Acquire(ctx, "https://git.a.example/team/app.git")
+	fullA2, _ := l.Acquire(ctx, "https://git.a.example/team/app.git")
+	quick, cancelQuick := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelQuick()
+	hold1, err := l.Acquire(quick, "git@git.b.example:team/app.git")
+	if err != nil {
+		t.Fatalf("git.b.example waited for git.a.example's places: %v", err)
+	}
+	hold2, err := l.Acquire(quick, "ssh://git@git.b.example/team/other.git")
+	if err != nil {
+		t.Fatalf("git.b.example's second place: %v", err)
+	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, err := l.Acquire(short, "https://git.b.example/x.git"); err == nil {
@@ -46,7 +59,8 @@ func TestHostLimiterBoundsEachHostSeparately(t *testing.T) {
 	}
 	hold1()
 	hold2()
-	wg.Wait()
+	fullA1()
+	fullA2()
 	if maxA.Load() > 2 {
 		t.Fatalf("%d concurrent holders on one host, limit 2", maxA.Load())
 	}
@@ -62,7 +76,7 @@ func TestHostLimiterBoundsEachHostSeparately(t *testing.T) {
 // its sync behind every other repository's listing.
 func TestOnlyNetworkCallsTakeAPlace(t *testing.T) {
 	ctx := context.Background()
-	o, _, _, repo := newPrefetchMirror(t)
+	o, g, _, repo := newPrefetchMirror(t)
 	limiter := &HostLimiter{PerHost: 1}
 	m, err := New(Options{DataDir: t.TempDir(), Depth: 2, Limiter: limiter})
 	if err != nil {
@@ -90,10 +104,14 @@ func TestOnlyNetworkCallsTakeAPlace(t *testing.T) {
 	if err != nil || res.Commit != head {
 		t.Fatalf("sync of the prefetched head with the host's place held elsewhere: %+v, %v; want %s without waiting", res, err, head)
 	}
+	listings, fetches := g.counts()
 	shorter, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel2()
-	if _, err := m.Refs(shorter, repo); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := m.Refs(shorter, repo); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection slot") {
 		t.Fatalf("a ref listing with the host's place held elsewhere: %v, want it to wait for the place", err)
+	}
+	if l, f := g.counts(); l != listings || f != fetches {
+		t.Fatalf("the server saw %d listings and %d pack requests while the host's only place was held elsewhere", l-listings, f-fetches)
 	}
 }
 

@@ -49,6 +49,10 @@ func (c *callCache) Put(o plumbing.EncodedObject) {
 	}
 	for c.size > c.maxSize {
 		last := c.order.Back()
+		if last == nil { // sizes changed behind the cache's back: start counting afresh
+			c.size = 0
+			break
+		}
 		old := c.order.Remove(last).(plumbing.EncodedObject)
 		delete(c.items, old.Hash())
 		c.size -= cache.FileSize(old.Size())

@@ -209,7 +209,7 @@ func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth 
 	}
 	nctx, done, err := m.network(ctx, repo)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", repo.Name, err)
+		return err // update names the fetch
 	}
 	defer done()
 	err = remote(r, repo).FetchContext(nctx, &git.FetchOptions{
