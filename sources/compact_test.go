@@ -21,7 +21,7 @@ func TestMirrorPacksAreMergedPastTheLimit(t *testing.T) {
 	}
 	first := o.commit()
 	g := serveGitHTTP(t, o)
-	repo := Repo{Name: "compact", URL: g.srv.URL + "/.git"}
+	repo := g.repo("compact")
 	data := t.TempDir()
 	const limit = 4
 	var ms [2]*Mirrors // this process, and another sharing the data dir

@@ -59,6 +59,17 @@ func serveGitHTTP(t *testing.T, o *origin) *gitHTTP {
 	return g
 }
 
+// serveOneCommit serves a new origin holding one commit.
+func serveOneCommit(t *testing.T) (*origin, *gitHTTP) {
+	t.Helper()
+	o := newOrigin(t)
+	o.commit()
+	return o, serveGitHTTP(t, o)
+}
+
+// repo names a repository served by g: every name is the origin.
+func (g *gitHTTP) repo(name string) Repo { return Repo{Name: name, URL: g.srv.URL + "/.git"} }
+
 // mostAtOnce is the most requests the server was answering at the same time.
 func (g *gitHTTP) mostAtOnce() int {
 	g.mu.Lock()
@@ -77,10 +88,8 @@ func (g *gitHTTP) counts() (listings, fetches int) {
 // kept mirror, tags included.
 func TestSyncListedFetchesWithoutListingAgain(t *testing.T) {
 	ctx := context.Background()
-	o := newOrigin(t)
-	o.commit()
-	g := serveGitHTTP(t, o)
-	repo := Repo{Name: "listed", URL: g.srv.URL + "/.git"}
+	o, g := serveOneCommit(t)
+	repo := g.repo("listed")
 	m, err := New(Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +135,7 @@ func TestSyncListedFallsBackWhenTheBranchMovedAway(t *testing.T) {
 	o := newOrigin(t)
 	base := o.commit()
 	g := serveGitHTTP(t, o)
-	repo := Repo{Name: "moved", URL: g.srv.URL + "/.git"}
+	repo := g.repo("moved")
 	m, err := New(Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

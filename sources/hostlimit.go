@@ -13,7 +13,8 @@ import (
 // must not open hundreds of connections when their poll timers line up.
 const DefaultPerHost = 4
 
-// HostLimiter bounds concurrent Git operations per host.
+// HostLimiter bounds the requests in flight to each Git host (Mirrors.network takes a
+// place around each one).
 type HostLimiter struct {
 	PerHost int // <= 0: DefaultPerHost
 

@@ -76,7 +76,8 @@ func TestHostLimiterBoundsEachHostSeparately(t *testing.T) {
 // its sync behind every other repository's listing.
 func TestOnlyNetworkCallsTakeAPlace(t *testing.T) {
 	ctx := context.Background()
-	o, g, _, repo := newPrefetchMirror(t)
+	o, g := serveOneCommit(t)
+	repo := g.repo("places")
 	limiter := &HostLimiter{PerHost: 1}
 	m, err := New(Options{DataDir: t.TempDir(), Depth: 2, Limiter: limiter})
 	if err != nil {
@@ -119,9 +120,7 @@ func TestOnlyNetworkCallsTakeAPlace(t *testing.T) {
 // answers more requests at a time than the limiter allows.
 func TestMirrorsNeverPassThePerHostBound(t *testing.T) {
 	ctx := context.Background()
-	o := newOrigin(t)
-	o.commit()
-	g := serveGitHTTP(t, o)
+	o, g := serveOneCommit(t)
 	m, err := New(Options{DataDir: t.TempDir(), Depth: 2, Limiter: &HostLimiter{PerHost: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +130,7 @@ func TestMirrorsNeverPassThePerHostBound(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			repo := Repo{Name: fmt.Sprintf("bound-%d", i), URL: g.srv.URL + "/.git"}
+			repo := g.repo(fmt.Sprintf("bound-%d", i))
 			if _, err := m.Sync(ctx, repo, "master"); err != nil {
 				t.Error(err)
 				return
@@ -147,7 +146,7 @@ func TestMirrorsNeverPassThePerHostBound(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			repo := Repo{Name: fmt.Sprintf("bound-%d", i), URL: g.srv.URL + "/.git"}
+			repo := g.repo(fmt.Sprintf("bound-%d", i))
 			if _, err := m.Prefetch(ctx, repo, head); err != nil {
 				t.Error(err)
 			}

@@ -19,7 +19,7 @@ func newPrefetchMirror(t *testing.T) (*origin, *gitHTTP, *Mirrors, Repo) {
 		o.commit()
 	}
 	g := serveGitHTTP(t, o)
-	repo := Repo{Name: "prefetch", URL: g.srv.URL + "/.git"}
+	repo := g.repo("prefetch")
 	m, err := New(Options{DataDir: t.TempDir(), Depth: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestPrefetchNeedsAListingAndAHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := Repo{Name: "unlisted", URL: g.srv.URL + "/.git"}
+	repo := g.repo("unlisted")
 	if _, err := m.Prefetch(ctx, repo, head); !errors.Is(err, ErrNoPrefetch) {
 		t.Fatalf("prefetch before any listing: %v, want ErrNoPrefetch", err)
 	}
