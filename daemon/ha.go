@@ -43,7 +43,7 @@ type ownedRepos struct {
 
 type ownedWatcher struct {
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   <-chan struct{}
 }
 
 func newOwnedRepos(watchers []*trigger.BranchWatcher, sched *schedule.Scheduler, hints hintStore, log *logrus.Entry) *ownedRepos {
@@ -63,7 +63,7 @@ func (o *ownedRepos) Own(ctx context.Context, repo string) {
 		return
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	ow := &ownedWatcher{cancel: cancel, done: make(chan struct{})}
+	ow := &ownedWatcher{cancel: cancel}
 	o.mu.Lock()
 	if o.running[repo] != nil {
 		o.mu.Unlock()
@@ -71,21 +71,18 @@ func (o *ownedRepos) Own(ctx context.Context, repo string) {
 		return
 	}
 	o.running[repo] = ow
-	o.mu.Unlock()
 	owned := time.Now()
-	go func() {
-		defer close(ow.done)
-		w.RunThen(wctx, func(err error) {
-			// The end of a failover as a user sees it: the new owner has looked at the
-			// repository (listed its refs, run what a missed push triggers).
-			log := o.log.WithFields(logrus.Fields{"repo": repo, "since_owned_ms": time.Since(owned).Milliseconds()})
-			if err != nil {
-				log.WithError(err).Info("replica: first look at the repository failed; the watcher retries")
-				return
-			}
-			log.Info("replica: first look at the repository")
-		})
-	}()
+	ow.done = w.Start(wctx, func(err error) {
+		// The end of a failover as a user sees it: the new owner has looked at the
+		// repository (listed its refs, run what a missed push triggers).
+		log := o.log.WithFields(logrus.Fields{"repo": repo, "since_owned_ms": time.Since(owned).Milliseconds()})
+		if err != nil {
+			log.WithError(err).Info("replica: first look at the repository failed; the watcher retries")
+			return
+		}
+		log.Info("replica: first look at the repository")
+	})
+	o.mu.Unlock()
 	o.log.WithField("repo", repo).Info("replica: watching the repository")
 	select {
 	case o.took <- struct{}{}:

@@ -123,7 +123,9 @@ type BranchWatcher struct {
 
 	mu      sync.Mutex
 	pending []Hint
-	wake    chan struct{}
+	// following is the current Start's state; nil while the watcher is stopped, when
+	// hints only queue.
+	following *following
 	// handled are pushed commits already run or recorded, so a late hint is not recorded
 	// twice.
 	handled *recentSet
@@ -155,7 +157,7 @@ func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
 		branch: o.Branch, branches: o.Branches, interval: o.Interval, schedules: o.Schedules,
-		metrics: o.Metrics, log: o.Log, audit: o.Audit, wake: make(chan struct{}, 1), handled: newRecentSet(512),
+		metrics: o.Metrics, log: o.Log, audit: o.Audit, handled: newRecentSet(512),
 		states: map[string]*branchState{}}
 }
 
@@ -174,11 +176,10 @@ func (w *BranchWatcher) Hint(h Hint) {
 		h.Received = time.Now()
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.pending = append(w.pending, h)
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if w.following != nil {
+		w.following.wakeLocked()
 	}
 }
 
@@ -197,41 +198,131 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 	w.pending = append(hs, w.pending...)
 }
 
-// Run looks at the repository at start, then on every hint and every interval (with
-// jitter, so many repositories' polls spread out), until ctx ends. Errors back off
-// exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.
-//
-// Run may be called again after it returned (a replica owning the repository again): it
-// then starts afresh from what the store records, since another replica may have handled
-// pushes meanwhile.
-func (w *BranchWatcher) Run(ctx context.Context) { w.RunThen(ctx, nil) }
+// Run is Start, returning once the watcher stopped.
+func (w *BranchWatcher) Run(ctx context.Context) { <-w.Start(ctx, nil) }
 
-// RunThen is Run, calling firstLook (when not nil) once the first look ended, with its
-// error: a replica taking a repository over reports when the new owner first looked.
-func (w *BranchWatcher) RunThen(ctx context.Context, firstLook func(error)) {
+// Start follows the repository until ctx ends: a look at start, then on every hint and
+// every interval (with jitter, so many repositories' polls spread out). Errors back off
+// exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.
+// firstLook (when not nil) is called once the first look ended, with its error: a
+// replica taking a repository over reports when the new owner first looked. The channel
+// returned is closed once ctx ended and no look is in flight.
+//
+// No goroutine waits between looks: a timer or a hint starts the next one, so a
+// thousand repositories at rest hold a thousand timers, not a thousand stacks.
+//
+// Start may be called again after the watcher stopped (a replica owning the repository
+// again): it then starts afresh from what the store records, since another replica may
+// have handled pushes meanwhile.
+func (w *BranchWatcher) Start(ctx context.Context, firstLook func(error)) <-chan struct{} {
+	f := &following{w: w, backoff: w.interval, firstLook: firstLook, stopped: make(chan struct{})}
+	f.look = func() { f.loop(ctx) }
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.states = map[string]*branchState{}
-	backoff := w.interval
+	w.following = f
+	f.wakeLocked()
+	context.AfterFunc(ctx, f.end)
+	return f.stopped
+}
+
+// following is one Start's schedule of looks. Its fields are guarded by the watcher's mu,
+// except backoff and firstLook, which only the looking goroutine uses.
+type following struct {
+	w *BranchWatcher
+	// look starts a look in a new goroutine; it closes over Start's ctx.
+	look      func()
+	looking   bool // a look is in flight; a wake then asks for another
+	again     bool
+	ended     bool // ctx ended: no new look starts
+	timer     *time.Timer
+	timerGen  int // which timer may wake the watcher: a stopped timer's late firing is ignored
+	backoff   time.Duration
+	firstLook func(error)
+	stopped   chan struct{}
+}
+
+// wakeLocked starts a look now, or asks the look in flight for another once it ends.
+func (f *following) wakeLocked() {
+	switch {
+	case f.ended:
+	case f.looking:
+		f.again = true
+	default:
+		f.looking = true
+		f.timerGen++
+		if f.timer != nil {
+			f.timer.Stop()
+			f.timer = nil
+		}
+		go f.look()
+	}
+}
+
+// loop looks until no wake is waiting, then sets the timer of the next poll.
+func (f *following) loop(ctx context.Context) {
+	w := f.w
 	for {
-		hints := w.takeHints()
-		err := w.lookAll(ctx, hints)
-		if firstLook != nil && ctx.Err() == nil {
-			firstLook(err)
-			firstLook = nil
+		err := w.lookAll(ctx, w.takeHints())
+		if f.firstLook != nil && ctx.Err() == nil {
+			f.firstLook(err)
+			f.firstLook = nil
 		}
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return
 		case err != nil:
 			w.log.WithError(err).Warn("look at the repository")
 			w.metrics.poll(w.repo.Name, "error")
-			backoff = nextBackoff(backoff, w.interval)
+			f.backoff = nextBackoff(f.backoff, w.interval)
 		default:
-			backoff = w.interval
+			f.backoff = w.interval
 		}
-		if !w.wait(ctx, backoff) {
-			return
+		w.mu.Lock()
+		if f.again && !f.ended {
+			f.again = false
+			w.mu.Unlock()
+			continue
 		}
+		f.looking, f.again = false, false
+		if f.ended {
+			f.stopLocked()
+		} else if f.backoff > 0 {
+			gen := f.timerGen
+			f.timer = time.AfterFunc(jittered(f.backoff), func() { f.tick(gen) })
+		}
+		w.mu.Unlock()
+		return
 	}
+}
+
+// tick is the poll timer's firing: a look unless a wake started one since it was set.
+func (f *following) tick(gen int) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	if gen == f.timerGen {
+		f.wakeLocked()
+	}
+}
+
+// end is ctx's end: no new look starts, and the watcher stops once none is in flight.
+func (f *following) end() {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.ended = true
+	if f.timer != nil {
+		f.timer.Stop()
+		f.timer = nil
+	}
+	if !f.looking {
+		f.stopLocked()
+	}
+}
+
+func (f *following) stopLocked() {
+	if f.w.following == f {
+		f.w.following = nil
+	}
+	close(f.stopped)
 }
 
 // lookAll lists the repository's refs once, looks at each tracked branch that moved or a
@@ -386,24 +477,6 @@ func nextBackoff(cur, interval time.Duration) time.Duration {
 // jittered is d plus up to a tenth of it at random.
 func jittered(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/10+1))
-}
-
-// wait sleeps for d plus jitter (forever when d is 0) or until a hint arrives; false
-// means ctx ended.
-func (w *BranchWatcher) wait(ctx context.Context, d time.Duration) bool {
-	var tick <-chan time.Time
-	if d > 0 {
-		timer := time.NewTimer(jittered(d))
-		defer timer.Stop()
-		tick = timer.C
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tick:
-	case <-w.wake:
-	}
-	return true
 }
 
 // look is lookBranch of the default branch.

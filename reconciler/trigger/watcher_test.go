@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -572,6 +573,84 @@ func TestRunStopsWhenItsContextEndsMidLook(t *testing.T) {
 	if r.polls("error") != 0 {
 		t.Fatal("a look ended by shutdown counted as an error")
 	}
+}
+
+func TestWatchersAtRestHoldNoGoroutine(t *testing.T) {
+	const n = 200
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	looked := make(chan error, n)
+	var stopped []<-chan struct{}
+	for range n {
+		r := newRig(t, time.Hour, commitOf("c1", ""))
+		r.git.setHead(sha("c1"))
+		stopped = append(stopped, r.w.Start(ctx, func(err error) { looked <- err }))
+	}
+	for range n {
+		if err := recv(t, looked, "a first look"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first looks' goroutines end just after reporting.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+n/20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := runtime.NumGoroutine() - before; got > n/20 {
+		t.Fatalf("%d watchers at rest hold %d goroutines; a poll timer needs none", n, got)
+	}
+	cancel()
+	for _, s := range stopped {
+		recv(t, s, "a watcher to stop")
+	}
+}
+
+func TestStartPollsEveryIntervalUntilItsContextEnds(t *testing.T) {
+	r := newRig(t, 20*time.Millisecond, commitOf("c1", ""))
+	r.git.setHead(sha("c1"))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := r.w.Start(ctx, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.polls("unchanged") < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := r.polls("unchanged"); got < 3 {
+		t.Fatalf("%v unchanged polls after 5 s at a 20 ms interval", got)
+	}
+	cancel()
+	recv(t, stopped, "the watcher to stop")
+	at := r.polls("unchanged")
+	time.Sleep(100 * time.Millisecond)
+	if got := r.polls("unchanged"); got != at {
+		t.Fatalf("the watcher polled %v times after it stopped", got-at)
+	}
+	// Started again (a replica owning the repository again), it looks at once.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	looked := make(chan error, 1)
+	r.w.Start(ctx, func(err error) { looked <- err })
+	if err := recv(t, looked, "the restarted watcher's first look"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAHintAtRestStartsALookAtOnce(t *testing.T) {
+	r := newRig(t, time.Hour, commitOf("c1", ""), commitOf("c2", ""))
+	r.files.files[sha("c2")] = []*pipeline.Pipeline{pl("web", nil)}
+	r.records.head = sha("c1")
+	r.git.setHead(sha("c1"))
+	r.runs.onSubmit = make(chan reconciler.Job, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	looked := make(chan error, 1)
+	stopped := r.w.Start(ctx, func(err error) { looked <- err })
+	recv(t, looked, "the first look")
+	r.git.setHead(sha("c2"))
+	r.w.Hint(Hint{DeliveryID: "d2", Branch: testBranch, Commit: sha("c2")})
+	if job := recv(t, r.runs.onSubmit, "the hinted look's run"); describe([]reconciler.Job{job})[0] != "web@c2/push" {
+		t.Fatalf("started %v, want web@c2", describe([]reconciler.Job{job}))
+	}
+	cancel()
+	recv(t, stopped, "the watcher to stop")
 }
 
 func TestBackoff(t *testing.T) {
