@@ -419,10 +419,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	if p := s.saveProfile(ctx, "heap?debug=1", "idle.memstats.txt"); p != "" {
 		rep.Profiles = append(rep.Profiles, p)
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", s.serve.pid())); err == nil {
-		p := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.label()+"-idle.smaps_rollup.txt")
-		if err := os.WriteFile(p, b, 0o644); err == nil {
-			rep.Profiles = append(rep.Profiles, p)
+	// smaps tells the Go heap's arenas (0xc000000000 up) from other anonymous mappings:
+	// SQLite's page caches and the runtime's own metadata.
+	for _, name := range []string{"smaps_rollup", "smaps"} {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", s.serve.pid(), name)); err == nil {
+			p := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.label()+"-idle."+name+".txt")
+			if err := os.WriteFile(p, b, 0o644); err == nil {
+				rep.Profiles = append(rep.Profiles, p)
+			}
 		}
 	}
 	peak := mem.stop()
