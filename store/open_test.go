@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -111,6 +112,31 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 		if err := pool.q.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&timeout); err != nil || timeout != int(DefaultBusyTimeout.Milliseconds()) {
 			t.Errorf("%s: busy_timeout = %d, %v; want %d", pool.name, timeout, err, DefaultBusyTimeout.Milliseconds())
 		}
+	}
+	// Every reader connection, held at once so the pool opens each, keeps a small page
+	// cache; the writer SQLite's default.
+	readers := s.reader.Stats().MaxOpenConnections
+	var held []*sql.Conn
+	for i := 0; i < readers; i++ {
+		c, err := s.reader.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		var kib int
+		if err := c.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&kib); err != nil || kib != -readerCacheKiB {
+			t.Errorf("reader %d: cache_size = %d, %v; want %d (KiB)", i, kib, err, -readerCacheKiB)
+		}
+	}
+	if got := s.reader.Stats().OpenConnections; got != readers {
+		t.Errorf("%d reader connections open, want %d", got, readers)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	var kib int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&kib); err != nil || kib != -2000 {
+		t.Errorf("writer: cache_size = %d, %v; want SQLite's default -2000", kib, err)
 	}
 	// The reader pool must refuse writes: all writes go through the single writer.
 	if _, err := s.reader.ExecContext(ctx, "DELETE FROM pipelines"); err == nil {

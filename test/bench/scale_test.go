@@ -494,7 +494,9 @@ func (s *scaleRun) makeRepos() {
 	if s.shape == "repos" {
 		n = s.apps
 	}
-	for k := 0; k < n; k++ {
+	// Set-up, before any clock: as many at a time as the pushes.
+	s.repos = make([]scaleRepo, n)
+	_ = apply.ForEach(context.Background(), n, scalePushes, func(_ context.Context, k int) error {
 		name, url := s.env.Repo(t)
 		push := strings.Replace(url, "http://", "http://"+s.env.GitUser+":"+s.env.GitPassword+"@", 1)
 		r := scaleRepo{name: name, push: push,
@@ -507,8 +509,9 @@ func (s *scaleRun) makeRepos() {
 		r.work.git("init", "-q", "--initial-branch=master", ".")
 		r.first = r.work.commit("start", map[string]string{"README.md": "scale benchmark\n"})
 		r.work.git("push", "-q", push, "master")
-		s.repos = append(s.repos, r)
-	}
+		s.repos[k] = r
+		return nil
+	})
 }
 
 func (s *scaleRun) repoOf(i int) *scaleRepo {
@@ -703,11 +706,12 @@ func (s *scaleRun) commitAll(files map[string]map[string]string, msg string) com
 	for k := range s.repos {
 		byName[s.repos[k].name] = &s.repos[k]
 	}
-	var c commits
-	for _, name := range names {
-		r := byName[name]
-		c.repos, c.heads = append(c.repos, r), append(c.heads, r.work.commit(msg, files[name]))
-	}
+	c := commits{repos: make([]*scaleRepo, len(names)), heads: make([]string, len(names))}
+	_ = apply.ForEach(context.Background(), len(names), scalePushes, func(_ context.Context, k int) error {
+		r := byName[names[k]]
+		c.repos[k], c.heads[k] = r, r.work.commit(msg, files[names[k]])
+		return nil
+	})
 	return c
 }
 
