@@ -311,9 +311,16 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		goRun(reloadLoop)
 		goRun(func(ctx context.Context) { owned.followHints(ctx, d.Changes, d.Config.HA.RetryPeriod.Duration) })
 	} else {
+		// One goroutine waits for them all: a watcher at rest holds a timer, not a goroutine.
+		stopped := make([]<-chan struct{}, 0, len(watchers))
 		for _, w := range watchers {
-			goRun(w.Run)
+			stopped = append(stopped, w.Start(ctx, nil))
 		}
+		goRun(func(context.Context) {
+			for _, c := range stopped {
+				<-c
+			}
+		})
 	}
 	log.WithFields(logrus.Fields{"repositories": len(d.Config.Repositories), "webhooks": len(hooks)}).Info("slipway serving")
 	<-ctx.Done()

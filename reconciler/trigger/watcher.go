@@ -129,7 +129,8 @@ type BranchWatcher struct {
 	// handled are pushed commits already run or recorded, so a late hint is not recorded
 	// twice.
 	handled *recentSet
-	// states are the tracked branches seen, by name; only Run's goroutine uses them.
+	// states are the tracked branches seen, by name; only the look in flight uses them
+	// (one at a time: the next starts under mu after the last ended).
 	states map[string]*branchState
 }
 
@@ -213,12 +214,18 @@ func (w *BranchWatcher) Run(ctx context.Context) { <-w.Start(ctx, nil) }
 //
 // Start may be called again after the watcher stopped (a replica owning the repository
 // again): it then starts afresh from what the store records, since another replica may
-// have handled pushes meanwhile.
+// have handled pushes meanwhile. Calling it while the watcher still follows is a bug of
+// the caller's (two schedules would share the branch states): it panics.
 func (w *BranchWatcher) Start(ctx context.Context, firstLook func(error)) <-chan struct{} {
 	f := &following{w: w, backoff: w.interval, firstLook: firstLook, stopped: make(chan struct{})}
+	// The one place a context outlives the call that got it: a hint or the timer, which
+	// have none, start the looks, and each look must end with this Start's ctx.
 	f.look = func() { f.loop(ctx) }
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.following != nil {
+		panic("trigger: BranchWatcher.Start while the watcher still follows " + w.repo.Name)
+	}
 	w.states = map[string]*branchState{}
 	w.following = f
 	f.wakeLocked()

@@ -520,7 +520,7 @@ func TestRunPutsBackHintsOfAFailedLook(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	calls := 0
 	r.w = r.watcher(0, prepareFunc(func(ctx context.Context, req reconciler.Request) (*reconciler.Checkout, error) {
-		calls++ // only Run's goroutine calls it
+		calls++ // only the look in flight calls it, one look at a time
 		if calls == 1 {
 			entered <- struct{}{}
 			<-release
@@ -644,6 +644,21 @@ func TestAHintAtRestStartsALookAtOnce(t *testing.T) {
 	looked := make(chan error, 1)
 	stopped := r.w.Start(ctx, func(err error) { looked <- err })
 	recv(t, looked, "the first look")
+	// At rest: the first look has ended and set its poll timer (an hour away), so the hint
+	// below starts a look of its own rather than asking the one in flight for another.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.w.mu.Lock()
+		atRest := r.w.following != nil && !r.w.following.looking && r.w.following.timer != nil
+		r.w.mu.Unlock()
+		if atRest {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not come to rest after its first look")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	r.git.setHead(sha("c2"))
 	r.w.Hint(Hint{DeliveryID: "d2", Branch: testBranch, Commit: sha("c2")})
 	if job := recv(t, r.runs.onSubmit, "the hinted look's run"); describe([]reconciler.Job{job})[0] != "web@c2/push" {

@@ -119,6 +119,7 @@ type scaleReport struct {
 	NoopStoreWrites   float64            `json:"noop_store_writes"`
 	NoopStoreCommits  float64            `json:"noop_store_commits"`
 	IdleCPUPercent    float64            `json:"idle_cpu_percent"`
+	IdleGoroutines    float64            `json:"idle_goroutines"` // go_goroutines at rest: watchers hold timers, not goroutines
 	IdleRSSMiB        float64            `json:"idle_rss_mib"`
 	IdleAnonMiB       float64            `json:"idle_rss_anon_mib"`
 	IdleFileMiB       float64            `json:"idle_rss_file_mib"`
@@ -404,6 +405,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	c1 := mustCPU(t, s.serve.pid())
 	rep.TotalCPUSeconds = c1
 	rep.IdleCPUPercent = 100 * (c1 - c0) / time.Since(idleStart).Seconds()
+	rep.IdleGoroutines = m4["go_goroutines"]
 	rep.IdleRequests = diffByVerb(m4, scrapeMetrics(t, s.serve.addr))
 	rss, hwm, err := procMemory(s.serve.pid())
 	if err != nil {
@@ -419,7 +421,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	if p := s.saveProfile(ctx, "heap?debug=1", "idle.memstats.txt"); p != "" {
 		rep.Profiles = append(rep.Profiles, p)
 	}
-	// smaps tells the Go heap's arenas (0xc000000000 up) from other anonymous mappings:
+	// smaps tells the Go heap's arenas (the largest anonymous mapping) from the others:
 	// SQLite's page caches and the runtime's own metadata.
 	for _, name := range []string{"smaps_rollup", "smaps"} {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", s.serve.pid(), name)); err == nil {
@@ -512,6 +514,9 @@ func (s *scaleRun) makeRepos() {
 		s.repos[k] = r
 		return nil
 	})
+	if t.Failed() { // a worker's t.Fatal ends only that worker
+		t.FailNow()
+	}
 }
 
 func (s *scaleRun) repoOf(i int) *scaleRepo {
@@ -712,6 +717,9 @@ func (s *scaleRun) commitAll(files map[string]map[string]string, msg string) com
 		c.repos[k], c.heads[k] = r, r.work.commit(msg, files[names[k]])
 		return nil
 	})
+	if s.t.Failed() { // a worker's t.Fatal ends only that worker
+		s.t.FailNow()
+	}
 	return c
 }
 
@@ -733,6 +741,9 @@ func (s *scaleRun) pushAll(ctx context.Context, c commits) time.Duration {
 		r.work.git("push", "-q", r.push, "master")
 		return nil
 	})
+	if s.t.Failed() { // a worker's t.Fatal ends only that worker
+		s.t.FailNow()
+	}
 	return time.Since(start)
 }
 
@@ -1341,8 +1352,8 @@ func (s *scaleRun) print(r scaleReport) {
 		r.NoopSeconds, r.NoopObjects, describeFloat(r.NoopRequests), r.FluxAnchorNoop)
 	fmt.Fprintf(&b, "| no-op: store writes (a run's, the API's request included) | %.0f (%.2f a run), in %.0f commits | | |\n",
 		r.NoopStoreWrites, r.NoopStoreWrites/float64(max(r.Apps, 1)), r.NoopStoreCommits)
-	fmt.Fprintf(&b, "| at rest, drift watching %d objects: CPU, RSS | %.2f%% of a core, %.0f MiB (anonymous %.0f, file-backed %.0f; %s over %s) | | |\n",
-		r.Objects, r.IdleCPUPercent, r.IdleRSSMiB, r.IdleAnonMiB, r.IdleFileMiB, describeFloat(r.IdleRequests), scaleIdle)
+	fmt.Fprintf(&b, "| at rest, drift watching %d objects: CPU, RSS, goroutines | %.2f%% of a core, %.0f MiB (anonymous %.0f, file-backed %.0f; %s over %s), %.0f goroutines | | |\n",
+		r.Objects, r.IdleCPUPercent, r.IdleRSSMiB, r.IdleAnonMiB, r.IdleFileMiB, describeFloat(r.IdleRequests), scaleIdle, r.IdleGoroutines)
 	b.WriteString("\nFlux cannot be built here: its column is the figure recorded in issue 20 for 1000 apps × 4 objects " +
 		"on this machine's control plane (source-controller + kustomize-controller, concurrency 10), not a run of this benchmark.\n")
 	fmt.Fprintf(&b, "Load average at the end (1, 5, 15 min): %s — the machine is shared, so the times are upper bounds.\n", r.LoadAverage)
