@@ -341,10 +341,11 @@ func (m *Mirrors) auth(repo Repo) (transport.AuthMethod, error) {
 	return a, nil
 }
 
-// hasObject reports whether the mirror holds an object.
+// hasObject reports whether the mirror holds an object. It asks the pack indexes and the
+// loose objects and reads no pack: EncodedObject opened the pack file and inflated the
+// object only to drop it, in each of the thousand looks a push to 1000 repositories starts.
 func hasObject(r *git.Repository, h plumbing.Hash) bool {
-	_, err := r.Storer.EncodedObject(plumbing.AnyObject, h)
-	return err == nil
+	return r.Storer.HasEncodedObject(h) == nil
 }
 
 // verify reads every ref's object and each branch head's commit and root tree: a cheap
