@@ -199,9 +199,6 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 	w.pending = append(hs, w.pending...)
 }
 
-// Run is Start, returning once the watcher stopped.
-func (w *BranchWatcher) Run(ctx context.Context) { <-w.Start(ctx, nil) }
-
 // Start follows the repository until ctx ends: a look at start, then on every hint and
 // every interval (with jitter, so many repositories' polls spread out). Errors back off
 // exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.

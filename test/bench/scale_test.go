@@ -504,9 +504,8 @@ func (s *scaleRun) makeRepos() {
 	if s.shape == "repos" {
 		n = s.apps
 	}
-	// Set-up, before any clock: as many at a time as the pushes.
 	s.repos = make([]scaleRepo, n)
-	_ = apply.ForEach(context.Background(), n, scalePushes, func(_ context.Context, k int) error {
+	s.setUp(n, func(k int) {
 		name, url := s.env.Repo(t)
 		push := strings.Replace(url, "http://", "http://"+s.env.GitUser+":"+s.env.GitPassword+"@", 1)
 		r := scaleRepo{name: name, push: push,
@@ -520,10 +519,18 @@ func (s *scaleRun) makeRepos() {
 		r.first = r.work.commit("start", map[string]string{"README.md": "scale benchmark\n"})
 		r.work.git("push", "-q", push, "master")
 		s.repos[k] = r
+	})
+}
+
+// setUp calls fn for 0..n-1, scalePushes at a time: work before any clock. A worker's
+// t.Fatal ends only that worker, so a failure stops the test once all have returned.
+func (s *scaleRun) setUp(n int, fn func(k int)) {
+	_ = apply.ForEach(context.Background(), n, scalePushes, func(_ context.Context, k int) error {
+		fn(k)
 		return nil
 	})
-	if t.Failed() { // a worker's t.Fatal ends only that worker
-		t.FailNow()
+	if s.t.Failed() {
+		s.t.FailNow()
 	}
 }
 
@@ -720,14 +727,10 @@ func (s *scaleRun) commitAll(files map[string]map[string]string, msg string) com
 		byName[s.repos[k].name] = &s.repos[k]
 	}
 	c := commits{repos: make([]*scaleRepo, len(names)), heads: make([]string, len(names))}
-	_ = apply.ForEach(context.Background(), len(names), scalePushes, func(_ context.Context, k int) error {
+	s.setUp(len(names), func(k int) {
 		r := byName[names[k]]
 		c.repos[k], c.heads[k] = r, r.work.commit(msg, files[names[k]])
-		return nil
 	})
-	if s.t.Failed() { // a worker's t.Fatal ends only that worker
-		s.t.FailNow()
-	}
 	return c
 }
 
@@ -749,7 +752,7 @@ func (s *scaleRun) pushAll(ctx context.Context, c commits) time.Duration {
 		r.work.git("push", "-q", r.push, "master")
 		return nil
 	})
-	if s.t.Failed() { // a worker's t.Fatal ends only that worker
+	if s.t.Failed() { // a worker's t.Fatal ends only that worker (see setUp)
 		s.t.FailNow()
 	}
 	return time.Since(start)
