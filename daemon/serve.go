@@ -53,6 +53,9 @@ type Options struct {
 	Log   *logrus.Entry
 }
 
+// lookQueuePerPlace is how many looks run at once per Git host, per place of git.maxPerHost.
+const lookQueuePerPlace = 4
+
 // Serve runs the daemon until ctx ends: watchers (webhooks and polling), schedules, the
 // HTTP API and the drift watcher, all feeding one dispatcher. On the way out running
 // tasks are cancelled and recorded.
@@ -153,7 +156,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		disp.Wait()
 		runner.Close()
 	}()
-	if err := reg.Register(newGitMetrics(limiter, limiter.PerHost)); err != nil {
+	if err := reg.Register(newGitMetrics(limiter, limiter.Cap())); err != nil {
 		return err
 	}
 	if err := reg.Register(newApplyMetrics(d.ApplySlots)); err != nil {
@@ -179,6 +182,15 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		Log: log.WithField("component", "schedule")})
 	hooks := map[string]server.Hook{}
 	previewRepos := map[string]preview.Repository{}
+	// A look makes up to two Git requests side by side (its ref listing and the prefetch),
+	// then reads the mirror, checks out and starts runs without any: four looks per
+	// request place keep the host's places busy while others do their local part.
+	looks := trigger.NewLookQueue(lookQueuePerPlace * limiter.Cap())
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slipway_looks_waiting",
+		Help: "Looks at repositories waiting for their Git host's turn (at most 4 × git.maxPerHost run at once per host)."},
+		func() float64 { return float64(looks.Waiting()) })); err != nil {
+		return err
+	}
 	var watchers []*trigger.BranchWatcher
 	for _, r := range d.Config.Repositories {
 		src, err := SourceRepo(r)
@@ -187,7 +199,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 		}
 		w := trigger.NewBranchWatcher(trigger.BranchWatcherOptions{Git: d.Mirrors, Pipelines: runner, Runs: disp,
 			Records: d.Store, Repo: src, Branch: r.DefaultBranch(), Branches: r.BranchPatterns(), Interval: r.Poll.Duration,
-			Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics, Audit: d.Store,
+			Schedules: trigger.Schedules{Scheduler: sched}, Metrics: triggerMetrics, Audit: d.Store, Looks: looks,
 			Log: log.WithField("repo", r.Name)})
 		hub.Add(w)
 		watchers = append(watchers, w)

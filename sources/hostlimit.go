@@ -34,26 +34,36 @@ func (l *HostLimiter) Peak() int {
 	return l.peak
 }
 
+// HostOf is the host a Git URL names (the URL itself when it does not parse): the key of
+// the bounds kept per Git host.
+func HostOf(url string) string {
+	if ep, err := transport.NewEndpoint(url); err == nil {
+		return ep.Host
+	}
+	return url
+}
+
+// Cap is the most operations at once against one host.
+func (l *HostLimiter) Cap() int {
+	if l.PerHost <= 0 {
+		return DefaultPerHost
+	}
+	return l.PerHost
+}
+
 // Acquire waits for a slot on the host of url and returns its release.
 func (l *HostLimiter) Acquire(ctx context.Context, url string) (release func(), err error) {
 	if l == nil {
 		return func() {}, nil
 	}
-	host := url
-	if ep, err := transport.NewEndpoint(url); err == nil {
-		host = ep.Host
-	}
+	host := HostOf(url)
 	l.mu.Lock()
 	if l.slots == nil {
 		l.slots = map[string]chan struct{}{}
 	}
 	sem := l.slots[host]
 	if sem == nil {
-		n := l.PerHost
-		if n <= 0 {
-			n = DefaultPerHost
-		}
-		sem = make(chan struct{}, n)
+		sem = make(chan struct{}, l.Cap())
 		l.slots[host] = sem
 	}
 	l.mu.Unlock()

@@ -60,6 +60,8 @@ type fakeGit struct {
 	others     map[string]string
 	refsErr    error
 	refs       int
+	// beforeRefs, when set, is called (without the lock) as Refs begins.
+	beforeRefs func()
 	tagFetches []string
 	// prefetches are the commits Prefetch was asked for; prefetchErr fails it.
 	prefetches  []string
@@ -100,6 +102,9 @@ func (g *fakeGit) SyncListed(_ context.Context, repo sources.Repo, branch string
 }
 
 func (g *fakeGit) Refs(_ context.Context, repo sources.Repo) (sources.Refs, error) {
+	if g.beforeRefs != nil {
+		g.beforeRefs()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.refs++
@@ -540,6 +545,7 @@ type rig struct {
 	audit     *store.DB // the hub's audit log (a real store); nil for watcher tests
 	log       *logrus.Entry
 	logs      *logtest.Hook // what the rig's watchers logged
+	looks     *LookQueue    // the queue r.watcher's watchers share; nil: none
 }
 
 func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *rig {
@@ -558,7 +564,7 @@ func newRig(t *testing.T, interval time.Duration, commits ...sources.Commit) *ri
 func (r *rig) watcher(interval time.Duration, files PipelineReader) *BranchWatcher {
 	return NewBranchWatcher(BranchWatcherOptions{Git: r.git, Pipelines: files, Runs: r.runs, Records: r.records,
 		Repo: testRepo, Branch: testBranch, Interval: interval, Schedules: r.schedules, Metrics: r.metrics,
-		Audit: r.records, Log: r.log})
+		Audit: r.records, Log: r.log, Looks: r.looks})
 }
 
 func newTestMetrics(t *testing.T) *Metrics {

@@ -101,6 +101,9 @@ type BranchWatcherOptions struct {
 	Log       *logrus.Entry
 	// Audit records tags moved or deleted after their runs.
 	Audit AuditLog
+	// Looks, shared by all watchers, bounds the looks in flight per Git host; nil starts
+	// each look at once.
+	Looks *LookQueue
 }
 
 // BranchWatcher follows one repository: its tracked branches and its tags. Each look lists
@@ -120,6 +123,7 @@ type BranchWatcher struct {
 	metrics   *Metrics
 	log       *logrus.Entry
 	audit     AuditLog
+	looks     *LookQueue
 
 	mu      sync.Mutex
 	pending []Hint
@@ -158,7 +162,7 @@ func NewBranchWatcher(o BranchWatcherOptions) *BranchWatcher {
 	}
 	return &BranchWatcher{git: o.Git, pipelines: o.Pipelines, runs: o.Runs, records: o.Records, repo: o.Repo,
 		branch: o.Branch, branches: o.Branches, interval: o.Interval, schedules: o.Schedules,
-		metrics: o.Metrics, log: o.Log, audit: o.Audit, handled: newRecentSet(512),
+		metrics: o.Metrics, log: o.Log, audit: o.Audit, looks: o.Looks, handled: newRecentSet(512),
 		states: map[string]*branchState{}}
 }
 
@@ -234,7 +238,8 @@ func (w *BranchWatcher) Start(ctx context.Context, firstLook func(error)) <-chan
 // except backoff and firstLook, which only the looking goroutine uses.
 type following struct {
 	w *BranchWatcher
-	// look starts a look in a new goroutine; it closes over Start's ctx.
+	// look is a look and the ones a wake asks for meanwhile (loop); it closes over
+	// Start's ctx.
 	look      func()
 	looking   bool // a look is in flight; a wake then asks for another
 	again     bool
@@ -246,7 +251,8 @@ type following struct {
 	stopped   chan struct{}
 }
 
-// wakeLocked starts a look now, or asks the look in flight for another once it ends.
+// wakeLocked starts a look now (once the look queue gives the host a turn), or asks the
+// look in flight for another once it ends.
 func (f *following) wakeLocked() {
 	switch {
 	case f.ended:
@@ -259,7 +265,7 @@ func (f *following) wakeLocked() {
 			f.timer.Stop()
 			f.timer = nil
 		}
-		go f.look()
+		f.w.looks.Go(f.w.repo, f.look)
 	}
 }
 
@@ -267,7 +273,12 @@ func (f *following) wakeLocked() {
 func (f *following) loop(ctx context.Context) {
 	w := f.w
 	for {
-		err := w.lookAll(ctx, w.takeHints())
+		// A look that waited its turn past ctx's end does nothing: its hints stay queued
+		// for the next Start.
+		err := ctx.Err()
+		if err == nil {
+			err = w.lookAll(ctx, w.takeHints())
+		}
 		if f.firstLook != nil && ctx.Err() == nil {
 			f.firstLook(err)
 			f.firstLook = nil

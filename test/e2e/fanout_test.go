@@ -288,6 +288,9 @@ func TestServeConcurrencyLimitsHoldCounted(t *testing.T) {
 			t.Errorf("%s = %v, want %v: the bound reached and never passed", c.peak, m[c.peak], c.want)
 		}
 	}
+	if waiting, ok := m["slipway_looks_waiting"]; !ok || waiting != 0 {
+		t.Errorf("slipway_looks_waiting = %v (exported: %v), want 0 once the looks are done", waiting, ok)
+	}
 	if m["slipway_applies_in_flight"] != 0 || m["slipway_runs_in_flight"] != 0 {
 		t.Errorf("after the runs: %v objects and %v runs still in flight", m["slipway_applies_in_flight"], m["slipway_runs_in_flight"])
 	}
