@@ -56,10 +56,10 @@ type fakeGit struct {
 
 	// tags are the remote tags (tag → commit); others the heads of branches besides
 	// testBranch; refsErr fails Refs.
-	tags       map[string]string
-	others     map[string]string
-	refsErr    error
-	refs       int
+	tags    map[string]string
+	others  map[string]string
+	refsErr error
+	refs    int
 	// beforeRefs, when set, is called (without the lock) as Refs begins.
 	beforeRefs func()
 	tagFetches []string
