@@ -325,6 +325,8 @@ func (s *scaleRun) run(ctx context.Context) {
 	t.Logf("all %d apps: runs done %.1f s, every Deployment Available %.1f s", s.apps, rep.RunsDoneSeconds, rep.ReadySeconds)
 
 	// 2. A push changing ten apps: only their pipelines run, only their ConfigMaps change.
+	// Its phase starts with the deploy's settling, whose memory its peak profile shows.
+	change10PeakHeap := s.startPeakHeapProfile(ctx, "change10", time.Now())
 	before := s.objectVersions(ctx)
 	m2 := scrapeMetrics(t, s.serve.addr)
 	rep.SettleRequests = diffByVerb(m1, m2)
@@ -348,6 +350,9 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.Change10Seconds = d.Seconds()
 	// From the deploy's end: its profiles' wait at rest, then the ten apps' runs.
 	rep.PhasePeakAnonMiB["change10"] = float64(mem.phase().anon) / 1024
+	if ph := change10PeakHeap(); ph.path != "" {
+		rep.Profiles = append(rep.Profiles, ph.path)
+	}
 	// Any other pipeline run would have shown by now: those ten ended after it would start.
 	// Counted from the push: a poll may find it before the clock.
 	rep.Change10Runs = s.countRunsSince(ctx, st, pushStart)
