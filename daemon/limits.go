@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,7 @@ import (
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler"
 	"github.com/slipwayhq/slipway/reconciler/apply"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -95,6 +97,36 @@ func newGitMetrics(src peakSource, max int) *boundMetrics {
 		cap:  prometheus.NewDesc("slipway_git_max_per_host", "git.maxPerHost (or --git-per-host): the most fetches and ref listings at once against one Git host.", nil, nil),
 		peak: prometheus.NewDesc("slipway_git_per_host_peak", "The most fetches and ref listings seen at once against one Git host since the daemon started.", nil, nil),
 	}
+}
+
+// lookMetrics exports the look queue's bound per Git host, the most looks seen running at
+// once against one host, the looks running now and those waiting their turn.
+type lookMetrics struct {
+	*boundMetrics
+	queue   *trigger.LookQueue
+	waiting *prometheus.Desc
+}
+
+func newLookMetrics(q *trigger.LookQueue) *lookMetrics {
+	return &lookMetrics{queue: q,
+		boundMetrics: &boundMetrics{src: q, inUse: q.Running, max: q.Cap(),
+			cap: prometheus.NewDesc("slipway_looks_max_per_host",
+				fmt.Sprintf("The most looks at repositories that run at once against one Git host: %d × git.maxPerHost.", lookQueuePerPlace), nil, nil),
+			peak:  prometheus.NewDesc("slipway_looks_per_host_peak", "The most looks seen running at once against one Git host since the daemon started.", nil, nil),
+			using: prometheus.NewDesc("slipway_looks_running", "Looks at repositories running now, across Git hosts.", nil, nil),
+		},
+		waiting: prometheus.NewDesc("slipway_looks_waiting", "Looks at repositories waiting for their Git host's turn.", nil, nil),
+	}
+}
+
+func (m *lookMetrics) Describe(ch chan<- *prometheus.Desc) {
+	m.boundMetrics.Describe(ch)
+	ch <- m.waiting
+}
+
+func (m *lookMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.boundMetrics.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(m.queue.Waiting()))
 }
 
 func (m *boundMetrics) Describe(ch chan<- *prometheus.Desc) {

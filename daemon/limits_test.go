@@ -12,6 +12,8 @@ import (
 
 	"github.com/slipwayhq/slipway/config"
 	"github.com/slipwayhq/slipway/reconciler"
+	"github.com/slipwayhq/slipway/reconciler/trigger"
+	"github.com/slipwayhq/slipway/sources"
 	"github.com/slipwayhq/slipway/store"
 )
 
@@ -81,6 +83,32 @@ func TestRunMetrics(t *testing.T) {
 func TestBuildLimitMetrics(t *testing.T) {
 	got := gathered(t, newBuildMetrics(reconciler.NewBuildSlots(3)))
 	want := map[string]float64{"slipway_builds_max_in_flight": 3, "slipway_builds_in_flight_peak": 0, "slipway_builds_in_flight": 0}
+	if len(got) != len(want) {
+		t.Fatalf("metrics %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (exported: %v), want %v", k, g, ok, v)
+		}
+	}
+}
+
+// TestLookMetrics: the look queue's bound per host, the most seen running against one
+// host, and those running and waiting now.
+func TestLookMetrics(t *testing.T) {
+	q := trigger.NewLookQueue(2)
+	repo := sources.Repo{Name: "app", URL: "https://git.example/team/app.git"}
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 2)
+	for range 3 {
+		q.Go(repo, func() { started <- struct{}{}; <-release })
+	}
+	<-started
+	<-started
+	got := gathered(t, newLookMetrics(q))
+	want := map[string]float64{"slipway_looks_max_per_host": 2, "slipway_looks_per_host_peak": 2,
+		"slipway_looks_running": 2, "slipway_looks_waiting": 1}
 	if len(got) != len(want) {
 		t.Fatalf("metrics %v, want %v", got, want)
 	}

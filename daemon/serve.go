@@ -186,9 +186,7 @@ func Serve(ctx context.Context, d *Parts, o Options) error {
 	// then reads the mirror, checks out and starts runs without any: four looks per
 	// request place keep the host's places busy while others do their local part.
 	looks := trigger.NewLookQueue(lookQueuePerPlace * limiter.Cap())
-	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slipway_looks_waiting",
-		Help: "Looks at repositories waiting for their Git host's turn (at most 4 × git.maxPerHost run at once per host)."},
-		func() float64 { return float64(looks.Waiting()) })); err != nil {
+	if err := reg.Register(newLookMetrics(looks)); err != nil {
 		return err
 	}
 	var watchers []*trigger.BranchWatcher

@@ -45,7 +45,7 @@ func HostOf(url string) string {
 
 // Cap is the most operations at once against one host.
 func (l *HostLimiter) Cap() int {
-	if l.PerHost <= 0 {
+	if l == nil || l.PerHost <= 0 {
 		return DefaultPerHost
 	}
 	return l.PerHost

@@ -1,6 +1,7 @@
 package trigger
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"sync"
@@ -10,25 +11,33 @@ import (
 	"github.com/slipwayhq/slipway/sources"
 )
 
-func TestLookQueueRunsAtMostPerHostInOrderWithoutWaitingGoroutines(t *testing.T) {
+var (
+	hostA = sources.Repo{Name: "a", URL: "https://git.example/team/a.git"}
+	hostB = sources.Repo{Name: "b", URL: "https://other.example/team/b.git"}
+)
+
+// queueRunners counts the goroutines running looks of a LookQueue, whatever else the
+// process runs.
+func queueRunners() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("(*LookQueue).run("))
+}
+
+func TestLookQueueRunsAtMostPerHostWithoutWaitingGoroutines(t *testing.T) {
 	q := NewLookQueue(2)
-	hostA := sources.Repo{Name: "a", URL: "https://git.example/team/a.git"}
-	hostB := sources.Repo{Name: "b", URL: "https://other.example/team/b.git"}
-	before := runtime.NumGoroutine()
 	var mu sync.Mutex
 	running, most := 0, 0
-	var order []int
 	release := make(chan struct{})
-	started := make(chan int, 20)
+	started := make(chan struct{}, 20)
 	const n = 20
-	for i := range n {
+	for range n {
 		q.Go(hostA, func() {
 			mu.Lock()
 			running++
 			most = max(most, running)
-			order = append(order, i)
 			mu.Unlock()
-			started <- i
+			started <- struct{}{}
 			<-release
 			mu.Lock()
 			running--
@@ -37,12 +46,12 @@ func TestLookQueueRunsAtMostPerHostInOrderWithoutWaitingGoroutines(t *testing.T)
 	}
 	recv(t, started, "the first look")
 	recv(t, started, "the second look")
-	if got := q.Waiting(); got != n-2 {
-		t.Fatalf("Waiting() = %d, want %d", got, n-2)
+	if got, run := q.Waiting(), q.Running(); got != n-2 || run != 2 {
+		t.Fatalf("Waiting() = %d, Running() = %d; want %d and 2", got, run, n-2)
 	}
 	// The waiting looks hold no goroutine: only the two running do.
-	if got := runtime.NumGoroutine() - before; got > 2 {
-		t.Fatalf("%d goroutines for 2 running looks and %d waiting", got, n-2)
+	if got := queueRunners(); got != 2 {
+		t.Fatalf("%d goroutines run looks for 2 running and %d waiting", got, n-2)
 	}
 	// Another host is not held up by the first one's queue.
 	otherRan := make(chan struct{})
@@ -54,28 +63,75 @@ func TestLookQueueRunsAtMostPerHostInOrderWithoutWaitingGoroutines(t *testing.T)
 		recv(t, started, "a waiting look")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q.mu.Lock()
-		hosts := len(q.hosts)
-		q.mu.Unlock()
-		if hosts == 0 {
-			break
-		}
+	for q.Running() > 0 || queueRunners() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d hosts still in the queue after every look ended", hosts)
+			t.Fatalf("%d looks still running after every look ended", q.Running())
 		}
 		time.Sleep(time.Millisecond)
 	}
+	q.mu.Lock()
+	hosts := len(q.hosts)
+	q.mu.Unlock()
+	if hosts != 0 {
+		t.Fatalf("%d hosts left in the queue after every look ended", hosts)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if most != 2 {
-		t.Fatalf("at most %d looks ran at once against one host, want 2", most)
+	if most != 2 || q.Peak() != 2 {
+		t.Fatalf("at most %d looks ran at once against one host (Peak() %d), want 2", most, q.Peak())
 	}
-	// The first two started together; the rest in the order they were queued.
-	for i := 3; i < n; i++ {
-		if order[i] < order[i-1] {
-			t.Fatalf("looks started in the order %v; the waiting ones should start first in, first out", order)
+}
+
+func TestLookQueueStartsWaitingLooksFirstInFirstOut(t *testing.T) {
+	q := NewLookQueue(1)
+	release := make(chan struct{})
+	var order []int // appended by one look at a time: the bound is 1
+	done := make(chan struct{})
+	const n = 10
+	for i := range n {
+		q.Go(hostA, func() {
+			if i == 0 {
+				<-release
+			}
+			order = append(order, i)
+			if i == n-1 {
+				close(done)
+			}
+		})
+	}
+	close(release)
+	recv(t, done, "the last look")
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("looks ran in the order %v, want first in, first out", order)
 		}
+	}
+}
+
+func TestLookQueueWithdrawsOnlyALookNotStarted(t *testing.T) {
+	q := NewLookQueue(1)
+	release, started := make(chan struct{}), make(chan struct{})
+	withdrawRunning := q.Go(hostA, func() { close(started); <-release })
+	recv(t, started, "the first look")
+	ran := make(chan struct{}, 1)
+	withdrawWaiting := q.Go(hostA, func() { ran <- struct{}{} })
+	if withdrawRunning() {
+		t.Fatal("withdrew a look already running")
+	}
+	if !withdrawWaiting() || q.Waiting() != 0 {
+		t.Fatalf("the waiting look was not withdrawn (%d waiting)", q.Waiting())
+	}
+	if withdrawWaiting() {
+		t.Fatal("withdrew the same look twice")
+	}
+	close(release)
+	last := make(chan struct{})
+	q.Go(hostA, func() { close(last) })
+	recv(t, last, "a look queued after the withdrawal")
+	select {
+	case <-ran:
+		t.Fatal("a withdrawn look ran")
+	default:
 	}
 }
 
@@ -131,37 +187,72 @@ func TestWatchersSharingALookQueueListRefsAtMostItsBoundAtOnce(t *testing.T) {
 	}
 }
 
-func TestALookWaitingPastItsContextDoesNothing(t *testing.T) {
-	q := NewLookQueue(1)
-	first := newRig(t, time.Hour, commitOf("c1", ""))
-	first.git.setHead(sha("c1"))
-	release := make(chan struct{})
-	listing := make(chan struct{}, 1)
-	first.git.beforeRefs = func() { listing <- struct{}{}; <-release }
-	first.looks = q
-	first.w = first.watcher(time.Hour, first.files)
-	ctx := context.Background()
-	firstStopped := make(chan struct{})
-	ctx1, cancel1 := context.WithCancel(ctx)
-	go func() { <-first.w.Start(ctx1, nil); close(firstStopped) }()
-	recv(t, listing, "the first watcher's look")
+// queuedRig is a watcher of the shared queue q whose ref listings report its name on
+// listed and then wait for release (when not nil).
+func queuedRig(t *testing.T, q *LookQueue, name string, listed chan<- string, release <-chan struct{}) *rig {
+	r := newRig(t, time.Hour, commitOf("c1", ""))
+	r.git.setHead(sha("c1"))
+	r.git.beforeRefs = func() {
+		listed <- name
+		if release != nil {
+			<-release
+		}
+	}
+	r.looks = q
+	r.w = r.watcher(time.Hour, r.files)
+	return r
+}
 
-	second := newRig(t, time.Hour, commitOf("c1", ""))
-	second.git.setHead(sha("c1"))
-	second.looks = q
-	second.w = second.watcher(time.Hour, second.files)
-	ctx2, cancel2 := context.WithCancel(ctx)
+func TestAWatcherWhoseContextEndsStopsWithoutWaitingItsTurn(t *testing.T) {
+	q := NewLookQueue(1)
+	listed := make(chan string, 4)
+	release := make(chan struct{})
+	defer close(release)
+	first := queuedRig(t, q, "first", listed, release)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first.w.Start(ctx, nil)
+	recv(t, listed, "the first watcher's look")
+
+	second := queuedRig(t, q, "second", listed, nil)
+	ctx2, cancel2 := context.WithCancel(context.Background())
 	stopped := second.w.Start(ctx2, nil)
 	second.w.Hint(Hint{DeliveryID: "d1", Branch: testBranch, Commit: sha("c1")})
-	cancel2() // while its look waits behind the first watcher's
-	close(release)
-	recv(t, stopped, "the second watcher to stop")
-	if second.git.refs != 0 {
-		t.Fatalf("the look that waited past its context listed refs %d times", second.git.refs)
+	// Its look waits behind the first watcher's, which does not end: the watcher stops
+	// anyway (a replica giving the repository up waits for that).
+	cancel2()
+	recv(t, stopped, "the second watcher to stop while its look waited")
+	if got := q.Waiting(); got != 0 {
+		t.Fatalf("%d looks still queued after the watcher stopped", got)
 	}
 	if hs := second.w.takeHints(); len(hs) != 1 {
 		t.Fatalf("%d hints left queued, want the one the look never answered", len(hs))
 	}
-	cancel1()
-	recv(t, firstStopped, "the first watcher to stop")
+}
+
+func TestALookAskedForDuringALookWaitsBehindOtherRepositories(t *testing.T) {
+	q := NewLookQueue(1)
+	listed := make(chan string, 8)
+	release := make(chan struct{}, 8)
+	busy := queuedRig(t, q, "busy", listed, release)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	busyStopped := busy.w.Start(ctx, nil)
+	recv(t, listed, "the busy repository's first look")
+	other := queuedRig(t, q, "other", listed, release)
+	otherStopped := other.w.Start(ctx, nil)
+	// A push to the busy repository during its look asks for another.
+	busy.w.Hint(Hint{DeliveryID: "d1", Branch: testBranch, Commit: sha("c1")})
+	for range 3 {
+		release <- struct{}{}
+	}
+	if got := recv(t, listed, "the next look"); got != "other" {
+		t.Fatalf("the next look was %s's; the other repository's, waiting since before, should come first", got)
+	}
+	if got := recv(t, listed, "the look after"); got != "busy" {
+		t.Fatalf("the look after was %s's, want the busy repository's second", got)
+	}
+	cancel()
+	recv(t, busyStopped, "the busy watcher to stop")
+	recv(t, otherStopped, "the other watcher to stop")
 }

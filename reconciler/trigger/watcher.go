@@ -208,7 +208,8 @@ func (w *BranchWatcher) putBack(hs []Hint) {
 // exponentially up to ten intervals (maxBackoff); a hint still gets an immediate look.
 // firstLook (when not nil) is called once the first look ended, with its error: a
 // replica taking a repository over reports when the new owner first looked. The channel
-// returned is closed once ctx ended and no look is in flight.
+// returned is closed once ctx ended and no look is in flight (a look still waiting its
+// turn in the look queue is withdrawn).
 //
 // No goroutine waits between looks: a timer or a hint starts the next one, so a
 // thousand repositories at rest hold a thousand timers, not a thousand stacks.
@@ -235,13 +236,14 @@ func (w *BranchWatcher) Start(ctx context.Context, firstLook func(error)) <-chan
 }
 
 // following is one Start's schedule of looks. Its fields are guarded by the watcher's mu,
-// except backoff and firstLook, which only the looking goroutine uses.
+// except backoff and firstLook, which only the look in flight uses.
 type following struct {
 	w *BranchWatcher
-	// look is a look and the ones a wake asks for meanwhile (loop); it closes over
-	// Start's ctx.
-	look      func()
-	looking   bool // a look is in flight; a wake then asks for another
+	// look is one look (loop); it closes over Start's ctx.
+	look    func()
+	looking bool // a look is in flight or waiting its turn; a wake then asks for another
+	// withdraw takes the look out of the look queue if it has not started yet.
+	withdraw  func() bool
 	again     bool
 	ended     bool // ctx ended: no new look starts
 	timer     *time.Timer
@@ -265,48 +267,48 @@ func (f *following) wakeLocked() {
 			f.timer.Stop()
 			f.timer = nil
 		}
-		f.w.looks.Go(f.w.repo, f.look)
+		f.withdraw = f.w.looks.Go(f.w.repo, f.look)
 	}
 }
 
-// loop looks until no wake is waiting, then sets the timer of the next poll.
+// loop makes one look, then queues the next if a wake asked for one meanwhile, or sets
+// the timer of the next poll.
 func (f *following) loop(ctx context.Context) {
 	w := f.w
-	for {
-		// A look that waited its turn past ctx's end does nothing: its hints stay queued
-		// for the next Start.
-		err := ctx.Err()
-		if err == nil {
-			err = w.lookAll(ctx, w.takeHints())
-		}
-		if f.firstLook != nil && ctx.Err() == nil {
-			f.firstLook(err)
-			f.firstLook = nil
-		}
-		switch {
-		case err != nil && ctx.Err() != nil:
-		case err != nil:
-			w.log.WithError(err).Warn("look at the repository")
-			w.metrics.poll(w.repo.Name, "error")
-			f.backoff = nextBackoff(f.backoff, w.interval)
-		default:
-			f.backoff = w.interval
-		}
-		w.mu.Lock()
-		if f.again && !f.ended {
-			f.again = false
-			w.mu.Unlock()
-			continue
-		}
-		f.looking, f.again = false, false
-		if f.ended {
-			f.stopLocked()
-		} else if f.backoff > 0 {
-			gen := f.timerGen
-			f.timer = time.AfterFunc(jittered(f.backoff), func() { f.tick(gen) })
-		}
-		w.mu.Unlock()
+	// A look that started past ctx's end (it raced end's withdrawal) does nothing: its
+	// hints stay queued for the next Start.
+	err := ctx.Err()
+	if err == nil {
+		err = w.lookAll(ctx, w.takeHints())
+	}
+	if f.firstLook != nil && ctx.Err() == nil {
+		f.firstLook(err)
+		f.firstLook = nil
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+	case err != nil:
+		w.log.WithError(err).Warn("look at the repository")
+		w.metrics.poll(w.repo.Name, "error")
+		f.backoff = nextBackoff(f.backoff, w.interval)
+	default:
+		f.backoff = w.interval
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f.again && !f.ended {
+		// The look asked for meanwhile waits its turn behind other repositories': a
+		// repository pushed to during each of its looks must not keep its host's turn.
+		f.again = false
+		f.withdraw = w.looks.Go(w.repo, f.look)
 		return
+	}
+	f.looking, f.again, f.withdraw = false, false, nil
+	if f.ended {
+		f.stopLocked()
+	} else if f.backoff > 0 {
+		gen := f.timerGen
+		f.timer = time.AfterFunc(jittered(f.backoff), func() { f.tick(gen) })
 	}
 }
 
@@ -319,7 +321,9 @@ func (f *following) tick(gen int) {
 	}
 }
 
-// end is ctx's end: no new look starts, and the watcher stops once none is in flight.
+// end is ctx's end: no new look starts, a look still waiting its turn is withdrawn, and
+// the watcher stops once none is in flight. A replica giving a repository up waits for
+// that, holding its Leases' work: it must not wait for other repositories' looks.
 func (f *following) end() {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
@@ -327,6 +331,9 @@ func (f *following) end() {
 	if f.timer != nil {
 		f.timer.Stop()
 		f.timer = nil
+	}
+	if f.looking && f.withdraw != nil && f.withdraw() {
+		f.looking, f.again, f.withdraw = false, false, nil
 	}
 	if !f.looking {
 		f.stopLocked()

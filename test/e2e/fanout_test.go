@@ -288,6 +288,14 @@ func TestServeConcurrencyLimitsHoldCounted(t *testing.T) {
 			t.Errorf("%s = %v, want %v: the bound reached and never passed", c.peak, m[c.peak], c.want)
 		}
 	}
+	// Looks: four per Git place (git.maxPerHost 1) against the one host; three
+	// repositories cannot fill that, but each looked.
+	if m["slipway_looks_max_per_host"] != 4 {
+		t.Errorf("slipway_looks_max_per_host = %v, want 4 × git.maxPerHost 1", m["slipway_looks_max_per_host"])
+	}
+	if p := m["slipway_looks_per_host_peak"]; p < 1 || p > repos {
+		t.Errorf("slipway_looks_per_host_peak = %v, want 1 to %d (one look per repository at a time)", p, repos)
+	}
 	if waiting, ok := m["slipway_looks_waiting"]; !ok || waiting != 0 {
 		t.Errorf("slipway_looks_waiting = %v (exported: %v), want 0 once the looks are done", waiting, ok)
 	}
