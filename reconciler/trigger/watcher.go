@@ -145,8 +145,12 @@ type branchState struct {
 	// stored is the handled head the store holds ("" for none), the base of the next
 	// compare-and-set (store.HeadClaim); last may differ when it came from the runs.
 	stored string
-	// cached is the head's checkout, so a look at an unchanged branch reads nothing again.
-	cached *reconciler.Checkout
+	// prepared is the head whose pipeline file was read (and, on the default branch, its
+	// schedules set), so a look at an unchanged branch reads nothing again. Only the hash
+	// is kept: a thousand repositories' parsed files kept between looks were 3–4 MB of
+	// the heap at rest, and the runs of a head read its file again only when nothing
+	// holds it still.
+	prepared string
 	// invalid is a head whose pipeline file was found invalid and reported, so a look at
 	// the unchanged branch does not read and report it again.
 	invalid string
@@ -386,7 +390,7 @@ func (w *BranchWatcher) lookAll(ctx context.Context, hints []Hint) error {
 			continue
 		}
 		head, bh := refs.Heads[b], byBranch[b]
-		if len(bh) == 0 && head == st.last && (st.invalid == head || st.cached != nil && st.cached.Commit.Hash == head) {
+		if len(bh) == 0 && head == st.last && (st.invalid == head || st.prepared == head) {
 			w.metrics.poll(w.repo.Name, "unchanged")
 			continue
 		}
@@ -508,7 +512,7 @@ func (w *BranchWatcher) look(ctx context.Context, last string, hints []Hint) (st
 
 // lookBranch fetches the branch if it moved, records overtaken pushes, and submits the runs
 // the head triggers. It returns the head now handled. An unchanged branch costs one ref
-// listing and nothing else: its checkout and pipeline file are kept from the last look.
+// listing and nothing else: the head whose file was read is remembered from the last look.
 // refs is the look's listing of the repository, so the fetch does not list them again;
 // prefetched are the commits the look's prefetch brought into the mirror.
 func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hints []Hint, refs sources.Refs,
@@ -525,25 +529,29 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		w.metrics.poll(w.repo.Name, "unchanged")
 		return last, nil
 	}
-	co := st.cached
-	if co == nil || co.Commit.Hash != head {
-		if co, err = w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head}); err != nil {
-			if ctx.Err() != nil {
-				return last, err
-			}
-			// A broken or missing pipeline file at a new commit is recorded once, not retried
-			// forever.
-			var notPrepared *reconciler.PrepareError
-			if errors.As(err, &notPrepared) {
-				logNotPrepared(log.WithField("commit", notPrepared.Commit), err, "the new commit", "it")
-				w.setHandled(ctx, branch, notPrepared.Commit)
-				st.invalid = notPrepared.Commit
-				return notPrepared.Commit, nil
-			}
+	if head == last && head == st.prepared && len(hints) == 0 {
+		w.metrics.poll(w.repo.Name, "unchanged")
+		return last, nil
+	}
+	co, err := w.pipelines.Prepare(ctx, reconciler.Request{Repo: w.repo, Commit: head})
+	if err != nil {
+		if ctx.Err() != nil {
 			return last, err
 		}
-		co.Branch = branch
-		st.cached = co
+		// A broken or missing pipeline file at a new commit is recorded once, not retried
+		// forever.
+		var notPrepared *reconciler.PrepareError
+		if errors.As(err, &notPrepared) {
+			logNotPrepared(log.WithField("commit", notPrepared.Commit), err, "the new commit", "it")
+			w.setHandled(ctx, branch, notPrepared.Commit)
+			st.invalid = notPrepared.Commit
+			return notPrepared.Commit, nil
+		}
+		return last, err
+	}
+	co.Branch = branch
+	if st.prepared != head {
+		st.prepared = head
 		if w.schedules != nil && branch == w.branch {
 			if err := w.schedules.SetSchedules(ctx, w.repo.Name, co.Pipelines); err != nil {
 				log.WithError(err).Error("schedules of the default branch")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
@@ -745,4 +746,30 @@ func levels(entries []*logrus.Entry) []string {
 		out = append(out, e.Level.String()+": "+e.Message)
 	}
 	return out
+}
+
+// TestWatcherKeepsNoPipelineFileBetweenLooks: between looks the watcher keeps the head it
+// read, not its parsed pipeline file (a thousand repositories' files were megabytes of
+// the heap at rest); a look at the unchanged head still reads nothing.
+func TestWatcherKeepsNoPipelineFileBetweenLooks(t *testing.T) {
+	r := newRig(t, time.Minute, commitOf("c1", "first"))
+	r.git.setHead(sha("c1"))
+	var made []weak.Pointer[pipeline.Pipeline]
+	r.w = r.watcher(time.Minute, prepareFunc(func(ctx context.Context, req reconciler.Request) (*reconciler.Checkout, error) {
+		co := &reconciler.Checkout{Repo: req.Repo, Commit: commitOf("c1", "first")}
+		p := pl("web", nil) // a fresh file, as the runner parses one
+		made = append(made, weak.Make(p))
+		co.Pipelines = []*pipeline.Pipeline{p}
+		return co, nil
+	}))
+	r.look(t, sha("c1"))
+	r.look(t, sha("c1"))
+	if len(made) != 1 {
+		t.Fatalf("the unchanged head was read %d times, want once", len(made))
+	}
+	runtime.GC()
+	if made[0].Value() != nil {
+		t.Fatal("the watcher still holds the head's parsed pipeline file after its look")
+	}
+	runtime.KeepAlive(r.w) // the watcher lives on, as the daemon's do
 }
