@@ -27,7 +27,7 @@ type checkouts struct {
 	linger time.Duration
 	byKey  map[checkoutKey]*sharedCheckout
 	// held are the pipeline files read at each commit, for as long as something still holds
-	// them (the branch watcher its head's, a run its pipeline): a checkout made again for such
+	// them (a run its pipeline): a checkout made again for such
 	// a commit (the runs of a monorepo's commit asked for through the API after the push's
 	// checkout went) takes them instead of a second copy. Each entry goes with its first
 	// pipeline.

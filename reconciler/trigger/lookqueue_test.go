@@ -256,3 +256,35 @@ func TestALookAskedForDuringALookWaitsBehindOtherRepositories(t *testing.T) {
 	recv(t, busyStopped, "the busy watcher to stop")
 	recv(t, otherStopped, "the other watcher to stop")
 }
+
+func TestAHintWhileTheLookWaitsItsTurnAsksForNoSecondLook(t *testing.T) {
+	q := NewLookQueue(1)
+	listed := make(chan string, 8)
+	release := make(chan struct{})
+	first := queuedRig(t, q, "first", listed, release)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first.w.Start(ctx, nil)
+	recv(t, listed, "the first watcher's look")
+	second := queuedRig(t, q, "second", listed, nil)
+	looked := make(chan error, 1)
+	second.w.Start(ctx, func(err error) { looked <- err })
+	// While its look waits, a push: the look, once it runs, answers it.
+	second.w.Hint(Hint{DeliveryID: "d1", Branch: testBranch, Commit: sha("c1")})
+	close(release)
+	if err := recv(t, looked, "the second watcher's look"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for q.Running() > 0 || q.Waiting() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue did not empty")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second.git.mu.Lock()
+	defer second.git.mu.Unlock()
+	if second.git.refs != 1 {
+		t.Fatalf("the second watcher listed refs %d times, want once: the hint came before its look began", second.git.refs)
+	}
+}

@@ -195,6 +195,10 @@ func (w *BranchWatcher) Hint(h Hint) {
 func (w *BranchWatcher) takeHints() []Hint {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.takeHintsLocked()
+}
+
+func (w *BranchWatcher) takeHintsLocked() []Hint {
 	hs := w.pending
 	w.pending = nil
 	return hs
@@ -283,7 +287,7 @@ func (f *following) loop(ctx context.Context) {
 	// hints stay queued for the next Start.
 	err := ctx.Err()
 	if err == nil {
-		err = w.lookAll(ctx, w.takeHints())
+		err = w.lookAll(ctx, f.takeHints())
 	}
 	if f.firstLook != nil && ctx.Err() == nil {
 		f.firstLook(err)
@@ -314,6 +318,15 @@ func (f *following) loop(ctx context.Context) {
 		gen := f.timerGen
 		f.timer = time.AfterFunc(jittered(f.backoff), func() { f.tick(gen) })
 	}
+}
+
+// takeHints takes the hints for the look starting now, which answers every wake so far:
+// one that came while the look waited its turn asks for no other.
+func (f *following) takeHints() []Hint {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.again = false
+	return f.w.takeHintsLocked()
 }
 
 // tick is the poll timer's firing: a look unless a wake started one since it was set.
@@ -540,8 +553,10 @@ func (w *BranchWatcher) lookBranch(ctx context.Context, branch, last string, hin
 		}
 		// A broken or missing pipeline file at a new commit is recorded once, not retried
 		// forever.
+		// A head read fine before (a hint for the head handled) is not invalid: its error is
+		// passing, and the look is tried again with its hints.
 		var notPrepared *reconciler.PrepareError
-		if errors.As(err, &notPrepared) {
+		if errors.As(err, &notPrepared) && head != st.prepared {
 			logNotPrepared(log.WithField("commit", notPrepared.Commit), err, "the new commit", "it")
 			w.setHandled(ctx, branch, notPrepared.Commit)
 			st.invalid = notPrepared.Commit

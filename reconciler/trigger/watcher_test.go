@@ -773,3 +773,26 @@ func TestWatcherKeepsNoPipelineFileBetweenLooks(t *testing.T) {
 	}
 	runtime.KeepAlive(r.w) // the watcher lives on, as the daemon's do
 }
+
+// TestLookAtAHeadReadBeforeThatFailsToReadIsTriedAgain: a hint for the head already
+// handled reads its file again; failing now, after it read fine, is passing (an I/O
+// error), not an invalid file: the look fails so its hints are answered by the next.
+func TestLookAtAHeadReadBeforeThatFailsToReadIsTriedAgain(t *testing.T) {
+	r := newRig(t, time.Minute, commitOf("c1", "first"))
+	r.files.files[sha("c1")] = []*pipeline.Pipeline{pl("web", nil)}
+	r.git.setHead(sha("c1"))
+	r.look(t, sha("c1"))
+	r.files.mu.Lock()
+	r.files.errs[sha("c1")] = &reconciler.PrepareError{Commit: sha("c1"), Err: errors.New("read .pipeline.yaml: input/output error")}
+	r.files.mu.Unlock()
+	hint := Hint{DeliveryID: "d2", Branch: testBranch, Commit: sha("c1"), Resumed: "web"}
+	if _, err := r.w.look(context.Background(), sha("c1"), []Hint{hint}); err == nil {
+		t.Fatal("a passing failure to read a head read before was not returned; its hint would be lost")
+	}
+	if st := r.w.stateOf(testBranch); st.invalid == sha("c1") {
+		t.Fatal("a head whose file read fine before was recorded invalid")
+	}
+	if heads := r.records.handledHeads(); len(heads) != 0 {
+		t.Fatalf("recorded handled heads %v for a look that failed", heads)
+	}
+}
