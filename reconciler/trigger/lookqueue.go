@@ -100,31 +100,22 @@ func (q *LookQueue) run(host string, h *hostLooks, look func()) {
 }
 
 // Waiting is how many looks wait for their host's turn now.
-func (q *LookQueue) Waiting() int {
-	if q == nil {
-		return 0
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := 0
-	for _, h := range q.hosts {
-		n += len(h.waiting)
-	}
-	return n
-}
+func (q *LookQueue) Waiting() int { _, waiting := q.counts(); return waiting }
 
 // Running is how many looks run now, across hosts.
-func (q *LookQueue) Running() int {
+func (q *LookQueue) Running() int { running, _ := q.counts(); return running }
+
+func (q *LookQueue) counts() (running, waiting int) {
 	if q == nil {
-		return 0
+		return 0, 0
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := 0
 	for _, h := range q.hosts {
-		n += h.running
+		running += h.running
+		waiting += len(h.waiting)
 	}
-	return n
+	return running, waiting
 }
 
 // Peak is the most looks seen running at once against one host.

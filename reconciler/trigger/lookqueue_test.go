@@ -24,25 +24,37 @@ func queueRunners() int {
 	return bytes.Count(buf, []byte("(*LookQueue).run("))
 }
 
+// atOnce counts how many calls of during overlap at most.
+type atOnce struct {
+	mu            sync.Mutex
+	now, mostSeen int
+}
+
+func (a *atOnce) during(fn func()) {
+	a.mu.Lock()
+	a.now++
+	a.mostSeen = max(a.mostSeen, a.now)
+	a.mu.Unlock()
+	fn()
+	a.mu.Lock()
+	a.now--
+	a.mu.Unlock()
+}
+
+func (a *atOnce) most() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mostSeen
+}
+
 func TestLookQueueRunsAtMostPerHostWithoutWaitingGoroutines(t *testing.T) {
 	q := NewLookQueue(2)
-	var mu sync.Mutex
-	running, most := 0, 0
+	var at atOnce
 	release := make(chan struct{})
 	started := make(chan struct{}, 20)
 	const n = 20
 	for range n {
-		q.Go(hostA, func() {
-			mu.Lock()
-			running++
-			most = max(most, running)
-			mu.Unlock()
-			started <- struct{}{}
-			<-release
-			mu.Lock()
-			running--
-			mu.Unlock()
-		})
+		q.Go(hostA, func() { at.during(func() { started <- struct{}{}; <-release }) })
 	}
 	recv(t, started, "the first look")
 	recv(t, started, "the second look")
@@ -75,9 +87,7 @@ func TestLookQueueRunsAtMostPerHostWithoutWaitingGoroutines(t *testing.T) {
 	if hosts != 0 {
 		t.Fatalf("%d hosts left in the queue after every look ended", hosts)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if most != 2 || q.Peak() != 2 {
+	if most := at.most(); most != 2 || q.Peak() != 2 {
 		t.Fatalf("at most %d looks ran at once against one host (Peak() %d), want 2", most, q.Peak())
 	}
 }
@@ -138,8 +148,7 @@ func TestLookQueueWithdrawsOnlyALookNotStarted(t *testing.T) {
 func TestWatchersSharingALookQueueListRefsAtMostItsBoundAtOnce(t *testing.T) {
 	const n, perHost = 30, 3
 	q := NewLookQueue(perHost)
-	var mu sync.Mutex
-	listing, most := 0, 0
+	var at atOnce
 	release := make(chan struct{})
 	listed := make(chan struct{}, n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,17 +158,7 @@ func TestWatchersSharingALookQueueListRefsAtMostItsBoundAtOnce(t *testing.T) {
 	for range n {
 		r := newRig(t, time.Hour, commitOf("c1", ""))
 		r.git.setHead(sha("c1"))
-		r.git.beforeRefs = func() {
-			mu.Lock()
-			listing++
-			most = max(most, listing)
-			mu.Unlock()
-			listed <- struct{}{}
-			<-release
-			mu.Lock()
-			listing--
-			mu.Unlock()
-		}
+		r.git.beforeRefs = func() { at.during(func() { listed <- struct{}{}; <-release }) }
 		r.looks = q
 		r.w = r.watcher(time.Hour, r.files)
 		stopped = append(stopped, r.w.Start(ctx, func(err error) { looked <- err }))
@@ -176,11 +175,9 @@ func TestWatchersSharingALookQueueListRefsAtMostItsBoundAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mu.Lock()
-	if most != perHost {
+	if most := at.most(); most != perHost {
 		t.Errorf("%d ref listings at once, want the queue's bound %d", most, perHost)
 	}
-	mu.Unlock()
 	cancel()
 	for _, s := range stopped {
 		recv(t, s, "a watcher to stop")
@@ -203,16 +200,22 @@ func queuedRig(t *testing.T, q *LookQueue, name string, listed chan<- string, re
 	return r
 }
 
-func TestAWatcherWhoseContextEndsStopsWithoutWaitingItsTurn(t *testing.T) {
+// heldQueue is a queue of one place, held by a watcher's look until release is closed;
+// listed hears the ref listings of its rigs (queuedRig).
+func heldQueue(ctx context.Context, t *testing.T, release <-chan struct{}) (*LookQueue, chan string) {
 	q := NewLookQueue(1)
-	listed := make(chan string, 4)
+	listed := make(chan string, 8)
+	queuedRig(t, q, "first", listed, release).w.Start(ctx, nil)
+	recv(t, listed, "the first watcher's look")
+	return q, listed
+}
+
+func TestAWatcherWhoseContextEndsStopsWithoutWaitingItsTurn(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	first := queuedRig(t, q, "first", listed, release)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first.w.Start(ctx, nil)
-	recv(t, listed, "the first watcher's look")
+	q, listed := heldQueue(ctx, t, release)
 
 	second := queuedRig(t, q, "second", listed, nil)
 	ctx2, cancel2 := context.WithCancel(context.Background())
@@ -258,14 +261,10 @@ func TestALookAskedForDuringALookWaitsBehindOtherRepositories(t *testing.T) {
 }
 
 func TestAHintWhileTheLookWaitsItsTurnAsksForNoSecondLook(t *testing.T) {
-	q := NewLookQueue(1)
-	listed := make(chan string, 8)
 	release := make(chan struct{})
-	first := queuedRig(t, q, "first", listed, release)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first.w.Start(ctx, nil)
-	recv(t, listed, "the first watcher's look")
+	q, listed := heldQueue(ctx, t, release)
 	second := queuedRig(t, q, "second", listed, nil)
 	looked := make(chan error, 1)
 	second.w.Start(ctx, func(err error) { looked <- err })
