@@ -604,3 +604,10 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 		return zero
 	}
 }
+
+// takeHints takes the hints queued on w, as its next look would.
+func takeHints(w *BranchWatcher) []Hint {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.takeHintsLocked()
+}

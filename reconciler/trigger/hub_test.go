@@ -221,7 +221,7 @@ func TestHubHint(t *testing.T) {
 	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d1", Commit: sha("c1")}); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.watchers["app"].takeHints(); len(got) != 1 || got[0].DeliveryID != "d1" {
+	if got := takeHints(h.watchers["app"]); len(got) != 1 || got[0].DeliveryID != "d1" {
 		t.Fatalf("the watcher holds %v, want the hint", got)
 	}
 
@@ -238,14 +238,14 @@ func TestHubHint(t *testing.T) {
 	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d2"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.watchers["app"].takeHints(); len(got) != 0 || len(handed) != 1 || handed[0].DeliveryID != "d2" {
+	if got := takeHints(h.watchers["app"]); len(got) != 0 || len(handed) != 1 || handed[0].DeliveryID != "d2" {
 		t.Fatalf("not owned: watcher %v, handed %v", got, handed)
 	}
 	owned = true
 	if err := h.Hint(context.Background(), "app", Hint{DeliveryID: "d3"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.watchers["app"].takeHints(); len(got) != 1 || len(handed) != 1 {
+	if got := takeHints(h.watchers["app"]); len(got) != 1 || len(handed) != 1 {
 		t.Fatalf("owned: watcher %v, handed %v", got, handed)
 	}
 }

@@ -228,7 +228,7 @@ func TestAWatcherWhoseContextEndsStopsWithoutWaitingItsTurn(t *testing.T) {
 	if got := q.Waiting(); got != 0 {
 		t.Fatalf("%d looks still queued after the watcher stopped", got)
 	}
-	if hs := second.w.takeHints(); len(hs) != 1 {
+	if hs := takeHints(second.w); len(hs) != 1 {
 		t.Fatalf("%d hints left queued, want the one the look never answered", len(hs))
 	}
 }

@@ -192,12 +192,6 @@ func (w *BranchWatcher) Hint(h Hint) {
 	}
 }
 
-func (w *BranchWatcher) takeHints() []Hint {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.takeHintsLocked()
-}
-
 func (w *BranchWatcher) takeHintsLocked() []Hint {
 	hs := w.pending
 	w.pending = nil
