@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,8 +30,8 @@ type Executor interface {
 	// commit.
 	Execute(ctx context.Context, job Job, run store.Run, state *RunState) (store.Run, error)
 	EndQueued(ctx context.Context, run store.Run, to store.RunStatus, reason string) error
-	// NoteQueued records why a queued run waits.
-	NoteQueued(ctx context.Context, run store.Run, reason string) error
+	// NoteQueued records why queued runs wait, in one write.
+	NoteQueued(ctx context.Context, runs []store.Run, reason string) error
 }
 
 // Claims is the store's hold on pipelines across processes: a process beats as a holder,
@@ -91,8 +92,12 @@ type Dispatcher struct {
 	// inFlight holds one token per run executing; nil: no bound.
 	inFlight chan struct{}
 
-	mu              sync.Mutex
-	waitingForPlace int // runs queued only because inFlight is full
+	mu sync.Mutex
+	// line holds, first in first out, the runs ready to start but for a place among the
+	// runs in flight (*lined): entries, not goroutines. A push to a thousand repositories
+	// lines up hundreds of runs at once, and a goroutine waiting for each held a stack.
+	line            list.List
+	waitingForPlace int // started runs waiting to take their place again (place.take)
 	peakInFlight    int // the most runs seen executing at once
 	closed          bool
 	slots           map[store.PipelineRef]*slot
@@ -165,6 +170,22 @@ type active struct {
 type queued struct {
 	job Job
 	run store.Run
+	// noted, for a run that was lined up, is closed once why it waits is recorded: its
+	// start waits for it, so the record never says queued after it says running.
+	noted chan struct{}
+}
+
+// lined is a run waiting in the dispatcher's line for a place: its slot is claimed, its
+// run context made, and no goroutine runs it yet.
+type lined struct {
+	runCtx context.Context
+	s      *slot
+	a      *active
+	q      *queued
+	// started is set, under the dispatcher's mu, by whoever takes the entry out of the
+	// line: a place freed (startLined) or the run cancelled (withdraw).
+	started bool
+	stop    func() bool // stops the withdrawal on cancellation
 }
 
 // kind is what a newer waiting run supersedes an older one by: the target environment of a
@@ -284,23 +305,28 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 	if err != nil {
 		return nil, err
 	}
+	var lined []*queued
 	for i, q := range out {
 		if q.Err == nil {
-			d.enqueue(ctx, &queued{job: jobs[i], run: q.Run})
+			if l := d.enqueue(ctx, &queued{job: jobs[i], run: q.Run}); l != nil {
+				lined = append(lined, l)
+			}
 		}
 	}
+	d.noteLined(ctx, lined)
 	return out, nil
 }
 
-// enqueue starts a recorded run, or queues it behind the pipeline's running one.
-func (d *Dispatcher) enqueue(ctx context.Context, q *queued) {
+// enqueue starts a recorded run, or queues it behind the pipeline's running one. It
+// returns q if q was lined up for a place (startLocked): the caller records why it waits.
+func (d *Dispatcher) enqueue(ctx context.Context, q *queued) *queued {
 	run, job := q.run, q.job
 	d.mu.Lock()
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	if d.closed {
 		d.mu.Unlock()
 		d.end(ctx, q, store.RunCancelled, "slipway shut down before the run started")
-		return
+		return nil
 	}
 	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
@@ -316,10 +342,13 @@ func (d *Dispatcher) enqueue(ctx context.Context, q *queued) {
 		for _, o := range older {
 			d.end(ctx, o, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
 		}
-		return
+		return nil
 	}
 	runCtx := d.claimSlotLocked(ctx, s, run)
-	d.startLocked(runCtx, s, q)
+	if d.startLocked(runCtx, s, q) {
+		return q
+	}
+	return nil
 }
 
 // ErrBusy says SubmitIfIdle found a run of the pipeline queued or running.
@@ -365,7 +394,7 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		claim.cancel(nil)
 		s.running = nil
 		if next := s.next(); next != nil {
-			d.startLocked(d.claimSlotLocked(ctx, s, next.run), s, next)
+			d.start(d.claimSlotLocked(ctx, s, next.run), s, next)
 		} else {
 			d.mu.Unlock()
 		}
@@ -374,7 +403,7 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 	run := q.Run
 	claim.run = run
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
-	d.startLocked(runCtx, s, &queued{job: job, run: run})
+	d.start(runCtx, s, &queued{job: job, run: run})
 	return q, nil
 }
 
@@ -420,12 +449,91 @@ func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run
 	return runCtx
 }
 
-// startLocked runs q in the slot s.running claims; it releases d.mu.
-func (d *Dispatcher) startLocked(runCtx context.Context, s *slot, q *queued) {
+// startLocked runs q in the slot s.running claims if a place among the runs in flight is
+// free and no run waits in line for one; otherwise it puts q at the end of the line, and
+// a place freed starts it (startLined). It releases d.mu and reports whether q was lined
+// up: the caller then records why it waits (noteLined), which its start waits for.
+func (d *Dispatcher) startLocked(runCtx context.Context, s *slot, q *queued) bool {
 	a := s.running
 	d.wg.Add(1)
+	if d.inFlight == nil || (d.line.Len() == 0 && a.state.place.tryTakeLocked()) {
+		d.mu.Unlock()
+		go d.loop(runCtx, s, a, q)
+		return false
+	}
+	q.noted = make(chan struct{})
+	l := &lined{runCtx: runCtx, s: s, a: a, q: q}
+	e := d.line.PushBack(l)
+	l.stop = context.AfterFunc(runCtx, func() { d.withdraw(e) })
 	d.mu.Unlock()
-	go d.loop(runCtx, s, a, q)
+	return true
+}
+
+// start is startLocked with the reason recorded at once for a run lined up.
+func (d *Dispatcher) start(runCtx context.Context, s *slot, q *queued) {
+	if d.startLocked(runCtx, s, q) {
+		d.noteLined(runCtx, []*queued{q})
+	}
+}
+
+// startLined starts lined-up runs, first in first out, while places are free. A run
+// already started that waits to take its place again (place.take) is served first: its
+// wait is on the channel, which hands it the place freed before this looks.
+func (d *Dispatcher) startLined() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.line.Len() > 0 {
+		e := d.line.Front()
+		l := e.Value.(*lined)
+		if !l.a.state.place.tryTakeLocked() {
+			return
+		}
+		d.line.Remove(e)
+		l.started = true
+		l.stop()
+		go d.loop(l.runCtx, l.s, l.a, l.q)
+	}
+}
+
+// withdraw takes a run cancelled while lined up out of the line and runs it without a
+// place: Execute records it ended as a queued run.
+func (d *Dispatcher) withdraw(e *list.Element) {
+	d.mu.Lock()
+	l := e.Value.(*lined)
+	if l.started {
+		d.mu.Unlock()
+		return
+	}
+	d.line.Remove(e)
+	l.started = true
+	d.mu.Unlock()
+	go d.loop(l.runCtx, l.s, l.a, l.q)
+}
+
+// noteLined records, in one write, why the runs lined up wait, and lets them start. The
+// write outlives the caller's cancellation (an HTTP request may end first): the runs are
+// on record either way.
+func (d *Dispatcher) noteLined(ctx context.Context, qs []*queued) {
+	if len(qs) == 0 {
+		return
+	}
+	reason := placeReason(cap(d.inFlight))
+	runs := make([]store.Run, len(qs))
+	for i, q := range qs {
+		runs[i] = q.run
+		d.log.WithFields(logrus.Fields{"pipeline": q.run.Pipeline.Name, "build_id": q.run.BuildID}).Info(reason)
+	}
+	if err := d.exec.NoteQueued(context.WithoutCancel(ctx), runs, reason); err != nil {
+		d.log.WithError(err).WithField("runs", len(runs)).Warn("record why the runs wait")
+	}
+	for _, q := range qs {
+		close(q.noted)
+	}
+}
+
+// placeReason is a queued run's reason while it waits for a place.
+func placeReason(maxInFlight int) string {
+	return fmt.Sprintf("waiting for a place: %d runs in flight, the most runs.maxInFlight allows", maxInFlight)
 }
 
 // Active reports whether a run of the pipeline is running or waiting to run here.
@@ -519,68 +627,71 @@ type cancelled struct{ reason string }
 
 func (c *cancelled) Error() string { return c.reason }
 
-// loop runs q, then whatever waited for the pipeline meanwhile, until nothing waits.
+// loop runs q, then starts (or lines up) whatever waited for the pipeline meanwhile.
 func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued) {
 	defer d.wg.Done()
-	for q != nil {
-		ref := q.run.Pipeline
-		// A place first, then the start claims the pipeline in the write that moves the run
-		// to running. A pipeline another process runs is waited for without a place, so the
-		// wait keeps no other pipeline's run out; then the run starts again. So is a start the
-		// store could not record (an outage outlasting its own retries): the run stays queued
-		// and tries again, further apart each time, until it starts or is cancelled.
-		var final store.Run
-		var err error
-		waited := false // the wait ended holding the claim
-		var retry time.Duration
-		for {
-			// Not placed means cancelled while waiting; Execute records that. After a start
-			// whose answer was lost the run may be running on record: its wait is not told
-			// as a queued one.
-			_ = a.state.place.take(runCtx, q.run, !a.state.mayHaveStarted())
-			final, err = d.exec.Execute(runCtx, q.job, q.run, a.state)
-			var unstarted *StartError
-			if errors.As(err, new(*store.ClaimedError)) {
-				a.state.place.release()
-				waited = d.claim(runCtx, q.run) || waited
-				continue
-			}
-			if !errors.As(err, &unstarted) {
-				break
-			}
+	if q.noted != nil {
+		<-q.noted
+	}
+	ref := q.run.Pipeline
+	// A place first (a run lined up has it already), then the start claims the pipeline in
+	// the write that moves the run to running. A pipeline another process runs is waited
+	// for without a place, so the wait keeps no other pipeline's run out; then the run
+	// starts again. So is a start the store could not record (an outage outlasting its own
+	// retries): the run stays queued and tries again, further apart each time, until it
+	// starts or is cancelled.
+	var final store.Run
+	var err error
+	waited := false // the wait ended holding the claim
+	var retry time.Duration
+	for {
+		// Not placed means cancelled while waiting; Execute records that. After a start
+		// whose answer was lost the run may be running on record: its wait is not told as
+		// a queued one.
+		_ = a.state.place.take(runCtx, q.run, !a.state.mayHaveStarted())
+		final, err = d.exec.Execute(runCtx, q.job, q.run, a.state)
+		var unstarted *StartError
+		if errors.As(err, new(*store.ClaimedError)) {
 			a.state.place.release()
-			retry = nextStoreRetry(retry)
-			d.log.WithError(unstarted.Err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID,
-				"retry_in": retry.String()}).Warn("start the run; trying again")
-			// Cancelled meanwhile: Execute records the run ended as a queued one.
-			backedOff := a.state.backingOff()
-			_ = sleepCtx(runCtx, retry)
-			backedOff()
+			waited = d.claim(runCtx, q.run) || waited
+			continue
 		}
-		if err != nil {
-			d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
+		if !errors.As(err, &unstarted) {
+			break
 		}
 		a.state.place.release()
-		// A run recorded ended released its claim in that write. An error may hide a start
-		// whose commit did apply (its answer lost): whatever this holder claimed goes, since
-		// no other run of the pipeline works in this process meanwhile.
-		if err != nil || ((waited || a.state.claimedAtStart()) && !final.Status.Final()) {
-			if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
-				d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
-			}
-		}
-		a.cancel(nil)
-		d.mu.Lock()
-		d.closeDoneLocked(q.run)
-		q = s.next()
-		s.running = nil
-		if q != nil {
-			// Claimed before the lock is released, so Submit never starts a second loop.
-			runCtx = d.claimSlotLocked(runCtx, s, q.run)
-			a = s.running
-		}
-		d.mu.Unlock()
+		retry = nextStoreRetry(retry)
+		d.log.WithError(unstarted.Err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID,
+			"retry_in": retry.String()}).Warn("start the run; trying again")
+		// Cancelled meanwhile: Execute records the run ended as a queued one.
+		backedOff := a.state.backingOff()
+		_ = sleepCtx(runCtx, retry)
+		backedOff()
 	}
+	if err != nil {
+		d.log.WithError(err).WithFields(logrus.Fields{"pipeline": ref.Name, "build_id": q.run.BuildID}).Error("run")
+	}
+	a.state.place.release()
+	// A run recorded ended released its claim in that write. An error may hide a start
+	// whose commit did apply (its answer lost): whatever this holder claimed goes, since
+	// no other run of the pipeline works in this process meanwhile.
+	if err != nil || ((waited || a.state.claimedAtStart()) && !final.Status.Final()) {
+		if err := d.claims.ReleasePipeline(context.WithoutCancel(runCtx), ref, d.holder); err != nil {
+			d.log.WithError(err).WithField("pipeline", ref.Name).Warn("release the pipeline's claim; it lapses with the heartbeat")
+		}
+	}
+	a.cancel(nil)
+	d.mu.Lock()
+	d.closeDoneLocked(q.run)
+	next := s.next()
+	s.running = nil
+	if next == nil {
+		d.mu.Unlock()
+		return
+	}
+	// Claimed before the lock is released, so Submit never starts a second run of the
+	// pipeline; the next run takes its turn for a place like any other.
+	d.start(d.claimSlotLocked(runCtx, s, next.run), s, next)
 }
 
 // claim waits (queued) while another process runs the pipeline, and holds it in the
@@ -603,7 +714,7 @@ func (d *Dispatcher) claim(ctx context.Context, run store.Run) bool {
 		case errors.As(err, &other) && !noted:
 			reason := "waiting for another process: " + other.Error()
 			log.WithField("holder", other.Description).Info(reason)
-			if err := d.exec.NoteQueued(ctx, run, reason); err != nil {
+			if err := d.exec.NoteQueued(ctx, []store.Run{run}, reason); err != nil {
 				log.WithError(err).Warn("record why the run waits")
 			}
 			noted = true
@@ -640,7 +751,7 @@ func (d *Dispatcher) closeDoneLocked(run store.Run) {
 func (d *Dispatcher) InFlight() (running, waiting int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.inFlight), d.waitingForPlace
+	return len(d.inFlight), d.waitingForPlace + d.line.Len()
 }
 
 // StartRetrying reports how many runs wait to try their start again because the store could
@@ -689,6 +800,9 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	if p.held {
 		return true
 	}
+	if ctx.Err() != nil {
+		return false // a run cancelled, withdrawn from the line among others, needs no place
+	}
 	select {
 	case d.inFlight <- struct{}{}:
 		p.held = true
@@ -698,11 +812,11 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 		return true
 	default:
 	}
-	reason := fmt.Sprintf("waiting for a place: %d runs in flight, the most runs.maxInFlight allows", cap(d.inFlight))
+	reason := placeReason(cap(d.inFlight))
 	log := d.log.WithFields(logrus.Fields{"pipeline": run.Pipeline.Name, "build_id": run.BuildID})
 	log.Info(reason)
 	if queued {
-		if err := d.exec.NoteQueued(ctx, run, reason); err != nil {
+		if err := d.exec.NoteQueued(ctx, []store.Run{run}, reason); err != nil {
 			log.WithError(err).Warn("record why the run waits")
 		}
 	}
@@ -726,6 +840,19 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	}
 }
 
+// tryTakeLocked takes a free place, without waiting, for a run no goroutine runs yet (so
+// none holds p.mu); d.mu is held.
+func (p *place) tryTakeLocked() bool {
+	select {
+	case p.d.inFlight <- struct{}{}:
+		p.held = true
+		p.d.notePeakLocked()
+		return true
+	default:
+		return false
+	}
+}
+
 // release gives the place up (a run waiting for people, or one that ended).
 func (p *place) release() {
 	p.releaseIf(func() bool { return true })
@@ -744,5 +871,6 @@ func (p *place) releaseIf(idle func() bool) {
 	if p.held && idle() {
 		<-p.d.inFlight
 		p.held = false
+		p.d.startLined()
 	}
 }

@@ -3,7 +3,10 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,15 +22,17 @@ import (
 // fakeExecutor records what the dispatcher asks of it. Execute blocks until released, and
 // can pretend to be in a health wait.
 type fakeExecutor struct {
-	mu       sync.Mutex
-	next     int64
-	started  []int64
-	ended    map[int64]string // BUILD_ID → status and reason
-	release  chan struct{}
-	inWait   bool
-	watched  bool // the health wait inWait puts runs in is one the shared watches drive
-	startedC chan int64
-	notes    []string // reasons queued runs were given
+	mu        sync.Mutex
+	next      int64
+	started   []int64
+	ended     map[int64]string // BUILD_ID → status and reason
+	release   chan struct{}
+	inWait    bool
+	watched   bool // the health wait inWait puts runs in is one the shared watches drive
+	startedC  chan int64
+	notes     []string      // reasons queued runs were given
+	noteCalls int           // NoteQueued's calls (its writes)
+	noteGate  chan struct{} // when set, NoteQueued returns once it is closed
 	// claims, when set, is claimed as the real start claims it (store.StartRun), so that
 	// dispatchers of two processes can be seen to wait for each other.
 	claims Claims
@@ -88,10 +93,16 @@ func (f *fakeExecutor) EndQueued(_ context.Context, run store.Run, to store.RunS
 	return nil
 }
 
-func (f *fakeExecutor) NoteQueued(_ context.Context, run store.Run, reason string) error {
+func (f *fakeExecutor) NoteQueued(_ context.Context, runs []store.Run, reason string) error {
+	if f.noteGate != nil {
+		<-f.noteGate
+	}
 	f.mu.Lock()
+	f.noteCalls++
 	defer f.mu.Unlock()
-	f.notes = append(f.notes, reason)
+	for range runs {
+		f.notes = append(f.notes, reason)
+	}
 	return nil
 }
 
@@ -424,6 +435,90 @@ func TestDispatcherBoundsRunsInFlight(t *testing.T) {
 	if p := d.PeakInFlight(); p != 1 {
 		t.Fatalf("PeakInFlight() = %d, want 1 (the bound, reached)", p)
 	}
+}
+
+// Runs waiting for a place wait in the dispatcher's line, not as goroutines, and start first
+// in, first out; why they wait is recorded in one write for a batch submitted together.
+func TestDispatcherLinesUpRunsWaitingForAPlace(t *testing.T) {
+	const n = 100
+	f := newFakeExecutor(false)
+	f.startedC = make(chan int64, n+1)
+	ctx, d := startOnePlaceDispatcher(t, f)
+	first, err := d.Submit(ctx, pipelineJob("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, first.BuildID)
+	before := runtime.NumGoroutine()
+	jobs := make([]Job, n)
+	for i := range jobs {
+		jobs[i] = pipelineJob(fmt.Sprintf("p%d", i))
+	}
+	queued, err := d.SubmitAll(ctx, jobs, store.Handled{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, w := d.InFlight(); w != n {
+		t.Fatalf("%d runs waiting for a place, want %d", w, n)
+	}
+	if grew := runtime.NumGoroutine() - before; grew > 10 {
+		t.Fatalf("%d goroutines more for %d runs waiting for a place", grew, n)
+	}
+	f.mu.Lock()
+	calls, notes := f.noteCalls, len(f.notes)
+	f.mu.Unlock()
+	if calls != 1 || notes != n {
+		t.Fatalf("why the runs wait: %d reasons in %d writes, want %d in 1", notes, calls, n)
+	}
+	for range n + 1 {
+		f.release <- struct{}{}
+	}
+	waitFor(t, "no run in flight", func() bool { r, w := d.InFlight(); return r == 0 && w == 0 })
+	f.mu.Lock()
+	started := append([]int64(nil), f.started...)
+	f.mu.Unlock()
+	want := []int64{first.BuildID}
+	for _, q := range queued {
+		want = append(want, q.Run.BuildID)
+	}
+	if !slices.Equal(started, want) {
+		t.Fatalf("runs started in the order %v, want %v", started, want)
+	}
+	if p := d.PeakInFlight(); p != 1 {
+		t.Fatalf("PeakInFlight() = %d, want 1", p)
+	}
+}
+
+// A run lined up for a place starts only once why it waited is on record, so its record
+// never says queued after it said running.
+func TestALinedUpRunStartsAfterItsReasonIsRecorded(t *testing.T) {
+	f := newFakeExecutor(false)
+	f.noteGate = make(chan struct{})
+	ctx, d := startOnePlaceDispatcher(t, f)
+	var open sync.Once
+	openGate := func() { open.Do(func() { close(f.noteGate) }) }
+	t.Cleanup(openGate) // before the dispatcher's shutdown waits for its runs
+	first, err := d.Submit(ctx, pipelineJob("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(t, f, first.BuildID)
+	submitted := make(chan store.Run, 1)
+	go func() {
+		r, _ := d.Submit(ctx, pipelineJob("b"))
+		submitted <- r
+	}()
+	waitFor(t, "the second run lined up", func() bool { _, w := d.InFlight(); return w == 1 })
+	f.release <- struct{}{} // the place is free, the reason not yet recorded
+	select {
+	case id := <-f.startedC:
+		t.Fatalf("run %d started before why it waited was recorded", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	openGate()
+	second := <-submitted
+	waitStarted(t, f, second.BuildID)
+	f.release <- struct{}{}
 }
 
 // A run whose every task waits for health the shared watches report gives its place among

@@ -697,12 +697,14 @@ func (s *RunState) claimedAtStart() bool {
 	return s.claimed
 }
 
-// NoteQueued records why a queued run waits.
-func (r *Runner) NoteQueued(ctx context.Context, run store.Run, reason string) error {
-	if err := r.store.NoteQueuedRun(ctx, run.Pipeline, run.BuildID, reason); err != nil {
+// NoteQueued records why queued runs wait, in one write.
+func (r *Runner) NoteQueued(ctx context.Context, runs []store.Run, reason string) error {
+	if err := r.store.NoteQueuedRuns(ctx, runs, reason); err != nil {
 		return err
 	}
-	r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunQueued), Reason: reason})
+	for _, run := range runs {
+		r.emit(Event{Repository: run.Pipeline.Repository, Pipeline: run.Pipeline.Name, BuildID: run.BuildID, Status: string(store.RunQueued), Reason: reason})
+	}
 	return nil
 }
 

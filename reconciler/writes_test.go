@@ -68,9 +68,9 @@ func (c *countingStore) TransitionRun(ctx context.Context, ref store.PipelineRef
 	return c.Store.TransitionRun(ctx, ref, buildID, from, to, reason)
 }
 
-func (c *countingStore) NoteQueuedRun(ctx context.Context, ref store.PipelineRef, buildID int64, reason string) error {
-	c.count("NoteQueuedRun")
-	return c.Store.NoteQueuedRun(ctx, ref, buildID, reason)
+func (c *countingStore) NoteQueuedRuns(ctx context.Context, runs []store.Run, reason string) error {
+	c.count("NoteQueuedRuns")
+	return c.Store.NoteQueuedRuns(ctx, runs, reason)
 }
 
 func (c *countingStore) TransitionTask(ctx context.Context, ref store.PipelineRef, buildID int64, name string, from, to store.TaskStatus, reason string) (store.Task, error) {

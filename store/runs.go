@@ -187,20 +187,30 @@ func (s *DB) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, e
 	return runs, nil
 }
 
-// NoteQueuedRun implements Store.
-func (s *DB) NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error {
-	err := s.writeChange(ctx, Change{Kind: ChangeRun, Pipeline: ref, BuildID: buildID}, func(tx *sql.Tx) error {
-		id, err := runID(ctx, tx, ref, buildID)
-		if err != nil {
-			return err
-		}
-		if _, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued)); err != nil {
-			return err
+// NoteQueuedRuns implements Store: one write for all of them, so a burst of runs lined up
+// for a place costs one commit, not one each.
+func (s *DB) NoteQueuedRuns(ctx context.Context, runs []Run, reason string) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	changes := make([]Change, len(runs))
+	for i, r := range runs {
+		changes[i] = Change{Kind: ChangeRun, Pipeline: r.Pipeline, BuildID: r.BuildID}
+	}
+	err := s.writeChanges(ctx, changes, func(tx *sql.Tx) error {
+		for _, r := range runs {
+			id, err := runID(ctx, tx, r.Pipeline, r.BuildID)
+			if err != nil {
+				return fmt.Errorf("%s: %w", runName(r.Pipeline, r.BuildID), err)
+			}
+			if _, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued)); err != nil {
+				return fmt.Errorf("%s: %w", runName(r.Pipeline, r.BuildID), err)
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("note why %s waits: %w", runName(ref, buildID), err)
+		return fmt.Errorf("note why %d queued runs wait: %w", len(runs), err)
 	}
 	return nil
 }

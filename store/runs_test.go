@@ -252,3 +252,37 @@ func TestMarkStaleRuns(t *testing.T) {
 		t.Fatalf("second recovery: %v, %v; want nothing to do", again, err)
 	}
 }
+
+// Why queued runs wait is recorded for all of them in one write; a run that left the
+// queue meanwhile keeps its own reason.
+func TestNoteQueuedRunsNotesTheQueuedOnesInOneWrite(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	other := PipelineRef{Repository: testPipeline.Repository, Name: "other"}
+	a, b, started := mustRun(t, s, testPipeline), mustRun(t, s, other), mustRun(t, s, testPipeline)
+	if _, err := s.TransitionRun(ctx, testPipeline, started.BuildID, RunQueued, RunRunning, "started"); err != nil {
+		t.Fatal(err)
+	}
+	writes, _ := s.WriteStats()
+	if err := s.NoteQueuedRuns(ctx, []Run{a, b, started}, "waiting for a place"); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := s.WriteStats(); after != writes+1 {
+		t.Fatalf("%d writes for three runs' reasons, want 1", after-writes)
+	}
+	for _, want := range []struct {
+		run    Run
+		reason string
+	}{{a, "waiting for a place"}, {b, "waiting for a place"}, {started, "started"}} {
+		got, err := s.GetRun(ctx, want.run.Pipeline, want.run.BuildID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Reason != want.reason {
+			t.Errorf("%s #%d: reason %q, want %q", got.Pipeline.Name, got.BuildID, got.Reason, want.reason)
+		}
+	}
+	if err := s.NoteQueuedRuns(ctx, []Run{{Pipeline: testPipeline, BuildID: 99}}, "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a run not on record: %v, want ErrNotFound", err)
+	}
+}

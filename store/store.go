@@ -38,9 +38,9 @@ type Store interface {
 	// move is legal, recording reason and the start or finish time. A move to a final
 	// status also ends the pipeline's claim made for this run (ClaimPipeline), if any.
 	TransitionRun(ctx context.Context, ref PipelineRef, buildID int64, from, to RunStatus, reason string) (Run, error)
-	// NoteQueuedRun sets the reason of a run that is still queued: why it waits. A run that
-	// left the queue meanwhile is left as it is.
-	NoteQueuedRun(ctx context.Context, ref PipelineRef, buildID int64, reason string) error
+	// NoteQueuedRuns sets the reason of the runs that are still queued: why they wait. A
+	// run that left the queue meanwhile is left as it is.
+	NoteQueuedRuns(ctx context.Context, runs []Run, reason string) error
 	// MarkStaleRuns ends every unfinished run whose holder no longer beats as
 	// interrupted (reason starting InterruptedReason), recording which tasks were running
 	// (Interruption); their running tasks fail and their pending ones are cancelled. The
