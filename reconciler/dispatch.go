@@ -97,7 +97,7 @@ type Dispatcher struct {
 	// runs in flight (*lined): entries, not goroutines. A push to a thousand repositories
 	// lines up hundreds of runs at once, and a goroutine waiting for each held a stack.
 	line            list.List
-	waitingForPlace int // started runs waiting to take their place again (place.take)
+	waitingForPlace int // runs waiting on the inFlight channel (place.take), not in line
 	peakInFlight    int // the most runs seen executing at once
 	closed          bool
 	slots           map[store.PipelineRef]*slot
@@ -305,15 +305,15 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 	if err != nil {
 		return nil, err
 	}
-	var lined []*queued
+	var toNote []*queued
 	for i, q := range out {
 		if q.Err == nil {
-			if l := d.enqueue(ctx, &queued{job: jobs[i], run: q.Run}); l != nil {
-				lined = append(lined, l)
+			if w := d.enqueue(ctx, &queued{job: jobs[i], run: q.Run}); w != nil {
+				toNote = append(toNote, w)
 			}
 		}
 	}
-	d.noteLined(ctx, lined)
+	d.noteLined(ctx, toNote)
 	return out, nil
 }
 
@@ -394,7 +394,7 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		claim.cancel(nil)
 		s.running = nil
 		if next := s.next(); next != nil {
-			d.start(d.claimSlotLocked(ctx, s, next.run), s, next)
+			d.startNotingLocked(d.claimSlotLocked(ctx, s, next.run), s, next)
 		} else {
 			d.mu.Unlock()
 		}
@@ -403,7 +403,14 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 	run := q.Run
 	claim.run = run
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
-	d.start(runCtx, s, &queued{job: job, run: run})
+	if d.closed {
+		// Shut down while the run was recorded: the shutdown took no count of it.
+		s.running = nil
+		d.mu.Unlock()
+		d.end(ctx, &queued{job: job, run: run}, store.RunCancelled, "slipway shut down before the run started")
+		return q, nil
+	}
+	d.startNotingLocked(runCtx, s, &queued{job: job, run: run})
 	return q, nil
 }
 
@@ -469,15 +476,17 @@ func (d *Dispatcher) startLocked(runCtx context.Context, s *slot, q *queued) boo
 	return true
 }
 
-// start is startLocked with the reason recorded at once for a run lined up.
-func (d *Dispatcher) start(runCtx context.Context, s *slot, q *queued) {
+// startNotingLocked is startLocked (d.mu held; it releases it), recording at once why q
+// waits if it was lined up.
+func (d *Dispatcher) startNotingLocked(runCtx context.Context, s *slot, q *queued) {
 	if d.startLocked(runCtx, s, q) {
 		d.noteLined(runCtx, []*queued{q})
 	}
 }
 
-// startLined starts lined-up runs, first in first out, while places are free. A run
-// already started that waits to take its place again (place.take) is served first: its
+// startLined starts lined-up runs, first in first out, while places are free. A run that
+// has its goroutine already and waits to take a place (place.take: back from an approval
+// gate, a health wait or a build slot, or trying its start again) is served first: its
 // wait is on the channel, which hands it the place freed before this looks.
 func (d *Dispatcher) startLined() {
 	d.mu.Lock()
@@ -510,9 +519,9 @@ func (d *Dispatcher) withdraw(e *list.Element) {
 	go d.loop(l.runCtx, l.s, l.a, l.q)
 }
 
-// noteLined records, in one write, why the runs lined up wait, and lets them start. The
-// write outlives the caller's cancellation (an HTTP request may end first): the runs are
-// on record either way.
+// noteLined records, in one write, why the runs lined up wait, and lets them start: a run
+// given a place meanwhile waits for it, so its record never says queued after running.
+// If the write fails (ctx ended: a shutdown) the runs start or end all the same.
 func (d *Dispatcher) noteLined(ctx context.Context, qs []*queued) {
 	if len(qs) == 0 {
 		return
@@ -523,7 +532,7 @@ func (d *Dispatcher) noteLined(ctx context.Context, qs []*queued) {
 		runs[i] = q.run
 		d.log.WithFields(logrus.Fields{"pipeline": q.run.Pipeline.Name, "build_id": q.run.BuildID}).Info(reason)
 	}
-	if err := d.exec.NoteQueued(context.WithoutCancel(ctx), runs, reason); err != nil {
+	if err := d.exec.NoteQueued(ctx, runs, reason); err != nil {
 		d.log.WithError(err).WithField("runs", len(runs)).Warn("record why the runs wait")
 	}
 	for _, q := range qs {
@@ -634,7 +643,7 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 		<-q.noted
 	}
 	ref := q.run.Pipeline
-	// A place first (a run lined up has it already), then the start claims the pipeline in
+	// A place first (a run started from the line has it already), then the start claims the pipeline in
 	// the write that moves the run to running. A pipeline another process runs is waited
 	// for without a place, so the wait keeps no other pipeline's run out; then the run
 	// starts again. So is a start the store could not record (an outage outlasting its own
@@ -691,7 +700,7 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 	}
 	// Claimed before the lock is released, so Submit never starts a second run of the
 	// pipeline; the next run takes its turn for a place like any other.
-	d.start(d.claimSlotLocked(runCtx, s, next.run), s, next)
+	d.startNotingLocked(d.claimSlotLocked(runCtx, s, next.run), s, next)
 }
 
 // claim waits (queued) while another process runs the pipeline, and holds it in the

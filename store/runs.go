@@ -188,7 +188,7 @@ func (s *DB) ListRuns(ctx context.Context, ref PipelineRef, limit int) ([]Run, e
 }
 
 // NoteQueuedRuns implements Store: one write for all of them, so a burst of runs lined up
-// for a place costs one commit, not one each.
+// for a place costs one commit, not one each. A run no longer on record is skipped.
 func (s *DB) NoteQueuedRuns(ctx context.Context, runs []Run, reason string) error {
 	if len(runs) == 0 {
 		return nil
@@ -200,17 +200,20 @@ func (s *DB) NoteQueuedRuns(ctx context.Context, runs []Run, reason string) erro
 	err := s.writeChanges(ctx, changes, func(tx *sql.Tx) error {
 		for _, r := range runs {
 			id, err := runID(ctx, tx, r.Pipeline, r.BuildID)
-			if err != nil {
-				return fmt.Errorf("%s: %w", runName(r.Pipeline, r.BuildID), err)
+			if errors.Is(err, ErrNotFound) {
+				continue
 			}
-			if _, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued)); err != nil {
+			if err == nil {
+				_, err = tx.ExecContext(ctx, `UPDATE runs SET reason = $1 WHERE id = $2 AND status = $3`, reason, id, string(RunQueued))
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", runName(r.Pipeline, r.BuildID), err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("note why %d queued runs wait: %w", len(runs), err)
+		return fmt.Errorf("note why queued runs wait: %w", err)
 	}
 	return nil
 }

@@ -282,7 +282,11 @@ func TestNoteQueuedRunsNotesTheQueuedOnesInOneWrite(t *testing.T) {
 			t.Errorf("%s #%d: reason %q, want %q", got.Pipeline.Name, got.BuildID, got.Reason, want.reason)
 		}
 	}
-	if err := s.NoteQueuedRuns(ctx, []Run{{Pipeline: testPipeline, BuildID: 99}}, "x"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a run not on record: %v, want ErrNotFound", err)
+	// A run no longer on record is skipped; the others are noted.
+	if err := s.NoteQueuedRuns(ctx, []Run{{Pipeline: testPipeline, BuildID: 99}, a}, "again"); err != nil {
+		t.Fatalf("a run not on record among others: %v", err)
+	}
+	if got, err := s.GetRun(ctx, a.Pipeline, a.BuildID); err != nil || got.Reason != "again" {
+		t.Fatalf("beside a run not on record: reason %q (%v), want %q", got.Reason, err, "again")
 	}
 }
