@@ -405,6 +405,7 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	if d.closed {
 		// Shut down while the run was recorded: the shutdown took no count of it.
+		claim.cancel(nil)
 		s.running = nil
 		d.mu.Unlock()
 		d.end(ctx, &queued{job: job, run: run}, store.RunCancelled, "slipway shut down before the run started")
@@ -643,12 +644,12 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 		<-q.noted
 	}
 	ref := q.run.Pipeline
-	// A place first (a run started from the line has it already), then the start claims the pipeline in
-	// the write that moves the run to running. A pipeline another process runs is waited
-	// for without a place, so the wait keeps no other pipeline's run out; then the run
-	// starts again. So is a start the store could not record (an outage outlasting its own
-	// retries): the run stays queued and tries again, further apart each time, until it
-	// starts or is cancelled.
+	// A place first (a run started from the line has it already), then the start claims
+	// the pipeline in the write that moves the run to running. A pipeline another process
+	// runs is waited for without a place, so the wait keeps no other pipeline's run out;
+	// then the run starts again. So is a start the store could not record (an outage
+	// outlasting its own retries): the run stays queued and tries again, further apart each
+	// time, until it starts or is cancelled.
 	var final store.Run
 	var err error
 	waited := false // the wait ended holding the claim
