@@ -308,7 +308,7 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 	var toNote []*queued
 	for i, q := range out {
 		if q.Err == nil {
-			if w := d.enqueue(ctx, &queued{job: jobs[i], run: q.Run}); w != nil {
+			if w := (&queued{job: jobs[i], run: q.Run}); d.enqueue(ctx, w) {
 				toNote = append(toNote, w)
 			}
 		}
@@ -318,15 +318,15 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 }
 
 // enqueue starts a recorded run, or queues it behind the pipeline's running one. It
-// returns q if q was lined up for a place (startLocked): the caller records why it waits.
-func (d *Dispatcher) enqueue(ctx context.Context, q *queued) *queued {
+// reports whether q was lined up for a place (startLocked): the caller records why it waits.
+func (d *Dispatcher) enqueue(ctx context.Context, q *queued) bool {
 	run, job := q.run, q.job
 	d.mu.Lock()
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	if d.closed {
 		d.mu.Unlock()
 		d.end(ctx, q, store.RunCancelled, "slipway shut down before the run started")
-		return nil
+		return false
 	}
 	s := d.slotLocked(run.Pipeline)
 	if s.running != nil {
@@ -342,13 +342,9 @@ func (d *Dispatcher) enqueue(ctx context.Context, q *queued) *queued {
 		for _, o := range older {
 			d.end(ctx, o, store.RunSuperseded, "superseded by BUILD_ID "+buildIDString(run.BuildID))
 		}
-		return nil
+		return false
 	}
-	runCtx := d.claimSlotLocked(ctx, s, run)
-	if d.startLocked(runCtx, s, q) {
-		return q
-	}
-	return nil
+	return d.startLocked(d.claimSlotLocked(ctx, s, run), s, q)
 }
 
 // ErrBusy says SubmitIfIdle found a run of the pipeline queued or running.
@@ -813,14 +809,11 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	if ctx.Err() != nil {
 		return false // a run cancelled, withdrawn from the line among others, needs no place
 	}
-	select {
-	case d.inFlight <- struct{}{}:
-		p.held = true
-		d.mu.Lock()
-		d.notePeakLocked()
-		d.mu.Unlock()
+	d.mu.Lock()
+	took := p.tryTakeLocked()
+	d.mu.Unlock()
+	if took {
 		return true
-	default:
 	}
 	reason := placeReason(cap(d.inFlight))
 	log := d.log.WithFields(logrus.Fields{"pipeline": run.Pipeline.Name, "build_id": run.BuildID})
@@ -850,8 +843,8 @@ func (p *place) take(ctx context.Context, run store.Run, queued bool) bool {
 	}
 }
 
-// tryTakeLocked takes a free place, without waiting, for a run no goroutine runs yet (so
-// none holds p.mu); d.mu is held.
+// tryTakeLocked takes a free place without waiting; d.mu is held, and p.mu too unless no
+// goroutine runs p's run yet (startLocked, startLined).
 func (p *place) tryTakeLocked() bool {
 	select {
 	case p.d.inFlight <- struct{}{}:
