@@ -3,7 +3,6 @@ package sources
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -21,11 +20,9 @@ type Commit struct {
 	Author      string
 	AuthorEmail string
 	Time        time.Time // author time
-	Tags        []string  // short names of the mirror's tags pointing at it, sorted
 }
 
 // Commit describes commit sha (a full hash), fetching more history if the mirror lacks it.
-// Tags are those the mirror has: Sync fetches tags pointing at commits it holds.
 func (m *Mirrors) Commit(ctx context.Context, repo Repo, sha string) (Commit, error) {
 	h, err := parseCommit(repo, sha)
 	if err != nil {
@@ -47,10 +44,6 @@ func (m *Mirrors) Commit(ctx context.Context, repo Repo, sha string) (Commit, er
 		if err != nil {
 			return fmt.Errorf("commit %s: %w", repo.Name, err)
 		}
-		tags, err := tagsAt(r, h)
-		if err != nil {
-			return fmt.Errorf("commit %s: tags: %w", repo.Name, err)
-		}
 		out = Commit{
 			Hash:        c.Hash.String(),
 			ShortHash:   c.Hash.String()[:ShortHashLen],
@@ -58,29 +51,11 @@ func (m *Mirrors) Commit(ctx context.Context, repo Repo, sha string) (Commit, er
 			Author:      c.Author.Name,
 			AuthorEmail: c.Author.Email,
 			Time:        c.Author.When,
-			Tags:        tags,
 		}
 		m.commits.put(m.dir(repo), h, out)
 		return nil
 	})
 	return out, err
-}
-
-// tagsAt returns the tags that resolve to commit h, through annotated tags (even chains).
-func tagsAt(r *git.Repository, h plumbing.Hash) ([]string, error) {
-	iter, err := r.Tags()
-	if err != nil {
-		return nil, err
-	}
-	var tags []string
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if peel(r, ref.Hash()) == h {
-			tags = append(tags, ref.Name().Short())
-		}
-		return nil
-	})
-	sort.Strings(tags)
-	return tags, err
 }
 
 // peel follows annotated tag objects to what they finally point at.

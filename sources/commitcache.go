@@ -1,66 +1,53 @@
 package sources
 
 import (
-	"slices"
-	"sync"
-	"time"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// commitCache remembers the commits Commit described, per mirror: a thousand runs of one
-// commit asked for through the API would otherwise each open the mirror and read the
-// commit and every tag from its pack, one after another under the repository's lock. A
-// commit never changes; the tags pointing at it can, so a mirror's entries are dropped
-// whenever this process changes its refs (a sync, a fetch, a re-created mirror), and each
-// lives at most commitTTL, for a mirror another process (slipway run) changed.
+// commitCache remembers the commits Commit described: a thousand runs of one commit, or
+// of a thousand repositories' heads, asked for through the API would otherwise each open
+// its mirror and read the commit from a pack under the repository's lock. A description
+// never changes (a commit's hash names its content), and a commit a mirror holds stays in
+// it: fetches only add objects and merging packs keeps every one. So an entry lives until
+// it is the least recently used past maxCachedCommits, or its mirror is re-created; a
+// checkout still makes sure its commit is in the mirror, fetching it if another process
+// re-created the mirror meanwhile.
 type commitCache struct {
-	mu    sync.Mutex
-	byDir map[string]map[plumbing.Hash]cachedCommit
+	entries *lru.Cache[commitKey, Commit]
 }
 
-type cachedCommit struct {
-	c  Commit
-	at time.Time
+type commitKey struct {
+	dir  string // the mirror's
+	hash plumbing.Hash
 }
 
-// commitTTL bounds how long a cached commit's tags may lag another process's changes;
-// maxCachedCommits how many commits of one mirror are kept between its syncs.
-const (
-	commitTTL        = 30 * time.Second
-	maxCachedCommits = 256
-)
+// maxCachedCommits bounds the descriptions kept, for all mirrors together: a few hundred
+// KiB with short messages; enough for every head of a thousand repositories.
+const maxCachedCommits = 2048
 
-func (cc *commitCache) get(dir string, h plumbing.Hash) (Commit, bool) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	e, ok := cc.byDir[dir][h]
-	if !ok || time.Since(e.at) > commitTTL {
-		return Commit{}, false
+func newCommitCache() commitCache {
+	c, err := lru.New[commitKey, Commit](maxCachedCommits)
+	if err != nil {
+		panic(err) // only for a size below 1
 	}
-	c := e.c
-	c.Tags = slices.Clone(c.Tags) // the caller's to change
-	return c, true
+	return commitCache{entries: c}
 }
 
-func (cc *commitCache) put(dir string, h plumbing.Hash, c Commit) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.byDir == nil {
-		cc.byDir = map[string]map[plumbing.Hash]cachedCommit{}
-	}
-	m := cc.byDir[dir]
-	if m == nil || len(m) >= maxCachedCommits {
-		m = map[plumbing.Hash]cachedCommit{}
-		cc.byDir[dir] = m
-	}
-	c.Tags = slices.Clone(c.Tags)
-	m[h] = cachedCommit{c: c, at: time.Now()}
+func (cc commitCache) get(dir string, h plumbing.Hash) (Commit, bool) {
+	return cc.entries.Get(commitKey{dir, h})
 }
 
-// forget drops a mirror's commits: its refs are about to change.
-func (cc *commitCache) forget(dir string) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	delete(cc.byDir, dir)
+func (cc commitCache) put(dir string, h plumbing.Hash, c Commit) {
+	cc.entries.Add(commitKey{dir, h}, c)
+}
+
+// forget drops a mirror's commits: it is being re-created, perhaps from another URL.
+func (cc commitCache) forget(dir string) {
+	for _, k := range cc.entries.Keys() {
+		if k.dir == dir {
+			cc.entries.Remove(k)
+		}
+	}
 }

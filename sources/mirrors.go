@@ -68,7 +68,7 @@ type Mirrors struct {
 	handles    map[string]*handle // by mirror dir
 	maxHandles int
 	handleUses uint64 // counts the handles' uses, for handle.used
-	// commits are the commits Commit described, until the mirror's refs change.
+	// commits are the commits Commit described.
 	commits commitCache
 	// caps are the capabilities each server advertised with the mirror's last ref
 	// listing, which a Prefetch needs to ask for a pack without listing the refs first.
@@ -106,7 +106,8 @@ func New(opts Options) (*Mirrors, error) {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
 	m := &Mirrors{root: root, timeout: opts.Timeout, depth: opts.Depth, log: opts.Log, locks: newRepoLocks(),
-		limiter: opts.Limiter, handles: map[string]*handle{}, maxHandles: defaultMaxHandles, compactAt: defaultCompactAt}
+		limiter: opts.Limiter, handles: map[string]*handle{}, maxHandles: defaultMaxHandles, compactAt: defaultCompactAt,
+		commits: newCommitCache()}
 	if m.timeout <= 0 {
 		m.timeout = DefaultTimeout
 	}

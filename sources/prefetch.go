@@ -59,7 +59,6 @@ func (m *Mirrors) Prefetch(ctx context.Context, repo Repo, commit string) (bool,
 			return fmt.Errorf("%s: %w: shallow file: %v", repo.Name, errCorrupt, err)
 		}
 		depth := wireDepth(m.depth, shallow)
-		m.commits.forget(m.dir(repo))
 		listed := &remoteRefs{caps: caps}
 		if err := m.fetchWants(ctx, r, repo, ep, auth, listed, []plumbing.Hash{h}, shallow, depth); err != nil {
 			return fmt.Errorf("prefetch %s of %s: %w", commit, repo.Name, err)

@@ -35,7 +35,6 @@ func (m *Mirrors) SyncListed(ctx context.Context, repo Repo, branch string, list
 	var res SyncResult
 	log := m.logFor(repo).WithField("branch", branch)
 	err := m.withRepo(ctx, repo, func() error {
-		m.commits.forget(m.dir(repo)) // tags may come and go
 		auth, err := m.auth(repo)
 		if err != nil {
 			return err
@@ -188,7 +187,6 @@ func wireDepth(depth int, shallow []plumbing.Hash) int {
 // of the refs to fetch them from without listing them again (fetchListed).
 func (m *Mirrors) fetch(ctx context.Context, r *git.Repository, repo Repo, auth transport.AuthMethod,
 	specs []config.RefSpec, depth int, listed *remoteRefs) error {
-	m.commits.forget(m.dir(repo))
 	shallow, err := r.Storer.Shallow()
 	if err != nil {
 		return fmt.Errorf("%w: shallow file: %v", errCorrupt, err)

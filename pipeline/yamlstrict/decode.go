@@ -625,14 +625,13 @@ func applyDefaults(f field) {
 
 // setDefault decodes a default:"..." tag into an absent field, so the documented default and
 // the applied one cannot differ. A default that does not decode is a bug in the types.
+// Defaults are plain scalars, decoded as a plain scalar node: parsing each one as a YAML
+// document took half of what loading a small pipeline file allocates.
 func setDefault(f field) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(f.def), &doc); err != nil || len(doc.Content) == 0 {
-		panic(fmt.Sprintf("yamlstrict: bad default %q for %s", f.def, f.key))
-	}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: f.def}
 	var errs diag.List
 	d := &decoder{r: diag.Reporter{List: &errs}, pos: Positions{}}
-	d.value(doc.Content[0], f.key, f.v)
+	d.value(n, f.key, f.v)
 	if len(errs) > 0 {
 		panic(fmt.Sprintf("yamlstrict: bad default %q for %s: %v", f.def, f.key, errs))
 	}
