@@ -39,7 +39,7 @@ type Config struct {
 	Policy            Policy        `yaml:"policy,omitempty" doc:"Rules every repository's deploys must pass (repositories[].policy grants what each may deploy)."`
 	Runs              Runs          `yaml:"runs,omitempty" doc:"Bounds on the run engine."`
 	MemoryLimit       ByteSize      `yaml:"memoryLimit,omitempty" default:"256Mi" doc:"Soft limit on the daemon's Go memory (heap, stacks, runtime): near it the garbage collector runs more often and returns freed memory to the system at once. At least 32Mi. The GOMEMLIMIT environment variable, when set, wins (GOMEMLIMIT=off: no limit)."`
-	GCPercent         int           `yaml:"gcPercent,omitempty" default:"50" doc:"The garbage collector's target: it collects when the heap has grown this many percent over what the last collection left live (GOGC). Lower holds the heap nearer its live data for more collections. Between 10 and 1000. The GOGC environment variable, when set, wins (GOGC=off: no collection but near memoryLimit)."`
+	GCPercent         int           `yaml:"gcPercent,omitempty" default:"35" doc:"The garbage collector's target: it collects when the heap has grown this many percent over what the last collection left live (GOGC). Lower holds the heap nearer its live data for more collections. Between 10 and 1000. The GOGC environment variable, when set, wins (GOGC=off: no collection but near memoryLimit)."`
 	Git               Git           `yaml:"git,omitempty" doc:"Bounds on Git traffic."`
 	Webhooks          Webhooks      `yaml:"webhooks,omitempty" doc:"Bounds on webhook deliveries."`
 	Retention         Retention     `yaml:"retention,omitempty" doc:"How long deliveries, pull request events and drift events are kept."`

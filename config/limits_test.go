@@ -21,7 +21,7 @@ func TestLimitsDefaultsAndBounds(t *testing.T) {
 	if c.MemoryLimit.Bytes != 256<<20 {
 		t.Errorf("memoryLimit default = %d", c.MemoryLimit.Bytes)
 	}
-	if c.GCPercent != 50 {
+	if c.GCPercent != 35 {
 		t.Errorf("gcPercent default = %d", c.GCPercent)
 	}
 	if c.Runs.MaxAppliesInFlight != 64 || c.Git.MaxPerHost != 4 {

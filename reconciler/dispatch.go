@@ -170,6 +170,10 @@ type active struct {
 type queued struct {
 	job Job
 	run store.Run
+	// values is the submitter's context without its cancellation: the run's context
+	// carries its own submitter's values and never wraps the run it waited behind, so a
+	// pipeline whose queue never empties does not chain one context per run.
+	values context.Context
 	// noted, for a run that was lined up, is closed once why it waits is recorded: its
 	// start waits for it, so the record never says queued after it says running.
 	noted chan struct{}
@@ -308,7 +312,7 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 	var toNote []*queued
 	for i, q := range out {
 		if q.Err == nil {
-			if w := (&queued{job: jobs[i], run: q.Run}); d.enqueue(ctx, w) {
+			if w := (&queued{job: jobs[i], run: q.Run, values: context.WithoutCancel(ctx)}); d.enqueue(ctx, w) {
 				toNote = append(toNote, w)
 			}
 		}
@@ -344,7 +348,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, q *queued) bool {
 		}
 		return false
 	}
-	return d.startLocked(d.claimSlotLocked(ctx, s, run), s, q)
+	return d.startLocked(d.claimSlotLocked(q.values, s, run), s, q)
 }
 
 // ErrBusy says SubmitIfIdle found a run of the pipeline queued or running.
@@ -375,7 +379,8 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		d.mu.Unlock()
 		return Queued{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
 	}
-	runCtx := d.claimSlotLocked(ctx, s, store.Run{})
+	values := context.WithoutCancel(ctx)
+	runCtx := d.claimSlotLocked(values, s, store.Run{})
 	claim := s.running
 	d.mu.Unlock()
 
@@ -390,7 +395,7 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		claim.cancel(nil)
 		s.running = nil
 		if next := s.next(); next != nil {
-			d.startNotingLocked(d.claimSlotLocked(ctx, s, next.run), s, next)
+			d.startNotingLocked(d.claimSlotLocked(next.values, s, next.run), s, next)
 		} else {
 			d.mu.Unlock()
 		}
@@ -404,10 +409,10 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		claim.cancel(nil)
 		s.running = nil
 		d.mu.Unlock()
-		d.end(ctx, &queued{job: job, run: run}, store.RunCancelled, "slipway shut down before the run started")
+		d.end(ctx, &queued{job: job, run: run, values: values}, store.RunCancelled, "slipway shut down before the run started")
 		return q, nil
 	}
-	d.startNotingLocked(runCtx, s, &queued{job: job, run: run})
+	d.startNotingLocked(runCtx, s, &queued{job: job, run: run, values: values})
 	return q, nil
 }
 
@@ -441,10 +446,11 @@ func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
 }
 
 // claimSlotLocked makes run the slot's running run and returns the context it runs
-// under: the caller's values, not its cancellation (the caller may be an HTTP request that
-// ends long before the run); the dispatcher cancels it on request or at shutdown.
-func (d *Dispatcher) claimSlotLocked(ctx context.Context, s *slot, run store.Run) context.Context {
-	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+// under: values, the submitter's context without its cancellation (the submitter may be an
+// HTTP request that ends long before the run); the dispatcher cancels it on request or at
+// shutdown.
+func (d *Dispatcher) claimSlotLocked(values context.Context, s *slot, run store.Run) context.Context {
+	runCtx, cancel := context.WithCancelCause(values)
 	state := &RunState{}
 	state.approval.closed = d.noApprovals
 	state.place = &place{d: d}
@@ -697,7 +703,7 @@ func (d *Dispatcher) loop(runCtx context.Context, s *slot, a *active, q *queued)
 	}
 	// Claimed before the lock is released, so Submit never starts a second run of the
 	// pipeline; the next run takes its turn for a place like any other.
-	d.startNotingLocked(d.claimSlotLocked(runCtx, s, next.run), s, next)
+	d.startNotingLocked(d.claimSlotLocked(next.values, s, next.run), s, next)
 }
 
 // claim waits (queued) while another process runs the pipeline, and holds it in the

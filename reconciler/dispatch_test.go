@@ -25,7 +25,8 @@ type fakeExecutor struct {
 	mu        sync.Mutex
 	next      int64
 	started   []int64
-	ended     map[int64]string // BUILD_ID → status and reason
+	ctxs      map[int64]context.Context // each run's context, as Execute was given it
+	ended     map[int64]string          // BUILD_ID → status and reason
 	release   chan struct{}
 	inWait    bool
 	watched   bool // the health wait inWait puts runs in is one the shared watches drive
@@ -64,6 +65,10 @@ func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state 
 	}
 	f.mu.Lock()
 	f.started = append(f.started, run.BuildID)
+	if f.ctxs == nil {
+		f.ctxs = map[int64]context.Context{}
+	}
+	f.ctxs[run.BuildID] = ctx
 	f.mu.Unlock()
 	if f.inWait {
 		defer state.taskStarted()()
@@ -182,6 +187,42 @@ func TestDispatcherSupersedesTheWaitingRun(t *testing.T) {
 	for id, w := range want {
 		if got := f.endedAs(id); got != w {
 			t.Errorf("BUILD_ID %d ended %q, want %q", id, got, w)
+		}
+	}
+}
+
+type submitterKey struct{}
+
+// A run that waited behind another runs under its own submitter's context (values, not
+// cancellation), not one made from the run before it: a pipeline whose queue never empties
+// would otherwise chain a context per run for as long as it stays busy.
+func TestDispatcherRunsAWaitingRunUnderItsOwnSubmittersContext(t *testing.T) {
+	f := newFakeExecutor(false)
+	d, _ := startTestDispatcher(t, f, testStore(t))
+	// Each run waits behind the one before it, which ends once it is in the queue.
+	for id := int64(1); id <= 3; id++ {
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), submitterKey{}, fmt.Sprint("submitter ", id)))
+		_, err := d.Submit(ctx, testJob(store.TriggerPush))
+		cancel() // an HTTP request that ended: the run does not end with it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id > 1 {
+			f.release <- struct{}{}
+		}
+		waitStarted(t, f, id)
+	}
+	f.release <- struct{}{}
+	waitDone(t, d, 3)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := int64(1); id <= 3; id++ {
+		ctx := f.ctxs[id]
+		if got, want := ctx.Value(submitterKey{}), fmt.Sprint("submitter ", id); got != want {
+			t.Errorf("BUILD_ID %d ran under %v's context, want %s's", id, got, want)
+		}
+		if f.ended[id] != "succeeded" {
+			t.Errorf("BUILD_ID %d ended %q, want succeeded", id, f.ended[id])
 		}
 	}
 }

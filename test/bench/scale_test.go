@@ -1281,12 +1281,7 @@ func (s *scaleRun) keepLog() string {
 		s.t.Error(err)
 		return ""
 	}
-	path := filepath.Join(s.env.Root, ".slipway", "bench", "scale-"+s.label()+"-serve.log")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		s.t.Error(err)
-		return ""
-	}
-	return path
+	return s.writeBench("serve.log", b) // which makes the folder a fresh clone lacks
 }
 
 func mustCPU(t *testing.T, pid int) float64 {

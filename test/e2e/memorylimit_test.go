@@ -51,8 +51,8 @@ func TestServeGCPercent(t *testing.T) {
 		t.Helper()
 		return runtimeGauge(t, cfg, "go_gc_gogc_percent", what)
 	}
-	if got := percentOf("default"); got != 50 {
-		t.Errorf("gcPercent unset: the collector's target is %.0f, want the default 50", got)
+	if got := percentOf("default"); got != 35 {
+		t.Errorf("gcPercent unset: the collector's target is %.0f, want the default 35", got)
 	}
 	appendConfig(t, cfg, "gcPercent: 80\n")
 	if got := percentOf("gcPercent: 80"); got != 80 {
