@@ -179,6 +179,13 @@ type queued struct {
 	noted chan struct{}
 }
 
+// newQueued is a run of job waiting to start, whose context will carry ctx's values but
+// never its cancellation (the submitter may be an HTTP request that ends long before the
+// run).
+func newQueued(ctx context.Context, job Job, run store.Run) *queued {
+	return &queued{job: job, run: run, values: context.WithoutCancel(ctx)}
+}
+
 // lined is a run waiting in the dispatcher's line for a place: its slot is claimed, its
 // run context made, and no goroutine runs it yet.
 type lined struct {
@@ -312,7 +319,7 @@ func (d *Dispatcher) SubmitAll(ctx context.Context, jobs []Job, h store.Handled)
 	var toNote []*queued
 	for i, q := range out {
 		if q.Err == nil {
-			if w := (&queued{job: jobs[i], run: q.Run, values: context.WithoutCancel(ctx)}); d.enqueue(ctx, w) {
+			if w := newQueued(ctx, jobs[i], q.Run); d.enqueue(ctx, w) {
 				toNote = append(toNote, w)
 			}
 		}
@@ -379,8 +386,8 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 		d.mu.Unlock()
 		return Queued{}, fmt.Errorf("start %s: %w", job.Ref.Name, ErrBusy)
 	}
-	values := context.WithoutCancel(ctx)
-	runCtx := d.claimSlotLocked(values, s, store.Run{})
+	w := newQueued(ctx, job, store.Run{}) // its run once recorded
+	runCtx := d.claimSlotLocked(w.values, s, store.Run{})
 	claim := s.running
 	d.mu.Unlock()
 
@@ -403,16 +410,17 @@ func (d *Dispatcher) SubmitIfIdleWith(ctx context.Context, job Job, h store.Hand
 	}
 	run := q.Run
 	claim.run = run
+	w.run = run
 	d.done[runKey{run.Pipeline, run.BuildID}] = make(chan struct{})
 	if d.closed {
 		// Shut down while the run was recorded: the shutdown took no count of it.
 		claim.cancel(nil)
 		s.running = nil
 		d.mu.Unlock()
-		d.end(ctx, &queued{job: job, run: run, values: values}, store.RunCancelled, "slipway shut down before the run started")
+		d.end(ctx, w, store.RunCancelled, "slipway shut down before the run started")
 		return q, nil
 	}
-	d.startNotingLocked(runCtx, s, &queued{job: job, run: run, values: values})
+	d.startNotingLocked(runCtx, s, w)
 	return q, nil
 }
 
@@ -446,8 +454,7 @@ func (d *Dispatcher) slotLocked(ref store.PipelineRef) *slot {
 }
 
 // claimSlotLocked makes run the slot's running run and returns the context it runs
-// under: values, the submitter's context without its cancellation (the submitter may be an
-// HTTP request that ends long before the run); the dispatcher cancels it on request or at
+// under: values, a queued run's (newQueued); the dispatcher cancels it on request or at
 // shutdown.
 func (d *Dispatcher) claimSlotLocked(values context.Context, s *slot, run store.Run) context.Context {
 	runCtx, cancel := context.WithCancelCause(values)

@@ -40,7 +40,7 @@ type fakeExecutor struct {
 }
 
 func newFakeExecutor(inWait bool) *fakeExecutor {
-	return &fakeExecutor{ended: map[int64]string{}, release: make(chan struct{}), inWait: inWait, startedC: make(chan int64, 10)}
+	return &fakeExecutor{ended: map[int64]string{}, ctxs: map[int64]context.Context{}, release: make(chan struct{}), inWait: inWait, startedC: make(chan int64, 10)}
 }
 
 func (f *fakeExecutor) QueueAll(_ context.Context, jobs []Job, _ string, _ store.Handled) ([]Queued, error) {
@@ -65,9 +65,6 @@ func (f *fakeExecutor) Execute(ctx context.Context, _ Job, run store.Run, state 
 	}
 	f.mu.Lock()
 	f.started = append(f.started, run.BuildID)
-	if f.ctxs == nil {
-		f.ctxs = map[int64]context.Context{}
-	}
 	f.ctxs[run.BuildID] = ctx
 	f.mu.Unlock()
 	if f.inWait {
