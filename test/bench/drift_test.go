@@ -277,24 +277,39 @@ func describeFloat(m map[string]float64) string {
 }
 
 // procCPU is the process's user plus system CPU time in seconds, from /proc/PID/stat.
-func procCPU(pid int) (float64, error) {
+func procCPU(pid int) (float64, error) { return procStatCPU(pid, false) }
+
+// procTreeCPU is procCPU plus the CPU of the children the process has waited for: a server
+// that spawns a process per request (the Git server's `git http-backend`) spends most of
+// its CPU in them.
+func procTreeCPU(pid int) (float64, error) { return procStatCPU(pid, true) }
+
+func procStatCPU(pid int, children bool) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	// Fields after the command name (which may hold spaces) start at state, field 3;
-	// utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+	// utime and stime are fields 14 and 15, cutime and cstime 16 and 17, in clock ticks
+	// (100 per second on Linux).
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
 	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	fields := f[11:13]
+	if children {
+		fields = f[11:15]
 	}
-	return (ut + st) / 100, nil
+	var ticks float64
+	for _, v := range fields {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+		}
+		ticks += n
+	}
+	return ticks / 100, nil
 }
 
 // procMemory is the process's VmRSS and VmHWM in KiB, from /proc/PID/status.

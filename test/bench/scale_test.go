@@ -284,7 +284,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	cpu0 := mustCPU(t, s.serve.pid())
 	api0 := mustCPU(t, apiPID)
 	cp0 := s.controlPlaneCPU()
-	timeline := startTimeline(s.serve.addr, s.serve.pid(), apiPID)
+	timeline := startTimeline(s.serve.addr, s.timelinePIDs(apiPID))
 	start := time.Now()
 	peakHeap := s.startPeakHeapProfile(ctx, "deploy", start)
 	if s.poll != "" {
@@ -1095,11 +1095,27 @@ func countChanged(before, after map[string]string) int {
 
 // controlPlaneCPU is the CPU seconds each control-plane process other than the API server
 // has used so far.
+// controlPlaneProcesses are the control plane's processes other than the API server.
+var controlPlaneProcesses = []string{"etcd", "kube-controller-manager", "kube-scheduler", "kwok"}
+
+func (s *scaleRun) timelinePIDs(apiPID int) timelinePIDs {
+	p := timelinePIDs{daemon: s.serve.pid(), apiServer: apiPID, gitServer: s.env.PID(s.t, "gitserver")}
+	for _, name := range controlPlaneProcesses {
+		p.controlPlane = append(p.controlPlane, s.env.PID(s.t, name))
+	}
+	return p
+}
+
 func (s *scaleRun) controlPlaneCPU() map[string]float64 {
 	out := map[string]float64{}
-	for _, name := range []string{"etcd", "kube-controller-manager", "kube-scheduler", "kwok"} {
+	for _, name := range controlPlaneProcesses {
 		out[name] = mustCPU(s.t, s.env.PID(s.t, name))
 	}
+	gitCPU, err := procTreeCPU(s.env.PID(s.t, "gitserver"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out["gitserver (with its git processes)"] = gitCPU
 	return out
 }
 
