@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,13 +102,20 @@ type scaleReport struct {
 	APIServerCPU    float64 `json:"apiserver_cpu_seconds"`
 	// ControlPlaneCPU is every other control-plane process's CPU during the deploy: the two
 	// cores are shared, so what they use is not the API server's or Slipway's to use.
-	ControlPlaneCPU  map[string]float64 `json:"control_plane_cpu_seconds"`
-	Requests         map[string]float64 `json:"requests"`
-	StoreBytes       int64              `json:"store_bytes"`
-	Change10Seconds  float64            `json:"change10_seconds"`
-	Change10Runs     int                `json:"change10_runs"`
-	Change10Objects  int                `json:"change10_objects_changed"`
-	Change10Requests map[string]float64 `json:"change10_requests"`
+	ControlPlaneCPU map[string]float64 `json:"control_plane_cpu_seconds"`
+	// OthersBoundSeconds is the API server's, the rest of the control plane's and the Git
+	// server's CPU during the deploy divided by the machine's cores: the least wall time the
+	// deploy could have taken on this machine had the daemon used no CPU at all, once the
+	// cores are busy (MachineIdlePercent, the deploy's mean, near 0).
+	OthersBoundSeconds float64            `json:"others_cpu_bound_seconds"`
+	MachineIdlePercent float64            `json:"deploy_machine_idle_percent"`
+	Cores              int                `json:"cores"`
+	Requests           map[string]float64 `json:"requests"`
+	StoreBytes         int64              `json:"store_bytes"`
+	Change10Seconds    float64            `json:"change10_seconds"`
+	Change10Runs       int                `json:"change10_runs"`
+	Change10Objects    int                `json:"change10_objects_changed"`
+	Change10Requests   map[string]float64 `json:"change10_requests"`
 	// SettleRequests are the daemon's API requests from the deploy's end to the ten apps'
 	// push: what the drift watch does on seeing the deploy's objects for the first time.
 	SettleRequests map[string]float64 `json:"settle_requests"`
@@ -310,9 +318,14 @@ func (s *scaleRun) run(ctx context.Context) {
 	api1 := mustCPU(t, apiPID)
 	m1 := scrapeMetrics(t, s.serve.addr)
 	rep.ControlPlaneCPU = s.controlPlaneCPU()
+	rep.Cores = runtime.NumCPU()
+	others := api1 - api0
 	for name, v := range cp0 {
 		rep.ControlPlaneCPU[name] -= v
+		others += rep.ControlPlaneCPU[name]
 	}
+	rep.OthersBoundSeconds = others / float64(rep.Cores)
+	rep.MachineIdlePercent = meanIdle(rep.Timeline)
 	rep.Profiles = append(rep.Profiles, <-profDone, <-apiProf, s.heapProfile(ctx, "deploy"))
 	if p := <-deployTrace; p != "" {
 		rep.Profiles = append(rep.Profiles, p)
@@ -1370,6 +1383,8 @@ func (s *scaleRun) print(r scaleReport) {
 	fmt.Fprintf(&b, "| slipway: collections during the deploy; CPU during the no-op; CPU from its start to the end at rest | %.0f; %.1f s; %.1f s | | |\n",
 		r.DeployGCs, r.NoopCPUSeconds, r.TotalCPUSeconds)
 	fmt.Fprintf(&b, "| CPU of the rest of the control plane, during the deploy | %s | | |\n", describeSeconds(r.ControlPlaneCPU))
+	fmt.Fprintf(&b, "| the deploy's least wall time with the daemon's CPU at zero: every other process's CPU above ÷ %d cores (machine idle during the deploy) | %.1f s (%.0f %% idle) | | |\n",
+		r.Cores, r.OthersBoundSeconds, r.MachineIdlePercent)
 	fmt.Fprintf(&b, "| API requests during the deploy | %s | | |\n", describeFloat(r.Requests))
 	fmt.Fprintf(&b, "| API requests from the deploy's end to the next push | %s | | |\n", describeFloat(r.SettleRequests))
 	fmt.Fprintf(&b, "| store size after the benchmark | %.1f MiB | | |\n", float64(r.StoreBytes)/(1<<20))

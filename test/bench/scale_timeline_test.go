@@ -158,3 +158,15 @@ func describeTimeline(points []timelinePoint, every int) string {
 	}
 	return b.String()
 }
+
+// meanIdle is the share of the machine's cores left idle over the timeline, in percent.
+func meanIdle(points []timelinePoint) float64 {
+	if len(points) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, p := range points {
+		sum += p.MachineIdle
+	}
+	return sum / float64(len(points))
+}
