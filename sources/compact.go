@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -76,7 +75,7 @@ func (m *Mirrors) compact(dir string) (merged int, err error) {
 		return 0, err
 	}
 	m.forget(dir)
-	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRUDefault())
+	st := filesystem.NewStorage(mirrorFS(dir), cache.NewObjectLRUDefault())
 	w, err := st.PackfileWriter()
 	if err != nil {
 		return 0, err

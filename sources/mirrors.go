@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -209,7 +208,7 @@ func (m *Mirrors) openDir(dir string) (*git.Repository, error) {
 	}
 	m.handlesMu.Unlock()
 	lru := newCallCache(cache.DefaultMaxSize)
-	r, err := git.Open(filesystem.NewStorage(osfs.New(dir), lru), nil)
+	r, err := git.Open(filesystem.NewStorage(mirrorFS(dir), lru), nil)
 	if err != nil {
 		m.forget(dir)
 		return nil, err
