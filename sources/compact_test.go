@@ -114,6 +114,9 @@ func TestMirrorPacksAreMergedPastTheLimit(t *testing.T) {
 	if out, err := exec.Command("git", "-C", m.dir(repo), "fsck", "--no-progress").CombinedOutput(); err != nil {
 		t.Fatalf("git fsck of the merged mirror: %v\n%s", err, out)
 	}
+	if left, _ := filepath.Glob(filepath.Join(m.dir(repo), "objects", "pack", "tmp_*")); len(left) > 0 {
+		t.Fatalf("temporary files left in the mirror's packs: %v", left)
+	}
 }
 
 func packCount(t *testing.T, m *Mirrors, repo Repo) int {

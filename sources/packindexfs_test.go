@@ -57,7 +57,8 @@ func (f countedFile) Write(p []byte) (int, error) {
 	return f.File.Write(p)
 }
 
-// packedRepo is a Git repository of a few commits, all in one pack, and its head.
+// packedRepo is a Git repository of a few commits, all in one pack (nothing loose), and
+// its head.
 func packedRepo(t testing.TB) (gitDir, head string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -81,6 +82,9 @@ func packedRepo(t testing.TB) (gitDir, head string) {
 		run("commit", "-q", "-m", name)
 	}
 	run("gc", "-q")
+	if loose := run("count-objects"); !strings.HasPrefix(loose, "0 objects") {
+		t.Fatalf("objects left loose after gc: %s", loose)
+	}
 	return filepath.Join(dir, ".git"), run("rev-parse", "HEAD")
 }
 
