@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bufio"
 	"cmp"
 	"errors"
 	"fmt"
@@ -159,8 +160,12 @@ func readIndex(path string) (*idxfile.MemoryIndex, error) {
 		return nil, err
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	idx := idxfile.NewMemoryIndex()
-	if err := idxfile.NewDecoder(f).Decode(idx); err != nil {
+	if err := idxfile.NewDecoder(indexReader{bufio.NewReaderSize(f, indexBuffer), info}).Decode(idx); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	return idx, nil

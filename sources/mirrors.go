@@ -291,13 +291,19 @@ func (m *Mirrors) openExisting(repo Repo) (*git.Repository, error) {
 	return r, nil
 }
 
+// create makes a bare mirror and opens it as every mirror is opened (openDir, on
+// mirrorFS): its first fetch, the largest, stores its pack through the same filesystem.
+// Callers hold the lock.
 func (m *Mirrors) create(repo Repo) (*git.Repository, error) {
 	dir := m.dir(repo)
-	r, err := git.PlainInit(dir, true)
-	if err != nil {
+	if _, err := git.PlainInit(dir, true); err != nil {
 		return nil, fmt.Errorf("create mirror: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, originFile), []byte(RedactURL(repo.URL)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	r, err := m.openDir(dir)
+	if err != nil {
 		return nil, fmt.Errorf("create mirror: %w", err)
 	}
 	return r, nil

@@ -2,9 +2,9 @@ package sources
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -13,33 +13,32 @@ import (
 )
 
 // mirrorFS is the filesystem a mirror's go-git storage works on: the mirror's folder, with
-// its pack indexes (objects/pack/*.idx) read whole in one go and written through a buffer.
-// go-git decodes and encodes an index four bytes at a time straight on the file (its
-// 256-entry fan-out alone is 256 reads), so every look that opened a mirror or stored a
-// fetched pack made hundreds of system calls per index; a push to a thousand repositories
-// made hundreds of thousands. The files are the same; only the calls change.
+// its pack indexes (objects/pack/*.idx) read and written through buffers. go-git decodes
+// and encodes an index four bytes at a time straight on the file (its 256-entry fan-out
+// alone is 256 reads), so every look that opened a mirror or stored a fetched pack made
+// hundreds of system calls per index; a push to a thousand repositories made hundreds of
+// thousands. The files are the same; only the calls change.
 func mirrorFS(dir string) billy.Filesystem { return packIndexFS{osfs.New(dir)} }
 
 type packIndexFS struct{ billy.Filesystem }
 
+// indexBuffer is the size of a pack index's read and write buffers: a small index in one
+// call, a large one (about 28 bytes an object) in bounded memory.
+const indexBuffer = 64 << 10
+
 func isPackIndex(name string) bool { return strings.HasSuffix(name, ".idx") }
 
-// Open reads a pack index whole and serves it from memory: indexes are small (about 28
-// bytes an object) and go-git reads each one once per handle.
+// Open reads a pack index through a buffer.
 func (fs packIndexFS) Open(name string) (billy.File, error) {
 	f, err := fs.Filesystem.Open(name)
 	if err != nil || !isPackIndex(name) {
 		return f, err
 	}
-	var buf bytes.Buffer
-	if fi, err := fs.Filesystem.Stat(name); err == nil {
-		buf.Grow(int(fi.Size()) + bytes.MinRead) // one read for the file, one for its end
+	info, err := fs.Filesystem.Stat(name)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("pack index %s: %w", name, err), f.Close())
 	}
-	_, err = buf.ReadFrom(f)
-	if err = errors.Join(err, f.Close()); err != nil {
-		return nil, fmt.Errorf("read pack index %s: %w", name, err)
-	}
-	return &readIndexFile{name: f.Name(), Reader: bytes.NewReader(buf.Bytes())}, nil
+	return &readIndexFile{File: f, r: bufio.NewReaderSize(f, indexBuffer), info: info}, nil
 }
 
 // Create writes a pack index through a buffer flushed on Close.
@@ -48,7 +47,7 @@ func (fs packIndexFS) Create(name string) (billy.File, error) {
 	if err != nil || !isPackIndex(name) {
 		return f, err
 	}
-	return &writeIndexFile{File: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &writeIndexFile{File: f, w: bufio.NewWriterSize(f, indexBuffer)}, nil
 }
 
 // Chmod passes through: go-git sets a written pack's and index's permissions when the
@@ -60,21 +59,38 @@ func (fs packIndexFS) Chmod(name string, mode os.FileMode) error {
 	return nil
 }
 
-// readIndexFile is a pack index read into memory, read-only.
+// Capabilities are the wrapped filesystem's.
+func (fs packIndexFS) Capabilities() billy.Capability { return billy.Capabilities(fs.Filesystem) }
+
+// readIndexFile reads a pack index through a buffer. It answers Stat, which go-git's index
+// decoder uses to check the index's size against its fan-out before trusting it.
 type readIndexFile struct {
-	name string
-	*bytes.Reader
+	billy.File
+	r    *bufio.Reader
+	info os.FileInfo
 }
 
-var errIndexReadOnly = errors.New("pack index opened for reading")
+func (f *readIndexFile) Read(p []byte) (int, error) { return f.r.Read(p) }
 
-func (f *readIndexFile) Name() string                            { return f.name }
-func (f *readIndexFile) Write([]byte) (int, error)               { return 0, errIndexReadOnly }
-func (f *readIndexFile) Truncate(int64) error                    { return errIndexReadOnly }
-func (f *readIndexFile) Lock() error                             { return nil }
-func (f *readIndexFile) Unlock() error                           { return nil }
-func (f *readIndexFile) Close() error                            { return nil }
-func (f *readIndexFile) ReadAt(p []byte, off int64) (int, error) { return f.Reader.ReadAt(p, off) }
+func (f *readIndexFile) Stat() (os.FileInfo, error) { return f.info, nil }
+
+func (f *readIndexFile) Seek(offset int64, whence int) (int64, error) {
+	if whence == io.SeekCurrent {
+		offset -= int64(f.r.Buffered()) // the file is ahead of the reader by what is buffered
+	}
+	pos, err := f.File.Seek(offset, whence)
+	f.r.Reset(f.File)
+	return pos, err
+}
+
+// indexReader is a pack index file read through a buffer, answering Stat as readIndexFile
+// does.
+type indexReader struct {
+	*bufio.Reader
+	info os.FileInfo
+}
+
+func (r indexReader) Stat() (os.FileInfo, error) { return r.info, nil }
 
 // writeIndexFile buffers the writes of a pack index being created; anything but a write
 // flushes first, so the file underneath is always what was written.

@@ -127,8 +127,8 @@ func (tl *timeline) end(ends []time.Duration) []timelinePoint {
 }
 
 // describeTimeline is a markdown table of the timeline, one row per `every` seconds (each
-// row the mean of its seconds, the runs ended at its last). CPU is in percent of one core
-// (the machine has 2); idle is the share of all cores.
+// row the mean of its seconds, the runs ended at its last). CPU is in percent of one core;
+// idle is the share of all the machine's cores.
 func describeTimeline(points []timelinePoint, every int) string {
 	var b strings.Builder
 	b.WriteString("| s | runs in flight | waiting for a place | looks running | looks waiting | applies in flight | patches/s | daemon CPU % | API server CPU % | Git server CPU % | rest of control plane CPU % | machine idle % | runs ended |\n")
