@@ -165,7 +165,7 @@ func readIndex(path string) (*idxfile.MemoryIndex, error) {
 		return nil, err
 	}
 	idx := idxfile.NewMemoryIndex()
-	if err := idxfile.NewDecoder(indexReader{bufio.NewReaderSize(f, indexBuffer), info}).Decode(idx); err != nil {
+	if err := idxfile.NewDecoder(indexReader{bufio.NewReaderSize(f, indexBuffer(info.Size())), info}).Decode(idx); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	return idx, nil

@@ -22,9 +22,17 @@ func mirrorFS(dir string) billy.Filesystem { return packIndexFS{osfs.New(dir)} }
 
 type packIndexFS struct{ billy.Filesystem }
 
-// indexBuffer is the size of a pack index's read and write buffers: a small index in one
-// call, a large one (about 28 bytes an object) in bounded memory.
-const indexBuffer = 64 << 10
+// A pack index (about 28 bytes an object) is read through a buffer of its own size up to
+// maxIndexBuffer: a small index in one call, a large one in bounded memory. An index being
+// written is buffered in indexWriteBuffer: it is written once per fetch, and its size is
+// not known until it is.
+const (
+	maxIndexBuffer   = 64 << 10
+	indexWriteBuffer = 16 << 10
+)
+
+// indexBuffer is the read buffer's size for an index of size bytes.
+func indexBuffer(size int64) int { return int(min(max(size, 16), maxIndexBuffer)) }
 
 func isPackIndex(name string) bool { return strings.HasSuffix(name, ".idx") }
 
@@ -38,7 +46,7 @@ func (fs packIndexFS) Open(name string) (billy.File, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("pack index %s: %w", name, err), f.Close())
 	}
-	return &readIndexFile{File: f, r: bufio.NewReaderSize(f, indexBuffer), info: info}, nil
+	return &readIndexFile{File: f, r: bufio.NewReaderSize(f, indexBuffer(info.Size())), info: info}, nil
 }
 
 // Create writes a pack index through a buffer flushed on Close.
@@ -47,7 +55,7 @@ func (fs packIndexFS) Create(name string) (billy.File, error) {
 	if err != nil || !isPackIndex(name) {
 		return f, err
 	}
-	return &writeIndexFile{File: f, w: bufio.NewWriterSize(f, indexBuffer)}, nil
+	return &writeIndexFile{File: f, w: bufio.NewWriterSize(f, indexWriteBuffer)}, nil
 }
 
 // Chmod passes through: go-git sets a written pack's and index's permissions when the
