@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"bufio"
 	"cmp"
 	"errors"
 	"fmt"
@@ -165,7 +164,7 @@ func readIndex(path string) (*idxfile.MemoryIndex, error) {
 		return nil, err
 	}
 	idx := idxfile.NewMemoryIndex()
-	if err := idxfile.NewDecoder(indexReader{bufio.NewReaderSize(f, indexBuffer(info.Size())), info}).Decode(idx); err != nil {
+	if err := idxfile.NewDecoder(newIndexReader(f, info)).Decode(idx); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	return idx, nil

@@ -31,9 +31,6 @@ const (
 	indexWriteBuffer = 16 << 10
 )
 
-// indexBuffer is the read buffer's size for an index of size bytes.
-func indexBuffer(size int64) int { return int(min(max(size, 16), maxIndexBuffer)) }
-
 func isPackIndex(name string) bool { return strings.HasSuffix(name, ".idx") }
 
 // Open reads a pack index through a buffer.
@@ -46,7 +43,7 @@ func (fs packIndexFS) Open(name string) (billy.File, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("pack index %s: %w", name, err), f.Close())
 	}
-	return &readIndexFile{File: f, r: bufio.NewReaderSize(f, indexBuffer(info.Size())), info: info}, nil
+	return &readIndexFile{File: f, indexReader: newIndexReader(f, info)}, nil
 }
 
 // Create writes a pack index through a buffer flushed on Close.
@@ -70,35 +67,36 @@ func (fs packIndexFS) Chmod(name string, mode os.FileMode) error {
 // Capabilities are the wrapped filesystem's.
 func (fs packIndexFS) Capabilities() billy.Capability { return billy.Capabilities(fs.Filesystem) }
 
-// readIndexFile reads a pack index through a buffer. It answers Stat, which go-git's index
-// decoder uses to check the index's size against its fan-out before trusting it.
-type readIndexFile struct {
-	billy.File
-	r    *bufio.Reader
-	info os.FileInfo
-}
-
-func (f *readIndexFile) Read(p []byte) (int, error) { return f.r.Read(p) }
-
-func (f *readIndexFile) Stat() (os.FileInfo, error) { return f.info, nil }
-
-func (f *readIndexFile) Seek(offset int64, whence int) (int64, error) {
-	if whence == io.SeekCurrent {
-		offset -= int64(f.r.Buffered()) // the file is ahead of the reader by what is buffered
-	}
-	pos, err := f.File.Seek(offset, whence)
-	f.r.Reset(f.File)
-	return pos, err
-}
-
-// indexReader is a pack index file read through a buffer, answering Stat as readIndexFile
-// does.
+// indexReader reads a pack index through a buffer of its size, up to maxIndexBuffer. It
+// answers Stat, which go-git's index decoder uses to check the index's size against its
+// fan-out before trusting it.
 type indexReader struct {
 	*bufio.Reader
 	info os.FileInfo
 }
 
+func newIndexReader(r io.Reader, info os.FileInfo) indexReader {
+	return indexReader{bufio.NewReaderSize(r, int(min(max(info.Size(), 16), maxIndexBuffer))), info}
+}
+
 func (r indexReader) Stat() (os.FileInfo, error) { return r.info, nil }
+
+// readIndexFile is a pack index opened through mirrorFS.
+type readIndexFile struct {
+	billy.File
+	indexReader
+}
+
+func (f *readIndexFile) Read(p []byte) (int, error) { return f.indexReader.Read(p) }
+
+func (f *readIndexFile) Seek(offset int64, whence int) (int64, error) {
+	if whence == io.SeekCurrent {
+		offset -= int64(f.Buffered()) // the file is ahead of the reader by what is buffered
+	}
+	pos, err := f.File.Seek(offset, whence)
+	f.Reset(f.File)
+	return pos, err
+}
 
 // writeIndexFile buffers the writes of a pack index being created; anything but a write
 // flushes first, so the file underneath is always what was written.
