@@ -74,7 +74,7 @@ bench: prereqs
 	$(GO) test -run '^$$' -bench . -benchmem -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
 
 ## bench-scale: many small applications (4 objects each) deployed by one `slipway serve` from one push, beside
-## the raw SSA floor: APPS (default 1000), SHAPE monorepo|repos (default both), IN_FLIGHT (runs.maxInFlight, the daemon's default when empty);
+## the raw SSA floor: APPS (default 1000), SHAPE monorepo|repos (default both) or floor (the floor alone, SCALE_FLOOR_WORKERS in flight), IN_FLIGHT (runs.maxInFlight, the daemon's default when empty);
 ## the pushes are made before the clock, which starts at the first webhook delivered (SCALE_POLL=1m: polled, from the pushes' end);
 ## a markdown table, .slipway/bench/scale-SHAPE.json and the daemon's CPU and heap profiles beside it
 APPS ?= 1000

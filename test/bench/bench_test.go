@@ -273,7 +273,8 @@ func runChildProcess(ctx context.Context, contender, name string, in childInput)
 	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(),
 		childEnv+"="+contender, kubeconfigEnv+"="+in.kubeconfig, dirEnv+"="+in.dir,
-		namespacesEnv+"="+strings.Join(in.namespaces, ","), storeEnv+"="+in.store)
+		namespacesEnv+"="+strings.Join(in.namespaces, ","), storeEnv+"="+in.store,
+		workersEnv+"="+strconv.Itoa(in.workers))
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = os.Stderr

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,6 +17,7 @@ const (
 	dirEnv        = "SLIPWAY_BENCH_DIR"
 	namespacesEnv = "SLIPWAY_BENCH_NAMESPACES"
 	storeEnv      = "SLIPWAY_BENCH_STORE"
+	workersEnv    = "SLIPWAY_BENCH_WORKERS"
 )
 
 // childInput is what every contender gets.
@@ -24,6 +26,7 @@ type childInput struct {
 	dir        string
 	namespaces []string
 	store      string
+	workers    int // requests in flight; 0: the contender's usual 16
 }
 
 // childResult is what a child prints as the last line of its stdout.
@@ -54,6 +57,7 @@ func runChild(name string) int {
 		namespaces: strings.Split(os.Getenv(namespacesEnv), ","),
 		store:      os.Getenv(storeEnv),
 	}
+	in.workers, _ = strconv.Atoi(os.Getenv(workersEnv))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	res, err := run(ctx, in)

@@ -115,8 +115,16 @@ func rawObjects(dir string) (paths []string, bodies [][]byte, err error) {
 
 const workers = 16
 
-// runFloor sends one server-side-apply PATCH per object, 16 at a time: nothing can deploy
-// the set with fewer requests.
+// inFlight is how many requests the contender keeps in flight: 16 unless the parent said.
+func (in childInput) inFlight() int {
+	if in.workers > 0 {
+		return in.workers
+	}
+	return workers
+}
+
+// runFloor sends one server-side-apply PATCH per object, 16 at a time unless told: nothing
+// can deploy the set with fewer requests.
 func runFloor(ctx context.Context, in childInput) (childResult, error) {
 	c, err := newRawClient(in.kubeconfig)
 	if err != nil {
@@ -127,7 +135,7 @@ func runFloor(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	err = apply.ForEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
+	err = apply.ForEach(ctx, len(paths), in.inFlight(), func(ctx context.Context, i int) error {
 		return c.do(ctx, http.MethodPatch, paths[i], "?fieldManager=bench-floor&force=true", bodies[i])
 	})
 	if err != nil {
