@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/slipwayhq/slipway/reconciler/apply"
 	"github.com/slipwayhq/slipway/reconciler/kube"
@@ -21,8 +22,10 @@ var benchPipeline = store.PipelineRef{Repository: "bench", Name: "bench"}
 const benchTask = "deploy"
 
 // runSlipway drives the deploy-yaml task's cluster path as deployYAML does (render, set
-// namespaces, plan, dry-run, apply, prune, save the revision), without the health wait. The
-// cluster connection and the store are opened first, as the daemon keeps them open.
+// namespaces, encode, plan, dry-run, apply, prune, save the revision), without the health
+// wait. The cluster connection, the store and the watches of the owned objects' kinds are
+// opened first, as the daemon keeps them: its drift watching and health waits watch every
+// kind a revision applied, and its plans read those caches instead of listing.
 func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	counter := newRequestCounter()
 	cl, err := kube.Connect(ctx, kube.Spec{Name: "bench", Kubeconfig: in.kubeconfig, WrapTransport: counter.wrap})
@@ -35,6 +38,17 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 			return childResult{}, fmt.Errorf("discover %s: %w", gk, err)
 		}
 	}
+	var synced []cache.InformerSynced
+	for _, gk := range []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Service"}, {Group: "apps", Kind: "Deployment"}} {
+		m, err := cl.Mapper.RESTMapping(gk)
+		if err != nil {
+			return childResult{}, fmt.Errorf("discover %s: %w", gk, err)
+		}
+		synced = append(synced, cl.Informers.For(m.Resource, kube.OwnedSelector).HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return childResult{}, fmt.Errorf("watch the owned objects: %w", ctx.Err())
+	}
 	st, err := store.Open(ctx, "sqlite://"+in.store)
 	if err != nil {
 		return childResult{}, err
@@ -46,7 +60,7 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	}
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log)}
+	ap := &apply.Applier{Cluster: cl, Log: logrus.NewEntry(log), Cache: cl}
 	owner := apply.OwnerOf(store.TaskRef{Pipeline: benchPipeline, Task: benchTask})
 	counter.reset()
 
@@ -63,6 +77,11 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 		return childResult{}, fmt.Errorf("render: %w", err)
 	}
 	if err := render.SetNamespaces(ms, cl, render.NamespaceOptions{Namespace: in.namespaces[0], AllowNamespaces: in.namespaces}); err != nil {
+		return childResult{}, fmt.Errorf("render: %w", err)
+	}
+	// The revision stores the objects as deployYAML encodes them.
+	objects, err := render.EncodeManifests(ms)
+	if err != nil {
 		return childResult{}, fmt.Errorf("render: %w", err)
 	}
 	phase("render")
@@ -91,7 +110,7 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	}
 	if _, err := st.SaveRevision(ctx, store.NewRevision{
 		Pipeline: benchPipeline, BuildID: run.BuildID, Task: benchTask, Cluster: "bench", Namespace: in.namespaces[0],
-		Kind: store.DeployYAML, Objects: []byte("bench"), Inventory: res.Inventory, Status: store.RevisionApplied,
+		Kind: store.DeployYAML, Objects: objects, Inventory: res.Inventory, Status: store.RevisionApplied,
 	}); err != nil {
 		return childResult{}, err
 	}
