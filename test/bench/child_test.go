@@ -26,7 +26,7 @@ type childInput struct {
 	dir        string
 	namespaces []string
 	store      string
-	workers    int // requests in flight; 0: the contender's usual 16
+	workers    int // the floor's requests in flight (0: 16); the other contenders ignore it
 }
 
 // childResult is what a child prints as the last line of its stdout.

@@ -113,14 +113,15 @@ func rawObjects(dir string) (paths []string, bodies [][]byte, err error) {
 	return paths, bodies, nil
 }
 
-const workers = 16
+const defaultWorkers = 16
 
-// inFlight is how many requests the contender keeps in flight: 16 unless the parent said.
-func (in childInput) inFlight() int {
-	if in.workers > 0 {
-		return in.workers
+// floorWorkers is how many requests the floor keeps in flight for a parent's request of n:
+// 16 unless the parent asked for more than zero.
+func floorWorkers(n int) int {
+	if n > 0 {
+		return n
 	}
-	return workers
+	return defaultWorkers
 }
 
 // runFloor sends one server-side-apply PATCH per object, 16 at a time unless told: nothing
@@ -135,7 +136,7 @@ func runFloor(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	err = apply.ForEach(ctx, len(paths), in.inFlight(), func(ctx context.Context, i int) error {
+	err = apply.ForEach(ctx, len(paths), floorWorkers(in.workers), func(ctx context.Context, i int) error {
 		return c.do(ctx, http.MethodPatch, paths[i], "?fieldManager=bench-floor&force=true", bodies[i])
 	})
 	if err != nil {
@@ -156,7 +157,7 @@ func runGetDryRun(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	err = apply.ForEach(ctx, len(paths), workers, func(ctx context.Context, i int) error {
+	err = apply.ForEach(ctx, len(paths), defaultWorkers, func(ctx context.Context, i int) error {
 		if err := c.do(ctx, http.MethodGet, paths[i], "", nil); err != nil {
 			return err
 		}

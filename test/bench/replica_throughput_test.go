@@ -35,7 +35,9 @@ type throughputReport struct {
 	Ratio float64         `json:"ratio_3_vs_1"`
 }
 
-// machineCPU is /proc/stat's busy and total jiffies over all cores.
+// machineCPU is /proc/stat's busy and total jiffies over all cores; zero when it cannot be
+// read. The guest columns are left out (user and nice already hold them); steal counts as
+// busy: the cores were not this machine's to use.
 func machineCPU() (busy, total float64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -43,7 +45,7 @@ func machineCPU() (busy, total float64) {
 	}
 	line := strings.SplitN(string(b), "\n", 2)[0]
 	f := strings.Fields(line)
-	for i, v := range f[1:] {
+	for i, v := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
 		n, _ := strconv.ParseFloat(v, 64)
 		total += n
 		if i != 3 && i != 4 { // idle, iowait

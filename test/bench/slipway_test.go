@@ -32,19 +32,17 @@ func runSlipway(ctx context.Context, in childInput) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	// A daemon's cached cluster has discovered these kinds long before a deploy.
-	for _, gk := range []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Service"}, {Group: "apps", Kind: "Deployment"}, {Kind: "Namespace"}} {
-		if _, err := cl.Mapper.RESTMapping(gk); err != nil {
-			return childResult{}, fmt.Errorf("discover %s: %w", gk, err)
-		}
-	}
+	// A daemon's cached cluster has discovered these kinds long before a deploy, and watches
+	// the owned objects of every kind but the namespaces.
 	var synced []cache.InformerSynced
-	for _, gk := range []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Service"}, {Group: "apps", Kind: "Deployment"}} {
+	for _, gk := range []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Service"}, {Group: "apps", Kind: "Deployment"}, {Kind: "Namespace"}} {
 		m, err := cl.Mapper.RESTMapping(gk)
 		if err != nil {
 			return childResult{}, fmt.Errorf("discover %s: %w", gk, err)
 		}
-		synced = append(synced, cl.Informers.For(m.Resource, kube.OwnedSelector).HasSynced)
+		if gk.Kind != "Namespace" {
+			synced = append(synced, cl.Informers.For(m.Resource, kube.OwnedSelector).HasSynced)
+		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return childResult{}, fmt.Errorf("watch the owned objects: %w", ctx.Err())
