@@ -55,6 +55,16 @@ func machineCPU() (busy, total float64) {
 	return busy, total
 }
 
+// idlePercent is the machine's idle share between two machineCPU readings; 0 when no time
+// passed between them.
+func idlePercent(busy0, total0, busy1, total1 float64) float64 {
+	total := total1 - total0
+	if total <= 0 {
+		return 0
+	}
+	return 100 * (total - (busy1 - busy0)) / total
+}
+
 // TestBenchReplicaThroughput (`make bench-replicas`): REPLICA_REPOS (300) repositories, each
 // a pipeline deploying one ConfigMap, pushed once each before the clock starts, then every
 // generic webhook sent at once (16 at a time, round robin over the replicas as a Service

@@ -333,14 +333,10 @@ func (s *scaleRun) run(ctx context.Context) {
 	cpu1 := mustCPU(t, s.serve.pid())
 	api1 := mustCPU(t, apiPID)
 	m1 := scrapeMetrics(t, s.serve.addr)
-	rep.ControlPlaneCPU = s.controlPlaneCPU()
 	rep.Cores = runtime.NumCPU()
-	others := api1 - api0
-	for name, v := range cp0 {
-		rep.ControlPlaneCPU[name] -= v
-		others += rep.ControlPlaneCPU[name]
-	}
-	rep.OthersBoundSeconds = others / float64(rep.Cores)
+	cpUsed, cpSum := s.controlPlaneCPUSince(cp0)
+	rep.ControlPlaneCPU = cpUsed
+	rep.OthersBoundSeconds = (api1 - api0 + cpSum) / float64(rep.Cores)
 	rep.BenchCPUSeconds = mustCPU(t, os.Getpid()) - bench0
 	rep.MachineIdlePercent = meanIdle(rep.Timeline)
 	rep.Profiles = append(rep.Profiles, <-profDone, <-apiProf, s.heapProfile(ctx, "deploy"))
@@ -389,7 +385,7 @@ func (s *scaleRun) run(ctx context.Context) {
 	rep.Change10Objects = countChanged(before, s.objectVersions(ctx))
 	rep.Change10Requests = diffByVerb(m2, scrapeMetrics(t, s.serve.addr))
 	if rep.Change10Runs != scaleChanged {
-		s.serve.fail("a push changing %d apps started %d runs", scaleChanged, rep.Change10Runs)
+		s.fail("a push changing %d apps started %d runs", scaleChanged, rep.Change10Runs)
 	}
 
 	// 3. The no-op: the same commit run again for every app through the API.
@@ -592,14 +588,10 @@ func (s *scaleRun) floorOnly(ctx context.Context) {
 		t.Fatal("cannot read the machine's CPU from /proc/stat")
 	}
 	rep.APIServerReadyCPU = mustCPU(t, apiPID) - api0
-	rep.ControlPlaneCPU = s.controlPlaneCPU()
-	others := rep.APIServerReadyCPU
-	for name, v := range cp0 {
-		rep.ControlPlaneCPU[name] -= v
-		others += rep.ControlPlaneCPU[name]
-	}
-	rep.OthersBoundSeconds = others / float64(rep.Cores)
-	rep.MachineIdlePercent = 100 * (1 - (busy1-busy0)/(total1-total0))
+	cpUsed, cpSum := s.controlPlaneCPUSince(cp0)
+	rep.ControlPlaneCPU = cpUsed
+	rep.OthersBoundSeconds = (rep.APIServerReadyCPU + cpSum) / float64(rep.Cores)
+	rep.MachineIdlePercent = idlePercent(busy0, total0, busy1, total1)
 	load, _ := os.ReadFile("/proc/loadavg")
 	rep.LoadAverage = strings.TrimSpace(string(load))
 	var b strings.Builder
@@ -609,16 +601,20 @@ func (s *scaleRun) floorOnly(ctx context.Context) {
 	fmt.Fprintf(&b, "| applies | %.1f s | %s |\n", rep.ApplySeconds, issue)
 	fmt.Fprintf(&b, "| applies → every Deployment Available | %.1f s | |\n", rep.ReadySeconds)
 	fmt.Fprintf(&b, "| API server CPU: the applies / to Available | %.1f / %.1f s | |\n", rep.APIServerCPU, rep.APIServerReadyCPU)
-	names := slices.Sorted(maps.Keys(rep.ControlPlaneCPU))
-	var parts []string
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %.1f s", n, rep.ControlPlaneCPU[n]))
-	}
-	fmt.Fprintf(&b, "| CPU of the rest of the control plane | %s | |\n", strings.Join(parts, ", "))
+	fmt.Fprintf(&b, "| CPU of the rest of the control plane | %s | |\n", describeSeconds(rep.ControlPlaneCPU))
 	fmt.Fprintf(&b, "| that CPU and the API server's ÷ %d cores (machine idle, mean) | %.1f s (%.0f %%) | |\n",
 		rep.Cores, rep.OthersBoundSeconds, rep.MachineIdlePercent)
 	fmt.Println(b.String())
 	writeReport(t, s.env, "scale-floor.json", rep)
+}
+
+// fail ends the test, with the daemon's log when one is running (the floor alone has none).
+func (s *scaleRun) fail(format string, args ...any) {
+	s.t.Helper()
+	if s.serve == nil {
+		s.t.Fatalf(format, args...)
+	}
+	s.serve.fail(format, args...)
 }
 
 func (s *scaleRun) allApps() []int {
@@ -835,7 +831,7 @@ func (s *scaleRun) waitServing(ctx context.Context) {
 			}
 		}
 		if time.Now().After(deadline) {
-			s.serve.fail("slipway serve's metrics did not answer within 2 minutes")
+			s.fail("slipway serve's metrics did not answer within 2 minutes")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -906,7 +902,7 @@ func (s *scaleRun) deliverAll(ctx context.Context, c commits, start time.Time) t
 	d := time.Since(start)
 	for _, err := range errs {
 		if err != nil {
-			s.serve.fail("webhook: %v", err)
+			s.fail("webhook: %v", err)
 		}
 	}
 	return d
@@ -941,7 +937,7 @@ func (s *scaleRun) waitFirstLooks(ctx context.Context, st store.Store, limit tim
 			return
 		}
 		if time.Since(start) > limit {
-			s.serve.fail("%d of %d repositories not looked at within %s of the daemon serving", pending, len(s.repos), limit)
+			s.fail("%d of %d repositories not looked at within %s of the daemon serving", pending, len(s.repos), limit)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -1006,7 +1002,7 @@ func (s *scaleRun) rerunAll(ctx context.Context) {
 	})
 	for _, err := range errs {
 		if err != nil {
-			s.serve.fail("re-run through the API: %v", err)
+			s.fail("re-run through the API: %v", err)
 		}
 	}
 }
@@ -1014,7 +1010,7 @@ func (s *scaleRun) rerunAll(ctx context.Context) {
 func (s *scaleRun) openStore() store.Store {
 	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(s.dir, "data", "slipway.db"))
 	if err != nil {
-		s.serve.fail("open the daemon's store: %v", err)
+		s.fail("open the daemon's store: %v", err)
 	}
 	return st
 }
@@ -1063,11 +1059,11 @@ func (s *scaleRun) waitRunsN(ctx context.Context, st store.Store, since, start t
 			}
 			for _, run := range page.Runs {
 				i, ok := s.appOf(run.Pipeline)
-				if !ok || pending[i] == 0 || int64(pending[i]) != run.BuildID {
+				if !ok || int64(pending[i]) != run.BuildID { // not pending: 0, never a BUILD_ID
 					continue
 				}
 				if run.Status != store.RunSucceeded {
-					s.serve.fail("run %s #%d: %s (%s)", s.appName(i), run.BuildID, run.Status, run.Reason)
+					s.fail("run %s #%d: %s (%s)", s.appName(i), run.BuildID, run.Status, run.Reason)
 				}
 				delete(pending, i)
 				found[i] = run
@@ -1084,7 +1080,7 @@ func (s *scaleRun) waitRunsN(ctx context.Context, st store.Store, since, start t
 			return lastDone.Sub(start), found
 		}
 		if time.Since(start) > limit {
-			s.serve.fail("%d of %d runs not succeeded within %s", len(pending), len(want), limit)
+			s.fail("%d of %d runs not succeeded within %s", len(pending), len(want), limit)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -1114,7 +1110,7 @@ func (s *scaleRun) waitFirstRun(ctx context.Context, st store.Store, since time.
 			return
 		}
 		if time.Since(start) > limit {
-			s.serve.fail("no run started within %s of the pushes' end (polled every %s)", limit, s.poll)
+			s.fail("no run started within %s of the pushes' end (polled every %s)", limit, s.poll)
 		}
 	}
 }
@@ -1167,10 +1163,7 @@ func (s *scaleRun) waitAvailable(ctx context.Context, namespaces []string, start
 			return
 		}
 		if time.Since(start) > limit {
-			if s.serve == nil { // the floor's wait: no daemon, no log to show
-				s.t.Fatalf("%d of %d Deployments Available after %s", ready, s.apps, limit)
-			}
-			s.serve.fail("%d of %d Deployments Available after %s", ready, s.apps, limit)
+			s.fail("%d of %d Deployments Available after %s", ready, s.apps, limit)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -1264,6 +1257,17 @@ func (s *scaleRun) controlPlaneCPU() map[string]float64 {
 	}
 	out["gitserver (with its git processes)"] = gitCPU
 	return out
+}
+
+// controlPlaneCPUSince is the CPU seconds each process of controlPlaneCPU used since before
+// (a controlPlaneCPU reading), and their sum.
+func (s *scaleRun) controlPlaneCPUSince(before map[string]float64) (used map[string]float64, sum float64) {
+	used = s.controlPlaneCPU()
+	for name, v := range before {
+		used[name] -= v
+		sum += used[name]
+	}
+	return used, sum
 }
 
 // startAPIServerProfile fetches the API server's own CPU profile over the same window as

@@ -88,10 +88,7 @@ func startTimeline(addr string, pids timelinePIDs) *timeline {
 			now := time.Now()
 			dt := now.Sub(prevT).Seconds()
 			percent := func(now, before float64) float64 { return 100 * (now - before) / dt }
-			idle := 0.0
-			if total := c.total - prev.total; total > 0 {
-				idle = 100 * (total - (c.busy - prev.busy)) / total
-			}
+			idle := idlePercent(prev.busy, prev.total, c.busy, c.total)
 			points = append(points, timelinePoint{
 				Seconds:         now.Sub(start).Seconds(),
 				RunsInFlight:    m["slipway_runs_in_flight"],
